@@ -1,0 +1,169 @@
+//! The hypercall ABI of Septum: the one place where call numbers, status codes and
+//! the register convention are defined. The kernel, the service VM and every guest
+//! partition use these definitions, so they cannot drift apart.
+//!
+//! # Register convention
+//!
+//! | | aarch64 (`hvc #0`) | x86_64 (`vmcall`) |
+//! |---|---|---|
+//! | call number | x0 | rax |
+//! | arguments 1-6 | x1-x6 | rdi, rsi, rdx, r10, r8, r9 |
+//! | status | x0 | rax |
+//! | results 1-3 | x1-x3 | rdi, rsi, rdx |
+//!
+//! The status is `0` for success or a negative [`Error`] code, as a two's complement
+//! 64-bit value. Registers that carry no result are preserved.
+//!
+//! Invariant: numbers and codes are never reused. A retired call keeps its number
+//! reserved.
+#![no_std]
+#![forbid(unsafe_code)]
+
+/// Maximum number of bytes one [`Call::ConsoleWrite`] may carry.
+pub const CONSOLE_WRITE_MAX: u64 = 256;
+
+/// The hypercalls, by number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Call {
+    /// Does nothing and returns `0`. Used to measure the round-trip cost.
+    Null = 0,
+    /// Writes bytes to the console. `a1` = guest address, `a2` = length
+    /// (at most [`CONSOLE_WRITE_MAX`]). The kernel prefixes each line with the
+    /// partition's name, so no partition can forge another's output or a `@@` line.
+    ConsoleWrite = 1,
+    /// The service VM reports that it is ready; guests start only after this.
+    /// Service VM only; allowed once per service VM generation.
+    Ready = 2,
+    /// Gives up the rest of the caller's turn. Result 1 = how many other partitions
+    /// are still runnable.
+    Yield = 3,
+    /// Ends the calling partition. `a1` = exit code. Does not return.
+    Exit = 4,
+    /// Powers the system off. Service VM only. `a1` = 0 for a clean shutdown, any
+    /// other value reports a failure. Does not return.
+    Shutdown = 5,
+}
+
+impl Call {
+    /// Every call, in number order.
+    pub const ALL: [Call; 6] = [
+        Call::Null,
+        Call::ConsoleWrite,
+        Call::Ready,
+        Call::Yield,
+        Call::Exit,
+        Call::Shutdown,
+    ];
+
+    /// Looks up a call by number; `None` for a number no call has.
+    pub fn from_number(number: u64) -> Option<Call> {
+        Call::ALL.into_iter().find(|call| *call as u64 == number)
+    }
+
+    /// The call's name as the README's ABI table gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Call::Null => "null",
+            Call::ConsoleWrite => "console_write",
+            Call::Ready => "ready",
+            Call::Yield => "yield",
+            Call::Exit => "exit",
+            Call::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Why a hypercall failed. Returned as the negative status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i64)]
+pub enum Error {
+    /// No call has this number.
+    UnknownCall = -1,
+    /// A guest address or buffer is not inside the caller's RAM.
+    BadAddress = -2,
+    /// A length is larger than the call allows.
+    TooLong = -3,
+    /// The caller's kind (service VM or guest) may not make this call.
+    Denied = -4,
+    /// The call does not fit the caller's state (for example a second `ready`).
+    BadState = -5,
+    /// An argument has a value the call does not define.
+    InvalidArgument = -6,
+}
+
+impl Error {
+    /// Every error, in code order.
+    pub const ALL: [Error; 6] = [
+        Error::UnknownCall,
+        Error::BadAddress,
+        Error::TooLong,
+        Error::Denied,
+        Error::BadState,
+        Error::InvalidArgument,
+    ];
+
+    /// The status code as it travels in the status register.
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+
+    /// Reads a status register value: `Ok(())` for `0`, the error for a known code.
+    /// An unknown non-zero status is returned unchanged as `Err(Err(raw))`.
+    pub fn from_status(status: u64) -> Result<(), Result<Error, u64>> {
+        if status == 0 {
+            return Ok(());
+        }
+        let code = status as i64;
+        Err(Error::ALL
+            .into_iter()
+            .find(|error| error.code() == code)
+            .ok_or(status))
+    }
+
+    /// A short name for logs and the README.
+    pub fn name(self) -> &'static str {
+        match self {
+            Error::UnknownCall => "unknown-call",
+            Error::BadAddress => "bad-address",
+            Error::TooLong => "too-long",
+            Error::Denied => "denied",
+            Error::BadState => "bad-state",
+            Error::InvalidArgument => "invalid-argument",
+        }
+    }
+}
+
+/// Where a partition's RAM starts in its own (guest-physical) address space, per
+/// architecture. Every partition sees its RAM at this address; its images are linked
+/// for it.
+pub mod layout {
+    /// aarch64: guest-physical base of every partition's RAM.
+    pub const AARCH64_RAM_BASE: u64 = 0x4000_0000;
+    /// Size of a page and of the smallest unit of partition RAM.
+    pub const PAGE_SIZE: u64 = 4096;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_numbers_round_trip_and_are_unique() {
+        for call in Call::ALL {
+            assert_eq!(Call::from_number(call as u64), Some(call));
+        }
+        assert_eq!(Call::from_number(Call::ALL.len() as u64), None);
+        assert_eq!(Call::from_number(u64::MAX), None);
+    }
+
+    #[test]
+    fn error_codes_round_trip_and_are_negative() {
+        for error in Error::ALL {
+            assert!(error.code() < 0);
+            assert_eq!(Error::from_status(error.code() as u64), Err(Ok(error)));
+        }
+        assert_eq!(Error::from_status(0), Ok(()));
+        assert_eq!(Error::from_status(-99i64 as u64), Err(Err(-99i64 as u64)));
+    }
+}

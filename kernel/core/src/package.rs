@@ -1,0 +1,399 @@
+//! The system package: the binary, fixed-layout table of partitions and their images
+//! that the host tool builds from a system description and appends to the kernel
+//! image. The kernel reads it at boot; it never parses text.
+//!
+//! Layout (all integers little-endian):
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `SEPTUMPK` |
+//! | 8 | 4 | format version ([`VERSION`]) |
+//! | 12 | 4 | partition count (1 to [`MAX_PARTITIONS`]) |
+//! | 16 | 8 | total package length in bytes |
+//! | 24 | 8 | reserved, zero |
+//! | 32 | 64 × count | partition records |
+//! | ... | | images |
+//!
+//! A partition record: name (16 bytes, NUL-padded, `[a-z0-9_-]`), kind (4: 0 service,
+//! 1 guest), reserved (4), RAM size (8), image offset from the package start (8),
+//! image length (8), entry offset into RAM (8), reserved (8).
+//!
+//! Invariant: [`Package::parse`] accepts a byte string only if every record is
+//! consistent: exactly one service VM, listed first; unique names; each image inside
+//! the package and no larger than its RAM; the entry inside the image. Everything the
+//! kernel later does with a package relies on this check.
+
+/// The package magic.
+pub const MAGIC: [u8; 8] = *b"SEPTUMPK";
+/// The format version this core reads and writes.
+pub const VERSION: u32 = 1;
+/// Most partitions a system may have.
+pub const MAX_PARTITIONS: usize = 8;
+/// Longest partition name, in bytes.
+pub const NAME_MAX: usize = 16;
+/// Largest RAM one partition may be given (1 GiB).
+pub const RAM_MAX: u64 = 1 << 30;
+
+const HEADER_SIZE: usize = 32;
+const RECORD_SIZE: usize = 64;
+
+/// What a partition is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The privileged service VM that monitors the guests. Exactly one per system.
+    Service,
+    /// An ordinary guest partition.
+    Guest,
+}
+
+/// One partition as the package describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionSpec<'a> {
+    /// Its unique name.
+    pub name: &'a str,
+    /// Service VM or guest.
+    pub kind: Kind,
+    /// Bytes of RAM, a multiple of the page size.
+    pub ram_size: u64,
+    /// The flat image, loaded at the start of its RAM.
+    pub image: &'a [u8],
+    /// Where execution starts, as an offset into its RAM.
+    pub entry_offset: u64,
+}
+
+/// Why a package was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PackageError {
+    /// Shorter than its header or its declared length.
+    Truncated,
+    /// The magic is wrong: this is not a package.
+    BadMagic,
+    /// A format version this kernel does not read.
+    UnsupportedVersion(u32),
+    /// No partitions, or more than [`MAX_PARTITIONS`].
+    BadCount(u32),
+    /// Record `index` has a name that is empty, too long, not `[a-z0-9_-]`, or taken.
+    BadName(usize),
+    /// Record `index` has an unknown kind.
+    BadKind(usize),
+    /// The first record is not the service VM, or another record is.
+    ServiceNotFirstOrNotUnique,
+    /// Record `index` has RAM that is zero, not page-aligned in size, or too large.
+    BadRamSize(usize),
+    /// Record `index` has an image outside the package or larger than its RAM.
+    BadImage(usize),
+    /// Record `index` has an entry point outside its image or not 4-byte aligned.
+    BadEntry(usize),
+}
+
+/// A validated package.
+#[derive(Clone, Copy, Debug)]
+pub struct Package<'a> {
+    bytes: &'a [u8],
+    count: usize,
+}
+
+impl<'a> Package<'a> {
+    /// Checks `bytes` and returns the package it holds. `bytes` may run on past the
+    /// package (a loader may hand over a page-rounded region).
+    pub fn parse(bytes: &'a [u8]) -> Result<Package<'a>, PackageError> {
+        let header = bytes.get(..HEADER_SIZE).ok_or(PackageError::Truncated)?;
+        if header[..8] != MAGIC {
+            return Err(PackageError::BadMagic);
+        }
+        let version = read_u32(header, 8);
+        if version != VERSION {
+            return Err(PackageError::UnsupportedVersion(version));
+        }
+        let count = read_u32(header, 12);
+        if count == 0 || count as usize > MAX_PARTITIONS {
+            return Err(PackageError::BadCount(count));
+        }
+        let total = usize::try_from(read_u64(header, 16)).map_err(|_| PackageError::Truncated)?;
+        let records_end = HEADER_SIZE + RECORD_SIZE * count as usize;
+        if total > bytes.len() || total < records_end {
+            return Err(PackageError::Truncated);
+        }
+        let package = Package {
+            bytes: &bytes[..total],
+            count: count as usize,
+        };
+        for index in 0..package.count {
+            let spec = package.decode(index)?;
+            let is_service = spec.kind == Kind::Service;
+            if is_service != (index == 0) {
+                return Err(PackageError::ServiceNotFirstOrNotUnique);
+            }
+            if (0..index).any(|earlier| package.raw_name(earlier) == package.raw_name(index)) {
+                return Err(PackageError::BadName(index));
+            }
+        }
+        Ok(package)
+    }
+
+    /// Number of partitions.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Always false: a valid package has at least one partition.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Total length of the package in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Partition `index`, in package order (the service VM is index 0).
+    pub fn partition(&self, index: usize) -> Option<PartitionSpec<'a>> {
+        if index >= self.count {
+            return None;
+        }
+        self.decode(index).ok()
+    }
+
+    /// All partitions, in package order.
+    pub fn partitions(&self) -> impl Iterator<Item = PartitionSpec<'a>> + '_ {
+        (0..self.count).filter_map(|i| self.partition(i))
+    }
+
+    fn record(&self, index: usize) -> &'a [u8] {
+        let start = HEADER_SIZE + RECORD_SIZE * index;
+        &self.bytes[start..start + RECORD_SIZE]
+    }
+
+    fn raw_name(&self, index: usize) -> &'a [u8] {
+        &self.record(index)[..NAME_MAX]
+    }
+
+    fn decode(&self, index: usize) -> Result<PartitionSpec<'a>, PackageError> {
+        let record = self.record(index);
+        let name = decode_name(&record[..NAME_MAX]).ok_or(PackageError::BadName(index))?;
+        let kind = match read_u32(record, 16) {
+            0 => Kind::Service,
+            1 => Kind::Guest,
+            _ => return Err(PackageError::BadKind(index)),
+        };
+        let ram_size = read_u64(record, 24);
+        if ram_size == 0
+            || ram_size % septum_abi::layout::PAGE_SIZE != 0
+            || ram_size > RAM_MAX
+        {
+            return Err(PackageError::BadRamSize(index));
+        }
+        let offset = read_u64(record, 32);
+        let len = read_u64(record, 40);
+        let image = usize::try_from(offset)
+            .ok()
+            .zip(usize::try_from(len).ok())
+            .and_then(|(offset, len)| self.bytes.get(offset..offset.checked_add(len)?))
+            .filter(|image| image.len() as u64 <= ram_size)
+            .ok_or(PackageError::BadImage(index))?;
+        let entry_offset = read_u64(record, 48);
+        if entry_offset >= len || entry_offset % 4 != 0 {
+            return Err(PackageError::BadEntry(index));
+        }
+        Ok(PartitionSpec {
+            name,
+            kind,
+            ram_size,
+            image,
+            entry_offset,
+        })
+    }
+}
+
+fn decode_name(raw: &[u8]) -> Option<&str> {
+    let len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    let (name, padding) = raw.split_at(len);
+    let valid = !name.is_empty()
+        && name
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_')
+        && padding.iter().all(|&b| b == 0);
+    valid.then(|| core::str::from_utf8(name).ok()).flatten()
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut raw = [0; 4];
+    raw.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(raw)
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut raw = [0; 8];
+    raw.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(raw)
+}
+
+/// Builds the bytes of a package. The result is checked with [`Package::parse`], so
+/// an encoder bug or an inconsistent spec can never produce a package the kernel
+/// would accept wrongly.
+#[cfg(any(feature = "alloc", test))]
+pub fn encode(partitions: &[PartitionSpec<'_>]) -> Result<alloc::vec::Vec<u8>, PackageError> {
+    use alloc::vec::Vec;
+
+    let records_end = HEADER_SIZE + RECORD_SIZE * partitions.len();
+    let images_len: usize = partitions.iter().map(|p| p.image.len().next_multiple_of(8)).sum();
+    let total = records_end + images_len;
+    let mut bytes = Vec::with_capacity(total);
+    bytes.extend_from_slice(&MAGIC);
+    bytes.extend_from_slice(&VERSION.to_le_bytes());
+    let count = u32::try_from(partitions.len()).map_err(|_| PackageError::BadCount(u32::MAX))?;
+    bytes.extend_from_slice(&count.to_le_bytes());
+    bytes.extend_from_slice(&(total as u64).to_le_bytes());
+    bytes.extend_from_slice(&0u64.to_le_bytes());
+    let mut image_offset = records_end;
+    for (index, p) in partitions.iter().enumerate() {
+        if p.name.len() > NAME_MAX {
+            return Err(PackageError::BadName(index));
+        }
+        let mut name = [0u8; NAME_MAX];
+        name[..p.name.len()].copy_from_slice(p.name.as_bytes());
+        bytes.extend_from_slice(&name);
+        let kind: u32 = match p.kind {
+            Kind::Service => 0,
+            Kind::Guest => 1,
+        };
+        bytes.extend_from_slice(&kind.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        for field in [
+            p.ram_size,
+            image_offset as u64,
+            p.image.len() as u64,
+            p.entry_offset,
+            0,
+        ] {
+            bytes.extend_from_slice(&field.to_le_bytes());
+        }
+        image_offset += p.image.len().next_multiple_of(8);
+    }
+    for p in partitions {
+        bytes.extend_from_slice(p.image);
+        bytes.resize(bytes.len().next_multiple_of(8), 0);
+    }
+    Package::parse(&bytes)?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn spec<'a>(name: &'a str, kind: Kind, image: &'a [u8]) -> PartitionSpec<'a> {
+        PartitionSpec {
+            name,
+            kind,
+            ram_size: 0x20_0000,
+            image,
+            entry_offset: 0,
+        }
+    }
+
+    fn demo() -> Vec<u8> {
+        encode(&[
+            spec("service", Kind::Service, &[1, 2, 3, 4]),
+            spec("hello", Kind::Guest, &[5; 9]),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn round_trip() {
+        let bytes = demo();
+        let package = Package::parse(&bytes).unwrap();
+        let parts: Vec<_> = package.partitions().collect();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0], spec("service", Kind::Service, &[1, 2, 3, 4]));
+        assert_eq!(parts[1], spec("hello", Kind::Guest, &[5; 9]));
+    }
+
+    #[test]
+    fn each_rule_is_enforced() {
+        let img = [0u8; 8];
+        let cases: Vec<(Vec<PartitionSpec>, PackageError)> = vec![
+            (vec![], PackageError::BadCount(0)),
+            (vec![spec("g", Kind::Guest, &img)], PackageError::ServiceNotFirstOrNotUnique),
+            (
+                vec![spec("s", Kind::Service, &img), spec("t", Kind::Service, &img)],
+                PackageError::ServiceNotFirstOrNotUnique,
+            ),
+            (
+                vec![spec("s", Kind::Service, &img), spec("s", Kind::Guest, &img)],
+                PackageError::BadName(1),
+            ),
+            (vec![spec("Bad", Kind::Service, &img)], PackageError::BadName(0)),
+            (vec![spec("", Kind::Service, &img)], PackageError::BadName(0)),
+            (
+                vec![PartitionSpec { ram_size: 100, ..spec("s", Kind::Service, &img) }],
+                PackageError::BadRamSize(0),
+            ),
+            (
+                vec![PartitionSpec { ram_size: 4096, ..spec("s", Kind::Service, &[0; 4097]) }],
+                PackageError::BadImage(0),
+            ),
+            (
+                vec![PartitionSpec { entry_offset: 8, ..spec("s", Kind::Service, &img) }],
+                PackageError::BadEntry(0),
+            ),
+            (
+                vec![PartitionSpec { entry_offset: 2, ..spec("s", Kind::Service, &img) }],
+                PackageError::BadEntry(0),
+            ),
+        ];
+        for (parts, expected) in cases {
+            assert_eq!(encode(&parts).unwrap_err(), expected, "{parts:?}");
+        }
+    }
+
+    #[test]
+    fn header_damage_is_detected() {
+        let good = demo();
+        assert_eq!(Package::parse(&good[..10]).unwrap_err(), PackageError::Truncated);
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        assert_eq!(Package::parse(&bad).unwrap_err(), PackageError::BadMagic);
+        let mut bad = good.clone();
+        bad[8] = 9;
+        assert_eq!(Package::parse(&bad).unwrap_err(), PackageError::UnsupportedVersion(9));
+        let mut bad = good.clone();
+        bad[16..24].copy_from_slice(&(good.len() as u64 + 1).to_le_bytes());
+        assert_eq!(Package::parse(&bad).unwrap_err(), PackageError::Truncated);
+        let mut bad = good.clone();
+        bad[HEADER_SIZE + RECORD_SIZE + 16] = 7;
+        assert_eq!(Package::parse(&bad).unwrap_err(), PackageError::BadKind(1));
+        let mut bad = good;
+        let image_offset_field = HEADER_SIZE + RECORD_SIZE + 32;
+        bad[image_offset_field..image_offset_field + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(Package::parse(&bad).unwrap_err(), PackageError::BadImage(1));
+    }
+
+    proptest! {
+        /// A corrupted package is either refused or still satisfies every rule:
+        /// the parser never panics and never yields an image outside the bytes.
+        #[test]
+        fn corruption_never_yields_an_inconsistent_package(
+            flips in proptest::collection::vec((0usize..400, any::<u8>()), 1..8)
+        ) {
+            let mut bytes = demo();
+            for (at, value) in flips {
+                let at = at % bytes.len();
+                bytes[at] = value;
+            }
+            if let Ok(package) = Package::parse(&bytes) {
+                let mut services = 0;
+                for (i, p) in package.partitions().enumerate() {
+                    prop_assert!(p.image.len() as u64 <= p.ram_size);
+                    prop_assert!(p.entry_offset < p.image.len() as u64);
+                    services += usize::from(p.kind == Kind::Service);
+                    prop_assert_eq!(p.kind == Kind::Service, i == 0);
+                }
+                prop_assert_eq!(services, 1);
+                prop_assert_eq!(package.partitions().count(), package.len());
+            }
+        }
+    }
+}

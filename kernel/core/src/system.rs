@@ -1,0 +1,420 @@
+//! The partitions of a running system and the hypercall dispatcher.
+//!
+//! The back end traps, reads the guest's registers and asks [`System`] what to do;
+//! [`System`] answers with a [`Dispatch`]: what the caller gets back and which
+//! partition runs next. Effects that need the hardware (reading guest RAM, writing the
+//! console) go through the [`Platform`] trait, so everything here runs on the host.
+//!
+//! Invariants:
+//! - **decode, then invoke**: [`System::hypercall`] validates the call number, the
+//!   caller's right to make it, and every argument before it changes any state;
+//! - **service VM first**: guest partitions stay [`State::Waiting`] until the service VM
+//!   has called `ready`; no guest is ever chosen to run before that;
+//! - a partition that faults or exits is never scheduled again (until a restart,
+//!   which the service-VM issue adds);
+//! - guest console output always goes through the partition's [`LineBuffer`].
+
+use core::fmt;
+
+use septum_abi::{CONSOLE_WRITE_MAX, Call, Error};
+
+use crate::console::LineBuffer;
+use crate::event::{Event, Fault};
+use crate::memory::Range;
+use crate::package::{Kind, MAX_PARTITIONS, NAME_MAX, Package};
+
+/// What the core needs from the machine.
+pub trait Platform: fmt::Write {
+    /// Copies `buffer.len()` bytes of RAM at host-physical `addr` into `buffer`.
+    /// The core calls this only for ranges it has checked to lie inside a
+    /// partition's RAM.
+    fn read_ram(&mut self, addr: u64, buffer: &mut [u8]);
+}
+
+/// Where a partition is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Loaded, but not started: a guest waiting for the service VM to be ready.
+    Waiting,
+    /// May be scheduled.
+    Runnable,
+    /// Ended itself with this exit code.
+    Exited(u64),
+    /// Stopped by the kernel after a fault.
+    Faulted,
+}
+
+/// One partition of the running system.
+#[derive(Debug)]
+pub struct Partition {
+    name: heapless::String<NAME_MAX>,
+    kind: Kind,
+    guest_ram: Range,
+    host_ram: Range,
+    state: State,
+    generation: u32,
+    console: LineBuffer,
+}
+
+impl Partition {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Service VM or guest.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+    /// Its RAM as the partition sees it (guest-physical).
+    pub fn guest_ram(&self) -> Range {
+        self.guest_ram
+    }
+    /// Its RAM in the machine (host-physical).
+    pub fn host_ram(&self) -> Range {
+        self.host_ram
+    }
+    /// Its state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+    /// 0 before its first start, then 1, plus one per restart.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// Translates a guest buffer to host-physical memory if it lies wholly in this
+    /// partition's RAM.
+    pub fn translate(&self, guest_addr: u64, len: u64) -> Result<Range, Error> {
+        let buffer = Range::from_start_size(guest_addr, len).ok_or(Error::BadAddress)?;
+        if !self.guest_ram.contains_range(&buffer) {
+            return Err(Error::BadAddress);
+        }
+        let offset = guest_addr - self.guest_ram.start;
+        Ok(Range::from_start_size(self.host_ram.start + offset, len)
+            .expect("inside host RAM, which does not wrap"))
+    }
+}
+
+/// The hypercall as the guest's registers give it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallRegisters {
+    /// The call number.
+    pub number: u64,
+    /// Arguments 1 to 6.
+    pub args: [u64; 6],
+}
+
+/// What the caller finds in its registers when it next runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// `0` or a negative [`Error`] code.
+    pub status: u64,
+    /// Results 1 to 3.
+    pub results: [u64; 3],
+}
+
+impl Reply {
+    /// Success with the given results.
+    pub fn ok(results: [u64; 3]) -> Reply {
+        Reply {
+            status: 0,
+            results,
+        }
+    }
+    /// Failure with `error`; the result registers are left as they were (zero here).
+    pub fn error(error: Error) -> Reply {
+        Reply {
+            status: error.code() as u64,
+            results: [0; 3],
+        }
+    }
+}
+
+/// What the back end runs next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Run this partition (by index). It may be the one that trapped.
+    Run(usize),
+    /// Power the machine off.
+    PowerOff {
+        /// Whether the shutdown was a clean one requested by the service VM.
+        clean: bool,
+    },
+}
+
+/// The core's answer to a trap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dispatch {
+    /// Registers to hand back to the partition that trapped, if it will run again.
+    pub reply: Option<Reply>,
+    /// What runs next.
+    pub next: Next,
+}
+
+/// Why a system could not be built from a package.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SystemError {
+    /// The number of RAM placements differs from the number of partitions.
+    PlacementCount,
+    /// The host RAM for partition `index` has the wrong size or overlaps another.
+    BadPlacement(usize),
+}
+
+/// A validated hypercall, ready to be carried out.
+enum Request {
+    Null,
+    ConsoleWrite(Range),
+    Ready,
+    Yield,
+    Exit(u64),
+    Shutdown(u64),
+}
+
+/// All partitions and who runs.
+#[derive(Debug)]
+pub struct System {
+    partitions: heapless::Vec<Partition, MAX_PARTITIONS>,
+    service_ready: bool,
+}
+
+impl System {
+    /// Builds the system from a validated package. `guest_ram_base` is where every
+    /// partition sees its RAM; `host_ram[i]` is the machine RAM the back end set
+    /// aside for partition `i` (its size must equal the package's RAM size).
+    pub fn new(
+        package: &Package<'_>,
+        guest_ram_base: u64,
+        host_ram: &[Range],
+    ) -> Result<System, SystemError> {
+        if host_ram.len() != package.len() {
+            return Err(SystemError::PlacementCount);
+        }
+        let mut partitions = heapless::Vec::new();
+        for (index, (spec, host)) in package.partitions().zip(host_ram).enumerate() {
+            let overlaps = host_ram[..index].iter().any(|other| other.overlaps(host));
+            if host.size() != spec.ram_size || overlaps {
+                return Err(SystemError::BadPlacement(index));
+            }
+            let guest_ram = Range::from_start_size(guest_ram_base, spec.ram_size)
+                .ok_or(SystemError::BadPlacement(index))?;
+            let mut name = heapless::String::new();
+            name.push_str(spec.name)
+                .map_err(|_| SystemError::BadPlacement(index))?;
+            let partition = Partition {
+                name,
+                kind: spec.kind,
+                guest_ram,
+                host_ram: *host,
+                state: State::Waiting,
+                generation: 0,
+                console: LineBuffer::new(),
+            };
+            // Cannot fail: a valid package has at most MAX_PARTITIONS partitions.
+            let _ = partitions.push(partition);
+        }
+        Ok(System {
+            partitions,
+            service_ready: false,
+        })
+    }
+
+    /// The partitions, in package order (the service VM first).
+    pub fn partitions(&self) -> &[Partition] {
+        &self.partitions
+    }
+
+    /// Whether the service VM has reported ready.
+    pub fn service_ready(&self) -> bool {
+        self.service_ready
+    }
+
+    /// Starts the service VM, and only it. Returns the partition to run first.
+    pub fn start(&mut self, platform: &mut impl Platform) -> Next {
+        self.start_partition(0, platform);
+        Next::Run(0)
+    }
+
+    /// Handles a hypercall made by partition `caller`.
+    pub fn hypercall(
+        &mut self,
+        caller: usize,
+        call: CallRegisters,
+        platform: &mut impl Platform,
+    ) -> Dispatch {
+        match self.decode(caller, call) {
+            Ok(request) => self.invoke(caller, request, platform),
+            Err(error) => {
+                let name = self.partitions[caller].name();
+                emit(
+                    platform,
+                    Event::HypercallDenied {
+                        name,
+                        call: call.number,
+                        error,
+                    },
+                );
+                self.resume_caller(caller, Reply::error(error))
+            }
+        }
+    }
+
+    /// Stops partition `culprit` after `fault` and picks what runs next.
+    pub fn fault(&mut self, culprit: usize, fault: Fault, platform: &mut impl Platform) -> Dispatch {
+        self.flush_console(culprit, platform);
+        let partition = &mut self.partitions[culprit];
+        partition.state = State::Faulted;
+        emit(
+            platform,
+            Event::PartitionFault {
+                name: partition.name(),
+                fault,
+            },
+        );
+        Dispatch {
+            reply: None,
+            next: self.after(culprit, platform),
+        }
+    }
+
+    fn decode(&self, caller: usize, call: CallRegisters) -> Result<Request, Error> {
+        let partition = &self.partitions[caller];
+        let is_service = partition.kind == Kind::Service;
+        let [a1, a2, ..] = call.args;
+        match Call::from_number(call.number).ok_or(Error::UnknownCall)? {
+            Call::Null => Ok(Request::Null),
+            Call::ConsoleWrite => {
+                if a2 > CONSOLE_WRITE_MAX {
+                    return Err(Error::TooLong);
+                }
+                partition.translate(a1, a2).map(Request::ConsoleWrite)
+            }
+            Call::Ready if !is_service => Err(Error::Denied),
+            Call::Ready if self.service_ready => Err(Error::BadState),
+            Call::Ready => Ok(Request::Ready),
+            Call::Yield => Ok(Request::Yield),
+            Call::Exit => Ok(Request::Exit(a1)),
+            Call::Shutdown if !is_service => Err(Error::Denied),
+            Call::Shutdown => Ok(Request::Shutdown(a1)),
+        }
+    }
+
+    fn invoke(&mut self, caller: usize, request: Request, platform: &mut impl Platform) -> Dispatch {
+        match request {
+            Request::Null => self.resume_caller(caller, Reply::ok([0; 3])),
+            Request::ConsoleWrite(range) => {
+                let mut bytes = [0u8; CONSOLE_WRITE_MAX as usize];
+                let bytes = &mut bytes[..range.size() as usize];
+                platform.read_ram(range.start, bytes);
+                let partition = &mut self.partitions[caller];
+                let _ = partition.console.write(&partition.name, bytes, platform);
+                self.resume_caller(caller, Reply::ok([range.size(), 0, 0]))
+            }
+            Request::Ready => {
+                self.service_ready = true;
+                emit(
+                    platform,
+                    Event::PartitionReady {
+                        name: self.partitions[caller].name(),
+                    },
+                );
+                for index in 0..self.partitions.len() {
+                    if self.partitions[index].state == State::Waiting {
+                        self.start_partition(index, platform);
+                    }
+                }
+                self.resume_caller(caller, Reply::ok([0; 3]))
+            }
+            Request::Yield => {
+                let others = self.runnable().filter(|&i| i != caller).count() as u64;
+                Dispatch {
+                    reply: Some(Reply::ok([others, 0, 0])),
+                    next: self.after(caller, platform),
+                }
+            }
+            Request::Exit(code) => {
+                self.flush_console(caller, platform);
+                let partition = &mut self.partitions[caller];
+                partition.state = State::Exited(code);
+                emit(
+                    platform,
+                    Event::PartitionExit {
+                        name: partition.name(),
+                        code,
+                    },
+                );
+                Dispatch {
+                    reply: None,
+                    next: self.after(caller, platform),
+                }
+            }
+            Request::Shutdown(code) => {
+                for index in 0..self.partitions.len() {
+                    self.flush_console(index, platform);
+                }
+                let clean = code == 0;
+                emit(platform, Event::KernelShutdown { clean, code });
+                Dispatch {
+                    reply: None,
+                    next: Next::PowerOff { clean },
+                }
+            }
+        }
+    }
+
+    fn start_partition(&mut self, index: usize, platform: &mut impl Platform) {
+        let partition = &mut self.partitions[index];
+        partition.generation += 1;
+        partition.state = State::Runnable;
+        emit(
+            platform,
+            Event::PartitionStart {
+                name: partition.name(),
+                generation: partition.generation,
+            },
+        );
+    }
+
+    fn flush_console(&mut self, index: usize, platform: &mut impl Platform) {
+        let partition = &mut self.partitions[index];
+        let _ = partition.console.flush(&partition.name, platform);
+    }
+
+    fn resume_caller(&self, caller: usize, reply: Reply) -> Dispatch {
+        Dispatch {
+            reply: Some(reply),
+            next: Next::Run(caller),
+        }
+    }
+
+    fn runnable(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.partitions.len()).filter(|&i| self.partitions[i].state == State::Runnable)
+    }
+
+    /// Round robin: the first runnable partition after `index`, wrapping around to
+    /// `index` itself last. Powers off when nothing can run.
+    fn after(&self, index: usize, platform: &mut impl Platform) -> Next {
+        let count = self.partitions.len();
+        let next = (1..=count)
+            .map(|step| (index + step) % count)
+            .find(|&i| self.partitions[i].state == State::Runnable);
+        match next {
+            Some(next) => Next::Run(next),
+            None => {
+                emit(
+                    platform,
+                    Event::KernelHalt {
+                        reason: "no-runnable-partition",
+                    },
+                );
+                Next::PowerOff { clean: false }
+            }
+        }
+    }
+}
+
+fn emit(platform: &mut impl Platform, event: Event<'_>) {
+    let _ = writeln!(platform, "{event}");
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,243 @@
+//! Host tests of the system state machine, including property tests of its
+//! invariants: nothing runs before it may, and a refused call changes nothing.
+
+use super::*;
+use crate::event::FaultKind;
+use crate::package::{PartitionSpec, encode};
+use proptest::prelude::*;
+
+const GUEST_BASE: u64 = 0x4000_0000;
+const RAM: u64 = 0x1_0000;
+const HOST_BASE: u64 = 0x8000_0000;
+
+/// Machine RAM backed by a vector, and a console captured as a string.
+struct FakeMachine {
+    ram: Vec<u8>,
+    console: String,
+}
+
+impl fmt::Write for FakeMachine {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.console.push_str(s);
+        Ok(())
+    }
+}
+
+impl Platform for FakeMachine {
+    fn read_ram(&mut self, addr: u64, buffer: &mut [u8]) {
+        let at = (addr - HOST_BASE) as usize;
+        buffer.copy_from_slice(&self.ram[at..at + buffer.len()]);
+    }
+}
+
+fn system(guests: usize) -> (System, FakeMachine) {
+    let names = ["service", "alpha", "beta", "gamma"];
+    let image = [0u8; 16];
+    let specs: Vec<PartitionSpec> = (0..=guests)
+        .map(|i| PartitionSpec {
+            name: names[i],
+            kind: if i == 0 { Kind::Service } else { Kind::Guest },
+            ram_size: RAM,
+            image: &image,
+            entry_offset: 0,
+        })
+        .collect();
+    let bytes = encode(&specs).unwrap();
+    let package = Package::parse(&bytes).unwrap();
+    let host: Vec<Range> = (0..=guests as u64)
+        .map(|i| Range::from_start_size(HOST_BASE + i * RAM, RAM).unwrap())
+        .collect();
+    let system = System::new(&package, GUEST_BASE, &host).unwrap();
+    let machine = FakeMachine {
+        ram: vec![0; RAM as usize * (guests + 1)],
+        console: String::new(),
+    };
+    (system, machine)
+}
+
+fn call(number: Call, args: &[u64]) -> CallRegisters {
+    let mut regs = CallRegisters {
+        number: number as u64,
+        args: [0; 6],
+    };
+    regs.args[..args.len()].copy_from_slice(args);
+    regs
+}
+
+fn states(system: &System) -> Vec<(State, u32)> {
+    system
+        .partitions()
+        .iter()
+        .map(|p| (p.state(), p.generation()))
+        .collect()
+}
+
+#[test]
+fn service_vm_starts_alone_and_guests_follow_ready() {
+    let (mut sys, mut m) = system(2);
+    assert_eq!(sys.start(&mut m), Next::Run(0));
+    assert_eq!(sys.partitions()[1].state(), State::Waiting);
+    let d = sys.hypercall(0, call(Call::Ready, &[]), &mut m);
+    assert_eq!(d.next, Next::Run(0));
+    assert_eq!(d.reply, Some(Reply::ok([0; 3])));
+    assert!(sys.partitions().iter().all(|p| p.state() == State::Runnable));
+    assert_eq!(
+        m.console,
+        "@@ partition service start gen=1\n@@ partition service ready\n\
+         @@ partition alpha start gen=1\n@@ partition beta start gen=1\n"
+    );
+}
+
+#[test]
+fn yield_is_round_robin_and_counts_the_others() {
+    let (mut sys, mut m) = system(2);
+    sys.start(&mut m);
+    sys.hypercall(0, call(Call::Ready, &[]), &mut m);
+    let d = sys.hypercall(0, call(Call::Yield, &[]), &mut m);
+    assert_eq!(d, Dispatch { reply: Some(Reply::ok([2, 0, 0])), next: Next::Run(1) });
+    let d = sys.hypercall(1, call(Call::Yield, &[]), &mut m);
+    assert_eq!(d.next, Next::Run(2));
+    let d = sys.hypercall(2, call(Call::Yield, &[]), &mut m);
+    assert_eq!(d.next, Next::Run(0));
+}
+
+#[test]
+fn console_write_prefixes_and_reports_length() {
+    let (mut sys, mut m) = system(1);
+    sys.start(&mut m);
+    m.ram[0x100..0x106].copy_from_slice(b"hi!\nab");
+    m.console.clear();
+    let d = sys.hypercall(0, call(Call::ConsoleWrite, &[GUEST_BASE + 0x100, 6]), &mut m);
+    assert_eq!(d.reply, Some(Reply::ok([6, 0, 0])));
+    assert_eq!(m.console, "[service] hi!\n");
+    sys.hypercall(0, call(Call::Shutdown, &[0]), &mut m);
+    assert!(m.console.ends_with("[service] ab\n@@ kernel shutdown status=ok code=0\n"));
+}
+
+#[test]
+fn hostile_console_arguments_are_refused() {
+    let (mut sys, mut m) = system(1);
+    sys.start(&mut m);
+    let cases = [
+        (GUEST_BASE - 1, 4, Error::BadAddress),
+        (GUEST_BASE + RAM - 2, 4, Error::BadAddress),
+        (u64::MAX - 2, 8, Error::BadAddress),
+        (HOST_BASE, 4, Error::BadAddress),
+        (GUEST_BASE, CONSOLE_WRITE_MAX + 1, Error::TooLong),
+        (GUEST_BASE, u64::MAX, Error::TooLong),
+    ];
+    for (addr, len, error) in cases {
+        let d = sys.hypercall(0, call(Call::ConsoleWrite, &[addr, len]), &mut m);
+        assert_eq!(d, Dispatch { reply: Some(Reply::error(error)), next: Next::Run(0) });
+    }
+}
+
+#[test]
+fn guests_may_not_ready_or_shut_down_and_ready_is_once() {
+    let (mut sys, mut m) = system(1);
+    sys.start(&mut m);
+    sys.hypercall(0, call(Call::Ready, &[]), &mut m);
+    let d = sys.hypercall(0, call(Call::Ready, &[]), &mut m);
+    assert_eq!(d.reply, Some(Reply::error(Error::BadState)));
+    for number in [Call::Ready, Call::Shutdown] {
+        let d = sys.hypercall(1, call(number, &[]), &mut m);
+        assert_eq!(d.reply, Some(Reply::error(Error::Denied)));
+    }
+    let d = sys.hypercall(1, CallRegisters { number: 999, args: [0; 6] }, &mut m);
+    assert_eq!(d.reply, Some(Reply::error(Error::UnknownCall)));
+    assert!(m.console.contains("@@ partition alpha denied call=999 error=unknown-call"));
+}
+
+#[test]
+fn a_fault_stops_only_the_culprit() {
+    let (mut sys, mut m) = system(2);
+    sys.start(&mut m);
+    sys.hypercall(0, call(Call::Ready, &[]), &mut m);
+    let fault = Fault { kind: FaultKind::Stage2Data, addr: 0x9000_0000, syndrome: 0x9200_0046 };
+    let d = sys.fault(1, fault, &mut m);
+    assert_eq!(d, Dispatch { reply: None, next: Next::Run(2) });
+    assert_eq!(sys.partitions()[1].state(), State::Faulted);
+    assert!(m.console.contains("@@ partition alpha fault reason=stage2-data addr=0x90000000"));
+    let d = sys.hypercall(2, call(Call::Yield, &[]), &mut m);
+    assert_eq!(d.next, Next::Run(0));
+}
+
+#[test]
+fn the_system_halts_when_nothing_can_run() {
+    let (mut sys, mut m) = system(1);
+    sys.start(&mut m);
+    sys.hypercall(0, call(Call::Ready, &[]), &mut m);
+    sys.hypercall(1, call(Call::Exit, &[3]), &mut m);
+    let d = sys.hypercall(0, call(Call::Exit, &[0]), &mut m);
+    assert_eq!(d.next, Next::PowerOff { clean: false });
+    assert!(m.console.contains("@@ partition alpha exit code=3"));
+    assert!(m.console.ends_with("@@ kernel halt reason=no-runnable-partition\n"));
+}
+
+#[test]
+fn placements_must_match_the_package() {
+    let (_, _) = system(1);
+    let image = [0u8; 8];
+    let specs = [
+        PartitionSpec { name: "s", kind: Kind::Service, ram_size: RAM, image: &image, entry_offset: 0 },
+        PartitionSpec { name: "g", kind: Kind::Guest, ram_size: RAM, image: &image, entry_offset: 0 },
+    ];
+    let bytes = encode(&specs).unwrap();
+    let package = Package::parse(&bytes).unwrap();
+    let a = Range::from_start_size(HOST_BASE, RAM).unwrap();
+    let overlapping = Range::from_start_size(HOST_BASE + 0x1000, RAM).unwrap();
+    let small = Range::from_start_size(HOST_BASE + RAM, 0x1000).unwrap();
+    assert_eq!(System::new(&package, GUEST_BASE, &[a]).unwrap_err(), SystemError::PlacementCount);
+    assert_eq!(
+        System::new(&package, GUEST_BASE, &[a, overlapping]).unwrap_err(),
+        SystemError::BadPlacement(1)
+    );
+    assert_eq!(System::new(&package, GUEST_BASE, &[a, small]).unwrap_err(), SystemError::BadPlacement(1));
+}
+
+fn any_call() -> impl Strategy<Value = (usize, CallRegisters)> {
+    let number = prop_oneof![0u64..8, any::<u64>()];
+    let arg = prop_oneof![
+        Just(GUEST_BASE),
+        GUEST_BASE..GUEST_BASE + RAM,
+        0u64..(CONSOLE_WRITE_MAX + 8),
+        any::<u64>()
+    ];
+    (0usize..3, number, proptest::array::uniform6(arg))
+        .prop_map(|(caller, number, args)| (caller, CallRegisters { number, args }))
+}
+
+proptest! {
+    /// Whatever sequence of calls the partitions make: no guest becomes runnable
+    /// before the service VM's `ready`, and a call that returns an error leaves
+    /// every partition's state and generation unchanged.
+    #[test]
+    fn refused_calls_change_nothing_and_guests_wait_for_ready(
+        calls in proptest::collection::vec(any_call(), 1..60)
+    ) {
+        let (mut sys, mut m) = system(2);
+        sys.start(&mut m);
+        for (caller, regs) in calls {
+            if sys.partitions()[caller].state() != State::Runnable {
+                continue;
+            }
+            let before = states(&sys);
+            let ready_before = sys.service_ready();
+            let d = sys.hypercall(caller, regs, &mut m);
+            if let Some(reply) = d.reply.filter(|r| r.status != 0) {
+                prop_assert_eq!(states(&sys), before);
+                prop_assert_eq!(sys.service_ready(), ready_before);
+                prop_assert_eq!(d.next, Next::Run(caller));
+                prop_assert!(Error::from_status(reply.status).unwrap_err().is_ok());
+            }
+            if !sys.service_ready() {
+                prop_assert!(sys.partitions()[1..].iter().all(|p| p.state() == State::Waiting));
+            }
+            if let Next::Run(next) = d.next {
+                prop_assert_eq!(sys.partitions()[next].state(), State::Runnable);
+            } else {
+                break;
+            }
+        }
+    }
+}
