@@ -12,7 +12,8 @@
 //! | results 1-3 | x1-x3 | rdi, rsi, rdx |
 //!
 //! The status is `0` for success or a negative [`Error`] code, as a two's complement
-//! 64-bit value. Registers that carry no result are preserved.
+//! 64-bit value. The three result registers are always written (zero where a call
+//! has no result); every other register is preserved.
 //!
 //! Invariant: numbers and codes are never reused. A retired call keeps its number
 //! reserved.

@@ -16,7 +16,9 @@
 //!
 //! A partition record: name (16 bytes, NUL-padded, `[a-z0-9_-]`), kind (4: 0 service,
 //! 1 guest), reserved (4), RAM size (8), image offset from the package start (8),
-//! image length (8), entry offset into RAM (8), reserved (8).
+//! image length (8), entry offset into RAM (8), boot argument (8): a value the
+//! partition finds in its second argument register at entry, so one image can serve
+//! several roles.
 //!
 //! Invariant: [`Package::parse`] accepts a byte string only if every record is
 //! consistent: exactly one service VM, listed first; unique names; each image inside
@@ -59,6 +61,8 @@ pub struct PartitionSpec<'a> {
     pub image: &'a [u8],
     /// Where execution starts, as an offset into its RAM.
     pub entry_offset: u64,
+    /// The boot argument handed to the partition at entry.
+    pub argument: u64,
 }
 
 /// Why a package was refused.
@@ -201,6 +205,7 @@ impl<'a> Package<'a> {
             ram_size,
             image,
             entry_offset,
+            argument: read_u64(record, 56),
         })
     }
 }
@@ -264,7 +269,7 @@ pub fn encode(partitions: &[PartitionSpec<'_>]) -> Result<alloc::vec::Vec<u8>, P
             image_offset as u64,
             p.image.len() as u64,
             p.entry_offset,
-            0,
+            p.argument,
         ] {
             bytes.extend_from_slice(&field.to_le_bytes());
         }
@@ -290,6 +295,7 @@ mod tests {
             ram_size: 0x20_0000,
             image,
             entry_offset: 0,
+            argument: 0,
         }
     }
 

@@ -276,6 +276,12 @@ impl System {
         }
     }
 
+    /// Partition `current` gives up its turn without a hypercall (it waited for an
+    /// interrupt, or its time ran out). Returns what runs next.
+    pub fn preempt(&mut self, current: usize, platform: &mut impl Platform) -> Next {
+        self.after(current, platform)
+    }
+
     fn decode(&self, caller: usize, call: CallRegisters) -> Result<Request, Error> {
         let partition = &self.partitions[caller];
         let is_service = partition.kind == Kind::Service;

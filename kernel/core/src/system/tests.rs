@@ -40,6 +40,7 @@ fn system(guests: usize) -> (System, FakeMachine) {
             ram_size: RAM,
             image: &image,
             entry_offset: 0,
+            argument: 0,
         })
         .collect();
     let bytes = encode(&specs).unwrap();
@@ -179,8 +180,8 @@ fn placements_must_match_the_package() {
     let (_, _) = system(1);
     let image = [0u8; 8];
     let specs = [
-        PartitionSpec { name: "s", kind: Kind::Service, ram_size: RAM, image: &image, entry_offset: 0 },
-        PartitionSpec { name: "g", kind: Kind::Guest, ram_size: RAM, image: &image, entry_offset: 0 },
+        PartitionSpec { name: "s", kind: Kind::Service, ram_size: RAM, image: &image, entry_offset: 0, argument: 0 },
+        PartitionSpec { name: "g", kind: Kind::Guest, ram_size: RAM, image: &image, entry_offset: 0, argument: 0 },
     ];
     let bytes = encode(&specs).unwrap();
     let package = Package::parse(&bytes).unwrap();

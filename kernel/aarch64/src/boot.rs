@@ -1,0 +1,193 @@
+//! The first instructions: the arm64 `Image` header, the entry point, the EL2
+//! exception vector table and the register save/restore around every trap.
+//!
+//! Invariants:
+//! - the kernel runs only at EL2 with all interrupts masked (DAIF set), on one of two
+//!   stacks: the boot stack until the first partition is entered, then the trap
+//!   stack, which is empty whenever a partition runs;
+//! - a trap from a partition saves every general-purpose register, ELR_EL2 and
+//!   SPSR_EL2 in a [`TrapFrame`] at the top of the trap stack, and the return path
+//!   restores all of them from that frame, so a partition sees exactly the register
+//!   state the kernel put there.
+
+use core::arch::global_asm;
+
+/// The guest registers saved on a trap; the layout is fixed by the assembly below.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct TrapFrame {
+    /// x0 to x30.
+    pub x: [u64; 31],
+    /// Where the partition resumes (ELR_EL2).
+    pub elr: u64,
+    /// The partition's saved PSTATE (SPSR_EL2).
+    pub spsr: u64,
+    /// Padding that keeps the frame a multiple of 16 bytes.
+    pub _pad: u64,
+}
+
+/// Bytes in a [`TrapFrame`].
+pub const FRAME_SIZE: usize = core::mem::size_of::<TrapFrame>();
+const _: () = assert!(FRAME_SIZE == 272);
+
+// The header: see the Linux arm64 booting document. QEMU reads text_offset and
+// image_size and then passes the device tree's address in x0.
+global_asm!(
+    ".section .text.head, \"ax\"",
+    ".global _head",
+    "_head:",
+    "    b _start",
+    "    .word 0",
+    "    .quad 0",                // text_offset
+    "    .quad __kernel_end - _head", // image_size; the host tool adds the package
+    "    .quad 0x2",              // flags: little endian, 4 KiB pages, 2 MiB-aligned base
+    "    .quad 0, 0, 0",
+    "    .ascii \"ARM\\x64\"",
+    "    .word 0",
+    "_start:",
+    "    msr daifset, #0xf",
+    "    mrs x9, CurrentEL",
+    "    cmp x9, #(2 << 2)",
+    "    b.ne 9f",                // not entered at EL2: nothing we can do
+    "    adrp x9, {vectors}",
+    "    add x9, x9, :lo12:{vectors}",
+    "    msr vbar_el2, x9",
+    "    isb",
+    "    adrp x9, __boot_stack_top",
+    "    add x9, x9, :lo12:__boot_stack_top",
+    "    mov sp, x9",
+    "    adrp x9, __bss_start",
+    "    add x9, x9, :lo12:__bss_start",
+    "    adrp x10, __bss_end",
+    "    add x10, x10, :lo12:__bss_end",
+    "1:  cmp x9, x10",
+    "    b.hs 2f",
+    "    stp xzr, xzr, [x9], #16",
+    "    b 1b",
+    "2:  bl {main}",             // x0 still holds the device tree address
+    "9:  wfe",
+    "    b 9b",
+    vectors = sym VECTORS,
+    main = sym crate::kernel_main,
+);
+
+unsafe extern "C" {
+    static VECTORS: u8;
+}
+
+// Saves the interrupted partition's registers into a TrapFrame on the trap stack,
+// calls `$handler(&mut TrapFrame)`, then restores from the (possibly rewritten) frame
+// and returns to whichever partition the frame now describes.
+macro_rules! lower_el_entry {
+    ($label:literal, $handler:literal) => {
+        concat!(
+            ".balign 0x80\n",
+            $label, ":\n",
+            "    sub sp, sp, #272\n",
+            "    stp x0, x1, [sp, #0]\n",
+            "    stp x2, x3, [sp, #16]\n",
+            "    mov x0, #", $handler, "\n",
+            "    b save_and_handle\n",
+        )
+    };
+}
+
+global_asm!(
+    ".section .text.vectors, \"ax\"",
+    ".balign 0x800",
+    ".global VECTORS",
+    "VECTORS:",
+    // Current EL with SP_EL0: never used.
+    ".balign 0x80", "    mov x0, #0", "    b kernel_trap",
+    ".balign 0x80", "    mov x0, #1", "    b kernel_trap",
+    ".balign 0x80", "    mov x0, #2", "    b kernel_trap",
+    ".balign 0x80", "    mov x0, #3", "    b kernel_trap",
+    // Current EL with SP_EL2: a fault in the kernel itself.
+    ".balign 0x80", "    mov x0, #4", "    b kernel_trap",
+    ".balign 0x80", "    mov x0, #5", "    b kernel_trap",
+    ".balign 0x80", "    mov x0, #6", "    b kernel_trap",
+    ".balign 0x80", "    mov x0, #7", "    b kernel_trap",
+    // Lower EL using AArch64: the partitions.
+    lower_el_entry!("lower_sync", "0"),
+    lower_el_entry!("lower_irq", "1"),
+    lower_el_entry!("lower_fiq", "2"),
+    lower_el_entry!("lower_serror", "3"),
+    // Lower EL using AArch32: partitions may not run AArch32 (HCR_EL2.RW = 1).
+    lower_el_entry!("lower32_sync", "4"),
+    lower_el_entry!("lower32_irq", "4"),
+    lower_el_entry!("lower32_fiq", "4"),
+    lower_el_entry!("lower32_serror", "4"),
+    "",
+    "save_and_handle:",
+    "    stp x4, x5, [sp, #32]",
+    "    stp x6, x7, [sp, #48]",
+    "    stp x8, x9, [sp, #64]",
+    "    stp x10, x11, [sp, #80]",
+    "    stp x12, x13, [sp, #96]",
+    "    stp x14, x15, [sp, #112]",
+    "    stp x16, x17, [sp, #128]",
+    "    stp x18, x19, [sp, #144]",
+    "    stp x20, x21, [sp, #160]",
+    "    stp x22, x23, [sp, #176]",
+    "    stp x24, x25, [sp, #192]",
+    "    stp x26, x27, [sp, #208]",
+    "    stp x28, x29, [sp, #224]",
+    "    mrs x9, elr_el2",
+    "    stp x30, x9, [sp, #240]",
+    "    mrs x9, spsr_el2",
+    "    str x9, [sp, #256]",
+    "    mov x1, sp",
+    "    bl {handler}",
+    "    b restore_and_return",
+    "",
+    // enter_partition(frame: *const TrapFrame) -> !: starts the first partition by
+    // copying `frame` to the top of the trap stack and returning through it.
+    ".global enter_partition",
+    "enter_partition:",
+    "    adrp x9, __trap_stack_top",
+    "    add x9, x9, :lo12:__trap_stack_top",
+    "    sub sp, x9, #272",
+    "    mov x10, sp",
+    "1:  ldp x11, x12, [x0], #16",
+    "    stp x11, x12, [x10], #16",
+    "    cmp x10, x9",
+    "    b.lo 1b",
+    "",
+    "restore_and_return:",
+    "    ldp x30, x9, [sp, #240]",
+    "    msr elr_el2, x9",
+    "    ldr x9, [sp, #256]",
+    "    msr spsr_el2, x9",
+    "    ldp x0, x1, [sp, #0]",
+    "    ldp x2, x3, [sp, #16]",
+    "    ldp x4, x5, [sp, #32]",
+    "    ldp x6, x7, [sp, #48]",
+    "    ldp x8, x9, [sp, #64]",
+    "    ldp x10, x11, [sp, #80]",
+    "    ldp x12, x13, [sp, #96]",
+    "    ldp x14, x15, [sp, #112]",
+    "    ldp x16, x17, [sp, #128]",
+    "    ldp x18, x19, [sp, #144]",
+    "    ldp x20, x21, [sp, #160]",
+    "    ldp x22, x23, [sp, #176]",
+    "    ldp x24, x25, [sp, #192]",
+    "    ldp x26, x27, [sp, #208]",
+    "    ldp x28, x29, [sp, #224]",
+    "    add sp, sp, #272",
+    "    eret",
+    "",
+    // A trap taken at EL2: x0 = vector index. Report it and stop.
+    "kernel_trap:",
+    "    mrs x1, esr_el2",
+    "    mrs x2, elr_el2",
+    "    mrs x3, far_el2",
+    "    b {kernel_fault}",
+    handler = sym crate::trap::handle_lower_el,
+    kernel_fault = sym crate::trap::kernel_fault,
+);
+
+unsafe extern "C" {
+    /// Starts running the partition whose registers `frame` holds. Never returns:
+    /// the next time the kernel runs is on a trap.
+    pub fn enter_partition(frame: *const TrapFrame) -> !;
+}

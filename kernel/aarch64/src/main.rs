@@ -1,0 +1,240 @@
+//! Septum's aarch64 back end: the kernel image that runs at EL2 on ARMv8-A.
+//!
+//! Boot, in order (each step finishes before the next begins, so no partition runs
+//! before isolation is set up):
+//! 1. enable the EL2 MMU over the kernel image and the device tree;
+//! 2. read RAM, CPUs, the UART, the GIC and the PSCI conduit from the device tree;
+//! 3. map RAM and devices, start the console, print `@@ kernel boot`;
+//! 4. read the system package appended to the image;
+//! 5. for each partition: take RAM from the free pool, scrub it, copy the image, and
+//!    build its stage-2 tables (its RAM and nothing else);
+//! 6. configure the EL2 traps, then start the service VM, and only it.
+#![no_std]
+#![no_main]
+
+mod boot;
+mod kernel;
+mod mmu;
+mod platform;
+mod psci;
+mod stage2;
+mod trap;
+mod uart;
+mod vcpu;
+
+use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{CNTHCTL_EL2, CNTVOFF_EL2, HCR_EL2, MDCR_EL2, MIDR_EL1, Readable, VTCR_EL2, Writeable};
+use septum_abi::layout::AARCH64_RAM_BASE;
+use septum_core::event::Event;
+use septum_core::memory::{FreeRanges, Range};
+use septum_core::package::{MAX_PARTITIONS, Package};
+use septum_core::system::System;
+
+use crate::kernel::{KERNEL, Kernel};
+use crate::platform::MachineInfo;
+use crate::stage2::Stage2;
+use crate::uart::Pl011;
+use crate::vcpu::Vcpu;
+
+/// The board this build targets, as `@@ kernel boot` reports it.
+const BOARD: &str = "qemu-virt";
+/// Partition RAM is placed on 2 MiB boundaries so stage 2 can use block mappings.
+const PARTITION_ALIGN: u64 = 2 << 20;
+
+/// HCR_EL2 while partitions run: stage 2 on (VM), set/way invalidation upgraded
+/// (SWIO), physical FIQ/IRQ/SError to EL2 (FMO, IMO, AMO), broadcast TLB and barrier
+/// operations (FB, BSU = inner shareable), default-cacheable stage 1 off (DC), WFI
+/// and WFE trapped (TWI, TWE), SMC trapped (TSC), implementation-defined registers,
+/// ACTLR and set/way cache maintenance trapped (TIDCP, TACR, TSW), EL1 in AArch64 (RW).
+const HCR_VALUE: u64 = (1 << 0)
+    | (1 << 1)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 9)
+    | (0b01 << 10)
+    | (1 << 12)
+    | (1 << 13)
+    | (1 << 14)
+    | (1 << 19)
+    | (1 << 20)
+    | (1 << 21)
+    | (1 << 22)
+    | (1 << 31);
+/// MDCR_EL2 trap bits: PMU (TPM, TPMCR) and debug registers (TDA, TDOSA, TDRA).
+const MDCR_TRAPS: u64 = (1 << 6) | (1 << 5) | (1 << 9) | (1 << 10) | (1 << 11);
+/// CPTR_EL2: RES1 bits, trace (TTA) and CPACR (TCPAC) trapped, FP/SIMD not trapped
+/// (the kernel switches the FP registers itself).
+const CPTR_VALUE: u64 = 0x33ff | (1 << 20) | (1 << 31);
+
+/// The console's base address, for the panic handler.
+static PANIC_CONSOLE: AtomicU64 = AtomicU64::new(0);
+
+unsafe extern "C" {
+    static __kernel_start: u8;
+    static __kernel_end: u8;
+}
+
+/// Called by `_start` with the device tree's address.
+extern "C" fn kernel_main(device_tree: u64) -> ! {
+    let image_start = &raw const __kernel_start as u64;
+    let image_end = &raw const __kernel_end as u64;
+    let image = Range { start: image_start, end: image_end };
+    // SAFETY: first thing at boot, MMU off, on the boot CPU with interrupts masked;
+    // the kernel image (code, data, stacks) and the device tree are mapped normal.
+    unsafe { mmu::enable(&[image, Range { start: device_tree, end: device_tree + 1 }]) };
+
+    // SAFETY: QEMU and Linux-style loaders pass the device tree's address in x0, and
+    // its gigabyte is mapped above.
+    let Ok(info) = (unsafe { MachineInfo::from_device_tree(device_tree) }) else {
+        // No console is known without a device tree: all we can do is stop.
+        psci::halt()
+    };
+    // SAFETY: still in single-threaded start-up; RAM is normal memory, the UART and
+    // GIC are devices.
+    unsafe {
+        mmu::map(info.ram, false);
+        mmu::map(info.uart, true);
+        for block in info.gic {
+            mmu::map(block, true);
+        }
+    }
+    PANIC_CONSOLE.store(info.uart.start, Ordering::Relaxed);
+    // SAFETY: the device tree names this PL011 and it is now mapped as a device; the
+    // kernel is its only user.
+    let mut console = unsafe { Pl011::new(info.uart.start) };
+    let _ = writeln!(
+        console,
+        "{}",
+        Event::KernelBoot { arch: "aarch64", board: BOARD, ram: info.ram.size(), cpus: info.cpus }
+    );
+
+    // SAFETY: the host tool appends the package at __kernel_end; it lies in RAM
+    // mapped above. Its header is read first and the length it gives is bounded by
+    // the RAM bank before the whole package is read.
+    let package = unsafe { find_package(image_end, info.ram) };
+    let package = match package.map(Package::parse) {
+        Some(Ok(package)) => package,
+        Some(Err(error)) => panic!("system package rejected: {error:?}"),
+        None => panic!("no system package after the kernel image"),
+    };
+    let _ = writeln!(console, "{}", Event::KernelSystem { partitions: package.len() });
+
+    let mut frames = FreeRanges::<32>::new();
+    let reserved = Range { start: info.ram.start, end: image_end + package.byte_len() as u64 };
+    let carved = frames
+        .add(info.ram)
+        .and_then(|()| frames.remove(reserved))
+        .and_then(|()| frames.remove(info.blob));
+    carved.expect("RAM bank split into too many pieces");
+
+    let mut host_ram = heapless::Vec::<Range, MAX_PARTITIONS>::new();
+    let mut vcpus = heapless::Vec::<Vcpu, MAX_PARTITIONS>::new();
+    for (index, spec) in package.partitions().enumerate() {
+        let ram = frames
+            .allocate(spec.ram_size, PARTITION_ALIGN)
+            .unwrap_or_else(|e| panic!("no RAM for partition {}: {e:?}", spec.name));
+        // SAFETY: `ram` was free and is now this partition's alone; it is identity
+        // mapped. The image fits in it (checked by Package::parse).
+        unsafe {
+            core::ptr::write_bytes(ram.start as *mut u8, 0, ram.size() as usize);
+            core::ptr::copy_nonoverlapping(spec.image.as_ptr(), ram.start as *mut u8, spec.image.len());
+        }
+        sync_instruction_cache(Range { start: ram.start, end: ram.start + spec.image.len() as u64 });
+        let guest_ram = Range::from_start_size(AARCH64_RAM_BASE, spec.ram_size).expect("RAM size checked");
+        let mut tables = Stage2::new(&mut frames).expect("RAM for stage-2 tables");
+        tables
+            .map_ram(&mut frames, guest_ram, ram.start)
+            .expect("stage-2 mapping of partition RAM");
+        let vmid = u8::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
+        let entry = AARCH64_RAM_BASE + spec.entry_offset;
+        let _ = vcpus.push(Vcpu::new(entry, spec.ram_size, spec.argument, tables.root(), vmid));
+        let _ = host_ram.push(ram);
+    }
+    let system = System::new(&package, AARCH64_RAM_BASE, &host_ram).expect("partition placement");
+    configure_el2_traps();
+
+    let first = KERNEL.init(
+        Kernel { system, vcpus, current: 0, console, psci_smc: info.psci_smc },
+        |kernel| kernel.start(),
+    );
+    // SAFETY: `first` holds a complete register state for the service VM, whose EL1
+    // state, stage-2 tables and VMID `start` has loaded.
+    unsafe { boot::enter_partition(&first) }
+}
+
+/// Finds the system package at `at`, if its header is there; returns the bytes from
+/// `at` to the length the header gives, bounded by `ram`.
+///
+/// # Safety
+/// `at` must lie in `ram`, which must be mapped and readable.
+unsafe fn find_package(at: u64, ram: Range) -> Option<&'static [u8]> {
+    const HEADER: usize = 32;
+    let available = ram.end.checked_sub(at)? as usize;
+    // SAFETY: `at..ram.end` is mapped RAM per the caller's contract.
+    let window = unsafe { core::slice::from_raw_parts(at as *const u8, available) };
+    let header = window.get(..HEADER)?;
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&header[16..24]);
+    let len = usize::try_from(u64::from_le_bytes(len)).ok()?;
+    window.get(..len)
+}
+
+/// Makes freshly written code visible to instruction fetch: cleans the data cache to
+/// the point of unification and invalidates the instruction cache.
+fn sync_instruction_cache(range: Range) {
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 (cache type) has no side effects.
+    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
+    let line = 4u64 << ((ctr >> 16) & 0xf);
+    let mut address = range.start & !(line - 1);
+    while address < range.end {
+        // SAFETY: cleaning a cache line has no architectural effect on memory
+        // contents; the address is mapped RAM.
+        unsafe { core::arch::asm!("dc cvau, {}", in(reg) address, options(nostack)) };
+        address += line;
+    }
+    barrier::dsb(barrier::ISH);
+    // SAFETY: invalidating the instruction cache only forces refetches.
+    unsafe { core::arch::asm!("ic ialluis", options(nostack)) };
+    barrier::dsb(barrier::ISH);
+    barrier::isb(barrier::SY);
+}
+
+/// Sets the EL2 controls that confine every partition (see the constants above).
+fn configure_el2_traps() {
+    HCR_EL2.set(HCR_VALUE);
+    let counters = MDCR_EL2.get() & 0x1f; // keep HPMN: partitions see no PMU anyway
+    MDCR_EL2.set(counters | MDCR_TRAPS);
+    // SAFETY: CPTR_EL2 controls traps of lower ELs (and EL2 FP use, left enabled).
+    unsafe { core::arch::asm!("msr cptr_el2, {}", in(reg) CPTR_VALUE, options(nostack)) };
+    // EL1 may read the physical counter but not program the physical timer.
+    CNTHCTL_EL2.set(1);
+    CNTVOFF_EL2.set(0);
+    VTCR_EL2.set(stage2::vtcr());
+    // SAFETY: VPIDR_EL2 is what partitions read as MIDR_EL1; the real value is fine.
+    unsafe { core::arch::asm!("msr vpidr_el2, {}", in(reg) MIDR_EL1.get(), options(nostack)) };
+    barrier::isb(barrier::SY);
+    // SAFETY: invalidates stale EL1&0 translations of every VMID; no memory effect.
+    unsafe { core::arch::asm!("tlbi alle1is", options(nostack)) };
+    barrier::dsb(barrier::ISH);
+    barrier::isb(barrier::SY);
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let base = PANIC_CONSOLE.load(Ordering::Relaxed);
+    if base != 0 {
+        // SAFETY: the kernel is about to stop; writing the UART behind the back of
+        // the console object is the only way left to report why.
+        let mut console = unsafe { Pl011::new(base) };
+        let _ = writeln!(console, "kernel panic: {info}");
+        let _ = writeln!(console, "{}", Event::KernelPanic);
+        console.drain();
+    }
+    psci::system_off();
+    psci::halt()
+}

@@ -1,0 +1,101 @@
+//! The kernel's own address space at EL2 (stage 1, TTBR0_EL2): an identity map of
+//! RAM as normal cacheable memory and of the devices the kernel drives as device
+//! memory, built from 1 GiB blocks in one level-1 table.
+//!
+//! Invariants:
+//! - virtual address = physical address for everything the kernel touches, so the
+//!   physical addresses in partition descriptions and page tables can be used
+//!   directly;
+//! - device memory is never executable;
+//! - entries are only ever added (an invalid entry becomes valid), so no
+//!   break-before-make sequence is needed after the MMU is on.
+
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{ID_AA64MMFR0_EL1, MAIR_EL2, ReadWriteable, Readable, SCTLR_EL2, TCR_EL2, TTBR0_EL2, Writeable};
+use core::cell::UnsafeCell;
+use septum_core::memory::Range;
+
+const GIB: u64 = 1 << 30;
+/// Virtual and physical addresses the kernel map covers: 39 bits (512 GiB).
+const VA_BITS: u64 = 39;
+
+// MAIR_EL2 attribute indexes.
+const ATTR_DEVICE: u64 = 0; // Device-nGnRE
+const ATTR_NORMAL: u64 = 1; // Normal, inner/outer write-back read/write-allocate
+const MAIR_VALUE: u64 = 0x04 | (0xff << 8);
+/// TCR_EL2 bits 31 and 23 are RES1 when HCR_EL2.E2H is 0.
+const TCR_EL2_RES1: u64 = (1 << 31) | (1 << 23);
+
+// Block descriptor bits (stage 1, EL2 regime).
+const VALID_BLOCK: u64 = 0b01;
+const AF: u64 = 1 << 10;
+const SH_INNER: u64 = 0b11 << 8;
+const XN: u64 = 1 << 54;
+
+/// The level-1 table: 512 entries of 1 GiB each.
+#[repr(C, align(4096))]
+struct Level1(UnsafeCell<[u64; 512]>);
+
+// SAFETY: the table is written only by the boot CPU during start-up, with
+// interrupts masked, before any other CPU or partition runs.
+unsafe impl Sync for Level1 {}
+
+static KERNEL_TABLE: Level1 = Level1(UnsafeCell::new([0; 512]));
+
+/// The largest physical address size the CPU supports, as the TCR/VTCR `PS` field
+/// encodes it, capped at 40 bits (what 39-bit tables need).
+pub fn physical_address_size_field() -> u64 {
+    ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange).min(0b010)
+}
+
+/// Maps `range` with 1 GiB blocks, as device memory or normal memory.
+///
+/// # Safety
+/// Must only be called on the boot CPU during start-up, with interrupts masked. A
+/// range that covers memory the kernel uses must be mapped as normal memory.
+pub unsafe fn map(range: Range, device: bool) {
+    let attributes = if device {
+        VALID_BLOCK | AF | (ATTR_DEVICE << 2) | XN
+    } else {
+        VALID_BLOCK | AF | (ATTR_NORMAL << 2) | SH_INNER
+    };
+    let first = range.start / GIB;
+    let last = (range.end - 1) / GIB;
+    for index in first..=last.min((1 << (VA_BITS - 30)) - 1) {
+        // SAFETY: per this function's contract nothing else accesses the table now;
+        // the write is an aligned u64 store into a static.
+        unsafe { (*KERNEL_TABLE.0.get())[index as usize] = (index * GIB) | attributes };
+    }
+    barrier::dsb(barrier::ISHST);
+    barrier::isb(barrier::SY);
+}
+
+/// Turns the EL2 MMU and caches on, after mapping `early` (the kernel image and
+/// the device tree) as normal memory.
+///
+/// # Safety
+/// Must be called once, on the boot CPU, with the MMU off, before anything relies
+/// on memory attributes; `early` must cover the code and stack in use.
+pub unsafe fn enable(early: &[Range]) {
+    for range in early {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { map(*range, false) };
+    }
+    MAIR_EL2.set(MAIR_VALUE);
+    let fields = TCR_EL2::T0SZ.val(64 - VA_BITS)
+        + TCR_EL2::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+        + TCR_EL2::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+        + TCR_EL2::SH0::Inner
+        + TCR_EL2::TG0::KiB_4
+        + TCR_EL2::PS.val(physical_address_size_field());
+    TCR_EL2.set(fields.value | TCR_EL2_RES1);
+    TTBR0_EL2.set(KERNEL_TABLE.0.get() as u64);
+    barrier::dsb(barrier::ISH);
+    barrier::isb(barrier::SY);
+    // SAFETY: invalidating EL2 TLB entries has no effect on memory.
+    unsafe { core::arch::asm!("tlbi alle2", options(nostack)) };
+    barrier::dsb(barrier::ISH);
+    barrier::isb(barrier::SY);
+    SCTLR_EL2.modify(SCTLR_EL2::M::Enable + SCTLR_EL2::C::Cacheable + SCTLR_EL2::I::Cacheable + SCTLR_EL2::SA::Enable);
+    barrier::isb(barrier::SY);
+}

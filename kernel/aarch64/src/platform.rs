@@ -1,0 +1,84 @@
+//! What the firmware's device tree says about the machine: RAM, CPUs, the console
+//! UART, the interrupt controller and the PSCI conduit. Nothing here is hard-coded;
+//! a device tree that lacks something the kernel needs is a boot error.
+
+use fdt::Fdt;
+use septum_core::memory::Range;
+
+/// The machine as the device tree describes it.
+#[derive(Clone, Copy, Debug)]
+pub struct MachineInfo {
+    /// The first RAM bank.
+    pub ram: Range,
+    /// Number of CPU nodes.
+    pub cpus: u32,
+    /// The PL011 console's register block.
+    pub uart: Range,
+    /// The GICv3 distributor and redistributor register blocks.
+    pub gic: [Range; 2],
+    /// Whether PSCI is reached with `smc` (the only conduit usable from EL2).
+    pub psci_smc: bool,
+    /// Where the device tree blob itself lies, so it is not handed out as free RAM.
+    pub blob: Range,
+}
+
+/// Why the device tree could not be used.
+#[derive(Clone, Copy, Debug)]
+pub enum DtbError {
+    /// No valid device tree at the address in x0.
+    Invalid,
+    /// The device tree has no memory node.
+    NoMemory,
+    /// No `arm,pl011` node with registers.
+    NoUart,
+    /// No `arm,gic-v3` node with two register blocks.
+    NoGic,
+}
+
+impl MachineInfo {
+    /// Reads the device tree at `address`.
+    ///
+    /// # Safety
+    /// `address` must point at readable memory holding a device tree blob (or at
+    /// least a header whose checks fail), mapped in the kernel's address space.
+    pub unsafe fn from_device_tree(address: u64) -> Result<MachineInfo, DtbError> {
+        // SAFETY: the caller guarantees the blob is mapped and readable; `from_ptr`
+        // validates the header before reading further.
+        let fdt = unsafe { Fdt::from_ptr(address as *const u8) }.map_err(|_| DtbError::Invalid)?;
+        let bank = fdt.memory().regions().next().ok_or(DtbError::NoMemory)?;
+        let ram = region(bank.starting_address as u64, bank.size).ok_or(DtbError::NoMemory)?;
+        let uart = fdt
+            .find_compatible(&["arm,pl011"])
+            .and_then(|node| node.reg()?.next())
+            .and_then(|r| region(r.starting_address as u64, r.size))
+            .ok_or(DtbError::NoUart)?;
+        let mut gic_regs = fdt
+            .find_compatible(&["arm,gic-v3"])
+            .and_then(|node| node.reg())
+            .ok_or(DtbError::NoGic)?
+            .filter_map(|r| region(r.starting_address as u64, r.size));
+        let gic = [
+            gic_regs.next().ok_or(DtbError::NoGic)?,
+            gic_regs.next().ok_or(DtbError::NoGic)?,
+        ];
+        let psci_smc = fdt
+            .find_compatible(&["arm,psci-1.0", "arm,psci-0.2", "arm,psci"])
+            .and_then(|node| node.property("method"))
+            .and_then(|method| method.as_str())
+            .is_some_and(|method| method == "smc");
+        let cpus = fdt.cpus().count() as u32;
+        let blob = Range::from_start_size(address, fdt.total_size() as u64).ok_or(DtbError::Invalid)?;
+        Ok(MachineInfo {
+            ram,
+            cpus,
+            uart,
+            gic,
+            psci_smc,
+            blob,
+        })
+    }
+}
+
+fn region(start: u64, size: Option<usize>) -> Option<Range> {
+    Range::from_start_size(start, size? as u64)
+}

@@ -1,0 +1,97 @@
+//! Trap classification: turns the exception syndrome of a trap from a partition into
+//! a hypercall, a wait, or a fault the core decides about. Every exception class the
+//! kernel does not expect becomes a fault that stops the partition: no trap is ever
+//! ignored or silently resumed.
+
+use aarch64_cpu::registers::{ESR_EL2, FAR_EL2, HPFAR_EL2, Readable};
+use septum_core::event::{Fault, FaultKind};
+use septum_core::system::CallRegisters;
+
+use crate::boot::TrapFrame;
+use crate::vcpu::Vcpu;
+
+// Exception classes (ESR_ELx.EC) the kernel handles.
+const EC_WFX: u64 = 0x01;
+const EC_HVC64: u64 = 0x16;
+const EC_SMC64: u64 = 0x17;
+const EC_SYSREG: u64 = 0x18;
+const EC_IABT_LOWER: u64 = 0x20;
+const EC_DABT_LOWER: u64 = 0x24;
+
+/// Which vector a trap arrived through (set by the vector table in `boot.rs`).
+const VECTOR_SYNC: u64 = 0;
+
+/// Size of an EL1 vector table, to recognise a fetch from an unmapped one.
+const VECTOR_TABLE_SIZE: u64 = 0x800;
+
+/// What a trap from a partition means.
+#[derive(Clone, Copy, Debug)]
+pub enum Trap {
+    /// `hvc #0`: a hypercall.
+    Hypercall(CallRegisters),
+    /// WFI or WFE: the partition has nothing to do until an event.
+    Wait,
+    /// Anything else: the partition is stopped.
+    Fault(Fault),
+}
+
+/// Classifies the trap that arrived through `vector` with the registers in `frame`.
+pub fn classify(vector: u64, frame: &TrapFrame) -> Trap {
+    let esr = ESR_EL2.get();
+    let fault = |kind, addr| Trap::Fault(Fault { kind, addr, syndrome: esr });
+    if vector != VECTOR_SYNC {
+        // IRQ, FIQ and SError from a partition, and anything from AArch32: the
+        // kernel enables no interrupts yet, so these are errors.
+        return fault(FaultKind::UnknownTrap, frame.elr);
+    }
+    let class = ESR_EL2.read(ESR_EL2::EC);
+    let imm16 = esr & 0xffff;
+    match class {
+        EC_HVC64 if imm16 == 0 => {
+            let mut args = [0; 6];
+            args.copy_from_slice(&frame.x[1..7]);
+            Trap::Hypercall(CallRegisters {
+                number: frame.x[0],
+                args,
+            })
+        }
+        EC_WFX => Trap::Wait,
+        EC_SMC64 => fault(FaultKind::MonitorCall, frame.elr),
+        EC_SYSREG => fault(FaultKind::SystemRegister, frame.elr),
+        EC_DABT_LOWER => fault(FaultKind::Stage2Data, faulting_ipa()),
+        EC_IABT_LOWER => {
+            let (vbar, guest_esr, guest_elr) = Vcpu::live_el1_exception_state();
+            let fetch = FAR_EL2.get();
+            if fetch.wrapping_sub(vbar) < VECTOR_TABLE_SIZE {
+                // The partition took an exception at EL1 and its vector table is not
+                // mapped: it has no handler. Report the exception it took.
+                Trap::Fault(Fault {
+                    kind: FaultKind::UnhandledException,
+                    addr: guest_elr,
+                    syndrome: guest_esr,
+                })
+            } else {
+                fault(FaultKind::Stage2Instruction, faulting_ipa())
+            }
+        }
+        _ => fault(FaultKind::UnknownTrap, frame.elr),
+    }
+}
+
+/// The guest-physical address of a stage-2 abort: the page from HPFAR_EL2, the
+/// offset within it from FAR_EL2.
+fn faulting_ipa() -> u64 {
+    let page = (HPFAR_EL2.get() & 0x0000_0fff_ffff_fff0) << 8;
+    page | (FAR_EL2.get() & 0xfff)
+}
+
+/// Entry from the vector table for every trap from a partition.
+pub extern "C" fn handle_lower_el(vector: u64, frame: &mut TrapFrame) {
+    let trap = classify(vector, frame);
+    crate::kernel::KERNEL.with(|kernel| kernel.on_trap(trap, frame));
+}
+
+/// Entry from the vector table for an exception taken at EL2: a kernel bug.
+pub extern "C" fn kernel_fault(vector: u64, esr: u64, elr: u64, far: u64) -> ! {
+    panic!("exception at EL2: vector={vector} esr={esr:#x} elr={elr:#x} far={far:#x}")
+}

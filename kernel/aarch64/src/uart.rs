@@ -1,0 +1,98 @@
+//! The PL011 UART that carries the console. Only the kernel touches it: partitions
+//! reach the console through the `console_write` hypercall.
+//!
+//! Invariant: every byte is written only after the transmit FIFO has room, and
+//! `\n` goes out as `\r\n` so the console reads well on a terminal.
+
+use core::fmt;
+use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::register_bitfields;
+use tock_registers::register_structs;
+use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
+
+register_bitfields! {u32,
+    FR [
+        /// Transmit FIFO full.
+        TXFF OFFSET(5) NUMBITS(1) [],
+        /// UART busy transmitting.
+        BUSY OFFSET(3) NUMBITS(1) [],
+    ],
+    LCR_H [
+        /// Word length: 8 bits.
+        WLEN OFFSET(5) NUMBITS(2) [Eight = 0b11],
+        /// FIFOs enabled.
+        FEN OFFSET(4) NUMBITS(1) [],
+    ],
+    CR [
+        RXE OFFSET(9) NUMBITS(1) [],
+        TXE OFFSET(8) NUMBITS(1) [],
+        UARTEN OFFSET(0) NUMBITS(1) [],
+    ],
+}
+
+register_structs! {
+    Registers {
+        (0x000 => dr: WriteOnly<u32>),
+        (0x004 => _reserved0),
+        (0x018 => fr: ReadOnly<u32, FR::Register>),
+        (0x01c => _reserved1),
+        (0x02c => lcr_h: ReadWrite<u32, LCR_H::Register>),
+        (0x030 => cr: ReadWrite<u32, CR::Register>),
+        (0x034 => @END),
+    }
+}
+
+/// The console UART.
+pub struct Pl011 {
+    registers: &'static Registers,
+}
+
+// SAFETY: a `Pl011` is the only user of its register block, so moving it to another
+// context moves the exclusive right to use the device with it.
+unsafe impl Send for Pl011 {}
+
+impl Pl011 {
+    /// Takes over the PL011 whose registers are at `base`, keeping the baud rate the
+    /// firmware set, in 8N1 with FIFOs.
+    ///
+    /// # Safety
+    /// `base` must be the address of a PL011 register block, mapped as device memory
+    /// in the kernel's address space, used by nothing else.
+    pub unsafe fn new(base: u64) -> Pl011 {
+        // SAFETY: the caller guarantees `base` points at a mapped PL011 that only
+        // this object uses; `Registers` matches its layout.
+        let registers = unsafe { &*(base as *const Registers) };
+        registers.cr.write(CR::UARTEN::CLEAR);
+        registers.lcr_h.write(LCR_H::WLEN::Eight + LCR_H::FEN::SET);
+        registers
+            .cr
+            .write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
+        Pl011 { registers }
+    }
+
+    fn put(&mut self, byte: u8) {
+        while self.registers.fr.is_set(FR::TXFF) {
+            core::hint::spin_loop();
+        }
+        self.registers.dr.set(u32::from(byte));
+    }
+
+    /// Waits until every byte written so far has left the UART.
+    pub fn drain(&mut self) {
+        while self.registers.fr.is_set(FR::BUSY) {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+impl fmt::Write for Pl011 {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for byte in s.bytes() {
+            if byte == b'\n' {
+                self.put(b'\r');
+            }
+            self.put(byte);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,199 @@
+//! Virtual CPUs: the register state of a partition while it is not running, and the
+//! switch between partitions on one physical CPU.
+//!
+//! Invariant: when a partition runs, every EL1/EL0 register it can read holds either
+//! its own value or one the kernel set for it at entry; nothing leaks from the
+//! partition that ran before (general registers via the trap frame, system registers
+//! and the FP/SIMD file via [`Vcpu::store`] and [`Vcpu::load`]).
+
+use core::arch::{asm, global_asm};
+
+use crate::boot::TrapFrame;
+
+/// Generates the EL1 system-register state with its save and restore code from one
+/// list, so the two can never disagree.
+macro_rules! el1_registers {
+    ($($name:ident),* $(,)?) => {
+        /// The partition's EL1 and EL0 system registers.
+        #[allow(non_snake_case)]
+        #[derive(Clone, Copy, Debug, Default)]
+        pub struct El1State { $(pub $name: u64,)* }
+
+        impl El1State {
+            /// Reads every register from the CPU.
+            fn store(&mut self) {
+                $(
+                    // SAFETY: reading an EL1/EL0 system register at EL2 has no side
+                    // effects.
+                    unsafe { asm!(concat!("mrs {}, ", stringify!($name)), out(reg) self.$name, options(nomem, nostack)) };
+                )*
+            }
+            /// Writes every register to the CPU.
+            fn load(&self) {
+                $(
+                    // SAFETY: these registers control only EL1/EL0 execution, which is
+                    // not running while the kernel is; EL2 does not depend on them.
+                    unsafe { asm!(concat!("msr ", stringify!($name), ", {}"), in(reg) self.$name, options(nomem, nostack)) };
+                )*
+            }
+        }
+    };
+}
+
+el1_registers!(
+    sctlr_el1, cpacr_el1, ttbr0_el1, ttbr1_el1, tcr_el1, mair_el1, amair_el1, vbar_el1,
+    contextidr_el1, tpidr_el0, tpidrro_el0, tpidr_el1, sp_el0, sp_el1, elr_el1, spsr_el1,
+    esr_el1, far_el1, afsr0_el1, afsr1_el1, par_el1, cntkctl_el1, csselr_el1, mdscr_el1,
+    cntv_ctl_el0, cntv_cval_el0,
+);
+
+/// The FP/SIMD register file.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(16))]
+pub struct FpState {
+    q: [u128; 32],
+    fpcr: u64,
+    fpsr: u64,
+}
+
+impl Default for FpState {
+    fn default() -> Self {
+        FpState { q: [0; 32], fpcr: 0, fpsr: 0 }
+    }
+}
+
+// The kernel itself is built without FP/SIMD (softfloat), so these registers hold
+// only partition state; they are switched here.
+global_asm!(
+    ".arch_extension fp",
+    ".arch_extension simd",
+    ".global fp_store",
+    "fp_store:",
+    "    stp q0, q1, [x0, #0]",
+    "    stp q2, q3, [x0, #32]",
+    "    stp q4, q5, [x0, #64]",
+    "    stp q6, q7, [x0, #96]",
+    "    stp q8, q9, [x0, #128]",
+    "    stp q10, q11, [x0, #160]",
+    "    stp q12, q13, [x0, #192]",
+    "    stp q14, q15, [x0, #224]",
+    "    stp q16, q17, [x0, #256]",
+    "    stp q18, q19, [x0, #288]",
+    "    stp q20, q21, [x0, #320]",
+    "    stp q22, q23, [x0, #352]",
+    "    stp q24, q25, [x0, #384]",
+    "    stp q26, q27, [x0, #416]",
+    "    stp q28, q29, [x0, #448]",
+    "    stp q30, q31, [x0, #480]",
+    "    mrs x1, fpcr",
+    "    mrs x2, fpsr",
+    "    add x0, x0, #512",
+    "    stp x1, x2, [x0]",
+    "    ret",
+    ".global fp_load",
+    "fp_load:",
+    "    ldp q0, q1, [x0, #0]",
+    "    ldp q2, q3, [x0, #32]",
+    "    ldp q4, q5, [x0, #64]",
+    "    ldp q6, q7, [x0, #96]",
+    "    ldp q8, q9, [x0, #128]",
+    "    ldp q10, q11, [x0, #160]",
+    "    ldp q12, q13, [x0, #192]",
+    "    ldp q14, q15, [x0, #224]",
+    "    ldp q16, q17, [x0, #256]",
+    "    ldp q18, q19, [x0, #288]",
+    "    ldp q20, q21, [x0, #320]",
+    "    ldp q22, q23, [x0, #352]",
+    "    ldp q24, q25, [x0, #384]",
+    "    ldp q26, q27, [x0, #416]",
+    "    ldp q28, q29, [x0, #448]",
+    "    ldp q30, q31, [x0, #480]",
+    "    add x0, x0, #512",
+    "    ldp x1, x2, [x0]",
+    "    msr fpcr, x1",
+    "    msr fpsr, x2",
+    "    ret",
+);
+
+unsafe extern "C" {
+    fn fp_store(state: *mut FpState);
+    fn fp_load(state: *const FpState);
+}
+
+/// SCTLR_EL1 at partition entry: MMU and caches off, RES1 bits set.
+const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
+/// CPACR_EL1 at partition entry: FP/SIMD usable at EL1 and EL0.
+const CPACR_EL1_FP_ON: u64 = 0b11 << 20;
+/// PSTATE at partition entry: EL1 using SP_EL1, D, A, I and F masked.
+const SPSR_EL1H_MASKED: u64 = 0b0101 | (0b1111 << 6);
+
+/// One partition's virtual CPU.
+#[derive(Clone, Debug)]
+pub struct Vcpu {
+    /// General registers, ELR and SPSR while the partition is not running.
+    pub frame: TrapFrame,
+    el1: El1State,
+    fp: FpState,
+    vttbr: u64,
+    vmpidr: u64,
+}
+
+impl Vcpu {
+    /// A vCPU at the partition's entry state (see the README, "Partition entry
+    /// state"): `pc` = entry point, x0 = RAM size, x1 = boot argument, EL1h with
+    /// interrupts masked, MMU off, VBAR_EL1 = 0 (unmapped, so an exception the
+    /// partition has no handler for traps to the kernel as a stage-2 fault).
+    pub fn new(entry: u64, ram_size: u64, argument: u64, stage2_root: u64, vmid: u8) -> Vcpu {
+        let mut frame = TrapFrame::default();
+        frame.x[0] = ram_size;
+        frame.x[1] = argument;
+        frame.elr = entry;
+        frame.spsr = SPSR_EL1H_MASKED;
+        let el1 = El1State {
+            sctlr_el1: SCTLR_EL1_RESET,
+            cpacr_el1: CPACR_EL1_FP_ON,
+            ..El1State::default()
+        };
+        Vcpu {
+            frame,
+            el1,
+            fp: FpState::default(),
+            vttbr: (u64::from(vmid) << 48) | stage2_root,
+            vmpidr: 1 << 31,
+        }
+    }
+
+    /// The guest's own exception state (VBAR_EL1, ESR_EL1, ELR_EL1) as last stored
+    /// or, for the running partition, as the CPU holds it now.
+    pub fn live_el1_exception_state() -> (u64, u64, u64) {
+        let (vbar, esr, elr): (u64, u64, u64);
+        // SAFETY: reading EL1 system registers at EL2 has no side effects.
+        unsafe {
+            asm!("mrs {}, vbar_el1", out(reg) vbar, options(nomem, nostack));
+            asm!("mrs {}, esr_el1", out(reg) esr, options(nomem, nostack));
+            asm!("mrs {}, elr_el1", out(reg) elr, options(nomem, nostack));
+        }
+        (vbar, esr, elr)
+    }
+
+    /// Saves the CPU's partition state (everything but the trap frame) into `self`.
+    pub fn store(&mut self) {
+        self.el1.store();
+        // SAFETY: `self.fp` is a valid, aligned FpState; fp_store writes exactly it.
+        unsafe { fp_store(&mut self.fp) };
+    }
+
+    /// Puts `self`'s partition state (everything but the trap frame) on the CPU,
+    /// including its stage-2 tables and VMID.
+    pub fn load(&self) {
+        self.el1.load();
+        // SAFETY: `self.fp` is a valid, aligned FpState; fp_load only reads it. The
+        // FP registers and the EL1 registers above affect only the partition.
+        unsafe {
+            fp_load(&self.fp);
+            asm!("msr vttbr_el2, {}", in(reg) self.vttbr, options(nomem, nostack));
+            asm!("msr vmpidr_el2, {}", in(reg) self.vmpidr, options(nomem, nostack));
+            asm!("isb", options(nomem, nostack));
+        }
+    }
+}

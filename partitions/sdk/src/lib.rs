@@ -1,0 +1,128 @@
+//! The guest SDK: what a Septum partition program links against.
+//!
+//! It provides the entry stub (the program's `main` is named with [`entry!`]), typed
+//! wrappers for every hypercall of [`septum_abi`], a console with [`println!`], and a
+//! panic handler that prints the panic and exits the partition. Only
+//! `arch/<arch>.rs` differs between architectures: the entry stub, the hypercall
+//! instruction and the counter.
+#![no_std]
+
+#[cfg_attr(target_arch = "aarch64", path = "arch/aarch64.rs")]
+pub mod arch;
+
+use core::fmt;
+
+pub use septum_abi::{Call, Error};
+
+/// What the kernel hands a partition at entry.
+#[derive(Clone, Copy, Debug)]
+pub struct Boot {
+    /// Bytes of RAM, starting at [`arch::RAM_BASE`].
+    pub ram_size: u64,
+    /// The boot argument from the system description.
+    pub argument: u64,
+}
+
+unsafe extern "Rust" {
+    /// The partition's main function, defined by [`entry!`].
+    safe fn __septum_partition_main(boot: Boot) -> u64;
+}
+
+/// Called by the entry stub with the registers the kernel set.
+extern "C" fn start(ram_size: u64, argument: u64) -> ! {
+    let code = __septum_partition_main(Boot { ram_size, argument });
+    exit(code)
+}
+
+/// Names the partition's main function: `fn main(boot: Boot) -> u64`. Its return
+/// value becomes the partition's exit code.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[unsafe(no_mangle)]
+        fn __septum_partition_main(boot: $crate::Boot) -> u64 {
+            let main: fn($crate::Boot) -> u64 = $main;
+            main(boot)
+        }
+    };
+}
+
+/// Makes a raw hypercall and splits the status into `Ok(results)` or the error.
+/// Unknown non-zero statuses are returned as `Err(Err(status))`.
+pub fn call(call: u64, args: [u64; 6]) -> Result<[u64; 3], Result<Error, u64>> {
+    let (status, results) = arch::hypercall(call, args);
+    Error::from_status(status).map(|()| results)
+}
+
+fn typed(call_number: Call, args: [u64; 6]) -> Result<[u64; 3], Error> {
+    call(call_number as u64, args).map_err(|e| e.unwrap_or(Error::InvalidArgument))
+}
+
+/// The null hypercall: a round trip to the kernel and back.
+pub fn null() -> Result<(), Error> {
+    typed(Call::Null, [0; 6]).map(|_| ())
+}
+
+/// Writes bytes to the console, in chunks the kernel accepts.
+pub fn console_write(bytes: &[u8]) -> Result<(), Error> {
+    for chunk in bytes.chunks(septum_abi::CONSOLE_WRITE_MAX as usize) {
+        typed(
+            Call::ConsoleWrite,
+            [chunk.as_ptr() as u64, chunk.len() as u64, 0, 0, 0, 0],
+        )?;
+    }
+    Ok(())
+}
+
+/// Service VM only: reports ready, which lets the guests start.
+pub fn ready() -> Result<(), Error> {
+    typed(Call::Ready, [0; 6]).map(|_| ())
+}
+
+/// Gives up the rest of this turn; returns how many other partitions can run.
+pub fn yield_now() -> Result<u64, Error> {
+    typed(Call::Yield, [0; 6]).map(|r| r[0])
+}
+
+/// Ends this partition with `code`.
+pub fn exit(code: u64) -> ! {
+    let _ = typed(Call::Exit, [code, 0, 0, 0, 0, 0]);
+    unreachable_after_exit()
+}
+
+/// Service VM only: powers the system off; `code` 0 is a clean shutdown.
+pub fn shutdown(code: u64) -> Result<core::convert::Infallible, Error> {
+    typed(Call::Shutdown, [code, 0, 0, 0, 0, 0])?;
+    unreachable_after_exit()
+}
+
+fn unreachable_after_exit() -> ! {
+    // The kernel never resumes a partition after exit or shutdown; spin if it did.
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// The console as a `fmt::Write` sink.
+pub struct Console;
+
+impl fmt::Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        console_write(s.as_bytes()).map_err(|_| fmt::Error)
+    }
+}
+
+/// Prints to the console, with a newline.
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use core::fmt::Write as _;
+        let _ = writeln!($crate::Console, $($arg)*);
+    }};
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    println!("panic: {info}");
+    exit(101)
+}

@@ -1,0 +1,128 @@
+//! Images: finding the bare-metal ELFs that `build.rs` produced, flattening an ELF
+//! into the bytes a loader places in memory, and making the bootable kernel image
+//! (the kernel followed by the system package).
+
+use anyhow::{Context, Result, bail};
+use object::{Object, ObjectSegment, ObjectSymbol};
+use std::path::{Path, PathBuf};
+
+/// Where `build.rs` put the bare-metal builds.
+pub fn image_dir() -> PathBuf {
+    PathBuf::from(env!("SEPTUM_IMAGE_DIR"))
+}
+
+/// The kernel ELF for `arch`.
+pub fn kernel_elf(arch: &str) -> Result<PathBuf> {
+    let (target, name) = match arch {
+        "aarch64" => ("aarch64-unknown-none-softfloat", "septum-aarch64"),
+        other => bail!("no kernel for architecture `{other}`"),
+    };
+    Ok(image_dir().join(target).join("release").join(name))
+}
+
+/// The partition program `name` of this workspace, built for `arch`.
+pub fn partition_elf(arch: &str, name: &str) -> Result<PathBuf> {
+    let target = match arch {
+        "aarch64" => "aarch64-unknown-none",
+        other => bail!("no partitions for architecture `{other}`"),
+    };
+    Ok(image_dir().join(target).join("release").join(name))
+}
+
+/// An ELF's loadable contents as one block of memory.
+#[derive(Debug)]
+pub struct Flat {
+    /// Address of the first byte.
+    pub base: u64,
+    /// The bytes, from `base` to the end of the last initialised segment. Gaps and
+    /// zero-initialised data within are zero.
+    pub bytes: Vec<u8>,
+    /// The entry point.
+    pub entry: u64,
+}
+
+/// Flattens the ELF in `data`.
+pub fn flatten(data: &[u8]) -> Result<Flat> {
+    let file = object::File::parse(data).context("not an ELF file")?;
+    let segments: Vec<_> = file.segments().filter(|s| s.size() > 0).collect();
+    let base = segments
+        .iter()
+        .map(|s| s.address())
+        .min()
+        .context("ELF has no loadable segment")?;
+    let mut bytes = Vec::new();
+    for segment in &segments {
+        let contents = segment.data().context("segment data")?;
+        if contents.is_empty() {
+            continue;
+        }
+        let offset = usize::try_from(segment.address() - base)?;
+        let end = offset + contents.len();
+        if bytes.len() < end {
+            bytes.resize(end, 0);
+        }
+        bytes[offset..end].copy_from_slice(contents);
+    }
+    Ok(Flat {
+        base,
+        bytes,
+        entry: file.entry(),
+    })
+}
+
+/// Reads and flattens the ELF at `path`.
+pub fn flatten_file(path: &Path) -> Result<Flat> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    flatten(&data).with_context(|| format!("flattening {}", path.display()))
+}
+
+/// Offset of the arm64 Image header's `image_size` field.
+const IMAGE_SIZE_OFFSET: usize = 16;
+
+/// The bootable image for `arch`: the flat kernel, zero-filled up to the symbol
+/// `__kernel_end` (its zero-initialised data and stacks), then the system package.
+/// The header's image size is patched to cover the package.
+pub fn bootable(arch: &str, kernel: &Path, package: &[u8]) -> Result<Vec<u8>> {
+    let data = std::fs::read(kernel).with_context(|| format!("reading {}", kernel.display()))?;
+    let file = object::File::parse(&*data).context("kernel is not an ELF file")?;
+    let end = file
+        .symbols()
+        .find(|s| s.name() == Ok("__kernel_end"))
+        .context("kernel has no __kernel_end symbol")?
+        .address();
+    let flat = flatten(&data)?;
+    let mut image = flat.bytes;
+    image.resize(usize::try_from(end - flat.base)?, 0);
+    image.extend_from_slice(package);
+    if arch == "aarch64" {
+        let size = image.len() as u64;
+        image[IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8].copy_from_slice(&size.to_le_bytes());
+    }
+    Ok(image)
+}
+
+/// Sizes of the kernel, for the benchmark report.
+#[derive(Debug)]
+pub struct KernelSize {
+    /// Bytes of code, read-only data and initialised data (what a loader copies).
+    pub loaded: u64,
+    /// Bytes of zero-initialised data and stacks after that.
+    pub zeroed: u64,
+}
+
+/// Measures the kernel ELF at `path`.
+pub fn kernel_size(path: &Path) -> Result<KernelSize> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let flat = flatten(&data)?;
+    let file = object::File::parse(&*data)?;
+    let end = file
+        .symbols()
+        .find(|s| s.name() == Ok("__kernel_end"))
+        .context("kernel has no __kernel_end symbol")?
+        .address();
+    let loaded = flat.bytes.len() as u64;
+    Ok(KernelSize {
+        loaded,
+        zeroed: end - flat.base - loaded,
+    })
+}

@@ -1,0 +1,26 @@
+//! The host side of Septum: turns a system description into a bootable image, runs
+//! it on an emulator, and checks what the console says.
+//!
+//! - [`board`]: board recipes from `board-support/<board>/board.toml`;
+//! - [`description`]: system descriptions (`*.toml`) and the package built from them;
+//! - [`image`]: ELF flattening and the bootable kernel image;
+//! - [`emulator`]: running an image under QEMU with a hard timeout;
+//! - [`scenario`]: test scenarios and their console expectations.
+
+pub mod board;
+pub mod description;
+pub mod emulator;
+pub mod image;
+pub mod scenario;
+
+use std::path::{Path, PathBuf};
+
+/// The repository root (where `Cargo.toml`, `board-support/` and `tests/` are).
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Resolves `path` against the repository root unless it is absolute.
+pub fn from_root(path: impl AsRef<Path>) -> PathBuf {
+    repo_root().join(path)
+}

@@ -1,0 +1,134 @@
+//! `septum`: the host tool. Builds bootable images from system descriptions, runs
+//! them on the emulator, and runs the benchmarks.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use septum::board::Board;
+use septum::description::SystemDescription;
+use septum::emulator::{self, RunOptions};
+use septum::image;
+use septum::scenario::{self, Scenario};
+
+#[derive(Parser)]
+#[command(name = "septum", about = "Build, run and measure Septum systems")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot a system on the emulator with the console on this terminal.
+    Run {
+        /// Board folder under board-support/.
+        #[arg(long, default_value = "qemu-virt")]
+        board: String,
+        /// System description; the board's default system if absent.
+        #[arg(long)]
+        system: Option<PathBuf>,
+        /// Emulator RAM, such as 512M or 2G; the board's default if absent.
+        #[arg(long)]
+        ram: Option<String>,
+    },
+    /// Write the bootable image of a system.
+    Image {
+        #[arg(long, default_value = "qemu-virt")]
+        board: String,
+        #[arg(long)]
+        system: Option<PathBuf>,
+        /// Where to write the image.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Run test scenarios from tests/scenarios/ by name and report each.
+    Scenario {
+        /// Scenario names (file stems).
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Run the benchmarks and print their figures.
+    Bench {
+        #[arg(long, default_value = "qemu-virt")]
+        board: String,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Run { board, system, ram } => {
+            let board = Board::load(&board)?;
+            let image = image_for(&board, system)?;
+            let options = RunOptions {
+                ram: ram.unwrap_or_else(|| board.default_ram.clone()),
+                icount: false,
+                timeout: Duration::MAX,
+            };
+            let status = emulator::run_interactive(&board, &image, &options)?;
+            if !status.success() {
+                bail!("emulator exited with {status}");
+            }
+        }
+        Command::Image {
+            board,
+            system,
+            output,
+        } => {
+            let board = Board::load(&board)?;
+            let image = image_for(&board, system)?;
+            std::fs::copy(&image, &output)
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!("wrote {}", output.display());
+        }
+        Command::Scenario { names } => {
+            let mut failed = 0;
+            for name in &names {
+                let outcome = Scenario::load(name)?.run()?;
+                if outcome.failures.is_empty() {
+                    println!("scenario {name}: pass");
+                } else {
+                    failed += 1;
+                    println!("scenario {name}: FAIL\n{}", outcome.console);
+                    for failure in &outcome.failures {
+                        println!("  - {failure}");
+                    }
+                }
+            }
+            println!("{} passed, {failed} failed", names.len() - failed);
+            if failed > 0 {
+                std::process::exit(1);
+            }
+        }
+        Command::Bench { board } => bench(&board)?,
+    }
+    Ok(())
+}
+
+fn image_for(board: &Board, system: Option<PathBuf>) -> Result<PathBuf> {
+    let system = system.unwrap_or_else(|| board.default_system());
+    let description = SystemDescription::load(&system, &board.arch)?;
+    scenario::build_image(board, &description)
+}
+
+fn bench(board_name: &str) -> Result<()> {
+    let board = Board::load(board_name)?;
+    let scenario = Scenario::load(&format!("bench-{}", board.arch))?;
+    let outcome = scenario.run()?;
+    if !outcome.failures.is_empty() {
+        bail!("benchmark run failed: {:?}\n{}", outcome.failures, outcome.console);
+    }
+    let figure = outcome
+        .console
+        .lines()
+        .find_map(|line| line.split("bench null-hypercall ").nth(1))
+        .context("no null-hypercall figure in the benchmark output")?;
+    println!("null hypercall round trip ({}, -icount shift=0): {figure}", board.arch);
+    let size = image::kernel_size(&image::kernel_elf(&board.arch)?)?;
+    println!(
+        "kernel image ({}): {} bytes loaded (code and data), {} bytes zero-initialised (bss, stacks)",
+        board.arch, size.loaded, size.zeroed
+    );
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! Test scenarios: a system, how to boot it, and what its console must (and must
+//! not) say. Each scenario is a TOML file in `tests/scenarios/`.
+//!
+//! Rules every scenario is judged by, beyond its own expectations:
+//! - the run must end with the final marker (by default
+//!   `@@ kernel shutdown status=ok`) as its last `@@` line, within the timeout;
+//! - no `@@ kernel panic` line may appear;
+//! - no line from a guest partition may come before `@@ partition <service> ready`.
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::board::Board;
+use crate::description::SystemDescription;
+use crate::emulator::{self, RunOptions, RunOutput};
+use crate::image;
+
+/// A scenario file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// What the scenario shows.
+    pub description: String,
+    /// The board to boot.
+    pub board: String,
+    /// The system description, relative to the repository root.
+    pub system: PathBuf,
+    /// Emulator RAM; the board's default if absent.
+    pub ram: Option<String>,
+    /// Hard timeout in seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: u64,
+    /// Run with deterministic virtual time (`-icount`).
+    #[serde(default)]
+    pub icount: bool,
+    /// Substrings that must appear on console lines, in this order.
+    #[serde(default)]
+    pub expect: Vec<String>,
+    /// Substrings that must not appear anywhere on the console.
+    #[serde(default)]
+    pub forbid: Vec<String>,
+    /// The last `@@` line must start with this.
+    #[serde(default = "default_final")]
+    pub final_marker: String,
+}
+
+fn default_timeout() -> u64 {
+    60
+}
+
+fn default_final() -> String {
+    "@@ kernel shutdown status=ok".into()
+}
+
+/// A finished scenario run.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The console.
+    pub console: String,
+    /// Problems found; empty if the scenario passed.
+    pub failures: Vec<String>,
+}
+
+impl Scenario {
+    /// Loads `tests/scenarios/<name>.toml`.
+    pub fn load(name: &str) -> Result<Scenario> {
+        let path = crate::from_root("tests/scenarios").join(format!("{name}.toml"));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("no scenario {}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// Builds the image, boots it and checks the console.
+    pub fn run(&self) -> Result<Outcome> {
+        let board = Board::load(&self.board)?;
+        let system = SystemDescription::load(&crate::from_root(&self.system), &board.arch)?;
+        let image_path = build_image(&board, &system)?;
+        let options = RunOptions {
+            ram: self.ram.clone().unwrap_or_else(|| board.default_ram.clone()),
+            icount: self.icount,
+            timeout: Duration::from_secs(self.timeout_s),
+        };
+        let output = emulator::run_captured(&board, &image_path, &options)?;
+        let failures = self.check(&output, system.service_name().unwrap_or("service"));
+        Ok(Outcome {
+            console: output.console,
+            failures,
+        })
+    }
+
+    /// Every way `output` falls short of this scenario.
+    pub fn check(&self, output: &RunOutput, service: &str) -> Vec<String> {
+        let lines: Vec<&str> = output.console.lines().collect();
+        let mut failures = Vec::new();
+        if output.status.is_none() {
+            failures.push(format!("timed out after {} s", self.timeout_s));
+        }
+        let mut from = 0;
+        for pattern in &self.expect {
+            match lines[from..].iter().position(|line| line.contains(pattern.as_str())) {
+                Some(at) => from += at + 1,
+                None => {
+                    failures.push(format!("missing (in order): `{pattern}`"));
+                    break;
+                }
+            }
+        }
+        for pattern in self.forbid.iter().map(String::as_str).chain(["@@ kernel panic"]) {
+            if let Some(line) = lines.iter().find(|line| line.contains(pattern)) {
+                failures.push(format!("forbidden `{pattern}` appeared: `{line}`"));
+            }
+        }
+        match lines.iter().rev().find(|line| line.starts_with("@@ ")) {
+            Some(last) if last.starts_with(&self.final_marker) => {}
+            last => failures.push(format!(
+                "last marker is {last:?}, expected `{}`",
+                self.final_marker
+            )),
+        }
+        let ready = format!("@@ partition {service} ready");
+        let service_line = format!("[{service}] ");
+        let service_marker = format!("@@ partition {service} ");
+        let early_guest = lines
+            .iter()
+            .take_while(|line| !line.starts_with(&ready))
+            .find(|line| {
+                (line.starts_with('[') && !line.starts_with(&service_line))
+                    || (line.starts_with("@@ partition ") && !line.starts_with(&service_marker))
+            });
+        if let Some(line) = early_guest {
+            failures.push(format!("guest output before the service VM was ready: `{line}`"));
+        }
+        failures
+    }
+}
+
+/// Builds the bootable image of `system` for `board` under `target/systems/`.
+pub fn build_image(board: &Board, system: &SystemDescription) -> Result<PathBuf> {
+    if system.board != board.name {
+        bail!(
+            "{} is for board `{}`, not `{}`",
+            system.path.display(),
+            system.board,
+            board.name
+        );
+    }
+    let ram_base = match board.arch.as_str() {
+        "aarch64" => septum_abi::layout::AARCH64_RAM_BASE,
+        other => bail!("unsupported architecture `{other}`"),
+    };
+    let package = system.package(ram_base)?;
+    let kernel = image::kernel_elf(&board.arch)?;
+    let bytes = image::bootable(&board.arch, &kernel, &package)?;
+    let stem = system
+        .path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("system");
+    let out_dir = crate::from_root("target/systems").join(&board.name);
+    std::fs::create_dir_all(&out_dir)?;
+    let out = out_dir.join(format!("{stem}.img"));
+    write_atomically(&out, &bytes)?;
+    Ok(out)
+}
+
+/// Writes via a temporary file and a rename, so parallel test runs never see a
+/// half-written image.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temporary = path.with_extension(format!("tmp{}-{unique}", std::process::id()));
+    std::fs::write(&temporary, bytes)?;
+    std::fs::rename(&temporary, path)?;
+    Ok(())
+}
