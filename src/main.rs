@@ -109,7 +109,11 @@ fn main() -> Result<()> {
 fn image_for(board: &Board, system: Option<PathBuf>) -> Result<PathBuf> {
     let system = system.unwrap_or_else(|| board.default_system());
     let description = SystemDescription::load(&system, &board.arch)?;
-    scenario::build_image(board, &description)
+    let name = system
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("system");
+    scenario::build_image(board, &description, name)
 }
 
 fn bench(board_name: &str) -> Result<()> {
@@ -119,12 +123,17 @@ fn bench(board_name: &str) -> Result<()> {
     if !outcome.failures.is_empty() {
         bail!("benchmark run failed: {:?}\n{}", outcome.failures, outcome.console);
     }
-    let figure = outcome
-        .console
-        .lines()
-        .find_map(|line| line.split("bench null-hypercall ").nth(1))
-        .context("no null-hypercall figure in the benchmark output")?;
-    println!("null hypercall round trip ({}, -icount shift=0): {figure}", board.arch);
+    for (name, what) in [
+        ("null-hypercall", "null hypercall round trip (fast path)"),
+        ("general-hypercall", "general hypercall round trip (console_write of 0 bytes)"),
+    ] {
+        let figure = outcome
+            .console
+            .lines()
+            .find_map(|line| line.split(&format!("bench {name} ")).nth(1))
+            .with_context(|| format!("no {name} figure in the benchmark output"))?;
+        println!("{what} ({}, -icount shift=0): {figure}", board.arch);
+    }
     let size = image::kernel_size(&image::kernel_elf(&board.arch)?)?;
     println!(
         "kernel image ({}): {} bytes loaded (code and data), {} bytes zero-initialised (bss, stacks)",

@@ -21,6 +21,9 @@ use crate::image;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
+    /// The scenario's name (its file stem); set by [`Scenario::load`].
+    #[serde(skip)]
+    pub name: String,
     /// What the scenario shows.
     pub description: String,
     /// The board to boot.
@@ -32,6 +35,9 @@ pub struct Scenario {
     /// Hard timeout in seconds.
     #[serde(default = "default_timeout")]
     pub timeout_s: u64,
+    /// Boot arguments that replace the description's, by partition name.
+    #[serde(default)]
+    pub arguments: std::collections::BTreeMap<String, u64>,
     /// Run with deterministic virtual time (`-icount`).
     #[serde(default)]
     pub icount: bool,
@@ -69,14 +75,25 @@ impl Scenario {
         let path = crate::from_root("tests/scenarios").join(format!("{name}.toml"));
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("no scenario {}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        let mut scenario: Scenario =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        scenario.name = name.to_owned();
+        Ok(scenario)
     }
 
     /// Builds the image, boots it and checks the console.
     pub fn run(&self) -> Result<Outcome> {
         let board = Board::load(&self.board)?;
-        let system = SystemDescription::load(&crate::from_root(&self.system), &board.arch)?;
-        let image_path = build_image(&board, &system)?;
+        let mut system = SystemDescription::load(&crate::from_root(&self.system), &board.arch)?;
+        for (name, argument) in &self.arguments {
+            let partition = system
+                .partitions
+                .iter_mut()
+                .find(|p| &p.name == name)
+                .with_context(|| format!("scenario sets the argument of unknown partition `{name}`"))?;
+            partition.argument = *argument;
+        }
+        let image_path = build_image(&board, &system, &self.name)?;
         let options = RunOptions {
             ram: self.ram.clone().unwrap_or_else(|| board.default_ram.clone()),
             icount: self.icount,
@@ -136,8 +153,9 @@ impl Scenario {
     }
 }
 
-/// Builds the bootable image of `system` for `board` under `target/systems/`.
-pub fn build_image(board: &Board, system: &SystemDescription) -> Result<PathBuf> {
+/// Builds the bootable image of `system` for `board` as
+/// `target/systems/<board>/<name>.img`.
+pub fn build_image(board: &Board, system: &SystemDescription, name: &str) -> Result<PathBuf> {
     if system.board != board.name {
         bail!(
             "{} is for board `{}`, not `{}`",
@@ -153,14 +171,9 @@ pub fn build_image(board: &Board, system: &SystemDescription) -> Result<PathBuf>
     let package = system.package(ram_base)?;
     let kernel = image::kernel_elf(&board.arch)?;
     let bytes = image::bootable(&board.arch, &kernel, &package)?;
-    let stem = system
-        .path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("system");
     let out_dir = crate::from_root("target/systems").join(&board.name);
     std::fs::create_dir_all(&out_dir)?;
-    let out = out_dir.join(format!("{stem}.img"));
+    let out = out_dir.join(format!("{name}.img"));
     write_atomically(&out, &bytes)?;
     Ok(out)
 }
@@ -174,4 +187,74 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(&temporary, bytes)?;
     std::fs::rename(&temporary, path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+
+    fn scenario(expect: &[&str], forbid: &[&str]) -> Scenario {
+        Scenario {
+            name: "synthetic".into(),
+            description: String::new(),
+            board: "qemu-virt".into(),
+            system: PathBuf::new(),
+            ram: None,
+            timeout_s: 5,
+            arguments: Default::default(),
+            icount: false,
+            expect: expect.iter().map(|s| s.to_string()).collect(),
+            forbid: forbid.iter().map(|s| s.to_string()).collect(),
+            final_marker: default_final(),
+        }
+    }
+
+    fn output(console: &str, finished: bool) -> RunOutput {
+        RunOutput {
+            console: console.into(),
+            status: finished.then(|| ExitStatus::from_raw(0)),
+        }
+    }
+
+    const GOOD: &str = "@@ kernel boot\n@@ partition service ready\n[g] hi\n@@ partition g exit code=0\n\
+                        @@ kernel shutdown status=ok code=0\n";
+
+    #[test]
+    fn a_good_run_passes() {
+        let failures = scenario(&["ready", "[g] hi"], &["FAIL"]).check(&output(GOOD, true), "service");
+        assert_eq!(failures, Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_rule_catches_its_violation() {
+        let cases: [(&str, bool, &[&str], &[&str], &str); 6] = [
+            (GOOD, false, &[], &[], "timed out"),
+            (GOOD, true, &["[g] hi", "ready"], &[], "missing (in order): `ready`"),
+            (GOOD, true, &[], &["[g] hi"], "forbidden `[g] hi`"),
+            ("@@ kernel boot\n@@ partition service ready\n", true, &[], &[], "last marker"),
+            (
+                "@@ kernel panic\n@@ kernel shutdown status=ok code=0\n",
+                true,
+                &[],
+                &[],
+                "forbidden `@@ kernel panic`",
+            ),
+            (
+                "[g] early\n@@ partition service ready\n@@ kernel shutdown status=ok code=0\n",
+                true,
+                &[],
+                &[],
+                "guest output before the service VM was ready",
+            ),
+        ];
+        for (console, finished, expect, forbid, wanted) in cases {
+            let failures = scenario(expect, forbid).check(&output(console, finished), "service");
+            assert!(
+                failures.iter().any(|f| f.contains(wanted)),
+                "{wanted:?} not in {failures:?}"
+            );
+        }
+    }
 }

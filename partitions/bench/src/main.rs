@@ -1,10 +1,14 @@
-//! Measures the null-hypercall round trip in guest-virtual time and prints it.
+//! Measures hypercall round trips in guest-virtual time and prints them:
+//! - `null-hypercall`: the null call, which the kernel answers on its fast path;
+//! - `general-hypercall`: a zero-length `console_write`, which takes the general
+//!   path (full register save, decode and dispatch in the portable core).
+//!
 //! Run under QEMU with `-icount shift=0`, where one instruction takes one
-//! nanosecond of virtual time, so the figure is deterministic.
+//! nanosecond of virtual time, so the figures are deterministic.
 #![no_std]
 #![no_main]
 
-use septum_sdk::{Boot, arch, println};
+use septum_sdk::{Boot, Call, arch, println};
 
 septum_sdk::entry!(main);
 
@@ -12,10 +16,23 @@ septum_sdk::entry!(main);
 const CALLS: u64 = 20_000;
 
 fn main(_boot: Boot) -> u64 {
-    let hz = arch::counter_frequency();
-    // Warm up caches and the TLB, then measure an empty loop to subtract.
-    for _ in 0..1000 {
+    measure("null-hypercall", || {
         let _ = septum_sdk::null();
+    });
+    let empty = [0u8; 1];
+    let console_write_nothing = [empty.as_ptr() as u64, 0, 0, 0, 0, 0];
+    measure("general-hypercall", || {
+        let _ = septum_sdk::call(Call::ConsoleWrite as u64, console_write_nothing);
+    });
+    0
+}
+
+/// Runs `call` CALLS times after a warm-up, subtracts the cost of an empty loop,
+/// and prints the mean time per call.
+fn measure(name: &str, call: impl Fn()) {
+    let hz = arch::counter_frequency();
+    for _ in 0..1000 {
+        call();
     }
     let start = arch::counter();
     for _ in 0..CALLS {
@@ -24,14 +41,13 @@ fn main(_boot: Boot) -> u64 {
     let empty = arch::counter() - start;
     let start = arch::counter();
     for _ in 0..CALLS {
-        let _ = septum_sdk::null();
+        call();
     }
     let ticks = (arch::counter() - start).saturating_sub(empty);
     let picos = u128::from(ticks) * 1_000_000_000_000 / u128::from(hz) / u128::from(CALLS);
     println!(
-        "bench null-hypercall calls={CALLS} ticks={ticks} hz={hz} ns={}.{:03}",
+        "bench {name} calls={CALLS} ticks={ticks} hz={hz} ns={}.{:03}",
         picos / 1000,
         picos % 1000
     );
-    0
 }
