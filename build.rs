@@ -57,7 +57,13 @@ fn build_images(root: &Path, target_dir: &Path, build: &ImageBuild) {
     let mut command = Command::new(cargo);
     command
         .current_dir(root)
-        .args(["build", "--release", "--target", build.target, "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            build.target,
+            "--target-dir",
+        ])
         .arg(target_dir);
     for package in build.packages {
         command.args(["-p", package]);
@@ -77,7 +83,9 @@ fn build_images(root: &Path, target_dir: &Path, build: &ImageBuild) {
         command.env_remove(variable);
     }
     command.env("CARGO_ENCODED_RUSTFLAGS", build.rustflags.join("\x1f"));
-    let output = command.output().expect("run cargo for the bare-metal images");
+    let output = command
+        .output()
+        .expect("run cargo for the bare-metal images");
     if !output.status.success() {
         panic!(
             "building {} for {} failed:\n{}",

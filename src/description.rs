@@ -28,7 +28,9 @@ impl<'de> Deserialize<'de> for Size {
         }
         match Raw::deserialize(deserializer)? {
             Raw::Number(bytes) => Ok(Size(bytes)),
-            Raw::Text(text) => parse_size(&text).map(Size).map_err(serde::de::Error::custom),
+            Raw::Text(text) => parse_size(&text)
+                .map(Size)
+                .map_err(serde::de::Error::custom),
         }
     }
 }

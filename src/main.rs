@@ -121,11 +121,18 @@ fn bench(board_name: &str) -> Result<()> {
     let scenario = Scenario::load(&format!("bench-{}", board.arch))?;
     let outcome = scenario.run()?;
     if !outcome.failures.is_empty() {
-        bail!("benchmark run failed: {:?}\n{}", outcome.failures, outcome.console);
+        bail!(
+            "benchmark run failed: {:?}\n{}",
+            outcome.failures,
+            outcome.console
+        );
     }
     for (name, what) in [
         ("null-hypercall", "null hypercall round trip (fast path)"),
-        ("general-hypercall", "general hypercall round trip (console_write of 0 bytes)"),
+        (
+            "general-hypercall",
+            "general hypercall round trip (console_write of 0 bytes)",
+        ),
     ] {
         let figure = outcome
             .console

@@ -90,12 +90,17 @@ impl Scenario {
                 .partitions
                 .iter_mut()
                 .find(|p| &p.name == name)
-                .with_context(|| format!("scenario sets the argument of unknown partition `{name}`"))?;
+                .with_context(|| {
+                    format!("scenario sets the argument of unknown partition `{name}`")
+                })?;
             partition.argument = *argument;
         }
         let image_path = build_image(&board, &system, &self.name)?;
         let options = RunOptions {
-            ram: self.ram.clone().unwrap_or_else(|| board.default_ram.clone()),
+            ram: self
+                .ram
+                .clone()
+                .unwrap_or_else(|| board.default_ram.clone()),
             icount: self.icount,
             timeout: Duration::from_secs(self.timeout_s),
         };
@@ -116,7 +121,10 @@ impl Scenario {
         }
         let mut from = 0;
         for pattern in &self.expect {
-            match lines[from..].iter().position(|line| line.contains(pattern.as_str())) {
+            match lines[from..]
+                .iter()
+                .position(|line| line.contains(pattern.as_str()))
+            {
                 Some(at) => from += at + 1,
                 None => {
                     failures.push(format!("missing (in order): `{pattern}`"));
@@ -124,7 +132,12 @@ impl Scenario {
                 }
             }
         }
-        for pattern in self.forbid.iter().map(String::as_str).chain(["@@ kernel panic"]) {
+        for pattern in self
+            .forbid
+            .iter()
+            .map(String::as_str)
+            .chain(["@@ kernel panic"])
+        {
             if let Some(line) = lines.iter().find(|line| line.contains(pattern)) {
                 failures.push(format!("forbidden `{pattern}` appeared: `{line}`"));
             }
@@ -147,7 +160,9 @@ impl Scenario {
                     || (line.starts_with("@@ partition ") && !line.starts_with(&service_marker))
             });
         if let Some(line) = early_guest {
-            failures.push(format!("guest output before the service VM was ready: `{line}`"));
+            failures.push(format!(
+                "guest output before the service VM was ready: `{line}`"
+            ));
         }
         failures
     }
@@ -223,37 +238,68 @@ mod tests {
 
     #[test]
     fn a_good_run_passes() {
-        let failures = scenario(&["ready", "[g] hi"], &["FAIL"]).check(&output(GOOD, true), "service");
+        let failures =
+            scenario(&["ready", "[g] hi"], &["FAIL"]).check(&output(GOOD, true), "service");
         assert_eq!(failures, Vec::<String>::new());
+    }
+
+    /// A console, the scenario judging it, and the failure it must report.
+    struct Case {
+        console: &'static str,
+        finished: bool,
+        expect: &'static [&'static str],
+        forbid: &'static [&'static str],
+        wanted: &'static str,
     }
 
     #[test]
     fn each_rule_catches_its_violation() {
-        let cases: [(&str, bool, &[&str], &[&str], &str); 6] = [
-            (GOOD, false, &[], &[], "timed out"),
-            (GOOD, true, &["[g] hi", "ready"], &[], "missing (in order): `ready`"),
-            (GOOD, true, &[], &["[g] hi"], "forbidden `[g] hi`"),
-            ("@@ kernel boot\n@@ partition service ready\n", true, &[], &[], "last marker"),
-            (
-                "@@ kernel panic\n@@ kernel shutdown status=ok code=0\n",
-                true,
-                &[],
-                &[],
-                "forbidden `@@ kernel panic`",
-            ),
-            (
-                "[g] early\n@@ partition service ready\n@@ kernel shutdown status=ok code=0\n",
-                true,
-                &[],
-                &[],
-                "guest output before the service VM was ready",
-            ),
+        let base = Case {
+            console: GOOD,
+            finished: true,
+            expect: &[],
+            forbid: &[],
+            wanted: "",
+        };
+        let cases = [
+            Case {
+                finished: false,
+                wanted: "timed out",
+                ..base
+            },
+            Case {
+                expect: &["[g] hi", "ready"],
+                wanted: "missing (in order): `ready`",
+                ..base
+            },
+            Case {
+                forbid: &["[g] hi"],
+                wanted: "forbidden `[g] hi`",
+                ..base
+            },
+            Case {
+                console: "@@ kernel boot\n@@ partition service ready\n",
+                wanted: "last marker",
+                ..base
+            },
+            Case {
+                console: "@@ kernel panic\n@@ kernel shutdown status=ok code=0\n",
+                wanted: "forbidden `@@ kernel panic`",
+                ..base
+            },
+            Case {
+                console: "[g] early\n@@ partition service ready\n@@ kernel shutdown status=ok code=0\n",
+                wanted: "guest output before the service VM was ready",
+                ..base
+            },
         ];
-        for (console, finished, expect, forbid, wanted) in cases {
-            let failures = scenario(expect, forbid).check(&output(console, finished), "service");
+        for case in cases {
+            let failures = scenario(case.expect, case.forbid)
+                .check(&output(case.console, case.finished), "service");
             assert!(
-                failures.iter().any(|f| f.contains(wanted)),
-                "{wanted:?} not in {failures:?}"
+                failures.iter().any(|f| f.contains(case.wanted)),
+                "{:?} not in {failures:?}",
+                case.wanted
             );
         }
     }

@@ -82,11 +82,14 @@ macro_rules! lower_el_entry {
     ($label:literal, $handler:literal) => {
         concat!(
             ".balign 0x80\n",
-            $label, ":\n",
+            $label,
+            ":\n",
             "    sub sp, sp, #272\n",
             "    stp x0, x1, [sp, #0]\n",
             "    stp x2, x3, [sp, #16]\n",
-            "    mov x0, #", $handler, "\n",
+            "    mov x0, #",
+            $handler,
+            "\n",
             "    b save_and_handle\n",
         )
     };

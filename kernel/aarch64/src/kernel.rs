@@ -52,7 +52,10 @@ impl<T> Global<T> {
     }
 
     fn access<R>(&self, f: impl FnOnce(&mut Option<T>) -> R) -> R {
-        assert!(!self.busy.swap(true, Ordering::Acquire), "kernel state re-entered");
+        assert!(
+            !self.busy.swap(true, Ordering::Acquire),
+            "kernel state re-entered"
+        );
         // SAFETY: `busy` was false and is now true, so no other reference exists.
         let result = f(unsafe { &mut *self.value.get() });
         self.busy.store(false, Ordering::Release);

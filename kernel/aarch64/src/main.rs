@@ -26,7 +26,9 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::{CNTHCTL_EL2, CNTVOFF_EL2, HCR_EL2, MDCR_EL2, MIDR_EL1, Readable, VTCR_EL2, Writeable};
+use aarch64_cpu::registers::{
+    CNTHCTL_EL2, CNTVOFF_EL2, HCR_EL2, MDCR_EL2, MIDR_EL1, Readable, VTCR_EL2, Writeable,
+};
 use septum_abi::layout::AARCH64_RAM_BASE;
 use septum_core::event::Event;
 use septum_core::memory::{FreeRanges, Range};
@@ -82,10 +84,21 @@ unsafe extern "C" {
 extern "C" fn kernel_main(device_tree: u64) -> ! {
     let image_start = &raw const __kernel_start as u64;
     let image_end = &raw const __kernel_end as u64;
-    let image = Range { start: image_start, end: image_end };
+    let image = Range {
+        start: image_start,
+        end: image_end,
+    };
     // SAFETY: first thing at boot, MMU off, on the boot CPU with interrupts masked;
     // the kernel image (code, data, stacks) and the device tree are mapped normal.
-    unsafe { mmu::enable(&[image, Range { start: device_tree, end: device_tree + 1 }]) };
+    unsafe {
+        mmu::enable(&[
+            image,
+            Range {
+                start: device_tree,
+                end: device_tree + 1,
+            },
+        ])
+    };
 
     // SAFETY: QEMU and Linux-style loaders pass the device tree's address in x0, and
     // its gigabyte is mapped above.
@@ -109,7 +122,12 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     let _ = writeln!(
         console,
         "{}",
-        Event::KernelBoot { arch: "aarch64", board: BOARD, ram: info.ram.size(), cpus: info.cpus }
+        Event::KernelBoot {
+            arch: "aarch64",
+            board: BOARD,
+            ram: info.ram.size(),
+            cpus: info.cpus
+        }
     );
 
     // SAFETY: the host tool appends the package at __kernel_end; it lies in RAM
@@ -121,10 +139,19 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         Some(Err(error)) => panic!("system package rejected: {error:?}"),
         None => panic!("no system package after the kernel image"),
     };
-    let _ = writeln!(console, "{}", Event::KernelSystem { partitions: package.len() });
+    let _ = writeln!(
+        console,
+        "{}",
+        Event::KernelSystem {
+            partitions: package.len()
+        }
+    );
 
     let mut frames = FreeRanges::<32>::new();
-    let reserved = Range { start: info.ram.start, end: image_end + package.byte_len() as u64 };
+    let reserved = Range {
+        start: info.ram.start,
+        end: image_end + package.byte_len() as u64,
+    };
     let carved = frames
         .add(info.ram)
         .and_then(|()| frames.remove(reserved))
@@ -141,24 +168,44 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         // mapped. The image fits in it (checked by Package::parse).
         unsafe {
             core::ptr::write_bytes(ram.start as *mut u8, 0, ram.size() as usize);
-            core::ptr::copy_nonoverlapping(spec.image.as_ptr(), ram.start as *mut u8, spec.image.len());
+            core::ptr::copy_nonoverlapping(
+                spec.image.as_ptr(),
+                ram.start as *mut u8,
+                spec.image.len(),
+            );
         }
-        sync_instruction_cache(Range { start: ram.start, end: ram.start + spec.image.len() as u64 });
-        let guest_ram = Range::from_start_size(AARCH64_RAM_BASE, spec.ram_size).expect("RAM size checked");
+        sync_instruction_cache(Range {
+            start: ram.start,
+            end: ram.start + spec.image.len() as u64,
+        });
+        let guest_ram =
+            Range::from_start_size(AARCH64_RAM_BASE, spec.ram_size).expect("RAM size checked");
         let mut tables = Stage2::new(&mut frames).expect("RAM for stage-2 tables");
         tables
             .map_ram(&mut frames, guest_ram, ram.start)
             .expect("stage-2 mapping of partition RAM");
         let vmid = u8::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
         let entry = AARCH64_RAM_BASE + spec.entry_offset;
-        let _ = vcpus.push(Vcpu::new(entry, spec.ram_size, spec.argument, tables.root(), vmid));
+        let _ = vcpus.push(Vcpu::new(
+            entry,
+            spec.ram_size,
+            spec.argument,
+            tables.root(),
+            vmid,
+        ));
         let _ = host_ram.push(ram);
     }
     let system = System::new(&package, AARCH64_RAM_BASE, &host_ram).expect("partition placement");
     configure_el2_traps();
 
     let first = KERNEL.init(
-        Kernel { system, vcpus, current: 0, console, psci_smc: info.psci_smc },
+        Kernel {
+            system,
+            vcpus,
+            current: 0,
+            console,
+            psci_smc: info.psci_smc,
+        },
         |kernel| kernel.start(),
     );
     // SAFETY: `first` holds a complete register state for the service VM, whose EL1

@@ -11,7 +11,9 @@
 //!   break-before-make sequence is needed after the MMU is on.
 
 use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::{ID_AA64MMFR0_EL1, MAIR_EL2, ReadWriteable, Readable, SCTLR_EL2, TCR_EL2, TTBR0_EL2, Writeable};
+use aarch64_cpu::registers::{
+    ID_AA64MMFR0_EL1, MAIR_EL2, ReadWriteable, Readable, SCTLR_EL2, TCR_EL2, TTBR0_EL2, Writeable,
+};
 use core::cell::UnsafeCell;
 use septum_core::memory::Range;
 
@@ -96,6 +98,11 @@ pub unsafe fn enable(early: &[Range]) {
     unsafe { core::arch::asm!("tlbi alle2", options(nostack)) };
     barrier::dsb(barrier::ISH);
     barrier::isb(barrier::SY);
-    SCTLR_EL2.modify(SCTLR_EL2::M::Enable + SCTLR_EL2::C::Cacheable + SCTLR_EL2::I::Cacheable + SCTLR_EL2::SA::Enable);
+    SCTLR_EL2.modify(
+        SCTLR_EL2::M::Enable
+            + SCTLR_EL2::C::Cacheable
+            + SCTLR_EL2::I::Cacheable
+            + SCTLR_EL2::SA::Enable,
+    );
     barrier::isb(barrier::SY);
 }

@@ -67,7 +67,8 @@ impl MachineInfo {
             .and_then(|method| method.as_str())
             .is_some_and(|method| method == "smc");
         let cpus = fdt.cpus().count() as u32;
-        let blob = Range::from_start_size(address, fdt.total_size() as u64).ok_or(DtbError::Invalid)?;
+        let blob =
+            Range::from_start_size(address, fdt.total_size() as u64).ok_or(DtbError::Invalid)?;
         Ok(MachineInfo {
             ram,
             cpus,

@@ -79,7 +79,9 @@ impl Stage2 {
         guest: Range,
         host: u64,
     ) -> Result<(), MemoryError> {
-        let aligned = guest.start % PAGE == 0 && guest.end % PAGE == 0 && host % PAGE == 0;
+        let aligned = guest.start.is_multiple_of(PAGE)
+            && guest.end.is_multiple_of(PAGE)
+            && host.is_multiple_of(PAGE);
         if !aligned || guest.is_empty() || guest.end > 1 << IPA_BITS {
             return Err(MemoryError::BadRequest);
         }
@@ -93,7 +95,7 @@ impl Stage2 {
                 .into_iter()
                 .find(|&level| {
                     let size = level_size(level);
-                    ipa % size == 0 && pa % size == 0 && left >= size
+                    ipa.is_multiple_of(size) && pa.is_multiple_of(size) && left >= size
                 })
                 .unwrap_or(3);
             self.set_leaf(frames, ipa, pa | attributes, level)?;
@@ -125,7 +127,11 @@ impl Stage2 {
             }
             current = *entry & ADDRESS_MASK;
         }
-        let kind = if leaf_level == 3 { PAGE_DESCRIPTOR } else { BLOCK };
+        let kind = if leaf_level == 3 {
+            PAGE_DESCRIPTOR
+        } else {
+            BLOCK
+        };
         // SAFETY: as above.
         let entry = unsafe { &mut table(current)[table_index(ipa, leaf_level)] };
         if *entry != 0 {

@@ -38,7 +38,13 @@ pub enum Trap {
 /// Classifies the trap that arrived through `vector` with the registers in `frame`.
 pub fn classify(vector: u64, frame: &TrapFrame) -> Trap {
     let esr = ESR_EL2.get();
-    let fault = |kind, addr| Trap::Fault(Fault { kind, addr, syndrome: esr });
+    let fault = |kind, addr| {
+        Trap::Fault(Fault {
+            kind,
+            addr,
+            syndrome: esr,
+        })
+    };
     if vector != VECTOR_SYNC {
         // IRQ, FIQ and SError from a partition, and anything from AArch32: the
         // kernel enables no interrupts yet, so these are errors.

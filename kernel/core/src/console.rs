@@ -89,7 +89,10 @@ mod tests {
 
     #[test]
     fn lines_are_joined_across_writes_and_prefixed() {
-        assert_eq!(run(&[b"hel", b"lo\nwor", b"ld\n"]), "[p] hello\n[p] world\n");
+        assert_eq!(
+            run(&[b"hel", b"lo\nwor", b"ld\n"]),
+            "[p] hello\n[p] world\n"
+        );
     }
 
     #[test]

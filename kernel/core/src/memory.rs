@@ -91,7 +91,10 @@ impl<const N: usize> FreeRanges<N> {
             return Err(MemoryError::BadRequest);
         }
         let mut next = self.ranges.clone();
-        let at = next.iter().position(|r| r.start > range.start).unwrap_or(next.len());
+        let at = next
+            .iter()
+            .position(|r| r.start > range.start)
+            .unwrap_or(next.len());
         next.insert(at, range)
             .map_err(|_| MemoryError::TooFragmented)?;
         self.ranges = merge_adjacent(next);
@@ -110,12 +113,18 @@ impl<const N: usize> FreeRanges<N> {
                 continue;
             }
             if r.start < range.start {
-                next.push(Range { start: r.start, end: range.start })
-                    .map_err(|_| MemoryError::TooFragmented)?;
+                next.push(Range {
+                    start: r.start,
+                    end: range.start,
+                })
+                .map_err(|_| MemoryError::TooFragmented)?;
             }
             if range.end < r.end {
-                next.push(Range { start: range.end, end: r.end })
-                    .map_err(|_| MemoryError::TooFragmented)?;
+                next.push(Range {
+                    start: range.end,
+                    end: r.end,
+                })
+                .map_err(|_| MemoryError::TooFragmented)?;
             }
         }
         self.ranges = next;
@@ -166,9 +175,12 @@ mod tests {
     #[test]
     fn carve_kernel_and_blob_then_allocate_aligned() {
         let mut free = FreeRanges::<8>::new();
-        free.add(Range::from_start_size(0x4000_0000, 512 * MIB).unwrap()).unwrap();
-        free.remove(Range::from_start_size(0x4020_0000, 3 * MIB).unwrap()).unwrap();
-        free.remove(Range::from_start_size(0x4800_0000, 0x10_0000).unwrap()).unwrap();
+        free.add(Range::from_start_size(0x4000_0000, 512 * MIB).unwrap())
+            .unwrap();
+        free.remove(Range::from_start_size(0x4020_0000, 3 * MIB).unwrap())
+            .unwrap();
+        free.remove(Range::from_start_size(0x4800_0000, 0x10_0000).unwrap())
+            .unwrap();
         let a = free.allocate(2 * MIB, 2 * MIB).unwrap();
         assert_eq!(a.start, 0x4000_0000);
         let b = free.allocate(4 * MIB, 2 * MIB).unwrap();
@@ -181,22 +193,53 @@ mod tests {
     #[test]
     fn overlapping_add_is_refused_and_changes_nothing() {
         let mut free = FreeRanges::<4>::new();
-        free.add(Range { start: 0x1000, end: 0x3000 }).unwrap();
+        free.add(Range {
+            start: 0x1000,
+            end: 0x3000,
+        })
+        .unwrap();
         let before = free.clone();
-        assert_eq!(free.add(Range { start: 0x2000, end: 0x4000 }), Err(MemoryError::BadRequest));
+        assert_eq!(
+            free.add(Range {
+                start: 0x2000,
+                end: 0x4000
+            }),
+            Err(MemoryError::BadRequest)
+        );
         assert_eq!(free.ranges(), before.ranges());
-        free.add(Range { start: 0x3000, end: 0x4000 }).unwrap();
-        assert_eq!(free.ranges(), &[Range { start: 0x1000, end: 0x4000 }]);
+        free.add(Range {
+            start: 0x3000,
+            end: 0x4000,
+        })
+        .unwrap();
+        assert_eq!(
+            free.ranges(),
+            &[Range {
+                start: 0x1000,
+                end: 0x4000
+            }]
+        );
     }
 
     #[test]
     fn fragmentation_beyond_capacity_is_refused_and_changes_nothing() {
         let mut free = FreeRanges::<2>::new();
-        free.add(Range { start: 0, end: 0x10000 }).unwrap();
-        free.remove(Range { start: 0x1000, end: 0x2000 }).unwrap();
+        free.add(Range {
+            start: 0,
+            end: 0x10000,
+        })
+        .unwrap();
+        free.remove(Range {
+            start: 0x1000,
+            end: 0x2000,
+        })
+        .unwrap();
         let before = free.clone();
         assert_eq!(
-            free.remove(Range { start: 0x4000, end: 0x5000 }),
+            free.remove(Range {
+                start: 0x4000,
+                end: 0x5000
+            }),
             Err(MemoryError::TooFragmented)
         );
         assert_eq!(free.ranges(), before.ranges());

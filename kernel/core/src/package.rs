@@ -182,7 +182,7 @@ impl<'a> Package<'a> {
         };
         let ram_size = read_u64(record, 24);
         if ram_size == 0
-            || ram_size % septum_abi::layout::PAGE_SIZE != 0
+            || !ram_size.is_multiple_of(septum_abi::layout::PAGE_SIZE)
             || ram_size > RAM_MAX
         {
             return Err(PackageError::BadRamSize(index));
@@ -196,7 +196,7 @@ impl<'a> Package<'a> {
             .filter(|image| image.len() as u64 <= ram_size)
             .ok_or(PackageError::BadImage(index))?;
         let entry_offset = read_u64(record, 48);
-        if entry_offset >= len || entry_offset % 4 != 0 {
+        if entry_offset >= len || !entry_offset.is_multiple_of(4) {
             return Err(PackageError::BadEntry(index));
         }
         Ok(PartitionSpec {
@@ -241,7 +241,10 @@ pub fn encode(partitions: &[PartitionSpec<'_>]) -> Result<alloc::vec::Vec<u8>, P
     use alloc::vec::Vec;
 
     let records_end = HEADER_SIZE + RECORD_SIZE * partitions.len();
-    let images_len: usize = partitions.iter().map(|p| p.image.len().next_multiple_of(8)).sum();
+    let images_len: usize = partitions
+        .iter()
+        .map(|p| p.image.len().next_multiple_of(8))
+        .sum();
     let total = records_end + images_len;
     let mut bytes = Vec::with_capacity(total);
     bytes.extend_from_slice(&MAGIC);
@@ -322,31 +325,55 @@ mod tests {
         let img = [0u8; 8];
         let cases: Vec<(Vec<PartitionSpec>, PackageError)> = vec![
             (vec![], PackageError::BadCount(0)),
-            (vec![spec("g", Kind::Guest, &img)], PackageError::ServiceNotFirstOrNotUnique),
             (
-                vec![spec("s", Kind::Service, &img), spec("t", Kind::Service, &img)],
+                vec![spec("g", Kind::Guest, &img)],
+                PackageError::ServiceNotFirstOrNotUnique,
+            ),
+            (
+                vec![
+                    spec("s", Kind::Service, &img),
+                    spec("t", Kind::Service, &img),
+                ],
                 PackageError::ServiceNotFirstOrNotUnique,
             ),
             (
                 vec![spec("s", Kind::Service, &img), spec("s", Kind::Guest, &img)],
                 PackageError::BadName(1),
             ),
-            (vec![spec("Bad", Kind::Service, &img)], PackageError::BadName(0)),
-            (vec![spec("", Kind::Service, &img)], PackageError::BadName(0)),
             (
-                vec![PartitionSpec { ram_size: 100, ..spec("s", Kind::Service, &img) }],
+                vec![spec("Bad", Kind::Service, &img)],
+                PackageError::BadName(0),
+            ),
+            (
+                vec![spec("", Kind::Service, &img)],
+                PackageError::BadName(0),
+            ),
+            (
+                vec![PartitionSpec {
+                    ram_size: 100,
+                    ..spec("s", Kind::Service, &img)
+                }],
                 PackageError::BadRamSize(0),
             ),
             (
-                vec![PartitionSpec { ram_size: 4096, ..spec("s", Kind::Service, &[0; 4097]) }],
+                vec![PartitionSpec {
+                    ram_size: 4096,
+                    ..spec("s", Kind::Service, &[0; 4097])
+                }],
                 PackageError::BadImage(0),
             ),
             (
-                vec![PartitionSpec { entry_offset: 8, ..spec("s", Kind::Service, &img) }],
+                vec![PartitionSpec {
+                    entry_offset: 8,
+                    ..spec("s", Kind::Service, &img)
+                }],
                 PackageError::BadEntry(0),
             ),
             (
-                vec![PartitionSpec { entry_offset: 2, ..spec("s", Kind::Service, &img) }],
+                vec![PartitionSpec {
+                    entry_offset: 2,
+                    ..spec("s", Kind::Service, &img)
+                }],
                 PackageError::BadEntry(0),
             ),
         ];
@@ -358,13 +385,19 @@ mod tests {
     #[test]
     fn header_damage_is_detected() {
         let good = demo();
-        assert_eq!(Package::parse(&good[..10]).unwrap_err(), PackageError::Truncated);
+        assert_eq!(
+            Package::parse(&good[..10]).unwrap_err(),
+            PackageError::Truncated
+        );
         let mut bad = good.clone();
         bad[0] = b'X';
         assert_eq!(Package::parse(&bad).unwrap_err(), PackageError::BadMagic);
         let mut bad = good.clone();
         bad[8] = 9;
-        assert_eq!(Package::parse(&bad).unwrap_err(), PackageError::UnsupportedVersion(9));
+        assert_eq!(
+            Package::parse(&bad).unwrap_err(),
+            PackageError::UnsupportedVersion(9)
+        );
         let mut bad = good.clone();
         bad[16..24].copy_from_slice(&(good.len() as u64 + 1).to_le_bytes());
         assert_eq!(Package::parse(&bad).unwrap_err(), PackageError::Truncated);

@@ -116,10 +116,7 @@ pub struct Reply {
 impl Reply {
     /// Success with the given results.
     pub fn ok(results: [u64; 3]) -> Reply {
-        Reply {
-            status: 0,
-            results,
-        }
+        Reply { status: 0, results }
     }
     /// Failure with `error`; the result registers are left as they were (zero here).
     pub fn error(error: Error) -> Reply {
@@ -259,7 +256,12 @@ impl System {
     }
 
     /// Stops partition `culprit` after `fault` and picks what runs next.
-    pub fn fault(&mut self, culprit: usize, fault: Fault, platform: &mut impl Platform) -> Dispatch {
+    pub fn fault(
+        &mut self,
+        culprit: usize,
+        fault: Fault,
+        platform: &mut impl Platform,
+    ) -> Dispatch {
         self.flush_console(culprit, platform);
         let partition = &mut self.partitions[culprit];
         partition.state = State::Faulted;
@@ -304,7 +306,12 @@ impl System {
         }
     }
 
-    fn invoke(&mut self, caller: usize, request: Request, platform: &mut impl Platform) -> Dispatch {
+    fn invoke(
+        &mut self,
+        caller: usize,
+        request: Request,
+        platform: &mut impl Platform,
+    ) -> Dispatch {
         match request {
             Request::Null => self.resume_caller(caller, Reply::ok([0; 3])),
             Request::ConsoleWrite(range) => {

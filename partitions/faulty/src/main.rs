@@ -26,11 +26,14 @@ fn main(boot: Boot) -> u64 {
             // can complete, so no memory of ours is affected.
             unsafe { core::ptr::write_volatile(outside as *mut u64, 0x5eb7_0000_dead_beef) };
         }
-        // SAFETY (all arms below): each instruction is meant to trap to the kernel,
-        // which stops this partition; none returns to Rust code with changed state.
+        // SAFETY: an undefined instruction traps; the kernel stops this partition.
         1 => unsafe { asm!("udf #0x5e") },
+        // SAFETY: PMU registers are trapped to EL2; the kernel stops this partition.
         2 => unsafe { asm!("mrs {}, pmcr_el0", out(reg) _) },
+        // SAFETY: SMC is trapped to EL2; the kernel stops this partition.
         3 => unsafe { asm!("smc #0") },
+        // SAFETY: the fetch from outside our RAM faults at stage 2 before any
+        // instruction there runs; the kernel stops this partition.
         4 => unsafe { asm!("br {}", in(reg) outside) },
         _ => {
             println!("unknown mode");

@@ -7,7 +7,10 @@ use septum_sdk::{Boot, println};
 septum_sdk::entry!(main);
 
 fn main(boot: Boot) -> u64 {
-    println!("hello from a guest partition ({} KiB of RAM)", boot.ram_size / 1024);
+    println!(
+        "hello from a guest partition ({} KiB of RAM)",
+        boot.ram_size / 1024
+    );
     for tick in 1..=3 {
         println!("tick {tick}");
         let _ = septum_sdk::yield_now();

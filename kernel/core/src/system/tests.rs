@@ -81,7 +81,11 @@ fn service_vm_starts_alone_and_guests_follow_ready() {
     let d = sys.hypercall(0, call(Call::Ready, &[]), &mut m);
     assert_eq!(d.next, Next::Run(0));
     assert_eq!(d.reply, Some(Reply::ok([0; 3])));
-    assert!(sys.partitions().iter().all(|p| p.state() == State::Runnable));
+    assert!(
+        sys.partitions()
+            .iter()
+            .all(|p| p.state() == State::Runnable)
+    );
     assert_eq!(
         m.console,
         "@@ partition service start gen=1\n@@ partition service ready\n\
@@ -95,7 +99,13 @@ fn yield_is_round_robin_and_counts_the_others() {
     sys.start(&mut m);
     sys.hypercall(0, call(Call::Ready, &[]), &mut m);
     let d = sys.hypercall(0, call(Call::Yield, &[]), &mut m);
-    assert_eq!(d, Dispatch { reply: Some(Reply::ok([2, 0, 0])), next: Next::Run(1) });
+    assert_eq!(
+        d,
+        Dispatch {
+            reply: Some(Reply::ok([2, 0, 0])),
+            next: Next::Run(1)
+        }
+    );
     let d = sys.hypercall(1, call(Call::Yield, &[]), &mut m);
     assert_eq!(d.next, Next::Run(2));
     let d = sys.hypercall(2, call(Call::Yield, &[]), &mut m);
@@ -108,11 +118,18 @@ fn console_write_prefixes_and_reports_length() {
     sys.start(&mut m);
     m.ram[0x100..0x106].copy_from_slice(b"hi!\nab");
     m.console.clear();
-    let d = sys.hypercall(0, call(Call::ConsoleWrite, &[GUEST_BASE + 0x100, 6]), &mut m);
+    let d = sys.hypercall(
+        0,
+        call(Call::ConsoleWrite, &[GUEST_BASE + 0x100, 6]),
+        &mut m,
+    );
     assert_eq!(d.reply, Some(Reply::ok([6, 0, 0])));
     assert_eq!(m.console, "[service] hi!\n");
     sys.hypercall(0, call(Call::Shutdown, &[0]), &mut m);
-    assert!(m.console.ends_with("[service] ab\n@@ kernel shutdown status=ok code=0\n"));
+    assert!(
+        m.console
+            .ends_with("[service] ab\n@@ kernel shutdown status=ok code=0\n")
+    );
 }
 
 #[test]
@@ -129,7 +146,13 @@ fn hostile_console_arguments_are_refused() {
     ];
     for (addr, len, error) in cases {
         let d = sys.hypercall(0, call(Call::ConsoleWrite, &[addr, len]), &mut m);
-        assert_eq!(d, Dispatch { reply: Some(Reply::error(error)), next: Next::Run(0) });
+        assert_eq!(
+            d,
+            Dispatch {
+                reply: Some(Reply::error(error)),
+                next: Next::Run(0)
+            }
+        );
     }
 }
 
@@ -144,9 +167,19 @@ fn guests_may_not_ready_or_shut_down_and_ready_is_once() {
         let d = sys.hypercall(1, call(number, &[]), &mut m);
         assert_eq!(d.reply, Some(Reply::error(Error::Denied)));
     }
-    let d = sys.hypercall(1, CallRegisters { number: 999, args: [0; 6] }, &mut m);
+    let d = sys.hypercall(
+        1,
+        CallRegisters {
+            number: 999,
+            args: [0; 6],
+        },
+        &mut m,
+    );
     assert_eq!(d.reply, Some(Reply::error(Error::UnknownCall)));
-    assert!(m.console.contains("@@ partition alpha denied call=999 error=unknown-call"));
+    assert!(
+        m.console
+            .contains("@@ partition alpha denied call=999 error=unknown-call")
+    );
 }
 
 #[test]
@@ -154,11 +187,24 @@ fn a_fault_stops_only_the_culprit() {
     let (mut sys, mut m) = system(2);
     sys.start(&mut m);
     sys.hypercall(0, call(Call::Ready, &[]), &mut m);
-    let fault = Fault { kind: FaultKind::Stage2Data, addr: 0x9000_0000, syndrome: 0x9200_0046 };
+    let fault = Fault {
+        kind: FaultKind::Stage2Data,
+        addr: 0x9000_0000,
+        syndrome: 0x9200_0046,
+    };
     let d = sys.fault(1, fault, &mut m);
-    assert_eq!(d, Dispatch { reply: None, next: Next::Run(2) });
+    assert_eq!(
+        d,
+        Dispatch {
+            reply: None,
+            next: Next::Run(2)
+        }
+    );
     assert_eq!(sys.partitions()[1].state(), State::Faulted);
-    assert!(m.console.contains("@@ partition alpha fault reason=stage2-data addr=0x90000000"));
+    assert!(
+        m.console
+            .contains("@@ partition alpha fault reason=stage2-data addr=0x90000000")
+    );
     let d = sys.hypercall(2, call(Call::Yield, &[]), &mut m);
     assert_eq!(d.next, Next::Run(0));
 }
@@ -172,7 +218,10 @@ fn the_system_halts_when_nothing_can_run() {
     let d = sys.hypercall(0, call(Call::Exit, &[0]), &mut m);
     assert_eq!(d.next, Next::PowerOff { clean: false });
     assert!(m.console.contains("@@ partition alpha exit code=3"));
-    assert!(m.console.ends_with("@@ kernel halt reason=no-runnable-partition\n"));
+    assert!(
+        m.console
+            .ends_with("@@ kernel halt reason=no-runnable-partition\n")
+    );
 }
 
 #[test]
@@ -180,20 +229,40 @@ fn placements_must_match_the_package() {
     let (_, _) = system(1);
     let image = [0u8; 8];
     let specs = [
-        PartitionSpec { name: "s", kind: Kind::Service, ram_size: RAM, image: &image, entry_offset: 0, argument: 0 },
-        PartitionSpec { name: "g", kind: Kind::Guest, ram_size: RAM, image: &image, entry_offset: 0, argument: 0 },
+        PartitionSpec {
+            name: "s",
+            kind: Kind::Service,
+            ram_size: RAM,
+            image: &image,
+            entry_offset: 0,
+            argument: 0,
+        },
+        PartitionSpec {
+            name: "g",
+            kind: Kind::Guest,
+            ram_size: RAM,
+            image: &image,
+            entry_offset: 0,
+            argument: 0,
+        },
     ];
     let bytes = encode(&specs).unwrap();
     let package = Package::parse(&bytes).unwrap();
     let a = Range::from_start_size(HOST_BASE, RAM).unwrap();
     let overlapping = Range::from_start_size(HOST_BASE + 0x1000, RAM).unwrap();
     let small = Range::from_start_size(HOST_BASE + RAM, 0x1000).unwrap();
-    assert_eq!(System::new(&package, GUEST_BASE, &[a]).unwrap_err(), SystemError::PlacementCount);
+    assert_eq!(
+        System::new(&package, GUEST_BASE, &[a]).unwrap_err(),
+        SystemError::PlacementCount
+    );
     assert_eq!(
         System::new(&package, GUEST_BASE, &[a, overlapping]).unwrap_err(),
         SystemError::BadPlacement(1)
     );
-    assert_eq!(System::new(&package, GUEST_BASE, &[a, small]).unwrap_err(), SystemError::BadPlacement(1));
+    assert_eq!(
+        System::new(&package, GUEST_BASE, &[a, small]).unwrap_err(),
+        SystemError::BadPlacement(1)
+    );
 }
 
 fn any_call() -> impl Strategy<Value = (usize, CallRegisters)> {
