@@ -180,7 +180,7 @@ pub fn build_image(board: &Board, system: &SystemDescription, name: &str) -> Res
         );
     }
     let ram_base = match board.arch.as_str() {
-        "aarch64" => septum_abi::layout::AARCH64_RAM_BASE,
+        "aarch64" => septum_abi::layout::RAM_BASE,
         other => bail!("unsupported architecture `{other}`"),
     };
     let package = system.package(ram_base)?;

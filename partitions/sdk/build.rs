@@ -6,9 +6,8 @@ use std::{env, fs, path::PathBuf};
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let arch = env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets the target arch");
-    let script = format!("link-{arch}.ld");
-    fs::copy(&script, out.join("septum-partition.ld")).expect("linker script for this arch");
+    let script = "link.ld";
+    fs::copy(script, out.join("septum-partition.ld")).expect("copy the linker script");
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed={script}");
 }

@@ -13,10 +13,9 @@
 #![no_main]
 
 mod boot;
-mod kernel;
+mod machine;
 mod mmu;
 mod platform;
-mod psci;
 mod stage2;
 mod trap;
 mod uart;
@@ -29,15 +28,19 @@ use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
     CNTHCTL_EL2, CNTVOFF_EL2, HCR_EL2, MDCR_EL2, MIDR_EL1, Readable, VTCR_EL2, Writeable,
 };
-use septum_abi::layout::AARCH64_RAM_BASE;
+use septum_abi::layout::RAM_BASE;
 use septum_core::event::Event;
 use septum_core::memory::{FreeRanges, Range};
 use septum_core::package::{MAX_PARTITIONS, Package};
 use septum_core::system::System;
 
-use crate::kernel::{KERNEL, Kernel};
+use septum_kernel::Kernel;
+
+use crate::boot::TrapFrame;
+use crate::machine::Board;
 use crate::platform::MachineInfo;
 use crate::stage2::Stage2;
+use crate::trap::KERNEL;
 use crate::uart::Pl011;
 use crate::vcpu::Vcpu;
 
@@ -104,7 +107,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     // its gigabyte is mapped above.
     let Ok(info) = (unsafe { MachineInfo::from_device_tree(device_tree) }) else {
         // No console is known without a device tree: all we can do is stop.
-        psci::halt()
+        machine::halt()
     };
     // SAFETY: still in single-threaded start-up; RAM is normal memory, the UART and
     // GIC are devices.
@@ -178,14 +181,13 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
             start: ram.start,
             end: ram.start + spec.image.len() as u64,
         });
-        let guest_ram =
-            Range::from_start_size(AARCH64_RAM_BASE, spec.ram_size).expect("RAM size checked");
+        let guest_ram = Range::from_start_size(RAM_BASE, spec.ram_size).expect("RAM size checked");
         let mut tables = Stage2::new(&mut frames).expect("RAM for stage-2 tables");
         tables
             .map_ram(&mut frames, guest_ram, ram.start)
             .expect("stage-2 mapping of partition RAM");
         let vmid = u8::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
-        let entry = AARCH64_RAM_BASE + spec.entry_offset;
+        let entry = RAM_BASE + spec.entry_offset;
         let _ = vcpus.push(Vcpu::new(
             entry,
             spec.ram_size,
@@ -195,19 +197,17 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         ));
         let _ = host_ram.push(ram);
     }
-    let system = System::new(&package, AARCH64_RAM_BASE, &host_ram).expect("partition placement");
+    let system = System::new(&package, RAM_BASE, &host_ram).expect("partition placement");
     configure_el2_traps();
 
-    let first = KERNEL.init(
-        Kernel {
-            system,
-            vcpus,
-            current: 0,
-            console,
-            psci_smc: info.psci_smc,
-        },
-        |kernel| kernel.start(),
-    );
+    let board = Board {
+        console,
+        psci_smc: info.psci_smc,
+    };
+    let mut first = TrapFrame::default();
+    KERNEL.init(Kernel::new(system, vcpus, board), |kernel| {
+        kernel.start(&mut first)
+    });
     // SAFETY: `first` holds a complete register state for the service VM, whose EL1
     // state, stage-2 tables and VMID `start` has loaded.
     unsafe { boot::enter_partition(&first) }
@@ -282,6 +282,6 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         let _ = writeln!(console, "{}", Event::KernelPanic);
         console.drain();
     }
-    psci::system_off();
-    psci::halt()
+    machine::system_off();
+    machine::halt()
 }

@@ -1,5 +1,5 @@
 //! Trap classification: turns the exception syndrome of a trap from a partition into
-//! a hypercall, a wait, or a fault the core decides about. Every exception class the
+//! a hypercall, a wait, or a fault, and hands it to the shared kernel loop. Every exception class the
 //! kernel does not expect becomes a fault that stops the partition: no trap is ever
 //! ignored or silently resumed.
 
@@ -7,8 +7,14 @@ use aarch64_cpu::registers::{ESR_EL2, FAR_EL2, HPFAR_EL2, Readable};
 use septum_core::event::{Fault, FaultKind};
 use septum_core::system::CallRegisters;
 
+use septum_kernel::{Global, Kernel, Trap};
+
 use crate::boot::TrapFrame;
+use crate::machine::Board;
 use crate::vcpu::Vcpu;
+
+/// The kernel state, filled in at boot.
+pub static KERNEL: Global<Kernel<Vcpu, Board>> = Global::new();
 
 // Exception classes (ESR_ELx.EC) the kernel handles.
 const EC_WFX: u64 = 0x01;
@@ -23,17 +29,6 @@ const VECTOR_SYNC: u64 = 0;
 
 /// Size of an EL1 vector table, to recognise a fetch from an unmapped one.
 const VECTOR_TABLE_SIZE: u64 = 0x800;
-
-/// What a trap from a partition means.
-#[derive(Clone, Copy, Debug)]
-pub enum Trap {
-    /// `hvc #0`: a hypercall.
-    Hypercall(CallRegisters),
-    /// WFI or WFE: the partition has nothing to do until an event.
-    Wait,
-    /// Anything else: the partition is stopped.
-    Fault(Fault),
-}
 
 /// Classifies the trap that arrived through `vector` with the registers in `frame`.
 pub fn classify(vector: u64, frame: &TrapFrame) -> Trap {
@@ -94,7 +89,7 @@ fn faulting_ipa() -> u64 {
 /// Entry from the vector table for every trap from a partition.
 pub extern "C" fn handle_lower_el(vector: u64, frame: &mut TrapFrame) {
     let trap = classify(vector, frame);
-    crate::kernel::KERNEL.with(|kernel| kernel.on_trap(trap, frame));
+    KERNEL.with(|kernel| kernel.on_trap(trap, frame));
 }
 
 /// Entry from the vector table for an exception taken at EL2: a kernel bug.

@@ -8,6 +8,8 @@
 
 use core::arch::{asm, global_asm};
 
+use septum_core::system::Reply;
+
 use crate::boot::TrapFrame;
 
 /// Generates the EL1 system-register state with its save and restore code from one
@@ -147,7 +149,7 @@ const SPSR_EL1H_MASKED: u64 = 0b0101 | (0b1111 << 6);
 #[derive(Clone, Debug)]
 pub struct Vcpu {
     /// General registers, ELR and SPSR while the partition is not running.
-    pub frame: TrapFrame,
+    frame: TrapFrame,
     el1: El1State,
     fp: FpState,
     vttbr: u64,
@@ -191,25 +193,39 @@ impl Vcpu {
         }
         (vbar, esr, elr)
     }
+}
 
-    /// Saves the CPU's partition state (everything but the trap frame) into `self`.
-    pub fn store(&mut self) {
+impl septum_kernel::Vcpu for Vcpu {
+    type Frame = TrapFrame;
+
+    fn set_reply(frame: &mut TrapFrame, reply: Reply) {
+        frame.x[0] = reply.status;
+        frame.x[1..4].copy_from_slice(&reply.results);
+    }
+
+    fn skip_instruction(frame: &mut TrapFrame) {
+        // Every instruction that traps to EL2 here (HVC, WFI/WFE) is 4 bytes long.
+        frame.elr += 4;
+    }
+
+    fn store(&mut self, frame: &TrapFrame) {
+        self.frame = *frame;
         self.el1.store();
         // SAFETY: `self.fp` is a valid, aligned FpState; fp_store writes exactly it.
         unsafe { fp_store(&mut self.fp) };
     }
 
-    /// Puts `self`'s partition state (everything but the trap frame) on the CPU,
-    /// including its stage-2 tables and VMID.
-    pub fn load(&self) {
+    fn load(&mut self, frame: &mut TrapFrame) {
         self.el1.load();
         // SAFETY: `self.fp` is a valid, aligned FpState; fp_load only reads it. The
-        // FP registers and the EL1 registers above affect only the partition.
+        // FP registers, EL1 registers, VTTBR_EL2 and VMPIDR_EL2 affect only the
+        // partition, not the kernel.
         unsafe {
             fp_load(&self.fp);
             asm!("msr vttbr_el2, {}", in(reg) self.vttbr, options(nomem, nostack));
             asm!("msr vmpidr_el2, {}", in(reg) self.vmpidr, options(nomem, nostack));
             asm!("isb", options(nomem, nostack));
         }
+        *frame = self.frame;
     }
 }

@@ -135,12 +135,12 @@ impl Error {
     }
 }
 
-/// Where a partition's RAM starts in its own (guest-physical) address space, per
-/// architecture. Every partition sees its RAM at this address; its images are linked
-/// for it.
+/// Where a partition's RAM starts in its own (guest-physical) address space. It is
+/// the same on both architectures, so partition images differ only in their
+/// instruction set.
 pub mod layout {
-    /// aarch64: guest-physical base of every partition's RAM.
-    pub const AARCH64_RAM_BASE: u64 = 0x4000_0000;
+    /// Guest-physical base of every partition's RAM.
+    pub const RAM_BASE: u64 = 0x4000_0000;
     /// Size of a page and of the smallest unit of partition RAM.
     pub const PAGE_SIZE: u64 = 4096;
 }

@@ -4,7 +4,7 @@
 #![no_std]
 #![no_main]
 
-use septum_sdk::{Boot, Call, Error, arch::RAM_BASE, println};
+use septum_sdk::{Boot, Call, Error, RAM_BASE, println};
 
 septum_sdk::entry!(main);
 

@@ -8,16 +8,18 @@
 #![no_std]
 
 #[cfg_attr(target_arch = "aarch64", path = "arch/aarch64.rs")]
+#[cfg_attr(target_arch = "x86_64", path = "arch/x86_64.rs")]
 pub mod arch;
 
 use core::fmt;
 
+pub use septum_abi::layout::RAM_BASE;
 pub use septum_abi::{Call, Error};
 
 /// What the kernel hands a partition at entry.
 #[derive(Clone, Copy, Debug)]
 pub struct Boot {
-    /// Bytes of RAM, starting at [`arch::RAM_BASE`].
+    /// Bytes of RAM, starting at [`RAM_BASE`].
     pub ram_size: u64,
     /// The boot argument from the system description.
     pub argument: u64,

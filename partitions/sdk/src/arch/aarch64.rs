@@ -16,7 +16,7 @@ global_asm!(
     "    bl {main}",
     "1:  wfi",
     "    b 1b",
-    ram_base = const septum_abi::layout::AARCH64_RAM_BASE,
+    ram_base = const septum_abi::layout::RAM_BASE,
     main = sym crate::start,
 );
 
@@ -54,12 +54,9 @@ pub fn counter() -> u64 {
 }
 
 /// Counter ticks per second (CNTFRQ_EL0).
-pub fn counter_frequency() -> u64 {
+pub fn counter_frequency() -> Option<u64> {
     let hz: u64;
     // SAFETY: reading CNTFRQ_EL0 has no side effects.
     unsafe { asm!("mrs {}, cntfrq_el0", out(reg) hz, options(nomem, nostack)) };
-    hz
+    Some(hz)
 }
-
-/// Guest RAM base for this architecture.
-pub const RAM_BASE: u64 = septum_abi::layout::AARCH64_RAM_BASE;

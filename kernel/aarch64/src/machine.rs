@@ -1,0 +1,48 @@
+//! The machine under the kernel: the console and power control through PSCI,
+//! reached with `smc` (the firmware's conduit when the kernel owns EL2).
+
+use core::arch::asm;
+use core::fmt::{self, Write};
+
+use crate::uart::Pl011;
+
+const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
+
+/// The console and the power switch.
+pub struct Board {
+    /// The console UART.
+    pub console: Pl011,
+    /// Whether the device tree says PSCI is reached with `smc`.
+    pub psci_smc: bool,
+}
+
+impl fmt::Write for Board {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.console.write_str(s)
+    }
+}
+
+impl septum_kernel::Machine for Board {
+    fn power_off(&mut self, clean: bool) -> ! {
+        self.console.drain();
+        if self.psci_smc {
+            system_off();
+        }
+        let _ = writeln!(self.console, "no PSCI: halting (clean={clean})");
+        halt()
+    }
+}
+
+/// Asks the firmware to power the machine off. Returns only if the firmware refuses.
+pub fn system_off() {
+    // SAFETY: PSCI SYSTEM_OFF either powers off or returns an error in x0; it reads
+    // no memory of ours.
+    unsafe { asm!("smc #0", inout("x0") PSCI_SYSTEM_OFF => _, options(nomem, nostack)) };
+}
+
+/// Stops this CPU for good.
+pub fn halt() -> ! {
+    loop {
+        aarch64_cpu::asm::wfe();
+    }
+}

@@ -1,0 +1,202 @@
+//! What both back ends share, above the registers and below the portable core.
+//!
+//! A back end traps, classifies the trap into a [`Trap`], and calls
+//! [`Kernel::on_trap`]. The kernel asks the core what to do and carries it out
+//! through the back end's [`Vcpu`] and [`Machine`]: reply registers, instruction
+//! skips, partition switches, power off. So the scheduling and dispatch logic exists
+//! once, and each back end implements only the architecture.
+//!
+//! Invariants:
+//! - `current` names the partition whose registers are live (in the trap frame and
+//!   on the CPU); every other partition's state is in its [`Vcpu`];
+//! - kernel state is reached only through [`Global::with`], which refuses re-entry.
+#![no_std]
+
+use core::cell::UnsafeCell;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use septum_core::event::Fault;
+use septum_core::package::MAX_PARTITIONS;
+use septum_core::system::{CallRegisters, Dispatch, Next, Platform, Reply, System};
+
+/// What a trap from a partition means, as the back end classified it.
+#[derive(Clone, Copy, Debug)]
+pub enum Trap {
+    /// A hypercall.
+    Hypercall(CallRegisters),
+    /// The partition waits for an event (WFI/WFE, HLT): it yields.
+    Wait,
+    /// The partition's time slice ended.
+    Preempted,
+    /// Anything else: the partition is stopped.
+    Fault(Fault),
+}
+
+/// One partition's virtual CPU, as the back end keeps it.
+pub trait Vcpu {
+    /// The registers the trap entry saved, which the exit path restores.
+    type Frame;
+
+    /// Puts the hypercall reply in the caller's registers.
+    fn set_reply(frame: &mut Self::Frame, reply: Reply);
+    /// Moves the trapped partition past the instruction that trapped.
+    fn skip_instruction(frame: &mut Self::Frame);
+    /// Saves the running partition's state (from `frame` and the CPU) into `self`.
+    fn store(&mut self, frame: &Self::Frame);
+    /// Makes `self` the running partition: its state goes on the CPU and in `frame`.
+    fn load(&mut self, frame: &mut Self::Frame);
+}
+
+/// The machine under the kernel.
+pub trait Machine: fmt::Write {
+    /// Waits for the console to drain and powers off; halts if it cannot.
+    fn power_off(&mut self, clean: bool) -> !;
+}
+
+/// The core's view of the machine: the console, and RAM that the kernel maps at
+/// its physical address.
+struct IdentityRam<'a, M> {
+    machine: &'a mut M,
+}
+
+impl<M: Machine> fmt::Write for IdentityRam<'_, M> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.machine.write_str(s)
+    }
+}
+
+impl<M: Machine> Platform for IdentityRam<'_, M> {
+    fn read_ram(&mut self, addr: u64, buffer: &mut [u8]) {
+        // SAFETY: the core passes only ranges it checked to lie inside a partition's
+        // RAM; both back ends map all RAM at its physical address as normal memory.
+        unsafe {
+            core::ptr::copy_nonoverlapping(addr as *const u8, buffer.as_mut_ptr(), buffer.len())
+        };
+    }
+}
+
+/// Everything the kernel keeps after boot.
+pub struct Kernel<V, M> {
+    /// Partitions and their states.
+    pub system: System,
+    /// One vCPU per partition, in package order.
+    pub vcpus: heapless::Vec<V, MAX_PARTITIONS>,
+    /// The partition that runs now.
+    pub current: usize,
+    /// The console and power control.
+    pub machine: M,
+}
+
+impl<V: Vcpu, M: Machine> Kernel<V, M> {
+    /// A kernel about to start `system`.
+    pub fn new(system: System, vcpus: heapless::Vec<V, MAX_PARTITIONS>, machine: M) -> Self {
+        Kernel {
+            system,
+            vcpus,
+            current: 0,
+            machine,
+        }
+    }
+
+    /// Starts the system (the service VM first) and fills `frame` with the
+    /// registers of the first partition to run.
+    pub fn start(&mut self, frame: &mut V::Frame) {
+        let next = self.system.start(&mut IdentityRam {
+            machine: &mut self.machine,
+        });
+        match next {
+            Next::Run(first) => {
+                self.current = first;
+                self.vcpus[first].load(frame);
+            }
+            Next::PowerOff { clean } => self.machine.power_off(clean),
+        }
+    }
+
+    /// Handles one trap from the current partition. `frame` holds its registers and,
+    /// on return, those of whichever partition runs next.
+    pub fn on_trap(&mut self, trap: Trap, frame: &mut V::Frame) {
+        let current = self.current;
+        let mut platform = IdentityRam {
+            machine: &mut self.machine,
+        };
+        let dispatch = match trap {
+            Trap::Hypercall(call) => self.system.hypercall(current, call, &mut platform),
+            Trap::Wait => {
+                V::skip_instruction(frame);
+                Dispatch {
+                    reply: None,
+                    next: self.system.preempt(current, &mut platform),
+                }
+            }
+            Trap::Preempted => Dispatch {
+                reply: None,
+                next: self.system.preempt(current, &mut platform),
+            },
+            Trap::Fault(fault) => self.system.fault(current, fault, &mut platform),
+        };
+        if let Some(reply) = dispatch.reply {
+            V::set_reply(frame, reply);
+        }
+        match dispatch.next {
+            Next::Run(next) if next == current => {}
+            Next::Run(next) => {
+                self.vcpus[current].store(frame);
+                self.vcpus[next].load(frame);
+                self.current = next;
+            }
+            Next::PowerOff { clean } => self.machine.power_off(clean),
+        }
+    }
+}
+
+/// A kernel-wide value that one trap at a time may use.
+pub struct Global<T> {
+    value: UnsafeCell<Option<T>>,
+    busy: AtomicBool,
+}
+
+// SAFETY: access goes through `with`, which hands out one `&mut T` at a time and
+// panics on a second, concurrent or re-entrant, attempt.
+unsafe impl<T: Send> Sync for Global<T> {}
+
+impl<T> Default for Global<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Global<T> {
+    /// An empty slot.
+    pub const fn new() -> Self {
+        Global {
+            value: UnsafeCell::new(None),
+            busy: AtomicBool::new(false),
+        }
+    }
+
+    /// Fills the slot (once, at boot) and runs `f` on the value.
+    pub fn init<R>(&self, value: T, f: impl FnOnce(&mut T) -> R) -> R {
+        self.access(|slot| {
+            assert!(slot.is_none(), "kernel state initialised twice");
+            f(slot.insert(value))
+        })
+    }
+
+    /// Runs `f` with exclusive access to the value.
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        self.access(|slot| f(slot.as_mut().expect("kernel state used before boot")))
+    }
+
+    fn access<R>(&self, f: impl FnOnce(&mut Option<T>) -> R) -> R {
+        assert!(
+            !self.busy.swap(true, Ordering::Acquire),
+            "kernel state re-entered"
+        );
+        // SAFETY: `busy` was false and is now true, so no other reference exists.
+        let result = f(unsafe { &mut *self.value.get() });
+        self.busy.store(false, Ordering::Release);
+        result
+    }
+}
