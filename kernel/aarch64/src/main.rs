@@ -184,7 +184,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         let guest_ram = Range::from_start_size(RAM_BASE, spec.ram_size).expect("RAM size checked");
         let mut tables = Stage2::new(&mut frames).expect("RAM for stage-2 tables");
         tables
-            .map_ram(&mut frames, guest_ram, ram.start)
+            .map(&mut frames, guest_ram, ram.start, stage2::RAM)
             .expect("stage-2 mapping of partition RAM");
         let vmid = u8::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
         let entry = RAM_BASE + spec.entry_offset;

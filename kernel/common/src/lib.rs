@@ -10,7 +10,9 @@
 //! - `current` names the partition whose registers are live (in the trap frame and
 //!   on the CPU); every other partition's state is in its [`Vcpu`];
 //! - kernel state is reached only through [`Global::with`], which refuses re-entry.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
+
+pub mod paging;
 
 use core::cell::UnsafeCell;
 use core::fmt;
