@@ -1,7 +1,8 @@
 //! Builds the bare-metal images (the kernel and every partition program) so that a
 //! plain `cargo run` or `cargo test` has them. Each image is built by a nested cargo
 //! for its own target, in `target/images`, and the host tool finds them through the
-//! `SEPTUM_IMAGE_DIR` variable set here.
+//! `SEPTUM_IMAGE_DIR` variable set here: `<dir>/<role>/<target>/release/<binary>`,
+//! where the role is `kernel` or `partitions`.
 //!
 //! Images are always built in release mode: they are what runs on the boards, and
 //! the benchmarks measure them.
@@ -9,30 +10,55 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A bare-metal build: the target triple, the packages, and extra rustc flags.
+/// A bare-metal build: its folder under `target/images` (kernels and partitions
+/// need different flags, sometimes for the same target, so they build apart), the
+/// target triple, the packages, and extra rustc flags.
 struct ImageBuild {
+    role: &'static str,
     target: &'static str,
     packages: &'static [&'static str],
     rustflags: &'static [&'static str],
 }
 
+/// Every partition program of the workspace.
+const PARTITIONS: &[&str] = &[
+    "service-vm",
+    "partition-hello",
+    "partition-faulty",
+    "partition-hostile-args",
+    "partition-bench",
+];
+const PARTITION_FLAGS: &[&str] = &[
+    "-Clink-arg=-Tseptum-partition.ld",
+    "-Crelocation-model=static",
+];
+
 const BUILDS: &[ImageBuild] = &[
     ImageBuild {
         // The kernel never touches FP/SIMD registers: they belong to partitions.
+        role: "kernel",
         target: "aarch64-unknown-none-softfloat",
         packages: &["septum-aarch64"],
         rustflags: &[],
     },
     ImageBuild {
+        role: "partitions",
         target: "aarch64-unknown-none",
-        packages: &[
-            "service-vm",
-            "partition-hello",
-            "partition-faulty",
-            "partition-hostile-args",
-            "partition-bench",
-        ],
-        rustflags: &["-Clink-arg=-Tseptum-partition.ld"],
+        packages: PARTITIONS,
+        rustflags: PARTITION_FLAGS,
+    },
+    ImageBuild {
+        // Linked at fixed low addresses and entered in 32-bit mode: no PIE.
+        role: "kernel",
+        target: "x86_64-unknown-none",
+        packages: &["septum-x86_64"],
+        rustflags: &["-Crelocation-model=static"],
+    },
+    ImageBuild {
+        role: "partitions",
+        target: "x86_64-unknown-none",
+        packages: PARTITIONS,
+        rustflags: PARTITION_FLAGS,
     },
 ];
 
@@ -48,7 +74,7 @@ fn main() {
         return;
     }
     for build in BUILDS {
-        build_images(&root, &target_dir, build);
+        build_images(&root, &target_dir.join(build.role), build);
     }
 }
 

@@ -1,22 +1,25 @@
 //! Running an image on an emulator: with a hard timeout and the console captured
-//! (tests, benchmarks), or attached to the terminal (the demo).
+//! (tests, benchmarks), or attached to the terminal (the demo). QEMU runs the
+//! aarch64 boards; Bochs runs the PC, because it emulates VT-x.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 use wait_timeout::ChildExt;
 
 use crate::board::Board;
+use crate::description::parse_size;
 
 /// How to run.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     /// RAM size for the emulator, such as `1G`.
     pub ram: String,
-    /// Run with `-icount shift=0,align=off,sleep=off`: virtual time advances one
-    /// nanosecond per instruction, so timings are deterministic.
+    /// QEMU only: run with `-icount shift=0,align=off,sleep=off`, so virtual time
+    /// advances one nanosecond per instruction and timings are deterministic. (Bochs
+    /// runs are deterministic anyway with `clock: sync=none`.)
     pub icount: bool,
     /// Kill the emulator after this long.
     pub timeout: Duration,
@@ -29,9 +32,34 @@ pub struct RunOutput {
     pub console: String,
     /// The emulator's exit status; `None` if it was killed at the timeout.
     pub status: Option<ExitStatus>,
+    /// Errors the emulator logged about the guest's use of the hardware (for Bochs:
+    /// failed VMX instructions and VM entries).
+    pub emulator_errors: Vec<String>,
 }
 
-fn command(board: &Board, image: &Path, options: &RunOptions) -> Command {
+/// Runs `image` with the console captured, killing the emulator at the timeout.
+pub fn run_captured(board: &Board, image: &Path, options: &RunOptions) -> Result<RunOutput> {
+    match board.emulator.as_str() {
+        "bochs" => bochs(board, image, options, false),
+        _ => qemu_captured(board, image, options),
+    }
+}
+
+/// Runs `image` with the console on this terminal.
+pub fn run_interactive(board: &Board, image: &Path, options: &RunOptions) -> Result<ExitStatus> {
+    match board.emulator.as_str() {
+        "bochs" => {
+            let output = bochs(board, image, options, true)?;
+            output.status.context("the emulator was stopped")
+        }
+        _ => qemu_command(board, image, options)
+            .arg("-nographic")
+            .status()
+            .with_context(|| format!("cannot start {} (run scripts/setup.sh)", board.emulator)),
+    }
+}
+
+fn qemu_command(board: &Board, image: &Path, options: &RunOptions) -> Command {
     let mut command = Command::new(&board.emulator);
     command
         .args(&board.machine)
@@ -43,9 +71,8 @@ fn command(board: &Board, image: &Path, options: &RunOptions) -> Command {
     command
 }
 
-/// Runs `image` with the console captured, killing the emulator at the timeout.
-pub fn run_captured(board: &Board, image: &Path, options: &RunOptions) -> Result<RunOutput> {
-    let mut child = command(board, image, options)
+fn qemu_captured(board: &Board, image: &Path, options: &RunOptions) -> Result<RunOutput> {
+    let mut child = qemu_command(board, image, options)
         .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -58,14 +85,7 @@ pub fn run_captured(board: &Board, image: &Path, options: &RunOptions) -> Result
         let _ = stdout.read_to_end(&mut bytes);
         bytes
     });
-    let status = match child.wait_timeout(options.timeout)? {
-        Some(status) => Some(status),
-        None => {
-            child.kill()?;
-            child.wait()?;
-            None
-        }
-    };
+    let status = wait_or_kill(&mut child, options.timeout)?;
     let bytes = reader.join().expect("console reader");
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {
@@ -77,13 +97,91 @@ pub fn run_captured(board: &Board, image: &Path, options: &RunOptions) -> Result
         console.push_str(stderr.trim());
         console.push('\n');
     }
-    Ok(RunOutput { console, status })
+    Ok(RunOutput {
+        console,
+        status,
+        emulator_errors: Vec::new(),
+    })
 }
 
-/// Runs `image` with the console on this terminal (`Ctrl-A x` quits QEMU).
-pub fn run_interactive(board: &Board, image: &Path, options: &RunOptions) -> Result<ExitStatus> {
-    command(board, image, options)
-        .arg("-nographic")
-        .status()
-        .with_context(|| format!("cannot start {} (run scripts/setup.sh)", board.emulator))
+fn wait_or_kill(child: &mut Child, timeout: Duration) -> Result<Option<ExitStatus>> {
+    Ok(match child.wait_timeout(timeout)? {
+        Some(status) => Some(status),
+        None => {
+            child.kill()?;
+            child.wait()?;
+            None
+        }
+    })
+}
+
+/// Lines of bochs.log that report a failed VMX instruction or VM entry.
+const BOCHS_VMX_ERRORS: [&str; 2] = ["VMFAIL", "VMENTER FAIL"];
+
+/// Boots the ISO `image` under Bochs. The console goes to a file (captured) or to
+/// this terminal (`interactive`). Bochs exits with status 1 when the kernel powers
+/// off, so runs are judged by their console, not by that status.
+fn bochs(
+    board: &Board,
+    image: &Path,
+    options: &RunOptions,
+    interactive: bool,
+) -> Result<RunOutput> {
+    let work = image.with_extension("bochs");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let serial = work.join("serial.log");
+    let log = work.join("bochs.log");
+    let megabytes = parse_size(&options.ram).map_err(anyhow::Error::msg)? >> 20;
+    let console = if interactive {
+        Path::new("/dev/stdout")
+    } else {
+        serial.as_path()
+    };
+    let mut rc = board.machine.join("\n");
+    rc.push_str(&format!(
+        "\nmegs: {megabytes}\nata0-master: type=cdrom, path={}, status=inserted\n\
+         com1: enabled=1, mode=file, dev={}\nlog: {}\n",
+        image.display(),
+        console.display(),
+        log.display()
+    ));
+    std::fs::write(work.join("bochsrc"), rc)?;
+    // This Bochs has its debugger built in: `c` makes it run instead of prompting.
+    std::fs::write(work.join("commands"), "c\n")?;
+    let mut command = Command::new(&board.emulator);
+    command
+        .current_dir(&work)
+        .args(["-q", "-f", "bochsrc", "-rc", "commands"])
+        .env("SDL_VIDEODRIVER", "dummy")
+        .env("SDL_AUDIODRIVER", "dummy")
+        .stdin(Stdio::null());
+    if !interactive {
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+    }
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot start {} (run scripts/setup.sh)", board.emulator))?;
+    let status = wait_or_kill(&mut child, options.timeout)?;
+    let console = if interactive {
+        String::new()
+    } else {
+        std::fs::read_to_string(&serial)
+            .unwrap_or_default()
+            .replace('\r', "")
+    };
+    let bochs_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let emulator_errors: Vec<String> = bochs_log
+        .lines()
+        .filter(|line| BOCHS_VMX_ERRORS.iter().any(|e| line.contains(e)))
+        .map(str::to_owned)
+        .collect();
+    if status.is_some() && console.is_empty() && !interactive && bochs_log.contains("PANIC") {
+        bail!("Bochs stopped with a panic; see {}", log.display());
+    }
+    Ok(RunOutput {
+        console,
+        status,
+        emulator_errors,
+    })
 }

@@ -15,18 +15,28 @@ pub fn image_dir() -> PathBuf {
 pub fn kernel_elf(arch: &str) -> Result<PathBuf> {
     let (target, name) = match arch {
         "aarch64" => ("aarch64-unknown-none-softfloat", "septum-aarch64"),
+        "x86_64" => ("x86_64-unknown-none", "septum-x86_64"),
         other => bail!("no kernel for architecture `{other}`"),
     };
-    Ok(image_dir().join(target).join("release").join(name))
+    Ok(image_dir()
+        .join("kernel")
+        .join(target)
+        .join("release")
+        .join(name))
 }
 
 /// The partition program `name` of this workspace, built for `arch`.
 pub fn partition_elf(arch: &str, name: &str) -> Result<PathBuf> {
     let target = match arch {
         "aarch64" => "aarch64-unknown-none",
+        "x86_64" => "x86_64-unknown-none",
         other => bail!("no partitions for architecture `{other}`"),
     };
-    Ok(image_dir().join(target).join("release").join(name))
+    Ok(image_dir()
+        .join("partitions")
+        .join(target)
+        .join("release")
+        .join(name))
 }
 
 /// An ELF's loadable contents as one block of memory.
@@ -79,10 +89,10 @@ pub fn flatten_file(path: &Path) -> Result<Flat> {
 /// Offset of the arm64 Image header's `image_size` field.
 const IMAGE_SIZE_OFFSET: usize = 16;
 
-/// The bootable image for `arch`: the flat kernel, zero-filled up to the symbol
+/// The bootable arm64 `Image`: the flat kernel, zero-filled up to the symbol
 /// `__kernel_end` (its zero-initialised data and stacks), then the system package.
 /// The header's image size is patched to cover the package.
-pub fn bootable(arch: &str, kernel: &Path, package: &[u8]) -> Result<Vec<u8>> {
+pub fn arm64_image(kernel: &Path, package: &[u8]) -> Result<Vec<u8>> {
     let data = std::fs::read(kernel).with_context(|| format!("reading {}", kernel.display()))?;
     let file = object::File::parse(&*data).context("kernel is not an ELF file")?;
     let end = file
@@ -94,11 +104,40 @@ pub fn bootable(arch: &str, kernel: &Path, package: &[u8]) -> Result<Vec<u8>> {
     let mut image = flat.bytes;
     image.resize(usize::try_from(end - flat.base)?, 0);
     image.extend_from_slice(package);
-    if arch == "aarch64" {
-        let size = image.len() as u64;
-        image[IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8].copy_from_slice(&size.to_le_bytes());
-    }
+    let size = image.len() as u64;
+    image[IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8].copy_from_slice(&size.to_le_bytes());
     Ok(image)
+}
+
+/// Writes a bootable GRUB ISO to `out`: the kernel ELF (loaded with multiboot2) and
+/// the system package as the module named `system`. Needs `grub-mkrescue` (and
+/// xorriso, mtools), which `scripts/setup.sh` installs.
+pub fn grub_iso(kernel: &Path, package: &[u8], out: &Path) -> Result<()> {
+    let tree = out.with_extension("iso.d");
+    let _ = std::fs::remove_dir_all(&tree);
+    std::fs::create_dir_all(tree.join("boot/grub"))?;
+    std::fs::copy(kernel, tree.join("boot/septum"))
+        .with_context(|| format!("copying {}", kernel.display()))?;
+    std::fs::write(tree.join("boot/system.pkg"), package)?;
+    std::fs::write(
+        tree.join("boot/grub/grub.cfg"),
+        "set timeout=0\nset default=0\nmenuentry \"Septum\" {\n  multiboot2 /boot/septum\n  \
+         module2 /boot/system.pkg system\n  boot\n}\n",
+    )?;
+    let output = std::process::Command::new("grub-mkrescue")
+        .arg("-o")
+        .arg(out)
+        .arg(&tree)
+        .output()
+        .context("cannot run grub-mkrescue (run scripts/setup.sh)")?;
+    if !output.status.success() {
+        bail!(
+            "grub-mkrescue failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    std::fs::remove_dir_all(&tree)?;
+    Ok(())
 }
 
 /// Sizes of the kernel, for the benchmark report.

@@ -115,7 +115,11 @@ impl Scenario {
     /// Every way `output` falls short of this scenario.
     pub fn check(&self, output: &RunOutput, service: &str) -> Vec<String> {
         let lines: Vec<&str> = output.console.lines().collect();
-        let mut failures = Vec::new();
+        let mut failures: Vec<String> = output
+            .emulator_errors
+            .iter()
+            .map(|e| format!("emulator reported: {e}"))
+            .collect();
         if output.status.is_none() {
             failures.push(format!("timed out after {} s", self.timeout_s));
         }
@@ -179,18 +183,23 @@ pub fn build_image(board: &Board, system: &SystemDescription, name: &str) -> Res
             board.name
         );
     }
-    let ram_base = match board.arch.as_str() {
-        "aarch64" => septum_abi::layout::RAM_BASE,
-        other => bail!("unsupported architecture `{other}`"),
-    };
-    let package = system.package(ram_base)?;
+    let package = system.package(septum_abi::layout::RAM_BASE)?;
     let kernel = image::kernel_elf(&board.arch)?;
-    let bytes = image::bootable(&board.arch, &kernel, &package)?;
     let out_dir = crate::from_root("target/systems").join(&board.name);
     std::fs::create_dir_all(&out_dir)?;
-    let out = out_dir.join(format!("{name}.img"));
-    write_atomically(&out, &bytes)?;
-    Ok(out)
+    match board.arch.as_str() {
+        "aarch64" => {
+            let out = out_dir.join(format!("{name}.img"));
+            write_atomically(&out, &image::arm64_image(&kernel, &package)?)?;
+            Ok(out)
+        }
+        "x86_64" => {
+            let out = out_dir.join(format!("{name}.iso"));
+            image::grub_iso(&kernel, &package, &out)?;
+            Ok(out)
+        }
+        other => bail!("unsupported architecture `{other}`"),
+    }
 }
 
 /// Writes via a temporary file and a rename, so parallel test runs never see a
@@ -230,6 +239,7 @@ mod tests {
         RunOutput {
             console: console.into(),
             status: finished.then(|| ExitStatus::from_raw(0)),
+            emulator_errors: Vec::new(),
         }
     }
 

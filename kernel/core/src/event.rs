@@ -27,6 +27,8 @@ pub enum FaultKind {
     SystemRegister,
     /// A secure monitor call, which guests may not make.
     MonitorCall,
+    /// An I/O port access the partition was not granted (x86); `addr` is the port.
+    IoPort,
     /// A trap the kernel does not handle. It is reported, never ignored.
     UnknownTrap,
 }
@@ -40,6 +42,7 @@ impl FaultKind {
             FaultKind::UnhandledException => "unhandled-exception",
             FaultKind::SystemRegister => "system-register",
             FaultKind::MonitorCall => "monitor-call",
+            FaultKind::IoPort => "io-port",
             FaultKind::UnknownTrap => "unknown-trap",
         }
     }

@@ -1,0 +1,261 @@
+//! Septum's x86_64 back end: the kernel that runs in VMX root operation with
+//! Intel VT-x, loaded by GRUB (multiboot2).
+//!
+//! Boot, in order (each step finishes before the next begins, so no partition runs
+//! before isolation is set up):
+//! 1. the 32-bit entry switches to long mode with an identity map of 4 GiB;
+//! 2. the COM1 console, the kernel's GDT, TSS and IDT; the 8259 PICs masked;
+//! 3. RAM from the multiboot2 memory map, the system package from the GRUB module
+//!    named `system`; `@@ kernel boot`;
+//! 4. VT-x checks and VMXON;
+//! 5. for each partition: take RAM from the free pool, scrub it, copy the image,
+//!    build its boot page tables and EPT (its RAM and nothing else), write its VMCS;
+//! 6. start the service VM, and only it.
+#![no_std]
+#![no_main]
+
+mod boot;
+mod cpu;
+mod ept;
+mod exit;
+mod machine;
+mod serial;
+mod vcpu;
+mod vmx;
+
+use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
+use septum_abi::layout::RAM_BASE;
+use septum_core::event::Event;
+use septum_core::memory::{FreeRanges, Range};
+use septum_core::package::{MAX_PARTITIONS, Package};
+use septum_core::system::System;
+use septum_kernel::Kernel;
+use septum_kernel::paging::PAGE;
+use x86_64::instructions::port::Port;
+
+use crate::boot::GuestRegisters;
+use crate::ept::Ept;
+use crate::exit::KERNEL;
+use crate::machine::Pc;
+use crate::serial::Serial;
+use crate::vcpu::{Bitmaps, Host, Start, Vcpu};
+use crate::vmx::Page;
+
+/// The board this build targets, as `@@ kernel boot` reports it.
+const BOARD: &str = "pc";
+/// What GRUB puts in EAX for a multiboot2 boot.
+const MULTIBOOT2_MAGIC: u64 = 0x36d7_6289;
+/// The GRUB module that carries the system package (its command line).
+const PACKAGE_MODULE: &str = "system";
+/// Partition RAM is placed on 2 MiB boundaries so EPT can use large pages.
+const PARTITION_ALIGN: u64 = 2 << 20;
+/// The boot page tables map the first 4 GiB; RAM above is not used yet.
+const MAPPED_LIMIT: u64 = 1 << 32;
+/// Low memory holds the BIOS data and GRUB's structures; the kernel leaves it alone.
+const LOW_MEMORY: u64 = 1 << 20;
+
+static IO_BITMAP_A: Page = Page::zeroed();
+static IO_BITMAP_B: Page = Page::zeroed();
+static MSR_BITMAP: Page = Page::zeroed();
+
+/// Set once the console is programmed, for the panic handler.
+static CONSOLE_READY: AtomicBool = AtomicBool::new(false);
+
+unsafe extern "C" {
+    static __kernel_start: u8;
+    static __kernel_end: u8;
+    static __trap_stack_top: u8;
+}
+
+/// Called by the 64-bit entry with the multiboot2 magic and boot information.
+extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
+    // SAFETY: first thing at boot; nothing else uses COM1.
+    let mut console = unsafe { Serial::com1() };
+    CONSOLE_READY.store(true, Ordering::Relaxed);
+    // SAFETY: masking every line of both 8259 PICs stops legacy interrupts; the
+    // kernel uses none.
+    unsafe {
+        Port::<u8>::new(0x21).write(0xff);
+        Port::<u8>::new(0xa1).write(0xff);
+    }
+    // SAFETY: once, at boot, interrupts disabled.
+    let selectors = unsafe { cpu::init() };
+    assert!(
+        magic == MULTIBOOT2_MAGIC,
+        "not booted by a multiboot2 loader (magic {magic:#x})"
+    );
+    // SAFETY: the loader passed the address of its boot information, which lies in
+    // the identity-mapped first 4 GiB; `load` checks its header.
+    let info = unsafe { BootInformation::load(boot_information as *const BootInformationHeader) }
+        .expect("valid multiboot2 boot information");
+
+    let mut frames = FreeRanges::<32>::new();
+    let mut ram_bytes = 0;
+    let areas = info.memory_map_tag().expect("a memory map from the loader");
+    for area in areas.memory_areas() {
+        if MemoryAreaType::from(area.typ()) != MemoryAreaType::Available {
+            continue;
+        }
+        ram_bytes += area.size();
+        let usable = Range {
+            start: area.start_address().max(LOW_MEMORY),
+            end: area.end_address().min(MAPPED_LIMIT),
+        };
+        if !usable.is_empty() {
+            frames.add(usable).expect("memory map fits the free list");
+        }
+    }
+    let _ = writeln!(
+        console,
+        "{}",
+        Event::KernelBoot {
+            arch: "x86_64",
+            board: BOARD,
+            ram: ram_bytes,
+            cpus: 1
+        }
+    );
+
+    let module = info
+        .module_tags()
+        .find(|m| m.cmdline().is_ok_and(|c| c.trim() == PACKAGE_MODULE))
+        .expect("a GRUB module named `system` holding the system package");
+    let module_range = Range {
+        start: u64::from(module.start_address()),
+        end: u64::from(module.end_address()),
+    };
+    // SAFETY: GRUB loaded the module there, in RAM below 4 GiB (identity-mapped); the
+    // kernel reserves the range below and never writes it.
+    let bytes = unsafe {
+        core::slice::from_raw_parts(
+            module_range.start as *const u8,
+            module_range.size() as usize,
+        )
+    };
+    let package =
+        Package::parse(bytes).unwrap_or_else(|e| panic!("system package rejected: {e:?}"));
+    let _ = writeln!(
+        console,
+        "{}",
+        Event::KernelSystem {
+            partitions: package.len()
+        }
+    );
+
+    let image = Range {
+        start: &raw const __kernel_start as u64,
+        end: &raw const __kernel_end as u64,
+    };
+    let info_range = Range::from_start_size(boot_information, info.total_size() as u64)
+        .expect("boot information");
+    for reserved in [image, module_range, info_range] {
+        frames.remove(reserved).expect("free list has room");
+    }
+
+    // SAFETY: once, at boot, interrupts disabled.
+    unsafe { vmx::enable() }.unwrap_or_else(|e| panic!("cannot use VT-x: {e}"));
+    for bitmap in [&IO_BITMAP_A, &IO_BITMAP_B, &MSR_BITMAP] {
+        // SAFETY: the bitmaps are the kernel's; no VMCS uses them yet.
+        unsafe { core::ptr::write_bytes(bitmap.address() as *mut u8, 0xff, PAGE as usize) };
+    }
+    let bitmaps = Bitmaps {
+        io_a: IO_BITMAP_A.address(),
+        io_b: IO_BITMAP_B.address(),
+        msr: MSR_BITMAP.address(),
+    };
+    let host = Host {
+        selectors,
+        tables: cpu::table_addresses(),
+        stack_top: &raw const __trap_stack_top as u64,
+        exit_entry: boot::vm_exit_entry as *const () as u64,
+    };
+
+    let mut host_ram = heapless::Vec::<Range, MAX_PARTITIONS>::new();
+    let mut vcpus = heapless::Vec::<Vcpu, MAX_PARTITIONS>::new();
+    for (index, spec) in package.partitions().enumerate() {
+        let ram = frames
+            .allocate(spec.ram_size, PARTITION_ALIGN)
+            .unwrap_or_else(|e| panic!("no RAM for partition {}: {e:?}", spec.name));
+        // SAFETY: `ram` was free and is now this partition's alone; it is identity
+        // mapped. The image fits in it (checked by Package::parse).
+        unsafe {
+            core::ptr::write_bytes(ram.start as *mut u8, 0, ram.size() as usize);
+            core::ptr::copy_nonoverlapping(
+                spec.image.as_ptr(),
+                ram.start as *mut u8,
+                spec.image.len(),
+            );
+        }
+        let mut ept = Ept::new(&mut frames).expect("RAM for EPT tables");
+        let guest_ram = Range::from_start_size(RAM_BASE, spec.ram_size).expect("RAM size checked");
+        ept.map(&mut frames, guest_ram, ram.start, ept::RAM)
+            .expect("EPT mapping of partition RAM");
+        let tables = boot_page_tables(&mut frames);
+        let guest_tables =
+            Range::from_start_size(vcpu::BOOT_TABLES, 3 * PAGE).expect("fixed range");
+        ept.map(&mut frames, guest_tables, tables, ept::READ_ONLY)
+            .expect("EPT mapping of the boot page tables");
+        let eptp = ept::pointer(ept.root());
+        vmx::invept(eptp);
+        let vpid = u16::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
+        let start = Start {
+            entry: RAM_BASE + spec.entry_offset,
+            ram_size: spec.ram_size,
+            argument: spec.argument,
+            eptp,
+            vpid,
+        };
+        let vcpu = Vcpu::new(&mut frames, start, &bitmaps, &host).expect("RAM for a VMCS");
+        let _ = vcpus.push(vcpu);
+        let _ = host_ram.push(ram);
+    }
+    let system = System::new(&package, RAM_BASE, &host_ram).expect("partition placement");
+
+    let mut first = GuestRegisters::default();
+    KERNEL.init(Kernel::new(system, vcpus, Pc { console }), |kernel| {
+        kernel.start(&mut first)
+    });
+    // SAFETY: `first` holds the service VM's registers and `start` made its VMCS
+    // current.
+    unsafe { boot::enter_partition(&first) }
+}
+
+/// Builds a partition's boot page tables in three kernel frames: PML4, PDPT and one
+/// page directory of 2 MiB pages that identity-map guest-physical 1 GiB to 2 GiB.
+/// The entries are guest-physical addresses (the tables sit at
+/// [`vcpu::BOOT_TABLES`]) with the accessed and dirty bits preset, so the page walk
+/// never writes them. Returns the frames' machine address.
+fn boot_page_tables<const N: usize>(frames: &mut FreeRanges<N>) -> u64 {
+    const PRESENT_WRITABLE_ACCESSED: u64 = 0b1 | 0b10 | (1 << 5);
+    const LARGE_DIRTY: u64 = (1 << 7) | (1 << 6);
+    let pages = frames
+        .allocate(3 * PAGE, PAGE)
+        .expect("RAM for boot page tables");
+    let mut entries = [[0u64; 512]; 3];
+    entries[0][0] = (vcpu::BOOT_TABLES + PAGE) | PRESENT_WRITABLE_ACCESSED;
+    entries[1][(RAM_BASE >> 30) as usize] =
+        (vcpu::BOOT_TABLES + 2 * PAGE) | PRESENT_WRITABLE_ACCESSED;
+    for (index, entry) in entries[2].iter_mut().enumerate() {
+        *entry = (RAM_BASE + ((index as u64) << 21)) | PRESENT_WRITABLE_ACCESSED | LARGE_DIRTY;
+    }
+    // SAFETY: the three pages were free and are now these tables alone; identity
+    // mapped and page-aligned.
+    unsafe { core::ptr::copy_nonoverlapping(entries.as_ptr(), pages.start as *mut [u64; 512], 3) };
+    pages.start
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    if CONSOLE_READY.load(Ordering::Relaxed) {
+        // SAFETY: the kernel is about to stop; reprogramming and writing COM1 behind
+        // the back of the console object is the only way left to report why.
+        let mut console = unsafe { Serial::com1() };
+        let _ = writeln!(console, "kernel panic: {info}");
+        let _ = writeln!(console, "{}", Event::KernelPanic);
+        console.drain();
+    }
+    serial::power_off()
+}

@@ -1,0 +1,318 @@
+//! Virtual CPUs: one VMCS per partition, its initial guest state, and the switch
+//! between partitions on one physical CPU.
+//!
+//! Partition entry state (see the README): 64-bit mode at CPL 0 with paging on
+//! through read-only boot page tables that identity-map guest-physical
+//! 0x4000_0000..0x8000_0000 with 2 MiB pages, interrupts off, rdi = RAM size,
+//! rsi = boot argument, rip = the image's entry point, an empty IDT.
+//!
+//! Invariants:
+//! - every exception the guest raises, every I/O port and MSR access, HLT, CPUID and
+//!   VMCALL exit to the kernel (exception bitmap and bitmaps all ones);
+//! - when a partition runs, its VMCS is current and its x87/SSE state is in the FPU;
+//!   the other partitions' general registers and FPU state are in their `Vcpu`.
+
+use core::arch::asm;
+
+use septum_core::memory::{FreeRanges, MemoryError};
+use septum_core::system::Reply;
+use x86_64::registers::control::{Cr0, Cr3, Cr4};
+use x86_64::registers::model_specific::Efer;
+
+use crate::boot::{GuestRegisters, reg};
+use crate::vmx::{self, control_msr, field};
+
+/// Guest-physical address of the boot page tables (three pages under RAM).
+pub const BOOT_TABLES: u64 = septum_abi::layout::RAM_BASE - 3 * 4096;
+
+// Control bits (Intel SDM vol. 3, chapter 25).
+const PIN_EXTERNAL_INTERRUPT_EXITING: u32 = 1 << 0;
+const PIN_NMI_EXITING: u32 = 1 << 3;
+const PIN_PREEMPTION_TIMER: u32 = 1 << 6;
+const PRIMARY_HLT_EXITING: u32 = 1 << 7;
+const PRIMARY_MWAIT_EXITING: u32 = 1 << 10;
+const PRIMARY_RDPMC_EXITING: u32 = 1 << 11;
+const PRIMARY_USE_IO_BITMAPS: u32 = 1 << 25;
+const PRIMARY_USE_MSR_BITMAPS: u32 = 1 << 28;
+const PRIMARY_MONITOR_EXITING: u32 = 1 << 29;
+const PRIMARY_SECONDARY_CONTROLS: u32 = 1 << 31;
+const SECONDARY_ENABLE_EPT: u32 = 1 << 1;
+const SECONDARY_ENABLE_VPID: u32 = 1 << 5;
+const EXIT_HOST_64_BIT: u32 = 1 << 9;
+const EXIT_ACK_INTERRUPT: u32 = 1 << 15;
+const EXIT_SAVE_EFER: u32 = 1 << 20;
+const EXIT_LOAD_EFER: u32 = 1 << 21;
+const ENTRY_64_BIT_GUEST: u32 = 1 << 9;
+const ENTRY_LOAD_EFER: u32 = 1 << 15;
+
+/// Timer ticks a partition may run before the kernel takes the CPU back (in units of
+/// the TSC divided by 2^IA32_VMX_MISC[4:0]).
+const TIME_SLICE: u64 = 0x10_0000;
+
+const CR0_PE: u64 = 1 << 0;
+const CR0_ET: u64 = 1 << 4;
+const CR0_NE: u64 = 1 << 5;
+const CR0_PG: u64 = 1 << 31;
+const CR4_PAE: u64 = 1 << 5;
+const CR4_VMXE: u64 = 1 << 13;
+const EFER_LME_LMA: u64 = (1 << 8) | (1 << 10);
+
+/// The bitmaps every partition uses: all ones, so every port and MSR exits.
+pub struct Bitmaps {
+    /// I/O bitmap A (ports 0 to 0x7fff).
+    pub io_a: u64,
+    /// I/O bitmap B (ports 0x8000 to 0xffff).
+    pub io_b: u64,
+    /// The MSR bitmap (reads and writes, low and high MSRs).
+    pub msr: u64,
+}
+
+/// The kernel's state that a VM exit returns to (VMCS host-state area).
+#[derive(Clone, Copy, Debug)]
+pub struct Host {
+    /// Code, data and TSS selectors.
+    pub selectors: crate::cpu::Selectors,
+    /// GDT, IDT and TSS base addresses.
+    pub tables: (u64, u64, u64),
+    /// The trap stack's top (host RSP).
+    pub stack_top: u64,
+    /// The VM-exit entry point (host RIP).
+    pub exit_entry: u64,
+}
+
+/// What a partition starts with.
+#[derive(Clone, Copy, Debug)]
+pub struct Start {
+    /// Guest RIP at entry.
+    pub entry: u64,
+    /// RAM size (passed in rdi).
+    pub ram_size: u64,
+    /// Boot argument (passed in rsi).
+    pub argument: u64,
+    /// The EPT pointer.
+    pub eptp: u64,
+    /// VPID (non-zero, unique per partition).
+    pub vpid: u16,
+}
+
+/// The x87/SSE register file as FXSAVE stores it.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(16))]
+struct FxArea([u8; 512]);
+
+impl FxArea {
+    /// The state after FNINIT with SSE exceptions masked (FCW 0x37f, MXCSR 0x1f80).
+    fn reset() -> FxArea {
+        let mut area = [0u8; 512];
+        area[0..2].copy_from_slice(&0x037f_u16.to_le_bytes());
+        area[24..28].copy_from_slice(&0x1f80_u32.to_le_bytes());
+        FxArea(area)
+    }
+}
+
+/// One partition's virtual CPU.
+#[derive(Clone, Debug)]
+pub struct Vcpu {
+    vmcs: u64,
+    registers: GuestRegisters,
+    fx: FxArea,
+    launched: bool,
+}
+
+impl Vcpu {
+    /// A vCPU at the partition's entry state, with its VMCS fully written.
+    pub fn new<const N: usize>(
+        frames: &mut FreeRanges<N>,
+        start: Start,
+        bitmaps: &Bitmaps,
+        host: &Host,
+    ) -> Result<Vcpu, MemoryError> {
+        let vmcs = frames.allocate(4096, 4096)?.start;
+        // SAFETY: the page was free and is now this VMCS alone; the kernel maps RAM
+        // at its physical address.
+        unsafe {
+            core::ptr::write_bytes(vmcs as *mut u8, 0, 4096);
+            (vmcs as *mut u32).write(vmx::revision_id());
+            vmx::load(vmcs, true);
+        }
+        write_controls(start, bitmaps).unwrap_or_else(|e| panic!("{e}"));
+        write_host_state(host);
+        write_guest_state(start.entry);
+        let mut registers = GuestRegisters::default();
+        registers.gpr[reg::RDI] = start.ram_size;
+        registers.gpr[reg::RSI] = start.argument;
+        Ok(Vcpu {
+            vmcs,
+            registers,
+            fx: FxArea::reset(),
+            launched: false,
+        })
+    }
+}
+
+fn write_controls(start: Start, bitmaps: &Bitmaps) -> Result<(), vmx::VmxError> {
+    let pin = PIN_EXTERNAL_INTERRUPT_EXITING | PIN_NMI_EXITING | PIN_PREEMPTION_TIMER;
+    let primary = PRIMARY_HLT_EXITING
+        | PRIMARY_MWAIT_EXITING
+        | PRIMARY_RDPMC_EXITING
+        | PRIMARY_USE_IO_BITMAPS
+        | PRIMARY_USE_MSR_BITMAPS
+        | PRIMARY_MONITOR_EXITING
+        | PRIMARY_SECONDARY_CONTROLS;
+    let secondary = SECONDARY_ENABLE_EPT | SECONDARY_ENABLE_VPID;
+    let exit = EXIT_HOST_64_BIT | EXIT_ACK_INTERRUPT | EXIT_SAVE_EFER | EXIT_LOAD_EFER;
+    let entry = ENTRY_64_BIT_GUEST | ENTRY_LOAD_EFER;
+    for (encoding, msrs, wanted) in [
+        (field::PIN_CONTROLS, control_msr::PIN, pin),
+        (field::PRIMARY_CONTROLS, control_msr::PRIMARY, primary),
+        (field::SECONDARY_CONTROLS, control_msr::SECONDARY, secondary),
+        (field::EXIT_CONTROLS, control_msr::EXIT, exit),
+        (field::ENTRY_CONTROLS, control_msr::ENTRY, entry),
+    ] {
+        vmx::write(encoding, u64::from(vmx::adjust_controls(msrs, wanted)?));
+    }
+    vmx::write(field::EXCEPTION_BITMAP, 0xffff_ffff);
+    vmx::write(field::IO_BITMAP_A, bitmaps.io_a);
+    vmx::write(field::IO_BITMAP_B, bitmaps.io_b);
+    vmx::write(field::MSR_BITMAP, bitmaps.msr);
+    vmx::write(field::EPT_POINTER, start.eptp);
+    vmx::write(field::VPID, u64::from(start.vpid));
+    vmx::write(field::PREEMPTION_TIMER, TIME_SLICE);
+    // The partition may not clear CR4.VMXE (required in VMX operation); it reads 0.
+    vmx::write(field::CR4_MASK, CR4_VMXE);
+    vmx::write(field::CR0_MASK, 0);
+    Ok(())
+}
+
+fn write_host_state(host: &Host) {
+    let (gdt, idt, tss) = host.tables;
+    vmx::write(field::HOST_CR0, Cr0::read_raw());
+    vmx::write(field::HOST_CR3, Cr3::read_raw().0.start_address().as_u64());
+    vmx::write(field::HOST_CR4, Cr4::read_raw());
+    vmx::write(field::HOST_EFER, Efer::read_raw());
+    let data = u64::from(host.selectors.data.0);
+    for encoding in [
+        field::HOST_ES_SELECTOR,
+        field::HOST_SS_SELECTOR,
+        field::HOST_DS_SELECTOR,
+        field::HOST_FS_SELECTOR,
+        field::HOST_GS_SELECTOR,
+    ] {
+        vmx::write(encoding, data);
+    }
+    vmx::write(field::HOST_CS_SELECTOR, u64::from(host.selectors.code.0));
+    vmx::write(field::HOST_TR_SELECTOR, u64::from(host.selectors.tss.0));
+    for (encoding, value) in [
+        (field::HOST_FS_BASE, 0),
+        (field::HOST_GS_BASE, 0),
+        (field::HOST_TR_BASE, tss),
+        (field::HOST_GDTR_BASE, gdt),
+        (field::HOST_IDTR_BASE, idt),
+        (field::HOST_SYSENTER_CS, 0),
+        (field::HOST_SYSENTER_ESP, 0),
+        (field::HOST_SYSENTER_EIP, 0),
+        (field::HOST_RSP, host.stack_top),
+        (field::HOST_RIP, host.exit_entry),
+    ] {
+        vmx::write(encoding, value);
+    }
+}
+
+fn write_guest_state(entry: u64) {
+    let cr0 = vmx::fixed_cr0(CR0_PE | CR0_ET | CR0_NE | CR0_PG);
+    let cr4 = vmx::fixed_cr4(CR4_PAE | CR4_VMXE);
+    vmx::write(field::GUEST_CR0, cr0);
+    vmx::write(field::CR0_READ_SHADOW, cr0);
+    vmx::write(field::GUEST_CR3, BOOT_TABLES);
+    vmx::write(field::GUEST_CR4, cr4);
+    vmx::write(field::CR4_READ_SHADOW, cr4 & !CR4_VMXE);
+    vmx::write(field::GUEST_EFER, EFER_LME_LMA);
+    // Segments in order ES, CS, SS, DS, FS, GS, LDTR, TR: selector, limit, access
+    // rights, base. Flat 64-bit code, flat data, no LDT, a minimal busy TSS.
+    const CODE: (u64, u64) = (0x08, 0xa09b);
+    const DATA: (u64, u64) = (0x10, 0xc093);
+    const LDTR_UNUSABLE: (u64, u64) = (0, 1 << 16);
+    const TSS_BUSY_64: (u64, u64) = (0x18, 0x8b);
+    let segments = [
+        DATA,
+        CODE,
+        DATA,
+        DATA,
+        DATA,
+        DATA,
+        LDTR_UNUSABLE,
+        TSS_BUSY_64,
+    ];
+    for (index, (selector, access)) in segments.into_iter().enumerate() {
+        let step = 2 * index as u32;
+        let limit = if selector == TSS_BUSY_64.0 {
+            0x67
+        } else {
+            0xffff_ffff
+        };
+        vmx::write(field::GUEST_ES_SELECTOR + step, selector);
+        vmx::write(field::GUEST_ES_LIMIT + step, limit);
+        vmx::write(field::GUEST_ES_ACCESS + step, access);
+        vmx::write(field::GUEST_ES_BASE + step, 0);
+    }
+    for (encoding, value) in [
+        (field::GUEST_GDTR_BASE, 0),
+        (field::GUEST_GDTR_LIMIT, 0),
+        (field::GUEST_IDTR_BASE, 0),
+        (field::GUEST_IDTR_LIMIT, 0),
+        (field::GUEST_DR7, 0x400),
+        (field::GUEST_RSP, 0),
+        (field::GUEST_RIP, entry),
+        (field::GUEST_RFLAGS, 0x2),
+        (field::GUEST_PENDING_DEBUG, 0),
+        (field::GUEST_SYSENTER_CS, 0),
+        (field::GUEST_SYSENTER_ESP, 0),
+        (field::GUEST_SYSENTER_EIP, 0),
+        (field::GUEST_DEBUGCTL, 0),
+        (field::GUEST_INTERRUPTIBILITY, 0),
+        (field::GUEST_ACTIVITY_STATE, 0),
+        (field::VMCS_LINK_POINTER, u64::MAX),
+    ] {
+        vmx::write(encoding, value);
+    }
+}
+
+impl septum_kernel::Vcpu for Vcpu {
+    type Frame = GuestRegisters;
+
+    fn set_reply(frame: &mut GuestRegisters, reply: Reply) {
+        frame.gpr[reg::RAX] = reply.status;
+        frame.gpr[reg::RDI] = reply.results[0];
+        frame.gpr[reg::RSI] = reply.results[1];
+        frame.gpr[reg::RDX] = reply.results[2];
+    }
+
+    fn skip_instruction(_frame: &mut GuestRegisters) {
+        skip_instruction();
+    }
+
+    fn store(&mut self, frame: &GuestRegisters) {
+        self.registers = *frame;
+        // SAFETY: FXSAVE64 writes 512 bytes to a 16-byte aligned area of ours.
+        unsafe { asm!("fxsave64 [{}]", in(reg) &mut self.fx, options(nostack)) };
+    }
+
+    fn load(&mut self, frame: &mut GuestRegisters) {
+        // SAFETY: `self.vmcs` is this vCPU's VMCS, initialised in `new`; FXRSTOR64
+        // reads a valid area (the reset state or one FXSAVE64 wrote) and affects
+        // only the FPU, which the kernel (soft-float) does not use.
+        unsafe {
+            vmx::load(self.vmcs, false);
+            asm!("fxrstor64 [{}]", in(reg) &self.fx, options(nostack));
+        }
+        *frame = self.registers;
+        frame.launch = u64::from(!self.launched);
+        self.launched = true;
+    }
+}
+
+/// Moves the current VMCS's guest past the instruction that caused the VM exit.
+pub fn skip_instruction() {
+    let rip = vmx::read(field::GUEST_RIP) + vmx::read(field::EXIT_INSTRUCTION_LENGTH);
+    vmx::write(field::GUEST_RIP, rip);
+}
