@@ -74,10 +74,19 @@ struct PartitionEntry {
     argument: u64,
 }
 
+/// `board = "qemu-virt"`, or `board = ["qemu-virt", "pc"]` for a system that runs
+/// unchanged on several boards.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Boards {
+    One(String),
+    Several(Vec<String>),
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SystemFile {
-    board: String,
+    board: Boards,
     partition: Vec<PartitionEntry>,
 }
 
@@ -101,8 +110,8 @@ pub struct Partition {
 pub struct SystemDescription {
     /// The file it came from.
     pub path: PathBuf,
-    /// The board it is for.
-    pub board: String,
+    /// The boards it is for.
+    pub boards: Vec<String>,
     /// Its partitions, in file order.
     pub partitions: Vec<Partition>,
 }
@@ -139,7 +148,10 @@ impl SystemDescription {
         }
         Ok(SystemDescription {
             path: path.to_owned(),
-            board: file.board,
+            boards: match file.board {
+                Boards::One(board) => vec![board],
+                Boards::Several(boards) => boards,
+            },
             partitions,
         })
     }

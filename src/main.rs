@@ -127,8 +127,12 @@ fn bench(board_name: &str) -> Result<()> {
             outcome.console
         );
     }
+    let clock = match board.arch.as_str() {
+        "aarch64" => "QEMU -icount shift=0: 1 ns = 1 instruction",
+        _ => "Bochs TSC ticks, clock: sync=none",
+    };
     for (name, what) in [
-        ("null-hypercall", "null hypercall round trip (fast path)"),
+        ("null-hypercall", "null hypercall round trip"),
         (
             "general-hypercall",
             "general hypercall round trip (console_write of 0 bytes)",
@@ -139,7 +143,7 @@ fn bench(board_name: &str) -> Result<()> {
             .lines()
             .find_map(|line| line.split(&format!("bench {name} ")).nth(1))
             .with_context(|| format!("no {name} figure in the benchmark output"))?;
-        println!("{what} ({}, -icount shift=0): {figure}", board.arch);
+        println!("{what} ({}, {clock}): {figure}", board.arch);
     }
     let size = image::kernel_size(&image::kernel_elf(&board.arch)?)?;
     println!(

@@ -175,11 +175,11 @@ impl Scenario {
 /// Builds the bootable image of `system` for `board` as
 /// `target/systems/<board>/<name>.img`.
 pub fn build_image(board: &Board, system: &SystemDescription, name: &str) -> Result<PathBuf> {
-    if system.board != board.name {
+    if !system.boards.contains(&board.name) {
         bail!(
-            "{} is for board `{}`, not `{}`",
+            "{} is for {}, not `{}`",
             system.path.display(),
-            system.board,
+            system.boards.join(", "),
             board.name
         );
     }

@@ -96,7 +96,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     let mut ram_bytes = 0;
     let areas = info.memory_map_tag().expect("a memory map from the loader");
     for area in areas.memory_areas() {
-        if MemoryAreaType::from(area.typ()) != MemoryAreaType::Available {
+        if area.typ() != MemoryAreaType::Available {
             continue;
         }
         ram_bytes += area.size();

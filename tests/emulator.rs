@@ -1,0 +1,64 @@
+//! Boots every scenario of `tests/scenarios/` on its emulator (QEMU for `qemu-virt`,
+//! Bochs with VT-x for `pc`) and checks its console. Each scenario is one test, so a
+//! failure names it and prints the console.
+
+use septum::scenario::Scenario;
+
+fn run(name: &str) {
+    let scenario = Scenario::load(name).expect("scenario file");
+    let outcome = scenario.run().expect("scenario could not be run");
+    assert!(
+        outcome.failures.is_empty(),
+        "scenario `{name}` failed:\n{}\n--- console ---\n{}",
+        outcome.failures.join("\n"),
+        outcome.console
+    );
+}
+
+macro_rules! scenarios {
+    ($($board:ident { $($test:ident => $file:literal),* $(,)? })*) => {
+        $(
+            mod $board {
+                $( #[test] fn $test() { super::run($file) } )*
+            }
+        )*
+
+        /// Every scenario file has a test here, so none is skipped silently.
+        #[test]
+        fn every_scenario_file_is_run() {
+            let listed = [$($($file),*),*];
+            let dir = septum::from_root("tests/scenarios");
+            for entry in std::fs::read_dir(&dir).expect("tests/scenarios") {
+                let path = entry.expect("directory entry").path();
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+                Scenario::load(stem).expect("scenario parses");
+                assert!(listed.contains(&stem), "scenario `{stem}` has no test in {}", file!());
+            }
+        }
+    };
+}
+
+scenarios! {
+    qemu_virt {
+        demo => "demo",
+        ram_512m => "ram-512m",
+        ram_2g => "ram-2g",
+        fault_wild_write => "fault-wild-write",
+        fault_jump => "fault-jump",
+        fault_undefined => "fault-undefined",
+        fault_sysreg => "fault-sysreg",
+        fault_smc => "fault-smc",
+        hostile_args => "hostile-args",
+        bench_runs => "bench-aarch64",
+    }
+    pc {
+        demo => "pc-demo",
+        fault_wild_write => "pc-fault-wild-write",
+        fault_jump => "pc-fault-jump",
+        fault_undefined => "pc-fault-undefined",
+        fault_msr => "pc-fault-msr",
+        fault_io_port => "pc-fault-io-port",
+        hostile_args => "pc-hostile-args",
+        bench_runs => "bench-x86_64",
+    }
+}
