@@ -2,7 +2,7 @@
 //! (tests, benchmarks), or attached to the terminal (the demo). QEMU runs the
 //! aarch64 boards; Bochs runs the PC, because it emulates VT-x.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -45,17 +45,21 @@ pub fn run_captured(board: &Board, image: &Path, options: &RunOptions) -> Result
     }
 }
 
-/// Runs `image` with the console on this terminal.
-pub fn run_interactive(board: &Board, image: &Path, options: &RunOptions) -> Result<ExitStatus> {
+/// Runs `image` with the console on this terminal until the emulator exits.
+/// Returns whether the system shut down cleanly: QEMU's exit status (PSCI
+/// SYSTEM_OFF exits with 0), or for Bochs, which always exits with 1 on power-off,
+/// the kernel's `@@ kernel shutdown status=ok` line.
+pub fn run_interactive(board: &Board, image: &Path, options: &RunOptions) -> Result<bool> {
     match board.emulator.as_str() {
         "bochs" => {
             let output = bochs(board, image, options, true)?;
-            output.status.context("the emulator was stopped")
+            Ok(output.console.contains("@@ kernel shutdown status=ok"))
         }
-        _ => qemu_command(board, image, options)
+        _ => Ok(qemu_command(board, image, options)
             .arg("-nographic")
             .status()
-            .with_context(|| format!("cannot start {} (run scripts/setup.sh)", board.emulator)),
+            .with_context(|| format!("cannot start {} (run scripts/setup.sh)", board.emulator))?
+            .success()),
     }
 }
 
@@ -133,17 +137,12 @@ fn bochs(
     let serial = work.join("serial.log");
     let log = work.join("bochs.log");
     let megabytes = parse_size(&options.ram).map_err(anyhow::Error::msg)? >> 20;
-    let console = if interactive {
-        Path::new("/dev/stdout")
-    } else {
-        serial.as_path()
-    };
     let mut rc = board.machine.join("\n");
     rc.push_str(&format!(
         "\nmegs: {megabytes}\nata0-master: type=cdrom, path={}, status=inserted\n\
          com1: enabled=1, mode=file, dev={}\nlog: {}\n",
         image.display(),
-        console.display(),
+        serial.display(),
         log.display()
     ));
     std::fs::write(work.join("bochsrc"), rc)?;
@@ -156,32 +155,51 @@ fn bochs(
         .env("SDL_VIDEODRIVER", "dummy")
         .env("SDL_AUDIODRIVER", "dummy")
         .stdin(Stdio::null());
-    if !interactive {
-        command.stdout(Stdio::null()).stderr(Stdio::null());
-    }
+    command.stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = command
         .spawn()
         .with_context(|| format!("cannot start {} (run scripts/setup.sh)", board.emulator))?;
-    let status = wait_or_kill(&mut child, options.timeout)?;
-    let console = if interactive {
-        String::new()
+    let status = if interactive {
+        Some(echo_while_running(&mut child, &serial)?)
     } else {
-        std::fs::read_to_string(&serial)
-            .unwrap_or_default()
-            .replace('\r', "")
+        wait_or_kill(&mut child, options.timeout)?
     };
-    let bochs_log = std::fs::read_to_string(&log).unwrap_or_default();
-    let emulator_errors: Vec<String> = bochs_log
+    let console = std::fs::read_to_string(&serial)
+        .unwrap_or_default()
+        .replace('\r', "");
+    let emulator_errors: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap_or_default()
         .lines()
         .filter(|line| BOCHS_VMX_ERRORS.iter().any(|e| line.contains(e)))
         .map(str::to_owned)
         .collect();
-    if status.is_some() && console.is_empty() && !interactive && bochs_log.contains("PANIC") {
-        bail!("Bochs stopped with a panic; see {}", log.display());
-    }
     Ok(RunOutput {
         console,
         status,
         emulator_errors,
     })
+}
+
+/// Copies what the emulator writes to the `serial` file onto this terminal until the
+/// emulator exits.
+fn echo_while_running(child: &mut Child, serial: &Path) -> Result<ExitStatus> {
+    use std::io::Write;
+    let mut shown = 0;
+    let mut show_new = || -> Result<()> {
+        let bytes = std::fs::read(serial).unwrap_or_default();
+        if bytes.len() > shown {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes[shown..])?;
+            out.flush()?;
+            shown = bytes.len();
+        }
+        Ok(())
+    };
+    loop {
+        if let Some(status) = child.wait_timeout(Duration::from_millis(100))? {
+            show_new()?;
+            return Ok(status);
+        }
+        show_new()?;
+    }
 }

@@ -66,9 +66,8 @@ fn main() -> Result<()> {
                 icount: false,
                 timeout: Duration::MAX,
             };
-            let status = emulator::run_interactive(&board, &image, &options)?;
-            if !status.success() {
-                bail!("emulator exited with {status}");
+            if !emulator::run_interactive(&board, &image, &options)? {
+                bail!("the system did not shut down cleanly");
             }
         }
         Command::Image {
