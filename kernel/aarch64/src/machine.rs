@@ -4,6 +4,8 @@
 use core::arch::asm;
 use core::fmt::{self, Write};
 
+use septum_kernel::{Console, Uart};
+
 use crate::uart::Pl011;
 
 const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
@@ -11,7 +13,7 @@ const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
 /// The console and the power switch.
 pub struct Board {
     /// The console UART.
-    pub console: Pl011,
+    pub console: Console<Pl011>,
     /// Whether the device tree says PSCI is reached with `smc`.
     pub psci_smc: bool,
 }
@@ -24,7 +26,7 @@ impl fmt::Write for Board {
 
 impl septum_kernel::Machine for Board {
     fn power_off(&mut self, clean: bool) -> ! {
-        self.console.drain();
+        self.console.0.drain();
         if self.psci_smc {
             system_off();
         }

@@ -31,10 +31,9 @@ use aarch64_cpu::registers::{
 use septum_abi::layout::RAM_BASE;
 use septum_core::event::Event;
 use septum_core::memory::{FreeRanges, Range};
-use septum_core::package::{MAX_PARTITIONS, Package};
-use septum_core::system::System;
+use septum_core::package::Package;
 
-use septum_kernel::Kernel;
+use septum_kernel::{Console, Kernel, Uart};
 
 use crate::boot::TrapFrame;
 use crate::machine::Board;
@@ -121,7 +120,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     PANIC_CONSOLE.store(info.uart.start, Ordering::Relaxed);
     // SAFETY: the device tree names this PL011 and it is now mapped as a device; the
     // kernel is its only user.
-    let mut console = unsafe { Pl011::new(info.uart.start) };
+    let mut console = Console(unsafe { Pl011::new(info.uart.start) });
     let _ = writeln!(
         console,
         "{}",
@@ -161,43 +160,26 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         .and_then(|()| frames.remove(info.blob));
     carved.expect("RAM bank split into too many pieces");
 
-    let mut host_ram = heapless::Vec::<Range, MAX_PARTITIONS>::new();
-    let mut vcpus = heapless::Vec::<Vcpu, MAX_PARTITIONS>::new();
-    for (index, spec) in package.partitions().enumerate() {
-        let ram = frames
-            .allocate(spec.ram_size, PARTITION_ALIGN)
-            .unwrap_or_else(|e| panic!("no RAM for partition {}: {e:?}", spec.name));
-        // SAFETY: `ram` was free and is now this partition's alone; it is identity
-        // mapped. The image fits in it (checked by Package::parse).
-        unsafe {
-            core::ptr::write_bytes(ram.start as *mut u8, 0, ram.size() as usize);
-            core::ptr::copy_nonoverlapping(
-                spec.image.as_ptr(),
-                ram.start as *mut u8,
-                spec.image.len(),
-            );
-        }
-        sync_instruction_cache(Range {
-            start: ram.start,
-            end: ram.start + spec.image.len() as u64,
-        });
-        let guest_ram = Range::from_start_size(RAM_BASE, spec.ram_size).expect("RAM size checked");
-        let mut tables = Stage2::new(&mut frames).expect("RAM for stage-2 tables");
-        tables
-            .map(&mut frames, guest_ram, ram.start, stage2::RAM)
-            .expect("stage-2 mapping of partition RAM");
-        let vmid = u8::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
-        let entry = RAM_BASE + spec.entry_offset;
-        let _ = vcpus.push(Vcpu::new(
-            entry,
-            spec.ram_size,
-            spec.argument,
-            tables.root(),
-            vmid,
-        ));
-        let _ = host_ram.push(ram);
-    }
-    let system = System::new(&package, RAM_BASE, &host_ram).expect("partition placement");
+    let (system, vcpus) = septum_kernel::load_partitions(
+        &package,
+        &mut frames,
+        PARTITION_ALIGN,
+        |index, spec, placement, frames| {
+            sync_instruction_cache(placement.image);
+            let mut tables = Stage2::new(frames).expect("RAM for stage-2 tables");
+            tables
+                .map(
+                    frames,
+                    placement.guest_ram,
+                    placement.host_ram.start,
+                    stage2::RAM,
+                )
+                .expect("stage-2 mapping of partition RAM");
+            let vmid = u8::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
+            let entry = RAM_BASE + spec.entry_offset;
+            Vcpu::new(entry, spec.ram_size, spec.argument, tables.root(), vmid)
+        },
+    );
     configure_el2_traps();
 
     let board = Board {
@@ -277,10 +259,10 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     if base != 0 {
         // SAFETY: the kernel is about to stop; writing the UART behind the back of
         // the console object is the only way left to report why.
-        let mut console = unsafe { Pl011::new(base) };
+        let mut console = Console(unsafe { Pl011::new(base) });
         let _ = writeln!(console, "kernel panic: {info}");
         let _ = writeln!(console, "{}", Event::KernelPanic);
-        console.drain();
+        console.0.drain();
     }
     machine::system_off();
     machine::halt()

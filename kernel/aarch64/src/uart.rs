@@ -1,10 +1,8 @@
 //! The PL011 UART that carries the console. Only the kernel touches it: partitions
 //! reach the console through the `console_write` hypercall.
 //!
-//! Invariant: every byte is written only after the transmit FIFO has room, and
-//! `\n` goes out as `\r\n` so the console reads well on a terminal.
+//! Invariant: every byte is written only after the transmit FIFO has room.
 
-use core::fmt;
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_bitfields;
 use tock_registers::register_structs;
@@ -69,7 +67,9 @@ impl Pl011 {
             .write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
         Pl011 { registers }
     }
+}
 
+impl septum_kernel::Uart for Pl011 {
     fn put(&mut self, byte: u8) {
         while self.registers.fr.is_set(FR::TXFF) {
             core::hint::spin_loop();
@@ -77,22 +77,9 @@ impl Pl011 {
         self.registers.dr.set(u32::from(byte));
     }
 
-    /// Waits until every byte written so far has left the UART.
-    pub fn drain(&mut self) {
+    fn drain(&mut self) {
         while self.registers.fr.is_set(FR::BUSY) {
             core::hint::spin_loop();
         }
-    }
-}
-
-impl fmt::Write for Pl011 {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for byte in s.bytes() {
-            if byte == b'\n' {
-                self.put(b'\r');
-            }
-            self.put(byte);
-        }
-        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! What both back ends share, above the registers and below the portable core.
 //!
-//! A back end traps, classifies the trap into a [`Trap`], and calls
+//! At boot, [`load_partitions`] places every partition in RAM the same way on both
+//! architectures. A back end traps, classifies the trap into a [`Trap`], and calls
 //! [`Kernel::on_trap`]. The kernel asks the core what to do and carries it out
 //! through the back end's [`Vcpu`] and [`Machine`]: reply registers, instruction
 //! skips, partition switches, power off. So the scheduling and dispatch logic exists
@@ -18,8 +19,10 @@ use core::cell::UnsafeCell;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use septum_abi::layout::RAM_BASE;
 use septum_core::event::Fault;
-use septum_core::package::MAX_PARTITIONS;
+use septum_core::memory::{FreeRanges, Range};
+use septum_core::package::{MAX_PARTITIONS, Package, PartitionSpec};
 use septum_core::system::{CallRegisters, Dispatch, Next, Platform, Reply, System};
 
 /// What a trap from a partition means, as the back end classified it.
@@ -201,4 +204,82 @@ impl<T> Global<T> {
         self.busy.store(false, Ordering::Release);
         result
     }
+}
+
+/// A byte-at-a-time serial port.
+pub trait Uart {
+    /// Sends one byte, waiting while the transmitter is full.
+    fn put(&mut self, byte: u8);
+    /// Waits until every byte sent so far has left the port.
+    fn drain(&mut self);
+}
+
+/// A console on a [`Uart`]: text with `\n` sent as `\r\n`, so it reads well on a
+/// terminal.
+pub struct Console<U>(pub U);
+
+impl<U: Uart> fmt::Write for Console<U> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for byte in s.bytes() {
+            if byte == b'\n' {
+                self.0.put(b'\r');
+            }
+            self.0.put(byte);
+        }
+        Ok(())
+    }
+}
+
+/// Where the kernel placed one partition.
+#[derive(Clone, Copy, Debug)]
+pub struct Placement {
+    /// Its RAM in the machine.
+    pub host_ram: Range,
+    /// Its RAM as the partition sees it.
+    pub guest_ram: Range,
+    /// The machine memory holding its image (the start of its RAM).
+    pub image: Range,
+}
+
+/// Loads every partition of `package`: takes its RAM from `frames` on an `align`
+/// boundary, scrubs all of it, copies the image to its start, and asks the back end
+/// (`make_vcpu`) to build its translation tables and vCPU. Returns the system and
+/// the vCPUs, in package order.
+///
+/// Panics with the partition's name if RAM runs out: this runs at boot, before any
+/// partition, and a system that does not fit cannot start.
+pub fn load_partitions<V, const N: usize>(
+    package: &Package<'_>,
+    frames: &mut FreeRanges<N>,
+    align: u64,
+    mut make_vcpu: impl FnMut(usize, &PartitionSpec<'_>, Placement, &mut FreeRanges<N>) -> V,
+) -> (System, heapless::Vec<V, MAX_PARTITIONS>) {
+    let mut host_ram = heapless::Vec::<Range, MAX_PARTITIONS>::new();
+    let mut vcpus = heapless::Vec::new();
+    for (index, spec) in package.partitions().enumerate() {
+        let ram = frames
+            .allocate(spec.ram_size, align)
+            .unwrap_or_else(|e| panic!("no RAM for partition {}: {e:?}", spec.name));
+        // SAFETY: `ram` was free and is now this partition's alone; both back ends map
+        // RAM at its physical address. The image fits in it (Package::parse checks).
+        unsafe {
+            core::ptr::write_bytes(ram.start as *mut u8, 0, ram.size() as usize);
+            core::ptr::copy_nonoverlapping(
+                spec.image.as_ptr(),
+                ram.start as *mut u8,
+                spec.image.len(),
+            );
+        }
+        let placement = Placement {
+            host_ram: ram,
+            guest_ram: Range::from_start_size(RAM_BASE, spec.ram_size).expect("RAM size checked"),
+            image: Range::from_start_size(ram.start, spec.image.len() as u64).expect("inside RAM"),
+        };
+        let vcpu = make_vcpu(index, &spec, placement, frames);
+        // Cannot fail: a valid package has at most MAX_PARTITIONS partitions.
+        let _ = vcpus.push(vcpu);
+        let _ = host_ram.push(ram);
+    }
+    let system = System::new(package, RAM_BASE, &host_ram).expect("placements match the package");
+    (system, vcpus)
 }

@@ -2,12 +2,14 @@
 
 use core::fmt;
 
+use septum_kernel::{Console, Uart};
+
 use crate::serial::{self, Serial};
 
 /// The console and the power switch of a PC.
 pub struct Pc {
     /// The console UART.
-    pub console: Serial,
+    pub console: Console<Serial>,
 }
 
 impl fmt::Write for Pc {
@@ -19,7 +21,7 @@ impl fmt::Write for Pc {
 impl septum_kernel::Machine for Pc {
     /// The `@@ kernel shutdown` line already says whether the shutdown was clean.
     fn power_off(&mut self, _clean: bool) -> ! {
-        self.console.drain();
+        self.console.0.drain();
         serial::power_off()
     }
 }

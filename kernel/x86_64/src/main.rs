@@ -30,10 +30,9 @@ use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
 use septum_abi::layout::RAM_BASE;
 use septum_core::event::Event;
 use septum_core::memory::{FreeRanges, Range};
-use septum_core::package::{MAX_PARTITIONS, Package};
-use septum_core::system::System;
-use septum_kernel::Kernel;
+use septum_core::package::Package;
 use septum_kernel::paging::PAGE;
+use septum_kernel::{Console, Kernel, Uart};
 use x86_64::instructions::port::Port;
 
 use crate::boot::GuestRegisters;
@@ -73,7 +72,7 @@ unsafe extern "C" {
 /// Called by the 64-bit entry with the multiboot2 magic and boot information.
 extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     // SAFETY: first thing at boot; nothing else uses COM1.
-    let mut console = unsafe { Serial::com1() };
+    let mut console = Console(unsafe { Serial::com1() });
     CONSOLE_READY.store(true, Ordering::Relaxed);
     // SAFETY: masking every line of both 8259 PICs stops legacy interrupts; the
     // kernel uses none.
@@ -173,46 +172,37 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
         exit_entry: boot::vm_exit_entry as *const () as u64,
     };
 
-    let mut host_ram = heapless::Vec::<Range, MAX_PARTITIONS>::new();
-    let mut vcpus = heapless::Vec::<Vcpu, MAX_PARTITIONS>::new();
-    for (index, spec) in package.partitions().enumerate() {
-        let ram = frames
-            .allocate(spec.ram_size, PARTITION_ALIGN)
-            .unwrap_or_else(|e| panic!("no RAM for partition {}: {e:?}", spec.name));
-        // SAFETY: `ram` was free and is now this partition's alone; it is identity
-        // mapped. The image fits in it (checked by Package::parse).
-        unsafe {
-            core::ptr::write_bytes(ram.start as *mut u8, 0, ram.size() as usize);
-            core::ptr::copy_nonoverlapping(
-                spec.image.as_ptr(),
-                ram.start as *mut u8,
-                spec.image.len(),
-            );
-        }
-        let mut ept = Ept::new(&mut frames).expect("RAM for EPT tables");
-        let guest_ram = Range::from_start_size(RAM_BASE, spec.ram_size).expect("RAM size checked");
-        ept.map(&mut frames, guest_ram, ram.start, ept::RAM)
+    let (system, vcpus) = septum_kernel::load_partitions(
+        &package,
+        &mut frames,
+        PARTITION_ALIGN,
+        |index, spec, placement, frames| {
+            let mut ept = Ept::new(frames).expect("RAM for EPT tables");
+            ept.map(
+                frames,
+                placement.guest_ram,
+                placement.host_ram.start,
+                ept::RAM,
+            )
             .expect("EPT mapping of partition RAM");
-        let tables = boot_page_tables(&mut frames);
-        let guest_tables =
-            Range::from_start_size(vcpu::BOOT_TABLES, 3 * PAGE).expect("fixed range");
-        ept.map(&mut frames, guest_tables, tables, ept::READ_ONLY)
-            .expect("EPT mapping of the boot page tables");
-        let eptp = ept::pointer(ept.root());
-        vmx::invept(eptp);
-        let vpid = u16::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
-        let start = Start {
-            entry: RAM_BASE + spec.entry_offset,
-            ram_size: spec.ram_size,
-            argument: spec.argument,
-            eptp,
-            vpid,
-        };
-        let vcpu = Vcpu::new(&mut frames, start, &bitmaps, &host).expect("RAM for a VMCS");
-        let _ = vcpus.push(vcpu);
-        let _ = host_ram.push(ram);
-    }
-    let system = System::new(&package, RAM_BASE, &host_ram).expect("partition placement");
+            let tables = boot_page_tables(frames);
+            let guest_tables =
+                Range::from_start_size(vcpu::BOOT_TABLES, 3 * PAGE).expect("fixed range");
+            ept.map(frames, guest_tables, tables, ept::READ_ONLY)
+                .expect("EPT mapping of the boot page tables");
+            let eptp = ept::pointer(ept.root());
+            vmx::invept(eptp);
+            let vpid = u16::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
+            let start = Start {
+                entry: RAM_BASE + spec.entry_offset,
+                ram_size: spec.ram_size,
+                argument: spec.argument,
+                eptp,
+                vpid,
+            };
+            Vcpu::new(frames, start, &bitmaps, &host).expect("RAM for a VMCS")
+        },
+    );
 
     let mut first = GuestRegisters::default();
     KERNEL.init(Kernel::new(system, vcpus, Pc { console }), |kernel| {
@@ -252,10 +242,10 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     if CONSOLE_READY.load(Ordering::Relaxed) {
         // SAFETY: the kernel is about to stop; reprogramming and writing COM1 behind
         // the back of the console object is the only way left to report why.
-        let mut console = unsafe { Serial::com1() };
+        let mut console = Console(unsafe { Serial::com1() });
         let _ = writeln!(console, "kernel panic: {info}");
         let _ = writeln!(console, "{}", Event::KernelPanic);
-        console.drain();
+        console.0.drain();
     }
     serial::power_off()
 }

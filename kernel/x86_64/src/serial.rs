@@ -5,7 +5,6 @@
 //! Invariant: a byte is written only when the transmit holding register is empty,
 //! and power-off waits until the transmitter is idle, so no output is lost.
 
-use core::fmt;
 use x86_64::instructions::port::Port;
 
 /// The standard PC base port of COM1.
@@ -51,7 +50,9 @@ impl Serial {
         // SAFETY: reading the line status register has no side effects.
         unsafe { self.line_status.read() }
     }
+}
 
+impl septum_kernel::Uart for Serial {
     fn put(&mut self, byte: u8) {
         while self.status() & LINE_STATUS_THR_EMPTY == 0 {
             core::hint::spin_loop();
@@ -60,23 +61,10 @@ impl Serial {
         unsafe { self.data.write(byte) };
     }
 
-    /// Waits until every byte written so far has left the UART.
-    pub fn drain(&mut self) {
+    fn drain(&mut self) {
         while self.status() & LINE_STATUS_IDLE == 0 {
             core::hint::spin_loop();
         }
-    }
-}
-
-impl fmt::Write for Serial {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for byte in s.bytes() {
-            if byte == b'\n' {
-                self.put(b'\r');
-            }
-            self.put(byte);
-        }
-        Ok(())
     }
 }
 
