@@ -27,6 +27,7 @@ const PARTITIONS: &[&str] = &[
     "partition-faulty",
     "partition-hostile-args",
     "partition-bench",
+    "partition-spin",
 ];
 const PARTITION_FLAGS: &[&str] = &[
     "-Clink-arg=-Tseptum-partition.ld",

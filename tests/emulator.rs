@@ -59,6 +59,7 @@ scenarios! {
         fault_msr => "pc-fault-msr",
         fault_io_port => "pc-fault-io-port",
         hostile_args => "pc-hostile-args",
+        preemption => "pc-preemption",
         bench_runs => "bench-x86_64",
     }
 }

@@ -1,6 +1,6 @@
 //! The kernel's own descriptor tables: a GDT with a TSS (VMX requires a usable host
-//! TR), and an IDT whose every exception vector reports the exception and stops the
-//! kernel. Interrupts stay disabled in the kernel, so only exceptions, which are
+//! TR), and an IDT whose every exception vector (all but the reserved 9, 15, 22-27
+//! and 31, which no processor raises) reports the exception and stops the kernel. Interrupts stay disabled in the kernel, so only exceptions, which are
 //! kernel bugs, can arrive here.
 
 use core::arch::global_asm;
@@ -72,6 +72,9 @@ global_asm!(
     "exception_stub 19, 0",
     "exception_stub 20, 0",
     "exception_stub 21, 1",
+    "exception_stub 28, 0",
+    "exception_stub 29, 1",
+    "exception_stub 30, 1",
     "exception_common:",
     "    mov rdi, [rsp]",
     "    mov rsi, [rsp + 8]",
@@ -102,6 +105,9 @@ unsafe extern "C" {
     fn exception_19();
     fn exception_20();
     fn exception_21();
+    fn exception_28();
+    fn exception_29();
+    fn exception_30();
 }
 
 extern "C" fn kernel_exception(vector: u64, error: u64, rip: u64, cr2: u64) -> ! {
@@ -164,6 +170,12 @@ pub unsafe fn init() -> Selectors {
         idt.virtualization.set_handler_addr(address(exception_20));
         idt.cp_protection_exception
             .set_handler_addr(address(exception_21));
+        idt.hv_injection_exception
+            .set_handler_addr(address(exception_28));
+        idt.vmm_communication_exception
+            .set_handler_addr(address(exception_29));
+        idt.security_exception
+            .set_handler_addr(address(exception_30));
     }
     gdt.load();
     // SAFETY: the selectors index descriptors of the GDT just loaded, of the right
