@@ -1,5 +1,7 @@
-//! Builds the bare-metal images (the kernel and every partition program) so that a
-//! plain `cargo run` or `cargo test` has them. Each image is built by a nested cargo
+//! Checks every system description in the repository and builds the bare-metal
+//! images (the kernels and every partition program) so that a plain `cargo run` or
+//! `cargo test` has them. A description that breaks a rule fails the build with
+//! its file, line, column and rule. Each image is built by a nested cargo
 //! for its own target, in `target/images`, and the host tool finds them through the
 //! `SEPTUM_IMAGE_DIR` variable set here: `<dir>/<role>/<target>/release/<binary>`,
 //! where the role is `kernel` or `partitions`.
@@ -9,6 +11,8 @@
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use septum_description::{Board, DescriptionErrors};
 
 /// A bare-metal build: its folder under `target/images` (kernels and partitions
 /// need different flags, sometimes for the same target, so they build apart), the
@@ -66,6 +70,7 @@ const BUILDS: &[ImageBuild] = &[
 fn main() {
     let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let target_dir = root.join("target").join("images");
+    check_descriptions(&root);
     for watched in ["kernel", "partitions", "service-vm", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
@@ -77,6 +82,67 @@ fn main() {
     for build in BUILDS {
         build_images(&root, &target_dir.join(build.role), build);
     }
+}
+
+/// Validates `board-support/<board>/*.toml` against their board, and each
+/// `tests/systems/*.toml` against every board it names.
+fn check_descriptions(root: &Path) {
+    let boards: Vec<(PathBuf, Board)> = read_dir(&root.join("board-support"))
+        .into_iter()
+        .filter(|folder| folder.join("board.toml").is_file())
+        .map(|folder| {
+            let board = Board::load(&folder).unwrap_or_else(|e| panic!("{e}"));
+            (folder, board)
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for (folder, board) in &boards {
+        println!("cargo:rerun-if-changed={}", folder.display());
+        for path in read_dir(folder) {
+            if path.extension().is_some_and(|e| e == "toml") && !path.ends_with("board.toml") {
+                if let Err(errors) = septum_description::load(&path, board) {
+                    failures.push(errors.to_string());
+                }
+            }
+        }
+    }
+    let systems = root.join("tests").join("systems");
+    println!("cargo:rerun-if-changed={}", systems.display());
+    for path in read_dir(&systems) {
+        let results: Vec<_> = boards
+            .iter()
+            .map(|(_, board)| septum_description::load(&path, board))
+            .collect();
+        let for_this_board = |r: &&Result<_, DescriptionErrors>| match r {
+            Ok(_) => true,
+            Err(errors) => errors.0.iter().any(|e| e.rule != "board"),
+        };
+        let relevant: Vec<_> = results.iter().filter(for_this_board).collect();
+        if relevant.is_empty() {
+            failures.push(format!(
+                "{}: names no board of board-support/",
+                path.display()
+            ));
+        }
+        failures.extend(
+            relevant
+                .into_iter()
+                .filter_map(|r| r.as_ref().err().map(ToString::to_string)),
+        );
+    }
+    failures.sort();
+    failures.dedup();
+    if !failures.is_empty() {
+        panic!("invalid system descriptions:\n{}", failures.join("\n"));
+    }
+}
+
+fn read_dir(folder: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(folder)
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    entries.sort();
+    entries
 }
 
 fn build_images(root: &Path, target_dir: &Path, build: &ImageBuild) {

@@ -9,8 +9,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 use wait_timeout::ChildExt;
 
-use crate::board::Board;
-use crate::description::parse_size;
+use crate::boards::Board;
+use septum_description::parse_size;
 
 /// How to run.
 #[derive(Clone, Debug)]

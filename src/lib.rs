@@ -1,16 +1,18 @@
 //! The host side of Septum: turns a system description into a bootable image, runs
 //! it on an emulator, and checks what the console says.
 //!
-//! - [`board`]: board recipes from `board-support/<board>/board.toml`;
-//! - [`description`]: system descriptions (`*.toml`) and the package built from them;
-//! - [`image`]: ELF flattening and the bootable kernel image;
+//! - [`boards`]: finding board recipes (`board-support/<board>/board.toml`) and
+//!   loading system descriptions for them (the format and its validator are the
+//!   `septum-description` crate);
+//! - [`package`]: the system package built from a validated description;
+//! - [`image`]: ELF flattening and the bootable kernel image or ISO;
 //! - [`emulator`]: running an image under QEMU with a hard timeout;
 //! - [`scenario`]: test scenarios and their console expectations.
 
-pub mod board;
-pub mod description;
+pub mod boards;
 pub mod emulator;
 pub mod image;
+pub mod package;
 pub mod scenario;
 
 use std::path::{Path, PathBuf};

@@ -6,8 +6,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use septum::board::Board;
-use septum::description::SystemDescription;
+use septum::boards::{self, Board};
 use septum::emulator::{self, RunOptions};
 use septum::image;
 use septum::scenario::{self, Scenario};
@@ -43,6 +42,14 @@ enum Command {
         #[arg(long, short)]
         output: PathBuf,
     },
+    /// Validate system descriptions for a board and report every broken rule.
+    Check {
+        #[arg(long, default_value = "qemu-virt")]
+        board: String,
+        /// Description files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Run test scenarios from tests/scenarios/ by name and report each.
     Scenario {
         /// Scenario names (file stems).
@@ -59,7 +66,7 @@ enum Command {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Run { board, system, ram } => {
-            let board = Board::load(&board)?;
+            let board = boards::load(&board)?;
             let image = image_for(&board, system)?;
             let options = RunOptions {
                 ram: ram.unwrap_or_else(|| board.default_ram.clone()),
@@ -75,11 +82,33 @@ fn main() -> Result<()> {
             system,
             output,
         } => {
-            let board = Board::load(&board)?;
+            let board = boards::load(&board)?;
             let image = image_for(&board, system)?;
             std::fs::copy(&image, &output)
                 .with_context(|| format!("writing {}", output.display()))?;
             println!("wrote {}", output.display());
+        }
+        Command::Check { board, files } => {
+            let board = boards::load(&board)?;
+            let mut failed = false;
+            for file in &files {
+                match boards::load_system(file, &board) {
+                    Ok(system) => println!(
+                        "{}: valid for `{}` ({} partitions, {} queues)",
+                        file.display(),
+                        board.name,
+                        system.partitions.len(),
+                        system.queues.len()
+                    ),
+                    Err(errors) => {
+                        failed = true;
+                        eprintln!("{errors}");
+                    }
+                }
+            }
+            if failed {
+                std::process::exit(1);
+            }
         }
         Command::Scenario { names } => {
             let mut failed = 0;
@@ -106,8 +135,8 @@ fn main() -> Result<()> {
 }
 
 fn image_for(board: &Board, system: Option<PathBuf>) -> Result<PathBuf> {
-    let system = system.unwrap_or_else(|| board.default_system());
-    let description = SystemDescription::load(&system, &board.arch)?;
+    let system = system.unwrap_or_else(|| boards::default_system(board));
+    let description = boards::load_system(&system, board)?;
     let name = system
         .file_stem()
         .and_then(|s| s.to_str())
@@ -116,7 +145,7 @@ fn image_for(board: &Board, system: Option<PathBuf>) -> Result<PathBuf> {
 }
 
 fn bench(board_name: &str) -> Result<()> {
-    let board = Board::load(board_name)?;
+    let board = boards::load(board_name)?;
     let scenario = Scenario::load(&format!("bench-{}", board.arch))?;
     let outcome = scenario.run()?;
     if !outcome.failures.is_empty() {

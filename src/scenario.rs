@@ -12,10 +12,10 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::board::Board;
-use crate::description::SystemDescription;
+use crate::boards::{self, Board};
 use crate::emulator::{self, RunOptions, RunOutput};
-use crate::image;
+use crate::{image, package};
+use septum_description::{Kind, System};
 
 /// A scenario file.
 #[derive(Debug, Deserialize)]
@@ -83,8 +83,8 @@ impl Scenario {
 
     /// Builds the image, boots it and checks the console.
     pub fn run(&self) -> Result<Outcome> {
-        let board = Board::load(&self.board)?;
-        let mut system = SystemDescription::load(&crate::from_root(&self.system), &board.arch)?;
+        let board = boards::load(&self.board)?;
+        let mut system = boards::load_system(&crate::from_root(&self.system), &board)?;
         for (name, argument) in &self.arguments {
             let partition = system
                 .partitions
@@ -105,7 +105,8 @@ impl Scenario {
             timeout: Duration::from_secs(self.timeout_s),
         };
         let output = emulator::run_captured(&board, &image_path, &options)?;
-        let failures = self.check(&output, system.service_name().unwrap_or("service"));
+        let service = system.boot_order().find(|p| p.kind == Kind::Service);
+        let failures = self.check(&output, service.map_or("service", |p| p.name.as_str()));
         Ok(Outcome {
             console: output.console,
             failures,
@@ -174,16 +175,8 @@ impl Scenario {
 
 /// Builds the bootable image of `system` for `board` as
 /// `target/systems/<board>/<name>.img`.
-pub fn build_image(board: &Board, system: &SystemDescription, name: &str) -> Result<PathBuf> {
-    if !system.boards.contains(&board.name) {
-        bail!(
-            "{} is for {}, not `{}`",
-            system.path.display(),
-            system.boards.join(", "),
-            board.name
-        );
-    }
-    let package = system.package(septum_abi::layout::RAM_BASE)?;
+pub fn build_image(board: &Board, system: &System, name: &str) -> Result<PathBuf> {
+    let package = package::build(system, &board.arch)?;
     let kernel = image::kernel_elf(&board.arch)?;
     let out_dir = crate::from_root("target/systems").join(&board.name);
     std::fs::create_dir_all(&out_dir)?;

@@ -1,0 +1,102 @@
+//! Board recipes: `board-support/<board>/board.toml`. A recipe says how to emulate
+//! the board and what a system description may use on it: its cores, the RAM
+//! partitions may be placed in, the RAM the kernel and firmware keep, and its
+//! devices.
+
+use serde::Deserialize;
+use std::path::Path;
+
+use crate::size::Bytes;
+
+/// A board recipe.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Board {
+    /// Board name, as the kernel reports it.
+    pub name: String,
+    /// `aarch64` or `x86_64`.
+    pub arch: String,
+    /// The emulator binary.
+    pub emulator: String,
+    /// Emulator options that select the machine (QEMU arguments, or bochsrc lines).
+    pub machine: Vec<String>,
+    /// RAM size given to the emulator unless a run asks for another.
+    pub default_ram: String,
+    /// The system description run by default, relative to the board folder.
+    pub default_system: String,
+    /// CPU cores a description may use.
+    pub cpus: u32,
+    /// Where partition RAM may be placed with `at`.
+    pub ram: Vec<MemoryRegion>,
+    /// RAM the kernel and the firmware use; no partition may be placed there.
+    #[serde(default)]
+    pub reserved: Vec<MemoryRegion>,
+    /// Devices partitions may be granted.
+    #[serde(default, rename = "device")]
+    pub devices: Vec<BoardDevice>,
+}
+
+/// A range of physical memory.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryRegion {
+    /// First address.
+    #[serde(deserialize_with = "bytes")]
+    pub base: u64,
+    /// Bytes.
+    #[serde(deserialize_with = "bytes")]
+    pub size: u64,
+}
+
+impl MemoryRegion {
+    /// First address past the region.
+    pub fn end(&self) -> u64 {
+        self.base.saturating_add(self.size)
+    }
+
+    /// Whether `[base, base + size)` lies wholly inside the region.
+    pub fn contains(&self, base: u64, size: u64) -> bool {
+        base >= self.base && base.saturating_add(size) <= self.end()
+    }
+
+    /// Whether the two regions share a byte.
+    pub fn overlaps(&self, base: u64, size: u64) -> bool {
+        base < self.end() && self.base < base.saturating_add(size)
+    }
+}
+
+/// A device of the board.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardDevice {
+    /// Name that descriptions grant it by.
+    pub name: String,
+    /// Its MMIO register blocks.
+    #[serde(default)]
+    pub mmio: Vec<MemoryRegion>,
+    /// Its interrupt numbers (GIC INTIDs on aarch64, IRQ lines on x86).
+    #[serde(default)]
+    pub irqs: Vec<u32>,
+    /// Its I/O ports (x86): first port and count.
+    #[serde(default)]
+    pub ports: Vec<[u16; 2]>,
+}
+
+fn bytes<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    Bytes::deserialize(deserializer).map(|b| b.0)
+}
+
+impl Board {
+    /// Loads the recipe in `folder/board.toml`.
+    pub fn load(folder: &Path) -> Result<Board, String> {
+        let path = folder.join("board.toml");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read board recipe {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The device called `name`.
+    pub fn device(&self, name: &str) -> Option<&BoardDevice> {
+        self.devices.iter().find(|d| d.name == name)
+    }
+}

@@ -1,0 +1,90 @@
+//! The TOML shape of a system description, as read before validation. Values keep
+//! their source spans so every error can name its line and column. See the README,
+//! "System descriptions", for the annotated format.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::size::Bytes;
+
+/// `board = "qemu-virt"` or `board = ["qemu-virt", "pc"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Boards {
+    One(String),
+    Several(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemFile {
+    pub board: Spanned<Boards>,
+    pub schedule: Option<Spanned<Schedule>>,
+    #[serde(default)]
+    pub partition: Vec<Spanned<PartitionEntry>>,
+    #[serde(default)]
+    pub queue: Vec<Spanned<QueueEntry>>,
+    pub policy: Option<Spanned<toml::Table>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub major_frame_us: Spanned<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionEntry {
+    pub name: Spanned<String>,
+    pub kind: Spanned<String>,
+    pub image: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub ram: Spanned<Bytes>,
+    pub at: Option<Spanned<Bytes>>,
+    pub memory: Option<Spanned<MemoryLimits>>,
+    #[serde(default)]
+    pub argument: u64,
+    pub cpus: Option<Spanned<Vec<u32>>>,
+    #[serde(default)]
+    pub windows: Vec<Spanned<WindowEntry>>,
+    #[serde(default)]
+    pub devices: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub caps: Vec<Spanned<CapEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryLimits {
+    pub min: Bytes,
+    pub max: Bytes,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowEntry {
+    #[serde(default)]
+    pub cpu: u32,
+    pub offset_us: u64,
+    pub length_us: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapEntry {
+    pub kind: Spanned<String>,
+    pub queue: Option<Spanned<String>>,
+    pub partition: Option<Spanned<String>>,
+    pub rights: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueEntry {
+    pub name: Spanned<String>,
+    pub from: Spanned<String>,
+    pub to: Spanned<String>,
+    pub depth: Spanned<u32>,
+    pub max_in_flight: Spanned<u32>,
+}

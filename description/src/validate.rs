@@ -1,0 +1,820 @@
+//! The rules a system description must satisfy, and the validated [`System`].
+//!
+//! Each rule has a stable identifier, reported as `error[<rule>]`:
+//!
+//! | rule | what it forbids |
+//! |---|---|
+//! | `syntax` | malformed TOML, unknown keys, values of the wrong type |
+//! | `board` | a description for another board |
+//! | `name` | a partition or queue name that is empty, longer than 16 bytes, or not `[a-z0-9_-]` |
+//! | `duplicate-name` | two partitions, or two queues, with one name |
+//! | `kind` | a kind other than `service` or `guest` |
+//! | `service-count` | no service VM, or a second one |
+//! | `image` | neither or both of `image` and `path` |
+//! | `ram-size` | RAM that is zero, not a multiple of 4 KiB, or over 1 GiB |
+//! | `memory-limits` | `memory.min` > `ram` > `memory.max`, or limits not multiples of 4 KiB or over 1 GiB |
+//! | `placement` | an `at` address not on a 2 MiB boundary |
+//! | `memory-outside-ram` | partition RAM placed outside the board's RAM |
+//! | `memory-overlap` | partition RAM placed over another partition's or the kernel's |
+//! | `cpu` | a core the board does not have, or one listed twice |
+//! | `schedule` | time windows without a `[schedule]`, or a zero major frame |
+//! | `window-missing` | with a `[schedule]`, a partition without a window |
+//! | `window-cpu` | a window on a core the partition is not pinned to |
+//! | `window-frame` | a window that is empty or ends after the major frame |
+//! | `window-overlap` | two windows that overlap on one core |
+//! | `device-unknown` | a device the board does not have |
+//! | `device-shared` | a device granted to two partitions |
+//! | `queue-endpoint` | a queue naming an unknown partition, or joining a partition to itself |
+//! | `queue-depth` | a depth outside 1 to 64, or more pages in flight than the depth |
+//! | `cap-kind` | an unknown capability kind |
+//! | `cap-target` | a capability to a queue or partition that does not exist, or missing its target |
+//! | `cap-rights` | a right the capability's kind does not have |
+//! | `guest-control` | a guest granted partition control |
+//! | `queue-end` | a queue end held by a partition that is not that end of the queue |
+//! | `cap-count` | more than 16 capabilities in one partition |
+//! | `policy-reserved` | keys in `[policy]`, whose format arrives with the service-VM work |
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::PathBuf;
+
+use toml::Spanned;
+
+use crate::board::Board;
+use crate::format::{Boards, CapEntry, PartitionEntry, QueueEntry, SystemFile};
+use crate::{DescriptionError, DescriptionErrors, Locator};
+
+/// Every rule's identifier, as errors report it.
+pub const RULES: &[&str] = &[
+    "syntax",
+    "board",
+    "name",
+    "duplicate-name",
+    "kind",
+    "service-count",
+    "image",
+    "ram-size",
+    "memory-limits",
+    "placement",
+    "memory-outside-ram",
+    "memory-overlap",
+    "cpu",
+    "schedule",
+    "window-missing",
+    "window-cpu",
+    "window-frame",
+    "window-overlap",
+    "device-unknown",
+    "device-shared",
+    "queue-endpoint",
+    "queue-depth",
+    "cap-kind",
+    "cap-target",
+    "cap-rights",
+    "guest-control",
+    "queue-end",
+    "cap-count",
+    "policy-reserved",
+];
+
+/// Largest RAM a partition may have (the package format's limit).
+const RAM_MAX: u64 = 1 << 30;
+const PAGE: u64 = 4096;
+/// Partition RAM placed with `at` must start on this boundary (block mappings).
+const PLACEMENT_ALIGN: u64 = 2 << 20;
+const NAME_MAX: usize = 16;
+const QUEUE_DEPTH_MAX: u32 = 64;
+/// Capability slots per partition.
+pub const CAP_SLOTS: usize = 16;
+
+/// What a partition is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The service VM. Exactly one per system.
+    Service,
+    /// A guest.
+    Guest,
+}
+
+/// Where a partition's program comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageSource {
+    /// A partition program of this workspace, by binary name.
+    Workspace(String),
+    /// A prebuilt ELF (resolved against the description's folder).
+    File(PathBuf),
+}
+
+/// A time window: when, within each major frame, a partition may run on a core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// The core.
+    pub cpu: u32,
+    /// Start, in microseconds from the start of the major frame.
+    pub offset_us: u64,
+    /// Length in microseconds.
+    pub length_us: u64,
+}
+
+/// A right a capability can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Right {
+    /// Console: write.
+    Write,
+    /// Queue send end: send.
+    Send,
+    /// Queue receive end: receive.
+    Receive,
+    /// Partition control: read state and registers.
+    Inspect,
+    /// Partition control: resume a stopped vCPU.
+    Resume,
+    /// Partition control: restart from the pristine image.
+    Restart,
+    /// Partition control: stop.
+    Stop,
+    /// Partition control: set the memory target.
+    SetMemoryTarget,
+    /// Balloon: give pages back.
+    Inflate,
+    /// Balloon: take pages again.
+    Deflate,
+    /// Watchdog: heartbeat.
+    Heartbeat,
+}
+
+impl Right {
+    fn parse(text: &str) -> Option<Right> {
+        Some(match text {
+            "write" => Right::Write,
+            "send" => Right::Send,
+            "receive" => Right::Receive,
+            "inspect" => Right::Inspect,
+            "resume" => Right::Resume,
+            "restart" => Right::Restart,
+            "stop" => Right::Stop,
+            "set-memory-target" => Right::SetMemoryTarget,
+            "inflate" => Right::Inflate,
+            "deflate" => Right::Deflate,
+            "heartbeat" => Right::Heartbeat,
+            _ => return None,
+        })
+    }
+}
+
+/// What a capability designates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CapKind {
+    /// The console.
+    Console,
+    /// The send end of a queue (by name); its badge names the holder.
+    QueueSend(String),
+    /// The receive end of a queue (by name).
+    QueueReceive(String),
+    /// Control over a partition (by name). Service VM only.
+    Control(String),
+    /// The holder's own balloon.
+    Balloon,
+    /// The holder's own watchdog.
+    Watchdog,
+}
+
+impl CapKind {
+    /// The rights a capability of this kind may carry.
+    pub fn possible_rights(&self) -> &'static [Right] {
+        match self {
+            CapKind::Console => &[Right::Write],
+            CapKind::QueueSend(_) => &[Right::Send],
+            CapKind::QueueReceive(_) => &[Right::Receive],
+            CapKind::Control(_) => &[
+                Right::Inspect,
+                Right::Resume,
+                Right::Restart,
+                Right::Stop,
+                Right::SetMemoryTarget,
+            ],
+            CapKind::Balloon => &[Right::Inflate, Right::Deflate],
+            CapKind::Watchdog => &[Right::Heartbeat],
+        }
+    }
+}
+
+/// A capability in a partition's table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cap {
+    /// What it designates.
+    pub kind: CapKind,
+    /// The rights it carries (sorted, no repeats).
+    pub rights: Vec<Right>,
+}
+
+/// A validated partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    /// Unique name.
+    pub name: String,
+    /// Service VM or guest.
+    pub kind: Kind,
+    /// Its program.
+    pub image: ImageSource,
+    /// RAM at start, in bytes.
+    pub ram: u64,
+    /// Where its RAM must be placed in machine memory, if fixed.
+    pub at: Option<u64>,
+    /// The least RAM it may be left with.
+    pub memory_min: u64,
+    /// The most RAM it may ever have.
+    pub memory_max: u64,
+    /// The boot argument.
+    pub argument: u64,
+    /// The cores it is pinned to.
+    pub cpus: Vec<u32>,
+    /// Its time windows.
+    pub windows: Vec<Window>,
+    /// The board devices granted to it.
+    pub devices: Vec<String>,
+    /// Its capability table: slot `i` is `caps[i]`.
+    pub caps: Vec<Cap>,
+}
+
+/// A validated queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Queue {
+    /// Unique name.
+    pub name: String,
+    /// The sending partition.
+    pub from: String,
+    /// The receiving partition.
+    pub to: String,
+    /// Messages it holds.
+    pub depth: u32,
+    /// Pages that may be in flight at once.
+    pub max_in_flight: u32,
+}
+
+/// A system description whose every rule holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct System {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The boards it is for.
+    pub boards: Vec<String>,
+    /// The major frame in microseconds, if the system has a schedule.
+    pub major_frame_us: Option<u64>,
+    /// Partitions in file order.
+    pub partitions: Vec<Partition>,
+    /// Queues in file order.
+    pub queues: Vec<Queue>,
+}
+
+impl System {
+    /// The partitions in boot order: the service VM first, then the guests in file
+    /// order.
+    pub fn boot_order(&self) -> impl Iterator<Item = &Partition> {
+        let service = self.partitions.iter().filter(|p| p.kind == Kind::Service);
+        service.chain(self.partitions.iter().filter(|p| p.kind == Kind::Guest))
+    }
+}
+
+/// Collects errors against the source file.
+struct Checker<'a> {
+    locate: &'a Locator<'a>,
+    errors: Vec<DescriptionError>,
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, span: Range<usize>, rule: &'static str, message: String) {
+        self.errors.push(self.locate.error(span, rule, message));
+    }
+}
+
+pub(crate) fn validate(
+    file: SystemFile,
+    board: &Board,
+    locate: &Locator<'_>,
+) -> Result<System, DescriptionErrors> {
+    let mut check = Checker {
+        locate,
+        errors: Vec::new(),
+    };
+    let boards = match file.board.get_ref() {
+        Boards::One(one) => vec![one.clone()],
+        Boards::Several(several) => several.clone(),
+    };
+    if !boards.contains(&board.name) {
+        let message = format!(
+            "this system is for {}, not `{}`",
+            boards.join(", "),
+            board.name
+        );
+        check.fail(file.board.span(), "board", message);
+    }
+    let major_frame_us = file
+        .schedule
+        .as_ref()
+        .map(|s| *s.get_ref().major_frame_us.get_ref());
+    if let Some(schedule) = &file.schedule
+        && major_frame_us == Some(0)
+    {
+        let span = schedule.get_ref().major_frame_us.span();
+        check.fail(
+            span,
+            "schedule",
+            "the major frame must be longer than 0 µs".into(),
+        );
+    }
+    let names = check_names(&mut check, &file.partition, &file.queue);
+    let partitions: Vec<Partition> = file
+        .partition
+        .iter()
+        .map(|entry| check_partition(&mut check, entry, board, major_frame_us))
+        .collect();
+    check_services(&mut check, &file.partition, &partitions);
+    check_placements(&mut check, &file.partition, &partitions, board);
+    check_windows(&mut check, &file.partition, &partitions, major_frame_us);
+    check_devices(&mut check, &file.partition, board);
+    let queues = check_queues(&mut check, &file.queue, &names);
+    for (entry, partition) in file.partition.iter().zip(&partitions) {
+        check_caps(&mut check, entry, partition, &queues, &names);
+    }
+    if let Some(policy) = &file.policy
+        && !policy.get_ref().is_empty()
+    {
+        let message =
+            "the [policy] section is reserved; its keys arrive with the service-VM work".into();
+        check.fail(policy.span(), "policy-reserved", message);
+    }
+    if check.errors.is_empty() {
+        let partitions = file
+            .partition
+            .iter()
+            .zip(partitions)
+            .map(|(entry, mut partition)| {
+                partition.caps = entry
+                    .get_ref()
+                    .caps
+                    .iter()
+                    .filter_map(|cap| resolve_cap(cap.get_ref()).ok())
+                    .collect();
+                partition
+            })
+            .collect();
+        Ok(System {
+            path: locate.path.to_owned(),
+            boards,
+            major_frame_us,
+            partitions,
+            queues,
+        })
+    } else {
+        check.errors.sort_by_key(|e| (e.line, e.column));
+        Err(DescriptionErrors(check.errors))
+    }
+}
+
+/// Partition and queue names: well formed and unique. Returns the partition names
+/// with their kinds.
+fn check_names(
+    check: &mut Checker<'_>,
+    partitions: &[Spanned<PartitionEntry>],
+    queues: &[Spanned<QueueEntry>],
+) -> BTreeMap<String, Kind> {
+    let mut kinds = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for entry in partitions {
+        let name = &entry.get_ref().name;
+        check_name(check, name, "partition");
+        if !seen.insert(name.get_ref().clone()) {
+            let message = format!("a second partition is called `{}`", name.get_ref());
+            check.fail(name.span(), "duplicate-name", message);
+        }
+        let kind = match entry.get_ref().kind.get_ref().as_str() {
+            "service" => Kind::Service,
+            _ => Kind::Guest,
+        };
+        kinds.entry(name.get_ref().clone()).or_insert(kind);
+    }
+    let mut seen = BTreeSet::new();
+    for entry in queues {
+        let name = &entry.get_ref().name;
+        check_name(check, name, "queue");
+        if !seen.insert(name.get_ref().clone()) {
+            let message = format!("a second queue is called `{}`", name.get_ref());
+            check.fail(name.span(), "duplicate-name", message);
+        }
+    }
+    kinds
+}
+
+fn check_name(check: &mut Checker<'_>, name: &Spanned<String>, what: &str) {
+    let text = name.get_ref();
+    let valid = !text.is_empty()
+        && text.len() <= NAME_MAX
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !valid {
+        let message = format!(
+            "{what} name `{text}` must be 1 to {NAME_MAX} characters of a-z, 0-9, `-` and `_`"
+        );
+        check.fail(name.span(), "name", message);
+    }
+}
+
+fn check_partition(
+    check: &mut Checker<'_>,
+    entry: &Spanned<PartitionEntry>,
+    board: &Board,
+    major_frame_us: Option<u64>,
+) -> Partition {
+    let p = entry.get_ref();
+    let name = p.name.get_ref();
+    let kind = match p.kind.get_ref().as_str() {
+        "service" => Kind::Service,
+        "guest" => Kind::Guest,
+        other => {
+            let message = format!("kind `{other}` is neither `service` nor `guest`");
+            check.fail(p.kind.span(), "kind", message);
+            Kind::Guest
+        }
+    };
+    let image = match (&p.image, &p.path) {
+        (Some(image), None) => ImageSource::Workspace(image.get_ref().clone()),
+        (None, Some(path)) => ImageSource::File(PathBuf::from(path.get_ref())),
+        (Some(image), Some(_)) => {
+            let message = format!("partition `{name}` has both `image` and `path`; keep one");
+            check.fail(image.span(), "image", message);
+            ImageSource::Workspace(image.get_ref().clone())
+        }
+        (None, None) => {
+            let message = format!(
+                "partition `{name}` needs `image` (a workspace program) or `path` (an ELF)"
+            );
+            check.fail(p.name.span(), "image", message);
+            ImageSource::Workspace(String::new())
+        }
+    };
+    let ram = p.ram.get_ref().0;
+    if ram == 0 || !ram.is_multiple_of(PAGE) || ram > RAM_MAX {
+        let message = format!(
+            "RAM of `{name}` is {ram} bytes; it must be a non-zero multiple of 4 KiB up to 1G"
+        );
+        check.fail(p.ram.span(), "ram-size", message);
+    }
+    let (memory_min, memory_max) = match &p.memory {
+        Some(limits) => {
+            let (min, max) = (limits.get_ref().min.0, limits.get_ref().max.0);
+            let aligned = min.is_multiple_of(PAGE) && max.is_multiple_of(PAGE);
+            if !(min <= ram && ram <= max && max <= RAM_MAX && aligned) {
+                let message = format!(
+                    "memory limits of `{name}` must satisfy min <= ram <= max <= 1G in multiples of 4 KiB (min {min}, ram {ram}, max {max})"
+                );
+                check.fail(limits.span(), "memory-limits", message);
+            }
+            (min, max)
+        }
+        None => (ram, ram),
+    };
+    let cpus = match &p.cpus {
+        Some(cpus) => {
+            let mut seen = BTreeSet::new();
+            for &cpu in cpus.get_ref() {
+                if cpu >= board.cpus || !seen.insert(cpu) {
+                    let message = format!(
+                        "`{name}` lists core {cpu}, which `{}` does not have or which is listed twice (cores 0 to {})",
+                        board.name,
+                        board.cpus - 1
+                    );
+                    check.fail(cpus.span(), "cpu", message);
+                }
+            }
+            cpus.get_ref().clone()
+        }
+        None => vec![0],
+    };
+    if major_frame_us.is_none()
+        && let Some(window) = p.windows.first()
+    {
+        let message = "time windows need a [schedule] with major_frame_us".into();
+        check.fail(window.span(), "schedule", message);
+    }
+    Partition {
+        name: name.clone(),
+        kind,
+        image,
+        ram,
+        at: p.at.as_ref().map(|at| at.get_ref().0),
+        memory_min,
+        memory_max,
+        argument: p.argument,
+        cpus,
+        windows: p
+            .windows
+            .iter()
+            .map(|w| Window {
+                cpu: w.get_ref().cpu,
+                offset_us: w.get_ref().offset_us,
+                length_us: w.get_ref().length_us,
+            })
+            .collect(),
+        devices: p.devices.iter().map(|d| d.get_ref().clone()).collect(),
+        caps: Vec::new(),
+    }
+}
+
+fn check_services(
+    check: &mut Checker<'_>,
+    entries: &[Spanned<PartitionEntry>],
+    partitions: &[Partition],
+) {
+    let mut services = entries
+        .iter()
+        .zip(partitions)
+        .filter(|(_, p)| p.kind == Kind::Service);
+    if services.next().is_none() {
+        let message = "no partition has kind = \"service\": a system needs one service VM".into();
+        check.fail(0..0, "service-count", message);
+    }
+    for (entry, partition) in services {
+        let message = format!(
+            "`{}` is a second service VM; a system has exactly one",
+            partition.name
+        );
+        check.fail(entry.get_ref().kind.span(), "service-count", message);
+    }
+}
+
+fn check_placements(
+    check: &mut Checker<'_>,
+    entries: &[Spanned<PartitionEntry>],
+    partitions: &[Partition],
+    board: &Board,
+) {
+    let mut placed: Vec<(&str, u64, u64)> = Vec::new();
+    for (entry, partition) in entries.iter().zip(partitions) {
+        let (Some(at), Some(span)) = (partition.at, entry.get_ref().at.as_ref().map(Spanned::span))
+        else {
+            continue;
+        };
+        let size = partition.memory_max;
+        let name = &partition.name;
+        let range = format!("{at:#x}..{:#x}", at.saturating_add(size));
+        if !at.is_multiple_of(PLACEMENT_ALIGN) {
+            let message = format!("RAM of `{name}` at {at:#x} must start on a 2 MiB boundary");
+            check.fail(span.clone(), "placement", message);
+        }
+        if !board.ram.iter().any(|r| r.contains(at, size)) {
+            let message = format!(
+                "RAM of `{name}` ({range}) is not inside the RAM of `{}`",
+                board.name
+            );
+            check.fail(span.clone(), "memory-outside-ram", message);
+        }
+        if board.reserved.iter().any(|r| r.overlaps(at, size)) {
+            let message =
+                format!("RAM of `{name}` ({range}) overlaps memory the kernel or firmware keeps");
+            check.fail(span.clone(), "memory-overlap", message);
+        }
+        for (other, other_at, other_size) in &placed {
+            if at < other_at + other_size && *other_at < at.saturating_add(size) {
+                let message = format!("RAM of `{name}` ({range}) overlaps RAM of `{other}`");
+                check.fail(span.clone(), "memory-overlap", message);
+            }
+        }
+        placed.push((name, at, size));
+    }
+}
+
+fn check_windows(
+    check: &mut Checker<'_>,
+    entries: &[Spanned<PartitionEntry>],
+    partitions: &[Partition],
+    major_frame_us: Option<u64>,
+) {
+    let Some(frame) = major_frame_us else { return };
+    let mut taken: Vec<(u32, u64, u64, &str)> = Vec::new();
+    for (entry, partition) in entries.iter().zip(partitions) {
+        let name = &partition.name;
+        if partition.windows.is_empty() {
+            let message = format!("`{name}` has no time window in the schedule");
+            check.fail(entry.get_ref().name.span(), "window-missing", message);
+        }
+        for (window, spanned) in partition.windows.iter().zip(&entry.get_ref().windows) {
+            let span = spanned.span();
+            let end = window.offset_us.saturating_add(window.length_us);
+            if !partition.cpus.contains(&window.cpu) {
+                let message = format!(
+                    "`{name}` has a window on core {}, but is pinned to {:?}",
+                    window.cpu, partition.cpus
+                );
+                check.fail(span.clone(), "window-cpu", message);
+            }
+            if window.length_us == 0 || end > frame {
+                let message = format!(
+                    "window {}..{} µs of `{name}` must be non-empty and end within the major frame of {frame} µs",
+                    window.offset_us, end
+                );
+                check.fail(span.clone(), "window-frame", message);
+            }
+            for (cpu, start, stop, other) in &taken {
+                if *cpu == window.cpu && window.offset_us < *stop && *start < end {
+                    let message = format!(
+                        "window {}..{} µs of `{name}` overlaps window {start}..{stop} µs of `{other}` on core {cpu}",
+                        window.offset_us, end
+                    );
+                    check.fail(span.clone(), "window-overlap", message);
+                }
+            }
+            taken.push((window.cpu, window.offset_us, end, name));
+        }
+    }
+}
+
+fn check_devices(check: &mut Checker<'_>, entries: &[Spanned<PartitionEntry>], board: &Board) {
+    let mut granted: BTreeMap<&str, &str> = BTreeMap::new();
+    for entry in entries {
+        let holder = entry.get_ref().name.get_ref();
+        for device in &entry.get_ref().devices {
+            let name = device.get_ref();
+            if board.device(name).is_none() {
+                let known: Vec<&str> = board.devices.iter().map(|d| d.name.as_str()).collect();
+                let message = format!(
+                    "`{}` has no device `{name}` (it has: {})",
+                    board.name,
+                    known.join(", ")
+                );
+                check.fail(device.span(), "device-unknown", message);
+            } else if let Some(first) = granted.insert(name, holder) {
+                let message =
+                    format!("device `{name}` is granted to `{first}` and again to `{holder}`");
+                check.fail(device.span(), "device-shared", message);
+            }
+        }
+    }
+}
+
+fn check_queues(
+    check: &mut Checker<'_>,
+    entries: &[Spanned<QueueEntry>],
+    partitions: &BTreeMap<String, Kind>,
+) -> Vec<Queue> {
+    let mut queues = Vec::new();
+    for entry in entries {
+        let q = entry.get_ref();
+        let name = q.name.get_ref();
+        for end in [&q.from, &q.to] {
+            if !partitions.contains_key(end.get_ref()) {
+                let message = format!(
+                    "queue `{name}` names `{}`, which is not a partition",
+                    end.get_ref()
+                );
+                check.fail(end.span(), "queue-endpoint", message);
+            }
+        }
+        if q.from.get_ref() == q.to.get_ref() {
+            let message = format!("queue `{name}` joins `{}` to itself", q.from.get_ref());
+            check.fail(q.to.span(), "queue-endpoint", message);
+        }
+        let depth = *q.depth.get_ref();
+        if depth == 0 || depth > QUEUE_DEPTH_MAX {
+            let message =
+                format!("queue `{name}` has depth {depth}; it must be 1 to {QUEUE_DEPTH_MAX}");
+            check.fail(q.depth.span(), "queue-depth", message);
+        }
+        let in_flight = *q.max_in_flight.get_ref();
+        if in_flight == 0 || in_flight > depth {
+            let message = format!(
+                "queue `{name}` allows {in_flight} pages in flight; it must be 1 to its depth {depth}"
+            );
+            check.fail(q.max_in_flight.span(), "queue-depth", message);
+        }
+        queues.push(Queue {
+            name: name.clone(),
+            from: q.from.get_ref().clone(),
+            to: q.to.get_ref().clone(),
+            depth,
+            max_in_flight: in_flight,
+        });
+    }
+    queues
+}
+
+/// A capability entry as a [`Cap`], or the rule it breaks on its own (without
+/// looking at the rest of the system) with the span to blame.
+fn resolve_cap(entry: &CapEntry) -> Result<Cap, (Range<usize>, &'static str, String)> {
+    let target = |field: &Option<Spanned<String>>, what: &str| {
+        field.as_ref().map(|t| t.get_ref().clone()).ok_or_else(|| {
+            let message = format!(
+                "a `{}` capability needs `{what} = \"<name>\"`",
+                entry.kind.get_ref()
+            );
+            (entry.kind.span(), "cap-target", message)
+        })
+    };
+    let kind = match entry.kind.get_ref().as_str() {
+        "console" => CapKind::Console,
+        "queue-send" => CapKind::QueueSend(target(&entry.queue, "queue")?),
+        "queue-receive" => CapKind::QueueReceive(target(&entry.queue, "queue")?),
+        "control" => CapKind::Control(target(&entry.partition, "partition")?),
+        "balloon" => CapKind::Balloon,
+        "watchdog" => CapKind::Watchdog,
+        other => {
+            let message = format!(
+                "unknown capability kind `{other}` (console, queue-send, queue-receive, control, balloon, watchdog)"
+            );
+            return Err((entry.kind.span(), "cap-kind", message));
+        }
+    };
+    let possible = kind.possible_rights();
+    let mut rights = match &entry.rights {
+        None => possible.to_vec(),
+        Some(listed) => {
+            let mut rights = Vec::new();
+            for right in listed {
+                match Right::parse(right.get_ref()).filter(|r| possible.contains(r)) {
+                    Some(r) => rights.push(r),
+                    None => {
+                        let message = format!(
+                            "a `{}` capability cannot carry the right `{}`",
+                            entry.kind.get_ref(),
+                            right.get_ref()
+                        );
+                        return Err((right.span(), "cap-rights", message));
+                    }
+                }
+            }
+            rights
+        }
+    };
+    rights.sort();
+    rights.dedup();
+    Ok(Cap { kind, rights })
+}
+
+fn check_caps(
+    check: &mut Checker<'_>,
+    entry: &Spanned<PartitionEntry>,
+    partition: &Partition,
+    queues: &[Queue],
+    partitions: &BTreeMap<String, Kind>,
+) {
+    let caps = &entry.get_ref().caps;
+    let name = &partition.name;
+    if caps.len() > CAP_SLOTS {
+        let message = format!(
+            "`{name}` has {} capabilities; a partition has {CAP_SLOTS} slots",
+            caps.len()
+        );
+        check.fail(caps[CAP_SLOTS].span(), "cap-count", message);
+    }
+    for spanned in caps {
+        let cap = match resolve_cap(spanned.get_ref()) {
+            Ok(cap) => cap,
+            Err((span, rule, message)) => {
+                check.fail(span, rule, message);
+                continue;
+            }
+        };
+        let span = spanned.span();
+        let queue_end = |queue: &str, receive: bool| {
+            queues
+                .iter()
+                .find(|q| q.name == queue)
+                .map(|q| if receive { &q.to } else { &q.from })
+        };
+        match &cap.kind {
+            CapKind::Control(target) => {
+                if partition.kind != Kind::Service {
+                    let message = format!(
+                        "`{name}` is a guest; only the service VM may hold partition control"
+                    );
+                    check.fail(span.clone(), "guest-control", message);
+                }
+                if !partitions.contains_key(target) {
+                    let message =
+                        format!("capability to control `{target}`, which is not a partition");
+                    check.fail(span, "cap-target", message);
+                }
+            }
+            CapKind::QueueSend(queue) | CapKind::QueueReceive(queue) => {
+                let receive = matches!(cap.kind, CapKind::QueueReceive(_));
+                match queue_end(queue, receive) {
+                    None => {
+                        let message =
+                            format!("capability to queue `{queue}`, which does not exist");
+                        check.fail(span, "cap-target", message);
+                    }
+                    Some(end) if end != name => {
+                        let side = if receive { "receives from" } else { "sends on" };
+                        let message = format!(
+                            "`{name}` holds an end of queue `{queue}`, but only `{end}` {side} it"
+                        );
+                        check.fail(span, "queue-end", message);
+                    }
+                    Some(_) => {}
+                }
+            }
+            CapKind::Console | CapKind::Balloon | CapKind::Watchdog => {}
+        }
+    }
+}
