@@ -99,10 +99,10 @@ fn check_descriptions(root: &Path) {
     for (folder, board) in &boards {
         println!("cargo:rerun-if-changed={}", folder.display());
         for path in read_dir(folder) {
-            if path.extension().is_some_and(|e| e == "toml") && !path.ends_with("board.toml") {
-                if let Err(errors) = septum_description::load(&path, board) {
-                    failures.push(errors.to_string());
-                }
+            let description =
+                path.extension().is_some_and(|e| e == "toml") && !path.ends_with("board.toml");
+            if description && let Err(errors) = septum_description::load(&path, board) {
+                failures.push(errors.to_string());
             }
         }
     }
