@@ -5,8 +5,9 @@
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
+use septum_core::caps::{CAP_SLOTS, Cap, CapTable, CapType, Rights};
 use septum_core::package::{self, Kind as PackageKind, PartitionSpec};
-use septum_description::{ImageSource, Kind, System};
+use septum_description::{CapKind, ImageSource, Kind, Partition, Right, System};
 
 use crate::image;
 
@@ -16,6 +17,61 @@ fn elf_path(system: &System, source: &ImageSource, arch: &str) -> Result<std::pa
         ImageSource::Workspace(name) => image::partition_elf(arch, name)?,
         ImageSource::File(path) => system.path.parent().unwrap_or(Path::new(".")).join(path),
     })
+}
+
+fn rights(rights: &[Right]) -> Rights {
+    Rights(rights.iter().fold(0, |bits, right| {
+        bits | match right {
+            Right::Write => Rights::WRITE,
+            Right::Send => Rights::SEND,
+            Right::Receive => Rights::RECEIVE,
+            Right::Inspect => Rights::INSPECT,
+            Right::Resume => Rights::RESUME,
+            Right::Restart => Rights::RESTART,
+            Right::Stop => Rights::STOP,
+            Right::SetMemoryTarget => Rights::SET_MEMORY_TARGET,
+            Right::Inflate => Rights::INFLATE,
+            Right::Deflate => Rights::DEFLATE,
+            Right::Heartbeat => Rights::HEARTBEAT,
+            Right::Ready => Rights::READY,
+            Right::Shutdown => Rights::SHUTDOWN,
+            Right::Yield => Rights::YIELD,
+            Right::Exit => Rights::EXIT,
+        }
+        .0
+    }))
+}
+
+/// `partition`'s capability table: partitions named by their boot-order index,
+/// queues by their index in the description.
+fn cap_table(system: &System, boot_order: &[&Partition], partition: &Partition) -> CapTable {
+    let index_of = |name: &str, mut names: std::slice::Iter<'_, &str>| {
+        let index = names
+            .position(|n| *n == name)
+            .expect("validated: the target exists");
+        u16::try_from(index).expect("at most a few partitions and queues")
+    };
+    let queues: Vec<&str> = system.queues.iter().map(|q| q.name.as_str()).collect();
+    let partitions: Vec<&str> = boot_order.iter().map(|p| p.name.as_str()).collect();
+    let mut table: CapTable = [None; CAP_SLOTS];
+    for (slot, cap) in table.iter_mut().zip(&partition.caps) {
+        let (ty, object) = match &cap.kind {
+            CapKind::Console => (CapType::Console, 0),
+            CapKind::QueueSend(name) => (CapType::QueueSend, index_of(name, queues.iter())),
+            CapKind::QueueReceive(name) => (CapType::QueueReceive, index_of(name, queues.iter())),
+            CapKind::Control(name) => (CapType::Control, index_of(name, partitions.iter())),
+            CapKind::System => (CapType::System, 0),
+            CapKind::SelfPartition => (CapType::SelfPartition, 0),
+            CapKind::Balloon => (CapType::Balloon, 0),
+            CapKind::Watchdog => (CapType::Watchdog, 0),
+        };
+        *slot = Some(Cap {
+            ty,
+            rights: rights(&cap.rights),
+            object,
+        });
+    }
+    table
 }
 
 /// Builds the package for `system` on a board of architecture `arch`.
@@ -52,7 +108,9 @@ pub fn build(system: &System, arch: &str) -> Result<Vec<u8>> {
             image: &flat.bytes,
             entry_offset: flat.entry - flat.base,
             argument: partition.argument,
+            caps: cap_table(system, &partitions, partition),
         })
         .collect();
-    package::encode(&specs).map_err(|e| anyhow::anyhow!("{}: {e:?}", system.path.display()))
+    let queues = u32::try_from(system.queues.len()).context("too many queues")?;
+    package::encode(&specs, queues).map_err(|e| anyhow::anyhow!("{}: {e:?}", system.path.display()))
 }

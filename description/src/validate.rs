@@ -29,7 +29,7 @@
 //! | `cap-kind` | an unknown capability kind |
 //! | `cap-target` | a capability to a queue or partition that does not exist, or missing its target |
 //! | `cap-rights` | a right the capability's kind does not have |
-//! | `guest-control` | a guest granted partition control |
+//! | `guest-control` | a guest granted partition control or the system capability |
 //! | `queue-end` | a queue end held by a partition that is not that end of the queue |
 //! | `cap-count` | more than 16 capabilities in one partition |
 //! | `policy-reserved` | keys in `[policy]`, whose format arrives with the service-VM work |
@@ -141,6 +141,14 @@ pub enum Right {
     Deflate,
     /// Watchdog: heartbeat.
     Heartbeat,
+    /// System: report ready.
+    Ready,
+    /// System: power off.
+    Shutdown,
+    /// Self: yield the rest of the turn.
+    Yield,
+    /// Self: exit.
+    Exit,
 }
 
 impl Right {
@@ -157,6 +165,10 @@ impl Right {
             "inflate" => Right::Inflate,
             "deflate" => Right::Deflate,
             "heartbeat" => Right::Heartbeat,
+            "ready" => Right::Ready,
+            "shutdown" => Right::Shutdown,
+            "yield" => Right::Yield,
+            "exit" => Right::Exit,
             _ => return None,
         })
     }
@@ -173,6 +185,10 @@ pub enum CapKind {
     QueueReceive(String),
     /// Control over a partition (by name). Service VM only.
     Control(String),
+    /// The system as a whole: `ready` and `shutdown`. Service VM only.
+    System,
+    /// The holder itself: `yield` and `exit`.
+    SelfPartition,
     /// The holder's own balloon.
     Balloon,
     /// The holder's own watchdog.
@@ -193,6 +209,8 @@ impl CapKind {
                 Right::Stop,
                 Right::SetMemoryTarget,
             ],
+            CapKind::System => &[Right::Ready, Right::Shutdown],
+            CapKind::SelfPartition => &[Right::Yield, Right::Exit],
             CapKind::Balloon => &[Right::Inflate, Right::Deflate],
             CapKind::Watchdog => &[Right::Heartbeat],
         }
@@ -716,11 +734,13 @@ fn resolve_cap(entry: &CapEntry) -> Result<Cap, (Range<usize>, &'static str, Str
         "queue-send" => CapKind::QueueSend(target(&entry.queue, "queue")?),
         "queue-receive" => CapKind::QueueReceive(target(&entry.queue, "queue")?),
         "control" => CapKind::Control(target(&entry.partition, "partition")?),
+        "system" => CapKind::System,
+        "self" => CapKind::SelfPartition,
         "balloon" => CapKind::Balloon,
         "watchdog" => CapKind::Watchdog,
         other => {
             let message = format!(
-                "unknown capability kind `{other}` (console, queue-send, queue-receive, control, balloon, watchdog)"
+                "unknown capability kind `{other}` (console, self, system, control, queue-send, queue-receive, balloon, watchdog)"
             );
             return Err((entry.kind.span(), "cap-kind", message));
         }
@@ -814,7 +834,17 @@ fn check_caps(
                     Some(_) => {}
                 }
             }
-            CapKind::Console | CapKind::Balloon | CapKind::Watchdog => {}
+            CapKind::System if partition.kind != Kind::Service => {
+                let message = format!(
+                    "`{name}` is a guest; only the service VM may hold the system capability"
+                );
+                check.fail(span, "guest-control", message);
+            }
+            CapKind::System
+            | CapKind::SelfPartition
+            | CapKind::Console
+            | CapKind::Balloon
+            | CapKind::Watchdog => {}
         }
     }
 }

@@ -23,26 +23,30 @@
 /// Maximum number of bytes one [`Call::ConsoleWrite`] may carry.
 pub const CONSOLE_WRITE_MAX: u64 = 256;
 
-/// The hypercalls, by number.
+/// The hypercalls, by number. Every call but `Null` names a capability slot in
+/// `a1`: the kernel checks that the slot holds a capability of the right type with
+/// the right before it looks at any other argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]
 pub enum Call {
     /// Does nothing and returns `0`. Used to measure the round-trip cost.
     Null = 0,
-    /// Writes bytes to the console. `a1` = guest address, `a2` = length
-    /// (at most [`CONSOLE_WRITE_MAX`]). The kernel prefixes each line with the
-    /// partition's name, so no partition can forge another's output or a `@@` line.
+    /// Writes bytes to the console. `a1` = console capability (right `write`),
+    /// `a2` = guest address, `a3` = length (at most [`CONSOLE_WRITE_MAX`]). The
+    /// kernel prefixes each line with the partition's name, so no partition can
+    /// forge another's output or a `@@` line. Result 1 = bytes written.
     ConsoleWrite = 1,
     /// The service VM reports that it is ready; guests start only after this.
-    /// Service VM only; allowed once per service VM generation.
+    /// `a1` = system capability (right `ready`); allowed once per boot.
     Ready = 2,
-    /// Gives up the rest of the caller's turn. Result 1 = how many other partitions
-    /// are still runnable.
+    /// Gives up the rest of the caller's turn. `a1` = self capability (right
+    /// `yield`). Result 1 = how many other partitions are still runnable.
     Yield = 3,
-    /// Ends the calling partition. `a1` = exit code. Does not return.
+    /// Ends the calling partition. `a1` = self capability (right `exit`), `a2` =
+    /// exit code. Does not return.
     Exit = 4,
-    /// Powers the system off. Service VM only. `a1` = 0 for a clean shutdown, any
-    /// other value reports a failure. Does not return.
+    /// Powers the system off. `a1` = system capability (right `shutdown`), `a2` = 0
+    /// for a clean shutdown, any other value reports a failure. Does not return.
     Shutdown = 5,
 }
 
@@ -85,23 +89,33 @@ pub enum Error {
     BadAddress = -2,
     /// A length is larger than the call allows.
     TooLong = -3,
-    /// The caller's kind (service VM or guest) may not make this call.
+    /// Retired: before capabilities, "the caller's kind may not make this call".
+    /// Kept so that the number is never reused.
     Denied = -4,
     /// The call does not fit the caller's state (for example a second `ready`).
     BadState = -5,
     /// An argument has a value the call does not define.
     InvalidArgument = -6,
+    /// The capability slot is out of range or empty.
+    NoSuchSlot = -7,
+    /// The slot holds a capability of another type than the call needs.
+    WrongType = -8,
+    /// The capability lacks the right the call needs.
+    MissingRight = -9,
 }
 
 impl Error {
     /// Every error, in code order.
-    pub const ALL: [Error; 6] = [
+    pub const ALL: [Error; 9] = [
         Error::UnknownCall,
         Error::BadAddress,
         Error::TooLong,
         Error::Denied,
         Error::BadState,
         Error::InvalidArgument,
+        Error::NoSuchSlot,
+        Error::WrongType,
+        Error::MissingRight,
     ];
 
     /// The status code as it travels in the status register.
@@ -131,7 +145,116 @@ impl Error {
             Error::Denied => "denied",
             Error::BadState => "bad-state",
             Error::InvalidArgument => "invalid-argument",
+            Error::NoSuchSlot => "no-such-slot",
+            Error::WrongType => "wrong-type",
+            Error::MissingRight => "missing-right",
         }
+    }
+}
+
+/// Capability slots per partition.
+pub const CAP_SLOTS: usize = 16;
+
+/// Capability types, as they travel in the system package.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CapType {
+    /// The console.
+    Console = 1,
+    /// The send end of a queue.
+    QueueSend = 2,
+    /// The receive end of a queue.
+    QueueReceive = 3,
+    /// Control over one partition (service VM only).
+    Control = 4,
+    /// The system as a whole: `ready` and `shutdown` (service VM only).
+    System = 5,
+    /// The holder itself: `yield` and `exit`.
+    SelfPartition = 6,
+    /// The holder's balloon.
+    Balloon = 7,
+    /// The holder's watchdog.
+    Watchdog = 8,
+}
+
+impl CapType {
+    /// Every type, in number order.
+    pub const ALL: [CapType; 8] = [
+        CapType::Console,
+        CapType::QueueSend,
+        CapType::QueueReceive,
+        CapType::Control,
+        CapType::System,
+        CapType::SelfPartition,
+        CapType::Balloon,
+        CapType::Watchdog,
+    ];
+
+    /// The type with this number.
+    pub fn from_number(number: u8) -> Option<CapType> {
+        CapType::ALL.into_iter().find(|t| *t as u8 == number)
+    }
+
+    /// The rights a capability of this type may carry.
+    pub fn possible_rights(self) -> Rights {
+        match self {
+            CapType::Console => Rights::WRITE,
+            CapType::QueueSend => Rights::SEND,
+            CapType::QueueReceive => Rights::RECEIVE,
+            CapType::Control => Rights(
+                Rights::INSPECT.0
+                    | Rights::RESUME.0
+                    | Rights::RESTART.0
+                    | Rights::STOP.0
+                    | Rights::SET_MEMORY_TARGET.0,
+            ),
+            CapType::System => Rights(Rights::READY.0 | Rights::SHUTDOWN.0),
+            CapType::SelfPartition => Rights(Rights::YIELD.0 | Rights::EXIT.0),
+            CapType::Balloon => Rights(Rights::INFLATE.0 | Rights::DEFLATE.0),
+            CapType::Watchdog => Rights::HEARTBEAT,
+        }
+    }
+}
+
+/// A set of rights, one bit each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rights(pub u16);
+
+impl Rights {
+    /// Console: write.
+    pub const WRITE: Rights = Rights(1 << 0);
+    /// Queue: send.
+    pub const SEND: Rights = Rights(1 << 1);
+    /// Queue: receive.
+    pub const RECEIVE: Rights = Rights(1 << 2);
+    /// Control: read state and registers.
+    pub const INSPECT: Rights = Rights(1 << 3);
+    /// Control: resume.
+    pub const RESUME: Rights = Rights(1 << 4);
+    /// Control: restart.
+    pub const RESTART: Rights = Rights(1 << 5);
+    /// Control: stop.
+    pub const STOP: Rights = Rights(1 << 6);
+    /// Control: set the memory target.
+    pub const SET_MEMORY_TARGET: Rights = Rights(1 << 7);
+    /// System: report ready.
+    pub const READY: Rights = Rights(1 << 8);
+    /// System: power off.
+    pub const SHUTDOWN: Rights = Rights(1 << 9);
+    /// Self: yield.
+    pub const YIELD: Rights = Rights(1 << 10);
+    /// Self: exit.
+    pub const EXIT: Rights = Rights(1 << 11);
+    /// Balloon: give pages back.
+    pub const INFLATE: Rights = Rights(1 << 12);
+    /// Balloon: take pages again.
+    pub const DEFLATE: Rights = Rights(1 << 13);
+    /// Watchdog: heartbeat.
+    pub const HEARTBEAT: Rights = Rights(1 << 14);
+
+    /// Whether every right of `other` is in `self`.
+    pub fn contains(self, other: Rights) -> bool {
+        self.0 & other.0 == other.0
     }
 }
 

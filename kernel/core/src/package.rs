@@ -10,25 +10,30 @@
 //! | 8 | 4 | format version ([`VERSION`]) |
 //! | 12 | 4 | partition count (1 to [`MAX_PARTITIONS`]) |
 //! | 16 | 8 | total package length in bytes |
-//! | 24 | 8 | reserved, zero |
-//! | 32 | 64 × count | partition records |
+//! | 24 | 4 | number of queues in the system |
+//! | 28 | 4 | reserved, zero |
+//! | 32 | 192 × count | partition records |
 //! | ... | | images |
 //!
 //! A partition record: name (16 bytes, NUL-padded, `[a-z0-9_-]`), kind (4: 0 service,
 //! 1 guest), reserved (4), RAM size (8), image offset from the package start (8),
-//! image length (8), entry offset into RAM (8), boot argument (8): a value the
+//! image length (8), entry offset into RAM (8), boot argument (8: a value the
 //! partition finds in its second argument register at entry, so one image can serve
-//! several roles.
+//! several roles), then its capability table: 16 slots of 8 bytes, each type (1:
+//! 0 for an empty slot, else a [`CapType`]), reserved (1), rights (2), object (2),
+//! reserved (2).
 //!
 //! Invariant: [`Package::parse`] accepts a byte string only if every record is
 //! consistent: exactly one service VM, listed first; unique names; each image inside
 //! the package and no larger than its RAM; the entry inside the image. Everything the
 //! kernel later does with a package relies on this check.
 
+use crate::caps::{CAP_SLOTS, Cap, CapTable, CapType, Rights};
+
 /// The package magic.
 pub const MAGIC: [u8; 8] = *b"SEPTUMPK";
 /// The format version this core reads and writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Most partitions a system may have.
 pub const MAX_PARTITIONS: usize = 8;
 /// Longest partition name, in bytes.
@@ -37,7 +42,9 @@ pub const NAME_MAX: usize = 16;
 pub const RAM_MAX: u64 = 1 << 30;
 
 const HEADER_SIZE: usize = 32;
-const RECORD_SIZE: usize = 64;
+const CAP_SIZE: usize = 8;
+const BASE_RECORD_SIZE: usize = 64;
+const RECORD_SIZE: usize = BASE_RECORD_SIZE + CAP_SLOTS * CAP_SIZE;
 
 /// What a partition is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +70,8 @@ pub struct PartitionSpec<'a> {
     pub entry_offset: u64,
     /// The boot argument handed to the partition at entry.
     pub argument: u64,
+    /// Its capability table.
+    pub caps: CapTable,
 }
 
 /// Why a package was refused.
@@ -72,6 +81,8 @@ pub enum PackageError {
     Truncated,
     /// The magic is wrong: this is not a package.
     BadMagic,
+    /// A reserved header field is not zero.
+    ReservedNotZero,
     /// A format version this kernel does not read.
     UnsupportedVersion(u32),
     /// No partitions, or more than [`MAX_PARTITIONS`].
@@ -88,6 +99,10 @@ pub enum PackageError {
     BadImage(usize),
     /// Record `index` has an entry point outside its image or not 4-byte aligned.
     BadEntry(usize),
+    /// Record `index`, slot `slot`: an unknown type, rights the type cannot carry,
+    /// an object that does not exist, non-zero reserved bytes, or a service-only
+    /// capability held by a guest.
+    BadCap(usize, usize),
 }
 
 /// A validated package.
@@ -95,6 +110,7 @@ pub enum PackageError {
 pub struct Package<'a> {
     bytes: &'a [u8],
     count: usize,
+    queues: usize,
 }
 
 impl<'a> Package<'a> {
@@ -118,9 +134,13 @@ impl<'a> Package<'a> {
         if total > bytes.len() || total < records_end {
             return Err(PackageError::Truncated);
         }
+        if read_u32(header, 28) != 0 {
+            return Err(PackageError::ReservedNotZero);
+        }
         let package = Package {
             bytes: &bytes[..total],
             count: count as usize,
+            queues: read_u32(header, 24) as usize,
         };
         for index in 0..package.count {
             let spec = package.decode(index)?;
@@ -143,6 +163,11 @@ impl<'a> Package<'a> {
     /// Always false: a valid package has at least one partition.
     pub fn is_empty(&self) -> bool {
         false
+    }
+
+    /// Number of queues in the system.
+    pub fn queues(&self) -> usize {
+        self.queues
     }
 
     /// Total length of the package in bytes.
@@ -199,6 +224,13 @@ impl<'a> Package<'a> {
         if entry_offset >= len || !entry_offset.is_multiple_of(4) {
             return Err(PackageError::BadEntry(index));
         }
+        let mut caps: CapTable = [None; CAP_SLOTS];
+        for (slot, entry) in caps.iter_mut().enumerate() {
+            let raw = &record[BASE_RECORD_SIZE + slot * CAP_SIZE..][..CAP_SIZE];
+            *entry = self
+                .decode_cap(raw, kind)
+                .map_err(|()| PackageError::BadCap(index, slot))?;
+        }
         Ok(PartitionSpec {
             name,
             kind,
@@ -206,7 +238,35 @@ impl<'a> Package<'a> {
             image,
             entry_offset,
             argument: read_u64(record, 56),
+            caps,
         })
+    }
+
+    fn decode_cap(&self, raw: &[u8], holder: Kind) -> Result<Option<Cap>, ()> {
+        if raw[0] == 0 {
+            return if raw.iter().all(|&b| b == 0) {
+                Ok(None)
+            } else {
+                Err(())
+            };
+        }
+        let ty = CapType::from_number(raw[0]).ok_or(())?;
+        let rights = Rights(u16::from_le_bytes([raw[2], raw[3]]));
+        let object = u16::from_le_bytes([raw[4], raw[5]]);
+        let reserved_clear = raw[1] == 0 && raw[6] == 0 && raw[7] == 0;
+        let rights_possible = ty.possible_rights().contains(rights);
+        let object_exists = match ty {
+            CapType::Control => usize::from(object) < self.count,
+            CapType::QueueSend | CapType::QueueReceive => usize::from(object) < self.queues,
+            _ => object == 0,
+        };
+        let holder_may =
+            holder == Kind::Service || !matches!(ty, CapType::Control | CapType::System);
+        if reserved_clear && rights_possible && object_exists && holder_may {
+            Ok(Some(Cap { ty, rights, object }))
+        } else {
+            Err(())
+        }
     }
 }
 
@@ -233,11 +293,14 @@ fn read_u64(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(raw)
 }
 
-/// Builds the bytes of a package. The result is checked with [`Package::parse`], so
-/// an encoder bug or an inconsistent spec can never produce a package the kernel
-/// would accept wrongly.
+/// Builds the bytes of a package for a system with `queues` queues. The result is
+/// checked with [`Package::parse`], so an encoder bug or an inconsistent spec can
+/// never produce a package the kernel would accept wrongly.
 #[cfg(any(feature = "alloc", test))]
-pub fn encode(partitions: &[PartitionSpec<'_>]) -> Result<alloc::vec::Vec<u8>, PackageError> {
+pub fn encode(
+    partitions: &[PartitionSpec<'_>],
+    queues: u32,
+) -> Result<alloc::vec::Vec<u8>, PackageError> {
     use alloc::vec::Vec;
 
     let records_end = HEADER_SIZE + RECORD_SIZE * partitions.len();
@@ -252,7 +315,8 @@ pub fn encode(partitions: &[PartitionSpec<'_>]) -> Result<alloc::vec::Vec<u8>, P
     let count = u32::try_from(partitions.len()).map_err(|_| PackageError::BadCount(u32::MAX))?;
     bytes.extend_from_slice(&count.to_le_bytes());
     bytes.extend_from_slice(&(total as u64).to_le_bytes());
-    bytes.extend_from_slice(&0u64.to_le_bytes());
+    bytes.extend_from_slice(&queues.to_le_bytes());
+    bytes.extend_from_slice(&0u32.to_le_bytes());
     let mut image_offset = records_end;
     for (index, p) in partitions.iter().enumerate() {
         if p.name.len() > NAME_MAX {
@@ -275,6 +339,17 @@ pub fn encode(partitions: &[PartitionSpec<'_>]) -> Result<alloc::vec::Vec<u8>, P
             p.argument,
         ] {
             bytes.extend_from_slice(&field.to_le_bytes());
+        }
+        for cap in &p.caps {
+            let raw = match cap {
+                None => [0; CAP_SIZE],
+                Some(cap) => {
+                    let [r0, r1] = cap.rights.0.to_le_bytes();
+                    let [o0, o1] = cap.object.to_le_bytes();
+                    [cap.ty as u8, 0, r0, r1, o0, o1, 0, 0]
+                }
+            };
+            bytes.extend_from_slice(&raw);
         }
         image_offset += p.image.len().next_multiple_of(8);
     }
@@ -299,15 +374,21 @@ mod tests {
             image,
             entry_offset: 0,
             argument: 0,
+            caps: [None; CAP_SLOTS],
         }
     }
 
+    fn cap(ty: CapType, rights: Rights, object: u16) -> Option<Cap> {
+        Some(Cap { ty, rights, object })
+    }
+
     fn demo() -> Vec<u8> {
-        encode(&[
-            spec("service", Kind::Service, &[1, 2, 3, 4]),
-            spec("hello", Kind::Guest, &[5; 9]),
-        ])
-        .unwrap()
+        let mut service = spec("service", Kind::Service, &[1, 2, 3, 4]);
+        service.caps[0] = cap(CapType::Console, Rights::WRITE, 0);
+        service.caps[3] = cap(CapType::Control, Rights::RESTART, 1);
+        let mut hello = spec("hello", Kind::Guest, &[5; 9]);
+        hello.caps[15] = cap(CapType::QueueSend, Rights::SEND, 1);
+        encode(&[service, hello], 2).unwrap()
     }
 
     #[test]
@@ -316,8 +397,14 @@ mod tests {
         let package = Package::parse(&bytes).unwrap();
         let parts: Vec<_> = package.partitions().collect();
         assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0], spec("service", Kind::Service, &[1, 2, 3, 4]));
-        assert_eq!(parts[1], spec("hello", Kind::Guest, &[5; 9]));
+        assert_eq!(package.queues(), 2);
+        assert_eq!(parts[0].name, "service");
+        assert_eq!(parts[0].image, &[1, 2, 3, 4]);
+        assert_eq!(parts[0].caps[0], cap(CapType::Console, Rights::WRITE, 0));
+        assert_eq!(parts[0].caps[3], cap(CapType::Control, Rights::RESTART, 1));
+        assert_eq!(parts[1].image, &[5; 9]);
+        assert_eq!(parts[1].caps[15], cap(CapType::QueueSend, Rights::SEND, 1));
+        assert_eq!(parts[1].caps[..15], [None; 15]);
     }
 
     #[test]
@@ -378,8 +465,48 @@ mod tests {
             ),
         ];
         for (parts, expected) in cases {
-            assert_eq!(encode(&parts).unwrap_err(), expected, "{parts:?}");
+            assert_eq!(encode(&parts, 0).unwrap_err(), expected, "{parts:?}");
         }
+    }
+
+    #[test]
+    fn each_capability_rule_is_enforced() {
+        let service = spec("s", Kind::Service, &[0; 8]);
+        let cases = [
+            (0, cap(CapType::Control, Rights::RESTART, 2)),
+            (0, cap(CapType::QueueSend, Rights::SEND, 1)),
+            (0, cap(CapType::Console, Rights::RESTART, 0)),
+            (0, cap(CapType::Console, Rights::WRITE, 5)),
+            (1, cap(CapType::Control, Rights::RESTART, 0)),
+            (1, cap(CapType::System, Rights::SHUTDOWN, 0)),
+        ];
+        for (holder, bad) in cases {
+            let mut parts = [service, spec("g", Kind::Guest, &[0; 8])];
+            parts[holder].caps[7] = bad;
+            assert_eq!(
+                encode(&parts, 1).unwrap_err(),
+                PackageError::BadCap(holder, 7),
+                "{bad:?}"
+            );
+        }
+        let mut bytes = encode(&[service], 0).unwrap();
+        bytes[HEADER_SIZE + BASE_RECORD_SIZE] = 99;
+        assert_eq!(
+            Package::parse(&bytes).unwrap_err(),
+            PackageError::BadCap(0, 0)
+        );
+        let mut bytes = encode(&[service], 0).unwrap();
+        bytes[HEADER_SIZE + BASE_RECORD_SIZE + 7] = 1;
+        assert_eq!(
+            Package::parse(&bytes).unwrap_err(),
+            PackageError::BadCap(0, 0)
+        );
+        let mut bytes = encode(&[service], 0).unwrap();
+        bytes[28] = 1;
+        assert_eq!(
+            Package::parse(&bytes).unwrap_err(),
+            PackageError::ReservedNotZero
+        );
     }
 
     #[test]
@@ -415,7 +542,7 @@ mod tests {
         /// the parser never panics and never yields an image outside the bytes.
         #[test]
         fn corruption_never_yields_an_inconsistent_package(
-            flips in proptest::collection::vec((0usize..400, any::<u8>()), 1..8)
+            flips in proptest::collection::vec((0usize..800, any::<u8>()), 1..8)
         ) {
             let mut bytes = demo();
             for (at, value) in flips {
@@ -429,6 +556,11 @@ mod tests {
                     prop_assert!(p.entry_offset < p.image.len() as u64);
                     services += usize::from(p.kind == Kind::Service);
                     prop_assert_eq!(p.kind == Kind::Service, i == 0);
+                    for cap in p.caps.iter().flatten() {
+                        prop_assert!(cap.ty.possible_rights().contains(cap.rights));
+                        let service_only = matches!(cap.ty, CapType::Control | CapType::System);
+                        prop_assert!(!service_only || p.kind == Kind::Service);
+                    }
                 }
                 prop_assert_eq!(services, 1);
                 prop_assert_eq!(package.partitions().count(), package.len());

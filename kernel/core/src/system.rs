@@ -7,7 +7,9 @@
 //!
 //! Invariants:
 //! - **decode, then invoke**: [`System::hypercall`] validates the call number, the
-//!   caller's right to make it, and every argument before it changes any state;
+//!   capability the call names (slot, type, right) and every argument before it
+//!   changes any state;
+//! - capability tables are fixed at boot: no call adds, copies or widens one;
 //! - **service VM first**: guest partitions stay [`State::Waiting`] until the service VM
 //!   has called `ready`; no guest is ever chosen to run before that;
 //! - a partition that faults or exits is never scheduled again (until a restart,
@@ -18,6 +20,7 @@ use core::fmt;
 
 use septum_abi::{CONSOLE_WRITE_MAX, Call, Error};
 
+use crate::caps::{self, CapTable, CapType, Rights};
 use crate::console::LineBuffer;
 use crate::event::{Event, Fault};
 use crate::memory::Range;
@@ -53,6 +56,7 @@ pub struct Partition {
     host_ram: Range,
     state: State,
     generation: u32,
+    caps: CapTable,
     console: LineBuffer,
 }
 
@@ -80,6 +84,10 @@ impl Partition {
     /// 0 before its first start, then 1, plus one per restart.
     pub fn generation(&self) -> u32 {
         self.generation
+    }
+    /// Its capability table.
+    pub fn caps(&self) -> &CapTable {
+        &self.caps
     }
 
     /// Translates a guest buffer to host-physical memory if it lies wholly in this
@@ -204,6 +212,7 @@ impl System {
                 host_ram: *host,
                 state: State::Waiting,
                 generation: 0,
+                caps: spec.caps,
                 console: LineBuffer::new(),
             };
             // Cannot fail: a valid package has at most MAX_PARTITIONS partitions.
@@ -286,23 +295,29 @@ impl System {
 
     fn decode(&self, caller: usize, call: CallRegisters) -> Result<Request, Error> {
         let partition = &self.partitions[caller];
-        let is_service = partition.kind == Kind::Service;
-        let [a1, a2, ..] = call.args;
+        let [slot, a2, a3, ..] = call.args;
+        let need = |ty, right| caps::lookup(&partition.caps, slot, ty, right);
         match Call::from_number(call.number).ok_or(Error::UnknownCall)? {
             Call::Null => Ok(Request::Null),
             Call::ConsoleWrite => {
-                if a2 > CONSOLE_WRITE_MAX {
+                need(CapType::Console, Rights::WRITE)?;
+                if a3 > CONSOLE_WRITE_MAX {
                     return Err(Error::TooLong);
                 }
-                partition.translate(a1, a2).map(Request::ConsoleWrite)
+                partition.translate(a2, a3).map(Request::ConsoleWrite)
             }
-            Call::Ready if !is_service => Err(Error::Denied),
-            Call::Ready if self.service_ready => Err(Error::BadState),
-            Call::Ready => Ok(Request::Ready),
-            Call::Yield => Ok(Request::Yield),
-            Call::Exit => Ok(Request::Exit(a1)),
-            Call::Shutdown if !is_service => Err(Error::Denied),
-            Call::Shutdown => Ok(Request::Shutdown(a1)),
+            Call::Ready => {
+                need(CapType::System, Rights::READY)?;
+                if self.service_ready {
+                    return Err(Error::BadState);
+                }
+                Ok(Request::Ready)
+            }
+            Call::Yield => need(CapType::SelfPartition, Rights::YIELD).map(|_| Request::Yield),
+            Call::Exit => need(CapType::SelfPartition, Rights::EXIT).map(|_| Request::Exit(a2)),
+            Call::Shutdown => {
+                need(CapType::System, Rights::SHUTDOWN).map(|_| Request::Shutdown(a2))
+            }
         }
     }
 

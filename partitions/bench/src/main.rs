@@ -10,7 +10,7 @@
 #![no_std]
 #![no_main]
 
-use septum_sdk::{Boot, Call, arch, println};
+use septum_sdk::{Boot, Call, arch, println, slot};
 
 septum_sdk::entry!(main);
 
@@ -22,7 +22,7 @@ fn main(_boot: Boot) -> u64 {
         let _ = septum_sdk::null();
     });
     let empty = [0u8; 1];
-    let console_write_nothing = [empty.as_ptr() as u64, 0, 0, 0, 0, 0];
+    let console_write_nothing = [slot::CONSOLE, empty.as_ptr() as u64, 0, 0, 0, 0];
     measure("general-hypercall", || {
         let _ = septum_sdk::call(Call::ConsoleWrite as u64, console_write_nothing);
     });

@@ -2,7 +2,7 @@
 #![no_std]
 #![no_main]
 
-use septum_sdk::{Boot, println};
+use septum_sdk::{Boot, println, slot};
 
 septum_sdk::entry!(main);
 
@@ -13,7 +13,7 @@ fn main(boot: Boot) -> u64 {
     );
     for tick in 1..=3 {
         println!("tick {tick}");
-        let _ = septum_sdk::yield_now();
+        let _ = septum_sdk::yield_now(slot::SELF);
     }
     0
 }

@@ -30,10 +30,24 @@ unsafe extern "Rust" {
     safe fn __septum_partition_main(boot: Boot) -> u64;
 }
 
+/// The capability slots the SDK's conveniences ([`println!`], the panic handler,
+/// returning from `main`) use. By convention a partition's description lists its
+/// console capability first and its self capability second, and the service VM's
+/// system capability third; a program that lays out its table differently passes
+/// its own slots to the calls below.
+pub mod slot {
+    /// The console capability (right `write`).
+    pub const CONSOLE: u64 = 0;
+    /// The self capability (rights `yield`, `exit`).
+    pub const SELF: u64 = 1;
+    /// The service VM's system capability (rights `ready`, `shutdown`).
+    pub const SYSTEM: u64 = 2;
+}
+
 /// Called by the entry stub with the registers the kernel set.
 extern "C" fn start(ram_size: u64, argument: u64) -> ! {
     let code = __septum_partition_main(Boot { ram_size, argument });
-    exit(code)
+    exit(slot::SELF, code)
 }
 
 /// Names the partition's main function: `fn main(boot: Boot) -> u64`. Its return
@@ -65,56 +79,63 @@ pub fn null() -> Result<(), Error> {
     typed(Call::Null, [0; 6]).map(|_| ())
 }
 
-/// Writes bytes to the console, in chunks the kernel accepts.
-pub fn console_write(bytes: &[u8]) -> Result<(), Error> {
+/// Writes bytes to the console through the console capability in `slot`, in
+/// chunks the kernel accepts.
+pub fn console_write(slot: u64, bytes: &[u8]) -> Result<(), Error> {
     for chunk in bytes.chunks(septum_abi::CONSOLE_WRITE_MAX as usize) {
         typed(
             Call::ConsoleWrite,
-            [chunk.as_ptr() as u64, chunk.len() as u64, 0, 0, 0, 0],
+            [slot, chunk.as_ptr() as u64, chunk.len() as u64, 0, 0, 0],
         )?;
     }
     Ok(())
 }
 
-/// Service VM only: reports ready, which lets the guests start.
-pub fn ready() -> Result<(), Error> {
-    typed(Call::Ready, [0; 6]).map(|_| ())
+/// Service VM: reports ready through the system capability in `slot`, which lets
+/// the guests start.
+pub fn ready(slot: u64) -> Result<(), Error> {
+    typed(Call::Ready, [slot, 0, 0, 0, 0, 0]).map(|_| ())
 }
 
-/// Gives up the rest of this turn; returns how many other partitions can run.
-pub fn yield_now() -> Result<u64, Error> {
-    typed(Call::Yield, [0; 6]).map(|r| r[0])
+/// Gives up the rest of this turn (self capability in `slot`); returns how many
+/// other partitions can run.
+pub fn yield_now(slot: u64) -> Result<u64, Error> {
+    typed(Call::Yield, [slot, 0, 0, 0, 0, 0]).map(|r| r[0])
 }
 
-/// Ends this partition with `code`.
-pub fn exit(code: u64) -> ! {
-    let _ = typed(Call::Exit, [code, 0, 0, 0, 0, 0]);
-    unreachable_after_exit()
+/// Ends this partition with `code` (self capability in `slot`). If the kernel
+/// refuses, the partition waits for good.
+pub fn exit(slot: u64, code: u64) -> ! {
+    let _ = typed(Call::Exit, [slot, code, 0, 0, 0, 0]);
+    wait_forever()
 }
 
-/// Service VM only: powers the system off; `code` 0 is a clean shutdown.
-pub fn shutdown(code: u64) -> Result<core::convert::Infallible, Error> {
-    typed(Call::Shutdown, [code, 0, 0, 0, 0, 0])?;
-    unreachable_after_exit()
-}
-
-fn unreachable_after_exit() -> ! {
-    // The kernel never resumes a partition after exit or shutdown; spin if it did.
-    loop {
-        core::hint::spin_loop();
+/// Service VM: powers the system off through the system capability in `slot`;
+/// `code` 0 is a clean shutdown. Returns only with the kernel's refusal.
+pub fn shutdown(slot: u64, code: u64) -> Error {
+    match typed(Call::Shutdown, [slot, code, 0, 0, 0, 0]) {
+        Err(error) => error,
+        // The kernel never returns from a successful shutdown.
+        Ok(_) => wait_forever(),
     }
 }
 
-/// The console as a `fmt::Write` sink.
+fn wait_forever() -> ! {
+    loop {
+        arch::wait();
+    }
+}
+
+/// The console capability in slot [`slot::CONSOLE`] as a `fmt::Write` sink.
 pub struct Console;
 
 impl fmt::Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        console_write(s.as_bytes()).map_err(|_| fmt::Error)
+        console_write(slot::CONSOLE, s.as_bytes()).map_err(|_| fmt::Error)
     }
 }
 
-/// Prints to the console, with a newline.
+/// Prints to the console (slot [`slot::CONSOLE`]), with a newline.
 #[macro_export]
 macro_rules! println {
     ($($arg:tt)*) => {{
@@ -126,5 +147,5 @@ macro_rules! println {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     println!("panic: {info}");
-    exit(101)
+    exit(slot::SELF, 101)
 }

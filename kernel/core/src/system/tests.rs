@@ -2,6 +2,7 @@
 //! invariants: nothing runs before it may, and a refused call changes nothing.
 
 use super::*;
+use crate::caps::{CAP_SLOTS, Cap};
 use crate::event::FaultKind;
 use crate::package::{PartitionSpec, encode};
 use proptest::prelude::*;
@@ -9,6 +10,28 @@ use proptest::prelude::*;
 const GUEST_BASE: u64 = 0x4000_0000;
 const RAM: u64 = 0x1_0000;
 const HOST_BASE: u64 = 0x8000_0000;
+/// The slot layout every test partition has: its console, itself, and (service VM
+/// only) the system.
+const CONSOLE: u64 = 0;
+const SELF: u64 = 1;
+const SYSTEM: u64 = 2;
+
+fn caps_for(kind: Kind) -> CapTable {
+    let mut caps: CapTable = [None; CAP_SLOTS];
+    let all = |ty: CapType| {
+        Some(Cap {
+            ty,
+            rights: ty.possible_rights(),
+            object: 0,
+        })
+    };
+    caps[CONSOLE as usize] = all(CapType::Console);
+    caps[SELF as usize] = all(CapType::SelfPartition);
+    if kind == Kind::Service {
+        caps[SYSTEM as usize] = all(CapType::System);
+    }
+    caps
+}
 
 /// Machine RAM backed by a vector, and a console captured as a string.
 struct FakeMachine {
@@ -34,16 +57,20 @@ fn system(guests: usize) -> (System, FakeMachine) {
     let names = ["service", "alpha", "beta", "gamma"];
     let image = [0u8; 16];
     let specs: Vec<PartitionSpec> = (0..=guests)
-        .map(|i| PartitionSpec {
-            name: names[i],
-            kind: if i == 0 { Kind::Service } else { Kind::Guest },
-            ram_size: RAM,
-            image: &image,
-            entry_offset: 0,
-            argument: 0,
+        .map(|i| {
+            let kind = if i == 0 { Kind::Service } else { Kind::Guest };
+            PartitionSpec {
+                name: names[i],
+                kind,
+                ram_size: RAM,
+                image: &image,
+                entry_offset: 0,
+                argument: 0,
+                caps: caps_for(kind),
+            }
         })
         .collect();
-    let bytes = encode(&specs).unwrap();
+    let bytes = encode(&specs, 0).unwrap();
     let package = Package::parse(&bytes).unwrap();
     let host: Vec<Range> = (0..=guests as u64)
         .map(|i| Range::from_start_size(HOST_BASE + i * RAM, RAM).unwrap())
@@ -78,7 +105,7 @@ fn service_vm_starts_alone_and_guests_follow_ready() {
     let (mut sys, mut m) = system(2);
     assert_eq!(sys.start(&mut m), Next::Run(0));
     assert_eq!(sys.partitions()[1].state(), State::Waiting);
-    let d = sys.hypercall(0, call(Call::Ready, &[]), &mut m);
+    let d = sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
     assert_eq!(d.next, Next::Run(0));
     assert_eq!(d.reply, Some(Reply::ok([0; 3])));
     assert!(
@@ -97,8 +124,8 @@ fn service_vm_starts_alone_and_guests_follow_ready() {
 fn yield_is_round_robin_and_counts_the_others() {
     let (mut sys, mut m) = system(2);
     sys.start(&mut m);
-    sys.hypercall(0, call(Call::Ready, &[]), &mut m);
-    let d = sys.hypercall(0, call(Call::Yield, &[]), &mut m);
+    sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
+    let d = sys.hypercall(0, call(Call::Yield, &[SELF]), &mut m);
     assert_eq!(
         d,
         Dispatch {
@@ -106,9 +133,9 @@ fn yield_is_round_robin_and_counts_the_others() {
             next: Next::Run(1)
         }
     );
-    let d = sys.hypercall(1, call(Call::Yield, &[]), &mut m);
+    let d = sys.hypercall(1, call(Call::Yield, &[SELF]), &mut m);
     assert_eq!(d.next, Next::Run(2));
-    let d = sys.hypercall(2, call(Call::Yield, &[]), &mut m);
+    let d = sys.hypercall(2, call(Call::Yield, &[SELF]), &mut m);
     assert_eq!(d.next, Next::Run(0));
 }
 
@@ -120,12 +147,12 @@ fn console_write_prefixes_and_reports_length() {
     m.console.clear();
     let d = sys.hypercall(
         0,
-        call(Call::ConsoleWrite, &[GUEST_BASE + 0x100, 6]),
+        call(Call::ConsoleWrite, &[CONSOLE, GUEST_BASE + 0x100, 6]),
         &mut m,
     );
     assert_eq!(d.reply, Some(Reply::ok([6, 0, 0])));
     assert_eq!(m.console, "[service] hi!\n");
-    sys.hypercall(0, call(Call::Shutdown, &[0]), &mut m);
+    sys.hypercall(0, call(Call::Shutdown, &[SYSTEM, 0]), &mut m);
     assert!(
         m.console
             .ends_with("[service] ab\n@@ kernel shutdown status=ok code=0\n")
@@ -145,7 +172,7 @@ fn hostile_console_arguments_are_refused() {
         (GUEST_BASE, u64::MAX, Error::TooLong),
     ];
     for (addr, len, error) in cases {
-        let d = sys.hypercall(0, call(Call::ConsoleWrite, &[addr, len]), &mut m);
+        let d = sys.hypercall(0, call(Call::ConsoleWrite, &[CONSOLE, addr, len]), &mut m);
         assert_eq!(
             d,
             Dispatch {
@@ -157,15 +184,15 @@ fn hostile_console_arguments_are_refused() {
 }
 
 #[test]
-fn guests_may_not_ready_or_shut_down_and_ready_is_once() {
+fn guests_hold_no_system_cap_and_ready_is_once() {
     let (mut sys, mut m) = system(1);
     sys.start(&mut m);
-    sys.hypercall(0, call(Call::Ready, &[]), &mut m);
-    let d = sys.hypercall(0, call(Call::Ready, &[]), &mut m);
+    sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
+    let d = sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
     assert_eq!(d.reply, Some(Reply::error(Error::BadState)));
     for number in [Call::Ready, Call::Shutdown] {
-        let d = sys.hypercall(1, call(number, &[]), &mut m);
-        assert_eq!(d.reply, Some(Reply::error(Error::Denied)));
+        let d = sys.hypercall(1, call(number, &[SYSTEM]), &mut m);
+        assert_eq!(d.reply, Some(Reply::error(Error::NoSuchSlot)));
     }
     let d = sys.hypercall(
         1,
@@ -183,10 +210,67 @@ fn guests_may_not_ready_or_shut_down_and_ready_is_once() {
 }
 
 #[test]
+fn each_call_needs_its_capability_type_and_right() {
+    let (mut sys, mut m) = system(1);
+    sys.start(&mut m);
+    let cases = [
+        (
+            call(Call::ConsoleWrite, &[SELF, GUEST_BASE, 1]),
+            Error::WrongType,
+        ),
+        (
+            call(Call::ConsoleWrite, &[9, GUEST_BASE, 1]),
+            Error::NoSuchSlot,
+        ),
+        (
+            call(Call::ConsoleWrite, &[u64::MAX, GUEST_BASE, 1]),
+            Error::NoSuchSlot,
+        ),
+        (call(Call::Ready, &[CONSOLE]), Error::WrongType),
+        (call(Call::Yield, &[SYSTEM]), Error::WrongType),
+        (call(Call::Exit, &[CONSOLE, 0]), Error::WrongType),
+        (call(Call::Shutdown, &[SELF, 0]), Error::WrongType),
+        // The slot is checked before the other arguments.
+        (
+            call(Call::ConsoleWrite, &[SELF, 0, u64::MAX]),
+            Error::WrongType,
+        ),
+    ];
+    for (regs, error) in cases {
+        let d = sys.hypercall(0, regs, &mut m);
+        assert_eq!(d.reply, Some(Reply::error(error)), "{regs:?}");
+    }
+    let image = [0u8; 8];
+    let mut caps = caps_for(Kind::Service);
+    caps[SELF as usize] = Some(Cap {
+        ty: CapType::SelfPartition,
+        rights: Rights::YIELD,
+        object: 0,
+    });
+    let spec = PartitionSpec {
+        name: "s",
+        kind: Kind::Service,
+        ram_size: RAM,
+        image: &image,
+        entry_offset: 0,
+        argument: 0,
+        caps,
+    };
+    let bytes = encode(&[spec], 0).unwrap();
+    let package = Package::parse(&bytes).unwrap();
+    let host = [Range::from_start_size(HOST_BASE, RAM).unwrap()];
+    let mut sys = System::new(&package, GUEST_BASE, &host).unwrap();
+    sys.start(&mut m);
+    let d = sys.hypercall(0, call(Call::Exit, &[SELF, 0]), &mut m);
+    assert_eq!(d.reply, Some(Reply::error(Error::MissingRight)));
+    assert_eq!(sys.partitions()[0].state(), State::Runnable);
+}
+
+#[test]
 fn a_fault_stops_only_the_culprit() {
     let (mut sys, mut m) = system(2);
     sys.start(&mut m);
-    sys.hypercall(0, call(Call::Ready, &[]), &mut m);
+    sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
     let fault = Fault {
         kind: FaultKind::Stage2Data,
         addr: 0x9000_0000,
@@ -205,7 +289,7 @@ fn a_fault_stops_only_the_culprit() {
         m.console
             .contains("@@ partition alpha fault reason=stage2-data addr=0x90000000")
     );
-    let d = sys.hypercall(2, call(Call::Yield, &[]), &mut m);
+    let d = sys.hypercall(2, call(Call::Yield, &[SELF]), &mut m);
     assert_eq!(d.next, Next::Run(0));
 }
 
@@ -213,9 +297,9 @@ fn a_fault_stops_only_the_culprit() {
 fn the_system_halts_when_nothing_can_run() {
     let (mut sys, mut m) = system(1);
     sys.start(&mut m);
-    sys.hypercall(0, call(Call::Ready, &[]), &mut m);
-    sys.hypercall(1, call(Call::Exit, &[3]), &mut m);
-    let d = sys.hypercall(0, call(Call::Exit, &[0]), &mut m);
+    sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
+    sys.hypercall(1, call(Call::Exit, &[SELF, 3]), &mut m);
+    let d = sys.hypercall(0, call(Call::Exit, &[SELF, 0]), &mut m);
     assert_eq!(d.next, Next::PowerOff { clean: false });
     assert!(m.console.contains("@@ partition alpha exit code=3"));
     assert!(
@@ -226,27 +310,18 @@ fn the_system_halts_when_nothing_can_run() {
 
 #[test]
 fn placements_must_match_the_package() {
-    let (_, _) = system(1);
     let image = [0u8; 8];
-    let specs = [
-        PartitionSpec {
-            name: "s",
-            kind: Kind::Service,
-            ram_size: RAM,
-            image: &image,
-            entry_offset: 0,
-            argument: 0,
-        },
-        PartitionSpec {
-            name: "g",
-            kind: Kind::Guest,
-            ram_size: RAM,
-            image: &image,
-            entry_offset: 0,
-            argument: 0,
-        },
-    ];
-    let bytes = encode(&specs).unwrap();
+    let spec = |name, kind| PartitionSpec {
+        name,
+        kind,
+        ram_size: RAM,
+        image: &image,
+        entry_offset: 0,
+        argument: 0,
+        caps: caps_for(kind),
+    };
+    let specs = [spec("s", Kind::Service), spec("g", Kind::Guest)];
+    let bytes = encode(&specs, 0).unwrap();
     let package = Package::parse(&bytes).unwrap();
     let a = Range::from_start_size(HOST_BASE, RAM).unwrap();
     let overlapping = Range::from_start_size(HOST_BASE + 0x1000, RAM).unwrap();
@@ -268,6 +343,7 @@ fn placements_must_match_the_package() {
 fn any_call() -> impl Strategy<Value = (usize, CallRegisters)> {
     let number = prop_oneof![0u64..8, any::<u64>()];
     let arg = prop_oneof![
+        0u64..4,
         Just(GUEST_BASE),
         GUEST_BASE..GUEST_BASE + RAM,
         0u64..(CONSOLE_WRITE_MAX + 8),
@@ -277,10 +353,25 @@ fn any_call() -> impl Strategy<Value = (usize, CallRegisters)> {
         .prop_map(|(caller, number, args)| (caller, CallRegisters { number, args }))
 }
 
+/// The capability type and right each call needs.
+fn needed(number: u64) -> Option<(CapType, Rights)> {
+    Some(match Call::from_number(number)? {
+        Call::Null => return None,
+        Call::ConsoleWrite => (CapType::Console, Rights::WRITE),
+        Call::Ready => (CapType::System, Rights::READY),
+        Call::Yield => (CapType::SelfPartition, Rights::YIELD),
+        Call::Exit => (CapType::SelfPartition, Rights::EXIT),
+        Call::Shutdown => (CapType::System, Rights::SHUTDOWN),
+    })
+}
+
 proptest! {
     /// Whatever sequence of calls the partitions make: no guest becomes runnable
-    /// before the service VM's `ready`, and a call that returns an error leaves
-    /// every partition's state and generation unchanged.
+    /// before the service VM's `ready`; a call that returns an error leaves every
+    /// partition's state and generation unchanged; a call that succeeds named a
+    /// capability of its type with its right in the caller's own table; and no
+    /// capability table ever changes, so no partition gains a right its
+    /// description did not grant.
     #[test]
     fn refused_calls_change_nothing_and_guests_wait_for_ready(
         calls in proptest::collection::vec(any_call(), 1..60)
@@ -294,6 +385,16 @@ proptest! {
             let before = states(&sys);
             let ready_before = sys.service_ready();
             let d = sys.hypercall(caller, regs, &mut m);
+            let tables: Vec<CapTable> = sys.partitions().iter().map(|p| *p.caps()).collect();
+            let granted: Vec<CapTable> = (0..3)
+                .map(|i| caps_for(if i == 0 { Kind::Service } else { Kind::Guest }))
+                .collect();
+            prop_assert_eq!(tables, granted);
+            let succeeded = d.reply.is_none_or(|r| r.status == 0);
+            if let (true, Some((ty, right))) = (succeeded, needed(regs.number)) {
+                let cap = usize::try_from(regs.args[0]).ok().and_then(|s| sys.partitions()[caller].caps().get(s).copied().flatten());
+                prop_assert!(cap.is_some_and(|c| c.ty == ty && c.rights.contains(right)));
+            }
             if let Some(reply) = d.reply.filter(|r| r.status != 0) {
                 prop_assert_eq!(states(&sys), before);
                 prop_assert_eq!(sys.service_ready(), ready_before);

@@ -60,3 +60,9 @@ pub fn counter_frequency() -> Option<u64> {
     unsafe { asm!("mrs {}, cntfrq_el0", out(reg) hz, options(nomem, nostack)) };
     Some(hz)
 }
+
+/// Waits for an event; the kernel takes it as giving up the turn.
+pub fn wait() {
+    // SAFETY: WFI traps to the kernel, which treats it as a yield.
+    unsafe { asm!("wfi", options(nomem, nostack)) };
+}

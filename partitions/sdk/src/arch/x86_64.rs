@@ -57,3 +57,9 @@ pub fn counter() -> u64 {
 pub fn counter_frequency() -> Option<u64> {
     None
 }
+
+/// Waits for an event; the kernel takes it as giving up the turn.
+pub fn wait() {
+    // SAFETY: HLT exits to the kernel, which treats it as a yield.
+    unsafe { asm!("hlt", options(nomem, nostack)) };
+}

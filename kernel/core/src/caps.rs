@@ -1,0 +1,82 @@
+//! Capabilities: what each partition may invoke. A partition's table has
+//! [`CAP_SLOTS`] slots, filled from its system description at build time and
+//! never changed by any hypercall, so no sequence of calls can give a partition a
+//! right its description did not grant (property-tested in `system/tests.rs`).
+//!
+//! Every hypercall but `null` names a slot; [`lookup`] checks the slot, the type
+//! and the right, in that order, before the call's other arguments are read.
+
+use septum_abi::Error;
+pub use septum_abi::{CAP_SLOTS, CapType, Rights};
+
+/// One capability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cap {
+    /// What kind of object it designates.
+    pub ty: CapType,
+    /// What the holder may do with it (a subset of the type's possible rights).
+    pub rights: Rights,
+    /// The object: a partition index for control, a queue index for queue ends,
+    /// zero for the others.
+    pub object: u16,
+}
+
+/// A partition's capability table: slot `i` is entry `i`.
+pub type CapTable = [Option<Cap>; CAP_SLOTS];
+
+/// The capability in `slot` of `table`, if it has type `ty` and carries `right`.
+pub fn lookup(table: &CapTable, slot: u64, ty: CapType, right: Rights) -> Result<Cap, Error> {
+    let cap = usize::try_from(slot)
+        .ok()
+        .and_then(|slot| table.get(slot).copied().flatten())
+        .ok_or(Error::NoSuchSlot)?;
+    if cap.ty != ty {
+        return Err(Error::WrongType);
+    }
+    if !cap.rights.contains(right) {
+        return Err(Error::MissingRight);
+    }
+    Ok(cap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_then_type_then_right() {
+        let mut table: CapTable = [None; CAP_SLOTS];
+        table[0] = Some(Cap {
+            ty: CapType::Console,
+            rights: Rights::WRITE,
+            object: 0,
+        });
+        table[1] = Some(Cap {
+            ty: CapType::SelfPartition,
+            rights: Rights::YIELD,
+            object: 0,
+        });
+        let console = lookup(&table, 0, CapType::Console, Rights::WRITE);
+        assert_eq!(console.map(|c| c.ty), Ok(CapType::Console));
+        assert_eq!(
+            lookup(&table, 2, CapType::Console, Rights::WRITE),
+            Err(Error::NoSuchSlot)
+        );
+        assert_eq!(
+            lookup(&table, 16, CapType::Console, Rights::WRITE),
+            Err(Error::NoSuchSlot)
+        );
+        assert_eq!(
+            lookup(&table, u64::MAX, CapType::Console, Rights::WRITE),
+            Err(Error::NoSuchSlot)
+        );
+        assert_eq!(
+            lookup(&table, 1, CapType::Console, Rights::WRITE),
+            Err(Error::WrongType)
+        );
+        assert_eq!(
+            lookup(&table, 1, CapType::SelfPartition, Rights::EXIT),
+            Err(Error::MissingRight)
+        );
+    }
+}
