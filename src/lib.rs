@@ -6,12 +6,14 @@
 //!   `septum-description` crate);
 //! - [`package`]: the system package built from a validated description;
 //! - [`image`]: ELF flattening and the bootable kernel image or ISO;
+//! - [`layout`]: a picture (SVG) of a system's memory and time layout on its board;
 //! - [`emulator`]: running an image under QEMU with a hard timeout;
 //! - [`scenario`]: test scenarios and their console expectations.
 
 pub mod boards;
 pub mod emulator;
 pub mod image;
+pub mod layout;
 pub mod package;
 pub mod scenario;
 

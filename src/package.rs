@@ -7,7 +7,8 @@ use std::path::Path;
 
 use septum_core::caps::{CAP_SLOTS, Cap, CapTable, CapType, Rights};
 use septum_core::package::{self, Kind as PackageKind, PartitionSpec};
-use septum_description::{CapKind, ImageSource, Kind, Partition, Right, System};
+use septum_core::resources::{Mmio, Ports, Resources, Window};
+use septum_description::{Board, CapKind, ImageSource, Kind, Partition, Right, System};
 
 use crate::image;
 
@@ -74,8 +75,50 @@ fn cap_table(system: &System, boot_order: &[&Partition], partition: &Partition) 
     table
 }
 
-/// Builds the package for `system` on a board of architecture `arch`.
-pub fn build(system: &System, arch: &str) -> Result<Vec<u8>> {
+/// `partition`'s grants: its placement, limits, cores and windows, and the MMIO
+/// blocks (widened to whole pages), port ranges and interrupts of its devices.
+fn resources(partition: &Partition, board: &Board) -> Result<Resources> {
+    const PAGE: u64 = septum_abi::layout::PAGE_SIZE;
+    let cpus = partition
+        .cpus
+        .iter()
+        .fold(0u32, |mask, cpu| mask | (1 << cpu));
+    let mut r = Resources::new(partition.memory_min, partition.memory_max, cpus);
+    r.at = partition.at;
+    let too_many = |_| {
+        anyhow::anyhow!(
+            "partition `{}` has more grants than the package holds",
+            partition.name
+        )
+    };
+    for window in &partition.windows {
+        r.add_window(Window {
+            cpu: window.cpu,
+            offset_us: u32::try_from(window.offset_us)?,
+            length_us: u32::try_from(window.length_us)?,
+        })
+        .map_err(too_many)?;
+    }
+    for name in &partition.devices {
+        let device = board.device(name).context("validated: the device exists")?;
+        for block in &device.mmio {
+            let base = block.base / PAGE * PAGE;
+            let size = (block.end() - base).next_multiple_of(PAGE);
+            r.add_mmio(Mmio { base, size }).map_err(too_many)?;
+        }
+        for &[first, count] in &device.ports {
+            r.add_ports(Ports { first, count }).map_err(too_many)?;
+        }
+        for &irq in &device.irqs {
+            r.add_irq(irq).map_err(too_many)?;
+        }
+    }
+    Ok(r)
+}
+
+/// Builds the package for `system` on `board`.
+pub fn build(system: &System, board: &Board) -> Result<Vec<u8>> {
+    let arch = board.arch.as_str();
     let ram_base = septum_abi::layout::RAM_BASE;
     let partitions: Vec<_> = system.boot_order().collect();
     let mut flats = Vec::new();
@@ -95,10 +138,15 @@ pub fn build(system: &System, arch: &str) -> Result<Vec<u8>> {
         }
         flats.push(flat);
     }
+    let grants = partitions
+        .iter()
+        .map(|p| resources(p, board))
+        .collect::<Result<Vec<_>>>()?;
     let specs: Vec<PartitionSpec> = partitions
         .iter()
         .zip(&flats)
-        .map(|(partition, flat)| PartitionSpec {
+        .zip(grants)
+        .map(|((partition, flat), resources)| PartitionSpec {
             name: &partition.name,
             kind: match partition.kind {
                 Kind::Service => PackageKind::Service,
@@ -109,8 +157,11 @@ pub fn build(system: &System, arch: &str) -> Result<Vec<u8>> {
             entry_offset: flat.entry - flat.base,
             argument: partition.argument,
             caps: cap_table(system, &partitions, partition),
+            resources,
         })
         .collect();
     let queues = u32::try_from(system.queues.len()).context("too many queues")?;
-    package::encode(&specs, queues).map_err(|e| anyhow::anyhow!("{}: {e:?}", system.path.display()))
+    let frame = system.major_frame_us.map(u32::try_from).transpose()?;
+    package::encode(&specs, queues, frame)
+        .map_err(|e| anyhow::anyhow!("{}: {e:?}", system.path.display()))
 }

@@ -176,7 +176,7 @@ impl Scenario {
 /// Builds the bootable image of `system` for `board` as
 /// `target/systems/<board>/<name>.img`.
 pub fn build_image(board: &Board, system: &System, name: &str) -> Result<PathBuf> {
-    let package = package::build(system, &board.arch)?;
+    let package = package::build(system, board)?;
     let kernel = image::kernel_elf(&board.arch)?;
     let out_dir = crate::from_root("target/systems").join(&board.name);
     std::fs::create_dir_all(&out_dir)?;

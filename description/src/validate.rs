@@ -17,13 +17,15 @@
 //! | `memory-outside-ram` | partition RAM placed outside the board's RAM |
 //! | `memory-overlap` | partition RAM placed over another partition's or the kernel's |
 //! | `cpu` | a core the board does not have, or one listed twice |
-//! | `schedule` | time windows without a `[schedule]`, or a zero major frame |
+//! | `schedule` | time windows without a `[schedule]`, or a major frame of 0 or over 2^32 - 1 µs |
 //! | `window-missing` | with a `[schedule]`, a partition without a window |
 //! | `window-cpu` | a window on a core the partition is not pinned to |
 //! | `window-frame` | a window that is empty or ends after the major frame |
 //! | `window-overlap` | two windows that overlap on one core |
+//! | `window-count` | more than 8 windows in one partition |
 //! | `device-unknown` | a device the board does not have |
 //! | `device-shared` | a device granted to two partitions |
+//! | `device-count` | more than 4 MMIO blocks, 4 port ranges or 8 interrupts in one partition's devices |
 //! | `queue-endpoint` | a queue naming an unknown partition, or joining a partition to itself |
 //! | `queue-depth` | a depth outside 1 to 64, or more pages in flight than the depth |
 //! | `cap-kind` | an unknown capability kind |
@@ -64,8 +66,10 @@ pub const RULES: &[&str] = &[
     "window-cpu",
     "window-frame",
     "window-overlap",
+    "window-count",
     "device-unknown",
     "device-shared",
+    "device-count",
     "queue-endpoint",
     "queue-depth",
     "cap-kind",
@@ -84,6 +88,11 @@ const PAGE: u64 = 4096;
 const PLACEMENT_ALIGN: u64 = 2 << 20;
 const NAME_MAX: usize = 16;
 const QUEUE_DEPTH_MAX: u32 = 64;
+/// Limits of the system package's fixed-size grant lists.
+const WINDOWS_MAX: usize = 8;
+const MMIO_MAX: usize = 4;
+const PORTS_MAX: usize = 4;
+const IRQS_MAX: usize = 8;
 /// Capability slots per partition.
 pub const CAP_SLOTS: usize = 16;
 
@@ -613,6 +622,17 @@ fn check_windows(
     let mut taken: Vec<(u32, u64, u64, &str)> = Vec::new();
     for (entry, partition) in entries.iter().zip(partitions) {
         let name = &partition.name;
+        if partition.windows.len() > WINDOWS_MAX {
+            let message = format!(
+                "`{name}` has {} windows; a partition has at most {WINDOWS_MAX}",
+                partition.windows.len()
+            );
+            check.fail(
+                entry.get_ref().windows[WINDOWS_MAX].span(),
+                "window-count",
+                message,
+            );
+        }
         if partition.windows.is_empty() {
             let message = format!("`{name}` has no time window in the schedule");
             check.fail(entry.get_ref().name.span(), "window-missing", message);
@@ -652,6 +672,23 @@ fn check_devices(check: &mut Checker<'_>, entries: &[Spanned<PartitionEntry>], b
     let mut granted: BTreeMap<&str, &str> = BTreeMap::new();
     for entry in entries {
         let holder = entry.get_ref().name.get_ref();
+        let devices: Vec<_> = entry
+            .get_ref()
+            .devices
+            .iter()
+            .filter_map(|d| board.device(d.get_ref()))
+            .collect();
+        let mmio: usize = devices.iter().map(|d| d.mmio.len()).sum();
+        let ports: usize = devices.iter().map(|d| d.ports.len()).sum();
+        let irqs: usize = devices.iter().map(|d| d.irqs.len()).sum();
+        if (mmio > MMIO_MAX || ports > PORTS_MAX || irqs > IRQS_MAX)
+            && let Some(last) = entry.get_ref().devices.last()
+        {
+            let message = format!(
+                "the devices of `{holder}` have {mmio} MMIO blocks, {ports} port ranges and {irqs} interrupts; a partition has at most {MMIO_MAX}, {PORTS_MAX} and {IRQS_MAX}"
+            );
+            check.fail(last.span(), "device-count", message);
+        }
         for device in &entry.get_ref().devices {
             let name = device.get_ref();
             if board.device(name).is_none() {

@@ -23,6 +23,7 @@ pub mod console;
 pub mod event;
 pub mod memory;
 pub mod package;
+pub mod resources;
 pub mod system;
 
 pub use septum_abi as abi;

@@ -11,8 +11,8 @@
 //! | 12 | 4 | partition count (1 to [`MAX_PARTITIONS`]) |
 //! | 16 | 8 | total package length in bytes |
 //! | 24 | 4 | number of queues in the system |
-//! | 28 | 4 | reserved, zero |
-//! | 32 | 192 × count | partition records |
+//! | 28 | 4 | major frame in µs (0: no schedule) |
+//! | 32 | 432 × count | partition records |
 //! | ... | | images |
 //!
 //! A partition record: name (16 bytes, NUL-padded, `[a-z0-9_-]`), kind (4: 0 service,
@@ -21,7 +21,7 @@
 //! partition finds in its second argument register at entry, so one image can serve
 //! several roles), then its capability table: 16 slots of 8 bytes, each type (1:
 //! 0 for an empty slot, else a [`CapType`]), reserved (1), rights (2), object (2),
-//! reserved (2).
+//! reserved (2); then its [`Resources`] block (240 bytes).
 //!
 //! Invariant: [`Package::parse`] accepts a byte string only if every record is
 //! consistent: exactly one service VM, listed first; unique names; each image inside
@@ -29,11 +29,12 @@
 //! kernel later does with a package relies on this check.
 
 use crate::caps::{CAP_SLOTS, Cap, CapTable, CapType, Rights};
+use crate::resources::{RESOURCES_SIZE, Resources};
 
 /// The package magic.
 pub const MAGIC: [u8; 8] = *b"SEPTUMPK";
 /// The format version this core reads and writes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Most partitions a system may have.
 pub const MAX_PARTITIONS: usize = 8;
 /// Longest partition name, in bytes.
@@ -44,7 +45,8 @@ pub const RAM_MAX: u64 = 1 << 30;
 const HEADER_SIZE: usize = 32;
 const CAP_SIZE: usize = 8;
 const BASE_RECORD_SIZE: usize = 64;
-const RECORD_SIZE: usize = BASE_RECORD_SIZE + CAP_SLOTS * CAP_SIZE;
+const RESOURCES_OFFSET: usize = BASE_RECORD_SIZE + CAP_SLOTS * CAP_SIZE;
+const RECORD_SIZE: usize = RESOURCES_OFFSET + RESOURCES_SIZE;
 
 /// What a partition is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +74,8 @@ pub struct PartitionSpec<'a> {
     pub argument: u64,
     /// Its capability table.
     pub caps: CapTable,
+    /// Its placement, memory limits, cores, windows and devices.
+    pub resources: Resources,
 }
 
 /// Why a package was refused.
@@ -81,8 +85,6 @@ pub enum PackageError {
     Truncated,
     /// The magic is wrong: this is not a package.
     BadMagic,
-    /// A reserved header field is not zero.
-    ReservedNotZero,
     /// A format version this kernel does not read.
     UnsupportedVersion(u32),
     /// No partitions, or more than [`MAX_PARTITIONS`].
@@ -99,6 +101,9 @@ pub enum PackageError {
     BadImage(usize),
     /// Record `index` has an entry point outside its image or not 4-byte aligned.
     BadEntry(usize),
+    /// Record `index` has a malformed resources block, or memory limits that do not
+    /// bracket its RAM.
+    BadResources(usize),
     /// Record `index`, slot `slot`: an unknown type, rights the type cannot carry,
     /// an object that does not exist, non-zero reserved bytes, or a service-only
     /// capability held by a guest.
@@ -111,6 +116,7 @@ pub struct Package<'a> {
     bytes: &'a [u8],
     count: usize,
     queues: usize,
+    major_frame_us: u32,
 }
 
 impl<'a> Package<'a> {
@@ -134,13 +140,11 @@ impl<'a> Package<'a> {
         if total > bytes.len() || total < records_end {
             return Err(PackageError::Truncated);
         }
-        if read_u32(header, 28) != 0 {
-            return Err(PackageError::ReservedNotZero);
-        }
         let package = Package {
             bytes: &bytes[..total],
             count: count as usize,
             queues: read_u32(header, 24) as usize,
+            major_frame_us: read_u32(header, 28),
         };
         for index in 0..package.count {
             let spec = package.decode(index)?;
@@ -168,6 +172,11 @@ impl<'a> Package<'a> {
     /// Number of queues in the system.
     pub fn queues(&self) -> usize {
         self.queues
+    }
+
+    /// The major frame in µs, if the system has a schedule.
+    pub fn major_frame_us(&self) -> Option<u32> {
+        (self.major_frame_us != 0).then_some(self.major_frame_us)
     }
 
     /// Total length of the package in bytes.
@@ -231,6 +240,11 @@ impl<'a> Package<'a> {
                 .decode_cap(raw, kind)
                 .map_err(|()| PackageError::BadCap(index, slot))?;
         }
+        let resources = Resources::decode(&record[RESOURCES_OFFSET..])
+            .filter(|r| {
+                r.memory_min <= ram_size && ram_size <= r.memory_max && r.memory_max <= RAM_MAX
+            })
+            .ok_or(PackageError::BadResources(index))?;
         Ok(PartitionSpec {
             name,
             kind,
@@ -239,6 +253,7 @@ impl<'a> Package<'a> {
             entry_offset,
             argument: read_u64(record, 56),
             caps,
+            resources,
         })
     }
 
@@ -300,6 +315,7 @@ fn read_u64(bytes: &[u8], at: usize) -> u64 {
 pub fn encode(
     partitions: &[PartitionSpec<'_>],
     queues: u32,
+    major_frame_us: Option<u32>,
 ) -> Result<alloc::vec::Vec<u8>, PackageError> {
     use alloc::vec::Vec;
 
@@ -316,7 +332,7 @@ pub fn encode(
     bytes.extend_from_slice(&count.to_le_bytes());
     bytes.extend_from_slice(&(total as u64).to_le_bytes());
     bytes.extend_from_slice(&queues.to_le_bytes());
-    bytes.extend_from_slice(&0u32.to_le_bytes());
+    bytes.extend_from_slice(&major_frame_us.unwrap_or(0).to_le_bytes());
     let mut image_offset = records_end;
     for (index, p) in partitions.iter().enumerate() {
         if p.name.len() > NAME_MAX {
@@ -351,6 +367,7 @@ pub fn encode(
             };
             bytes.extend_from_slice(&raw);
         }
+        p.resources.encode(&mut bytes);
         image_offset += p.image.len().next_multiple_of(8);
     }
     for p in partitions {
@@ -375,6 +392,7 @@ mod tests {
             entry_offset: 0,
             argument: 0,
             caps: [None; CAP_SLOTS],
+            resources: Resources::new(0x20_0000, 0x20_0000, 1),
         }
     }
 
@@ -388,7 +406,7 @@ mod tests {
         service.caps[3] = cap(CapType::Control, Rights::RESTART, 1);
         let mut hello = spec("hello", Kind::Guest, &[5; 9]);
         hello.caps[15] = cap(CapType::QueueSend, Rights::SEND, 1);
-        encode(&[service, hello], 2).unwrap()
+        encode(&[service, hello], 2, Some(10_000)).unwrap()
     }
 
     #[test]
@@ -398,6 +416,7 @@ mod tests {
         let parts: Vec<_> = package.partitions().collect();
         assert_eq!(parts.len(), 2);
         assert_eq!(package.queues(), 2);
+        assert_eq!(package.major_frame_us(), Some(10_000));
         assert_eq!(parts[0].name, "service");
         assert_eq!(parts[0].image, &[1, 2, 3, 4]);
         assert_eq!(parts[0].caps[0], cap(CapType::Console, Rights::WRITE, 0));
@@ -465,7 +484,7 @@ mod tests {
             ),
         ];
         for (parts, expected) in cases {
-            assert_eq!(encode(&parts, 0).unwrap_err(), expected, "{parts:?}");
+            assert_eq!(encode(&parts, 0, None).unwrap_err(), expected, "{parts:?}");
         }
     }
 
@@ -484,28 +503,41 @@ mod tests {
             let mut parts = [service, spec("g", Kind::Guest, &[0; 8])];
             parts[holder].caps[7] = bad;
             assert_eq!(
-                encode(&parts, 1).unwrap_err(),
+                encode(&parts, 1, None).unwrap_err(),
                 PackageError::BadCap(holder, 7),
                 "{bad:?}"
             );
         }
-        let mut bytes = encode(&[service], 0).unwrap();
+        let mut bytes = encode(&[service], 0, None).unwrap();
         bytes[HEADER_SIZE + BASE_RECORD_SIZE] = 99;
         assert_eq!(
             Package::parse(&bytes).unwrap_err(),
             PackageError::BadCap(0, 0)
         );
-        let mut bytes = encode(&[service], 0).unwrap();
+        let mut bytes = encode(&[service], 0, None).unwrap();
         bytes[HEADER_SIZE + BASE_RECORD_SIZE + 7] = 1;
         assert_eq!(
             Package::parse(&bytes).unwrap_err(),
             PackageError::BadCap(0, 0)
         );
-        let mut bytes = encode(&[service], 0).unwrap();
-        bytes[28] = 1;
+    }
+
+    #[test]
+    fn resources_must_be_well_formed_and_bracket_the_ram() {
+        let service = spec("s", Kind::Service, &[0; 8]);
+        let tight = PartitionSpec {
+            resources: Resources::new(0x40_0000, 0x40_0000, 1),
+            ..service
+        };
+        assert_eq!(
+            encode(&[tight], 0, None).unwrap_err(),
+            PackageError::BadResources(0)
+        );
+        let mut bytes = encode(&[service], 0, None).unwrap();
+        bytes[HEADER_SIZE + RESOURCES_OFFSET] = 1; // placement not 2 MiB aligned
         assert_eq!(
             Package::parse(&bytes).unwrap_err(),
-            PackageError::ReservedNotZero
+            PackageError::BadResources(0)
         );
     }
 

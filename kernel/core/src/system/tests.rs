@@ -5,6 +5,7 @@ use super::*;
 use crate::caps::{CAP_SLOTS, Cap};
 use crate::event::FaultKind;
 use crate::package::{PartitionSpec, encode};
+use crate::resources::Resources;
 use proptest::prelude::*;
 
 const GUEST_BASE: u64 = 0x4000_0000;
@@ -67,10 +68,11 @@ fn system(guests: usize) -> (System, FakeMachine) {
                 entry_offset: 0,
                 argument: 0,
                 caps: caps_for(kind),
+                resources: Resources::new(RAM, RAM, 1),
             }
         })
         .collect();
-    let bytes = encode(&specs, 0).unwrap();
+    let bytes = encode(&specs, 0, None).unwrap();
     let package = Package::parse(&bytes).unwrap();
     let host: Vec<Range> = (0..=guests as u64)
         .map(|i| Range::from_start_size(HOST_BASE + i * RAM, RAM).unwrap())
@@ -255,8 +257,9 @@ fn each_call_needs_its_capability_type_and_right() {
         entry_offset: 0,
         argument: 0,
         caps,
+        resources: Resources::new(RAM, RAM, 1),
     };
-    let bytes = encode(&[spec], 0).unwrap();
+    let bytes = encode(&[spec], 0, None).unwrap();
     let package = Package::parse(&bytes).unwrap();
     let host = [Range::from_start_size(HOST_BASE, RAM).unwrap()];
     let mut sys = System::new(&package, GUEST_BASE, &host).unwrap();
@@ -319,9 +322,10 @@ fn placements_must_match_the_package() {
         entry_offset: 0,
         argument: 0,
         caps: caps_for(kind),
+        resources: Resources::new(RAM, RAM, 1),
     };
     let specs = [spec("s", Kind::Service), spec("g", Kind::Guest)];
-    let bytes = encode(&specs, 0).unwrap();
+    let bytes = encode(&specs, 0, None).unwrap();
     let package = Package::parse(&bytes).unwrap();
     let a = Range::from_start_size(HOST_BASE, RAM).unwrap();
     let overlapping = Range::from_start_size(HOST_BASE + 0x1000, RAM).unwrap();

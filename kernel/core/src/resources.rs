@@ -1,0 +1,328 @@
+//! What a partition is granted besides its RAM and capabilities: where its RAM must
+//! be placed, its memory limits, its cores and time windows, and its devices (MMIO
+//! blocks, I/O ports, interrupts). The system package carries one fixed-size
+//! [`Resources`] block per partition.
+//!
+//! Layout of the block (little-endian, [`RESOURCES_SIZE`] bytes): placement (8, 0 =
+//! the kernel chooses), memory minimum (8), memory maximum (8), core mask (4), then
+//! one count byte each for windows, MMIO blocks, port ranges and interrupts (4),
+//! then [`MAX_WINDOWS`] windows of 12 bytes (core 4, offset µs 4, length µs 4),
+//! [`MAX_MMIO`] MMIO blocks of 16 (base 8, size 8), [`MAX_PORTS`] port ranges of 4
+//! (first 2, count 2) and [`MAX_IRQS`] interrupts of 4. Entries past a count are
+//! zero.
+//!
+//! Invariant: [`Resources::decode`] accepts a block only if every count is within
+//! its maximum, every unused entry is zero, every MMIO block is page-aligned,
+//! non-empty and does not wrap, every port range is non-empty and does not wrap,
+//! every window is non-empty, and the placement is 2 MiB aligned.
+
+/// Most time windows per partition.
+pub const MAX_WINDOWS: usize = 8;
+/// Most MMIO blocks per partition.
+pub const MAX_MMIO: usize = 4;
+/// Most I/O port ranges per partition.
+pub const MAX_PORTS: usize = 4;
+/// Most interrupts per partition.
+pub const MAX_IRQS: usize = 8;
+/// Bytes of an encoded block.
+pub const RESOURCES_SIZE: usize =
+    32 + MAX_WINDOWS * 12 + MAX_MMIO * 16 + MAX_PORTS * 4 + MAX_IRQS * 4;
+
+const PAGE: u64 = septum_abi::layout::PAGE_SIZE;
+const PLACEMENT_ALIGN: u64 = 2 << 20;
+
+/// A time window within the major frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    /// The core.
+    pub cpu: u32,
+    /// Start, in µs from the start of the frame.
+    pub offset_us: u32,
+    /// Length in µs.
+    pub length_us: u32,
+}
+
+/// A block of device registers, mapped at the same guest-physical address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mmio {
+    /// Physical base address.
+    pub base: u64,
+    /// Bytes (a multiple of the page size).
+    pub size: u64,
+}
+
+/// A range of I/O ports (x86).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ports {
+    /// First port.
+    pub first: u16,
+    /// Number of ports.
+    pub count: u16,
+}
+
+/// A partition's grants, as the package carries them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// Where its RAM must start in machine memory, if fixed.
+    pub at: Option<u64>,
+    /// The least RAM it may be left with.
+    pub memory_min: u64,
+    /// The most RAM it may ever hold.
+    pub memory_max: u64,
+    /// Bit `n` set: pinned to core `n`.
+    pub cpus: u32,
+    windows: [Window; MAX_WINDOWS],
+    windows_len: u8,
+    mmio: [Mmio; MAX_MMIO],
+    mmio_len: u8,
+    ports: [Ports; MAX_PORTS],
+    ports_len: u8,
+    irqs: [u32; MAX_IRQS],
+    irqs_len: u8,
+}
+
+/// A grant list is longer than the package allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooMany;
+
+fn push<T: Copy>(list: &mut [T], len: &mut u8, item: T) -> Result<(), TooMany> {
+    let slot = list.get_mut(usize::from(*len)).ok_or(TooMany)?;
+    *slot = item;
+    *len += 1;
+    Ok(())
+}
+
+impl Resources {
+    /// Resources with no placement, limits `min`..`max`, cores `cpus`, and nothing
+    /// granted yet.
+    pub fn new(memory_min: u64, memory_max: u64, cpus: u32) -> Resources {
+        Resources {
+            memory_min,
+            memory_max,
+            cpus,
+            ..Resources::default()
+        }
+    }
+
+    /// Its time windows.
+    pub fn windows(&self) -> &[Window] {
+        &self.windows[..usize::from(self.windows_len)]
+    }
+    /// Its MMIO blocks.
+    pub fn mmio(&self) -> &[Mmio] {
+        &self.mmio[..usize::from(self.mmio_len)]
+    }
+    /// Its I/O port ranges.
+    pub fn ports(&self) -> &[Ports] {
+        &self.ports[..usize::from(self.ports_len)]
+    }
+    /// Its interrupts.
+    pub fn irqs(&self) -> &[u32] {
+        &self.irqs[..usize::from(self.irqs_len)]
+    }
+
+    /// Adds a time window.
+    pub fn add_window(&mut self, window: Window) -> Result<(), TooMany> {
+        push(&mut self.windows, &mut self.windows_len, window)
+    }
+    /// Adds an MMIO block.
+    pub fn add_mmio(&mut self, mmio: Mmio) -> Result<(), TooMany> {
+        push(&mut self.mmio, &mut self.mmio_len, mmio)
+    }
+    /// Adds an I/O port range.
+    pub fn add_ports(&mut self, ports: Ports) -> Result<(), TooMany> {
+        push(&mut self.ports, &mut self.ports_len, ports)
+    }
+    /// Adds an interrupt.
+    pub fn add_irq(&mut self, irq: u32) -> Result<(), TooMany> {
+        push(&mut self.irqs, &mut self.irqs_len, irq)
+    }
+
+    /// Reads a block; `None` if it breaks any rule of the module docs.
+    pub fn decode(raw: &[u8]) -> Option<Resources> {
+        let raw = raw.get(..RESOURCES_SIZE)?;
+        let u64_at = |at: usize| u64::from_le_bytes(raw[at..at + 8].try_into().expect("8 bytes"));
+        let u32_at = |at: usize| u32::from_le_bytes(raw[at..at + 4].try_into().expect("4 bytes"));
+        let u16_at = |at: usize| u16::from_le_bytes(raw[at..at + 2].try_into().expect("2 bytes"));
+        let mut resources = Resources::new(u64_at(8), u64_at(16), u32_at(24));
+        let at = u64_at(0);
+        if !at.is_multiple_of(PLACEMENT_ALIGN) {
+            return None;
+        }
+        resources.at = (at != 0).then_some(at);
+        let [windows, mmio, ports, irqs] = [raw[28], raw[29], raw[30], raw[31]].map(usize::from);
+        if windows > MAX_WINDOWS || mmio > MAX_MMIO || ports > MAX_PORTS || irqs > MAX_IRQS {
+            return None;
+        }
+        let mut offset = 32;
+        for index in 0..MAX_WINDOWS {
+            let window = Window {
+                cpu: u32_at(offset),
+                offset_us: u32_at(offset + 4),
+                length_us: u32_at(offset + 8),
+            };
+            if index < windows {
+                (window.length_us > 0).then_some(())?;
+                resources.add_window(window).ok()?;
+            } else if window != Window::default() {
+                return None;
+            }
+            offset += 12;
+        }
+        for index in 0..MAX_MMIO {
+            let block = Mmio {
+                base: u64_at(offset),
+                size: u64_at(offset + 8),
+            };
+            if index < mmio {
+                let aligned = block.base.is_multiple_of(PAGE) && block.size.is_multiple_of(PAGE);
+                (aligned && block.size > 0 && block.base.checked_add(block.size).is_some())
+                    .then_some(())?;
+                resources.add_mmio(block).ok()?;
+            } else if block != Mmio::default() {
+                return None;
+            }
+            offset += 16;
+        }
+        for index in 0..MAX_PORTS {
+            let range = Ports {
+                first: u16_at(offset),
+                count: u16_at(offset + 2),
+            };
+            if index < ports {
+                (range.count > 0 && range.first.checked_add(range.count - 1).is_some())
+                    .then_some(())?;
+                resources.add_ports(range).ok()?;
+            } else if range != Ports::default() {
+                return None;
+            }
+            offset += 4;
+        }
+        for index in 0..MAX_IRQS {
+            let irq = u32_at(offset);
+            if index < irqs {
+                resources.add_irq(irq).ok()?;
+            } else if irq != 0 {
+                return None;
+            }
+            offset += 4;
+        }
+        Some(resources)
+    }
+
+    /// Appends the encoded block to `out`.
+    #[cfg(any(feature = "alloc", test))]
+    pub fn encode(&self, out: &mut alloc::vec::Vec<u8>) {
+        for word in [self.at.unwrap_or(0), self.memory_min, self.memory_max] {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        out.extend_from_slice(&self.cpus.to_le_bytes());
+        out.extend_from_slice(&[
+            self.windows_len,
+            self.mmio_len,
+            self.ports_len,
+            self.irqs_len,
+        ]);
+        for window in &self.windows {
+            for word in [window.cpu, window.offset_us, window.length_us] {
+                out.extend_from_slice(&word.to_le_bytes());
+            }
+        }
+        for block in &self.mmio {
+            out.extend_from_slice(&block.base.to_le_bytes());
+            out.extend_from_slice(&block.size.to_le_bytes());
+        }
+        for range in &self.ports {
+            out.extend_from_slice(&range.first.to_le_bytes());
+            out.extend_from_slice(&range.count.to_le_bytes());
+        }
+        for irq in &self.irqs {
+            out.extend_from_slice(&irq.to_le_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Resources {
+        let mut r = Resources::new(1 << 20, 4 << 20, 0b11);
+        r.at = Some(0x4200_0000);
+        r.add_window(Window {
+            cpu: 1,
+            offset_us: 100,
+            length_us: 50,
+        })
+        .unwrap();
+        r.add_mmio(Mmio {
+            base: 0x0901_0000,
+            size: 0x1000,
+        })
+        .unwrap();
+        r.add_ports(Ports {
+            first: 0x70,
+            count: 2,
+        })
+        .unwrap();
+        r.add_irq(34).unwrap();
+        r
+    }
+
+    #[test]
+    fn round_trip_and_limits() {
+        let mut bytes = Vec::new();
+        sample().encode(&mut bytes);
+        assert_eq!(bytes.len(), RESOURCES_SIZE);
+        assert_eq!(Resources::decode(&bytes), Some(sample()));
+        let mut full = Resources::default();
+        for irq in 0..MAX_IRQS as u32 {
+            full.add_irq(irq).unwrap();
+        }
+        assert_eq!(full.add_irq(99), Err(TooMany));
+    }
+
+    #[test]
+    fn bad_blocks_are_refused() {
+        let mut good = Vec::new();
+        sample().encode(&mut good);
+        let window_length = 32 + 8;
+        let first_mmio_size = 32 + MAX_WINDOWS * 12 + 8;
+        let unused_irq = RESOURCES_SIZE - 4;
+        for (at, value) in [
+            (0, 0x01),
+            (28, 9),
+            (window_length, 0),
+            (first_mmio_size, 0x10),
+            (unused_irq, 1),
+        ] {
+            let mut bad = good.clone();
+            bad[at] = value;
+            if at == window_length {
+                bad[at + 1..at + 4].fill(0);
+            }
+            assert_eq!(Resources::decode(&bad), None, "byte {at} = {value}");
+        }
+    }
+
+    proptest! {
+        /// Any block that decodes re-encodes to the same bytes, and its grants obey
+        /// the module's rules.
+        #[test]
+        fn decoded_blocks_are_canonical_and_valid(flips in proptest::collection::vec((0..RESOURCES_SIZE, any::<u8>()), 0..6)) {
+            let mut bytes = Vec::new();
+            sample().encode(&mut bytes);
+            for (at, value) in flips {
+                bytes[at] = value;
+            }
+            if let Some(decoded) = Resources::decode(&bytes) {
+                let mut again = Vec::new();
+                decoded.encode(&mut again);
+                prop_assert_eq!(&again, &bytes);
+                prop_assert!(decoded.mmio().iter().all(|m| m.size > 0 && m.base % PAGE == 0));
+                prop_assert!(decoded.windows().iter().all(|w| w.length_us > 0));
+            }
+        }
+    }
+}
