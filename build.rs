@@ -32,6 +32,7 @@ const PARTITIONS: &[&str] = &[
     "partition-hostile-args",
     "partition-bench",
     "partition-spin",
+    "partition-probe",
 ];
 const PARTITION_FLAGS: &[&str] = &[
     "-Clink-arg=-Tseptum-partition.ld",
@@ -113,9 +114,10 @@ fn check_descriptions(root: &Path) {
             .iter()
             .map(|(_, board)| septum_description::load(&path, board))
             .collect();
+        // A description is for a board unless the board rule says otherwise.
         let for_this_board = |r: &&Result<_, DescriptionErrors>| match r {
             Ok(_) => true,
-            Err(errors) => errors.0.iter().any(|e| e.rule != "board"),
+            Err(errors) => errors.0.iter().all(|e| e.rule != "board"),
         };
         let relevant: Vec<_> = results.iter().filter(for_this_board).collect();
         if relevant.is_empty() {

@@ -49,6 +49,7 @@ scenarios! {
         fault_sysreg => "fault-sysreg",
         fault_smc => "fault-smc",
         hostile_args => "hostile-args",
+        devices => "devices",
         bench_runs => "bench-aarch64",
     }
     pc {
@@ -60,6 +61,7 @@ scenarios! {
         fault_io_port => "pc-fault-io-port",
         hostile_args => "pc-hostile-args",
         preemption => "pc-preemption",
+        devices => "pc-devices",
         bench_runs => "bench-x86_64",
     }
 }

@@ -7,8 +7,9 @@
 //! descriptor encoding.
 //!
 //! Invariants:
-//! - a partition's tables map exactly the regions the kernel granted it; every
-//!   other guest-physical address faults to EL2;
+//! - a partition's tables map exactly its RAM and the MMIO blocks of the devices its
+//!   description grants (at their own addresses, as device memory); every other
+//!   guest-physical address faults to EL2;
 //! - tables are built before the partition first runs; later changes (ballooning,
 //!   page flips) must invalidate the TLB for the partition's VMID.
 
@@ -23,6 +24,8 @@ const S2AP_READ_WRITE: u64 = 0b11 << 6;
 const SH_INNER: u64 = 0b11 << 8;
 const AF: u64 = 1 << 10;
 const MEMATTR_NORMAL_WB: u64 = 0b1111 << 2;
+const MEMATTR_DEVICE_NGNRE: u64 = 0b0001 << 2;
+const XN: u64 = 1 << 54;
 
 /// Guest-physical address bits covered by the tables.
 pub const IPA_BITS: u64 = 39;
@@ -30,6 +33,10 @@ pub const IPA_BITS: u64 = 39;
 /// Attributes of partition RAM: normal write-back, inner shareable, readable,
 /// writable and executable.
 pub const RAM: u64 = AF | SH_INNER | S2AP_READ_WRITE | MEMATTR_NORMAL_WB;
+
+/// Attributes of a granted device: Device-nGnRE, readable and writable, never
+/// executable.
+pub const DEVICE: u64 = AF | S2AP_READ_WRITE | MEMATTR_DEVICE_NGNRE | XN;
 
 /// The stage-2 descriptor format (VMSAv8-64, 4 KiB granule).
 #[derive(Debug)]

@@ -20,7 +20,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use septum_abi::layout::RAM_BASE;
-use septum_core::event::Fault;
+use septum_core::event::{Event, Fault};
 use septum_core::memory::{FreeRanges, Range};
 use septum_core::package::{MAX_PARTITIONS, Package, PartitionSpec};
 use septum_core::system::{CallRegisters, Dispatch, Next, Platform, Reply, System};
@@ -241,25 +241,50 @@ pub struct Placement {
     pub image: Range,
 }
 
-/// Loads every partition of `package`: takes its RAM from `frames` on an `align`
-/// boundary, scrubs all of it, copies the image to its start, and asks the back end
+/// Loads every partition of `package`: takes its RAM from `frames` (at its fixed
+/// placement, else on an `align` boundary), reports where it went on `console`,
+/// scrubs all of it, copies the image to its start, and asks the back end
 /// (`make_vcpu`) to build its translation tables and vCPU. Returns the system and
 /// the vCPUs, in package order.
 ///
-/// Panics with the partition's name if RAM runs out: this runs at boot, before any
-/// partition, and a system that does not fit cannot start.
+/// Fixed placements are claimed first, so the kernel's own choices never take
+/// memory a description reserved. Panics with the partition's name if its RAM is
+/// not free: this runs at boot, before any partition, and a system that does not
+/// fit cannot start.
 pub fn load_partitions<V, const N: usize>(
     package: &Package<'_>,
     frames: &mut FreeRanges<N>,
     align: u64,
+    console: &mut impl fmt::Write,
     mut make_vcpu: impl FnMut(usize, &PartitionSpec<'_>, Placement, &mut FreeRanges<N>) -> V,
 ) -> (System, heapless::Vec<V, MAX_PARTITIONS>) {
+    let mut placed = [None; MAX_PARTITIONS];
+    for (index, spec) in package.partitions().enumerate() {
+        if let Some(at) = spec.resources.at {
+            let wanted = Range::from_start_size(at, spec.ram_size).expect("checked by the package");
+            let ram = frames.take(wanted).unwrap_or_else(|e| {
+                panic!(
+                    "RAM of partition {} at {at:#x} is not free: {e:?}",
+                    spec.name
+                )
+            });
+            placed[index] = Some(ram);
+        }
+    }
     let mut host_ram = heapless::Vec::<Range, MAX_PARTITIONS>::new();
     let mut vcpus = heapless::Vec::new();
     for (index, spec) in package.partitions().enumerate() {
-        let ram = frames
-            .allocate(spec.ram_size, align)
-            .unwrap_or_else(|e| panic!("no RAM for partition {}: {e:?}", spec.name));
+        let ram = placed[index].unwrap_or_else(|| {
+            frames
+                .allocate(spec.ram_size, align)
+                .unwrap_or_else(|e| panic!("no RAM for partition {}: {e:?}", spec.name))
+        });
+        let event = Event::PartitionPlaced {
+            name: spec.name,
+            base: ram.start,
+            size: ram.size(),
+        };
+        let _ = writeln!(console, "{event}");
         // SAFETY: `ram` was free and is now this partition's alone; both back ends map
         // RAM at its physical address. The image fits in it (Package::parse checks).
         unsafe {

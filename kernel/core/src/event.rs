@@ -79,6 +79,15 @@ pub enum Event<'a> {
         /// Number of partitions in the package.
         partitions: usize,
     },
+    /// The kernel placed a partition's RAM in machine memory.
+    PartitionPlaced {
+        /// Partition name.
+        name: &'a str,
+        /// First machine address of its RAM.
+        base: u64,
+        /// Bytes of RAM.
+        size: u64,
+    },
     /// A partition became runnable.
     PartitionStart {
         /// Partition name.
@@ -144,6 +153,12 @@ impl fmt::Display for Event<'_> {
             ),
             Event::KernelSystem { partitions } => {
                 write!(f, "@@ kernel system partitions={partitions}")
+            }
+            Event::PartitionPlaced { name, base, size } => {
+                write!(
+                    f,
+                    "@@ partition {name} placed base={base:#x} size={size:#x}"
+                )
             }
             Event::PartitionStart { name, generation } => {
                 write!(f, "@@ partition {name} start gen={generation}")

@@ -131,6 +131,18 @@ impl<const N: usize> FreeRanges<N> {
         Ok(())
     }
 
+    /// Takes exactly `range`, which must be wholly free.
+    pub fn take(&mut self, range: Range) -> Result<Range, MemoryError> {
+        if range.is_empty() {
+            return Err(MemoryError::BadRequest);
+        }
+        if !self.ranges.iter().any(|r| r.contains_range(&range)) {
+            return Err(MemoryError::OutOfMemory);
+        }
+        self.remove(range)?;
+        Ok(range)
+    }
+
     /// Takes `size` bytes starting at a multiple of `align` from the lowest free
     /// range that can hold them.
     pub fn allocate(&mut self, size: u64, align: u64) -> Result<Range, MemoryError> {
@@ -188,6 +200,28 @@ mod tests {
         assert!(well_formed(&free));
         assert_eq!(free.allocate(1 << 40, 4096), Err(MemoryError::OutOfMemory));
         assert_eq!(free.allocate(4096, 3), Err(MemoryError::BadRequest));
+    }
+
+    #[test]
+    fn take_claims_exactly_a_free_range() {
+        let mut free = FreeRanges::<4>::new();
+        free.add(Range {
+            start: 0x10_0000,
+            end: 0x50_0000,
+        })
+        .unwrap();
+        let wanted = Range {
+            start: 0x20_0000,
+            end: 0x40_0000,
+        };
+        assert_eq!(free.take(wanted), Ok(wanted));
+        assert_eq!(free.take(wanted), Err(MemoryError::OutOfMemory));
+        let straddling = Range {
+            start: 0x0f_0000,
+            end: 0x11_0000,
+        };
+        assert_eq!(free.take(straddling), Err(MemoryError::OutOfMemory));
+        assert_eq!(free.free_bytes(), 0x20_0000);
     }
 
     #[test]

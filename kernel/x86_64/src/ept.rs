@@ -3,8 +3,9 @@
 //! [`septum_kernel::paging`] code; this module gives the EPT descriptor encoding.
 //!
 //! Invariants:
-//! - a partition's EPT maps exactly its RAM (read, write, execute) and its boot page
-//!   tables (read only); every other guest-physical address is an EPT violation;
+//! - a partition's EPT maps exactly its RAM (read, write, execute), its boot page
+//!   tables (read only) and the MMIO blocks of its granted devices (uncacheable, at
+//!   their own addresses); every other guest-physical address is an EPT violation;
 //! - any change after the partition first runs is followed by INVEPT.
 
 use septum_kernel::paging::{Format, Tables};
@@ -17,6 +18,10 @@ const LARGE_PAGE: u64 = 1 << 7;
 
 /// Attributes of partition RAM: write-back, readable, writable, executable.
 pub const RAM: u64 = READ | WRITE | EXECUTE | MEMORY_TYPE_WRITE_BACK;
+/// Attributes of a granted device: uncacheable, readable and writable, never
+/// executable.
+pub const DEVICE: u64 = READ | WRITE;
+
 /// Attributes of the boot page tables the kernel builds for a partition: the
 /// processor's page walk reads them; the partition can never change them.
 pub const READ_ONLY: u64 = READ | MEMORY_TYPE_WRITE_BACK;

@@ -31,6 +31,7 @@ use septum_abi::layout::RAM_BASE;
 use septum_core::event::Event;
 use septum_core::memory::{FreeRanges, Range};
 use septum_core::package::Package;
+use septum_core::resources::Ports;
 use septum_kernel::paging::PAGE;
 use septum_kernel::{Console, Kernel, Uart};
 use x86_64::instructions::port::Port;
@@ -56,8 +57,6 @@ const MAPPED_LIMIT: u64 = 1 << 32;
 /// Low memory holds the BIOS data and GRUB's structures; the kernel leaves it alone.
 const LOW_MEMORY: u64 = 1 << 20;
 
-static IO_BITMAP_A: Page = Page::zeroed();
-static IO_BITMAP_B: Page = Page::zeroed();
 static MSR_BITMAP: Page = Page::zeroed();
 
 /// Set once the console is programmed, for the panic handler.
@@ -156,15 +155,9 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
 
     // SAFETY: once, at boot, interrupts disabled.
     unsafe { vmx::enable() }.unwrap_or_else(|e| panic!("cannot use VT-x: {e}"));
-    for bitmap in [&IO_BITMAP_A, &IO_BITMAP_B, &MSR_BITMAP] {
-        // SAFETY: the bitmaps are the kernel's; no VMCS uses them yet.
-        unsafe { core::ptr::write_bytes(bitmap.address() as *mut u8, 0xff, PAGE as usize) };
-    }
-    let bitmaps = Bitmaps {
-        io_a: IO_BITMAP_A.address(),
-        io_b: IO_BITMAP_B.address(),
-        msr: MSR_BITMAP.address(),
-    };
+    // SAFETY: the MSR bitmap is the kernel's; no VMCS uses it yet. All ones: every
+    // MSR access by a partition exits.
+    unsafe { core::ptr::write_bytes(MSR_BITMAP.address() as *mut u8, 0xff, PAGE as usize) };
     let host = Host {
         selectors,
         tables: cpu::table_addresses(),
@@ -176,6 +169,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
         &package,
         &mut frames,
         PARTITION_ALIGN,
+        &mut console,
         |index, spec, placement, frames| {
             let mut ept = Ept::new(frames).expect("RAM for EPT tables");
             ept.map(
@@ -187,9 +181,21 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
             .expect("EPT mapping of partition RAM");
             let tables = boot_page_tables(frames);
             let guest_tables =
-                Range::from_start_size(vcpu::BOOT_TABLES, 3 * PAGE).expect("fixed range");
+                Range::from_start_size(vcpu::BOOT_TABLES, vcpu::BOOT_TABLE_PAGES * PAGE)
+                    .expect("fixed range");
             ept.map(frames, guest_tables, tables, ept::READ_ONLY)
                 .expect("EPT mapping of the boot page tables");
+            for block in spec.resources.mmio() {
+                let device =
+                    Range::from_start_size(block.base, block.size).expect("checked by the package");
+                ept.map(frames, device, block.base, ept::DEVICE)
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "cannot map device {:#x} into {}: {e:?}",
+                            block.base, spec.name
+                        )
+                    });
+            }
             let eptp = ept::pointer(ept.root());
             vmx::invept(eptp);
             let vpid = u16::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
@@ -199,6 +205,12 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
                 argument: spec.argument,
                 eptp,
                 vpid,
+            };
+            let (io_a, io_b) = io_bitmaps(frames, spec.resources.ports());
+            let bitmaps = Bitmaps {
+                io_a,
+                io_b,
+                msr: MSR_BITMAP.address(),
             };
             Vcpu::new(frames, start, &bitmaps, &host).expect("RAM for a VMCS")
         },
@@ -213,27 +225,56 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     unsafe { boot::enter_partition(&first) }
 }
 
-/// Builds a partition's boot page tables in three kernel frames: PML4, PDPT and one
-/// page directory of 2 MiB pages that identity-map guest-physical 1 GiB to 2 GiB.
-/// The entries are guest-physical addresses (the tables sit at
-/// [`vcpu::BOOT_TABLES`]) with the accessed and dirty bits preset, so the page walk
-/// never writes them. Returns the frames' machine address.
+/// Builds a partition's I/O bitmaps (A for ports 0 to 0x7fff, B for the rest) in two
+/// kernel frames: every port exits to the kernel except those of `granted`.
+fn io_bitmaps<const N: usize>(frames: &mut FreeRanges<N>, granted: &[Ports]) -> (u64, u64) {
+    let pages = frames
+        .allocate(2 * PAGE, PAGE)
+        .expect("RAM for I/O bitmaps");
+    let mut bits = [0xffu8; 2 * PAGE as usize];
+    for range in granted {
+        for port in range.first..=range.first + (range.count - 1) {
+            bits[usize::from(port / 8)] &= !(1 << (port % 8));
+        }
+    }
+    // SAFETY: the two pages were free and are now this partition's bitmaps alone;
+    // identity mapped and page-aligned.
+    unsafe { core::ptr::copy_nonoverlapping(bits.as_ptr(), pages.start as *mut u8, bits.len()) };
+    (pages.start, pages.start + PAGE)
+}
+
+/// Builds a partition's boot page tables in [`vcpu::BOOT_TABLE_PAGES`] kernel
+/// frames: a PML4, a PDPT and four page directories of 2 MiB pages that
+/// identity-map guest-physical 0 to 4 GiB. Whether an address is reachable is EPT's
+/// decision, not these tables'. The entries are guest-physical addresses (the tables
+/// sit at [`vcpu::BOOT_TABLES`]) with the accessed and dirty bits preset, so the page
+/// walk never writes them. Returns the frames' machine address.
 fn boot_page_tables<const N: usize>(frames: &mut FreeRanges<N>) -> u64 {
     const PRESENT_WRITABLE_ACCESSED: u64 = 0b1 | 0b10 | (1 << 5);
     const LARGE_DIRTY: u64 = (1 << 7) | (1 << 6);
+    const DIRECTORIES: usize = 4;
     let pages = frames
-        .allocate(3 * PAGE, PAGE)
+        .allocate(vcpu::BOOT_TABLE_PAGES * PAGE, PAGE)
         .expect("RAM for boot page tables");
-    let mut entries = [[0u64; 512]; 3];
-    entries[0][0] = (vcpu::BOOT_TABLES + PAGE) | PRESENT_WRITABLE_ACCESSED;
-    entries[1][(RAM_BASE >> 30) as usize] =
-        (vcpu::BOOT_TABLES + 2 * PAGE) | PRESENT_WRITABLE_ACCESSED;
-    for (index, entry) in entries[2].iter_mut().enumerate() {
-        *entry = (RAM_BASE + ((index as u64) << 21)) | PRESENT_WRITABLE_ACCESSED | LARGE_DIRTY;
+    let mut entries = [[0u64; 512]; 2 + DIRECTORIES];
+    let table = |index: usize| vcpu::BOOT_TABLES + index as u64 * PAGE;
+    entries[0][0] = table(1) | PRESENT_WRITABLE_ACCESSED;
+    for directory in 0..DIRECTORIES {
+        entries[1][directory] = table(2 + directory) | PRESENT_WRITABLE_ACCESSED;
+        for (index, entry) in entries[2 + directory].iter_mut().enumerate() {
+            let address = ((directory * 512 + index) as u64) << 21;
+            *entry = address | PRESENT_WRITABLE_ACCESSED | LARGE_DIRTY;
+        }
     }
-    // SAFETY: the three pages were free and are now these tables alone; identity
-    // mapped and page-aligned.
-    unsafe { core::ptr::copy_nonoverlapping(entries.as_ptr(), pages.start as *mut [u64; 512], 3) };
+    // SAFETY: the pages were free and are now these tables alone; identity mapped
+    // and page-aligned.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            entries.as_ptr(),
+            pages.start as *mut [u64; 512],
+            entries.len(),
+        )
+    };
     pages.start
 }
 

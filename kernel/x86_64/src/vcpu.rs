@@ -2,9 +2,10 @@
 //! between partitions on one physical CPU.
 //!
 //! Partition entry state (see the README): 64-bit mode at CPL 0 with paging on
-//! through read-only boot page tables that identity-map guest-physical
-//! 0x4000_0000..0x8000_0000 with 2 MiB pages, interrupts off, rdi = RAM size,
-//! rsi = boot argument, rip = the image's entry point, an empty IDT.
+//! through read-only boot page tables that identity-map the first 4 GiB of
+//! guest-physical space with 2 MiB pages (EPT, not these tables, decides what is
+//! reachable), interrupts off, rdi = RAM size, rsi = boot argument, rip = the
+//! image's entry point, an empty IDT.
 //!
 //! Invariants:
 //! - every exception the guest raises, every I/O port and MSR access, HLT, CPUID and
@@ -22,8 +23,11 @@ use x86_64::registers::model_specific::Efer;
 use crate::boot::{GuestRegisters, reg};
 use crate::vmx::{self, control_msr, field};
 
-/// Guest-physical address of the boot page tables (three pages under RAM).
-pub const BOOT_TABLES: u64 = septum_abi::layout::RAM_BASE - 3 * 4096;
+/// Pages of a partition's boot page tables: a PML4, a PDPT and four page
+/// directories.
+pub const BOOT_TABLE_PAGES: u64 = 6;
+/// Guest-physical address of the boot page tables (just under RAM).
+pub const BOOT_TABLES: u64 = septum_abi::layout::RAM_BASE - BOOT_TABLE_PAGES * 4096;
 
 // Control bits (Intel SDM vol. 3, chapter 25).
 const PIN_EXTERNAL_INTERRUPT_EXITING: u32 = 1 << 0;
