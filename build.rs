@@ -33,6 +33,7 @@ const PARTITIONS: &[&str] = &[
     "partition-bench",
     "partition-spin",
     "partition-probe",
+    "partition-timeshare",
 ];
 const PARTITION_FLAGS: &[&str] = &[
     "-Clink-arg=-Tseptum-partition.ld",

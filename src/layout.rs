@@ -382,8 +382,7 @@ mod tests {
 
     #[test]
     fn without_a_schedule_says_round_robin() {
-        let board = "board-support/qemu-virt";
-        let (system, board) = load(&format!("{board}/demo.toml"), board);
+        let (system, board) = load("tests/systems/faulty.toml", "board-support/qemu-virt");
         let svg = render_svg(&system, &board);
         assert!(svg.contains("the partitions share core 0 round-robin"));
         assert!(svg.contains("placed at boot"));

@@ -42,6 +42,17 @@ enum Command {
         #[arg(long, short)]
         output: PathBuf,
     },
+    /// Draw a system's memory and time layout as SVG.
+    Layout {
+        #[arg(long, default_value = "qemu-virt")]
+        board: String,
+        /// System description; the board's default system if absent.
+        #[arg(long)]
+        system: Option<PathBuf>,
+        /// Where to write the SVG.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
     /// Validate system descriptions for a board and report every broken rule.
     Check {
         #[arg(long, default_value = "qemu-virt")]
@@ -85,6 +96,18 @@ fn main() -> Result<()> {
             let board = boards::load(&board)?;
             let image = image_for(&board, system)?;
             std::fs::copy(&image, &output)
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!("wrote {}", output.display());
+        }
+        Command::Layout {
+            board,
+            system,
+            output,
+        } => {
+            let board = boards::load(&board)?;
+            let path = system.unwrap_or_else(|| boards::default_system(&board));
+            let description = boards::load_system(&path, &board)?;
+            std::fs::write(&output, septum::layout::render_svg(&description, &board))
                 .with_context(|| format!("writing {}", output.display()))?;
             println!("wrote {}", output.display());
         }

@@ -50,6 +50,8 @@ scenarios! {
         fault_smc => "fault-smc",
         hostile_args => "hostile-args",
         devices => "devices",
+        preemption => "preemption",
+        windows => "windows",
         bench_runs => "bench-aarch64",
     }
     pc {
@@ -62,6 +64,7 @@ scenarios! {
         hostile_args => "pc-hostile-args",
         preemption => "pc-preemption",
         devices => "pc-devices",
+        windows => "pc-windows",
         bench_runs => "bench-x86_64",
     }
 }

@@ -1,21 +1,25 @@
-//! The machine under the kernel: the console and power control through PSCI,
-//! reached with `smc` (the firmware's conduit when the kernel owns EL2).
+//! The machine under the kernel: the console, the clock and timer (`timer.rs`), and
+//! power control through PSCI, reached with `smc` (the firmware's conduit when the
+//! kernel owns EL2).
 
 use core::arch::asm;
 use core::fmt::{self, Write};
 
 use septum_kernel::{Console, Uart};
 
+use crate::timer::Timer;
 use crate::uart::Pl011;
 
 const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
 
-/// The console and the power switch.
+/// The console, the clock and the power switch.
 pub struct Board {
     /// The console UART.
     pub console: Console<Pl011>,
     /// Whether the device tree says PSCI is reached with `smc`.
     pub psci_smc: bool,
+    /// The system counter and the EL2 timer.
+    pub timer: Timer,
 }
 
 impl fmt::Write for Board {
@@ -32,6 +36,18 @@ impl septum_kernel::Machine for Board {
         }
         let _ = writeln!(self.console, "no PSCI: halting (clean={clean})");
         halt()
+    }
+
+    fn now_us(&mut self) -> u64 {
+        self.timer.now_us()
+    }
+
+    fn set_deadline(&mut self, deadline_us: Option<u64>) {
+        self.timer.set_deadline(deadline_us);
+    }
+
+    fn idle_until(&mut self, until_us: u64) {
+        self.timer.idle_until(until_us);
     }
 }
 

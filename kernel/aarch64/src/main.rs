@@ -4,7 +4,8 @@
 //! before isolation is set up):
 //! 1. enable the EL2 MMU over the kernel image and the device tree;
 //! 2. read RAM, CPUs, the UART, the GIC and the PSCI conduit from the device tree;
-//! 3. map RAM and devices, start the console, print `@@ kernel boot`;
+//! 3. map RAM and devices, start the console, print `@@ kernel boot`, bring up the
+//!    GIC with only the EL2 timer's interrupt enabled;
 //! 4. read the system package appended to the image;
 //! 5. for each partition: take RAM from the free pool, scrub it, copy the image, and
 //!    build its stage-2 tables (its RAM and nothing else);
@@ -13,10 +14,12 @@
 #![no_main]
 
 mod boot;
+mod gic;
 mod machine;
 mod mmu;
 mod platform;
 mod stage2;
+mod timer;
 mod trap;
 mod uart;
 mod vcpu;
@@ -36,9 +39,11 @@ use septum_core::package::Package;
 use septum_kernel::{Console, Kernel, Uart};
 
 use crate::boot::TrapFrame;
+use crate::gic::Gic;
 use crate::machine::Board;
 use crate::platform::MachineInfo;
 use crate::stage2::Stage2;
+use crate::timer::Timer;
 use crate::trap::KERNEL;
 use crate::uart::Pl011;
 use crate::vcpu::Vcpu;
@@ -131,6 +136,14 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
             cpus: info.cpus
         }
     );
+    let timer = Timer::new();
+    let [distributor, redistributors] = info.gic;
+    // SAFETY: the device tree names these GICv3 blocks and they are mapped as
+    // devices above; the kernel is their only user; this is single-threaded boot
+    // with every interrupt masked.
+    let gic = unsafe { Gic::init(distributor, redistributors) };
+    gic.and_then(|gic| gic.enable_ppi(timer::INTID))
+        .unwrap_or_else(|error| panic!("GIC initialisation failed: {error:?}"));
 
     // SAFETY: the host tool appends the package at __kernel_end; it lies in RAM
     // mapped above. Its header is read first and the length it gives is bounded by
@@ -198,6 +211,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     let board = Board {
         console,
         psci_smc: info.psci_smc,
+        timer,
     };
     let mut first = TrapFrame::default();
     KERNEL.init(Kernel::new(system, vcpus, board), |kernel| {

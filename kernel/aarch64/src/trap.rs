@@ -1,8 +1,17 @@
 //! Trap classification: turns the exception syndrome of a trap from a partition into
-//! a hypercall, a wait, or a fault, and hands it to the shared kernel loop. Every exception class the
-//! kernel does not expect becomes a fault that stops the partition: no trap is ever
-//! ignored or silently resumed.
+//! a hypercall, a wait, or a fault, and a physical interrupt into a preemption, and
+//! hands it to the shared kernel loop.
+//!
+//! Invariants:
+//! - every exception class the kernel does not expect, and every FIQ, SError or
+//!   AArch32 trap, becomes a fault that stops the partition: no exception is ever
+//!   ignored or silently resumed;
+//! - an IRQ is acknowledged and ended before the partition runs again. The timer's
+//!   ([`timer::INTID`]) preempts the partition; any other (the kernel enables none)
+//!   and a spurious one resume the partition with its registers unchanged, since an
+//!   interrupt is no act of the partition's.
 
+use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{ESR_EL2, FAR_EL2, HPFAR_EL2, Readable};
 use septum_core::event::{Fault, FaultKind};
 use septum_core::system::CallRegisters;
@@ -12,6 +21,7 @@ use septum_kernel::{Global, Kernel, Trap};
 use crate::boot::TrapFrame;
 use crate::machine::Board;
 use crate::vcpu::Vcpu;
+use crate::{gic, timer};
 
 /// The kernel state, filled in at boot.
 pub static KERNEL: Global<Kernel<Vcpu, Board>> = Global::new();
@@ -24,13 +34,15 @@ const EC_SYSREG: u64 = 0x18;
 const EC_IABT_LOWER: u64 = 0x20;
 const EC_DABT_LOWER: u64 = 0x24;
 
-/// Which vector a trap arrived through (set by the vector table in `boot.rs`).
+// Which vector a trap arrived through (set by the vector table in `boot.rs`).
 const VECTOR_SYNC: u64 = 0;
+const VECTOR_IRQ: u64 = 1;
 
 /// Size of an EL1 vector table, to recognise a fetch from an unmapped one.
 const VECTOR_TABLE_SIZE: u64 = 0x800;
 
-/// Classifies the trap that arrived through `vector` with the registers in `frame`.
+/// Classifies the exception that arrived through `vector` (any but the IRQ vector)
+/// with the registers in `frame`.
 pub fn classify(vector: u64, frame: &TrapFrame) -> Trap {
     let esr = ESR_EL2.get();
     let fault = |kind, addr| {
@@ -41,8 +53,8 @@ pub fn classify(vector: u64, frame: &TrapFrame) -> Trap {
         })
     };
     if vector != VECTOR_SYNC {
-        // IRQ, FIQ and SError from a partition, and anything from AArch32: the
-        // kernel enables no interrupts yet, so these are errors.
+        // FIQ and SError from a partition, and anything from AArch32: the kernel
+        // uses no FIQs and partitions may not run AArch32, so these are errors.
         return fault(FaultKind::UnknownTrap, frame.elr);
     }
     let class = ESR_EL2.read(ESR_EL2::EC);
@@ -86,9 +98,32 @@ fn faulting_ipa() -> u64 {
     page | (FAR_EL2.get() & 0xfff)
 }
 
+/// Handles a physical IRQ taken from a partition: acknowledges and ends it. Returns
+/// [`Trap::Preempted`] for the timer's, `None` (resume the partition) otherwise.
+fn interrupt() -> Option<Trap> {
+    let intid = gic::acknowledge()?;
+    let expired = intid == timer::INTID;
+    if expired {
+        // Lower the timer's line before ending its interrupt, so it does not pend
+        // again; the kernel sets the next deadline before the next entry.
+        timer::disable();
+        barrier::isb(barrier::SY);
+    }
+    gic::end(intid);
+    expired.then_some(Trap::Preempted)
+}
+
 /// Entry from the vector table for every trap from a partition.
 pub extern "C" fn handle_lower_el(vector: u64, frame: &mut TrapFrame) {
-    let trap = classify(vector, frame);
+    let trap = if vector == VECTOR_IRQ {
+        match interrupt() {
+            Some(trap) => trap,
+            // Not the partition's doing: it continues where it was interrupted.
+            None => return,
+        }
+    } else {
+        classify(vector, frame)
+    };
     KERNEL.with(|kernel| kernel.on_trap(trap, frame));
 }
 

@@ -23,7 +23,7 @@ use septum_abi::layout::RAM_BASE;
 use septum_core::event::{Event, Fault};
 use septum_core::memory::{FreeRanges, Range};
 use septum_core::package::{MAX_PARTITIONS, Package, PartitionSpec};
-use septum_core::system::{CallRegisters, Dispatch, Next, Platform, Reply, System};
+use septum_core::system::{CallRegisters, Decision, Dispatch, Next, Platform, Reply, System};
 
 /// What a trap from a partition means, as the back end classified it.
 #[derive(Clone, Copy, Debug)]
@@ -53,10 +53,20 @@ pub trait Vcpu {
     fn load(&mut self, frame: &mut Self::Frame);
 }
 
-/// The machine under the kernel.
+/// The machine under the kernel: console, power, and the clock that drives the
+/// schedule.
 pub trait Machine: fmt::Write {
     /// Waits for the console to drain and powers off; halts if it cannot.
     fn power_off(&mut self, clean: bool) -> !;
+    /// Microseconds since an arbitrary point at boot; never goes backwards.
+    fn now_us(&mut self) -> u64;
+    /// Starts a turn: the running partition may run until `deadline_us` (on the
+    /// [`Machine::now_us`] clock), when the kernel takes the CPU back with
+    /// [`Trap::Preempted`]; other traps during the turn do not change the deadline.
+    /// `None`: no window ends; the turn lasts the back end's round-robin time slice.
+    fn set_deadline(&mut self, deadline_us: Option<u64>);
+    /// Waits in the kernel, with no partition running, until `until_us`.
+    fn idle_until(&mut self, until_us: u64);
 }
 
 /// The core's view of the machine: the console, and RAM that the kernel maps at
@@ -110,13 +120,11 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         let next = self.system.start(&mut IdentityRam {
             machine: &mut self.machine,
         });
-        match next {
-            Next::Run(first) => {
-                self.current = first;
-                self.vcpus[first].load(frame);
-            }
-            Next::PowerOff { clean } => self.machine.power_off(clean),
+        if let Next::Run(first) = next {
+            self.current = first;
+            self.vcpus[first].load(frame);
         }
+        self.settle(next, frame, true);
     }
 
     /// Handles one trap from the current partition. `frame` holds its registers and,
@@ -144,14 +152,45 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         if let Some(reply) = dispatch.reply {
             V::set_reply(frame, reply);
         }
-        match dispatch.next {
-            Next::Run(next) if next == current => {}
-            Next::Run(next) => {
-                self.vcpus[current].store(frame);
-                self.vcpus[next].load(frame);
-                self.current = next;
+        self.settle(dispatch.next, frame, matches!(trap, Trap::Preempted));
+    }
+
+    /// Puts on the CPU what the core decides for `next` at the current time: the
+    /// partition (switching vCPUs if it is not the current one), or nothing until
+    /// the core has something to run, or power-off.
+    ///
+    /// The deadline is armed only when a turn begins (`new_turn`: at start or after
+    /// a preemption; also after a switch or an idle wait). A partition that traps and
+    /// continues keeps the rest of its turn: calling the kernel never buys it more
+    /// time, and the common hypercall path reads no clock and programs no timer.
+    fn settle(&mut self, next: Next, frame: &mut V::Frame, mut new_turn: bool) {
+        loop {
+            let now = match self.system.schedule() {
+                Some(_) => self.machine.now_us(),
+                None => 0,
+            };
+            match self.system.decide(next, now) {
+                Decision::PowerOff { clean } => self.machine.power_off(clean),
+                Decision::Run {
+                    partition,
+                    deadline_us,
+                } => {
+                    if partition != self.current {
+                        self.vcpus[self.current].store(frame);
+                        self.vcpus[partition].load(frame);
+                        self.current = partition;
+                        new_turn = true;
+                    }
+                    if new_turn {
+                        self.machine.set_deadline(deadline_us);
+                    }
+                    return;
+                }
+                Decision::Idle { until_us } => {
+                    self.machine.idle_until(until_us);
+                    new_turn = true;
+                }
             }
-            Next::PowerOff { clean } => self.machine.power_off(clean),
         }
     }
 }

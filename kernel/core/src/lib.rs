@@ -24,6 +24,7 @@ pub mod event;
 pub mod memory;
 pub mod package;
 pub mod resources;
+pub mod schedule;
 pub mod system;
 
 pub use septum_abi as abi;

@@ -14,6 +14,8 @@
 //!   has called `ready`; no guest is ever chosen to run before that;
 //! - a partition that faults or exits is never scheduled again (until a restart,
 //!   which the service-VM issue adds);
+//! - with a schedule, a partition runs only inside its own time windows and no
+//!   longer than the window's end; time nobody may use is idle (see [`Decision`]);
 //! - guest console output always goes through the partition's [`LineBuffer`].
 
 use core::fmt;
@@ -25,6 +27,7 @@ use crate::console::LineBuffer;
 use crate::event::{Event, Fault};
 use crate::memory::Range;
 use crate::package::{Kind, MAX_PARTITIONS, NAME_MAX, Package};
+use crate::schedule::{Schedule, ScheduleError, Turn};
 
 /// What the core needs from the machine.
 pub trait Platform: fmt::Write {
@@ -147,6 +150,29 @@ pub enum Next {
     },
 }
 
+/// What the core finally wants on the CPU, given the time (see [`System::decide`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Run `partition`; take the CPU back at `deadline_us` (`None`: no window ends,
+    /// the back end's round-robin time slice applies).
+    Run {
+        /// The partition to run.
+        partition: usize,
+        /// When its window ends, if the system has a schedule.
+        deadline_us: Option<u64>,
+    },
+    /// Run nothing until `until_us`, then decide again.
+    Idle {
+        /// When to decide again.
+        until_us: u64,
+    },
+    /// Power the machine off.
+    PowerOff {
+        /// Whether the shutdown was a clean one requested by the service VM.
+        clean: bool,
+    },
+}
+
 /// The core's answer to a trap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dispatch {
@@ -163,6 +189,8 @@ pub enum SystemError {
     PlacementCount,
     /// The host RAM for partition `index` has the wrong size or overlaps another.
     BadPlacement(usize),
+    /// The package's schedule for the boot core is inconsistent.
+    BadSchedule(ScheduleError),
 }
 
 /// A validated hypercall, ready to be carried out.
@@ -180,6 +208,7 @@ enum Request {
 pub struct System {
     partitions: heapless::Vec<Partition, MAX_PARTITIONS>,
     service_ready: bool,
+    schedule: Option<Schedule>,
 }
 
 impl System {
@@ -218,9 +247,13 @@ impl System {
             // Cannot fail: a valid package has at most MAX_PARTITIONS partitions.
             let _ = partitions.push(partition);
         }
+        let schedule = Schedule::for_cpu(package, 0)
+            .transpose()
+            .map_err(SystemError::BadSchedule)?;
         Ok(System {
             partitions,
             service_ready: false,
+            schedule,
         })
     }
 
@@ -284,6 +317,39 @@ impl System {
         Dispatch {
             reply: None,
             next: self.after(culprit, platform),
+        }
+    }
+
+    /// The boot core's schedule, if the system has one.
+    pub fn schedule(&self) -> Option<&Schedule> {
+        self.schedule.as_ref()
+    }
+
+    /// Turns `next` (what the call or fault asked for) into what runs at `now_us`
+    /// (µs on the machine's clock). Without a schedule `next` stands. With one, the
+    /// owner of the current window runs until the window's end if it can run; else
+    /// the CPU idles until the window ends or the next one starts. Power-off always
+    /// stands.
+    pub fn decide(&self, next: Next, now_us: u64) -> Decision {
+        let partition = match next {
+            Next::PowerOff { clean } => return Decision::PowerOff { clean },
+            Next::Run(partition) => partition,
+        };
+        let Some(schedule) = &self.schedule else {
+            return Decision::Run {
+                partition,
+                deadline_us: None,
+            };
+        };
+        match schedule.at(now_us) {
+            Turn::Window {
+                partition,
+                until_us,
+            } if self.partitions[partition].state == State::Runnable => Decision::Run {
+                partition,
+                deadline_us: Some(until_us),
+            },
+            Turn::Window { until_us, .. } | Turn::Gap { until_us } => Decision::Idle { until_us },
         }
     }
 

@@ -4,12 +4,15 @@ use core::fmt;
 
 use septum_kernel::{Console, Uart};
 
+use crate::clock::Clock;
 use crate::serial::{self, Serial};
 
-/// The console and the power switch of a PC.
+/// The console, the clock and the power switch of a PC.
 pub struct Pc {
     /// The console UART.
     pub console: Console<Serial>,
+    /// The calibrated TSC and the preemption timer.
+    pub clock: Clock,
 }
 
 impl fmt::Write for Pc {
@@ -23,5 +26,17 @@ impl septum_kernel::Machine for Pc {
     fn power_off(&mut self, _clean: bool) -> ! {
         self.console.0.drain();
         serial::power_off()
+    }
+
+    fn now_us(&mut self) -> u64 {
+        self.clock.now_us()
+    }
+
+    fn set_deadline(&mut self, deadline_us: Option<u64>) {
+        self.clock.set_deadline(deadline_us);
+    }
+
+    fn idle_until(&mut self, until_us: u64) {
+        self.clock.idle_until(until_us);
     }
 }

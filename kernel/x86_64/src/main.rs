@@ -15,6 +15,7 @@
 #![no_main]
 
 mod boot;
+mod clock;
 mod cpu;
 mod ept;
 mod exit;
@@ -37,6 +38,7 @@ use septum_kernel::{Console, Kernel, Uart};
 use x86_64::instructions::port::Port;
 
 use crate::boot::GuestRegisters;
+use crate::clock::Clock;
 use crate::ept::Ept;
 use crate::exit::KERNEL;
 use crate::machine::Pc;
@@ -217,7 +219,10 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     );
 
     let mut first = GuestRegisters::default();
-    KERNEL.init(Kernel::new(system, vcpus, Pc { console }), |kernel| {
+    // SAFETY: once, at boot, interrupts off; nothing else uses the PIT.
+    let clock = unsafe { Clock::calibrate() };
+    let pc = Pc { console, clock };
+    KERNEL.init(Kernel::new(system, vcpus, pc), |kernel| {
         kernel.start(&mut first)
     });
     // SAFETY: `first` holds the service VM's registers and `start` made its VMCS

@@ -8,8 +8,9 @@
 //! image's entry point, an empty IDT.
 //!
 //! Invariants:
-//! - every exception the guest raises, every I/O port and MSR access, HLT, CPUID and
-//!   VMCALL exit to the kernel (exception bitmap and bitmaps all ones);
+//! - every exception the guest raises, every I/O port and MSR access not granted,
+//!   HLT, CPUID and VMCALL exit to the kernel, and so does the VMX preemption timer,
+//!   which the clock arms before every entry (see `clock.rs`);
 //! - when a partition runs, its VMCS is current and its x87/SSE state is in the FPU;
 //!   the other partitions' general registers and FPU state are in their `Vcpu`.
 
@@ -45,13 +46,10 @@ const SECONDARY_ENABLE_VPID: u32 = 1 << 5;
 const EXIT_HOST_64_BIT: u32 = 1 << 9;
 const EXIT_ACK_INTERRUPT: u32 = 1 << 15;
 const EXIT_SAVE_EFER: u32 = 1 << 20;
+const EXIT_SAVE_PREEMPTION_TIMER: u32 = 1 << 22;
 const EXIT_LOAD_EFER: u32 = 1 << 21;
 const ENTRY_64_BIT_GUEST: u32 = 1 << 9;
 const ENTRY_LOAD_EFER: u32 = 1 << 15;
-
-/// Timer ticks a partition may run before the kernel takes the CPU back (in units of
-/// the TSC divided by 2^IA32_VMX_MISC[4:0]).
-const TIME_SLICE: u64 = 0x10_0000;
 
 const CR0_PE: u64 = 1 << 0;
 const CR0_ET: u64 = 1 << 4;
@@ -164,7 +162,13 @@ fn write_controls(start: Start, bitmaps: &Bitmaps) -> Result<(), vmx::VmxError> 
         | PRIMARY_MONITOR_EXITING
         | PRIMARY_SECONDARY_CONTROLS;
     let secondary = SECONDARY_ENABLE_EPT | SECONDARY_ENABLE_VPID;
-    let exit = EXIT_HOST_64_BIT | EXIT_ACK_INTERRUPT | EXIT_SAVE_EFER | EXIT_LOAD_EFER;
+    // The timer's remaining value is saved on exit, so a turn continues across
+    // traps until the clock arms a new one.
+    let exit = EXIT_HOST_64_BIT
+        | EXIT_ACK_INTERRUPT
+        | EXIT_SAVE_EFER
+        | EXIT_LOAD_EFER
+        | EXIT_SAVE_PREEMPTION_TIMER;
     let entry = ENTRY_64_BIT_GUEST | ENTRY_LOAD_EFER;
     for (encoding, msrs, wanted) in [
         (field::PIN_CONTROLS, control_msr::PIN, pin),
@@ -181,7 +185,6 @@ fn write_controls(start: Start, bitmaps: &Bitmaps) -> Result<(), vmx::VmxError> 
     vmx::write(field::MSR_BITMAP, bitmaps.msr);
     vmx::write(field::EPT_POINTER, start.eptp);
     vmx::write(field::VPID, u64::from(start.vpid));
-    vmx::write(field::PREEMPTION_TIMER, TIME_SLICE);
     // The partition may not clear CR4.VMXE (required in VMX operation); it reads 0.
     vmx::write(field::CR4_MASK, CR4_VMXE);
     vmx::write(field::CR0_MASK, 0);

@@ -416,3 +416,107 @@ proptest! {
         }
     }
 }
+
+/// A system of the service VM and two guests on a 10 ms frame: service 0-2 ms,
+/// alpha 2-6 ms, beta 6-10 ms.
+fn scheduled() -> (System, FakeMachine) {
+    use crate::resources::Window;
+    let image = [0u8; 16];
+    let names = ["service", "alpha", "beta"];
+    let windows = [(0, 2_000), (2_000, 4_000), (6_000, 4_000)];
+    let specs: Vec<PartitionSpec> = (0..3)
+        .map(|i| {
+            let kind = if i == 0 { Kind::Service } else { Kind::Guest };
+            let mut resources = Resources::new(RAM, RAM, 1);
+            let (offset_us, length_us) = windows[i];
+            resources
+                .add_window(Window {
+                    cpu: 0,
+                    offset_us,
+                    length_us,
+                })
+                .unwrap();
+            PartitionSpec {
+                name: names[i],
+                kind,
+                ram_size: RAM,
+                image: &image,
+                entry_offset: 0,
+                argument: 0,
+                caps: caps_for(kind),
+                resources,
+            }
+        })
+        .collect();
+    let bytes = encode(&specs, 0, Some(10_000)).unwrap();
+    let package = Package::parse(&bytes).unwrap();
+    let host: Vec<Range> = (0..3)
+        .map(|i| Range::from_start_size(HOST_BASE + i * RAM, RAM).unwrap())
+        .collect();
+    let system = System::new(&package, GUEST_BASE, &host).unwrap();
+    let machine = FakeMachine {
+        ram: vec![0; RAM as usize * 3],
+        console: String::new(),
+    };
+    (system, machine)
+}
+
+#[test]
+fn without_a_schedule_the_call_decides() {
+    let (sys, _) = system(1);
+    assert_eq!(
+        sys.decide(Next::Run(1), 123),
+        Decision::Run {
+            partition: 1,
+            deadline_us: None
+        }
+    );
+    assert_eq!(
+        sys.decide(Next::PowerOff { clean: true }, 0),
+        Decision::PowerOff { clean: true }
+    );
+}
+
+#[test]
+fn with_a_schedule_only_the_window_owner_runs_until_its_window_ends() {
+    let (mut sys, mut m) = scheduled();
+    sys.start(&mut m);
+    // Before ready, the guests' windows are idle: they may not run.
+    assert_eq!(
+        sys.decide(Next::Run(0), 500),
+        Decision::Run {
+            partition: 0,
+            deadline_us: Some(2_000)
+        }
+    );
+    assert_eq!(
+        sys.decide(Next::Run(0), 2_500),
+        Decision::Idle { until_us: 6_000 }
+    );
+    sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
+    // Whatever the call asked for, the owner of the window runs.
+    assert_eq!(
+        sys.decide(Next::Run(0), 2_500),
+        Decision::Run {
+            partition: 1,
+            deadline_us: Some(6_000)
+        }
+    );
+    assert_eq!(
+        sys.decide(Next::Run(1), 16_000),
+        Decision::Run {
+            partition: 2,
+            deadline_us: Some(20_000)
+        }
+    );
+    // A partition that has exited leaves its window idle; nobody else gets it.
+    sys.hypercall(1, call(Call::Exit, &[SELF, 0]), &mut m);
+    assert_eq!(
+        sys.decide(Next::Run(2), 12_000),
+        Decision::Idle { until_us: 16_000 }
+    );
+    assert_eq!(
+        sys.decide(Next::PowerOff { clean: false }, 12_000),
+        Decision::PowerOff { clean: false }
+    );
+}

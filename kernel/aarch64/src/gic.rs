@@ -1,0 +1,274 @@
+//! The GICv3 interrupt controller: just enough of it for the kernel's own timer.
+//!
+//! At boot [`Gic::init`] turns on affinity routing and group 1 in the distributor,
+//! wakes the boot CPU's redistributor and enables the CPU interface at EL2 through
+//! its system registers; [`Gic::enable_ppi`] then enables one private interrupt.
+//! After that the kernel talks to the GIC only through the CPU interface:
+//! [`acknowledge`] and [`end`].
+//!
+//! Invariants:
+//! - the kernel enables no interrupt but those it passes to [`Gic::enable_ppi`] (the
+//!   hypervisor timer); [`Gic::init`] disables every other one, shared peripheral
+//!   interrupts included, so no device a partition is granted can interrupt the
+//!   kernel;
+//! - interrupts are group 1 and the CPU interface uses EOImode 0: writing
+//!   ICC_EOIR1_EL1 both drops the running priority and deactivates the interrupt,
+//!   so an interrupt the kernel [`end`]s is wholly finished;
+//! - every interrupt the kernel acknowledges is ended before the kernel returns to a
+//!   partition or waits again (see `trap.rs` and `timer.rs`).
+//!
+//! With QEMU `virt,virtualization=on` and no EL3 the GIC has a single security state
+//! (GICD_CTLR.DS reads 1); the bits written here mean the same in the non-secure
+//! view of a GIC with two security states.
+
+use core::arch::asm;
+
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{ICC_CTLR_EL1, ICC_SRE_EL2, MPIDR_EL1};
+use septum_core::memory::Range;
+use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
+use tock_registers::register_bitfields;
+use tock_registers::register_structs;
+use tock_registers::registers::{ReadOnly, ReadWrite};
+
+register_bitfields! {u32,
+    GICD_CTLR [
+        /// Register write pending: an earlier write to the register still takes effect.
+        RWP OFFSET(31) NUMBITS(1) [],
+        /// Affinity routing (ARE; ARE_NS in the non-secure view).
+        ARE_NS OFFSET(4) NUMBITS(1) [],
+        /// Group 1 interrupts are forwarded (EnableGrp1; EnableGrp1A non-secure).
+        ENABLE_GRP1 OFFSET(1) NUMBITS(1) [],
+    ],
+    GICD_TYPER [
+        /// Shared interrupts implemented: 32 × (N + 1) INTIDs in all.
+        IT_LINES_NUMBER OFFSET(0) NUMBITS(5) [],
+    ],
+    GICR_CTLR [
+        /// Register write pending: an earlier disable still takes effect.
+        RWP OFFSET(3) NUMBITS(1) [],
+    ],
+    GICR_WAKER [
+        /// The redistributor's interface to the CPU is quiescent.
+        CHILDREN_ASLEEP OFFSET(2) NUMBITS(1) [],
+        /// The CPU is asleep: set at reset, cleared to connect it.
+        PROCESSOR_SLEEP OFFSET(1) NUMBITS(1) [],
+    ],
+}
+
+register_bitfields! {u64,
+    GICR_TYPER [
+        /// The affinity (Aff3.Aff2.Aff1.Aff0) of the CPU this redistributor serves.
+        AFFINITY OFFSET(32) NUMBITS(32) [],
+        /// This is the last redistributor of its region.
+        LAST OFFSET(4) NUMBITS(1) [],
+        /// Virtual LPIs are supported (GICv4): the redistributor has four frames.
+        VLPIS OFFSET(1) NUMBITS(1) [],
+    ],
+}
+
+register_structs! {
+    /// The distributor (GICD), as far as the kernel uses it.
+    Distributor {
+        (0x0000 => ctlr: ReadWrite<u32, GICD_CTLR::Register>),
+        (0x0004 => typer: ReadOnly<u32, GICD_TYPER::Register>),
+        (0x0008 => _reserved0),
+        (0x0180 => icenabler: [ReadWrite<u32>; 32]),
+        (0x0200 => @END),
+    }
+}
+
+register_structs! {
+    /// A redistributor's control frame (RD_base).
+    RedistributorControl {
+        (0x0000 => ctlr: ReadOnly<u32, GICR_CTLR::Register>),
+        (0x0004 => _reserved0),
+        (0x0008 => typer: ReadOnly<u64, GICR_TYPER::Register>),
+        (0x0010 => _reserved1),
+        (0x0014 => waker: ReadWrite<u32, GICR_WAKER::Register>),
+        (0x0018 => @END),
+    }
+}
+
+register_structs! {
+    /// A redistributor's SGI and PPI frame (SGI_base), one bit or byte per INTID 0-31.
+    RedistributorPrivate {
+        (0x0000 => _reserved0),
+        (0x0080 => igroupr0: ReadWrite<u32>),
+        (0x0084 => _reserved1),
+        (0x0100 => isenabler0: ReadWrite<u32>),
+        (0x0104 => _reserved2),
+        (0x0180 => icenabler0: ReadWrite<u32>),
+        (0x0184 => _reserved3),
+        (0x0400 => ipriorityr: [ReadWrite<u8>; 32]),
+        (0x0420 => @END),
+    }
+}
+
+/// Offset of the SGI/PPI frame from a redistributor's control frame.
+const PRIVATE_FRAME: u64 = 0x1_0000;
+/// Bytes per redistributor: two 64 KiB frames, four with virtual LPIs (GICv4).
+const REDISTRIBUTOR_STRIDE: u64 = 0x2_0000;
+const REDISTRIBUTOR_STRIDE_VLPI: u64 = 0x4_0000;
+/// The priority of the kernel's interrupts: the middle of the range, so it is
+/// implemented whatever number of priority bits the GIC has.
+const PRIORITY: u8 = 0x80;
+/// ICC_PMR_EL1 letting every priority through.
+const PRIORITY_MASK_OPEN: u64 = 0xff;
+/// ICC_CTLR_EL1.EOImode: 1 would split priority drop from deactivation.
+const ICC_CTLR_EOIMODE: u64 = 1 << 1;
+/// INTIDs from here on are special (1023: spurious, nothing pending).
+const FIRST_SPECIAL_INTID: u32 = 1020;
+/// How many times to poll a GIC status bit before giving up on it.
+const POLL_LIMIT: u32 = 1_000_000;
+
+/// Why the GIC could not be brought up.
+#[derive(Clone, Copy, Debug)]
+pub enum GicError {
+    /// No redistributor in the region serves the boot CPU.
+    NoRedistributor,
+    /// A register write or the redistributor's wake-up never completed.
+    Timeout,
+}
+
+/// The boot CPU's redistributor, after [`Gic::init`].
+pub struct Gic {
+    control: &'static RedistributorControl,
+    private: &'static RedistributorPrivate,
+}
+
+impl Gic {
+    /// Initialises the distributor at `distributor`, the boot CPU's redistributor
+    /// (found in `redistributors` by its affinity) and this CPU's interface, with
+    /// every interrupt still disabled.
+    ///
+    /// # Safety
+    /// The ranges must be the GICv3 distributor and redistributor regions, mapped as
+    /// device memory, used by nothing else; must run once, at boot, with interrupts
+    /// masked.
+    pub unsafe fn init(distributor: Range, redistributors: Range) -> Result<Gic, GicError> {
+        // SAFETY: per the contract `distributor` is the mapped GICD block;
+        // `Distributor` matches the start of its layout.
+        let gicd = unsafe { &*(distributor.start as *const Distributor) };
+        // The groups off, then affinity routing on, then group 1 on: ARE may change
+        // only while the groups are disabled.
+        gicd.ctlr.set(0);
+        wait_while(|| gicd.ctlr.is_set(GICD_CTLR::RWP))?;
+        gicd.ctlr.write(GICD_CTLR::ARE_NS::SET);
+        wait_while(|| gicd.ctlr.is_set(GICD_CTLR::RWP))?;
+        // Every shared interrupt off, whatever the firmware left (register 0 covers
+        // the private INTIDs, which the redistributor controls under ARE).
+        let lines = gicd.typer.read(GICD_TYPER::IT_LINES_NUMBER) as usize + 1;
+        for register in &gicd.icenabler[1..lines.min(gicd.icenabler.len())] {
+            register.set(u32::MAX);
+        }
+        wait_while(|| gicd.ctlr.is_set(GICD_CTLR::RWP))?;
+        gicd.ctlr
+            .write(GICD_CTLR::ARE_NS::SET + GICD_CTLR::ENABLE_GRP1::SET);
+        wait_while(|| gicd.ctlr.is_set(GICD_CTLR::RWP))?;
+
+        // SAFETY: per the contract `redistributors` is the mapped GICR region.
+        let control = unsafe { find_redistributor(redistributors) }?;
+        control.waker.modify(GICR_WAKER::PROCESSOR_SLEEP::CLEAR);
+        wait_while(|| control.waker.is_set(GICR_WAKER::CHILDREN_ASLEEP))?;
+        let private_base = control as *const RedistributorControl as u64 + PRIVATE_FRAME;
+        // SAFETY: the SGI/PPI frame follows the control frame of the same
+        // redistributor, inside the mapped region; `RedistributorPrivate` matches it.
+        let private = unsafe { &*(private_base as *const RedistributorPrivate) };
+        private.icenabler0.set(u32::MAX);
+        wait_while(|| control.ctlr.is_set(GICR_CTLR::RWP))?;
+
+        enable_cpu_interface();
+        Ok(Gic { control, private })
+    }
+
+    /// Makes private interrupt `intid` (16 to 31) group 1, of the kernel's priority,
+    /// and enables it.
+    pub fn enable_ppi(&self, intid: u32) -> Result<(), GicError> {
+        assert!((16..32).contains(&intid), "INTID {intid} is not a PPI");
+        let bit = 1 << intid;
+        self.private.igroupr0.set(self.private.igroupr0.get() | bit);
+        self.private.ipriorityr[intid as usize].set(PRIORITY);
+        self.private.isenabler0.set(bit);
+        wait_while(|| self.control.ctlr.is_set(GICR_CTLR::RWP))
+    }
+}
+
+/// Finds the redistributor of the CPU running this code in `region`.
+///
+/// # Safety
+/// `region` must be a mapped GICv3 redistributor region.
+unsafe fn find_redistributor(region: Range) -> Result<&'static RedistributorControl, GicError> {
+    let affinity = (MPIDR_EL1.read(MPIDR_EL1::Aff3) << 24)
+        | (MPIDR_EL1.read(MPIDR_EL1::Aff2) << 16)
+        | (MPIDR_EL1.read(MPIDR_EL1::Aff1) << 8)
+        | MPIDR_EL1.read(MPIDR_EL1::Aff0);
+    let mut base = region.start;
+    while base
+        .checked_add(REDISTRIBUTOR_STRIDE)
+        .is_some_and(|end| end <= region.end)
+    {
+        // SAFETY: `base` starts a redistributor inside the mapped region (the loop
+        // condition keeps its two frames inside it).
+        let control = unsafe { &*(base as *const RedistributorControl) };
+        let typer = control.typer.extract();
+        if typer.read(GICR_TYPER::AFFINITY) == affinity {
+            return Ok(control);
+        }
+        if typer.is_set(GICR_TYPER::LAST) {
+            break;
+        }
+        base += if typer.is_set(GICR_TYPER::VLPIS) {
+            REDISTRIBUTOR_STRIDE_VLPI
+        } else {
+            REDISTRIBUTOR_STRIDE
+        };
+    }
+    Err(GicError::NoRedistributor)
+}
+
+/// Enables this CPU's interface at EL2: system-register access, every priority
+/// unmasked, group 1 on, EOImode 0.
+fn enable_cpu_interface() {
+    ICC_SRE_EL2.modify(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
+    barrier::isb(barrier::SY);
+    let ctlr = ICC_CTLR_EL1.get() & !ICC_CTLR_EOIMODE;
+    // SAFETY: the CPU interface's registers control only interrupt delivery to this
+    // CPU, which has every interrupt masked (DAIF) while the kernel runs.
+    unsafe {
+        asm!("msr icc_ctlr_el1, {}", in(reg) ctlr, options(nomem, nostack));
+        asm!("msr icc_pmr_el1, {}", in(reg) PRIORITY_MASK_OPEN, options(nomem, nostack));
+        asm!("msr icc_igrpen1_el1, {}", in(reg) 1u64, options(nomem, nostack));
+    }
+    barrier::isb(barrier::SY);
+}
+
+/// Acknowledges the highest-priority pending group 1 interrupt: returns its INTID,
+/// now active, or `None` if nothing is pending (a spurious interrupt).
+pub fn acknowledge() -> Option<u32> {
+    let intid: u64;
+    // SAFETY: reading ICC_IAR1_EL1 makes the pending interrupt active; the caller
+    // ends it (module invariant). It touches no memory.
+    unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) intid, options(nomem, nostack)) };
+    let intid = (intid & 0xff_ffff) as u32;
+    (intid < FIRST_SPECIAL_INTID).then_some(intid)
+}
+
+/// Ends interrupt `intid`, which [`acknowledge`] returned: with EOImode 0 this
+/// drops the running priority and deactivates it.
+pub fn end(intid: u32) {
+    // SAFETY: writing ICC_EOIR1_EL1 with an acknowledged INTID completes that
+    // interrupt; it touches no memory.
+    unsafe { asm!("msr icc_eoir1_el1, {}", in(reg) u64::from(intid), options(nomem, nostack)) };
+}
+
+/// Polls until `busy` is false, or fails after [`POLL_LIMIT`] tries.
+fn wait_while(busy: impl Fn() -> bool) -> Result<(), GicError> {
+    for _ in 0..POLL_LIMIT {
+        if !busy() {
+            return Ok(());
+        }
+        core::hint::spin_loop();
+    }
+    Err(GicError::Timeout)
+}

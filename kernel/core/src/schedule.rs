@@ -1,0 +1,242 @@
+//! Temporal partitioning: the fixed cyclic schedule of one core, ARINC 653 style. A
+//! major frame repeats for ever; within it, time windows belong to partitions. A
+//! partition runs only inside its own windows; when its window ends the kernel takes
+//! the core back, and time that belongs to nobody (or to a partition that cannot
+//! run) is idle.
+//!
+//! Invariants (property-tested below):
+//! - [`Schedule::at`] names a partition only inside one of that partition's windows,
+//!   and the deadline it gives is that window's end, never later;
+//! - the windows of one core never overlap (checked by [`Schedule::new`]; the
+//!   description validator also rejects such systems).
+
+use crate::package::{MAX_PARTITIONS, Package};
+use crate::resources::MAX_WINDOWS;
+
+/// One window of the schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    /// The partition (package index) that owns the window.
+    pub partition: usize,
+    /// Start, in µs from the start of the frame.
+    pub offset_us: u64,
+    /// End, in µs from the start of the frame.
+    pub end_us: u64,
+}
+
+/// What the schedule says about an instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// `partition` owns the core until `until_us`.
+    Window {
+        /// The window's owner.
+        partition: usize,
+        /// When the window ends (µs since the schedule began).
+        until_us: u64,
+    },
+    /// Nobody owns the core until `until_us`.
+    Gap {
+        /// When the next window starts (µs since the schedule began).
+        until_us: u64,
+    },
+}
+
+/// Why a schedule was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleError {
+    /// The major frame is zero.
+    EmptyFrame,
+    /// A window is empty, ends after the frame, or overlaps another on the core.
+    BadWindow(usize),
+}
+
+/// The schedule of one core.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    frame_us: u64,
+    slots: heapless::Vec<Slot, { MAX_PARTITIONS * MAX_WINDOWS }>,
+}
+
+impl Schedule {
+    /// The schedule of core `cpu` in `package`, or `None` if the system has no major
+    /// frame (its partitions then share the core round-robin).
+    pub fn for_cpu(package: &Package<'_>, cpu: u32) -> Option<Result<Schedule, ScheduleError>> {
+        let frame = u64::from(package.major_frame_us()?);
+        let windows = package
+            .partitions()
+            .enumerate()
+            .flat_map(|(partition, spec)| {
+                spec.resources
+                    .windows()
+                    .iter()
+                    .filter(move |w| w.cpu == cpu)
+                    .map(move |w| Slot {
+                        partition,
+                        offset_us: u64::from(w.offset_us),
+                        end_us: u64::from(w.offset_us) + u64::from(w.length_us),
+                    })
+                    .collect::<heapless::Vec<Slot, MAX_WINDOWS>>()
+            });
+        Some(Schedule::new(frame, windows))
+    }
+
+    /// A schedule with major frame `frame_us` and these windows.
+    pub fn new(
+        frame_us: u64,
+        windows: impl IntoIterator<Item = Slot>,
+    ) -> Result<Schedule, ScheduleError> {
+        if frame_us == 0 {
+            return Err(ScheduleError::EmptyFrame);
+        }
+        let mut slots = heapless::Vec::<Slot, { MAX_PARTITIONS * MAX_WINDOWS }>::new();
+        for (index, slot) in windows.into_iter().enumerate() {
+            let fits = slot.offset_us < slot.end_us && slot.end_us <= frame_us;
+            let overlaps = slots
+                .iter()
+                .any(|other| slot.offset_us < other.end_us && other.offset_us < slot.end_us);
+            if !fits || overlaps {
+                return Err(ScheduleError::BadWindow(index));
+            }
+            slots
+                .push(slot)
+                .map_err(|_| ScheduleError::BadWindow(index))?;
+        }
+        slots.sort_unstable_by_key(|slot| slot.offset_us);
+        Ok(Schedule { frame_us, slots })
+    }
+
+    /// The major frame in µs.
+    pub fn frame_us(&self) -> u64 {
+        self.frame_us
+    }
+
+    /// The windows, in time order.
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    /// Who owns the core at `now_us` (µs since the schedule began), and until when.
+    pub fn at(&self, now_us: u64) -> Turn {
+        let frame_start = now_us - now_us % self.frame_us;
+        let offset = now_us - frame_start;
+        if let Some(slot) = self
+            .slots
+            .iter()
+            .find(|s| s.offset_us <= offset && offset < s.end_us)
+        {
+            return Turn::Window {
+                partition: slot.partition,
+                until_us: frame_start + slot.end_us,
+            };
+        }
+        let next_start = self
+            .slots
+            .iter()
+            .map(|s| s.offset_us)
+            .find(|&start| start > offset)
+            .map_or_else(
+                // No later window in this frame: the first one of the next frame.
+                || frame_start + self.frame_us + self.slots.first().map_or(0, |s| s.offset_us),
+                |start| frame_start + start,
+            );
+        Turn::Gap {
+            until_us: next_start,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn slot(partition: usize, offset_us: u64, end_us: u64) -> Slot {
+        Slot {
+            partition,
+            offset_us,
+            end_us,
+        }
+    }
+
+    #[test]
+    fn windows_gaps_and_frames() {
+        let schedule = Schedule::new(10_000, [slot(1, 2_000, 6_000), slot(0, 0, 1_000)]).unwrap();
+        assert_eq!(
+            schedule.at(0),
+            Turn::Window {
+                partition: 0,
+                until_us: 1_000
+            }
+        );
+        assert_eq!(
+            schedule.at(999),
+            Turn::Window {
+                partition: 0,
+                until_us: 1_000
+            }
+        );
+        assert_eq!(schedule.at(1_000), Turn::Gap { until_us: 2_000 });
+        assert_eq!(
+            schedule.at(5_999),
+            Turn::Window {
+                partition: 1,
+                until_us: 6_000
+            }
+        );
+        assert_eq!(schedule.at(6_000), Turn::Gap { until_us: 10_000 });
+        assert_eq!(
+            schedule.at(10_500),
+            Turn::Window {
+                partition: 0,
+                until_us: 11_000
+            }
+        );
+        assert_eq!(schedule.at(37_000), Turn::Gap { until_us: 40_000 });
+    }
+
+    #[test]
+    fn bad_schedules_are_refused() {
+        assert_eq!(Schedule::new(0, []).unwrap_err(), ScheduleError::EmptyFrame);
+        let overlap = [slot(0, 0, 500), slot(1, 400, 600)];
+        assert_eq!(
+            Schedule::new(1_000, overlap).unwrap_err(),
+            ScheduleError::BadWindow(1)
+        );
+        assert_eq!(
+            Schedule::new(1_000, [slot(0, 900, 1_100)]).unwrap_err(),
+            ScheduleError::BadWindow(0)
+        );
+        assert_eq!(
+            Schedule::new(1_000, [slot(0, 5, 5)]).unwrap_err(),
+            ScheduleError::BadWindow(0)
+        );
+    }
+
+    proptest! {
+        /// At any instant, a named owner is inside one of its own windows and its
+        /// deadline is that window's end; a gap lasts until the next window starts.
+        #[test]
+        fn owners_only_run_inside_their_windows(
+            cuts in proptest::collection::btree_set(1u64..999, 2..12),
+            now in 0u64..1_000_000,
+        ) {
+            let cuts: Vec<u64> = cuts.into_iter().collect();
+            let windows = cuts.chunks_exact(2).enumerate().map(|(i, pair)| slot(i % 3, pair[0], pair[1]));
+            let schedule = Schedule::new(1_000, windows).unwrap();
+            let offset = now % 1_000;
+            match schedule.at(now) {
+                Turn::Window { partition, until_us } => {
+                    let window = schedule.slots().iter().find(|s| s.offset_us <= offset && offset < s.end_us);
+                    prop_assert_eq!(window.map(|s| s.partition), Some(partition));
+                    prop_assert_eq!(until_us, now - offset + window.unwrap().end_us);
+                }
+                Turn::Gap { until_us } => {
+                    prop_assert!(schedule.slots().iter().all(|s| offset < s.offset_us || offset >= s.end_us));
+                    prop_assert!(until_us > now);
+                    let next_is_window = matches!(schedule.at(until_us), Turn::Window { .. });
+                    prop_assert!(next_is_window);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Time on x86: the TSC, calibrated once at boot against the 8254 PIT (whose rate,
+//! 1,193,182 Hz, is fixed on every PC), and the VMX preemption timer that takes the
+//! CPU back from a partition when its time is up.
+//!
+//! Invariant: each turn of a partition starts with a preemption-timer value derived
+//! from its deadline (or the round-robin slice), written to its VMCS; the CPU saves
+//! what is left on every exit, so traps during the turn do not extend it.
+
+use core::arch::asm;
+use x86_64::instructions::port::Port;
+
+use crate::vmx::{self, field};
+
+const PIT_HZ: u64 = 1_193_182;
+/// PIT ticks the calibration waits for: 10 ms.
+const CALIBRATION_TICKS: u16 = 11_932;
+const IA32_VMX_MISC: u32 = 0x485;
+/// The round-robin time slice, for systems without a schedule.
+const ROUND_ROBIN_SLICE_US: u64 = 10_000;
+
+/// Reads the time-stamp counter.
+pub fn tsc() -> u64 {
+    let (low, high): (u32, u32);
+    // SAFETY: `lfence; rdtsc` reads the counter and touches no memory.
+    unsafe { asm!("lfence", "rdtsc", out("eax") low, out("edx") high, options(nomem, nostack)) };
+    (u64::from(high) << 32) | u64::from(low)
+}
+
+/// The calibrated clock.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    ticks_per_us: u64,
+    /// The preemption timer counts down once every 2^shift TSC ticks.
+    preemption_shift: u32,
+}
+
+impl Clock {
+    /// Measures the TSC against 10 ms of PIT channel 2 (gated through port 0x61,
+    /// speaker off).
+    ///
+    /// # Safety
+    /// Must run once at boot with interrupts off; it reprograms PIT channel 2.
+    pub unsafe fn calibrate() -> Clock {
+        let mut gate = Port::<u8>::new(0x61);
+        let mut command = Port::<u8>::new(0x43);
+        let mut channel2 = Port::<u8>::new(0x42);
+        // SAFETY: per this function's contract the PIT's channel 2 is ours; the
+        // sequence is the PIT's documented one-shot programming.
+        let elapsed = unsafe {
+            let control = gate.read();
+            gate.write((control & !0x02) | 0x01);
+            command.write(0b1011_0000); // channel 2, low then high byte, mode 0
+            let [low, high] = CALIBRATION_TICKS.to_le_bytes();
+            channel2.write(low);
+            channel2.write(high);
+            let start = tsc();
+            while gate.read() & 0x20 == 0 {
+                core::hint::spin_loop();
+            }
+            tsc() - start
+        };
+        let hz = elapsed * PIT_HZ / u64::from(CALIBRATION_TICKS);
+        Clock {
+            ticks_per_us: (hz / 1_000_000).max(1),
+            preemption_shift: (vmx::read_msr(IA32_VMX_MISC) & 0x1f) as u32,
+        }
+    }
+
+    /// Microseconds since the TSC started.
+    pub fn now_us(&self) -> u64 {
+        tsc() / self.ticks_per_us
+    }
+
+    /// Arms the current VMCS's preemption timer for `deadline_us`, or for the
+    /// round-robin slice.
+    pub fn set_deadline(&self, deadline_us: Option<u64>) {
+        let now = self.now_us();
+        let left_us = deadline_us.map_or(ROUND_ROBIN_SLICE_US, |d| d.saturating_sub(now));
+        let ticks = left_us.saturating_mul(self.ticks_per_us) >> self.preemption_shift;
+        vmx::write(field::PREEMPTION_TIMER, ticks.min(u64::from(u32::MAX)));
+    }
+
+    /// Waits in the kernel until `until_us`.
+    pub fn idle_until(&self, until_us: u64) {
+        while self.now_us() < until_us {
+            core::hint::spin_loop();
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Measures, in the guest's own counter time, how much of the elapsed time this
+//! partition actually ran, and checks it against the share its time windows give
+//! it. It reads the counter in a tight loop: a jump between two reads larger than
+//! [`GAP_TICKS`] is time it did not run (another partition's window, or idle).
+//!
+//! Boot argument: the expected share in per mille (0 to 1000), plus 1000 if the
+//! partition should behave politely (yield after every read) rather than spin.
+#![no_std]
+#![no_main]
+
+use septum_sdk::{Boot, arch, println, slot};
+
+septum_sdk::entry!(main);
+
+/// A jump between two counter reads larger than this is time not run.
+const GAP_TICKS: u64 = 20_000;
+/// How long to measure, in counter ticks (tens of milliseconds on both boards).
+const MEASURE_TICKS: u64 = 4_000_000;
+/// How far the measured share may be from the expected one, in per mille.
+const TOLERANCE: u64 = 50;
+
+fn main(boot: Boot) -> u64 {
+    let expected = boot.argument % 1000;
+    let polite = boot.argument >= 1000;
+    let style = if polite {
+        "yielding after every read"
+    } else {
+        "spinning"
+    };
+    println!("measuring my share of the CPU, {style}");
+    let start = arch::counter();
+    let mut last = start;
+    let mut ran = 0;
+    while last - start < MEASURE_TICKS {
+        if polite {
+            let _ = septum_sdk::yield_now(slot::SELF);
+        }
+        let now = arch::counter();
+        let step = now - last;
+        if step < GAP_TICKS {
+            ran += step;
+        }
+        last = now;
+    }
+    let elapsed = last - start;
+    let share = ran * 1000 / elapsed;
+    let within = share.abs_diff(expected) <= TOLERANCE;
+    println!(
+        "share={share} expected={expected} ran={ran} elapsed={elapsed} within={}",
+        if within { "yes" } else { "no" }
+    );
+    u64::from(!within)
+}
