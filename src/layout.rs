@@ -362,6 +362,7 @@ mod tests {
         load("description/tests/good.toml", "description/tests/board")
     }
 
+    /// Verifies: SK-CFG-003
     #[test]
     fn renders_the_full_description() {
         let (system, board) = good();
@@ -380,6 +381,7 @@ mod tests {
         assert_eq!(svg, render_svg(&system, &board));
     }
 
+    /// Verifies: SK-CFG-003
     #[test]
     fn without_a_schedule_says_round_robin() {
         let (system, board) = load("tests/systems/faulty.toml", "board-support/qemu-virt");
@@ -389,6 +391,7 @@ mod tests {
         assert!(svg.ends_with("</svg>\n"));
     }
 
+    /// Verifies: SK-CFG-003
     #[test]
     fn escapes_names() {
         let (mut system, board) = good();
@@ -398,6 +401,7 @@ mod tests {
         assert!(svg.contains("a&lt;b&amp;&quot;c&quot;&gt;"));
     }
 
+    /// Verifies: SK-CFG-003
     #[test]
     fn formats_sizes_addresses_and_ticks() {
         assert_eq!(size(2 << 20), "2 MiB");

@@ -8,7 +8,8 @@
 //! - [`image`]: ELF flattening and the bootable kernel image or ISO;
 //! - [`layout`]: a picture (SVG) of a system's memory and time layout on its board;
 //! - [`emulator`]: running an image under QEMU with a hard timeout;
-//! - [`scenario`]: test scenarios and their console expectations.
+//! - [`scenario`]: test scenarios and their console expectations;
+//! - [`trace`]: the requirement catalogue, test tags, and the traceability matrix.
 
 pub mod boards;
 pub mod emulator;
@@ -16,6 +17,7 @@ pub mod image;
 pub mod layout;
 pub mod package;
 pub mod scenario;
+pub mod trace;
 
 use std::path::{Path, PathBuf};
 

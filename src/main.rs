@@ -10,6 +10,7 @@ use septum::boards::{self, Board};
 use septum::emulator::{self, RunOptions};
 use septum::image;
 use septum::scenario::{self, Scenario};
+use septum::trace;
 
 #[derive(Parser)]
 #[command(name = "septum", about = "Build, run and measure Septum systems")]
@@ -66,6 +67,17 @@ enum Command {
         /// Scenario names (file stems).
         #[arg(required = true)]
         names: Vec<String>,
+    },
+    /// Write the traceability matrix (Markdown, JUnit, JSON) from the output of
+    /// `cargo test`, and fail if a must-verify requirement lacks a passing test, a
+    /// test names an unknown requirement, or a test verifies nothing.
+    Trace {
+        /// A file holding the output of `cargo test`.
+        #[arg(long)]
+        results: PathBuf,
+        /// Where to write the files.
+        #[arg(long, default_value = "target/trace")]
+        out: PathBuf,
     },
     /// Run the benchmarks and print their figures.
     Bench {
@@ -153,6 +165,28 @@ fn main() -> Result<()> {
             }
         }
         Command::Bench { board } => bench(&board)?,
+        Command::Trace { results, out } => {
+            let repo = septum::repo_root();
+            let requirements = trace::load_catalogue(&repo.join("tests/requirements"))?;
+            let tags = trace::collect_tags(repo)?;
+            let output = std::fs::read_to_string(&results)
+                .with_context(|| format!("reading {}", results.display()))?;
+            let traced = trace::trace(&requirements, &tags, &trace::parse_results(&output));
+            std::fs::create_dir_all(&out)?;
+            std::fs::write(
+                out.join("matrix.md"),
+                trace::matrix_markdown(&requirements, &traced),
+            )?;
+            std::fs::write(out.join("junit.xml"), trace::junit(&traced))?;
+            std::fs::write(out.join("trace.json"), trace::json(&requirements, &traced))?;
+            println!("wrote {}/matrix.md, junit.xml, trace.json", out.display());
+            if !traced.problems.is_empty() {
+                for problem in &traced.problems {
+                    eprintln!("trace: {problem}");
+                }
+                bail!("{} traceability problems", traced.problems.len());
+            }
+        }
     }
     Ok(())
 }

@@ -27,6 +27,9 @@ pub struct Scenario {
     pub name: String,
     /// What the scenario shows.
     pub description: String,
+    /// The requirements it verifies (`tests/requirements/`).
+    #[serde(default)]
+    pub verifies: Vec<String>,
     /// The board to boot.
     pub board: String,
     /// The system description, relative to the repository root.
@@ -222,6 +225,7 @@ mod tests {
         Scenario {
             name: "synthetic".into(),
             description: String::new(),
+            verifies: Vec::new(),
             board: "qemu-virt".into(),
             system: PathBuf::new(),
             ram: None,
@@ -246,6 +250,7 @@ mod tests {
                         @@ partition service ready\n[g] hi\n@@ partition g exit code=0\n\
                         @@ kernel shutdown status=ok code=0\n";
 
+    /// Verifies: SK-AUD-003
     #[test]
     fn a_good_run_passes() {
         let failures =
@@ -262,6 +267,7 @@ mod tests {
         wanted: &'static str,
     }
 
+    /// Verifies: SK-AUD-003
     #[test]
     fn each_rule_catches_its_violation() {
         let base = Case {

@@ -24,6 +24,7 @@ macro_rules! scenarios {
         )*
 
         /// Every scenario file has a test here, so none is skipped silently.
+        /// Verifies: SK-AUD-003
         #[test]
         fn every_scenario_file_is_run() {
             let listed = [$($($file),*),*];

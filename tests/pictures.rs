@@ -3,6 +3,7 @@
 
 use septum::boards;
 
+/// Verifies: SK-CFG-003
 #[test]
 fn layout_pictures_match_the_default_systems() {
     for board in ["qemu-virt", "pc"] {

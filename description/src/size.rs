@@ -48,6 +48,7 @@ impl<'de> Deserialize<'de> for Bytes {
 mod tests {
     use super::parse_size;
 
+    /// Verifies: SK-CFG-001
     #[test]
     fn sizes_and_addresses() {
         assert_eq!(parse_size("2M"), Ok(2 << 20));

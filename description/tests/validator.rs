@@ -27,6 +27,7 @@ fn expectations(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Verifies: SK-CFG-001, SK-CFG-002
 #[test]
 fn each_bad_file_fails_with_exactly_its_expected_errors() {
     let board = board();
@@ -44,6 +45,7 @@ fn each_bad_file_fails_with_exactly_its_expected_errors() {
     }
 }
 
+/// Verifies: SK-CFG-002
 #[test]
 fn every_rule_has_a_bad_file() {
     let mut covered = std::collections::BTreeSet::new();
@@ -62,6 +64,7 @@ fn every_rule_has_a_bad_file() {
     }
 }
 
+/// Verifies: SK-CFG-003
 #[test]
 fn the_good_file_validates_with_every_feature() {
     let path = Path::new("tests/good.toml");

@@ -272,6 +272,7 @@ pub mod layout {
 mod tests {
     use super::*;
 
+    /// Verifies: SK-API-001
     #[test]
     fn call_numbers_round_trip_and_are_unique() {
         for call in Call::ALL {
@@ -281,6 +282,7 @@ mod tests {
         assert_eq!(Call::from_number(u64::MAX), None);
     }
 
+    /// Verifies: SK-API-001
     #[test]
     fn error_codes_round_trip_and_are_negative() {
         for error in Error::ALL {

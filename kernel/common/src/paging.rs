@@ -203,6 +203,7 @@ mod tests {
         None
     }
 
+    /// Verifies: SK-ISO-001
     #[test]
     fn blocks_where_aligned_pages_elsewhere() {
         let (_memory, mut frames) = pool();
@@ -217,6 +218,7 @@ mod tests {
         assert_eq!(lookup(&tables, 0x3fff_f000), None);
     }
 
+    /// Verifies: SK-ISO-001
     #[test]
     fn overlaps_and_misalignment_are_refused_without_change() {
         let (_memory, mut frames) = pool();

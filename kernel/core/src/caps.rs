@@ -43,6 +43,7 @@ pub fn lookup(table: &CapTable, slot: u64, ty: CapType, right: Rights) -> Result
 mod tests {
     use super::*;
 
+    /// Verifies: SK-CAP-001
     #[test]
     fn slot_then_type_then_right() {
         let mut table: CapTable = [None; CAP_SLOTS];

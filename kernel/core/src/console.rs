@@ -87,6 +87,7 @@ mod tests {
         out
     }
 
+    /// Verifies: SK-AUD-002
     #[test]
     fn lines_are_joined_across_writes_and_prefixed() {
         assert_eq!(
@@ -95,6 +96,7 @@ mod tests {
         );
     }
 
+    /// Verifies: SK-AUD-002
     #[test]
     fn a_forged_marker_is_prefixed() {
         assert_eq!(
@@ -103,11 +105,13 @@ mod tests {
         );
     }
 
+    /// Verifies: SK-AUD-002
     #[test]
     fn control_bytes_are_escaped() {
         assert_eq!(run(&[b"a\x1b[2Jb\r\n"]), "[p] a\\x1b[2Jb\n");
     }
 
+    /// Verifies: SK-AUD-002
     #[test]
     fn long_lines_are_split_not_lost() {
         let long = [b'x'; LINE_MAX + 5];
@@ -119,6 +123,7 @@ mod tests {
     proptest! {
         /// Whatever a guest writes, every printed line carries the prefix, holds only
         /// printable ASCII, and no byte of printable input is lost.
+        /// Verifies: SK-AUD-002
         #[test]
         fn output_is_prefixed_printable_and_complete(data in proptest::collection::vec(any::<u8>(), 0..600)) {
             let out = run(&[&data]);

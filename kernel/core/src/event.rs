@@ -194,6 +194,7 @@ impl fmt::Display for Event<'_> {
 mod tests {
     use super::*;
 
+    /// Verifies: SK-AUD-001
     #[test]
     fn lines_match_the_documented_vocabulary() {
         let cases: [(Event, &str); 5] = [

@@ -184,6 +184,7 @@ mod tests {
             && free.ranges().windows(2).all(|w| w[0].end < w[1].start)
     }
 
+    /// Verifies: SK-ISO-001
     #[test]
     fn carve_kernel_and_blob_then_allocate_aligned() {
         let mut free = FreeRanges::<8>::new();
@@ -202,6 +203,7 @@ mod tests {
         assert_eq!(free.allocate(4096, 3), Err(MemoryError::BadRequest));
     }
 
+    /// Verifies: SK-ISO-004
     #[test]
     fn take_claims_exactly_a_free_range() {
         let mut free = FreeRanges::<4>::new();
@@ -224,6 +226,7 @@ mod tests {
         assert_eq!(free.free_bytes(), 0x20_0000);
     }
 
+    /// Verifies: SK-ISO-001
     #[test]
     fn overlapping_add_is_refused_and_changes_nothing() {
         let mut free = FreeRanges::<4>::new();
@@ -255,6 +258,7 @@ mod tests {
         );
     }
 
+    /// Verifies: SK-ISO-001
     #[test]
     fn fragmentation_beyond_capacity_is_refused_and_changes_nothing() {
         let mut free = FreeRanges::<2>::new();
@@ -282,6 +286,7 @@ mod tests {
     proptest! {
         /// Random carve-outs and allocations keep the list well formed, never hand
         /// out a byte twice, and never hand out a byte that was carved out.
+        /// Verifies: SK-ISO-001
         #[test]
         fn allocations_are_disjoint_aligned_and_free(
             removals in proptest::collection::vec((0u64..256, 1u64..16), 0..6),

@@ -409,6 +409,7 @@ mod tests {
         encode(&[service, hello], 2, Some(10_000)).unwrap()
     }
 
+    /// Verifies: SK-INIT-003
     #[test]
     fn round_trip() {
         let bytes = demo();
@@ -426,6 +427,7 @@ mod tests {
         assert_eq!(parts[1].caps[..15], [None; 15]);
     }
 
+    /// Verifies: SK-INIT-003
     #[test]
     fn each_rule_is_enforced() {
         let img = [0u8; 8];
@@ -488,6 +490,7 @@ mod tests {
         }
     }
 
+    /// Verifies: SK-INIT-003, SK-CAP-003
     #[test]
     fn each_capability_rule_is_enforced() {
         let service = spec("s", Kind::Service, &[0; 8]);
@@ -522,6 +525,7 @@ mod tests {
         );
     }
 
+    /// Verifies: SK-INIT-003
     #[test]
     fn resources_must_be_well_formed_and_bracket_the_ram() {
         let service = spec("s", Kind::Service, &[0; 8]);
@@ -541,6 +545,7 @@ mod tests {
         );
     }
 
+    /// Verifies: SK-INIT-003
     #[test]
     fn header_damage_is_detected() {
         let good = demo();
@@ -572,6 +577,7 @@ mod tests {
     proptest! {
         /// A corrupted package is either refused or still satisfies every rule:
         /// the parser never panics and never yields an image outside the bytes.
+        /// Verifies: SK-INIT-003
         #[test]
         fn corruption_never_yields_an_inconsistent_package(
             flips in proptest::collection::vec((0usize..800, any::<u8>()), 1..8)

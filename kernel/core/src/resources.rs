@@ -270,6 +270,7 @@ mod tests {
         r
     }
 
+    /// Verifies: SK-INIT-003
     #[test]
     fn round_trip_and_limits() {
         let mut bytes = Vec::new();
@@ -283,6 +284,7 @@ mod tests {
         assert_eq!(full.add_irq(99), Err(TooMany));
     }
 
+    /// Verifies: SK-INIT-003
     #[test]
     fn bad_blocks_are_refused() {
         let mut good = Vec::new();
@@ -309,6 +311,7 @@ mod tests {
     proptest! {
         /// Any block that decodes re-encodes to the same bytes, and its grants obey
         /// the module's rules.
+        /// Verifies: SK-INIT-003
         #[test]
         fn decoded_blocks_are_canonical_and_valid(flips in proptest::collection::vec((0..RESOURCES_SIZE, any::<u8>()), 0..6)) {
             let mut bytes = Vec::new();

@@ -158,6 +158,7 @@ mod tests {
         }
     }
 
+    /// Verifies: SK-TMP-001
     #[test]
     fn windows_gaps_and_frames() {
         let schedule = Schedule::new(10_000, [slot(1, 2_000, 6_000), slot(0, 0, 1_000)]).unwrap();
@@ -194,6 +195,7 @@ mod tests {
         assert_eq!(schedule.at(37_000), Turn::Gap { until_us: 40_000 });
     }
 
+    /// Verifies: SK-TMP-001
     #[test]
     fn bad_schedules_are_refused() {
         assert_eq!(Schedule::new(0, []).unwrap_err(), ScheduleError::EmptyFrame);
@@ -215,6 +217,7 @@ mod tests {
     proptest! {
         /// At any instant, a named owner is inside one of its own windows and its
         /// deadline is that window's end; a gap lasts until the next window starts.
+        /// Verifies: SK-TMP-001
         #[test]
         fn owners_only_run_inside_their_windows(
             cuts in proptest::collection::btree_set(1u64..999, 2..12),

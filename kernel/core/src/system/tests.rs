@@ -102,6 +102,7 @@ fn states(system: &System) -> Vec<(State, u32)> {
         .collect()
 }
 
+/// Verifies: SK-INIT-001
 #[test]
 fn service_vm_starts_alone_and_guests_follow_ready() {
     let (mut sys, mut m) = system(2);
@@ -122,6 +123,7 @@ fn service_vm_starts_alone_and_guests_follow_ready() {
     );
 }
 
+/// Verifies: SK-TMP-002
 #[test]
 fn yield_is_round_robin_and_counts_the_others() {
     let (mut sys, mut m) = system(2);
@@ -141,6 +143,7 @@ fn yield_is_round_robin_and_counts_the_others() {
     assert_eq!(d.next, Next::Run(0));
 }
 
+/// Verifies: SK-AUD-002
 #[test]
 fn console_write_prefixes_and_reports_length() {
     let (mut sys, mut m) = system(1);
@@ -161,6 +164,7 @@ fn console_write_prefixes_and_reports_length() {
     );
 }
 
+/// Verifies: SK-MED-002
 #[test]
 fn hostile_console_arguments_are_refused() {
     let (mut sys, mut m) = system(1);
@@ -185,6 +189,7 @@ fn hostile_console_arguments_are_refused() {
     }
 }
 
+/// Verifies: SK-CAP-003, SK-INIT-001
 #[test]
 fn guests_hold_no_system_cap_and_ready_is_once() {
     let (mut sys, mut m) = system(1);
@@ -211,6 +216,7 @@ fn guests_hold_no_system_cap_and_ready_is_once() {
     );
 }
 
+/// Verifies: SK-CAP-001, SK-MED-002
 #[test]
 fn each_call_needs_its_capability_type_and_right() {
     let (mut sys, mut m) = system(1);
@@ -269,6 +275,7 @@ fn each_call_needs_its_capability_type_and_right() {
     assert_eq!(sys.partitions()[0].state(), State::Runnable);
 }
 
+/// Verifies: SK-HM-001, SK-AUD-001
 #[test]
 fn a_fault_stops_only_the_culprit() {
     let (mut sys, mut m) = system(2);
@@ -296,6 +303,7 @@ fn a_fault_stops_only_the_culprit() {
     assert_eq!(d.next, Next::Run(0));
 }
 
+/// Verifies: SK-HM-001
 #[test]
 fn the_system_halts_when_nothing_can_run() {
     let (mut sys, mut m) = system(1);
@@ -311,6 +319,7 @@ fn the_system_halts_when_nothing_can_run() {
     );
 }
 
+/// Verifies: SK-INIT-002
 #[test]
 fn placements_must_match_the_package() {
     let image = [0u8; 8];
@@ -376,6 +385,7 @@ proptest! {
     /// capability of its type with its right in the caller's own table; and no
     /// capability table ever changes, so no partition gains a right its
     /// description did not grant.
+    /// Verifies: SK-MED-002, SK-INIT-001, SK-CAP-002
     #[test]
     fn refused_calls_change_nothing_and_guests_wait_for_ready(
         calls in proptest::collection::vec(any_call(), 1..60)
@@ -461,6 +471,7 @@ fn scheduled() -> (System, FakeMachine) {
     (system, machine)
 }
 
+/// Verifies: SK-TMP-001
 #[test]
 fn without_a_schedule_the_call_decides() {
     let (sys, _) = system(1);
@@ -477,6 +488,7 @@ fn without_a_schedule_the_call_decides() {
     );
 }
 
+/// Verifies: SK-TMP-001
 #[test]
 fn with_a_schedule_only_the_window_owner_runs_until_its_window_ends() {
     let (mut sys, mut m) = scheduled();
