@@ -45,10 +45,6 @@ impl septum_kernel::Machine for Board {
     fn set_deadline(&mut self, deadline_us: Option<u64>) {
         self.timer.set_deadline(deadline_us);
     }
-
-    fn idle_until(&mut self, until_us: u64) {
-        self.timer.idle_until(until_us);
-    }
 }
 
 /// Asks the firmware to power the machine off. Returns only if the firmware refuses.

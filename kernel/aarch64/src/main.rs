@@ -14,6 +14,7 @@
 #![no_main]
 
 mod boot;
+mod cpu;
 mod gic;
 mod machine;
 mod mmu;
@@ -214,9 +215,11 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         timer,
     };
     let mut first = TrapFrame::default();
-    KERNEL.init(Kernel::new(system, vcpus, board), |kernel| {
+    let cpu = cpu::index();
+    let step = KERNEL.init(cpu, Kernel::new(system, vcpus, board), |kernel| {
         kernel.start(&mut first)
     });
+    KERNEL.until_runnable(cpu, step, &mut first, trap::idle);
     // SAFETY: `first` holds a complete register state for the service VM, whose EL1
     // state, stage-2 tables and VMID `start` has loaded.
     unsafe { boot::enter_partition(&first) }

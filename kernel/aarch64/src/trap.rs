@@ -124,7 +124,17 @@ pub extern "C" fn handle_lower_el(vector: u64, frame: &mut TrapFrame) {
     } else {
         classify(vector, frame)
     };
-    KERNEL.with(|kernel| kernel.on_trap(trap, frame));
+    let cpu = crate::cpu::index();
+    let step = KERNEL.with(cpu, |kernel| kernel.on_trap(cpu, trap, frame));
+    KERNEL.until_runnable(cpu, step, frame, idle);
+}
+
+/// Waits on this core until `until_us` (the kernel is not held meanwhile).
+pub fn idle(until_us: u64) {
+    let cpu = crate::cpu::index();
+    KERNEL
+        .with(cpu, |kernel| kernel.machine.timer)
+        .idle_until(until_us);
 }
 
 /// Entry from the vector table for an exception taken at EL2: a kernel bug.

@@ -8,22 +8,26 @@
 //! once, and each back end implements only the architecture.
 //!
 //! Invariants:
-//! - `current` names the partition whose registers are live (in the trap frame and
-//!   on the CPU); every other partition's state is in its [`Vcpu`];
-//! - kernel state is reached only through [`Global::with`], which refuses re-entry.
+//! - `current[cpu]` names the partition whose registers are live on core `cpu` (in
+//!   its trap frame and on the CPU); every other partition's state is in its
+//!   [`Vcpu`]; a partition is only ever loaded on its own core;
+//! - kernel state is reached only through [`Global::with`], one core at a time; a
+//!   core that must wait (no partition to run) does so outside it.
 #![cfg_attr(not(test), no_std)]
 
 pub mod paging;
 
 use core::cell::UnsafeCell;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use septum_abi::layout::RAM_BASE;
 use septum_core::event::{Event, Fault};
 use septum_core::memory::{FreeRanges, Range};
 use septum_core::package::{MAX_PARTITIONS, Package, PartitionSpec};
-use septum_core::system::{CallRegisters, Decision, Dispatch, Next, Platform, Reply, System};
+use septum_core::system::{
+    CallRegisters, Decision, Dispatch, MAX_CPUS, Next, Platform, Reply, System,
+};
 
 /// What a trap from a partition means, as the back end classified it.
 #[derive(Clone, Copy, Debug)]
@@ -64,9 +68,8 @@ pub trait Machine: fmt::Write {
     /// [`Machine::now_us`] clock), when the kernel takes the CPU back with
     /// [`Trap::Preempted`]; other traps during the turn do not change the deadline.
     /// `None`: no window ends; the turn lasts the back end's round-robin time slice.
+    /// Applies to the core that calls it.
     fn set_deadline(&mut self, deadline_us: Option<u64>);
-    /// Waits in the kernel, with no partition running, until `until_us`.
-    fn idle_until(&mut self, until_us: u64);
 }
 
 /// The core's view of the machine: the console, and RAM that the kernel maps at
@@ -91,15 +94,26 @@ impl<M: Machine> Platform for IdentityRam<'_, M> {
     }
 }
 
+/// What a core does after the kernel has handled a trap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Enter the partition whose registers are now in the frame.
+    Run,
+    /// Run nothing until `until_us` (on [`Machine::now_us`]'s clock), then call
+    /// [`Kernel::resume`]. The back end waits outside the kernel lock, so other cores
+    /// go on meanwhile.
+    Idle(u64),
+}
+
 /// Everything the kernel keeps after boot.
 pub struct Kernel<V, M> {
     /// Partitions and their states.
     pub system: System,
     /// One vCPU per partition, in package order.
     pub vcpus: heapless::Vec<V, MAX_PARTITIONS>,
-    /// The partition that runs now.
-    pub current: usize,
-    /// The console and power control.
+    /// Per core: the partition whose registers are live there, if any.
+    pub current: [Option<usize>; MAX_CPUS],
+    /// The console, clock and power control.
     pub machine: M,
 }
 
@@ -109,28 +123,37 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         Kernel {
             system,
             vcpus,
-            current: 0,
+            current: [None; MAX_CPUS],
             machine,
         }
     }
 
-    /// Starts the system (the service VM first) and fills `frame` with the
-    /// registers of the first partition to run.
-    pub fn start(&mut self, frame: &mut V::Frame) {
+    /// Starts the system (the service VM first, on its core).
+    pub fn start(&mut self, frame: &mut V::Frame) -> Step {
+        let cpu = self.system.service_cpu();
         let next = self.system.start(&mut IdentityRam {
             machine: &mut self.machine,
         });
-        if let Next::Run(first) = next {
-            self.current = first;
-            self.vcpus[first].load(frame);
-        }
-        self.settle(next, frame, true);
+        self.settle(cpu, next, frame, true)
     }
 
-    /// Handles one trap from the current partition. `frame` holds its registers and,
-    /// on return, those of whichever partition runs next.
-    pub fn on_trap(&mut self, trap: Trap, frame: &mut V::Frame) {
-        let current = self.current;
+    /// Called by core `cpu` when it has nothing loaded yet or has waited: what it
+    /// runs now.
+    pub fn resume(&mut self, cpu: usize, frame: &mut V::Frame) -> Step {
+        let next = self.system.pick(
+            cpu,
+            self.current[cpu],
+            &mut IdentityRam {
+                machine: &mut self.machine,
+            },
+        );
+        self.settle(cpu, next, frame, true)
+    }
+
+    /// Handles one trap from the partition running on core `cpu`. `frame` holds its
+    /// registers and, on return, those of whichever partition runs next there.
+    pub fn on_trap(&mut self, cpu: usize, trap: Trap, frame: &mut V::Frame) -> Step {
+        let current = self.current[cpu].expect("a trap comes from a running partition");
         let mut platform = IdentityRam {
             machine: &mut self.machine,
         };
@@ -152,57 +175,53 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         if let Some(reply) = dispatch.reply {
             V::set_reply(frame, reply);
         }
-        self.settle(dispatch.next, frame, matches!(trap, Trap::Preempted));
+        self.settle(cpu, dispatch.next, frame, matches!(trap, Trap::Preempted))
     }
 
-    /// Puts on the CPU what the core decides for `next` at the current time: the
-    /// partition (switching vCPUs if it is not the current one), or nothing until
-    /// the core has something to run, or power-off.
+    /// Puts on core `cpu` what the core decides for `next`: the partition
+    /// (switching vCPUs if it is not the current one), or nothing for a while, or
+    /// power-off.
     ///
-    /// The deadline is armed only when a turn begins (`new_turn`: at start or after
-    /// a preemption; also after a switch or an idle wait). A partition that traps and
-    /// continues keeps the rest of its turn: calling the kernel never buys it more
-    /// time, and the common hypercall path reads no clock and programs no timer.
-    fn settle(&mut self, next: Next, frame: &mut V::Frame, mut new_turn: bool) {
-        loop {
-            let now = match self.system.schedule() {
-                Some(_) => self.machine.now_us(),
-                None => 0,
-            };
-            match self.system.decide(next, now) {
-                Decision::PowerOff { clean } => self.machine.power_off(clean),
-                Decision::Run {
-                    partition,
-                    deadline_us,
-                } => {
-                    if partition != self.current {
-                        self.vcpus[self.current].store(frame);
-                        self.vcpus[partition].load(frame);
-                        self.current = partition;
-                        new_turn = true;
+    /// The deadline is armed only when a turn begins (`new_turn`: at start, after a
+    /// preemption or a wait, or on a switch). A partition that traps and continues
+    /// keeps the rest of its turn: calling the kernel never buys it more time, and the
+    /// common hypercall path reads no clock and programs no timer.
+    fn settle(&mut self, cpu: usize, next: Next, frame: &mut V::Frame, new_turn: bool) -> Step {
+        let machine = &mut self.machine;
+        match self.system.decide(next, cpu, || machine.now_us()) {
+            Decision::PowerOff { clean } => self.machine.power_off(clean),
+            Decision::Run {
+                partition,
+                deadline_us,
+            } => {
+                if self.current[cpu] != Some(partition) {
+                    if let Some(previous) = self.current[cpu] {
+                        self.vcpus[previous].store(frame);
                     }
-                    if new_turn {
-                        self.machine.set_deadline(deadline_us);
-                    }
-                    return;
+                    self.vcpus[partition].load(frame);
+                    self.current[cpu] = Some(partition);
+                    self.machine.set_deadline(deadline_us);
+                } else if new_turn {
+                    self.machine.set_deadline(deadline_us);
                 }
-                Decision::Idle { until_us } => {
-                    self.machine.idle_until(until_us);
-                    new_turn = true;
-                }
+                Step::Run
             }
+            Decision::Idle { until_us } => Step::Idle(until_us),
         }
     }
 }
 
-/// A kernel-wide value that one trap at a time may use.
+/// A kernel-wide value that one core at a time may use: a spin lock that also
+/// catches a core re-entering it (a kernel bug) instead of deadlocking.
 pub struct Global<T> {
     value: UnsafeCell<Option<T>>,
-    busy: AtomicBool,
+    /// 0 when free, else 1 + the holding core.
+    holder: AtomicUsize,
 }
 
-// SAFETY: access goes through `with`, which hands out one `&mut T` at a time and
-// panics on a second, concurrent or re-entrant, attempt.
+// SAFETY: access goes through `with`, which hands out one `&mut T` at a time: the
+// holder word is taken with an acquire compare-exchange and released with a release
+// store, so the value is never reached from two cores at once.
 unsafe impl<T: Send> Sync for Global<T> {}
 
 impl<T> Default for Global<T> {
@@ -216,32 +235,56 @@ impl<T> Global<T> {
     pub const fn new() -> Self {
         Global {
             value: UnsafeCell::new(None),
-            busy: AtomicBool::new(false),
+            holder: AtomicUsize::new(0),
         }
     }
 
-    /// Fills the slot (once, at boot) and runs `f` on the value.
-    pub fn init<R>(&self, value: T, f: impl FnOnce(&mut T) -> R) -> R {
-        self.access(|slot| {
+    /// Fills the slot (once, at boot, on core `cpu`) and runs `f` on the value.
+    pub fn init<R>(&self, cpu: usize, value: T, f: impl FnOnce(&mut T) -> R) -> R {
+        self.access(cpu, |slot| {
             assert!(slot.is_none(), "kernel state initialised twice");
             f(slot.insert(value))
         })
     }
 
-    /// Runs `f` with exclusive access to the value.
-    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        self.access(|slot| f(slot.as_mut().expect("kernel state used before boot")))
+    /// Runs `f` on core `cpu` with exclusive access to the value, waiting while
+    /// another core has it.
+    pub fn with<R>(&self, cpu: usize, f: impl FnOnce(&mut T) -> R) -> R {
+        self.access(cpu, |slot| {
+            f(slot.as_mut().expect("kernel state used before boot"))
+        })
     }
 
-    fn access<R>(&self, f: impl FnOnce(&mut Option<T>) -> R) -> R {
-        assert!(
-            !self.busy.swap(true, Ordering::Acquire),
-            "kernel state re-entered"
-        );
-        // SAFETY: `busy` was false and is now true, so no other reference exists.
+    fn access<R>(&self, cpu: usize, f: impl FnOnce(&mut Option<T>) -> R) -> R {
+        let me = cpu + 1;
+        while let Err(holder) =
+            self.holder
+                .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+        {
+            assert!(holder != me, "kernel state re-entered on core {cpu}");
+            core::hint::spin_loop();
+        }
+        // SAFETY: the holder word was 0 and is now ours, so no other reference exists.
         let result = f(unsafe { &mut *self.value.get() });
-        self.busy.store(false, Ordering::Release);
+        self.holder.store(0, Ordering::Release);
         result
+    }
+}
+
+impl<V: Vcpu, M: Machine> Global<Kernel<V, M>> {
+    /// Drives core `cpu` from `step` until it has a partition to enter: while the
+    /// kernel says to idle, waits with `idle` (not holding the kernel) and asks again.
+    pub fn until_runnable(
+        &self,
+        cpu: usize,
+        mut step: Step,
+        frame: &mut V::Frame,
+        idle: impl Fn(u64),
+    ) {
+        while let Step::Idle(until_us) = step {
+            idle(until_us);
+            step = self.with(cpu, |kernel| kernel.resume(cpu, frame));
+        }
     }
 }
 

@@ -13,15 +13,15 @@
 use crate::package::{MAX_PARTITIONS, Package};
 use crate::resources::MAX_WINDOWS;
 
-/// One window of the schedule.
+/// One window of the schedule (kept small: a system has up to 64 per core).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slot {
     /// The partition (package index) that owns the window.
-    pub partition: usize,
+    pub partition: u8,
     /// Start, in µs from the start of the frame.
-    pub offset_us: u64,
+    pub offset_us: u32,
     /// End, in µs from the start of the frame.
-    pub end_us: u64,
+    pub end_us: u32,
 }
 
 /// What the schedule says about an instant.
@@ -71,9 +71,10 @@ impl Schedule {
                     .iter()
                     .filter(move |w| w.cpu == cpu)
                     .map(move |w| Slot {
-                        partition,
-                        offset_us: u64::from(w.offset_us),
-                        end_us: u64::from(w.offset_us) + u64::from(w.length_us),
+                        // A package has at most MAX_PARTITIONS (8) partitions.
+                        partition: partition as u8,
+                        offset_us: w.offset_us,
+                        end_us: w.offset_us.saturating_add(w.length_us),
                     })
                     .collect::<heapless::Vec<Slot, MAX_WINDOWS>>()
             });
@@ -90,7 +91,7 @@ impl Schedule {
         }
         let mut slots = heapless::Vec::<Slot, { MAX_PARTITIONS * MAX_WINDOWS }>::new();
         for (index, slot) in windows.into_iter().enumerate() {
-            let fits = slot.offset_us < slot.end_us && slot.end_us <= frame_us;
+            let fits = slot.offset_us < slot.end_us && u64::from(slot.end_us) <= frame_us;
             let overlaps = slots
                 .iter()
                 .any(|other| slot.offset_us < other.end_us && other.offset_us < slot.end_us);
@@ -119,24 +120,26 @@ impl Schedule {
     pub fn at(&self, now_us: u64) -> Turn {
         let frame_start = now_us - now_us % self.frame_us;
         let offset = now_us - frame_start;
+        let starts = |s: &Slot| u64::from(s.offset_us);
+        let ends = |s: &Slot| u64::from(s.end_us);
         if let Some(slot) = self
             .slots
             .iter()
-            .find(|s| s.offset_us <= offset && offset < s.end_us)
+            .find(|s| starts(s) <= offset && offset < ends(s))
         {
             return Turn::Window {
-                partition: slot.partition,
-                until_us: frame_start + slot.end_us,
+                partition: usize::from(slot.partition),
+                until_us: frame_start + ends(slot),
             };
         }
         let next_start = self
             .slots
             .iter()
-            .map(|s| s.offset_us)
+            .map(starts)
             .find(|&start| start > offset)
             .map_or_else(
                 // No later window in this frame: the first one of the next frame.
-                || frame_start + self.frame_us + self.slots.first().map_or(0, |s| s.offset_us),
+                || frame_start + self.frame_us + self.slots.first().map_or(0, starts),
                 |start| frame_start + start,
             );
         Turn::Gap {
@@ -150,7 +153,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn slot(partition: usize, offset_us: u64, end_us: u64) -> Slot {
+    fn slot(partition: u8, offset_us: u32, end_us: u32) -> Slot {
         Slot {
             partition,
             offset_us,
@@ -220,21 +223,21 @@ mod tests {
         /// Verifies: SK-TMP-001
         #[test]
         fn owners_only_run_inside_their_windows(
-            cuts in proptest::collection::btree_set(1u64..999, 2..12),
+            cuts in proptest::collection::btree_set(1u32..999, 2..12),
             now in 0u64..1_000_000,
         ) {
-            let cuts: Vec<u64> = cuts.into_iter().collect();
-            let windows = cuts.chunks_exact(2).enumerate().map(|(i, pair)| slot(i % 3, pair[0], pair[1]));
+            let cuts: Vec<u32> = cuts.into_iter().collect();
+            let windows = cuts.chunks_exact(2).enumerate().map(|(i, pair)| slot((i % 3) as u8, pair[0], pair[1]));
             let schedule = Schedule::new(1_000, windows).unwrap();
             let offset = now % 1_000;
             match schedule.at(now) {
                 Turn::Window { partition, until_us } => {
-                    let window = schedule.slots().iter().find(|s| s.offset_us <= offset && offset < s.end_us);
-                    prop_assert_eq!(window.map(|s| s.partition), Some(partition));
-                    prop_assert_eq!(until_us, now - offset + window.unwrap().end_us);
+                    let window = schedule.slots().iter().find(|s| u64::from(s.offset_us) <= offset && offset < u64::from(s.end_us));
+                    prop_assert_eq!(window.map(|s| usize::from(s.partition)), Some(partition));
+                    prop_assert_eq!(until_us, now - offset + u64::from(window.unwrap().end_us));
                 }
                 Turn::Gap { until_us } => {
-                    prop_assert!(schedule.slots().iter().all(|s| offset < s.offset_us || offset >= s.end_us));
+                    prop_assert!(schedule.slots().iter().all(|s| offset < u64::from(s.offset_us) || offset >= u64::from(s.end_us)));
                     prop_assert!(until_us > now);
                     let next_is_window = matches!(schedule.at(until_us), Turn::Window { .. });
                     prop_assert!(next_is_window);

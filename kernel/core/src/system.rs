@@ -59,6 +59,7 @@ pub struct Partition {
     host_ram: Range,
     state: State,
     generation: u32,
+    cpu: usize,
     caps: CapTable,
     console: LineBuffer,
 }
@@ -91,6 +92,10 @@ impl Partition {
     /// Its capability table.
     pub fn caps(&self) -> &CapTable {
         &self.caps
+    }
+    /// The core it runs on (its one vCPU is pinned there).
+    pub fn cpu(&self) -> usize {
+        self.cpu
     }
 
     /// Translates a guest buffer to host-physical memory if it lies wholly in this
@@ -138,11 +143,19 @@ impl Reply {
     }
 }
 
+/// Most CPU cores the kernel runs partitions on.
+pub const MAX_CPUS: usize = 4;
+
+/// How long a core with nothing to run waits before it looks again, in µs.
+pub const POLL_US: u64 = 1_000;
+
 /// What the back end runs next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Next {
     /// Run this partition (by index). It may be the one that trapped.
     Run(usize),
+    /// Nothing on this core can run now, but partitions elsewhere can: wait.
+    Wait,
     /// Power the machine off.
     PowerOff {
         /// Whether the shutdown was a clean one requested by the service VM.
@@ -189,8 +202,10 @@ pub enum SystemError {
     PlacementCount,
     /// The host RAM for partition `index` has the wrong size or overlaps another.
     BadPlacement(usize),
-    /// The package's schedule for the boot core is inconsistent.
+    /// The package's schedule for a core is inconsistent.
     BadSchedule(ScheduleError),
+    /// Partition `index` is pinned to no core, or to one past [`MAX_CPUS`].
+    BadCpu(usize),
 }
 
 /// A validated hypercall, ready to be carried out.
@@ -208,7 +223,7 @@ enum Request {
 pub struct System {
     partitions: heapless::Vec<Partition, MAX_PARTITIONS>,
     service_ready: bool,
-    schedule: Option<Schedule>,
+    schedules: [Option<Schedule>; MAX_CPUS],
 }
 
 impl System {
@@ -234,6 +249,10 @@ impl System {
             let mut name = heapless::String::new();
             name.push_str(spec.name)
                 .map_err(|_| SystemError::BadPlacement(index))?;
+            let cpu = spec.resources.cpus.trailing_zeros() as usize;
+            if cpu >= MAX_CPUS {
+                return Err(SystemError::BadCpu(index));
+            }
             let partition = Partition {
                 name,
                 kind: spec.kind,
@@ -241,19 +260,23 @@ impl System {
                 host_ram: *host,
                 state: State::Waiting,
                 generation: 0,
+                cpu,
                 caps: spec.caps,
                 console: LineBuffer::new(),
             };
             // Cannot fail: a valid package has at most MAX_PARTITIONS partitions.
             let _ = partitions.push(partition);
         }
-        let schedule = Schedule::for_cpu(package, 0)
-            .transpose()
-            .map_err(SystemError::BadSchedule)?;
+        let mut schedules = [const { None }; MAX_CPUS];
+        for (cpu, schedule) in schedules.iter_mut().enumerate() {
+            *schedule = Schedule::for_cpu(package, cpu as u32)
+                .transpose()
+                .map_err(SystemError::BadSchedule)?;
+        }
         Ok(System {
             partitions,
             service_ready: false,
-            schedule,
+            schedules,
         })
     }
 
@@ -267,10 +290,16 @@ impl System {
         self.service_ready
     }
 
-    /// Starts the service VM, and only it. Returns the partition to run first.
+    /// Starts the service VM, and only it. Returns what the service VM's core runs
+    /// first (the service VM); other cores begin with [`System::pick`].
     pub fn start(&mut self, platform: &mut impl Platform) -> Next {
         self.start_partition(0, platform);
         Next::Run(0)
+    }
+
+    /// The core of the service VM, which the kernel starts first.
+    pub fn service_cpu(&self) -> usize {
+        self.partitions[0].cpu
     }
 
     /// Handles a hypercall made by partition `caller`.
@@ -320,28 +349,33 @@ impl System {
         }
     }
 
-    /// The boot core's schedule, if the system has one.
-    pub fn schedule(&self) -> Option<&Schedule> {
-        self.schedule.as_ref()
+    /// Core `cpu`'s schedule, if the system has one.
+    pub fn schedule(&self, cpu: usize) -> Option<&Schedule> {
+        self.schedules.get(cpu).and_then(Option::as_ref)
     }
 
-    /// Turns `next` (what the call or fault asked for) into what runs at `now_us`
-    /// (µs on the machine's clock). Without a schedule `next` stands. With one, the
-    /// owner of the current window runs until the window's end if it can run; else
-    /// the CPU idles until the window ends or the next one starts. Power-off always
-    /// stands.
-    pub fn decide(&self, next: Next, now_us: u64) -> Decision {
-        let partition = match next {
-            Next::PowerOff { clean } => return Decision::PowerOff { clean },
-            Next::Run(partition) => partition,
-        };
-        let Some(schedule) = &self.schedule else {
-            return Decision::Run {
-                partition,
-                deadline_us: None,
+    /// Turns `next` (what the call or fault asked for) into what core `cpu` runs at
+    /// the time `now_us` gives (µs on the machine's clock; read only when needed).
+    /// Without a schedule `next` stands, and [`Next::Wait`] idles for [`POLL_US`].
+    /// With one, the owner of the current window runs until the window's end if it
+    /// can run; else the core idles until the window ends or the next one starts.
+    /// Power-off always stands.
+    pub fn decide(&self, next: Next, cpu: usize, now_us: impl FnOnce() -> u64) -> Decision {
+        if let Next::PowerOff { clean } = next {
+            return Decision::PowerOff { clean };
+        }
+        let Some(schedule) = self.schedule(cpu) else {
+            return match next {
+                Next::Run(partition) => Decision::Run {
+                    partition,
+                    deadline_us: None,
+                },
+                _ => Decision::Idle {
+                    until_us: now_us() + POLL_US,
+                },
             };
         };
-        match schedule.at(now_us) {
+        match schedule.at(now_us()) {
             Turn::Window {
                 partition,
                 until_us,
@@ -354,9 +388,32 @@ impl System {
     }
 
     /// Partition `current` gives up its turn without a hypercall (it waited for an
-    /// interrupt, or its time ran out). Returns what runs next.
+    /// interrupt, or its time ran out). Returns what runs next on its core.
     pub fn preempt(&mut self, current: usize, platform: &mut impl Platform) -> Next {
         self.after(current, platform)
+    }
+
+    /// What core `cpu` runs next when it has nothing (at boot, after a wait):
+    /// round robin from `after` among the partitions pinned to it.
+    pub fn pick(&self, cpu: usize, after: Option<usize>, platform: &mut impl Platform) -> Next {
+        let count = self.partitions.len();
+        let start = after.unwrap_or(count - 1);
+        let on_core = (1..=count).map(|step| (start + step) % count).find(|&i| {
+            self.partitions[i].state == State::Runnable && self.partitions[i].cpu == cpu
+        });
+        match on_core {
+            Some(next) => Next::Run(next),
+            None if self.runnable().next().is_some() => Next::Wait,
+            None => {
+                emit(
+                    platform,
+                    Event::KernelHalt {
+                        reason: "no-runnable-partition",
+                    },
+                );
+                Next::PowerOff { clean: false }
+            }
+        }
     }
 
     fn decode(&self, caller: usize, call: CallRegisters) -> Result<Request, Error> {
@@ -484,25 +541,11 @@ impl System {
         (0..self.partitions.len()).filter(|&i| self.partitions[i].state == State::Runnable)
     }
 
-    /// Round robin: the first runnable partition after `index`, wrapping around to
-    /// `index` itself last. Powers off when nothing can run.
+    /// Round robin on `index`'s core: the first runnable partition after `index`
+    /// pinned to the same core, wrapping around to `index` itself last. Waits when
+    /// only other cores have work; powers off when nothing can run anywhere.
     fn after(&self, index: usize, platform: &mut impl Platform) -> Next {
-        let count = self.partitions.len();
-        let next = (1..=count)
-            .map(|step| (index + step) % count)
-            .find(|&i| self.partitions[i].state == State::Runnable);
-        match next {
-            Some(next) => Next::Run(next),
-            None => {
-                emit(
-                    platform,
-                    Event::KernelHalt {
-                        reason: "no-runnable-partition",
-                    },
-                );
-                Next::PowerOff { clean: false }
-            }
-        }
+        self.pick(self.partitions[index].cpu, Some(index), platform)
     }
 }
 

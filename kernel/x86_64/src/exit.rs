@@ -137,8 +137,19 @@ fn emulate_cpuid(frame: &mut GuestRegisters) {
 pub extern "C" fn handle_vm_exit(frame: &mut GuestRegisters) {
     frame.launch = 0;
     if let Exit::Trap(trap) = classify(frame) {
-        KERNEL.with(|kernel| kernel.on_trap(trap, frame));
+        let step = KERNEL.with(BOOT_CPU, |kernel| kernel.on_trap(BOOT_CPU, trap, frame));
+        KERNEL.until_runnable(BOOT_CPU, step, frame, idle);
     }
+}
+
+/// The x86 back end runs partitions on the boot core only.
+pub const BOOT_CPU: usize = 0;
+
+/// Waits until `until_us` (the kernel is not held meanwhile).
+pub fn idle(until_us: u64) {
+    KERNEL
+        .with(BOOT_CPU, |kernel| kernel.machine.clock)
+        .idle_until(until_us);
 }
 
 /// Called when VMLAUNCH or VMRESUME itself failed: a kernel bug.

@@ -35,8 +35,4 @@ impl septum_kernel::Machine for Pc {
     fn set_deadline(&mut self, deadline_us: Option<u64>) {
         self.clock.set_deadline(deadline_us);
     }
-
-    fn idle_until(&mut self, until_us: u64) {
-        self.clock.idle_until(until_us);
-    }
 }

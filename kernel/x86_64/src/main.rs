@@ -222,9 +222,10 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     // SAFETY: once, at boot, interrupts off; nothing else uses the PIT.
     let clock = unsafe { Clock::calibrate() };
     let pc = Pc { console, clock };
-    KERNEL.init(Kernel::new(system, vcpus, pc), |kernel| {
+    let step = KERNEL.init(exit::BOOT_CPU, Kernel::new(system, vcpus, pc), |kernel| {
         kernel.start(&mut first)
     });
+    KERNEL.until_runnable(exit::BOOT_CPU, step, &mut first, exit::idle);
     // SAFETY: `first` holds the service VM's registers and `start` made its VMCS
     // current.
     unsafe { boot::enter_partition(&first) }

@@ -476,14 +476,14 @@ fn scheduled() -> (System, FakeMachine) {
 fn without_a_schedule_the_call_decides() {
     let (sys, _) = system(1);
     assert_eq!(
-        sys.decide(Next::Run(1), 123),
+        sys.decide(Next::Run(1), 0, || 123),
         Decision::Run {
             partition: 1,
             deadline_us: None
         }
     );
     assert_eq!(
-        sys.decide(Next::PowerOff { clean: true }, 0),
+        sys.decide(Next::PowerOff { clean: true }, 0, || 0),
         Decision::PowerOff { clean: true }
     );
 }
@@ -495,27 +495,27 @@ fn with_a_schedule_only_the_window_owner_runs_until_its_window_ends() {
     sys.start(&mut m);
     // Before ready, the guests' windows are idle: they may not run.
     assert_eq!(
-        sys.decide(Next::Run(0), 500),
+        sys.decide(Next::Run(0), 0, || 500),
         Decision::Run {
             partition: 0,
             deadline_us: Some(2_000)
         }
     );
     assert_eq!(
-        sys.decide(Next::Run(0), 2_500),
+        sys.decide(Next::Run(0), 0, || 2_500),
         Decision::Idle { until_us: 6_000 }
     );
     sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
     // Whatever the call asked for, the owner of the window runs.
     assert_eq!(
-        sys.decide(Next::Run(0), 2_500),
+        sys.decide(Next::Run(0), 0, || 2_500),
         Decision::Run {
             partition: 1,
             deadline_us: Some(6_000)
         }
     );
     assert_eq!(
-        sys.decide(Next::Run(1), 16_000),
+        sys.decide(Next::Run(1), 0, || 16_000),
         Decision::Run {
             partition: 2,
             deadline_us: Some(20_000)
@@ -524,11 +524,71 @@ fn with_a_schedule_only_the_window_owner_runs_until_its_window_ends() {
     // A partition that has exited leaves its window idle; nobody else gets it.
     sys.hypercall(1, call(Call::Exit, &[SELF, 0]), &mut m);
     assert_eq!(
-        sys.decide(Next::Run(2), 12_000),
+        sys.decide(Next::Run(2), 0, || 12_000),
         Decision::Idle { until_us: 16_000 }
     );
     assert_eq!(
-        sys.decide(Next::PowerOff { clean: false }, 12_000),
+        sys.decide(Next::PowerOff { clean: false }, 0, || 12_000),
         Decision::PowerOff { clean: false }
+    );
+}
+
+/// Verifies: SK-TMP-002
+#[test]
+fn each_core_round_robins_its_own_partitions_and_waits_for_others() {
+    use crate::resources::Resources;
+    let image = [0u8; 16];
+    let specs: Vec<PartitionSpec> = [
+        ("service", Kind::Service, 0b01),
+        ("near", Kind::Guest, 0b01),
+        ("far", Kind::Guest, 0b10),
+    ]
+    .into_iter()
+    .map(|(name, kind, cpus)| PartitionSpec {
+        name,
+        kind,
+        ram_size: RAM,
+        image: &image,
+        entry_offset: 0,
+        argument: 0,
+        caps: caps_for(kind),
+        resources: Resources::new(RAM, RAM, cpus),
+    })
+    .collect();
+    let bytes = encode(&specs, 0, None).unwrap();
+    let package = Package::parse(&bytes).unwrap();
+    let host: Vec<Range> = (0..3)
+        .map(|i| Range::from_start_size(HOST_BASE + i * RAM, RAM).unwrap())
+        .collect();
+    let mut sys = System::new(&package, GUEST_BASE, &host).unwrap();
+    let mut m = FakeMachine {
+        ram: vec![0; RAM as usize * 3],
+        console: String::new(),
+    };
+    assert_eq!(sys.partitions()[2].cpu(), 1);
+    sys.start(&mut m);
+    // Core 1 has nothing it may run before `ready`: it waits, it does not halt.
+    assert_eq!(sys.pick(1, None, &mut m), Next::Wait);
+    assert_eq!(
+        sys.decide(Next::Wait, 1, || 500),
+        Decision::Idle {
+            until_us: 500 + POLL_US
+        }
+    );
+    sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
+    assert_eq!(sys.pick(1, None, &mut m), Next::Run(2));
+    // Yielding on core 0 never hands core 0 to the partition of core 1.
+    assert_eq!(
+        sys.hypercall(0, call(Call::Yield, &[SELF]), &mut m).next,
+        Next::Run(1)
+    );
+    assert_eq!(
+        sys.hypercall(1, call(Call::Yield, &[SELF]), &mut m).next,
+        Next::Run(0)
+    );
+    // When core 1's only partition exits, core 1 waits while core 0 has work.
+    assert_eq!(
+        sys.hypercall(2, call(Call::Exit, &[SELF, 0]), &mut m).next,
+        Next::Wait
     );
 }
