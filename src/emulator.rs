@@ -23,6 +23,8 @@ pub struct RunOptions {
     pub icount: bool,
     /// Kill the emulator after this long.
     pub timeout: Duration,
+    /// CPU cores to emulate (QEMU's `-smp`); the board's default if `None`.
+    pub cpus: Option<u32>,
 }
 
 /// What a captured run produced.
@@ -71,6 +73,9 @@ fn qemu_command(board: &Board, image: &Path, options: &RunOptions) -> Command {
         .arg(image);
     if options.icount {
         command.args(["-icount", "shift=0,align=off,sleep=off"]);
+    }
+    if let Some(cpus) = options.cpus {
+        command.args(["-smp", &cpus.to_string()]);
     }
     command
 }

@@ -95,6 +95,7 @@ fn main() -> Result<()> {
                 ram: ram.unwrap_or_else(|| board.default_ram.clone()),
                 icount: false,
                 timeout: Duration::MAX,
+                cpus: None,
             };
             if !emulator::run_interactive(&board, &image, &options)? {
                 bail!("the system did not shut down cleanly");

@@ -45,9 +45,15 @@ pub struct Scenario {
     /// Run with deterministic virtual time (`-icount`).
     #[serde(default)]
     pub icount: bool,
+    /// CPU cores to emulate (QEMU boards); the board's default if absent.
+    pub cpus: Option<u32>,
     /// Substrings that must appear on console lines, in this order.
     #[serde(default)]
     pub expect: Vec<String>,
+    /// Substrings that must appear on some console line, in any order (for lines
+    /// whose order against the others depends on timing, such as another core's).
+    #[serde(default)]
+    pub require: Vec<String>,
     /// Substrings that must not appear anywhere on the console.
     #[serde(default)]
     pub forbid: Vec<String>,
@@ -107,6 +113,7 @@ impl Scenario {
                 .unwrap_or_else(|| board.default_ram.clone()),
             icount: self.icount,
             timeout: Duration::from_secs(self.timeout_s),
+            cpus: self.cpus,
         };
         let output = emulator::run_captured(&board, &image_path, &options)?;
         let service = system.boot_order().find(|p| p.kind == Kind::Service);
@@ -139,6 +146,11 @@ impl Scenario {
                     failures.push(format!("missing (in order): `{pattern}`"));
                     break;
                 }
+            }
+        }
+        for pattern in &self.require {
+            if !lines.iter().any(|line| line.contains(pattern.as_str())) {
+                failures.push(format!("missing: `{pattern}`"));
             }
         }
         for pattern in self
@@ -221,6 +233,17 @@ mod tests {
     use std::os::unix::process::ExitStatusExt;
     use std::process::ExitStatus;
 
+    /// Verifies: SK-AUD-003
+    #[test]
+    fn a_required_line_may_come_anywhere_but_must_come() {
+        let mut wanted = scenario(&[], &[]);
+        wanted.require = vec!["[g] hi".into()];
+        assert!(wanted.check(&output(GOOD, true), "service").is_empty());
+        wanted.require = vec!["[g] bye".into()];
+        let failures = wanted.check(&output(GOOD, true), "service");
+        assert_eq!(failures, ["missing: `[g] bye`"]);
+    }
+
     fn scenario(expect: &[&str], forbid: &[&str]) -> Scenario {
         Scenario {
             name: "synthetic".into(),
@@ -232,7 +255,9 @@ mod tests {
             timeout_s: 5,
             arguments: Default::default(),
             icount: false,
+            cpus: None,
             expect: expect.iter().map(|s| s.to_string()).collect(),
+            require: Vec::new(),
             forbid: forbid.iter().map(|s| s.to_string()).collect(),
             final_marker: default_final(),
         }

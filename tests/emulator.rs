@@ -53,6 +53,7 @@ scenarios! {
         devices => "devices",
         preemption => "preemption",
         windows => "windows",
+        smp => "smp",
         bench_runs => "bench-aarch64",
     }
     pc {

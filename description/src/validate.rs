@@ -16,7 +16,7 @@
 //! | `placement` | an `at` address not on a 2 MiB boundary |
 //! | `memory-outside-ram` | partition RAM placed outside the board's RAM |
 //! | `memory-overlap` | partition RAM placed over another partition's or the kernel's |
-//! | `cpu` | a core the board does not have, or one listed twice |
+//! | `cpu` | a core the board does not have, or more than one core for a partition (one vCPU each for now), or a service VM off core 0 |
 //! | `schedule` | time windows without a `[schedule]`, or a major frame of 0 or over 2^32 - 1 µs |
 //! | `window-missing` | with a `[schedule]`, a partition without a window |
 //! | `window-cpu` | a window on a core the partition is not pinned to |
@@ -504,16 +504,26 @@ fn check_partition(
     };
     let cpus = match &p.cpus {
         Some(cpus) => {
-            let mut seen = BTreeSet::new();
             for &cpu in cpus.get_ref() {
-                if cpu >= board.cpus || !seen.insert(cpu) {
+                if cpu >= board.cpus {
                     let message = format!(
-                        "`{name}` lists core {cpu}, which `{}` does not have or which is listed twice (cores 0 to {})",
+                        "`{name}` lists core {cpu}, which `{}` does not have (cores 0 to {})",
                         board.name,
                         board.cpus - 1
                     );
                     check.fail(cpus.span(), "cpu", message);
                 }
+            }
+            if cpus.get_ref().len() != 1 {
+                let message = format!(
+                    "`{name}` must run on exactly one core (one vCPU per partition for now)"
+                );
+                check.fail(cpus.span(), "cpu", message);
+            } else if kind == Kind::Service && cpus.get_ref() != &[0] {
+                let message = format!(
+                    "the service VM `{name}` must run on core 0, which the kernel starts first"
+                );
+                check.fail(cpus.span(), "cpu", message);
             }
             cpus.get_ref().clone()
         }

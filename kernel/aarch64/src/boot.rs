@@ -2,9 +2,10 @@
 //! exception vector table and the register save/restore around every trap.
 //!
 //! Invariants:
-//! - the kernel runs only at EL2 with all interrupts masked (DAIF set), on one of two
-//!   stacks: the boot stack until the first partition is entered, then the trap
-//!   stack, which is empty whenever a partition runs;
+//! - the kernel runs only at EL2 with all interrupts masked (DAIF set); each core
+//!   has its index in TPIDR_EL2 and two stacks of its own: the boot stack until its
+//!   first partition is entered, then the trap stack, which is empty whenever a
+//!   partition runs there;
 //! - a trap from a partition saves every general-purpose register, ELR_EL2 and
 //!   SPSR_EL2 in a [`TrapFrame`] at the top of the trap stack, and the return path
 //!   restores all of them from that frame, so a partition sees exactly the register
@@ -53,8 +54,10 @@ global_asm!(
     "    add x9, x9, :lo12:{vectors}",
     "    msr vbar_el2, x9",
     "    isb",
-    "    adrp x9, __boot_stack_top",
-    "    add x9, x9, :lo12:__boot_stack_top",
+    "    msr tpidr_el2, xzr",      // the boot core is core 0
+    "    adrp x9, __stacks",
+    "    add x9, x9, :lo12:__stacks",
+    "    add x9, x9, #({stacks} - 0x8000)",
     "    mov sp, x9",
     "    adrp x9, __bss_start",
     "    add x9, x9, :lo12:__bss_start",
@@ -67,8 +70,44 @@ global_asm!(
     "2:  bl {main}",             // x0 still holds the device tree address
     "9:  wfe",
     "    b 9b",
+    // A secondary core, started by PSCI CPU_ON with x0 = its index: the same
+    // vectors, its own stack, and the boot core's EL2 MMU settings (MAIR, TCR,
+    // TTBR0, SCTLR, in that order in SECONDARY_MMU) before any Rust code runs.
+    ".global _secondary_start",
+    "_secondary_start:",
+    "    msr daifset, #0xf",
+    "    msr tpidr_el2, x0",
+    "    adrp x9, {vectors}",
+    "    add x9, x9, :lo12:{vectors}",
+    "    msr vbar_el2, x9",
+    "    adrp x9, __stacks",
+    "    add x9, x9, :lo12:__stacks",
+    "    mov x10, #{stacks}",
+    "    madd x9, x0, x10, x9",
+    "    add x9, x9, #({stacks} - 0x8000)",
+    "    mov sp, x9",
+    "    adrp x9, {mmu}",
+    "    add x9, x9, :lo12:{mmu}",
+    "    ldp x10, x11, [x9]",
+    "    ldp x12, x13, [x9, #16]",
+    "    msr mair_el2, x10",
+    "    msr tcr_el2, x11",
+    "    msr ttbr0_el2, x12",
+    "    dsb ish",
+    "    isb",
+    "    tlbi alle2",
+    "    dsb ish",
+    "    isb",
+    "    msr sctlr_el2, x13",
+    "    isb",
+    "    bl {secondary}",
+    "8:  wfe",
+    "    b 8b",
     vectors = sym VECTORS,
     main = sym crate::kernel_main,
+    secondary = sym crate::secondary_main,
+    mmu = sym crate::mmu::SECONDARY_MMU,
+    stacks = const crate::cpu::STACKS_PER_CORE,
 );
 
 unsafe extern "C" {
@@ -172,8 +211,13 @@ global_asm!(
     // copying `frame` to the top of the trap stack and returning through it.
     ".global enter_partition",
     "enter_partition:",
-    "    adrp x9, __trap_stack_top",
-    "    add x9, x9, :lo12:__trap_stack_top",
+    "    mrs x9, tpidr_el2",
+    "    add x9, x9, #1",
+    "    mov x10, #{stacks}",
+    "    mul x9, x9, x10",
+    "    adrp x10, __stacks",
+    "    add x10, x10, :lo12:__stacks",
+    "    add x9, x9, x10",
     "    sub sp, x9, #272",
     "    mov x10, sp",
     "1:  ldp x11, x12, [x0], #16",
@@ -212,6 +256,7 @@ global_asm!(
     "    b {kernel_fault}",
     handler = sym crate::trap::handle_lower_el,
     kernel_fault = sym crate::trap::kernel_fault,
+    stacks = const crate::cpu::STACKS_PER_CORE,
 );
 
 unsafe extern "C" {

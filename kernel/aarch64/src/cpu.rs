@@ -1,6 +1,16 @@
-//! Which core the kernel is running on.
+//! Which core the kernel is running on: each core keeps its index (0 for the boot
+//! core, then 1, 2, ... in device-tree order) in TPIDR_EL2, set once when it enters
+//! the kernel and never changed.
 
-/// This core's index among the cores the kernel runs on (0 for the boot core).
+use core::arch::asm;
+
+/// Bytes of stack per core: a boot stack and a trap stack (see `link.ld`).
+pub const STACKS_PER_CORE: u64 = 0x18000;
+
+/// This core's index.
 pub fn index() -> usize {
-    0
+    let index: u64;
+    // SAFETY: reading TPIDR_EL2, which holds only this core's index, has no effects.
+    unsafe { asm!("mrs {}, tpidr_el2", out(reg) index, options(nomem, nostack, preserves_flags)) };
+    index as usize
 }

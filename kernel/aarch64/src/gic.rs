@@ -131,7 +131,7 @@ pub enum GicError {
     Timeout,
 }
 
-/// The boot CPU's redistributor, after [`Gic::init`].
+/// One core's redistributor, after [`Gic::init`] or [`Gic::init_this_core`].
 pub struct Gic {
     control: &'static RedistributorControl,
     private: &'static RedistributorPrivate,
@@ -167,6 +167,19 @@ impl Gic {
             .write(GICD_CTLR::ARE_NS::SET + GICD_CTLR::ENABLE_GRP1::SET);
         wait_while(|| gicd.ctlr.is_set(GICD_CTLR::RWP))?;
 
+        // SAFETY: forwarded from this function's contract.
+        unsafe { Gic::init_this_core(redistributors) }
+    }
+
+    /// Wakes the redistributor of the core running this (found in `redistributors`
+    /// by its affinity), with every private interrupt disabled, and enables this
+    /// core's CPU interface. Every core runs this once; the boot core through
+    /// [`Gic::init`].
+    ///
+    /// # Safety
+    /// `redistributors` must be the mapped GICv3 redistributor region; must run once
+    /// per core, with interrupts masked.
+    pub unsafe fn init_this_core(redistributors: Range) -> Result<Gic, GicError> {
         // SAFETY: per the contract `redistributors` is the mapped GICR region.
         let control = unsafe { find_redistributor(redistributors) }?;
         control.waker.modify(GICR_WAKER::PROCESSOR_SLEEP::CLEAR);

@@ -5,12 +5,14 @@
 use core::arch::asm;
 use core::fmt::{self, Write};
 
+use septum_core::memory::Range;
 use septum_kernel::{Console, Uart};
 
 use crate::timer::Timer;
 use crate::uart::Pl011;
 
 const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
+const PSCI_CPU_ON: u64 = 0xc400_0003;
 
 /// The console, the clock and the power switch.
 pub struct Board {
@@ -20,6 +22,8 @@ pub struct Board {
     pub psci_smc: bool,
     /// The system counter and the EL2 timer.
     pub timer: Timer,
+    /// The GIC redistributor region, for each core's own bring-up.
+    pub redistributors: Range,
 }
 
 impl fmt::Write for Board {
@@ -44,6 +48,21 @@ impl septum_kernel::Machine for Board {
 
     fn set_deadline(&mut self, deadline_us: Option<u64>) {
         self.timer.set_deadline(deadline_us);
+    }
+}
+
+/// Asks the firmware to start the core with affinity `mpidr` at `entry`, with `x0`
+/// = `context`. Returns the PSCI error code if it refuses.
+pub fn cpu_on(mpidr: u64, entry: u64, context: u64) -> Result<(), i64> {
+    let status: u64;
+    // SAFETY: PSCI CPU_ON starts another core at `entry` (the kernel's secondary
+    // entry point); it reads no memory of ours.
+    unsafe {
+        asm!("smc #0", inout("x0") PSCI_CPU_ON => status, in("x1") mpidr, in("x2") entry, in("x3") context, options(nomem, nostack));
+    }
+    match status as i64 {
+        0 => Ok(()),
+        code => Err(code),
     }
 }
 

@@ -213,16 +213,60 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         console,
         psci_smc: info.psci_smc,
         timer,
+        redistributors,
     };
     let mut first = TrapFrame::default();
     let cpu = cpu::index();
     let step = KERNEL.init(cpu, Kernel::new(system, vcpus, board), |kernel| {
         kernel.start(&mut first)
     });
+    start_secondaries(&info);
     KERNEL.until_runnable(cpu, step, &mut first, trap::idle);
     // SAFETY: `first` holds a complete register state for the service VM, whose EL1
     // state, stage-2 tables and VMID `start` has loaded.
     unsafe { boot::enter_partition(&first) }
+}
+
+/// Starts every other core the device tree lists (up to [`septum_core::system::MAX_CPUS`]) with PSCI
+/// CPU_ON at `_secondary_start`, passing its index.
+fn start_secondaries(info: &MachineInfo) {
+    if !info.psci_smc {
+        return;
+    }
+    mmu::publish_for_secondaries();
+    unsafe extern "C" {
+        fn _secondary_start();
+    }
+    let entry = _secondary_start as *const () as u64;
+    for (index, &mpidr) in info.mpidrs.iter().enumerate().skip(1) {
+        if let Err(code) = machine::cpu_on(mpidr, entry, index as u64) {
+            panic!("PSCI could not start core {index} (MPIDR {mpidr:#x}): {code}");
+        }
+    }
+}
+
+/// A secondary core, after `_secondary_start` has given it a stack and the kernel's
+/// address space: configures its own EL2 controls, GIC redistributor and timer,
+/// then runs the partitions pinned to it.
+extern "C" fn secondary_main(index: u64) -> ! {
+    let cpu = index as usize;
+    configure_el2_traps();
+    let redistributors = KERNEL.with(cpu, |kernel| kernel.machine.redistributors);
+    // SAFETY: the redistributor region was mapped by the boot core; this is the
+    // core's own bring-up, once, with interrupts masked.
+    let gic = unsafe { Gic::init_this_core(redistributors) };
+    gic.and_then(|gic| gic.enable_ppi(timer::INTID))
+        .unwrap_or_else(|error| panic!("GIC initialisation failed on core {cpu}: {error:?}"));
+    timer::disable();
+    let mut frame = TrapFrame::default();
+    let step = KERNEL.with(cpu, |kernel| {
+        let _ = writeln!(kernel.machine, "{}", Event::KernelCpuUp { cpu });
+        kernel.resume(cpu, &mut frame)
+    });
+    KERNEL.until_runnable(cpu, step, &mut frame, trap::idle);
+    // SAFETY: `frame` holds the registers of a partition pinned to this core, whose
+    // EL1 state, stage-2 tables and VMID `resume` has loaded.
+    unsafe { boot::enter_partition(&frame) }
 }
 
 /// Finds the system package at `at`, if its header is there; returns the bytes from

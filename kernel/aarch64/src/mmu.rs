@@ -44,6 +44,34 @@ unsafe impl Sync for Level1 {}
 
 static KERNEL_TABLE: Level1 = Level1(UnsafeCell::new([0; 512]));
 
+/// The boot core's MAIR_EL2, TCR_EL2, TTBR0_EL2 and SCTLR_EL2, which a secondary
+/// core loads (with its MMU still off) before it runs any Rust code.
+#[repr(C, align(64))]
+pub struct MmuSettings(pub UnsafeCell<[u64; 4]>);
+
+// SAFETY: written once by the boot core before any secondary core is started, and
+// only read afterwards.
+unsafe impl Sync for MmuSettings {}
+
+/// See [`MmuSettings`].
+pub static SECONDARY_MMU: MmuSettings = MmuSettings(UnsafeCell::new([0; 4]));
+
+/// Records the boot core's MMU settings for the secondary cores, and cleans them to
+/// the point of coherency, where a core with its MMU off reads.
+pub fn publish_for_secondaries() {
+    let settings = [
+        MAIR_EL2.get(),
+        TCR_EL2.get(),
+        TTBR0_EL2.get(),
+        SCTLR_EL2.get(),
+    ];
+    // SAFETY: only the boot core writes, once, before it starts any secondary core.
+    unsafe { *SECONDARY_MMU.0.get() = settings };
+    // SAFETY: cleaning one cache line by address has no effect on its contents.
+    unsafe { core::arch::asm!("dc cvac, {}", in(reg) SECONDARY_MMU.0.get(), options(nostack)) };
+    barrier::dsb(barrier::SY);
+}
+
 /// The largest physical address size the CPU supports, as the TCR/VTCR `PS` field
 /// encodes it, capped at 40 bits (what 39-bit tables need).
 pub fn physical_address_size_field() -> u64 {

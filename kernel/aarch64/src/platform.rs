@@ -6,12 +6,15 @@ use fdt::Fdt;
 use septum_core::memory::Range;
 
 /// The machine as the device tree describes it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct MachineInfo {
     /// The first RAM bank.
     pub ram: Range,
     /// Number of CPU nodes.
     pub cpus: u32,
+    /// The affinity (MPIDR) of each CPU, in device-tree order, for as many as the
+    /// kernel runs on.
+    pub mpidrs: heapless::Vec<u64, { septum_core::system::MAX_CPUS }>,
     /// The PL011 console's register block.
     pub uart: Range,
     /// The GICv3 distributor and redistributor register blocks.
@@ -67,11 +70,18 @@ impl MachineInfo {
             .and_then(|method| method.as_str())
             .is_some_and(|method| method == "smc");
         let cpus = fdt.cpus().count() as u32;
+        let mut mpidrs = heapless::Vec::new();
+        for cpu in fdt.cpus() {
+            if mpidrs.push(cpu.ids().first() as u64).is_err() {
+                break;
+            }
+        }
         let blob =
             Range::from_start_size(address, fdt.total_size() as u64).ok_or(DtbError::Invalid)?;
         Ok(MachineInfo {
             ram,
             cpus,
+            mpidrs,
             uart,
             gic,
             psci_smc,

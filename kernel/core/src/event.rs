@@ -74,6 +74,11 @@ pub enum Event<'a> {
         /// CPUs the firmware reported.
         cpus: u32,
     },
+    /// A secondary core has come up and runs the partitions pinned to it.
+    KernelCpuUp {
+        /// The core's index.
+        cpu: usize,
+    },
     /// The kernel has read the system package.
     KernelSystem {
         /// Number of partitions in the package.
@@ -94,6 +99,8 @@ pub enum Event<'a> {
         name: &'a str,
         /// Generation: 1 at first start, one more at each restart.
         generation: u32,
+        /// The core it runs on.
+        cpu: usize,
     },
     /// The service VM reported ready.
     PartitionReady {
@@ -151,6 +158,7 @@ impl fmt::Display for Event<'_> {
                 f,
                 "@@ kernel boot arch={arch} board={board} ram={ram} cpus={cpus}"
             ),
+            Event::KernelCpuUp { cpu } => write!(f, "@@ kernel cpu {cpu} up"),
             Event::KernelSystem { partitions } => {
                 write!(f, "@@ kernel system partitions={partitions}")
             }
@@ -160,9 +168,11 @@ impl fmt::Display for Event<'_> {
                     "@@ partition {name} placed base={base:#x} size={size:#x}"
                 )
             }
-            Event::PartitionStart { name, generation } => {
-                write!(f, "@@ partition {name} start gen={generation}")
-            }
+            Event::PartitionStart {
+                name,
+                generation,
+                cpu,
+            } => write!(f, "@@ partition {name} start gen={generation} cpu={cpu}"),
             Event::PartitionReady { name } => write!(f, "@@ partition {name} ready"),
             Event::PartitionFault { name, fault } => write!(
                 f,
@@ -211,8 +221,9 @@ mod tests {
                 Event::PartitionStart {
                     name: "hello",
                     generation: 1,
+                    cpu: 0,
                 },
-                "@@ partition hello start gen=1",
+                "@@ partition hello start gen=1 cpu=0",
             ),
             (
                 Event::PartitionFault {

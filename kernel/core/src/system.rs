@@ -521,6 +521,7 @@ impl System {
             Event::PartitionStart {
                 name: partition.name(),
                 generation: partition.generation,
+                cpu: partition.cpu,
             },
         );
     }
