@@ -34,6 +34,7 @@ const PARTITIONS: &[&str] = &[
     "partition-spin",
     "partition-probe",
     "partition-timeshare",
+    "partition-fuzz",
 ];
 const PARTITION_FLAGS: &[&str] = &[
     "-Clink-arg=-Tseptum-partition.ld",

@@ -79,6 +79,17 @@ enum Command {
         #[arg(long, default_value = "target/trace")]
         out: PathBuf,
     },
+    /// Run the hypercall fuzzer for longer than the default suite does.
+    Fuzz {
+        #[arg(long, default_value = "qemu-virt")]
+        board: String,
+        /// Hypercalls to make.
+        #[arg(long, default_value_t = 1_000_000)]
+        iterations: u32,
+        /// Seed (0: taken from the counter, and printed).
+        #[arg(long, default_value_t = 0)]
+        seed: u32,
+    },
     /// Run the benchmarks and print their figures.
     Bench {
         #[arg(long, default_value = "qemu-virt")]
@@ -166,6 +177,38 @@ fn main() -> Result<()> {
             }
         }
         Command::Bench { board } => bench(&board)?,
+        Command::Fuzz {
+            board,
+            iterations,
+            seed,
+        } => {
+            let name = if board == "pc" { "pc-fuzz" } else { "fuzz" };
+            let mut scenario = Scenario::load(name)?;
+            scenario.arguments.insert(
+                "fuzz".into(),
+                (u64::from(seed) << 32) | u64::from(iterations),
+            );
+            scenario.expect = vec![
+                "kernel-alive=yes".into(),
+                "@@ kernel shutdown status=ok".into(),
+            ];
+            scenario.timeout_s = 3600;
+            let outcome = scenario.run()?;
+            for line in outcome
+                .console
+                .lines()
+                .filter(|l| l.starts_with("[fuzz]") || l.contains("denied-total"))
+            {
+                println!("{line}");
+            }
+            if !outcome.failures.is_empty() {
+                bail!(
+                    "fuzzing found a problem: {:?}\n{}",
+                    outcome.failures,
+                    outcome.console
+                );
+            }
+        }
         Command::Trace { results, out } => {
             let repo = septum::repo_root();
             let requirements = trace::load_catalogue(&repo.join("tests/requirements"))?;

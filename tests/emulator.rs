@@ -54,6 +54,7 @@ scenarios! {
         preemption => "preemption",
         windows => "windows",
         smp => "smp",
+        fuzz => "fuzz",
         bench_runs => "bench-aarch64",
     }
     pc {
@@ -67,6 +68,7 @@ scenarios! {
         preemption => "pc-preemption",
         devices => "pc-devices",
         windows => "pc-windows",
+        fuzz => "pc-fuzz",
         bench_runs => "bench-x86_64",
     }
 }

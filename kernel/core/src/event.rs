@@ -130,6 +130,14 @@ pub enum Event<'a> {
         /// The error returned.
         error: septum_abi::Error,
     },
+    /// A partition had more hypercalls refused than the console shows one by one;
+    /// the rest were counted.
+    HypercallDeniedTotal {
+        /// Partition name.
+        name: &'a str,
+        /// Refused calls in all.
+        total: u64,
+    },
     /// The kernel powers the machine off at the service VM's request.
     KernelShutdown {
         /// Whether the service VM asked for a clean shutdown.
@@ -189,6 +197,9 @@ impl fmt::Display for Event<'_> {
                 "@@ partition {name} denied call={call} error={}",
                 error.name()
             ),
+            Event::HypercallDeniedTotal { name, total } => {
+                write!(f, "@@ partition {name} denied-total count={total}")
+            }
             Event::KernelShutdown { clean, code } => write!(
                 f,
                 "@@ kernel shutdown status={} code={code}",

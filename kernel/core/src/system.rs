@@ -62,6 +62,7 @@ pub struct Partition {
     cpu: usize,
     caps: CapTable,
     console: LineBuffer,
+    denied: u64,
 }
 
 impl Partition {
@@ -145,6 +146,10 @@ impl Reply {
 
 /// Most CPU cores the kernel runs partitions on.
 pub const MAX_CPUS: usize = 4;
+
+/// Refused hypercalls per partition reported one by one; later ones are counted and
+/// their total reported when the partition ends or the system shuts down.
+pub const DENIED_LINES: u64 = 16;
 
 /// How long a core with nothing to run waits before it looks again, in µs.
 pub const POLL_US: u64 = 1_000;
@@ -263,6 +268,7 @@ impl System {
                 cpu,
                 caps: spec.caps,
                 console: LineBuffer::new(),
+                denied: 0,
             };
             // Cannot fail: a valid package has at most MAX_PARTITIONS partitions.
             let _ = partitions.push(partition);
@@ -312,15 +318,18 @@ impl System {
         match self.decode(caller, call) {
             Ok(request) => self.invoke(caller, request, platform),
             Err(error) => {
-                let name = self.partitions[caller].name();
-                emit(
-                    platform,
-                    Event::HypercallDenied {
-                        name,
-                        call: call.number,
-                        error,
-                    },
-                );
+                let partition = &mut self.partitions[caller];
+                partition.denied += 1;
+                if partition.denied <= DENIED_LINES {
+                    emit(
+                        platform,
+                        Event::HypercallDenied {
+                            name: partition.name(),
+                            call: call.number,
+                            error,
+                        },
+                    );
+                }
                 self.resume_caller(caller, Reply::error(error))
             }
         }
@@ -526,9 +535,21 @@ impl System {
         );
     }
 
+    /// Prints what the partition's console still holds, and the total of its refused
+    /// calls if the console did not show them all.
     fn flush_console(&mut self, index: usize, platform: &mut impl Platform) {
         let partition = &mut self.partitions[index];
         let _ = partition.console.flush(&partition.name, platform);
+        if partition.denied > DENIED_LINES {
+            let total = core::mem::take(&mut partition.denied);
+            emit(
+                platform,
+                Event::HypercallDeniedTotal {
+                    name: partition.name(),
+                    total,
+                },
+            );
+        }
     }
 
     fn resume_caller(&self, caller: usize, reply: Reply) -> Dispatch {

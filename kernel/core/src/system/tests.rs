@@ -592,3 +592,31 @@ fn each_core_round_robins_its_own_partitions_and_waits_for_others() {
         Next::Wait
     );
 }
+
+/// Verifies: SK-AUD-001
+#[test]
+fn refused_calls_beyond_the_console_limit_are_counted_not_lost() {
+    let (mut sys, mut m) = system(1);
+    sys.start(&mut m);
+    for _ in 0..DENIED_LINES + 5 {
+        sys.hypercall(
+            0,
+            CallRegisters {
+                number: 999,
+                args: [0; 6],
+            },
+            &mut m,
+        );
+    }
+    let shown = m
+        .console
+        .matches("@@ partition service denied call=999")
+        .count() as u64;
+    assert_eq!(shown, DENIED_LINES);
+    sys.hypercall(0, call(Call::Shutdown, &[SYSTEM, 0]), &mut m);
+    let total = format!(
+        "@@ partition service denied-total count={}",
+        DENIED_LINES + 5
+    );
+    assert!(m.console.contains(&total), "{}", m.console);
+}
