@@ -107,9 +107,13 @@ pub fn parse_results(output: &str) -> BTreeMap<TestId, Verdict> {
                 "FAILED" => Verdict::Fail,
                 _ => Verdict::NotRun,
             };
+            let path = path.trim();
             let id = TestId {
                 binary: binary.clone(),
-                path: path.trim().to_owned(),
+                path: path
+                    .strip_suffix(" - should panic")
+                    .unwrap_or(path)
+                    .to_owned(),
             };
             results.insert(id, verdict);
         }
@@ -337,12 +341,11 @@ fn module_matches(path: &str, file: &Path, function: &str) -> bool {
     let stem = file.file_stem().unwrap_or_default().to_string_lossy();
     let module = match stem.as_ref() {
         "lib" | "main" => return true,
-        "tests" => file
-            .parent()
-            .and_then(|p| p.file_name())
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned(),
+        // `foo/tests.rs` is module `foo::tests`; `src/tests.rs` is module `tests`.
+        "tests" => match file.parent().and_then(|p| p.file_name()) {
+            Some(parent) if parent != "src" => parent.to_string_lossy().into_owned(),
+            _ => "tests".to_owned(),
+        },
         other => other.to_owned(),
     };
     let in_tests_folder = file.parent().is_some_and(|p| p.ends_with("tests"));
@@ -521,6 +524,7 @@ mod tests {
      Running unittests src/lib.rs (target/debug/deps/septum_core-0123abcd)
 test caps::tests::slot_then_type_then_right ... ok
 test system::tests::broken ... FAILED
+test system::tests::catches_it - should panic ... ok
      Running tests/emulator.rs (target/debug/deps/emulator-99)
 test qemu_virt::demo ... ok
 test slow ... ignored
@@ -564,6 +568,10 @@ test slow ... ignored
             Verdict::Fail
         );
         assert_eq!(results[&id("emulator", "qemu_virt::demo")], Verdict::Pass);
+        assert_eq!(
+            results[&id("septum_core", "system::tests::catches_it")],
+            Verdict::Pass
+        );
         assert_eq!(results[&id("emulator", "slow")], Verdict::NotRun);
     }
 
@@ -607,6 +615,21 @@ test slow ... ignored
         assert!(problems.contains("SK-A-001 has no passing test on aarch64"));
         assert!(!problems.contains("SK-A-001 has no passing test on host"));
         assert_eq!(verdict_on(&trace, "SK-B-001", "host"), "failed");
+        assert!(module_matches(
+            "tests::x",
+            Path::new("kernel/common/src/tests.rs"),
+            "x"
+        ));
+        assert!(module_matches(
+            "system::tests::x",
+            Path::new("kernel/core/src/system/tests.rs"),
+            "x"
+        ));
+        assert!(!module_matches(
+            "package::tests::x",
+            Path::new("kernel/core/src/resources.rs"),
+            "x"
+        ));
         let md = matrix_markdown(&requirements, &trace);
         assert!(md.contains("| SK-A-001 | shall | yes | verified | not verified | n/a |"));
         assert!(junit(&trace).contains("<property name=\"requirement\" value=\"SK-A-001\"/>"));

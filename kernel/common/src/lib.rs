@@ -16,6 +16,8 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod paging;
+#[cfg(test)]
+mod tests;
 
 use core::cell::UnsafeCell;
 use core::fmt;

@@ -1,0 +1,260 @@
+//! Host tests of the shared kernel loop, with a fake vCPU and machine: what it
+//! switches, and when it arms a turn's deadline.
+
+use super::*;
+use septum_core::abi::Call;
+use septum_core::caps::{CAP_SLOTS, Cap, CapType};
+use septum_core::package::{Kind, Package, PartitionSpec, encode};
+use septum_core::resources::Resources;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// A register frame: which partition's registers it holds, and its reply.
+#[derive(Debug, Default)]
+struct Frame {
+    owner: Option<usize>,
+    status: Option<u64>,
+    skipped: u32,
+}
+
+/// What the fake hardware saw.
+#[derive(Debug, Default)]
+struct Log {
+    deadlines: Vec<Option<u64>>,
+    stores: Vec<usize>,
+    loads: Vec<usize>,
+}
+
+struct FakeVcpu {
+    index: usize,
+    log: Rc<RefCell<Log>>,
+}
+
+impl Vcpu for FakeVcpu {
+    type Frame = Frame;
+    fn set_reply(frame: &mut Frame, reply: Reply) {
+        frame.status = Some(reply.status);
+    }
+    fn skip_instruction(frame: &mut Frame) {
+        frame.skipped += 1;
+    }
+    fn store(&mut self, frame: &Frame) {
+        assert_eq!(
+            frame.owner,
+            Some(self.index),
+            "stored another partition's registers"
+        );
+        self.log.borrow_mut().stores.push(self.index);
+    }
+    fn load(&mut self, frame: &mut Frame) {
+        frame.owner = Some(self.index);
+        self.log.borrow_mut().loads.push(self.index);
+    }
+}
+
+struct FakeMachine {
+    log: Rc<RefCell<Log>>,
+    now: u64,
+    console: String,
+}
+
+impl fmt::Write for FakeMachine {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.console.push_str(s);
+        Ok(())
+    }
+}
+
+impl Machine for FakeMachine {
+    fn power_off(&mut self, clean: bool) -> ! {
+        panic!("power off clean={clean}")
+    }
+    fn now_us(&mut self) -> u64 {
+        self.now
+    }
+    fn set_deadline(&mut self, deadline_us: Option<u64>) {
+        self.log.borrow_mut().deadlines.push(deadline_us);
+    }
+}
+
+const RAM: u64 = 0x1_0000;
+
+/// A kernel over real host memory for the service VM and two guests (all on core 0,
+/// round robin), each with console, self and (service) system capabilities.
+fn kernel() -> (Kernel<FakeVcpu, FakeMachine>, Rc<RefCell<Log>>, Vec<u8>) {
+    let log = Rc::new(RefCell::new(Log::default()));
+    let image = [0u8; 8];
+    let specs: Vec<PartitionSpec> = [
+        ("service", Kind::Service),
+        ("alpha", Kind::Guest),
+        ("beta", Kind::Guest),
+    ]
+    .into_iter()
+    .map(|(name, kind)| {
+        let mut caps = [None; CAP_SLOTS];
+        let all = |ty: CapType| {
+            Some(Cap {
+                ty,
+                rights: ty.possible_rights(),
+                object: 0,
+            })
+        };
+        caps[0] = all(CapType::Console);
+        caps[1] = all(CapType::SelfPartition);
+        if kind == Kind::Service {
+            caps[2] = all(CapType::System);
+        }
+        PartitionSpec {
+            name,
+            kind,
+            ram_size: RAM,
+            image: &image,
+            entry_offset: 0,
+            argument: 0,
+            caps,
+            resources: Resources::new(RAM, RAM, 1),
+        }
+    })
+    .collect();
+    let package_bytes = encode(&specs, 0, None).unwrap();
+    let package = Package::parse(&package_bytes).unwrap();
+    // "Machine RAM" for the three partitions: a host buffer, so console writes read
+    // real memory.
+    let ram = vec![0u8; 3 * RAM as usize + 4096];
+    let base = (ram.as_ptr() as u64).next_multiple_of(4096);
+    let host: Vec<Range> = (0..3)
+        .map(|i| Range::from_start_size(base + i * RAM, RAM).unwrap())
+        .collect();
+    let system = System::new(&package, RAM_BASE, &host).unwrap();
+    let vcpus = (0..3)
+        .map(|index| FakeVcpu {
+            index,
+            log: log.clone(),
+        })
+        .collect();
+    let machine = FakeMachine {
+        log: log.clone(),
+        now: 0,
+        console: String::new(),
+    };
+    (Kernel::new(system, vcpus, machine), log, ram)
+}
+
+fn call(number: Call, args: &[u64]) -> Trap {
+    let mut regs = CallRegisters {
+        number: number as u64,
+        args: [0; 6],
+    };
+    regs.args[..args.len()].copy_from_slice(args);
+    Trap::Hypercall(regs)
+}
+
+/// Verifies: SK-INIT-001, SK-TMP-003
+#[test]
+fn a_trap_that_continues_the_turn_does_not_rearm_its_deadline() {
+    let (mut kernel, log, _ram) = kernel();
+    let mut frame = Frame::default();
+    assert_eq!(kernel.start(&mut frame), Step::Run);
+    assert_eq!(frame.owner, Some(0));
+    assert_eq!(log.borrow().deadlines, [None]);
+    // Hypercalls that return to the caller leave its turn (and deadline) alone.
+    for _ in 0..3 {
+        assert_eq!(
+            kernel.on_trap(0, call(Call::Null, &[]), &mut frame),
+            Step::Run
+        );
+    }
+    assert_eq!(
+        kernel.on_trap(0, call(Call::Ready, &[2]), &mut frame),
+        Step::Run
+    );
+    assert_eq!(frame.status, Some(0));
+    assert_eq!(log.borrow().deadlines.len(), 1);
+    // A preemption that leaves the same partition running starts a new turn.
+    kernel.system.hypercall(
+        1,
+        CallRegisters::default(),
+        &mut IdentityRam {
+            machine: &mut kernel.machine,
+        },
+    );
+    assert_eq!(kernel.on_trap(0, Trap::Preempted, &mut frame), Step::Run);
+    assert_eq!(frame.owner, Some(1));
+    assert_eq!(log.borrow().deadlines.len(), 2);
+}
+
+/// Verifies: SK-TMP-002
+#[test]
+fn a_yield_switches_vcpus_and_starts_a_turn() {
+    let (mut kernel, log, _ram) = kernel();
+    let mut frame = Frame::default();
+    kernel.start(&mut frame);
+    kernel.on_trap(0, call(Call::Ready, &[2]), &mut frame);
+    assert_eq!(
+        kernel.on_trap(0, call(Call::Yield, &[1]), &mut frame),
+        Step::Run
+    );
+    assert_eq!(frame.owner, Some(1));
+    assert_eq!(kernel.current[0], Some(1));
+    assert_eq!(log.borrow().stores, [0]);
+    assert_eq!(log.borrow().loads, [0, 1]);
+    assert_eq!(log.borrow().deadlines.len(), 2);
+    // WFI/HLT: the instruction is skipped and the next partition gets the core.
+    assert_eq!(kernel.on_trap(0, Trap::Wait, &mut frame), Step::Run);
+    assert_eq!((frame.owner, frame.skipped), (Some(2), 1));
+}
+
+/// Verifies: SK-HM-001
+#[test]
+fn a_fault_moves_on_and_the_last_exit_powers_off() {
+    let (mut kernel, _log, _ram) = kernel();
+    let mut frame = Frame::default();
+    kernel.start(&mut frame);
+    kernel.on_trap(0, call(Call::Ready, &[2]), &mut frame);
+    kernel.on_trap(0, call(Call::Yield, &[1]), &mut frame);
+    let fault = Fault {
+        kind: septum_core::event::FaultKind::Stage2Data,
+        addr: 0,
+        syndrome: 0,
+    };
+    assert_eq!(kernel.on_trap(0, Trap::Fault(fault), &mut frame), Step::Run);
+    assert_eq!(frame.owner, Some(2));
+    kernel.on_trap(0, call(Call::Exit, &[1, 0]), &mut frame);
+    assert_eq!(frame.owner, Some(0));
+    let exit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        kernel.on_trap(0, call(Call::Exit, &[1, 0]), &mut frame)
+    }));
+    let message = *exit.unwrap_err().downcast::<String>().unwrap();
+    assert_eq!(message, "power off clean=false");
+}
+
+/// Verifies: SK-INIT-001
+#[test]
+fn a_core_with_nothing_to_run_idles_outside_the_lock() {
+    let (kernel, _log, _ram) = kernel();
+    let global = Global::new();
+    let mut core0 = Frame::default();
+    assert_eq!(
+        global.init(0, kernel, |kernel| kernel.start(&mut core0)),
+        Step::Run
+    );
+    // Core 1 has no partition of its own, but core 0 has work: it waits, and the
+    // back end waits without holding the kernel.
+    let mut core1 = Frame::default();
+    let step = global.with(1, |kernel| kernel.resume(1, &mut core1));
+    assert!(matches!(step, Step::Idle(until) if until > 0), "{step:?}");
+    assert_eq!(core1.owner, None);
+    global.with(0, |kernel| {
+        assert_eq!(kernel.current, [Some(0), None, None, None])
+    });
+}
+
+/// Verifies: SK-AUD-003
+#[test]
+#[should_panic(expected = "kernel state re-entered on core 0")]
+fn reentering_the_kernel_on_one_core_is_caught() {
+    let (kernel, _log, _ram) = kernel();
+    let global = Global::new();
+    global.init(0, kernel, |_| ());
+    global.with(0, |_| global.with(0, |_| ()));
+}
