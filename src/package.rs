@@ -55,6 +55,10 @@ fn cap_table(system: &System, boot_order: &[&Partition], partition: &Partition) 
     let queues: Vec<&str> = system.queues.iter().map(|q| q.name.as_str()).collect();
     let partitions: Vec<&str> = boot_order.iter().map(|p| p.name.as_str()).collect();
     let mut table: CapTable = [None; CAP_SLOTS];
+    let holder = partitions
+        .iter()
+        .position(|p| *p == partition.name)
+        .expect("the holder is in the system");
     for (slot, cap) in table.iter_mut().zip(&partition.caps) {
         let (ty, object) = match &cap.kind {
             CapKind::Console => (CapType::Console, 0),
@@ -66,10 +70,16 @@ fn cap_table(system: &System, boot_order: &[&Partition], partition: &Partition) 
             CapKind::Balloon => (CapType::Balloon, 0),
             CapKind::Watchdog => (CapType::Watchdog, 0),
         };
+        // A send end's badge names its holder; nothing else is badged.
+        let badge = match ty {
+            CapType::QueueSend => u16::try_from(holder).expect("at most a few partitions"),
+            _ => 0,
+        };
         *slot = Some(Cap {
             ty,
             rights: rights(&cap.rights),
             object,
+            badge,
         });
     }
     table
@@ -164,4 +174,41 @@ pub fn build(system: &System, board: &Board) -> Result<Vec<u8>> {
     let frame = system.major_frame_us.map(u32::try_from).transpose()?;
     package::encode(&specs, queues, frame)
         .map_err(|e| anyhow::anyhow!("{}: {e:?}", system.path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Verifies: SK-CAP-001, SK-CFG-003
+    #[test]
+    fn capability_tables_name_objects_by_index_and_badge_send_ends_with_their_holder() {
+        let board = Board::load(&crate::from_root("description/tests/board")).expect("board");
+        let system =
+            septum_description::load(&crate::from_root("description/tests/good.toml"), &board)
+                .expect("valid");
+        let order: Vec<&Partition> = system.boot_order().collect();
+        assert_eq!(order[1].name, "alpha");
+        let alpha = cap_table(&system, &order, order[1]);
+        let send = alpha[1].expect("alpha's slot 1 is its send end");
+        assert_eq!(
+            (send.ty, send.object, send.badge),
+            (CapType::QueueSend, 0, 1)
+        );
+        assert_eq!(
+            alpha[0].map(|c| (c.ty, c.rights, c.badge)),
+            Some((CapType::Console, Rights::WRITE, 0))
+        );
+        let service = cap_table(&system, &order, order[0]);
+        let control = service[1].expect("the service VM's slot 1 controls alpha");
+        assert_eq!(
+            (control.ty, control.object, control.badge),
+            (CapType::Control, 1, 0)
+        );
+        assert_eq!(
+            control.rights,
+            Rights(Rights::INSPECT.0 | Rights::RESTART.0)
+        );
+        assert_eq!(service[3], None);
+    }
 }

@@ -97,6 +97,7 @@ fn kernel() -> (Kernel<FakeVcpu, FakeMachine>, Rc<RefCell<Log>>, Vec<u8>) {
                 ty,
                 rights: ty.possible_rights(),
                 object: 0,
+                badge: 0,
             })
         };
         caps[0] = all(CapType::Console);

@@ -19,6 +19,11 @@ pub struct Cap {
     /// The object: a partition index for control, a queue index for queue ends,
     /// zero for the others.
     pub object: u16,
+    /// The badge: on a queue send end, the index of the partition that holds it,
+    /// which the receiver will learn with each message; zero on other capabilities.
+    /// Set by the build and checked when the kernel reads the package, so a
+    /// partition cannot pose as another.
+    pub badge: u16,
 }
 
 /// A partition's capability table: slot `i` is entry `i`.
@@ -51,11 +56,13 @@ mod tests {
             ty: CapType::Console,
             rights: Rights::WRITE,
             object: 0,
+            badge: 0,
         });
         table[1] = Some(Cap {
             ty: CapType::SelfPartition,
             rights: Rights::YIELD,
             object: 0,
+            badge: 0,
         });
         let console = lookup(&table, 0, CapType::Console, Rights::WRITE);
         assert_eq!(console.map(|c| c.ty), Ok(CapType::Console));

@@ -21,7 +21,8 @@
 //! partition finds in its second argument register at entry, so one image can serve
 //! several roles), then its capability table: 16 slots of 8 bytes, each type (1:
 //! 0 for an empty slot, else a [`CapType`]), reserved (1), rights (2), object (2),
-//! reserved (2); then its [`Resources`] block (240 bytes).
+//! badge (2: the holder's index on a queue send end, else 0); then its
+//! [`Resources`] block (240 bytes).
 //!
 //! Invariant: [`Package::parse`] accepts a byte string only if every record is
 //! consistent: exactly one service VM, listed first; unique names; each image inside
@@ -237,7 +238,7 @@ impl<'a> Package<'a> {
         for (slot, entry) in caps.iter_mut().enumerate() {
             let raw = &record[BASE_RECORD_SIZE + slot * CAP_SIZE..][..CAP_SIZE];
             *entry = self
-                .decode_cap(raw, kind)
+                .decode_cap(raw, kind, index)
                 .map_err(|()| PackageError::BadCap(index, slot))?;
         }
         let resources = Resources::decode(&record[RESOURCES_OFFSET..])
@@ -257,7 +258,7 @@ impl<'a> Package<'a> {
         })
     }
 
-    fn decode_cap(&self, raw: &[u8], holder: Kind) -> Result<Option<Cap>, ()> {
+    fn decode_cap(&self, raw: &[u8], holder: Kind, holder_index: usize) -> Result<Option<Cap>, ()> {
         if raw[0] == 0 {
             return if raw.iter().all(|&b| b == 0) {
                 Ok(None)
@@ -268,7 +269,12 @@ impl<'a> Package<'a> {
         let ty = CapType::from_number(raw[0]).ok_or(())?;
         let rights = Rights(u16::from_le_bytes([raw[2], raw[3]]));
         let object = u16::from_le_bytes([raw[4], raw[5]]);
-        let reserved_clear = raw[1] == 0 && raw[6] == 0 && raw[7] == 0;
+        let badge = u16::from_le_bytes([raw[6], raw[7]]);
+        let reserved_clear = raw[1] == 0;
+        let badge_right = match ty {
+            CapType::QueueSend => usize::from(badge) == holder_index,
+            _ => badge == 0,
+        };
         let rights_possible = ty.possible_rights().contains(rights);
         let object_exists = match ty {
             CapType::Control => usize::from(object) < self.count,
@@ -277,8 +283,13 @@ impl<'a> Package<'a> {
         };
         let holder_may =
             holder == Kind::Service || !matches!(ty, CapType::Control | CapType::System);
-        if reserved_clear && rights_possible && object_exists && holder_may {
-            Ok(Some(Cap { ty, rights, object }))
+        if reserved_clear && badge_right && rights_possible && object_exists && holder_may {
+            Ok(Some(Cap {
+                ty,
+                rights,
+                object,
+                badge,
+            }))
         } else {
             Err(())
         }
@@ -362,7 +373,8 @@ pub fn encode(
                 Some(cap) => {
                     let [r0, r1] = cap.rights.0.to_le_bytes();
                     let [o0, o1] = cap.object.to_le_bytes();
-                    [cap.ty as u8, 0, r0, r1, o0, o1, 0, 0]
+                    let [b0, b1] = cap.badge.to_le_bytes();
+                    [cap.ty as u8, 0, r0, r1, o0, o1, b0, b1]
                 }
             };
             bytes.extend_from_slice(&raw);
@@ -397,7 +409,12 @@ mod tests {
     }
 
     fn cap(ty: CapType, rights: Rights, object: u16) -> Option<Cap> {
-        Some(Cap { ty, rights, object })
+        Some(Cap {
+            ty,
+            rights,
+            object,
+            badge: 0,
+        })
     }
 
     fn demo() -> Vec<u8> {
@@ -405,7 +422,10 @@ mod tests {
         service.caps[0] = cap(CapType::Console, Rights::WRITE, 0);
         service.caps[3] = cap(CapType::Control, Rights::RESTART, 1);
         let mut hello = spec("hello", Kind::Guest, &[5; 9]);
-        hello.caps[15] = cap(CapType::QueueSend, Rights::SEND, 1);
+        hello.caps[15] = Some(Cap {
+            badge: 1,
+            ..cap(CapType::QueueSend, Rights::SEND, 1).unwrap()
+        });
         encode(&[service, hello], 2, Some(10_000)).unwrap()
     }
 
@@ -423,7 +443,10 @@ mod tests {
         assert_eq!(parts[0].caps[0], cap(CapType::Console, Rights::WRITE, 0));
         assert_eq!(parts[0].caps[3], cap(CapType::Control, Rights::RESTART, 1));
         assert_eq!(parts[1].image, &[5; 9]);
-        assert_eq!(parts[1].caps[15], cap(CapType::QueueSend, Rights::SEND, 1));
+        assert_eq!(
+            parts[1].caps[15].map(|c| (c.ty, c.badge)),
+            Some((CapType::QueueSend, 1))
+        );
         assert_eq!(parts[1].caps[..15], [None; 15]);
     }
 
@@ -501,6 +524,16 @@ mod tests {
             (0, cap(CapType::Console, Rights::WRITE, 5)),
             (1, cap(CapType::Control, Rights::RESTART, 0)),
             (1, cap(CapType::System, Rights::SHUTDOWN, 0)),
+            // A send end badged with another partition's index: a forged identity.
+            (1, cap(CapType::QueueSend, Rights::SEND, 0)),
+            // A badge on a capability that has none.
+            (
+                0,
+                Some(Cap {
+                    badge: 3,
+                    ..cap(CapType::Console, Rights::WRITE, 0).unwrap()
+                }),
+            ),
         ];
         for (holder, bad) in cases {
             let mut parts = [service, spec("g", Kind::Guest, &[0; 8])];

@@ -24,6 +24,7 @@ fn caps_for(kind: Kind) -> CapTable {
             ty,
             rights: ty.possible_rights(),
             object: 0,
+            badge: 0,
         })
     };
     caps[CONSOLE as usize] = all(CapType::Console);
@@ -254,6 +255,7 @@ fn each_call_needs_its_capability_type_and_right() {
         ty: CapType::SelfPartition,
         rights: Rights::YIELD,
         object: 0,
+        badge: 0,
     });
     let spec = PartitionSpec {
         name: "s",
