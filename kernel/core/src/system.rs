@@ -151,6 +151,9 @@ pub const MAX_CPUS: usize = 4;
 /// their total reported when the partition ends or the system shuts down.
 pub const DENIED_LINES: u64 = 16;
 
+/// Bytes of guest console output copied at a time.
+const CONSOLE_CHUNK: usize = 32;
+
 /// How long a core with nothing to run waits before it looks again, in µs.
 pub const POLL_US: u64 = 1_000;
 
@@ -462,11 +465,17 @@ impl System {
         match request {
             Request::Null => self.resume_caller(caller, Reply::ok([0; 3])),
             Request::ConsoleWrite(range) => {
-                let mut bytes = [0u8; CONSOLE_WRITE_MAX as usize];
-                let bytes = &mut bytes[..range.size() as usize];
-                platform.read_ram(range.start, bytes);
+                // Copied through a small buffer: zeroing a large one on every call
+                // would cost more than the copy itself.
+                let mut chunk = [0u8; CONSOLE_CHUNK];
                 let partition = &mut self.partitions[caller];
-                let _ = partition.console.write(&partition.name, bytes, platform);
+                let mut at = range.start;
+                while at < range.end {
+                    let len = (range.end - at).min(CONSOLE_CHUNK as u64) as usize;
+                    platform.read_ram(at, &mut chunk[..len]);
+                    let _ = partition.console.write(&partition.name, &chunk[..len], platform);
+                    at += len as u64;
+                }
                 self.resume_caller(caller, Reply::ok([range.size(), 0, 0]))
             }
             Request::Ready => {
