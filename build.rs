@@ -35,6 +35,7 @@ const PARTITIONS: &[&str] = &[
     "partition-probe",
     "partition-timeshare",
     "partition-fuzz",
+    "partition-irq",
 ];
 const PARTITION_FLAGS: &[&str] = &[
     "-Clink-arg=-Tseptum-partition.ld",

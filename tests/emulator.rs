@@ -55,6 +55,7 @@ scenarios! {
         windows => "windows",
         smp => "smp",
         fuzz => "fuzz",
+        irq => "irq",
         bench_runs => "bench-aarch64",
     }
     pc {
@@ -69,6 +70,7 @@ scenarios! {
         devices => "pc-devices",
         windows => "pc-windows",
         fuzz => "pc-fuzz",
+        irq => "pc-irq",
         bench_runs => "bench-x86_64",
     }
 }

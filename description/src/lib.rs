@@ -14,14 +14,14 @@
 
 mod board;
 mod format;
+mod model;
 mod size;
 mod validate;
 
 pub use board::{Board, BoardDevice, MemoryRegion};
+pub use model::{Cap, CapKind, ImageSource, Kind, Partition, Queue, Right, System, Window};
 pub use size::parse_size;
-pub use validate::{
-    CAP_SLOTS, Cap, CapKind, ImageSource, Kind, Partition, Queue, RULES, Right, System, Window,
-};
+pub use validate::{CAP_SLOTS, RULES};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

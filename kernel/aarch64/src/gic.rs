@@ -1,4 +1,5 @@
-//! The GICv3 interrupt controller: just enough of it for the kernel's own timer.
+//! The GICv3 interrupt controller: the kernel's own timer, and the shared
+//! peripheral interrupts of devices granted to partitions.
 //!
 //! At boot [`Gic::init`] turns on affinity routing and group 1 in the distributor,
 //! wakes the boot CPU's redistributor and enables the CPU interface at EL2 through
@@ -8,12 +9,13 @@
 //!
 //! Invariants:
 //! - the kernel enables no interrupt but those it passes to [`Gic::enable_ppi`] (the
-//!   hypervisor timer); [`Gic::init`] disables every other one, shared peripheral
-//!   interrupts included, so no device a partition is granted can interrupt the
-//!   kernel;
-//! - interrupts are group 1 and the CPU interface uses EOImode 0: writing
-//!   ICC_EOIR1_EL1 both drops the running priority and deactivates the interrupt,
-//!   so an interrupt the kernel [`end`]s is wholly finished;
+//!   hypervisor timer) and [`route_spi`] (a device interrupt granted to a partition,
+//!   routed to that partition's core only); [`Gic::init`] disables every other one;
+//! - interrupts are group 1 and the CPU interface uses EOImode 1: ICC_EOIR1_EL1 only
+//!   drops the running priority. The kernel deactivates its own interrupts at once
+//!   ([`end`]); a partition's interrupt stays active until the partition's virtual
+//!   end of interrupt deactivates it through a hardware-linked list register (see
+//!   `vgic.rs`), so a level-triggered device cannot interrupt again meanwhile;
 //! - every interrupt the kernel acknowledges is ended before the kernel returns to a
 //!   partition or waits again (see `trap.rs` and `timer.rs`).
 //!
@@ -73,8 +75,14 @@ register_structs! {
         (0x0000 => ctlr: ReadWrite<u32, GICD_CTLR::Register>),
         (0x0004 => typer: ReadOnly<u32, GICD_TYPER::Register>),
         (0x0008 => _reserved0),
+        (0x0080 => igroupr: [ReadWrite<u32>; 32]),
+        (0x0100 => isenabler: [ReadWrite<u32>; 32]),
         (0x0180 => icenabler: [ReadWrite<u32>; 32]),
-        (0x0200 => @END),
+        (0x0200 => _reserved1),
+        (0x0400 => ipriorityr: [ReadWrite<u8>; 1024]),
+        (0x0800 => _reserved2),
+        (0x6000 => irouter: [ReadWrite<u64>; 1024]),
+        (0x8000 => @END),
     }
 }
 
@@ -207,6 +215,28 @@ impl Gic {
     }
 }
 
+/// Routes shared peripheral interrupt `intid` to the core with affinity `mpidr`, as
+/// group 1 at the kernel's priority, and enables it.
+///
+/// # Safety
+/// `distributor` must be the mapped GICv3 distributor, initialised by
+/// [`Gic::init`]; no other core may be changing the same registers.
+pub unsafe fn route_spi(distributor: Range, intid: u32, mpidr: u64) -> Result<(), GicError> {
+    assert!(
+        (32..1020).contains(&intid),
+        "INTID {intid} is not a shared peripheral interrupt"
+    );
+    // SAFETY: per the contract `distributor` is the mapped GICD block.
+    let gicd = unsafe { &*(distributor.start as *const Distributor) };
+    let (word, bit) = ((intid / 32) as usize, 1 << (intid % 32));
+    gicd.igroupr[word].set(gicd.igroupr[word].get() | bit);
+    gicd.ipriorityr[intid as usize].set(PRIORITY);
+    let affinity = (mpidr & 0xff_00ff_ffff) & !(1 << 31);
+    gicd.irouter[intid as usize].set(affinity);
+    gicd.isenabler[word].set(bit);
+    wait_while(|| gicd.ctlr.is_set(GICD_CTLR::RWP))
+}
+
 /// Finds the redistributor of the CPU running this code in `region`.
 ///
 /// # Safety
@@ -241,17 +271,19 @@ unsafe fn find_redistributor(region: Range) -> Result<&'static RedistributorCont
 }
 
 /// Enables this CPU's interface at EL2: system-register access, every priority
-/// unmasked, group 1 on, EOImode 0.
+/// unmasked, group 1 on, EOImode 1; and the virtual CPU interface that partitions
+/// use (ICH_HCR_EL2.En).
 fn enable_cpu_interface() {
     ICC_SRE_EL2.modify(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
     barrier::isb(barrier::SY);
-    let ctlr = ICC_CTLR_EL1.get() & !ICC_CTLR_EOIMODE;
+    let ctlr = ICC_CTLR_EL1.get() | ICC_CTLR_EOIMODE;
     // SAFETY: the CPU interface's registers control only interrupt delivery to this
     // CPU, which has every interrupt masked (DAIF) while the kernel runs.
     unsafe {
         asm!("msr icc_ctlr_el1, {}", in(reg) ctlr, options(nomem, nostack));
         asm!("msr icc_pmr_el1, {}", in(reg) PRIORITY_MASK_OPEN, options(nomem, nostack));
         asm!("msr icc_igrpen1_el1, {}", in(reg) 1u64, options(nomem, nostack));
+        asm!("msr ich_hcr_el2, {}", in(reg) 1u64, options(nomem, nostack));
     }
     barrier::isb(barrier::SY);
 }
@@ -267,11 +299,20 @@ pub fn acknowledge() -> Option<u32> {
     (intid < FIRST_SPECIAL_INTID).then_some(intid)
 }
 
-/// Ends interrupt `intid`, which [`acknowledge`] returned: with EOImode 0 this
-/// drops the running priority and deactivates it.
+/// Ends interrupt `intid`, which [`acknowledge`] returned and the kernel itself
+/// handles: drops the running priority and deactivates it.
 pub fn end(intid: u32) {
-    // SAFETY: writing ICC_EOIR1_EL1 with an acknowledged INTID completes that
-    // interrupt; it touches no memory.
+    drop_priority(intid);
+    // SAFETY: writing ICC_DIR_EL1 with an acknowledged INTID deactivates it (EOImode
+    // 1); it touches no memory.
+    unsafe { asm!("msr icc_dir_el1, {}", in(reg) u64::from(intid), options(nomem, nostack)) };
+}
+
+/// Drops the running priority of acknowledged interrupt `intid` but leaves it
+/// active: for a partition's interrupt, which the partition deactivates.
+pub fn drop_priority(intid: u32) {
+    // SAFETY: writing ICC_EOIR1_EL1 with an acknowledged INTID drops the running
+    // priority (EOImode 1); it touches no memory.
     unsafe { asm!("msr icc_eoir1_el1, {}", in(reg) u64::from(intid), options(nomem, nostack)) };
 }
 

@@ -24,6 +24,7 @@ mod timer;
 mod trap;
 mod uart;
 mod vcpu;
+mod vgic;
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -220,11 +221,33 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     let step = KERNEL.init(cpu, Kernel::new(system, vcpus, board), |kernel| {
         kernel.start(&mut first)
     });
+    route_device_interrupts(&package, &info);
     start_secondaries(&info);
     KERNEL.until_runnable(cpu, step, &mut first, trap::idle);
     // SAFETY: `first` holds a complete register state for the service VM, whose EL1
     // state, stage-2 tables and VMID `start` has loaded.
     unsafe { boot::enter_partition(&first) }
+}
+
+/// Gives each partition the interrupts of its granted devices: the owner table for
+/// the kernel, and a route in the distributor to the partition's core.
+fn route_device_interrupts(package: &Package<'_>, info: &MachineInfo) {
+    for (partition, spec) in package.partitions().enumerate() {
+        let core = spec.resources.cpus.trailing_zeros() as usize;
+        let Some(&mpidr) = info.mpidrs.get(core) else {
+            panic!(
+                "partition {} is pinned to core {core}, which this machine lacks",
+                spec.name
+            )
+        };
+        for &intid in spec.resources.irqs() {
+            vgic::set_owner(intid, partition);
+            // SAFETY: the distributor was initialised above and is mapped; boot is
+            // single-threaded until the secondaries start.
+            unsafe { gic::route_spi(info.gic[0], intid, mpidr) }
+                .unwrap_or_else(|e| panic!("cannot route INTID {intid} to {}: {e:?}", spec.name));
+        }
+    }
 }
 
 /// Starts every other core the device tree lists (up to [`septum_core::system::MAX_CPUS`]) with PSCI

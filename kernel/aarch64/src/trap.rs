@@ -21,6 +21,7 @@ use septum_kernel::{Global, Kernel, Trap};
 use crate::boot::TrapFrame;
 use crate::machine::Board;
 use crate::vcpu::Vcpu;
+use crate::vgic;
 use crate::{gic, timer};
 
 /// The kernel state, filled in at boot.
@@ -102,6 +103,18 @@ fn faulting_ipa() -> u64 {
 /// [`Trap::Preempted`] for the timer's, `None` (resume the partition) otherwise.
 fn interrupt() -> Option<Trap> {
     let intid = gic::acknowledge()?;
+    if let Some(owner) = vgic::owner(intid) {
+        // A granted device's interrupt: the owner deactivates it (module docs of
+        // vgic.rs); the partition that was interrupted continues.
+        gic::drop_priority(intid);
+        let cpu = crate::cpu::index();
+        KERNEL.with(cpu, |kernel| {
+            if kernel.current[cpu] != Some(owner) || !vgic::inject(intid) {
+                kernel.vcpus[owner].interrupts.hold(intid);
+            }
+        });
+        return None;
+    }
     let expired = intid == timer::INTID;
     if expired {
         // Lower the timer's line before ending its interrupt, so it does not pend

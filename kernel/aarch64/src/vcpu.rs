@@ -11,6 +11,7 @@ use core::arch::{asm, global_asm};
 use septum_core::system::Reply;
 
 use crate::boot::TrapFrame;
+use crate::vgic::VirtualInterface;
 
 /// Generates the EL1 system-register state with its save and restore code from one
 /// list, so the two can never disagree.
@@ -154,6 +155,8 @@ pub struct Vcpu {
     fp: FpState,
     vttbr: u64,
     vmpidr: u64,
+    /// Its GIC virtual CPU interface, and the device interrupts waiting for it.
+    pub interrupts: VirtualInterface,
 }
 
 impl Vcpu {
@@ -178,6 +181,7 @@ impl Vcpu {
             fp: FpState::default(),
             vttbr: (u64::from(vmid) << 48) | stage2_root,
             vmpidr: 1 << 31,
+            interrupts: VirtualInterface::default(),
         }
     }
 
@@ -211,12 +215,14 @@ impl septum_kernel::Vcpu for Vcpu {
     fn store(&mut self, frame: &TrapFrame) {
         self.frame = *frame;
         self.el1.store();
+        self.interrupts.store();
         // SAFETY: `self.fp` is a valid, aligned FpState; fp_store writes exactly it.
         unsafe { fp_store(&mut self.fp) };
     }
 
     fn load(&mut self, frame: &mut TrapFrame) {
         self.el1.load();
+        self.interrupts.load();
         // SAFETY: `self.fp` is a valid, aligned FpState; fp_load only reads it. The
         // FP registers, EL1 registers, VTTBR_EL2 and VMPIDR_EL2 affect only the
         // partition, not the kernel.

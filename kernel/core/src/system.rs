@@ -473,7 +473,9 @@ impl System {
                 while at < range.end {
                     let len = (range.end - at).min(CONSOLE_CHUNK as u64) as usize;
                     platform.read_ram(at, &mut chunk[..len]);
-                    let _ = partition.console.write(&partition.name, &chunk[..len], platform);
+                    let _ = partition
+                        .console
+                        .write(&partition.name, &chunk[..len], platform);
                     at += len as u64;
                 }
                 self.resume_caller(caller, Reply::ok([range.size(), 0, 0]))

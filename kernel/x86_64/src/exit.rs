@@ -1,13 +1,21 @@
 //! VM-exit handling: turns the exit reason of the current VMCS into a hypercall, a
-//! wait, a preemption or a fault for the shared kernel loop, and handles the few
-//! exits that concern only the CPU (CPUID, a host interrupt). Every exit reason the
-//! kernel does not handle becomes a fault that stops the partition: no exit is
-//! ever ignored or silently resumed.
+//! wait, a preemption or a fault for the shared kernel loop, and handles the exits
+//! that concern only the CPU (CPUID, a device interrupt, an interrupt window). Every
+//! exit reason the kernel does not handle becomes a fault that stops the partition:
+//! no exit is ever ignored or silently resumed.
+//!
+//! Device interrupts: an external-interrupt exit (acknowledged on exit) is ended at
+//! the local APIC and made pending in the vCPU of the partition that owns its
+//! vector, and only there (`irq.rs`); a vector nobody owns is only ended. Before
+//! every entry the partition about to run gets its pending interrupts injected when
+//! it can take them, so an interrupt of the running partition is delivered at once
+//! (or at its next interrupt window), and one of another partition when that
+//! partition is next entered. Interrupts never start a turn or switch partitions:
+//! the schedule alone decides who runs.
 
 use septum_core::event::{Fault, FaultKind};
 use septum_core::system::CallRegisters;
-use septum_kernel::{Global, Kernel, Trap};
-use x86_64::instructions::port::Port;
+use septum_kernel::{Global, Kernel, Step, Trap};
 
 use crate::boot::{GuestRegisters, reg};
 use crate::machine::Pc;
@@ -21,6 +29,7 @@ pub static KERNEL: Global<Kernel<Vcpu, Pc>> = Global::new();
 const EXCEPTION_OR_NMI: u64 = 0;
 const EXTERNAL_INTERRUPT: u64 = 1;
 const TRIPLE_FAULT: u64 = 2;
+const INTERRUPT_WINDOW: u64 = 7;
 const CPUID: u64 = 10;
 const HLT: u64 = 12;
 const VMCALL: u64 = 18;
@@ -38,6 +47,8 @@ const CPUID_FEATURES_HYPERVISOR: u32 = 1 << 31;
 enum Exit {
     /// Handled here; resume the same partition.
     Resume,
+    /// A device interrupt with this vector (acknowledged by the exit); resume.
+    Interrupt(u8),
     /// For the shared kernel loop.
     Trap(Trap),
 }
@@ -78,17 +89,11 @@ fn classify(frame: &mut GuestRegisters) -> Exit {
             vcpu::skip_instruction();
             Exit::Resume
         }
-        EXTERNAL_INTERRUPT => {
-            // The kernel unmasks no interrupt; a stray one is acknowledged (by the
-            // exit) and ended here, and the partition goes on.
-            // SAFETY: a non-specific EOI to both 8259 PICs only ends the interrupt
-            // in service.
-            unsafe {
-                Port::<u8>::new(0xa0).write(0x20);
-                Port::<u8>::new(0x20).write(0x20);
-            }
-            Exit::Resume
-        }
+        // The vector is in the exit interruption information (bits 7:0), as the
+        // exit acknowledged the interrupt.
+        EXTERNAL_INTERRUPT => Exit::Interrupt(vmx::read(field::EXIT_INTERRUPTION_INFO) as u8),
+        // The partition can take an interrupt now: `deliver` injects it.
+        INTERRUPT_WINDOW => Exit::Resume,
         EPT_VIOLATION => {
             let kind = if qualification & EPT_FETCH != 0 {
                 FaultKind::Stage2Instruction
@@ -136,9 +141,45 @@ fn emulate_cpuid(frame: &mut GuestRegisters) {
 /// registers of the partition to enter, whose VMCS is current.
 pub extern "C" fn handle_vm_exit(frame: &mut GuestRegisters) {
     frame.launch = 0;
-    if let Exit::Trap(trap) = classify(frame) {
-        let step = KERNEL.with(BOOT_CPU, |kernel| kernel.on_trap(BOOT_CPU, trap, frame));
-        KERNEL.until_runnable(BOOT_CPU, step, frame, idle);
+    let exit = classify(frame);
+    let step = KERNEL.with(BOOT_CPU, |kernel| {
+        let step = match exit {
+            Exit::Resume => Step::Run,
+            Exit::Interrupt(vector) => {
+                if let Some((line, owner)) = kernel.machine.interrupts.end(vector) {
+                    kernel.vcpus[owner].pend(line);
+                }
+                Step::Run
+            }
+            Exit::Trap(trap) => kernel.on_trap(BOOT_CPU, trap, frame),
+        };
+        deliver(kernel, step);
+        step
+    });
+    until_runnable(step, frame);
+}
+
+/// Drives the boot core from `step` until it has a partition to enter (waiting,
+/// without the kernel held, while the kernel says to idle), whose pending
+/// interrupts are then injected if it can take them.
+pub fn until_runnable(mut step: Step, frame: &mut GuestRegisters) {
+    while let Step::Idle(until_us) = step {
+        idle(until_us);
+        step = KERNEL.with(BOOT_CPU, |kernel| {
+            let step = kernel.resume(BOOT_CPU, frame);
+            deliver(kernel, step);
+            step
+        });
+    }
+}
+
+/// When a partition is about to be entered (`step` is [`Step::Run`]; its VMCS is
+/// current): injects its pending interrupts if it can take them now.
+fn deliver(kernel: &mut Kernel<Vcpu, Pc>, step: Step) {
+    if step == Step::Run
+        && let Some(current) = kernel.current[BOOT_CPU]
+    {
+        kernel.vcpus[current].deliver_interrupts();
     }
 }
 
@@ -146,7 +187,7 @@ pub extern "C" fn handle_vm_exit(frame: &mut GuestRegisters) {
 pub const BOOT_CPU: usize = 0;
 
 /// Waits until `until_us` (the kernel is not held meanwhile).
-pub fn idle(until_us: u64) {
+fn idle(until_us: u64) {
     KERNEL
         .with(BOOT_CPU, |kernel| kernel.machine.clock)
         .idle_until(until_us);

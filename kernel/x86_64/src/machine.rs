@@ -1,18 +1,22 @@
-//! The machine under the kernel: the COM1 console and power control.
+//! The machine under the kernel: the COM1 console, the clock, the interrupt
+//! controllers and power control.
 
 use core::fmt;
 
 use septum_kernel::{Console, Uart};
 
 use crate::clock::Clock;
+use crate::irq::Interrupts;
 use crate::serial::{self, Serial};
 
-/// The console, the clock and the power switch of a PC.
+/// The console, the clock, the interrupt controllers and the power switch of a PC.
 pub struct Pc {
     /// The console UART.
     pub console: Console<Serial>,
     /// The calibrated TSC and the preemption timer.
     pub clock: Clock,
+    /// The local APIC, the I/O APIC and who owns each device interrupt.
+    pub interrupts: Interrupts,
 }
 
 impl fmt::Write for Pc {

@@ -5,11 +5,13 @@
 //! before isolation is set up):
 //! 1. the 32-bit entry switches to long mode with an identity map of 4 GiB;
 //! 2. the COM1 console, the kernel's GDT, TSS and IDT; the 8259 PICs masked;
+//!    the local APIC enabled and every I/O APIC input masked;
 //! 3. RAM from the multiboot2 memory map, the system package from the GRUB module
 //!    named `system`; `@@ kernel boot`;
 //! 4. VT-x checks and VMXON;
 //! 5. for each partition: take RAM from the free pool, scrub it, copy the image,
 //!    build its boot page tables and EPT (its RAM and nothing else), write its VMCS;
+//!    route its granted IRQ lines to it in the I/O APIC (see `irq.rs`);
 //! 6. start the service VM, and only it.
 #![no_std]
 #![no_main]
@@ -19,6 +21,7 @@ mod clock;
 mod cpu;
 mod ept;
 mod exit;
+mod irq;
 mod machine;
 mod serial;
 mod vcpu;
@@ -41,6 +44,7 @@ use crate::boot::GuestRegisters;
 use crate::clock::Clock;
 use crate::ept::Ept;
 use crate::exit::KERNEL;
+use crate::irq::Interrupts;
 use crate::machine::Pc;
 use crate::serial::Serial;
 use crate::vcpu::{Bitmaps, Host, Start, Vcpu};
@@ -83,6 +87,10 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     }
     // SAFETY: once, at boot, interrupts disabled.
     let selectors = unsafe { cpu::init() };
+    // SAFETY: once, at boot, interrupts disabled; the boot page tables identity-map
+    // the first 4 GiB, the local APIC and I/O APIC included, and only this object
+    // uses them.
+    let mut interrupts = unsafe { Interrupts::init() };
     assert!(
         magic == MULTIBOOT2_MAGIC,
         "not booted by a multiboot2 loader (magic {magic:#x})"
@@ -198,6 +206,9 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
                         )
                     });
             }
+            for &line in spec.resources.irqs() {
+                interrupts.route(line, index, spec.name);
+            }
             let eptp = ept::pointer(ept.root());
             vmx::invept(eptp);
             let vpid = u16::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
@@ -221,11 +232,15 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     let mut first = GuestRegisters::default();
     // SAFETY: once, at boot, interrupts off; nothing else uses the PIT.
     let clock = unsafe { Clock::calibrate() };
-    let pc = Pc { console, clock };
+    let pc = Pc {
+        console,
+        clock,
+        interrupts,
+    };
     let step = KERNEL.init(exit::BOOT_CPU, Kernel::new(system, vcpus, pc), |kernel| {
         kernel.start(&mut first)
     });
-    KERNEL.until_runnable(exit::BOOT_CPU, step, &mut first, exit::idle);
+    exit::until_runnable(step, &mut first);
     // SAFETY: `first` holds the service VM's registers and `start` made its VMCS
     // current.
     unsafe { boot::enter_partition(&first) }

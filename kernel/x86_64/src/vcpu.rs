@@ -12,7 +12,11 @@
 //!   HLT, CPUID and VMCALL exit to the kernel, and so does the VMX preemption timer,
 //!   which the clock arms before every entry (see `clock.rs`);
 //! - when a partition runs, its VMCS is current and its x87/SSE state is in the FPU;
-//!   the other partitions' general registers and FPU state are in their `Vcpu`.
+//!   the other partitions' general registers and FPU state are in their `Vcpu`;
+//! - a device interrupt is pending only in its owner's `Vcpu`, and is injected only
+//!   into that partition's VMCS, just before an entry into it, when the partition
+//!   can take it (RFLAGS.IF set, no STI or MOV SS blocking); until then its VMCS
+//!   has interrupt-window exiting on, and off again once nothing is pending.
 
 use core::arch::asm;
 
@@ -34,6 +38,7 @@ pub const BOOT_TABLES: u64 = septum_abi::layout::RAM_BASE - BOOT_TABLE_PAGES * 4
 const PIN_EXTERNAL_INTERRUPT_EXITING: u32 = 1 << 0;
 const PIN_NMI_EXITING: u32 = 1 << 3;
 const PIN_PREEMPTION_TIMER: u32 = 1 << 6;
+const PRIMARY_INTERRUPT_WINDOW_EXITING: u32 = 1 << 2;
 const PRIMARY_HLT_EXITING: u32 = 1 << 7;
 const PRIMARY_MWAIT_EXITING: u32 = 1 << 10;
 const PRIMARY_RDPMC_EXITING: u32 = 1 << 11;
@@ -58,6 +63,11 @@ const CR0_PG: u64 = 1 << 31;
 const CR4_PAE: u64 = 1 << 5;
 const CR4_VMXE: u64 = 1 << 13;
 const EFER_LME_LMA: u64 = (1 << 8) | (1 << 10);
+const RFLAGS_IF: u64 = 1 << 9;
+/// Interruptibility state: blocking by STI, blocking by MOV SS.
+const BLOCKING_STI_MOV_SS: u64 = 0b11;
+/// VM-entry interruption information: valid, type external interrupt (0).
+const INJECT_EXTERNAL_INTERRUPT: u64 = 1 << 31;
 
 /// The bitmaps every partition uses: all ones, so every port and MSR exits.
 pub struct Bitmaps {
@@ -119,6 +129,10 @@ pub struct Vcpu {
     registers: GuestRegisters,
     fx: FxArea,
     launched: bool,
+    /// Bit `n`: an interrupt of IRQ line `n` waits to be injected.
+    pending: u32,
+    /// Whether this VMCS has interrupt-window exiting on.
+    window: bool,
 }
 
 impl Vcpu {
@@ -148,7 +162,49 @@ impl Vcpu {
             registers,
             fx: FxArea::reset(),
             launched: false,
+            pending: 0,
+            window: false,
         })
+    }
+
+    /// Keeps an interrupt of IRQ `line` pending for this partition (one of its
+    /// granted lines: see `irq::Interrupts::end`).
+    pub fn pend(&mut self, line: u32) {
+        self.pending |= 1 << line;
+    }
+
+    /// Called just before entering this partition, with its VMCS current: injects
+    /// its lowest pending interrupt (vector `irq::VECTOR_BASE` + line) if the
+    /// partition can take one now, and turns interrupt-window exiting on while
+    /// anything is still pending (the exit comes when it can take the next), off
+    /// when nothing is.
+    pub fn deliver_interrupts(&mut self) {
+        if self.pending == 0 && !self.window {
+            return;
+        }
+        if self.pending != 0
+            && vmx::read(field::GUEST_RFLAGS) & RFLAGS_IF != 0
+            && vmx::read(field::GUEST_INTERRUPTIBILITY) & BLOCKING_STI_MOV_SS == 0
+        {
+            let line = self.pending.trailing_zeros();
+            self.pending &= !(1 << line);
+            let vector = u64::from(crate::irq::VECTOR_BASE) + u64::from(line);
+            vmx::write(
+                field::ENTRY_INTERRUPTION_INFO,
+                INJECT_EXTERNAL_INTERRUPT | vector,
+            );
+        }
+        let window = self.pending != 0;
+        if window != self.window {
+            let primary = vmx::read(field::PRIMARY_CONTROLS);
+            let primary = if window {
+                primary | u64::from(PRIMARY_INTERRUPT_WINDOW_EXITING)
+            } else {
+                primary & !u64::from(PRIMARY_INTERRUPT_WINDOW_EXITING)
+            };
+            vmx::write(field::PRIMARY_CONTROLS, primary);
+            self.window = window;
+        }
     }
 }
 
@@ -179,6 +235,9 @@ fn write_controls(start: Start, bitmaps: &Bitmaps) -> Result<(), vmx::VmxError> 
     ] {
         vmx::write(encoding, u64::from(vmx::adjust_controls(msrs, wanted)?));
     }
+    // Turned on only while an interrupt waits (`deliver_interrupts`): check now
+    // that the CPU has it.
+    vmx::adjust_controls(control_msr::PRIMARY, PRIMARY_INTERRUPT_WINDOW_EXITING)?;
     vmx::write(field::EXCEPTION_BITMAP, 0xffff_ffff);
     vmx::write(field::IO_BITMAP_A, bitmaps.io_a);
     vmx::write(field::IO_BITMAP_B, bitmaps.io_b);

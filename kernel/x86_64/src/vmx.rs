@@ -261,6 +261,7 @@ pub mod field {
     pub const EXCEPTION_BITMAP: u32 = 0x4004;
     pub const EXIT_CONTROLS: u32 = 0x400c;
     pub const ENTRY_CONTROLS: u32 = 0x4012;
+    pub const ENTRY_INTERRUPTION_INFO: u32 = 0x4016;
     pub const SECONDARY_CONTROLS: u32 = 0x401e;
     pub const INSTRUCTION_ERROR: u32 = 0x4400;
     pub const EXIT_REASON: u32 = 0x4402;

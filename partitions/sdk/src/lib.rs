@@ -126,6 +126,35 @@ fn wait_forever() -> ! {
     }
 }
 
+/// Interrupts of the devices a partition is granted. The kernel delivers each
+/// granted device interrupt to its partition only, as a virtual interrupt with the
+/// same number (aarch64: the GIC INTID; x86: the legacy IRQ line). Enabling them
+/// installs the SDK's vectors; an exception still ends the partition with a fault
+/// (aarch64: `unknown-trap` from those vectors; x86: `unhandled-exception`, since the
+/// kernel intercepts every exception first).
+pub mod interrupts {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    static HANDLER: AtomicUsize = AtomicUsize::new(0);
+
+    /// Installs `handler`, called with each interrupt's number, and lets
+    /// interrupts in.
+    pub fn enable(handler: fn(u32)) {
+        HANDLER.store(handler as usize, Ordering::Release);
+        crate::arch::interrupts_enable();
+    }
+
+    /// Called by the architecture's interrupt entry with the interrupt's number.
+    pub(crate) fn dispatch(number: u32) {
+        let handler = HANDLER.load(Ordering::Acquire);
+        if handler != 0 {
+            // SAFETY: HANDLER only ever holds a `fn(u32)` stored by `enable`.
+            let handler: fn(u32) = unsafe { core::mem::transmute::<usize, fn(u32)>(handler) };
+            handler(number);
+        }
+    }
+}
+
 /// The console capability in slot [`slot::CONSOLE`] as a `fmt::Write` sink.
 pub struct Console;
 

@@ -66,3 +66,136 @@ pub fn wait() {
     // SAFETY: WFI traps to the kernel, which treats it as a yield.
     unsafe { asm!("wfi", options(nomem, nostack)) };
 }
+
+// The vector table a partition installs when it takes interrupts (see
+// `crate::interrupts`). The IRQ vector (current EL with SP_EL1, offset 0x280) saves
+// every register the handler may clobber, FP/SIMD included, and calls
+// `interrupt_entry`; every other vector makes `hvc #0x5e1`, which the kernel
+// reports as an unknown trap and which stops the partition.
+global_asm!(
+    ".section .text.septum_vectors, \"ax\"",
+    ".arch_extension fp",
+    ".arch_extension simd",
+    ".balign 2048",
+    ".global septum_vectors",
+    "septum_vectors:",
+    ".rept 5",
+    ".balign 0x80",
+    "    hvc #0x5e1",
+    ".endr",
+    ".balign 0x80",
+    "    b septum_irq",
+    ".rept 10",
+    ".balign 0x80",
+    "    hvc #0x5e1",
+    ".endr",
+    "septum_irq:",
+    "    sub sp, sp, #(176 + 528)",
+    "    stp x0, x1, [sp, #0]",
+    "    stp x2, x3, [sp, #16]",
+    "    stp x4, x5, [sp, #32]",
+    "    stp x6, x7, [sp, #48]",
+    "    stp x8, x9, [sp, #64]",
+    "    stp x10, x11, [sp, #80]",
+    "    stp x12, x13, [sp, #96]",
+    "    stp x14, x15, [sp, #112]",
+    "    stp x16, x17, [sp, #128]",
+    "    stp x18, x29, [sp, #144]",
+    "    mrs x0, elr_el1",
+    "    mrs x1, spsr_el1",
+    "    stp x30, x0, [sp, #160]",
+    "    add x9, sp, #176",
+    "    str x1, [x9], #16",
+    "    mrs x0, fpcr",
+    "    mrs x1, fpsr",
+    "    stp x0, x1, [x9], #16",
+    "    stp q0, q1, [x9], #32",
+    "    stp q2, q3, [x9], #32",
+    "    stp q4, q5, [x9], #32",
+    "    stp q6, q7, [x9], #32",
+    "    stp q16, q17, [x9], #32",
+    "    stp q18, q19, [x9], #32",
+    "    stp q20, q21, [x9], #32",
+    "    stp q22, q23, [x9], #32",
+    "    stp q24, q25, [x9], #32",
+    "    stp q26, q27, [x9], #32",
+    "    stp q28, q29, [x9], #32",
+    "    stp q30, q31, [x9], #32",
+    "    bl {entry}",
+    "    add x9, sp, #176",
+    "    ldr x1, [x9], #16",
+    "    msr spsr_el1, x1",
+    "    ldp x0, x1, [x9], #16",
+    "    msr fpcr, x0",
+    "    msr fpsr, x1",
+    "    ldp q0, q1, [x9], #32",
+    "    ldp q2, q3, [x9], #32",
+    "    ldp q4, q5, [x9], #32",
+    "    ldp q6, q7, [x9], #32",
+    "    ldp q16, q17, [x9], #32",
+    "    ldp q18, q19, [x9], #32",
+    "    ldp q20, q21, [x9], #32",
+    "    ldp q22, q23, [x9], #32",
+    "    ldp q24, q25, [x9], #32",
+    "    ldp q26, q27, [x9], #32",
+    "    ldp q28, q29, [x9], #32",
+    "    ldp q30, q31, [x9], #32",
+    "    ldp x30, x0, [sp, #160]",
+    "    msr elr_el1, x0",
+    "    ldp x0, x1, [sp, #0]",
+    "    ldp x2, x3, [sp, #16]",
+    "    ldp x4, x5, [sp, #32]",
+    "    ldp x6, x7, [sp, #48]",
+    "    ldp x8, x9, [sp, #64]",
+    "    ldp x10, x11, [sp, #80]",
+    "    ldp x12, x13, [sp, #96]",
+    "    ldp x14, x15, [sp, #112]",
+    "    ldp x16, x17, [sp, #128]",
+    "    ldp x18, x29, [sp, #144]",
+    "    add sp, sp, #(176 + 528)",
+    "    eret",
+    entry = sym interrupt_entry,
+);
+
+/// Takes the interrupt from the virtual CPU interface, hands its INTID to the
+/// partition's handler, and ends it (which deactivates the device's interrupt).
+extern "C" fn interrupt_entry() {
+    let acknowledged: u64;
+    // SAFETY: reading ICC_IAR1_EL1 acknowledges the highest-priority pending
+    // virtual interrupt; it touches no memory.
+    unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) acknowledged, options(nomem, nostack)) };
+    let intid = (acknowledged & 0xff_ffff) as u32;
+    if intid >= 1020 {
+        return;
+    }
+    crate::interrupts::dispatch(intid);
+    // SAFETY: writing ICC_EOIR1_EL1 with the acknowledged INTID ends it.
+    unsafe { asm!("msr icc_eoir1_el1, {}", in(reg) acknowledged, options(nomem, nostack)) };
+}
+
+/// Installs the vector table above, turns on this partition's (virtual) GIC CPU
+/// interface for group 1 at every priority, and unmasks IRQs.
+pub fn interrupts_enable() {
+    // SAFETY: VBAR_EL1 and the ICC registers configure only this partition's own
+    // exception and (virtual) interrupt handling; the vector table lives in its
+    // image and is 2 KiB aligned.
+    unsafe {
+        asm!(
+            "adrp {t}, septum_vectors",
+            "add {t}, {t}, :lo12:septum_vectors",
+            "msr vbar_el1, {t}",
+            "mrs {t}, icc_sre_el1",
+            "orr {t}, {t}, #1",
+            "msr icc_sre_el1, {t}",
+            "isb",
+            "mov {t}, #0xff",
+            "msr icc_pmr_el1, {t}",
+            "mov {t}, #1",
+            "msr icc_igrpen1_el1, {t}",
+            "isb",
+            "msr daifclr, #2",
+            t = out(reg) _,
+            options(nostack),
+        );
+    }
+}

@@ -1,5 +1,6 @@
-//! The x86_64 pieces of the SDK: the entry stub, the `vmcall` instruction and the
-//! counter. Everything else in the SDK is architecture-neutral.
+//! The x86_64 pieces of the SDK: the entry stub, the `vmcall` instruction, the
+//! counter, and the partition's own GDT, IDT and interrupt entry (installed by
+//! [`interrupts_enable`]). Everything else in the SDK is architecture-neutral.
 
 use core::arch::{asm, global_asm};
 
@@ -62,4 +63,180 @@ pub fn counter_frequency() -> Option<u64> {
 pub fn wait() {
     // SAFETY: HLT exits to the kernel, which treats it as a yield.
     unsafe { asm!("hlt", options(nomem, nostack)) };
+}
+
+/// The vector of IRQ line 0 inside the partition: the kernel injects IRQ line `n`
+/// as vector `IRQ_VECTOR_BASE + n` (kernel/x86_64/src/irq.rs).
+const IRQ_VECTOR_BASE: usize = 0x20;
+/// IRQ lines with a vector: 24, as many as a PC's I/O APIC has inputs.
+const IRQ_LINES: usize = 24;
+/// IDT entries: the 32 exception vectors and one per IRQ line. A vector past them
+/// (`int n` with a larger n) is a #GP, which exits to the kernel.
+const VECTORS: usize = IRQ_VECTOR_BASE + IRQ_LINES;
+/// The kernel's guest selectors (its VMCS loads them at entry): 64-bit code, data.
+const CODE_SELECTOR: u16 = 0x08;
+const DATA_SELECTOR: u16 = 0x10;
+
+/// The partition's GDT: null, then flat 64-bit code (0x08) and flat data (0x10), the
+/// descriptors the kernel's entry state describes, with the accessed bit preset so
+/// the CPU never writes them.
+static GDT: [u64; 3] = [0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
+
+/// The partition's IDT, filled in by [`interrupts_enable`].
+#[repr(C, align(16))]
+struct Idt(core::cell::UnsafeCell<[u64; 2 * VECTORS]>);
+
+// SAFETY: written only by `interrupts_enable` with interrupts off, which is the
+// only writer; the CPU reads it afterwards.
+unsafe impl Sync for Idt {}
+
+// The stubs below are written out for exactly this many lines.
+const _: () = assert!(IRQ_LINES == 24);
+
+static IDT: Idt = Idt(core::cell::UnsafeCell::new([0; 2 * VECTORS]));
+
+/// The operand of LGDT and LIDT.
+#[repr(C, packed)]
+struct TablePointer {
+    limit: u16,
+    base: u64,
+}
+
+// The partition's interrupt vectors.
+//
+// Exceptions (vectors 0 to 31): the kernel's exception bitmap sends every exception
+// the CPU raises to the kernel, which stops the partition with an
+// `unhandled-exception` fault before this IDT is read. What can still reach these
+// stubs is a software `int n` with n < 32: each stub (8 bytes apart, so the fault
+// address names the vector) executes INVD, which always exits to the kernel and
+// which it reports as `fault reason=unknown-trap addr=<stub> syndrome=0xd` (exit
+// reason 13), stopping the partition. It never returns.
+//
+// IRQ line n (vector 0x20 + n): the CPU has pushed 40 bytes (SS, RSP, RFLAGS, CS,
+// RIP) onto a stack it first aligned to 16 bytes. The stub saves rdi and passes the
+// line in it; the common entry saves the other eight caller-saved registers (nine
+// pushes: the stack is 16-byte aligned again at the call), calls
+// `interrupt_entry(line)` and returns with IRETQ. The partition is built without
+// SSE, so no vector register needs saving; the code has no red zone.
+global_asm!(
+    ".section .text.septum_vectors, \"ax\"",
+    ".balign 16",
+    ".global septum_exception_stubs",
+    "septum_exception_stubs:",
+    ".rept 32",
+    ".balign 8",
+    "3:  invd",
+    "    jmp 3b",
+    ".endr",
+    ".balign 16",
+    ".global septum_irq_stubs",
+    "septum_irq_stubs:",
+    ".irp line, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23",
+    ".balign 16",
+    "    push rdi",
+    "    mov edi, \\line",
+    "    jmp septum_irq_common",
+    ".endr",
+    "septum_irq_common:",
+    "    push rax",
+    "    push rcx",
+    "    push rdx",
+    "    push rsi",
+    "    push r8",
+    "    push r9",
+    "    push r10",
+    "    push r11",
+    "    cld",
+    "    call {entry}",
+    "    pop r11",
+    "    pop r10",
+    "    pop r9",
+    "    pop r8",
+    "    pop rsi",
+    "    pop rdx",
+    "    pop rcx",
+    "    pop rax",
+    "    pop rdi",
+    "    iretq",
+    entry = sym interrupt_entry,
+);
+
+unsafe extern "C" {
+    static septum_exception_stubs: [u8; 32 * 8];
+    static septum_irq_stubs: [u8; IRQ_LINES * 16];
+}
+
+/// Called by the IRQ entry with the line whose vector was taken.
+extern "C" fn interrupt_entry(line: u32) {
+    crate::interrupts::dispatch(line);
+}
+
+/// A 64-bit interrupt gate to `handler`: present, DPL 0, the code selector, no
+/// interrupt stack (the interrupt runs on the current stack, at CPL 0 as the
+/// partition). Interrupts stay off in the handler until IRETQ.
+fn gate(handler: u64) -> [u64; 2] {
+    const PRESENT_INTERRUPT_GATE: u64 = 0x8e;
+    let low = (handler & 0xffff)
+        | (u64::from(CODE_SELECTOR) << 16)
+        | (PRESENT_INTERRUPT_GATE << 40)
+        | ((handler >> 16 & 0xffff) << 48);
+    [low, handler >> 32]
+}
+
+/// Installs the partition's own GDT and IDT (see the vectors above), reloads the
+/// segment registers from the GDT, and enables interrupts: the kernel then injects
+/// each interrupt of a granted IRQ line `n` as vector 0x20 + n, and the entry calls
+/// `crate::interrupts::dispatch(n)`.
+pub fn interrupts_enable() {
+    let exceptions = (&raw const septum_exception_stubs) as u64;
+    let irqs = (&raw const septum_irq_stubs) as u64;
+    // SAFETY: interrupts are off (they are only turned on below, and the IDT is not
+    // loaded yet or holds these same values), so nothing reads the table while it is
+    // written; `interrupts_enable` is the only writer.
+    let idt = unsafe { &mut *IDT.0.get() };
+    for (vector, entry) in idt.chunks_exact_mut(2).enumerate() {
+        let handler = if vector < IRQ_VECTOR_BASE {
+            exceptions + 8 * vector as u64
+        } else {
+            irqs + 16 * (vector - IRQ_VECTOR_BASE) as u64
+        };
+        entry.copy_from_slice(&gate(handler));
+    }
+    let gdt = TablePointer {
+        limit: (core::mem::size_of_val(&GDT) - 1) as u16,
+        base: GDT.as_ptr() as u64,
+    };
+    let idt = TablePointer {
+        limit: (core::mem::size_of::<[u64; 2 * VECTORS]>() - 1) as u16,
+        base: IDT.0.get() as u64,
+    };
+    // SAFETY: the GDT holds the same flat code and data descriptors, at the same
+    // selectors, as the segments the partition already runs with, so reloading CS
+    // (through a far return) and the data segments changes nothing but where the
+    // CPU finds them; the IDT's gates point at the entry stubs above. Both tables
+    // are statics, so they outlive every use. STI lets the kernel's injected
+    // interrupts in, which the IRQ entry handles without changing any register.
+    unsafe {
+        asm!(
+            "lgdt [{gdt}]",
+            "lidt [{idt}]",
+            "push {code}",
+            "lea {scratch}, [rip + 2f]",
+            "push {scratch}",
+            "retfq",
+            "2:",
+            "mov {scratch:e}, {data}",
+            "mov ds, {scratch:e}",
+            "mov es, {scratch:e}",
+            "mov ss, {scratch:e}",
+            "mov fs, {scratch:e}",
+            "mov gs, {scratch:e}",
+            "sti",
+            gdt = in(reg) &gdt,
+            idt = in(reg) &idt,
+            code = const CODE_SELECTOR,
+            data = const DATA_SELECTOR,
+            scratch = out(reg) _,
+        );
+    }
 }

@@ -1,0 +1,231 @@
+//! Device interrupts: the local APIC and the I/O APIC, and which partition owns
+//! each interrupt.
+//!
+//! At boot the kernel software-enables the boot CPU's local APIC (task priority 0,
+//! spurious vector [`SPURIOUS_VECTOR`]), masks every I/O APIC redirection entry, and
+//! unmasks only the entries of the IRQ lines the system package grants, each to
+//! vector [`VECTOR_BASE`] + line, fixed delivery, physical destination = the boot
+//! CPU's local APIC, edge-triggered and active high (as ISA interrupts are). The
+//! 8259 PICs stay masked.
+//!
+//! A device interrupt arriving while a partition runs is a VM exit (external
+//! interrupts exit, acknowledged on exit); the exit handler asks
+//! [`Interrupts::end`] for the owner of its vector, which also sends the local APIC
+//! its EOI, and the owner's vCPU keeps it pending until that partition can take it
+//! (see `Vcpu::deliver_interrupts`).
+//!
+//! Invariants:
+//! - only granted lines are unmasked in the I/O APIC, each routed to one vector;
+//! - a vector has at most one owner, the partition granted its line; an interrupt
+//!   is only ever made pending in its owner's vCPU;
+//! - only ISA lines (0 to [`LINES`] - 1) can be granted: they are edge-triggered,
+//!   so ending an interrupt at the local APIC before the partition has handled it
+//!   cannot make the device interrupt again (a level-triggered line would, until the
+//!   partition acknowledged the device).
+
+use tock_registers::LocalRegisterCopy;
+use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::register_bitfields;
+use tock_registers::register_structs;
+use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
+
+use crate::vmx;
+
+/// The vector of IRQ line 0; line `n` is vector `VECTOR_BASE + n` (for the kernel's
+/// routing and inside the partition, which sees the same vector).
+pub const VECTOR_BASE: u8 = 0x20;
+/// IRQ lines that can be routed: the ISA lines 0 to 15.
+pub const LINES: usize = 16;
+/// The local APIC's spurious-interrupt vector (never EOI'd).
+pub const SPURIOUS_VECTOR: u8 = 0xff;
+/// Where the I/O APIC's registers are on a PC (identity-mapped by the kernel).
+const IO_APIC_BASE: u64 = 0xfec0_0000;
+const IA32_APIC_BASE: u32 = 0x1b;
+const APIC_BASE_X2APIC: u64 = 1 << 10;
+const APIC_BASE_ENABLE: u64 = 1 << 11;
+const APIC_BASE_ADDRESS: u64 = 0xf_ffff_f000;
+/// The first redirection entry's register index (entry `n`: `0x10 + 2n` low half,
+/// `0x11 + 2n` high half).
+const IO_APIC_REDIRECTION: u32 = 0x10;
+const IO_APIC_VERSION: u32 = 0x01;
+
+register_bitfields! {u32,
+    SVR [
+        /// APIC software enable.
+        ENABLE OFFSET(8) NUMBITS(1) [],
+        /// The spurious-interrupt vector.
+        VECTOR OFFSET(0) NUMBITS(8) [],
+    ],
+    ID [
+        /// The local APIC id.
+        ID OFFSET(24) NUMBITS(8) [],
+    ],
+    VERSION [
+        /// The index of the last redirection entry.
+        MAX_ENTRY OFFSET(16) NUMBITS(8) [],
+    ],
+    REDIRECTION_LOW [
+        /// Masked: the pin's interrupts are not delivered.
+        MASK OFFSET(16) NUMBITS(1) [],
+        /// Trigger mode.
+        TRIGGER OFFSET(15) NUMBITS(1) [Edge = 0, Level = 1],
+        /// Pin polarity.
+        POLARITY OFFSET(13) NUMBITS(1) [ActiveHigh = 0, ActiveLow = 1],
+        /// Destination mode.
+        DESTINATION_MODE OFFSET(11) NUMBITS(1) [Physical = 0, Logical = 1],
+        /// Delivery mode.
+        DELIVERY OFFSET(8) NUMBITS(3) [Fixed = 0],
+        /// The vector.
+        VECTOR OFFSET(0) NUMBITS(8) [],
+    ],
+    REDIRECTION_HIGH [
+        /// The destination (physical mode: a local APIC id).
+        DESTINATION OFFSET(24) NUMBITS(8) [],
+    ],
+}
+
+register_structs! {
+    LocalApicRegisters {
+        (0x000 => _reserved0),
+        (0x020 => id: ReadOnly<u32, ID::Register>),
+        (0x024 => _reserved1),
+        (0x080 => task_priority: ReadWrite<u32>),
+        (0x084 => _reserved2),
+        (0x0b0 => eoi: WriteOnly<u32>),
+        (0x0b4 => _reserved3),
+        (0x0f0 => spurious: ReadWrite<u32, SVR::Register>),
+        (0x0f4 => @END),
+    }
+}
+
+register_structs! {
+    IoApicRegisters {
+        /// IOREGSEL: the index of the register IOWIN reaches.
+        (0x00 => select: ReadWrite<u32>),
+        (0x04 => _reserved0),
+        /// IOWIN: the selected register.
+        (0x10 => window: ReadWrite<u32>),
+        (0x14 => @END),
+    }
+}
+
+/// The boot CPU's local APIC and the I/O APIC, and the owner of each line.
+pub struct Interrupts {
+    local: &'static LocalApicRegisters,
+    io: &'static IoApicRegisters,
+    /// The local APIC id that the I/O APIC delivers to.
+    destination: u32,
+    /// The last I/O APIC redirection entry.
+    max_entry: u32,
+    /// Per ISA line: the index of the partition it is granted to.
+    owners: [Option<usize>; LINES],
+}
+
+// SAFETY: an `Interrupts` is the only user of the two register blocks (the kernel
+// keeps one, inside the kernel state), so moving it moves the exclusive right to
+// use them with it.
+unsafe impl Send for Interrupts {}
+
+impl Interrupts {
+    /// Software-enables the boot CPU's local APIC and masks every I/O APIC input.
+    ///
+    /// # Safety
+    /// Once, at boot, on the boot CPU with interrupts disabled; the local APIC (at
+    /// the address IA32_APIC_BASE gives) and the I/O APIC at `0xfec0_0000` must be
+    /// identity-mapped, and nothing else may use them.
+    pub unsafe fn init() -> Interrupts {
+        let base = vmx::read_msr(IA32_APIC_BASE);
+        assert!(
+            base & APIC_BASE_ENABLE != 0 && base & APIC_BASE_X2APIC == 0,
+            "the local APIC is disabled or in x2APIC mode (IA32_APIC_BASE {base:#x})"
+        );
+        // SAFETY: per this function's contract both blocks are mapped and ours;
+        // the structures match the local APIC's and the I/O APIC's register layouts.
+        let (local, io) = unsafe {
+            (
+                &*((base & APIC_BASE_ADDRESS) as *const LocalApicRegisters),
+                &*(IO_APIC_BASE as *const IoApicRegisters),
+            )
+        };
+        local.task_priority.set(0);
+        local
+            .spurious
+            .write(SVR::ENABLE::SET + SVR::VECTOR.val(u32::from(SPURIOUS_VECTOR)));
+        let mut interrupts = Interrupts {
+            local,
+            io,
+            destination: local.id.read(ID::ID),
+            max_entry: 0,
+            owners: [None; LINES],
+        };
+        interrupts.max_entry =
+            LocalRegisterCopy::<u32, VERSION::Register>::new(interrupts.read(IO_APIC_VERSION))
+                .read(VERSION::MAX_ENTRY);
+        for entry in 0..=interrupts.max_entry {
+            interrupts.write(
+                IO_APIC_REDIRECTION + 2 * entry,
+                REDIRECTION_LOW::MASK::SET.value,
+            );
+        }
+        interrupts
+    }
+
+    fn read(&self, register: u32) -> u32 {
+        self.io.select.set(register);
+        self.io.window.get()
+    }
+
+    fn write(&self, register: u32, value: u32) {
+        self.io.select.set(register);
+        self.io.window.set(value);
+    }
+
+    /// Routes IRQ `line` to partition `owner` (its index): the line's I/O APIC input
+    /// (the same number, but IRQ 0, the PIT, is wired to input 2) is unmasked with
+    /// vector [`VECTOR_BASE`] + line. Panics (at boot) if the line is not an ISA line
+    /// of this machine or is granted twice.
+    pub fn route(&mut self, line: u32, owner: usize, name: &str) {
+        let slot = usize::try_from(line)
+            .ok()
+            .and_then(|line| self.owners.get_mut(line))
+            .unwrap_or_else(|| panic!("{name}: IRQ {line} is not an ISA line (0 to 15)"));
+        if slot.is_some() {
+            panic!("{name}: IRQ {line} is granted to two partitions");
+        }
+        *slot = Some(owner);
+        let input = if line == 0 { 2 } else { line };
+        assert!(
+            input <= self.max_entry,
+            "{name}: IRQ {line}: the I/O APIC has no input {input}"
+        );
+        let vector = u32::from(VECTOR_BASE) + line;
+        let register = IO_APIC_REDIRECTION + 2 * input;
+        self.write(
+            register + 1,
+            REDIRECTION_HIGH::DESTINATION.val(self.destination).value,
+        );
+        self.write(
+            register,
+            (REDIRECTION_LOW::VECTOR.val(vector)
+                + REDIRECTION_LOW::DELIVERY::Fixed
+                + REDIRECTION_LOW::DESTINATION_MODE::Physical
+                + REDIRECTION_LOW::POLARITY::ActiveHigh
+                + REDIRECTION_LOW::TRIGGER::Edge
+                + REDIRECTION_LOW::MASK::CLEAR)
+                .value,
+        );
+    }
+
+    /// Ends the interrupt with `vector`, which the CPU acknowledged on a VM exit
+    /// (an EOI to the local APIC, except for the spurious vector, which has none),
+    /// and returns its line and the index of the partition that owns it, if any.
+    pub fn end(&self, vector: u8) -> Option<(u32, usize)> {
+        if vector == SPURIOUS_VECTOR {
+            return None;
+        }
+        self.local.eoi.set(0);
+        let line = vector.checked_sub(VECTOR_BASE)?;
+        let owner = (*self.owners.get(usize::from(line))?)?;
+        Some((u32::from(line), owner))
+    }
+}
