@@ -36,6 +36,7 @@ const PARTITIONS: &[&str] = &[
     "partition-timeshare",
     "partition-fuzz",
     "partition-irq",
+    "partition-hostile",
 ];
 const PARTITION_FLAGS: &[&str] = &[
     "-Clink-arg=-Tseptum-partition.ld",

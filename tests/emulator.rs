@@ -56,6 +56,7 @@ scenarios! {
         smp => "smp",
         fuzz => "fuzz",
         irq => "irq",
+        hostile => "hostile",
         bench_runs => "bench-aarch64",
     }
     pc {
@@ -69,6 +70,7 @@ scenarios! {
         preemption => "pc-preemption",
         devices => "pc-devices",
         windows => "pc-windows",
+        hostile => "pc-hostile",
         fuzz => "pc-fuzz",
         irq => "pc-irq",
         bench_runs => "bench-x86_64",

@@ -143,6 +143,10 @@ unsafe extern "C" {
 const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
 /// CPACR_EL1 at partition entry: FP/SIMD usable at EL1 and EL0.
 const CPACR_EL1_FP_ON: u64 = 0b11 << 20;
+/// VBAR_EL1 at partition entry: 2 KiB just below partition RAM, never mapped. Not
+/// 0: a wild jump to address 0 must read as what it is (a stage-2 instruction
+/// fault), not as a vector fetch.
+pub const UNMAPPED_VECTORS: u64 = septum_abi::layout::RAM_BASE - 0x800;
 /// PSTATE at partition entry: EL1 using SP_EL1, D, A, I and F masked.
 const SPSR_EL1H_MASKED: u64 = 0b0101 | (0b1111 << 6);
 
@@ -162,8 +166,9 @@ pub struct Vcpu {
 impl Vcpu {
     /// A vCPU at the partition's entry state (see the README, "Partition entry
     /// state"): `pc` = entry point, x0 = RAM size, x1 = boot argument, EL1h with
-    /// interrupts masked, MMU off, VBAR_EL1 = 0 (unmapped, so an exception the
-    /// partition has no handler for traps to the kernel as a stage-2 fault).
+    /// interrupts masked, MMU off, VBAR_EL1 = [`UNMAPPED_VECTORS`] (unmapped, so an
+    /// exception the partition has no handler for traps to the kernel as a stage-2
+    /// fault on the vector fetch).
     pub fn new(entry: u64, ram_size: u64, argument: u64, stage2_root: u64, vmid: u8) -> Vcpu {
         let mut frame = TrapFrame::default();
         frame.x[0] = ram_size;
@@ -173,6 +178,7 @@ impl Vcpu {
         let el1 = El1State {
             sctlr_el1: SCTLR_EL1_RESET,
             cpacr_el1: CPACR_EL1_FP_ON,
+            vbar_el1: UNMAPPED_VECTORS,
             ..El1State::default()
         };
         Vcpu {
