@@ -84,7 +84,7 @@ mod probes {
     }
 
     pub fn attempt(probe: u64, ram_size: u64) {
-        // SAFETY (every arm): each access is meant to trap to the kernel, which
+        // SAFETY: every access below is meant to trap to the kernel, which
         // stops this partition before the access completes.
         unsafe {
             match probe {
@@ -118,7 +118,7 @@ mod probes {
     }
 
     pub fn attempt(probe: u64, ram_size: u64) {
-        // SAFETY (every arm): each access is meant to exit to the kernel, which
+        // SAFETY: every access below is meant to exit to the kernel, which
         // stops this partition before the access completes.
         unsafe {
             match probe {
