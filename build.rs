@@ -37,6 +37,7 @@ const PARTITIONS: &[&str] = &[
     "partition-fuzz",
     "partition-irq",
     "partition-hostile",
+    "partition-leak",
 ];
 const PARTITION_FLAGS: &[&str] = &[
     "-Clink-arg=-Tseptum-partition.ld",

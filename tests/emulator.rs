@@ -57,6 +57,7 @@ scenarios! {
         fuzz => "fuzz",
         irq => "irq",
         hostile => "hostile",
+        leak => "leak",
         bench_runs => "bench-aarch64",
     }
     pc {
@@ -71,6 +72,7 @@ scenarios! {
         devices => "pc-devices",
         windows => "pc-windows",
         hostile => "pc-hostile",
+        leak => "pc-leak",
         fuzz => "pc-fuzz",
         irq => "pc-irq",
         bench_runs => "bench-x86_64",
