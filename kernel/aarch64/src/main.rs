@@ -183,26 +183,14 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         |index, spec, placement, frames| {
             sync_instruction_cache(placement.image);
             let mut tables = Stage2::new(frames).expect("RAM for stage-2 tables");
-            tables
-                .map(
-                    frames,
-                    placement.guest_ram,
-                    placement.host_ram.start,
-                    stage2::RAM,
-                )
-                .expect("stage-2 mapping of partition RAM");
-            for block in spec.resources.mmio() {
-                let device =
-                    Range::from_start_size(block.base, block.size).expect("checked by the package");
-                tables
-                    .map(frames, device, block.base, stage2::DEVICE)
-                    .unwrap_or_else(|e| {
-                        panic!(
-                            "cannot map device {:#x} into {}: {e:?}",
-                            block.base, spec.name
-                        )
-                    });
-            }
+            septum_kernel::map_grants(
+                &mut tables,
+                frames,
+                spec,
+                placement,
+                stage2::RAM,
+                stage2::DEVICE,
+            );
             let vmid = u8::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
             let entry = RAM_BASE + spec.entry_offset;
             Vcpu::new(entry, spec.ram_size, spec.argument, tables.root(), vmid)

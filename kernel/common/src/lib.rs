@@ -325,6 +325,35 @@ pub struct Placement {
     pub image: Range,
 }
 
+/// Maps a partition's second-stage tables: its RAM with `ram` attributes at its
+/// guest-physical base, and each MMIO block of its granted devices with `device`
+/// attributes at the block's own address. Nothing else. Panics with the partition's
+/// name if a mapping is refused: this runs at boot, and a system whose grants cannot
+/// be mapped must not start.
+pub fn map_grants<F: paging::Format, const N: usize>(
+    tables: &mut paging::Tables<F>,
+    frames: &mut FreeRanges<N>,
+    spec: &PartitionSpec<'_>,
+    placement: Placement,
+    ram: u64,
+    device: u64,
+) {
+    tables
+        .map(frames, placement.guest_ram, placement.host_ram.start, ram)
+        .unwrap_or_else(|e| panic!("cannot map the RAM of {}: {e:?}", spec.name));
+    for block in spec.resources.mmio() {
+        let range = Range::from_start_size(block.base, block.size).expect("checked by the package");
+        tables
+            .map(frames, range, block.base, device)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot map device {:#x} into {}: {e:?}",
+                    block.base, spec.name
+                )
+            });
+    }
+}
+
 /// Loads every partition of `package`: takes its RAM from `frames` (at its fixed
 /// placement, else on an `align` boundary), reports where it went on `console`,
 /// scrubs all of it, copies the image to its start, and asks the back end

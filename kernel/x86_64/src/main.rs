@@ -182,30 +182,13 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
         &mut console,
         |index, spec, placement, frames| {
             let mut ept = Ept::new(frames).expect("RAM for EPT tables");
-            ept.map(
-                frames,
-                placement.guest_ram,
-                placement.host_ram.start,
-                ept::RAM,
-            )
-            .expect("EPT mapping of partition RAM");
+            septum_kernel::map_grants(&mut ept, frames, spec, placement, ept::RAM, ept::DEVICE);
             let tables = boot_page_tables(frames);
             let guest_tables =
                 Range::from_start_size(vcpu::BOOT_TABLES, vcpu::BOOT_TABLE_PAGES * PAGE)
                     .expect("fixed range");
             ept.map(frames, guest_tables, tables, ept::READ_ONLY)
                 .expect("EPT mapping of the boot page tables");
-            for block in spec.resources.mmio() {
-                let device =
-                    Range::from_start_size(block.base, block.size).expect("checked by the package");
-                ept.map(frames, device, block.base, ept::DEVICE)
-                    .unwrap_or_else(|e| {
-                        panic!(
-                            "cannot map device {:#x} into {}: {e:?}",
-                            block.base, spec.name
-                        )
-                    });
-            }
             for &line in spec.resources.irqs() {
                 interrupts.route(line, index, spec.name);
             }

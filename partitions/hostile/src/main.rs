@@ -24,11 +24,25 @@ septum_sdk::entry!(main);
 /// The victim's argument.
 const VICTIM: u64 = 99;
 
+/// The probes, by argument.
+const PROBES: [&str; 6] = [
+    "read-other-ram",
+    "write-kernel",
+    "touch-interrupt-controller",
+    "privileged-register",
+    "firmware-or-console",
+    "execute-outside",
+];
+
 fn main(boot: Boot) -> u64 {
     if boot.argument == VICTIM {
         return victim(boot.ram_size);
     }
-    let (name, what) = probes::describe(boot.argument);
+    let Some(&name) = PROBES.get(boot.argument as usize) else {
+        println!("no probe {}", boot.argument);
+        return 2;
+    };
+    let what = probes::TARGETS[boot.argument as usize];
     println!("probe {name} attempting: {what}");
     probes::attempt(boot.argument, boot.ram_size);
     println!("probe {name} SUCCEEDED: the kernel failed to stop me");
@@ -72,16 +86,15 @@ mod probes {
     use core::arch::asm;
     use septum_sdk::RAM_BASE;
 
-    pub fn describe(probe: u64) -> (&'static str, &'static str) {
-        match probe {
-            0 => ("read-other-ram", "read other partitions' RAM"),
-            1 => ("write-kernel", "write the kernel's memory"),
-            2 => ("touch-interrupt-controller", "write the GIC distributor"),
-            3 => ("privileged-register", "write HCR_EL2"),
-            4 => ("firmware-or-console", "call the secure monitor"),
-            _ => ("execute-outside", "jump to address 0"),
-        }
-    }
+    /// What each probe aims at, in [`super::PROBES`] order.
+    pub const TARGETS: [&str; 6] = [
+        "read other partitions' RAM",
+        "write the kernel's memory",
+        "write the GIC distributor",
+        "write HCR_EL2",
+        "call the secure monitor",
+        "jump to address 0",
+    ];
 
     pub fn attempt(probe: u64, ram_size: u64) {
         // SAFETY: every access below is meant to trap to the kernel, which
@@ -106,16 +119,15 @@ mod probes {
     use core::arch::asm;
     use septum_sdk::RAM_BASE;
 
-    pub fn describe(probe: u64) -> (&'static str, &'static str) {
-        match probe {
-            0 => ("read-other-ram", "read other partitions' RAM"),
-            1 => ("write-kernel", "write the kernel's memory"),
-            2 => ("touch-interrupt-controller", "write the local APIC"),
-            3 => ("privileged-register", "write IA32_LSTAR"),
-            4 => ("firmware-or-console", "write COM1, the kernel's console"),
-            _ => ("execute-outside", "jump to address 0"),
-        }
-    }
+    /// What each probe aims at, in [`super::PROBES`] order.
+    pub const TARGETS: [&str; 6] = [
+        "read other partitions' RAM",
+        "write the kernel's memory",
+        "write the local APIC",
+        "write IA32_LSTAR",
+        "write COM1, the kernel's console",
+        "jump to address 0",
+    ];
 
     pub fn attempt(probe: u64, ram_size: u64) {
         // SAFETY: every access below is meant to exit to the kernel, which
