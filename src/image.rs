@@ -90,9 +90,12 @@ pub fn flatten_file(path: &Path) -> Result<Flat> {
 const IMAGE_SIZE_OFFSET: usize = 16;
 
 /// The bootable arm64 `Image`: the flat kernel, zero-filled up to the symbol
-/// `__kernel_end` (its zero-initialised data and stacks), then the system package.
-/// The header's image size is patched to cover the package.
+/// `__kernel_end` (its zero-initialised data), then the system package padded to a
+/// whole page. The kernel's own `image_size` covers its code, data and per-core
+/// stacks; the package's padded length is added to it, so the stacks lie after the
+/// package in memory without taking space in the file.
 pub fn arm64_image(kernel: &Path, package: &[u8]) -> Result<Vec<u8>> {
+    const PAGE: usize = 4096;
     let data = std::fs::read(kernel).with_context(|| format!("reading {}", kernel.display()))?;
     let file = object::File::parse(&*data).context("kernel is not an ELF file")?;
     let end = file
@@ -102,10 +105,13 @@ pub fn arm64_image(kernel: &Path, package: &[u8]) -> Result<Vec<u8>> {
         .address();
     let flat = flatten(&data)?;
     let mut image = flat.bytes;
+    let field = IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8;
+    let kernel_size = u64::from_le_bytes(image[field.clone()].try_into()?);
     image.resize(usize::try_from(end - flat.base)?, 0);
     image.extend_from_slice(package);
-    let size = image.len() as u64;
-    image[IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8].copy_from_slice(&size.to_le_bytes());
+    image.resize(image.len().next_multiple_of(PAGE), 0);
+    let package_size = (image.len() - usize::try_from(end - flat.base)?) as u64;
+    image[field].copy_from_slice(&(kernel_size + package_size).to_le_bytes());
     Ok(image)
 }
 
@@ -145,8 +151,12 @@ pub fn grub_iso(kernel: &Path, package: &[u8], out: &Path) -> Result<()> {
 pub struct KernelSize {
     /// Bytes of code, read-only data and initialised data (what a loader copies).
     pub loaded: u64,
-    /// Bytes of zero-initialised data and stacks after that.
+    /// Bytes of zero-initialised data after that, up to `__kernel_end`.
     pub zeroed: u64,
+    /// Bytes the kernel claims beyond the system package (the arm64 Image's
+    /// per-core stacks, which are in no file); 0 on x86_64, whose stacks are in
+    /// `zeroed`.
+    pub claimed_after_package: u64,
 }
 
 /// Measures the kernel ELF at `path`.
@@ -160,8 +170,48 @@ pub fn kernel_size(path: &Path) -> Result<KernelSize> {
         .context("kernel has no __kernel_end symbol")?
         .address();
     let loaded = flat.bytes.len() as u64;
+    let claimed_after_package = if file.architecture() == object::Architecture::Aarch64 {
+        let field = &flat.bytes[IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8];
+        u64::from_le_bytes(field.try_into()?) - (end - flat.base)
+    } else {
+        0
+    };
     Ok(KernelSize {
         loaded,
         zeroed: end - flat.base - loaded,
+        claimed_after_package,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel's per-core stacks: four cores of 0x18000 bytes (`cpu.rs`).
+    const STACKS_BYTES: u64 = 4 * 0x18000;
+
+    /// The memory the kernel reserves before it places any partition is what the
+    /// Image header claims: code, data, the package and the stacks after it.
+    ///
+    /// Verifies: SK-INIT-002
+    #[test]
+    fn arm64_image_claims_the_package_and_the_stacks_without_storing_the_stacks() {
+        let kernel = kernel_elf("aarch64").unwrap();
+        let package = vec![0xa5; 5000];
+        let image = arm64_image(&kernel, &package).unwrap();
+        let claimed = u64::from_le_bytes(image[16..24].try_into().unwrap());
+
+        assert_eq!(image.len() % 4096, 0, "the stacks start on a page");
+        assert_eq!(claimed, image.len() as u64 + STACKS_BYTES);
+        let data = std::fs::read(&kernel).unwrap();
+        let file = object::File::parse(&*data).unwrap();
+        let end = file
+            .symbols()
+            .find(|s| s.name() == Ok("__kernel_end"))
+            .unwrap()
+            .address();
+        let package_at = usize::try_from(end - flatten(&data).unwrap().base).unwrap();
+        assert_eq!(&image[package_at..package_at + package.len()], &package[..]);
+        assert!(image[package_at + package.len()..].iter().all(|&b| b == 0));
+    }
 }

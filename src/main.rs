@@ -276,8 +276,8 @@ fn bench(board_name: &str) -> Result<()> {
     }
     let size = image::kernel_size(&image::kernel_elf(&board.arch)?)?;
     println!(
-        "kernel image ({}): {} bytes loaded (code and data), {} bytes zero-initialised (bss, stacks)",
-        board.arch, size.loaded, size.zeroed
+        "kernel image ({}): {} bytes loaded (code and data), {} bytes zero-initialised (bss), {} bytes of stacks after the package (in no file)",
+        board.arch, size.loaded, size.zeroed, size.claimed_after_package
     );
     Ok(())
 }

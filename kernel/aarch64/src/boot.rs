@@ -40,7 +40,7 @@ global_asm!(
     "    b _start",
     "    .word 0",
     "    .quad 0",                // text_offset
-    "    .quad __kernel_end - _head", // image_size; the host tool adds the package
+    "    .quad __kernel_end - _head + {stacks_bytes}", // image_size; the host tool adds the package
     "    .quad 0x2",              // flags: little endian, 4 KiB pages, 2 MiB-aligned base
     "    .quad 0, 0, 0",
     "    .ascii \"ARM\\x64\"",
@@ -55,8 +55,7 @@ global_asm!(
     "    msr vbar_el2, x9",
     "    isb",
     "    msr tpidr_el2, xzr",      // the boot core is core 0
-    "    adrp x9, __stacks",
-    "    add x9, x9, :lo12:__stacks",
+    "    bl stacks_base",
     "    add x9, x9, #({stacks} - 0x8000)",
     "    mov sp, x9",
     "    adrp x9, __bss_start",
@@ -80,8 +79,7 @@ global_asm!(
     "    adrp x9, {vectors}",
     "    add x9, x9, :lo12:{vectors}",
     "    msr vbar_el2, x9",
-    "    adrp x9, __stacks",
-    "    add x9, x9, :lo12:__stacks",
+    "    bl stacks_base",
     "    mov x10, #{stacks}",
     "    madd x9, x0, x10, x9",
     "    add x9, x9, #({stacks} - 0x8000)",
@@ -103,11 +101,24 @@ global_asm!(
     "    bl {secondary}",
     "8:  wfe",
     "    b 8b",
+    // stacks_base: x9 = the first byte of core 0's stacks, which are the last
+    // STACKS_BYTES of the memory the header's image_size claims. Clobbers x10 only;
+    // safe with the MMU off or on, since the header is written by the loader.
+    ".global stacks_base",
+    "stacks_base:",
+    "    adrp x9, _head",
+    "    add x9, x9, :lo12:_head",
+    "    ldr x10, [x9, #16]",
+    "    add x9, x9, x10",
+    "    mov x10, #{stacks_bytes}",
+    "    sub x9, x9, x10",
+    "    ret",
     vectors = sym VECTORS,
     main = sym crate::kernel_main,
     secondary = sym crate::secondary_main,
     mmu = sym crate::mmu::SECONDARY_MMU,
     stacks = const crate::cpu::STACKS_PER_CORE,
+    stacks_bytes = const crate::cpu::STACKS_BYTES,
 );
 
 unsafe extern "C" {
@@ -215,9 +226,9 @@ global_asm!(
     "    add x9, x9, #1",
     "    mov x10, #{stacks}",
     "    mul x9, x9, x10",
-    "    adrp x10, __stacks",
-    "    add x10, x10, :lo12:__stacks",
-    "    add x9, x9, x10",
+    "    mov x11, x9",
+    "    bl stacks_base",
+    "    add x9, x9, x11",
     "    sub sp, x9, #272",
     "    mov x10, sp",
     "1:  ldp x11, x12, [x0], #16",

@@ -4,8 +4,13 @@
 
 use core::arch::asm;
 
-/// Bytes of stack per core: a boot stack and a trap stack (see `link.ld`).
+/// Bytes of stack per core: a 64 KiB boot stack, then a 32 KiB trap stack.
 pub const STACKS_PER_CORE: u64 = 0x18000;
+
+/// Bytes of stack for all cores. The stacks are not part of the image file: they
+/// occupy the last `STACKS_BYTES` of the memory the Image header's `image_size`
+/// claims, after the appended system package (see `boot.rs`).
+pub const STACKS_BYTES: u64 = STACKS_PER_CORE * septum_core::system::MAX_CPUS as u64;
 
 /// This core's index.
 pub fn index() -> usize {

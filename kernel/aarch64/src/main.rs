@@ -93,12 +93,17 @@ unsafe extern "C" {
 extern "C" fn kernel_main(device_tree: u64) -> ! {
     let image_start = &raw const __kernel_start as u64;
     let image_end = &raw const __kernel_end as u64;
+    // SAFETY: the Image header sits at __kernel_start; the loader wrote it and
+    // nothing writes it afterwards.
+    let claimed_end = image_start + unsafe { claimed_image_size(image_start) };
+    let stacks_start = claimed_end - cpu::STACKS_BYTES;
     let image = Range {
         start: image_start,
-        end: image_end,
+        end: claimed_end,
     };
     // SAFETY: first thing at boot, MMU off, on the boot CPU with interrupts masked;
-    // the kernel image (code, data, stacks) and the device tree are mapped normal.
+    // the kernel image (code, data, package and stacks) and the device tree are
+    // mapped normal.
     unsafe {
         mmu::enable(&[
             image,
@@ -156,6 +161,10 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         Some(Err(error)) => panic!("system package rejected: {error:?}"),
         None => panic!("no system package after the kernel image"),
     };
+    assert!(
+        image_end + package.byte_len() as u64 <= stacks_start,
+        "the Image header's image_size leaves no room for the package and the stacks"
+    );
     let _ = writeln!(
         console,
         "{}",
@@ -167,7 +176,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     let mut frames = FreeRanges::<32>::new();
     let reserved = Range {
         start: info.ram.start,
-        end: image_end + package.byte_len() as u64,
+        end: claimed_end,
     };
     let carved = frames
         .add(info.ram)
@@ -278,6 +287,17 @@ extern "C" fn secondary_main(index: u64) -> ! {
     // SAFETY: `frame` holds the registers of a partition pinned to this core, whose
     // EL1 state, stage-2 tables and VMID `resume` has loaded.
     unsafe { boot::enter_partition(&frame) }
+}
+
+/// The arm64 Image header's `image_size`: code, data, the appended package and
+/// the per-core stacks.
+///
+/// # Safety
+/// `head` must be the address of the kernel's Image header.
+unsafe fn claimed_image_size(head: u64) -> u64 {
+    const IMAGE_SIZE_OFFSET: u64 = 16;
+    // SAFETY: per the contract, the header's aligned image_size field is readable.
+    unsafe { ((head + IMAGE_SIZE_OFFSET) as *const u64).read_volatile() }
 }
 
 /// Finds the system package at `at`, if its header is there; returns the bytes from
