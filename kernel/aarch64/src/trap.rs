@@ -58,7 +58,8 @@ pub fn classify(vector: u64, frame: &TrapFrame) -> Trap {
         // uses no FIQs and partitions may not run AArch32, so these are errors.
         return fault(FaultKind::UnknownTrap, frame.elr);
     }
-    let class = ESR_EL2.read(ESR_EL2::EC);
+    // The syndrome register is read once, above.
+    let class = ESR_EL2::EC.read(esr);
     let imm16 = esr & 0xffff;
     match class {
         EC_HVC64 if imm16 == 0 => {

@@ -188,6 +188,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
     /// preemption or a wait, or on a switch). A partition that traps and continues
     /// keeps the rest of its turn: calling the kernel never buys it more time, and the
     /// common hypercall path reads no clock and programs no timer.
+    #[inline(always)]
     fn settle(&mut self, cpu: usize, next: Next, frame: &mut V::Frame, new_turn: bool) -> Step {
         let machine = &mut self.machine;
         match self.system.decide(next, cpu, || machine.now_us()) {
@@ -276,6 +277,7 @@ impl<T> Global<T> {
 impl<V: Vcpu, M: Machine> Global<Kernel<V, M>> {
     /// Drives core `cpu` from `step` until it has a partition to enter: while the
     /// kernel says to idle, waits with `idle` (not holding the kernel) and asks again.
+    #[inline(always)]
     pub fn until_runnable(
         &self,
         cpu: usize,
