@@ -150,9 +150,50 @@ global_asm!(
 
 global_asm!(
     // VM exit: the VMCS host RIP. RSP = top of the trap stack.
+    //
+    // The fast path answers the null call (a VMCALL with RAX = 0) here, as the
+    // general path would: success and zero results in RAX, RDI, RSI and RDX, RIP
+    // past the VMCALL. It changes no kernel state. The call buys no time: the exit
+    // saved the preemption timer's remaining value, and once the TSC has passed the
+    // turn's end (`clock::TURN_END_TSC`) the timer is zeroed, so the partition exits
+    // for preemption before its next instruction. Anything else goes to the general
+    // path with every register as the guest left it.
     ".global vm_exit_entry",
     "vm_exit_entry:",
-    "    sub rsp, 128",
+    "    test rax, rax",
+    "    jnz 3f",
+    "    push rcx",
+    "    push rdx",
+    "    mov edx, {exit_reason}",
+    "    vmread rcx, rdx",
+    "    cmp ecx, {vmcall}",          // the whole field: basic reason and no flags
+    "    jne 2f",
+    "    mov edx, {instruction_length}",
+    "    vmread rax, rdx",
+    "    mov edx, {guest_rip}",
+    "    vmread rcx, rdx",
+    "    add rcx, rax",
+    "    vmwrite rdx, rcx",
+    "    rdtsc",
+    "    shl rdx, 32",
+    "    or rax, rdx",
+    "    cmp rax, [rip + {turn_end}]",
+    "    jb 1f",
+    "    mov edx, {preemption_timer}",  // the turn is over: the timer expires at entry
+    "    xor ecx, ecx",
+    "    vmwrite rdx, rcx",
+    "1:  pop rdx",
+    "    pop rcx",
+    "    xor eax, eax",
+    "    xor edi, edi",
+    "    xor esi, esi",
+    "    xor edx, edx",
+    "    vmresume",
+    "    call {failed}",               // only reached if the entry failed
+    "2:  pop rdx",
+    "    pop rcx",
+    "    xor eax, eax",                // it was 0
+    "3:  sub rsp, 128",
     "    mov [rsp + 0], rax",
     "    mov [rsp + 8], rbx",
     "    mov [rsp + 16], rcx",
@@ -208,6 +249,12 @@ global_asm!(
     "7:  call {failed}",               // only reached if the entry failed
     handler = sym crate::exit::handle_vm_exit,
     failed = sym crate::exit::vm_entry_failed,
+    exit_reason = const crate::vmx::field::EXIT_REASON,
+    instruction_length = const crate::vmx::field::EXIT_INSTRUCTION_LENGTH,
+    guest_rip = const crate::vmx::field::GUEST_RIP,
+    vmcall = const crate::exit::VMCALL,
+    preemption_timer = const crate::vmx::field::PREEMPTION_TIMER,
+    turn_end = sym crate::clock::TURN_END_TSC,
 );
 
 unsafe extern "C" {

@@ -18,6 +18,7 @@ use septum_core::system::CallRegisters;
 use septum_kernel::{Global, Kernel, Step, Trap};
 
 use crate::boot::{GuestRegisters, reg};
+use crate::clock;
 use crate::machine::Pc;
 use crate::vcpu::{self, Vcpu};
 use crate::vmx::{self, field};
@@ -32,7 +33,8 @@ const TRIPLE_FAULT: u64 = 2;
 const INTERRUPT_WINDOW: u64 = 7;
 const CPUID: u64 = 10;
 const HLT: u64 = 12;
-const VMCALL: u64 = 18;
+/// Also checked by the null-call fast path in `boot.rs`.
+pub const VMCALL: u64 = 18;
 const IO_INSTRUCTION: u64 = 30;
 const RDMSR: u64 = 31;
 const WRMSR: u64 = 32;
@@ -174,12 +176,14 @@ pub fn until_runnable(mut step: Step, frame: &mut GuestRegisters) {
 }
 
 /// When a partition is about to be entered (`step` is [`Step::Run`]; its VMCS is
-/// current): injects its pending interrupts if it can take them now.
+/// current): injects its pending interrupts if it can take them now, and expires
+/// its preemption timer at once if its turn is already over (see `clock.rs`).
 fn deliver(kernel: &mut Kernel<Vcpu, Pc>, step: Step) {
     if step == Step::Run
         && let Some(current) = kernel.current[BOOT_CPU]
     {
         kernel.vcpus[current].deliver_interrupts();
+        clock::expire_if_turn_over();
     }
 }
 

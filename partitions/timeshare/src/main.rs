@@ -3,8 +3,10 @@
 //! it. It reads the counter in a tight loop: a jump between two reads larger than
 //! [`GAP_TICKS`] is time it did not run (another partition's window, or idle).
 //!
-//! Boot argument: the expected share in per mille (0 to 1000), plus 1000 if the
-//! partition should behave politely (yield after every read) rather than spin.
+//! Boot argument: the expected share in per mille (0 to 999), plus 1000 times the
+//! style: 0 spins, 1 yields after every read, 2 makes the null hypercall after every
+//! read (which must not buy time: on both architectures it takes the kernel's fast
+//! path, which arms no timer).
 #![no_std]
 #![no_main]
 
@@ -19,21 +21,38 @@ const MEASURE_TICKS: u64 = 4_000_000;
 /// How far the measured share may be from the expected one, in per mille.
 const TOLERANCE: u64 = 50;
 
+/// What the partition does between two counter reads.
+enum Style {
+    Spin,
+    Yield,
+    NullCall,
+}
+
 fn main(boot: Boot) -> u64 {
     let expected = boot.argument % 1000;
-    let polite = boot.argument >= 1000;
-    let style = if polite {
-        "yielding after every read"
-    } else {
-        "spinning"
+    let style = match boot.argument / 1000 {
+        0 => Style::Spin,
+        1 => Style::Yield,
+        _ => Style::NullCall,
     };
-    println!("measuring my share of the CPU, {style}");
+    let description = match style {
+        Style::Spin => "spinning",
+        Style::Yield => "yielding after every read",
+        Style::NullCall => "making the null call after every read",
+    };
+    println!("measuring my share of the CPU, {description}");
     let start = arch::counter();
     let mut last = start;
     let mut ran = 0;
     while last - start < MEASURE_TICKS {
-        if polite {
-            let _ = septum_sdk::yield_now(slot::SELF);
+        match style {
+            Style::Spin => {}
+            Style::Yield => {
+                let _ = septum_sdk::yield_now(slot::SELF);
+            }
+            Style::NullCall => {
+                let _ = septum_sdk::null();
+            }
         }
         let now = arch::counter();
         let step = now - last;
