@@ -57,6 +57,7 @@ scenarios! {
         smp => "smp",
         fuzz => "fuzz",
         irq => "irq",
+        irq_masked => "irq-masked",
         hostile => "hostile",
         leak => "leak",
         bench_runs => "bench-aarch64",
@@ -77,6 +78,7 @@ scenarios! {
         leak => "pc-leak",
         fuzz => "pc-fuzz",
         irq => "pc-irq",
+        irq_masked => "pc-irq-masked",
         bench_runs => "bench-x86_64",
     }
 }

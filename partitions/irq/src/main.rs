@@ -5,6 +5,14 @@
 //! nothing and touches no device, and must receive no interrupt while the owner
 //! gets its own (it waits [`BYSTANDER_TICKS`] of its counter).
 //!
+//! Boot argument 2 tests masking: it asks for one interrupt with interrupts masked,
+//! spins (no hypercalls) until the device reports it raised the interrupt and a
+//! little longer, checks that nothing came in, unmasks, and must take the interrupt
+//! within [`PROMPT_TICKS`]. It yields while it waits, so the interrupt may arrive
+//! in another partition's turn. On aarch64 the GIC list register delivers it on
+//! unmask; on x86 the kernel injects it at the next entry with RFLAGS.IF set, or
+//! through the interrupt-window exit.
+//!
 //! | board | device | interrupt |
 //! |---|---|---|
 //! | qemu-virt | the PL031 RTC's alarm | GIC INTID 34 |
@@ -24,6 +32,12 @@ const PATIENCE: u32 = 2_000_000;
 /// How long a bystander listens, in counter ticks (seconds on both boards).
 const BYSTANDER_TICKS: u64 = 200_000_000;
 
+/// How long to wait, masked, for the device to raise its interrupt.
+const MASKED_LIMIT_TICKS: u64 = 20_000_000_000;
+/// How soon after unmasking a pending interrupt must arrive, in counter ticks
+/// (well under a millisecond on both boards; a partition's turn lasts milliseconds).
+const PROMPT_TICKS: u64 = 100_000;
+
 static RECEIVED: AtomicU32 = AtomicU32::new(0);
 static LAST: AtomicU32 = AtomicU32::new(0);
 
@@ -36,8 +50,10 @@ fn on_interrupt(number: u32) {
 }
 
 fn main(boot: Boot) -> u64 {
-    if boot.argument == 1 {
-        return listen();
+    match boot.argument {
+        1 => return listen(),
+        2 => return masked(),
+        _ => {}
     }
     interrupts::enable(on_interrupt);
     device::request();
@@ -54,6 +70,49 @@ fn main(boot: Boot) -> u64 {
         if received >= WANTED { "ok" } else { "TIMEOUT" }
     );
     u64::from(received < WANTED)
+}
+
+/// Masking: nothing arrives while masked, and the pending interrupt arrives at
+/// once on unmask.
+fn masked() -> u64 {
+    interrupts::enable(|number| {
+        device::acknowledge();
+        LAST.store(number, Ordering::Relaxed);
+        RECEIVED.fetch_add(1, Ordering::Relaxed);
+    });
+    interrupts::mask();
+    device::request();
+    let start = septum_sdk::arch::counter();
+    let mut raised = false;
+    while !raised && septum_sdk::arch::counter() - start < MASKED_LIMIT_TICKS {
+        raised = device::raised();
+        // Others run meanwhile, so the interrupt may arrive in their turn and wait
+        // for this partition to be entered with interrupts masked.
+        let _ = septum_sdk::yield_now(slot::SELF);
+    }
+    if !raised {
+        println!("masked: the device never raised its interrupt TIMEOUT");
+        return 1;
+    }
+    // Give the kernel time to take the physical interrupt and make it pending here.
+    let settle = septum_sdk::arch::counter();
+    while septum_sdk::arch::counter() - settle < PROMPT_TICKS {
+        core::hint::spin_loop();
+    }
+    let while_masked = RECEIVED.load(Ordering::Relaxed);
+    let unmasked_at = septum_sdk::arch::counter();
+    interrupts::unmask();
+    let mut waited = 0;
+    while RECEIVED.load(Ordering::Relaxed) == 0 && waited < BYSTANDER_TICKS {
+        waited = septum_sdk::arch::counter() - unmasked_at;
+    }
+    let prompt = while_masked == 0 && RECEIVED.load(Ordering::Relaxed) > 0 && waited < PROMPT_TICKS;
+    println!(
+        "masked received={while_masked}, after unmask number={} waited={waited} {}",
+        LAST.load(Ordering::Relaxed),
+        if prompt { "ok" } else { "LATE" }
+    );
+    u64::from(!prompt)
 }
 
 /// The bystander: interrupts on, no device, nothing may arrive.
@@ -83,6 +142,7 @@ mod device {
     const DATA: u64 = BASE;
     const MATCH: u64 = BASE + 0x04;
     const MASK: u64 = BASE + 0x10;
+    const RAW_STATUS: u64 = BASE + 0x14;
     const CLEAR: u64 = BASE + 0x1c;
 
     fn write(register: u64, value: u32) {
@@ -101,6 +161,13 @@ mod device {
     /// Clears the alarm's interrupt.
     pub fn acknowledge() {
         write(CLEAR, 1);
+    }
+
+    /// Whether the alarm has raised its interrupt line (the raw status; reading it
+    /// changes nothing).
+    pub fn raised() -> bool {
+        // SAFETY: as above; the raw interrupt status register is read-only.
+        unsafe { core::ptr::read_volatile(RAW_STATUS as *const u32) & 1 != 0 }
     }
 }
 
@@ -139,5 +206,12 @@ mod device {
     /// Reads register C, which acknowledges the interrupt.
     pub fn acknowledge() {
         let _ = read(0x0c);
+    }
+
+    /// Whether the RTC has raised its interrupt (register C's IRQF). Reading C also
+    /// acknowledges it at the RTC; the interrupt already sent stays pending for the
+    /// partition.
+    pub fn raised() -> bool {
+        read(0x0c) & 0x80 != 0
     }
 }

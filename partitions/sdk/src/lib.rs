@@ -144,6 +144,16 @@ pub mod interrupts {
         crate::arch::interrupts_enable();
     }
 
+    /// Holds interrupts back (they stay pending) until [`unmask`].
+    pub fn mask() {
+        crate::arch::interrupts_mask();
+    }
+
+    /// Lets interrupts in again; one that became pending meanwhile is taken at once.
+    pub fn unmask() {
+        crate::arch::interrupts_unmask();
+    }
+
     /// Called by the architecture's interrupt entry with the interrupt's number.
     pub(crate) fn dispatch(number: u32) {
         let handler = HANDLER.load(Ordering::Acquire);

@@ -173,6 +173,19 @@ extern "C" fn interrupt_entry() {
     unsafe { asm!("msr icc_eoir1_el1, {}", in(reg) acknowledged, options(nomem, nostack)) };
 }
 
+/// Masks IRQs at EL1 (PSTATE.I).
+pub fn interrupts_mask() {
+    // SAFETY: setting PSTATE.I only holds this partition's own IRQs back.
+    unsafe { asm!("msr daifset, #2", options(nomem, nostack)) };
+}
+
+/// Unmasks IRQs at EL1 (PSTATE.I).
+pub fn interrupts_unmask() {
+    // SAFETY: clearing PSTATE.I lets this partition's own IRQs in; its vectors are
+    // installed by `interrupts_enable` first.
+    unsafe { asm!("msr daifclr, #2", options(nomem, nostack)) };
+}
+
 /// Installs the vector table above, turns on this partition's (virtual) GIC CPU
 /// interface for group 1 at every priority, and unmasks IRQs.
 pub fn interrupts_enable() {

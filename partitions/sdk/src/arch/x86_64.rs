@@ -183,6 +183,19 @@ fn gate(handler: u64) -> [u64; 2] {
     [low, handler >> 32]
 }
 
+/// Clears RFLAGS.IF.
+pub fn interrupts_mask() {
+    // SAFETY: `cli` only holds this partition's own interrupts back.
+    unsafe { asm!("cli", options(nomem, nostack)) };
+}
+
+/// Sets RFLAGS.IF.
+pub fn interrupts_unmask() {
+    // SAFETY: `sti` lets this partition's own interrupts in; its IDT is installed by
+    // `interrupts_enable` first.
+    unsafe { asm!("sti", options(nomem, nostack)) };
+}
+
 /// Installs the partition's own GDT and IDT (see the vectors above), reloads the
 /// segment registers from the GDT, and enables interrupts: the kernel then injects
 /// each interrupt of a granted IRQ line `n` as vector 0x20 + n, and the entry calls
