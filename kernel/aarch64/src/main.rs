@@ -165,6 +165,12 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         image_end + package.byte_len() as u64 <= stacks_start,
         "the Image header's image_size leaves no room for the package and the stacks"
     );
+    assert!(
+        info.ram.start <= image_start && claimed_end <= info.ram.end,
+        "the kernel image ({image_start:#x}..{claimed_end:#x}) is not inside RAM {:#x}..{:#x}",
+        info.ram.start,
+        info.ram.end
+    );
     let _ = writeln!(
         console,
         "{}",
