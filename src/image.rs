@@ -89,6 +89,38 @@ pub fn flatten_file(path: &Path) -> Result<Flat> {
 /// Offset of the arm64 Image header's `image_size` field.
 const IMAGE_SIZE_OFFSET: usize = 16;
 
+/// A kernel ELF flattened, with what the image builders need to know about it.
+struct FlatKernel {
+    /// Its loaded bytes, from its lowest address.
+    bytes: Vec<u8>,
+    /// Bytes from its lowest address to the symbol `__kernel_end`.
+    end_offset: usize,
+    architecture: object::Architecture,
+}
+
+fn flat_kernel(data: &[u8]) -> Result<FlatKernel> {
+    let file = object::File::parse(data).context("kernel is not an ELF file")?;
+    let end = file
+        .symbols()
+        .find(|s| s.name() == Ok("__kernel_end"))
+        .context("kernel has no __kernel_end symbol")?
+        .address();
+    let flat = flatten(data)?;
+    Ok(FlatKernel {
+        end_offset: usize::try_from(end - flat.base)?,
+        bytes: flat.bytes,
+        architecture: file.architecture(),
+    })
+}
+
+/// The `image_size` field of the arm64 Image header at the start of `image`.
+fn image_size(image: &[u8]) -> Result<u64> {
+    let field = image
+        .get(IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8)
+        .context("too short for an arm64 Image header")?;
+    Ok(u64::from_le_bytes(field.try_into()?))
+}
+
 /// The bootable arm64 `Image`: the flat kernel, zero-filled up to the symbol
 /// `__kernel_end` (its zero-initialised data), then the system package padded to a
 /// whole page. The kernel's own `image_size` covers its code, data and per-core
@@ -97,21 +129,15 @@ const IMAGE_SIZE_OFFSET: usize = 16;
 pub fn arm64_image(kernel: &Path, package: &[u8]) -> Result<Vec<u8>> {
     const PAGE: usize = 4096;
     let data = std::fs::read(kernel).with_context(|| format!("reading {}", kernel.display()))?;
-    let file = object::File::parse(&*data).context("kernel is not an ELF file")?;
-    let end = file
-        .symbols()
-        .find(|s| s.name() == Ok("__kernel_end"))
-        .context("kernel has no __kernel_end symbol")?
-        .address();
-    let flat = flatten(&data)?;
-    let mut image = flat.bytes;
-    let field = IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8;
-    let kernel_size = u64::from_le_bytes(image[field.clone()].try_into()?);
-    image.resize(usize::try_from(end - flat.base)?, 0);
+    let kernel = flat_kernel(&data)?;
+    let kernel_size = image_size(&kernel.bytes)?;
+    let mut image = kernel.bytes;
+    image.resize(kernel.end_offset, 0);
     image.extend_from_slice(package);
     image.resize(image.len().next_multiple_of(PAGE), 0);
-    let package_size = (image.len() - usize::try_from(end - flat.base)?) as u64;
-    image[field].copy_from_slice(&(kernel_size + package_size).to_le_bytes());
+    let package_size = (image.len() - kernel.end_offset) as u64;
+    image[IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8]
+        .copy_from_slice(&(kernel_size + package_size).to_le_bytes());
     Ok(image)
 }
 
@@ -162,23 +188,17 @@ pub struct KernelSize {
 /// Measures the kernel ELF at `path`.
 pub fn kernel_size(path: &Path) -> Result<KernelSize> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let flat = flatten(&data)?;
-    let file = object::File::parse(&*data)?;
-    let end = file
-        .symbols()
-        .find(|s| s.name() == Ok("__kernel_end"))
-        .context("kernel has no __kernel_end symbol")?
-        .address();
-    let loaded = flat.bytes.len() as u64;
-    let claimed_after_package = if file.architecture() == object::Architecture::Aarch64 {
-        let field = &flat.bytes[IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8];
-        u64::from_le_bytes(field.try_into()?) - (end - flat.base)
+    let kernel = flat_kernel(&data)?;
+    let loaded = kernel.bytes.len() as u64;
+    let end = kernel.end_offset as u64;
+    let claimed_after_package = if kernel.architecture == object::Architecture::Aarch64 {
+        image_size(&kernel.bytes)? - end
     } else {
         0
     };
     Ok(KernelSize {
         loaded,
-        zeroed: end - flat.base - loaded,
+        zeroed: end - loaded,
         claimed_after_package,
     })
 }
@@ -199,18 +219,13 @@ mod tests {
         let kernel = kernel_elf("aarch64").unwrap();
         let package = vec![0xa5; 5000];
         let image = arm64_image(&kernel, &package).unwrap();
-        let claimed = u64::from_le_bytes(image[16..24].try_into().unwrap());
+        let claimed = image_size(&image).unwrap();
 
         assert_eq!(image.len() % 4096, 0, "the stacks start on a page");
         assert_eq!(claimed, image.len() as u64 + STACKS_BYTES);
-        let data = std::fs::read(&kernel).unwrap();
-        let file = object::File::parse(&*data).unwrap();
-        let end = file
-            .symbols()
-            .find(|s| s.name() == Ok("__kernel_end"))
+        let package_at = flat_kernel(&std::fs::read(&kernel).unwrap())
             .unwrap()
-            .address();
-        let package_at = usize::try_from(end - flatten(&data).unwrap().base).unwrap();
+            .end_offset;
         assert_eq!(&image[package_at..package_at + package.len()], &package[..]);
         assert!(image[package_at + package.len()..].iter().all(|&b| b == 0));
     }

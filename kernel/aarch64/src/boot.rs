@@ -27,6 +27,9 @@ pub struct TrapFrame {
     pub _pad: u64,
 }
 
+/// Offset of the `image_size` field in the Image header below.
+pub const IMAGE_SIZE_OFFSET: u64 = 16;
+
 /// Bytes in a [`TrapFrame`].
 pub const FRAME_SIZE: usize = core::mem::size_of::<TrapFrame>();
 const _: () = assert!(FRAME_SIZE == 272);
@@ -108,7 +111,7 @@ global_asm!(
     "stacks_base:",
     "    adrp x9, _head",
     "    add x9, x9, :lo12:_head",
-    "    ldr x10, [x9, #16]",
+    "    ldr x10, [x9, #{image_size}]",
     "    add x9, x9, x10",
     "    mov x10, #{stacks_bytes}",
     "    sub x9, x9, x10",
@@ -119,6 +122,7 @@ global_asm!(
     mmu = sym crate::mmu::SECONDARY_MMU,
     stacks = const crate::cpu::STACKS_PER_CORE,
     stacks_bytes = const crate::cpu::STACKS_BYTES,
+    image_size = const IMAGE_SIZE_OFFSET,
 );
 
 unsafe extern "C" {

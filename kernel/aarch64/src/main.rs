@@ -301,9 +301,8 @@ extern "C" fn secondary_main(index: u64) -> ! {
 /// # Safety
 /// `head` must be the address of the kernel's Image header.
 unsafe fn claimed_image_size(head: u64) -> u64 {
-    const IMAGE_SIZE_OFFSET: u64 = 16;
     // SAFETY: per the contract, the header's aligned image_size field is readable.
-    unsafe { ((head + IMAGE_SIZE_OFFSET) as *const u64).read_volatile() }
+    unsafe { ((head + boot::IMAGE_SIZE_OFFSET) as *const u64).read_volatile() }
 }
 
 /// Finds the system package at `at`, if its header is there; returns the bytes from

@@ -6,10 +6,10 @@
 //! gets its own (it waits [`BYSTANDER_TICKS`] of its counter).
 //!
 //! Boot argument 2 tests masking: it asks for one interrupt with interrupts masked,
-//! spins (no hypercalls) until the device reports it raised the interrupt and a
-//! little longer, checks that nothing came in, unmasks, and must take the interrupt
-//! within [`PROMPT_TICKS`]. It yields while it waits, so the interrupt may arrive
-//! in another partition's turn. On aarch64 the GIC list register delivers it on
+//! yields until the device reports it raised the interrupt (so the interrupt may
+//! arrive in another partition's turn), spins a little longer, checks that nothing
+//! came in, unmasks, and must take the interrupt within [`PROMPT_TICKS`] without
+//! making another hypercall. On aarch64 the GIC list register delivers it on
 //! unmask; on x86 the kernel injects it at the next entry with RFLAGS.IF set, or
 //! through the interrupt-window exit.
 //!
