@@ -25,6 +25,7 @@ pub mod memory;
 pub mod package;
 pub mod resources;
 pub mod schedule;
+pub mod supervision;
 pub mod system;
 
 pub use septum_abi as abi;
