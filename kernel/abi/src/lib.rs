@@ -48,17 +48,340 @@ pub enum Call {
     /// Powers the system off. `a1` = system capability (right `shutdown`), `a2` = 0
     /// for a clean shutdown, any other value reports a failure. Does not return.
     Shutdown = 5,
+    /// Service VM: takes the next supervision event. `a1` = system capability
+    /// (right `monitor`), `a2` = address of an [`event::RECORD_SIZE`]-byte buffer.
+    /// With an event queued, the kernel writes its record there and returns result
+    /// 1 = 1, result 2 = the event kind, result 3 = the partition. With none, the
+    /// caller blocks until one arrives and then returns with results all 0: call
+    /// again.
+    WaitEvent = 6,
+    /// Service VM: reads a partition's state. `a1` = control capability (right
+    /// `inspect`). Result 1 = [`PartitionState`] number, result 2 = generation in
+    /// the low 32 bits and restarts so far in the high 32, result 3 = RAM bytes.
+    Inspect = 7,
+    /// Service VM: lets a suspended partition run on. `a1` = control capability
+    /// (right `resume`), `a2` = the generation the caller saw (0: whichever is
+    /// current), `a3` = [`resume`] flags.
+    Resume = 8,
+    /// Service VM: restarts a partition from its pristine image, with all its RAM
+    /// scrubbed, and bumps its generation. `a1` = control capability (right
+    /// `restart`), `a2` = generation seen (0: current). Refused with
+    /// [`Error::BudgetExhausted`] past the partition's restart budget, which
+    /// also stops it for good.
+    Restart = 9,
+    /// Service VM: stops a partition for good. `a1` = control capability (right
+    /// `stop`), `a2` = generation seen (0: current).
+    Stop = 10,
+    /// Service VM, before `ready`: sets the action for one trap class of a
+    /// partition. `a1` = control capability (right `stop`), `a2` = trap class
+    /// (0 mmio, 1 port, 2 sysreg, 3 instruction), `a3` = action (0 service, 1
+    /// stop). Refused with [`Error::Loosening`] if the action is laxer than the
+    /// current one.
+    SetPolicy = 11,
+    /// Service VM: copies audit records out of the kernel's ring, oldest first.
+    /// `a1` = system capability (right `monitor`), `a2` = buffer address, `a3` =
+    /// most records to copy (each [`audit::RECORD_SIZE`] bytes). Result 1 = records
+    /// copied, result 2 = records lost to overflow so far, result 3 = records
+    /// still in the ring.
+    AuditRead = 12,
+    /// Tells the kernel the caller is alive. `a1` = watchdog capability (right
+    /// `heartbeat`).
+    Heartbeat = 13,
+    /// Reports that the caller panicked: it is suspended and the service VM
+    /// decides what happens to it. `a1` = self capability (right `exit`), `a2` =
+    /// a code for the service VM. Does not return unless resumed.
+    Panic = 14,
+}
+
+/// Flags of [`Call::Resume`].
+pub mod resume {
+    /// Skip the instruction that trapped (an access skipped: a load leaves its
+    /// destination register as it was).
+    pub const SKIP: u64 = 1 << 0;
+    /// Every flag the call knows.
+    pub const ALL: u64 = SKIP;
+}
+
+/// Where a partition is in its life, as [`Call::Inspect`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum PartitionState {
+    /// Loaded, waiting for the service VM to report ready.
+    Waiting = 0,
+    /// Running or ready to run.
+    Runnable = 1,
+    /// Suspended after a trap, fault or missed heartbeat: the service VM decides.
+    Suspended = 2,
+    /// Ended itself.
+    Exited = 3,
+    /// Stopped for good by the kernel or the service VM.
+    Stopped = 4,
+    /// Blocked waiting for an event (the service VM only).
+    Blocked = 5,
+}
+
+impl PartitionState {
+    /// Every state, in number order.
+    pub const ALL: [PartitionState; 6] = [
+        PartitionState::Waiting,
+        PartitionState::Runnable,
+        PartitionState::Suspended,
+        PartitionState::Exited,
+        PartitionState::Stopped,
+        PartitionState::Blocked,
+    ];
+
+    /// The state with this number.
+    pub fn from_number(number: u64) -> Option<PartitionState> {
+        PartitionState::ALL
+            .into_iter()
+            .find(|s| *s as u64 == number)
+    }
+
+    /// A short name for logs and the service VM's console.
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionState::Waiting => "waiting",
+            PartitionState::Runnable => "runnable",
+            PartitionState::Suspended => "suspended",
+            PartitionState::Exited => "exited",
+            PartitionState::Stopped => "stopped",
+            PartitionState::Blocked => "blocked",
+        }
+    }
+}
+
+/// Why the kernel took a partition off the CPU: the `reason=` of `@@` lines and of
+/// supervision events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Reason {
+    /// A data access outside the partition's RAM and granted devices (stage-2 /
+    /// EPT data violation): an unassigned MMIO access or a wild pointer.
+    Stage2Data = 1,
+    /// An instruction fetch from outside the partition's RAM.
+    Stage2Instruction = 2,
+    /// An exception (such as an undefined instruction) the guest has no handler for.
+    UnhandledException = 3,
+    /// A trapped system register (aarch64) or MSR (x86).
+    SystemRegister = 4,
+    /// A secure monitor call (aarch64).
+    MonitorCall = 5,
+    /// An I/O port the partition was not granted (x86); the address is the port.
+    IoPort = 6,
+    /// A trap the kernel does not handle.
+    UnknownTrap = 7,
+    /// The guest reported a panic ([`Call::Panic`]).
+    Panic = 8,
+    /// The guest missed its watchdog heartbeat.
+    Watchdog = 9,
+    /// x86: a triple fault (the guest's CPU would have reset).
+    TripleFault = 10,
+}
+
+impl Reason {
+    /// Every reason, in number order.
+    pub const ALL: [Reason; 10] = [
+        Reason::Stage2Data,
+        Reason::Stage2Instruction,
+        Reason::UnhandledException,
+        Reason::SystemRegister,
+        Reason::MonitorCall,
+        Reason::IoPort,
+        Reason::UnknownTrap,
+        Reason::Panic,
+        Reason::Watchdog,
+        Reason::TripleFault,
+    ];
+
+    /// The reason with this number.
+    pub fn from_number(number: u64) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| *r as u64 == number)
+    }
+
+    /// The stable name used in `reason=`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Stage2Data => "stage2-data",
+            Reason::Stage2Instruction => "stage2-instruction",
+            Reason::UnhandledException => "unhandled-exception",
+            Reason::SystemRegister => "system-register",
+            Reason::MonitorCall => "monitor-call",
+            Reason::IoPort => "io-port",
+            Reason::UnknownTrap => "unknown-trap",
+            Reason::Panic => "panic",
+            Reason::Watchdog => "watchdog",
+            Reason::TripleFault => "triple-fault",
+        }
+    }
+}
+
+/// Supervision events, as [`Call::WaitEvent`] hands them to the service VM.
+///
+/// A record is [`RECORD_SIZE`] bytes: 16 little-endian 64-bit words. Words 0 to 7
+/// are the header (see the `WORD_*` constants). Words 8 to 15 are a register
+/// snapshot for traps, faults and missed heartbeats (program counter, stack
+/// pointer, status register (PSTATE / RFLAGS), then the first five argument
+/// registers: x0-x4, or rax, rdi, rsi, rdx, r10), or the typed bytes for
+/// [`Kind::Input`].
+pub mod event {
+    /// Bytes of one record.
+    pub const RECORD_SIZE: usize = 128;
+    /// Word: the [`Kind`] number.
+    pub const WORD_KIND: usize = 0;
+    /// Word: the partition's index in the system (the service VM is 0).
+    pub const WORD_PARTITION: usize = 1;
+    /// Word: the partition's generation when the event happened.
+    pub const WORD_GENERATION: usize = 2;
+    /// Word: the [`super::Reason`] number (traps, faults, watchdog).
+    pub const WORD_REASON: usize = 3;
+    /// Word: the faulting address (guest-physical for stage-2 faults, the port for
+    /// I/O, else the program counter).
+    pub const WORD_ADDRESS: usize = 4;
+    /// Word: the raw syndrome (ESR on aarch64, exit qualification on x86).
+    pub const WORD_SYNDROME: usize = 5;
+    /// Word: kind-specific: the exit code ([`Kind::Exited`]); µs past the deadline
+    /// ([`Kind::Watchdog`]); the byte count ([`Kind::Input`]); the panic code; the
+    /// system register or MSR number where known; else 0.
+    pub const WORD_DETAIL: usize = 6;
+    /// Word: µs since boot when the event happened.
+    pub const WORD_TIME: usize = 7;
+    /// First word of the snapshot or the input bytes.
+    pub const WORD_SNAPSHOT: usize = 8;
+    /// Words of the snapshot.
+    pub const SNAPSHOT_WORDS: usize = 8;
+    /// Most input bytes one [`Kind::Input`] event carries.
+    pub const INPUT_MAX: usize = SNAPSHOT_WORDS * 8;
+
+    /// What happened.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[repr(u64)]
+    pub enum Kind {
+        /// A guest took a trap its policy sends to the service VM; it is suspended.
+        Trap = 1,
+        /// A guest faulted (or reported a panic); it is suspended.
+        Fault = 2,
+        /// A guest missed its heartbeat; it is suspended.
+        Watchdog = 3,
+        /// A guest ended itself; nothing to decide.
+        Exited = 4,
+        /// The kernel stopped a guest (its policy said `stop`, or its restart
+        /// budget ran out); nothing to decide.
+        Stopped = 5,
+        /// The operator typed the escape key: the service VM has the console until
+        /// it gives it back. No partition is involved (partition word 0).
+        Console = 6,
+        /// Bytes the operator typed while the service VM has the console.
+        Input = 7,
+    }
+
+    impl Kind {
+        /// Every kind, in number order.
+        pub const ALL: [Kind; 7] = [
+            Kind::Trap,
+            Kind::Fault,
+            Kind::Watchdog,
+            Kind::Exited,
+            Kind::Stopped,
+            Kind::Console,
+            Kind::Input,
+        ];
+
+        /// The kind with this number.
+        pub fn from_number(number: u64) -> Option<Kind> {
+            Kind::ALL.into_iter().find(|k| *k as u64 == number)
+        }
+
+        /// Whether the partition waits, suspended, for the service VM's decision.
+        pub fn suspends(self) -> bool {
+            matches!(self, Kind::Trap | Kind::Fault | Kind::Watchdog)
+        }
+    }
+}
+
+/// The audit ring, as [`Call::AuditRead`] copies it out.
+///
+/// A record is [`RECORD_SIZE`] bytes: 4 little-endian 64-bit words: µs since boot;
+/// the partition index (bits 0-7), the [`Kind`] (bits 8-15) and the partition's
+/// generation (bits 32-63); then two kind-specific words (see [`Kind`]).
+pub mod audit {
+    /// Bytes of one record.
+    pub const RECORD_SIZE: usize = 32;
+
+    /// What the record is about.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[repr(u8)]
+    pub enum Kind {
+        /// A policy trap: reason number, address.
+        Trap = 1,
+        /// A fault: reason number, address.
+        Fault = 2,
+        /// A missed heartbeat: period µs, µs late.
+        Watchdog = 3,
+        /// A restart: new generation, restarts in the current budget period.
+        Restart = 4,
+        /// A stop: 1 by the service VM, 2 by its policy, 3 past its restart budget.
+        Stop = 5,
+        /// A policy change: trap class, action.
+        Policy = 6,
+        /// A refused hypercall: call number, error code.
+        CapabilityError = 7,
+        /// A resume by the service VM: flags, 0.
+        Resume = 8,
+    }
+
+    impl Kind {
+        /// Every kind, in number order.
+        pub const ALL: [Kind; 8] = [
+            Kind::Trap,
+            Kind::Fault,
+            Kind::Watchdog,
+            Kind::Restart,
+            Kind::Stop,
+            Kind::Policy,
+            Kind::CapabilityError,
+            Kind::Resume,
+        ];
+
+        /// The kind with this number.
+        pub fn from_number(number: u8) -> Option<Kind> {
+            Kind::ALL.into_iter().find(|k| *k as u8 == number)
+        }
+
+        /// A short name for logs.
+        pub fn name(self) -> &'static str {
+            match self {
+                Kind::Trap => "trap",
+                Kind::Fault => "fault",
+                Kind::Watchdog => "watchdog",
+                Kind::Restart => "restart",
+                Kind::Stop => "stop",
+                Kind::Policy => "policy",
+                Kind::CapabilityError => "capability-error",
+                Kind::Resume => "resume",
+            }
+        }
+    }
 }
 
 impl Call {
     /// Every call, in number order.
-    pub const ALL: [Call; 6] = [
+    pub const ALL: [Call; 15] = [
         Call::Null,
         Call::ConsoleWrite,
         Call::Ready,
         Call::Yield,
         Call::Exit,
         Call::Shutdown,
+        Call::WaitEvent,
+        Call::Inspect,
+        Call::Resume,
+        Call::Restart,
+        Call::Stop,
+        Call::SetPolicy,
+        Call::AuditRead,
+        Call::Heartbeat,
+        Call::Panic,
     ];
 
     /// Looks up a call by number; `None` for a number no call has.
@@ -75,6 +398,15 @@ impl Call {
             Call::Yield => "yield",
             Call::Exit => "exit",
             Call::Shutdown => "shutdown",
+            Call::WaitEvent => "wait_event",
+            Call::Inspect => "inspect",
+            Call::Resume => "resume",
+            Call::Restart => "restart",
+            Call::Stop => "stop",
+            Call::SetPolicy => "set_policy",
+            Call::AuditRead => "audit_read",
+            Call::Heartbeat => "heartbeat",
+            Call::Panic => "panic",
         }
     }
 }
@@ -102,11 +434,20 @@ pub enum Error {
     WrongType = -8,
     /// The capability lacks the right the call needs.
     MissingRight = -9,
+    /// The partition has been restarted since the generation the caller named.
+    PeerRestarted = -10,
+    /// The partition has used up its restart budget; it is now stopped for good.
+    BudgetExhausted = -11,
+    /// The policy change would loosen the policy.
+    Loosening = -12,
+    /// The kernel cannot tell how long the trapped instruction is, so it cannot
+    /// skip it.
+    CannotSkip = -13,
 }
 
 impl Error {
     /// Every error, in code order.
-    pub const ALL: [Error; 9] = [
+    pub const ALL: [Error; 13] = [
         Error::UnknownCall,
         Error::BadAddress,
         Error::TooLong,
@@ -116,6 +457,10 @@ impl Error {
         Error::NoSuchSlot,
         Error::WrongType,
         Error::MissingRight,
+        Error::PeerRestarted,
+        Error::BudgetExhausted,
+        Error::Loosening,
+        Error::CannotSkip,
     ];
 
     /// The status code as it travels in the status register.
@@ -148,6 +493,10 @@ impl Error {
             Error::NoSuchSlot => "no-such-slot",
             Error::WrongType => "wrong-type",
             Error::MissingRight => "missing-right",
+            Error::PeerRestarted => "peer-restarted",
+            Error::BudgetExhausted => "budget-exhausted",
+            Error::Loosening => "loosening",
+            Error::CannotSkip => "cannot-skip",
         }
     }
 }
@@ -208,7 +557,7 @@ impl CapType {
                     | Rights::STOP.0
                     | Rights::SET_MEMORY_TARGET.0,
             ),
-            CapType::System => Rights(Rights::READY.0 | Rights::SHUTDOWN.0),
+            CapType::System => Rights(Rights::READY.0 | Rights::SHUTDOWN.0 | Rights::MONITOR.0),
             CapType::SelfPartition => Rights(Rights::YIELD.0 | Rights::EXIT.0),
             CapType::Balloon => Rights(Rights::INFLATE.0 | Rights::DEFLATE.0),
             CapType::Watchdog => Rights::HEARTBEAT,
@@ -251,6 +600,8 @@ impl Rights {
     pub const DEFLATE: Rights = Rights(1 << 13);
     /// Watchdog: heartbeat.
     pub const HEARTBEAT: Rights = Rights(1 << 14);
+    /// System: take supervision events and read the audit ring.
+    pub const MONITOR: Rights = Rights(1 << 15);
 
     /// Whether every right of `other` is in `self`.
     pub fn contains(self, other: Rights) -> bool {

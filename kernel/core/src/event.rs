@@ -11,53 +11,113 @@
 
 use core::fmt;
 
-/// Why a partition was stopped by the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FaultKind {
-    /// A data access to a guest-physical address the partition was not granted
-    /// (stage-2 / EPT violation).
-    Stage2Data,
-    /// An instruction fetch from a guest-physical address the partition was not
-    /// granted.
-    Stage2Instruction,
-    /// The guest hit an exception (such as an undefined instruction) that it has no
-    /// handler for.
-    UnhandledException,
-    /// An access to a system register or MSR that the kernel traps and denies.
-    SystemRegister,
-    /// A secure monitor call, which guests may not make.
-    MonitorCall,
-    /// An I/O port access the partition was not granted (x86); `addr` is the port.
-    IoPort,
-    /// A trap the kernel does not handle. It is reported, never ignored.
-    UnknownTrap,
-}
+pub use septum_abi::Reason;
 
-impl FaultKind {
-    /// The stable name used in `reason=`.
-    pub fn name(self) -> &'static str {
-        match self {
-            FaultKind::Stage2Data => "stage2-data",
-            FaultKind::Stage2Instruction => "stage2-instruction",
-            FaultKind::UnhandledException => "unhandled-exception",
-            FaultKind::SystemRegister => "system-register",
-            FaultKind::MonitorCall => "monitor-call",
-            FaultKind::IoPort => "io-port",
-            FaultKind::UnknownTrap => "unknown-trap",
-        }
+use crate::supervision::{TrapAction, TrapClass};
+
+/// The policy class of a trap with this reason; `None` for faults, which always go
+/// to the service VM (or stop the partition when nothing supervises it).
+pub fn trap_class(reason: Reason) -> Option<TrapClass> {
+    match reason {
+        Reason::Stage2Data => Some(TrapClass::Mmio),
+        Reason::IoPort => Some(TrapClass::Port),
+        Reason::SystemRegister => Some(TrapClass::SystemRegister),
+        Reason::MonitorCall => Some(TrapClass::Instruction),
+        Reason::Stage2Instruction
+        | Reason::UnhandledException
+        | Reason::UnknownTrap
+        | Reason::Panic
+        | Reason::Watchdog
+        | Reason::TripleFault => None,
     }
 }
+
+/// Registers of a partition at a trap: program counter, stack pointer, status
+/// (PSTATE / RFLAGS), then x0-x4 or rax, rdi, rsi, rdx, r10.
+pub type Snapshot = [u64; septum_abi::event::SNAPSHOT_WORDS];
 
 /// A fault as the back end describes it to the core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fault {
     /// What went wrong.
-    pub kind: FaultKind,
+    pub kind: Reason,
     /// The guest address involved: the faulting guest-physical address for stage-2
     /// faults, otherwise the guest program counter.
     pub addr: u64,
     /// The raw architectural syndrome (ESR on aarch64, exit qualification on x86).
     pub syndrome: u64,
+    /// Length in bytes of the instruction that trapped, if the back end knows it
+    /// (0 otherwise): what a resume that skips the access adds to the program
+    /// counter.
+    pub length: u8,
+    /// The registers at the trap.
+    pub snapshot: Snapshot,
+}
+
+impl Fault {
+    /// A fault with no known instruction length and an empty snapshot.
+    pub fn new(kind: Reason, addr: u64, syndrome: u64) -> Fault {
+        Fault {
+            kind,
+            addr,
+            syndrome,
+            length: 0,
+            snapshot: [0; septum_abi::event::SNAPSHOT_WORDS],
+        }
+    }
+}
+
+/// What the kernel did about a fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// Suspended the partition; the service VM decides.
+    Suspend,
+    /// Stopped it (its policy says so, or nothing supervises it).
+    Stop,
+    /// Restarted it (the service VM, which the kernel itself supervises).
+    Restart,
+}
+
+impl Response {
+    /// The `action=` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Response::Suspend => "suspend",
+            Response::Stop => "stop",
+            Response::Restart => "restart",
+        }
+    }
+}
+
+/// Who stopped a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopCause {
+    /// The service VM, through its control capability.
+    Service,
+    /// Its trap policy, or no supervisor for a fault.
+    Policy,
+    /// Its restart budget ran out.
+    Budget,
+}
+
+impl StopCause {
+    /// The `by=` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            StopCause::Service => "service",
+            StopCause::Policy => "policy",
+            StopCause::Budget => "budget",
+        }
+    }
+
+    /// The number in audit records.
+    pub fn number(self) -> u64 {
+        match self {
+            StopCause::Service => 1,
+            StopCause::Policy => 2,
+            StopCause::Budget => 3,
+        }
+    }
 }
 
 /// One structured console line.
@@ -107,12 +167,68 @@ pub enum Event<'a> {
         /// Partition name.
         name: &'a str,
     },
-    /// The kernel stopped a partition because of a fault.
+    /// A partition trapped or faulted.
     PartitionFault {
         /// Partition name.
         name: &'a str,
         /// What happened.
         fault: Fault,
+        /// Its generation.
+        generation: u32,
+        /// What the kernel did.
+        response: Response,
+    },
+    /// A partition missed its heartbeat and is suspended.
+    PartitionWatchdog {
+        /// Partition name.
+        name: &'a str,
+        /// Its generation.
+        generation: u32,
+        /// Its heartbeat period.
+        period_ms: u32,
+        /// How long after the deadline the kernel noticed, in µs.
+        late_us: u64,
+    },
+    /// The service VM resumed a suspended partition.
+    PartitionResume {
+        /// Partition name.
+        name: &'a str,
+        /// Its generation.
+        generation: u32,
+        /// Whether the trapped instruction was skipped.
+        skip: bool,
+    },
+    /// A partition was restarted from its pristine image with its RAM scrubbed.
+    PartitionRestart {
+        /// Partition name.
+        name: &'a str,
+        /// Its new generation.
+        generation: u32,
+        /// Restarts within the current budget period, this one included.
+        in_period: usize,
+    },
+    /// A partition was stopped for good.
+    PartitionStop {
+        /// Partition name.
+        name: &'a str,
+        /// Its generation.
+        generation: u32,
+        /// Who stopped it.
+        cause: StopCause,
+    },
+    /// The service VM tightened a partition's trap policy.
+    PartitionPolicy {
+        /// Partition name.
+        name: &'a str,
+        /// The class changed.
+        class: TrapClass,
+        /// Its action now.
+        action: TrapAction,
+    },
+    /// The console input now goes to the service VM (`true`) or nowhere (`false`).
+    KernelConsole {
+        /// Whether the service VM has the console.
+        service: bool,
     },
     /// A partition ended itself.
     PartitionExit {
@@ -182,12 +298,68 @@ impl fmt::Display for Event<'_> {
                 cpu,
             } => write!(f, "@@ partition {name} start gen={generation} cpu={cpu}"),
             Event::PartitionReady { name } => write!(f, "@@ partition {name} ready"),
-            Event::PartitionFault { name, fault } => write!(
+            Event::PartitionFault {
+                name,
+                fault,
+                generation,
+                response,
+            } => write!(
                 f,
-                "@@ partition {name} fault reason={} addr={:#x} syndrome={:#x}",
+                "@@ partition {name} fault reason={} addr={:#x} syndrome={:#x} gen={generation} action={}",
                 fault.kind.name(),
                 fault.addr,
-                fault.syndrome
+                fault.syndrome,
+                response.name()
+            ),
+            Event::PartitionWatchdog {
+                name,
+                generation,
+                period_ms,
+                late_us,
+            } => write!(
+                f,
+                "@@ partition {name} watchdog gen={generation} period_ms={period_ms} late_us={late_us}"
+            ),
+            Event::PartitionResume {
+                name,
+                generation,
+                skip,
+            } => write!(
+                f,
+                "@@ partition {name} resume gen={generation} skip={}",
+                u8::from(skip)
+            ),
+            Event::PartitionRestart {
+                name,
+                generation,
+                in_period,
+            } => write!(
+                f,
+                "@@ partition {name} restart gen={generation} in_period={in_period}"
+            ),
+            Event::PartitionStop {
+                name,
+                generation,
+                cause,
+            } => write!(
+                f,
+                "@@ partition {name} stop gen={generation} by={}",
+                cause.name()
+            ),
+            Event::PartitionPolicy {
+                name,
+                class,
+                action,
+            } => write!(
+                f,
+                "@@ partition {name} policy class={} action={}",
+                class.name(),
+                action.name()
+            ),
+            Event::KernelConsole { service } => write!(
+                f,
+                "@@ kernel console owner={}",
+                if service { "service" } else { "none" }
             ),
             Event::PartitionExit { name, code } => {
                 write!(f, "@@ partition {name} exit code={code}")
@@ -239,13 +411,11 @@ mod tests {
             (
                 Event::PartitionFault {
                     name: "bad",
-                    fault: Fault {
-                        kind: FaultKind::Stage2Data,
-                        addr: 0x8000_0000,
-                        syndrome: 0x9200_0046,
-                    },
+                    fault: Fault::new(Reason::Stage2Data, 0x8000_0000, 0x9200_0046),
+                    generation: 2,
+                    response: Response::Suspend,
                 },
-                "@@ partition bad fault reason=stage2-data addr=0x80000000 syndrome=0x92000046",
+                "@@ partition bad fault reason=stage2-data addr=0x80000000 syndrome=0x92000046 gen=2 action=suspend",
             ),
             (
                 Event::KernelShutdown {

@@ -18,6 +18,7 @@
 #[cfg(any(feature = "alloc", test))]
 extern crate alloc;
 
+pub mod audit;
 pub mod caps;
 pub mod console;
 pub mod event;

@@ -12,8 +12,9 @@
 //! - capability tables are fixed at boot: no call adds, copies or widens one;
 //! - **service VM first**: guest partitions stay [`State::Waiting`] until the service VM
 //!   has called `ready`; no guest is ever chosen to run before that;
-//! - a partition that faults or exits is never scheduled again (until a restart,
-//!   which the service-VM issue adds);
+//! - a partition runs only while [`State::Runnable`]: a suspended, blocked, exited
+//!   or stopped one is never chosen, and a suspended guest runs again only when the
+//!   service VM resumes or restarts it (see [`supervise`](self::supervise));
 //! - with a schedule, a partition runs only inside its own time windows and no
 //!   longer than the window's end; time nobody may use is idle (see [`Decision`]);
 //! - guest console output always goes through the partition's [`LineBuffer`].
@@ -22,12 +23,17 @@ use core::fmt;
 
 use septum_abi::{CONSOLE_WRITE_MAX, Call, Error};
 
+use crate::audit::{AuditKind, AuditRecord, AuditRing};
 use crate::caps::{self, CapTable, CapType, Rights};
 use crate::console::LineBuffer;
-use crate::event::{Event, Fault};
+use crate::event::Event;
 use crate::memory::Range;
 use crate::package::{Kind, MAX_PARTITIONS, NAME_MAX, Package};
 use crate::schedule::{Schedule, ScheduleError, Turn};
+use crate::supervision::{MAX_RESTARTS, Supervision};
+
+mod supervise;
+pub use supervise::{ESCAPE, Events};
 
 /// What the core needs from the machine.
 pub trait Platform: fmt::Write {
@@ -35,6 +41,10 @@ pub trait Platform: fmt::Write {
     /// The core calls this only for ranges it has checked to lie inside a
     /// partition's RAM.
     fn read_ram(&mut self, addr: u64, buffer: &mut [u8]);
+    /// Copies `bytes` to RAM at host-physical `addr`; the same rule applies.
+    fn write_ram(&mut self, addr: u64, bytes: &[u8]);
+    /// Microseconds since boot (the clock that drives the schedule).
+    fn now_us(&mut self) -> u64;
 }
 
 /// Where a partition is in its life.
@@ -44,10 +54,36 @@ pub enum State {
     Waiting,
     /// May be scheduled.
     Runnable,
+    /// Suspended after a trap, a fault or a missed heartbeat: the service VM
+    /// decides whether it resumes, restarts or stops.
+    Suspended,
+    /// The service VM, waiting for a supervision event.
+    Blocked,
     /// Ended itself with this exit code.
     Exited(u64),
-    /// Stopped by the kernel after a fault.
-    Faulted,
+    /// Stopped for good: by its policy, by the service VM, past its restart budget,
+    /// or after a fault with nothing to supervise it.
+    Stopped,
+}
+
+impl State {
+    /// The state as the ABI numbers it.
+    pub fn abi(self) -> septum_abi::PartitionState {
+        use septum_abi::PartitionState as Abi;
+        match self {
+            State::Waiting => Abi::Waiting,
+            State::Runnable => Abi::Runnable,
+            State::Suspended => Abi::Suspended,
+            State::Blocked => Abi::Blocked,
+            State::Exited(_) => Abi::Exited,
+            State::Stopped => Abi::Stopped,
+        }
+    }
+
+    /// Whether the partition has ended (exited or stopped for good).
+    pub fn ended(self) -> bool {
+        matches!(self, State::Exited(_) | State::Stopped)
+    }
 }
 
 /// One partition of the running system.
@@ -63,6 +99,19 @@ pub struct Partition {
     caps: CapTable,
     console: LineBuffer,
     denied: u64,
+    supervision: Supervision,
+    /// When each restart within the last budget period happened (µs), oldest first.
+    restart_times: heapless::Deque<u64, { MAX_RESTARTS as usize }>,
+    /// Restarts since boot.
+    restarts: u32,
+    /// While suspended: what suspended it, kept so that a restarted service VM is
+    /// told again.
+    suspension: Option<supervise::Suspension>,
+    /// When its next heartbeat is due (µs), if it has a watchdog and runs.
+    heartbeat_due_us: Option<u64>,
+    /// A restart or stop the service VM asked for while it ran on another core,
+    /// carried out at its next entry to the kernel.
+    deferred: Option<supervise::Deferred>,
 }
 
 impl Partition {
@@ -97,6 +146,14 @@ impl Partition {
     /// The core it runs on (its one vCPU is pinned there).
     pub fn cpu(&self) -> usize {
         self.cpu
+    }
+    /// Restarts since boot.
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+    /// How it is supervised.
+    pub fn supervision(&self) -> Supervision {
+        self.supervision
     }
 
     /// Translates a guest buffer to host-physical memory if it lies wholly in this
@@ -194,6 +251,19 @@ pub enum Decision {
     },
 }
 
+/// Work on a partition's memory or vCPU that the back end must do before anything
+/// runs again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Reload partition `.0` as at boot: scrub all its RAM, copy its pristine image,
+    /// reset its vCPU to the entry state with generation `.1` in the third argument
+    /// register, and forget any of its registers live on a core.
+    Reload(usize, u32),
+    /// Advance the stored program counter of (suspended) partition `.0` by `.1`
+    /// bytes.
+    Skip(usize, u8),
+}
+
 /// The core's answer to a trap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dispatch {
@@ -201,6 +271,18 @@ pub struct Dispatch {
     pub reply: Option<Reply>,
     /// What runs next.
     pub next: Next,
+    /// Work for the back end, done before `next`.
+    pub effect: Option<Effect>,
+}
+
+impl Dispatch {
+    fn new(reply: Option<Reply>, next: Next) -> Dispatch {
+        Dispatch {
+            reply,
+            next,
+            effect: None,
+        }
+    }
 }
 
 /// Why a system could not be built from a package.
@@ -224,6 +306,7 @@ enum Request {
     Yield,
     Exit(u64),
     Shutdown(u64),
+    Supervise(supervise::Request),
 }
 
 /// All partitions and who runs.
@@ -232,6 +315,11 @@ pub struct System {
     partitions: heapless::Vec<Partition, MAX_PARTITIONS>,
     service_ready: bool,
     schedules: [Option<Schedule>; MAX_CPUS],
+    events: Events,
+    audit: AuditRing,
+    /// Per core: the partition whose registers are live there (the back end
+    /// reports it with [`System::note_loaded`]).
+    loaded: [Option<usize>; MAX_CPUS],
 }
 
 impl System {
@@ -272,6 +360,12 @@ impl System {
                 caps: spec.caps,
                 console: LineBuffer::new(),
                 denied: 0,
+                supervision: Supervision::default(),
+                restart_times: heapless::Deque::new(),
+                restarts: 0,
+                suspension: None,
+                heartbeat_due_us: None,
+                deferred: None,
             };
             // Cannot fail: a valid package has at most MAX_PARTITIONS partitions.
             let _ = partitions.push(partition);
@@ -286,6 +380,9 @@ impl System {
             partitions,
             service_ready: false,
             schedules,
+            events: Events::default(),
+            audit: AuditRing::default(),
+            loaded: [None; MAX_CPUS],
         })
     }
 
@@ -321,7 +418,15 @@ impl System {
         match self.decode(caller, call) {
             Ok(request) => self.invoke(caller, request, platform),
             Err(error) => {
+                let time_us = platform.now_us();
                 let partition = &mut self.partitions[caller];
+                self.audit.push(AuditRecord {
+                    time_us,
+                    partition: caller as u8,
+                    kind: AuditKind::CapabilityError,
+                    generation: partition.generation,
+                    detail: [call.number, error.code() as u64],
+                });
                 partition.denied += 1;
                 if partition.denied <= DENIED_LINES {
                     emit(
@@ -335,29 +440,6 @@ impl System {
                 }
                 self.resume_caller(caller, Reply::error(error))
             }
-        }
-    }
-
-    /// Stops partition `culprit` after `fault` and picks what runs next.
-    pub fn fault(
-        &mut self,
-        culprit: usize,
-        fault: Fault,
-        platform: &mut impl Platform,
-    ) -> Dispatch {
-        self.flush_console(culprit, platform);
-        let partition = &mut self.partitions[culprit];
-        partition.state = State::Faulted;
-        emit(
-            platform,
-            Event::PartitionFault {
-                name: partition.name(),
-                fault,
-            },
-        );
-        Dispatch {
-            reply: None,
-            next: self.after(culprit, platform),
         }
     }
 
@@ -377,6 +459,11 @@ impl System {
             return Decision::PowerOff { clean };
         }
         let Some(schedule) = self.schedule(cpu) else {
+            let next = if self.service_urgent(cpu, None) {
+                Next::Run(0)
+            } else {
+                next
+            };
             return match next {
                 Next::Run(partition) => Decision::Run {
                     partition,
@@ -388,6 +475,16 @@ impl System {
             };
         };
         match schedule.at(now_us()) {
+            // The service VM takes over the window of a partition it has supervision
+            // work about (usually the guest that trapped): that partition pays for
+            // the switch, and no other partition's time is touched.
+            Turn::Window {
+                partition,
+                until_us,
+            } if self.service_urgent(cpu, Some(partition)) => Decision::Run {
+                partition: 0,
+                deadline_us: Some(until_us),
+            },
             Turn::Window {
                 partition,
                 until_us,
@@ -408,6 +505,9 @@ impl System {
     /// What core `cpu` runs next when it has nothing (at boot, after a wait):
     /// round robin from `after` among the partitions pinned to it.
     pub fn pick(&self, cpu: usize, after: Option<usize>, platform: &mut impl Platform) -> Next {
+        if self.service_urgent(cpu, None) {
+            return Next::Run(0);
+        }
         let count = self.partitions.len();
         let start = after.unwrap_or(count - 1);
         let on_core = (1..=count).map(|step| (start + step) % count).find(|&i| {
@@ -443,7 +543,9 @@ impl System {
             }
             Call::Ready => {
                 need(CapType::System, Rights::READY)?;
-                if self.service_ready {
+                // A restarted service VM reports ready again, which changes nothing;
+                // the first instance may do it once.
+                if self.service_ready && partition.generation == 1 {
                     return Err(Error::BadState);
                 }
                 Ok(Request::Ready)
@@ -453,6 +555,9 @@ impl System {
             Call::Shutdown => {
                 need(CapType::System, Rights::SHUTDOWN).map(|_| Request::Shutdown(a2))
             }
+            supervision => self
+                .decode_supervision(caller, supervision, call.args)
+                .map(Request::Supervise),
         }
     }
 
@@ -464,6 +569,7 @@ impl System {
     ) -> Dispatch {
         match request {
             Request::Null => self.resume_caller(caller, Reply::ok([0; 3])),
+            Request::Supervise(request) => self.invoke_supervision(caller, request, platform),
             Request::ConsoleWrite(range) => {
                 // Copied through a small buffer: zeroing a large one on every call
                 // would cost more than the copy itself.
@@ -479,6 +585,9 @@ impl System {
                     at += len as u64;
                 }
                 self.resume_caller(caller, Reply::ok([range.size(), 0, 0]))
+            }
+            Request::Ready if self.service_ready => {
+                self.resume_caller(caller, Reply::ok([1, 0, 0]))
             }
             Request::Ready => {
                 self.service_ready = true;
@@ -497,10 +606,10 @@ impl System {
             }
             Request::Yield => {
                 let others = self.runnable().filter(|&i| i != caller).count() as u64;
-                Dispatch {
-                    reply: Some(Reply::ok([others, 0, 0])),
-                    next: self.after(caller, platform),
-                }
+                Dispatch::new(
+                    Some(Reply::ok([others, 0, 0])),
+                    self.after(caller, platform),
+                )
             }
             Request::Exit(code) => {
                 self.flush_console(caller, platform);
@@ -513,10 +622,8 @@ impl System {
                         code,
                     },
                 );
-                Dispatch {
-                    reply: None,
-                    next: self.after(caller, platform),
-                }
+                self.notify_ended(caller, septum_abi::event::Kind::Exited, code, platform);
+                Dispatch::new(None, self.after(caller, platform))
             }
             Request::Shutdown(code) => {
                 for index in 0..self.partitions.len() {
@@ -524,18 +631,17 @@ impl System {
                 }
                 let clean = code == 0;
                 emit(platform, Event::KernelShutdown { clean, code });
-                Dispatch {
-                    reply: None,
-                    next: Next::PowerOff { clean },
-                }
+                Dispatch::new(None, Next::PowerOff { clean })
             }
         }
     }
 
     fn start_partition(&mut self, index: usize, platform: &mut impl Platform) {
+        let now_us = platform.now_us();
         let partition = &mut self.partitions[index];
         partition.generation += 1;
         partition.state = State::Runnable;
+        partition.arm_watchdog(now_us);
         emit(
             platform,
             Event::PartitionStart {
@@ -564,10 +670,7 @@ impl System {
     }
 
     fn resume_caller(&self, caller: usize, reply: Reply) -> Dispatch {
-        Dispatch {
-            reply: Some(reply),
-            next: Next::Run(caller),
-        }
+        Dispatch::new(Some(reply), Next::Run(caller))
     }
 
     fn runnable(&self) -> impl Iterator<Item = usize> + '_ {

@@ -3,21 +3,21 @@
 
 use super::*;
 use crate::caps::{CAP_SLOTS, Cap};
-use crate::event::FaultKind;
+use crate::event::{Fault, Reason};
 use crate::package::{PartitionSpec, encode};
 use crate::resources::Resources;
 use proptest::prelude::*;
 
-const GUEST_BASE: u64 = 0x4000_0000;
-const RAM: u64 = 0x1_0000;
-const HOST_BASE: u64 = 0x8000_0000;
+pub(super) const GUEST_BASE: u64 = 0x4000_0000;
+pub(super) const RAM: u64 = 0x1_0000;
+pub(super) const HOST_BASE: u64 = 0x8000_0000;
 /// The slot layout every test partition has: its console, itself, and (service VM
 /// only) the system.
-const CONSOLE: u64 = 0;
-const SELF: u64 = 1;
-const SYSTEM: u64 = 2;
+pub(super) const CONSOLE: u64 = 0;
+pub(super) const SELF: u64 = 1;
+pub(super) const SYSTEM: u64 = 2;
 
-fn caps_for(kind: Kind) -> CapTable {
+pub(super) fn caps_for(kind: Kind) -> CapTable {
     let mut caps: CapTable = [None; CAP_SLOTS];
     let all = |ty: CapType| {
         Some(Cap {
@@ -35,10 +35,12 @@ fn caps_for(kind: Kind) -> CapTable {
     caps
 }
 
-/// Machine RAM backed by a vector, and a console captured as a string.
-struct FakeMachine {
-    ram: Vec<u8>,
-    console: String,
+/// Machine RAM backed by a vector, a console captured as a string, and a clock the
+/// test sets.
+pub(super) struct FakeMachine {
+    pub(super) ram: Vec<u8>,
+    pub(super) console: String,
+    pub(super) now_us: u64,
 }
 
 impl fmt::Write for FakeMachine {
@@ -53,9 +55,23 @@ impl Platform for FakeMachine {
         let at = (addr - HOST_BASE) as usize;
         buffer.copy_from_slice(&self.ram[at..at + buffer.len()]);
     }
+
+    fn write_ram(&mut self, addr: u64, bytes: &[u8]) {
+        let at = (addr - HOST_BASE) as usize;
+        self.ram[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+
+    fn now_us(&mut self) -> u64 {
+        self.now_us
+    }
 }
 
-fn system(guests: usize) -> (System, FakeMachine) {
+pub(super) fn system(guests: usize) -> (System, FakeMachine) {
+    system_with(guests, caps_for)
+}
+
+/// A service VM and `guests` guests, with capability tables from `caps`.
+pub(super) fn system_with(guests: usize, caps: impl Fn(Kind) -> CapTable) -> (System, FakeMachine) {
     let names = ["service", "alpha", "beta", "gamma"];
     let image = [0u8; 16];
     let specs: Vec<PartitionSpec> = (0..=guests)
@@ -68,7 +84,7 @@ fn system(guests: usize) -> (System, FakeMachine) {
                 image: &image,
                 entry_offset: 0,
                 argument: 0,
-                caps: caps_for(kind),
+                caps: caps(kind),
                 resources: Resources::new(RAM, RAM, 1),
             }
         })
@@ -82,11 +98,12 @@ fn system(guests: usize) -> (System, FakeMachine) {
     let machine = FakeMachine {
         ram: vec![0; RAM as usize * (guests + 1)],
         console: String::new(),
+        now_us: 0,
     };
     (system, machine)
 }
 
-fn call(number: Call, args: &[u64]) -> CallRegisters {
+pub(super) fn call(number: Call, args: &[u64]) -> CallRegisters {
     let mut regs = CallRegisters {
         number: number as u64,
         args: [0; 6],
@@ -95,7 +112,7 @@ fn call(number: Call, args: &[u64]) -> CallRegisters {
     regs
 }
 
-fn states(system: &System) -> Vec<(State, u32)> {
+pub(super) fn states(system: &System) -> Vec<(State, u32)> {
     system
         .partitions()
         .iter()
@@ -135,7 +152,8 @@ fn yield_is_round_robin_and_counts_the_others() {
         d,
         Dispatch {
             reply: Some(Reply::ok([2, 0, 0])),
-            next: Next::Run(1)
+            next: Next::Run(1),
+            effect: None,
         }
     );
     let d = sys.hypercall(1, call(Call::Yield, &[SELF]), &mut m);
@@ -184,7 +202,8 @@ fn hostile_console_arguments_are_refused() {
             d,
             Dispatch {
                 reply: Some(Reply::error(error)),
-                next: Next::Run(0)
+                next: Next::Run(0),
+                effect: None,
             }
         );
     }
@@ -283,20 +302,18 @@ fn a_fault_stops_only_the_culprit() {
     let (mut sys, mut m) = system(2);
     sys.start(&mut m);
     sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
-    let fault = Fault {
-        kind: FaultKind::Stage2Data,
-        addr: 0x9000_0000,
-        syndrome: 0x9200_0046,
-    };
+    let fault = Fault::new(Reason::Stage2Data, 0x9000_0000, 0x9200_0046);
     let d = sys.fault(1, fault, &mut m);
+    // The service VM runs first, to learn that alpha was stopped.
     assert_eq!(
         d,
         Dispatch {
             reply: None,
-            next: Next::Run(2)
+            next: Next::Run(0),
+            effect: None,
         }
     );
-    assert_eq!(sys.partitions()[1].state(), State::Faulted);
+    assert_eq!(sys.partitions()[1].state(), State::Stopped);
     assert!(
         m.console
             .contains("@@ partition alpha fault reason=stage2-data addr=0x90000000")
@@ -377,6 +394,13 @@ fn needed(number: u64) -> Option<(CapType, Rights)> {
         Call::Yield => (CapType::SelfPartition, Rights::YIELD),
         Call::Exit => (CapType::SelfPartition, Rights::EXIT),
         Call::Shutdown => (CapType::System, Rights::SHUTDOWN),
+        Call::WaitEvent | Call::AuditRead => (CapType::System, Rights::MONITOR),
+        Call::Inspect => (CapType::Control, Rights::INSPECT),
+        Call::Resume => (CapType::Control, Rights::RESUME),
+        Call::Restart => (CapType::Control, Rights::RESTART),
+        Call::Stop | Call::SetPolicy => (CapType::Control, Rights::STOP),
+        Call::Heartbeat => (CapType::Watchdog, Rights::HEARTBEAT),
+        Call::Panic => (CapType::SelfPartition, Rights::EXIT),
     })
 }
 
@@ -469,6 +493,7 @@ fn scheduled() -> (System, FakeMachine) {
     let machine = FakeMachine {
         ram: vec![0; RAM as usize * 3],
         console: String::new(),
+        now_us: 0,
     };
     (system, machine)
 }
@@ -523,8 +548,20 @@ fn with_a_schedule_only_the_window_owner_runs_until_its_window_ends() {
             deadline_us: Some(20_000)
         }
     );
-    // A partition that has exited leaves its window idle; nobody else gets it.
+    // A partition that has exited leaves its window to the service VM while the
+    // service VM has not yet taken the news; nobody else gets it.
     sys.hypercall(1, call(Call::Exit, &[SELF, 0]), &mut m);
+    assert_eq!(
+        sys.decide(Next::Run(2), 0, || 12_000),
+        Decision::Run {
+            partition: 0,
+            deadline_us: Some(16_000)
+        }
+    );
+    let buffer = GUEST_BASE + 0x100;
+    sys.hypercall(0, call(Call::WaitEvent, &[SYSTEM, buffer]), &mut m);
+    sys.hypercall(0, call(Call::WaitEvent, &[SYSTEM, buffer]), &mut m);
+    assert_eq!(sys.partitions()[0].state(), State::Blocked);
     assert_eq!(
         sys.decide(Next::Run(2), 0, || 12_000),
         Decision::Idle { until_us: 16_000 }
@@ -566,6 +603,7 @@ fn each_core_round_robins_its_own_partitions_and_waits_for_others() {
     let mut m = FakeMachine {
         ram: vec![0; RAM as usize * 3],
         console: String::new(),
+        now_us: 0,
     };
     assert_eq!(sys.partitions()[2].cpu(), 1);
     sys.start(&mut m);
