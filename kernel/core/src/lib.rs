@@ -23,6 +23,7 @@ pub mod caps;
 pub mod console;
 pub mod event;
 pub mod memory;
+pub mod mmio_instruction;
 pub mod package;
 pub mod resources;
 pub mod schedule;
