@@ -3,6 +3,8 @@
 //! kernel owns EL2).
 
 use core::arch::asm;
+
+use aarch64_cpu::asm::barrier;
 use core::fmt::{self, Write};
 
 use septum_core::memory::Range;
@@ -49,6 +51,35 @@ impl septum_kernel::Machine for Board {
     fn set_deadline(&mut self, deadline_us: Option<u64>) {
         self.timer.set_deadline(deadline_us);
     }
+
+    fn receive(&mut self) -> Option<u8> {
+        self.console.0.receive()
+    }
+
+    fn code_written(&mut self, range: Range) {
+        sync_instruction_cache(range);
+    }
+}
+
+/// Makes freshly written code visible to instruction fetch: cleans the data cache to
+/// the point of unification and invalidates the instruction cache.
+pub fn sync_instruction_cache(range: Range) {
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 (cache type) has no side effects.
+    unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
+    let line = 4u64 << ((ctr >> 16) & 0xf);
+    let mut address = range.start & !(line - 1);
+    while address < range.end {
+        // SAFETY: cleaning a cache line has no architectural effect on memory
+        // contents; the address is mapped RAM.
+        unsafe { asm!("dc cvau, {}", in(reg) address, options(nostack)) };
+        address += line;
+    }
+    barrier::dsb(barrier::ISH);
+    // SAFETY: invalidating the instruction cache only forces refetches.
+    unsafe { asm!("ic ialluis", options(nostack)) };
+    barrier::dsb(barrier::ISH);
+    barrier::isb(barrier::SY);
 }
 
 /// Asks the firmware to start the core with affinity `mpidr` at `entry`, with `x0`

@@ -196,7 +196,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         PARTITION_ALIGN,
         &mut console,
         |index, spec, placement, frames| {
-            sync_instruction_cache(placement.image);
+            machine::sync_instruction_cache(placement.image);
             let mut tables = Stage2::new(frames).expect("RAM for stage-2 tables");
             septum_kernel::map_grants(
                 &mut tables,
@@ -221,7 +221,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     };
     let mut first = TrapFrame::default();
     let cpu = cpu::index();
-    let step = KERNEL.init(cpu, Kernel::new(system, vcpus, board), |kernel| {
+    let step = KERNEL.init(cpu, Kernel::new(system, vcpus, board, package), |kernel| {
         kernel.start(&mut first)
     });
     route_device_interrupts(&package, &info);
@@ -320,27 +320,6 @@ unsafe fn find_package(at: u64, ram: Range) -> Option<&'static [u8]> {
     len.copy_from_slice(&header[16..24]);
     let len = usize::try_from(u64::from_le_bytes(len)).ok()?;
     window.get(..len)
-}
-
-/// Makes freshly written code visible to instruction fetch: cleans the data cache to
-/// the point of unification and invalidates the instruction cache.
-fn sync_instruction_cache(range: Range) {
-    let ctr: u64;
-    // SAFETY: reading CTR_EL0 (cache type) has no side effects.
-    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
-    let line = 4u64 << ((ctr >> 16) & 0xf);
-    let mut address = range.start & !(line - 1);
-    while address < range.end {
-        // SAFETY: cleaning a cache line has no architectural effect on memory
-        // contents; the address is mapped RAM.
-        unsafe { core::arch::asm!("dc cvau, {}", in(reg) address, options(nostack)) };
-        address += line;
-    }
-    barrier::dsb(barrier::ISH);
-    // SAFETY: invalidating the instruction cache only forces refetches.
-    unsafe { core::arch::asm!("ic ialluis", options(nostack)) };
-    barrier::dsb(barrier::ISH);
-    barrier::isb(barrier::SY);
 }
 
 /// Sets the EL2 controls that confine every partition (see the constants above).

@@ -13,7 +13,7 @@
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{ESR_EL2, FAR_EL2, HPFAR_EL2, Readable};
-use septum_core::event::{Fault, FaultKind};
+use septum_core::event::{Fault, Reason, Snapshot};
 use septum_core::system::CallRegisters;
 
 use septum_kernel::{Global, Kernel, Trap};
@@ -34,6 +34,8 @@ const EC_SMC64: u64 = 0x17;
 const EC_SYSREG: u64 = 0x18;
 const EC_IABT_LOWER: u64 = 0x20;
 const EC_DABT_LOWER: u64 = 0x24;
+/// ESR_ELx.IL: the trapped instruction was 32 bits long.
+const ESR_IL: u64 = 1 << 25;
 
 // Which vector a trap arrived through (set by the vector table in `boot.rs`).
 const VECTOR_SYNC: u64 = 0;
@@ -46,17 +48,23 @@ const VECTOR_TABLE_SIZE: u64 = 0x800;
 /// with the registers in `frame`.
 pub fn classify(vector: u64, frame: &TrapFrame) -> Trap {
     let esr = ESR_EL2.get();
+    let snapshot = snapshot(frame);
+    // A trapped A64 instruction is 4 bytes long (ESR_EL2.IL set), and the trap's
+    // return address is that instruction, so a skip moves past exactly it.
+    let length = if esr & ESR_IL != 0 { 4 } else { 0 };
     let fault = |kind, addr| {
         Trap::Fault(Fault {
             kind,
             addr,
             syndrome: esr,
+            length,
+            snapshot,
         })
     };
     if vector != VECTOR_SYNC {
         // FIQ and SError from a partition, and anything from AArch32: the kernel
         // uses no FIQs and partitions may not run AArch32, so these are errors.
-        return fault(FaultKind::UnknownTrap, frame.elr);
+        return fault(Reason::UnknownTrap, frame.elr);
     }
     // The syndrome register is read once, above.
     let class = ESR_EL2::EC.read(esr);
@@ -71,26 +79,35 @@ pub fn classify(vector: u64, frame: &TrapFrame) -> Trap {
             })
         }
         EC_WFX => Trap::Wait,
-        EC_SMC64 => fault(FaultKind::MonitorCall, frame.elr),
-        EC_SYSREG => fault(FaultKind::SystemRegister, frame.elr),
-        EC_DABT_LOWER => fault(FaultKind::Stage2Data, faulting_ipa()),
+        EC_SMC64 => fault(Reason::MonitorCall, frame.elr),
+        EC_SYSREG => fault(Reason::SystemRegister, frame.elr),
+        EC_DABT_LOWER => fault(Reason::Stage2Data, faulting_ipa()),
         EC_IABT_LOWER => {
             let (vbar, guest_esr, guest_elr) = Vcpu::live_el1_exception_state();
             let fetch = FAR_EL2.get();
             if fetch.wrapping_sub(vbar) < VECTOR_TABLE_SIZE {
                 // The partition took an exception at EL1 and its vector table is not
                 // mapped: it has no handler. Report the exception it took.
-                Trap::Fault(Fault {
-                    kind: FaultKind::UnhandledException,
-                    addr: guest_elr,
-                    syndrome: guest_esr,
-                })
+                let mut fault = Fault::new(Reason::UnhandledException, guest_elr, guest_esr);
+                fault.snapshot = snapshot;
+                fault.snapshot[0] = guest_elr;
+                Trap::Fault(fault)
             } else {
-                fault(FaultKind::Stage2Instruction, faulting_ipa())
+                fault(Reason::Stage2Instruction, faulting_ipa())
             }
         }
-        _ => fault(FaultKind::UnknownTrap, frame.elr),
+        _ => fault(Reason::UnknownTrap, frame.elr),
     }
+}
+
+/// The partition's registers for the service VM: PC, SP_EL1, PSTATE, x0-x4.
+fn snapshot(frame: &TrapFrame) -> Snapshot {
+    let sp: u64;
+    // SAFETY: reading SP_EL1 at EL2 has no side effects; it holds the trapped
+    // partition's stack pointer (partitions run at EL1h).
+    unsafe { core::arch::asm!("mrs {}, sp_el1", out(reg) sp, options(nomem, nostack)) };
+    let x = &frame.x;
+    [frame.elr, sp, frame.spsr, x[0], x[1], x[2], x[3], x[4]]
 }
 
 /// The guest-physical address of a stage-2 abort: the page from HPFAR_EL2, the

@@ -161,34 +161,28 @@ pub struct Vcpu {
     vmpidr: u64,
     /// Its GIC virtual CPU interface, and the device interrupts waiting for it.
     pub interrupts: VirtualInterface,
+    /// Where it starts: entry point, RAM size, boot argument.
+    start: [u64; 3],
 }
 
 impl Vcpu {
     /// A vCPU at the partition's entry state (see the README, "Partition entry
-    /// state"): `pc` = entry point, x0 = RAM size, x1 = boot argument, EL1h with
-    /// interrupts masked, MMU off, VBAR_EL1 = [`UNMAPPED_VECTORS`] (unmapped, so an
-    /// exception the partition has no handler for traps to the kernel as a stage-2
-    /// fault on the vector fetch).
+    /// state"): `pc` = entry point, x0 = RAM size, x1 = boot argument, x2 =
+    /// generation (1), EL1h with interrupts masked, MMU off, VBAR_EL1 =
+    /// [`UNMAPPED_VECTORS`] (unmapped, so an exception the partition has no handler
+    /// for traps to the kernel as a stage-2 fault on the vector fetch).
     pub fn new(entry: u64, ram_size: u64, argument: u64, stage2_root: u64, vmid: u8) -> Vcpu {
-        let mut frame = TrapFrame::default();
-        frame.x[0] = ram_size;
-        frame.x[1] = argument;
-        frame.elr = entry;
-        frame.spsr = SPSR_EL1H_MASKED;
-        let el1 = El1State {
-            sctlr_el1: SCTLR_EL1_RESET,
-            cpacr_el1: CPACR_EL1_FP_ON,
-            vbar_el1: UNMAPPED_VECTORS,
-            ..El1State::default()
-        };
-        Vcpu {
-            frame,
-            el1,
+        let mut vcpu = Vcpu {
+            frame: TrapFrame::default(),
+            el1: El1State::default(),
             fp: FpState::default(),
             vttbr: (u64::from(vmid) << 48) | stage2_root,
             vmpidr: 1 << 31,
             interrupts: VirtualInterface::default(),
-        }
+            start: [entry, ram_size, argument],
+        };
+        septum_kernel::Vcpu::restart(&mut vcpu, 1);
+        vcpu
     }
 
     /// The guest's own exception state (VBAR_EL1, ESR_EL1, ELR_EL1) as last stored
@@ -216,6 +210,28 @@ impl septum_kernel::Vcpu for Vcpu {
     fn skip_instruction(frame: &mut TrapFrame) {
         // Every instruction that traps to EL2 here (HVC, WFI/WFE) is 4 bytes long.
         frame.elr += 4;
+    }
+
+    fn restart(&mut self, generation: u32) {
+        let [entry, ram_size, argument] = self.start;
+        self.frame = TrapFrame::default();
+        self.frame.x[0] = ram_size;
+        self.frame.x[1] = argument;
+        self.frame.x[2] = u64::from(generation);
+        self.frame.elr = entry;
+        self.frame.spsr = SPSR_EL1H_MASKED;
+        self.el1 = El1State {
+            sctlr_el1: SCTLR_EL1_RESET,
+            cpacr_el1: CPACR_EL1_FP_ON,
+            vbar_el1: UNMAPPED_VECTORS,
+            ..El1State::default()
+        };
+        self.fp = FpState::default();
+        self.interrupts.reset();
+    }
+
+    fn skip_stored(&mut self, length: u8) {
+        self.frame.elr += u64::from(length);
     }
 
     fn store(&mut self, frame: &TrapFrame) {

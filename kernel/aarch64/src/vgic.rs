@@ -107,6 +107,24 @@ impl VirtualInterface {
         }
     }
 
+    /// Resets the (stored) interface for a restarted partition. An interrupt still
+    /// in a list register stays active in the GIC until a partition deactivates it,
+    /// so it is kept waiting, to be taken again by the new instance: the device's
+    /// line is never left blocked.
+    pub fn reset(&mut self) {
+        for list in &mut self.lists {
+            if *list >> 62 != 0 {
+                let intid = (*list & 0xffff_ffff) as u32;
+                if !self.waiting.contains(&intid) {
+                    let _ = self.waiting.push(intid);
+                }
+            }
+            *list = 0;
+        }
+        self.vmcr = 0;
+        self.ap1r0 = 0;
+    }
+
     /// Saves the loaded interface and clears the list registers.
     pub fn store(&mut self) {
         for (index, list) in self.lists.iter_mut().enumerate() {

@@ -56,8 +56,10 @@ pub enum Call {
     /// again.
     WaitEvent = 6,
     /// Service VM: reads a partition's state. `a1` = control capability (right
-    /// `inspect`). Result 1 = [`PartitionState`] number, result 2 = generation in
-    /// the low 32 bits and restarts so far in the high 32, result 3 = RAM bytes.
+    /// `inspect`), `a2` = address of a [`NAME_MAX`]-byte buffer for its name,
+    /// NUL-padded (0: no name wanted). Result 1 = [`PartitionState`] number, result
+    /// 2 = generation in the low 32 bits and restarts so far in the high 32, result
+    /// 3 = RAM bytes.
     Inspect = 7,
     /// Service VM: lets a suspended partition run on. `a1` = control capability
     /// (right `resume`), `a2` = the generation the caller saw (0: whichever is
@@ -91,7 +93,15 @@ pub enum Call {
     /// decides what happens to it. `a1` = self capability (right `exit`), `a2` =
     /// a code for the service VM. Does not return unless resumed.
     Panic = 14,
+    /// Describes the capability in slot `a1` of the caller's own table; needs no
+    /// right. Result 1 = [`CapType`] number, result 2 = rights, result 3 = object
+    /// (the partition index of a control capability); all 0 for an empty slot.
+    /// [`Error::NoSuchSlot`] for a slot past [`CAP_SLOTS`].
+    Identify = 15,
 }
+
+/// Longest partition name, in bytes.
+pub const NAME_MAX: usize = 16;
 
 /// Flags of [`Call::Resume`].
 pub mod resume {
@@ -366,7 +376,7 @@ pub mod audit {
 
 impl Call {
     /// Every call, in number order.
-    pub const ALL: [Call; 15] = [
+    pub const ALL: [Call; 16] = [
         Call::Null,
         Call::ConsoleWrite,
         Call::Ready,
@@ -382,6 +392,7 @@ impl Call {
         Call::AuditRead,
         Call::Heartbeat,
         Call::Panic,
+        Call::Identify,
     ];
 
     /// Looks up a call by number; `None` for a number no call has.
@@ -407,6 +418,7 @@ impl Call {
             Call::AuditRead => "audit_read",
             Call::Heartbeat => "heartbeat",
             Call::Panic => "panic",
+            Call::Identify => "identify",
         }
     }
 }

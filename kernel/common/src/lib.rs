@@ -11,6 +11,11 @@
 //! - `current[cpu]` names the partition whose registers are live on core `cpu` (in
 //!   its trap frame and on the CPU); every other partition's state is in its
 //!   [`Vcpu`]; a partition is only ever loaded on its own core;
+//! - a partition that may not run (suspended, blocked, ended) is never live on a
+//!   core once the core has settled: its registers are in its [`Vcpu`], where the
+//!   service VM's `resume` and `restart` act on them;
+//! - a restart rewrites a partition's RAM only while it is live on no core (the core
+//!   defers a restart of a partition running elsewhere to that core);
 //! - kernel state is reached only through [`Global::with`], one core at a time; a
 //!   core that must wait (no partition to run) does so outside it.
 #![cfg_attr(not(test), no_std)]
@@ -28,7 +33,7 @@ use septum_core::event::{Event, Fault};
 use septum_core::memory::{FreeRanges, Range};
 use septum_core::package::{MAX_PARTITIONS, Package, PartitionSpec};
 use septum_core::system::{
-    CallRegisters, Decision, Dispatch, MAX_CPUS, Next, Platform, Reply, System,
+    CallRegisters, Decision, Dispatch, Effect, MAX_CPUS, Next, Platform, Reply, State, System,
 };
 
 /// What a trap from a partition means, as the back end classified it.
@@ -57,6 +62,13 @@ pub trait Vcpu {
     fn store(&mut self, frame: &Self::Frame);
     /// Makes `self` the running partition: its state goes on the CPU and in `frame`.
     fn load(&mut self, frame: &mut Self::Frame);
+    /// Puts the stored state back to the partition's entry state (see the README,
+    /// "Partition entry state"), with `generation` in the third argument register.
+    /// Called only while the partition is not live on any core.
+    fn restart(&mut self, generation: u32);
+    /// Moves the stored program counter `length` bytes on, past a trapped
+    /// instruction. Called only while the partition is not live on any core.
+    fn skip_stored(&mut self, length: u8);
 }
 
 /// The machine under the kernel: console, power, and the clock that drives the
@@ -72,6 +84,11 @@ pub trait Machine: fmt::Write {
     /// `None`: no window ends; the turn lasts the back end's round-robin time slice.
     /// Applies to the core that calls it.
     fn set_deadline(&mut self, deadline_us: Option<u64>);
+    /// A byte typed on the console, if one is waiting; never waits.
+    fn receive(&mut self) -> Option<u8>;
+    /// Makes code the kernel just wrote to `range` visible to instruction fetch
+    /// (cache maintenance where the architecture needs it).
+    fn code_written(&mut self, range: Range);
 }
 
 /// The core's view of the machine: the console, and RAM that the kernel maps at
@@ -93,6 +110,16 @@ impl<M: Machine> Platform for IdentityRam<'_, M> {
         unsafe {
             core::ptr::copy_nonoverlapping(addr as *const u8, buffer.as_mut_ptr(), buffer.len())
         };
+    }
+
+    fn write_ram(&mut self, addr: u64, bytes: &[u8]) {
+        // SAFETY: as for `read_ram`: a range the core checked to lie inside a
+        // partition's RAM, which is never kernel memory.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as *mut u8, bytes.len()) };
+    }
+
+    fn now_us(&mut self) -> u64 {
+        self.machine.now_us()
     }
 }
 
@@ -117,16 +144,24 @@ pub struct Kernel<V, M> {
     pub current: [Option<usize>; MAX_CPUS],
     /// The console, clock and power control.
     pub machine: M,
+    /// The system package, whose images restarts reload.
+    pub package: Package<'static>,
 }
 
 impl<V: Vcpu, M: Machine> Kernel<V, M> {
-    /// A kernel about to start `system`.
-    pub fn new(system: System, vcpus: heapless::Vec<V, MAX_PARTITIONS>, machine: M) -> Self {
+    /// A kernel about to start `system`, which was loaded from `package`.
+    pub fn new(
+        system: System,
+        vcpus: heapless::Vec<V, MAX_PARTITIONS>,
+        machine: M,
+        package: Package<'static>,
+    ) -> Self {
         Kernel {
             system,
             vcpus,
             current: [None; MAX_CPUS],
             machine,
+            package,
         }
     }
 
@@ -142,6 +177,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
     /// Called by core `cpu` when it has nothing loaded yet or has waited: what it
     /// runs now.
     pub fn resume(&mut self, cpu: usize, frame: &mut V::Frame) -> Step {
+        self.check_time(cpu);
         let next = self.system.pick(
             cpu,
             self.current[cpu],
@@ -152,30 +188,98 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         self.settle(cpu, next, frame, true)
     }
 
+    /// What the kernel does whenever a core reads the clock anyway (a turn ended, or
+    /// an idle wait did): hands typed bytes to the core and checks the watchdogs of
+    /// the core's partitions.
+    fn check_time(&mut self, cpu: usize) {
+        let mut platform = IdentityRam {
+            machine: &mut self.machine,
+        };
+        while let Some(byte) = platform.machine.receive() {
+            self.system.console_input(byte, &mut platform);
+        }
+        let now_us = platform.machine.now_us();
+        if let Some(effect) = self.system.check_watchdogs(cpu, now_us, &mut platform) {
+            self.apply(cpu, effect);
+        }
+    }
+
+    /// Does the memory and vCPU work the core asked for.
+    fn apply(&mut self, cpu: usize, effect: Effect) {
+        match effect {
+            Effect::Reload(index, generation) => {
+                let ram = self.system.partitions()[index].host_ram();
+                let image = self
+                    .package
+                    .partitions()
+                    .nth(index)
+                    .expect("the system was built from this package")
+                    .image;
+                // SAFETY: `ram` is this partition's RAM, which is live on no core
+                // (the core defers restarts of a partition running elsewhere, and
+                // the frame of this core is forgotten below); both back ends map
+                // RAM at its physical address. The image fits (Package::parse).
+                unsafe {
+                    core::ptr::write_bytes(ram.start as *mut u8, 0, ram.size() as usize);
+                    core::ptr::copy_nonoverlapping(
+                        image.as_ptr(),
+                        ram.start as *mut u8,
+                        image.len(),
+                    );
+                }
+                let code =
+                    Range::from_start_size(ram.start, image.len() as u64).expect("inside RAM");
+                self.machine.code_written(code);
+                self.vcpus[index].restart(generation);
+                if self.current[cpu] == Some(index) {
+                    self.current[cpu] = None;
+                    self.system.note_loaded(cpu, None);
+                }
+            }
+            Effect::Skip(index, length) => self.vcpus[index].skip_stored(length),
+        }
+    }
+
     /// Handles one trap from the partition running on core `cpu`. `frame` holds its
     /// registers and, on return, those of whichever partition runs next there.
     pub fn on_trap(&mut self, cpu: usize, trap: Trap, frame: &mut V::Frame) -> Step {
         let current = self.current[cpu].expect("a trap comes from a running partition");
+        if matches!(trap, Trap::Preempted) {
+            self.check_time(cpu);
+        }
         let mut platform = IdentityRam {
             machine: &mut self.machine,
         };
+        let deferred = self.system.take_deferred(current, &mut platform);
         let dispatch = match trap {
+            _ if deferred.is_some() => deferred.expect("checked"),
+            // The watchdog check restarted the partition that was running.
+            _ if self.current[cpu] != Some(current) => Dispatch {
+                reply: None,
+                next: self.system.preempt(current, &mut platform),
+                effect: None,
+            },
             Trap::Hypercall(call) => self.system.hypercall(current, call, &mut platform),
             Trap::Wait => {
                 V::skip_instruction(frame);
                 Dispatch {
                     reply: None,
                     next: self.system.preempt(current, &mut platform),
+                    effect: None,
                 }
             }
             Trap::Preempted => Dispatch {
                 reply: None,
                 next: self.system.preempt(current, &mut platform),
+                effect: None,
             },
             Trap::Fault(fault) => self.system.fault(current, fault, &mut platform),
         };
         if let Some(reply) = dispatch.reply {
             V::set_reply(frame, reply);
+        }
+        if let Some(effect) = dispatch.effect {
+            self.apply(cpu, effect);
         }
         self.settle(cpu, dispatch.next, frame, matches!(trap, Trap::Preempted))
     }
@@ -203,13 +307,25 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
                     }
                     self.vcpus[partition].load(frame);
                     self.current[cpu] = Some(partition);
+                    self.system.note_loaded(cpu, Some(partition));
                     self.machine.set_deadline(deadline_us);
                 } else if new_turn {
                     self.machine.set_deadline(deadline_us);
                 }
                 Step::Run
             }
-            Decision::Idle { until_us } => Step::Idle(until_us),
+            Decision::Idle { until_us } => {
+                // A partition that may not run is not left live on an idle core:
+                // the service VM may resume or restart it from any core.
+                if let Some(previous) = self.current[cpu]
+                    && self.system.partitions()[previous].state() != State::Runnable
+                {
+                    self.vcpus[previous].store(frame);
+                    self.current[cpu] = None;
+                    self.system.note_loaded(cpu, None);
+                }
+                Step::Idle(until_us)
+            }
         }
     }
 }

@@ -23,6 +23,8 @@ struct Log {
     deadlines: Vec<Option<u64>>,
     stores: Vec<usize>,
     loads: Vec<usize>,
+    restarts: Vec<(usize, u32)>,
+    skips: Vec<(usize, u8)>,
 }
 
 struct FakeVcpu {
@@ -50,6 +52,15 @@ impl Vcpu for FakeVcpu {
         frame.owner = Some(self.index);
         self.log.borrow_mut().loads.push(self.index);
     }
+    fn restart(&mut self, generation: u32) {
+        self.log
+            .borrow_mut()
+            .restarts
+            .push((self.index, generation));
+    }
+    fn skip_stored(&mut self, length: u8) {
+        self.log.borrow_mut().skips.push((self.index, length));
+    }
 }
 
 struct FakeMachine {
@@ -75,6 +86,10 @@ impl Machine for FakeMachine {
     fn set_deadline(&mut self, deadline_us: Option<u64>) {
         self.log.borrow_mut().deadlines.push(deadline_us);
     }
+    fn receive(&mut self) -> Option<u8> {
+        None
+    }
+    fn code_written(&mut self, _range: Range) {}
 }
 
 const RAM: u64 = 0x1_0000;
@@ -83,7 +98,7 @@ const RAM: u64 = 0x1_0000;
 /// round robin), each with console, self and (service) system capabilities.
 fn kernel() -> (Kernel<FakeVcpu, FakeMachine>, Rc<RefCell<Log>>, Vec<u8>) {
     let log = Rc::new(RefCell::new(Log::default()));
-    let image = [0u8; 8];
+    let image = [0x5eu8; 8];
     let specs: Vec<PartitionSpec> = [
         ("service", Kind::Service),
         ("alpha", Kind::Guest),
@@ -117,8 +132,8 @@ fn kernel() -> (Kernel<FakeVcpu, FakeMachine>, Rc<RefCell<Log>>, Vec<u8>) {
         }
     })
     .collect();
-    let package_bytes = encode(&specs, 0, None).unwrap();
-    let package = Package::parse(&package_bytes).unwrap();
+    let package_bytes = Box::leak(encode(&specs, 0, None).unwrap().into_boxed_slice());
+    let package = Package::parse(package_bytes).unwrap();
     // "Machine RAM" for the three partitions: a host buffer, so console writes read
     // real memory.
     let ram = vec![0u8; 3 * RAM as usize + 4096];
@@ -138,7 +153,7 @@ fn kernel() -> (Kernel<FakeVcpu, FakeMachine>, Rc<RefCell<Log>>, Vec<u8>) {
         now: 0,
         console: String::new(),
     };
-    (Kernel::new(system, vcpus, machine), log, ram)
+    (Kernel::new(system, vcpus, machine, package), log, ram)
 }
 
 fn call(number: Call, args: &[u64]) -> Trap {
@@ -213,12 +228,14 @@ fn a_fault_moves_on_and_the_last_exit_powers_off() {
     kernel.start(&mut frame);
     kernel.on_trap(0, call(Call::Ready, &[2]), &mut frame);
     kernel.on_trap(0, call(Call::Yield, &[1]), &mut frame);
-    let fault = Fault {
-        kind: septum_core::event::FaultKind::Stage2Data,
-        addr: 0,
-        syndrome: 0,
-    };
+    let fault = Fault::new(septum_core::event::Reason::Stage2Data, 0, 0);
     assert_eq!(kernel.on_trap(0, Trap::Fault(fault), &mut frame), Step::Run);
+    // Nothing supervises alpha, so it is stopped; the service VM hears of it first.
+    assert_eq!(frame.owner, Some(0));
+    let buffer = RAM_BASE + 0x100;
+    kernel.on_trap(0, call(Call::WaitEvent, &[2, buffer]), &mut frame);
+    assert_eq!(frame.owner, Some(0));
+    kernel.on_trap(0, call(Call::WaitEvent, &[2, buffer]), &mut frame);
     assert_eq!(frame.owner, Some(2));
     kernel.on_trap(0, call(Call::Exit, &[1, 0]), &mut frame);
     assert_eq!(frame.owner, Some(0));
@@ -258,4 +275,42 @@ fn reentering_the_kernel_on_one_core_is_caught() {
     let global = Global::new();
     global.init(0, kernel, |_| ());
     global.with(0, |_| global.with(0, |_| ()));
+}
+
+/// Verifies: SK-HM-005, SK-RIP-001
+#[test]
+fn a_faulting_service_vm_is_reloaded_scrubbed_and_entered_afresh() {
+    let (mut kernel, log, _ram) = kernel();
+    let mut frame = Frame::default();
+    kernel.start(&mut frame);
+    kernel.on_trap(0, call(Call::Ready, &[2]), &mut frame);
+    let service_ram = kernel.system.partitions()[0].host_ram();
+    let marker = service_ram.start + 0x800;
+    // SAFETY: `marker` lies in the test's host buffer standing in for the service
+    // VM's RAM.
+    unsafe { (marker as *mut u64).write(0xdead_beef) };
+    let fault = Fault::new(septum_core::event::Reason::UnhandledException, 0, 0);
+    assert_eq!(kernel.on_trap(0, Trap::Fault(fault), &mut frame), Step::Run);
+    // SAFETY: as above.
+    let (after, image) = unsafe {
+        (
+            (marker as *const u64).read(),
+            (service_ram.start as *const u8).read(),
+        )
+    };
+    assert_eq!((after, image), (0, 0x5e), "RAM scrubbed, image reloaded");
+    assert_eq!(log.borrow().restarts, vec![(0, 2)]);
+    assert_eq!(frame.owner, Some(0));
+    assert_eq!(
+        log.borrow().loads.last(),
+        Some(&0),
+        "entered from its reset state"
+    );
+    assert_eq!(kernel.system.partitions()[0].generation(), 2);
+    assert!(
+        kernel
+            .machine
+            .console
+            .contains("@@ partition service restart gen=2")
+    );
 }

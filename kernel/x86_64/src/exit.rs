@@ -13,7 +13,8 @@
 //! partition is next entered. Interrupts never start a turn or switch partitions:
 //! the schedule alone decides who runs.
 
-use septum_core::event::{Fault, FaultKind};
+use septum_core::event::{Fault, Reason, Snapshot};
+use septum_core::mmio_instruction;
 use septum_core::system::CallRegisters;
 use septum_kernel::{Global, Kernel, Step, Trap};
 
@@ -59,13 +60,18 @@ fn classify(frame: &mut GuestRegisters) -> Exit {
     let reason = vmx::read(field::EXIT_REASON);
     let qualification = vmx::read(field::EXIT_QUALIFICATION);
     let rip = vmx::read(field::GUEST_RIP);
-    let fault = |kind, addr, syndrome| {
+    let snapshot = snapshot(frame, rip);
+    let fault = |kind, addr, syndrome, length| {
         Exit::Trap(Trap::Fault(Fault {
             kind,
             addr,
             syndrome,
+            length,
+            snapshot,
         }))
     };
+    // Valid for I/O and MSR exits (not for EPT violations or exceptions).
+    let exit_length = || vmx::read(field::EXIT_INSTRUCTION_LENGTH) as u8;
     match reason & 0xffff {
         VMCALL => {
             // Unlike `hvc`, a VMCALL exit leaves RIP on the instruction: the reply
@@ -98,30 +104,91 @@ fn classify(frame: &mut GuestRegisters) -> Exit {
         INTERRUPT_WINDOW => Exit::Resume,
         EPT_VIOLATION => {
             let kind = if qualification & EPT_FETCH != 0 {
-                FaultKind::Stage2Instruction
+                Reason::Stage2Instruction
             } else {
-                FaultKind::Stage2Data
+                Reason::Stage2Data
             };
+            // The length of a data access is decoded from the code, once the
+            // kernel is held (see `mmio_access_length`).
             fault(
                 kind,
                 vmx::read(field::GUEST_PHYSICAL_ADDRESS),
                 qualification,
+                0,
             )
         }
         EXCEPTION_OR_NMI => {
             let info = vmx::read(field::EXIT_INTERRUPTION_INFO);
             let error = vmx::read(field::EXIT_INTERRUPTION_ERROR);
             fault(
-                FaultKind::UnhandledException,
+                Reason::UnhandledException,
                 rip,
                 (info & 0xff) | (error << 32),
+                0,
             )
         }
-        TRIPLE_FAULT => fault(FaultKind::UnhandledException, rip, reason),
-        IO_INSTRUCTION => fault(FaultKind::IoPort, qualification >> 16, qualification),
-        RDMSR | WRMSR => fault(FaultKind::SystemRegister, rip, frame.gpr[reg::RCX]),
-        _ => fault(FaultKind::UnknownTrap, rip, reason),
+        TRIPLE_FAULT => fault(Reason::TripleFault, rip, reason, 0),
+        IO_INSTRUCTION => fault(
+            Reason::IoPort,
+            qualification >> 16,
+            qualification,
+            exit_length(),
+        ),
+        RDMSR | WRMSR => fault(
+            Reason::SystemRegister,
+            rip,
+            frame.gpr[reg::RCX],
+            exit_length(),
+        ),
+        _ => fault(Reason::UnknownTrap, rip, reason, 0),
     }
+}
+
+/// The partition's registers for the service VM: RIP, RSP, RFLAGS, rax, rdi, rsi,
+/// rdx, r10.
+fn snapshot(frame: &GuestRegisters, rip: u64) -> Snapshot {
+    let g = &frame.gpr;
+    [
+        rip,
+        vmx::read(field::GUEST_RSP),
+        vmx::read(field::GUEST_RFLAGS),
+        g[reg::RAX],
+        g[reg::RDI],
+        g[reg::RSI],
+        g[reg::RDX],
+        g[reg::R10],
+    ]
+}
+
+/// Length of the instruction at `rip` of the running partition, for an EPT data
+/// violation (VT-x does not report it): decoded from the code when it is one of the
+/// memory moves [`mmio_instruction`] knows, 0 (cannot be skipped) otherwise. The
+/// code is read only while the partition runs on the boot page tables, whose
+/// identity mapping makes `rip` a guest-physical address.
+fn mmio_access_length(kernel: &Kernel<Vcpu, Pc>, rip: u64) -> u8 {
+    const LONGEST: u64 = 15;
+    let Some(current) = kernel.current[BOOT_CPU] else {
+        return 0;
+    };
+    if vmx::read(field::GUEST_CR3) != vcpu::BOOT_TABLES {
+        return 0;
+    }
+    let partition = &kernel.system.partitions()[current];
+    let available = partition.guest_ram().end.saturating_sub(rip).min(LONGEST);
+    let Ok(code) = partition.translate(rip, available) else {
+        return 0;
+    };
+    let mut bytes = [0u8; LONGEST as usize];
+    // SAFETY: `code` lies in the partition's RAM (checked by `translate`), which the
+    // kernel maps at its physical address; at most 15 bytes are read.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            code.start as *const u8,
+            bytes.as_mut_ptr(),
+            available as usize,
+        )
+    };
+    mmio_instruction::length(&bytes[..available as usize]).map_or(0, |length| length as u8)
 }
 
 /// CPUID as the partition sees it: the processor's answer, without VMX and with the
@@ -152,6 +219,10 @@ pub extern "C" fn handle_vm_exit(frame: &mut GuestRegisters) {
                     kernel.vcpus[owner].pend(line);
                 }
                 Step::Run
+            }
+            Exit::Trap(Trap::Fault(mut fault)) if fault.kind == Reason::Stage2Data => {
+                fault.length = mmio_access_length(kernel, fault.snapshot[0]);
+                kernel.on_trap(BOOT_CPU, Trap::Fault(fault), frame)
             }
             Exit::Trap(trap) => kernel.on_trap(BOOT_CPU, trap, frame),
         };

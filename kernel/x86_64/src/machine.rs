@@ -3,6 +3,7 @@
 
 use core::fmt;
 
+use septum_core::memory::Range;
 use septum_kernel::{Console, Uart};
 
 use crate::clock::Clock;
@@ -39,4 +40,11 @@ impl septum_kernel::Machine for Pc {
     fn set_deadline(&mut self, deadline_us: Option<u64>) {
         self.clock.set_deadline(deadline_us);
     }
+
+    fn receive(&mut self) -> Option<u8> {
+        self.console.0.receive()
+    }
+
+    /// x86 keeps instruction fetch coherent with data writes: nothing to do.
+    fn code_written(&mut self, _range: Range) {}
 }

@@ -220,9 +220,11 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
         clock,
         interrupts,
     };
-    let step = KERNEL.init(exit::BOOT_CPU, Kernel::new(system, vcpus, pc), |kernel| {
-        kernel.start(&mut first)
-    });
+    let step = KERNEL.init(
+        exit::BOOT_CPU,
+        Kernel::new(system, vcpus, pc, package),
+        |kernel| kernel.start(&mut first),
+    );
     exit::until_runnable(step, &mut first);
     // SAFETY: `first` holds the service VM's registers and `start` made its VMCS
     // current.

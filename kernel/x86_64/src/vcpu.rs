@@ -133,6 +133,22 @@ pub struct Vcpu {
     pending: u32,
     /// Whether this VMCS has interrupt-window exiting on.
     window: bool,
+    /// Where it starts.
+    entry: u64,
+    /// RAM size and boot argument, passed at every start.
+    boot_arguments: (u64, u64),
+    /// Work on the VMCS for the next [`load`](septum_kernel::Vcpu::load), which
+    /// makes it current: back to the entry state, or RIP moved past a trapped
+    /// instruction.
+    on_load: OnLoad,
+}
+
+/// VMCS work that waits until the VMCS is current.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OnLoad {
+    Nothing,
+    Reset,
+    Skip(u8),
 }
 
 impl Vcpu {
@@ -154,16 +170,16 @@ impl Vcpu {
         write_controls(start, bitmaps).unwrap_or_else(|e| panic!("{e}"));
         write_host_state(host);
         write_guest_state(start.entry);
-        let mut registers = GuestRegisters::default();
-        registers.gpr[reg::RDI] = start.ram_size;
-        registers.gpr[reg::RSI] = start.argument;
         Ok(Vcpu {
             vmcs,
-            registers,
+            registers: entry_registers(start.ram_size, start.argument, 1),
             fx: FxArea::reset(),
             launched: false,
             pending: 0,
             window: false,
+            entry: start.entry,
+            boot_arguments: (start.ram_size, start.argument),
+            on_load: OnLoad::Nothing,
         })
     }
 
@@ -206,6 +222,16 @@ impl Vcpu {
             self.window = window;
         }
     }
+}
+
+/// General registers at entry: rdi = RAM size, rsi = boot argument, rdx =
+/// generation.
+fn entry_registers(ram_size: u64, argument: u64, generation: u32) -> GuestRegisters {
+    let mut registers = GuestRegisters::default();
+    registers.gpr[reg::RDI] = ram_size;
+    registers.gpr[reg::RSI] = argument;
+    registers.gpr[reg::RDX] = u64::from(generation);
+    registers
 }
 
 fn write_controls(start: Start, bitmaps: &Bitmaps) -> Result<(), vmx::VmxError> {
@@ -357,6 +383,19 @@ impl septum_kernel::Vcpu for Vcpu {
         skip_instruction();
     }
 
+    fn restart(&mut self, generation: u32) {
+        let (ram_size, argument) = self.boot_arguments;
+        self.registers = entry_registers(ram_size, argument, generation);
+        self.fx = FxArea::reset();
+        self.on_load = OnLoad::Reset;
+    }
+
+    fn skip_stored(&mut self, length: u8) {
+        if self.on_load == OnLoad::Nothing {
+            self.on_load = OnLoad::Skip(length);
+        }
+    }
+
     fn store(&mut self, frame: &GuestRegisters) {
         self.registers = *frame;
         // SAFETY: FXSAVE64 writes 512 bytes to a 16-byte aligned area of ours.
@@ -370,6 +409,22 @@ impl septum_kernel::Vcpu for Vcpu {
         unsafe {
             vmx::load(self.vmcs, false);
             asm!("fxrstor64 [{}]", in(reg) &self.fx, options(nostack));
+        }
+        match core::mem::replace(&mut self.on_load, OnLoad::Nothing) {
+            OnLoad::Nothing => {}
+            OnLoad::Reset => {
+                write_guest_state(self.entry);
+                if self.window {
+                    let primary = vmx::read(field::PRIMARY_CONTROLS)
+                        & !u64::from(PRIMARY_INTERRUPT_WINDOW_EXITING);
+                    vmx::write(field::PRIMARY_CONTROLS, primary);
+                    self.window = false;
+                }
+            }
+            OnLoad::Skip(length) => {
+                let rip = vmx::read(field::GUEST_RIP) + u64::from(length);
+                vmx::write(field::GUEST_RIP, rip);
+            }
         }
         *frame = self.registers;
         frame.launch = u64::from(!self.launched);

@@ -10,6 +10,7 @@
 #[cfg_attr(target_arch = "aarch64", path = "arch/aarch64.rs")]
 #[cfg_attr(target_arch = "x86_64", path = "arch/x86_64.rs")]
 pub mod arch;
+pub mod supervise;
 
 use core::fmt;
 
@@ -23,6 +24,8 @@ pub struct Boot {
     pub ram_size: u64,
     /// The boot argument from the system description.
     pub argument: u64,
+    /// 1 at first start, one more after each restart.
+    pub generation: u32,
 }
 
 unsafe extern "Rust" {
@@ -45,8 +48,12 @@ pub mod slot {
 }
 
 /// Called by the entry stub with the registers the kernel set.
-extern "C" fn start(ram_size: u64, argument: u64) -> ! {
-    let code = __septum_partition_main(Boot { ram_size, argument });
+extern "C" fn start(ram_size: u64, argument: u64, generation: u64) -> ! {
+    let code = __septum_partition_main(Boot {
+        ram_size,
+        argument,
+        generation: generation as u32,
+    });
     exit(slot::SELF, code)
 }
 
@@ -70,7 +77,7 @@ pub fn call(call: u64, args: [u64; 6]) -> Result<[u64; 3], Result<Error, u64>> {
     Error::from_status(status).map(|()| results)
 }
 
-fn typed(call_number: Call, args: [u64; 6]) -> Result<[u64; 3], Error> {
+pub(crate) fn typed(call_number: Call, args: [u64; 6]) -> Result<[u64; 3], Error> {
     call(call_number as u64, args).map_err(|e| e.unwrap_or(Error::InvalidArgument))
 }
 
@@ -183,8 +190,11 @@ macro_rules! println {
     }};
 }
 
+/// Prints the panic and reports it to the kernel, which suspends this partition
+/// for the service VM to decide; exits with code 101 if the kernel refuses.
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     println!("panic: {info}");
+    let _ = typed(Call::Panic, [slot::SELF, 101, 0, 0, 0, 0]);
     exit(slot::SELF, 101)
 }

@@ -35,7 +35,7 @@ use super::{Dispatch, Effect, Next, Partition, Platform, Range, Reply, State, Sy
 use crate::audit::{AUDIT_CAPACITY, AUDIT_RECORD_SIZE, AuditKind, AuditRecord};
 use crate::caps::{CapType, Rights};
 use crate::event::{Event, Fault, Reason, Response, StopCause, trap_class};
-use crate::package::MAX_PARTITIONS;
+use crate::package::{MAX_PARTITIONS, NAME_MAX};
 use crate::supervision::{TrapAction, TrapClass};
 
 /// The console byte that gives the console to the service VM, and back: Ctrl-T.
@@ -77,7 +77,8 @@ pub struct Events {
 /// A validated supervision call.
 pub(super) enum Request {
     WaitEvent(Range),
-    Inspect(usize),
+    Inspect(usize, Option<Range>),
+    Identify(Option<crate::caps::Cap>),
     Resume { target: usize, skip: bool },
     Restart(usize),
     Stop(usize),
@@ -332,8 +333,17 @@ impl System {
             }
             Call::Inspect => {
                 let target = usize::from(need(CapType::Control, Rights::INSPECT)?.object);
-                Ok(Request::Inspect(target))
+                let name = match a2 {
+                    0 => None,
+                    at => Some(partition.translate(at, NAME_MAX as u64)?),
+                };
+                Ok(Request::Inspect(target, name))
             }
+            Call::Identify => usize::try_from(slot)
+                .ok()
+                .and_then(|slot| partition.caps.get(slot).copied())
+                .map(Request::Identify)
+                .ok_or(Error::NoSuchSlot),
             Call::Resume => {
                 let target = target(Rights::RESUME)?;
                 if a3 & !resume::ALL != 0 {
@@ -428,8 +438,18 @@ impl System {
                 platform.write_ram(buffer.start, &bytes);
                 ok([record[WORD_KIND], record[WORD_PARTITION], live])
             }
-            Request::Inspect(target) => {
+            Request::Identify(cap) => ok([
+                cap.ty as u64,
+                u64::from(cap.rights.0),
+                u64::from(cap.object),
+            ]),
+            Request::Inspect(target, name) => {
                 let partition = &self.partitions[target];
+                if let Some(buffer) = name {
+                    let mut bytes = [0u8; NAME_MAX];
+                    bytes[..partition.name.len()].copy_from_slice(partition.name.as_bytes());
+                    platform.write_ram(buffer.start, &bytes);
+                }
                 let identity =
                     u64::from(partition.generation) | (u64::from(partition.restarts) << 32);
                 ok([

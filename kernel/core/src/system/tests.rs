@@ -401,6 +401,7 @@ fn needed(number: u64) -> Option<(CapType, Rights)> {
         Call::Stop | Call::SetPolicy => (CapType::Control, Rights::STOP),
         Call::Heartbeat => (CapType::Watchdog, Rights::HEARTBEAT),
         Call::Panic => (CapType::SelfPartition, Rights::EXIT),
+        Call::Identify => return None,
     })
 }
 

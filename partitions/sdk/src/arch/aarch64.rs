@@ -5,6 +5,7 @@ use core::arch::{asm, global_asm};
 
 // Entry state set by the kernel (see the README, "Partition entry state"): EL1h with
 // interrupts masked, stage-1 MMU off, x0 = RAM size in bytes, x1 = boot argument,
+// x2 = generation (passed on to `start`),
 // all RAM outside the image zeroed. The stack goes at the top of RAM.
 global_asm!(
     ".section .text.entry, \"ax\"",

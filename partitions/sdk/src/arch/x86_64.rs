@@ -5,7 +5,8 @@
 use core::arch::{asm, global_asm};
 
 // Entry state set by the kernel (see the README, "Partition entry state"): 64-bit
-// mode, interrupts off, rdi = RAM size in bytes, rsi = boot argument, all RAM
+// mode, interrupts off, rdi = RAM size in bytes, rsi = boot argument, rdx =
+// generation (passed on to `start`), all RAM
 // outside the image zeroed. The stack goes at the top of RAM.
 global_asm!(
     ".section .text.entry, \"ax\"",

@@ -1,0 +1,183 @@
+//! Supervision: the service VM's calls (events, control of partitions, the audit
+//! ring, its own capability table) and every partition's watchdog heartbeat, as
+//! typed wrappers over [`septum_abi`].
+
+use septum_abi::event::{self, Kind};
+use septum_abi::{CapType, NAME_MAX, PartitionState, Reason, resume};
+
+use crate::{Call, Error, typed};
+
+/// One supervision event, as the kernel reported it.
+#[derive(Clone, Copy, Debug)]
+pub struct Event {
+    /// What happened.
+    pub kind: Kind,
+    /// The partition it concerns (0, the service VM, for console events).
+    pub partition: u64,
+    /// The partition's generation at the time.
+    pub generation: u32,
+    /// Why, for traps, faults and missed heartbeats.
+    pub reason: Option<Reason>,
+    /// The faulting address (see [`septum_abi::event::WORD_ADDRESS`]).
+    pub address: u64,
+    /// The raw syndrome.
+    pub syndrome: u64,
+    /// Kind-specific detail (see [`septum_abi::event::WORD_DETAIL`]).
+    pub detail: u64,
+    /// Guests that have not ended, when the event was taken.
+    pub live_guests: u64,
+    /// The register snapshot, or the typed bytes of an input event.
+    pub snapshot: [u64; event::SNAPSHOT_WORDS],
+}
+
+impl Event {
+    /// The typed bytes of a [`Kind::Input`] event.
+    pub fn input(&self) -> impl Iterator<Item = u8> + '_ {
+        let count = (self.detail as usize).min(event::INPUT_MAX);
+        self.snapshot
+            .iter()
+            .flat_map(|word| word.to_le_bytes())
+            .take(count)
+    }
+}
+
+/// Waits for the next supervision event (system capability in `slot`, right
+/// `monitor`). The service VM blocks, using no CPU, until there is one.
+pub fn wait_event(slot: u64) -> Result<Event, Error> {
+    let mut record = [0u64; event::RECORD_SIZE / 8];
+    loop {
+        let [kind, _, live_guests] = typed(
+            Call::WaitEvent,
+            [slot, record.as_mut_ptr() as u64, 0, 0, 0, 0],
+        )?;
+        // 0: woken from a block; ask again.
+        let Some(kind) = Kind::from_number(kind) else {
+            continue;
+        };
+        let mut snapshot = [0; event::SNAPSHOT_WORDS];
+        snapshot.copy_from_slice(&record[event::WORD_SNAPSHOT..]);
+        return Ok(Event {
+            kind,
+            partition: record[event::WORD_PARTITION],
+            generation: record[event::WORD_GENERATION] as u32,
+            reason: Reason::from_number(record[event::WORD_REASON]),
+            address: record[event::WORD_ADDRESS],
+            syndrome: record[event::WORD_SYNDROME],
+            detail: record[event::WORD_DETAIL],
+            live_guests,
+            snapshot,
+        });
+    }
+}
+
+/// A partition as [`inspect`] sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct PartitionInfo {
+    /// Its name, NUL-padded.
+    pub name: [u8; NAME_MAX],
+    /// Its state.
+    pub state: PartitionState,
+    /// Its generation.
+    pub generation: u32,
+    /// Restarts since boot.
+    pub restarts: u32,
+    /// Bytes of RAM.
+    pub ram: u64,
+}
+
+impl PartitionInfo {
+    /// Its name as text.
+    pub fn name(&self) -> &str {
+        let len = self.name.iter().position(|&b| b == 0).unwrap_or(NAME_MAX);
+        core::str::from_utf8(&self.name[..len]).unwrap_or("?")
+    }
+}
+
+/// Reads the state of the partition that the control capability in `slot` names.
+pub fn inspect(slot: u64) -> Result<PartitionInfo, Error> {
+    let mut name = [0u8; NAME_MAX];
+    let [state, identity, ram] = typed(
+        Call::Inspect,
+        [slot, name.as_mut_ptr() as u64, 0, 0, 0, 0],
+    )?;
+    Ok(PartitionInfo {
+        name,
+        state: PartitionState::from_number(state).ok_or(Error::InvalidArgument)?,
+        generation: identity as u32,
+        restarts: (identity >> 32) as u32,
+        ram,
+    })
+}
+
+/// Lets the suspended partition of control capability `slot` run on, if it is
+/// still at `generation` (0: any), skipping the trapped instruction if `skip`.
+pub fn resume(slot: u64, generation: u32, skip: bool) -> Result<(), Error> {
+    let flags = if skip { resume::SKIP } else { 0 };
+    typed(
+        Call::Resume,
+        [slot, u64::from(generation), flags, 0, 0, 0],
+    )
+    .map(|_| ())
+}
+
+/// Restarts the partition of control capability `slot` (if still at `generation`;
+/// 0: any). `Ok(true)`: the restart waits for the partition's own core.
+pub fn restart(slot: u64, generation: u32) -> Result<bool, Error> {
+    typed(Call::Restart, [slot, u64::from(generation), 0, 0, 0, 0]).map(|r| r[0] == 1)
+}
+
+/// Stops the partition of control capability `slot` for good.
+pub fn stop(slot: u64, generation: u32) -> Result<(), Error> {
+    typed(Call::Stop, [slot, u64::from(generation), 0, 0, 0, 0]).map(|_| ())
+}
+
+/// Before `ready`: sets trap class `class` (0 mmio, 1 port, 2 sysreg, 3
+/// instruction) of the partition of control capability `slot` to `stop` (true) or
+/// `service`. Refused with [`Error::Loosening`] if that loosens the policy.
+pub fn set_policy(slot: u64, class: u64, stop: bool) -> Result<(), Error> {
+    typed(
+        Call::SetPolicy,
+        [slot, class, u64::from(stop), 0, 0, 0],
+    )
+    .map(|_| ())
+}
+
+/// Copies audit records into `records` (system capability in `slot`). Returns how
+/// many were copied, how many were lost to overflow since boot, and how many remain.
+pub fn audit_read(
+    slot: u64,
+    records: &mut [[u64; septum_abi::audit::RECORD_SIZE / 8]],
+) -> Result<(usize, u64, u64), Error> {
+    let [copied, lost, remaining] = typed(
+        Call::AuditRead,
+        [
+            slot,
+            records.as_mut_ptr() as u64,
+            records.len() as u64,
+            0,
+            0,
+            0,
+        ],
+    )?;
+    Ok((copied as usize, lost, remaining))
+}
+
+/// Tells the kernel this partition is alive (watchdog capability in `slot`).
+pub fn heartbeat(slot: u64) -> Result<(), Error> {
+    typed(Call::Heartbeat, [slot, 0, 0, 0, 0, 0]).map(|_| ())
+}
+
+/// The capability in `slot` of this partition's own table, if the slot holds one:
+/// type, rights, object.
+pub fn identify(slot: u64) -> Result<Option<(CapType, u16, u16)>, Error> {
+    let [ty, rights, object] = typed(Call::Identify, [slot, 0, 0, 0, 0, 0])?;
+    Ok(CapType::from_number(ty as u8).map(|ty| (ty, rights as u16, object as u16)))
+}
+
+/// The slots of this partition's capabilities of type `ty`, with their objects.
+pub fn slots_of(ty: CapType) -> impl Iterator<Item = (u64, u16)> {
+    (0..septum_abi::CAP_SLOTS as u64).filter_map(move |slot| match identify(slot) {
+        Ok(Some((found, _, object))) if found == ty => Some((slot, object)),
+        _ => None,
+    })
+}
