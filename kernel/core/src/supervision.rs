@@ -44,7 +44,9 @@ impl TrapClass {
 
     /// The class with this name.
     pub fn from_name(name: &str) -> Option<TrapClass> {
-        TrapClass::ALL.into_iter().find(|class| class.name() == name)
+        TrapClass::ALL
+            .into_iter()
+            .find(|class| class.name() == name)
     }
 
     /// The class with this number (its position in [`TrapClass::ALL`]).
@@ -182,7 +184,9 @@ impl Supervision {
     /// non-zero reserved byte, a budget over [`MAX_RESTARTS`], a zero period).
     pub fn decode(raw: &[u8]) -> Option<Supervision> {
         let raw = raw.get(..SUPERVISION_SIZE)?;
-        let known = TrapClass::ALL.iter().fold(0, |bits, class| bits | class.bit());
+        let known = TrapClass::ALL
+            .iter()
+            .fold(0, |bits, class| bits | class.bit());
         let u32_at = |at: usize| u32::from_le_bytes(raw[at..at + 4].try_into().expect("4 bytes"));
         let supervision = Supervision {
             policy: TrapPolicy { stop: raw[0] },
