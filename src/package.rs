@@ -8,6 +8,7 @@ use std::path::Path;
 use septum_core::caps::{CAP_SLOTS, Cap, CapTable, CapType, Rights};
 use septum_core::package::{self, Kind as PackageKind, PartitionSpec};
 use septum_core::resources::{Mmio, Ports, Resources, Window};
+use septum_core::supervision::{RestartBudget, Supervision, TrapAction, TrapClass, TrapPolicy};
 use septum_description::{Board, CapKind, ImageSource, Kind, Partition, Right, System};
 
 use crate::image;
@@ -83,6 +84,36 @@ fn cap_table(system: &System, boot_order: &[&Partition], partition: &Partition) 
         });
     }
     table
+}
+
+/// `partition`'s supervision, in the kernel's terms.
+fn supervision(partition: &Partition) -> Supervision {
+    use septum_description::{TrapAction as Action, TrapClass as Class};
+    let described = &partition.supervision;
+    let policy = described
+        .policy
+        .iter()
+        .fold(TrapPolicy::default(), |policy, &(class, action)| {
+            let class = match class {
+                Class::Mmio => TrapClass::Mmio,
+                Class::Port => TrapClass::Port,
+                Class::SystemRegister => TrapClass::SystemRegister,
+                Class::Instruction => TrapClass::Instruction,
+            };
+            let action = match action {
+                Action::Service => TrapAction::Service,
+                Action::Stop => TrapAction::Stop,
+            };
+            policy.with(class, action)
+        });
+    Supervision {
+        policy,
+        budget: RestartBudget {
+            restarts: described.restart_budget.restarts,
+            period_ms: described.restart_budget.period_ms,
+        },
+        watchdog_ms: described.watchdog_ms.unwrap_or(0),
+    }
 }
 
 /// `partition`'s grants: its placement, limits, cores and windows, and the MMIO
@@ -168,6 +199,7 @@ pub fn build(system: &System, board: &Board) -> Result<Vec<u8>> {
             argument: partition.argument,
             caps: cap_table(system, &partitions, partition),
             resources,
+            supervision: supervision(partition),
         })
         .collect();
     let queues = u32::try_from(system.queues.len()).context("too many queues")?;
@@ -210,5 +242,30 @@ mod tests {
             Rights(Rights::INSPECT.0 | Rights::RESTART.0)
         );
         assert_eq!(service[3], None);
+    }
+
+    /// Verifies: SK-CFG-003
+    #[test]
+    fn supervision_is_compiled_as_described() {
+        let board = Board::load(&crate::from_root("description/tests/board")).expect("board");
+        let system =
+            septum_description::load(&crate::from_root("description/tests/good.toml"), &board)
+                .expect("valid");
+        let order: Vec<&Partition> = system.boot_order().collect();
+        let alpha = supervision(order[1]);
+        let stopped: Vec<_> = TrapClass::ALL
+            .into_iter()
+            .filter(|&class| alpha.policy.action(class) == TrapAction::Stop)
+            .collect();
+        assert_eq!(stopped, [TrapClass::Mmio, TrapClass::Instruction]);
+        assert_eq!(
+            (
+                alpha.budget.restarts,
+                alpha.budget.period_ms,
+                alpha.watchdog_ms
+            ),
+            (5, 60_000, 50)
+        );
+        assert_eq!(supervision(order[0]), Supervision::default());
     }
 }

@@ -2,6 +2,8 @@
 //! their source spans so every error can name its line and column. See the README,
 //! "System descriptions", for the annotated format.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -52,6 +54,11 @@ pub struct PartitionEntry {
     pub devices: Vec<Spanned<String>>,
     #[serde(default)]
     pub caps: Vec<Spanned<CapEntry>>,
+    /// Trap class name to action name; checked by the `policy` rule.
+    pub policy: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    /// Key to value; checked (keys and types too) by the `restart-budget` rule.
+    pub restart_budget: Option<Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>>,
+    pub watchdog_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

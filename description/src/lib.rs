@@ -19,7 +19,10 @@ mod size;
 mod validate;
 
 pub use board::{Board, BoardDevice, MemoryRegion};
-pub use model::{Cap, CapKind, ImageSource, Kind, Partition, Queue, Right, System, Window};
+pub use model::{
+    Cap, CapKind, ImageSource, Kind, Partition, Queue, RestartBudget, Right, Supervision, System,
+    TrapAction, TrapClass, Window,
+};
 pub use size::parse_size;
 pub use validate::{CAP_SLOTS, RULES};
 

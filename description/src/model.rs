@@ -1,6 +1,6 @@
 //! The validated system: what a [`System`] (obtainable only from a description
-//! that passed every rule) says about its partitions, capabilities, windows and
-//! queues.
+//! that passed every rule) says about its partitions, capabilities, windows,
+//! supervision and queues.
 
 use std::path::PathBuf;
 
@@ -170,6 +170,128 @@ pub struct Partition {
     pub devices: Vec<String>,
     /// Its capability table: slot `i` is `caps[i]`.
     pub caps: Vec<Cap>,
+    /// How the kernel supervises it: trap policy, restart budget, watchdog.
+    pub supervision: Supervision,
+}
+
+/// A kind of trap a guest can take; the kernel's `TrapClass`, by the same names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TrapClass {
+    /// `mmio`: a data access outside its RAM and granted devices.
+    Mmio,
+    /// `port`: an I/O port it was not granted (x86).
+    Port,
+    /// `sysreg`: a trapped system register (aarch64) or MSR (x86).
+    SystemRegister,
+    /// `instruction`: a trapped instruction (SMC on aarch64).
+    Instruction,
+}
+
+impl TrapClass {
+    /// Every class, in the kernel's bit order.
+    pub const ALL: [TrapClass; 4] = [
+        TrapClass::Mmio,
+        TrapClass::Port,
+        TrapClass::SystemRegister,
+        TrapClass::Instruction,
+    ];
+
+    /// The class's name in descriptions.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrapClass::Mmio => "mmio",
+            TrapClass::Port => "port",
+            TrapClass::SystemRegister => "sysreg",
+            TrapClass::Instruction => "instruction",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<TrapClass> {
+        TrapClass::ALL
+            .into_iter()
+            .find(|class| class.name() == text)
+    }
+}
+
+/// What the kernel does when a guest takes a trap of some class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrapAction {
+    /// `service`: suspend the guest and let the service VM decide.
+    Service,
+    /// `stop`: stop the guest at once.
+    Stop,
+}
+
+impl TrapAction {
+    /// The action's name in descriptions.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrapAction::Service => "service",
+            TrapAction::Stop => "stop",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<TrapAction> {
+        [TrapAction::Service, TrapAction::Stop]
+            .into_iter()
+            .find(|action| action.name() == text)
+    }
+}
+
+/// At most `restarts` restarts within any `period_ms` milliseconds; past that the
+/// partition stays stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartBudget {
+    /// Restarts allowed per period (0 to 16).
+    pub restarts: u16,
+    /// The period in milliseconds (1 to 3,600,000).
+    pub period_ms: u32,
+}
+
+impl Default for RestartBudget {
+    /// The kernel's default: 3 restarts per 10 s.
+    fn default() -> Self {
+        RestartBudget {
+            restarts: 3,
+            period_ms: 10_000,
+        }
+    }
+}
+
+/// How the kernel supervises a partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Supervision {
+    /// Every trap class, in [`TrapClass::ALL`] order, with its action. All
+    /// `service` for the service VM, whose traps always restart it.
+    pub policy: Vec<(TrapClass, TrapAction)>,
+    /// How often it may be restarted.
+    pub restart_budget: RestartBudget,
+    /// Its heartbeat period in milliseconds; `None` when it has no watchdog.
+    pub watchdog_ms: Option<u32>,
+}
+
+impl Default for Supervision {
+    /// Every trap to the service VM, the default budget, no watchdog.
+    fn default() -> Self {
+        Supervision {
+            policy: TrapClass::ALL
+                .into_iter()
+                .map(|class| (class, TrapAction::Service))
+                .collect(),
+            restart_budget: RestartBudget::default(),
+            watchdog_ms: None,
+        }
+    }
+}
+
+impl Supervision {
+    /// The action for `class`.
+    pub fn action(&self, class: TrapClass) -> TrapAction {
+        self.policy
+            .iter()
+            .find(|(listed, _)| *listed == class)
+            .map_or(TrapAction::Service, |&(_, action)| action)
+    }
 }
 
 /// A validated queue.

@@ -34,7 +34,10 @@
 //! | `guest-control` | a guest granted partition control or the system capability |
 //! | `queue-end` | a queue end held by a partition that is not that end of the queue |
 //! | `cap-count` | more than 16 capabilities in one partition |
-//! | `policy-reserved` | keys in `[policy]`, whose format arrives with the service-VM work |
+//! | `policy` | a trap `policy` naming an unknown trap class or action, or a `policy` on the service VM (its traps always restart it) |
+//! | `restart-budget` | a `restart_budget` without both `restarts` and `period_ms` or with other keys, more than 16 restarts, or a period of 0 or over 3,600,000 ms |
+//! | `watchdog` | a `watchdog_ms` of 0 or over 60,000, a `watchdog_ms` without a `watchdog` capability that has `heartbeat`, or such a capability without `watchdog_ms` |
+//! | `policy-reserved` | keys in the top-level `[policy]` section (trap policies are set per partition with the `policy` key) |
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
@@ -46,6 +49,8 @@ use crate::board::Board;
 use crate::format::{Boards, CapEntry, PartitionEntry, QueueEntry, SystemFile};
 use crate::model::{Cap, CapKind, ImageSource, Kind, Partition, Queue, Right, System, Window};
 use crate::{DescriptionError, DescriptionErrors, Locator};
+
+mod supervision;
 
 /// Every rule's identifier, as errors report it.
 pub const RULES: &[&str] = &[
@@ -79,6 +84,9 @@ pub const RULES: &[&str] = &[
     "guest-control",
     "queue-end",
     "cap-count",
+    "policy",
+    "restart-budget",
+    "watchdog",
     "policy-reserved",
 ];
 
@@ -161,8 +169,7 @@ pub(crate) fn validate(
     if let Some(policy) = &file.policy
         && !policy.get_ref().is_empty()
     {
-        let message =
-            "the [policy] section is reserved; its keys arrive with the service-VM work".into();
+        let message = "the top-level [policy] section is reserved; trap policies are set per partition with the `policy` key".into();
         check.fail(policy.span(), "policy-reserved", message);
     }
     if check.errors.is_empty() {
@@ -350,6 +357,7 @@ fn check_partition(
             .collect(),
         devices: p.devices.iter().map(|d| d.get_ref().clone()).collect(),
         caps: Vec::new(),
+        supervision: supervision::check_supervision(check, p, kind),
     }
 }
 

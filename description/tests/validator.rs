@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use septum_description::{Board, CapKind, Kind, Right, parse};
+use septum_description::{
+    Board, CapKind, Kind, RestartBudget, Right, Supervision, TrapAction, TrapClass, parse,
+};
 
 fn board() -> Board {
     Board::load(Path::new("tests/board")).expect("test board")
@@ -82,7 +84,28 @@ fn the_good_file_validates_with_every_feature() {
     assert_eq!(alpha.at, Some(0x4200_0000));
     assert_eq!(alpha.devices, ["rtc"]);
     assert_eq!(alpha.caps.len(), 4);
+    let actions: Vec<_> = TrapClass::ALL
+        .map(|class| alpha.supervision.action(class))
+        .into();
+    assert_eq!(
+        actions,
+        [
+            TrapAction::Stop,
+            TrapAction::Service,
+            TrapAction::Service,
+            TrapAction::Stop
+        ]
+    );
+    assert_eq!(
+        alpha.supervision.restart_budget,
+        RestartBudget {
+            restarts: 5,
+            period_ms: 60_000
+        }
+    );
+    assert_eq!(alpha.supervision.watchdog_ms, Some(50));
     let service = &system.partitions[1];
+    assert_eq!(service.supervision, Supervision::default());
     assert_eq!(service.caps[1].kind, CapKind::Control("alpha".into()));
     assert_eq!(service.caps[1].rights, [Right::Inspect, Right::Restart]);
     assert_eq!(system.queues[0].max_in_flight, 4);

@@ -6,6 +6,7 @@ use septum_core::abi::Call;
 use septum_core::caps::{CAP_SLOTS, Cap, CapType};
 use septum_core::package::{Kind, Package, PartitionSpec, encode};
 use septum_core::resources::Resources;
+use septum_core::supervision::Supervision;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -129,6 +130,7 @@ fn kernel() -> (Kernel<FakeVcpu, FakeMachine>, Rc<RefCell<Log>>, Vec<u8>) {
             argument: 0,
             caps,
             resources: Resources::new(RAM, RAM, 1),
+            supervision: Supervision::default(),
         }
     })
     .collect();

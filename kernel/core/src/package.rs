@@ -12,7 +12,7 @@
 //! | 16 | 8 | total package length in bytes |
 //! | 24 | 4 | number of queues in the system |
 //! | 28 | 4 | major frame in µs (0: no schedule) |
-//! | 32 | 432 × count | partition records |
+//! | 32 | 448 × count | partition records |
 //! | ... | | images |
 //!
 //! A partition record: name (16 bytes, NUL-padded, `[a-z0-9_-]`), kind (4: 0 service,
@@ -22,20 +22,24 @@
 //! several roles), then its capability table: 16 slots of 8 bytes, each type (1:
 //! 0 for an empty slot, else a [`CapType`]), reserved (1), rights (2), object (2),
 //! badge (2: the holder's index on a queue send end, else 0); then its
-//! [`Resources`] block (240 bytes).
+//! [`Resources`] block (240 bytes); then its [`Supervision`] block (12 bytes: trap
+//! policy, restart budget, watchdog period) and reserved (4, zero), which keep
+//! records a multiple of 8 bytes long.
 //!
 //! Invariant: [`Package::parse`] accepts a byte string only if every record is
 //! consistent: exactly one service VM, listed first; unique names; each image inside
-//! the package and no larger than its RAM; the entry inside the image. Everything the
-//! kernel later does with a package relies on this check.
+//! the package and no larger than its RAM; the entry inside the image; a canonical
+//! supervision block, with no trap policy on the service VM. Everything the kernel
+//! later does with a package relies on this check.
 
 use crate::caps::{CAP_SLOTS, Cap, CapTable, CapType, Rights};
 use crate::resources::{RESOURCES_SIZE, Resources};
+use crate::supervision::{SUPERVISION_SIZE, Supervision, TrapPolicy};
 
 /// The package magic.
 pub const MAGIC: [u8; 8] = *b"SEPTUMPK";
 /// The format version this core reads and writes.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// Most partitions a system may have.
 pub const MAX_PARTITIONS: usize = 8;
 /// Longest partition name, in bytes.
@@ -47,7 +51,12 @@ const HEADER_SIZE: usize = 32;
 const CAP_SIZE: usize = 8;
 const BASE_RECORD_SIZE: usize = 64;
 const RESOURCES_OFFSET: usize = BASE_RECORD_SIZE + CAP_SLOTS * CAP_SIZE;
-const RECORD_SIZE: usize = RESOURCES_OFFSET + RESOURCES_SIZE;
+const SUPERVISION_OFFSET: usize = RESOURCES_OFFSET + RESOURCES_SIZE;
+/// Zero bytes after the supervision block, so that records stay 8-byte multiples.
+const RECORD_PADDING: usize = 4;
+const RECORD_SIZE: usize = SUPERVISION_OFFSET + SUPERVISION_SIZE + RECORD_PADDING;
+// The layout table in the module docs states this size.
+const _: () = assert!(RECORD_SIZE == 448);
 
 /// What a partition is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +86,8 @@ pub struct PartitionSpec<'a> {
     pub caps: CapTable,
     /// Its placement, memory limits, cores, windows and devices.
     pub resources: Resources,
+    /// Its trap policy (default for the service VM), restart budget and watchdog.
+    pub supervision: Supervision,
 }
 
 /// Why a package was refused.
@@ -109,6 +120,9 @@ pub enum PackageError {
     /// an object that does not exist, non-zero reserved bytes, or a service-only
     /// capability held by a guest.
     BadCap(usize, usize),
+    /// Record `index` has a supervision block that is not canonical, non-zero bytes
+    /// after it, or a trap policy on the service VM (its traps always restart it).
+    BadSupervision(usize),
 }
 
 /// A validated package.
@@ -246,6 +260,12 @@ impl<'a> Package<'a> {
                 r.memory_min <= ram_size && ram_size <= r.memory_max && r.memory_max <= RAM_MAX
             })
             .ok_or(PackageError::BadResources(index))?;
+        let padding_clear = record[SUPERVISION_OFFSET + SUPERVISION_SIZE..]
+            .iter()
+            .all(|&b| b == 0);
+        let supervision = Supervision::decode(&record[SUPERVISION_OFFSET..])
+            .filter(|s| padding_clear && (kind == Kind::Guest || s.policy == TrapPolicy::default()))
+            .ok_or(PackageError::BadSupervision(index))?;
         Ok(PartitionSpec {
             name,
             kind,
@@ -255,6 +275,7 @@ impl<'a> Package<'a> {
             argument: read_u64(record, 56),
             caps,
             resources,
+            supervision,
         })
     }
 
@@ -380,6 +401,8 @@ pub fn encode(
             bytes.extend_from_slice(&raw);
         }
         p.resources.encode(&mut bytes);
+        p.supervision.encode(&mut bytes);
+        bytes.extend_from_slice(&[0; RECORD_PADDING]);
         image_offset += p.image.len().next_multiple_of(8);
     }
     for p in partitions {
@@ -393,6 +416,7 @@ pub fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::supervision::{MAX_RESTARTS, RestartBudget, TrapAction, TrapClass};
     use proptest::prelude::*;
 
     fn spec<'a>(name: &'a str, kind: Kind, image: &'a [u8]) -> PartitionSpec<'a> {
@@ -405,6 +429,19 @@ mod tests {
             argument: 0,
             caps: [None; CAP_SLOTS],
             resources: Resources::new(0x20_0000, 0x20_0000, 1),
+            supervision: Supervision::default(),
+        }
+    }
+
+    /// Stops on MMIO traps, 5 restarts a minute, a 50 ms watchdog.
+    fn strict() -> Supervision {
+        Supervision {
+            policy: TrapPolicy::default().with(TrapClass::Mmio, TrapAction::Stop),
+            budget: RestartBudget {
+                restarts: 5,
+                period_ms: 60_000,
+            },
+            watchdog_ms: 50,
         }
     }
 
@@ -422,6 +459,7 @@ mod tests {
         service.caps[0] = cap(CapType::Console, Rights::WRITE, 0);
         service.caps[3] = cap(CapType::Control, Rights::RESTART, 1);
         let mut hello = spec("hello", Kind::Guest, &[5; 9]);
+        hello.supervision = strict();
         hello.caps[15] = Some(Cap {
             badge: 1,
             ..cap(CapType::QueueSend, Rights::SEND, 1).unwrap()
@@ -448,6 +486,8 @@ mod tests {
             Some((CapType::QueueSend, 1))
         );
         assert_eq!(parts[1].caps[..15], [None; 15]);
+        assert_eq!(parts[0].supervision, Supervision::default());
+        assert_eq!(parts[1].supervision, strict());
     }
 
     /// Verifies: SK-INIT-003
@@ -580,6 +620,61 @@ mod tests {
 
     /// Verifies: SK-INIT-003
     #[test]
+    fn supervision_blocks_must_be_canonical_and_leave_the_service_vm_without_a_policy() {
+        let service = spec("s", Kind::Service, &[0; 8]);
+        let guest = spec("g", Kind::Guest, &[0; 8]);
+        let budget = |restarts, period_ms| Supervision {
+            budget: RestartBudget {
+                restarts,
+                period_ms,
+            },
+            ..strict()
+        };
+        let cases = [
+            (0, strict()),
+            (1, budget(MAX_RESTARTS + 1, 1_000)),
+            (1, budget(3, 0)),
+        ];
+        for (holder, bad) in cases {
+            let mut parts = [service, guest];
+            parts[holder].supervision = bad;
+            assert_eq!(
+                encode(&parts, 0, None).unwrap_err(),
+                PackageError::BadSupervision(holder),
+                "{bad:?}"
+            );
+        }
+        let good = encode(
+            &[
+                service,
+                PartitionSpec {
+                    supervision: strict(),
+                    ..guest
+                },
+            ],
+            0,
+            None,
+        )
+        .unwrap();
+        let block = HEADER_SIZE + RECORD_SIZE + SUPERVISION_OFFSET;
+        for (at, value) in [
+            (block, 0x10),                          // a stop bit for no trap class
+            (block + 1, 1),                         // the block's reserved byte
+            (block + SUPERVISION_SIZE, 1),          // the first padding byte
+            (HEADER_SIZE + 2 * RECORD_SIZE - 1, 1), // the last padding byte
+        ] {
+            let mut bad = good.clone();
+            bad[at] = value;
+            assert_eq!(
+                Package::parse(&bad).unwrap_err(),
+                PackageError::BadSupervision(1),
+                "byte {at}"
+            );
+        }
+    }
+
+    /// Verifies: SK-INIT-003
+    #[test]
     fn header_damage_is_detected() {
         let good = demo();
         assert_eq!(
@@ -627,6 +722,11 @@ mod tests {
                     prop_assert!(p.entry_offset < p.image.len() as u64);
                     services += usize::from(p.kind == Kind::Service);
                     prop_assert_eq!(p.kind == Kind::Service, i == 0);
+                    let stops = TrapClass::ALL
+                        .iter()
+                        .any(|&class| p.supervision.policy.action(class) == TrapAction::Stop);
+                    prop_assert!(p.kind == Kind::Guest || !stops);
+                    prop_assert!(p.supervision.budget.restarts <= MAX_RESTARTS);
                     for cap in p.caps.iter().flatten() {
                         prop_assert!(cap.ty.possible_rights().contains(cap.rights));
                         let service_only = matches!(cap.ty, CapType::Control | CapType::System);

@@ -6,6 +6,7 @@ use crate::caps::{CAP_SLOTS, Cap};
 use crate::event::{Fault, Reason};
 use crate::package::{PartitionSpec, encode};
 use crate::resources::Resources;
+use crate::supervision::Supervision;
 use proptest::prelude::*;
 
 pub(super) const GUEST_BASE: u64 = 0x4000_0000;
@@ -86,6 +87,7 @@ pub(super) fn system_with(guests: usize, caps: impl Fn(Kind) -> CapTable) -> (Sy
                 argument: 0,
                 caps: caps(kind),
                 resources: Resources::new(RAM, RAM, 1),
+                supervision: Supervision::default(),
             }
         })
         .collect();
@@ -285,6 +287,7 @@ fn each_call_needs_its_capability_type_and_right() {
         argument: 0,
         caps,
         resources: Resources::new(RAM, RAM, 1),
+        supervision: Supervision::default(),
     };
     let bytes = encode(&[spec], 0, None).unwrap();
     let package = Package::parse(&bytes).unwrap();
@@ -351,6 +354,7 @@ fn placements_must_match_the_package() {
         argument: 0,
         caps: caps_for(kind),
         resources: Resources::new(RAM, RAM, 1),
+        supervision: Supervision::default(),
     };
     let specs = [spec("s", Kind::Service), spec("g", Kind::Guest)];
     let bytes = encode(&specs, 0, None).unwrap();
@@ -482,6 +486,7 @@ fn scheduled() -> (System, FakeMachine) {
                 argument: 0,
                 caps: caps_for(kind),
                 resources,
+                supervision: Supervision::default(),
             }
         })
         .collect();
@@ -593,6 +598,7 @@ fn each_core_round_robins_its_own_partitions_and_waits_for_others() {
         argument: 0,
         caps: caps_for(kind),
         resources: Resources::new(RAM, RAM, cpus),
+        supervision: Supervision::default(),
     })
     .collect();
     let bytes = encode(&specs, 0, None).unwrap();
