@@ -37,6 +37,7 @@ fn rights(rights: &[Right]) -> Rights {
             Right::Heartbeat => Rights::HEARTBEAT,
             Right::Ready => Rights::READY,
             Right::Shutdown => Rights::SHUTDOWN,
+            Right::Monitor => Rights::MONITOR,
             Right::Yield => Rights::YIELD,
             Right::Exit => Rights::EXIT,
         }

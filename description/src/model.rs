@@ -62,6 +62,8 @@ pub enum Right {
     Ready,
     /// System: power off.
     Shutdown,
+    /// System: take supervision events and read the audit ring.
+    Monitor,
     /// Self: yield the rest of the turn.
     Yield,
     /// Self: exit.
@@ -84,6 +86,7 @@ impl Right {
             "heartbeat" => Right::Heartbeat,
             "ready" => Right::Ready,
             "shutdown" => Right::Shutdown,
+            "monitor" => Right::Monitor,
             "yield" => Right::Yield,
             "exit" => Right::Exit,
             _ => return None,
@@ -126,7 +129,7 @@ impl CapKind {
                 Right::Stop,
                 Right::SetMemoryTarget,
             ],
-            CapKind::System => &[Right::Ready, Right::Shutdown],
+            CapKind::System => &[Right::Ready, Right::Shutdown, Right::Monitor],
             CapKind::SelfPartition => &[Right::Yield, Right::Exit],
             CapKind::Balloon => &[Right::Inflate, Right::Deflate],
             CapKind::Watchdog => &[Right::Heartbeat],

@@ -1,27 +1,299 @@
-//! The service VM: the privileged partition the kernel starts before any guest.
+//! The service VM: the privileged partition the kernel starts before any guest, and
+//! the monitor that decides what happens to a guest that misbehaves.
 //!
-//! For now it reports ready (which lets the guests start), then keeps yielding to the
-//! guests until none of them can run any more, and shuts the system down cleanly.
-//! Its capabilities: console (slot 0), self (slot 1), system (slot 2).
-//! The service-VM issue grows this into the monitor that handles faults, traps and
-//! restarts.
+//! Its capabilities: console (slot 0), self (slot 1), system (slot 2, rights
+//! `ready`, `shutdown`, `monitor`), then any number of control capabilities, one per
+//! guest it supervises, and optionally a watchdog capability. It finds them by
+//! identifying its own slots, so it rebuilds its whole view from the kernel's state
+//! whenever it starts, including after the kernel restarted it.
+//!
+//! Its policy, one handler per event kind:
+//! - **trap** (the guest's policy sent it here): resume the guest past the access;
+//!   if the kernel cannot skip that instruction, restart the guest;
+//! - **fault** and **missed heartbeat**: restart the guest (the kernel stops it for
+//!   good once its restart budget is spent);
+//! - **exited** / **stopped**: note it; when no guest is left, shut down;
+//! - **console**: the operator pressed Ctrl-T; read commands from the input events:
+//!   `list`, `restart <name>`, `stop <name>`, `resume <name>`, `audit`, `help`.
+//!
+//! The boot argument holds test switches: bit 0 crashes the first instance on its
+//! first event, bit 1 tightens every guest's MMIO policy to `stop` before `ready`
+//! (and shows that loosening it again is refused), bit 2 makes the first instance
+//! stop heartbeating on its first event.
 #![no_std]
 #![no_main]
 
-use septum_sdk::{Boot, println, slot};
+use septum_abi::CapType;
+use septum_abi::event::Kind;
+use septum_sdk::supervise::{self, Event};
+use septum_sdk::{Boot, Error, println, slot};
 
 septum_sdk::entry!(main);
 
+const CRASH_ON_FIRST_EVENT: u64 = 1 << 0;
+const STRICT_MMIO: u64 = 1 << 1;
+const HANG_ON_FIRST_EVENT: u64 = 1 << 2;
+const MMIO_CLASS: u64 = 0;
+
+/// The guests this instance supervises: (control slot, partition index).
+type Guests = heapless::Vec<(u64, u16), 8>;
+
 fn main(boot: Boot) -> u64 {
-    println!("service VM up, {} KiB of RAM", boot.ram_size / 1024);
-    if let Err(error) = septum_sdk::ready(slot::SYSTEM) {
-        println!("ready refused: {}", error.name());
-        return 1;
+    println!(
+        "service VM up, generation {}, {} KiB of RAM",
+        boot.generation,
+        boot.ram_size / 1024
+    );
+    let guests: Guests = supervise::slots_of(CapType::Control).collect();
+    let watchdog = supervise::slots_of(CapType::Watchdog).next().map(|(s, _)| s);
+    if boot.argument & STRICT_MMIO != 0 && boot.generation == 1 {
+        tighten_mmio(&guests);
     }
-    // Yield until every guest has exited or been stopped.
-    while septum_sdk::yield_now(slot::SELF).is_ok_and(|others| others > 0) {}
+    match septum_sdk::ready(slot::SYSTEM) {
+        Ok(()) if boot.generation > 1 => {
+            println!("restarted; supervising {} guests", guests.len());
+            list(&guests);
+        }
+        Ok(()) => {}
+        Err(error) => {
+            println!("ready refused: {}", error.name());
+            return 1;
+        }
+    }
+    let first_instance = boot.generation == 1;
+    let mut console = Console::default();
+    let mut handled = 0u64;
+    loop {
+        if let Some(slot) = watchdog {
+            let _ = supervise::heartbeat(slot);
+        }
+        let event = match supervise::wait_event(slot::SYSTEM) {
+            Ok(event) => event,
+            Err(error) => {
+                println!("cannot take events: {}", error.name());
+                return 1;
+            }
+        };
+        handled += 1;
+        if first_instance && handled == 1 {
+            misbehave_if_asked(boot.argument);
+        }
+        handle(&event, &guests, &mut console);
+        if event.live_guests == 0 && matches!(event.kind, Kind::Exited | Kind::Stopped) {
+            break;
+        }
+    }
     println!("all guests done, shutting down");
     let error = septum_sdk::shutdown(slot::SYSTEM, 0);
     println!("shutdown refused: {}", error.name());
     1
+}
+
+fn handle(event: &Event, guests: &Guests, console: &mut Console) {
+    let Some(&(control, _)) = guests.iter().find(|(_, i)| u64::from(*i) == event.partition)
+    else {
+        match event.kind {
+            Kind::Console => console.open(),
+            Kind::Input => event.input().for_each(|b| console.key(b, guests)),
+            _ => println!("event {:?} about partition {}", event.kind, event.partition),
+        }
+        return;
+    };
+    let name = name_of(control);
+    let reason = event.reason.map_or("-", |r| r.name());
+    match event.kind {
+        Kind::Trap => {
+            println!(
+                "{name} gen {} trapped ({reason} at {:#x}, pc {:#x}): resuming past it",
+                event.generation, event.address, event.snapshot[0]
+            );
+            match supervise::resume(control, event.generation, true) {
+                Err(Error::CannotSkip) => restart(control, &name, event.generation),
+                Err(error) => println!("resume of {name} refused: {}", error.name()),
+                Ok(()) => {}
+            }
+        }
+        Kind::Fault | Kind::Watchdog => {
+            println!(
+                "{name} gen {} {} ({reason} at {:#x}, pc {:#x}): restarting it",
+                event.generation,
+                if event.kind == Kind::Fault {
+                    "faulted"
+                } else {
+                    "missed its heartbeat"
+                },
+                event.address,
+                event.snapshot[0]
+            );
+            restart(control, &name, event.generation);
+        }
+        Kind::Exited => println!("{name} exited with code {}", event.detail),
+        Kind::Stopped => println!("{name} was stopped by the kernel"),
+        Kind::Console | Kind::Input => {}
+    }
+}
+
+fn restart(control: u64, name: &str, generation: u32) {
+    match supervise::restart(control, generation) {
+        Ok(_) => {}
+        Err(Error::BudgetExhausted) => {
+            println!("{name} used up its restart budget: it stays stopped")
+        }
+        Err(error) => println!("restart of {name} refused: {}", error.name()),
+    }
+}
+
+fn name_of(control: u64) -> heapless::String<16> {
+    let mut name = heapless::String::new();
+    if let Ok(info) = supervise::inspect(control) {
+        let _ = name.push_str(info.name());
+    }
+    name
+}
+
+fn list(guests: &Guests) {
+    for &(control, _) in guests {
+        if let Ok(info) = supervise::inspect(control) {
+            println!(
+                "  {:<12} {:<10} gen={} restarts={} ram={}K",
+                info.name(),
+                info.state.name(),
+                info.generation,
+                info.restarts,
+                info.ram / 1024
+            );
+        }
+    }
+}
+
+fn tighten_mmio(guests: &Guests) {
+    for &(control, _) in guests {
+        let name = name_of(control);
+        match supervise::set_policy(control, MMIO_CLASS, true) {
+            Ok(()) => println!("policy of {name}: mmio traps now stop it"),
+            Err(error) => println!("policy of {name} not tightened: {}", error.name()),
+        }
+        if let Err(error) = supervise::set_policy(control, MMIO_CLASS, false) {
+            println!("loosening the policy of {name} back: refused ({})", error.name());
+        }
+    }
+}
+
+/// The test switches of the boot argument, applied on the first instance's first
+/// event.
+fn misbehave_if_asked(argument: u64) {
+    if argument & CRASH_ON_FIRST_EVENT != 0 {
+        println!("crashing on purpose");
+        // SAFETY: an undefined instruction traps to the kernel, which restarts this
+        // partition; nothing after it runs.
+        unsafe { crash() };
+    }
+    if argument & HANG_ON_FIRST_EVENT != 0 {
+        println!("hanging on purpose");
+        loop {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// # Safety
+/// Never returns: the kernel stops or restarts the partition.
+#[cfg(target_arch = "aarch64")]
+unsafe fn crash() {
+    // SAFETY: see the caller.
+    unsafe { core::arch::asm!("udf #0") }
+}
+
+/// # Safety
+/// Never returns: the kernel stops or restarts the partition.
+#[cfg(target_arch = "x86_64")]
+unsafe fn crash() {
+    // SAFETY: see the caller.
+    unsafe { core::arch::asm!("ud2") }
+}
+
+/// The operator's console: a line of typed input and its commands.
+#[derive(Default)]
+struct Console {
+    line: heapless::String<64>,
+}
+
+impl Console {
+    fn open(&mut self) {
+        self.line.clear();
+        println!("console: list, restart <name>, stop <name>, resume <name>, audit, help");
+    }
+
+    fn key(&mut self, byte: u8, guests: &Guests) {
+        match byte {
+            b'\r' | b'\n' => {
+                let line = core::mem::take(&mut self.line);
+                if !line.trim().is_empty() {
+                    command(line.trim(), guests);
+                }
+            }
+            0x20..=0x7e => {
+                let _ = self.line.push(byte as char);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn command(line: &str, guests: &Guests) {
+    println!("> {line}");
+    let mut words = line.split_whitespace();
+    let verb = words.next().unwrap_or("");
+    let target = words.next().and_then(|name| {
+        guests
+            .iter()
+            .map(|&(control, _)| control)
+            .find(|&control| name_of(control) == name)
+    });
+    let result = match (verb, target) {
+        ("list", _) => {
+            list(guests);
+            Ok(())
+        }
+        ("audit", _) => {
+            audit();
+            Ok(())
+        }
+        ("restart", Some(control)) => supervise::restart(control, 0).map(|_| ()),
+        ("stop", Some(control)) => supervise::stop(control, 0),
+        ("resume", Some(control)) => supervise::resume(control, 0, false),
+        ("restart" | "stop" | "resume", None) => {
+            println!("no such guest");
+            Ok(())
+        }
+        _ => {
+            println!("commands: list, restart <name>, stop <name>, resume <name>, audit");
+            Ok(())
+        }
+    };
+    if let Err(error) = result {
+        println!("refused: {}", error.name());
+    }
+}
+
+fn audit() {
+    let mut records = [[0u64; 4]; 16];
+    match supervise::audit_read(slot::SYSTEM, &mut records) {
+        Ok((copied, lost, remaining)) => {
+            for record in &records[..copied] {
+                let kind = septum_abi::audit::Kind::from_number((record[1] >> 8) as u8);
+                println!(
+                    "  t={}us partition={} gen={} {} {:#x} {:#x}",
+                    record[0],
+                    record[1] & 0xff,
+                    record[1] >> 32,
+                    kind.map_or("?", |k| k.name()),
+                    record[2],
+                    record[3]
+                );
+            }
+            println!("  ({copied} shown, {remaining} more, {lost} lost to overflow)");
+        }
+        Err(error) => println!("audit refused: {}", error.name()),
+    }
 }

@@ -4,8 +4,9 @@
 
 use core::arch::asm;
 
-/// Bytes of stack per core: a 64 KiB boot stack, then a 32 KiB trap stack.
-pub const STACKS_PER_CORE: u64 = 0x18000;
+/// Bytes of stack per core: a 160 KiB boot stack (the boot core moves the whole
+/// kernel state through it once), then a 32 KiB trap stack.
+pub const STACKS_PER_CORE: u64 = 0x30000;
 
 /// Bytes of stack for all cores. The stacks are not part of the image file: they
 /// occupy the last `STACKS_BYTES` of the memory the Image header's `image_size`

@@ -360,7 +360,7 @@ impl System {
                 caps: spec.caps,
                 console: LineBuffer::new(),
                 denied: 0,
-                supervision: Supervision::default(),
+                supervision: spec.supervision,
                 restart_times: heapless::Deque::new(),
                 restarts: 0,
                 suspension: None,
@@ -689,5 +689,7 @@ fn emit(platform: &mut impl Platform, event: Event<'_>) {
     let _ = writeln!(platform, "{event}");
 }
 
+#[cfg(test)]
+mod supervise_tests;
 #[cfg(test)]
 mod tests;

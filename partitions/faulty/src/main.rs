@@ -8,11 +8,17 @@
 //! | 2 | reads PMCR_EL0, a trapped system register | reads IA32_APIC_BASE, a trapped MSR |
 //! | 3 | `smc`: a call to the secure monitor | writes I/O port 0xCF9 (reset control) |
 //! | 4 | jumps outside its RAM (stage-2 instruction fault) | the same (EPT violation) |
+//! | 5 | writes, then reads, an unassigned MMIO address ([`UNASSIGNED_MMIO`]) and carries on if resumed | the same |
+//! | 6 | generation 1 leaves a marker in RAM outside its image, yields 3 times, then executes `udf`; later generations report whether the marker survived | the same with `ud2` |
+//! | 7 | executes `udf` in every generation (a crash loop) | `ud2` |
+//! | 8 | heartbeats (watchdog in slot 2) 5 times, then generation 1 spins without heartbeating; later generations heartbeat 20 times and exit | the same |
+//!
+//! Modes 5 to 8 serve the service-VM tests, where a supervisor resumes or restarts it.
 #![no_std]
 #![no_main]
 
 use core::arch::asm;
-use septum_sdk::{Boot, RAM_BASE, println};
+use septum_sdk::{Boot, RAM_BASE, println, slot};
 
 septum_sdk::entry!(main);
 
@@ -32,6 +38,13 @@ fn main(boot: Boot) -> u64 {
         // SAFETY: the fetch from outside our RAM faults before any instruction there
         // runs; the kernel stops this partition.
         4 => unsafe { jump(outside) },
+        5 => return touch_unassigned_mmio(),
+        6 => return crash_after_marking(boot),
+        7 => {
+            println!("generation {}: crashing", boot.generation);
+            undefined_instruction();
+        }
+        8 => return hang_once(boot),
         _ => {
             println!("unknown mode");
             return 2;
@@ -39,6 +52,74 @@ fn main(boot: Boot) -> u64 {
     }
     println!("still running after the fault: the kernel failed to stop me");
     1
+}
+
+/// A guest-physical address no partition is granted: virtio-mmio space on
+/// qemu-virt, the HPET's page on a PC.
+#[cfg(target_arch = "aarch64")]
+const UNASSIGNED_MMIO: u64 = 0x0a00_0000;
+#[cfg(target_arch = "x86_64")]
+const UNASSIGNED_MMIO: u64 = 0xfed0_0000;
+
+fn touch_unassigned_mmio() -> u64 {
+    println!("writing unassigned MMIO at {UNASSIGNED_MMIO:#x}");
+    // SAFETY: the access traps to the kernel; a supervisor resumes us past it, so
+    // no memory is touched.
+    unsafe { core::ptr::write_volatile(UNASSIGNED_MMIO as *mut u32, 0x5eb7) };
+    // SAFETY: as above; a skipped load leaves the register as it was.
+    let value = unsafe { core::ptr::read_volatile(UNASSIGNED_MMIO as *const u32) };
+    println!("carried on after the MMIO accesses (read {value:#x})");
+    0
+}
+
+/// A word in the middle of RAM: outside the image, below the stack.
+fn marker(boot: &Boot) -> *mut u64 {
+    (RAM_BASE + boot.ram_size / 2) as *mut u64
+}
+
+fn crash_after_marking(boot: Boot) -> u64 {
+    // SAFETY: the marker lies in our own RAM, unused by the image and the stack.
+    let found = unsafe { core::ptr::read_volatile(marker(&boot)) };
+    println!("generation {}: marker reads {found:#x}", boot.generation);
+    if boot.generation > 1 {
+        if found == 0 {
+            println!("restarted with scrubbed RAM");
+            return 0;
+        }
+        println!("the marker survived the restart");
+        return 1;
+    }
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(marker(&boot), 0x5eb7_1a57) };
+    println!("marker written");
+    for _ in 0..3 {
+        let _ = septum_sdk::yield_now(slot::SELF);
+    }
+    println!("crashing");
+    undefined_instruction();
+    1
+}
+
+/// Where mode 8 expects its watchdog capability.
+const WATCHDOG_SLOT: u64 = 2;
+
+fn hang_once(boot: Boot) -> u64 {
+    let beats = if boot.generation == 1 { 5 } else { 20 };
+    for _ in 0..beats {
+        if let Err(error) = septum_sdk::supervise::heartbeat(WATCHDOG_SLOT) {
+            println!("heartbeat refused: {}", error.name());
+            return 1;
+        }
+        let _ = septum_sdk::yield_now(slot::SELF);
+    }
+    if boot.generation == 1 {
+        println!("generation 1: hanging without heartbeats");
+        loop {
+            core::hint::spin_loop();
+        }
+    }
+    println!("generation {}: healthy, exiting", boot.generation);
+    0
 }
 
 #[cfg(target_arch = "aarch64")]

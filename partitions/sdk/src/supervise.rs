@@ -96,10 +96,8 @@ impl PartitionInfo {
 /// Reads the state of the partition that the control capability in `slot` names.
 pub fn inspect(slot: u64) -> Result<PartitionInfo, Error> {
     let mut name = [0u8; NAME_MAX];
-    let [state, identity, ram] = typed(
-        Call::Inspect,
-        [slot, name.as_mut_ptr() as u64, 0, 0, 0, 0],
-    )?;
+    let [state, identity, ram] =
+        typed(Call::Inspect, [slot, name.as_mut_ptr() as u64, 0, 0, 0, 0])?;
     Ok(PartitionInfo {
         name,
         state: PartitionState::from_number(state).ok_or(Error::InvalidArgument)?,
@@ -113,11 +111,7 @@ pub fn inspect(slot: u64) -> Result<PartitionInfo, Error> {
 /// still at `generation` (0: any), skipping the trapped instruction if `skip`.
 pub fn resume(slot: u64, generation: u32, skip: bool) -> Result<(), Error> {
     let flags = if skip { resume::SKIP } else { 0 };
-    typed(
-        Call::Resume,
-        [slot, u64::from(generation), flags, 0, 0, 0],
-    )
-    .map(|_| ())
+    typed(Call::Resume, [slot, u64::from(generation), flags, 0, 0, 0]).map(|_| ())
 }
 
 /// Restarts the partition of control capability `slot` (if still at `generation`;
@@ -135,11 +129,7 @@ pub fn stop(slot: u64, generation: u32) -> Result<(), Error> {
 /// instruction) of the partition of control capability `slot` to `stop` (true) or
 /// `service`. Refused with [`Error::Loosening`] if that loosens the policy.
 pub fn set_policy(slot: u64, class: u64, stop: bool) -> Result<(), Error> {
-    typed(
-        Call::SetPolicy,
-        [slot, class, u64::from(stop), 0, 0, 0],
-    )
-    .map(|_| ())
+    typed(Call::SetPolicy, [slot, class, u64::from(stop), 0, 0, 0]).map(|_| ())
 }
 
 /// Copies audit records into `records` (system capability in `slot`). Returns how

@@ -438,11 +438,13 @@ impl System {
                 platform.write_ram(buffer.start, &bytes);
                 ok([record[WORD_KIND], record[WORD_PARTITION], live])
             }
-            Request::Identify(cap) => ok([
-                cap.ty as u64,
-                u64::from(cap.rights.0),
-                u64::from(cap.object),
-            ]),
+            Request::Identify(cap) => ok(cap.map_or([0; 3], |cap| {
+                [
+                    cap.ty as u64,
+                    u64::from(cap.rights.0),
+                    u64::from(cap.object),
+                ]
+            })),
             Request::Inspect(target, name) => {
                 let partition = &self.partitions[target];
                 if let Some(buffer) = name {
