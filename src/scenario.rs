@@ -174,7 +174,8 @@ impl Scenario {
         let service_line = format!("[{service}] ");
         let service_marker = format!("@@ partition {service} ");
         // Guest activity: a guest's own output, or a kernel line about something a
-        // guest did (the kernel's boot-time `placed` lines are not activity).
+        // guest did (the kernel's boot-time `placed` lines and the service VM's policy
+        // changes, which are about a guest, are not activity).
         let early_guest = lines
             .iter()
             .take_while(|line| !line.starts_with(&ready))
@@ -182,7 +183,8 @@ impl Scenario {
                 let guest_output = line.starts_with('[') && !line.starts_with(&service_line);
                 let guest_event = line.starts_with("@@ partition ")
                     && !line.starts_with(&service_marker)
-                    && !line.contains(" placed ");
+                    && !line.contains(" placed ")
+                    && !line.contains(" policy ");
                 guest_output || guest_event
             });
         if let Some(line) = early_guest {

@@ -61,6 +61,12 @@ scenarios! {
         hostile => "hostile",
         leak => "leak",
         bench_runs => "bench-aarch64",
+        supervise_trap => "supervise-trap",
+        supervise_restart => "supervise-restart",
+        supervise_watchdog => "supervise-watchdog",
+        supervise_budget => "supervise-budget",
+        service_crash => "service-crash",
+        policy_tighten => "policy-tighten",
     }
     pc {
         demo => "pc-demo",
@@ -80,5 +86,11 @@ scenarios! {
         irq => "pc-irq",
         irq_masked => "pc-irq-masked",
         bench_runs => "bench-x86_64",
+        supervise_trap => "pc-supervise-trap",
+        supervise_restart => "pc-supervise-restart",
+        supervise_watchdog => "pc-supervise-watchdog",
+        supervise_budget => "pc-supervise-budget",
+        service_crash => "pc-service-crash",
+        policy_tighten => "pc-policy-tighten",
     }
 }

@@ -186,7 +186,8 @@ pub enum Event<'a> {
         generation: u32,
         /// Its heartbeat period.
         period_ms: u32,
-        /// How long after the deadline the kernel noticed, in µs.
+        /// How long after the deadline the kernel noticed, in µs; `within_period=yes`
+        /// says that was no longer than one period.
         late_us: u64,
     },
     /// The service VM resumed a suspended partition.
@@ -318,7 +319,12 @@ impl fmt::Display for Event<'_> {
                 late_us,
             } => write!(
                 f,
-                "@@ partition {name} watchdog gen={generation} period_ms={period_ms} late_us={late_us}"
+                "@@ partition {name} watchdog gen={generation} period_ms={period_ms} late_us={late_us} within_period={}",
+                if late_us <= u64::from(period_ms) * 1000 {
+                    "yes"
+                } else {
+                    "no"
+                }
             ),
             Event::PartitionResume {
                 name,
