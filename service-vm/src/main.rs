@@ -45,7 +45,9 @@ fn main(boot: Boot) -> u64 {
         boot.ram_size / 1024
     );
     let guests: Guests = supervise::slots_of(CapType::Control).collect();
-    let watchdog = supervise::slots_of(CapType::Watchdog).next().map(|(s, _)| s);
+    let watchdog = supervise::slots_of(CapType::Watchdog)
+        .next()
+        .map(|(s, _)| s);
     if boot.argument & STRICT_MMIO != 0 && boot.generation == 1 {
         tighten_mmio(&guests);
     }
@@ -90,7 +92,9 @@ fn main(boot: Boot) -> u64 {
 }
 
 fn handle(event: &Event, guests: &Guests, console: &mut Console) {
-    let Some(&(control, _)) = guests.iter().find(|(_, i)| u64::from(*i) == event.partition)
+    let Some(&(control, _)) = guests
+        .iter()
+        .find(|(_, i)| u64::from(*i) == event.partition)
     else {
         match event.kind {
             Kind::Console => console.open(),
@@ -174,7 +178,10 @@ fn tighten_mmio(guests: &Guests) {
             Err(error) => println!("policy of {name} not tightened: {}", error.name()),
         }
         if let Err(error) = supervise::set_policy(control, MMIO_CLASS, false) {
-            println!("loosening the policy of {name} back: refused ({})", error.name());
+            println!(
+                "loosening the policy of {name} back: refused ({})",
+                error.name()
+            );
         }
     }
 }
