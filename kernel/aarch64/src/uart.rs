@@ -1,17 +1,24 @@
 //! The PL011 UART that carries the console. Only the kernel touches it: partitions
 //! reach the console through the `console_write` hypercall.
 //!
-//! Invariant: every byte is written only after the transmit FIFO has room.
+//! Invariant: every byte is written only after the transmit FIFO has room, and read
+//! only when the receive FIFO holds one.
 
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_bitfields;
 use tock_registers::register_structs;
-use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
+use tock_registers::registers::{ReadOnly, ReadWrite};
 
 register_bitfields! {u32,
+    DR [
+        /// The received or transmitted character.
+        DATA OFFSET(0) NUMBITS(8) [],
+    ],
     FR [
         /// Transmit FIFO full.
         TXFF OFFSET(5) NUMBITS(1) [],
+        /// Receive FIFO empty.
+        RXFE OFFSET(4) NUMBITS(1) [],
         /// UART busy transmitting.
         BUSY OFFSET(3) NUMBITS(1) [],
     ],
@@ -30,7 +37,7 @@ register_bitfields! {u32,
 
 register_structs! {
     Registers {
-        (0x000 => dr: WriteOnly<u32>),
+        (0x000 => dr: ReadWrite<u32, DR::Register>),
         (0x004 => _reserved0),
         (0x018 => fr: ReadOnly<u32, FR::Register>),
         (0x01c => _reserved1),
@@ -51,7 +58,7 @@ unsafe impl Send for Pl011 {}
 
 impl Pl011 {
     /// Takes over the PL011 whose registers are at `base`, keeping the baud rate the
-    /// firmware set, in 8N1 with FIFOs.
+    /// firmware set, in 8N1 with FIFOs, transmitter and receiver on.
     ///
     /// # Safety
     /// `base` must be the address of a PL011 register block, mapped as device memory
@@ -66,6 +73,20 @@ impl Pl011 {
             .cr
             .write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
         Pl011 { registers }
+    }
+
+    /// The next byte typed on the console, if one has arrived; never waits.
+    #[expect(
+        dead_code,
+        reason = "the kernel's console escape (SK-HM-006) will poll it; remove this when it does"
+    )]
+    pub fn receive(&mut self) -> Option<u8> {
+        if self.registers.fr.is_set(FR::RXFE) {
+            return None;
+        }
+        // Reading DR pops the FIFO; its error bits (framing, parity, break, overrun)
+        // above the character are dropped: a console byte is taken as it comes.
+        Some(self.registers.dr.read(DR::DATA) as u8)
     }
 }
 

@@ -3,12 +3,14 @@
 //! every I/O port access by a partition exits to the kernel.
 //!
 //! Invariant: a byte is written only when the transmit holding register is empty,
-//! and power-off waits until the transmitter is idle, so no output is lost.
+//! and power-off waits until the transmitter is idle, so no output is lost; a byte
+//! is read only when the line status says one has arrived.
 
 use x86_64::instructions::port::Port;
 
 /// The standard PC base port of COM1.
 const COM1: u16 = 0x3f8;
+const LINE_STATUS_DATA_READY: u8 = 1 << 0;
 const LINE_STATUS_THR_EMPTY: u8 = 1 << 5;
 const LINE_STATUS_IDLE: u8 = 1 << 6;
 /// Bochs (and its BIOS) quit the emulator when this port receives "Shutdown".
@@ -44,6 +46,20 @@ impl Serial {
             data: Port::new(COM1),
             line_status: Port::new(COM1 + 5),
         }
+    }
+
+    /// The next byte typed on the console, if one has arrived; never waits.
+    #[expect(
+        dead_code,
+        reason = "the kernel's console escape (SK-HM-006) will poll it; remove this when it does"
+    )]
+    pub fn receive(&mut self) -> Option<u8> {
+        if self.status() & LINE_STATUS_DATA_READY == 0 {
+            return None;
+        }
+        // SAFETY: a byte has arrived; reading the receive buffer register (the data
+        // port with the divisor latch off, as `com1` left it) takes it.
+        Some(unsafe { self.data.read() })
     }
 
     fn status(&mut self) -> u8 {
