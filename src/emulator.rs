@@ -1,12 +1,21 @@
 //! Running an image on an emulator: with a hard timeout and the console captured
 //! (tests, benchmarks), or attached to the terminal (the demo). QEMU runs the
 //! aarch64 boards; Bochs runs the PC, because it emulates VT-x.
+//!
+//! The console goes both ways. A captured run can type scripted input into it, each
+//! piece once the console has shown the text it waits for; an interactive run passes
+//! what is typed on the terminal to the guest. QEMU's console is its standard input
+//! and output (`-serial stdio`); Bochs' COM1 connects to a TCP socket on the loopback
+//! interface that this tool listens on (`mode=socket-client`), because Bochs' `file`
+//! mode only writes.
 
-use anyhow::{Context, Result};
-use std::io::Read;
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
 
 use crate::boards::Board;
@@ -25,6 +34,19 @@ pub struct RunOptions {
     pub timeout: Duration,
     /// CPU cores to emulate (QEMU's `-smp`); the board's default if `None`.
     pub cpus: Option<u32>,
+    /// What to type on the console, in order, in a captured run.
+    pub input: Vec<ConsoleInput>,
+}
+
+/// Bytes to type on the console once it has shown some text.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleInput {
+    /// The text to wait for. It must appear after the previous input's `after` text;
+    /// the console is matched with its `\r` bytes removed.
+    pub after: String,
+    /// The bytes to type, all at once.
+    pub send: String,
 }
 
 /// What a captured run produced.
@@ -37,6 +59,9 @@ pub struct RunOutput {
     /// Errors the emulator logged about the guest's use of the hardware (for Bochs:
     /// failed VMX instructions and VM entries).
     pub emulator_errors: Vec<String>,
+    /// How many of the run's [`RunOptions::input`] were typed: the rest waited for
+    /// text that never appeared.
+    pub input_sent: usize,
 }
 
 /// Runs `image` with the console captured, killing the emulator at the timeout.
@@ -47,7 +72,10 @@ pub fn run_captured(board: &Board, image: &Path, options: &RunOptions) -> Result
     }
 }
 
-/// Runs `image` with the console on this terminal until the emulator exits.
+/// Runs `image` with the console on this terminal until the emulator exits; what is
+/// typed goes to the guest. QEMU puts the terminal in raw mode and passes every key
+/// on (Enter as `\r`; `Ctrl-A x` quits QEMU); for Bochs the terminal keeps its line
+/// editing, and each line goes to the guest when Enter is pressed (ending in `\n`).
 /// Returns whether the system shut down cleanly: QEMU's exit status (PSCI
 /// SYSTEM_OFF exits with 0), or for Bochs, which always exits with 1 on power-off,
 /// the kernel's `@@ kernel shutdown status=ok` line.
@@ -83,24 +111,22 @@ fn qemu_command(board: &Board, image: &Path, options: &RunOptions) -> Command {
 fn qemu_captured(board: &Board, image: &Path, options: &RunOptions) -> Result<RunOutput> {
     let mut child = qemu_command(board, image, options)
         .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {} (run scripts/setup.sh)", board.emulator))?;
-    let mut stdout = child.stdout.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stdout.read_to_end(&mut bytes);
-        bytes
-    });
+    let output = child.stdout.take().expect("piped");
+    let input = child.stdin.take().expect("piped");
+    let script = options.input.clone();
+    let follower = std::thread::spawn(move || follow_console(output, input, &script, false));
     let status = wait_or_kill(&mut child, options.timeout)?;
-    let bytes = reader.join().expect("console reader");
+    let followed = follower.join().expect("console follower");
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {
         let _ = pipe.read_to_string(&mut stderr);
     }
-    let mut console = String::from_utf8_lossy(&bytes).replace('\r', "");
+    let mut console = String::from_utf8_lossy(&followed.console).into_owned();
     if !stderr.trim().is_empty() {
         console.push_str("\n[emulator stderr] ");
         console.push_str(stderr.trim());
@@ -110,6 +136,7 @@ fn qemu_captured(board: &Board, image: &Path, options: &RunOptions) -> Result<Ru
         console,
         status,
         emulator_errors: Vec::new(),
+        input_sent: followed.input_sent,
     })
 }
 
@@ -127,9 +154,11 @@ fn wait_or_kill(child: &mut Child, timeout: Duration) -> Result<Option<ExitStatu
 /// Lines of bochs.log that report a failed VMX instruction or VM entry.
 const BOCHS_VMX_ERRORS: [&str; 2] = ["VMFAIL", "VMENTER FAIL"];
 
-/// Boots the ISO `image` under Bochs. The console goes to a file (captured) or to
-/// this terminal (`interactive`). Bochs exits with status 1 when the kernel powers
-/// off, so runs are judged by their console, not by that status.
+/// Boots the ISO `image` under Bochs. Its COM1 connects to a socket this tool
+/// listens on, which carries the console both ways. The console is captured, and
+/// copied to this terminal if `interactive`, which also sends what is typed to the
+/// guest. Bochs exits with status 1 when the kernel powers off, so runs are judged by
+/// their console, not by that status.
 fn bochs(
     board: &Board,
     image: &Path,
@@ -139,15 +168,16 @@ fn bochs(
     let work = image.with_extension("bochs");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let serial = work.join("serial.log");
     let log = work.join("bochs.log");
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .context("cannot listen for Bochs' COM1 on the loopback interface")?;
     let megabytes = parse_size(&options.ram).map_err(anyhow::Error::msg)? >> 20;
     let mut rc = board.machine.join("\n");
     rc.push_str(&format!(
         "\nmegs: {megabytes}\nata0-master: type=cdrom, path={}, status=inserted\n\
-         com1: enabled=1, mode=file, dev={}\nlog: {}\n",
+         com1: enabled=1, mode=socket-client, dev={}\nlog: {}\n",
         image.display(),
-        serial.display(),
+        listener.local_addr()?,
         log.display()
     ));
     std::fs::write(work.join("bochsrc"), rc)?;
@@ -161,17 +191,33 @@ fn bochs(
         .env("SDL_AUDIODRIVER", "dummy")
         .stdin(Stdio::null());
     command.stdout(Stdio::null()).stderr(Stdio::null());
+    let started = Instant::now();
     let mut child = command
         .spawn()
         .with_context(|| format!("cannot start {} (run scripts/setup.sh)", board.emulator))?;
-    let status = if interactive {
-        Some(echo_while_running(&mut child, &serial)?)
-    } else {
-        wait_or_kill(&mut child, options.timeout)?
+    let Some(console) = accept_console(&listener, &mut child, options.timeout)? else {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!(
+            "Bochs did not connect its COM1 to the console socket (see {})",
+            log.display()
+        );
     };
-    let console = std::fs::read_to_string(&serial)
-        .unwrap_or_default()
-        .replace('\r', "");
+    if interactive {
+        forward_keyboard(console.try_clone()?);
+    }
+    let input = console.try_clone()?;
+    let script = options.input.clone();
+    let follower = std::thread::spawn(move || follow_console(console, input, &script, interactive));
+    let status = if interactive {
+        Some(child.wait()?)
+    } else {
+        wait_or_kill(
+            &mut child,
+            options.timeout.saturating_sub(started.elapsed()),
+        )?
+    };
+    let followed = follower.join().expect("console follower");
     let emulator_errors: Vec<String> = std::fs::read_to_string(&log)
         .unwrap_or_default()
         .lines()
@@ -179,32 +225,209 @@ fn bochs(
         .map(str::to_owned)
         .collect();
     Ok(RunOutput {
-        console,
+        console: String::from_utf8_lossy(&followed.console).into_owned(),
         status,
         emulator_errors,
+        input_sent: followed.input_sent,
     })
 }
 
-/// Copies what the emulator writes to the `serial` file onto this terminal until the
-/// emulator exits.
-fn echo_while_running(child: &mut Child, serial: &Path) -> Result<ExitStatus> {
-    use std::io::Write;
-    let mut shown = 0;
-    let mut show_new = || -> Result<()> {
-        let bytes = std::fs::read(serial).unwrap_or_default();
-        if bytes.len() > shown {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&bytes[shown..])?;
-            out.flush()?;
-            shown = bytes.len();
-        }
-        Ok(())
-    };
+/// Waits for Bochs to connect to `listener` (it does so as it starts, before the
+/// guest runs). `None` if Bochs exits or `timeout` passes first.
+fn accept_console(
+    listener: &TcpListener,
+    child: &mut Child,
+    timeout: Duration,
+) -> Result<Option<TcpStream>> {
+    listener.set_nonblocking(true)?;
+    let started = Instant::now();
     loop {
-        if let Some(status) = child.wait_timeout(Duration::from_millis(100))? {
-            show_new()?;
-            return Ok(status);
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false)?;
+                return Ok(Some(stream));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.into()),
         }
-        show_new()?;
+        if child.try_wait()?.is_some() || started.elapsed() >= timeout {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends what is typed on this terminal to `console` until standard input closes
+/// or the console does. The terminal stays in its normal mode, so a line goes when
+/// Enter is pressed. The thread is left blocked on the terminal when the emulator
+/// exits; it ends with this process.
+fn forward_keyboard(mut console: TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut console);
+    });
+}
+
+/// What [`follow_console`] saw and did.
+struct Followed {
+    /// The console, with `\r` removed.
+    console: Vec<u8>,
+    /// How many scripted inputs were typed.
+    input_sent: usize,
+}
+
+/// Reads the console from `output` until it closes, copying it to this terminal if
+/// `echo`, and types each of `script`'s inputs into `input` once its trigger has
+/// appeared. Once `input` refuses a write (the emulator has gone), nothing more is
+/// typed.
+fn follow_console(
+    mut output: impl Read,
+    mut input: impl Write,
+    script: &[ConsoleInput],
+    echo: bool,
+) -> Followed {
+    let mut console = Vec::new();
+    let mut triggers = Triggers::new(script);
+    let mut input_open = true;
+    let mut input_sent = 0;
+    let mut chunk = [0; 4096];
+    loop {
+        let read = match output.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        if echo {
+            let mut terminal = std::io::stdout().lock();
+            let _ = terminal.write_all(&chunk[..read]);
+            let _ = terminal.flush();
+        }
+        console.extend(chunk[..read].iter().filter(|&&byte| byte != b'\r'));
+        for due in triggers.due(&console) {
+            input_open = input_open
+                && input
+                    .write_all(due.send.as_bytes())
+                    .and_then(|()| input.flush())
+                    .is_ok();
+            input_sent += usize::from(input_open);
+        }
+    }
+    Followed {
+        console,
+        input_sent,
+    }
+}
+
+/// Finds, as the console grows, the scripted inputs whose `after` text has appeared:
+/// each one's text is searched for only after the previous one's.
+struct Triggers<'a> {
+    script: &'a [ConsoleInput],
+    /// How many inputs have come due.
+    fired: usize,
+    /// Where in the console the next input's text may begin.
+    search_from: usize,
+}
+
+impl<'a> Triggers<'a> {
+    fn new(script: &'a [ConsoleInput]) -> Triggers<'a> {
+        Triggers {
+            script,
+            fired: 0,
+            search_from: 0,
+        }
+    }
+
+    /// The inputs that come due now that the console reads `console` (everything so
+    /// far), in order.
+    fn due(&mut self, console: &[u8]) -> &'a [ConsoleInput] {
+        let first = self.fired;
+        while let Some(next) = self.script.get(self.fired) {
+            let wanted = next.after.as_bytes();
+            match find(&console[self.search_from..], wanted) {
+                Some(at) => {
+                    self.search_from += at + wanted.len();
+                    self.fired += 1;
+                }
+                None => {
+                    // The text may yet straddle what has come and what is to come.
+                    let straddle = console.len().saturating_sub(wanted.len().saturating_sub(1));
+                    self.search_from = self.search_from.max(straddle);
+                    break;
+                }
+            }
+        }
+        &self.script[first..self.fired]
+    }
+}
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(steps: &[(&str, &str)]) -> Vec<ConsoleInput> {
+        steps
+            .iter()
+            .map(|&(after, send)| ConsoleInput {
+                after: after.into(),
+                send: send.into(),
+            })
+            .collect()
+    }
+
+    /// Hands out its bytes a few at a time, as a pipe or a socket does.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+            let count = self.step.min(self.bytes.len()).min(buffer.len());
+            buffer[..count].copy_from_slice(&self.bytes[..count]);
+            self.bytes = &self.bytes[count..];
+            Ok(count)
+        }
+    }
+
+    /// Verifies: SK-AUD-003
+    #[test]
+    fn each_input_waits_for_its_text_after_the_previous_ones() {
+        let inputs = script(&[("ready", "1"), ("ready", "2"), ("tick", "3")]);
+        let mut triggers = Triggers::new(&inputs);
+        assert!(triggers.due(b"boot\nrea").is_empty());
+        // The first trigger straddles two reads; the second needs a later `ready`.
+        assert_eq!(triggers.due(b"boot\nready\ntick\n"), &inputs[..1]);
+        assert!(triggers.due(b"boot\nready\ntick\n").is_empty());
+        assert_eq!(
+            triggers.due(b"boot\nready\ntick\nready again\ntick\n"),
+            &inputs[1..]
+        );
+    }
+
+    /// Verifies: SK-AUD-003
+    #[test]
+    fn the_follower_types_each_input_once_and_keeps_the_console_without_cr() {
+        let inputs = script(&[("ready", "\u{14}list\n"), ("> ", "stop\n"), ("never", "x")]);
+        for step in [1, 2, 3, 4096] {
+            let output = Trickle {
+                bytes: b"boot\r\nservice ready\r\n> \r\nbye\r\n",
+                step,
+            };
+            let mut typed = Vec::new();
+            let followed = follow_console(output, &mut typed, &inputs, false);
+            assert_eq!(followed.console, b"boot\nservice ready\n> \nbye\n");
+            assert_eq!(typed, b"\x14list\nstop\n", "reads of {step} bytes");
+            assert_eq!(followed.input_sent, 2);
+        }
     }
 }

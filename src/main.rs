@@ -107,6 +107,7 @@ fn main() -> Result<()> {
                 icount: false,
                 timeout: Duration::MAX,
                 cpus: None,
+                input: Vec::new(),
             };
             if !emulator::run_interactive(&board, &image, &options)? {
                 bail!("the system did not shut down cleanly");

@@ -6,7 +6,8 @@
 //!   `@@ kernel shutdown status=ok`) as its last `@@` line, within the timeout;
 //! - no `@@ kernel panic` line may appear;
 //! - no guest activity (its output, or its start, fault, exit or denied call) may
-//!   come before `@@ partition <service> ready`.
+//!   come before `@@ partition <service> ready`;
+//! - every scripted input must have been typed (its trigger text appeared).
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::boards::{self, Board};
-use crate::emulator::{self, RunOptions, RunOutput};
+use crate::emulator::{self, ConsoleInput, RunOptions, RunOutput};
 use crate::{image, package};
 use septum_description::{Kind, System};
 
@@ -60,6 +61,11 @@ pub struct Scenario {
     /// The last `@@` line must start with this.
     #[serde(default = "default_final")]
     pub final_marker: String,
+    /// What to type on the console, in order: each `send` once the console shows
+    /// its `after` text, after the previous one's, as in
+    /// `input = [{ after = "@@ partition service ready", send = "\u0014list\n" }]`.
+    #[serde(default)]
+    pub input: Vec<ConsoleInput>,
 }
 
 fn default_timeout() -> u64 {
@@ -114,6 +120,7 @@ impl Scenario {
             icount: self.icount,
             timeout: Duration::from_secs(self.timeout_s),
             cpus: self.cpus,
+            input: self.input.clone(),
         };
         let output = emulator::run_captured(&board, &image_path, &options)?;
         let service = system.boot_order().find(|p| p.kind == Kind::Service);
@@ -134,6 +141,14 @@ impl Scenario {
             .collect();
         if output.status.is_none() {
             failures.push(format!("timed out after {} s", self.timeout_s));
+        }
+        if let Some(unsent) = self.input.get(output.input_sent) {
+            failures.push(format!(
+                "input {} of {} not typed: the console never showed `{}` (after the inputs before it)",
+                output.input_sent + 1,
+                self.input.len(),
+                unsent.after
+            ));
         }
         let mut from = 0;
         for pattern in &self.expect {
@@ -262,6 +277,7 @@ mod tests {
             require: Vec::new(),
             forbid: forbid.iter().map(|s| s.to_string()).collect(),
             final_marker: default_final(),
+            input: Vec::new(),
         }
     }
 
@@ -270,6 +286,7 @@ mod tests {
             console: console.into(),
             status: finished.then(|| ExitStatus::from_raw(0)),
             emulator_errors: Vec::new(),
+            input_sent: 0,
         }
     }
 
@@ -345,5 +362,81 @@ mod tests {
                 case.wanted
             );
         }
+    }
+
+    /// Verifies: SK-AUD-003
+    #[test]
+    fn scripted_input_parses_in_order_with_escapes() {
+        let text = r#"
+            description = "typing"
+            board = "qemu-virt"
+            system = "board-support/qemu-virt/demo.toml"
+            input = [
+                { after = "@@ partition service ready", send = "\u0014list\n" },
+                { after = "[service] >", send = "stop hello\n" },
+            ]
+        "#;
+        let parsed: Scenario = toml::from_str(text).expect("a valid scenario");
+        assert_eq!(
+            parsed.input,
+            [
+                ConsoleInput {
+                    after: "@@ partition service ready".into(),
+                    send: "\u{14}list\n".into(),
+                },
+                ConsoleInput {
+                    after: "[service] >".into(),
+                    send: "stop hello\n".into(),
+                },
+            ]
+        );
+        let without: Scenario =
+            toml::from_str(&text[..text.find("input").expect("input key")]).expect("valid");
+        assert!(without.input.is_empty());
+    }
+
+    /// Verifies: SK-AUD-003
+    #[test]
+    fn scripted_input_needs_both_keys_and_no_others() {
+        let head = "description = \"d\"\nboard = \"pc\"\nsystem = \"s.toml\"\n";
+        for (input, wanted) in [
+            (r#"input = [{ after = "x" }]"#, "missing field `send`"),
+            (r#"input = [{ send = "x" }]"#, "missing field `after`"),
+            (
+                r#"input = [{ after = "x", send = "y", delay_ms = 5 }]"#,
+                "unknown field `delay_ms`",
+            ),
+        ] {
+            let error = toml::from_str::<Scenario>(&format!("{head}{input}"))
+                .expect_err(input)
+                .to_string();
+            assert!(error.contains(wanted), "{input}: {error}");
+        }
+    }
+
+    /// Verifies: SK-AUD-003
+    #[test]
+    fn input_left_untyped_fails_the_run() {
+        let mut typing = scenario(&[], &[]);
+        typing.input = vec![
+            ConsoleInput {
+                after: "ready".into(),
+                send: "a".into(),
+            },
+            ConsoleInput {
+                after: "prompt".into(),
+                send: "b".into(),
+            },
+        ];
+        let mut run = output(GOOD, true);
+        run.input_sent = 2;
+        assert!(typing.check(&run, "service").is_empty());
+        run.input_sent = 1;
+        assert_eq!(
+            typing.check(&run, "service"),
+            [
+                "input 2 of 2 not typed: the console never showed `prompt` (after the inputs before it)"
+            ]
+        );
     }
 }
