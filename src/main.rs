@@ -267,6 +267,11 @@ fn bench(board_name: &str) -> Result<()> {
             "general-hypercall",
             "general hypercall round trip (console_write of 0 bytes)",
         ),
+        ("plain-access", "store that does not trap (native baseline)"),
+        (
+            "policy-trap",
+            "policy trap round trip: guest -> service VM (resume past the store) -> guest",
+        ),
     ] {
         let figure = outcome
             .console

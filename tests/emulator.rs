@@ -67,6 +67,7 @@ scenarios! {
         supervise_budget => "supervise-budget",
         service_crash => "service-crash",
         policy_tighten => "policy-tighten",
+        service_console => "service-console",
     }
     pc {
         demo => "pc-demo",
@@ -92,5 +93,6 @@ scenarios! {
         supervise_budget => "pc-supervise-budget",
         service_crash => "pc-service-crash",
         policy_tighten => "pc-policy-tighten",
+        service_console => "pc-service-console",
     }
 }

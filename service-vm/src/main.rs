@@ -34,6 +34,8 @@ const CRASH_ON_FIRST_EVENT: u64 = 1 << 0;
 const STRICT_MMIO: u64 = 1 << 1;
 const HANG_ON_FIRST_EVENT: u64 = 1 << 2;
 const MMIO_CLASS: u64 = 0;
+/// Traps per partition reported line by line.
+const LOUD_TRAPS: u32 = 3;
 
 /// The guests this instance supervises: (control slot, partition index).
 type Guests = heapless::Vec<(u64, u16), 8>;
@@ -107,10 +109,16 @@ fn handle(event: &Event, guests: &Guests, console: &mut Console) {
     let reason = event.reason.map_or("-", |r| r.name());
     match event.kind {
         Kind::Trap => {
-            println!(
-                "{name} gen {} trapped ({reason} at {:#x}, pc {:#x}): resuming past it",
-                event.generation, event.address, event.snapshot[0]
-            );
+            let traps = &mut console.traps[event.partition as usize % 8];
+            *traps += 1;
+            if *traps <= LOUD_TRAPS {
+                println!(
+                    "{name} gen {} trapped ({reason} at {:#x}, pc {:#x}): resuming past it",
+                    event.generation, event.address, event.snapshot[0]
+                );
+            } else if *traps == LOUD_TRAPS + 1 {
+                println!("{name} keeps trapping: resuming it quietly from now on");
+            }
             match supervise::resume(control, event.generation, true) {
                 Err(Error::CannotSkip) => restart(control, &name, event.generation),
                 Err(error) => println!("resume of {name} refused: {}", error.name()),
@@ -219,10 +227,12 @@ unsafe fn crash() {
     unsafe { core::arch::asm!("ud2") }
 }
 
-/// The operator's console: a line of typed input and its commands.
+/// The operator's console: a line of typed input and its commands; and how many
+/// traps of each partition were reported.
 #[derive(Default)]
 struct Console {
     line: heapless::String<64>,
+    traps: [u32; 8],
 }
 
 impl Console {

@@ -51,9 +51,9 @@ pub enum Call {
     /// Service VM: takes the next supervision event. `a1` = system capability
     /// (right `monitor`), `a2` = address of an [`event::RECORD_SIZE`]-byte buffer.
     /// With an event queued, the kernel writes its record there and returns result
-    /// 1 = 1, result 2 = the event kind, result 3 = the partition. With none, the
-    /// caller blocks until one arrives and then returns with results all 0: call
-    /// again.
+    /// 1 = the event kind, result 2 = the partition, result 3 = guests that have not
+    /// ended. With none, the caller blocks until one arrives and then returns with
+    /// result 1 = 0 (call again).
     WaitEvent = 6,
     /// Service VM: reads a partition's state. `a1` = control capability (right
     /// `inspect`), `a2` = address of a [`NAME_MAX`]-byte buffer for its name,

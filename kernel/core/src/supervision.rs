@@ -231,6 +231,7 @@ mod tests {
         assert_eq!(policy.action(TrapClass::Port), TrapAction::Service);
     }
 
+    /// Verifies: SK-INIT-005
     #[test]
     fn names_round_trip() {
         for class in TrapClass::ALL {
@@ -268,6 +269,7 @@ mod tests {
             }
         }
 
+        /// Verifies: SK-INIT-003
         #[test]
         fn blocks_round_trip_and_only_canonical_ones_decode(
             stop in 0u8..16, restarts in 0..=MAX_RESTARTS, period_ms in 1u32.., watchdog_ms: u32,

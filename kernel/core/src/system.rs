@@ -33,7 +33,7 @@ use crate::schedule::{Schedule, ScheduleError, Turn};
 use crate::supervision::{MAX_RESTARTS, Supervision};
 
 mod supervise;
-pub use supervise::{ESCAPE, Events};
+pub use supervise::{ESCAPE, Events, TRAP_LINES};
 
 /// What the core needs from the machine.
 pub trait Platform: fmt::Write {
@@ -104,6 +104,8 @@ pub struct Partition {
     restart_times: heapless::Deque<u64, { MAX_RESTARTS as usize }>,
     /// Restarts since boot.
     restarts: u32,
+    /// Traps of this generation so far (see [`supervise::TRAP_LINES`]).
+    trap_lines: u32,
     /// While suspended: what suspended it, kept so that a restarted service VM is
     /// told again.
     suspension: Option<supervise::Suspension>,
@@ -363,6 +365,7 @@ impl System {
                 supervision: spec.supervision,
                 restart_times: heapless::Deque::new(),
                 restarts: 0,
+                trap_lines: 0,
                 suspension: None,
                 heartbeat_due_us: None,
                 deferred: None,

@@ -1,7 +1,14 @@
 //! Measures hypercall round trips in guest-virtual time and prints them:
 //! - `null-hypercall`: the null call, which the kernel answers on its fast path;
 //! - `general-hypercall`: a zero-length `console_write`, which takes the general
-//!   path (full register save, decode and dispatch in the portable core).
+//!   path (full register save, decode and dispatch in the portable core);
+//! - `plain-access`: a store to the partition's own RAM, which does not trap: the
+//!   native baseline, since without a trap the guest runs exactly the instructions
+//!   it would run on bare metal;
+//! - `policy-trap`: the same store to an unassigned MMIO address, which traps: the
+//!   kernel suspends the partition and switches to the service VM, which resumes
+//!   it past the store. This is the guest -> service VM -> guest round trip. It
+//!   needs a service VM that holds a control capability for this partition.
 //!
 //! On aarch64, run under QEMU with `-icount shift=0`, where one instruction takes
 //! one nanosecond of virtual time, so the figures are deterministic. On x86_64 the
@@ -18,16 +25,37 @@ septum_sdk::entry!(main);
 const CALLS: u64 = 20_000;
 
 fn main(_boot: Boot) -> u64 {
-    measure("null-hypercall", || {
+    measure("null-hypercall", CALLS, || {
         let _ = septum_sdk::null();
     });
     let empty = [0u8; 1];
     let console_write_nothing = [slot::CONSOLE, empty.as_ptr() as u64, 0, 0, 0, 0];
-    measure("general-hypercall", || {
+    measure("general-hypercall", CALLS, || {
         let _ = septum_sdk::call(Call::ConsoleWrite as u64, console_write_nothing);
+    });
+    let mut word = 0u32;
+    let own = &raw mut word;
+    measure("plain-access", TRAPS, || {
+        // SAFETY: a store to a local of ours.
+        unsafe { core::ptr::write_volatile(own, 1) };
+    });
+    measure("policy-trap", TRAPS, || {
+        // SAFETY: the store traps; the service VM resumes us past it, so no memory
+        // is written.
+        unsafe { core::ptr::write_volatile(UNASSIGNED_MMIO as *mut u32, 1) };
     });
     0
 }
+
+/// Round trips through the service VM per measurement (each costs thousands of
+/// instructions).
+const TRAPS: u64 = 2_000;
+
+/// A guest-physical address no partition is granted.
+#[cfg(target_arch = "aarch64")]
+const UNASSIGNED_MMIO: u64 = 0x0a00_0000;
+#[cfg(target_arch = "x86_64")]
+const UNASSIGNED_MMIO: u64 = 0xfed0_0000;
 
 /// A value in thousandths, printed with three decimals.
 struct Thousandths(u128);
@@ -38,32 +66,32 @@ impl core::fmt::Display for Thousandths {
     }
 }
 
-/// Runs `call` CALLS times after a warm-up, subtracts the cost of an empty loop,
+/// Runs `call` `calls` times after a warm-up, subtracts the cost of an empty loop,
 /// and prints the mean time per call.
-fn measure(name: &str, call: impl Fn()) {
-    for _ in 0..1000 {
+fn measure(name: &str, calls: u64, call: impl Fn()) {
+    for _ in 0..calls / 20 {
         call();
     }
     let start = arch::counter();
-    for _ in 0..CALLS {
+    for _ in 0..calls {
         core::hint::black_box(());
     }
     let empty = arch::counter() - start;
     let start = arch::counter();
-    for _ in 0..CALLS {
+    for _ in 0..calls {
         call();
     }
     let ticks = (arch::counter() - start).saturating_sub(empty);
-    let milli_ticks = u128::from(ticks) * 1000 / u128::from(CALLS);
+    let milli_ticks = u128::from(ticks) * 1000 / u128::from(calls);
     let per_call = Thousandths(milli_ticks);
     match arch::counter_frequency() {
         Some(hz) => {
-            let picos = u128::from(ticks) * 1_000_000_000_000 / u128::from(hz) / u128::from(CALLS);
+            let picos = u128::from(ticks) * 1_000_000_000_000 / u128::from(hz) / u128::from(calls);
             println!(
-                "bench {name} calls={CALLS} ticks={ticks} ticks_per_call={per_call} hz={hz} ns={}",
+                "bench {name} calls={calls} ticks={ticks} ticks_per_call={per_call} hz={hz} ns={}",
                 Thousandths(picos)
             );
         }
-        None => println!("bench {name} calls={CALLS} ticks={ticks} ticks_per_call={per_call}"),
+        None => println!("bench {name} calls={calls} ticks={ticks} ticks_per_call={per_call}"),
     }
 }

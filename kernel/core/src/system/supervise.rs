@@ -41,6 +41,10 @@ use crate::supervision::{TrapAction, TrapClass};
 /// The console byte that gives the console to the service VM, and back: Ctrl-T.
 pub const ESCAPE: u8 = 0x14;
 
+/// Traps of one generation of a partition reported line by line; the audit ring
+/// records them all.
+pub const TRAP_LINES: u32 = 16;
+
 /// An event record: the words of [`septum_abi::event`].
 type Record = [u64; RECORD_SIZE / 8];
 
@@ -167,7 +171,14 @@ impl System {
             self.report_fault(culprit, fault, Response::Stop, platform);
             self.stop(culprit, StopCause::Policy, platform);
         } else {
-            self.report_fault(culprit, fault, Response::Suspend, platform);
+            // Traps the service VM resumes can come by the thousand: after the first
+            // few of a generation their lines are left out (the audit ring keeps
+            // every one).
+            let partition = &mut self.partitions[culprit];
+            partition.trap_lines += 1;
+            if class.is_none() || partition.trap_lines <= TRAP_LINES {
+                self.report_fault(culprit, fault, Response::Suspend, platform);
+            }
             let kind = if class.is_some() {
                 EventKind::Trap
             } else {
@@ -177,6 +188,9 @@ impl System {
             record[WORD_REASON] = fault.kind as u64;
             record[WORD_ADDRESS] = fault.addr;
             record[WORD_SYNDROME] = fault.syndrome;
+            if fault.kind == Reason::Panic {
+                record[WORD_DETAIL] = fault.syndrome;
+            }
             record[WORD_SNAPSHOT..].copy_from_slice(&fault.snapshot);
             self.suspend(culprit, record, fault.length, platform);
         }
@@ -461,19 +475,22 @@ impl System {
                 ])
             }
             Request::Resume { target, skip } => {
+                self.forget_decisions(target);
                 let now_us = platform.now_us();
                 let partition = &mut self.partitions[target];
                 let length = partition.suspension.take().map_or(0, |s| s.length);
                 partition.state = State::Runnable;
                 partition.arm_watchdog(now_us);
-                emit(
-                    platform,
-                    Event::PartitionResume {
-                        name: partition.name(),
-                        generation: partition.generation,
-                        skip,
-                    },
-                );
+                if partition.trap_lines <= TRAP_LINES {
+                    emit(
+                        platform,
+                        Event::PartitionResume {
+                            name: partition.name(),
+                            generation: partition.generation,
+                            skip,
+                        },
+                    );
+                }
                 self.audit_now(target, AuditKind::Resume, [u64::from(skip), 0], platform);
                 let mut dispatch = ok([0; 3]);
                 dispatch.effect = skip.then_some(Effect::Skip(target, length));
@@ -578,8 +595,11 @@ impl System {
         }
         // Cannot fail: the budget is at most MAX_RESTARTS, the deque's capacity.
         let _ = partition.restart_times.push_back(now_us);
+        self.forget_decisions(index);
+        let partition = &mut self.partitions[index];
         partition.generation += 1;
         partition.restarts += 1;
+        partition.trap_lines = 0;
         partition.state = State::Runnable;
         partition.suspension = None;
         partition.deferred = None;
@@ -608,6 +628,9 @@ impl System {
     /// every guest still suspended. Past its budget it stays stopped, and the
     /// guests run on unsupervised: those suspended are stopped.
     fn restart_service(&mut self, platform: &mut impl Platform) -> Dispatch {
+        if self.events.console {
+            emit(platform, Event::KernelConsole { service: false });
+        }
         self.events = Events::default();
         match self.restart(0, platform) {
             Ok(effect) => {
@@ -633,6 +656,19 @@ impl System {
         }
     }
 
+    /// Drops queued events that ask for a decision about `index`: it has had one.
+    fn forget_decisions(&mut self, index: usize) {
+        let queue = core::mem::take(&mut self.events.queue);
+        for record in queue {
+            let decided = record[WORD_PARTITION] == index as u64
+                && EventKind::from_number(record[WORD_KIND]).is_some_and(EventKind::suspends);
+            if !decided {
+                // Cannot fail: no more than were there before.
+                let _ = self.events.queue.push_back(record);
+            }
+        }
+    }
+
     fn suspend(&mut self, index: usize, record: Record, length: u8, platform: &mut impl Platform) {
         let partition = &mut self.partitions[index];
         partition.state = State::Suspended;
@@ -643,6 +679,7 @@ impl System {
 
     fn stop(&mut self, index: usize, cause: StopCause, platform: &mut impl Platform) {
         self.flush_console(index, platform);
+        self.forget_decisions(index);
         let partition = &mut self.partitions[index];
         partition.state = State::Stopped;
         partition.suspension = None;
