@@ -76,10 +76,6 @@ impl Pl011 {
     }
 
     /// The next byte typed on the console, if one has arrived; never waits.
-    #[expect(
-        dead_code,
-        reason = "the kernel's console escape (SK-HM-006) will poll it; remove this when it does"
-    )]
     pub fn receive(&mut self) -> Option<u8> {
         if self.registers.fr.is_set(FR::RXFE) {
             return None;

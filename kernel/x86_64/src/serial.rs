@@ -49,10 +49,6 @@ impl Serial {
     }
 
     /// The next byte typed on the console, if one has arrived; never waits.
-    #[expect(
-        dead_code,
-        reason = "the kernel's console escape (SK-HM-006) will poll it; remove this when it does"
-    )]
     pub fn receive(&mut self) -> Option<u8> {
         if self.status() & LINE_STATUS_DATA_READY == 0 {
             return None;
