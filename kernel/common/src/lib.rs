@@ -250,30 +250,25 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         let mut platform = IdentityRam {
             machine: &mut self.machine,
         };
-        let deferred = self.system.take_deferred(current, &mut platform);
-        let dispatch = match trap {
-            _ if deferred.is_some() => deferred.expect("checked"),
-            // The watchdog check restarted the partition that was running.
-            _ if self.current[cpu] != Some(current) => Dispatch {
-                reply: None,
-                next: self.system.preempt(current, &mut platform),
-                effect: None,
-            },
-            Trap::Hypercall(call) => self.system.hypercall(current, call, &mut platform),
-            Trap::Wait => {
-                V::skip_instruction(frame);
-                Dispatch {
-                    reply: None,
-                    next: self.system.preempt(current, &mut platform),
-                    effect: None,
+        // A restart or stop asked for while this partition ran here comes first; a
+        // preemption is also taken after a watchdog restart of the partition that
+        // ran (then no longer live here).
+        let dispatch = match self.system.take_deferred(current, &mut platform) {
+            Some(deferred) => deferred,
+            None => match trap {
+                Trap::Hypercall(call) => self.system.hypercall(current, call, &mut platform),
+                Trap::Wait | Trap::Preempted => {
+                    if matches!(trap, Trap::Wait) {
+                        V::skip_instruction(frame);
+                    }
+                    Dispatch {
+                        reply: None,
+                        next: self.system.preempt(current, &mut platform),
+                        effect: None,
+                    }
                 }
-            }
-            Trap::Preempted => Dispatch {
-                reply: None,
-                next: self.system.preempt(current, &mut platform),
-                effect: None,
+                Trap::Fault(fault) => self.system.fault(current, fault, &mut platform),
             },
-            Trap::Fault(fault) => self.system.fault(current, fault, &mut platform),
         };
         if let Some(reply) = dispatch.reply {
             V::set_reply(frame, reply);

@@ -251,6 +251,22 @@ fn a_trap_suspends_the_guest_and_the_service_vm_gets_its_record() {
     assert_eq!(t.state(1), State::Runnable);
 }
 
+/// Verifies: SK-AUD-001, SK-AUD-004
+#[test]
+fn a_trap_storm_is_reported_line_by_line_only_at_first_but_audited_whole() {
+    let mut t = running();
+    for _ in 0..TRAP_LINES + 4 {
+        t.fault(1, trap(0x9000_0000, 4));
+        t.svc(Call::Resume, &[CTL_ALPHA, 0, SKIP]);
+    }
+    let lines = |what: &str| t.m.console.matches(what).count() as u32;
+    assert_eq!(lines("@@ partition alpha fault "), TRAP_LINES);
+    assert_eq!(lines("@@ partition alpha resume "), TRAP_LINES);
+    // Every trap and every resume is in the audit ring.
+    let d = t.svc(Call::AuditRead, &[SYSTEM, BUFFER, 64]);
+    assert_eq!(results(&d), [2 * u64::from(TRAP_LINES + 4), 0, 0]);
+}
+
 /// Verifies: SK-HM-004, SK-HM-002
 #[test]
 fn restarts_bump_the_generation_within_the_budget_then_stop() {
