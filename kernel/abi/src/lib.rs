@@ -98,6 +98,74 @@ pub enum Call {
     /// (the partition index of a control capability); all 0 for an empty slot.
     /// [`Error::NoSuchSlot`] for a slot past [`CAP_SLOTS`].
     Identify = 15,
+    /// Sends one message on a queue. `a1` = send-end capability (right `send`),
+    /// `a2` = address, `a3` = length in bytes, `a4` = [`queue::flags`]. By page
+    /// flip (the default): `a2` is page-aligned and the message is the
+    /// `ceil(a3 / 4096)` pages from there (at most [`queue::MESSAGE_MAX`] bytes),
+    /// each owned by the caller (in its RAM, or held in its receive window); they
+    /// leave the caller's address space. With [`queue::flags::COPY`]: at most
+    /// [`queue::COPY_MAX`] bytes at `a2` are copied into the kernel. Result 1 =
+    /// messages now waiting on the queue.
+    Send = 16,
+    /// Sends up to [`queue::BATCH_MAX`] one-page messages with one check, one
+    /// translation invalidation and one notification. `a1` = send-end capability,
+    /// `a2` = address of a list of `a3` words, each a page address plus the
+    /// message length minus one in its low 12 bits; `a4` = [`queue::flags`]
+    /// (`COPY` is refused). All or nothing. Result 1 = messages now waiting.
+    SendBatch = 17,
+    /// Takes the oldest message off a queue. `a1` = receive-end capability (right
+    /// `receive`), `a2` = page-aligned address in the caller's receive window
+    /// where a flipped message is mapped (every page there must be free), `a3` =
+    /// address of a [`queue::COPY_MAX`]-byte buffer in the caller's RAM for a
+    /// copied one. Result 1 = length, result 2 = the sender's badge, result 3 =
+    /// [`queue::kind`] plus pages << 8. [`Error::Empty`] when nothing waits.
+    Receive = 18,
+    /// Gives back pages received on a queue: they leave the caller's receive
+    /// window, are scrubbed and return to their sender. `a1` = receive-end
+    /// capability of the queue they came on, `a2` = page-aligned window address,
+    /// `a3` = pages.
+    Release = 19,
+    /// Takes back a page its receiver released (or that came home when the
+    /// receiver restarted). `a1` = send-end capability. Result 1 = address of the
+    /// first page, result 2 = pages. [`Error::Empty`] when none has come home.
+    Reclaim = 20,
+    /// Waits until the queue end has work: a message to receive on a receive end;
+    /// a page to reclaim on a send end. Returns at once when it has. `a1` = a
+    /// queue-end capability. Result 1 = 1 if work is there, 0 if the caller was
+    /// woken (it calls again).
+    Wait = 21,
+}
+
+/// Page-flip messaging: flags, limits and message kinds of [`Call::Send`],
+/// [`Call::SendBatch`] and [`Call::Receive`].
+pub mod queue {
+    /// Flags of [`Call::Send`](super::Call::Send) and
+    /// [`Call::SendBatch`](super::Call::SendBatch).
+    pub mod flags {
+        /// Switch to the receiver at once if it waits on the same core
+        /// (the "immediate exit"); else it is woken for its next window.
+        pub const IMMEDIATE: u64 = 1 << 0;
+        /// Copy the bytes into the kernel instead of flipping pages.
+        pub const COPY: u64 = 1 << 1;
+        /// Every defined flag.
+        pub const ALL: u64 = IMMEDIATE | COPY;
+    }
+
+    /// What [`Call::Receive`](super::Call::Receive) delivered (result 3, low byte).
+    pub mod kind {
+        /// Pages mapped into the receive window.
+        pub const FLIP: u64 = 1;
+        /// Bytes copied into the caller's buffer.
+        pub const COPY: u64 = 2;
+    }
+
+    /// Longest flipped message, in bytes (16 pages).
+    pub const MESSAGE_MAX: u64 = 64 * 1024;
+    /// Most messages in one [`Call::SendBatch`](super::Call::SendBatch).
+    pub const BATCH_MAX: usize = 16;
+    /// Longest copied message, in bytes; the size of each message slot the kernel
+    /// keeps per queue. See the README, "Messaging", for how it was chosen.
+    pub const COPY_MAX: u64 = 1024;
 }
 
 /// Longest partition name, in bytes.
@@ -376,7 +444,7 @@ pub mod audit {
 
 impl Call {
     /// Every call, in number order.
-    pub const ALL: [Call; 16] = [
+    pub const ALL: [Call; 22] = [
         Call::Null,
         Call::ConsoleWrite,
         Call::Ready,
@@ -393,6 +461,12 @@ impl Call {
         Call::Heartbeat,
         Call::Panic,
         Call::Identify,
+        Call::Send,
+        Call::SendBatch,
+        Call::Receive,
+        Call::Release,
+        Call::Reclaim,
+        Call::Wait,
     ];
 
     /// Looks up a call by number; `None` for a number no call has.
@@ -419,6 +493,12 @@ impl Call {
             Call::Heartbeat => "heartbeat",
             Call::Panic => "panic",
             Call::Identify => "identify",
+            Call::Send => "send",
+            Call::SendBatch => "send_batch",
+            Call::Receive => "receive",
+            Call::Release => "release",
+            Call::Reclaim => "reclaim",
+            Call::Wait => "wait",
         }
     }
 }
@@ -455,11 +535,27 @@ pub enum Error {
     /// The kernel cannot tell how long the trapped instruction is, so it cannot
     /// skip it.
     CannotSkip = -13,
+    /// Nothing to receive or reclaim.
+    Empty = -14,
+    /// The queue holds as many messages as its depth.
+    QueueFull = -15,
+    /// A page is not the caller's: outside its RAM and receive window, or in its
+    /// window but not held, or received on another queue.
+    NotOwned = -16,
+    /// A page is device memory granted to the caller.
+    DevicePage = -17,
+    /// A page of the caller's RAM is away: sent and not yet reclaimed.
+    InFlight = -18,
+    /// The queue already has as many pages away as its description allows.
+    FlightLimit = -19,
+    /// The receive address is not page-aligned, not inside the receive window with
+    /// room for the message, or a page there is in use.
+    BadWindow = -20,
 }
 
 impl Error {
     /// Every error, in code order.
-    pub const ALL: [Error; 13] = [
+    pub const ALL: [Error; 20] = [
         Error::UnknownCall,
         Error::BadAddress,
         Error::TooLong,
@@ -473,6 +569,13 @@ impl Error {
         Error::BudgetExhausted,
         Error::Loosening,
         Error::CannotSkip,
+        Error::Empty,
+        Error::QueueFull,
+        Error::NotOwned,
+        Error::DevicePage,
+        Error::InFlight,
+        Error::FlightLimit,
+        Error::BadWindow,
     ];
 
     /// The status code as it travels in the status register.
@@ -509,6 +612,13 @@ impl Error {
             Error::BudgetExhausted => "budget-exhausted",
             Error::Loosening => "loosening",
             Error::CannotSkip => "cannot-skip",
+            Error::Empty => "empty",
+            Error::QueueFull => "queue-full",
+            Error::NotOwned => "not-owned",
+            Error::DevicePage => "device-page",
+            Error::InFlight => "in-flight",
+            Error::FlightLimit => "flight-limit",
+            Error::BadWindow => "bad-window",
         }
     }
 }
@@ -629,6 +739,9 @@ pub mod layout {
     pub const RAM_BASE: u64 = 0x4000_0000;
     /// Size of a page and of the smallest unit of partition RAM.
     pub const PAGE_SIZE: u64 = 4096;
+    /// Guest-physical base of every partition's receive window, where pages it
+    /// receives on queues are mapped (its size is in the system description).
+    pub const RECEIVE_WINDOW_BASE: u64 = 0x8000_0000;
 }
 
 #[cfg(test)]

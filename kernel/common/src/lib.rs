@@ -28,7 +28,8 @@ use core::cell::UnsafeCell;
 use core::fmt;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use septum_abi::layout::RAM_BASE;
+use septum_abi::CapType;
+use septum_abi::layout::{RAM_BASE, RECEIVE_WINDOW_BASE};
 use septum_core::event::{Event, Fault};
 use septum_core::memory::{FreeRanges, Range};
 use septum_core::package::{MAX_PARTITIONS, Package, PartitionSpec};
@@ -69,6 +70,19 @@ pub trait Vcpu {
     /// Moves the stored program counter `length` bytes on, past a trapped
     /// instruction. Called only while the partition is not live on any core.
     fn skip_stored(&mut self, length: u8);
+    /// Maps guest page `guest` to machine frame `frame` as normal RAM in this
+    /// partition's second-stage tables. Only for pages of a page-granular
+    /// partition's RAM or receive window (see [`Placement`]), whose last-level
+    /// tables exist since boot: it never allocates and cannot fail. The page must be
+    /// unmapped.
+    fn map_page(&mut self, guest: u64, frame: u64);
+    /// Unmaps guest page `guest` (same rule as [`Vcpu::map_page`]). The partition
+    /// may still reach the frame through cached translations until
+    /// [`Vcpu::flush_translations`].
+    fn unmap_page(&mut self, guest: u64);
+    /// Makes every [`Vcpu::unmap_page`] so far take effect before the partition
+    /// next touches memory, on whichever core it runs.
+    fn flush_translations(&mut self);
 }
 
 /// The machine under the kernel: console, power, and the clock that drives the
@@ -436,6 +450,14 @@ pub struct Placement {
     pub guest_ram: Range,
     /// The machine memory holding its image (the start of its RAM).
     pub image: Range,
+    /// Its receive window as it sees it (at
+    /// [`RECEIVE_WINDOW_BASE`](septum_abi::layout::RECEIVE_WINDOW_BASE)); empty if
+    /// it receives on no queue. Nothing is mapped there at boot.
+    pub receive_window: Range,
+    /// Whether its RAM and receive window are mapped page by page, with every
+    /// last-level table allocated at boot, so that [`Vcpu::map_page`] and
+    /// [`Vcpu::unmap_page`] work on them. True for a partition holding a queue end.
+    pub page_granular: bool,
 }
 
 /// Maps a partition's second-stage tables: its RAM with `ram` attributes at its
@@ -525,6 +547,16 @@ pub fn load_partitions<V, const N: usize>(
             host_ram: ram,
             guest_ram: Range::from_start_size(RAM_BASE, spec.ram_size).expect("RAM size checked"),
             image: Range::from_start_size(ram.start, spec.image.len() as u64).expect("inside RAM"),
+            receive_window: Range::from_start_size(
+                RECEIVE_WINDOW_BASE,
+                spec.resources.receive_window,
+            )
+            .expect("window size checked by the package"),
+            page_granular: spec
+                .caps
+                .iter()
+                .flatten()
+                .any(|cap| matches!(cap.ty, CapType::QueueSend | CapType::QueueReceive)),
         };
         let vcpu = make_vcpu(index, &spec, placement, frames);
         // Cannot fail: a valid package has at most MAX_PARTITIONS partitions.

@@ -71,6 +71,9 @@ pub struct Resources {
     pub memory_max: u64,
     /// Bit `n` set: pinned to core `n`.
     pub cpus: u32,
+    /// Bytes of its receive window (a multiple of the page size; 0 if it receives
+    /// on no queue).
+    pub receive_window: u64,
     windows: [Window; MAX_WINDOWS],
     windows_len: u8,
     mmio: [Mmio; MAX_MMIO],

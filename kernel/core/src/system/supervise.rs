@@ -424,7 +424,13 @@ impl System {
             | Call::Ready
             | Call::Yield
             | Call::Exit
-            | Call::Shutdown => unreachable!("decoded by System::decode"),
+            | Call::Shutdown
+            | Call::Send
+            | Call::SendBatch
+            | Call::Receive
+            | Call::Release
+            | Call::Reclaim
+            | Call::Wait => unreachable!("decoded by System::decode"),
         }
     }
 
