@@ -21,6 +21,8 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod paging;
+
+use paging::PAGE;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +33,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use septum_abi::CapType;
 use septum_abi::layout::{RAM_BASE, RECEIVE_WINDOW_BASE};
 use septum_core::event::{Event, Fault};
+use septum_core::flip::{Flip, Pages};
 use septum_core::memory::{FreeRanges, Range};
 use septum_core::package::{MAX_PARTITIONS, Package, PartitionSpec};
 use septum_core::system::{
@@ -105,19 +108,48 @@ pub trait Machine: fmt::Write {
     fn code_written(&mut self, range: Range);
 }
 
-/// The core's view of the machine: the console, and RAM that the kernel maps at
-/// its physical address.
-struct IdentityRam<'a, M> {
+/// The core's view of the machine: the console, RAM that the kernel maps at its
+/// physical address, and the partitions' translation tables through their vCPUs.
+struct IdentityRam<'a, M, V> {
     machine: &'a mut M,
+    vcpus: &'a mut [V],
 }
 
-impl<M: Machine> fmt::Write for IdentityRam<'_, M> {
+impl<M: Machine, V: Vcpu> Pages for IdentityRam<'_, M, V> {
+    fn map_page(&mut self, partition: usize, guest: u64, frame: u64) {
+        self.vcpus[partition].map_page(guest, frame);
+    }
+
+    fn unmap_page(&mut self, partition: usize, guest: u64) {
+        self.vcpus[partition].unmap_page(guest);
+    }
+
+    fn flush_translations(&mut self, partition: usize) {
+        self.vcpus[partition].flush_translations();
+    }
+
+    fn scrub_page(&mut self, frame: u64) {
+        // SAFETY: the ledger scrubs only frames it tracks (partition RAM or the
+        // kernel's pool), mapped in no partition at this moment; both back ends map
+        // RAM at its physical address.
+        unsafe { core::ptr::write_bytes(frame as *mut u8, 0, PAGE as usize) };
+    }
+
+    fn copy(&mut self, from: u64, to: u64, len: u64) {
+        // SAFETY: one side is a copy slot of kernel memory, the other a buffer the
+        // core checked to lie in the partition's own present RAM pages; they never
+        // overlap. RAM is mapped at its physical address.
+        unsafe { core::ptr::copy_nonoverlapping(from as *const u8, to as *mut u8, len as usize) };
+    }
+}
+
+impl<M: Machine, V> fmt::Write for IdentityRam<'_, M, V> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.machine.write_str(s)
     }
 }
 
-impl<M: Machine> Platform for IdentityRam<'_, M> {
+impl<M: Machine, V: Vcpu> Platform for IdentityRam<'_, M, V> {
     fn read_ram(&mut self, addr: u64, buffer: &mut [u8]) {
         // SAFETY: the core passes only ranges it checked to lie inside a partition's
         // RAM; both back ends map all RAM at its physical address as normal memory.
@@ -184,6 +216,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         let cpu = self.system.service_cpu();
         let next = self.system.start(&mut IdentityRam {
             machine: &mut self.machine,
+            vcpus: &mut self.vcpus,
         });
         self.settle(cpu, next, frame, true)
     }
@@ -197,6 +230,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
             self.current[cpu],
             &mut IdentityRam {
                 machine: &mut self.machine,
+                vcpus: &mut self.vcpus,
             },
         );
         self.settle(cpu, next, frame, true)
@@ -208,6 +242,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
     fn check_time(&mut self, cpu: usize) {
         let mut platform = IdentityRam {
             machine: &mut self.machine,
+            vcpus: &mut self.vcpus,
         };
         while let Some(byte) = platform.machine.receive() {
             self.system.console_input(byte, &mut platform);
@@ -222,28 +257,38 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
     fn apply(&mut self, cpu: usize, effect: Effect) {
         match effect {
             Effect::Reload(index, generation) => {
-                let ram = self.system.partitions()[index].host_ram();
+                let partition = &self.system.partitions()[index];
+                let (ram, guest) = (partition.host_ram(), partition.guest_ram());
                 let image = self
                     .package
                     .partitions()
                     .nth(index)
                     .expect("the system was built from this package")
                     .image;
-                // SAFETY: `ram` is this partition's RAM, which is live on no core
-                // (the core defers restarts of a partition running elsewhere, and
-                // the frame of this core is forgotten below); both back ends map
-                // RAM at its physical address. The image fits (Package::parse).
-                unsafe {
-                    core::ptr::write_bytes(ram.start as *mut u8, 0, ram.size() as usize);
-                    core::ptr::copy_nonoverlapping(
-                        image.as_ptr(),
-                        ram.start as *mut u8,
-                        image.len(),
-                    );
+                // Page by page: a restart may have given the partition substitute
+                // frames for pages a receiver still holds (see septum_core::flip).
+                for offset in (0..ram.size()).step_by(PAGE as usize) {
+                    let frame = self.system.ram_frame(index, guest.start + offset);
+                    let start = (offset as usize).min(image.len());
+                    let chunk = &image[start..(start + PAGE as usize).min(image.len())];
+                    // SAFETY: `frame` backs a page of this partition's RAM, which is
+                    // live on no core (the core defers restarts of a partition
+                    // running elsewhere, and the frame of this core is forgotten
+                    // below); both back ends map RAM at its physical address.
+                    unsafe {
+                        core::ptr::write_bytes(frame as *mut u8, 0, PAGE as usize);
+                        core::ptr::copy_nonoverlapping(
+                            chunk.as_ptr(),
+                            frame as *mut u8,
+                            chunk.len(),
+                        );
+                    }
+                    if !chunk.is_empty() {
+                        let code = Range::from_start_size(frame, chunk.len() as u64)
+                            .expect("inside RAM");
+                        self.machine.code_written(code);
+                    }
                 }
-                let code =
-                    Range::from_start_size(ram.start, image.len() as u64).expect("inside RAM");
-                self.machine.code_written(code);
                 self.vcpus[index].restart(generation);
                 if self.current[cpu] == Some(index) {
                     self.current[cpu] = None;
@@ -263,6 +308,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         }
         let mut platform = IdentityRam {
             machine: &mut self.machine,
+            vcpus: &mut self.vcpus,
         };
         // A restart or stop asked for while this partition ran here comes first; a
         // preemption is also taken after a watchdog restart of the partition that
@@ -563,6 +609,16 @@ pub fn load_partitions<V, const N: usize>(
         let _ = vcpus.push(vcpu);
         let _ = host_ram.push(ram);
     }
-    let system = System::new(package, RAM_BASE, &host_ram).expect("placements match the package");
+    let flip_memory = match Flip::kernel_memory(package.queues()) {
+        0 => Range::default(),
+        size => frames
+            .allocate(size, PAGE)
+            .expect("RAM for the queues' pool and copy slots"),
+    };
+    // SAFETY: the range was free and is now the kernel's alone; RAM is mapped at its
+    // physical address.
+    unsafe { core::ptr::write_bytes(flip_memory.start as *mut u8, 0, flip_memory.size() as usize) };
+    let system = System::new(package, RAM_BASE, &host_ram, flip_memory)
+        .expect("placements match the package");
     (system, vcpus)
 }

@@ -22,6 +22,7 @@ pub mod audit;
 pub mod caps;
 pub mod console;
 pub mod event;
+pub mod flip;
 pub mod memory;
 pub mod mmio_instruction;
 pub mod package;

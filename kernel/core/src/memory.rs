@@ -9,7 +9,7 @@
 //! - every operation either succeeds completely or changes nothing.
 
 /// A half-open range of addresses `[start, end)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Range {
     /// First address in the range.
     pub start: u64,

@@ -90,6 +90,19 @@ pub struct PartitionSpec<'a> {
     pub supervision: Supervision,
 }
 
+/// TEMP: one queue as the package gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueSpec {
+    /// Index of the sending partition.
+    pub sender: usize,
+    /// Index of the receiving partition.
+    pub receiver: usize,
+    /// Messages it holds.
+    pub depth: u32,
+    /// Pages that may be in flight at once.
+    pub max_in_flight: u32,
+}
+
 /// Why a package was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PackageError {
@@ -185,8 +198,13 @@ impl<'a> Package<'a> {
     }
 
     /// Number of queues in the system.
-    pub fn queues(&self) -> usize {
+    pub fn queue_count(&self) -> usize {
         self.queues
+    }
+
+    /// TEMP until the package carries queues.
+    pub fn queues(&self) -> impl Iterator<Item = QueueSpec> + '_ {
+        core::iter::empty()
     }
 
     /// The major frame in µs, if the system has a schedule.
@@ -474,7 +492,7 @@ mod tests {
         let package = Package::parse(&bytes).unwrap();
         let parts: Vec<_> = package.partitions().collect();
         assert_eq!(parts.len(), 2);
-        assert_eq!(package.queues(), 2);
+        assert_eq!(package.queue_count(), 2);
         assert_eq!(package.major_frame_us(), Some(10_000));
         assert_eq!(parts[0].name, "service");
         assert_eq!(parts[0].image, &[1, 2, 3, 4]);

@@ -27,16 +27,19 @@ use crate::audit::{AuditKind, AuditRecord, AuditRing};
 use crate::caps::{self, CapTable, CapType, Rights};
 use crate::console::LineBuffer;
 use crate::event::Event;
+use crate::flip::{Flip, FlipError, Pages};
 use crate::memory::Range;
 use crate::package::{Kind, MAX_PARTITIONS, NAME_MAX, Package};
 use crate::schedule::{Schedule, ScheduleError, Turn};
 use crate::supervision::{MAX_RESTARTS, Supervision};
 
+mod queues;
 mod supervise;
 pub use supervise::{ESCAPE, Events, TRAP_LINES};
 
-/// What the core needs from the machine.
-pub trait Platform: fmt::Write {
+/// What the core needs from the machine: the console, the clock, partition RAM,
+/// and (for page flips) the second-stage mappings.
+pub trait Platform: fmt::Write + Pages {
     /// Copies `buffer.len()` bytes of RAM at host-physical `addr` into `buffer`.
     /// The core calls this only for ranges it has checked to lie inside a
     /// partition's RAM.
@@ -57,7 +60,8 @@ pub enum State {
     /// Suspended after a trap, a fault or a missed heartbeat: the service VM
     /// decides whether it resumes, restarts or stops.
     Suspended,
-    /// The service VM, waiting for a supervision event.
+    /// Waiting: the service VM for a supervision event, or a partition in `wait`
+    /// for work on a queue end.
     Blocked,
     /// Ended itself with this exit code.
     Exited(u64),
@@ -114,6 +118,8 @@ pub struct Partition {
     /// A restart or stop the service VM asked for while it ran on another core,
     /// carried out at its next entry to the kernel.
     deferred: Option<supervise::Deferred>,
+    /// While blocked in `wait`: the queue it waits on.
+    waiting: Option<u8>,
 }
 
 impl Partition {
@@ -298,6 +304,8 @@ pub enum SystemError {
     BadSchedule(ScheduleError),
     /// Partition `index` is pinned to no core, or to one past [`MAX_CPUS`].
     BadCpu(usize),
+    /// The queues do not fit the kernel's limits or the memory given for them.
+    Queues(FlipError),
 }
 
 /// A validated hypercall, ready to be carried out.
@@ -309,6 +317,7 @@ enum Request {
     Exit(u64),
     Shutdown(u64),
     Supervise(supervise::Request),
+    Queue(queues::Request),
 }
 
 /// All partitions and who runs.
@@ -322,16 +331,23 @@ pub struct System {
     /// Per core: the partition whose registers are live there (the back end
     /// reports it with [`System::note_loaded`]).
     loaded: [Option<usize>; MAX_CPUS],
+    /// The queues and the ledger of frames away from their slots.
+    flip: Flip,
+    /// Per core: a window lent by an immediate send, as (lender, borrower).
+    lent: [Option<(usize, usize)>; MAX_CPUS],
 }
 
 impl System {
     /// Builds the system from a validated package. `guest_ram_base` is where every
     /// partition sees its RAM; `host_ram[i]` is the machine RAM the back end set
-    /// aside for partition `i` (its size must equal the package's RAM size).
+    /// aside for partition `i` (its size must equal the package's RAM size);
+    /// `flip_memory` is zeroed kernel memory of [`Flip::kernel_memory`] bytes for
+    /// the queues.
     pub fn new(
         package: &Package<'_>,
         guest_ram_base: u64,
         host_ram: &[Range],
+        flip_memory: Range,
     ) -> Result<System, SystemError> {
         if host_ram.len() != package.len() {
             return Err(SystemError::PlacementCount);
@@ -369,6 +385,7 @@ impl System {
                 suspension: None,
                 heartbeat_due_us: None,
                 deferred: None,
+                waiting: None,
             };
             // Cannot fail: a valid package has at most MAX_PARTITIONS partitions.
             let _ = partitions.push(partition);
@@ -379,6 +396,7 @@ impl System {
                 .transpose()
                 .map_err(SystemError::BadSchedule)?;
         }
+        let flip = Flip::new(package, host_ram, flip_memory).map_err(SystemError::Queues)?;
         Ok(System {
             partitions,
             service_ready: false,
@@ -386,6 +404,8 @@ impl System {
             events: Events::default(),
             audit: AuditRing::default(),
             loaded: [None; MAX_CPUS],
+            flip,
+            lent: [None; MAX_CPUS],
         })
     }
 
@@ -418,31 +438,43 @@ impl System {
         call: CallRegisters,
         platform: &mut impl Platform,
     ) -> Dispatch {
-        match self.decode(caller, call) {
+        match self.decode(caller, call, platform) {
             Ok(request) => self.invoke(caller, request, platform),
             Err(error) => {
-                let time_us = platform.now_us();
-                let partition = &mut self.partitions[caller];
-                self.audit.push(AuditRecord {
-                    time_us,
-                    partition: caller as u8,
-                    kind: AuditKind::CapabilityError,
-                    generation: partition.generation,
-                    detail: [call.number, error.code() as u64],
-                });
-                partition.denied += 1;
-                if partition.denied <= DENIED_LINES {
-                    emit(
-                        platform,
-                        Event::HypercallDenied {
-                            name: partition.name(),
-                            call: call.number,
-                            error,
-                        },
-                    );
-                }
+                self.note_refusal(caller, call.number, error, platform);
                 self.resume_caller(caller, Reply::error(error))
             }
+        }
+    }
+
+    /// Audits a refused call and reports it on the console (the first
+    /// [`DENIED_LINES`] of the partition).
+    fn note_refusal(
+        &mut self,
+        caller: usize,
+        number: u64,
+        error: Error,
+        platform: &mut impl Platform,
+    ) {
+        let time_us = platform.now_us();
+        let partition = &mut self.partitions[caller];
+        self.audit.push(AuditRecord {
+            time_us,
+            partition: caller as u8,
+            kind: AuditKind::CapabilityError,
+            generation: partition.generation,
+            detail: [number, error.code() as u64],
+        });
+        partition.denied += 1;
+        if partition.denied <= DENIED_LINES {
+            emit(
+                platform,
+                Event::HypercallDenied {
+                    name: partition.name(),
+                    call: number,
+                    error,
+                },
+            );
         }
     }
 
@@ -488,6 +520,20 @@ impl System {
                 partition: 0,
                 deadline_us: Some(until_us),
             },
+            // A window lent by an immediate send: the receiver runs in it until it
+            // waits or yields.
+            Turn::Window {
+                partition,
+                until_us,
+            } if self.lent[cpu].is_some_and(|(lender, borrower)| {
+                lender == partition && self.partitions[borrower].state == State::Runnable
+            }) =>
+            {
+                Decision::Run {
+                    partition: self.lent[cpu].expect("checked").1,
+                    deadline_us: Some(until_us),
+                }
+            }
             Turn::Window {
                 partition,
                 until_us,
@@ -502,6 +548,7 @@ impl System {
     /// Partition `current` gives up its turn without a hypercall (it waited for an
     /// interrupt, or its time ran out). Returns what runs next on its core.
     pub fn preempt(&mut self, current: usize, platform: &mut impl Platform) -> Next {
+        self.lent[self.partitions[current].cpu] = None;
         self.after(current, platform)
     }
 
@@ -531,7 +578,12 @@ impl System {
         }
     }
 
-    fn decode(&self, caller: usize, call: CallRegisters) -> Result<Request, Error> {
+    fn decode(
+        &self,
+        caller: usize,
+        call: CallRegisters,
+        platform: &mut impl Platform,
+    ) -> Result<Request, Error> {
         let partition = &self.partitions[caller];
         let [slot, a2, a3, ..] = call.args;
         let need = |ty, right| caps::lookup(&partition.caps, slot, ty, right);
@@ -542,7 +594,7 @@ impl System {
                 if a3 > CONSOLE_WRITE_MAX {
                     return Err(Error::TooLong);
                 }
-                partition.translate(a2, a3).map(Request::ConsoleWrite)
+                self.guest_buffer(caller, a2, a3).map(Request::ConsoleWrite)
             }
             Call::Ready => {
                 need(CapType::System, Rights::READY)?;
@@ -558,6 +610,14 @@ impl System {
             Call::Shutdown => {
                 need(CapType::System, Rights::SHUTDOWN).map(|_| Request::Shutdown(a2))
             }
+            queue @ (Call::Send
+            | Call::SendBatch
+            | Call::Receive
+            | Call::Release
+            | Call::Reclaim
+            | Call::Wait) => self
+                .decode_queue(caller, queue, call.args, platform)
+                .map(Request::Queue),
             supervision => self
                 .decode_supervision(caller, supervision, call.args)
                 .map(Request::Supervise),
@@ -573,6 +633,7 @@ impl System {
         match request {
             Request::Null => self.resume_caller(caller, Reply::ok([0; 3])),
             Request::Supervise(request) => self.invoke_supervision(caller, request, platform),
+            Request::Queue(request) => self.invoke_queue(caller, request, platform),
             Request::ConsoleWrite(range) => {
                 // Copied through a small buffer: zeroing a large one on every call
                 // would cost more than the copy itself.
@@ -608,6 +669,7 @@ impl System {
                 self.resume_caller(caller, Reply::ok([0; 3]))
             }
             Request::Yield => {
+                self.end_loan(caller);
                 let others = self.runnable().filter(|&i| i != caller).count() as u64;
                 Dispatch::new(
                     Some(Reply::ok([others, 0, 0])),
@@ -669,6 +731,31 @@ impl System {
                     total,
                 },
             );
+        }
+    }
+
+    /// The machine frame that backs RAM page `guest` of partition `index` (its
+    /// natural frame unless a restart replaced one; see [`Flip`]).
+    pub fn ram_frame(&self, index: usize, guest: u64) -> u64 {
+        self.flip.slot_frame(index, guest)
+    }
+
+    /// Frame totals of the ledger.
+    pub fn frame_totals(&self) -> crate::flip::Totals {
+        self.flip.totals()
+    }
+
+    /// Lends the rest of `lender`'s window on its core to `borrower`.
+    fn lend(&mut self, lender: usize, borrower: usize) {
+        self.lent[self.partitions[lender].cpu] = Some((lender, borrower));
+    }
+
+    /// Ends any loan of a window to `borrower`.
+    fn end_loan(&mut self, borrower: usize) {
+        for loan in &mut self.lent {
+            if loan.is_some_and(|(_, b)| b == borrower) {
+                *loan = None;
+            }
         }
     }
 

@@ -341,15 +341,14 @@ impl System {
         match call {
             Call::WaitEvent => {
                 need(CapType::System, Rights::MONITOR)?;
-                partition
-                    .translate(a2, RECORD_SIZE as u64)
+                self.guest_buffer(caller, a2, RECORD_SIZE as u64)
                     .map(Request::WaitEvent)
             }
             Call::Inspect => {
                 let target = usize::from(need(CapType::Control, Rights::INSPECT)?.object);
                 let name = match a2 {
                     0 => None,
-                    at => Some(partition.translate(at, NAME_MAX as u64)?),
+                    at => Some(self.guest_buffer(caller, at, NAME_MAX as u64)?),
                 };
                 Ok(Request::Inspect(target, name))
             }
@@ -408,7 +407,7 @@ impl System {
                 if max > AUDIT_CAPACITY {
                     return Err(Error::TooLong);
                 }
-                let buffer = partition.translate(a2, (max * AUDIT_RECORD_SIZE) as u64)?;
+                let buffer = self.guest_buffer(caller, a2, (max * AUDIT_RECORD_SIZE) as u64)?;
                 Ok(Request::AuditRead(buffer, max))
             }
             Call::Heartbeat => {
@@ -611,6 +610,8 @@ impl System {
         partition.deferred = None;
         partition.console.clear();
         partition.arm_watchdog(now_us);
+        self.restart_queues(index, platform);
+        let partition = &mut self.partitions[index];
         emit(
             platform,
             Event::PartitionRestart {

@@ -144,7 +144,7 @@ fn rig_with(cpus: [u32; 3], sup: [Supervision; 3]) -> Rig {
         now_us: 0,
     };
     let mut t = Rig {
-        sys: System::new(&package, GUEST_BASE, &host).unwrap(),
+        sys: System::new(&package, GUEST_BASE, &host, Range::default()).unwrap(),
         m,
     };
     t.sys.start(&mut t.m);

@@ -51,6 +51,22 @@ impl fmt::Write for FakeMachine {
     }
 }
 
+/// The fake has no translation tables: page flips are tested in `flip::tests`
+/// and end to end on the emulators.
+impl Pages for FakeMachine {
+    fn map_page(&mut self, _partition: usize, _guest: u64, _frame: u64) {}
+    fn unmap_page(&mut self, _partition: usize, _guest: u64) {}
+    fn flush_translations(&mut self, _partition: usize) {}
+    fn scrub_page(&mut self, frame: u64) {
+        self.write_ram(frame, &[0; 4096]);
+    }
+    fn copy(&mut self, from: u64, to: u64, len: u64) {
+        let mut bytes = vec![0; len as usize];
+        self.read_ram(from, &mut bytes);
+        self.write_ram(to, &bytes);
+    }
+}
+
 impl Platform for FakeMachine {
     fn read_ram(&mut self, addr: u64, buffer: &mut [u8]) {
         let at = (addr - HOST_BASE) as usize;
@@ -96,7 +112,7 @@ pub(super) fn system_with(guests: usize, caps: impl Fn(Kind) -> CapTable) -> (Sy
     let host: Vec<Range> = (0..=guests as u64)
         .map(|i| Range::from_start_size(HOST_BASE + i * RAM, RAM).unwrap())
         .collect();
-    let system = System::new(&package, GUEST_BASE, &host).unwrap();
+    let system = System::new(&package, GUEST_BASE, &host, Range::default()).unwrap();
     let machine = FakeMachine {
         ram: vec![0; RAM as usize * (guests + 1)],
         console: String::new(),
@@ -292,7 +308,7 @@ fn each_call_needs_its_capability_type_and_right() {
     let bytes = encode(&[spec], 0, None).unwrap();
     let package = Package::parse(&bytes).unwrap();
     let host = [Range::from_start_size(HOST_BASE, RAM).unwrap()];
-    let mut sys = System::new(&package, GUEST_BASE, &host).unwrap();
+    let mut sys = System::new(&package, GUEST_BASE, &host, Range::default()).unwrap();
     sys.start(&mut m);
     let d = sys.hypercall(0, call(Call::Exit, &[SELF, 0]), &mut m);
     assert_eq!(d.reply, Some(Reply::error(Error::MissingRight)));
@@ -363,15 +379,15 @@ fn placements_must_match_the_package() {
     let overlapping = Range::from_start_size(HOST_BASE + 0x1000, RAM).unwrap();
     let small = Range::from_start_size(HOST_BASE + RAM, 0x1000).unwrap();
     assert_eq!(
-        System::new(&package, GUEST_BASE, &[a]).unwrap_err(),
+        System::new(&package, GUEST_BASE, &[a], Range::default()).unwrap_err(),
         SystemError::PlacementCount
     );
     assert_eq!(
-        System::new(&package, GUEST_BASE, &[a, overlapping]).unwrap_err(),
+        System::new(&package, GUEST_BASE, &[a, overlapping], Range::default()).unwrap_err(),
         SystemError::BadPlacement(1)
     );
     assert_eq!(
-        System::new(&package, GUEST_BASE, &[a, small]).unwrap_err(),
+        System::new(&package, GUEST_BASE, &[a, small], Range::default()).unwrap_err(),
         SystemError::BadPlacement(1)
     );
 }
@@ -405,7 +421,9 @@ fn needed(number: u64) -> Option<(CapType, Rights)> {
         Call::Stop | Call::SetPolicy => (CapType::Control, Rights::STOP),
         Call::Heartbeat => (CapType::Watchdog, Rights::HEARTBEAT),
         Call::Panic => (CapType::SelfPartition, Rights::EXIT),
-        Call::Identify => return None,
+        Call::Identify | Call::Wait => return None,
+        Call::Send | Call::SendBatch | Call::Reclaim => (CapType::QueueSend, Rights::SEND),
+        Call::Receive | Call::Release => (CapType::QueueReceive, Rights::RECEIVE),
     })
 }
 
@@ -495,7 +513,7 @@ fn scheduled() -> (System, FakeMachine) {
     let host: Vec<Range> = (0..3)
         .map(|i| Range::from_start_size(HOST_BASE + i * RAM, RAM).unwrap())
         .collect();
-    let system = System::new(&package, GUEST_BASE, &host).unwrap();
+    let system = System::new(&package, GUEST_BASE, &host, Range::default()).unwrap();
     let machine = FakeMachine {
         ram: vec![0; RAM as usize * 3],
         console: String::new(),
@@ -606,7 +624,7 @@ fn each_core_round_robins_its_own_partitions_and_waits_for_others() {
     let host: Vec<Range> = (0..3)
         .map(|i| Range::from_start_size(HOST_BASE + i * RAM, RAM).unwrap())
         .collect();
-    let mut sys = System::new(&package, GUEST_BASE, &host).unwrap();
+    let mut sys = System::new(&package, GUEST_BASE, &host, Range::default()).unwrap();
     let mut m = FakeMachine {
         ram: vec![0; RAM as usize * 3],
         console: String::new(),

@@ -1,0 +1,320 @@
+//! The queue hypercalls: `send`, `send_batch`, `receive`, `release`, `reclaim` and
+//! `wait`, decoded against the caller's capabilities and carried out on the
+//! [`Flip`](crate::flip::Flip) ledger.
+//!
+//! Invariants:
+//! - a queue is reached only through a capability for one of its ends, of the
+//!   right type and with the right (`send` or `receive`); the badge the receiver
+//!   learns is the one in the sender's capability, never an argument;
+//! - a partition blocked in `wait` runs again only when its queue end has work,
+//!   its peer restarted, or it is itself restarted or stopped;
+//! - an immediate send switches to the receiver only when the receiver waits on
+//!   that queue on the same core; the receiver then runs in the sender's window
+//!   ([`System::decide`]) until it waits or yields.
+
+use septum_abi::queue::{BATCH_MAX, COPY_MAX, flags};
+use septum_abi::{Call, Error};
+
+use super::{Dispatch, Next, Platform, Reply, State, System};
+use crate::caps::{self, CapType, Rights};
+use crate::flip::{End, Outgoing, ReceiveAt};
+use crate::memory::Range;
+
+/// A validated queue call.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Request {
+    Send {
+        queue: usize,
+        badge: u16,
+        messages: Batch,
+        immediate: bool,
+    },
+    SendCopy {
+        queue: usize,
+        badge: u16,
+        from: u64,
+        len: u64,
+        immediate: bool,
+    },
+    Receive {
+        queue: usize,
+        at: ReceiveAt,
+    },
+    Release {
+        queue: usize,
+        guest: u64,
+        count: u64,
+    },
+    Reclaim(usize),
+    Wait(usize, End),
+}
+
+/// The messages of one send.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Batch {
+    messages: [Outgoing; BATCH_MAX],
+    len: usize,
+}
+
+impl Batch {
+    fn as_slice(&self) -> &[Outgoing] {
+        &self.messages[..self.len]
+    }
+}
+
+impl System {
+    pub(super) fn decode_queue(
+        &self,
+        caller: usize,
+        call: Call,
+        args: [u64; 6],
+        platform: &mut impl Platform,
+    ) -> Result<Request, Error> {
+        let table = &self.partitions[caller].caps;
+        let [slot, a2, a3, a4, ..] = args;
+        let need = |ty, right| caps::lookup(table, slot, ty, right);
+        let known_flags = |value: u64| {
+            if value & !flags::ALL != 0 {
+                Err(Error::InvalidArgument)
+            } else {
+                Ok(value & flags::IMMEDIATE != 0)
+            }
+        };
+        match call {
+            Call::Send => {
+                let cap = need(CapType::QueueSend, Rights::SEND)?;
+                let immediate = known_flags(a4)?;
+                let queue = usize::from(cap.object);
+                if a4 & flags::COPY != 0 {
+                    if a3 > COPY_MAX {
+                        return Err(Error::TooLong);
+                    }
+                    let from = self.guest_buffer(caller, a2, a3)?;
+                    return Ok(Request::SendCopy {
+                        queue,
+                        badge: cap.badge,
+                        from: from.start,
+                        len: a3,
+                        immediate,
+                    });
+                }
+                let mut messages = [Outgoing { guest: 0, len: 0 }; BATCH_MAX];
+                messages[0] = Outgoing { guest: a2, len: a3 };
+                Ok(Request::Send {
+                    queue,
+                    badge: cap.badge,
+                    messages: Batch { messages, len: 1 },
+                    immediate,
+                })
+            }
+            Call::SendBatch => {
+                let cap = need(CapType::QueueSend, Rights::SEND)?;
+                let immediate = known_flags(a4)?;
+                if a4 & flags::COPY != 0 || a3 == 0 {
+                    return Err(Error::InvalidArgument);
+                }
+                if a3 > BATCH_MAX as u64 {
+                    return Err(Error::TooLong);
+                }
+                let list = self.guest_buffer(caller, a2, a3 * 8)?;
+                let mut words = [0u8; BATCH_MAX * 8];
+                platform.read_ram(list.start, &mut words[..list.size() as usize]);
+                let mut messages = [Outgoing { guest: 0, len: 0 }; BATCH_MAX];
+                for (message, word) in messages.iter_mut().zip(words.chunks_exact(8)) {
+                    let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+                    *message = Outgoing {
+                        guest: word & !0xfff,
+                        len: (word & 0xfff) + 1,
+                    };
+                }
+                Ok(Request::Send {
+                    queue: usize::from(cap.object),
+                    badge: cap.badge,
+                    messages: Batch {
+                        messages,
+                        len: a3 as usize,
+                    },
+                    immediate,
+                })
+            }
+            Call::Receive => {
+                let cap = need(CapType::QueueReceive, Rights::RECEIVE)?;
+                let copy_buffer = self.guest_buffer(caller, a3, COPY_MAX).ok();
+                Ok(Request::Receive {
+                    queue: usize::from(cap.object),
+                    at: ReceiveAt {
+                        window: a2,
+                        copy_buffer: copy_buffer.map(|range| range.start),
+                    },
+                })
+            }
+            Call::Release => {
+                let cap = need(CapType::QueueReceive, Rights::RECEIVE)?;
+                Ok(Request::Release {
+                    queue: usize::from(cap.object),
+                    guest: a2,
+                    count: a3,
+                })
+            }
+            Call::Reclaim => {
+                let cap = need(CapType::QueueSend, Rights::SEND)?;
+                Ok(Request::Reclaim(usize::from(cap.object)))
+            }
+            Call::Wait => {
+                let send = need(CapType::QueueSend, Rights::SEND);
+                let receive = need(CapType::QueueReceive, Rights::RECEIVE);
+                match (send, receive) {
+                    (Ok(cap), _) => Ok(Request::Wait(usize::from(cap.object), End::Send)),
+                    (_, Ok(cap)) => Ok(Request::Wait(usize::from(cap.object), End::Receive)),
+                    (Err(Error::WrongType), Err(error)) | (Err(error), Err(_)) => Err(error),
+                }
+            }
+            _ => unreachable!("only queue calls are decoded here"),
+        }
+    }
+
+    pub(super) fn invoke_queue(
+        &mut self,
+        caller: usize,
+        request: Request,
+        platform: &mut impl Platform,
+    ) -> Dispatch {
+        let result = match request {
+            Request::Send {
+                queue,
+                badge,
+                messages,
+                immediate,
+            } => self
+                .flip
+                .send(caller, queue, badge, messages.as_slice(), platform)
+                .map(|waiting| (queue, waiting, immediate)),
+            Request::SendCopy {
+                queue,
+                badge,
+                from,
+                len,
+                immediate,
+            } => self
+                .flip
+                .send_copy(queue, badge, from, len, platform)
+                .map(|waiting| (queue, waiting, immediate)),
+            Request::Receive { queue, at } => {
+                let result = self.flip.receive(queue, at, platform).map(|delivered| {
+                    let kind = if delivered.pages == 0 {
+                        septum_abi::queue::kind::COPY
+                    } else {
+                        septum_abi::queue::kind::FLIP
+                    };
+                    [
+                        delivered.len,
+                        u64::from(delivered.badge),
+                        kind | delivered.pages << 8,
+                    ]
+                });
+                return self.reply_queue(caller, Call::Receive, result, platform);
+            }
+            Request::Release {
+                queue,
+                guest,
+                count,
+            } => {
+                let result = self.flip.release(queue, guest, count, platform);
+                if result.is_ok() {
+                    self.wake(self.flip.ends(queue).0, queue, platform);
+                }
+                return self.reply_queue(caller, Call::Release, result.map(|()| [0; 3]), platform);
+            }
+            Request::Reclaim(queue) => {
+                let result = self.flip.reclaim(queue).map(|guest| [guest, 1, 0]);
+                return self.reply_queue(caller, Call::Reclaim, result, platform);
+            }
+            Request::Wait(queue, end) => {
+                if self.flip.has_work(queue, end) {
+                    return self.resume_caller(caller, Reply::ok([1, 0, 0]));
+                }
+                let partition = &mut self.partitions[caller];
+                partition.state = State::Blocked;
+                partition.waiting = Some(queue as u8);
+                self.end_loan(caller);
+                let next = self.after(caller, platform);
+                return Dispatch::new(Some(Reply::ok([0; 3])), next);
+            }
+        };
+        match result {
+            Ok((queue, waiting, immediate)) => {
+                let receiver = self.flip.ends(queue).1;
+                let woken = self.wake(receiver, queue, platform);
+                let reply = Reply::ok([waiting as u64, 0, 0]);
+                let same_core = self.partitions[receiver].cpu == self.partitions[caller].cpu;
+                if immediate && woken && same_core {
+                    self.lend(caller, receiver);
+                    return Dispatch::new(Some(reply), Next::Run(receiver));
+                }
+                self.resume_caller(caller, reply)
+            }
+            Err(error) => self.reply_queue(caller, Call::Send, Err(error), platform),
+        }
+    }
+
+    /// Resumes the caller with `result`. A refusal is audited like any other,
+    /// except those that are normal flow control on a queue (nothing to receive, a
+    /// full queue, too much in flight, a peer restart).
+    fn reply_queue(
+        &mut self,
+        caller: usize,
+        number: Call,
+        result: Result<[u64; 3], Error>,
+        platform: &mut impl Platform,
+    ) -> Dispatch {
+        match result {
+            Ok(results) => self.resume_caller(caller, Reply::ok(results)),
+            Err(error) => {
+                let flow = matches!(
+                    error,
+                    Error::Empty | Error::QueueFull | Error::FlightLimit | Error::PeerRestarted
+                );
+                if !flow {
+                    self.note_refusal(caller, number as u64, error, platform);
+                }
+                self.resume_caller(caller, Reply::error(error))
+            }
+        }
+    }
+
+    /// Wakes `partition` if it waits on `queue`. Returns whether it did.
+    pub(super) fn wake(&mut self, partition: usize, queue: usize, platform: &mut impl Platform) -> bool {
+        let target = &mut self.partitions[partition];
+        if target.state != State::Blocked || target.waiting != Some(queue as u8) {
+            return false;
+        }
+        target.state = State::Runnable;
+        target.waiting = None;
+        target.arm_watchdog(platform.now_us());
+        true
+    }
+
+    /// Restarts `index`'s side of its queues and wakes the peers that wait.
+    pub(super) fn restart_queues(&mut self, index: usize, platform: &mut impl Platform) {
+        let peers = self.flip.restart(index, platform);
+        self.partitions[index].waiting = None;
+        for (peer, restarted) in peers.into_iter().enumerate() {
+            let waiting = self.partitions.get(peer).and_then(|p| p.waiting);
+            if let (true, Some(queue)) = (restarted, waiting) {
+                self.wake(peer, usize::from(queue), platform);
+            }
+        }
+    }
+
+    /// A guest buffer of `caller` that the kernel may reach at the same offset of
+    /// its machine RAM: inside its RAM, in pages it has not sent away (nor had
+    /// replaced after a restart; see [`Flip`](crate::flip::Flip)).
+    pub(super) fn guest_buffer(&self, caller: usize, guest: u64, len: u64) -> Result<Range, Error> {
+        let host = self.partitions[caller].translate(guest, len)?;
+        let buffer = Range::from_start_size(guest, len).ok_or(Error::BadAddress)?;
+        if !self.flip.natural(caller, buffer) {
+            return Err(Error::BadAddress);
+        }
+        Ok(host)
+    }
+}
