@@ -38,6 +38,7 @@ const PARTITIONS: &[&str] = &[
     "partition-irq",
     "partition-hostile",
     "partition-leak",
+    "partition-stream",
 ];
 const PARTITION_FLAGS: &[&str] = &[
     "-Clink-arg=-Tseptum-partition.ld",

@@ -68,6 +68,13 @@ scenarios! {
         service_crash => "service-crash",
         policy_tighten => "policy-tighten",
         service_console => "service-console",
+        stream => "stream",
+        stream_batched => "stream-batched",
+        stream_smp => "stream-smp",
+        stream_sender_fault => "stream-sender-fault",
+        stream_bad_input => "stream-bad-input",
+        stream_restart_producer => "stream-restart-producer",
+        stream_restart_consumer => "stream-restart-consumer",
     }
     pc {
         demo => "pc-demo",
@@ -94,5 +101,11 @@ scenarios! {
         service_crash => "pc-service-crash",
         policy_tighten => "pc-policy-tighten",
         service_console => "pc-service-console",
+        stream => "pc-stream",
+        stream_batched => "pc-stream-batched",
+        stream_sender_fault => "pc-stream-sender-fault",
+        stream_bad_input => "pc-stream-bad-input",
+        stream_restart_producer => "pc-stream-restart-producer",
+        stream_restart_consumer => "pc-stream-restart-consumer",
     }
 }

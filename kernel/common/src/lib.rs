@@ -284,8 +284,8 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
                         );
                     }
                     if !chunk.is_empty() {
-                        let code = Range::from_start_size(frame, chunk.len() as u64)
-                            .expect("inside RAM");
+                        let code =
+                            Range::from_start_size(frame, chunk.len() as u64).expect("inside RAM");
                         self.machine.code_written(code);
                     }
                 }

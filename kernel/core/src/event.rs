@@ -208,6 +208,16 @@ pub enum Event<'a> {
         /// Restarts within the current budget period, this one included.
         in_period: usize,
     },
+    /// The frame ledger's totals around a restart of a partition with queues:
+    /// frames mapped in partitions, on queues and free in the pool.
+    FrameTotals {
+        /// The partition restarted.
+        name: &'a str,
+        /// `before` or `after` the restart.
+        when: &'static str,
+        /// The totals.
+        totals: crate::flip::Totals,
+    },
     /// A partition was stopped for good.
     PartitionStop {
         /// Partition name.
@@ -342,6 +352,14 @@ impl fmt::Display for Event<'_> {
             } => write!(
                 f,
                 "@@ partition {name} restart gen={generation} in_period={in_period}"
+            ),
+            Event::FrameTotals { name, when, totals } => write!(
+                f,
+                "@@ partition {name} frames total={} {when}: mapped={} queued={} free={}",
+                totals.total(),
+                totals.mapped,
+                totals.queued,
+                totals.free
             ),
             Event::PartitionStop {
                 name,

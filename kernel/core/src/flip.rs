@@ -247,7 +247,11 @@ impl Flip {
     /// The ledger for the partitions of `package`, which got `host_ram` (in package
     /// order), and its queues, with `kernel` ([`Flip::kernel_memory`] bytes,
     /// page-aligned, zeroed) for the pool and the copy slots.
-    pub fn new(package: &Package<'_>, host_ram: &[Range], kernel: Range) -> Result<Flip, FlipError> {
+    pub fn new(
+        package: &Package<'_>,
+        host_ram: &[Range],
+        kernel: Range,
+    ) -> Result<Flip, FlipError> {
         let parts = package.partitions().zip(host_ram).map(|(spec, host)| {
             let mut devices = [Mmio::default(); MAX_MMIO];
             devices[..spec.resources.mmio().len()].copy_from_slice(spec.resources.mmio());
@@ -325,6 +329,11 @@ impl Flip {
             displaced: heapless::Vec::new(),
             held: heapless::Vec::new(),
         })
+    }
+
+    /// Number of queues.
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
     }
 
     /// The partitions at the two ends of `queue`: (sender, receiver).
@@ -431,9 +440,7 @@ impl Flip {
             }
         }
         let q = &self.queues[queue];
-        if q.messages.len() + messages.len() > q.depth
-            || q.pages.len() + seen.len() > QUEUE_MAX
-        {
+        if q.messages.len() + messages.len() > q.depth || q.pages.len() + seen.len() > QUEUE_MAX {
             return Err(Error::QueueFull);
         }
         if q.away + from_slots > q.max_in_flight {
@@ -547,7 +554,11 @@ impl Flip {
         if let Some(slot) = message.copy_slot {
             let to = at.copy_buffer.ok_or(Error::BadAddress)?;
             let q = &mut self.queues[queue];
-            pages.copy(q.copy_base + u64::from(slot) * COPY_MAX, to, u64::from(message.len));
+            pages.copy(
+                q.copy_base + u64::from(slot) * COPY_MAX,
+                to,
+                u64::from(message.len),
+            );
             q.copy_used &= !(1 << slot);
             q.messages.pop_front();
             return Ok(Delivered {
@@ -558,21 +569,25 @@ impl Flip {
         }
         let count = u64::from(message.pages);
         let window = self.parts[receiver].window;
-        let wanted = Range::from_start_size(at.window, count * PAGE_SIZE).ok_or(Error::BadWindow)?;
-        let busy = self
-            .held
-            .iter()
-            .any(|h| usize::from(h.partition) == receiver && wanted.contains_range(&Range {
-                start: h.guest,
-                end: h.guest + PAGE_SIZE,
-            }));
+        let wanted =
+            Range::from_start_size(at.window, count * PAGE_SIZE).ok_or(Error::BadWindow)?;
+        let busy = self.held.iter().any(|h| {
+            usize::from(h.partition) == receiver
+                && wanted.contains_range(&Range {
+                    start: h.guest,
+                    end: h.guest + PAGE_SIZE,
+                })
+        });
         if !at.window.is_multiple_of(PAGE_SIZE) || !window.contains_range(&wanted) || busy {
             return Err(Error::BadWindow);
         }
         let q = &mut self.queues[queue];
         q.messages.pop_front();
         for index in 0..count {
-            let page = q.pages.pop_front().expect("a message's pages are on its ring");
+            let page = q
+                .pages
+                .pop_front()
+                .expect("a message's pages are on its ring");
             let guest = at.window + index * PAGE_SIZE;
             pages.map_page(receiver, guest, page.frame);
             // Cannot fail: at most FLIGHT_MAX pages are away, held ones included.
@@ -606,9 +621,13 @@ impl Flip {
             return Err(Error::InvalidArgument);
         }
         for index in 0..count {
-            let page = guest.checked_add(index * PAGE_SIZE).ok_or(Error::NotOwned)?;
+            let page = guest
+                .checked_add(index * PAGE_SIZE)
+                .ok_or(Error::NotOwned)?;
             let held = self.held.iter().any(|h| {
-                usize::from(h.partition) == receiver && h.guest == page && usize::from(h.via) == queue
+                usize::from(h.partition) == receiver
+                    && h.guest == page
+                    && usize::from(h.via) == queue
             });
             if !held {
                 return Err(Error::NotOwned);
@@ -636,7 +655,10 @@ impl Flip {
     fn go_home(&mut self, frame: u64, origin: usize, pages: &mut impl Pages) {
         pages.scrub_page(frame);
         self.queues[origin].away -= 1;
-        let slot = self.displaced.iter().position(|d| d.frame == frame && !d.present);
+        let slot = self
+            .displaced
+            .iter()
+            .position(|d| d.frame == frame && !d.present);
         let Some(slot) = slot else {
             // Cannot fail: the pool holds at most FLIGHT_MAX frames.
             let _ = self.pool.push(frame);
@@ -645,7 +667,8 @@ impl Flip {
         let d = self.displaced[slot];
         let partition = usize::from(d.partition);
         pages.map_page(partition, d.guest, frame);
-        let natural = self.parts[partition].host_ram.start + (d.guest - self.parts[partition].guest_ram.start);
+        let natural = self.parts[partition].host_ram.start
+            + (d.guest - self.parts[partition].guest_ram.start);
         if frame == natural {
             self.displaced.swap_remove(slot);
         } else {
@@ -680,14 +703,22 @@ impl Flip {
             };
             q.peer_restarted = [false; 2];
             q.peer_restarted[end as usize] = true;
-            peers[if end == End::Receive { q.receiver } else { q.sender }] = true;
+            peers[if end == End::Receive {
+                q.receiver
+            } else {
+                q.sender
+            }] = true;
             q.messages.clear();
             q.copy_used = 0;
             while let Some(page) = self.queues[queue].pages.pop_front() {
                 self.go_home(page.frame, usize::from(page.origin), pages);
             }
         }
-        while let Some(at) = self.held.iter().position(|h| usize::from(h.partition) == partition) {
+        while let Some(at) = self
+            .held
+            .iter()
+            .position(|h| usize::from(h.partition) == partition)
+        {
             let held = self.held.swap_remove(at);
             pages.unmap_page(partition, held.guest);
             self.go_home(held.frame, usize::from(held.origin), pages);
@@ -717,7 +748,11 @@ impl Flip {
         for queue in 0..self.queues.len() {
             let mut index = 0;
             while index < self.queues[queue].pages.len() {
-                let page = *self.queues[queue].pages.iter().nth(index).expect("index < len");
+                let page = *self.queues[queue]
+                    .pages
+                    .iter()
+                    .nth(index)
+                    .expect("index < len");
                 let own = self.displaced.iter().any(|d| {
                     usize::from(d.partition) == partition && d.frame == page.frame && !d.present
                 });
@@ -770,7 +805,11 @@ impl Flip {
 
     /// Frames by place.
     pub fn totals(&self) -> Totals {
-        let slots: u64 = self.parts.iter().map(|g| g.guest_ram.size() / PAGE_SIZE).sum();
+        let slots: u64 = self
+            .parts
+            .iter()
+            .map(|g| g.guest_ram.size() / PAGE_SIZE)
+            .sum();
         let away = self.displaced.iter().filter(|d| !d.present).count() as u64;
         let queued: u64 = self.queues.iter().map(|q| q.pages.len() as u64).sum();
         Totals {

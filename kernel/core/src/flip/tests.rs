@@ -45,8 +45,11 @@ impl Pages for FakePages {
 }
 
 fn host_ram(partition: usize) -> Range {
-    Range::from_start_size(0x1_0000_0000 + partition as u64 * 0x10_0000, RAM_PAGES * PAGE_SIZE)
-        .unwrap()
+    Range::from_start_size(
+        0x1_0000_0000 + partition as u64 * 0x10_0000,
+        RAM_PAGES * PAGE_SIZE,
+    )
+    .unwrap()
 }
 
 fn queues() -> [QueueSpec; 3] {
@@ -79,9 +82,10 @@ fn setup() -> (Flip, FakePages) {
     let mut pages = FakePages::default();
     for p in 0..PARTS {
         for page in 0..RAM_PAGES {
-            pages
-                .mapped
-                .insert((p, RAM_BASE + page * PAGE_SIZE), host_ram(p).start + page * PAGE_SIZE);
+            pages.mapped.insert(
+                (p, RAM_BASE + page * PAGE_SIZE),
+                host_ram(p).start + page * PAGE_SIZE,
+            );
         }
     }
     (flip, pages)
@@ -156,7 +160,8 @@ fn apply(flip: &mut Flip, pages: &mut FakePages, op: &Op) -> Result<(), Error> {
                 guest: RAM_BASE + page * PAGE_SIZE,
                 len: count * PAGE_SIZE - 100,
             };
-            flip.send(sender, queue, sender as u16, &[message], pages).map(drop)
+            flip.send(sender, queue, sender as u16, &[message], pages)
+                .map(drop)
         }
         Op::Forward { queue, slot } => {
             let (sender, _) = flip.ends(queue);
@@ -164,7 +169,8 @@ fn apply(flip: &mut Flip, pages: &mut FakePages, op: &Op) -> Result<(), Error> {
                 guest: window(slot),
                 len: PAGE_SIZE,
             };
-            flip.send(sender, queue, sender as u16, &[message], pages).map(drop)
+            flip.send(sender, queue, sender as u16, &[message], pages)
+                .map(drop)
         }
         Op::Copy { queue } => flip.send_copy(queue, 0, 0x3_0000_0000, 64, pages).map(drop),
         Op::Receive { queue, slot } => {
@@ -215,8 +221,14 @@ fn a_page_travels_and_comes_home_scrubbed() {
     let page = RAM_BASE + 2 * PAGE_SIZE;
     let frame = host_ram(0).start + 2 * PAGE_SIZE;
     assert_eq!(flip.send(0, 0, 7, &one_page(page), &mut pages), Ok(1));
-    assert!(!pages.mapped.contains_key(&(0, page)), "the sender still maps it");
-    assert_eq!(flip.send(0, 0, 7, &one_page(page), &mut pages), Err(Error::InFlight));
+    assert!(
+        !pages.mapped.contains_key(&(0, page)),
+        "the sender still maps it"
+    );
+    assert_eq!(
+        flip.send(0, 0, 7, &one_page(page), &mut pages),
+        Err(Error::InFlight)
+    );
     let at = ReceiveAt {
         window: window(3),
         copy_buffer: None,
@@ -246,25 +258,64 @@ fn each_bad_send_has_its_own_error() {
     let send = |flip: &mut Flip, pages: &mut FakePages, guest, len| {
         flip.send(0, 0, 0, &[Outgoing { guest, len }], pages)
     };
-    assert_eq!(send(&mut flip, &mut pages, RAM_BASE + 1, 8), Err(Error::InvalidArgument));
-    assert_eq!(send(&mut flip, &mut pages, RAM_BASE, 0), Err(Error::TooLong));
-    assert_eq!(send(&mut flip, &mut pages, RAM_BASE, MESSAGE_MAX + 1), Err(Error::TooLong));
-    assert_eq!(send(&mut flip, &mut pages, DEVICE, 8), Err(Error::DevicePage));
+    assert_eq!(
+        send(&mut flip, &mut pages, RAM_BASE + 1, 8),
+        Err(Error::InvalidArgument)
+    );
+    assert_eq!(
+        send(&mut flip, &mut pages, RAM_BASE, 0),
+        Err(Error::TooLong)
+    );
+    assert_eq!(
+        send(&mut flip, &mut pages, RAM_BASE, MESSAGE_MAX + 1),
+        Err(Error::TooLong)
+    );
+    assert_eq!(
+        send(&mut flip, &mut pages, DEVICE, 8),
+        Err(Error::DevicePage)
+    );
     assert_eq!(send(&mut flip, &mut pages, 0x1000, 8), Err(Error::NotOwned));
-    assert_eq!(send(&mut flip, &mut pages, window(0), 8), Err(Error::NotOwned));
+    assert_eq!(
+        send(&mut flip, &mut pages, window(0), 8),
+        Err(Error::NotOwned)
+    );
     // The last page of RAM plus one past it: the second page is not its own.
     let last = RAM_BASE + (RAM_PAGES - 1) * PAGE_SIZE;
-    assert_eq!(send(&mut flip, &mut pages, last, 2 * PAGE_SIZE), Err(Error::NotOwned));
+    assert_eq!(
+        send(&mut flip, &mut pages, last, 2 * PAGE_SIZE),
+        Err(Error::NotOwned)
+    );
     // Five pages on a queue that allows four away.
-    assert_eq!(send(&mut flip, &mut pages, RAM_BASE, 5 * PAGE_SIZE), Err(Error::FlightLimit));
-    let duplicate = [Outgoing { guest: RAM_BASE, len: 8 }, Outgoing { guest: RAM_BASE, len: 8 }];
-    assert_eq!(flip.send(0, 0, 0, &duplicate, &mut pages), Err(Error::InvalidArgument));
+    assert_eq!(
+        send(&mut flip, &mut pages, RAM_BASE, 5 * PAGE_SIZE),
+        Err(Error::FlightLimit)
+    );
+    let duplicate = [
+        Outgoing {
+            guest: RAM_BASE,
+            len: 8,
+        },
+        Outgoing {
+            guest: RAM_BASE,
+            len: 8,
+        },
+    ];
+    assert_eq!(
+        flip.send(0, 0, 0, &duplicate, &mut pages),
+        Err(Error::InvalidArgument)
+    );
     assert_eq!(snapshot(&flip, &pages), before);
     for _ in 0..4 {
         flip.send_copy(2, 0, 0x3_0000_0000, 8, &mut pages).unwrap();
     }
-    assert_eq!(flip.send_copy(2, 0, 0x3_0000_0000, 8, &mut pages), Err(Error::QueueFull));
-    assert_eq!(flip.send_copy(0, 0, 0x3_0000_0000, COPY_MAX + 1, &mut pages), Err(Error::TooLong));
+    assert_eq!(
+        flip.send_copy(2, 0, 0x3_0000_0000, 8, &mut pages),
+        Err(Error::QueueFull)
+    );
+    assert_eq!(
+        flip.send_copy(0, 0, 0x3_0000_0000, COPY_MAX + 1, &mut pages),
+        Err(Error::TooLong)
+    );
 }
 
 /// Verifies: SK-MSG-003
@@ -276,18 +327,47 @@ fn each_bad_receive_and_release_has_its_own_error() {
         copy_buffer: None,
     };
     assert_eq!(flip.receive(0, at(0), &mut pages), Err(Error::Empty));
-    flip.send(0, 0, 0, &[Outgoing { guest: RAM_BASE, len: 2 * PAGE_SIZE }], &mut pages).unwrap();
+    flip.send(
+        0,
+        0,
+        0,
+        &[Outgoing {
+            guest: RAM_BASE,
+            len: 2 * PAGE_SIZE,
+        }],
+        &mut pages,
+    )
+    .unwrap();
     let before = snapshot(&flip, &pages);
-    assert_eq!(flip.receive(0, at(WINDOW_PAGES - 1), &mut pages), Err(Error::BadWindow));
-    let misaligned = ReceiveAt { window: window(0) + 8, copy_buffer: None };
-    assert_eq!(flip.receive(0, misaligned, &mut pages), Err(Error::BadWindow));
+    assert_eq!(
+        flip.receive(0, at(WINDOW_PAGES - 1), &mut pages),
+        Err(Error::BadWindow)
+    );
+    let misaligned = ReceiveAt {
+        window: window(0) + 8,
+        copy_buffer: None,
+    };
+    assert_eq!(
+        flip.receive(0, misaligned, &mut pages),
+        Err(Error::BadWindow)
+    );
     assert_eq!(snapshot(&flip, &pages), before);
     flip.receive(0, at(0), &mut pages).unwrap();
-    flip.send(0, 0, 0, &one_page(RAM_BASE + 4 * PAGE_SIZE), &mut pages).unwrap();
+    flip.send(0, 0, 0, &one_page(RAM_BASE + 4 * PAGE_SIZE), &mut pages)
+        .unwrap();
     assert_eq!(flip.receive(0, at(1), &mut pages), Err(Error::BadWindow));
-    assert_eq!(flip.release(0, window(2), 1, &mut pages), Err(Error::NotOwned));
-    assert_eq!(flip.release(1, window(0), 1, &mut pages), Err(Error::NotOwned));
-    assert_eq!(flip.release(0, window(0), 0, &mut pages), Err(Error::InvalidArgument));
+    assert_eq!(
+        flip.release(0, window(2), 1, &mut pages),
+        Err(Error::NotOwned)
+    );
+    assert_eq!(
+        flip.release(1, window(0), 1, &mut pages),
+        Err(Error::NotOwned)
+    );
+    assert_eq!(
+        flip.release(0, window(0), 0, &mut pages),
+        Err(Error::InvalidArgument)
+    );
     assert_eq!(flip.release(0, window(0), 2, &mut pages), Ok(()));
 }
 
@@ -306,12 +386,20 @@ fn a_sender_restarted_while_its_page_is_held_gets_a_substitute() {
     let peers = flip.restart(0, &mut pages);
     assert_eq!(peers[..PARTS], [false, true, true]);
     let substitute = pages.mapped[&(0, page)];
-    assert_ne!(substitute, host_ram(0).start, "the held frame stays with the receiver");
+    assert_ne!(
+        substitute,
+        host_ram(0).start,
+        "the held frame stays with the receiver"
+    );
     assert_eq!(pages.mapped[&(1, window(0))], host_ram(0).start);
     assert!(!flip.natural(0, Range::from_start_size(page, 8).unwrap()));
     check(&flip, &pages, total);
     assert_eq!(flip.receive(0, at, &mut pages), Err(Error::PeerRestarted));
     flip.release(0, window(0), 1, &mut pages).unwrap();
-    assert_eq!(flip.reclaim(0), Err(Error::Empty), "an orphan does not come home");
+    assert_eq!(
+        flip.reclaim(0),
+        Err(Error::Empty),
+        "an orphan does not come home"
+    );
     check(&flip, &pages, total);
 }

@@ -17,6 +17,7 @@ use septum_abi::{Call, Error};
 
 use super::{Dispatch, Next, Platform, Reply, State, System};
 use crate::caps::{self, CapType, Rights};
+use crate::event::Event;
 use crate::flip::{End, Outgoing, ReceiveAt};
 use crate::memory::Range;
 
@@ -283,7 +284,12 @@ impl System {
     }
 
     /// Wakes `partition` if it waits on `queue`. Returns whether it did.
-    pub(super) fn wake(&mut self, partition: usize, queue: usize, platform: &mut impl Platform) -> bool {
+    pub(super) fn wake(
+        &mut self,
+        partition: usize,
+        queue: usize,
+        platform: &mut impl Platform,
+    ) -> bool {
         let target = &mut self.partitions[partition];
         if target.state != State::Blocked || target.waiting != Some(queue as u8) {
             return false;
@@ -296,7 +302,17 @@ impl System {
 
     /// Restarts `index`'s side of its queues and wakes the peers that wait.
     pub(super) fn restart_queues(&mut self, index: usize, platform: &mut impl Platform) {
+        let has_queues = (0..self.flip.queue_count()).any(|q| {
+            let (sender, receiver) = self.flip.ends(q);
+            sender == index || receiver == index
+        });
+        if has_queues {
+            self.emit_totals(index, "before", platform);
+        }
         let peers = self.flip.restart(index, platform);
+        if has_queues {
+            self.emit_totals(index, "after", platform);
+        }
         self.partitions[index].waiting = None;
         for (peer, restarted) in peers.into_iter().enumerate() {
             let waiting = self.partitions.get(peer).and_then(|p| p.waiting);
@@ -304,6 +320,15 @@ impl System {
                 self.wake(peer, usize::from(queue), platform);
             }
         }
+    }
+
+    fn emit_totals(&self, index: usize, when: &'static str, platform: &mut impl Platform) {
+        let event = Event::FrameTotals {
+            name: self.partitions[index].name(),
+            when,
+            totals: self.flip.totals(),
+        };
+        super::emit(platform, event);
     }
 
     /// A guest buffer of `caller` that the kernel may reach at the same offset of

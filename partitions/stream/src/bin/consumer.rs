@@ -1,0 +1,94 @@
+//! The consumer of the page-flip demo: receives pages on the queue whose receive
+//! end is in slot 2, checks that each holds the next sequence number in every
+//! word (see the producer), releases it, and reports. It takes its first page's
+//! number as the start (0 unless it was restarted mid-stream); when the producer
+//! restarts, it is told once and starts again from the next page it gets.
+//!
+//! Argument: bits 0-31 the page count of the stream (0: 1,000): it stops after
+//! the page numbered one less; bit 33 panic after 300 pages in generation 1.
+#![no_std]
+#![no_main]
+
+use septum_sdk::queue::{CopyBuffer, Receiver};
+use septum_sdk::{Boot, Error, println};
+
+const WORDS: usize = 4096 / 8;
+
+septum_sdk::entry!(main);
+
+fn main(boot: Boot) -> u64 {
+    let total = match boot.argument & 0xffff_ffff {
+        0 => 1_000,
+        count => count,
+    };
+    let crash = boot.argument & (1 << 33) != 0 && boot.generation == 1;
+    let receiver = Receiver::new(2);
+    let mut buffer = CopyBuffer::default();
+    let mut expected = None;
+    let mut received = 0u64;
+    println!(
+        "consumer: generation {}, expecting {total} pages",
+        boot.generation
+    );
+    while expected != Some(total) {
+        if crash && received == 300 {
+            panic!("consumer: crashing after 300 pages");
+        }
+        let message = match receiver.receive(0, &mut buffer) {
+            Ok(message) => message,
+            Err(Error::PeerRestarted) => {
+                println!("consumer: peer restarted after {received} pages");
+                expected = None;
+                continue;
+            }
+            Err(error) => {
+                println!("consumer: receive failed: {error:?}");
+                return 1;
+            }
+        };
+        let words = message.bytes.len() / 8;
+        let first = u64::from_le_bytes(message.bytes[..8].try_into().unwrap());
+        let expected_now = *expected.get_or_insert(sequence_of(first));
+        let mut bad = None;
+        for index in 0..words {
+            let word =
+                u64::from_le_bytes(message.bytes[index * 8..index * 8 + 8].try_into().unwrap());
+            if word != pattern(expected_now, index) {
+                bad = Some((index, word));
+                break;
+            }
+        }
+        if let Some((index, word)) = bad {
+            println!(
+                "consumer: page {expected_now} word {index} reads {word:#x}: out of order or corrupt"
+            );
+            return 2;
+        }
+        if let Err(error) = message.release() {
+            println!("consumer: release failed: {error:?}");
+            return 3;
+        }
+        expected = Some(expected_now + 1);
+        received += 1;
+        if received % 1000 == 0 {
+            println!("consumer: {received} pages in order, content checked");
+        }
+    }
+    println!(
+        "consumer: done, {received} pages in order, content checked, last {}",
+        total - 1
+    );
+    0
+}
+
+/// The page number that word 0 of a page encodes.
+fn sequence_of(word0: u64) -> u64 {
+    (word0 ^ MAGIC) >> 16
+}
+
+const MAGIC: u64 = 0x5e97_0000_0000_0000;
+
+/// Word `index` of page `sequence` (the producer's pattern).
+fn pattern(sequence: u64, index: usize) -> u64 {
+    (sequence << 16) ^ index as u64 ^ MAGIC
+}
