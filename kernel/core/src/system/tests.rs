@@ -406,6 +406,10 @@ fn needed(number: u64) -> Option<(CapType, Rights)> {
         Call::Heartbeat => (CapType::Watchdog, Rights::HEARTBEAT),
         Call::Panic => (CapType::SelfPartition, Rights::EXIT),
         Call::Identify => return None,
+        Call::Send | Call::SendBatch | Call::Reclaim => (CapType::QueueSend, Rights::SEND),
+        Call::Receive | Call::Release => (CapType::QueueReceive, Rights::RECEIVE),
+        // Either end of a queue will do.
+        Call::Wait => return None,
     })
 }
 
