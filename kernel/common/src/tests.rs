@@ -148,7 +148,7 @@ fn kernel() -> (Kernel<FakeVcpu, FakeMachine>, Rc<RefCell<Log>>, Vec<u8>) {
         }
     })
     .collect();
-    let package_bytes = Box::leak(encode(&specs, 0, None).unwrap().into_boxed_slice());
+    let package_bytes = Box::leak(encode(&specs, &[], None).unwrap().into_boxed_slice());
     let package = Package::parse(package_bytes).unwrap();
     // "Machine RAM" for the three partitions: a host buffer, so console writes read
     // real memory.
