@@ -1,12 +1,15 @@
 //! Compiling a validated system description into the binary system package the
 //! kernel reads: each partition's program is found and flattened, and the records
-//! are written in boot order (the service VM first).
+//! are written in boot order (the service VM first). Invariant: everywhere the
+//! package names a partition by index (control capabilities, send-end badges, the
+//! queue table's ends), the index is its place in that boot order; queues keep
+//! their description order.
 
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
 use septum_core::caps::{CAP_SLOTS, Cap, CapTable, CapType, Rights};
-use septum_core::package::{self, Kind as PackageKind, PartitionSpec};
+use septum_core::package::{self, Kind as PackageKind, PartitionSpec, QueueSpec};
 use septum_core::resources::{Mmio, Ports, Resources, Window};
 use septum_core::supervision::{RestartBudget, Supervision, TrapAction, TrapClass, TrapPolicy};
 use septum_description::{Board, CapKind, ImageSource, Kind, Partition, Right, System};
@@ -87,6 +90,26 @@ fn cap_table(system: &System, boot_order: &[&Partition], partition: &Partition) 
     table
 }
 
+/// The queue table: each queue's ends as boot-order indices, in description order.
+fn queue_table(system: &System, boot_order: &[&Partition]) -> Vec<QueueSpec> {
+    let index_of = |name: &str| {
+        boot_order
+            .iter()
+            .position(|p| p.name == name)
+            .expect("validated: queue ends are partitions")
+    };
+    system
+        .queues
+        .iter()
+        .map(|q| QueueSpec {
+            sender: index_of(&q.from),
+            receiver: index_of(&q.to),
+            depth: q.depth,
+            max_in_flight: q.max_in_flight,
+        })
+        .collect()
+}
+
 /// `partition`'s supervision, in the kernel's terms.
 fn supervision(partition: &Partition) -> Supervision {
     use septum_description::{TrapAction as Action, TrapClass as Class};
@@ -117,8 +140,9 @@ fn supervision(partition: &Partition) -> Supervision {
     }
 }
 
-/// `partition`'s grants: its placement, limits, cores and windows, and the MMIO
-/// blocks (widened to whole pages), port ranges and interrupts of its devices.
+/// `partition`'s grants: its placement, limits, receive window, cores and windows,
+/// and the MMIO blocks (widened to whole pages), port ranges and interrupts of its
+/// devices.
 fn resources(partition: &Partition, board: &Board) -> Result<Resources> {
     const PAGE: u64 = septum_abi::layout::PAGE_SIZE;
     let cpus = partition
@@ -127,6 +151,7 @@ fn resources(partition: &Partition, board: &Board) -> Result<Resources> {
         .fold(0u32, |mask, cpu| mask | (1 << cpu));
     let mut r = Resources::new(partition.memory_min, partition.memory_max, cpus);
     r.at = partition.at;
+    r.receive_window = partition.receive_window;
     let too_many = |_| {
         anyhow::anyhow!(
             "partition `{}` has more grants than the package holds",
@@ -203,9 +228,9 @@ pub fn build(system: &System, board: &Board) -> Result<Vec<u8>> {
             supervision: supervision(partition),
         })
         .collect();
-    let queues = u32::try_from(system.queues.len()).context("too many queues")?;
+    let queues = queue_table(system, &partitions);
     let frame = system.major_frame_us.map(u32::try_from).transpose()?;
-    package::encode(&specs, queues, frame)
+    package::encode(&specs, &queues, frame)
         .map_err(|e| anyhow::anyhow!("{}: {e:?}", system.path.display()))
 }
 
@@ -243,6 +268,32 @@ mod tests {
             Rights(Rights::INSPECT.0 | Rights::RESTART.0)
         );
         assert_eq!(service[3], None);
+    }
+
+    /// Verifies: SK-CFG-003
+    #[test]
+    fn queues_name_their_ends_in_boot_order_and_receive_windows_are_carried() {
+        let board = Board::load(&crate::from_root("description/tests/board")).expect("board");
+        let system =
+            septum_description::load(&crate::from_root("description/tests/good.toml"), &board)
+                .expect("valid");
+        // `alpha` comes first in the file, but the service VM boots first.
+        assert_eq!(system.partitions[0].name, "alpha");
+        let order: Vec<&Partition> = system.boot_order().collect();
+        assert_eq!(
+            queue_table(&system, &order),
+            [QueueSpec {
+                sender: 1,
+                receiver: 0,
+                depth: 8,
+                max_in_flight: 4
+            }]
+        );
+        let windows: Vec<u64> = order
+            .iter()
+            .map(|p| resources(p, &board).expect("fits").receive_window)
+            .collect();
+        assert_eq!(windows, [128 << 10, 0]);
     }
 
     /// Verifies: SK-CFG-003

@@ -45,6 +45,8 @@ pub struct PartitionEntry {
     pub ram: Spanned<Bytes>,
     pub at: Option<Spanned<Bytes>>,
     pub memory: Option<Spanned<MemoryLimits>>,
+    /// Checked (and defaulted) by the `receive-window` rule.
+    pub receive_window: Option<Spanned<Bytes>>,
     #[serde(default)]
     pub argument: u64,
     pub cpus: Option<Spanned<Vec<u32>>>,

@@ -33,6 +33,7 @@
 //! | `cap-rights` | a right the capability's kind does not have |
 //! | `guest-control` | a guest granted partition control or the system capability |
 //! | `queue-end` | a queue end held by a partition that is not that end of the queue |
+//! | `receive-window` | a `receive_window` not a multiple of 4 KiB or over 16 MiB, or of 0 on a partition holding a `queue-receive` capability (default: 64 KiB there, else 0) |
 //! | `cap-count` | more than 16 capabilities in one partition |
 //! | `policy` | a trap `policy` naming an unknown trap class or action, or a `policy` on the service VM (its traps always restart it) |
 //! | `restart-budget` | a `restart_budget` without both `restarts` and `period_ms` or with other keys, more than 16 restarts, or a period of 0 or over 3,600,000 ms |
@@ -83,6 +84,7 @@ pub const RULES: &[&str] = &[
     "cap-rights",
     "guest-control",
     "queue-end",
+    "receive-window",
     "cap-count",
     "policy",
     "restart-budget",
@@ -97,6 +99,10 @@ const PAGE: u64 = 4096;
 const PLACEMENT_ALIGN: u64 = 2 << 20;
 const NAME_MAX: usize = 16;
 const QUEUE_DEPTH_MAX: u32 = 64;
+/// Largest receive window (the package format's limit).
+const RECEIVE_WINDOW_MAX: u64 = 16 << 20;
+/// The receive window of a partition that receives on a queue and sets none.
+const RECEIVE_WINDOW_DEFAULT: u64 = 64 << 10;
 /// Limits of the system package's fixed-size grant lists.
 const WINDOWS_MAX: usize = 8;
 const MMIO_MAX: usize = 4;
@@ -303,6 +309,7 @@ fn check_partition(
         }
         None => (ram, ram),
     };
+    let receive_window = check_receive_window(check, p);
     let cpus = match &p.cpus {
         Some(cpus) => {
             for &cpu in cpus.get_ref() {
@@ -344,6 +351,7 @@ fn check_partition(
         at: p.at.as_ref().map(|at| at.get_ref().0),
         memory_min,
         memory_max,
+        receive_window,
         argument: p.argument,
         cpus,
         windows: p
@@ -359,6 +367,33 @@ fn check_partition(
         caps: Vec::new(),
         supervision: supervision::check_supervision(check, p, kind),
     }
+}
+
+/// Rule `receive-window`: a multiple of 4 KiB up to 16 MiB, and not 0 for a
+/// partition holding a `queue-receive` capability. Returns the window, defaulted
+/// when the key is absent.
+fn check_receive_window(check: &mut Checker<'_>, p: &PartitionEntry) -> u64 {
+    let name = p.name.get_ref();
+    let receives = p
+        .caps
+        .iter()
+        .any(|cap| cap.get_ref().kind.get_ref() == "queue-receive");
+    let Some(window) = &p.receive_window else {
+        return if receives { RECEIVE_WINDOW_DEFAULT } else { 0 };
+    };
+    let bytes = window.get_ref().0;
+    if !bytes.is_multiple_of(PAGE) || bytes > RECEIVE_WINDOW_MAX {
+        let message = format!(
+            "receive window of `{name}` is {bytes} bytes; it must be a multiple of 4 KiB up to 16M"
+        );
+        check.fail(window.span(), "receive-window", message);
+    } else if bytes == 0 && receives {
+        let message = format!(
+            "`{name}` holds a `queue-receive` capability, so its receive window must not be 0"
+        );
+        check.fail(window.span(), "receive-window", message);
+    }
+    bytes
 }
 
 fn check_services(

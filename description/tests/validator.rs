@@ -83,6 +83,7 @@ fn the_good_file_validates_with_every_feature() {
     );
     assert_eq!(alpha.at, Some(0x4200_0000));
     assert_eq!(alpha.devices, ["rtc"]);
+    assert_eq!(alpha.receive_window, 0);
     assert_eq!(alpha.caps.len(), 4);
     let actions: Vec<_> = TrapClass::ALL
         .map(|class| alpha.supervision.action(class))
@@ -106,7 +107,40 @@ fn the_good_file_validates_with_every_feature() {
     assert_eq!(alpha.supervision.watchdog_ms, Some(50));
     let service = &system.partitions[1];
     assert_eq!(service.supervision, Supervision::default());
+    assert_eq!(service.receive_window, 128 << 10);
     assert_eq!(service.caps[1].kind, CapKind::Control("alpha".into()));
     assert_eq!(service.caps[1].rights, [Right::Inspect, Right::Restart]);
     assert_eq!(system.queues[0].max_in_flight, 4);
+}
+
+/// Verifies: SK-CFG-003
+#[test]
+fn receive_windows_default_to_64k_where_a_queue_is_received_on() {
+    let text = r#"
+board = "testboard"
+
+[[partition]]
+name = "service"
+kind = "service"
+image = "service-vm"
+ram = "2M"
+caps = [{ kind = "queue-receive", queue = "q" }]
+
+[[partition]]
+name = "g"
+kind = "guest"
+image = "hello"
+ram = "2M"
+caps = [{ kind = "queue-send", queue = "q" }]
+
+[[queue]]
+name = "q"
+from = "g"
+to = "service"
+depth = 4
+max_in_flight = 2
+"#;
+    let system = parse(Path::new("inline.toml"), text, &board()).unwrap_or_else(|e| panic!("{e}"));
+    let windows: Vec<u64> = system.partitions.iter().map(|p| p.receive_window).collect();
+    assert_eq!(windows, [64 << 10, 0]);
 }

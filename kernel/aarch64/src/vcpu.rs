@@ -234,6 +234,20 @@ impl septum_kernel::Vcpu for Vcpu {
         self.frame.elr += u64::from(length);
     }
 
+    // TEMP: placeholders until the page-mapping back end lands; nothing calls them
+    // yet (the queue calls are refused before they could).
+    fn map_page(&mut self, _guest: u64, _frame: u64) {
+        unimplemented!("TEMP: map_page")
+    }
+
+    fn unmap_page(&mut self, _guest: u64) {
+        unimplemented!("TEMP: unmap_page")
+    }
+
+    fn flush_translations(&mut self) {
+        unimplemented!("TEMP: flush_translations")
+    }
+
     fn store(&mut self, frame: &TrapFrame) {
         self.frame = *frame;
         self.el1.store();

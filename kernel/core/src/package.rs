@@ -10,9 +10,10 @@
 //! | 8 | 4 | format version ([`VERSION`]) |
 //! | 12 | 4 | partition count (1 to [`MAX_PARTITIONS`]) |
 //! | 16 | 8 | total package length in bytes |
-//! | 24 | 4 | number of queues in the system |
+//! | 24 | 4 | number of queues in the system (the queue table's length) |
 //! | 28 | 4 | major frame in µs (0: no schedule) |
-//! | 32 | 448 × count | partition records |
+//! | 32 | 456 × count | partition records |
+//! | 32 + 456 × count | 8 × queues | queue table |
 //! | ... | | images |
 //!
 //! A partition record: name (16 bytes, NUL-padded, `[a-z0-9_-]`), kind (4: 0 service,
@@ -20,17 +21,27 @@
 //! image length (8), entry offset into RAM (8), boot argument (8: a value the
 //! partition finds in its second argument register at entry, so one image can serve
 //! several roles), then its capability table: 16 slots of 8 bytes, each type (1:
-//! 0 for an empty slot, else a [`CapType`]), reserved (1), rights (2), object (2),
-//! badge (2: the holder's index on a queue send end, else 0); then its
-//! [`Resources`] block (240 bytes); then its [`Supervision`] block (12 bytes: trap
-//! policy, restart budget, watchdog period) and reserved (4, zero), which keep
-//! records a multiple of 8 bytes long.
+//! 0 for an empty slot, else a [`CapType`]), reserved (1), rights (2), object (2:
+//! the partition index of a control capability, the queue index of a queue end,
+//! else 0), badge (2: the holder's index on a queue send end, else 0); then its
+//! [`Resources`] block (248 bytes, with its receive window); then its
+//! [`Supervision`] block (12 bytes: trap policy, restart budget, watchdog period)
+//! and reserved (4, zero), which keep records a multiple of 8 bytes long.
+//!
+//! A queue record ([`QueueSpec`]): sender's partition index (1), receiver's
+//! partition index (1), depth in messages (1), most pages in flight (1), reserved
+//! (4, zero). Partition indices are in package order (the service VM is 0); a
+//! queue capability's object is the queue's index in the table.
 //!
 //! Invariant: [`Package::parse`] accepts a byte string only if every record is
 //! consistent: exactly one service VM, listed first; unique names; each image inside
 //! the package and no larger than its RAM; the entry inside the image; a canonical
-//! supervision block, with no trap policy on the service VM. Everything the kernel
-//! later does with a package relies on this check.
+//! supervision block, with no trap policy on the service VM; every queue joining
+//! two distinct partitions of the package, with a depth of 1 to
+//! [`MAX_QUEUE_DEPTH`] and 1 to depth pages in flight; and every queue capability
+//! naming a queue of the table and held by that end of it (a send end by the
+//! queue's sender, a receive end by its receiver). Everything the kernel later does
+//! with a package relies on this check.
 
 use crate::caps::{CAP_SLOTS, Cap, CapTable, CapType, Rights};
 use crate::resources::{RESOURCES_SIZE, Resources};
@@ -39,13 +50,15 @@ use crate::supervision::{SUPERVISION_SIZE, Supervision, TrapPolicy};
 /// The package magic.
 pub const MAGIC: [u8; 8] = *b"SEPTUMPK";
 /// The format version this core reads and writes.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// Most partitions a system may have.
 pub const MAX_PARTITIONS: usize = 8;
 /// Longest partition name, in bytes.
 pub const NAME_MAX: usize = 16;
 /// Largest RAM one partition may be given (1 GiB).
 pub const RAM_MAX: u64 = 1 << 30;
+/// Most messages a queue may hold.
+pub const MAX_QUEUE_DEPTH: u32 = 64;
 
 const HEADER_SIZE: usize = 32;
 const CAP_SIZE: usize = 8;
@@ -56,7 +69,8 @@ const SUPERVISION_OFFSET: usize = RESOURCES_OFFSET + RESOURCES_SIZE;
 const RECORD_PADDING: usize = 4;
 const RECORD_SIZE: usize = SUPERVISION_OFFSET + SUPERVISION_SIZE + RECORD_PADDING;
 // The layout table in the module docs states this size.
-const _: () = assert!(RECORD_SIZE == 448);
+const _: () = assert!(RECORD_SIZE == 456 && RECORD_SIZE.is_multiple_of(8));
+const QUEUE_SIZE: usize = 8;
 
 /// What a partition is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,16 +104,16 @@ pub struct PartitionSpec<'a> {
     pub supervision: Supervision,
 }
 
-/// TEMP: one queue as the package gives it.
+/// One queue as the package describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueSpec {
-    /// Index of the sending partition.
+    /// The sending partition's index, in package order.
     pub sender: usize,
-    /// Index of the receiving partition.
+    /// The receiving partition's index, in package order (never the sender).
     pub receiver: usize,
-    /// Messages it holds.
+    /// Messages it holds (1 to [`MAX_QUEUE_DEPTH`]).
     pub depth: u32,
-    /// Pages that may be in flight at once.
+    /// Pages that may be in flight at once (1 to the depth).
     pub max_in_flight: u32,
 }
 
@@ -130,12 +144,17 @@ pub enum PackageError {
     /// bracket its RAM.
     BadResources(usize),
     /// Record `index`, slot `slot`: an unknown type, rights the type cannot carry,
-    /// an object that does not exist, non-zero reserved bytes, or a service-only
-    /// capability held by a guest.
+    /// an object that does not exist, non-zero reserved bytes, a service-only
+    /// capability held by a guest, or a queue end held by a partition that is not
+    /// that end of the queue.
     BadCap(usize, usize),
     /// Record `index` has a supervision block that is not canonical, non-zero bytes
     /// after it, or a trap policy on the service VM (its traps always restart it).
     BadSupervision(usize),
+    /// Queue `index` names a partition past the count, joins a partition to
+    /// itself, has a depth outside 1 to [`MAX_QUEUE_DEPTH`] or more pages in flight
+    /// than its depth (or none), or has non-zero reserved bytes.
+    BadQueue(usize),
 }
 
 /// A validated package.
@@ -143,7 +162,7 @@ pub enum PackageError {
 pub struct Package<'a> {
     bytes: &'a [u8],
     count: usize,
-    queues: usize,
+    queue_count: usize,
     major_frame_us: u32,
 }
 
@@ -164,16 +183,25 @@ impl<'a> Package<'a> {
             return Err(PackageError::BadCount(count));
         }
         let total = usize::try_from(read_u64(header, 16)).map_err(|_| PackageError::Truncated)?;
-        let records_end = HEADER_SIZE + RECORD_SIZE * count as usize;
-        if total > bytes.len() || total < records_end {
+        let queue_count =
+            usize::try_from(read_u32(header, 24)).map_err(|_| PackageError::Truncated)?;
+        let queues_end = queue_count
+            .checked_mul(QUEUE_SIZE)
+            .and_then(|table| table.checked_add(HEADER_SIZE + RECORD_SIZE * count as usize))
+            .ok_or(PackageError::Truncated)?;
+        if total > bytes.len() || total < queues_end {
             return Err(PackageError::Truncated);
         }
         let package = Package {
             bytes: &bytes[..total],
             count: count as usize,
-            queues: read_u32(header, 24) as usize,
+            queue_count,
             major_frame_us: read_u32(header, 28),
         };
+        // Queues first: the partitions' queue capabilities are checked against them.
+        for index in 0..package.queue_count {
+            package.decode_queue(index)?;
+        }
         for index in 0..package.count {
             let spec = package.decode(index)?;
             let is_service = spec.kind == Kind::Service;
@@ -199,12 +227,20 @@ impl<'a> Package<'a> {
 
     /// Number of queues in the system.
     pub fn queue_count(&self) -> usize {
-        self.queues
+        self.queue_count
     }
 
-    /// TEMP until the package carries queues.
+    /// Queue `index` (the object of its capabilities), if there is one.
+    pub fn queue(&self, index: usize) -> Option<QueueSpec> {
+        if index >= self.queue_count {
+            return None;
+        }
+        self.decode_queue(index).ok()
+    }
+
+    /// All queues, in package order.
     pub fn queues(&self) -> impl Iterator<Item = QueueSpec> + '_ {
-        core::iter::empty()
+        (0..self.queue_count).filter_map(|i| self.queue(i))
     }
 
     /// The major frame in µs, if the system has a schedule.
@@ -237,6 +273,28 @@ impl<'a> Package<'a> {
 
     fn raw_name(&self, index: usize) -> &'a [u8] {
         &self.record(index)[..NAME_MAX]
+    }
+
+    fn decode_queue(&self, index: usize) -> Result<QueueSpec, PackageError> {
+        let start = HEADER_SIZE + RECORD_SIZE * self.count + QUEUE_SIZE * index;
+        let raw = &self.bytes[start..start + QUEUE_SIZE];
+        let queue = QueueSpec {
+            sender: usize::from(raw[0]),
+            receiver: usize::from(raw[1]),
+            depth: u32::from(raw[2]),
+            max_in_flight: u32::from(raw[3]),
+        };
+        let valid = queue.sender < self.count
+            && queue.receiver < self.count
+            && queue.sender != queue.receiver
+            && (1..=MAX_QUEUE_DEPTH).contains(&queue.depth)
+            && (1..=queue.depth).contains(&queue.max_in_flight)
+            && raw[4..].iter().all(|&b| b == 0);
+        if valid {
+            Ok(queue)
+        } else {
+            Err(PackageError::BadQueue(index))
+        }
     }
 
     fn decode(&self, index: usize) -> Result<PartitionSpec<'a>, PackageError> {
@@ -315,14 +373,17 @@ impl<'a> Package<'a> {
             _ => badge == 0,
         };
         let rights_possible = ty.possible_rights().contains(rights);
-        let object_exists = match ty {
+        // A queue end names an existing queue of which its holder is that end.
+        let queue = self.queue(usize::from(object));
+        let object_right = match ty {
             CapType::Control => usize::from(object) < self.count,
-            CapType::QueueSend | CapType::QueueReceive => usize::from(object) < self.queues,
+            CapType::QueueSend => queue.is_some_and(|q| q.sender == holder_index),
+            CapType::QueueReceive => queue.is_some_and(|q| q.receiver == holder_index),
             _ => object == 0,
         };
         let holder_may =
             holder == Kind::Service || !matches!(ty, CapType::Control | CapType::System);
-        if reserved_clear && badge_right && rights_possible && object_exists && holder_may {
+        if reserved_clear && badge_right && rights_possible && object_right && holder_may {
             Ok(Some(Cap {
                 ty,
                 rights,
@@ -358,32 +419,36 @@ fn read_u64(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(raw)
 }
 
-/// Builds the bytes of a package for a system with `queues` queues. The result is
-/// checked with [`Package::parse`], so an encoder bug or an inconsistent spec can
-/// never produce a package the kernel would accept wrongly.
+/// Builds the bytes of a package for a system of `partitions` (in package order)
+/// and `queues`. The result is checked with [`Package::parse`], so an encoder bug
+/// or an inconsistent spec can never produce a package the kernel would accept
+/// wrongly.
 #[cfg(any(feature = "alloc", test))]
 pub fn encode(
     partitions: &[PartitionSpec<'_>],
-    queues: u32,
+    queues: &[QueueSpec],
     major_frame_us: Option<u32>,
 ) -> Result<alloc::vec::Vec<u8>, PackageError> {
     use alloc::vec::Vec;
 
-    let records_end = HEADER_SIZE + RECORD_SIZE * partitions.len();
+    let queues_end = HEADER_SIZE + RECORD_SIZE * partitions.len() + QUEUE_SIZE * queues.len();
     let images_len: usize = partitions
         .iter()
         .map(|p| p.image.len().next_multiple_of(8))
         .sum();
-    let total = records_end + images_len;
+    let total = queues_end + images_len;
+    // The first queue the count field cannot count.
+    let queue_count =
+        u32::try_from(queues.len()).map_err(|_| PackageError::BadQueue(u32::MAX as usize))?;
     let mut bytes = Vec::with_capacity(total);
     bytes.extend_from_slice(&MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
     let count = u32::try_from(partitions.len()).map_err(|_| PackageError::BadCount(u32::MAX))?;
     bytes.extend_from_slice(&count.to_le_bytes());
     bytes.extend_from_slice(&(total as u64).to_le_bytes());
-    bytes.extend_from_slice(&queues.to_le_bytes());
+    bytes.extend_from_slice(&queue_count.to_le_bytes());
     bytes.extend_from_slice(&major_frame_us.unwrap_or(0).to_le_bytes());
-    let mut image_offset = records_end;
+    let mut image_offset = queues_end;
     for (index, p) in partitions.iter().enumerate() {
         if p.name.len() > NAME_MAX {
             return Err(PackageError::BadName(index));
@@ -423,6 +488,18 @@ pub fn encode(
         bytes.extend_from_slice(&[0; RECORD_PADDING]);
         image_offset += p.image.len().next_multiple_of(8);
     }
+    for (index, q) in queues.iter().enumerate() {
+        let fields = (
+            u8::try_from(q.sender),
+            u8::try_from(q.receiver),
+            u8::try_from(q.depth),
+            u8::try_from(q.max_in_flight),
+        );
+        let (Ok(sender), Ok(receiver), Ok(depth), Ok(in_flight)) = fields else {
+            return Err(PackageError::BadQueue(index));
+        };
+        bytes.extend_from_slice(&[sender, receiver, depth, in_flight, 0, 0, 0, 0]);
+    }
     for p in partitions {
         bytes.extend_from_slice(p.image);
         bytes.resize(bytes.len().next_multiple_of(8), 0);
@@ -432,328 +509,4 @@ pub fn encode(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::supervision::{MAX_RESTARTS, RestartBudget, TrapAction, TrapClass};
-    use proptest::prelude::*;
-
-    fn spec<'a>(name: &'a str, kind: Kind, image: &'a [u8]) -> PartitionSpec<'a> {
-        PartitionSpec {
-            name,
-            kind,
-            ram_size: 0x20_0000,
-            image,
-            entry_offset: 0,
-            argument: 0,
-            caps: [None; CAP_SLOTS],
-            resources: Resources::new(0x20_0000, 0x20_0000, 1),
-            supervision: Supervision::default(),
-        }
-    }
-
-    /// Stops on MMIO traps, 5 restarts a minute, a 50 ms watchdog.
-    fn strict() -> Supervision {
-        Supervision {
-            policy: TrapPolicy::default().with(TrapClass::Mmio, TrapAction::Stop),
-            budget: RestartBudget {
-                restarts: 5,
-                period_ms: 60_000,
-            },
-            watchdog_ms: 50,
-        }
-    }
-
-    fn cap(ty: CapType, rights: Rights, object: u16) -> Option<Cap> {
-        Some(Cap {
-            ty,
-            rights,
-            object,
-            badge: 0,
-        })
-    }
-
-    fn demo() -> Vec<u8> {
-        let mut service = spec("service", Kind::Service, &[1, 2, 3, 4]);
-        service.caps[0] = cap(CapType::Console, Rights::WRITE, 0);
-        service.caps[3] = cap(CapType::Control, Rights::RESTART, 1);
-        let mut hello = spec("hello", Kind::Guest, &[5; 9]);
-        hello.supervision = strict();
-        hello.caps[15] = Some(Cap {
-            badge: 1,
-            ..cap(CapType::QueueSend, Rights::SEND, 1).unwrap()
-        });
-        encode(&[service, hello], 2, Some(10_000)).unwrap()
-    }
-
-    /// Verifies: SK-INIT-003
-    #[test]
-    fn round_trip() {
-        let bytes = demo();
-        let package = Package::parse(&bytes).unwrap();
-        let parts: Vec<_> = package.partitions().collect();
-        assert_eq!(parts.len(), 2);
-        assert_eq!(package.queue_count(), 2);
-        assert_eq!(package.major_frame_us(), Some(10_000));
-        assert_eq!(parts[0].name, "service");
-        assert_eq!(parts[0].image, &[1, 2, 3, 4]);
-        assert_eq!(parts[0].caps[0], cap(CapType::Console, Rights::WRITE, 0));
-        assert_eq!(parts[0].caps[3], cap(CapType::Control, Rights::RESTART, 1));
-        assert_eq!(parts[1].image, &[5; 9]);
-        assert_eq!(
-            parts[1].caps[15].map(|c| (c.ty, c.badge)),
-            Some((CapType::QueueSend, 1))
-        );
-        assert_eq!(parts[1].caps[..15], [None; 15]);
-        assert_eq!(parts[0].supervision, Supervision::default());
-        assert_eq!(parts[1].supervision, strict());
-    }
-
-    /// Verifies: SK-INIT-003
-    #[test]
-    fn each_rule_is_enforced() {
-        let img = [0u8; 8];
-        let cases: Vec<(Vec<PartitionSpec>, PackageError)> = vec![
-            (vec![], PackageError::BadCount(0)),
-            (
-                vec![spec("g", Kind::Guest, &img)],
-                PackageError::ServiceNotFirstOrNotUnique,
-            ),
-            (
-                vec![
-                    spec("s", Kind::Service, &img),
-                    spec("t", Kind::Service, &img),
-                ],
-                PackageError::ServiceNotFirstOrNotUnique,
-            ),
-            (
-                vec![spec("s", Kind::Service, &img), spec("s", Kind::Guest, &img)],
-                PackageError::BadName(1),
-            ),
-            (
-                vec![spec("Bad", Kind::Service, &img)],
-                PackageError::BadName(0),
-            ),
-            (
-                vec![spec("", Kind::Service, &img)],
-                PackageError::BadName(0),
-            ),
-            (
-                vec![PartitionSpec {
-                    ram_size: 100,
-                    ..spec("s", Kind::Service, &img)
-                }],
-                PackageError::BadRamSize(0),
-            ),
-            (
-                vec![PartitionSpec {
-                    ram_size: 4096,
-                    ..spec("s", Kind::Service, &[0; 4097])
-                }],
-                PackageError::BadImage(0),
-            ),
-            (
-                vec![PartitionSpec {
-                    entry_offset: 8,
-                    ..spec("s", Kind::Service, &img)
-                }],
-                PackageError::BadEntry(0),
-            ),
-            (
-                vec![PartitionSpec {
-                    entry_offset: 2,
-                    ..spec("s", Kind::Service, &img)
-                }],
-                PackageError::BadEntry(0),
-            ),
-        ];
-        for (parts, expected) in cases {
-            assert_eq!(encode(&parts, 0, None).unwrap_err(), expected, "{parts:?}");
-        }
-    }
-
-    /// Verifies: SK-INIT-003, SK-CAP-003
-    #[test]
-    fn each_capability_rule_is_enforced() {
-        let service = spec("s", Kind::Service, &[0; 8]);
-        let cases = [
-            (0, cap(CapType::Control, Rights::RESTART, 2)),
-            (0, cap(CapType::QueueSend, Rights::SEND, 1)),
-            (0, cap(CapType::Console, Rights::RESTART, 0)),
-            (0, cap(CapType::Console, Rights::WRITE, 5)),
-            (1, cap(CapType::Control, Rights::RESTART, 0)),
-            (1, cap(CapType::System, Rights::SHUTDOWN, 0)),
-            // A send end badged with another partition's index: a forged identity.
-            (1, cap(CapType::QueueSend, Rights::SEND, 0)),
-            // A badge on a capability that has none.
-            (
-                0,
-                Some(Cap {
-                    badge: 3,
-                    ..cap(CapType::Console, Rights::WRITE, 0).unwrap()
-                }),
-            ),
-        ];
-        for (holder, bad) in cases {
-            let mut parts = [service, spec("g", Kind::Guest, &[0; 8])];
-            parts[holder].caps[7] = bad;
-            assert_eq!(
-                encode(&parts, 1, None).unwrap_err(),
-                PackageError::BadCap(holder, 7),
-                "{bad:?}"
-            );
-        }
-        let mut bytes = encode(&[service], 0, None).unwrap();
-        bytes[HEADER_SIZE + BASE_RECORD_SIZE] = 99;
-        assert_eq!(
-            Package::parse(&bytes).unwrap_err(),
-            PackageError::BadCap(0, 0)
-        );
-        let mut bytes = encode(&[service], 0, None).unwrap();
-        bytes[HEADER_SIZE + BASE_RECORD_SIZE + 7] = 1;
-        assert_eq!(
-            Package::parse(&bytes).unwrap_err(),
-            PackageError::BadCap(0, 0)
-        );
-    }
-
-    /// Verifies: SK-INIT-003
-    #[test]
-    fn resources_must_be_well_formed_and_bracket_the_ram() {
-        let service = spec("s", Kind::Service, &[0; 8]);
-        let tight = PartitionSpec {
-            resources: Resources::new(0x40_0000, 0x40_0000, 1),
-            ..service
-        };
-        assert_eq!(
-            encode(&[tight], 0, None).unwrap_err(),
-            PackageError::BadResources(0)
-        );
-        let mut bytes = encode(&[service], 0, None).unwrap();
-        bytes[HEADER_SIZE + RESOURCES_OFFSET] = 1; // placement not 2 MiB aligned
-        assert_eq!(
-            Package::parse(&bytes).unwrap_err(),
-            PackageError::BadResources(0)
-        );
-    }
-
-    /// Verifies: SK-INIT-003
-    #[test]
-    fn supervision_blocks_must_be_canonical_and_leave_the_service_vm_without_a_policy() {
-        let service = spec("s", Kind::Service, &[0; 8]);
-        let guest = spec("g", Kind::Guest, &[0; 8]);
-        let budget = |restarts, period_ms| Supervision {
-            budget: RestartBudget {
-                restarts,
-                period_ms,
-            },
-            ..strict()
-        };
-        let cases = [
-            (0, strict()),
-            (1, budget(MAX_RESTARTS + 1, 1_000)),
-            (1, budget(3, 0)),
-        ];
-        for (holder, bad) in cases {
-            let mut parts = [service, guest];
-            parts[holder].supervision = bad;
-            assert_eq!(
-                encode(&parts, 0, None).unwrap_err(),
-                PackageError::BadSupervision(holder),
-                "{bad:?}"
-            );
-        }
-        let good = encode(
-            &[
-                service,
-                PartitionSpec {
-                    supervision: strict(),
-                    ..guest
-                },
-            ],
-            0,
-            None,
-        )
-        .unwrap();
-        let block = HEADER_SIZE + RECORD_SIZE + SUPERVISION_OFFSET;
-        for (at, value) in [
-            (block, 0x10),                          // a stop bit for no trap class
-            (block + 1, 1),                         // the block's reserved byte
-            (block + SUPERVISION_SIZE, 1),          // the first padding byte
-            (HEADER_SIZE + 2 * RECORD_SIZE - 1, 1), // the last padding byte
-        ] {
-            let mut bad = good.clone();
-            bad[at] = value;
-            assert_eq!(
-                Package::parse(&bad).unwrap_err(),
-                PackageError::BadSupervision(1),
-                "byte {at}"
-            );
-        }
-    }
-
-    /// Verifies: SK-INIT-003
-    #[test]
-    fn header_damage_is_detected() {
-        let good = demo();
-        assert_eq!(
-            Package::parse(&good[..10]).unwrap_err(),
-            PackageError::Truncated
-        );
-        let mut bad = good.clone();
-        bad[0] = b'X';
-        assert_eq!(Package::parse(&bad).unwrap_err(), PackageError::BadMagic);
-        let mut bad = good.clone();
-        bad[8] = 9;
-        assert_eq!(
-            Package::parse(&bad).unwrap_err(),
-            PackageError::UnsupportedVersion(9)
-        );
-        let mut bad = good.clone();
-        bad[16..24].copy_from_slice(&(good.len() as u64 + 1).to_le_bytes());
-        assert_eq!(Package::parse(&bad).unwrap_err(), PackageError::Truncated);
-        let mut bad = good.clone();
-        bad[HEADER_SIZE + RECORD_SIZE + 16] = 7;
-        assert_eq!(Package::parse(&bad).unwrap_err(), PackageError::BadKind(1));
-        let mut bad = good;
-        let image_offset_field = HEADER_SIZE + RECORD_SIZE + 32;
-        bad[image_offset_field..image_offset_field + 8].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert_eq!(Package::parse(&bad).unwrap_err(), PackageError::BadImage(1));
-    }
-
-    proptest! {
-        /// A corrupted package is either refused or still satisfies every rule:
-        /// the parser never panics and never yields an image outside the bytes.
-        /// Verifies: SK-INIT-003
-        #[test]
-        fn corruption_never_yields_an_inconsistent_package(
-            flips in proptest::collection::vec((0usize..800, any::<u8>()), 1..8)
-        ) {
-            let mut bytes = demo();
-            for (at, value) in flips {
-                let at = at % bytes.len();
-                bytes[at] = value;
-            }
-            if let Ok(package) = Package::parse(&bytes) {
-                let mut services = 0;
-                for (i, p) in package.partitions().enumerate() {
-                    prop_assert!(p.image.len() as u64 <= p.ram_size);
-                    prop_assert!(p.entry_offset < p.image.len() as u64);
-                    services += usize::from(p.kind == Kind::Service);
-                    prop_assert_eq!(p.kind == Kind::Service, i == 0);
-                    let stops = TrapClass::ALL
-                        .iter()
-                        .any(|&class| p.supervision.policy.action(class) == TrapAction::Stop);
-                    prop_assert!(p.kind == Kind::Guest || !stops);
-                    prop_assert!(p.supervision.budget.restarts <= MAX_RESTARTS);
-                    for cap in p.caps.iter().flatten() {
-                        prop_assert!(cap.ty.possible_rights().contains(cap.rights));
-                        let service_only = matches!(cap.ty, CapType::Control | CapType::System);
-                        prop_assert!(!service_only || p.kind == Kind::Service);
-                    }
-                }
-                prop_assert_eq!(services, 1);
-                prop_assert_eq!(package.partitions().count(), package.len());
-            }
-        }
-    }
-}
+mod tests;

@@ -1,20 +1,30 @@
 //! What a partition is granted besides its RAM and capabilities: where its RAM must
-//! be placed, its memory limits, its cores and time windows, and its devices (MMIO
-//! blocks, I/O ports, interrupts). The system package carries one fixed-size
-//! [`Resources`] block per partition.
+//! be placed, its memory limits, its receive window, its cores and time windows,
+//! and its devices (MMIO blocks, I/O ports, interrupts). The system package carries
+//! one fixed-size [`Resources`] block per partition.
 //!
-//! Layout of the block (little-endian, [`RESOURCES_SIZE`] bytes): placement (8, 0 =
-//! the kernel chooses), memory minimum (8), memory maximum (8), core mask (4), then
-//! one count byte each for windows, MMIO blocks, port ranges and interrupts (4),
-//! then [`MAX_WINDOWS`] windows of 12 bytes (core 4, offset µs 4, length µs 4),
-//! [`MAX_MMIO`] MMIO blocks of 16 (base 8, size 8), [`MAX_PORTS`] port ranges of 4
-//! (first 2, count 2) and [`MAX_IRQS`] interrupts of 4. Entries past a count are
-//! zero.
+//! Layout of the block (little-endian, [`RESOURCES_SIZE`] bytes):
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | placement (0: the kernel chooses) |
+//! | 8 | 8 | memory minimum |
+//! | 16 | 8 | memory maximum |
+//! | 24 | 4 | core mask |
+//! | 28 | 4 | one count byte each for windows, MMIO blocks, port ranges, interrupts |
+//! | 32 | 8 | receive window size in bytes |
+//! | 40 | 12 × [`MAX_WINDOWS`] | windows (core 4, offset µs 4, length µs 4) |
+//! | 136 | 16 × [`MAX_MMIO`] | MMIO blocks (base 8, size 8) |
+//! | 200 | 4 × [`MAX_PORTS`] | port ranges (first 2, count 2) |
+//! | 216 | 4 × [`MAX_IRQS`] | interrupts |
+//!
+//! Entries past a count are zero.
 //!
 //! Invariant: [`Resources::decode`] accepts a block only if every count is within
 //! its maximum, every unused entry is zero, every MMIO block is page-aligned,
 //! non-empty and does not wrap, every port range is non-empty and does not wrap,
-//! every window is non-empty, and the placement is 2 MiB aligned.
+//! every window is non-empty, the placement is 2 MiB aligned, and the receive
+//! window is a multiple of the page size no larger than [`MAX_RECEIVE_WINDOW`].
 
 /// Most time windows per partition.
 pub const MAX_WINDOWS: usize = 8;
@@ -24,9 +34,15 @@ pub const MAX_MMIO: usize = 4;
 pub const MAX_PORTS: usize = 4;
 /// Most interrupts per partition.
 pub const MAX_IRQS: usize = 8;
+/// Largest receive window (16 MiB).
+pub const MAX_RECEIVE_WINDOW: u64 = 16 << 20;
+/// Where the grant lists start: after the fixed fields and the receive window.
+const LISTS_OFFSET: usize = 40;
 /// Bytes of an encoded block.
 pub const RESOURCES_SIZE: usize =
-    32 + MAX_WINDOWS * 12 + MAX_MMIO * 16 + MAX_PORTS * 4 + MAX_IRQS * 4;
+    LISTS_OFFSET + MAX_WINDOWS * 12 + MAX_MMIO * 16 + MAX_PORTS * 4 + MAX_IRQS * 4;
+// The layout table in the module docs states these offsets.
+const _: () = assert!(RESOURCES_SIZE == 248 && RESOURCES_SIZE.is_multiple_of(8));
 
 const PAGE: u64 = septum_abi::layout::PAGE_SIZE;
 const PLACEMENT_ALIGN: u64 = 2 << 20;
@@ -157,7 +173,12 @@ impl Resources {
         if windows > MAX_WINDOWS || mmio > MAX_MMIO || ports > MAX_PORTS || irqs > MAX_IRQS {
             return None;
         }
-        let mut offset = 32;
+        let receive_window = u64_at(32);
+        if !receive_window.is_multiple_of(PAGE) || receive_window > MAX_RECEIVE_WINDOW {
+            return None;
+        }
+        resources.receive_window = receive_window;
+        let mut offset = LISTS_OFFSET;
         for index in 0..MAX_WINDOWS {
             let window = Window {
                 cpu: u32_at(offset),
@@ -226,6 +247,7 @@ impl Resources {
             self.ports_len,
             self.irqs_len,
         ]);
+        out.extend_from_slice(&self.receive_window.to_le_bytes());
         for window in &self.windows {
             for word in [window.cpu, window.offset_us, window.length_us] {
                 out.extend_from_slice(&word.to_le_bytes());
@@ -253,6 +275,7 @@ mod tests {
     fn sample() -> Resources {
         let mut r = Resources::new(1 << 20, 4 << 20, 0b11);
         r.at = Some(0x4200_0000);
+        r.receive_window = 64 << 10;
         r.add_window(Window {
             cpu: 1,
             offset_us: 100,
@@ -285,6 +308,13 @@ mod tests {
             full.add_irq(irq).unwrap();
         }
         assert_eq!(full.add_irq(99), Err(TooMany));
+        let widest = Resources {
+            receive_window: MAX_RECEIVE_WINDOW,
+            ..sample()
+        };
+        let mut bytes = Vec::new();
+        widest.encode(&mut bytes);
+        assert_eq!(Resources::decode(&bytes), Some(widest));
     }
 
     /// Verifies: SK-INIT-003
@@ -292,12 +322,15 @@ mod tests {
     fn bad_blocks_are_refused() {
         let mut good = Vec::new();
         sample().encode(&mut good);
-        let window_length = 32 + 8;
-        let first_mmio_size = 32 + MAX_WINDOWS * 12 + 8;
+        let receive_window = 32;
+        let window_length = LISTS_OFFSET + 8;
+        let first_mmio_size = LISTS_OFFSET + MAX_WINDOWS * 12 + 8;
         let unused_irq = RESOURCES_SIZE - 4;
         for (at, value) in [
             (0, 0x01),
             (28, 9),
+            (receive_window, 0x01),     // not a page multiple
+            (receive_window + 3, 0x01), // 16 MiB + 64 KiB
             (window_length, 0),
             (first_mmio_size, 0x10),
             (unused_irq, 1),
@@ -328,6 +361,8 @@ mod tests {
                 prop_assert_eq!(&again, &bytes);
                 prop_assert!(decoded.mmio().iter().all(|m| m.size > 0 && m.base % PAGE == 0));
                 prop_assert!(decoded.windows().iter().all(|w| w.length_us > 0));
+                prop_assert!(decoded.receive_window % PAGE == 0);
+                prop_assert!(decoded.receive_window <= MAX_RECEIVE_WINDOW);
             }
         }
     }

@@ -132,7 +132,7 @@ fn rig_with(cpus: [u32; 3], sup: [Supervision; 3]) -> Rig {
             }
         })
         .collect();
-    let bytes = encode(&specs, 0, None).unwrap();
+    let bytes = encode(&specs, &[], None).unwrap();
     let package = Package::parse(&bytes).unwrap();
     let host: Vec<Range> = (0..3)
         .map(|i| Range::from_start_size(HOST_BASE + i * RAM, RAM).unwrap())

@@ -107,7 +107,7 @@ pub(super) fn system_with(guests: usize, caps: impl Fn(Kind) -> CapTable) -> (Sy
             }
         })
         .collect();
-    let bytes = encode(&specs, 0, None).unwrap();
+    let bytes = encode(&specs, &[], None).unwrap();
     let package = Package::parse(&bytes).unwrap();
     let host: Vec<Range> = (0..=guests as u64)
         .map(|i| Range::from_start_size(HOST_BASE + i * RAM, RAM).unwrap())
@@ -305,7 +305,7 @@ fn each_call_needs_its_capability_type_and_right() {
         resources: Resources::new(RAM, RAM, 1),
         supervision: Supervision::default(),
     };
-    let bytes = encode(&[spec], 0, None).unwrap();
+    let bytes = encode(&[spec], &[], None).unwrap();
     let package = Package::parse(&bytes).unwrap();
     let host = [Range::from_start_size(HOST_BASE, RAM).unwrap()];
     let mut sys = System::new(&package, GUEST_BASE, &host, Range::default()).unwrap();
@@ -373,7 +373,7 @@ fn placements_must_match_the_package() {
         supervision: Supervision::default(),
     };
     let specs = [spec("s", Kind::Service), spec("g", Kind::Guest)];
-    let bytes = encode(&specs, 0, None).unwrap();
+    let bytes = encode(&specs, &[], None).unwrap();
     let package = Package::parse(&bytes).unwrap();
     let a = Range::from_start_size(HOST_BASE, RAM).unwrap();
     let overlapping = Range::from_start_size(HOST_BASE + 0x1000, RAM).unwrap();
@@ -421,9 +421,11 @@ fn needed(number: u64) -> Option<(CapType, Rights)> {
         Call::Stop | Call::SetPolicy => (CapType::Control, Rights::STOP),
         Call::Heartbeat => (CapType::Watchdog, Rights::HEARTBEAT),
         Call::Panic => (CapType::SelfPartition, Rights::EXIT),
-        Call::Identify | Call::Wait => return None,
+        Call::Identify => return None,
         Call::Send | Call::SendBatch | Call::Reclaim => (CapType::QueueSend, Rights::SEND),
         Call::Receive | Call::Release => (CapType::QueueReceive, Rights::RECEIVE),
+        // Either end of a queue will do.
+        Call::Wait => return None,
     })
 }
 
@@ -508,7 +510,7 @@ fn scheduled() -> (System, FakeMachine) {
             }
         })
         .collect();
-    let bytes = encode(&specs, 0, Some(10_000)).unwrap();
+    let bytes = encode(&specs, &[], Some(10_000)).unwrap();
     let package = Package::parse(&bytes).unwrap();
     let host: Vec<Range> = (0..3)
         .map(|i| Range::from_start_size(HOST_BASE + i * RAM, RAM).unwrap())
@@ -619,7 +621,7 @@ fn each_core_round_robins_its_own_partitions_and_waits_for_others() {
         supervision: Supervision::default(),
     })
     .collect();
-    let bytes = encode(&specs, 0, None).unwrap();
+    let bytes = encode(&specs, &[], None).unwrap();
     let package = Package::parse(&bytes).unwrap();
     let host: Vec<Range> = (0..3)
         .map(|i| Range::from_start_size(HOST_BASE + i * RAM, RAM).unwrap())
