@@ -26,6 +26,10 @@ struct Log {
     loads: Vec<usize>,
     restarts: Vec<(usize, u32)>,
     skips: Vec<(usize, u8)>,
+    /// (partition, guest page, frame mapped there or `None` for an unmap).
+    pages: Vec<(usize, u64, Option<u64>)>,
+    /// Partitions whose translations were flushed, in order.
+    flushes: Vec<usize>,
 }
 
 struct FakeVcpu {
@@ -61,6 +65,18 @@ impl Vcpu for FakeVcpu {
     }
     fn skip_stored(&mut self, length: u8) {
         self.log.borrow_mut().skips.push((self.index, length));
+    }
+    fn map_page(&mut self, guest: u64, frame: u64) {
+        self.log
+            .borrow_mut()
+            .pages
+            .push((self.index, guest, Some(frame)));
+    }
+    fn unmap_page(&mut self, guest: u64) {
+        self.log.borrow_mut().pages.push((self.index, guest, None));
+    }
+    fn flush_translations(&mut self) {
+        self.log.borrow_mut().flushes.push(self.index);
     }
 }
 
