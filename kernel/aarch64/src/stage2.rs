@@ -7,11 +7,16 @@
 //! descriptor encoding.
 //!
 //! Invariants:
-//! - a partition's tables map exactly its RAM and the MMIO blocks of the devices its
-//!   description grants (at their own addresses, as device memory); every other
-//!   guest-physical address faults to EL2;
-//! - tables are built before the partition first runs; later changes (ballooning,
-//!   page flips) must invalidate the TLB for the partition's VMID.
+//! - a partition's tables map exactly its RAM (less pages the kernel has unmapped
+//!   from it), the MMIO blocks of the devices its description grants (at their own
+//!   addresses, as device memory) and the receive-window pages the kernel has
+//!   mapped into it ([`RAM`]); every other guest-physical address faults to EL2;
+//! - tables are built before the partition first runs; for a page-granular
+//!   partition ([`septum_kernel::Placement::page_granular`]) its RAM is mapped with
+//!   pages only and its receive window has its level-3 tables, all entries invalid;
+//! - later changes are single level-3 entries of those tables (page flips: see
+//!   `Vcpu::map_page` in `vcpu.rs`), and an entry made invalid stays cached until
+//!   the TLB is invalidated for the partition's VMID.
 
 use septum_kernel::paging::{Format, Tables};
 

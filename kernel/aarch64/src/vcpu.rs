@@ -1,16 +1,35 @@
-//! Virtual CPUs: the register state of a partition while it is not running, and the
-//! switch between partitions on one physical CPU.
+//! Virtual CPUs: the register state of a partition while it is not running, its
+//! stage-2 tables, and the switch between partitions on one physical CPU.
 //!
-//! Invariant: when a partition runs, every EL1/EL0 register it can read holds either
-//! its own value or one the kernel set for it at entry; nothing leaks from the
-//! partition that ran before (general registers via the trap frame, system registers
-//! and the FP/SIMD file via [`Vcpu::store`] and [`Vcpu::load`]).
+//! Invariants:
+//! - when a partition runs, every EL1/EL0 register it can read holds either its own
+//!   value or one the kernel set for it at entry; nothing leaks from the partition
+//!   that ran before (general registers via the trap frame, system registers and the
+//!   FP/SIMD file via [`store`] and [`load`]);
+//! - a vCPU owns its partition's stage-2 tables; its VMID (in VTTBR_EL2) belongs to
+//!   that partition alone, so TLB maintenance by VMID touches no other partition;
+//! - page changes at run time ([`map_page`], [`unmap_page`]) follow the
+//!   architecture's rules for live tables: a page is mapped only over an invalid
+//!   entry, which no TLB holds (translation faults are never cached), so the store
+//!   needs only a `DSB ISHST` to reach every table walker before the partition
+//!   runs; an unmapped page stays reachable through cached translations until
+//!   [`flush_translations`] orders the stores (`DSB ISHST`) before a broadcast
+//!   `TLBI VMALLS12E1IS` for the partition's VMID and waits for it to complete on
+//!   every core (`DSB ISH`), wherever the partition runs.
+//!
+//! [`store`]: septum_kernel::Vcpu::store
+//! [`load`]: septum_kernel::Vcpu::load
+//! [`map_page`]: septum_kernel::Vcpu::map_page
+//! [`unmap_page`]: septum_kernel::Vcpu::unmap_page
+//! [`flush_translations`]: septum_kernel::Vcpu::flush_translations
 
 use core::arch::{asm, global_asm};
 
+use aarch64_cpu::asm::barrier;
 use septum_core::system::Reply;
 
 use crate::boot::TrapFrame;
+use crate::stage2::{self, Stage2};
 use crate::vgic::VirtualInterface;
 
 /// Generates the EL1 system-register state with its save and restore code from one
@@ -151,12 +170,14 @@ pub const UNMAPPED_VECTORS: u64 = septum_abi::layout::RAM_BASE - 0x800;
 const SPSR_EL1H_MASKED: u64 = 0b0101 | (0b1111 << 6);
 
 /// One partition's virtual CPU.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Vcpu {
     /// General registers, ELR and SPSR while the partition is not running.
     frame: TrapFrame,
     el1: El1State,
     fp: FpState,
+    /// Its stage-2 tables, and the VTTBR_EL2 value (VMID and root) that selects them.
+    stage2: Stage2,
     vttbr: u64,
     vmpidr: u64,
     /// Its GIC virtual CPU interface, and the device interrupts waiting for it.
@@ -170,13 +191,16 @@ impl Vcpu {
     /// state"): `pc` = entry point, x0 = RAM size, x1 = boot argument, x2 =
     /// generation (1), EL1h with interrupts masked, MMU off, VBAR_EL1 =
     /// [`UNMAPPED_VECTORS`] (unmapped, so an exception the partition has no handler
-    /// for traps to the kernel as a stage-2 fault on the vector fetch).
-    pub fn new(entry: u64, ram_size: u64, argument: u64, stage2_root: u64, vmid: u8) -> Vcpu {
+    /// for traps to the kernel as a stage-2 fault on the vector fetch). It
+    /// translates through `stage2` with VMID `vmid`, which no other vCPU uses.
+    pub fn new(entry: u64, ram_size: u64, argument: u64, stage2: Stage2, vmid: u8) -> Vcpu {
+        let vttbr = (u64::from(vmid) << 48) | stage2.root();
         let mut vcpu = Vcpu {
             frame: TrapFrame::default(),
             el1: El1State::default(),
             fp: FpState::default(),
-            vttbr: (u64::from(vmid) << 48) | stage2_root,
+            stage2,
+            vttbr,
             vmpidr: 1 << 31,
             interrupts: VirtualInterface::default(),
             start: [entry, ram_size, argument],
@@ -234,20 +258,6 @@ impl septum_kernel::Vcpu for Vcpu {
         self.frame.elr += u64::from(length);
     }
 
-    // TEMP: placeholders until the page-mapping back end lands; nothing calls them
-    // yet (the queue calls are refused before they could).
-    fn map_page(&mut self, _guest: u64, _frame: u64) {
-        unimplemented!("TEMP: map_page")
-    }
-
-    fn unmap_page(&mut self, _guest: u64) {
-        unimplemented!("TEMP: unmap_page")
-    }
-
-    fn flush_translations(&mut self) {
-        unimplemented!("TEMP: flush_translations")
-    }
-
     fn store(&mut self, frame: &TrapFrame) {
         self.frame = *frame;
         self.el1.store();
@@ -269,5 +279,49 @@ impl septum_kernel::Vcpu for Vcpu {
             asm!("isb", options(nomem, nostack));
         }
         *frame = self.frame;
+    }
+
+    fn map_page(&mut self, guest: u64, frame: u64) {
+        self.stage2
+            .set_page(guest, Some((frame, stage2::RAM)))
+            .unwrap_or_else(|e| panic!("map_page {guest:#x}: no level-3 table, or mapped: {e:?}"));
+        // The entry was invalid, so no TLB holds it: making the store visible to
+        // every table walker before the partition next runs is enough.
+        barrier::dsb(barrier::ISHST);
+    }
+
+    fn unmap_page(&mut self, guest: u64) {
+        self.stage2
+            .set_page(guest, None)
+            .unwrap_or_else(|e| panic!("unmap_page {guest:#x} without a level-3 table: {e:?}"));
+    }
+
+    fn flush_translations(&mut self) {
+        // TLBI VMALLS12E1IS acts on the VMID in VTTBR_EL2, and this partition may
+        // not be the one loaded on this core, so its VTTBR is installed for the
+        // operation and the loaded one put back: VTTBR_EL2 must keep selecting the
+        // partition live here (it applies only to EL1&0, so the kernel's own
+        // accesses are unaffected meanwhile). Stage 1 and 2 together, because TLB
+        // entries that combine both are tagged by virtual address, which an
+        // invalidation by IPA cannot reach. The broadcast reaches every core.
+        // SAFETY: only TLB entries of this partition's VMID are dropped and
+        // VTTBR_EL2 is restored before any EL1 code runs; the ISBs make each
+        // VTTBR_EL2 write take effect, and the memory clobber keeps the table
+        // stores before the barriers.
+        unsafe {
+            asm!(
+                "mrs {saved}, vttbr_el2",
+                "msr vttbr_el2, {vttbr}",
+                "isb",
+                "dsb ishst",
+                "tlbi vmalls12e1is",
+                "dsb ish",
+                "msr vttbr_el2, {saved}",
+                "isb",
+                saved = out(reg) _,
+                vttbr = in(reg) self.vttbr,
+                options(nostack),
+            );
+        }
     }
 }

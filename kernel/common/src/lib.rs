@@ -508,9 +508,12 @@ pub struct Placement {
 
 /// Maps a partition's second-stage tables: its RAM with `ram` attributes at its
 /// guest-physical base, and each MMIO block of its granted devices with `device`
-/// attributes at the block's own address. Nothing else. Panics with the partition's
-/// name if a mapping is refused: this runs at boot, and a system whose grants cannot
-/// be mapped must not start.
+/// attributes at the block's own address. Nothing else. A page-granular partition's
+/// RAM is mapped with 4 KiB pages only, and the level-3 tables of its receive
+/// window are allocated with nothing mapped, so [`Vcpu::map_page`] and
+/// [`Vcpu::unmap_page`] find a table for every page of either. Panics with the
+/// partition's name if a mapping is refused: this runs at boot, and a system whose
+/// grants cannot be mapped must not start.
 pub fn map_grants<F: paging::Format, const N: usize>(
     tables: &mut paging::Tables<F>,
     frames: &mut FreeRanges<N>,
@@ -519,9 +522,20 @@ pub fn map_grants<F: paging::Format, const N: usize>(
     ram: u64,
     device: u64,
 ) {
-    tables
-        .map(frames, placement.guest_ram, placement.host_ram.start, ram)
-        .unwrap_or_else(|e| panic!("cannot map the RAM of {}: {e:?}", spec.name));
+    let (guest, host) = (placement.guest_ram, placement.host_ram.start);
+    let mapped = if placement.page_granular {
+        tables.map_pages(frames, guest, host, ram)
+    } else {
+        tables.map(frames, guest, host, ram)
+    };
+    mapped.unwrap_or_else(|e| panic!("cannot map the RAM of {}: {e:?}", spec.name));
+    if placement.page_granular && !placement.receive_window.is_empty() {
+        tables
+            .reserve(frames, placement.receive_window)
+            .unwrap_or_else(|e| {
+                panic!("cannot reserve the receive window of {}: {e:?}", spec.name)
+            });
+    }
     for block in spec.resources.mmio() {
         let range = Range::from_start_size(block.base, block.size).expect("checked by the package");
         tables

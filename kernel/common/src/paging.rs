@@ -6,13 +6,34 @@
 //! Levels are numbered as in the ARM ARM: a level-3 entry maps 4 KiB, level 2
 //! 2 MiB, level 1 1 GiB, level 0 512 GiB.
 //!
+//! Two phases. At boot, [`Tables::map`], [`Tables::map_pages`] and
+//! [`Tables::reserve`] build the hierarchy, taking table pages from a frame pool.
+//! At run time, [`Tables::set_page`] changes one level-3 entry of a table that
+//! exists already, so mapping and unmapping single pages (page flips) never
+//! allocates and never changes the shape of the hierarchy.
+//!
 //! Invariants:
-//! - regions are mapped with the largest block the format allows that fits the
-//!   alignment of both addresses, and 4 KiB pages elsewhere;
+//! - [`Tables::map`] maps a region with the largest block the format allows that
+//!   fits the alignment of both addresses, and 4 KiB pages elsewhere;
+//!   [`Tables::map_pages`] maps with 4 KiB pages only, and [`Tables::reserve`]
+//!   allocates the level-3 tables of a range with every entry left invalid; so
+//!   every page of a region mapped or reserved either way has its own level-3 entry;
 //! - a mapping never overwrites a valid entry: overlapping requests fail and leave
-//!   what was already mapped in place;
+//!   what was already mapped in place (a boot-time request that fails part way may
+//!   have mapped its first pages and allocated tables; boot stops on such errors);
+//! - [`Tables::set_page`] writes exactly one level-3 entry, in one single-copy
+//!   atomic store, or nothing if the walk meets no level-3 table (a missing entry
+//!   or a block) or it would map over a valid entry; it allocates nothing and frees
+//!   nothing, so table pages live as long as the hierarchy;
 //! - table pages come from the caller's frame pool, zeroed, and belong to one
 //!   hierarchy only.
+//!
+//! Changing an entry the hardware may have cached is the back end's business: the
+//! stores here carry no barrier, and the back end orders them and invalidates its
+//! TLBs (see each back end's `Vcpu::flush_translations`). A page is mapped only
+//! over an invalid entry, so an unmap comes between two mappings of one address;
+//! the caller must also have the TLBs invalidated between the two (break before
+//! make), or the old translation may still be used after the new one is written.
 
 use septum_core::memory::{FreeRanges, MemoryError, Range};
 
@@ -87,7 +108,8 @@ impl<F: Format> Tables<F> {
         self.root
     }
 
-    /// Maps `guest` to machine memory starting at `host` with `attributes`.
+    /// Maps `guest` to machine memory starting at `host` with `attributes`, in
+    /// blocks where alignment allows.
     pub fn map<const N: usize>(
         &mut self,
         frames: &mut FreeRanges<N>,
@@ -95,20 +117,91 @@ impl<F: Format> Tables<F> {
         host: u64,
         attributes: u64,
     ) -> Result<(), MemoryError> {
+        self.map_with(frames, guest, host, attributes, true)
+    }
+
+    /// Maps `guest` to machine memory starting at `host` with `attributes`, with
+    /// 4 KiB pages only, so that [`Tables::set_page`] can later change any page.
+    pub fn map_pages<const N: usize>(
+        &mut self,
+        frames: &mut FreeRanges<N>,
+        guest: Range,
+        host: u64,
+        attributes: u64,
+    ) -> Result<(), MemoryError> {
+        self.map_with(frames, guest, host, attributes, false)
+    }
+
+    /// Allocates the level-3 tables covering `guest` and leaves their entries
+    /// invalid: every address there faults until [`Tables::set_page`] maps it.
+    /// Tables that exist already are kept; an address already covered by a block
+    /// is refused.
+    pub fn reserve<const N: usize>(
+        &mut self,
+        frames: &mut FreeRanges<N>,
+        guest: Range,
+    ) -> Result<(), MemoryError> {
+        check(guest, 0, level_size(F::ROOT_LEVEL) * ENTRIES as u64)?;
+        // One walk per level-3 table: each covers one level-2 entry's span.
+        let span = level_size(2);
+        let mut from = guest.start;
+        while from < guest.end {
+            self.walk_to(from, 3, || new_table(frames))?;
+            from = (from / span + 1) * span;
+        }
+        Ok(())
+    }
+
+    /// Sets the level-3 entry for guest page `guest`: a page mapping machine frame
+    /// `host` with `attributes` if `descriptor` is `Some((host, attributes))`, else
+    /// invalid (whatever it held). Never allocates: the level-3 table must exist
+    /// ([`Tables::map_pages`] or [`Tables::reserve`] made it). Refuses, changing
+    /// nothing, an unaligned address, one outside the tables, one whose walk ends
+    /// before level 3 (no table there, or a block), and a mapping over a valid
+    /// entry (unmap it first).
+    pub fn set_page(
+        &mut self,
+        guest: u64,
+        descriptor: Option<(u64, u64)>,
+    ) -> Result<(), MemoryError> {
         let covered = level_size(F::ROOT_LEVEL) * ENTRIES as u64;
-        let aligned = guest.start.is_multiple_of(PAGE)
-            && guest.end.is_multiple_of(PAGE)
-            && host.is_multiple_of(PAGE);
-        if !aligned || guest.is_empty() || guest.end > covered {
+        if !guest.is_multiple_of(PAGE) || guest >= covered {
             return Err(MemoryError::BadRequest);
         }
+        let value = match descriptor {
+            Some((host, attributes)) if host.is_multiple_of(PAGE) => F::leaf(host, 3, attributes),
+            Some(_) => return Err(MemoryError::BadRequest),
+            None => 0,
+        };
+        let last = self.walk_to(guest, 3, || Err(MemoryError::BadRequest))?;
+        // SAFETY: `last` is a level-3 table of this hierarchy.
+        let entry = unsafe { &mut table(last)[index(guest, 3)] };
+        if descriptor.is_some() && F::is_valid(*entry) {
+            return Err(MemoryError::BadRequest);
+        }
+        // SAFETY: `entry` is a valid, aligned reference. One 64-bit volatile store:
+        // a hardware walk that races with it reads the old descriptor or the new
+        // one, never a mix.
+        unsafe { core::ptr::write_volatile(entry, value) };
+        Ok(())
+    }
+
+    fn map_with<const N: usize>(
+        &mut self,
+        frames: &mut FreeRanges<N>,
+        guest: Range,
+        host: u64,
+        attributes: u64,
+        blocks: bool,
+    ) -> Result<(), MemoryError> {
+        check(guest, host, level_size(F::ROOT_LEVEL) * ENTRIES as u64)?;
         let (mut from, mut to) = (guest.start, host);
         while from < guest.end {
             let left = guest.end - from;
             let level = (F::LARGEST_BLOCK_LEVEL.max(F::ROOT_LEVEL)..3)
                 .find(|&level| {
                     let size = level_size(level);
-                    from.is_multiple_of(size) && to.is_multiple_of(size) && left >= size
+                    blocks && from.is_multiple_of(size) && to.is_multiple_of(size) && left >= size
                 })
                 .unwrap_or(3);
             self.set_leaf(frames, from, F::leaf(to, level, attributes), level)?;
@@ -125,27 +218,51 @@ impl<F: Format> Tables<F> {
         descriptor: u64,
         leaf_level: u32,
     ) -> Result<(), MemoryError> {
-        let mut current = self.root;
-        for level in F::ROOT_LEVEL..leaf_level {
-            // SAFETY: `current` is the root or a table this hierarchy allocated.
-            let entry = unsafe { &mut table(current)[index(address, level)] };
-            if F::is_valid(*entry) && !F::is_table(*entry, level) {
-                // Already covered by a larger block: regions must not overlap.
-                return Err(MemoryError::BadRequest);
-            }
-            if !F::is_valid(*entry) {
-                *entry = F::table(new_table(frames)?);
-            }
-            current = *entry & F::ADDRESS_MASK;
-        }
-        // SAFETY: as above.
-        let entry = unsafe { &mut table(current)[index(address, leaf_level)] };
+        let last = self.walk_to(address, leaf_level, || new_table(frames))?;
+        // SAFETY: `last` is a table of this hierarchy.
+        let entry = unsafe { &mut table(last)[index(address, leaf_level)] };
         if F::is_valid(*entry) {
             return Err(MemoryError::BadRequest);
         }
         *entry = descriptor;
         Ok(())
     }
+
+    /// Walks from the root to the table at `level` on the way to `address`, and
+    /// returns its address. A missing table on the way is made by `make_table`
+    /// (which may refuse); a block on the way is an error.
+    fn walk_to(
+        &mut self,
+        address: u64,
+        level: u32,
+        mut make_table: impl FnMut() -> Result<u64, MemoryError>,
+    ) -> Result<u64, MemoryError> {
+        let mut current = self.root;
+        for above in F::ROOT_LEVEL..level {
+            // SAFETY: `current` is the root or a table this hierarchy allocated.
+            let entry = unsafe { &mut table(current)[index(address, above)] };
+            if !F::is_valid(*entry) {
+                *entry = F::table(make_table()?);
+            } else if !F::is_table(*entry, above) {
+                // Covered by a larger block: regions must not overlap.
+                return Err(MemoryError::BadRequest);
+            }
+            current = *entry & F::ADDRESS_MASK;
+        }
+        Ok(current)
+    }
+}
+
+/// Checks that `guest` is a non-empty, page-aligned range below `covered` and
+/// `host` is page-aligned.
+fn check(guest: Range, host: u64, covered: u64) -> Result<(), MemoryError> {
+    let aligned = guest.start.is_multiple_of(PAGE)
+        && guest.end.is_multiple_of(PAGE)
+        && host.is_multiple_of(PAGE);
+    if !aligned || guest.is_empty() || guest.end > covered {
+        return Err(MemoryError::BadRequest);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -241,6 +358,112 @@ mod tests {
         let too_high = Range::from_start_size(1 << 40, PAGE).unwrap();
         assert_eq!(
             tables.map(&mut frames, too_high, 0, 0),
+            Err(MemoryError::BadRequest)
+        );
+    }
+
+    /// Verifies: SK-ISO-001
+    #[test]
+    fn pages_only_even_where_blocks_would_fit() {
+        let (_memory, mut frames) = pool();
+        let mut tables = Tables::<Toy>::new(&mut frames).unwrap();
+        let two_mib = level_size(2);
+        let region = Range::from_start_size(0x4000_0000, two_mib + 2 * PAGE).unwrap();
+        tables
+            .map_pages(&mut frames, region, 0x8000_0000, 0x100)
+            .unwrap();
+        for page in [0, 1, 511, 512, 513] {
+            let address = 0x4000_0000 + page * PAGE + 8;
+            assert_eq!(
+                lookup(&tables, address),
+                Some((0x8000_0008 + page * PAGE, 3))
+            );
+        }
+        assert_eq!(lookup(&tables, 0x4000_0000 + 514 * PAGE), None);
+        // Pages only: every page of the region can be changed on its own.
+        tables.set_page(0x4000_1000, None).unwrap();
+        assert_eq!(lookup(&tables, 0x4000_1000), None);
+        assert_eq!(lookup(&tables, 0x4000_2000), Some((0x8000_2000, 3)));
+    }
+
+    /// Verifies: SK-ISO-001, SK-MSG-001
+    #[test]
+    fn reserved_pages_fault_until_set_and_after_clear() {
+        let (_memory, mut frames) = pool();
+        let mut tables = Tables::<Toy>::new(&mut frames).unwrap();
+        // Three pages across a 2 MiB boundary: two level-3 tables.
+        let window = Range::from_start_size(0x8000_0000 - PAGE, 3 * PAGE).unwrap();
+        tables.reserve(&mut frames, window).unwrap();
+        for address in (window.start..window.end).step_by(PAGE as usize) {
+            assert_eq!(lookup(&tables, address), None);
+        }
+        let free = frames.free_bytes();
+        tables
+            .set_page(0x8000_0000 - PAGE, Some((0x9000_0000, 0x100)))
+            .unwrap();
+        tables
+            .set_page(0x8000_1000, Some((0x9abc_d000, 0x100)))
+            .unwrap();
+        assert_eq!(lookup(&tables, 0x7fff_f010), Some((0x9000_0010, 3)));
+        assert_eq!(lookup(&tables, 0x8000_1ff8), Some((0x9abc_dff8, 3)));
+        assert_eq!(lookup(&tables, 0x8000_0000), None);
+        // Mapping over a mapped page is refused; clearing unmaps (twice is fine);
+        // then the page can be mapped again. None of it allocates.
+        assert_eq!(
+            tables.set_page(0x8000_1000, Some((0x9000_5000, 0x100))),
+            Err(MemoryError::BadRequest)
+        );
+        assert_eq!(lookup(&tables, 0x8000_1000), Some((0x9abc_d000, 3)));
+        tables.set_page(0x8000_1000, None).unwrap();
+        tables.set_page(0x8000_1000, None).unwrap();
+        assert_eq!(lookup(&tables, 0x8000_1000), None);
+        tables
+            .set_page(0x8000_1000, Some((0x9000_5000, 0x100)))
+            .unwrap();
+        assert_eq!(lookup(&tables, 0x8000_1000), Some((0x9000_5000, 3)));
+        tables.set_page(0x7fff_f000, None).unwrap();
+        assert_eq!(lookup(&tables, 0x7fff_f000), None);
+        assert_eq!(frames.free_bytes(), free);
+        // Reserving again keeps the tables and what they map.
+        tables.reserve(&mut frames, window).unwrap();
+        assert_eq!(frames.free_bytes(), free);
+        assert_eq!(lookup(&tables, 0x8000_1000), Some((0x9000_5000, 3)));
+    }
+
+    /// Verifies: SK-ISO-001
+    #[test]
+    fn set_page_refuses_without_a_level_3_table_and_changes_nothing() {
+        let (_memory, mut frames) = pool();
+        let mut tables = Tables::<Toy>::new(&mut frames).unwrap();
+        let block = Range::from_start_size(0x4000_0000, level_size(2)).unwrap();
+        tables.map(&mut frames, block, 0x8000_0000, 0).unwrap();
+        let free = frames.free_bytes();
+        let page = Some((0x9000_0000, 0));
+        // Inside a block, where nothing is mapped at all, and beyond the tables.
+        for address in [0x4000_1000, 0x4040_0000, 0x1_0000_0000, 1 << 40] {
+            assert_eq!(tables.set_page(address, page), Err(MemoryError::BadRequest));
+            assert_eq!(tables.set_page(address, None), Err(MemoryError::BadRequest));
+        }
+        assert_eq!(lookup(&tables, 0x4000_1000), Some((0x8000_1000, 2)));
+        assert_eq!(lookup(&tables, 0x4040_0000), None);
+        // Misaligned addresses, even where a level-3 table exists.
+        let window = Range::from_start_size(0x8000_0000, PAGE).unwrap();
+        tables.reserve(&mut frames, window).unwrap();
+        let free_after_reserve = frames.free_bytes();
+        assert!(free_after_reserve < free);
+        assert_eq!(
+            tables.set_page(0x8000_0800, page),
+            Err(MemoryError::BadRequest)
+        );
+        assert_eq!(
+            tables.set_page(0x8000_0000, Some((0x9000_0800, 0))),
+            Err(MemoryError::BadRequest)
+        );
+        assert_eq!(lookup(&tables, 0x8000_0000), None);
+        assert_eq!(frames.free_bytes(), free_after_reserve);
+        // Reserving over a block is refused too.
+        assert_eq!(
+            tables.reserve(&mut frames, block),
             Err(MemoryError::BadRequest)
         );
     }

@@ -26,6 +26,10 @@ struct Log {
     loads: Vec<usize>,
     restarts: Vec<(usize, u32)>,
     skips: Vec<(usize, u8)>,
+    /// (partition, guest page, frame mapped there or `None` for an unmap).
+    pages: Vec<(usize, u64, Option<u64>)>,
+    /// Partitions whose translations were flushed, in order.
+    flushes: Vec<usize>,
 }
 
 struct FakeVcpu {
@@ -62,19 +66,17 @@ impl Vcpu for FakeVcpu {
     fn skip_stored(&mut self, length: u8) {
         self.log.borrow_mut().skips.push((self.index, length));
     }
-
-    // TEMP: placeholders until the page-mapping back end lands; nothing calls them
-    // yet (the queue calls are refused before they could).
-    fn map_page(&mut self, _guest: u64, _frame: u64) {
-        unimplemented!("TEMP: map_page")
+    fn map_page(&mut self, guest: u64, frame: u64) {
+        self.log
+            .borrow_mut()
+            .pages
+            .push((self.index, guest, Some(frame)));
     }
-
-    fn unmap_page(&mut self, _guest: u64) {
-        unimplemented!("TEMP: unmap_page")
+    fn unmap_page(&mut self, guest: u64) {
+        self.log.borrow_mut().pages.push((self.index, guest, None));
     }
-
     fn flush_translations(&mut self) {
-        unimplemented!("TEMP: flush_translations")
+        self.log.borrow_mut().flushes.push(self.index);
     }
 }
 
@@ -157,7 +159,7 @@ fn kernel() -> (Kernel<FakeVcpu, FakeMachine>, Rc<RefCell<Log>>, Vec<u8>) {
     let host: Vec<Range> = (0..3)
         .map(|i| Range::from_start_size(base + i * RAM, RAM).unwrap())
         .collect();
-    let system = System::new(&package, RAM_BASE, &host).unwrap();
+    let system = System::new(&package, RAM_BASE, &host, Range::default()).unwrap();
     let vcpus = (0..3)
         .map(|index| FakeVcpu {
             index,
@@ -208,6 +210,7 @@ fn a_trap_that_continues_the_turn_does_not_rearm_its_deadline() {
         CallRegisters::default(),
         &mut IdentityRam {
             machine: &mut kernel.machine,
+            vcpus: &mut kernel.vcpus,
         },
     );
     assert_eq!(kernel.on_trap(0, Trap::Preempted, &mut frame), Step::Run);

@@ -3,10 +3,16 @@
 //! [`septum_kernel::paging`] code; this module gives the EPT descriptor encoding.
 //!
 //! Invariants:
-//! - a partition's EPT maps exactly its RAM (read, write, execute), its boot page
-//!   tables (read only) and the MMIO blocks of its granted devices (uncacheable, at
-//!   their own addresses); every other guest-physical address is an EPT violation;
-//! - any change after the partition first runs is followed by INVEPT.
+//! - a partition's EPT maps exactly its RAM (read, write, execute; less pages the
+//!   kernel has unmapped from it), its boot page tables (read only), the MMIO
+//!   blocks of its granted devices (uncacheable, at their own addresses) and the
+//!   receive-window pages the kernel has mapped into it ([`RAM`]); every other
+//!   guest-physical address is an EPT violation;
+//! - a page-granular partition's RAM is mapped with 4 KiB pages only and its
+//!   receive window has its level-3 tables from boot, so later changes are single
+//!   level-3 entries (page flips);
+//! - an entry made non-present after the partition first runs stays cached until
+//!   INVEPT for its EPTP (see `Vcpu::flush_translations` in `vcpu.rs`).
 
 use septum_kernel::paging::{Format, Tables};
 

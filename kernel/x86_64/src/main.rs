@@ -192,14 +192,11 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
             for &line in spec.resources.irqs() {
                 interrupts.route(line, index, spec.name);
             }
-            let eptp = ept::pointer(ept.root());
-            vmx::invept(eptp);
             let vpid = u16::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
             let start = Start {
                 entry: RAM_BASE + spec.entry_offset,
                 ram_size: spec.ram_size,
                 argument: spec.argument,
-                eptp,
                 vpid,
             };
             let (io_a, io_b) = io_bitmaps(frames, spec.resources.ports());
@@ -208,7 +205,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
                 io_b,
                 msr: MSR_BITMAP.address(),
             };
-            Vcpu::new(frames, start, &bitmaps, &host).expect("RAM for a VMCS")
+            Vcpu::new(frames, ept, start, &bitmaps, &host).expect("RAM for a VMCS")
         },
     );
 

@@ -16,7 +16,27 @@
 //! - a device interrupt is pending only in its owner's `Vcpu`, and is injected only
 //!   into that partition's VMCS, just before an entry into it, when the partition
 //!   can take it (RFLAGS.IF set, no STI or MOV SS blocking); until then its VMCS
-//!   has interrupt-window exiting on, and off again once nothing is pending.
+//!   has interrupt-window exiting on, and off again once nothing is pending;
+//! - a `Vcpu` owns its partition's EPT; its EPTP and VPID belong to it alone.
+//!
+//! Page changes at run time ([`map_page`], [`unmap_page`]) write one EPT entry. A
+//! page is mapped only over a non-present entry, which no TLB or paging-structure
+//! cache holds, so mapping needs no invalidation. An unmapped page stays reachable
+//! through translations cached for this EPTP until [`flush_translations`], which
+//! runs INVEPT single-context for the EPTP on the core that calls it and marks the
+//! vCPU so that its next [`load`] runs it again on the core that loads it. INVEPT
+//! single-context drops every mapping derived from the EPTP's tables,
+//! guest-physical and combined, whatever their VPID and PCID, so the partition's
+//! VPID needs no INVVPID. The two together reach every TLB that may hold the
+//! partition's translations, because the kernel unmaps a partition's pages only on
+//! its own core while it runs there (the INVEPT now covers that core), or while it
+//! is live on no core: then it runs next only after a `load`, on its own core, the
+//! only one where it can have run.
+//!
+//! [`map_page`]: septum_kernel::Vcpu::map_page
+//! [`unmap_page`]: septum_kernel::Vcpu::unmap_page
+//! [`flush_translations`]: septum_kernel::Vcpu::flush_translations
+//! [`load`]: septum_kernel::Vcpu::load
 
 use core::arch::asm;
 
@@ -26,6 +46,7 @@ use x86_64::registers::control::{Cr0, Cr3, Cr4};
 use x86_64::registers::model_specific::Efer;
 
 use crate::boot::{GuestRegisters, reg};
+use crate::ept::{self, Ept};
 use crate::vmx::{self, control_msr, field};
 
 /// Pages of a partition's boot page tables: a PML4, a PDPT and four page
@@ -101,8 +122,6 @@ pub struct Start {
     pub ram_size: u64,
     /// Boot argument (passed in rsi).
     pub argument: u64,
-    /// The EPT pointer.
-    pub eptp: u64,
     /// VPID (non-zero, unique per partition).
     pub vpid: u16,
 }
@@ -123,9 +142,15 @@ impl FxArea {
 }
 
 /// One partition's virtual CPU.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Vcpu {
     vmcs: u64,
+    /// Its EPT, and the EPT pointer that selects it.
+    ept: Ept,
+    eptp: u64,
+    /// Whether the next [`load`](septum_kernel::Vcpu::load) must drop translations
+    /// cached for `eptp` on its core (see the module's documentation).
+    flush_on_load: bool,
     registers: GuestRegisters,
     fx: FxArea,
     launched: bool,
@@ -152,13 +177,18 @@ enum OnLoad {
 }
 
 impl Vcpu {
-    /// A vCPU at the partition's entry state, with its VMCS fully written.
+    /// A vCPU at the partition's entry state, with its VMCS fully written, that
+    /// translates through `ept`. Nothing this core cached for the EPT's root
+    /// survives.
     pub fn new<const N: usize>(
         frames: &mut FreeRanges<N>,
+        ept: Ept,
         start: Start,
         bitmaps: &Bitmaps,
         host: &Host,
     ) -> Result<Vcpu, MemoryError> {
+        let eptp = ept::pointer(ept.root());
+        vmx::invept(eptp);
         let vmcs = frames.allocate(4096, 4096)?.start;
         // SAFETY: the page was free and is now this VMCS alone; the kernel maps RAM
         // at its physical address.
@@ -167,11 +197,14 @@ impl Vcpu {
             (vmcs as *mut u32).write(vmx::revision_id());
             vmx::load(vmcs, true);
         }
-        write_controls(start, bitmaps).unwrap_or_else(|e| panic!("{e}"));
+        write_controls(start, eptp, bitmaps).unwrap_or_else(|e| panic!("{e}"));
         write_host_state(host);
         write_guest_state(start.entry);
         Ok(Vcpu {
             vmcs,
+            ept,
+            eptp,
+            flush_on_load: false,
             registers: entry_registers(start.ram_size, start.argument, 1),
             fx: FxArea::reset(),
             launched: false,
@@ -234,7 +267,7 @@ fn entry_registers(ram_size: u64, argument: u64, generation: u32) -> GuestRegist
     registers
 }
 
-fn write_controls(start: Start, bitmaps: &Bitmaps) -> Result<(), vmx::VmxError> {
+fn write_controls(start: Start, eptp: u64, bitmaps: &Bitmaps) -> Result<(), vmx::VmxError> {
     let pin = PIN_EXTERNAL_INTERRUPT_EXITING | PIN_NMI_EXITING | PIN_PREEMPTION_TIMER;
     let primary = PRIMARY_HLT_EXITING
         | PRIMARY_MWAIT_EXITING
@@ -268,7 +301,7 @@ fn write_controls(start: Start, bitmaps: &Bitmaps) -> Result<(), vmx::VmxError> 
     vmx::write(field::IO_BITMAP_A, bitmaps.io_a);
     vmx::write(field::IO_BITMAP_B, bitmaps.io_b);
     vmx::write(field::MSR_BITMAP, bitmaps.msr);
-    vmx::write(field::EPT_POINTER, start.eptp);
+    vmx::write(field::EPT_POINTER, eptp);
     vmx::write(field::VPID, u64::from(start.vpid));
     // The partition may not clear CR4.VMXE (required in VMX operation); it reads 0.
     vmx::write(field::CR4_MASK, CR4_VMXE);
@@ -396,20 +429,6 @@ impl septum_kernel::Vcpu for Vcpu {
         }
     }
 
-    // TEMP: placeholders until the page-mapping back end lands; nothing calls them
-    // yet (the queue calls are refused before they could).
-    fn map_page(&mut self, _guest: u64, _frame: u64) {
-        unimplemented!("TEMP: map_page")
-    }
-
-    fn unmap_page(&mut self, _guest: u64) {
-        unimplemented!("TEMP: unmap_page")
-    }
-
-    fn flush_translations(&mut self) {
-        unimplemented!("TEMP: flush_translations")
-    }
-
     fn store(&mut self, frame: &GuestRegisters) {
         self.registers = *frame;
         // SAFETY: FXSAVE64 writes 512 bytes to a 16-byte aligned area of ours.
@@ -423,6 +442,9 @@ impl septum_kernel::Vcpu for Vcpu {
         unsafe {
             vmx::load(self.vmcs, false);
             asm!("fxrstor64 [{}]", in(reg) &self.fx, options(nostack));
+        }
+        if core::mem::take(&mut self.flush_on_load) {
+            vmx::invept(self.eptp);
         }
         match core::mem::replace(&mut self.on_load, OnLoad::Nothing) {
             OnLoad::Nothing => {}
@@ -443,6 +465,24 @@ impl septum_kernel::Vcpu for Vcpu {
         *frame = self.registers;
         frame.launch = u64::from(!self.launched);
         self.launched = true;
+    }
+
+    fn map_page(&mut self, guest: u64, frame: u64) {
+        // Over a non-present entry, which nothing caches: no invalidation needed.
+        self.ept
+            .set_page(guest, Some((frame, ept::RAM)))
+            .unwrap_or_else(|e| panic!("map_page {guest:#x}: no level-3 table, or mapped: {e:?}"));
+    }
+
+    fn unmap_page(&mut self, guest: u64) {
+        self.ept
+            .set_page(guest, None)
+            .unwrap_or_else(|e| panic!("unmap_page {guest:#x} without a level-3 table: {e:?}"));
+    }
+
+    fn flush_translations(&mut self) {
+        vmx::invept(self.eptp);
+        self.flush_on_load = true;
     }
 }
 

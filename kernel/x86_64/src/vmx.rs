@@ -186,13 +186,20 @@ pub fn invept_single_context() -> bool {
     read_msr(IA32_VMX_EPT_VPID_CAP) & EPT_CAP_INVEPT_SINGLE != 0
 }
 
-/// Invalidates cached translations derived from the EPT hierarchy `eptp` (all
-/// EPT contexts where the CPU cannot flush a single one).
+/// Invalidates, on this core, cached translations derived from the EPT hierarchy
+/// `eptp`: guest-physical and combined mappings, for every VPID and PCID (all EPT
+/// contexts where the CPU cannot flush a single one).
 pub fn invept(eptp: u64) {
+    // The INVEPT descriptor: the EPTP in bits 63:0, bits 127:64 reserved (zero).
     let descriptor: [u64; 2] = [eptp, 0];
     let kind: u64 = if invept_single_context() { 1 } else { 2 };
-    // SAFETY: INVEPT only drops cached translations; the descriptor is valid.
-    unsafe { asm!("invept {}, [{}]", in(reg) kind, in(reg) &descriptor, options(nostack)) };
+    let failed: u8;
+    // SAFETY: INVEPT only drops cached translations; the descriptor is valid. The
+    // memory clobber (no `nomem`) keeps earlier EPT stores before it.
+    unsafe {
+        asm!("invept {}, [{}]", "setna {}", in(reg) kind, in(reg) &descriptor, out(reg_byte) failed, options(nostack));
+    }
+    assert!(failed == 0, "INVEPT type {kind} of {eptp:#x} failed");
 }
 
 /// Makes the VMCS at `address` current and active (VMCLEAR first if `clear`).
