@@ -828,56 +828,6 @@ impl Flip {
     pub fn waiting(&self, queue: usize) -> usize {
         self.queues[queue].messages.len()
     }
-
-    /// Every tracked frame with its place, for the invariant checks: `(frame,
-    /// place)` where place is `Slot(partition, guest)`, `Window(partition, guest)`,
-    /// `Queue(index)` or `Pool`. Frames of present natural slots are left out
-    /// unless `with_natural`.
-    #[cfg(test)]
-    pub(crate) fn census(&self, with_natural: bool) -> alloc::vec::Vec<(u64, Place)> {
-        let mut out = alloc::vec::Vec::new();
-        for (p, g) in self.parts.iter().enumerate() {
-            let mut guest = g.guest_ram.start;
-            while guest < g.guest_ram.end {
-                let d = self
-                    .displaced
-                    .iter()
-                    .find(|d| usize::from(d.partition) == p && d.guest == guest);
-                match d {
-                    Some(d) if d.present => out.push((d.frame, Place::Slot(p, guest))),
-                    Some(_) => {}
-                    None if with_natural => out.push((
-                        g.host_ram.start + (guest - g.guest_ram.start),
-                        Place::Slot(p, guest),
-                    )),
-                    None => {}
-                }
-                guest += PAGE_SIZE;
-            }
-        }
-        for h in &self.held {
-            out.push((h.frame, Place::Window(usize::from(h.partition), h.guest)));
-        }
-        for (index, q) in self.queues.iter().enumerate() {
-            for page in &q.pages {
-                out.push((page.frame, Place::Queue(index)));
-            }
-        }
-        for frame in &self.pool {
-            out.push((*frame, Place::Pool));
-        }
-        out
-    }
-}
-
-/// Where a frame is, in [`Flip::census`].
-#[cfg(test)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Place {
-    Slot(usize, u64),
-    Window(usize, u64),
-    Queue(usize),
-    Pool,
 }
 
 #[cfg(test)]

@@ -308,7 +308,9 @@ pub enum SystemError {
     Queues(FlipError),
 }
 
-/// A validated hypercall, ready to be carried out.
+/// A validated hypercall, ready to be carried out. It lives on the stack for one
+/// call (the kernel has no heap), so a queue batch is carried inline.
+#[allow(clippy::large_enum_variant)]
 enum Request {
     Null,
     ConsoleWrite(Range),
@@ -738,11 +740,6 @@ impl System {
     /// natural frame unless a restart replaced one; see [`Flip`]).
     pub fn ram_frame(&self, index: usize, guest: u64) -> u64 {
         self.flip.slot_frame(index, guest)
-    }
-
-    /// Frame totals of the ledger.
-    pub fn frame_totals(&self) -> crate::flip::Totals {
-        self.flip.totals()
     }
 
     /// Lends the rest of `lender`'s window on its core to `borrower`.

@@ -85,7 +85,7 @@ impl Sender {
         }
         let mut list = [0u64; BATCH_MAX];
         for (word, &(address, len)) in list.iter_mut().zip(pages) {
-            if len == 0 || len > PAGE_SIZE || address % PAGE_SIZE != 0 {
+            if len == 0 || len > PAGE_SIZE || !address.is_multiple_of(PAGE_SIZE) {
                 return Err(Error::InvalidArgument);
             }
             *word = address | (len - 1);

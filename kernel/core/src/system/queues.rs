@@ -21,8 +21,10 @@ use crate::event::Event;
 use crate::flip::{End, Outgoing, ReceiveAt};
 use crate::memory::Range;
 
-/// A validated queue call.
+/// A validated queue call. It lives on the stack for one hypercall (the kernel has
+/// no heap), so a batch is carried inline.
 #[derive(Clone, Copy, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Request {
     Send {
         queue: usize,

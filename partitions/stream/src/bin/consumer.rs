@@ -12,8 +12,6 @@
 use septum_sdk::queue::{CopyBuffer, Receiver};
 use septum_sdk::{Boot, Error, println};
 
-const WORDS: usize = 4096 / 8;
-
 septum_sdk::entry!(main);
 
 fn main(boot: Boot) -> u64 {
@@ -70,7 +68,7 @@ fn main(boot: Boot) -> u64 {
         }
         expected = Some(expected_now + 1);
         received += 1;
-        if received % 1000 == 0 {
+        if received.is_multiple_of(1000) {
             println!("consumer: {received} pages in order, content checked");
         }
     }

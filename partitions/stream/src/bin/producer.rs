@@ -90,7 +90,7 @@ fn main(boot: Boot) -> u64 {
             Ok(_) => {
                 free_count -= burst;
                 sequence += burst as u64;
-                if sequence % 1000 == 0 || sequence == total {
+                if sequence.is_multiple_of(1000) || sequence == total {
                     println!("producer: sent {sequence}");
                 }
             }
