@@ -6,8 +6,10 @@
 //!
 //! Argument: bits 0-31 the number of pages to send (0: 1,000), bit 32 send in
 //! batches, bit 33 panic after 300 pages in generation 1 (the service VM restarts
-//! it), bit 34 read a page it has just sent in generation 1 (which must fault), bit 35 first try
-//! every bad send and print the kernel's answer to each.
+//! it), bit 34 read page 0 right after sending it in generation 1 (which must
+//! fault), bit 35 first try every bad send and print the kernel's answer to each.
+//! With bits 34 and 35 the consumer should hold page 0 until page 1 arrives (its
+//! own bit 34), so page 0 is away whatever the schedule does meanwhile.
 #![no_std]
 #![no_main]
 
@@ -42,11 +44,19 @@ fn main(boot: Boot) -> u64 {
         boot.generation
     );
     let mut sequence = 0u64;
-    if boot.argument & (1 << 35) != 0 {
-        probe(&sender, base);
+    let probing = boot.argument & (1 << 35) != 0;
+    let reading_sent = boot.argument & (1 << 34) != 0 && boot.generation == 1;
+    if probing || reading_sent {
+        // Page 0 of the stream goes first, from buffer 0; it rejoins the free
+        // list when the consumer releases it.
+        free.rotate_left(1);
+        free_count -= 1;
         sequence = 1;
     }
-    if boot.argument & (1 << 34) != 0 && boot.generation == 1 {
+    if probing {
+        probe(&sender, base);
+    }
+    if reading_sent {
         fill(base, 0);
         let sent = sender.send_flip(base, PAGE as u64, Delivery::Deferred);
         println!("producer: sent page {base:#x}: {sent:?}; reading it back");
@@ -55,10 +65,6 @@ fn main(boot: Boot) -> u64 {
         // read, so the value read is meaningless).
         let _ = unsafe { (base as *const u64).read_volatile() };
         println!("producer: resumed after the read");
-        while take_back(&sender).is_none() {
-            let _ = sender.wait();
-        }
-        sequence = 1;
     }
     while sequence < total {
         if crash && sequence == 300 {
@@ -122,7 +128,7 @@ fn main(boot: Boot) -> u64 {
 
 /// Tries each bad send once and prints what the kernel says; none may change
 /// anything, which the stream that follows checks. Sends page 0 of the stream
-/// and waits for it to come back.
+/// from `base` (twice: the second time it is away).
 fn probe(sender: &Sender, base: u64) {
     use septum_sdk::queue::Receiver;
     let report = |what: &str, result: Result<u64, Error>| {
@@ -172,9 +178,6 @@ fn probe(sender: &Sender, base: u64) {
     fill(base, 0);
     report("first-send", sender.send_flip(base, 64, Delivery::Deferred));
     report("in-flight", sender.send_flip(base, 64, Delivery::Deferred));
-    while take_back(sender).is_none() {
-        let _ = sender.wait();
-    }
 }
 
 /// A page the consumer released, if any (news of a consumer restart is printed).
