@@ -130,7 +130,8 @@ pub enum Call {
     /// first page, result 2 = pages. [`Error::Empty`] when none has come home.
     Reclaim = 20,
     /// Waits until the queue end has work: a message to receive on a receive end;
-    /// a page to reclaim on a send end. Returns at once when it has. `a1` = a
+    /// a page to reclaim on a send end, or room on a queue whose last send was
+    /// refused with [`Error::QueueFull`]. Returns at once when it has. `a1` = a
     /// queue-end capability. Result 1 = 1 if work is there, 0 if the caller was
     /// woken (it calls again).
     Wait = 21,

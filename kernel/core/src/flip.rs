@@ -138,6 +138,8 @@ struct Queue {
     copy_base: u64,
     /// Per end (0 sender, 1 receiver): its peer restarted and it has not been told.
     peer_restarted: [bool; 2],
+    /// The sender was last told the queue is full: room is work for it.
+    told_full: bool,
 }
 
 /// A RAM slot not backed by its natural frame and mapped.
@@ -318,6 +320,7 @@ impl Flip {
                 copy_used: 0,
                 copy_base,
                 peer_restarted: [false; 2],
+                told_full: false,
             };
             copy_base += u64::from(spec.depth) * COPY_MAX;
             rings.push(queue).map_err(|_| FlipError::TooManyQueues)?;
@@ -439,14 +442,16 @@ impl Flip {
                 }
             }
         }
-        let q = &self.queues[queue];
+        let q = &mut self.queues[queue];
         if q.messages.len() + messages.len() > q.depth || q.pages.len() + seen.len() > QUEUE_MAX {
+            q.told_full = true;
             return Err(Error::QueueFull);
         }
         if q.away + from_slots > q.max_in_flight {
             return Err(Error::FlightLimit);
         }
         // Everything is checked: carry it out.
+        q.told_full = false;
         for message in messages {
             for index in 0..pages_of(message.len) {
                 let guest = message.guest + index * PAGE_SIZE;
@@ -516,8 +521,10 @@ impl Flip {
         }
         let q = &mut self.queues[queue];
         if q.messages.len() >= q.depth {
+            q.told_full = true;
             return Err(Error::QueueFull);
         }
+        q.told_full = false;
         let slot = (!q.copy_used).trailing_zeros() as u8;
         q.copy_used |= 1 << slot;
         pages.copy(from, q.copy_base + u64::from(slot) * COPY_MAX, len);
@@ -530,14 +537,15 @@ impl Flip {
         Ok(q.messages.len())
     }
 
-    /// Whether the end `end` of `queue` has work: a message to receive, or a page
-    /// to reclaim, or news that its peer restarted.
+    /// Whether the end `end` of `queue` has work: a message to receive, a page to
+    /// reclaim, room on a queue its sender was last told is full, or news that its
+    /// peer restarted.
     pub fn has_work(&self, queue: usize, end: End) -> bool {
         let q = &self.queues[queue];
         q.peer_restarted[end as usize]
             || match end {
                 End::Receive => !q.messages.is_empty(),
-                End::Send => !q.returned.is_empty(),
+                End::Send => !q.returned.is_empty() || (q.told_full && q.messages.len() < q.depth),
             }
     }
 

@@ -455,3 +455,26 @@ fn a_sender_restarted_while_its_page_is_held_gets_a_substitute() {
     );
     check(&flip, &pages, total);
 }
+
+/// Verifies: SK-MSG-004
+#[test]
+fn a_sender_told_the_queue_is_full_has_work_once_there_is_room() {
+    let (mut flip, mut pages) = setup();
+    for _ in 0..4 {
+        flip.send_copy(2, 0, 0x3_0000_0000, 8, &mut pages).unwrap();
+    }
+    assert!(!flip.has_work(2, End::Send), "nothing refused yet");
+    assert_eq!(
+        flip.send_copy(2, 0, 0x3_0000_0000, 8, &mut pages),
+        Err(Error::QueueFull)
+    );
+    assert!(!flip.has_work(2, End::Send), "still full");
+    let at = ReceiveAt {
+        window: window(0),
+        copy_buffer: Some(0x3_0000_1000),
+    };
+    flip.receive(2, at, &mut pages).unwrap();
+    assert!(flip.has_work(2, End::Send), "room after a refusal");
+    flip.send_copy(2, 0, 0x3_0000_0000, 8, &mut pages).unwrap();
+    assert!(!flip.has_work(2, End::Send), "the sender was answered");
+}

@@ -203,7 +203,12 @@ impl System {
                 .send_copy(queue, badge, from, len, platform)
                 .map(|waiting| (queue, waiting, immediate)),
             Request::Receive { queue, at } => {
-                let result = self.flip.receive(queue, at, platform).map(|delivered| {
+                let result = self.flip.receive(queue, at, platform);
+                // A sender told the queue was full can go on now.
+                if result.is_ok() && self.flip.has_work(queue, End::Send) {
+                    self.wake(self.flip.ends(queue).0, queue, platform);
+                }
+                let result = result.map(|delivered| {
                     let kind = if delivered.pages == 0 {
                         septum_abi::queue::kind::COPY
                     } else {
