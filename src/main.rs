@@ -236,6 +236,66 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// Runs the messaging benchmark (`partitions/bench`, `queue-bench`) and prints
+/// the flip-versus-copy table and the streaming figures.
+fn messaging_bench(arch: &str, clock: &str) -> Result<()> {
+    let scenario = Scenario::load(&format!("bench-queue-{arch}"))?;
+    let outcome = scenario.run()?;
+    if !outcome.failures.is_empty() {
+        bail!(
+            "messaging benchmark failed: {:?}\n{}",
+            outcome.failures,
+            outcome.console
+        );
+    }
+    // Per message or page: ns where the counter's frequency is known, else ticks.
+    let figure = |name: &str| -> Result<f64> {
+        let line = outcome
+            .console
+            .lines()
+            .find_map(|line| line.split(&format!("bench {name} ")).nth(1))
+            .with_context(|| format!("no {name} figure in the messaging benchmark output"))?;
+        let field = |key: &str| {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(key))
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        field("ns=")
+            .or_else(|| field("ticks_per_message=").or_else(|| field("ticks_per_page=")))
+            .with_context(|| format!("unreadable {name} figure: {line}"))
+    };
+    let unit = if arch == "aarch64" { "ns" } else { "ticks" };
+    println!("messaging ({arch}, {clock}), cost per message in {unit}:");
+    println!("| payload | copy (4 KiB chunks) | flip | flip / copy |");
+    println!("|---|---|---|---|");
+    for size in [64u64, 1024, 2048, 4096, 16 * 1024, 64 * 1024] {
+        let copy = figure(&format!("copy-{size}"))?;
+        let flip = figure(&format!("flip-{size}"))?;
+        let payload = if size < 1024 {
+            format!("{size} B")
+        } else {
+            format!("{} KiB", size / 1024)
+        };
+        println!("| {payload} | {copy:.0} | {flip:.0} | {:.2} |", flip / copy);
+    }
+    for (name, what) in [
+        ("stream-unbatched", "one page per send"),
+        ("stream-batched", "up to 16 pages per send"),
+    ] {
+        let per_page = figure(name)?;
+        let rate = if arch == "aarch64" {
+            format!(
+                ", {:.0} MiB/s of guest-virtual time",
+                4096.0 / per_page * 1e9 / 1048576.0
+            )
+        } else {
+            String::new()
+        };
+        println!("streaming 4 KiB pages, {what}: {per_page:.0} {unit} per page{rate}");
+    }
+    Ok(())
+}
+
 fn image_for(board: &Board, system: Option<PathBuf>) -> Result<PathBuf> {
     let system = system.unwrap_or_else(|| boards::default_system(board));
     let description = boards::load_system(&system, board)?;
@@ -280,6 +340,7 @@ fn bench(board_name: &str) -> Result<()> {
             .with_context(|| format!("no {name} figure in the benchmark output"))?;
         println!("{what} ({}, {clock}): {figure}", board.arch);
     }
+    messaging_bench(&board.arch, clock)?;
     let size = image::kernel_size(&image::kernel_elf(&board.arch)?)?;
     println!(
         "kernel image ({}): {} bytes loaded (code and data), {} bytes zero-initialised (bss), {} bytes of stacks after the package (in no file)",

@@ -166,7 +166,7 @@ pub mod queue {
     pub const BATCH_MAX: usize = 16;
     /// Longest copied message, in bytes; the size of each message slot the kernel
     /// keeps per queue. See the README, "Messaging", for how it was chosen.
-    pub const COPY_MAX: u64 = 1024;
+    pub const COPY_MAX: u64 = 4096;
 }
 
 /// Longest partition name, in bytes.

@@ -9,13 +9,15 @@
 //! partition's receive window; [`Received::release`] gives its pages back.
 
 use septum_abi::layout::{PAGE_SIZE, RECEIVE_WINDOW_BASE};
-use septum_abi::queue::{BATCH_MAX, COPY_MAX, flags, kind};
+pub use septum_abi::queue::{BATCH_MAX, COPY_MAX};
+use septum_abi::queue::{flags, kind};
 
 use crate::{Call, Error, typed};
 
-/// The longest message [`Sender::send`] copies rather than flips. Chosen from the
-/// flip-versus-copy benchmark (README, "Messaging"): up to here a copy costs less
-/// than the two remaps, the scrub and the reclaim of a flip.
+/// The longest message [`Sender::send`] copies rather than flips: one page.
+/// Chosen from the flip-versus-copy benchmark (README, "Messaging"): up to a page
+/// a copy costs less than the remaps, the invalidations, the scrub and the
+/// reclaim of a flip; above it a flip costs less than the copies.
 pub const COPY_THRESHOLD: u64 = COPY_MAX;
 
 /// How a send reaches the receiver.

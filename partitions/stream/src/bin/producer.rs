@@ -13,7 +13,7 @@
 #![no_std]
 #![no_main]
 
-use septum_sdk::queue::{Delivery, Sender};
+use septum_sdk::queue::{COPY_MAX, Delivery, Sender};
 use septum_sdk::{Boot, Error, println};
 
 /// Pages of its own it sends from.
@@ -156,7 +156,7 @@ fn probe(sender: &Sender, base: u64) {
     );
     report(
         "copy-too-long",
-        sender.send_copy(base, 2048, Delivery::Deferred),
+        sender.send_copy(base, COPY_MAX + 1, Delivery::Deferred),
     );
     let duplicate = [(base, 64), (base, 64)];
     report(

@@ -17,7 +17,8 @@
 #![no_std]
 #![no_main]
 
-use septum_sdk::{Boot, Call, arch, println, slot};
+use partition_bench::report;
+use septum_sdk::{Boot, Call, arch, slot};
 
 septum_sdk::entry!(main);
 
@@ -57,15 +58,6 @@ const UNASSIGNED_MMIO: u64 = 0x0a00_0000;
 #[cfg(target_arch = "x86_64")]
 const UNASSIGNED_MMIO: u64 = 0xfed0_0000;
 
-/// A value in thousandths, printed with three decimals.
-struct Thousandths(u128);
-
-impl core::fmt::Display for Thousandths {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{}.{:03}", self.0 / 1000, self.0 % 1000)
-    }
-}
-
 /// Runs `call` `calls` times after a warm-up, subtracts the cost of an empty loop,
 /// and prints the mean time per call.
 fn measure(name: &str, calls: u64, call: impl Fn()) {
@@ -82,16 +74,5 @@ fn measure(name: &str, calls: u64, call: impl Fn()) {
         call();
     }
     let ticks = (arch::counter() - start).saturating_sub(empty);
-    let milli_ticks = u128::from(ticks) * 1000 / u128::from(calls);
-    let per_call = Thousandths(milli_ticks);
-    match arch::counter_frequency() {
-        Some(hz) => {
-            let picos = u128::from(ticks) * 1_000_000_000_000 / u128::from(hz) / u128::from(calls);
-            println!(
-                "bench {name} calls={calls} ticks={ticks} ticks_per_call={per_call} hz={hz} ns={}",
-                Thousandths(picos)
-            );
-        }
-        None => println!("bench {name} calls={calls} ticks={ticks} ticks_per_call={per_call}"),
-    }
+    report(name, "calls", calls, ticks, "call");
 }
