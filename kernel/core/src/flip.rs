@@ -21,7 +21,7 @@
 //! it go home unread. The surviving end of each queue of a restarted partition gets
 //! [`Error::PeerRestarted`] once on its next call.
 //!
-//! Invariants (checked by [`Flip::census`], property-tested below):
+//! Invariants (checked by the census in the tests, and property-tested there):
 //! - every tracked frame is in exactly one place: mapped in one partition (in a RAM
 //!   slot or in its window), in one queue, or free in the pool; the total never
 //!   changes;
@@ -35,10 +35,8 @@
 //!   fails.
 
 use septum_abi::Error;
-use septum_abi::layout::PAGE_SIZE;
+use septum_abi::layout::{PAGE_SIZE, RAM_BASE, RECEIVE_WINDOW_BASE};
 use septum_abi::queue::{BATCH_MAX, COPY_MAX, MESSAGE_MAX};
-
-use septum_abi::layout::{RAM_BASE, RECEIVE_WINDOW_BASE};
 
 use crate::memory::Range;
 use crate::package::{MAX_PARTITIONS, Package, QueueSpec};
@@ -695,122 +693,6 @@ impl Flip {
         self.queues[queue].returned.pop_front().ok_or(Error::Empty)
     }
 
-    /// Restarts `partition`'s side of every queue: every RAM slot of it is present
-    /// again (frames come home from queues; held ones are orphaned and replaced from
-    /// the pool), its window is emptied (frames scrubbed and sent home), messages
-    /// waiting for it go home unread, and the other ends learn of the restart.
-    /// Returns the partitions at the other ends, to wake.
-    pub fn restart(&mut self, partition: usize, pages: &mut impl Pages) -> [bool; MAX_PARTITIONS] {
-        let mut peers = [false; MAX_PARTITIONS];
-        for queue in 0..self.queues.len() {
-            let q = &mut self.queues[queue];
-            let end = match (q.sender == partition, q.receiver == partition) {
-                (true, _) => End::Receive,
-                (_, true) => End::Send,
-                _ => continue,
-            };
-            q.peer_restarted = [false; 2];
-            q.peer_restarted[end as usize] = true;
-            peers[if end == End::Receive {
-                q.receiver
-            } else {
-                q.sender
-            }] = true;
-            q.messages.clear();
-            q.copy_used = 0;
-            while let Some(page) = self.queues[queue].pages.pop_front() {
-                self.go_home(page.frame, usize::from(page.origin), pages);
-            }
-        }
-        while let Some(at) = self
-            .held
-            .iter()
-            .position(|h| usize::from(h.partition) == partition)
-        {
-            let held = self.held.swap_remove(at);
-            pages.unmap_page(partition, held.guest);
-            self.go_home(held.frame, usize::from(held.origin), pages);
-        }
-        self.bring_home_queued(partition, pages);
-        for slot in 0..self.displaced.len() {
-            let d = self.displaced[slot];
-            if usize::from(d.partition) != partition || d.present {
-                continue;
-            }
-            // The frame is held elsewhere: it stays there as an orphan.
-            let substitute = self.pool.pop().expect("the pool covers every orphan");
-            pages.map_page(partition, d.guest, substitute);
-            self.displaced[slot].frame = substitute;
-            self.displaced[slot].present = true;
-        }
-        for queue in self.queues.iter_mut().filter(|q| q.sender == partition) {
-            queue.returned.clear();
-        }
-        pages.flush_translations(partition);
-        peers
-    }
-
-    /// Takes every page of `partition`'s slots off every queue it is on (they may
-    /// have been forwarded) and puts it home.
-    fn bring_home_queued(&mut self, partition: usize, pages: &mut impl Pages) {
-        for queue in 0..self.queues.len() {
-            let mut index = 0;
-            while index < self.queues[queue].pages.len() {
-                let page = *self.queues[queue]
-                    .pages
-                    .iter()
-                    .nth(index)
-                    .expect("index < len");
-                let own = self.displaced.iter().any(|d| {
-                    usize::from(d.partition) == partition && d.frame == page.frame && !d.present
-                });
-                if !own {
-                    index += 1;
-                    continue;
-                }
-                self.remove_queued_page(queue, index);
-                self.go_home(page.frame, usize::from(page.origin), pages);
-            }
-        }
-    }
-
-    /// Removes page `index` of `queue`'s ring, shrinking the message that holds it
-    /// (a message left with no pages is dropped).
-    fn remove_queued_page(&mut self, queue: usize, index: usize) {
-        let q = &mut self.queues[queue];
-        let mut first = 0;
-        let mut owner = None;
-        for (m, message) in q.messages.iter().enumerate() {
-            let count = usize::from(message.pages);
-            if message.copy_slot.is_none() && index < first + count {
-                owner = Some(m);
-                break;
-            }
-            first += count;
-        }
-        let owner = owner.expect("every queued page belongs to a message");
-        let mut kept = heapless::Deque::<Page, QUEUE_MAX>::new();
-        for (i, page) in q.pages.iter().enumerate() {
-            if i != index {
-                let _ = kept.push_back(*page);
-            }
-        }
-        q.pages = kept;
-        let mut messages = heapless::Deque::<Message, QUEUE_MAX>::new();
-        for (m, message) in q.messages.iter().enumerate() {
-            let mut message = *message;
-            if m == owner {
-                message.pages -= 1;
-                message.len = message.len.min(u32::from(message.pages) * PAGE_SIZE as u32);
-                if message.pages == 0 {
-                    continue;
-                }
-            }
-            let _ = messages.push_back(message);
-        }
-        q.messages = messages;
-    }
-
     /// Frames by place.
     pub fn totals(&self) -> Totals {
         let slots: u64 = self
@@ -838,5 +720,6 @@ impl Flip {
     }
 }
 
+mod restart;
 #[cfg(test)]
 mod tests;
