@@ -24,6 +24,7 @@ pub mod console;
 pub mod event;
 pub mod flip;
 pub mod memory;
+pub mod memsched;
 pub mod mmio_instruction;
 pub mod package;
 pub mod resources;
