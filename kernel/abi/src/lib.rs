@@ -552,11 +552,15 @@ pub enum Error {
     /// The receive address is not page-aligned, not inside the receive window with
     /// room for the message, or a page there is in use.
     BadWindow = -20,
+    /// The other end of the queue has exited or was stopped: its pages came home,
+    /// and sending, receiving and waiting on the queue fail so until the service
+    /// VM restarts it (then the next call says [`Error::PeerRestarted`]).
+    PeerEnded = -21,
 }
 
 impl Error {
     /// Every error, in code order.
-    pub const ALL: [Error; 20] = [
+    pub const ALL: [Error; 21] = [
         Error::UnknownCall,
         Error::BadAddress,
         Error::TooLong,
@@ -577,6 +581,7 @@ impl Error {
         Error::InFlight,
         Error::FlightLimit,
         Error::BadWindow,
+        Error::PeerEnded,
     ];
 
     /// The status code as it travels in the status register.
@@ -620,6 +625,7 @@ impl Error {
             Error::InFlight => "in-flight",
             Error::FlightLimit => "flight-limit",
             Error::BadWindow => "bad-window",
+            Error::PeerEnded => "peer-ended",
         }
     }
 }

@@ -689,6 +689,7 @@ impl System {
                         code,
                     },
                 );
+                self.end_queues(caller, platform);
                 self.notify_ended(caller, septum_abi::event::Kind::Exited, code, platform);
                 Dispatch::new(None, self.after(caller, platform))
             }

@@ -16,6 +16,23 @@ impl Flip {
     /// waiting for it go home unread, and the other ends learn of the restart.
     /// Returns the partitions at the other ends, to wake.
     pub fn restart(&mut self, partition: usize, pages: &mut impl Pages) -> [bool; MAX_PARTITIONS] {
+        self.reset(partition, true, pages)
+    }
+
+    /// Ends `partition`'s side of every queue (it exited or was stopped): its
+    /// frames come home as on a restart, but the other ends are not told of a
+    /// restart (the kernel tells them their peer ended). Returns the partitions
+    /// at the other ends, to wake.
+    pub fn end(&mut self, partition: usize, pages: &mut impl Pages) -> [bool; MAX_PARTITIONS] {
+        self.reset(partition, false, pages)
+    }
+
+    fn reset(
+        &mut self,
+        partition: usize,
+        tell_peers: bool,
+        pages: &mut impl Pages,
+    ) -> [bool; MAX_PARTITIONS] {
         let mut peers = [false; MAX_PARTITIONS];
         for queue in 0..self.queues.len() {
             let q = &mut self.queues[queue];
@@ -25,7 +42,7 @@ impl Flip {
                 _ => continue,
             };
             q.peer_restarted = [false; 2];
-            q.peer_restarted[end as usize] = true;
+            q.peer_restarted[end as usize] = tell_peers;
             peers[if end == End::Receive {
                 q.receiver
             } else {

@@ -184,6 +184,7 @@ enum Op {
     Release { queue: usize, slot: u64, count: u64 },
     Reclaim { queue: usize },
     Restart { partition: usize },
+    End { partition: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -197,6 +198,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(queue, slot, count)| Op::Release { queue, slot, count }),
         2 => (0..3usize).prop_map(|queue| Op::Reclaim { queue }),
         1 => (0..PARTS).prop_map(|partition| Op::Restart { partition }),
+        1 => (0..PARTS).prop_map(|partition| Op::End { partition }),
     ]
 }
 
@@ -236,6 +238,10 @@ fn apply(flip: &mut Flip, pages: &mut FakePages, op: &Op) -> Result<(), Error> {
         Op::Reclaim { queue } => flip.reclaim(queue).map(drop),
         Op::Restart { partition } => {
             flip.restart(partition, pages);
+            Ok(())
+        }
+        Op::End { partition } => {
+            flip.end(partition, pages);
             Ok(())
         }
     }

@@ -7,7 +7,10 @@
 //!   right type and with the right (`send` or `receive`); the badge the receiver
 //!   learns is the one in the sender's capability, never an argument;
 //! - a partition blocked in `wait` runs again only when its queue end has work,
-//!   its peer restarted, or it is itself restarted or stopped;
+//!   its peer restarted or ended, or it is itself restarted or stopped;
+//! - a partition that exits or is stopped leaves no page of another behind: its
+//!   side of every queue is reset as on a restart, and the other end's sends,
+//!   receives and waits answer `peer-ended` until it is restarted;
 //! - an immediate send switches to the receiver only when the receiver waits on
 //!   that queue on the same core; the receiver then runs in the sender's window
 //!   ([`System::decide`]) until it waits or yields.
@@ -182,6 +185,20 @@ impl System {
         request: Request,
         platform: &mut impl Platform,
     ) -> Dispatch {
+        // Sending to, or receiving from, a partition that ended is flow news, like
+        // a full queue: answered, not audited.
+        let needs_peer = match request {
+            Request::Send { queue, .. } | Request::SendCopy { queue, .. } => {
+                Some((queue, Call::Send))
+            }
+            Request::Receive { queue, .. } => Some((queue, Call::Receive)),
+            _ => None,
+        };
+        if let Some((queue, call)) = needs_peer
+            && let Err(error) = self.peer_alive(queue, caller)
+        {
+            return self.reply_queue(caller, call, Err(error), platform);
+        }
         let result = match request {
             Request::Send {
                 queue,
@@ -241,6 +258,9 @@ impl System {
                 if self.flip.has_work(queue, end) {
                     return self.resume_caller(caller, Reply::ok([1, 0, 0]));
                 }
+                if let Err(error) = self.peer_alive(queue, caller) {
+                    return self.reply_queue(caller, Call::Wait, Err(error), platform);
+                }
                 let partition = &mut self.partitions[caller];
                 partition.state = State::Blocked;
                 partition.waiting = Some(queue as u8);
@@ -280,12 +300,51 @@ impl System {
             Err(error) => {
                 let flow = matches!(
                     error,
-                    Error::Empty | Error::QueueFull | Error::FlightLimit | Error::PeerRestarted
+                    Error::Empty
+                        | Error::QueueFull
+                        | Error::FlightLimit
+                        | Error::PeerRestarted
+                        | Error::PeerEnded
                 );
                 if !flow {
                     self.note_refusal(caller, number as u64, error, platform);
                 }
                 self.resume_caller(caller, Reply::error(error))
+            }
+        }
+    }
+
+    /// Fails with [`Error::PeerEnded`] when the end of `queue` that is not
+    /// `caller` belongs to a partition that exited or was stopped.
+    fn peer_alive(&self, queue: usize, caller: usize) -> Result<(), Error> {
+        let (sender, receiver) = self.flip.ends(queue);
+        let peer = if sender == caller { receiver } else { sender };
+        if self.partitions[peer].state.ended() {
+            return Err(Error::PeerEnded);
+        }
+        Ok(())
+    }
+
+    /// Ends `index`'s side of its queues when it exits or is stopped: its pages
+    /// come home, and peers that wait are woken to learn [`Error::PeerEnded`].
+    pub(super) fn end_queues(&mut self, index: usize, platform: &mut impl Platform) {
+        let peers = self.flip.end(index, platform);
+        self.wake_peers(index, peers, platform);
+    }
+
+    /// Wakes the partitions of `peers` that wait on a queue (`index` no longer
+    /// waits on any).
+    fn wake_peers(
+        &mut self,
+        index: usize,
+        peers: [bool; crate::package::MAX_PARTITIONS],
+        platform: &mut impl Platform,
+    ) {
+        self.partitions[index].waiting = None;
+        for (peer, affected) in peers.into_iter().enumerate() {
+            let waiting = self.partitions.get(peer).and_then(|p| p.waiting);
+            if let (true, Some(queue)) = (affected, waiting) {
+                self.wake(peer, usize::from(queue), platform);
             }
         }
     }
@@ -307,7 +366,8 @@ impl System {
         true
     }
 
-    /// Restarts `index`'s side of its queues and wakes the peers that wait.
+    /// Restarts `index`'s side of its queues and wakes the peers that wait, with
+    /// the ledger's totals before and after.
     pub(super) fn restart_queues(&mut self, index: usize, platform: &mut impl Platform) {
         let has_queues = (0..self.flip.queue_count()).any(|q| {
             let (sender, receiver) = self.flip.ends(q);
@@ -317,15 +377,9 @@ impl System {
             self.emit_totals(index, "before", platform);
         }
         let peers = self.flip.restart(index, platform);
+        self.wake_peers(index, peers, platform);
         if has_queues {
             self.emit_totals(index, "after", platform);
-        }
-        self.partitions[index].waiting = None;
-        for (peer, restarted) in peers.into_iter().enumerate() {
-            let waiting = self.partitions.get(peer).and_then(|p| p.waiting);
-            if let (true, Some(queue)) = (restarted, waiting) {
-                self.wake(peer, usize::from(queue), platform);
-            }
         }
     }
 

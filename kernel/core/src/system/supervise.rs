@@ -700,6 +700,7 @@ impl System {
             },
         );
         self.audit_now(index, AuditKind::Stop, [cause.number(), 0], platform);
+        self.end_queues(index, platform);
         if cause != StopCause::Service {
             self.notify_ended(index, EventKind::Stopped, cause.number(), platform);
         }

@@ -75,8 +75,13 @@ fn main(boot: Boot) -> u64 {
             free_count += 1;
         }
         if free_count == 0 {
-            if let Err(error) = sender.wait() {
-                println!("producer: wait: {error:?}");
+            match sender.wait() {
+                Err(Error::PeerEnded) => {
+                    println!("producer: consumer ended after {sequence} pages");
+                    break;
+                }
+                Err(error) => println!("producer: wait: {error:?}"),
+                Ok(()) => {}
             }
             continue;
         }
@@ -104,6 +109,10 @@ fn main(boot: Boot) -> u64 {
                 let _ = sender.wait();
             }
             Err(Error::PeerRestarted) => println!("producer: consumer restarted"),
+            Err(Error::PeerEnded) => {
+                println!("producer: consumer ended after {sequence} pages");
+                break;
+            }
             Err(error) => {
                 println!("producer: send failed: {error:?}");
                 return 1;
@@ -118,7 +127,13 @@ fn main(boot: Boot) -> u64 {
                 free_count += 1;
             }
             None => {
-                let _ = sender.wait();
+                if let Err(error) = sender.wait() {
+                    println!(
+                        "producer: {} pages missing: {error:?}",
+                        BUFFERS - free_count
+                    );
+                    return 4;
+                }
             }
         }
     }
