@@ -105,6 +105,7 @@ scenarios! {
         service_console => "pc-service-console",
         stream => "pc-stream",
         stream_batched => "pc-stream-batched",
+        stream_smp => "pc-stream-smp",
         stream_sender_fault => "pc-stream-sender-fault",
         stream_bad_input => "pc-stream-bad-input",
         stream_restart_producer => "pc-stream-restart-producer",
