@@ -89,6 +89,7 @@ scenarios! {
         devices => "pc-devices",
         windows => "pc-windows",
         windows_null => "pc-windows-null",
+        smp => "pc-smp",
         hostile => "pc-hostile",
         leak => "pc-leak",
         fuzz => "pc-fuzz",
