@@ -7,8 +7,8 @@
 //!
 //! Invariants:
 //! - cores start one at a time, in index order: the boot core publishes the next
-//!   core's index and start-up stack, and starts the core after only once the one
-//!   before has said it is up, so no two cores read those values at once;
+//!   core's index and start-up stack, and starts the core after it only once that
+//!   one has said it is up, so no two cores read those values at once;
 //! - a core other than the boot core touches the kernel state only after the boot
 //!   core has filled it in and said so ([`release`]).
 
