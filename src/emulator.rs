@@ -32,7 +32,8 @@ pub struct RunOptions {
     pub icount: bool,
     /// Kill the emulator after this long.
     pub timeout: Duration,
-    /// CPU cores to emulate (QEMU's `-smp`); the board's default if `None`.
+    /// CPU cores to emulate (QEMU's `-smp`, the `count` of Bochs' `cpu:` line); the
+    /// board's default if `None`.
     pub cpus: Option<u32>,
     /// What to type on the console, in order, in a captured run.
     pub input: Vec<ConsoleInput>,
@@ -154,6 +155,24 @@ fn wait_or_kill(child: &mut Child, timeout: Duration) -> Result<Option<ExitStatu
 /// Lines of bochs.log that report a failed VMX instruction or VM entry.
 const BOCHS_VMX_ERRORS: [&str; 2] = ["VMFAIL", "VMENTER FAIL"];
 
+/// A bochsrc line of the board, with the processor count set to `cpus` (if given)
+/// in the `cpu:` line.
+fn bochs_line(line: &str, cpus: Option<u32>) -> String {
+    let Some(cpus) = cpus else {
+        return line.to_owned();
+    };
+    let Some(options) = line.trim_start().strip_prefix("cpu:") else {
+        return line.to_owned();
+    };
+    let mut options: Vec<String> = options
+        .split(',')
+        .map(|option| option.trim().to_owned())
+        .filter(|option| !option.starts_with("count="))
+        .collect();
+    options.push(format!("count={cpus}"));
+    format!("cpu: {}", options.join(", "))
+}
+
 /// Boots the ISO `image` under Bochs. Its COM1 connects to a socket this tool
 /// listens on, which carries the console both ways. The console is captured, and
 /// copied to this terminal if `interactive`, which also sends what is typed to the
@@ -172,7 +191,12 @@ fn bochs(
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .context("cannot listen for Bochs' COM1 on the loopback interface")?;
     let megabytes = parse_size(&options.ram).map_err(anyhow::Error::msg)? >> 20;
-    let mut rc = board.machine.join("\n");
+    let mut rc = board
+        .machine
+        .iter()
+        .map(|line| bochs_line(line, options.cpus))
+        .collect::<Vec<_>>()
+        .join("\n");
     rc.push_str(&format!(
         "\nmegs: {megabytes}\nata0-master: type=cdrom, path={}, status=inserted\n\
          com1: enabled=1, mode=socket-client, dev={}\nlog: {}\n",
@@ -397,6 +421,18 @@ mod tests {
             self.bytes = &self.bytes[count..];
             Ok(count)
         }
+    }
+
+    #[test]
+    fn a_core_count_replaces_the_count_of_the_bochs_cpu_line_only() {
+        let cpu = "cpu: model=corei7_skylake_x, count=1, ips=50000000";
+        assert_eq!(bochs_line(cpu, None), cpu);
+        assert_eq!(
+            bochs_line(cpu, Some(2)),
+            "cpu: model=corei7_skylake_x, ips=50000000, count=2"
+        );
+        assert_eq!(bochs_line("cpu: model=x", Some(4)), "cpu: model=x, count=4");
+        assert_eq!(bochs_line("megs: 256", Some(2)), "megs: 256");
     }
 
     /// Verifies: SK-AUD-003

@@ -46,7 +46,8 @@ pub struct Scenario {
     /// Run with deterministic virtual time (`-icount`).
     #[serde(default)]
     pub icount: bool,
-    /// CPU cores to emulate (QEMU boards); the board's default if absent.
+    /// CPU cores to emulate (QEMU's `-smp`, Bochs' `count`); the board's default
+    /// if absent.
     pub cpus: Option<u32>,
     /// Substrings that must appear on console lines, in this order.
     #[serde(default)]

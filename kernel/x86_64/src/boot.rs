@@ -7,13 +7,17 @@
 //! Invariants:
 //! - the boot page tables identity-map the first 4 GiB with 2 MiB pages (all RAM on
 //!   the PCs and emulators we support, plus the local APIC and I/O APIC);
-//! - the kernel runs with interrupts disabled, on the boot stack until the first
-//!   partition starts and on the trap stack afterwards, which is empty whenever a
-//!   partition runs (its top is the VMCS host RSP);
+//! - the kernel runs with interrupts disabled; the boot core on the boot stack until
+//!   its first partition starts, every other core on its start-up stack
+//!   ([`secondary_stack_top`]) until then; afterwards each core runs on its own trap
+//!   stack ([`trap_stack_top`]), which is empty whenever a partition runs there (its
+//!   top is the host RSP of the VMCS of every partition pinned to that core);
 //! - a VM exit saves every guest general-purpose register except RSP (which the VMCS
 //!   holds) in a [`GuestRegisters`] frame, and the entry path restores all of them.
 
 use core::arch::global_asm;
+
+use septum_core::system::MAX_CPUS;
 
 /// The guest registers saved on a VM exit; the layout is fixed by the assembly.
 #[derive(Clone, Copy, Debug, Default)]
@@ -48,6 +52,29 @@ pub mod reg {
 }
 
 const _: () = assert!(core::mem::size_of::<GuestRegisters>() == 128);
+
+/// Bytes of each trap stack and each start-up stack (`link.ld` reserves
+/// [`MAX_CPUS`] trap stacks and `MAX_CPUS - 1` start-up stacks of this size).
+const STACK_BYTES: u64 = 0x10000;
+const _: () = assert!(MAX_CPUS == 4, "link.ld reserves stacks for 4 cores");
+
+unsafe extern "C" {
+    static __trap_stacks: u8;
+    static __secondary_stacks: u8;
+}
+
+/// The top of core `cpu`'s trap stack.
+pub fn trap_stack_top(cpu: usize) -> u64 {
+    assert!(cpu < MAX_CPUS);
+    &raw const __trap_stacks as u64 + (cpu as u64 + 1) * STACK_BYTES
+}
+
+/// The top of the start-up stack of core `cpu` (not the boot core, which starts on
+/// the boot stack).
+pub fn secondary_stack_top(cpu: usize) -> u64 {
+    assert!((1..MAX_CPUS).contains(&cpu));
+    &raw const __secondary_stacks as u64 + cpu as u64 * STACK_BYTES
+}
 
 global_asm!(
     // The multiboot2 header: magic, architecture (i386), length, checksum, end tag.
@@ -137,6 +164,8 @@ global_asm!(
     "",
     ".section .rodata",
     ".balign 16",
+    // Also the GDT other cores switch to long mode with (`smp.rs`).
+    ".global boot_gdt",
     "boot_gdt:",
     "    .quad 0",
     "    .quad 0x00af9a000000ffff",     // 0x08: 64-bit code
@@ -149,15 +178,16 @@ global_asm!(
 );
 
 global_asm!(
-    // VM exit: the VMCS host RIP. RSP = top of the trap stack.
+    // VM exit: the VMCS host RIP. RSP = top of this core's trap stack, GS base =
+    // this core's `cpu::PerCpu`.
     //
     // The fast path answers the null call (a VMCALL with RAX = 0) here, as the
     // general path would: success and zero results in RAX, RDI, RSI and RDX, RIP
     // past the VMCALL. It changes no kernel state. The call buys no time: the exit
     // saved the preemption timer's remaining value, and once the TSC has passed the
-    // turn's end (`clock::TURN_END_TSC`) the timer is zeroed, so the partition exits
-    // for preemption before its next instruction. Anything else goes to the general
-    // path with every register as the guest left it.
+    // turn's end (this core's `PerCpu::turn_end_tsc`) the timer is zeroed, so the
+    // partition exits for preemption before its next instruction. Anything else
+    // goes to the general path with every register as the guest left it.
     ".global vm_exit_entry",
     "vm_exit_entry:",
     "    test rax, rax",
@@ -177,7 +207,7 @@ global_asm!(
     "    rdtsc",
     "    shl rdx, 32",
     "    or rax, rdx",
-    "    cmp rax, [rip + {turn_end}]",
+    "    cmp rax, qword ptr gs:[{turn_end}]", // this core's turn end (`cpu::PerCpu`)
     "    jb 1f",
     "    mov edx, {preemption_timer}",  // the turn is over: the timer expires at entry
     "    xor ecx, ecx",
@@ -213,11 +243,12 @@ global_asm!(
     "    call {handler}",
     "    jmp 5f",
     "",
-    // enter_partition(frame: *const GuestRegisters) -> !: copies the frame to the
-    // top of the trap stack and enters the partition through the common path.
+    // enter_partition(frame: *const GuestRegisters, stack_top: u64) -> !: copies
+    // the frame to the top of the core's trap stack and enters the partition
+    // through the common path.
     ".global enter_partition",
     "enter_partition:",
-    "    lea rsp, [rip + __trap_stack_top]",
+    "    mov rsp, rsi",
     "    sub rsp, 128",
     "    mov rsi, rdi",
     "    mov rdi, rsp",
@@ -254,13 +285,14 @@ global_asm!(
     guest_rip = const crate::vmx::field::GUEST_RIP,
     vmcall = const crate::exit::VMCALL,
     preemption_timer = const crate::vmx::field::PREEMPTION_TIMER,
-    turn_end = sym crate::clock::TURN_END_TSC,
+    turn_end = const crate::cpu::TURN_END_OFFSET,
 );
 
 unsafe extern "C" {
     /// Starts running the partition whose registers `frame` holds, with its VMCS
-    /// current. Never returns: the kernel next runs on a VM exit.
-    pub fn enter_partition(frame: *const GuestRegisters) -> !;
+    /// current, on the trap stack whose top is `stack_top` (this core's). Never
+    /// returns: the kernel next runs on a VM exit.
+    pub fn enter_partition(frame: *const GuestRegisters, stack_top: u64) -> !;
     /// The VM-exit entry point, for the VMCS host RIP.
     pub fn vm_exit_entry();
 }

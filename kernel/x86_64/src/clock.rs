@@ -5,16 +5,18 @@
 //! Invariant: each turn of a partition starts with a preemption-timer value derived
 //! from its deadline (or the round-robin slice), written to its VMCS; the CPU saves
 //! what is left on every exit, so traps during the turn do not extend it. The turn's
-//! end is also kept as an absolute TSC value in [`TURN_END_TSC`], and every entry
+//! end is also kept as an absolute TSC value in the core's
+//! [`PerCpu::turn_end_tsc`](crate::cpu::PerCpu::turn_end_tsc), and every entry
 //! that continues a turn (the general exit path and the null-call fast path) checks
 //! it: the timer alone is not enough, since an emulator may drop the part of a timer
 //! period that elapsed before each exit, and exits every few dozen ticks would then
 //! stop the timer altogether (Bochs does; `pc-windows-null` fails without the check).
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 use x86_64::instructions::port::Port;
 
+use crate::cpu;
 use crate::vmx::{self, field};
 
 const PIT_HZ: u64 = 1_193_182;
@@ -24,14 +26,10 @@ const IA32_VMX_MISC: u32 = 0x485;
 /// The round-robin time slice, for systems without a schedule.
 const ROUND_ROBIN_SLICE_US: u64 = 10_000;
 
-/// The TSC value at which the current turn ends (the x86 kernel runs on one core).
-/// Read by the null-call fast path in `boot.rs`.
-pub static TURN_END_TSC: AtomicU64 = AtomicU64::new(0);
-
 /// Makes the current VMCS's preemption timer expire at the next VM entry if the
 /// TSC has passed the turn's end, whatever value the timer has left.
 pub fn expire_if_turn_over() {
-    if tsc() >= TURN_END_TSC.load(Ordering::Relaxed) {
+    if tsc() >= cpu::this_core().turn_end_tsc.load(Ordering::Relaxed) {
         vmx::write(field::PREEMPTION_TIMER, 0);
     }
 }
@@ -90,12 +88,14 @@ impl Clock {
     }
 
     /// Arms the current VMCS's preemption timer for `deadline_us`, or for the
-    /// round-robin slice.
+    /// round-robin slice, and keeps the turn's end for this core.
     pub fn set_deadline(&self, deadline_us: Option<u64>) {
         let now = self.now_us();
         let left_us = deadline_us.map_or(ROUND_ROBIN_SLICE_US, |d| d.saturating_sub(now));
         let left_ticks = left_us.saturating_mul(self.ticks_per_us);
-        TURN_END_TSC.store(tsc().saturating_add(left_ticks), Ordering::Relaxed);
+        cpu::this_core()
+            .turn_end_tsc
+            .store(tsc().saturating_add(left_ticks), Ordering::Relaxed);
         let timer = left_ticks >> self.preemption_shift;
         vmx::write(field::PREEMPTION_TIMER, timer.min(u64::from(u32::MAX)));
     }

@@ -1,13 +1,23 @@
-//! The kernel's own descriptor tables: a GDT with a TSS (VMX requires a usable host
-//! TR), and an IDT whose every exception vector (all but the reserved 9, 15, 22-27
-//! and 31, which no processor raises) reports the exception and stops the kernel. Interrupts stay disabled in the kernel, so only exceptions, which are
-//! kernel bugs, can arrive here.
+//! The kernel's own descriptor tables and per-core data: per core a GDT with a TSS
+//! (VMX requires a usable host TR, and a TSS descriptor is marked busy when loaded,
+//! so cores cannot share one) and a [`PerCpu`] block that the core's GS base points
+//! at; one IDT for all cores, whose every exception vector (all but the reserved
+//! 9, 15, 22-27 and 31, which no processor raises) reports the exception and stops
+//! the kernel. Interrupts stay disabled in the kernel, so only exceptions, which
+//! are kernel bugs, can arrive here.
+//!
+//! Invariants: core `n`'s GS base is `&PER_CPU[n]` whenever it runs the kernel (set
+//! by [`init`], and by every VM exit through the VMCS host GS base of the partitions
+//! pinned to it); every core's GDT has the same selectors.
 
-use core::arch::global_asm;
+use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
+use core::sync::atomic::AtomicU64;
+use septum_core::system::MAX_CPUS;
 use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, FS, GS, SS, Segment};
 use x86_64::instructions::tables::load_tss;
+use x86_64::registers::model_specific::GsBase;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::idt::InterruptDescriptorTable;
 use x86_64::structures::tss::TaskStateSegment;
@@ -23,22 +33,81 @@ pub struct Selectors {
     pub tss: SegmentSelector,
 }
 
-/// Tables built once at boot and never changed.
+/// One core's GDT and TSS, built once by that core and never changed.
 struct Tables {
     gdt: UnsafeCell<GlobalDescriptorTable>,
     tss: UnsafeCell<TaskStateSegment>,
-    idt: UnsafeCell<InterruptDescriptorTable>,
 }
 
-// SAFETY: the tables are written only by `init`, once, on the boot CPU before
-// anything else runs; afterwards the CPU reads them and the kernel never writes.
-unsafe impl Sync for Tables {}
+/// The IDT, built once by the boot core and only read afterwards.
+struct Idt(UnsafeCell<InterruptDescriptorTable>);
 
-static TABLES: Tables = Tables {
-    gdt: UnsafeCell::new(GlobalDescriptorTable::new()),
-    tss: UnsafeCell::new(TaskStateSegment::new()),
-    idt: UnsafeCell::new(InterruptDescriptorTable::new()),
+// SAFETY: core `n`'s tables are written only by `init(n)`, once, on core `n`, before
+// anything else uses them; afterwards the CPU reads them and the kernel never
+// writes.
+unsafe impl Sync for Tables {}
+// SAFETY: written only by `init(0)`, on the boot core before any other core starts;
+// read-only afterwards.
+unsafe impl Sync for Idt {}
+
+static TABLES: [Tables; MAX_CPUS] = [const {
+    Tables {
+        gdt: UnsafeCell::new(GlobalDescriptorTable::new()),
+        tss: UnsafeCell::new(TaskStateSegment::new()),
+    }
+}; MAX_CPUS];
+
+static IDT: Idt = Idt(UnsafeCell::new(InterruptDescriptorTable::new()));
+
+/// What each core keeps for itself, reached through its GS base.
+#[repr(C)]
+pub struct PerCpu {
+    /// The TSC value at which the core's current turn ends (`clock.rs`); read by
+    /// the null-call fast path in `boot.rs` at [`TURN_END_OFFSET`].
+    pub turn_end_tsc: AtomicU64,
+    /// The core's index: 0 for the boot core, then in ACPI MADT order.
+    index: usize,
+}
+
+/// Offset of [`PerCpu::turn_end_tsc`], for the assembly.
+pub const TURN_END_OFFSET: usize = core::mem::offset_of!(PerCpu, turn_end_tsc);
+const INDEX_OFFSET: usize = core::mem::offset_of!(PerCpu, index);
+
+static PER_CPU: [PerCpu; MAX_CPUS] = {
+    let mut cores = [const {
+        PerCpu {
+            turn_end_tsc: AtomicU64::new(0),
+            index: 0,
+        }
+    }; MAX_CPUS];
+    let mut index = 0;
+    while index < MAX_CPUS {
+        cores[index].index = index;
+        index += 1;
+    }
+    cores
 };
+
+/// The index of the core this runs on.
+pub fn index() -> usize {
+    let index: usize;
+    // SAFETY: GS base points at this core's `PerCpu` (module invariant); reading
+    // its index field has no side effects.
+    unsafe {
+        asm!("mov {}, qword ptr gs:[{offset}]", out(reg) index, offset = const INDEX_OFFSET, options(nostack, preserves_flags, readonly));
+    }
+    index
+}
+
+/// This core's [`PerCpu`].
+pub fn this_core() -> &'static PerCpu {
+    &PER_CPU[index()]
+}
+
+/// Where core `cpu`'s [`PerCpu`] is (its GS base, also the VMCS host GS base).
+pub fn per_cpu_address(cpu: usize) -> u64 {
+    &raw const PER_CPU[cpu] as u64
+}
 
 // One entry stub per exception vector: push a zero error code where the CPU pushes
 // none, push the vector, and report.
@@ -120,26 +189,58 @@ fn address(stub: unsafe extern "C" fn()) -> VirtAddr {
     VirtAddr::new(stub as *const () as u64)
 }
 
-/// Loads the kernel's GDT, TSS and IDT. Returns the selectors in use.
+/// Loads core `cpu`'s GDT and TSS and the IDT (which core 0 builds), and points GS
+/// base at the core's [`PerCpu`]. Returns the selectors in use.
 ///
 /// # Safety
-/// Must be called once, on the boot CPU, with interrupts disabled, before any
-/// other code depends on the segment registers or the IDT.
-pub unsafe fn init() -> Selectors {
-    // SAFETY: per this function's contract nothing else touches the tables now;
-    // they are statics, so the 'static references the CPU keeps stay valid.
-    let (gdt, tss, idt) = unsafe {
-        (
-            &mut *TABLES.gdt.get(),
-            &*TABLES.tss.get(),
-            &mut *TABLES.idt.get(),
-        )
-    };
+/// Must be called once per core, on core `cpu`, with interrupts disabled, before
+/// any other code of that core depends on the segment registers, GS or the IDT;
+/// core 0 first, before any other core starts.
+pub unsafe fn init(cpu: usize) -> Selectors {
+    // SAFETY: per this function's contract nothing else touches this core's tables
+    // now (nor the IDT, on core 0); they are statics, so the 'static references the
+    // CPU keeps stay valid.
+    let (gdt, tss) = unsafe { (&mut *TABLES[cpu].gdt.get(), &*TABLES[cpu].tss.get()) };
     let code = gdt.append(Descriptor::kernel_code_segment());
     let data = gdt.append(Descriptor::kernel_data_segment());
     let tss_selector = gdt.append(Descriptor::tss_segment(tss));
-    // SAFETY: each handler address is an exception stub above, which follows the
-    // CPU's calling convention for its vector (error code or not) and never returns.
+    if cpu == 0 {
+        // SAFETY: as above: the boot core builds the IDT before other cores start.
+        unsafe { build_idt(&mut *IDT.0.get()) };
+    }
+    gdt.load();
+    // SAFETY: the selectors index descriptors of the GDT just loaded, of the right
+    // kinds; the TSS descriptor is loaded into TR once. GS base is set after GS is
+    // loaded (which clears it), to this core's own block.
+    unsafe {
+        CS::set_reg(code);
+        for set in [
+            DS::set_reg,
+            ES::set_reg,
+            SS::set_reg,
+            FS::set_reg,
+            GS::set_reg,
+        ] {
+            set(data);
+        }
+        load_tss(tss_selector);
+        GsBase::write(VirtAddr::new(per_cpu_address(cpu)));
+        (*IDT.0.get()).load();
+    }
+    Selectors {
+        code,
+        data,
+        tss: tss_selector,
+    }
+}
+
+/// Points every exception vector at its stub.
+///
+/// # Safety
+/// Each handler address is an exception stub above, which follows the CPU's calling
+/// convention for its vector (error code or not) and never returns.
+unsafe fn build_idt(idt: &mut InterruptDescriptorTable) {
+    // SAFETY: per this function's contract.
     unsafe {
         idt.divide_error.set_handler_addr(address(exception_0));
         idt.debug.set_handler_addr(address(exception_1));
@@ -177,35 +278,14 @@ pub unsafe fn init() -> Selectors {
         idt.security_exception
             .set_handler_addr(address(exception_30));
     }
-    gdt.load();
-    // SAFETY: the selectors index descriptors of the GDT just loaded, of the right
-    // kinds; the TSS descriptor is loaded into TR once.
-    unsafe {
-        CS::set_reg(code);
-        for set in [
-            DS::set_reg,
-            ES::set_reg,
-            SS::set_reg,
-            FS::set_reg,
-            GS::set_reg,
-        ] {
-            set(data);
-        }
-        load_tss(tss_selector);
-    }
-    idt.load();
-    Selectors {
-        code,
-        data,
-        tss: tss_selector,
-    }
 }
 
-/// Where the GDT, IDT and TSS are (for the VMCS host state).
-pub fn table_addresses() -> (u64, u64, u64) {
+/// Where core `cpu`'s GDT and TSS and the IDT are (for the VMCS host state): (GDT,
+/// IDT, TSS).
+pub fn table_addresses(cpu: usize) -> (u64, u64, u64) {
     (
-        TABLES.gdt.get() as u64,
-        TABLES.idt.get() as u64,
-        TABLES.tss.get() as u64,
+        TABLES[cpu].gdt.get() as u64,
+        IDT.0.get() as u64,
+        TABLES[cpu].tss.get() as u64,
     )
 }

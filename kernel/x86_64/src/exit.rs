@@ -165,9 +165,9 @@ fn snapshot(frame: &GuestRegisters, rip: u64) -> Snapshot {
 /// memory moves [`mmio_instruction`] knows, 0 (cannot be skipped) otherwise. The
 /// code is read only while the partition runs on the boot page tables, whose
 /// identity mapping makes `rip` a guest-physical address.
-fn mmio_access_length(kernel: &Kernel<Vcpu, Pc>, rip: u64) -> u8 {
+fn mmio_access_length(kernel: &Kernel<Vcpu, Pc>, cpu: usize, rip: u64) -> u8 {
     const LONGEST: u64 = 15;
-    let Some(current) = kernel.current[BOOT_CPU] else {
+    let Some(current) = kernel.current[cpu] else {
         return 0;
     };
     if vmx::read(field::GUEST_CR3) != vcpu::BOOT_TABLES {
@@ -211,7 +211,8 @@ fn emulate_cpuid(frame: &mut GuestRegisters) {
 pub extern "C" fn handle_vm_exit(frame: &mut GuestRegisters) {
     frame.launch = 0;
     let exit = classify(frame);
-    let step = KERNEL.with(BOOT_CPU, |kernel| {
+    let cpu = crate::cpu::index();
+    let step = KERNEL.with(cpu, |kernel| {
         let step = match exit {
             Exit::Resume => Step::Run,
             Exit::Interrupt(vector) => {
@@ -221,50 +222,52 @@ pub extern "C" fn handle_vm_exit(frame: &mut GuestRegisters) {
                 Step::Run
             }
             Exit::Trap(Trap::Fault(mut fault)) if fault.kind == Reason::Stage2Data => {
-                fault.length = mmio_access_length(kernel, fault.snapshot[0]);
-                kernel.on_trap(BOOT_CPU, Trap::Fault(fault), frame)
+                fault.length = mmio_access_length(kernel, cpu, fault.snapshot[0]);
+                kernel.on_trap(cpu, Trap::Fault(fault), frame)
             }
-            Exit::Trap(trap) => kernel.on_trap(BOOT_CPU, trap, frame),
+            Exit::Trap(trap) => kernel.on_trap(cpu, trap, frame),
         };
-        deliver(kernel, step);
+        deliver(kernel, cpu, step);
         step
     });
-    until_runnable(step, frame);
+    until_runnable(cpu, step, frame);
 }
 
-/// Drives the boot core from `step` until it has a partition to enter (waiting,
+/// Asks the kernel what core `cpu`, which has waited or has nothing loaded yet,
+/// runs now, and prepares the entry if it is a partition (see [`deliver`]).
+pub fn resume(kernel: &mut Kernel<Vcpu, Pc>, cpu: usize, frame: &mut GuestRegisters) -> Step {
+    let step = kernel.resume(cpu, frame);
+    deliver(kernel, cpu, step);
+    step
+}
+
+/// Drives core `cpu` from `step` until it has a partition to enter (waiting,
 /// without the kernel held, while the kernel says to idle), whose pending
 /// interrupts are then injected if it can take them.
-pub fn until_runnable(mut step: Step, frame: &mut GuestRegisters) {
+pub fn until_runnable(cpu: usize, mut step: Step, frame: &mut GuestRegisters) {
     while let Step::Idle(until_us) = step {
-        idle(until_us);
-        step = KERNEL.with(BOOT_CPU, |kernel| {
-            let step = kernel.resume(BOOT_CPU, frame);
-            deliver(kernel, step);
-            step
-        });
+        idle(cpu, until_us);
+        step = KERNEL.with(cpu, |kernel| resume(kernel, cpu, frame));
     }
 }
 
-/// When a partition is about to be entered (`step` is [`Step::Run`]; its VMCS is
-/// current): injects its pending interrupts if it can take them now, and expires
-/// its preemption timer at once if its turn is already over (see `clock.rs`).
-fn deliver(kernel: &mut Kernel<Vcpu, Pc>, step: Step) {
+/// When a partition is about to be entered on core `cpu` (`step` is
+/// [`Step::Run`]; its VMCS is current): injects its pending interrupts if it can
+/// take them now, and expires its preemption timer at once if its turn is already
+/// over (see `clock.rs`).
+fn deliver(kernel: &mut Kernel<Vcpu, Pc>, cpu: usize, step: Step) {
     if step == Step::Run
-        && let Some(current) = kernel.current[BOOT_CPU]
+        && let Some(current) = kernel.current[cpu]
     {
         kernel.vcpus[current].deliver_interrupts();
         clock::expire_if_turn_over();
     }
 }
 
-/// The x86 back end runs partitions on the boot core only.
-pub const BOOT_CPU: usize = 0;
-
-/// Waits until `until_us` (the kernel is not held meanwhile).
-fn idle(until_us: u64) {
+/// Waits on core `cpu` until `until_us` (the kernel is not held meanwhile).
+fn idle(cpu: usize, until_us: u64) {
     KERNEL
-        .with(BOOT_CPU, |kernel| kernel.machine.clock)
+        .with(cpu, |kernel| kernel.machine.clock)
         .idle_until(until_us);
 }
 

@@ -1,12 +1,14 @@
 //! Device interrupts: the local APIC and the I/O APIC, and which partition owns
-//! each interrupt.
+//! each interrupt; and the local APIC's interrupt command register, through which
+//! the boot core starts the others (`smp.rs`).
 //!
-//! At boot the kernel software-enables the boot CPU's local APIC (task priority 0,
+//! At boot the kernel software-enables each core's local APIC (task priority 0,
 //! spurious vector [`SPURIOUS_VECTOR`]), masks every I/O APIC redirection entry, and
 //! unmasks only the entries of the IRQ lines the system package grants, each to
-//! vector [`VECTOR_BASE`] + line, fixed delivery, physical destination = the boot
-//! CPU's local APIC, edge-triggered and active high (as ISA interrupts are). The
-//! 8259 PICs stay masked.
+//! vector [`VECTOR_BASE`] + line, fixed delivery, physical destination = the local
+//! APIC of the core the owner is pinned to, edge-triggered and active high (as ISA
+//! interrupts are). The 8259 PICs stay masked. Every core sees its own local APIC at
+//! the same address, so ending an interrupt reaches the core that took it.
 //!
 //! A device interrupt arriving while a partition runs is a VM exit (external
 //! interrupts exit, acknowledged on exit); the exit handler asks
@@ -94,7 +96,11 @@ register_structs! {
         (0x0b0 => eoi: WriteOnly<u32>),
         (0x0b4 => _reserved3),
         (0x0f0 => spurious: ReadWrite<u32, SVR::Register>),
-        (0x0f4 => @END),
+        (0x0f4 => _reserved4),
+        (0x300 => command_low: ReadWrite<u32>),
+        (0x304 => _reserved5),
+        (0x310 => command_high: ReadWrite<u32>),
+        (0x314 => @END),
     }
 }
 
@@ -109,12 +115,13 @@ register_structs! {
     }
 }
 
-/// The boot CPU's local APIC and the I/O APIC, and the owner of each line.
+/// The local APIC (each core's own, at one address) and the I/O APIC, and the
+/// owner of each line.
 pub struct Interrupts {
     local: &'static LocalApicRegisters,
     io: &'static IoApicRegisters,
-    /// The local APIC id that the I/O APIC delivers to.
-    destination: u32,
+    /// The boot core's local APIC id.
+    boot_apic_id: u32,
     /// The last I/O APIC redirection entry.
     max_entry: u32,
     /// Per ISA line: the index of the partition it is granted to.
@@ -122,8 +129,9 @@ pub struct Interrupts {
 }
 
 // SAFETY: an `Interrupts` is the only user of the two register blocks (the kernel
-// keeps one, inside the kernel state), so moving it moves the exclusive right to
-// use them with it.
+// keeps one, inside the kernel state, used by one core at a time; the local APIC
+// block each core reaches is that core's own), so moving it moves the exclusive
+// right to use them with it.
 unsafe impl Send for Interrupts {}
 
 impl Interrupts {
@@ -134,27 +142,15 @@ impl Interrupts {
     /// the address IA32_APIC_BASE gives) and the I/O APIC at `0xfec0_0000` must be
     /// identity-mapped, and nothing else may use them.
     pub unsafe fn init() -> Interrupts {
-        let base = vmx::read_msr(IA32_APIC_BASE);
-        assert!(
-            base & APIC_BASE_ENABLE != 0 && base & APIC_BASE_X2APIC == 0,
-            "the local APIC is disabled or in x2APIC mode (IA32_APIC_BASE {base:#x})"
-        );
-        // SAFETY: per this function's contract both blocks are mapped and ours;
-        // the structures match the local APIC's and the I/O APIC's register layouts.
-        let (local, io) = unsafe {
-            (
-                &*((base & APIC_BASE_ADDRESS) as *const LocalApicRegisters),
-                &*(IO_APIC_BASE as *const IoApicRegisters),
-            )
-        };
-        local.task_priority.set(0);
-        local
-            .spurious
-            .write(SVR::ENABLE::SET + SVR::VECTOR.val(u32::from(SPURIOUS_VECTOR)));
+        // SAFETY: forwarded from this function's contract.
+        let local = unsafe { enable_local_apic() };
+        // SAFETY: per this function's contract the block is mapped and ours; the
+        // structure matches the I/O APIC's register layout.
+        let io = unsafe { &*(IO_APIC_BASE as *const IoApicRegisters) };
         let mut interrupts = Interrupts {
             local,
             io,
-            destination: local.id.read(ID::ID),
+            boot_apic_id: local.id.read(ID::ID),
             max_entry: 0,
             owners: [None; LINES],
         };
@@ -180,11 +176,41 @@ impl Interrupts {
         self.io.window.set(value);
     }
 
-    /// Routes IRQ `line` to partition `owner` (its index): the line's I/O APIC input
-    /// (the same number, but IRQ 0, the PIT, is wired to input 2) is unmasked with
-    /// vector [`VECTOR_BASE`] + line. Panics (at boot) if the line is not an ISA line
-    /// of this machine or is granted twice.
-    pub fn route(&mut self, line: u32, owner: usize, name: &str) {
+    /// The boot core's local APIC id.
+    pub fn boot_apic_id(&self) -> u32 {
+        self.boot_apic_id
+    }
+
+    /// Software-enables the calling core's local APIC, as [`Interrupts::init`] did
+    /// the boot core's.
+    ///
+    /// # Safety
+    /// Once per core other than the boot core, at its start, with interrupts
+    /// disabled; the boot core's `init` ran first.
+    pub unsafe fn init_this_core() {
+        // SAFETY: forwarded from this function's contract; `init` checked that the
+        // local APIC is mapped.
+        unsafe { enable_local_apic() };
+    }
+
+    /// Sends an inter-processor interrupt command (the low word of the interrupt
+    /// command register: delivery mode, level, vector) to the local APIC with id
+    /// `apic_id`, and waits until the local APIC has sent it.
+    pub fn send_command(&self, apic_id: u32, command: u32) {
+        const DELIVERY_PENDING: u32 = 1 << 12;
+        self.local.command_high.set(apic_id << 24);
+        self.local.command_low.set(command);
+        while self.local.command_low.get() & DELIVERY_PENDING != 0 {
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Routes IRQ `line` to partition `owner` (its index), which runs on the core
+    /// whose local APIC id is `destination`: the line's I/O APIC input (the same
+    /// number, but IRQ 0, the PIT, is wired to input 2) is unmasked with vector
+    /// [`VECTOR_BASE`] + line. Panics (at boot) if the line is not an ISA line of
+    /// this machine or is granted twice.
+    pub fn route(&mut self, line: u32, owner: usize, name: &str, destination: u32) {
         let slot = usize::try_from(line)
             .ok()
             .and_then(|line| self.owners.get_mut(line))
@@ -202,7 +228,7 @@ impl Interrupts {
         let register = IO_APIC_REDIRECTION + 2 * input;
         self.write(
             register + 1,
-            REDIRECTION_HIGH::DESTINATION.val(self.destination).value,
+            REDIRECTION_HIGH::DESTINATION.val(destination).value,
         );
         self.write(
             register,
@@ -228,4 +254,26 @@ impl Interrupts {
         let owner = (*self.owners.get(usize::from(line))?)?;
         Some((u32::from(line), owner))
     }
+}
+
+/// Software-enables the calling core's local APIC (task priority 0, spurious vector
+/// [`SPURIOUS_VECTOR`]) and returns its registers.
+///
+/// # Safety
+/// At a core's start, with interrupts disabled; the local APIC (at the address
+/// IA32_APIC_BASE gives) must be identity-mapped.
+unsafe fn enable_local_apic() -> &'static LocalApicRegisters {
+    let base = vmx::read_msr(IA32_APIC_BASE);
+    assert!(
+        base & APIC_BASE_ENABLE != 0 && base & APIC_BASE_X2APIC == 0,
+        "the local APIC is disabled or in x2APIC mode (IA32_APIC_BASE {base:#x})"
+    );
+    // SAFETY: per this function's contract the block is mapped; the structure
+    // matches the local APIC's register layout.
+    let local = unsafe { &*((base & APIC_BASE_ADDRESS) as *const LocalApicRegisters) };
+    local.task_priority.set(0);
+    local
+        .spurious
+        .write(SVR::ENABLE::SET + SVR::VECTOR.val(u32::from(SPURIOUS_VECTOR)));
+    local
 }

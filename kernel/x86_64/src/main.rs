@@ -6,16 +6,21 @@
 //! 1. the 32-bit entry switches to long mode with an identity map of 4 GiB;
 //! 2. the COM1 console, the kernel's GDT, TSS and IDT; the 8259 PICs masked;
 //!    the local APIC enabled and every I/O APIC input masked;
-//! 3. RAM from the multiboot2 memory map, the system package from the GRUB module
-//!    named `system`; `@@ kernel boot`;
-//! 4. VT-x checks and VMXON;
-//! 5. for each partition: take RAM from the free pool, scrub it, copy the image,
-//!    build its boot page tables and EPT (its RAM and nothing else), write its VMCS;
-//!    route its granted IRQ lines to it in the I/O APIC (see `irq.rs`);
-//! 6. start the service VM, and only it.
+//! 3. RAM from the multiboot2 memory map, the processors from the ACPI MADT,
+//!    `@@ kernel boot`, the system package from the GRUB module named `system`;
+//! 4. VT-x checks and VMXON; the TSC calibrated;
+//! 5. the other cores started (`smp.rs`): each sets itself up, enters VMX root
+//!    operation and waits;
+//! 6. for each partition: take RAM from the free pool, scrub it, copy the image,
+//!    build its boot page tables and EPT (its RAM and nothing else), write its VMCS
+//!    for the core it is pinned to; route its granted IRQ lines to that core in the
+//!    I/O APIC (see `irq.rs`);
+//! 7. start the service VM, and only it, on the boot core; then let the other cores
+//!    run the partitions pinned to them.
 #![no_std]
 #![no_main]
 
+mod acpi;
 mod boot;
 mod clock;
 mod cpu;
@@ -24,6 +29,7 @@ mod exit;
 mod irq;
 mod machine;
 mod serial;
+mod smp;
 mod vcpu;
 mod vmx;
 
@@ -52,6 +58,8 @@ use crate::vmx::Page;
 
 /// The board this build targets, as `@@ kernel boot` reports it.
 const BOARD: &str = "pc";
+/// The index of the core the loader started (the boot processor).
+const BOOT_CPU: usize = 0;
 /// What GRUB puts in EAX for a multiboot2 boot.
 const MULTIBOOT2_MAGIC: u64 = 0x36d7_6289;
 /// The GRUB module that carries the system package (its command line).
@@ -71,7 +79,6 @@ static CONSOLE_READY: AtomicBool = AtomicBool::new(false);
 unsafe extern "C" {
     static __kernel_start: u8;
     static __kernel_end: u8;
-    static __trap_stack_top: u8;
 }
 
 /// Called by the 64-bit entry with the multiboot2 magic and boot information.
@@ -85,8 +92,8 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
         Port::<u8>::new(0x21).write(0xff);
         Port::<u8>::new(0xa1).write(0xff);
     }
-    // SAFETY: once, at boot, interrupts disabled.
-    let selectors = unsafe { cpu::init() };
+    // SAFETY: once, at boot, on the boot core, interrupts disabled.
+    let selectors = unsafe { cpu::init(BOOT_CPU) };
     // SAFETY: once, at boot, interrupts disabled; the boot page tables identity-map
     // the first 4 GiB, the local APIC and I/O APIC included, and only this object
     // uses them.
@@ -102,12 +109,16 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
 
     let mut frames = FreeRanges::<32>::new();
     let mut ram_bytes = 0;
+    let mut trampoline_free = false;
+    let trampoline = Range::from_start_size(smp::TRAMPOLINE, PAGE).expect("fixed range");
     let areas = info.memory_map_tag().expect("a memory map from the loader");
     for area in areas.memory_areas() {
         if area.typ() != MemoryAreaType::Available {
             continue;
         }
         ram_bytes += area.size();
+        trampoline_free |=
+            area.start_address() <= trampoline.start && trampoline.end <= area.end_address();
         let usable = Range {
             start: area.start_address().max(LOW_MEMORY),
             end: area.end_address().min(MAPPED_LIMIT),
@@ -116,6 +127,9 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
             frames.add(usable).expect("memory map fits the free list");
         }
     }
+    // SAFETY: at boot; the boot page tables identity-map the first 4 GiB, which
+    // hold the BIOS area and the ACPI tables.
+    let processors = unsafe { acpi::processors(interrupts.boot_apic_id()) };
     let _ = writeln!(
         console,
         "{}",
@@ -123,7 +137,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
             arch: "x86_64",
             board: BOARD,
             ram: ram_bytes,
-            cpus: 1
+            cpus: processors.count() as u32
         }
     );
 
@@ -163,15 +177,28 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
         frames.remove(reserved).expect("free list has room");
     }
 
-    // SAFETY: once, at boot, interrupts disabled.
-    unsafe { vmx::enable() }.unwrap_or_else(|e| panic!("cannot use VT-x: {e}"));
+    // SAFETY: once, on the boot core, interrupts disabled.
+    unsafe { vmx::enable(BOOT_CPU) }.unwrap_or_else(|e| panic!("cannot use VT-x: {e}"));
+    // SAFETY: once, at boot, interrupts off; nothing else uses the PIT.
+    let clock = unsafe { Clock::calibrate() };
+    if processors.count() > 1 {
+        assert!(
+            trampoline_free && !trampoline.overlaps(&module_range),
+            "the page at {:#x} for starting the other cores is not free RAM",
+            trampoline.start
+        );
+        // SAFETY: once, at boot, on the boot core, after its set-up above; the
+        // trampoline page is free RAM (checked), below the RAM the kernel hands out.
+        unsafe { smp::start_secondaries(&interrupts, &processors, &clock) };
+    }
     // SAFETY: the MSR bitmap is the kernel's; no VMCS uses it yet. All ones: every
     // MSR access by a partition exits.
     unsafe { core::ptr::write_bytes(MSR_BITMAP.address() as *mut u8, 0xff, PAGE as usize) };
-    let host = Host {
+    let host = |cpu: usize| Host {
         selectors,
-        tables: cpu::table_addresses(),
-        stack_top: &raw const __trap_stack_top as u64,
+        tables: cpu::table_addresses(cpu),
+        gs_base: cpu::per_cpu_address(cpu),
+        stack_top: boot::trap_stack_top(cpu),
         exit_entry: boot::vm_exit_entry as *const () as u64,
     };
 
@@ -189,8 +216,15 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
                     .expect("fixed range");
             ept.map(frames, guest_tables, tables, ept::READ_ONLY)
                 .expect("EPT mapping of the boot page tables");
+            let core = spec.resources.cpus.trailing_zeros() as usize;
+            let Some(apic_id) = processors.apic_id(core) else {
+                panic!(
+                    "partition {} is pinned to core {core}, which this machine lacks",
+                    spec.name
+                )
+            };
             for &line in spec.resources.irqs() {
-                interrupts.route(line, index, spec.name);
+                interrupts.route(line, index, spec.name, apic_id);
             }
             let vpid = u16::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
             let start = Start {
@@ -205,27 +239,26 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
                 io_b,
                 msr: MSR_BITMAP.address(),
             };
-            Vcpu::new(frames, ept, start, &bitmaps, &host).expect("RAM for a VMCS")
+            Vcpu::new(frames, ept, start, &bitmaps, &host(core)).expect("RAM for a VMCS")
         },
     );
 
     let mut first = GuestRegisters::default();
-    // SAFETY: once, at boot, interrupts off; nothing else uses the PIT.
-    let clock = unsafe { Clock::calibrate() };
     let pc = Pc {
         console,
         clock,
         interrupts,
     };
     let step = KERNEL.init(
-        exit::BOOT_CPU,
+        BOOT_CPU,
         Kernel::new(system, vcpus, pc, package),
         |kernel| kernel.start(&mut first),
     );
-    exit::until_runnable(step, &mut first);
-    // SAFETY: `first` holds the service VM's registers and `start` made its VMCS
-    // current.
-    unsafe { boot::enter_partition(&first) }
+    smp::release();
+    exit::until_runnable(BOOT_CPU, step, &mut first);
+    // SAFETY: `first` holds the registers of a partition pinned to this core (the
+    // service VM first), whose VMCS is current here.
+    unsafe { boot::enter_partition(&first, boot::trap_stack_top(BOOT_CPU)) }
 }
 
 /// Builds a partition's I/O bitmaps (A for ports 0 to 0x7fff, B for the rest) in two

@@ -1,5 +1,5 @@
 //! Virtual CPUs: one VMCS per partition, its initial guest state, and the switch
-//! between partitions on one physical CPU.
+//! between the partitions of one core.
 //!
 //! Partition entry state (see the README): 64-bit mode at CPL 0 with paging on
 //! through read-only boot page tables that identity-map the first 4 GiB of
@@ -17,7 +17,10 @@
 //!   into that partition's VMCS, just before an entry into it, when the partition
 //!   can take it (RFLAGS.IF set, no STI or MOV SS blocking); until then its VMCS
 //!   has interrupt-window exiting on, and off again once nothing is pending;
-//! - a `Vcpu` owns its partition's EPT; its EPTP and VPID belong to it alone.
+//! - a `Vcpu` owns its partition's EPT; its EPTP and VPID belong to it alone;
+//! - a VMCS's host state is that of the core its partition is pinned to (trap
+//!   stack, GDT, TSS, GS base); the boot core writes it and then clears it (VMCLEAR),
+//!   so that it is first made current, and only ever used, on that core.
 //!
 //! Page changes at run time ([`map_page`], [`unmap_page`]) write one EPT entry. A
 //! page is mapped only over a non-present entry, which no TLB or paging-structure
@@ -100,14 +103,17 @@ pub struct Bitmaps {
     pub msr: u64,
 }
 
-/// The kernel's state that a VM exit returns to (VMCS host-state area).
+/// The kernel's state that a VM exit returns to (VMCS host-state area), on the
+/// core the partition is pinned to.
 #[derive(Clone, Copy, Debug)]
 pub struct Host {
     /// Code, data and TSS selectors.
     pub selectors: crate::cpu::Selectors,
-    /// GDT, IDT and TSS base addresses.
+    /// The core's GDT, IDT and TSS base addresses.
     pub tables: (u64, u64, u64),
-    /// The trap stack's top (host RSP).
+    /// The core's `cpu::PerCpu` (host GS base).
+    pub gs_base: u64,
+    /// The core's trap stack's top (host RSP).
     pub stack_top: u64,
     /// The VM-exit entry point (host RIP).
     pub exit_entry: u64,
@@ -177,9 +183,9 @@ enum OnLoad {
 }
 
 impl Vcpu {
-    /// A vCPU at the partition's entry state, with its VMCS fully written, that
-    /// translates through `ept`. Nothing this core cached for the EPT's root
-    /// survives.
+    /// A vCPU at the partition's entry state, with its VMCS fully written (for the
+    /// core `host` describes) and cleared, that translates through `ept`. Nothing
+    /// this core cached for the EPT's root survives.
     pub fn new<const N: usize>(
         frames: &mut FreeRanges<N>,
         ept: Ept,
@@ -200,6 +206,8 @@ impl Vcpu {
         write_controls(start, eptp, bitmaps).unwrap_or_else(|e| panic!("{e}"));
         write_host_state(host);
         write_guest_state(start.entry);
+        // SAFETY: the VMCS initialised above.
+        unsafe { vmx::clear(vmcs) };
         Ok(Vcpu {
             vmcs,
             ept,
@@ -329,7 +337,7 @@ fn write_host_state(host: &Host) {
     vmx::write(field::HOST_TR_SELECTOR, u64::from(host.selectors.tss.0));
     for (encoding, value) in [
         (field::HOST_FS_BASE, 0),
-        (field::HOST_GS_BASE, 0),
+        (field::HOST_GS_BASE, host.gs_base),
         (field::HOST_TR_BASE, tss),
         (field::HOST_GDTR_BASE, gdt),
         (field::HOST_IDTR_BASE, idt),

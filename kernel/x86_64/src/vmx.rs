@@ -12,6 +12,7 @@
 
 use core::arch::asm;
 use core::cell::UnsafeCell;
+use septum_core::system::MAX_CPUS;
 use x86_64::registers::control::{Cr0, Cr4, Cr4Flags};
 use x86_64::registers::model_specific::Msr;
 
@@ -122,8 +123,9 @@ pub fn fixed_cr4(value: u64) -> u64 {
 #[repr(C, align(4096))]
 pub struct Page(pub UnsafeCell<[u8; 4096]>);
 
-// SAFETY: pages are written by the boot CPU during start-up only, or by the CPU
-// itself (VMCS contents) under the kernel's single-CPU discipline.
+// SAFETY: pages are written by the kernel during start-up only (the MSR bitmap by
+// the boot core, a VMXON region by its own core, before VMXON hands it to that
+// core's CPU), and afterwards only by the CPU itself.
 unsafe impl Sync for Page {}
 
 impl Page {
@@ -138,13 +140,14 @@ impl Page {
     }
 }
 
-static VMXON_REGION: Page = Page::zeroed();
+/// One VMXON region per core.
+static VMXON_REGIONS: [Page; MAX_CPUS] = [const { Page::zeroed() }; MAX_CPUS];
 
-/// Checks the CPU and enters VMX root operation.
+/// Checks the CPU and enters VMX root operation on core `cpu`.
 ///
 /// # Safety
-/// Must be called once, on the boot CPU, with interrupts disabled.
-pub unsafe fn enable() -> Result<(), VmxError> {
+/// Must be called once per core, on core `cpu`, with interrupts disabled.
+pub unsafe fn enable(cpu: usize) -> Result<(), VmxError> {
     let features = core::arch::x86_64::__cpuid(1);
     if features.ecx & (1 << 5) == 0 {
         return Err(VmxError::Unsupported);
@@ -167,7 +170,7 @@ pub unsafe fn enable() -> Result<(), VmxError> {
             (Cr4::read() | Cr4Flags::VIRTUAL_MACHINE_EXTENSIONS | Cr4Flags::OSFXSR).bits(),
         ));
     }
-    let region = VMXON_REGION.address();
+    let region = VMXON_REGIONS[cpu].address();
     // SAFETY: the region is a page of ours, unused by anything else.
     unsafe { (region as *mut u32).write(revision_id()) };
     let failed: u8;
@@ -217,6 +220,22 @@ pub unsafe fn load(address: u64, clear: bool) {
         asm!("vmptrld [{}]", "setna {}", in(reg) &address, out(reg_byte) failed, options(nostack));
     }
     assert!(failed == 0, "VMPTRLD of {address:#x} failed");
+}
+
+/// Writes the VMCS at `address` back to memory and makes it inactive and not
+/// current on this core, so that another core may load it (and next enters it with
+/// VMLAUNCH).
+///
+/// # Safety
+/// `address` must be a VMCS region initialised with the revision identifier.
+pub unsafe fn clear(address: u64) {
+    let failed: u8;
+    // SAFETY: forwarded from the caller; VMCLEAR takes the region's physical
+    // address from memory.
+    unsafe {
+        asm!("vmclear [{}]", "setna {}", in(reg) &address, out(reg_byte) failed, options(nostack));
+    }
+    assert!(failed == 0, "VMCLEAR of {address:#x} failed");
 }
 
 /// Writes VMCS field `field` of the current VMCS.
