@@ -20,17 +20,21 @@ impl Flip {
     }
 
     /// Ends `partition`'s side of every queue (it exited or was stopped): its
-    /// frames come home as on a restart, but the other ends are not told of a
-    /// restart (the kernel tells them their peer ended). Returns the partitions
-    /// at the other ends, to wake.
+    /// window is emptied and the messages waiting for it go home unread, as on a
+    /// restart, but what it sent stays on its queues for the receivers to take
+    /// (its pages come home when they release them), its slots are not refilled
+    /// (it does not run), and the other ends are not told of a restart (the
+    /// kernel tells them their peer ended). Returns the partitions at the other
+    /// ends, to wake.
     pub fn end(&mut self, partition: usize, pages: &mut impl Pages) -> [bool; MAX_PARTITIONS] {
         self.reset(partition, false, pages)
     }
 
+    /// A restart (`restarting`) or an end of `partition`'s side of every queue.
     fn reset(
         &mut self,
         partition: usize,
-        tell_peers: bool,
+        restarting: bool,
         pages: &mut impl Pages,
     ) -> [bool; MAX_PARTITIONS] {
         let mut peers = [false; MAX_PARTITIONS];
@@ -42,12 +46,16 @@ impl Flip {
                 _ => continue,
             };
             q.peer_restarted = [false; 2];
-            q.peer_restarted[end as usize] = tell_peers;
+            q.peer_restarted[end as usize] = restarting;
             peers[if end == End::Receive {
                 q.receiver
             } else {
                 q.sender
             }] = true;
+            if !restarting && end == End::Receive {
+                // It sent these before it ended: they stay to be received.
+                continue;
+            }
             q.messages.clear();
             q.copy_used = 0;
             while let Some(page) = self.queues[queue].pages.pop_front() {
@@ -62,6 +70,9 @@ impl Flip {
             let held = self.held.swap_remove(at);
             pages.unmap_page(partition, held.guest);
             self.go_home(held.frame, usize::from(held.origin), pages);
+        }
+        if !restarting {
+            return peers;
         }
         self.bring_home_queued(partition, pages);
         for slot in 0..self.displaced.len() {

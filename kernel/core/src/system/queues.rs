@@ -8,9 +8,10 @@
 //!   learns is the one in the sender's capability, never an argument;
 //! - a partition blocked in `wait` runs again only when its queue end has work,
 //!   its peer restarted or ended, or it is itself restarted or stopped;
-//! - a partition that exits or is stopped leaves no page of another behind: its
-//!   side of every queue is reset as on a restart, and the other end's sends,
-//!   receives and waits answer `peer-ended` until it is restarted;
+//! - a partition that exits or is stopped keeps no page of another: what it held
+//!   or had waiting goes home, what it sent stays to be received, and the other
+//!   end's sends (and receives and waits, once nothing is left) answer
+//!   `peer-ended` until it is restarted;
 //! - an immediate send switches to the receiver only when the receiver waits on
 //!   that queue on the same core; the receiver then runs in the sender's window
 //!   ([`System::decide`]) until it waits or yields.
@@ -191,7 +192,10 @@ impl System {
             Request::Send { queue, .. } | Request::SendCopy { queue, .. } => {
                 Some((queue, Call::Send))
             }
-            Request::Receive { queue, .. } => Some((queue, Call::Receive)),
+            // What the peer sent before it ended can still be received.
+            Request::Receive { queue, .. } if self.flip.waiting(queue) == 0 => {
+                Some((queue, Call::Receive))
+            }
             _ => None,
         };
         if let Some((queue, call)) = needs_peer
