@@ -423,6 +423,7 @@ mod tests {
         }
     }
 
+    /// Verifies: SK-AUD-003
     #[test]
     fn a_core_count_replaces_the_count_of_the_bochs_cpu_line_only() {
         let cpu = "cpu: model=corei7_skylake_x, count=1, ips=50000000";
