@@ -236,25 +236,35 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Runs the messaging benchmark (`partitions/bench`, `queue-bench`) and prints
-/// the flip-versus-copy table and the streaming figures.
-fn messaging_bench(arch: &str, clock: &str) -> Result<()> {
-    let scenario = Scenario::load(&format!("bench-queue-{arch}"))?;
-    let outcome = scenario.run()?;
+/// Runs benchmark scenario `name` and returns its console.
+fn run_benchmark(name: &str) -> Result<String> {
+    let outcome = Scenario::load(name)?.run()?;
     if !outcome.failures.is_empty() {
         bail!(
-            "messaging benchmark failed: {:?}\n{}",
+            "benchmark {name} failed: {:?}\n{}",
             outcome.failures,
             outcome.console
         );
     }
+    Ok(outcome.console)
+}
+
+/// The fields of figure `name` in a benchmark's console (what follows
+/// `bench <name> ` on its line).
+fn figure_line<'a>(console: &'a str, name: &str) -> Result<&'a str> {
+    console
+        .lines()
+        .find_map(|line| line.split(&format!("bench {name} ")).nth(1))
+        .with_context(|| format!("no {name} figure in the benchmark output"))
+}
+
+/// Runs the messaging benchmark (`partitions/bench`, `queue-bench`) and prints
+/// the flip-versus-copy table and the streaming figures.
+fn messaging_bench(arch: &str, clock: &str) -> Result<()> {
+    let console = run_benchmark(&format!("bench-queue-{arch}"))?;
     // Per message or page: ns where the counter's frequency is known, else ticks.
     let figure = |name: &str| -> Result<f64> {
-        let line = outcome
-            .console
-            .lines()
-            .find_map(|line| line.split(&format!("bench {name} ")).nth(1))
-            .with_context(|| format!("no {name} figure in the messaging benchmark output"))?;
+        let line = figure_line(&console, name)?;
         let field = |key: &str| {
             line.split_whitespace()
                 .find_map(|f| f.strip_prefix(key))
@@ -308,15 +318,7 @@ fn image_for(board: &Board, system: Option<PathBuf>) -> Result<PathBuf> {
 
 fn bench(board_name: &str) -> Result<()> {
     let board = boards::load(board_name)?;
-    let scenario = Scenario::load(&format!("bench-{}", board.arch))?;
-    let outcome = scenario.run()?;
-    if !outcome.failures.is_empty() {
-        bail!(
-            "benchmark run failed: {:?}\n{}",
-            outcome.failures,
-            outcome.console
-        );
-    }
+    let console = run_benchmark(&format!("bench-{}", board.arch))?;
     let clock = match board.arch.as_str() {
         "aarch64" => "QEMU -icount shift=0: 1 ns = 1 instruction",
         _ => "Bochs TSC ticks, clock: sync=none",
@@ -333,11 +335,7 @@ fn bench(board_name: &str) -> Result<()> {
             "policy trap round trip: guest -> service VM (resume past the store) -> guest",
         ),
     ] {
-        let figure = outcome
-            .console
-            .lines()
-            .find_map(|line| line.split(&format!("bench {name} ")).nth(1))
-            .with_context(|| format!("no {name} figure in the benchmark output"))?;
+        let figure = figure_line(&console, name)?;
         println!("{what} ({}, {clock}): {figure}", board.arch);
     }
     messaging_bench(&board.arch, clock)?;

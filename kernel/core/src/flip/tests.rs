@@ -484,3 +484,42 @@ fn a_sender_told_the_queue_is_full_has_work_once_there_is_room() {
     flip.send_copy(2, 0, 0x3_0000_0000, 8, &mut pages).unwrap();
     assert!(!flip.has_work(2, End::Send), "the sender was answered");
 }
+
+/// Verifies: SK-MSG-002, SK-MSG-004
+#[test]
+fn an_ended_partition_leaves_what_it_sent_and_gives_back_what_it_held() {
+    let (mut flip, mut pages) = setup();
+    let sent = RAM_BASE + 3 * PAGE_SIZE;
+    let lent = RAM_BASE + 5 * PAGE_SIZE;
+    flip.send(0, 0, 0, &one_page(sent), &mut pages).unwrap();
+    flip.send(2, 2, 2, &one_page(lent), &mut pages).unwrap();
+    let at = |slot| ReceiveAt {
+        window: window(slot),
+        copy_buffer: None,
+    };
+    flip.receive(2, at(1), &mut pages).unwrap();
+
+    let peers = flip.end(0, &mut pages);
+    assert!(peers[1] && peers[2], "both peers are woken");
+    // The page it held went home to partition 2, scrubbed, and is reclaimable;
+    // nobody was told of a restart.
+    assert!(!pages.mapped.contains_key(&(0, window(1))));
+    assert_eq!(
+        pages.mapped.get(&(2, lent)),
+        Some(&(host_ram(2).start + 5 * PAGE_SIZE))
+    );
+    assert_eq!(flip.reclaim(2), Ok(lent));
+    // What it sent is still there to receive; released, it goes to its slot.
+    assert_eq!(flip.waiting(0), 1);
+    flip.receive(0, at(0), &mut pages).unwrap();
+    flip.release(0, window(0), 1, &mut pages).unwrap();
+    assert_eq!(
+        pages.mapped.get(&(0, sent)),
+        Some(&(host_ram(0).start + 3 * PAGE_SIZE))
+    );
+    assert!(
+        pages
+            .scrubbed
+            .contains(&(host_ram(0).start + 3 * PAGE_SIZE))
+    );
+}
