@@ -7,6 +7,8 @@
 //! - [`package`]: the system package built from a validated description;
 //! - [`image`]: ELF flattening and the bootable kernel image or ISO;
 //! - [`layout`]: a picture (SVG) of a system's memory and time layout on its board;
+//! - [`memory_chart`]: memory over time from the service VM's console, as CSV and
+//!   as a chart (SVG);
 //! - [`emulator`]: running an image under QEMU with a hard timeout;
 //! - [`scenario`]: test scenarios and their console expectations;
 //! - [`trace`]: the requirement catalogue, test tags, and the traceability matrix.
@@ -15,6 +17,7 @@ pub mod boards;
 pub mod emulator;
 pub mod image;
 pub mod layout;
+pub mod memory_chart;
 pub mod package;
 pub mod scenario;
 pub mod trace;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use septum::boards::{self, Board};
 use septum::emulator::{self, RunOptions};
 use septum::image;
+use septum::memory_chart;
 use septum::scenario::{self, Scenario};
 use septum::trace;
 
@@ -53,6 +54,17 @@ enum Command {
         /// Where to write the SVG.
         #[arg(long, short)]
         output: PathBuf,
+    },
+    /// Chart memory over time (SVG) from a CSV of the memory scheduler's samples.
+    Chart {
+        /// The CSV file (`time_ms,partition,target_kib,actual_kib,min_kib,max_kib,used_kib`).
+        csv: PathBuf,
+        /// Where to write the SVG.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// The chart's title; "memory over time (<CSV>)" if absent.
+        #[arg(long)]
+        title: Option<String>,
     },
     /// Validate system descriptions for a board and report every broken rule.
     Check {
@@ -134,6 +146,15 @@ fn main() -> Result<()> {
             let description = boards::load_system(&path, &board)?;
             std::fs::write(&output, septum::layout::render_svg(&description, &board))
                 .with_context(|| format!("writing {}", output.display()))?;
+            println!("wrote {}", output.display());
+        }
+        Command::Chart { csv, output, title } => {
+            let samples = memory_chart::read_csv(&csv)?;
+            if samples.is_empty() {
+                bail!("no memory samples in {}", csv.display());
+            }
+            let title = title.unwrap_or_else(|| format!("memory over time ({})", csv.display()));
+            memory_chart::plot(&samples, &title, &output)?;
             println!("wrote {}", output.display());
         }
         Command::Check { board, files } => {
