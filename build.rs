@@ -39,6 +39,7 @@ const PARTITIONS: &[&str] = &[
     "partition-hostile",
     "partition-leak",
     "partition-stream",
+    "partition-balloon",
 ];
 const PARTITION_FLAGS: &[&str] = &[
     "-Clink-arg=-Tseptum-partition.ld",

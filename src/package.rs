@@ -152,6 +152,7 @@ fn resources(partition: &Partition, board: &Board) -> Result<Resources> {
     let mut r = Resources::new(partition.memory_min, partition.memory_max, cpus);
     r.at = partition.at;
     r.receive_window = partition.receive_window;
+    r.shares = partition.memory_shares;
     let too_many = |_| {
         anyhow::anyhow!(
             "partition `{}` has more grants than the package holds",

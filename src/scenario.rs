@@ -125,11 +125,28 @@ impl Scenario {
         };
         let output = emulator::run_captured(&board, &image_path, &options)?;
         let service = system.boot_order().find(|p| p.kind == Kind::Service);
-        let failures = self.check(&output, service.map_or("service", |p| p.name.as_str()));
+        let mut failures = self.check(&output, service.map_or("service", |p| p.name.as_str()));
+        if let Err(error) = self.chart_memory(&output.console) {
+            failures.push(format!("memory chart: {error:#}"));
+        }
         Ok(Outcome {
             console: output.console,
             failures,
         })
+    }
+
+    /// Writes the memory the service VM printed over the run, if any, as
+    /// `target/memory/<scenario>.csv` and a chart beside it (`.svg`).
+    fn chart_memory(&self, console: &str) -> Result<()> {
+        let samples = crate::memory_chart::parse_console(console);
+        if samples.is_empty() {
+            return Ok(());
+        }
+        let out = crate::from_root("target/memory");
+        let csv = out.join(format!("{}.csv", self.name));
+        crate::memory_chart::write_csv(&samples, &csv)?;
+        let title = format!("memory over time: {}", self.name);
+        crate::memory_chart::plot(&samples, &title, &csv.with_extension("svg"))
     }
 
     /// Every way `output` falls short of this scenario.

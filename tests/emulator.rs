@@ -42,6 +42,10 @@ macro_rules! scenarios {
 scenarios! {
     qemu_virt {
         demo => "demo",
+        balloon_reclaim => "balloon-reclaim",
+        balloon_stubborn => "balloon-stubborn",
+        balloon_hostile => "balloon-hostile",
+        balloon_bench => "balloon-bench-aarch64",
         ram_512m => "ram-512m",
         ram_2g => "ram-2g",
         fault_wild_write => "fault-wild-write",
@@ -80,6 +84,10 @@ scenarios! {
     }
     pc {
         demo => "pc-demo",
+        balloon_reclaim => "pc-balloon-reclaim",
+        balloon_stubborn => "pc-balloon-stubborn",
+        balloon_hostile => "pc-balloon-hostile",
+        balloon_bench => "balloon-bench-x86_64",
         fault_wild_write => "pc-fault-wild-write",
         fault_jump => "pc-fault-jump",
         fault_undefined => "pc-fault-undefined",

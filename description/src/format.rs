@@ -68,6 +68,8 @@ pub struct PartitionEntry {
 pub struct MemoryLimits {
     pub min: Bytes,
     pub max: Bytes,
+    /// Weight against other ballooning guests (default 100).
+    pub shares: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

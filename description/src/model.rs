@@ -163,6 +163,8 @@ pub struct Partition {
     pub memory_min: u64,
     /// The most RAM it may ever have.
     pub memory_max: u64,
+    /// Its weight against the other ballooning guests in the memory scheduler.
+    pub memory_shares: u32,
     /// Bytes of its receive window, where the pages of the queues it receives on
     /// are mapped: a multiple of 4 KiB up to 16 MiB, non-zero if it holds a
     /// `queue-receive` capability (default 64 KiB then, else 0).

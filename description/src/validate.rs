@@ -295,6 +295,17 @@ fn check_partition(
         );
         check.fail(p.ram.span(), "ram-size", message);
     }
+    let memory_shares = p
+        .memory
+        .as_ref()
+        .and_then(|limits| limits.get_ref().shares)
+        .unwrap_or(100);
+    if memory_shares == 0
+        && let Some(limits) = &p.memory
+    {
+        let message = format!("memory shares of `{name}` must be at least 1");
+        check.fail(limits.span(), "memory-limits", message);
+    }
     let (memory_min, memory_max) = match &p.memory {
         Some(limits) => {
             let (min, max) = (limits.get_ref().min.0, limits.get_ref().max.0);
@@ -351,6 +362,7 @@ fn check_partition(
         at: p.at.as_ref().map(|at| at.get_ref().0),
         memory_min,
         memory_max,
+        memory_shares,
         receive_window,
         argument: p.argument,
         cpus,

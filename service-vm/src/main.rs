@@ -13,15 +13,21 @@
 //! - **fault** and **missed heartbeat**: restart the guest (the kernel stops it for
 //!   good once its restart budget is spent);
 //! - **exited** / **stopped**: note it; when no guest is left, shut down;
+//! - **memory** (a guest reported its memory use): one round of the memory
+//!   scheduler ([`memory`]), which sets every ballooning guest's target;
 //! - **console**: the operator pressed Ctrl-T; read commands from the input events:
-//!   `list`, `restart <name>`, `stop <name>`, `resume <name>`, `audit`, `help`.
+//!   `list`, `mem`, `restart <name>`, `stop <name>`, `resume <name>`, `audit`,
+//!   `help`.
 //!
 //! The boot argument holds test switches: bit 0 crashes the first instance on its
 //! first event, bit 1 tightens every guest's MMIO policy to `stop` before `ready`
 //! (and shows that loosening it again is refused), bit 2 makes the first instance
-//! stop heartbeating on its first event.
+//! stop heartbeating on its first event. Bits 8 and up set the memory scheduler
+//! (see [`memory`]).
 #![no_std]
 #![no_main]
+
+mod memory;
 
 use septum_abi::CapType;
 use septum_abi::event::Kind;
@@ -38,7 +44,7 @@ const MMIO_CLASS: u64 = 0;
 const LOUD_TRAPS: u32 = 3;
 
 /// The guests this instance supervises: (control slot, partition index).
-type Guests = heapless::Vec<(u64, u16), 8>;
+pub(crate) type Guests = heapless::Vec<(u64, u16), 8>;
 
 fn main(boot: Boot) -> u64 {
     println!(
@@ -66,6 +72,7 @@ fn main(boot: Boot) -> u64 {
     }
     let first_instance = boot.generation == 1;
     let mut console = Console::default();
+    let mut scheduler = memory::Scheduler::new(boot.argument);
     let mut handled = 0u64;
     loop {
         if let Some(slot) = watchdog {
@@ -82,7 +89,15 @@ fn main(boot: Boot) -> u64 {
         if first_instance && handled == 1 {
             misbehave_if_asked(boot.argument);
         }
+        if event.kind == Kind::Memory {
+            scheduler.round(&guests, event.time_us);
+            continue;
+        }
         handle(&event, &guests, &mut console);
+        // A guest that ended left its balloon memory to the others.
+        if matches!(event.kind, Kind::Exited | Kind::Stopped) {
+            scheduler.round(&guests, event.time_us);
+        }
         if event.live_guests == 0 && matches!(event.kind, Kind::Exited | Kind::Stopped) {
             break;
         }
@@ -141,7 +156,7 @@ fn handle(event: &Event, guests: &Guests, console: &mut Console) {
         }
         Kind::Exited => println!("{name} exited with code {}", event.detail),
         Kind::Stopped => println!("{name} was stopped by the kernel"),
-        Kind::Console | Kind::Input => {}
+        Kind::Console | Kind::Input | Kind::Memory => {}
     }
 }
 
@@ -155,7 +170,7 @@ fn restart(control: u64, name: &str, generation: u32) {
     }
 }
 
-fn name_of(control: u64) -> heapless::String<16> {
+pub(crate) fn name_of(control: u64) -> heapless::String<16> {
     let mut name = heapless::String::new();
     if let Ok(info) = supervise::inspect(control) {
         let _ = name.push_str(info.name());
@@ -238,7 +253,7 @@ struct Console {
 impl Console {
     fn open(&mut self) {
         self.line.clear();
-        println!("console: list, restart <name>, stop <name>, resume <name>, audit, help");
+        println!("console: list, mem, restart <name>, stop <name>, resume <name>, audit, help");
     }
 
     fn key(&mut self, byte: u8, guests: &Guests) {
@@ -276,6 +291,10 @@ fn command(line: &str, guests: &Guests) {
             audit();
             Ok(())
         }
+        ("mem", _) => {
+            memory::list(guests);
+            Ok(())
+        }
         ("restart", Some(control)) => supervise::restart(control, 0).map(|_| ()),
         ("stop", Some(control)) => supervise::stop(control, 0),
         ("resume", Some(control)) => supervise::resume(control, 0, false),
@@ -284,7 +303,7 @@ fn command(line: &str, guests: &Guests) {
             Ok(())
         }
         _ => {
-            println!("commands: list, restart <name>, stop <name>, resume <name>, audit");
+            println!("commands: list, mem, restart <name>, stop <name>, resume <name>, audit");
             Ok(())
         }
     };

@@ -208,7 +208,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
             );
             let vmid = u8::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
             let entry = RAM_BASE + spec.entry_offset;
-            Vcpu::new(entry, spec.ram_size, spec.argument, tables, vmid)
+            Vcpu::new(entry, spec.kept_ram(), spec.argument, tables, vmid)
         },
     );
     configure_el2_traps();

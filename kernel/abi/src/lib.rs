@@ -133,8 +133,38 @@ pub enum Call {
     /// a page to reclaim on a send end, or room on a queue whose last send was
     /// refused with [`Error::QueueFull`]. Returns at once when it has. `a1` = a
     /// queue-end capability. Result 1 = 1 if work is there, 0 if the caller was
-    /// woken (it calls again).
+    /// woken (it calls again). With a balloon capability: waits until the
+    /// service VM sets a memory target other than the one the caller was last told
+    /// (result 1 = the target in pages when it has).
     Wait = 21,
+    /// Balloon: gives pages back (inflates). `a1` = balloon capability (right
+    /// `inflate`), `a2` = address of a list of `a3` page addresses (64-bit words,
+    /// 1 to [`balloon::BATCH_MAX`]), each a page of the caller's balloon memory
+    /// (see [`balloon`]). The kernel unmaps them, scrubs them and puts their
+    /// frames in its free pool. All or nothing. Results as [`Call::BalloonReport`].
+    Inflate = 22,
+    /// Balloon: takes pages back (deflates). Arguments as [`Call::Inflate`] (right
+    /// `deflate`), each address a page of the caller's balloon memory that has no
+    /// frame: the kernel maps a zeroed frame from its pool there. Refused past the
+    /// target the service VM set. All or nothing. Results as
+    /// [`Call::BalloonReport`].
+    Deflate = 23,
+    /// Balloon: reports the caller's memory use to the service VM. `a1` = balloon
+    /// capability (right `inflate`), `a2` = pages free in its allocator, `a3` =
+    /// pages in use, `a4` = allocations that failed since it started. Result 1 =
+    /// its target in pages, result 2 = pages it holds, result 3 = its maximum in
+    /// pages.
+    BalloonReport = 24,
+    /// Service VM: sets a guest's memory target. `a1` = control capability (right
+    /// `set-memory-target`), `a2` = generation seen (0: current), `a3` = the
+    /// target in pages, within the guest's minimum and maximum.
+    SetMemoryTarget = 25,
+    /// Service VM: reads a guest's memory. `a1` = control capability (right
+    /// `inspect`), `a2` = address of a buffer of [`balloon::INFO_WORDS`] 64-bit
+    /// words, which the kernel fills as [`balloon::info`] says. Result 1 = its
+    /// memory shares (0: it has no balloon), result 2 = frames free in the
+    /// kernel's pool.
+    MemoryInfo = 26,
 }
 
 /// Page-flip messaging: flags, limits and message kinds of [`Call::Send`],
@@ -352,11 +382,14 @@ pub mod event {
         Console = 6,
         /// Bytes the operator typed while the service VM has the console.
         Input = 7,
+        /// A guest reported its memory use ([`Call::BalloonReport`](super::Call::BalloonReport));
+        /// one is queued per guest at a time. Nothing to decide.
+        Memory = 8,
     }
 
     impl Kind {
         /// Every kind, in number order.
-        pub const ALL: [Kind; 7] = [
+        pub const ALL: [Kind; 8] = [
             Kind::Trap,
             Kind::Fault,
             Kind::Watchdog,
@@ -364,6 +397,7 @@ pub mod event {
             Kind::Stopped,
             Kind::Console,
             Kind::Input,
+            Kind::Memory,
         ];
 
         /// The kind with this number.
@@ -445,7 +479,7 @@ pub mod audit {
 
 impl Call {
     /// Every call, in number order.
-    pub const ALL: [Call; 22] = [
+    pub const ALL: [Call; 27] = [
         Call::Null,
         Call::ConsoleWrite,
         Call::Ready,
@@ -468,6 +502,11 @@ impl Call {
         Call::Release,
         Call::Reclaim,
         Call::Wait,
+        Call::Inflate,
+        Call::Deflate,
+        Call::BalloonReport,
+        Call::SetMemoryTarget,
+        Call::MemoryInfo,
     ];
 
     /// Looks up a call by number; `None` for a number no call has.
@@ -500,6 +539,11 @@ impl Call {
             Call::Release => "release",
             Call::Reclaim => "reclaim",
             Call::Wait => "wait",
+            Call::Inflate => "inflate",
+            Call::Deflate => "deflate",
+            Call::BalloonReport => "balloon_report",
+            Call::SetMemoryTarget => "set_memory_target",
+            Call::MemoryInfo => "memory_info",
         }
     }
 }
@@ -556,11 +600,26 @@ pub enum Error {
     /// and sending, receiving and waiting on the queue fail so until the service
     /// VM restarts it (then the next call says [`Error::PeerRestarted`]).
     PeerEnded = -21,
+    /// A balloon batch names the same page twice.
+    Duplicate = -22,
+    /// Below the partition's minimum: a page of the memory it always keeps, or a
+    /// memory target under its minimum.
+    BelowMinimum = -23,
+    /// At or past the partition's maximum: a balloon page beyond it, or a memory
+    /// target over it.
+    AboveMaximum = -24,
+    /// Taking these pages back would leave the partition holding more than the
+    /// target the service VM set.
+    OverTarget = -25,
+    /// The kernel's free pool has fewer frames than asked for.
+    PoolEmpty = -26,
+    /// A page named for deflating has a frame already.
+    AlreadyBacked = -27,
 }
 
 impl Error {
     /// Every error, in code order.
-    pub const ALL: [Error; 21] = [
+    pub const ALL: [Error; 27] = [
         Error::UnknownCall,
         Error::BadAddress,
         Error::TooLong,
@@ -582,6 +641,12 @@ impl Error {
         Error::FlightLimit,
         Error::BadWindow,
         Error::PeerEnded,
+        Error::Duplicate,
+        Error::BelowMinimum,
+        Error::AboveMaximum,
+        Error::OverTarget,
+        Error::PoolEmpty,
+        Error::AlreadyBacked,
     ];
 
     /// The status code as it travels in the status register.
@@ -626,6 +691,12 @@ impl Error {
             Error::FlightLimit => "flight-limit",
             Error::BadWindow => "bad-window",
             Error::PeerEnded => "peer-ended",
+            Error::Duplicate => "duplicate",
+            Error::BelowMinimum => "below-minimum",
+            Error::AboveMaximum => "above-maximum",
+            Error::OverTarget => "over-target",
+            Error::PoolEmpty => "pool-empty",
+            Error::AlreadyBacked => "already-backed",
         }
     }
 }
@@ -737,6 +808,8 @@ impl Rights {
         self.0 & other.0 == other.0
     }
 }
+
+pub mod balloon;
 
 /// Where a partition's RAM starts in its own (guest-physical) address space. It is
 /// the same on both architectures, so partition images differ only in their

@@ -32,6 +32,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use septum_abi::CapType;
 use septum_abi::layout::{RAM_BASE, RECEIVE_WINDOW_BASE};
+use septum_core::balloon::Balloon;
 use septum_core::event::{Event, Fault};
 use septum_core::flip::{Flip, Pages};
 use septum_core::memory::{FreeRanges, Range};
@@ -502,8 +503,13 @@ pub struct Placement {
     pub receive_window: Range,
     /// Whether its RAM and receive window are mapped page by page, with every
     /// last-level table allocated at boot, so that [`Vcpu::map_page`] and
-    /// [`Vcpu::unmap_page`] work on them. True for a partition holding a queue end.
+    /// [`Vcpu::unmap_page`] work on them. True for a partition holding a queue end
+    /// or a balloon.
     pub page_granular: bool,
+    /// Its balloon memory above its RAM at entry, up to its maximum, as it sees
+    /// it: nothing is mapped there at boot, but every level-3 table is allocated
+    /// (empty without a balloon).
+    pub balloon_holes: Range,
 }
 
 /// Maps a partition's second-stage tables: its RAM with `ram` attributes at its
@@ -534,6 +540,13 @@ pub fn map_grants<F: paging::Format, const N: usize>(
             .reserve(frames, placement.receive_window)
             .unwrap_or_else(|e| {
                 panic!("cannot reserve the receive window of {}: {e:?}", spec.name)
+            });
+    }
+    if !placement.balloon_holes.is_empty() {
+        tables
+            .reserve(frames, placement.balloon_holes)
+            .unwrap_or_else(|e| {
+                panic!("cannot reserve the balloon memory of {}: {e:?}", spec.name)
             });
     }
     for block in spec.resources.mmio() {
@@ -612,11 +625,21 @@ pub fn load_partitions<V, const N: usize>(
                 spec.resources.receive_window,
             )
             .expect("window size checked by the package"),
-            page_granular: spec
-                .caps
-                .iter()
-                .flatten()
-                .any(|cap| matches!(cap.ty, CapType::QueueSend | CapType::QueueReceive)),
+            page_granular: spec.caps.iter().flatten().any(|cap| {
+                matches!(
+                    cap.ty,
+                    CapType::QueueSend | CapType::QueueReceive | CapType::Balloon
+                )
+            }),
+            balloon_holes: if spec.balloon() {
+                Range::from_start_size(
+                    RAM_BASE + spec.ram_size,
+                    spec.resources.memory_max - spec.ram_size,
+                )
+                .expect("limits checked by the package")
+            } else {
+                Range::default()
+            },
         };
         let vcpu = make_vcpu(index, &spec, placement, frames);
         // Cannot fail: a valid package has at most MAX_PARTITIONS partitions.
@@ -632,7 +655,23 @@ pub fn load_partitions<V, const N: usize>(
     // SAFETY: the range was free and is now the kernel's alone; RAM is mapped at its
     // physical address.
     unsafe { core::ptr::write_bytes(flip_memory.start as *mut u8, 0, flip_memory.size() as usize) };
-    let system = System::new(package, RAM_BASE, &host_ram, flip_memory)
+    let balloon_specs = septum_core::balloon::specs(package, &host_ram);
+    let words = Balloon::words_needed(&balloon_specs);
+    let balloon_words: &'static mut [u32] = if words == 0 {
+        &mut []
+    } else {
+        let memory = frames
+            .allocate((words as u64 * 4).next_multiple_of(PAGE), PAGE)
+            .expect("RAM for the balloon's map and pool");
+        // SAFETY: the range was free and is now the kernel's alone, for as long as
+        // the kernel runs; RAM is mapped at its physical address, page-aligned
+        // (so aligned for u32), and it is zeroed here before the slice exists.
+        unsafe {
+            core::ptr::write_bytes(memory.start as *mut u8, 0, memory.size() as usize);
+            core::slice::from_raw_parts_mut(memory.start as *mut u32, words)
+        }
+    };
+    let system = System::with_balloon(package, RAM_BASE, &host_ram, flip_memory, balloon_words)
         .expect("placements match the package");
     (system, vcpus)
 }

@@ -371,6 +371,19 @@ impl Flip {
             )
     }
 
+    /// Whether page `guest` of `partition` is on a queue or held from one: a RAM
+    /// page it sent that is not home yet, or a page in its receive window.
+    pub fn in_flight(&self, partition: usize, guest: u64) -> bool {
+        let away = self
+            .displaced
+            .iter()
+            .any(|d| usize::from(d.partition) == partition && d.guest == guest && !d.present);
+        away || self
+            .held
+            .iter()
+            .any(|h| usize::from(h.partition) == partition && h.guest == guest)
+    }
+
     /// Tells the end `end` of `queue` held by the caller, once, that its peer
     /// restarted.
     fn take_peer_restarted(&mut self, queue: usize, end: End) -> Result<(), Error> {

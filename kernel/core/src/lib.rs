@@ -19,6 +19,7 @@
 extern crate alloc;
 
 pub mod audit;
+pub mod balloon;
 pub mod caps;
 pub mod console;
 pub mod event;

@@ -12,8 +12,8 @@
 //! | 16 | 8 | total package length in bytes |
 //! | 24 | 4 | number of queues in the system (the queue table's length) |
 //! | 28 | 4 | major frame in µs (0: no schedule) |
-//! | 32 | 456 × count | partition records |
-//! | 32 + 456 × count | 8 × queues | queue table |
+//! | 32 | 464 × count | partition records |
+//! | 32 + 464 × count | 8 × queues | queue table |
 //! | ... | | images |
 //!
 //! A partition record: name (16 bytes, NUL-padded, `[a-z0-9_-]`), kind (4: 0 service,
@@ -24,7 +24,7 @@
 //! 0 for an empty slot, else a [`CapType`]), reserved (1), rights (2), object (2:
 //! the partition index of a control capability, the queue index of a queue end,
 //! else 0), badge (2: the holder's index on a queue send end, else 0); then its
-//! [`Resources`] block (248 bytes, with its receive window); then its
+//! [`Resources`] block (256 bytes, with its receive window and memory shares); then its
 //! [`Supervision`] block (12 bytes: trap policy, restart budget, watchdog period)
 //! and reserved (4, zero), which keep records a multiple of 8 bytes long.
 //!
@@ -50,7 +50,7 @@ use crate::supervision::{SUPERVISION_SIZE, Supervision, TrapPolicy};
 /// The package magic.
 pub const MAGIC: [u8; 8] = *b"SEPTUMPK";
 /// The format version this core reads and writes.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 /// Most partitions a system may have.
 pub const MAX_PARTITIONS: usize = 8;
 /// Longest partition name, in bytes.
@@ -69,7 +69,7 @@ const SUPERVISION_OFFSET: usize = RESOURCES_OFFSET + RESOURCES_SIZE;
 const RECORD_PADDING: usize = 4;
 const RECORD_SIZE: usize = SUPERVISION_OFFSET + SUPERVISION_SIZE + RECORD_PADDING;
 // The layout table in the module docs states this size.
-const _: () = assert!(RECORD_SIZE == 456 && RECORD_SIZE.is_multiple_of(8));
+const _: () = assert!(RECORD_SIZE == 464 && RECORD_SIZE.is_multiple_of(8));
 const QUEUE_SIZE: usize = 8;
 
 /// What a partition is for.
@@ -104,6 +104,27 @@ pub struct PartitionSpec<'a> {
     pub supervision: Supervision,
 }
 
+impl PartitionSpec<'_> {
+    /// Whether it holds a balloon capability: its memory then runs from its
+    /// minimum to its maximum (see [`septum_abi::balloon`]).
+    pub fn balloon(&self) -> bool {
+        self.caps
+            .iter()
+            .flatten()
+            .any(|cap| cap.ty == CapType::Balloon)
+    }
+
+    /// Bytes of RAM it always keeps: its minimum if it has a balloon, else all its
+    /// RAM. Its image lies inside, and it gets this size at entry.
+    pub fn kept_ram(&self) -> u64 {
+        if self.balloon() {
+            self.resources.memory_min
+        } else {
+            self.ram_size
+        }
+    }
+}
+
 /// One queue as the package describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueSpec {
@@ -136,12 +157,13 @@ pub enum PackageError {
     ServiceNotFirstOrNotUnique,
     /// Record `index` has RAM that is zero, not page-aligned in size, or too large.
     BadRamSize(usize),
-    /// Record `index` has an image outside the package or larger than its RAM.
+    /// Record `index` has an image outside the package, larger than its RAM, or
+    /// (with a balloon) larger than its minimum.
     BadImage(usize),
     /// Record `index` has an entry point outside its image or not 4-byte aligned.
     BadEntry(usize),
-    /// Record `index` has a malformed resources block, or memory limits that do not
-    /// bracket its RAM.
+    /// Record `index` has a malformed resources block, memory limits that do not
+    /// bracket its RAM, or (with a balloon) a minimum of zero or not page-aligned.
     BadResources(usize),
     /// Record `index`, slot `slot`: an unknown type, rights the type cannot carry,
     /// an object that does not exist, non-zero reserved bytes, a service-only
@@ -342,7 +364,7 @@ impl<'a> Package<'a> {
         let supervision = Supervision::decode(&record[SUPERVISION_OFFSET..])
             .filter(|s| padding_clear && (kind == Kind::Guest || s.policy == TrapPolicy::default()))
             .ok_or(PackageError::BadSupervision(index))?;
-        Ok(PartitionSpec {
+        let spec = PartitionSpec {
             name,
             kind,
             ram_size,
@@ -352,7 +374,16 @@ impl<'a> Package<'a> {
             caps,
             resources,
             supervision,
-        })
+        };
+        // A ballooning partition's image lies in the memory it always keeps.
+        let kept = spec.kept_ram();
+        if kept == 0 || !kept.is_multiple_of(septum_abi::layout::PAGE_SIZE) {
+            return Err(PackageError::BadResources(index));
+        }
+        if image.len() as u64 > kept {
+            return Err(PackageError::BadImage(index));
+        }
+        Ok(spec)
     }
 
     fn decode_cap(&self, raw: &[u8], holder: Kind, holder_index: usize) -> Result<Option<Cap>, ()> {

@@ -17,6 +17,8 @@
 //! | 136 | 16 × [`MAX_MMIO`] | MMIO blocks (base 8, size 8) |
 //! | 200 | 4 × [`MAX_PORTS`] | port ranges (first 2, count 2) |
 //! | 216 | 4 × [`MAX_IRQS`] | interrupts |
+//! | 248 | 4 | memory shares (weight against other ballooning guests) |
+//! | 252 | 4 | reserved (zero) |
 //!
 //! Entries past a count are zero.
 //!
@@ -24,7 +26,8 @@
 //! its maximum, every unused entry is zero, every MMIO block is page-aligned,
 //! non-empty and does not wrap, every port range is non-empty and does not wrap,
 //! every window is non-empty, the placement is 2 MiB aligned, and the receive
-//! window is a multiple of the page size no larger than [`MAX_RECEIVE_WINDOW`].
+//! window is a multiple of the page size no larger than [`MAX_RECEIVE_WINDOW`],
+//! and the reserved word is zero.
 
 /// Most time windows per partition.
 pub const MAX_WINDOWS: usize = 8;
@@ -38,11 +41,15 @@ pub const MAX_IRQS: usize = 8;
 pub const MAX_RECEIVE_WINDOW: u64 = 16 << 20;
 /// Where the grant lists start: after the fixed fields and the receive window.
 const LISTS_OFFSET: usize = 40;
-/// Bytes of an encoded block.
-pub const RESOURCES_SIZE: usize =
+/// Where the memory shares are: after the grant lists.
+const SHARES_OFFSET: usize =
     LISTS_OFFSET + MAX_WINDOWS * 12 + MAX_MMIO * 16 + MAX_PORTS * 4 + MAX_IRQS * 4;
+/// Bytes of an encoded block.
+pub const RESOURCES_SIZE: usize = SHARES_OFFSET + 8;
 // The layout table in the module docs states these offsets.
-const _: () = assert!(RESOURCES_SIZE == 248 && RESOURCES_SIZE.is_multiple_of(8));
+const _: () = assert!(SHARES_OFFSET == 248 && RESOURCES_SIZE.is_multiple_of(8));
+/// Memory shares of a partition whose description gives none.
+pub const DEFAULT_SHARES: u32 = 100;
 
 const PAGE: u64 = septum_abi::layout::PAGE_SIZE;
 const PLACEMENT_ALIGN: u64 = 2 << 20;
@@ -90,6 +97,8 @@ pub struct Resources {
     /// Bytes of its receive window (a multiple of the page size; 0 if it receives
     /// on no queue).
     pub receive_window: u64,
+    /// Its weight against the other ballooning guests in the memory scheduler.
+    pub shares: u32,
     windows: [Window; MAX_WINDOWS],
     windows_len: u8,
     mmio: [Mmio; MAX_MMIO],
@@ -119,6 +128,7 @@ impl Resources {
             memory_min,
             memory_max,
             cpus,
+            shares: DEFAULT_SHARES,
             ..Resources::default()
         }
     }
@@ -231,6 +241,8 @@ impl Resources {
             }
             offset += 4;
         }
+        resources.shares = u32_at(SHARES_OFFSET);
+        (u32_at(SHARES_OFFSET + 4) == 0).then_some(())?;
         Some(resources)
     }
 
@@ -264,6 +276,8 @@ impl Resources {
         for irq in &self.irqs {
             out.extend_from_slice(&irq.to_le_bytes());
         }
+        out.extend_from_slice(&self.shares.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
     }
 }
 

@@ -24,6 +24,7 @@ use core::fmt;
 use septum_abi::{CONSOLE_WRITE_MAX, Call, Error};
 
 use crate::audit::{AuditKind, AuditRecord, AuditRing};
+use crate::balloon::{self as balloon_memory, Balloon, BalloonError};
 use crate::caps::{self, CapTable, CapType, Rights};
 use crate::console::LineBuffer;
 use crate::event::Event;
@@ -33,6 +34,7 @@ use crate::package::{Kind, MAX_PARTITIONS, NAME_MAX, Package};
 use crate::schedule::{Schedule, ScheduleError, Turn};
 use crate::supervision::{MAX_RESTARTS, Supervision};
 
+mod balloon;
 mod queues;
 mod supervise;
 pub use supervise::{ESCAPE, Events, TRAP_LINES};
@@ -118,8 +120,12 @@ pub struct Partition {
     /// A restart or stop the service VM asked for while it ran on another core,
     /// carried out at its next entry to the kernel.
     deferred: Option<supervise::Deferred>,
-    /// While blocked in `wait`: the queue it waits on.
+    /// While blocked in `wait`: the queue it waits on, or its balloon
+    /// ([`balloon::BALLOON_WAIT`]).
     waiting: Option<u8>,
+    /// Bytes of RAM it always keeps, from the start of its RAM: all of it, or its
+    /// minimum if it has a balloon. Only there does the kernel take buffers.
+    kept_ram: u64,
 }
 
 impl Partition {
@@ -164,11 +170,14 @@ impl Partition {
         self.supervision
     }
 
-    /// Translates a guest buffer to host-physical memory if it lies wholly in this
-    /// partition's RAM.
+    /// Translates a guest buffer to host-physical memory if it lies wholly in the
+    /// RAM this partition always keeps (never in balloon memory, whose pages may
+    /// be backed by any frame or by none).
     pub fn translate(&self, guest_addr: u64, len: u64) -> Result<Range, Error> {
         let buffer = Range::from_start_size(guest_addr, len).ok_or(Error::BadAddress)?;
-        if !self.guest_ram.contains_range(&buffer) {
+        let kept =
+            Range::from_start_size(self.guest_ram.start, self.kept_ram).expect("inside its RAM");
+        if !kept.contains_range(&buffer) {
             return Err(Error::BadAddress);
         }
         let offset = guest_addr - self.guest_ram.start;
@@ -306,6 +315,8 @@ pub enum SystemError {
     BadCpu(usize),
     /// The queues do not fit the kernel's limits or the memory given for them.
     Queues(FlipError),
+    /// The memory given for the balloon does not fit its partitions.
+    Balloon(BalloonError),
 }
 
 /// A validated hypercall, ready to be carried out. It lives on the stack for one
@@ -320,6 +331,7 @@ enum Request {
     Shutdown(u64),
     Supervise(supervise::Request),
     Queue(queues::Request),
+    Balloon(balloon::Request),
 }
 
 /// All partitions and who runs.
@@ -337,6 +349,8 @@ pub struct System {
     flip: Flip,
     /// Per core: a window lent by an immediate send, as (lender, borrower).
     lent: [Option<(usize, usize)>; MAX_CPUS],
+    /// The balloon memory of the partitions that have one, and the free pool.
+    balloon: Balloon,
 }
 
 impl System {
@@ -344,12 +358,24 @@ impl System {
     /// partition sees its RAM; `host_ram[i]` is the machine RAM the back end set
     /// aside for partition `i` (its size must equal the package's RAM size);
     /// `flip_memory` is zeroed kernel memory of [`Flip::kernel_memory`] bytes for
-    /// the queues.
+    /// the queues. For a package with no balloon; see [`System::with_balloon`].
     pub fn new(
         package: &Package<'_>,
         guest_ram_base: u64,
         host_ram: &[Range],
         flip_memory: Range,
+    ) -> Result<System, SystemError> {
+        System::with_balloon(package, guest_ram_base, host_ram, flip_memory, &mut [])
+    }
+
+    /// As [`System::new`], with `balloon_words` (zeroed kernel memory of
+    /// [`Balloon::words_needed`] words) for the balloon.
+    pub fn with_balloon(
+        package: &Package<'_>,
+        guest_ram_base: u64,
+        host_ram: &[Range],
+        flip_memory: Range,
+        balloon_words: &'static mut [u32],
     ) -> Result<System, SystemError> {
         if host_ram.len() != package.len() {
             return Err(SystemError::PlacementCount);
@@ -388,6 +414,7 @@ impl System {
                 heartbeat_due_us: None,
                 deferred: None,
                 waiting: None,
+                kept_ram: spec.kept_ram(),
             };
             // Cannot fail: a valid package has at most MAX_PARTITIONS partitions.
             let _ = partitions.push(partition);
@@ -398,7 +425,17 @@ impl System {
                 .transpose()
                 .map_err(SystemError::BadSchedule)?;
         }
-        let flip = Flip::new(package, host_ram, flip_memory).map_err(SystemError::Queues)?;
+        // Queues flip only pages of kept memory.
+        let kept: heapless::Vec<Range, MAX_PARTITIONS> = package
+            .partitions()
+            .zip(host_ram)
+            .map(|(spec, host)| {
+                Range::from_start_size(host.start, spec.kept_ram()).expect("inside its RAM")
+            })
+            .collect();
+        let flip = Flip::new(package, &kept, flip_memory).map_err(SystemError::Queues)?;
+        let specs = balloon_memory::specs(package, host_ram);
+        let balloon = Balloon::new(&specs, balloon_words).map_err(SystemError::Balloon)?;
         Ok(System {
             partitions,
             service_ready: false,
@@ -408,6 +445,7 @@ impl System {
             loaded: [None; MAX_CPUS],
             flip,
             lent: [None; MAX_CPUS],
+            balloon,
         })
     }
 
@@ -612,6 +650,16 @@ impl System {
             Call::Shutdown => {
                 need(CapType::System, Rights::SHUTDOWN).map(|_| Request::Shutdown(a2))
             }
+            Call::Wait if self.balloon_wait(caller, slot) => {
+                Ok(Request::Balloon(balloon::Request::Wait))
+            }
+            number @ (Call::Inflate
+            | Call::Deflate
+            | Call::BalloonReport
+            | Call::SetMemoryTarget
+            | Call::MemoryInfo) => self
+                .decode_balloon(caller, number, call.args)
+                .map(Request::Balloon),
             queue @ (Call::Send
             | Call::SendBatch
             | Call::Receive
@@ -636,6 +684,7 @@ impl System {
             Request::Null => self.resume_caller(caller, Reply::ok([0; 3])),
             Request::Supervise(request) => self.invoke_supervision(caller, request, platform),
             Request::Queue(request) => self.invoke_queue(caller, request, platform),
+            Request::Balloon(request) => self.invoke_balloon(caller, request, platform),
             Request::ConsoleWrite(range) => {
                 // Copied through a small buffer: zeroing a large one on every call
                 // would cost more than the copy itself.
@@ -690,6 +739,7 @@ impl System {
                     },
                 );
                 self.end_queues(caller, platform);
+                self.end_balloon(caller, platform);
                 self.notify_ended(caller, septum_abi::event::Kind::Exited, code, platform);
                 Dispatch::new(None, self.after(caller, platform))
             }
@@ -737,10 +787,13 @@ impl System {
         }
     }
 
-    /// The machine frame that backs RAM page `guest` of partition `index` (its
-    /// natural frame unless a restart replaced one; see [`Flip`]).
+    /// The machine frame that backs RAM page `guest` of partition `index`: for
+    /// kept memory its natural frame unless a restart replaced one (see
+    /// [`Flip`]); for a backed balloon page the frame the balloon gave it.
     pub fn ram_frame(&self, index: usize, guest: u64) -> u64 {
-        self.flip.slot_frame(index, guest)
+        self.balloon
+            .frame(index, guest)
+            .unwrap_or_else(|| self.flip.slot_frame(index, guest))
     }
 
     /// Lends the rest of `lender`'s window on its core to `borrower`.

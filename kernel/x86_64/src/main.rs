@@ -229,7 +229,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
             let vpid = u16::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
             let start = Start {
                 entry: RAM_BASE + spec.entry_offset,
-                ram_size: spec.ram_size,
+                ram_size: spec.kept_ram(),
                 argument: spec.argument,
                 vpid,
             };

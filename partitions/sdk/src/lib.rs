@@ -10,6 +10,7 @@
 #[cfg_attr(target_arch = "aarch64", path = "arch/aarch64.rs")]
 #[cfg_attr(target_arch = "x86_64", path = "arch/x86_64.rs")]
 pub mod arch;
+pub mod balloon;
 pub mod queue;
 pub mod supervise;
 

@@ -26,6 +26,8 @@ pub struct Event {
     pub detail: u64,
     /// Guests that have not ended, when the event was taken.
     pub live_guests: u64,
+    /// When it happened, in µs since boot (the kernel's clock).
+    pub time_us: u64,
     /// The register snapshot, or the typed bytes of an input event.
     pub snapshot: [u64; event::SNAPSHOT_WORDS],
 }
@@ -64,6 +66,7 @@ pub fn wait_event(slot: u64) -> Result<Event, Error> {
             address: record[event::WORD_ADDRESS],
             syndrome: record[event::WORD_SYNDROME],
             detail: record[event::WORD_DETAIL],
+            time_us: record[event::WORD_TIME],
             live_guests,
             snapshot,
         });
@@ -170,4 +173,65 @@ pub fn slots_of(ty: CapType) -> impl Iterator<Item = (u64, u16)> {
         Ok(Some((found, _, object))) if found == ty => Some((slot, object)),
         _ => None,
     })
+}
+
+/// A guest's memory as [`memory_info`] reads it (pages): the kernel's counts,
+/// then what the guest last claimed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryInfo {
+    /// Pages it holds, as the kernel counts them.
+    pub held: u64,
+    /// Its target.
+    pub target: u64,
+    /// Its minimum.
+    pub min: u64,
+    /// Its maximum.
+    pub max: u64,
+    /// Its memory at entry.
+    pub initial: u64,
+    /// Claimed: free pages in its allocator.
+    pub free: u64,
+    /// Claimed: pages in use.
+    pub used: u64,
+    /// Claimed: failed allocations since it started.
+    pub failures: u64,
+    /// Reports since it started.
+    pub reports: u64,
+    /// Its weight in the memory scheduler (0 without a balloon).
+    pub shares: u32,
+    /// Frames free in the kernel's pool (the same for every guest).
+    pub pool: u64,
+}
+
+/// Reads the memory of the guest of control capability `slot`.
+pub fn memory_info(slot: u64) -> Result<MemoryInfo, Error> {
+    use septum_abi::balloon::{INFO_WORDS, info};
+    let mut words = [0u64; INFO_WORDS];
+    let [shares, pool, _] = typed(
+        Call::MemoryInfo,
+        [slot, words.as_mut_ptr() as u64, 0, 0, 0, 0],
+    )?;
+    Ok(MemoryInfo {
+        held: words[info::HELD],
+        target: words[info::TARGET],
+        min: words[info::MIN],
+        max: words[info::MAX],
+        initial: words[info::INITIAL],
+        free: words[info::FREE],
+        used: words[info::USED],
+        failures: words[info::FAILURES],
+        reports: words[info::REPORTS],
+        shares: shares as u32,
+        pool,
+    })
+}
+
+/// Sets the memory target (pages) of the guest of control capability `slot`, if
+/// still at `generation` (0: any).
+pub fn set_memory_target(slot: u64, generation: u32, pages: u64) -> Result<(), Error> {
+    typed(
+        Call::SetMemoryTarget,
+        [slot, u64::from(generation), pages, 0, 0, 0],
+    )
+    .map(|_| ())
 }

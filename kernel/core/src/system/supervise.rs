@@ -70,7 +70,7 @@ pub(super) enum Deferred {
 /// The service VM's event queue and console state.
 #[derive(Debug, Default)]
 pub struct Events {
-    queue: Deque<Record, EVENT_CAPACITY>,
+    pub(super) queue: Deque<Record, EVENT_CAPACITY>,
     /// The service VM took an event about this partition and has not waited
     /// since: it is handling it.
     handling: Option<usize>,
@@ -429,7 +429,12 @@ impl System {
             | Call::Receive
             | Call::Release
             | Call::Reclaim
-            | Call::Wait => unreachable!("decoded by System::decode"),
+            | Call::Wait
+            | Call::Inflate
+            | Call::Deflate
+            | Call::BalloonReport
+            | Call::SetMemoryTarget
+            | Call::MemoryInfo => unreachable!("decoded by System::decode"),
         }
     }
 
@@ -476,7 +481,7 @@ impl System {
                 ok([
                     partition.state.abi() as u64,
                     identity,
-                    partition.host_ram.size(),
+                    super::balloon::held_bytes(self, target),
                 ])
             }
             Request::Resume { target, skip } => {
@@ -584,6 +589,8 @@ impl System {
     /// Restarts `index` if its budget allows: a new generation, runnable, with a
     /// reload for the back end. Past the budget it is stopped for good instead.
     fn restart(&mut self, index: usize, platform: &mut impl Platform) -> Result<Effect, Error> {
+        // Its initial memory must come back whole, or it is not restarted.
+        self.balloon.can_restart(index)?;
         let now_us = platform.now_us();
         let partition = &mut self.partitions[index];
         let period_us = u64::from(partition.supervision.budget.period_ms) * 1000;
@@ -611,6 +618,7 @@ impl System {
         partition.console.clear();
         partition.arm_watchdog(now_us);
         self.restart_queues(index, platform);
+        self.restart_balloon(index, platform);
         let partition = &mut self.partitions[index];
         emit(
             platform,
@@ -701,6 +709,7 @@ impl System {
         );
         self.audit_now(index, AuditKind::Stop, [cause.number(), 0], platform);
         self.end_queues(index, platform);
+        self.end_balloon(index, platform);
         if cause != StopCause::Service {
             self.notify_ended(index, EventKind::Stopped, cause.number(), platform);
         }
@@ -708,7 +717,7 @@ impl System {
 
     /// Queues an event for the service VM and wakes it if it waits. Only
     /// suspensions may use the last [`MAX_PARTITIONS`] places.
-    fn post(&mut self, record: Record, platform: &mut impl Platform) {
+    pub(super) fn post(&mut self, record: Record, platform: &mut impl Platform) {
         let kind = EventKind::from_number(record[WORD_KIND]);
         let reserved = self.events.queue.capacity() - self.events.queue.len() <= MAX_PARTITIONS;
         if reserved && !kind.is_some_and(EventKind::suspends) {
@@ -724,7 +733,12 @@ impl System {
         }
     }
 
-    fn record(&self, kind: EventKind, index: usize, platform: &mut impl Platform) -> Record {
+    pub(super) fn record(
+        &self,
+        kind: EventKind,
+        index: usize,
+        platform: &mut impl Platform,
+    ) -> Record {
         let mut record = [0; RECORD_SIZE / 8];
         record[WORD_KIND] = kind as u64;
         record[WORD_PARTITION] = index as u64;

@@ -424,8 +424,12 @@ fn needed(number: u64) -> Option<(CapType, Rights)> {
         Call::Identify => return None,
         Call::Send | Call::SendBatch | Call::Reclaim => (CapType::QueueSend, Rights::SEND),
         Call::Receive | Call::Release => (CapType::QueueReceive, Rights::RECEIVE),
-        // Either end of a queue will do.
+        // Either end of a queue, or a balloon, will do.
         Call::Wait => return None,
+        Call::Inflate | Call::BalloonReport => (CapType::Balloon, Rights::INFLATE),
+        Call::Deflate => (CapType::Balloon, Rights::DEFLATE),
+        Call::SetMemoryTarget => (CapType::Control, Rights::SET_MEMORY_TARGET),
+        Call::MemoryInfo => (CapType::Control, Rights::INSPECT),
     })
 }
 

@@ -1,0 +1,248 @@
+//! The balloon hypercalls: a guest's `inflate`, `deflate`, `balloon_report` and
+//! `wait` on its balloon, and the service VM's `set_memory_target` and
+//! `memory_info`, decoded against the caller's capabilities and carried out on
+//! the [`Balloon`](crate::balloon::Balloon).
+//!
+//! Invariants:
+//! - a guest reaches only its own balloon, through its balloon capability; the
+//!   service VM reaches a guest's target and counts only through a control
+//!   capability for it, with the right `set-memory-target` or `inspect`;
+//! - the counts the service VM reads are the kernel's (pages held, target,
+//!   limits); what the guest claims (free, used, failures) is shown beside them,
+//!   never instead of them;
+//! - a target is set only within the guest's minimum and maximum;
+//! - a guest blocked in a balloon wait runs again when its target changes, or
+//!   when it is restarted or stopped;
+//! - at most one memory event per guest waits in the service VM's queue.
+
+use septum_abi::balloon::{BATCH_MAX, INFO_WORDS, info};
+use septum_abi::event::{Kind as EventKind, WORD_KIND, WORD_PARTITION};
+use septum_abi::layout::PAGE_SIZE;
+use septum_abi::{Call, Error};
+
+use super::{Dispatch, Platform, Reply, State, System};
+use crate::balloon::Direction;
+use crate::caps::{self, CapType, Rights};
+use crate::memory::Range;
+
+/// What a partition blocked in a balloon wait has in its `waiting` field: no
+/// queue has this index.
+pub(super) const BALLOON_WAIT: u8 = u8::MAX;
+
+/// A validated balloon call.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Request {
+    Batch { direction: Direction, list: Range },
+    Report { free: u64, used: u64, failures: u64 },
+    Wait,
+    SetTarget { target: usize, pages: u64 },
+    Info { target: usize, buffer: Range },
+}
+
+impl System {
+    /// Whether `slot` of `caller` holds a balloon capability a wait may name.
+    pub(super) fn balloon_wait(&self, caller: usize, slot: u64) -> bool {
+        let table = &self.partitions[caller].caps;
+        caps::lookup(table, slot, CapType::Balloon, Rights::INFLATE).is_ok()
+    }
+
+    pub(super) fn decode_balloon(
+        &self,
+        caller: usize,
+        call: Call,
+        args: [u64; 6],
+    ) -> Result<Request, Error> {
+        let table = &self.partitions[caller].caps;
+        let [slot, a2, a3, a4, ..] = args;
+        let need = |ty, right| caps::lookup(table, slot, ty, right);
+        match call {
+            Call::Inflate | Call::Deflate => {
+                let (direction, right) = if call == Call::Inflate {
+                    (Direction::Inflate, Rights::INFLATE)
+                } else {
+                    (Direction::Deflate, Rights::DEFLATE)
+                };
+                need(CapType::Balloon, right)?;
+                if a3 == 0 {
+                    return Err(Error::InvalidArgument);
+                }
+                if a3 > BATCH_MAX as u64 {
+                    return Err(Error::TooLong);
+                }
+                let list = self.guest_buffer(caller, a2, a3 * 8)?;
+                Ok(Request::Batch { direction, list })
+            }
+            Call::BalloonReport => {
+                need(CapType::Balloon, Rights::INFLATE)?;
+                Ok(Request::Report {
+                    free: a2,
+                    used: a3,
+                    failures: a4,
+                })
+            }
+            Call::SetMemoryTarget => {
+                let target = usize::from(need(CapType::Control, Rights::SET_MEMORY_TARGET)?.object);
+                let generation = self.partitions[target].generation;
+                if a2 != 0 && a2 != u64::from(generation) {
+                    return Err(Error::PeerRestarted);
+                }
+                let memory = self.balloon.memory(target).ok_or(Error::BadState)?;
+                if a3 < memory.min {
+                    return Err(Error::BelowMinimum);
+                }
+                if a3 > memory.max {
+                    return Err(Error::AboveMaximum);
+                }
+                Ok(Request::SetTarget { target, pages: a3 })
+            }
+            Call::MemoryInfo => {
+                let target = usize::from(need(CapType::Control, Rights::INSPECT)?.object);
+                let buffer = self.guest_buffer(caller, a2, (INFO_WORDS * 8) as u64)?;
+                Ok(Request::Info { target, buffer })
+            }
+            _ => unreachable!("only balloon calls are decoded here"),
+        }
+    }
+
+    pub(super) fn invoke_balloon(
+        &mut self,
+        caller: usize,
+        request: Request,
+        platform: &mut impl Platform,
+    ) -> Dispatch {
+        match request {
+            Request::Batch { direction, list } => {
+                let count = (list.size() / 8) as usize;
+                let mut bytes = [0u8; BATCH_MAX * 8];
+                platform.read_ram(list.start, &mut bytes[..count * 8]);
+                let mut pages = [0u64; BATCH_MAX];
+                for (page, word) in pages.iter_mut().zip(bytes.chunks_exact(8)) {
+                    *page = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+                }
+                let flip = &self.flip;
+                let in_flight = |guest| flip.in_flight(caller, guest);
+                let result =
+                    self.balloon
+                        .batch(caller, direction, &pages[..count], in_flight, platform);
+                match result {
+                    Ok(memory) => {
+                        self.resume_caller(caller, Reply::ok([memory.held, memory.target, 0]))
+                    }
+                    Err(error) => {
+                        // Waiting for the pool to fill is normal under contention.
+                        if error != Error::PoolEmpty {
+                            let number = match direction {
+                                Direction::Inflate => Call::Inflate,
+                                Direction::Deflate => Call::Deflate,
+                            };
+                            self.note_refusal(caller, number as u64, error, platform);
+                        }
+                        self.resume_caller(caller, Reply::error(error))
+                    }
+                }
+            }
+            Request::Report {
+                free,
+                used,
+                failures,
+            } => {
+                let memory = self.balloon.report(caller, free, used, failures);
+                self.post_memory(caller, platform);
+                self.resume_caller(caller, Reply::ok([memory.target, memory.held, memory.max]))
+            }
+            Request::Wait => {
+                if self.balloon.has_news(caller) {
+                    let target = self.balloon.tell(caller);
+                    return self.resume_caller(caller, Reply::ok([target, 0, 0]));
+                }
+                let partition = &mut self.partitions[caller];
+                partition.state = State::Blocked;
+                partition.waiting = Some(BALLOON_WAIT);
+                self.end_loan(caller);
+                let next = self.after(caller, platform);
+                Dispatch::new(Some(Reply::ok([0; 3])), next)
+            }
+            Request::SetTarget { target, pages } => {
+                let changed = self
+                    .balloon
+                    .set_target(target, pages)
+                    .expect("checked by decode");
+                if changed {
+                    self.wake(target, usize::from(BALLOON_WAIT), platform);
+                }
+                self.resume_caller(caller, Reply::ok([0; 3]))
+            }
+            Request::Info { target, buffer } => {
+                let mut words = [0u64; INFO_WORDS];
+                match self.balloon.memory(target) {
+                    Some(memory) => {
+                        words[info::HELD] = memory.held;
+                        words[info::TARGET] = memory.target;
+                        words[info::MIN] = memory.min;
+                        words[info::MAX] = memory.max;
+                        words[info::INITIAL] = memory.initial;
+                        words[info::FREE] = memory.report.free;
+                        words[info::USED] = memory.report.used;
+                        words[info::FAILURES] = memory.report.failures;
+                        words[info::REPORTS] = memory.report.reports;
+                    }
+                    None => {
+                        // Without a balloon its memory is fixed.
+                        let pages = self.partitions[target].host_ram.size() / PAGE_SIZE;
+                        for word in [
+                            info::HELD,
+                            info::TARGET,
+                            info::MIN,
+                            info::MAX,
+                            info::INITIAL,
+                        ] {
+                            words[word] = pages;
+                        }
+                    }
+                }
+                let mut bytes = [0u8; INFO_WORDS * 8];
+                for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
+                    chunk.copy_from_slice(&word.to_le_bytes());
+                }
+                platform.write_ram(buffer.start, &bytes);
+                let shares = self.balloon.memory(target).map_or(0, |m| m.shares);
+                let pool = self.balloon.free();
+                self.resume_caller(caller, Reply::ok([u64::from(shares), pool, 0]))
+            }
+        }
+    }
+
+    /// Tells the service VM that `index` reported its memory, unless an event
+    /// saying so already waits.
+    fn post_memory(&mut self, index: usize, platform: &mut impl Platform) {
+        let queued = self.events.queue.iter().any(|record| {
+            record[WORD_KIND] == EventKind::Memory as u64 && record[WORD_PARTITION] == index as u64
+        });
+        if queued || self.partitions[0].state.ended() {
+            return;
+        }
+        let record = self.record(EventKind::Memory, index, platform);
+        self.post(record, platform);
+    }
+
+    /// Restarts `index`'s balloon memory (see
+    /// [`Balloon::restart`](crate::balloon::Balloon::restart)).
+    pub(super) fn restart_balloon(&mut self, index: usize, platform: &mut impl Platform) {
+        self.balloon.restart(index, platform);
+    }
+
+    /// Gives the balloon memory of `index`, which ended, to the pool.
+    pub(super) fn end_balloon(&mut self, index: usize, platform: &mut impl Platform) {
+        self.balloon.end(index, platform);
+    }
+}
+
+/// The memory a partition holds, in bytes, as [`Call::Inspect`] reports it.
+pub(super) fn held_bytes(system: &System, index: usize) -> u64 {
+    system
+        .balloon
+        .memory(index)
+        .map_or(system.partitions[index].host_ram.size(), |m| {
+            m.held * PAGE_SIZE
+        })
+}

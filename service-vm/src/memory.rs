@@ -1,0 +1,214 @@
+//! The memory scheduler: on every memory report from a guest, one round of the
+//! policy of [`septum_core::memsched`] over every guest with a balloon, and the
+//! new targets handed to the kernel. It also prints the memory lines the host
+//! tool turns into a CSV and a chart, and watches for guests that ignore their
+//! target.
+//!
+//! The scheduler works from the kernel's counts ([`MemoryInfo::held`]), never
+//! from what a guest claims: a guest's reported use only weighs in up to what it
+//! holds (see [`septum_core::memsched`]).
+//!
+//! Settings come from the service VM's boot argument (the description's
+//! `argument`), so a system sets them without rebuilding the service VM:
+//!
+//! | bits | setting | 0 means |
+//! |---|---|---|
+//! | 8-15 | idle memory tax, percent (below 100) | [`DEFAULT_TAX`] |
+//! | 16-31 | most pages a target moves in one round | [`DEFAULT_STEP`] |
+//! | 32-39 | rounds a guest may hold more than its target without giving any back before it counts as refusing | never |
+//! | 40 | stop a refusing guest (else only report it) | report |
+
+use septum_core::memsched::{self, Guest, Policy};
+use septum_sdk::println;
+use septum_sdk::supervise::{self, MemoryInfo};
+
+use crate::Guests;
+
+/// Idle memory tax when the boot argument gives none (as ESX's default).
+pub const DEFAULT_TAX: u8 = 75;
+/// Pages a target moves per round when the boot argument gives none (16 MiB).
+pub const DEFAULT_STEP: u64 = 4096;
+const PAGE_KIB: u64 = 4;
+/// A target moves only by more than this (2 MiB): the policy's answer may swing
+/// by a quantum or two from round to round as a guest's pressure comes and goes,
+/// and following every swing would have the balloons give and take the same
+/// pages over and over.
+const DEAD_BAND: u64 = 512;
+
+/// The scheduler's state between rounds.
+pub struct Scheduler {
+    policy: Policy,
+    refusal_rounds: u64,
+    stop_refusers: bool,
+    /// Per partition index: failures seen last round, rounds refusing, the
+    /// (target, held) last printed.
+    failures: [u64; 8],
+    refusing: [u64; 8],
+    printed: [(u64, u64); 8],
+    last_held: [u64; 8],
+}
+
+impl Scheduler {
+    /// A scheduler with the settings of boot argument `argument`.
+    pub fn new(argument: u64) -> Scheduler {
+        let tax = ((argument >> 8) & 0xff) as u8;
+        let step = (argument >> 16) & 0xffff;
+        Scheduler {
+            policy: Policy {
+                idle_tax_percent: if tax == 0 { DEFAULT_TAX } else { tax.min(99) },
+                step: if step == 0 { DEFAULT_STEP } else { step },
+            },
+            refusal_rounds: (argument >> 32) & 0xff,
+            stop_refusers: argument & (1 << 40) != 0,
+            failures: [0; 8],
+            refusing: [0; 8],
+            printed: [(0, 0); 8],
+            last_held: [0; 8],
+        }
+    }
+
+    /// One round at `time_us`: reads every ballooning guest's memory, sets the
+    /// targets the policy gives, prints what changed, and acts on refusers.
+    pub fn round(&mut self, guests: &Guests, time_us: u64) {
+        let mut live: heapless::Vec<(u64, usize, MemoryInfo), 8> = heapless::Vec::new();
+        // Every frame a ballooning guest started with above its minimum can go to
+        // any live one; an ended guest's went back to the kernel's pool.
+        let mut available = 0;
+        let (mut balloon_held, mut pool) = (0, 0);
+        for &(control, index) in guests {
+            let Ok(info) = supervise::memory_info(control) else {
+                continue;
+            };
+            if info.shares == 0 {
+                continue;
+            }
+            available += info.initial - info.min;
+            balloon_held += info.held - info.min;
+            pool = info.pool;
+            let ended = supervise::inspect(control).is_ok_and(|i| {
+                matches!(
+                    i.state,
+                    septum_abi::PartitionState::Exited | septum_abi::PartitionState::Stopped
+                )
+            });
+            if !ended {
+                available += info.min;
+                let _ = live.push((control, usize::from(index) % 8, info));
+            }
+        }
+        // The kernel's conservation law, seen from here: every frame the
+        // ballooning guests started with is held by one of them or in the pool.
+        let frames = available - live.iter().map(|(_, _, i)| i.min).sum::<u64>();
+        if balloon_held + pool != frames {
+            println!("memory ledger broken: {balloon_held} held + {pool} free != {frames}");
+        }
+        let inputs: heapless::Vec<Guest, 8> = live
+            .iter()
+            .map(|&(_, index, info)| Guest {
+                min: info.min,
+                max: info.max,
+                shares: info.shares,
+                current: info.held,
+                // Kept memory is in use by definition.
+                used: info.min + info.used,
+                pressure: info.failures > self.failures[index],
+                target: info.target,
+            })
+            .collect();
+        let targets = match memsched::targets(&self.policy, available, &inputs) {
+            Ok(targets) => targets,
+            Err(error) => {
+                println!("memory scheduler: no targets ({error:?})");
+                return;
+            }
+        };
+        for (&(control, index, info), &target) in live.iter().zip(&targets) {
+            self.failures[index] = info.failures;
+            let moves = target.abs_diff(info.target) > DEAD_BAND
+                || (target != info.target && (target == info.min || target == info.max));
+            let target = if moves { target } else { info.target };
+            if moves && let Err(error) = supervise::set_memory_target(control, 0, target) {
+                println!("memory target refused: {}", error.name());
+            }
+            self.watch_refusal(control, index, &info);
+            if self.printed[index] != (target, info.held) {
+                self.printed[index] = (target, info.held);
+                print_line(control, time_us, target, &info);
+            }
+        }
+    }
+
+    /// Counts the rounds a guest holds more than its target without giving any
+    /// back, and acts when they reach the configured limit.
+    fn watch_refusal(&mut self, control: u64, index: usize, info: &MemoryInfo) {
+        let gave_back = info.held < self.last_held[index];
+        self.last_held[index] = info.held;
+        if info.held <= info.target || gave_back {
+            self.refusing[index] = 0;
+            return;
+        }
+        self.refusing[index] += 1;
+        if self.refusal_rounds == 0 || self.refusing[index] != self.refusal_rounds {
+            return;
+        }
+        let name = crate::name_of(control);
+        println!(
+            "{name} ignores its memory target ({} pages held, target {}) for {} rounds{}",
+            info.held,
+            info.target,
+            self.refusal_rounds,
+            if self.stop_refusers {
+                ": stopping it"
+            } else {
+                ""
+            }
+        );
+        if self.stop_refusers
+            && let Err(error) = supervise::stop(control, 0)
+        {
+            println!("stop of {name} refused: {}", error.name());
+        }
+    }
+}
+
+fn print_line(control: u64, time_us: u64, target: u64, info: &MemoryInfo) {
+    println!(
+        "mem t={}ms {} target={}K actual={}K min={}K max={}K used={}K",
+        time_us / 1000,
+        crate::name_of(control),
+        target * PAGE_KIB,
+        info.held * PAGE_KIB,
+        info.min * PAGE_KIB,
+        info.max * PAGE_KIB,
+        (info.min + info.used.min(info.held - info.min)) * PAGE_KIB
+    );
+}
+
+/// The console's `mem` command: every guest's memory, as the kernel counts it.
+pub fn list(guests: &Guests) {
+    println!("  name         target     actual     min        max        claimed-used");
+    for &(control, _) in guests {
+        let Ok(info) = supervise::memory_info(control) else {
+            continue;
+        };
+        println!(
+            "  {:<12} {:<10} {:<10} {:<10} {:<10} {}",
+            crate::name_of(control),
+            kib(info.target),
+            kib(info.held),
+            kib(info.min),
+            kib(info.max),
+            if info.shares == 0 {
+                heapless::String::<16>::try_from("-").unwrap_or_default()
+            } else {
+                kib(info.min + info.used)
+            }
+        );
+    }
+}
+
+fn kib(pages: u64) -> heapless::String<16> {
+    let mut text = heapless::String::new();
+    let _ = core::fmt::write(&mut text, format_args!("{}K", pages * PAGE_KIB));
+    text
+}
