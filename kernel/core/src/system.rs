@@ -739,7 +739,7 @@ impl System {
                     },
                 );
                 self.end_queues(caller, platform);
-                self.end_balloon(caller, platform);
+                self.balloon.end(caller, platform);
                 self.notify_ended(caller, septum_abi::event::Kind::Exited, code, platform);
                 Dispatch::new(None, self.after(caller, platform))
             }

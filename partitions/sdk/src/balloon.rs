@@ -125,6 +125,10 @@ impl Allocator {
         self.base + page as u64 * PAGE_SIZE
     }
 
+    fn page_of(&self, address: u64) -> usize {
+        ((address - self.base) / PAGE_SIZE) as usize
+    }
+
     fn count(map: &[u64; WORDS]) -> u64 {
         map.iter().map(|w| u64::from(w.count_ones())).sum()
     }
@@ -161,7 +165,7 @@ impl Allocator {
 
     /// Puts the page at `address` (from [`Allocator::allocate`]) back.
     pub fn release(&mut self, address: u64) {
-        let page = ((address - self.base) / PAGE_SIZE) as usize;
+        let page = self.page_of(address);
         if page < self.pages && bit(&self.backed, page) {
             set(&mut self.free, page, true);
         }
@@ -184,15 +188,6 @@ impl Allocator {
         taken
     }
 
-    /// Puts back pages [`Allocator::take_for_balloon`] took (the kernel refused).
-    fn undo_take(&mut self, list: &[u64]) {
-        for &address in list {
-            let page = ((address - self.base) / PAGE_SIZE) as usize;
-            set(&mut self.backed, page, true);
-            set(&mut self.free, page, true);
-        }
-    }
-
     /// Writes up to `list.len()` holes, lowest first, to `list`.
     fn holes(&self, list: &mut [u64]) -> usize {
         let mut found = 0;
@@ -208,10 +203,11 @@ impl Allocator {
         found
     }
 
-    /// Marks `list` (holes the kernel just backed) backed and free.
-    fn backed_again(&mut self, list: &[u64]) {
+    /// Marks `list` backed and free: holes the kernel just backed, or pages
+    /// [`Allocator::take_for_balloon`] took that the kernel refused.
+    fn mark_backed_free(&mut self, list: &[u64]) {
         for &address in list {
-            let page = ((address - self.base) / PAGE_SIZE) as usize;
+            let page = self.page_of(address);
             set(&mut self.backed, page, true);
             set(&mut self.free, page, true);
         }
@@ -298,7 +294,7 @@ impl Driver {
                         step.inflated = taken as u64;
                     }
                     Err(error) => {
-                        allocator.undo_take(&self.list[..taken]);
+                        allocator.mark_backed_free(&self.list[..taken]);
                         step.refused = Some(error);
                     }
                 }
@@ -309,7 +305,7 @@ impl Driver {
             if found > 0 {
                 match deflate(self.slot, &self.list[..found]) {
                     Ok(memory) => {
-                        allocator.backed_again(&self.list[..found]);
+                        allocator.mark_backed_free(&self.list[..found]);
                         step.held = memory.held;
                         step.deflated = found as u64;
                     }

@@ -20,6 +20,18 @@ fn spec<'a>(name: &'a str, kind: Kind, image: &'a [u8]) -> PartitionSpec<'a> {
     }
 }
 
+/// A capability table holding only a balloon.
+fn balloon_caps() -> [Option<Cap>; CAP_SLOTS] {
+    let mut caps = [None; CAP_SLOTS];
+    caps[0] = Some(Cap {
+        ty: CapType::Balloon,
+        rights: CapType::Balloon.possible_rights(),
+        object: 0,
+        badge: 0,
+    });
+    caps
+}
+
 /// Stops on MMIO traps, 5 restarts a minute, a 50 ms watchdog.
 fn strict() -> Supervision {
     Supervision {
@@ -155,6 +167,18 @@ fn each_rule_is_enforced() {
                 ..spec("s", Kind::Service, &[0; 4097])
             }],
             PackageError::BadImage(0),
+        ),
+        (
+            // A balloon's image must lie in the memory it always keeps.
+            vec![
+                spec("s", Kind::Service, &img),
+                PartitionSpec {
+                    resources: Resources::new(0x1000, 0x20_0000, 1),
+                    caps: balloon_caps(),
+                    ..spec("g", Kind::Guest, &[0; 0x2000])
+                },
+            ],
+            PackageError::BadImage(1),
         ),
         (
             vec![PartitionSpec {

@@ -224,17 +224,6 @@ impl System {
         let record = self.record(EventKind::Memory, index, platform);
         self.post(record, platform);
     }
-
-    /// Restarts `index`'s balloon memory (see
-    /// [`Balloon::restart`](crate::balloon::Balloon::restart)).
-    pub(super) fn restart_balloon(&mut self, index: usize, platform: &mut impl Platform) {
-        self.balloon.restart(index, platform);
-    }
-
-    /// Gives the balloon memory of `index`, which ended, to the pool.
-    pub(super) fn end_balloon(&mut self, index: usize, platform: &mut impl Platform) {
-        self.balloon.end(index, platform);
-    }
 }
 
 /// The memory a partition holds, in bytes, as [`Call::Inspect`] reports it.

@@ -618,7 +618,7 @@ impl System {
         partition.console.clear();
         partition.arm_watchdog(now_us);
         self.restart_queues(index, platform);
-        self.restart_balloon(index, platform);
+        self.balloon.restart(index, platform);
         let partition = &mut self.partitions[index];
         emit(
             platform,
@@ -709,7 +709,7 @@ impl System {
         );
         self.audit_now(index, AuditKind::Stop, [cause.number(), 0], platform);
         self.end_queues(index, platform);
-        self.end_balloon(index, platform);
+        self.balloon.end(index, platform);
         if cause != StopCause::Service {
             self.notify_ended(index, EventKind::Stopped, cause.number(), platform);
         }
