@@ -4,9 +4,11 @@
 
 use core::arch::asm;
 
-/// Bytes of stack per core: a 160 KiB boot stack (the boot core moves the whole
-/// kernel state through it once), then a 32 KiB trap stack.
-pub const STACKS_PER_CORE: u64 = 0x30000;
+/// Bytes of stack per core: a 224 KiB boot stack (the boot core moves the whole
+/// kernel state through it once; the boot core's lies just above the system
+/// package, whose images restarts reload, so an overflow there corrupts them),
+/// then a 32 KiB trap stack.
+pub const STACKS_PER_CORE: u64 = 0x40000;
 
 /// Bytes of stack for all cores. The stacks are not part of the image file: they
 /// occupy the last `STACKS_BYTES` of the memory the Image header's `image_size`
