@@ -112,34 +112,7 @@ impl System {
     ) -> Dispatch {
         match request {
             Request::Batch { direction, list } => {
-                let count = (list.size() / 8) as usize;
-                let mut bytes = [0u8; BATCH_MAX * 8];
-                platform.read_ram(list.start, &mut bytes[..count * 8]);
-                let mut pages = [0u64; BATCH_MAX];
-                for (page, word) in pages.iter_mut().zip(bytes.chunks_exact(8)) {
-                    *page = u64::from_le_bytes(word.try_into().expect("8 bytes"));
-                }
-                let flip = &self.flip;
-                let in_flight = |guest| flip.in_flight(caller, guest);
-                let result =
-                    self.balloon
-                        .batch(caller, direction, &pages[..count], in_flight, platform);
-                match result {
-                    Ok(memory) => {
-                        self.resume_caller(caller, Reply::ok([memory.held, memory.target, 0]))
-                    }
-                    Err(error) => {
-                        // Waiting for the pool to fill is normal under contention.
-                        if error != Error::PoolEmpty {
-                            let number = match direction {
-                                Direction::Inflate => Call::Inflate,
-                                Direction::Deflate => Call::Deflate,
-                            };
-                            self.note_refusal(caller, number as u64, error, platform);
-                        }
-                        self.resume_caller(caller, Reply::error(error))
-                    }
-                }
+                self.balloon_batch(caller, direction, list, platform)
             }
             Request::Report {
                 free,
@@ -208,6 +181,45 @@ impl System {
                 let shares = self.balloon.memory(target).map_or(0, |m| m.shares);
                 let pool = self.balloon.free();
                 self.resume_caller(caller, Reply::ok([u64::from(shares), pool, 0]))
+            }
+        }
+    }
+
+    /// Carries out an inflate or deflate of the `list` (checked to lie in the
+    /// caller's kept memory). Kept out of line: its 8 KiB of buffers would
+    /// otherwise sit in the frame of every hypercall.
+    #[inline(never)]
+    fn balloon_batch(
+        &mut self,
+        caller: usize,
+        direction: Direction,
+        list: Range,
+        platform: &mut impl Platform,
+    ) -> Dispatch {
+        let count = (list.size() / 8) as usize;
+        let mut bytes = [0u8; BATCH_MAX * 8];
+        platform.read_ram(list.start, &mut bytes[..count * 8]);
+        let mut pages = [0u64; BATCH_MAX];
+        for (page, word) in pages.iter_mut().zip(bytes.chunks_exact(8)) {
+            *page = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        }
+        let flip = &self.flip;
+        let in_flight = |guest| flip.in_flight(caller, guest);
+        let result = self
+            .balloon
+            .batch(caller, direction, &pages[..count], in_flight, platform);
+        match result {
+            Ok(memory) => self.resume_caller(caller, Reply::ok([memory.held, memory.target, 0])),
+            Err(error) => {
+                // Waiting for the pool to fill is normal under contention.
+                if error != Error::PoolEmpty {
+                    let number = match direction {
+                        Direction::Inflate => Call::Inflate,
+                        Direction::Deflate => Call::Deflate,
+                    };
+                    self.note_refusal(caller, number as u64, error, platform);
+                }
+                self.resume_caller(caller, Reply::error(error))
             }
         }
     }
