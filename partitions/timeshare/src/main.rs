@@ -2,6 +2,8 @@
 //! partition actually ran, and checks it against the share its time windows give
 //! it. It reads the counter in a tight loop: a jump between two reads larger than
 //! [`GAP_TICKS`] is time it did not run (another partition's window, or idle).
+//! It measures whole frames: from the end of one gap to the end of the first gap
+//! after [`MEASURE_TICKS`].
 //!
 //! Boot argument: the expected share in per mille (0 to 999), plus 1000 times the
 //! style: 0 spins, 1 yields after every read, 2 makes the null hypercall after every
@@ -41,25 +43,33 @@ fn main(boot: Boot) -> u64 {
         Style::NullCall => "making the null call after every read",
     };
     println!("measuring my share of the CPU, {description}");
-    let start = arch::counter();
-    let mut last = start;
-    let mut ran = 0;
-    while last - start < MEASURE_TICKS {
-        match style {
-            Style::Spin => {}
-            Style::Yield => {
-                let _ = septum_sdk::yield_now(slot::SELF);
-            }
-            Style::NullCall => {
-                let _ = septum_sdk::null();
-            }
+    // Measure whole frames: from the end of a gap (the start of one of its
+    // windows) to the end of the first gap after MEASURE_TICKS. Ending anywhere
+    // else would count part of a gap or part of a window, off by up to a window.
+    let mut last = arch::counter();
+    let begun = last;
+    loop {
+        let now = step_and_read(&style);
+        let gap = now - last >= GAP_TICKS;
+        last = now;
+        if gap || now - begun >= MEASURE_TICKS {
+            break;
         }
-        let now = arch::counter();
+    }
+    let start = last;
+    let mut ran = 0;
+    loop {
+        let now = step_and_read(&style);
         let step = now - last;
+        last = now;
         if step < GAP_TICKS {
             ran += step;
         }
-        last = now;
+        let elapsed = now - start;
+        // A partition that is never off the CPU sees no gap: stop anyway.
+        if elapsed >= MEASURE_TICKS && (step >= GAP_TICKS || elapsed >= 4 * MEASURE_TICKS) {
+            break;
+        }
     }
     let elapsed = last - start;
     let share = ran * 1000 / elapsed;
@@ -69,4 +79,18 @@ fn main(boot: Boot) -> u64 {
         if within { "yes" } else { "no" }
     );
     u64::from(!within)
+}
+
+/// Does what `style` says between two reads, then reads the counter.
+fn step_and_read(style: &Style) -> u64 {
+    match style {
+        Style::Spin => {}
+        Style::Yield => {
+            let _ = septum_sdk::yield_now(slot::SELF);
+        }
+        Style::NullCall => {
+            let _ = septum_sdk::null();
+        }
+    }
+    arch::counter()
 }
