@@ -29,23 +29,50 @@ pub const DEFAULT_TAX: u8 = 75;
 /// Pages a target moves per round when the boot argument gives none (16 MiB).
 pub const DEFAULT_STEP: u64 = 4096;
 const PAGE_KIB: u64 = 4;
-/// A target moves only by more than this (2 MiB): the policy's answer may swing
-/// by a quantum or two from round to round as a guest's pressure comes and goes,
-/// and following every swing would have the balloons give and take the same
-/// pages over and over.
+/// A target stays within this much (2 MiB) of its entitlement (see
+/// [`memsched`]'s dead band).
 const DEAD_BAND: u64 = 512;
+/// A guest's memory line is printed when its target changes, when it reaches
+/// its target, and otherwise only once its memory moved this much (1 MiB) since
+/// the last line: a balloon moves a batch per report, and a line per batch
+/// would flood the console.
+const PRINT_STEP: u64 = 256;
 
 /// The scheduler's state between rounds.
 pub struct Scheduler {
     policy: Policy,
     refusal_rounds: u64,
     stop_refusers: bool,
-    /// Per partition index: failures seen last round, rounds refusing, the
-    /// (target, held) last printed.
-    failures: [u64; 8],
+    /// Per partition index: the guest's pressure as of its latest report.
+    pressure: [Pressure; 8],
+    /// Per partition index: rounds refusing, the (target, held) last printed,
+    /// the pages held last round.
     refusing: [u64; 8],
     printed: [(u64, u64); 8],
     last_held: [u64; 8],
+}
+
+/// Whether a guest is under allocation pressure, judged per report rather than
+/// per round: rounds also run on the other guests' reports, and a guest that
+/// failed allocations stays under pressure until it reports again without new
+/// failures. (Judged per round, the pressure of a guest flickered off whenever
+/// another guest reported, and the targets swung back and forth with it.)
+#[derive(Clone, Copy, Default)]
+struct Pressure {
+    reports: u64,
+    failures: u64,
+    under: bool,
+}
+
+impl Pressure {
+    fn update(&mut self, info: &MemoryInfo) -> bool {
+        if info.reports != self.reports {
+            self.under = info.failures > self.failures;
+            self.reports = info.reports;
+            self.failures = info.failures;
+        }
+        self.under
+    }
 }
 
 impl Scheduler {
@@ -57,10 +84,11 @@ impl Scheduler {
             policy: Policy {
                 idle_tax_percent: if tax == 0 { DEFAULT_TAX } else { tax.min(99) },
                 step: if step == 0 { DEFAULT_STEP } else { step },
+                dead_band: DEAD_BAND,
             },
             refusal_rounds: (argument >> 32) & 0xff,
             stop_refusers: argument & (1 << 40) != 0,
-            failures: [0; 8],
+            pressure: [Pressure::default(); 8],
             refusing: [0; 8],
             printed: [(0, 0); 8],
             last_held: [0; 8],
@@ -111,7 +139,7 @@ impl Scheduler {
                 current: info.held,
                 // Kept memory is in use by definition.
                 used: info.min + info.used,
-                pressure: info.failures > self.failures[index],
+                pressure: self.pressure[index].update(&info),
                 target: info.target,
             })
             .collect();
@@ -123,15 +151,16 @@ impl Scheduler {
             }
         };
         for (&(control, index, info), &target) in live.iter().zip(&targets) {
-            self.failures[index] = info.failures;
-            let moves = target.abs_diff(info.target) > DEAD_BAND
-                || (target != info.target && (target == info.min || target == info.max));
-            let target = if moves { target } else { info.target };
-            if moves && let Err(error) = supervise::set_memory_target(control, 0, target) {
+            if target != info.target
+                && let Err(error) = supervise::set_memory_target(control, 0, target)
+            {
                 println!("memory target refused: {}", error.name());
             }
             self.watch_refusal(control, index, &info);
-            if self.printed[index] != (target, info.held) {
+            let (printed_target, printed_held) = self.printed[index];
+            let settled = info.held == target && printed_held != info.held;
+            if target != printed_target || printed_held.abs_diff(info.held) >= PRINT_STEP || settled
+            {
                 self.printed[index] = (target, info.held);
                 print_line(control, time_us, target, &info);
             }

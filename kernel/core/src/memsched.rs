@@ -20,6 +20,13 @@
 //! targets never sum to more than the available memory: increases are cut first,
 //! then decreases go faster when they must.
 //!
+//! **Dead band.** A target within `dead_band` pages of its entitlement stays
+//! where it is (unless the entitlement is the guest's minimum or maximum): the
+//! entitlement swings by a quantum or two as pressure comes and goes, and
+//! following every swing would have balloons give and take the same pages over
+//! and over. A decrease is held only while the targets still fit the memory, so
+//! holding one never lets another guest's increase take memory nobody freed.
+//!
 //! Invariants (property-tested below):
 //! - the targets sum to at most the available memory;
 //! - every target lies in its guest's `[min, max]`;
@@ -39,6 +46,8 @@ pub struct Policy {
     pub idle_tax_percent: u8,
     /// Most pages a target moves in one round.
     pub step: u64,
+    /// Moves of this many pages or fewer are not made.
+    pub dead_band: u64,
 }
 
 /// One guest as the scheduler sees it (all sizes in pages).
@@ -162,7 +171,43 @@ pub fn targets(policy: &Policy, available: u64, guests: &[Guest]) -> Result<Targ
             excess -= cut;
         }
     }
-    Ok(next)
+    Ok(hold_small_moves(policy, available, guests, &ideal, next))
+}
+
+/// `next` with every target whose entitlement `ideal` lies within the dead band
+/// of its last target held there, except that decreases are made after all
+/// when holding them would not fit `available` (`next` fits, and holding an
+/// increase only lowers the sum).
+fn hold_small_moves(
+    policy: &Policy,
+    available: u64,
+    guests: &[Guest],
+    ideal: &Targets,
+    next: Targets,
+) -> Targets {
+    let settle = |hold_decreases: bool| -> Targets {
+        guests
+            .iter()
+            .zip(ideal.iter().zip(&next))
+            .map(|(guest, (&ideal, &target))| {
+                let last = guest.target.clamp(guest.min, guest.max);
+                let small = last.abs_diff(ideal) <= policy.dead_band
+                    && ideal != guest.min
+                    && ideal != guest.max;
+                if small && (hold_decreases || target >= last) {
+                    last
+                } else {
+                    target
+                }
+            })
+            .collect()
+    };
+    let held = settle(true);
+    if held.iter().sum::<u64>() <= available {
+        held
+    } else {
+        settle(false)
+    }
 }
 
 fn check(policy: &Policy, available: u64, guests: &[Guest]) -> Result<(), PolicyError> {
