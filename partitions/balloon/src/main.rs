@@ -6,8 +6,9 @@
 //!    once it has given memory away, ends when it holds its initial memory again
 //!    and its pages are intact;
 //! 2. **hungry**: allocates and fills pages until it holds `goal` more than it
-//!    started with (bits 8-31, in pages) or its allocator fails at its maximum;
-//!    reports the time it took and checks every page;
+//!    started with (bits 8-31, in pages; 0: up to its maximum); reports the
+//!    time from its start to then (`balloon-bench move`), fills what else it
+//!    got, and checks every page;
 //! 3. **hostile**: sends every kind of bad batch, checks each changed nothing,
 //!    then gives some pages back and takes some again; with bit 8 it then
 //!    panics and, restarted, checks it holds its initial memory again. Bits
@@ -41,6 +42,7 @@ fn main(boot: Boot) -> u64 {
         2 => hungry(
             &mut driver,
             &mut allocator,
+            held,
             (boot.argument >> 8) & 0xff_ffff,
             max,
         ),
@@ -113,11 +115,11 @@ fn idle(driver: &mut Driver, allocator: &mut Allocator, initial: u64) -> Result<
 fn hungry(
     driver: &mut Driver,
     allocator: &mut Allocator,
+    first: u64,
     goal: u64,
     max: u64,
 ) -> Result<(), Error> {
     let start = arch::counter();
-    let first = driver.step(allocator)?.held;
     let goal = if goal == 0 {
         max - first
     } else {

@@ -12,9 +12,13 @@
 //! - it keeps a **reserve** of free pages it never gives back, so that the
 //!   guest's own allocations do not fail because of the balloon;
 //! - when allocations failed since its last step, the guest is under
-//!   **pressure**: it gives nothing back that step and halves its rate;
-//! - otherwise each step moves at most its rate (doubling after each step that
-//!   moved pages, up to [`BATCH_MAX`]), in one batch.
+//!   **pressure**: it gives nothing back that step and halves its give-back
+//!   rate;
+//! - otherwise each step gives back at most that rate (doubling after each step
+//!   that gave pages back, up to [`BATCH_MAX`]), in one batch;
+//! - taking pages back is never slowed: a step below the target takes up to
+//!   [`BATCH_MAX`] pages at once, since a guest short of memory (often the one
+//!   under pressure) needs them soonest.
 //!
 //! It reports free, used and failed allocations to the service VM on every step;
 //! the report's answer is the target.
@@ -234,7 +238,8 @@ pub struct Driver {
     slot: u64,
     /// Free pages never given back.
     pub reserve: u64,
-    rate: usize,
+    /// Most pages the next step gives back.
+    inflate_rate: usize,
     failures_seen: u64,
     list: [u64; BATCH_MAX],
 }
@@ -245,7 +250,7 @@ impl Driver {
         Driver {
             slot,
             reserve,
-            rate: 64,
+            inflate_rate: 64,
             failures_seen: 0,
             list: [0; BATCH_MAX],
         }
@@ -281,17 +286,18 @@ impl Driver {
         let pressure = allocator.failures > self.failures_seen;
         self.failures_seen = allocator.failures;
         if pressure {
-            self.rate = (self.rate / 2).max(1);
+            self.inflate_rate = (self.inflate_rate / 2).max(1);
         }
         if held > target && !pressure {
             let spare = allocator.free_pages().saturating_sub(self.reserve);
-            let count = (held - target).min(spare).min(self.rate as u64) as usize;
+            let count = (held - target).min(spare).min(self.inflate_rate as u64) as usize;
             if count > 0 {
                 let taken = allocator.take_for_balloon(&mut self.list[..count]);
                 match inflate(self.slot, &self.list[..taken]) {
                     Ok(memory) => {
                         step.held = memory.held;
                         step.inflated = taken as u64;
+                        self.inflate_rate = (self.inflate_rate * 2).min(BATCH_MAX);
                     }
                     Err(error) => {
                         allocator.mark_backed_free(&self.list[..taken]);
@@ -300,7 +306,7 @@ impl Driver {
                 }
             }
         } else if held < target {
-            let count = ((target - held) as usize).min(self.rate);
+            let count = (target - held).min(BATCH_MAX as u64) as usize;
             let found = allocator.holes(&mut self.list[..count]);
             if found > 0 {
                 match deflate(self.slot, &self.list[..found]) {
@@ -312,9 +318,6 @@ impl Driver {
                     Err(error) => step.refused = Some(error),
                 }
             }
-        }
-        if step.inflated + step.deflated > 0 {
-            self.rate = (self.rate * 2).min(BATCH_MAX);
         }
         Ok(step)
     }
