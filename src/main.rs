@@ -327,6 +327,48 @@ fn messaging_bench(arch: &str, clock: &str) -> Result<()> {
     Ok(())
 }
 
+/// Runs the balloon benchmarks (`partitions/balloon`: `balloon-bench` and
+/// `balloon-move`) and prints the inflate and deflate rates and the time the
+/// memory scheduler takes to move 64 MiB from an idle guest to a busy one.
+fn balloon_bench(arch: &str, clock: &str) -> Result<()> {
+    let rates = run_benchmark(&format!("balloon-bench-{arch}"))?;
+    let moved = run_benchmark(&format!("balloon-move-{arch}"))?;
+    let field = |console: &str, name: &str, key: &str| -> Result<u64> {
+        let line = figure_line(console, name)?;
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no {key} in the {name} figure: {line}"))
+    };
+    let timed = arch == "aarch64";
+    let (unit, key) = if timed {
+        ("pages per second of guest-virtual time", "pages_per_s=")
+    } else {
+        ("ticks for 4,096 pages", "ticks=")
+    };
+    println!("ballooning ({arch}, {clock}), {unit}:");
+    println!("| batch | inflate | deflate |");
+    println!("|---|---|---|");
+    for batch in [1, 64, 512] {
+        println!(
+            "| {batch} | {} | {} |",
+            field(&rates, &format!("inflate-batch-{batch}"), key)?,
+            field(&rates, &format!("deflate-batch-{batch}"), key)?
+        );
+    }
+    let pages = field(&moved, "move", "pages=")?;
+    let time = if timed {
+        format!("{:.1} ms", field(&moved, "move", "ns=")? as f64 / 1e6)
+    } else {
+        format!("{} ticks", field(&moved, "move", "ticks=")?)
+    };
+    println!(
+        "memory scheduler moving {} MiB from an idle guest to a busy one: {time}",
+        pages * 4 / 1024
+    );
+    Ok(())
+}
+
 fn image_for(board: &Board, system: Option<PathBuf>) -> Result<PathBuf> {
     let system = system.unwrap_or_else(|| boards::default_system(board));
     let description = boards::load_system(&system, board)?;
@@ -360,6 +402,7 @@ fn bench(board_name: &str) -> Result<()> {
         println!("{what} ({}, {clock}): {figure}", board.arch);
     }
     messaging_bench(&board.arch, clock)?;
+    balloon_bench(&board.arch, clock)?;
     let size = image::kernel_size(&image::kernel_elf(&board.arch)?)?;
     println!(
         "kernel image ({}): {} bytes loaded (code and data), {} bytes zero-initialised (bss), {} bytes of stacks after the package (in no file)",
