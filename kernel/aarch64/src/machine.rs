@@ -59,6 +59,38 @@ impl septum_kernel::Machine for Board {
     fn code_written(&mut self, range: Range) {
         sync_instruction_cache(range);
     }
+
+    unsafe fn zero_page(&mut self, page: u64) {
+        // SAFETY: passed on from the caller: a page of normal RAM, mapped at its
+        // physical address, that nothing else uses.
+        unsafe { zero_page(page) }
+    }
+}
+
+/// Zeroes the 4 KiB page at `page` a cache block at a time with `dc zva` (the
+/// block size is in DCZID_EL0), or with stores where `dc zva` is prohibited.
+///
+/// # Safety
+///
+/// `page` is page-aligned normal RAM, mapped at its physical address, that
+/// nothing else uses (`dc zva` on device memory faults).
+unsafe fn zero_page(page: u64) {
+    const PAGE: u64 = 4096;
+    let dczid: u64;
+    // SAFETY: reading DCZID_EL0 has no side effects.
+    unsafe { asm!("mrs {}, dczid_el0", out(reg) dczid, options(nomem, nostack)) };
+    let prohibited = dczid & (1 << 4) != 0;
+    let block = 4u64 << (dczid & 0xf);
+    if prohibited || block > PAGE {
+        // SAFETY: the caller's page, as above.
+        unsafe { core::ptr::write_bytes(page as *mut u8, 0, PAGE as usize) };
+        return;
+    }
+    for address in (page..page + PAGE).step_by(block as usize) {
+        // SAFETY: `address` is a block-aligned address inside the caller's page
+        // (the page is aligned to more than any block size).
+        unsafe { asm!("dc zva, {}", in(reg) address, options(nostack)) };
+    }
 }
 
 /// Makes freshly written code visible to instruction fetch: cleans the data cache to

@@ -107,6 +107,14 @@ pub trait Machine: fmt::Write {
     /// Makes code the kernel just wrote to `range` visible to instruction fetch
     /// (cache maintenance where the architecture needs it).
     fn code_written(&mut self, range: Range);
+    /// Fills the page of RAM at `page` with zeros, the fastest way the core
+    /// has: scrubbing is most of what giving memory back costs.
+    ///
+    /// # Safety
+    ///
+    /// `page` is page-aligned RAM that the kernel maps at its physical address
+    /// (normal memory) and that nothing else reads or writes meanwhile.
+    unsafe fn zero_page(&mut self, page: u64);
 }
 
 /// The core's view of the machine: the console, RAM that the kernel maps at its
@@ -131,9 +139,9 @@ impl<M: Machine, V: Vcpu> Pages for IdentityRam<'_, M, V> {
 
     fn scrub_page(&mut self, frame: u64) {
         // SAFETY: the ledger scrubs only frames it tracks (partition RAM or the
-        // kernel's pool), mapped in no partition at this moment; both back ends map
-        // RAM at its physical address.
-        unsafe { core::ptr::write_bytes(frame as *mut u8, 0, PAGE as usize) };
+        // kernel's pool), page-aligned and mapped in no partition at this moment;
+        // both back ends map RAM at its physical address.
+        unsafe { self.machine.zero_page(frame) };
     }
 
     fn copy(&mut self, from: u64, to: u64, len: u64) {
@@ -277,7 +285,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
                     // running elsewhere, and the frame of this core is forgotten
                     // below); both back ends map RAM at its physical address.
                     unsafe {
-                        core::ptr::write_bytes(frame as *mut u8, 0, PAGE as usize);
+                        self.machine.zero_page(frame);
                         core::ptr::copy_nonoverlapping(
                             chunk.as_ptr(),
                             frame as *mut u8,

@@ -107,6 +107,12 @@ impl Machine for FakeMachine {
         None
     }
     fn code_written(&mut self, _range: Range) {}
+
+    unsafe fn zero_page(&mut self, page: u64) {
+        // SAFETY: the caller hands a page of the test's host memory that
+        // nothing else uses.
+        unsafe { core::ptr::write_bytes(page as *mut u8, 0, PAGE as usize) };
+    }
 }
 
 const RAM: u64 = 0x1_0000;

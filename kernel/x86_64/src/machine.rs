@@ -47,4 +47,10 @@ impl septum_kernel::Machine for Pc {
 
     /// x86 keeps instruction fetch coherent with data writes: nothing to do.
     fn code_written(&mut self, _range: Range) {}
+
+    unsafe fn zero_page(&mut self, page: u64) {
+        // SAFETY: the caller hands a page of RAM, mapped at its physical address,
+        // that nothing else uses; `write_bytes` is `rep stosq` here.
+        unsafe { core::ptr::write_bytes(page as *mut u8, 0, 4096) };
+    }
 }
