@@ -341,10 +341,22 @@ fn balloon_bench(arch: &str, clock: &str) -> Result<()> {
             .with_context(|| format!("no {key} in the {name} figure: {line}"))
     };
     let timed = arch == "aarch64";
-    let (unit, key) = if timed {
-        ("pages per second of guest-virtual time", "pages_per_s=")
+    // Pages per second where the counter's frequency is known, else ticks per page.
+    let rate = |name: &str| -> Result<String> {
+        Ok(if timed {
+            field(&rates, name, "pages_per_s=")?.to_string()
+        } else {
+            let pages = field(&rates, name, "pages=")?;
+            format!(
+                "{:.0}",
+                field(&rates, name, "ticks=")? as f64 / pages as f64
+            )
+        })
+    };
+    let unit = if timed {
+        "pages per second of guest-virtual time"
     } else {
-        ("ticks for 4,096 pages", "ticks=")
+        "ticks per page"
     };
     println!("ballooning ({arch}, {clock}), {unit}:");
     println!("| batch | inflate | deflate |");
@@ -352,8 +364,8 @@ fn balloon_bench(arch: &str, clock: &str) -> Result<()> {
     for batch in [1, 64, 512] {
         println!(
             "| {batch} | {} | {} |",
-            field(&rates, &format!("inflate-batch-{batch}"), key)?,
-            field(&rates, &format!("deflate-batch-{batch}"), key)?
+            rate(&format!("inflate-batch-{batch}"))?,
+            rate(&format!("deflate-batch-{batch}"))?
         );
     }
     let pages = field(&moved, "move", "pages=")?;
