@@ -227,6 +227,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     route_device_interrupts(&package, &info);
     start_secondaries(&info);
     KERNEL.until_runnable(cpu, step, &mut first, trap::idle);
+    cpu::check_boot_stack(stacks_start);
     // SAFETY: `first` holds a complete register state for the service VM, whose EL1
     // state, stage-2 tables and VMID `start` has loaded.
     unsafe { boot::enter_partition(&first) }
