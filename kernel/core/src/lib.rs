@@ -23,6 +23,8 @@ pub mod balloon;
 pub mod caps;
 pub mod console;
 pub mod event;
+#[cfg(test)]
+mod fake_pages;
 pub mod flip;
 pub mod memory;
 pub mod memsched;

@@ -4,44 +4,14 @@
 //! every partition stays within its limits, the pool stays scrubbed, and a fake
 //! translation table always agrees with the map.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 
 use super::*;
+use crate::fake_pages::FakePages;
 
 const DEVICE: u64 = 0x0900_0000;
-
-/// The second-stage tables as the balloon drives them, and which frames hold
-/// data (written by a guest, not scrubbed since).
-#[derive(Default, Debug)]
-struct FakePages {
-    mapped: BTreeMap<(usize, u64), u64>,
-    dirty: BTreeSet<u64>,
-    flushes: usize,
-}
-
-impl Pages for FakePages {
-    fn map_page(&mut self, partition: usize, guest: u64, frame: u64) {
-        let previous = self.mapped.insert((partition, guest), frame);
-        assert_eq!(previous, None, "mapped over a mapped page");
-    }
-    fn unmap_page(&mut self, partition: usize, guest: u64) {
-        assert!(
-            self.mapped.remove(&(partition, guest)).is_some(),
-            "unmapped a page that was not mapped"
-        );
-    }
-    fn flush_translations(&mut self, _partition: usize) {
-        self.flushes += 1;
-    }
-    fn scrub_page(&mut self, frame: u64) {
-        self.dirty.remove(&frame);
-    }
-    fn copy(&mut self, _from: u64, _to: u64, _len: u64) {
-        unreachable!("the balloon copies nothing")
-    }
-}
 
 fn page(p: u64) -> u64 {
     RAM_BASE + p * PAGE_SIZE

@@ -7,42 +7,12 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
+use crate::fake_pages::FakePages;
 
 const PARTS: usize = 3;
 const RAM_PAGES: u64 = 8;
 const WINDOW_PAGES: u64 = 8;
 const DEVICE: u64 = 0x0900_0000;
-
-/// The second-stage tables as the ledger drives them, plus counters.
-#[derive(Default, Debug)]
-struct FakePages {
-    mapped: BTreeMap<(usize, u64), u64>,
-    scrubbed: Vec<u64>,
-    flushes: usize,
-    copies: Vec<(u64, u64, u64)>,
-}
-
-impl Pages for FakePages {
-    fn map_page(&mut self, partition: usize, guest: u64, frame: u64) {
-        let previous = self.mapped.insert((partition, guest), frame);
-        assert_eq!(previous, None, "mapped over a mapped page");
-    }
-    fn unmap_page(&mut self, partition: usize, guest: u64) {
-        assert!(
-            self.mapped.remove(&(partition, guest)).is_some(),
-            "unmapped a page that was not mapped"
-        );
-    }
-    fn flush_translations(&mut self, _partition: usize) {
-        self.flushes += 1;
-    }
-    fn scrub_page(&mut self, frame: u64) {
-        self.scrubbed.push(frame);
-    }
-    fn copy(&mut self, from: u64, to: u64, len: u64) {
-        self.copies.push((from, to, len));
-    }
-}
 
 fn host_ram(partition: usize) -> Range {
     Range::from_start_size(
