@@ -25,18 +25,19 @@ use septum_abi::{CONSOLE_WRITE_MAX, Call, Error};
 
 use crate::audit::{AuditKind, AuditRecord, AuditRing};
 use crate::balloon::{self as balloon_memory, Balloon, BalloonError};
-use crate::caps::{self, CapTable, CapType, Rights};
+use crate::caps::{self, CapType, Rights};
 use crate::console::LineBuffer;
 use crate::event::Event;
 use crate::flip::{Flip, FlipError, Pages};
 use crate::memory::Range;
-use crate::package::{Kind, MAX_PARTITIONS, NAME_MAX, Package};
+use crate::package::{MAX_PARTITIONS, Package};
 use crate::schedule::{Schedule, ScheduleError, Turn};
-use crate::supervision::{MAX_RESTARTS, Supervision};
 
 mod balloon;
+mod partition;
 mod queues;
 mod supervise;
+pub use partition::{Partition, State};
 pub use supervise::{ESCAPE, Events, TRAP_LINES};
 
 /// What the core needs from the machine: the console, the clock, partition RAM,
@@ -50,140 +51,6 @@ pub trait Platform: fmt::Write + Pages {
     fn write_ram(&mut self, addr: u64, bytes: &[u8]);
     /// Microseconds since boot (the clock that drives the schedule).
     fn now_us(&mut self) -> u64;
-}
-
-/// Where a partition is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    /// Loaded, but not started: a guest waiting for the service VM to be ready.
-    Waiting,
-    /// May be scheduled.
-    Runnable,
-    /// Suspended after a trap, a fault or a missed heartbeat: the service VM
-    /// decides whether it resumes, restarts or stops.
-    Suspended,
-    /// Waiting: the service VM for a supervision event, or a partition in `wait`
-    /// for work on a queue end.
-    Blocked,
-    /// Ended itself with this exit code.
-    Exited(u64),
-    /// Stopped for good: by its policy, by the service VM, past its restart budget,
-    /// or after a fault with nothing to supervise it.
-    Stopped,
-}
-
-impl State {
-    /// The state as the ABI numbers it.
-    pub fn abi(self) -> septum_abi::PartitionState {
-        use septum_abi::PartitionState as Abi;
-        match self {
-            State::Waiting => Abi::Waiting,
-            State::Runnable => Abi::Runnable,
-            State::Suspended => Abi::Suspended,
-            State::Blocked => Abi::Blocked,
-            State::Exited(_) => Abi::Exited,
-            State::Stopped => Abi::Stopped,
-        }
-    }
-
-    /// Whether the partition has ended (exited or stopped for good).
-    pub fn ended(self) -> bool {
-        matches!(self, State::Exited(_) | State::Stopped)
-    }
-}
-
-/// One partition of the running system.
-#[derive(Debug)]
-pub struct Partition {
-    name: heapless::String<NAME_MAX>,
-    kind: Kind,
-    guest_ram: Range,
-    host_ram: Range,
-    state: State,
-    generation: u32,
-    cpu: usize,
-    caps: CapTable,
-    console: LineBuffer,
-    denied: u64,
-    supervision: Supervision,
-    /// When each restart within the last budget period happened (µs), oldest first.
-    restart_times: heapless::Deque<u64, { MAX_RESTARTS as usize }>,
-    /// Restarts since boot.
-    restarts: u32,
-    /// Traps of this generation so far (see [`supervise::TRAP_LINES`]).
-    trap_lines: u32,
-    /// While suspended: what suspended it, kept so that a restarted service VM is
-    /// told again.
-    suspension: Option<supervise::Suspension>,
-    /// When its next heartbeat is due (µs), if it has a watchdog and runs.
-    heartbeat_due_us: Option<u64>,
-    /// A restart or stop the service VM asked for while it ran on another core,
-    /// carried out at its next entry to the kernel.
-    deferred: Option<supervise::Deferred>,
-    /// While blocked in `wait`: the queue it waits on, or its balloon
-    /// ([`balloon::BALLOON_WAIT`]).
-    waiting: Option<u8>,
-    /// Bytes of RAM it always keeps, from the start of its RAM: all of it, or its
-    /// minimum if it has a balloon. Only there does the kernel take buffers.
-    kept_ram: u64,
-}
-
-impl Partition {
-    /// Its name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-    /// Service VM or guest.
-    pub fn kind(&self) -> Kind {
-        self.kind
-    }
-    /// Its RAM as the partition sees it (guest-physical).
-    pub fn guest_ram(&self) -> Range {
-        self.guest_ram
-    }
-    /// Its RAM in the machine (host-physical).
-    pub fn host_ram(&self) -> Range {
-        self.host_ram
-    }
-    /// Its state.
-    pub fn state(&self) -> State {
-        self.state
-    }
-    /// 0 before its first start, then 1, plus one per restart.
-    pub fn generation(&self) -> u32 {
-        self.generation
-    }
-    /// Its capability table.
-    pub fn caps(&self) -> &CapTable {
-        &self.caps
-    }
-    /// The core it runs on (its one vCPU is pinned there).
-    pub fn cpu(&self) -> usize {
-        self.cpu
-    }
-    /// Restarts since boot.
-    pub fn restarts(&self) -> u32 {
-        self.restarts
-    }
-    /// How it is supervised.
-    pub fn supervision(&self) -> Supervision {
-        self.supervision
-    }
-
-    /// Translates a guest buffer to host-physical memory if it lies wholly in the
-    /// RAM this partition always keeps (never in balloon memory, whose pages may
-    /// be backed by any frame or by none).
-    pub fn translate(&self, guest_addr: u64, len: u64) -> Result<Range, Error> {
-        let buffer = Range::from_start_size(guest_addr, len).ok_or(Error::BadAddress)?;
-        let kept =
-            Range::from_start_size(self.guest_ram.start, self.kept_ram).expect("inside its RAM");
-        if !kept.contains_range(&buffer) {
-            return Err(Error::BadAddress);
-        }
-        let offset = guest_addr - self.guest_ram.start;
-        Ok(Range::from_start_size(self.host_ram.start + offset, len)
-            .expect("inside host RAM, which does not wrap"))
-    }
 }
 
 /// The hypercall as the guest's registers give it.

@@ -7,11 +7,11 @@
 
 use super::tests::{CONSOLE, FakeMachine, GUEST_BASE, HOST_BASE, RAM, SELF, SYSTEM, call};
 use super::*;
-use crate::caps::{CAP_SLOTS, Cap};
+use crate::caps::{CAP_SLOTS, Cap, CapTable};
 use crate::event::{Fault, Reason};
-use crate::package::{PartitionSpec, encode};
+use crate::package::{Kind, PartitionSpec, encode};
 use crate::resources::Resources;
-use crate::supervision::{TrapAction, TrapClass};
+use crate::supervision::{Supervision, TrapAction, TrapClass};
 use proptest::prelude::*;
 use septum_abi::event::{Kind as EventKind, RECORD_SIZE, WORD_DETAIL, WORD_GENERATION};
 use septum_abi::event::{WORD_KIND, WORD_PARTITION, WORD_REASON, WORD_TIME};

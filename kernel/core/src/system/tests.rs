@@ -2,9 +2,9 @@
 //! invariants: nothing runs before it may, and a refused call changes nothing.
 
 use super::*;
-use crate::caps::{CAP_SLOTS, Cap};
+use crate::caps::{CAP_SLOTS, Cap, CapTable};
 use crate::event::{Fault, Reason};
-use crate::package::{PartitionSpec, encode};
+use crate::package::{Kind, PartitionSpec, encode};
 use crate::resources::Resources;
 use crate::supervision::Supervision;
 use proptest::prelude::*;
