@@ -119,9 +119,14 @@ impl Scheduler {
                     septum_abi::PartitionState::Exited | septum_abi::PartitionState::Stopped
                 )
             });
+            let index = usize::from(index) % 8;
             if !ended {
                 available += info.min;
-                let _ = live.push((control, usize::from(index) % 8, info));
+                let _ = live.push((control, index, info));
+            } else if self.printed[index].1 != info.held {
+                // Its last line: an ended guest's balloon memory went to the pool.
+                self.printed[index] = (info.target, info.held);
+                print_line(control, time_us, info.target, &info);
             }
         }
         // The kernel's conservation law, seen from here: every frame the
