@@ -18,7 +18,7 @@
 //! | 32-39 | rounds a guest may hold more than its target without giving any back before it counts as refusing | never |
 //! | 40 | stop a refusing guest (else only report it) | report |
 
-use septum_core::memsched::{self, Guest, Policy};
+use septum_core::memsched::{self, Guest, Policy, Pressure};
 use septum_sdk::println;
 use septum_sdk::supervise::{self, MemoryInfo};
 
@@ -50,29 +50,6 @@ pub struct Scheduler {
     refusing: [u64; 8],
     printed: [(u64, u64); 8],
     last_held: [u64; 8],
-}
-
-/// Whether a guest is under allocation pressure, judged per report rather than
-/// per round: rounds also run on the other guests' reports, and a guest that
-/// failed allocations stays under pressure until it reports again without new
-/// failures. (Judged per round, the pressure of a guest flickered off whenever
-/// another guest reported, and the targets swung back and forth with it.)
-#[derive(Clone, Copy, Default)]
-struct Pressure {
-    reports: u64,
-    failures: u64,
-    under: bool,
-}
-
-impl Pressure {
-    fn update(&mut self, info: &MemoryInfo) -> bool {
-        if info.reports != self.reports {
-            self.under = info.failures > self.failures;
-            self.reports = info.reports;
-            self.failures = info.failures;
-        }
-        self.under
-    }
 }
 
 impl Scheduler {
@@ -144,7 +121,7 @@ impl Scheduler {
                 current: info.held,
                 // Kept memory is in use by definition.
                 used: info.min + info.used,
-                pressure: self.pressure[index].update(&info),
+                pressure: self.pressure[index].update(info.reports, info.failures),
                 target: info.target,
             })
             .collect();

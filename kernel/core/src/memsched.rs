@@ -12,7 +12,8 @@
 //! maximum, until the memory runs out. A higher tax lets idle guests keep less.
 //!
 //! **Demand.** A guest's demand is what it reports in use; one under allocation
-//! pressure (it failed allocations since the last round) demands its current
+//! pressure (its latest report counted new failed allocations, see
+//! [`Pressure`]) demands its current
 //! memory plus one step. What a guest reports is clamped to what the kernel says
 //! it holds, so a guest that lies about its use cannot claim more than it has.
 //!
@@ -67,6 +68,32 @@ pub struct Guest {
     pub pressure: bool,
     /// Its target from the last round.
     pub target: u64,
+}
+
+/// Whether a guest is under allocation pressure, judged per report rather than
+/// per round: rounds also run on the other guests' reports, and a guest that
+/// failed allocations stays under pressure until it reports again without new
+/// failures. (Judged per round, a guest's pressure flickered off whenever
+/// another guest reported, and the targets swung back and forth with it.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pressure {
+    reports: u64,
+    failures: u64,
+    under: bool,
+}
+
+impl Pressure {
+    /// The pressure after a round that sees the guest's report count `reports`
+    /// and its failed-allocation count `failures` (both as the kernel last
+    /// recorded them).
+    pub fn update(&mut self, reports: u64, failures: u64) -> bool {
+        if reports != self.reports {
+            self.under = failures > self.failures;
+            self.reports = reports;
+            self.failures = failures;
+        }
+        self.under
+    }
 }
 
 /// Why no targets could be computed.

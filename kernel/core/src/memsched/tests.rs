@@ -98,6 +98,24 @@ fn a_decrease_within_the_dead_band_is_held_only_while_the_targets_fit() {
 
 /// Verifies: SK-BAL-003
 #[test]
+fn pressure_lasts_until_the_guest_reports_again_without_new_failures() {
+    let mut pressure = Pressure::default();
+    assert!(!pressure.update(1, 0), "a first report without failures");
+    assert!(pressure.update(2, 3), "new failures");
+    assert!(
+        pressure.update(2, 3),
+        "a round on another guest's report keeps it"
+    );
+    assert!(pressure.update(3, 5), "more failures");
+    assert!(
+        !pressure.update(4, 5),
+        "a report without new failures ends it"
+    );
+    assert!(!pressure.update(4, 5));
+}
+
+/// Verifies: SK-BAL-003
+#[test]
 fn busy_guests_split_memory_by_shares() {
     let mut a = guest(0, 100_000, 10_000, 10_000);
     let mut b = a;
