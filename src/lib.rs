@@ -11,9 +11,12 @@
 //!   as a chart (SVG);
 //! - [`emulator`]: running an image under QEMU with a hard timeout;
 //! - [`scenario`]: test scenarios and their console expectations;
+//! - [`console_lines`]: which console lines an expectation may count (their
+//!   source, as the kernel marks it);
 //! - [`trace`]: the requirement catalogue, test tags, and the traceability matrix.
 
 pub mod boards;
+pub mod console_lines;
 pub mod emulator;
 pub mod image;
 pub mod layout;

@@ -1,10 +1,14 @@
 //! Test scenarios: a system, how to boot it, and what its console must (and must
 //! not) say. Each scenario is a TOML file in `tests/scenarios/`.
 //!
+//! Expectations count only lines from the source they name: the kernel's own
+//! (`@@ `) or one partition's (`[name] `), never text a guest printed inside its
+//! own line (see [`crate::console_lines`]).
+//!
 //! Rules every scenario is judged by, beyond its own expectations:
 //! - the run must end with the final marker (by default
 //!   `@@ kernel shutdown status=ok`) as its last `@@` line, within the timeout;
-//! - no `@@ kernel panic` line may appear;
+//! - no kernel line `@@ kernel panic` may appear;
 //! - no guest activity (its output, or its start, fault, exit or denied call) may
 //!   come before `@@ partition <service> ready`;
 //! - every scripted input must have been typed (its trigger text appeared).
@@ -15,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::boards::{self, Board};
+use crate::console_lines::Pattern;
 use crate::emulator::{self, ConsoleInput, RunOptions, RunOutput};
 use crate::{image, package};
 use septum_description::{Kind, System};
@@ -49,14 +54,17 @@ pub struct Scenario {
     /// CPU cores to emulate (QEMU's `-smp`, Bochs' `count`); the board's default
     /// if absent.
     pub cpus: Option<u32>,
-    /// Substrings that must appear on console lines, in this order.
+    /// Patterns that must match console lines, in this order. Each names the
+    /// source of its line (`@@ ` or `[name] `, see [`crate::console_lines`]).
     #[serde(default)]
     pub expect: Vec<String>,
-    /// Substrings that must appear on some console line, in any order (for lines
-    /// whose order against the others depends on timing, such as another core's).
+    /// Patterns that must match some console line, in any order (for lines whose
+    /// order against the others depends on timing, such as another core's); each
+    /// names its source.
     #[serde(default)]
     pub require: Vec<String>,
-    /// Substrings that must not appear anywhere on the console.
+    /// Patterns that no console line may match; one that names no source matches
+    /// text anywhere on any line.
     #[serde(default)]
     pub forbid: Vec<String>,
     /// The last `@@` line must start with this.
@@ -68,6 +76,9 @@ pub struct Scenario {
     #[serde(default)]
     pub input: Vec<ConsoleInput>,
 }
+
+/// The kernel's panic line, which fails every scenario.
+const KERNEL_PANIC: &str = "@@ kernel panic";
 
 fn default_timeout() -> u64 {
     60
@@ -95,7 +106,24 @@ impl Scenario {
         let mut scenario: Scenario =
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         scenario.name = name.to_owned();
+        scenario
+            .check_sources()
+            .with_context(|| path.display().to_string())?;
         Ok(scenario)
+    }
+
+    /// Refuses an `expect` or `require` pattern that names no source: any partition
+    /// could print it, so a line matching it proves nothing.
+    fn check_sources(&self) -> Result<()> {
+        for (key, patterns) in [("expect", &self.expect), ("require", &self.require)] {
+            if let Some(bare) = patterns.iter().find(|p| Pattern::parse(p).source.is_none()) {
+                bail!(
+                    "`{key}` pattern `{bare}` names no source: start it with `@@ ` (a kernel \
+                     line) or `[name] ` (a line of partition `name`)"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Builds the image, boots it and checks the console.
@@ -170,10 +198,8 @@ impl Scenario {
         }
         let mut from = 0;
         for pattern in &self.expect {
-            match lines[from..]
-                .iter()
-                .position(|line| line.contains(pattern.as_str()))
-            {
+            let wanted = Pattern::parse(pattern);
+            match lines[from..].iter().position(|line| wanted.matches(line)) {
                 Some(at) => from += at + 1,
                 None => {
                     failures.push(format!("missing (in order): `{pattern}`"));
@@ -182,17 +208,14 @@ impl Scenario {
             }
         }
         for pattern in &self.require {
-            if !lines.iter().any(|line| line.contains(pattern.as_str())) {
+            let wanted = Pattern::parse(pattern);
+            if !lines.iter().any(|line| wanted.matches(line)) {
                 failures.push(format!("missing: `{pattern}`"));
             }
         }
-        for pattern in self
-            .forbid
-            .iter()
-            .map(String::as_str)
-            .chain(["@@ kernel panic"])
-        {
-            if let Some(line) = lines.iter().find(|line| line.contains(pattern)) {
+        for pattern in self.forbid.iter().map(String::as_str).chain([KERNEL_PANIC]) {
+            let unwanted = Pattern::parse(pattern);
+            if let Some(line) = lines.iter().find(|line| unwanted.matches(line)) {
                 failures.push(format!("forbidden `{pattern}` appeared: `{line}`"));
             }
         }
@@ -379,6 +402,90 @@ mod tests {
                 "{:?} not in {failures:?}",
                 case.wanted
             );
+        }
+    }
+
+    /// Every scenario file's expectations fail against a run in which nothing
+    /// happened but a guest printing a copy of each expected line: each pattern
+    /// that the bare frame of a run (the service VM ready, the final marker) does
+    /// not satisfy is reported missing, and every scenario has one. A guest's copy
+    /// of the kernel's panic line does not fail a run either.
+    /// Verifies: SK-AUD-003
+    #[test]
+    fn no_scenario_passes_on_lines_a_guest_forged() {
+        let dir = crate::from_root("tests/scenarios");
+        for entry in std::fs::read_dir(&dir).expect("tests/scenarios") {
+            let path = entry.expect("directory entry").path();
+            let name = path.file_stem().and_then(|s| s.to_str()).expect("a name");
+            let scenario = Scenario::load(name).expect("scenario parses");
+            let frame = format!(
+                "@@ kernel boot\n@@ partition service ready\n{}\n",
+                scenario.final_marker
+            );
+            let mut forged = String::from("@@ kernel boot\n@@ partition service ready\n");
+            for pattern in scenario.expect.iter().chain(&scenario.require) {
+                forged.push_str(&format!("[intruder] {pattern}\n"));
+            }
+            forged.push_str(&format!(
+                "[intruder] {KERNEL_PANIC}\n{}\n",
+                scenario.final_marker
+            ));
+            let mut evidence = 0;
+            for pattern in scenario.expect.iter().chain(&scenario.require) {
+                let wanted = Pattern::parse(pattern);
+                if frame.lines().any(|line| wanted.matches(line)) {
+                    continue;
+                }
+                evidence += 1;
+                let mut alone = scenario_like(&scenario);
+                alone.expect = vec![pattern.clone()];
+                let failures = alone.check(&output(&forged, true), "service");
+                assert!(
+                    failures.iter().any(|f| f.starts_with("missing")),
+                    "{name}: `{pattern}` was satisfied by a forged line: {failures:?}"
+                );
+            }
+            assert!(
+                evidence > 0,
+                "{name}: nothing beyond the bare frame is expected"
+            );
+            let bare = scenario_like(&scenario).check(&output(&forged, true), "service");
+            assert_eq!(
+                bare,
+                Vec::<String>::new(),
+                "{name}: a forged panic line counted"
+            );
+        }
+    }
+
+    /// `scenario`'s rules without its expectations.
+    fn scenario_like(scenario: &Scenario) -> Scenario {
+        let mut like = self::scenario(&[], &[]);
+        like.final_marker = scenario.final_marker.clone();
+        like
+    }
+
+    /// Verifies: SK-AUD-003
+    #[test]
+    fn a_pattern_without_a_source_is_refused_in_expect_and_require() {
+        let head = "description = \"d\"\nboard = \"pc\"\nsystem = \"s.toml\"\n";
+        for (lines, refused) in [
+            (
+                "expect = [\"within=yes\"]",
+                Some("`expect` pattern `within=yes`"),
+            ),
+            ("require = [\"ok\"]", Some("`require` pattern `ok`")),
+            (
+                "expect = [\"[g] ok\", \"@@ kernel\"]\nforbid = [\"LOST\"]",
+                None,
+            ),
+        ] {
+            let scenario: Scenario = toml::from_str(&format!("{head}{lines}")).expect("parses");
+            let checked = scenario.check_sources().map_err(|e| e.to_string());
+            match refused {
+                Some(wanted) => assert!(checked.expect_err(lines).contains(wanted)),
+                None => assert!(checked.is_ok(), "{lines}: {checked:?}"),
+            }
         }
     }
 
