@@ -54,6 +54,7 @@ scenarios! {
         fault_undefined => "fault-undefined",
         fault_sysreg => "fault-sysreg",
         fault_smc => "fault-smc",
+        fault_aarch32 => "fault-aarch32",
         hostile_args => "hostile-args",
         devices => "devices",
         preemption => "preemption",

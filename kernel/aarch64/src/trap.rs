@@ -4,8 +4,8 @@
 //!
 //! Invariants:
 //! - every exception class the kernel does not expect, and every FIQ, SError or
-//!   AArch32 trap, becomes a fault that stops the partition: no exception is ever
-//!   ignored or silently resumed;
+//!   trap from AArch32 state (whichever vector it came through), becomes a fault
+//!   that stops the partition: no exception is ever ignored or silently resumed;
 //! - an IRQ is acknowledged and ended before the partition runs again. The timer's
 //!   ([`timer::INTID`]) preempts the partition; any other (the kernel enables none)
 //!   and a spurious one resume the partition with its registers unchanged, since an
@@ -36,6 +36,8 @@ const EC_IABT_LOWER: u64 = 0x20;
 const EC_DABT_LOWER: u64 = 0x24;
 /// ESR_ELx.IL: the trapped instruction was 32 bits long.
 const ESR_IL: u64 = 1 << 25;
+/// SPSR_EL2.M[4]: the trap came from AArch32 state.
+const SPSR_AARCH32: u64 = 1 << 4;
 
 // Which vector a trap arrived through (set by the vector table in `boot.rs`).
 const VECTOR_SYNC: u64 = 0;
@@ -61,9 +63,12 @@ pub fn classify(vector: u64, frame: &TrapFrame) -> Trap {
             snapshot,
         })
     };
-    if vector != VECTOR_SYNC {
-        // FIQ and SError from a partition, and anything from AArch32: the kernel
-        // uses no FIQs and partitions may not run AArch32, so these are errors.
+    // FIQ and SError from a partition, and anything from AArch32, are errors: the
+    // kernel uses no FIQs, and partitions may not run AArch32. With EL1 in AArch64
+    // (HCR_EL2.RW), a trap from AArch32 at EL0 arrives through the AArch64 vectors
+    // like any other: only the saved PSTATE (SPSR_EL2.M[4]) tells it apart, and an
+    // A32 `wfi` would otherwise pass for a wait.
+    if vector != VECTOR_SYNC || frame.spsr & SPSR_AARCH32 != 0 {
         return fault(Reason::UnknownTrap, frame.elr);
     }
     // The syndrome register is read once, above.

@@ -12,6 +12,7 @@
 //! | 6 | generation 1 leaves a marker in RAM outside its image, yields 3 times, then executes `udf`; later generations report whether the marker survived | the same with `ud2` |
 //! | 7 | executes `udf` in every generation (a crash loop) | `ud2` |
 //! | 8 | heartbeats (watchdog in slot 2) 5 times, then generation 1 spins without heartbeating; later generations heartbeat 20 times and exit | the same |
+//! | 9 | drops to AArch32 at EL0 and executes `wfi` there, in a loop | (unknown mode) |
 //!
 //! Modes 5 to 8 serve the service-VM tests, where a supervisor resumes or restarts it.
 #![no_std]
@@ -45,6 +46,8 @@ fn main(boot: Boot) -> u64 {
             undefined_instruction();
         }
         8 => return hang_once(boot),
+        #[cfg(target_arch = "aarch64")]
+        9 => misdeeds::aarch32_wait(),
         _ => {
             println!("unknown mode");
             return 2;
@@ -146,6 +149,37 @@ mod misdeeds {
     pub unsafe fn jump(target: u64) {
         // SAFETY: forwarded to the caller.
         unsafe { asm!("br {}", in(reg) target) }
+    }
+
+    /// A32 code: `wfi`, then a branch back to it.
+    static AARCH32_WAIT_LOOP: [u32; 2] = [0xe320_f003, 0xeaff_fffd];
+
+    /// Lets EL0 execute `wfi` without a trap to EL1 (SCTLR_EL1.nTWI), then leaves
+    /// EL1 for EL0 in AArch32 state (SPSR_EL1.M = 0b1_0000, user mode, with IRQ,
+    /// FIQ and SError masked) at a loop of `wfi`. The kernel must take the first
+    /// trap from AArch32 as a fault, not as a wait.
+    pub fn aarch32_wait() {
+        const SCTLR_NTWI: u64 = 1 << 16;
+        const SPSR_AARCH32_USER_MASKED: u64 = 0b1_0000 | (0b111 << 6);
+        // SAFETY: the eret leaves this program for good: the A32 loop never comes
+        // back, and the kernel stops (or the service VM decides about) this
+        // partition at its first trap.
+        unsafe {
+            asm!(
+                "mrs {ntwi}, sctlr_el1",
+                "orr {ntwi}, {ntwi}, {bit}",
+                "msr sctlr_el1, {ntwi}",
+                "msr spsr_el1, {spsr}",
+                "msr elr_el1, {code}",
+                "isb",
+                "eret",
+                ntwi = in(reg) 0u64,
+                bit = in(reg) SCTLR_NTWI,
+                spsr = in(reg) SPSR_AARCH32_USER_MASKED,
+                code = in(reg) AARCH32_WAIT_LOOP.as_ptr(),
+                options(noreturn),
+            )
+        }
     }
 }
 
