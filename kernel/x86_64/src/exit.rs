@@ -45,6 +45,10 @@ const PREEMPTION_TIMER: u64 = 52;
 const EPT_FETCH: u64 = 1 << 2;
 const CPUID_FEATURES_VMX: u32 = 1 << 5;
 const CPUID_FEATURES_HYPERVISOR: u32 = 1 << 31;
+/// Leaf 7 ECX: protection keys (PKU), CET shadow stacks, supervisor keys (PKS).
+const CPUID_7_ECX_UNSWITCHED: u32 = (1 << 3) | (1 << 7) | (1 << 31);
+/// Leaf 7 EDX: user interrupts, CET indirect-branch tracking.
+const CPUID_7_EDX_UNSWITCHED: u32 = (1 << 5) | (1 << 20);
 
 /// What an exit asks for.
 enum Exit {
@@ -191,14 +195,22 @@ fn mmio_access_length(kernel: &Kernel<Vcpu, Pc>, cpu: usize, rip: u64) -> u8 {
     mmio_instruction::length(&bytes[..available as usize]).map_or(0, |length| length as u8)
 }
 
-/// CPUID as the partition sees it: the processor's answer, without VMX and with the
+/// CPUID as the partition sees it: the processor's answer, without VMX, without
+/// the features whose CR4 bits it may not set (see `vcpu.rs`), and with the
 /// hypervisor-present bit.
 fn emulate_cpuid(frame: &mut GuestRegisters) {
     let leaf = frame.gpr[reg::RAX] as u32;
     let subleaf = frame.gpr[reg::RCX] as u32;
     let mut result = core::arch::x86_64::__cpuid_count(leaf, subleaf);
-    if leaf == 1 {
-        result.ecx = (result.ecx & !CPUID_FEATURES_VMX) | CPUID_FEATURES_HYPERVISOR;
+    match (leaf, subleaf) {
+        (1, _) => {
+            result.ecx = (result.ecx & !CPUID_FEATURES_VMX) | CPUID_FEATURES_HYPERVISOR;
+        }
+        (7, 0) => {
+            result.ecx &= !CPUID_7_ECX_UNSWITCHED;
+            result.edx &= !CPUID_7_EDX_UNSWITCHED;
+        }
+        _ => {}
     }
     frame.gpr[reg::RAX] = u64::from(result.eax);
     frame.gpr[reg::RBX] = u64::from(result.ebx);

@@ -11,8 +11,14 @@
 //! - every exception the guest raises, every I/O port and MSR access not granted,
 //!   HLT, CPUID and VMCALL exit to the kernel, and so does the VMX preemption timer,
 //!   which the clock arms before every entry (see `clock.rs`);
-//! - when a partition runs, its VMCS is current and its x87/SSE state is in the FPU;
-//!   the other partitions' general registers and FPU state are in their `Vcpu`;
+//! - when a partition runs, its VMCS is current, and its x87/SSE state and the
+//!   registers the VMCS does not hold (CR2, DR0-DR3, DR6, IA32_KERNEL_GS_BASE) are
+//!   on the CPU; the other partitions' general registers, FPU state and those
+//!   registers are in their `Vcpu`, so none passes from one partition to the next;
+//! - a partition's CR8 is the task priority of its own virtual-APIC page (TPR
+//!   shadow): it never reaches the local APIC;
+//! - a partition cannot set the CR4 bits of processor features whose state the
+//!   kernel does not switch (protection keys, CET, PKS, user interrupts);
 //! - a device interrupt is pending only in its owner's `Vcpu`, and is injected only
 //!   into that partition's VMCS, just before an entry into it, when the partition
 //!   can take it (RFLAGS.IF set, no STI or MOV SS blocking); until then its VMCS
@@ -45,8 +51,10 @@ use core::arch::asm;
 
 use septum_core::memory::{FreeRanges, MemoryError};
 use septum_core::system::Reply;
-use x86_64::registers::control::{Cr0, Cr3, Cr4};
-use x86_64::registers::model_specific::Efer;
+use x86_64::VirtAddr;
+use x86_64::registers::control::{Cr0, Cr2, Cr3, Cr4};
+use x86_64::registers::debug::{DebugAddressRegister, Dr0, Dr1, Dr2, Dr3, Dr6};
+use x86_64::registers::model_specific::{Efer, KernelGsBase};
 
 use crate::boot::{GuestRegisters, reg};
 use crate::ept::{self, Ept};
@@ -64,6 +72,7 @@ const PIN_NMI_EXITING: u32 = 1 << 3;
 const PIN_PREEMPTION_TIMER: u32 = 1 << 6;
 const PRIMARY_INTERRUPT_WINDOW_EXITING: u32 = 1 << 2;
 const PRIMARY_HLT_EXITING: u32 = 1 << 7;
+const PRIMARY_USE_TPR_SHADOW: u32 = 1 << 21;
 const PRIMARY_MWAIT_EXITING: u32 = 1 << 10;
 const PRIMARY_RDPMC_EXITING: u32 = 1 << 11;
 const PRIMARY_USE_IO_BITMAPS: u32 = 1 << 25;
@@ -86,6 +95,11 @@ const CR0_NE: u64 = 1 << 5;
 const CR0_PG: u64 = 1 << 31;
 const CR4_PAE: u64 = 1 << 5;
 const CR4_VMXE: u64 = 1 << 13;
+/// CR4 bits a partition may not set: VMXE (required in VMX operation), and the
+/// features whose state the kernel does not switch between partitions (PKRU,
+/// control-flow enforcement, supervisor keys, user interrupts). The partition
+/// reads them as 0; setting one exits, and is a fault.
+const CR4_HOST_OWNED: u64 = CR4_VMXE | (0b1111 << 22);
 const EFER_LME_LMA: u64 = (1 << 8) | (1 << 10);
 const RFLAGS_IF: u64 = 1 << 9;
 /// Interruptibility state: blocking by STI, blocking by MOV SS.
@@ -147,6 +161,69 @@ impl FxArea {
     }
 }
 
+/// The processor state a partition can change without a VM exit that neither
+/// the VMCS guest area nor FXSAVE covers: the kernel saves it when the partition
+/// leaves the CPU and loads it when it comes back, so no value passes from one
+/// partition to the next on a core. (CR8, the task priority, is virtualised
+/// instead: see [`Vcpu::virtual_apic`].)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Switched {
+    /// The last page-fault address.
+    cr2: u64,
+    /// Breakpoint addresses (DR7, which enables them, is in the VMCS).
+    breakpoints: [u64; 4],
+    /// Debug status.
+    dr6: u64,
+    /// The base SWAPGS exchanges with GS's (IA32_KERNEL_GS_BASE), which WRGSBASE
+    /// and SWAPGS can set without an MSR exit.
+    kernel_gs_base: u64,
+}
+
+impl Switched {
+    /// The values at reset (DR6's fixed bits set).
+    const RESET: Switched = Switched {
+        cr2: 0,
+        breakpoints: [0; 4],
+        dr6: 0xffff_0ff0,
+        kernel_gs_base: 0,
+    };
+
+    /// The values on this CPU now.
+    fn read() -> Switched {
+        let dr6 = Dr6::read_raw();
+        Switched {
+            cr2: Cr2::read_raw(),
+            breakpoints: [Dr0::read(), Dr1::read(), Dr2::read(), Dr3::read()],
+            dr6,
+            kernel_gs_base: KernelGsBase::read().as_u64(),
+        }
+    }
+
+    /// Puts these values on this CPU. The kernel itself uses none of them: it
+    /// takes no page faults, sets no breakpoints (DR7 on its side is 0) and never
+    /// executes SWAPGS.
+    fn write(&self) {
+        let [dr0, dr1, dr2, dr3] = self.breakpoints;
+        Dr0::write(dr0);
+        Dr1::write(dr1);
+        Dr2::write(dr2);
+        Dr3::write(dr3);
+        KernelGsBase::write(VirtAddr::new_truncate(self.kernel_gs_base));
+        // SAFETY: CR2 only records a fault address; DR6 gets back a value the CPU
+        // itself produced (bits 63:32 clear), so neither write faults or changes
+        // how the kernel runs.
+        unsafe {
+            asm!(
+                "mov cr2, {cr2}",
+                "mov dr6, {dr6}",
+                cr2 = in(reg) self.cr2,
+                dr6 = in(reg) self.dr6,
+                options(nostack, preserves_flags),
+            )
+        };
+    }
+}
+
 /// One partition's virtual CPU.
 #[derive(Debug)]
 pub struct Vcpu {
@@ -159,6 +236,10 @@ pub struct Vcpu {
     flush_on_load: bool,
     registers: GuestRegisters,
     fx: FxArea,
+    /// The registers neither the VMCS nor FXSAVE switch.
+    switched: Switched,
+    /// The virtual-APIC page: its task priority (VTPR) is the partition's CR8.
+    virtual_apic: u64,
     launched: bool,
     /// Bit `n`: an interrupt of IRQ line `n` waits to be injected.
     pending: u32,
@@ -196,14 +277,16 @@ impl Vcpu {
         let eptp = ept::pointer(ept.root());
         vmx::invept(eptp);
         let vmcs = frames.allocate(4096, 4096)?.start;
-        // SAFETY: the page was free and is now this VMCS alone; the kernel maps RAM
-        // at its physical address.
+        let virtual_apic = frames.allocate(4096, 4096)?.start;
+        // SAFETY: both pages were free and are now this vCPU's alone; the kernel
+        // maps RAM at its physical address.
         unsafe {
+            core::ptr::write_bytes(virtual_apic as *mut u8, 0, 4096);
             core::ptr::write_bytes(vmcs as *mut u8, 0, 4096);
             (vmcs as *mut u32).write(vmx::revision_id());
             vmx::load(vmcs, true);
         }
-        write_controls(start, eptp, bitmaps).unwrap_or_else(|e| panic!("{e}"));
+        write_controls(start, eptp, virtual_apic, bitmaps).unwrap_or_else(|e| panic!("{e}"));
         write_host_state(host);
         write_guest_state(start.entry);
         // SAFETY: the VMCS initialised above.
@@ -215,6 +298,8 @@ impl Vcpu {
             flush_on_load: false,
             registers: entry_registers(start.ram_size, start.argument, 1),
             fx: FxArea::reset(),
+            switched: Switched::RESET,
+            virtual_apic,
             launched: false,
             pending: 0,
             window: false,
@@ -275,9 +360,21 @@ fn entry_registers(ram_size: u64, argument: u64, generation: u32) -> GuestRegist
     registers
 }
 
-fn write_controls(start: Start, eptp: u64, bitmaps: &Bitmaps) -> Result<(), vmx::VmxError> {
+/// Writes the execution, exit and entry controls. CR8 goes through the TPR
+/// shadow: the partition's MOV to and from CR8 reach the task priority in its own
+/// virtual-APIC page, never the local APIC's, so no partition can mask the
+/// interrupts the kernel or another partition waits for, and each one's priority
+/// is kept with its vCPU without an exit (the TPR threshold is 0: lowering the
+/// priority never exits either).
+fn write_controls(
+    start: Start,
+    eptp: u64,
+    virtual_apic: u64,
+    bitmaps: &Bitmaps,
+) -> Result<(), vmx::VmxError> {
     let pin = PIN_EXTERNAL_INTERRUPT_EXITING | PIN_NMI_EXITING | PIN_PREEMPTION_TIMER;
     let primary = PRIMARY_HLT_EXITING
+        | PRIMARY_USE_TPR_SHADOW
         | PRIMARY_MWAIT_EXITING
         | PRIMARY_RDPMC_EXITING
         | PRIMARY_USE_IO_BITMAPS
@@ -311,8 +408,9 @@ fn write_controls(start: Start, eptp: u64, bitmaps: &Bitmaps) -> Result<(), vmx:
     vmx::write(field::MSR_BITMAP, bitmaps.msr);
     vmx::write(field::EPT_POINTER, eptp);
     vmx::write(field::VPID, u64::from(start.vpid));
-    // The partition may not clear CR4.VMXE (required in VMX operation); it reads 0.
-    vmx::write(field::CR4_MASK, CR4_VMXE);
+    vmx::write(field::VIRTUAL_APIC_ADDRESS, virtual_apic);
+    vmx::write(field::TPR_THRESHOLD, 0);
+    vmx::write(field::CR4_MASK, CR4_HOST_OWNED);
     vmx::write(field::CR0_MASK, 0);
     Ok(())
 }
@@ -428,6 +526,10 @@ impl septum_kernel::Vcpu for Vcpu {
         let (ram_size, argument) = self.boot_arguments;
         self.registers = entry_registers(ram_size, argument, generation);
         self.fx = FxArea::reset();
+        self.switched = Switched::RESET;
+        // SAFETY: the vCPU's own virtual-APIC page, which only this vCPU's VMCS
+        // names; the partition is live on no core, so no CPU uses it now.
+        unsafe { core::ptr::write_bytes(self.virtual_apic as *mut u8, 0, 4096) };
         self.on_load = OnLoad::Reset;
     }
 
@@ -439,6 +541,7 @@ impl septum_kernel::Vcpu for Vcpu {
 
     fn store(&mut self, frame: &GuestRegisters) {
         self.registers = *frame;
+        self.switched = Switched::read();
         // SAFETY: FXSAVE64 writes 512 bytes to a 16-byte aligned area of ours.
         unsafe { asm!("fxsave64 [{}]", in(reg) &mut self.fx, options(nostack)) };
     }
@@ -451,6 +554,7 @@ impl septum_kernel::Vcpu for Vcpu {
             vmx::load(self.vmcs, false);
             asm!("fxrstor64 [{}]", in(reg) &self.fx, options(nostack));
         }
+        self.switched.write();
         if core::mem::take(&mut self.flush_on_load) {
             vmx::invept(self.eptp);
         }

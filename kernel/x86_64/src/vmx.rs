@@ -276,6 +276,7 @@ pub mod field {
     pub const IO_BITMAP_A: u32 = 0x2000;
     pub const IO_BITMAP_B: u32 = 0x2002;
     pub const MSR_BITMAP: u32 = 0x2004;
+    pub const VIRTUAL_APIC_ADDRESS: u32 = 0x2012;
     pub const EPT_POINTER: u32 = 0x201a;
     pub const GUEST_PHYSICAL_ADDRESS: u32 = 0x2400;
     pub const VMCS_LINK_POINTER: u32 = 0x2800;
@@ -288,6 +289,7 @@ pub mod field {
     pub const EXIT_CONTROLS: u32 = 0x400c;
     pub const ENTRY_CONTROLS: u32 = 0x4012;
     pub const ENTRY_INTERRUPTION_INFO: u32 = 0x4016;
+    pub const TPR_THRESHOLD: u32 = 0x401c;
     pub const SECONDARY_CONTROLS: u32 = 0x401e;
     pub const INSTRUCTION_ERROR: u32 = 0x4400;
     pub const EXIT_REASON: u32 = 0x4402;
