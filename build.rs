@@ -40,6 +40,7 @@ const PARTITIONS: &[&str] = &[
     "partition-leak",
     "partition-stream",
     "partition-balloon",
+    "partition-steer",
 ];
 const PARTITION_FLAGS: &[&str] = &[
     "-Clink-arg=-Tseptum-partition.ld",

@@ -84,6 +84,7 @@ scenarios! {
         stream_bad_input => "stream-bad-input",
         stream_restart_producer => "stream-restart-producer",
         stream_restart_consumer => "stream-restart-consumer",
+        steer_restarted_code => "steer-restarted-code",
     }
     pc {
         demo => "pc-demo",
@@ -126,5 +127,6 @@ scenarios! {
         stream_bad_input => "pc-stream-bad-input",
         stream_restart_producer => "pc-stream-restart-producer",
         stream_restart_consumer => "pc-stream-restart-consumer",
+        steer_restarted_code => "pc-steer-restarted-code",
     }
 }

@@ -30,8 +30,8 @@ use core::cell::UnsafeCell;
 use core::fmt;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use septum_abi::CapType;
 use septum_abi::layout::{RAM_BASE, RECEIVE_WINDOW_BASE};
+use septum_abi::{CapType, Error};
 use septum_core::balloon::Balloon;
 use septum_core::event::{Event, Fault};
 use septum_core::flip::{Flip, Pages};
@@ -306,6 +306,16 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
             }
             Effect::Skip(index, length) => self.vcpus[index].skip_stored(length),
         }
+    }
+
+    /// Copies partition `index`'s memory at guest address `guest` into `buffer`
+    /// from the frames that back it now (see [`System::read_guest`]).
+    pub fn read_guest(&mut self, index: usize, guest: u64, buffer: &mut [u8]) -> Result<(), Error> {
+        let mut platform = IdentityRam {
+            machine: &mut self.machine,
+            vcpus: &mut self.vcpus,
+        };
+        self.system.read_guest(index, guest, buffer, &mut platform)
     }
 
     /// Handles one trap from the partition running on core `cpu`. `frame` holds its

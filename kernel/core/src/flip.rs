@@ -371,6 +371,20 @@ impl Flip {
             )
     }
 
+    /// The frame mapped at kept RAM page `guest` of `partition` now: its natural
+    /// frame, or the substitute a restart gave it; `None` while the page is away
+    /// (sent, and not home yet).
+    pub fn present_frame(&self, partition: usize, guest: u64) -> Option<u64> {
+        match self
+            .displaced
+            .iter()
+            .find(|d| usize::from(d.partition) == partition && d.guest == guest)
+        {
+            Some(d) => d.present.then_some(d.frame),
+            None => Some(self.slot_frame(partition, guest)),
+        }
+    }
+
     /// Whether page `guest` of `partition` is on a queue or held from one: a RAM
     /// page it sent that is not home yet, or a page in its receive window.
     pub fn in_flight(&self, partition: usize, guest: u64) -> bool {

@@ -21,6 +21,7 @@
 
 use core::fmt;
 
+use septum_abi::layout::PAGE_SIZE;
 use septum_abi::{CONSOLE_WRITE_MAX, Call, Error};
 
 use crate::audit::{AuditKind, AuditRecord, AuditRing};
@@ -661,6 +662,49 @@ impl System {
         self.balloon
             .frame(index, guest)
             .unwrap_or_else(|| self.flip.slot_frame(index, guest))
+    }
+
+    /// Copies partition `index`'s memory at guest address `guest` into `buffer`,
+    /// page by page from the frames that back it now: its kept RAM (natural frames,
+    /// or the substitutes a restart gave it while a receiver held the originals)
+    /// and its backed balloon pages. Refuses, reading nothing, a range that leaves
+    /// its RAM or touches a page it does not have now (sent away, or a balloon
+    /// hole). The kernel reads a partition's memory outside a hypercall buffer
+    /// (such as its code) only through this.
+    pub fn read_guest(
+        &self,
+        index: usize,
+        guest: u64,
+        buffer: &mut [u8],
+        platform: &mut impl Platform,
+    ) -> Result<(), Error> {
+        let range = Range::from_start_size(guest, buffer.len() as u64).ok_or(Error::BadAddress)?;
+        let pages = (range.start / PAGE_SIZE..range.end.div_ceil(PAGE_SIZE)).map(|p| p * PAGE_SIZE);
+        if pages
+            .clone()
+            .any(|page| self.present_frame(index, page).is_none())
+        {
+            return Err(Error::BadAddress);
+        }
+        for page in pages {
+            let frame = self.present_frame(index, page).expect("checked above");
+            let (from, to) = (range.start.max(page), range.end.min(page + PAGE_SIZE));
+            let at = (from - range.start) as usize..(to - range.start) as usize;
+            platform.read_ram(frame + (from - page), &mut buffer[at]);
+        }
+        Ok(())
+    }
+
+    /// The frame mapped at RAM page `page` of partition `index` now, if it has
+    /// one there (see [`System::read_guest`]).
+    fn present_frame(&self, index: usize, page: u64) -> Option<u64> {
+        let partition = &self.partitions[index];
+        let kept = partition.guest_ram.start..partition.guest_ram.start + partition.kept_ram;
+        if kept.contains(&page) {
+            self.flip.present_frame(index, page)
+        } else {
+            self.balloon.frame(index, page)
+        }
     }
 
     /// Lends the rest of `lender`'s window on its core to `borrower`.

@@ -13,6 +13,7 @@
 //! partition is next entered. Interrupts never start a turn or switch partitions:
 //! the schedule alone decides who runs.
 
+use septum_abi::layout::PAGE_SIZE;
 use septum_core::event::{Fault, Reason, Snapshot};
 use septum_core::mmio_instruction;
 use septum_core::system::CallRegisters;
@@ -168,8 +169,10 @@ fn snapshot(frame: &GuestRegisters, rip: u64) -> Snapshot {
 /// violation (VT-x does not report it): decoded from the code when it is one of the
 /// memory moves [`mmio_instruction`] knows, 0 (cannot be skipped) otherwise. The
 /// code is read only while the partition runs on the boot page tables, whose
-/// identity mapping makes `rip` a guest-physical address.
-fn mmio_access_length(kernel: &Kernel<Vcpu, Pc>, cpu: usize, rip: u64) -> u8 {
+/// identity mapping makes `rip` a guest-physical address, and through the core's
+/// accessor, which reads the frames the partition runs on now (a substitute after
+/// a restart, not the original a receiver may still hold and rewrite).
+fn mmio_access_length(kernel: &mut Kernel<Vcpu, Pc>, cpu: usize, rip: u64) -> u8 {
     const LONGEST: u64 = 15;
     let Some(current) = kernel.current[cpu] else {
         return 0;
@@ -177,22 +180,17 @@ fn mmio_access_length(kernel: &Kernel<Vcpu, Pc>, cpu: usize, rip: u64) -> u8 {
     if vmx::read(field::GUEST_CR3) != vcpu::BOOT_TABLES {
         return 0;
     }
-    let partition = &kernel.system.partitions()[current];
-    let available = partition.guest_ram().end.saturating_sub(rip).min(LONGEST);
-    let Ok(code) = partition.translate(rip, available) else {
-        return 0;
-    };
     let mut bytes = [0u8; LONGEST as usize];
-    // SAFETY: `code` lies in the partition's RAM (checked by `translate`), which the
-    // kernel maps at its physical address; at most 15 bytes are read.
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            code.start as *const u8,
-            bytes.as_mut_ptr(),
-            available as usize,
-        )
-    };
-    mmio_instruction::length(&bytes[..available as usize]).map_or(0, |length| length as u8)
+    // The instruction may end before a page the partition does not have: then
+    // only the bytes up to that page are read.
+    let to_page_end = (rip | (PAGE_SIZE - 1)) + 1 - rip;
+    for available in [LONGEST, to_page_end.min(LONGEST)] {
+        let code = &mut bytes[..available as usize];
+        if kernel.read_guest(current, rip, code).is_ok() {
+            return mmio_instruction::length(code).map_or(0, |length| length as u8);
+        }
+    }
+    0
 }
 
 /// CPUID as the partition sees it: the processor's answer, without VMX, without

@@ -137,6 +137,11 @@ fn check(flip: &Flip, pages: &FakePages, total: usize) {
         })
         .collect();
     assert_eq!(mapped, pages.mapped, "the tables disagree with the ledger");
+    for &(frame, place) in &census {
+        if let Place::Slot(p, guest) = place {
+            assert_eq!(flip.present_frame(p, guest), Some(frame), "slot {guest:#x}");
+        }
+    }
     for (q, spec) in queues().iter().enumerate() {
         assert!(flip.away(q) <= spec.max_in_flight as usize);
         assert!(flip.waiting(q) <= spec.depth as usize);
@@ -399,19 +404,25 @@ fn each_bad_receive_and_release_has_its_own_error() {
     assert_eq!(flip.release(0, window(0), 2, &mut pages), Ok(()));
 }
 
-/// Verifies: SK-RIP-001
+/// Verifies: SK-RIP-001, SK-ISO-001
 #[test]
 fn a_sender_restarted_while_its_page_is_held_gets_a_substitute() {
     let (mut flip, mut pages) = setup();
     let total = census(&flip, true).len();
     let page = RAM_BASE;
     flip.send(0, 0, 0, &one_page(page), &mut pages).unwrap();
+    assert_eq!(
+        flip.present_frame(0, page),
+        None,
+        "a page away has no frame"
+    );
     let at = ReceiveAt {
         window: window(0),
         copy_buffer: None,
     };
     flip.receive(0, at, &mut pages).unwrap();
     let peers = flip.restart(0, &mut pages);
+    assert_eq!(flip.present_frame(0, page), Some(pages.mapped[&(0, page)]));
     assert_eq!(peers[..PARTS], [false, true, true]);
     let substitute = pages.mapped[&(0, page)];
     assert_ne!(

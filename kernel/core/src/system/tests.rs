@@ -691,3 +691,29 @@ fn refused_calls_beyond_the_console_limit_are_counted_not_lost() {
     );
     assert!(m.console.contains(&total), "{}", m.console);
 }
+
+/// The kernel reads guest memory only inside the partition's RAM, from the frames
+/// that back it, across page boundaries; a refused read leaves the buffer alone.
+/// Verifies: SK-ISO-001
+#[test]
+fn guest_memory_is_read_from_its_own_frames_only() {
+    let (sys, mut m) = system(2);
+    for (at, byte) in m.ram.iter_mut().enumerate() {
+        *byte = (at / 7) as u8;
+    }
+    let mut code = [0u8; 15];
+    let guest = GUEST_BASE + 0x1000 - 5;
+    sys.read_guest(2, guest, &mut code, &mut m).unwrap();
+    let host = (2 * RAM + 0x1000 - 5) as usize;
+    assert_eq!(code[..], m.ram[host..host + 15]);
+    for (address, len) in [
+        (GUEST_BASE + RAM - 8, 15),
+        (GUEST_BASE - 1, 2),
+        (u64::MAX - 4, 8),
+    ] {
+        let mut buffer = [0xaa; 15];
+        let refused = sys.read_guest(1, address, &mut buffer[..len], &mut m);
+        assert_eq!(refused, Err(Error::BadAddress), "{address:#x}");
+        assert_eq!(buffer, [0xaa; 15]);
+    }
+}
