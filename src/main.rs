@@ -79,6 +79,9 @@ enum Command {
         /// Scenario names (file stems).
         #[arg(required = true)]
         names: Vec<String>,
+        /// Print the console of scenarios that pass too.
+        #[arg(long)]
+        console: bool,
     },
     /// Write the traceability matrix (Markdown, JUnit, JSON) from the output of
     /// `cargo test`, and fail if a must-verify requirement lacks a passing test, a
@@ -179,12 +182,15 @@ fn main() -> Result<()> {
                 std::process::exit(1);
             }
         }
-        Command::Scenario { names } => {
+        Command::Scenario { names, console } => {
             let mut failed = 0;
             for name in &names {
                 let outcome = Scenario::load(name)?.run()?;
                 if outcome.failures.is_empty() {
                     println!("scenario {name}: pass");
+                    if console {
+                        println!("{}", outcome.console);
+                    }
                 } else {
                     failed += 1;
                     println!("scenario {name}: FAIL\n{}", outcome.console);
@@ -211,7 +217,7 @@ fn main() -> Result<()> {
                 (u64::from(seed) << 32) | u64::from(iterations),
             );
             scenario.expect = vec![
-                "kernel-alive=yes".into(),
+                "[fuzz] kernel-alive=yes".into(),
                 "@@ kernel shutdown status=ok".into(),
             ];
             scenario.timeout_s = 3600;
@@ -253,6 +259,43 @@ fn main() -> Result<()> {
                 bail!("{} traceability problems", traced.problems.len());
             }
         }
+    }
+    Ok(())
+}
+
+/// Runs the four time attacks of `partitions/hostile` and `partitions/balloon`
+/// beside a meter with a 400 per mille window (`tests/scenarios/*time-*.toml`)
+/// and prints the meter's mean share and its worst frame under each.
+fn time_isolation_bench(board: &str, arch: &str, clock: &str) -> Result<()> {
+    let prefix = if board == "pc" { "pc-" } else { "" };
+    println!(
+        "time isolation ({arch}, {clock}): a meter's share of its 400 per mille window, per mille:"
+    );
+    println!("| attack beside it | mean | worst frame | frames |");
+    println!("|---|---|---|---|");
+    for (scenario, attack) in [
+        ("time-flood", "console flood (256-byte writes)"),
+        ("time-traps", "trap storm (MMIO, resumed by the service VM)"),
+        ("time-restarts", "restart storm of a large partition"),
+        ("time-balloon", "balloon storm (inflate and deflate)"),
+    ] {
+        let console = run_benchmark(&format!("{prefix}{scenario}"))?;
+        let line = console
+            .lines()
+            .find_map(|line| line.strip_prefix("[meter] share="))
+            .with_context(|| format!("no meter line in {scenario}"))?;
+        let field = |key: &str| {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(key))
+                .unwrap_or("?")
+                .to_owned()
+        };
+        let mean = line.split_whitespace().next().unwrap_or("?");
+        println!(
+            "| {attack} | {mean} | {} | {} |",
+            field("worst_frame="),
+            field("frames=")
+        );
     }
     Ok(())
 }
@@ -361,7 +404,7 @@ fn balloon_bench(arch: &str, clock: &str) -> Result<()> {
     println!("ballooning ({arch}, {clock}), {unit}:");
     println!("| batch | inflate | deflate |");
     println!("|---|---|---|");
-    for batch in [1, 64, 512] {
+    for batch in [1, 16, septum_abi::balloon::BATCH_MAX] {
         println!(
             "| {batch} | {} | {} |",
             rate(&format!("inflate-batch-{batch}"))?,
@@ -415,6 +458,7 @@ fn bench(board_name: &str) -> Result<()> {
     }
     messaging_bench(&board.arch, clock)?;
     balloon_bench(&board.arch, clock)?;
+    time_isolation_bench(&board.name, &board.arch, clock)?;
     let size = image::kernel_size(&image::kernel_elf(&board.arch)?)?;
     println!(
         "kernel image ({}): {} bytes loaded (code and data), {} bytes zero-initialised (bss), {} bytes of stacks after the package (in no file)",

@@ -85,6 +85,10 @@ scenarios! {
         stream_restart_producer => "stream-restart-producer",
         stream_restart_consumer => "stream-restart-consumer",
         steer_restarted_code => "steer-restarted-code",
+        time_flood => "time-flood",
+        time_traps => "time-traps",
+        time_restarts => "time-restarts",
+        time_balloon => "time-balloon",
     }
     pc {
         demo => "pc-demo",
@@ -128,5 +132,9 @@ scenarios! {
         stream_restart_producer => "pc-stream-restart-producer",
         stream_restart_consumer => "pc-stream-restart-consumer",
         steer_restarted_code => "pc-steer-restarted-code",
+        time_flood => "pc-time-flood",
+        time_traps => "pc-time-traps",
+        time_restarts => "pc-time-restarts",
+        time_balloon => "pc-time-balloon",
     }
 }

@@ -56,6 +56,14 @@ impl septum_kernel::Machine for Board {
         self.console.0.receive()
     }
 
+    fn try_send(&mut self, byte: u8) -> bool {
+        self.console.0.try_put(byte)
+    }
+
+    /// The kernel drains the PL011's FIFO on its own entries and in idle time; it
+    /// does not take the UART's transmit interrupt (QEMU's PL011 never fills).
+    fn console_waiting(&mut self, _waiting: bool) {}
+
     fn code_written(&mut self, range: Range) {
         sync_instruction_cache(range);
     }

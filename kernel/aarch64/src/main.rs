@@ -211,6 +211,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
             Vcpu::new(entry, spec.kept_ram(), spec.argument, tables, vmid)
         },
     );
+    let output = septum_kernel::console_output(&mut frames);
     configure_el2_traps();
 
     let board = Board {
@@ -221,9 +222,11 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     };
     let mut first = TrapFrame::default();
     let cpu = cpu::index();
-    let step = KERNEL.init(cpu, Kernel::new(system, vcpus, board, package), |kernel| {
-        kernel.start(&mut first)
-    });
+    let step = KERNEL.init(
+        cpu,
+        Kernel::new(system, vcpus, board, package, output),
+        |kernel| kernel.start(&mut first),
+    );
     route_device_interrupts(&package, &info);
     start_secondaries(&info);
     KERNEL.until_runnable(cpu, step, &mut first, trap::idle);
@@ -287,7 +290,7 @@ extern "C" fn secondary_main(index: u64) -> ! {
     timer::disable();
     let mut frame = TrapFrame::default();
     let step = KERNEL.with(cpu, |kernel| {
-        let _ = writeln!(kernel.machine, "{}", Event::KernelCpuUp { cpu });
+        kernel.log(Event::KernelCpuUp { cpu });
         kernel.resume(cpu, &mut frame)
     });
     KERNEL.until_runnable(cpu, step, &mut frame, trap::idle);

@@ -94,6 +94,14 @@ impl septum_kernel::Uart for Pl011 {
         self.registers.dr.set(u32::from(byte));
     }
 
+    fn try_put(&mut self, byte: u8) -> bool {
+        if self.registers.fr.is_set(FR::TXFF) {
+            return false;
+        }
+        self.registers.dr.set(u32::from(byte));
+        true
+    }
+
     fn drain(&mut self) {
         while self.registers.fr.is_set(FR::BUSY) {
             core::hint::spin_loop();

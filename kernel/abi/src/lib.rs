@@ -163,7 +163,8 @@ pub enum Call {
     /// `inspect`), `a2` = address of a buffer of [`balloon::INFO_WORDS`] 64-bit
     /// words, which the kernel fills as [`balloon::info`] says. Result 1 = its
     /// memory shares (0: it has no balloon), result 2 = frames free in the
-    /// kernel's pool.
+    /// kernel's pool or on their way there (given up and being scrubbed, in the
+    /// turns of the partition that gave them up).
     MemoryInfo = 26,
 }
 

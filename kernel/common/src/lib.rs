@@ -4,8 +4,14 @@
 //! architectures. A back end traps, classifies the trap into a [`Trap`], and calls
 //! [`Kernel::on_trap`]. The kernel asks the core what to do and carries it out
 //! through the back end's [`Vcpu`] and [`Machine`]: reply registers, instruction
-//! skips, partition switches, power off. So the scheduling and dispatch logic exists
-//! once, and each back end implements only the architecture.
+//! skips, partition switches, the work a partition owes, power off. So the
+//! scheduling and dispatch logic exists once, and each back end implements only
+//! the architecture.
+//!
+//! The console: once partitions run, the kernel never waits for the UART. Every
+//! line goes into the core's console ring, which the kernel drains as far as the
+//! UART takes bytes whenever it settles a core, when it idles, and (where the back
+//! end has one) on the transmitter's interrupt.
 //!
 //! Invariants:
 //! - `current[cpu]` names the partition whose registers are live on core `cpu` (in
@@ -15,30 +21,35 @@
 //!   core once the core has settled: its registers are in its [`Vcpu`], where the
 //!   service VM's `resume` and `restart` act on them;
 //! - a restart rewrites a partition's RAM only while it is live on no core (the core
-//!   defers a restart of a partition running elsewhere to that core);
+//!   defers a restart of a partition running elsewhere to that core), a page at a
+//!   time in that partition's own turns on its own core;
 //! - kernel state is reached only through [`Global::with`], one core at a time; a
 //!   core that must wait (no partition to run) does so outside it.
 #![cfg_attr(not(test), no_std)]
 
+mod load;
 pub mod paging;
-
-use paging::PAGE;
+mod platform;
 #[cfg(test)]
 mod tests;
+mod uart;
+
+pub use load::{Placement, console_output, load_partitions, map_grants};
+pub use uart::{Console, Uart};
 
 use core::cell::UnsafeCell;
 use core::fmt;
+use core::fmt::Write as _;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use septum_abi::layout::{RAM_BASE, RECEIVE_WINDOW_BASE};
-use septum_abi::{CapType, Error};
-use septum_core::balloon::Balloon;
+use platform::identity_ram;
+use septum_abi::Error;
+use septum_core::console::output::{Output, Source};
 use septum_core::event::{Event, Fault};
-use septum_core::flip::{Flip, Pages};
-use septum_core::memory::{FreeRanges, Range};
-use septum_core::package::{MAX_PARTITIONS, Package, PartitionSpec};
+use septum_core::memory::Range;
+use septum_core::package::{MAX_PARTITIONS, Package};
 use septum_core::system::{
-    CallRegisters, Decision, Dispatch, Effect, MAX_CPUS, Next, Platform, Reply, State, System,
+    CallRegisters, Decision, Dispatch, Effect, MAX_CPUS, Next, Reply, State, System,
 };
 
 /// What a trap from a partition means, as the back end classified it.
@@ -90,7 +101,7 @@ pub trait Vcpu {
 }
 
 /// The machine under the kernel: console, power, and the clock that drives the
-/// schedule.
+/// schedule. Its [`fmt::Write`] writes the console synchronously, for boot only.
 pub trait Machine: fmt::Write {
     /// Waits for the console to drain and powers off; halts if it cannot.
     fn power_off(&mut self, clean: bool) -> !;
@@ -104,6 +115,13 @@ pub trait Machine: fmt::Write {
     fn set_deadline(&mut self, deadline_us: Option<u64>);
     /// A byte typed on the console, if one is waiting; never waits.
     fn receive(&mut self) -> Option<u8>;
+    /// Hands `byte` to the console UART if it can take it now; never waits.
+    /// Returns whether it took it.
+    fn try_send(&mut self, byte: u8) -> bool;
+    /// Whether console bytes wait that the UART could not take: a back end with a
+    /// transmitter interrupt turns it on while they do (and then calls
+    /// [`Kernel::drain_console`] when it fires).
+    fn console_waiting(&mut self, waiting: bool);
     /// Makes code the kernel just wrote to `range` visible to instruction fetch
     /// (cache maintenance where the architecture needs it).
     fn code_written(&mut self, range: Range);
@@ -115,67 +133,6 @@ pub trait Machine: fmt::Write {
     /// `page` is page-aligned RAM that the kernel maps at its physical address
     /// (normal memory) and that nothing else reads or writes meanwhile.
     unsafe fn zero_page(&mut self, page: u64);
-}
-
-/// The core's view of the machine: the console, RAM that the kernel maps at its
-/// physical address, and the partitions' translation tables through their vCPUs.
-struct IdentityRam<'a, M, V> {
-    machine: &'a mut M,
-    vcpus: &'a mut [V],
-}
-
-impl<M: Machine, V: Vcpu> Pages for IdentityRam<'_, M, V> {
-    fn map_page(&mut self, partition: usize, guest: u64, frame: u64) {
-        self.vcpus[partition].map_page(guest, frame);
-    }
-
-    fn unmap_page(&mut self, partition: usize, guest: u64) {
-        self.vcpus[partition].unmap_page(guest);
-    }
-
-    fn flush_translations(&mut self, partition: usize) {
-        self.vcpus[partition].flush_translations();
-    }
-
-    fn scrub_page(&mut self, frame: u64) {
-        // SAFETY: the ledger scrubs only frames it tracks (partition RAM or the
-        // kernel's pool), page-aligned and mapped in no partition at this moment;
-        // both back ends map RAM at its physical address.
-        unsafe { self.machine.zero_page(frame) };
-    }
-
-    fn copy(&mut self, from: u64, to: u64, len: u64) {
-        // SAFETY: one side is a copy slot of kernel memory, the other a buffer the
-        // core checked to lie in the partition's own present RAM pages; they never
-        // overlap. RAM is mapped at its physical address.
-        unsafe { core::ptr::copy_nonoverlapping(from as *const u8, to as *mut u8, len as usize) };
-    }
-}
-
-impl<M: Machine, V> fmt::Write for IdentityRam<'_, M, V> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.machine.write_str(s)
-    }
-}
-
-impl<M: Machine, V: Vcpu> Platform for IdentityRam<'_, M, V> {
-    fn read_ram(&mut self, addr: u64, buffer: &mut [u8]) {
-        // SAFETY: the core passes only ranges it checked to lie inside a partition's
-        // RAM; both back ends map all RAM at its physical address as normal memory.
-        unsafe {
-            core::ptr::copy_nonoverlapping(addr as *const u8, buffer.as_mut_ptr(), buffer.len())
-        };
-    }
-
-    fn write_ram(&mut self, addr: u64, bytes: &[u8]) {
-        // SAFETY: as for `read_ram`: a range the core checked to lie inside a
-        // partition's RAM, which is never kernel memory.
-        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as *mut u8, bytes.len()) };
-    }
-
-    fn now_us(&mut self) -> u64 {
-        self.machine.now_us()
-    }
 }
 
 /// What a core does after the kernel has handled a trap.
@@ -201,15 +158,28 @@ pub struct Kernel<V, M> {
     pub machine: M,
     /// The system package, whose images restarts reload.
     pub package: Package<'static>,
+    /// Console lines the UART has not taken yet.
+    console: Output,
+    /// Whether the back end was last told that bytes wait for the UART.
+    console_waiting: bool,
 }
 
+/// How long a core that owes no window works off what a partition owes before it
+/// looks at the round robin again (µs).
+const WORK_SLICE_US: u64 = 1_000;
+/// While console bytes wait, an idle core drains the console at least this often
+/// (µs): under 16 bytes' time at 115,200 baud.
+const DRAIN_SLICE_US: u64 = 100;
+
 impl<V: Vcpu, M: Machine> Kernel<V, M> {
-    /// A kernel about to start `system`, which was loaded from `package`.
+    /// A kernel about to start `system`, which was loaded from `package`, with
+    /// `console` for its console lines.
     pub fn new(
         system: System,
         vcpus: heapless::Vec<V, MAX_PARTITIONS>,
         machine: M,
         package: Package<'static>,
+        console: Output,
     ) -> Self {
         Kernel {
             system,
@@ -217,16 +187,15 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
             current: [None; MAX_CPUS],
             machine,
             package,
+            console,
+            console_waiting: false,
         }
     }
 
     /// Starts the system (the service VM first, on its core).
     pub fn start(&mut self, frame: &mut V::Frame) -> Step {
         let cpu = self.system.service_cpu();
-        let next = self.system.start(&mut IdentityRam {
-            machine: &mut self.machine,
-            vcpus: &mut self.vcpus,
-        });
+        let next = self.system.start(&mut identity_ram!(self));
         self.settle(cpu, next, frame, true)
     }
 
@@ -234,27 +203,42 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
     /// runs now.
     pub fn resume(&mut self, cpu: usize, frame: &mut V::Frame) -> Step {
         self.check_time(cpu);
-        let next = self.system.pick(
-            cpu,
-            self.current[cpu],
-            &mut IdentityRam {
-                machine: &mut self.machine,
-                vcpus: &mut self.vcpus,
-            },
-        );
+        let next = self
+            .system
+            .pick(cpu, self.current[cpu], &mut identity_ram!(self));
         self.settle(cpu, next, frame, true)
     }
 
+    /// Writes a kernel line about `event` to the console (through the ring, like
+    /// every line once partitions may run).
+    pub fn log(&mut self, event: Event<'_>) {
+        let _ = writeln!(identity_ram!(self), "{event}");
+    }
+
+    /// Sends console bytes while the UART takes them, never waiting, and tells the
+    /// back end whether bytes are left (so it can ask for the transmitter's
+    /// interrupt).
+    pub fn drain_console(&mut self) {
+        let machine = &mut self.machine;
+        self.console.drain(|byte| machine.try_send(byte));
+        let waiting = !self.console.is_empty();
+        if waiting != self.console_waiting {
+            self.console_waiting = waiting;
+            self.machine.console_waiting(waiting);
+        }
+    }
+
     /// What the kernel does whenever a core reads the clock anyway (a turn ended, or
-    /// an idle wait did): hands typed bytes to the core and checks the watchdogs of
-    /// the core's partitions.
+    /// an idle wait did): hands typed bytes to the core, reports console lines
+    /// dropped for want of room, and checks the watchdogs of the core's partitions.
     fn check_time(&mut self, cpu: usize) {
-        let mut platform = IdentityRam {
-            machine: &mut self.machine,
-            vcpus: &mut self.vcpus,
-        };
+        let mut platform = identity_ram!(self);
         while let Some(byte) = platform.machine.receive() {
             self.system.console_input(byte, &mut platform);
+        }
+        self.system.report_console_drops(&mut platform);
+        if let Some(lines) = platform.console.take_dropped(Source::Kernel, false) {
+            let _ = writeln!(platform, "{}", Event::KernelConsoleDropped { lines });
         }
         let now_us = platform.machine.now_us();
         if let Some(effect) = self.system.check_watchdogs(cpu, now_us, &mut platform) {
@@ -262,42 +246,10 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         }
     }
 
-    /// Does the memory and vCPU work the core asked for.
+    /// Does the vCPU work the core asked for.
     fn apply(&mut self, cpu: usize, effect: Effect) {
         match effect {
-            Effect::Reload(index, generation) => {
-                let partition = &self.system.partitions()[index];
-                let (ram, guest) = (partition.host_ram(), partition.guest_ram());
-                let image = self
-                    .package
-                    .partitions()
-                    .nth(index)
-                    .expect("the system was built from this package")
-                    .image;
-                // Page by page: a restart may have given the partition substitute
-                // frames for pages a receiver still holds (see septum_core::flip).
-                for offset in (0..ram.size()).step_by(PAGE as usize) {
-                    let frame = self.system.ram_frame(index, guest.start + offset);
-                    let start = (offset as usize).min(image.len());
-                    let chunk = &image[start..(start + PAGE as usize).min(image.len())];
-                    // SAFETY: `frame` backs a page of this partition's RAM, which is
-                    // live on no core (the core defers restarts of a partition
-                    // running elsewhere, and the frame of this core is forgotten
-                    // below); both back ends map RAM at its physical address.
-                    unsafe {
-                        self.machine.zero_page(frame);
-                        core::ptr::copy_nonoverlapping(
-                            chunk.as_ptr(),
-                            frame as *mut u8,
-                            chunk.len(),
-                        );
-                    }
-                    if !chunk.is_empty() {
-                        let code =
-                            Range::from_start_size(frame, chunk.len() as u64).expect("inside RAM");
-                        self.machine.code_written(code);
-                    }
-                }
+            Effect::ResetVcpu(index, generation) => {
                 self.vcpus[index].restart(generation);
                 if self.current[cpu] == Some(index) {
                     self.current[cpu] = None;
@@ -311,11 +263,8 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
     /// Copies partition `index`'s memory at guest address `guest` into `buffer`
     /// from the frames that back it now (see [`System::read_guest`]).
     pub fn read_guest(&mut self, index: usize, guest: u64, buffer: &mut [u8]) -> Result<(), Error> {
-        let mut platform = IdentityRam {
-            machine: &mut self.machine,
-            vcpus: &mut self.vcpus,
-        };
-        self.system.read_guest(index, guest, buffer, &mut platform)
+        self.system
+            .read_guest(index, guest, buffer, &mut identity_ram!(self))
     }
 
     /// Handles one trap from the partition running on core `cpu`. `frame` holds its
@@ -325,10 +274,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         if matches!(trap, Trap::Preempted) {
             self.check_time(cpu);
         }
-        let mut platform = IdentityRam {
-            machine: &mut self.machine,
-            vcpus: &mut self.vcpus,
-        };
+        let mut platform = identity_ram!(self);
         // A restart or stop asked for while this partition ran here comes first; a
         // preemption is also taken after a watchdog restart of the partition that
         // ran (then no longer live here).
@@ -360,47 +306,104 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
 
     /// Puts on core `cpu` what the core decides for `next`: the partition
     /// (switching vCPUs if it is not the current one), or nothing for a while, or
-    /// power-off.
+    /// power-off. A partition whose turn it is but that owes work gets the work
+    /// done first, in that turn; then the core decides again. The console is
+    /// drained before the core leaves the kernel.
     ///
     /// The deadline is armed only when a turn begins (`new_turn`: at start, after a
-    /// preemption or a wait, or on a switch). A partition that traps and continues
-    /// keeps the rest of its turn: calling the kernel never buys it more time, and the
-    /// common hypercall path reads no clock and programs no timer.
+    /// preemption or a wait, on a switch, or after work): a partition that traps and
+    /// continues keeps the rest of its turn, so calling the kernel never buys it
+    /// more time, and the common hypercall path reads no clock and programs no
+    /// timer.
     #[inline(always)]
-    fn settle(&mut self, cpu: usize, next: Next, frame: &mut V::Frame, new_turn: bool) -> Step {
-        let machine = &mut self.machine;
-        match self.system.decide(next, cpu, || machine.now_us()) {
-            Decision::PowerOff { clean } => self.machine.power_off(clean),
-            Decision::Run {
-                partition,
-                deadline_us,
-            } => {
-                if self.current[cpu] != Some(partition) {
-                    if let Some(previous) = self.current[cpu] {
-                        self.vcpus[previous].store(frame);
+    fn settle(
+        &mut self,
+        cpu: usize,
+        mut next: Next,
+        frame: &mut V::Frame,
+        mut new_turn: bool,
+    ) -> Step {
+        loop {
+            let machine = &mut self.machine;
+            let decision = self.system.decide(next, cpu, || machine.now_us());
+            let step = match decision {
+                Decision::PowerOff { clean } => self.power_off(clean),
+                Decision::Run {
+                    partition,
+                    deadline_us,
+                } if self.system.owes_work(partition) => {
+                    self.work(partition, deadline_us);
+                    // Paid up and runnable: the rest of the turn is its own.
+                    // Otherwise the round robin moves on (a schedule decides anyway).
+                    let paid = !self.system.owes_work(partition)
+                        && self.system.partitions()[partition].state() == State::Runnable;
+                    next = if paid {
+                        Next::Run(partition)
+                    } else {
+                        self.system
+                            .pick(cpu, Some(partition), &mut identity_ram!(self))
+                    };
+                    new_turn = true;
+                    continue;
+                }
+                Decision::Run {
+                    partition,
+                    deadline_us,
+                } => {
+                    if self.current[cpu] != Some(partition) {
+                        if let Some(previous) = self.current[cpu] {
+                            self.vcpus[previous].store(frame);
+                        }
+                        self.vcpus[partition].load(frame);
+                        self.current[cpu] = Some(partition);
+                        self.system.note_loaded(cpu, Some(partition));
+                        self.machine.set_deadline(deadline_us);
+                    } else if new_turn {
+                        self.machine.set_deadline(deadline_us);
                     }
-                    self.vcpus[partition].load(frame);
-                    self.current[cpu] = Some(partition);
-                    self.system.note_loaded(cpu, Some(partition));
-                    self.machine.set_deadline(deadline_us);
-                } else if new_turn {
-                    self.machine.set_deadline(deadline_us);
+                    Step::Run
                 }
-                Step::Run
-            }
-            Decision::Idle { until_us } => {
-                // A partition that may not run is not left live on an idle core:
-                // the service VM may resume or restart it from any core.
-                if let Some(previous) = self.current[cpu]
-                    && self.system.partitions()[previous].state() != State::Runnable
-                {
-                    self.vcpus[previous].store(frame);
-                    self.current[cpu] = None;
-                    self.system.note_loaded(cpu, None);
+                Decision::Idle { until_us } => {
+                    // A partition that may not run is not left live on an idle core:
+                    // the service VM may resume or restart it from any core.
+                    if let Some(previous) = self.current[cpu]
+                        && self.system.partitions()[previous].state() != State::Runnable
+                    {
+                        self.vcpus[previous].store(frame);
+                        self.current[cpu] = None;
+                        self.system.note_loaded(cpu, None);
+                    }
+                    Step::Idle(until_us)
                 }
-                Step::Idle(until_us)
+            };
+            if !self.console.is_empty() {
+                self.drain_console();
             }
+            return step;
         }
+    }
+
+    /// Does the work `partition` owes, a page at a time, until it owes none or its
+    /// turn is over (`deadline_us`, or [`WORK_SLICE_US`] from now without a
+    /// schedule).
+    fn work(&mut self, partition: usize, deadline_us: Option<u64>) {
+        let end = deadline_us.unwrap_or_else(|| self.machine.now_us() + WORK_SLICE_US);
+        let mut platform = identity_ram!(self);
+        while self.system.work(partition, &mut platform) && platform.machine.now_us() < end {}
+    }
+
+    /// Sends every console line still waiting and powers off: the one place the
+    /// kernel waits for the UART. (The core reported the partitions' dropped lines
+    /// before its last line; lines of the kernel's own dropped are reported last.)
+    fn power_off(&mut self, clean: bool) -> ! {
+        if let Some(lines) = self.console.take_dropped(Source::Kernel, true) {
+            self.log(Event::KernelConsoleDropped { lines });
+        }
+        let machine = &mut self.machine;
+        while !self.console.is_empty() {
+            self.console.drain(|byte| machine.try_send(byte));
+        }
+        self.machine.power_off(clean)
     }
 }
 
@@ -466,230 +469,39 @@ impl<T> Global<T> {
 
 impl<V: Vcpu, M: Machine> Global<Kernel<V, M>> {
     /// Drives core `cpu` from `step` until it has a partition to enter: while the
-    /// kernel says to idle, waits with `idle` (not holding the kernel) and asks again.
+    /// kernel says to idle, waits with `wait` (see [`Global::idle`]) and asks again.
     #[inline(always)]
     pub fn until_runnable(
         &self,
         cpu: usize,
         mut step: Step,
         frame: &mut V::Frame,
-        idle: impl Fn(u64),
+        wait: impl Fn(u64),
     ) {
         while let Step::Idle(until_us) = step {
-            idle(until_us);
+            self.idle(cpu, until_us, &wait);
             step = self.with(cpu, |kernel| kernel.resume(cpu, frame));
         }
     }
-}
 
-/// A byte-at-a-time serial port.
-pub trait Uart {
-    /// Sends one byte, waiting while the transmitter is full.
-    fn put(&mut self, byte: u8);
-    /// Waits until every byte sent so far has left the port.
-    fn drain(&mut self);
-}
-
-/// A console on a [`Uart`]: text with `\n` sent as `\r\n`, so it reads well on a
-/// terminal.
-pub struct Console<U>(pub U);
-
-impl<U: Uart> fmt::Write for Console<U> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for byte in s.bytes() {
-            if byte == b'\n' {
-                self.0.put(b'\r');
+    /// Waits on core `cpu` until `until_us` without holding the kernel, with
+    /// `wait` (the back end's wait until a time, on the [`Machine::now_us`]
+    /// clock); while console bytes wait for the UART, in slices of
+    /// [`DRAIN_SLICE_US`] with a drain between.
+    pub fn idle(&self, cpu: usize, until_us: u64, wait: impl Fn(u64)) {
+        loop {
+            let (now_us, waiting) = self.with(cpu, |kernel| {
+                kernel.drain_console();
+                (kernel.machine.now_us(), kernel.console_waiting)
+            });
+            if now_us >= until_us {
+                return;
             }
-            self.0.put(byte);
-        }
-        Ok(())
-    }
-}
-
-/// Where the kernel placed one partition.
-#[derive(Clone, Copy, Debug)]
-pub struct Placement {
-    /// Its RAM in the machine.
-    pub host_ram: Range,
-    /// Its RAM as the partition sees it.
-    pub guest_ram: Range,
-    /// The machine memory holding its image (the start of its RAM).
-    pub image: Range,
-    /// Its receive window as it sees it (at
-    /// [`RECEIVE_WINDOW_BASE`](septum_abi::layout::RECEIVE_WINDOW_BASE)); empty if
-    /// it receives on no queue. Nothing is mapped there at boot.
-    pub receive_window: Range,
-    /// Whether its RAM and receive window are mapped page by page, with every
-    /// last-level table allocated at boot, so that [`Vcpu::map_page`] and
-    /// [`Vcpu::unmap_page`] work on them. True for a partition holding a queue end
-    /// or a balloon.
-    pub page_granular: bool,
-    /// Its balloon memory above its RAM at entry, up to its maximum, as it sees
-    /// it: nothing is mapped there at boot, but every level-3 table is allocated
-    /// (empty without a balloon).
-    pub balloon_holes: Range,
-}
-
-/// Maps a partition's second-stage tables: its RAM with `ram` attributes at its
-/// guest-physical base, and each MMIO block of its granted devices with `device`
-/// attributes at the block's own address. Nothing else. A page-granular partition's
-/// RAM is mapped with 4 KiB pages only, and the level-3 tables of its receive
-/// window are allocated with nothing mapped, so [`Vcpu::map_page`] and
-/// [`Vcpu::unmap_page`] find a table for every page of either. Panics with the
-/// partition's name if a mapping is refused: this runs at boot, and a system whose
-/// grants cannot be mapped must not start.
-pub fn map_grants<F: paging::Format, const N: usize>(
-    tables: &mut paging::Tables<F>,
-    frames: &mut FreeRanges<N>,
-    spec: &PartitionSpec<'_>,
-    placement: Placement,
-    ram: u64,
-    device: u64,
-) {
-    let (guest, host) = (placement.guest_ram, placement.host_ram.start);
-    let mapped = if placement.page_granular {
-        tables.map_pages(frames, guest, host, ram)
-    } else {
-        tables.map(frames, guest, host, ram)
-    };
-    mapped.unwrap_or_else(|e| panic!("cannot map the RAM of {}: {e:?}", spec.name));
-    if placement.page_granular && !placement.receive_window.is_empty() {
-        tables
-            .reserve(frames, placement.receive_window)
-            .unwrap_or_else(|e| {
-                panic!("cannot reserve the receive window of {}: {e:?}", spec.name)
-            });
-    }
-    if !placement.balloon_holes.is_empty() {
-        tables
-            .reserve(frames, placement.balloon_holes)
-            .unwrap_or_else(|e| {
-                panic!("cannot reserve the balloon memory of {}: {e:?}", spec.name)
-            });
-    }
-    for block in spec.resources.mmio() {
-        let range = Range::from_start_size(block.base, block.size).expect("checked by the package");
-        tables
-            .map(frames, range, block.base, device)
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot map device {:#x} into {}: {e:?}",
-                    block.base, spec.name
-                )
-            });
-    }
-}
-
-/// Loads every partition of `package`: takes its RAM from `frames` (at its fixed
-/// placement, else on an `align` boundary), reports where it went on `console`,
-/// scrubs all of it, copies the image to its start, and asks the back end
-/// (`make_vcpu`) to build its translation tables and vCPU. Returns the system and
-/// the vCPUs, in package order.
-///
-/// Fixed placements are claimed first, so the kernel's own choices never take
-/// memory a description reserved. Panics with the partition's name if its RAM is
-/// not free: this runs at boot, before any partition, and a system that does not
-/// fit cannot start.
-pub fn load_partitions<V, const N: usize>(
-    package: &Package<'_>,
-    frames: &mut FreeRanges<N>,
-    align: u64,
-    console: &mut impl fmt::Write,
-    mut make_vcpu: impl FnMut(usize, &PartitionSpec<'_>, Placement, &mut FreeRanges<N>) -> V,
-) -> (System, heapless::Vec<V, MAX_PARTITIONS>) {
-    let mut placed = [None; MAX_PARTITIONS];
-    for (index, spec) in package.partitions().enumerate() {
-        if let Some(at) = spec.resources.at {
-            let wanted = Range::from_start_size(at, spec.ram_size).expect("checked by the package");
-            let ram = frames.take(wanted).unwrap_or_else(|e| {
-                panic!(
-                    "RAM of partition {} at {at:#x} is not free: {e:?}",
-                    spec.name
-                )
-            });
-            placed[index] = Some(ram);
-        }
-    }
-    let mut host_ram = heapless::Vec::<Range, MAX_PARTITIONS>::new();
-    let mut vcpus = heapless::Vec::new();
-    for (index, spec) in package.partitions().enumerate() {
-        let ram = placed[index].unwrap_or_else(|| {
-            frames
-                .allocate(spec.ram_size, align)
-                .unwrap_or_else(|e| panic!("no RAM for partition {}: {e:?}", spec.name))
-        });
-        let event = Event::PartitionPlaced {
-            name: spec.name,
-            base: ram.start,
-            size: ram.size(),
-        };
-        let _ = writeln!(console, "{event}");
-        // SAFETY: `ram` was free and is now this partition's alone; both back ends map
-        // RAM at its physical address. The image fits in it (Package::parse checks).
-        unsafe {
-            core::ptr::write_bytes(ram.start as *mut u8, 0, ram.size() as usize);
-            core::ptr::copy_nonoverlapping(
-                spec.image.as_ptr(),
-                ram.start as *mut u8,
-                spec.image.len(),
-            );
-        }
-        let placement = Placement {
-            host_ram: ram,
-            guest_ram: Range::from_start_size(RAM_BASE, spec.ram_size).expect("RAM size checked"),
-            image: Range::from_start_size(ram.start, spec.image.len() as u64).expect("inside RAM"),
-            receive_window: Range::from_start_size(
-                RECEIVE_WINDOW_BASE,
-                spec.resources.receive_window,
-            )
-            .expect("window size checked by the package"),
-            page_granular: spec.caps.iter().flatten().any(|cap| {
-                matches!(
-                    cap.ty,
-                    CapType::QueueSend | CapType::QueueReceive | CapType::Balloon
-                )
-            }),
-            balloon_holes: if spec.balloon() {
-                Range::from_start_size(
-                    RAM_BASE + spec.ram_size,
-                    spec.resources.memory_max - spec.ram_size,
-                )
-                .expect("limits checked by the package")
+            wait(if waiting {
+                until_us.min(now_us + DRAIN_SLICE_US)
             } else {
-                Range::default()
-            },
-        };
-        let vcpu = make_vcpu(index, &spec, placement, frames);
-        // Cannot fail: a valid package has at most MAX_PARTITIONS partitions.
-        let _ = vcpus.push(vcpu);
-        let _ = host_ram.push(ram);
-    }
-    let flip_memory = match Flip::kernel_memory(package.queues()) {
-        0 => Range::default(),
-        size => frames
-            .allocate(size, PAGE)
-            .expect("RAM for the queues' pool and copy slots"),
-    };
-    // SAFETY: the range was free and is now the kernel's alone; RAM is mapped at its
-    // physical address.
-    unsafe { core::ptr::write_bytes(flip_memory.start as *mut u8, 0, flip_memory.size() as usize) };
-    let balloon_specs = septum_core::balloon::specs(package, &host_ram);
-    let words = Balloon::words_needed(&balloon_specs);
-    let balloon_words: &'static mut [u32] = if words == 0 {
-        &mut []
-    } else {
-        let memory = frames
-            .allocate((words as u64 * 4).next_multiple_of(PAGE), PAGE)
-            .expect("RAM for the balloon's map and pool");
-        // SAFETY: the range was free and is now the kernel's alone, for as long as
-        // the kernel runs; RAM is mapped at its physical address, page-aligned
-        // (so aligned for u32), and it is zeroed here before the slice exists.
-        unsafe {
-            core::ptr::write_bytes(memory.start as *mut u8, 0, memory.size() as usize);
-            core::slice::from_raw_parts_mut(memory.start as *mut u32, words)
+                until_us
+            });
         }
-    };
-    let system = System::with_balloon(package, RAM_BASE, &host_ram, flip_memory, balloon_words)
-        .expect("placements match the package");
-    (system, vcpus)
+    }
 }

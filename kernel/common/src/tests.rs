@@ -2,7 +2,9 @@
 //! switches, and when it arms a turn's deadline.
 
 use super::*;
+use crate::paging::PAGE;
 use septum_core::abi::Call;
+use septum_core::abi::layout::RAM_BASE;
 use septum_core::caps::{CAP_SLOTS, Cap, CapType};
 use septum_core::package::{Kind, Package, PartitionSpec, encode};
 use septum_core::resources::Resources;
@@ -83,7 +85,14 @@ impl Vcpu for FakeVcpu {
 struct FakeMachine {
     log: Rc<RefCell<Log>>,
     now: u64,
+    /// What the UART sent (with `\r\n` line ends).
     console: String,
+    /// How many more bytes the UART takes (`None`: any number).
+    uart_room: Option<usize>,
+    /// The last backlog the kernel reported.
+    waiting: bool,
+    /// How far the clock moves for each page zeroed (µs).
+    us_per_page: u64,
 }
 
 impl fmt::Write for FakeMachine {
@@ -106,9 +115,21 @@ impl Machine for FakeMachine {
     fn receive(&mut self) -> Option<u8> {
         None
     }
+    fn try_send(&mut self, byte: u8) -> bool {
+        if self.uart_room == Some(0) {
+            return false;
+        }
+        self.uart_room = self.uart_room.map(|room| room - 1);
+        self.console.push(char::from(byte));
+        true
+    }
+    fn console_waiting(&mut self, waiting: bool) {
+        self.waiting = waiting;
+    }
     fn code_written(&mut self, _range: Range) {}
 
     unsafe fn zero_page(&mut self, page: u64) {
+        self.now += self.us_per_page;
         // SAFETY: the caller hands a page of the test's host memory that
         // nothing else uses.
         unsafe { core::ptr::write_bytes(page as *mut u8, 0, PAGE as usize) };
@@ -176,8 +197,16 @@ fn kernel() -> (Kernel<FakeVcpu, FakeMachine>, Rc<RefCell<Log>>, Vec<u8>) {
         log: log.clone(),
         now: 0,
         console: String::new(),
+        uart_room: None,
+        waiting: false,
+        us_per_page: 0,
     };
-    (Kernel::new(system, vcpus, machine, package), log, ram)
+    let console = Output::new(vec![0; septum_core::console::output::RING_SIZE].leak());
+    (
+        Kernel::new(system, vcpus, machine, package, console),
+        log,
+        ram,
+    )
 }
 
 fn call(number: Call, args: &[u64]) -> Trap {
@@ -211,14 +240,9 @@ fn a_trap_that_continues_the_turn_does_not_rearm_its_deadline() {
     assert_eq!(frame.status, Some(0));
     assert_eq!(log.borrow().deadlines.len(), 1);
     // A preemption that leaves the same partition running starts a new turn.
-    kernel.system.hypercall(
-        1,
-        CallRegisters::default(),
-        &mut IdentityRam {
-            machine: &mut kernel.machine,
-            vcpus: &mut kernel.vcpus,
-        },
-    );
+    kernel
+        .system
+        .hypercall(1, CallRegisters::default(), &mut identity_ram!(kernel));
     assert_eq!(kernel.on_trap(0, Trap::Preempted, &mut frame), Step::Run);
     assert_eq!(frame.owner, Some(1));
     assert_eq!(log.borrow().deadlines.len(), 2);
@@ -338,4 +362,56 @@ fn a_faulting_service_vm_is_reloaded_scrubbed_and_entered_afresh() {
             .console
             .contains("@@ partition service restart gen=2")
     );
+}
+
+/// Verifies: SK-TMP-005
+#[test]
+fn console_output_never_waits_for_the_uart() {
+    let (mut kernel, _log, _ram) = kernel();
+    let mut frame = Frame::default();
+    kernel.machine.uart_room = Some(5);
+    kernel.start(&mut frame);
+    // The start line went into the ring; the UART took 5 bytes and the kernel
+    // went on, asking to hear when the UART has room.
+    assert_eq!(kernel.machine.console, "@@ pa");
+    assert!(kernel.machine.waiting);
+    kernel.machine.uart_room = None;
+    kernel.drain_console();
+    assert_eq!(
+        kernel.machine.console,
+        "@@ partition service start gen=1 cpu=0\r\n"
+    );
+    assert!(!kernel.machine.waiting, "nothing waits any more");
+}
+
+/// A restarted partition's RAM is reloaded in its own turns, a few pages at a
+/// time, while the others run; it is entered only once all of it is reloaded.
+/// Verifies: SK-TMP-005, SK-HM-005, SK-RIP-001
+#[test]
+fn a_restart_reloads_in_the_restarted_partitions_own_turns() {
+    let (mut kernel, log, _ram) = kernel();
+    let mut frame = Frame::default();
+    kernel.start(&mut frame);
+    kernel.on_trap(0, call(Call::Ready, &[2]), &mut frame);
+    // Zeroing a page takes 300 µs: a 1 ms turn reloads four of the 16 pages.
+    kernel.machine.us_per_page = 300;
+    let fault = Fault::new(septum_core::event::Reason::UnhandledException, 0, 0);
+    kernel.on_trap(0, Trap::Fault(fault), &mut frame);
+    assert!(kernel.system.owes_work(0));
+    assert_eq!(
+        frame.owner,
+        Some(1),
+        "alpha runs while the service VM reloads"
+    );
+    let mut turns = 1;
+    while kernel.system.owes_work(0) {
+        assert_ne!(frame.owner, Some(0), "entered before its reload was done");
+        kernel.on_trap(0, call(Call::Yield, &[1]), &mut frame);
+        turns += 1;
+    }
+    assert!(turns >= 4, "16 pages at four a turn took {turns} turns");
+    while frame.owner != Some(0) {
+        kernel.on_trap(0, call(Call::Yield, &[1]), &mut frame);
+    }
+    assert_eq!(log.borrow().restarts, vec![(0, 2)]);
 }

@@ -7,14 +7,20 @@
 //! *balloon memory* (from `min` to `max`) is either backed by a frame or a hole,
 //! as the *map* records. The pages from `min` to its description's `ram` start
 //! backed by their natural frames, the rest start as holes, and the pool starts
-//! empty. Inflating moves frames from a partition's pages to the pool, scrubbed;
-//! deflating moves pool frames into holes the partition names. So the frames that
-//! move are those the ballooning partitions were loaded with, and memory flows
-//! from one partition to another only through the pool.
+//! empty. Inflating unmaps a partition's pages at once and marks them *leaving*;
+//! their frames reach the pool only once scrubbed, and that scrubbing is work the
+//! partition owes: the kernel does it a page at a time in the partition's own
+//! turns, before the partition runs again ([`Balloon::scrub_owed`]), so a batch of
+//! 512 pages never takes time from another partition's window. Pages of a
+//! partition that ends, or that a restart takes away, leave the same way.
+//! Deflating moves pool frames into holes the partition names. So the frames
+//! that move are those the ballooning partitions were loaded with, and memory
+//! flows from one partition to another only through the pool.
 //!
 //! Invariants (checked by the census in the tests, and property-tested there):
 //! - every tracked frame is in exactly one place: backing one balloon page of one
-//!   partition, or free in the pool; their number never changes;
+//!   partition, leaving one (unmapped, to be scrubbed), or free in the pool; their
+//!   number never changes;
 //! - a partition's memory (kept plus backed balloon pages) never exceeds its
 //!   maximum (its map has no page beyond it) and never falls below its minimum
 //!   (kept memory is never given back); a deflate never takes it past its target;
@@ -38,8 +44,11 @@ use crate::resources::MAX_MMIO;
 /// A map entry of a page with no frame.
 const HOLE: u32 = 0;
 /// Marks map entries named by the batch being checked (frame numbers stay below
-/// it: machine memory below 8 TiB).
+/// [`LEAVING`]: machine memory below 4 TiB).
 const MARK: u32 = 1 << 31;
+/// Marks a map entry whose page its partition gave up (unmapped, its translations
+/// flushed) and whose frame waits to be scrubbed into the pool.
+const LEAVING: u32 = 1 << 30;
 
 /// What a guest last said about its memory (pages).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -85,6 +94,10 @@ struct Guest {
     devices: [Range; MAX_MMIO],
     /// The target it was last told, if it was told since the target changed.
     told: Option<u64>,
+    /// Its pages leaving: frames it owes a scrub for.
+    leaving: u64,
+    /// No page of it before this map index is leaving.
+    leaving_from: usize,
 }
 
 impl Guest {
@@ -134,7 +147,13 @@ fn frame_number(frame: u64) -> u32 {
 }
 
 fn frame_address(number: u32) -> u64 {
-    u64::from(number & !MARK) * PAGE_SIZE
+    u64::from(number & !(MARK | LEAVING)) * PAGE_SIZE
+}
+
+/// Whether a map entry holds a frame that backs its page (not a hole, not
+/// leaving).
+fn backs(entry: u32) -> bool {
+    entry != HOLE && entry & LEAVING == 0
 }
 
 /// A ballooning partition as the balloon needs to know it (sizes in pages).
@@ -220,6 +239,8 @@ impl Balloon {
                 natural: spec.natural,
                 devices: spec.devices,
                 told: None,
+                leaving: 0,
+                leaving_from: first,
             };
             first += made.balloon_pages();
             *guest = Some(made);
@@ -264,7 +285,7 @@ impl Balloon {
     pub fn frame(&self, index: usize, guest: u64) -> Option<u64> {
         let slot = self.guests.get(index)?.as_ref()?.slot(guest)?;
         let entry = self.map[slot];
-        (entry != HOLE).then(|| frame_address(entry))
+        backs(entry).then(|| frame_address(entry))
     }
 
     /// Frames free in the pool.
@@ -272,7 +293,44 @@ impl Balloon {
         self.free as u64
     }
 
-    /// Every tracked frame: backed balloon pages plus the pool (constant).
+    /// Frames given up by any partition and not scrubbed into the pool yet.
+    pub fn leaving(&self) -> u64 {
+        self.guests.iter().flatten().map(|g| g.leaving).sum()
+    }
+
+    /// Frames `index` still owes a scrub for (its pages leaving).
+    pub fn owed(&self, index: usize) -> u64 {
+        self.guests
+            .get(index)
+            .and_then(Option::as_ref)
+            .map_or(0, |g| g.leaving)
+    }
+
+    /// Scrubs the frame of one page `index` gave up into the pool, if it owes
+    /// one. Returns whether it owes more.
+    pub fn scrub_owed(&mut self, index: usize, pages: &mut impl Pages) -> bool {
+        let Some(guest) = self.guests.get_mut(index).and_then(Option::as_mut) else {
+            return false;
+        };
+        if guest.leaving == 0 {
+            return false;
+        }
+        let end = guest.first + guest.balloon_pages();
+        let slot = (guest.leaving_from..end)
+            .find(|&slot| self.map[slot] & LEAVING != 0)
+            .expect("a leaving page at or after the cursor");
+        guest.leaving -= 1;
+        guest.leaving_from = slot + 1;
+        let more = guest.leaving > 0;
+        let frame = core::mem::replace(&mut self.map[slot], HOLE) & !LEAVING;
+        pages.scrub_page(frame_address(frame));
+        self.pool[self.free] = frame;
+        self.free += 1;
+        more
+    }
+
+    /// Every tracked frame: backed and leaving balloon pages plus the pool
+    /// (constant).
     pub fn total(&self) -> u64 {
         self.map.iter().filter(|&&e| e != HOLE).count() as u64 + self.free as u64
     }
@@ -360,6 +418,8 @@ impl Balloon {
         };
         match (direction, self.map[slot]) {
             (_, entry) if entry & MARK != 0 => Err(Error::Duplicate),
+            // Given up and not scrubbed yet: the kernel still works on it.
+            (_, entry) if entry & LEAVING != 0 => Err(Error::InFlight),
             (Direction::Inflate, HOLE) => Err(Error::NotOwned),
             (Direction::Deflate, HOLE) => Ok(slot),
             (Direction::Deflate, _) => Err(Error::AlreadyBacked),
@@ -367,23 +427,26 @@ impl Balloon {
         }
     }
 
-    /// Unmaps the (checked) pages `list` of `index`, then scrubs their frames
-    /// into the pool.
+    /// Unmaps the (checked) pages `list` of `index` and marks them leaving: their
+    /// frames are scrubbed into the pool as work `index` owes.
     fn give_back(&mut self, index: usize, list: &[u64], pages: &mut impl Pages) {
         let guest = self.guests[index].expect("checked");
-        let start = self.free;
         for &address in list {
             let slot = guest.slot(address).expect("checked");
             pages.unmap_page(index, address);
-            self.pool[self.free] = core::mem::replace(&mut self.map[slot], HOLE);
-            self.free += 1;
+            self.leave(index, slot);
         }
         pages.flush_translations(index);
-        for &frame in &self.pool[start..self.free] {
-            pages.scrub_page(frame_address(frame));
-        }
         let g = self.guests[index].as_mut().expect("checked");
         g.memory.held -= list.len() as u64;
+    }
+
+    /// Marks backed map entry `slot` of `index` leaving (its page is unmapped).
+    fn leave(&mut self, index: usize, slot: usize) {
+        self.map[slot] |= LEAVING;
+        let g = self.guests[index].as_mut().expect("a ballooning partition");
+        g.leaving += 1;
+        g.leaving_from = g.leaving_from.min(slot);
     }
 
     /// Maps a (zero) pool frame at each (checked) hole `list` of `index`.
@@ -465,29 +528,45 @@ impl Balloon {
         Ok(())
     }
 
-    /// Restarts `index`'s balloon (checked with [`Balloon::can_restart`]): its
-    /// pages above its initial memory go to the pool, its holes below are filled
-    /// from it, its target is its initial memory and its report is forgotten. The
-    /// frames it keeps are not scrubbed here: the reload scrubs all its RAM.
+    /// Restarts `index`'s balloon (checked with [`Balloon::can_restart`]): every
+    /// page below its initial memory is backed again (a page leaving gets its own
+    /// frame back; a hole gets one of its frames above its initial memory, else
+    /// one from the pool), the frames left above leave, its target is its
+    /// initial memory and its report is forgotten. The frames it keeps are not
+    /// scrubbed here: the reload scrubs all its RAM.
     pub fn restart(&mut self, index: usize, pages: &mut impl Pages) {
         let Some(guest) = self.guests[index] else {
             return;
         };
-        self.release_from(index, guest.memory.initial, pages);
-        for page in 0..guest.balloon_pages() {
-            let guest_page = guest.memory.min + page as u64;
-            let slot = guest.first + page;
-            if guest_page < guest.memory.initial && self.map[slot] == HOLE {
+        let m = guest.memory;
+        let slot_of = |page: u64| guest.first + (page - m.min) as usize;
+        let mut spare = (m.initial..m.max).find(|&p| self.map[slot_of(p)] != HOLE);
+        for page in m.min..m.initial {
+            let slot = slot_of(page);
+            let entry = self.map[slot];
+            let frame = if entry & LEAVING != 0 {
+                self.reclaim_leaving(index, slot)
+            } else if entry != HOLE {
+                continue;
+            } else if let Some(from) = spare {
+                spare = (from + 1..m.max).find(|&p| self.map[slot_of(p)] != HOLE);
+                let moved = slot_of(from);
+                if backs(self.map[moved]) {
+                    pages.unmap_page(index, RAM_BASE + from * PAGE_SIZE);
+                    core::mem::replace(&mut self.map[moved], HOLE)
+                } else {
+                    let frame = self.reclaim_leaving(index, moved);
+                    self.map[moved] = HOLE;
+                    frame
+                }
+            } else {
                 self.free -= 1;
-                let frame = self.pool[self.free];
-                self.map[slot] = frame;
-                pages.map_page(
-                    index,
-                    RAM_BASE + guest_page * PAGE_SIZE,
-                    frame_address(frame),
-                );
-            }
+                self.pool[self.free]
+            };
+            self.map[slot] = frame;
+            pages.map_page(index, RAM_BASE + page * PAGE_SIZE, frame_address(frame));
         }
+        self.release_from(index, m.initial, pages);
         let g = self.guests[index].as_mut().expect("checked");
         g.memory.held = g.memory.initial;
         g.memory.target = g.memory.initial;
@@ -495,9 +574,17 @@ impl Balloon {
         g.told = None;
     }
 
+    /// Takes leaving map entry `slot` of `index` back: it owes no scrub for it.
+    /// Returns its frame.
+    fn reclaim_leaving(&mut self, index: usize, slot: usize) -> u32 {
+        let g = self.guests[index].as_mut().expect("a ballooning partition");
+        g.leaving -= 1;
+        self.map[slot] & !LEAVING
+    }
+
     /// Ends `index`'s balloon (it exited or was stopped): every backed balloon
-    /// page goes to the pool, so other partitions may take it; its target drops
-    /// to its minimum.
+    /// page leaves, so other partitions may take it once scrubbed; its target
+    /// drops to its minimum.
     pub fn end(&mut self, index: usize, pages: &mut impl Pages) {
         let Some(guest) = self.guests[index] else {
             return;
@@ -509,23 +596,19 @@ impl Balloon {
     }
 
     /// Unmaps every backed balloon page of `index` from guest page `from` up, and
-    /// scrubs its frame into the pool.
+    /// marks it leaving.
     fn release_from(&mut self, index: usize, from: u64, pages: &mut impl Pages) {
         let guest = self.guests[index].expect("checked");
-        let start = self.free;
+        let mut released = 0;
         for page in from.max(guest.memory.min)..guest.memory.max {
             let slot = guest.first + (page - guest.memory.min) as usize;
-            if self.map[slot] != HOLE {
+            if backs(self.map[slot]) {
                 pages.unmap_page(index, RAM_BASE + page * PAGE_SIZE);
-                self.pool[self.free] = core::mem::replace(&mut self.map[slot], HOLE);
-                self.free += 1;
+                self.leave(index, slot);
+                released += 1;
             }
         }
         pages.flush_translations(index);
-        for &frame in &self.pool[start..self.free] {
-            pages.scrub_page(frame_address(frame));
-        }
-        let released = (self.free - start) as u64;
         let g = self.guests[index].as_mut().expect("checked");
         g.memory.held -= released;
     }

@@ -1,5 +1,6 @@
 //! Guest console output: turns the bytes a partition writes into whole, prefixed,
-//! printable lines.
+//! printable lines; and the kernel's buffer of lines waiting for the UART
+//! ([`output`]).
 //!
 //! Invariants:
 //! - every line printed on behalf of a partition starts with `[<name>] `, so a guest
@@ -9,6 +10,8 @@
 //! - a line longer than [`LINE_MAX`] bytes is split, never truncated.
 
 use core::fmt;
+
+pub mod output;
 
 /// The longest line body (after the prefix) the kernel prints in one piece.
 pub const LINE_MAX: usize = 120;

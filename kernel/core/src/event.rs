@@ -265,6 +265,19 @@ pub enum Event<'a> {
         /// Refused calls in all.
         total: u64,
     },
+    /// Lines a partition printed that the console buffer had no room for
+    /// (reported once its lines that did fit have gone out).
+    PartitionConsoleDropped {
+        /// Partition name.
+        name: &'a str,
+        /// Lines dropped since the last report.
+        lines: u64,
+    },
+    /// Lines of the kernel's own that the console buffer had no room for.
+    KernelConsoleDropped {
+        /// Lines dropped since the last report.
+        lines: u64,
+    },
     /// The kernel powers the machine off at the service VM's request.
     KernelShutdown {
         /// Whether the service VM asked for a clean shutdown.
@@ -395,6 +408,12 @@ impl fmt::Display for Event<'_> {
             ),
             Event::HypercallDeniedTotal { name, total } => {
                 write!(f, "@@ partition {name} denied-total count={total}")
+            }
+            Event::PartitionConsoleDropped { name, lines } => {
+                write!(f, "@@ partition {name} console dropped={lines}")
+            }
+            Event::KernelConsoleDropped { lines } => {
+                write!(f, "@@ kernel console dropped={lines}")
             }
             Event::KernelShutdown { clean, code } => write!(
                 f,

@@ -15,6 +15,12 @@
 //! - a partition runs only while [`State::Runnable`]: a suspended, blocked, exited
 //!   or stopped one is never chosen, and a suspended guest runs again only when the
 //!   service VM resumes or restarts it (see [`supervise`](self::supervise));
+//! - kernel work a partition caused that is too long for one trap (reloading its
+//!   RAM after a restart, scrubbing the balloon pages it gave up) is work it
+//!   **owes**: the kernel does it a page at a time in that partition's own turns,
+//!   before it runs again ([`System::work`]), so it never comes out of another
+//!   partition's window; a partition that owes work gets its turns even when it
+//!   may not run;
 //! - with a schedule, a partition runs only inside its own time windows and no
 //!   longer than the window's end; time nobody may use is idle (see [`Decision`]);
 //! - guest console output always goes through the partition's [`LineBuffer`].
@@ -42,8 +48,16 @@ pub use partition::{Partition, State};
 pub use supervise::{ESCAPE, Events, TRAP_LINES};
 
 /// What the core needs from the machine: the console, the clock, partition RAM,
-/// and (for page flips) the second-stage mappings.
+/// and (for page flips) the second-stage mappings. Its [`fmt::Write`] takes the
+/// kernel's own console lines.
 pub trait Platform: fmt::Write + Pages {
+    /// Takes console text partition `partition` printed (whole lines, already
+    /// prefixed and sanitised by its [`LineBuffer`]).
+    fn write_guest(&mut self, partition: usize, text: &str);
+    /// Lines of `partition` the console had no room for since last asked, once
+    /// the rest of its lines have gone out, or at once if `now` (see
+    /// [`Output::take_dropped`](crate::console::output::Output::take_dropped)).
+    fn take_console_dropped(&mut self, partition: usize, now: bool) -> Option<u64>;
     /// Copies `buffer.len()` bytes of RAM at host-physical `addr` into `buffer`.
     /// The core calls this only for ranges it has checked to lie inside a
     /// partition's RAM.
@@ -52,6 +66,10 @@ pub trait Platform: fmt::Write + Pages {
     fn write_ram(&mut self, addr: u64, bytes: &[u8]);
     /// Microseconds since boot (the clock that drives the schedule).
     fn now_us(&mut self) -> u64;
+    /// Writes page `offset` of partition `partition`'s pristine image (zeros past
+    /// its end) into machine frame `frame`, which backs that page of its RAM and
+    /// is live on no core.
+    fn reload_page(&mut self, partition: usize, offset: u64, frame: u64);
 }
 
 /// The hypercall as the guest's registers give it.
@@ -136,14 +154,14 @@ pub enum Decision {
     },
 }
 
-/// Work on a partition's memory or vCPU that the back end must do before anything
-/// runs again.
+/// Work on a partition's vCPU that the back end must do before anything runs
+/// again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Effect {
-    /// Reload partition `.0` as at boot: scrub all its RAM, copy its pristine image,
-    /// reset its vCPU to the entry state with generation `.1` in the third argument
-    /// register, and forget any of its registers live on a core.
-    Reload(usize, u32),
+    /// Partition `.0` restarted: reset its vCPU to the entry state with generation
+    /// `.1` in the third argument register, and forget any of its registers live
+    /// on a core. (Its RAM is reloaded as work it owes: see [`System::work`].)
+    ResetVcpu(usize, u32),
     /// Advance the stored program counter of (suspended) partition `.0` by `.1`
     /// bytes.
     Skip(usize, u8),
@@ -283,6 +301,7 @@ impl System {
                 deferred: None,
                 waiting: None,
                 kept_ram: spec.kept_ram(),
+                reload_at: None,
             };
             // Cannot fail: a valid package has at most MAX_PARTITIONS partitions.
             let _ = partitions.push(partition);
@@ -445,7 +464,7 @@ impl System {
             Turn::Window {
                 partition,
                 until_us,
-            } if self.partitions[partition].state == State::Runnable => Decision::Run {
+            } if self.needs_cpu(partition) => Decision::Run {
                 partition,
                 deadline_us: Some(until_us),
             },
@@ -468,12 +487,12 @@ impl System {
         }
         let count = self.partitions.len();
         let start = after.unwrap_or(count - 1);
-        let on_core = (1..=count).map(|step| (start + step) % count).find(|&i| {
-            self.partitions[i].state == State::Runnable && self.partitions[i].cpu == cpu
-        });
+        let on_core = (1..=count)
+            .map(|step| (start + step) % count)
+            .find(|&i| self.needs_cpu(i) && self.partitions[i].cpu == cpu);
         match on_core {
             Some(next) => Next::Run(next),
-            None if self.runnable().next().is_some() => Next::Wait,
+            None if (0..count).any(|i| self.needs_cpu(i)) => Next::Wait,
             None => {
                 emit(
                     platform,
@@ -562,9 +581,10 @@ impl System {
                 while at < range.end {
                     let len = (range.end - at).min(CONSOLE_CHUNK as u64) as usize;
                     platform.read_ram(at, &mut chunk[..len]);
+                    let mut lines = GuestLines::new(platform, caller);
                     let _ = partition
                         .console
-                        .write(&partition.name, &chunk[..len], platform);
+                        .write(&partition.name, &chunk[..len], &mut lines);
                     at += len as u64;
                 }
                 self.resume_caller(caller, Reply::ok([range.size(), 0, 0]))
@@ -599,6 +619,7 @@ impl System {
                 self.flush_console(caller, platform);
                 let partition = &mut self.partitions[caller];
                 partition.state = State::Exited(code);
+                partition.reload_at = None;
                 emit(
                     platform,
                     Event::PartitionExit {
@@ -638,11 +659,33 @@ impl System {
         );
     }
 
-    /// Prints what the partition's console still holds, and the total of its refused
-    /// calls if the console did not show them all.
+    /// Reports, for every partition whose console lines were dropped for want of
+    /// room, how many, once its other lines have gone out (at once if `now`).
+    /// The back end calls it whenever a core reads the clock anyway; the core
+    /// itself, with `now`, for a partition that ends and before shutting down.
+    pub fn report_console_drops(&mut self, platform: &mut impl Platform) {
+        for index in 0..self.partitions.len() {
+            self.report_drops_of(index, false, platform);
+        }
+    }
+
+    fn report_drops_of(&mut self, index: usize, now: bool, platform: &mut impl Platform) {
+        if let Some(lines) = platform.take_console_dropped(index, now) {
+            let name = self.partitions[index].name();
+            emit(platform, Event::PartitionConsoleDropped { name, lines });
+        }
+    }
+
+    /// Prints what the partition's console still holds, how many of its lines the
+    /// console dropped, and the total of its refused calls if the console did not
+    /// show them all: it ends, or the system does.
     fn flush_console(&mut self, index: usize, platform: &mut impl Platform) {
         let partition = &mut self.partitions[index];
-        let _ = partition.console.flush(&partition.name, platform);
+        let _ = partition
+            .console
+            .flush(&partition.name, &mut GuestLines::new(platform, index));
+        self.report_drops_of(index, true, platform);
+        let partition = &mut self.partitions[index];
         if partition.denied > DENIED_LINES {
             let total = core::mem::take(&mut partition.denied);
             emit(
@@ -653,6 +696,40 @@ impl System {
                 },
             );
         }
+    }
+
+    /// Whether partition `index` owes kernel work (see the module documentation).
+    pub fn owes_work(&self, index: usize) -> bool {
+        self.partitions[index].reload_at.is_some() || self.balloon.owed(index) > 0
+    }
+
+    /// Does one page of the work partition `index` owes, in its own turn on its
+    /// core: reloading its RAM from its image after a restart (its watchdog is
+    /// armed once that is done), then scrubbing the balloon pages it gave up.
+    /// Returns whether it owes more.
+    pub fn work(&mut self, index: usize, platform: &mut impl Platform) -> bool {
+        let partition = &self.partitions[index];
+        if let Some(offset) = partition.reload_at {
+            let frame = self.ram_frame(index, partition.guest_ram.start + offset);
+            platform.reload_page(index, offset, frame);
+            let next = offset + PAGE_SIZE;
+            let done = next >= partition.guest_ram.size();
+            let now_us = platform.now_us();
+            let partition = &mut self.partitions[index];
+            partition.reload_at = (!done).then_some(next);
+            if done {
+                partition.arm_watchdog(now_us);
+            }
+        } else if !self.balloon.scrub_owed(index, platform) {
+            self.pool_refilled(platform);
+        }
+        self.owes_work(index)
+    }
+
+    /// Whether partition `index` should have its turns: it may run, or it owes
+    /// work.
+    fn needs_cpu(&self, index: usize) -> bool {
+        self.partitions[index].state == State::Runnable || self.owes_work(index)
     }
 
     /// The machine frame that backs RAM page `guest` of partition `index`: for
@@ -739,6 +816,28 @@ impl System {
 
 fn emit(platform: &mut impl Platform, event: Event<'_>) {
     let _ = writeln!(platform, "{event}");
+}
+
+/// A partition's console lines on their way to the platform.
+struct GuestLines<'a, P> {
+    platform: &'a mut P,
+    partition: usize,
+}
+
+impl<'a, P: Platform> GuestLines<'a, P> {
+    fn new(platform: &'a mut P, partition: usize) -> Self {
+        GuestLines {
+            platform,
+            partition,
+        }
+    }
+}
+
+impl<P: Platform> fmt::Write for GuestLines<'_, P> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.platform.write_guest(self.partition, s);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use septum_kernel::{Global, Kernel, Step, Trap};
 
 use crate::boot::{GuestRegisters, reg};
 use crate::clock;
+use crate::irq::Ended;
 use crate::machine::Pc;
 use crate::vcpu::{self, Vcpu};
 use crate::vmx::{self, field};
@@ -226,8 +227,10 @@ pub extern "C" fn handle_vm_exit(frame: &mut GuestRegisters) {
         let step = match exit {
             Exit::Resume => Step::Run,
             Exit::Interrupt(vector) => {
-                if let Some((line, owner)) = kernel.machine.interrupts.end(vector) {
-                    kernel.vcpus[owner].pend(line);
+                match kernel.machine.interrupts.end(vector) {
+                    Ended::Partition(line, owner) => kernel.vcpus[owner].pend(line),
+                    Ended::Console => kernel.drain_console(),
+                    Ended::Nobody => {}
                 }
                 Step::Run
             }
@@ -274,11 +277,11 @@ fn deliver(kernel: &mut Kernel<Vcpu, Pc>, cpu: usize, step: Step) {
     }
 }
 
-/// Waits on core `cpu` until `until_us` (the kernel is not held meanwhile).
+/// Waits on core `cpu` until `until_us` (the kernel is not held meanwhile,
+/// except to drain the console).
 fn idle(cpu: usize, until_us: u64) {
-    KERNEL
-        .with(cpu, |kernel| kernel.machine.clock)
-        .idle_until(until_us);
+    let clock = KERNEL.with(cpu, |kernel| kernel.machine.clock);
+    KERNEL.idle(cpu, until_us, |until_us| clock.idle_until(until_us));
 }
 
 /// Called when VMLAUNCH or VMRESUME itself failed: a kernel bug.

@@ -14,7 +14,9 @@
 //! interrupts exit, acknowledged on exit); the exit handler asks
 //! [`Interrupts::end`] for the owner of its vector, which also sends the local APIC
 //! its EOI, and the owner's vCPU keeps it pending until that partition can take it
-//! (see `Vcpu::deliver_interrupts`).
+//! (see `Vcpu::deliver_interrupts`). One line is the kernel's own: COM1's (IRQ 4),
+//! routed to the boot core at [`CONSOLE_VECTOR`], on which the kernel drains its
+//! console; no partition can be granted it.
 //!
 //! Invariants:
 //! - only granted lines are unmasked in the I/O APIC, each routed to one vector;
@@ -40,6 +42,8 @@ pub const VECTOR_BASE: u8 = 0x20;
 pub const LINES: usize = 16;
 /// The local APIC's spurious-interrupt vector (never EOI'd).
 pub const SPURIOUS_VECTOR: u8 = 0xff;
+/// The vector of the kernel's console UART (COM1's transmitter empty).
+pub const CONSOLE_VECTOR: u8 = 0xf0;
 /// Where the I/O APIC's registers are on a PC (identity-mapped by the kernel).
 const IO_APIC_BASE: u64 = 0xfec0_0000;
 const IA32_APIC_BASE: u32 = 0x1b;
@@ -126,6 +130,17 @@ pub struct Interrupts {
     max_entry: u32,
     /// Per ISA line: the index of the partition it is granted to.
     owners: [Option<usize>; LINES],
+}
+
+/// Whose interrupt a VM exit acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// IRQ line `.0` of partition `.1`.
+    Partition(u32, usize),
+    /// The kernel's console UART.
+    Console,
+    /// Spurious, or nobody's.
+    Nobody,
 }
 
 // SAFETY: an `Interrupts` is the only user of the two register blocks (the kernel
@@ -218,13 +233,29 @@ impl Interrupts {
         if slot.is_some() {
             panic!("{name}: IRQ {line} is granted to two partitions");
         }
+        if line == crate::serial::IRQ_LINE {
+            panic!("{name}: IRQ {line} is the kernel's console");
+        }
         *slot = Some(owner);
+        self.unmask(line, u32::from(VECTOR_BASE) + line, name, destination);
+    }
+
+    /// Routes COM1's line to [`CONSOLE_VECTOR`] on the core whose local APIC id is
+    /// `destination`.
+    pub fn route_console(&mut self, destination: u32) {
+        let vector = u32::from(CONSOLE_VECTOR);
+        self.unmask(crate::serial::IRQ_LINE, vector, "the console", destination);
+    }
+
+    /// Unmasks ISA line `line`'s I/O APIC input (the same number, but IRQ 0, the
+    /// PIT, is wired to input 2) with `vector`, fixed delivery to local APIC
+    /// `destination`, edge-triggered and active high.
+    fn unmask(&mut self, line: u32, vector: u32, name: &str, destination: u32) {
         let input = if line == 0 { 2 } else { line };
         assert!(
             input <= self.max_entry,
             "{name}: IRQ {line}: the I/O APIC has no input {input}"
         );
-        let vector = u32::from(VECTOR_BASE) + line;
         let register = IO_APIC_REDIRECTION + 2 * input;
         self.write(
             register + 1,
@@ -244,15 +275,20 @@ impl Interrupts {
 
     /// Ends the interrupt with `vector`, which the CPU acknowledged on a VM exit
     /// (an EOI to the local APIC, except for the spurious vector, which has none),
-    /// and returns its line and the index of the partition that owns it, if any.
-    pub fn end(&self, vector: u8) -> Option<(u32, usize)> {
+    /// and says whose it was.
+    pub fn end(&self, vector: u8) -> Ended {
         if vector == SPURIOUS_VECTOR {
-            return None;
+            return Ended::Nobody;
         }
         self.local.eoi.set(0);
-        let line = vector.checked_sub(VECTOR_BASE)?;
-        let owner = (*self.owners.get(usize::from(line))?)?;
-        Some((u32::from(line), owner))
+        if vector == CONSOLE_VECTOR {
+            return Ended::Console;
+        }
+        let owner = |line: u8| Some((u32::from(line), (*self.owners.get(usize::from(line))?)?));
+        match vector.checked_sub(VECTOR_BASE).and_then(owner) {
+            Some((line, partition)) => Ended::Partition(line, partition),
+            None => Ended::Nobody,
+        }
     }
 }
 

@@ -45,6 +45,17 @@ impl septum_kernel::Machine for Pc {
         self.console.0.receive()
     }
 
+    fn try_send(&mut self, byte: u8) -> bool {
+        self.console.0.try_put(byte)
+    }
+
+    /// COM1 interrupts (IRQ 4, the kernel's [`crate::irq::CONSOLE_VECTOR`]) when its
+    /// transmitter empties, while bytes wait: the exit handler drains the console
+    /// then, so output flows at the line's speed whoever runs.
+    fn console_waiting(&mut self, waiting: bool) {
+        self.console.0.interrupt_when_empty(waiting);
+    }
+
     /// x86 keeps instruction fetch coherent with data writes: nothing to do.
     fn code_written(&mut self, _range: Range) {}
 

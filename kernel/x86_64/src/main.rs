@@ -243,6 +243,8 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
         },
     );
 
+    let output = septum_kernel::console_output(&mut frames);
+    interrupts.route_console(interrupts.boot_apic_id());
     let mut first = GuestRegisters::default();
     let pc = Pc {
         console,
@@ -251,7 +253,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     };
     let step = KERNEL.init(
         BOOT_CPU,
-        Kernel::new(system, vcpus, pc, package),
+        Kernel::new(system, vcpus, pc, package, output),
         |kernel| kernel.start(&mut first),
     );
     smp::release();

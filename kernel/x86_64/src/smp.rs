@@ -13,7 +13,6 @@
 //!   core has filled it in and said so ([`release`]).
 
 use core::arch::global_asm;
-use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use septum_core::event::Event;
@@ -169,7 +168,7 @@ extern "C" fn secondary_main(index: u64) -> ! {
     }
     let mut frame = GuestRegisters::default();
     let step = KERNEL.with(cpu, |kernel| {
-        let _ = writeln!(kernel.machine, "{}", Event::KernelCpuUp { cpu });
+        kernel.log(Event::KernelCpuUp { cpu });
         exit::resume(kernel, cpu, &mut frame)
     });
     exit::until_runnable(cpu, step, &mut frame);

@@ -13,9 +13,13 @@
 //!    then gives some pages back and takes some again; with bit 8 it then
 //!    panics and, restarted, checks it holds its initial memory again. Bits
 //!    32-63: a device page it may name (0: none);
-//! 4. **bench**: times inflating and deflating 4,096 pages in batches of 1, 64
-//!    and 512;
-//! 5. **stubborn**: reports but never gives anything back.
+//! 4. **bench**: times inflating and deflating 4,096 pages in batches of 1, 16
+//!    and [`BATCH_MAX`];
+//! 5. **stubborn**: reports but never gives anything back;
+//! 6. **storm**: inflates and deflates its top [`BATCH_MAX`] pages, batch after
+//!    batch, for bits 8-31 million counter ticks: the most scrubbing and
+//!    remapping one partition can ask of the kernel (a time attack, beside a
+//!    meter).
 #![no_std]
 #![no_main]
 
@@ -49,6 +53,7 @@ fn main(boot: Boot) -> u64 {
         3 => hostile(&boot, held, target, max),
         4 => bench(&boot, held),
         5 => stubborn(),
+        6 => storm(held, (boot.argument >> 8) & 0xff_ffff),
         role => {
             println!("balloon: no role {role}");
             return 1;
@@ -246,7 +251,7 @@ fn bench(boot: &Boot, held: u64) -> Result<(), Error> {
         return Err(Error::TooLong);
     }
     let mut list = [0u64; BATCH_MAX];
-    for batch in [1usize, 64, 512] {
+    for batch in [1usize, 16, BATCH_MAX] {
         let mut ticks = [0u64; 2];
         for (direction, spent) in ticks.iter_mut().enumerate() {
             let start = arch::counter();
@@ -280,4 +285,18 @@ fn stubborn() -> Result<(), Error> {
         balloon::report(BALLOON, 0, 0, 0)?;
         septum_sdk::yield_now(slot::SELF)?;
     }
+}
+
+fn storm(held: u64, millions: u64) -> Result<(), Error> {
+    let top = RAM_BASE + held * PAGE_SIZE;
+    let list: [u64; BATCH_MAX] = core::array::from_fn(|i| top - (i as u64 + 1) * PAGE_SIZE);
+    println!("storm: inflating and deflating {BATCH_MAX} pages back to back");
+    let (start, mut rounds) = (arch::counter(), 0u64);
+    while arch::counter() - start < millions * 1_000_000 {
+        balloon::inflate(BALLOON, &list)?;
+        balloon::deflate(BALLOON, &list)?;
+        rounds += 1;
+    }
+    println!("storm: over after {rounds} rounds");
+    Ok(())
 }

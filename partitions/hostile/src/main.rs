@@ -12,6 +12,8 @@
 //! | 4 | firmware-or-console | calls the secure monitor (SMC) | writes COM1, the kernel's console port |
 //! | 5 | execute-outside | jumps to guest-physical 0 | the same |
 //!
+//! Arguments from 100 are attacks on time instead (see [`time`]).
+//!
 //! The hypercall probes (forged and empty slots, wrong types, missing rights, bad
 //! addresses) are `partitions/hostile-args`.
 #![no_std]
@@ -34,9 +36,14 @@ const PROBES: [&str; 6] = [
     "execute-outside",
 ];
 
+mod time;
+
 fn main(boot: Boot) -> u64 {
     if boot.argument == VICTIM {
         return victim(boot.ram_size);
+    }
+    if (time::FIRST..time::FIRST + time::COUNT).contains(&(boot.argument % 1000)) {
+        return time::attack(&boot);
     }
     let Some(&name) = PROBES.get(boot.argument as usize) else {
         println!("no probe {}", boot.argument);

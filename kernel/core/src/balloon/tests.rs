@@ -62,6 +62,15 @@ fn snapshot(balloon: &Balloon) -> (Vec<u32>, Vec<u32>, Vec<Option<Memory>>) {
     )
 }
 
+/// Scrubs every frame the partitions owe into the pool, as the kernel does in
+/// their turns.
+fn pay_all(balloon: &mut Balloon, pages: &mut FakePages) {
+    for index in 0..3 {
+        while balloon.scrub_owed(index, pages) {}
+        assert_eq!(balloon.owed(index), 0);
+    }
+}
+
 /// Checks every invariant of the module docs against the fake tables.
 fn check(balloon: &Balloon, pages: &FakePages, total: u64) {
     assert_eq!(balloon.total(), total, "frames are conserved");
@@ -78,13 +87,17 @@ fn check(balloon: &Balloon, pages: &FakePages, total: u64) {
     for (index, guest) in balloon.guests.iter().enumerate() {
         let Some(guest) = guest else { continue };
         let m = guest.memory;
-        let mut backed = 0;
+        let (mut backed, mut leaving) = (0, 0);
         for p in m.min..m.max {
             let entry = balloon.map[guest.slot(page(p)).unwrap()];
             assert_eq!(entry & MARK, 0, "a mark was left behind");
             let mapped = pages.mapped.get(&(index, page(p))).copied();
             if entry == HOLE {
                 assert_eq!(mapped, None, "a hole is mapped");
+            } else if entry & LEAVING != 0 {
+                assert_eq!(mapped, None, "a page leaving is mapped");
+                assert!(seen.insert(entry & !LEAVING), "a frame is in two places");
+                leaving += 1;
             } else {
                 backed += 1;
                 assert!(seen.insert(entry), "a frame is in two places");
@@ -92,6 +105,11 @@ fn check(balloon: &Balloon, pages: &FakePages, total: u64) {
             }
         }
         assert_eq!(m.held, m.min + backed, "held is counted right");
+        assert_eq!(
+            balloon.owed(index),
+            leaving,
+            "what it owes is counted right"
+        );
         assert!((m.min..=m.max).contains(&m.held) && (m.min..=m.max).contains(&m.target));
     }
 }
@@ -158,7 +176,19 @@ fn memory_moves_through_the_scrubbed_pool_within_the_limits() {
     let memory = balloon
         .batch(0, Direction::Inflate, &given, no_flight, &mut pages)
         .unwrap();
-    assert_eq!((memory.held, balloon.free()), (8, 8));
+    assert_eq!((memory.held, balloon.free(), balloon.owed(0)), (8, 0, 8));
+    check(&balloon, &pages, total);
+    assert_eq!(
+        balloon.batch(0, Direction::Inflate, &given[..1], no_flight, &mut pages),
+        Err(Error::InFlight),
+        "a page leaving is the kernel's until scrubbed"
+    );
+    // The kernel scrubs them in partition 0's turns, a page at a time.
+    for left in (0..8).rev() {
+        assert_eq!(balloon.scrub_owed(0, &mut pages), left > 0);
+        assert_eq!(balloon.free(), 8 - left);
+    }
+    assert!(!balloon.scrub_owed(0, &mut pages), "nothing more owed");
     check(&balloon, &pages, total);
     // Partition 2 takes them, up to its target and no further.
     balloon.set_target(2, 16).unwrap();
@@ -187,6 +217,7 @@ fn a_restart_restores_the_initial_memory_or_is_refused_whole() {
     balloon
         .batch(0, Direction::Inflate, &given, no_flight, &mut pages)
         .unwrap();
+    pay_all(&mut balloon, &mut pages);
     balloon.set_target(2, 20).unwrap();
     let taken: Vec<u64> = (8..20).map(page).collect();
     balloon
@@ -199,6 +230,12 @@ fn a_restart_restores_the_initial_memory_or_is_refused_whole() {
     balloon.restart(2, &mut pages);
     assert_eq!(balloon.memory(2).unwrap().held, 8);
     check(&balloon, &pages, total);
+    assert_eq!(
+        balloon.owed(2),
+        12,
+        "its extra frames leave as work it owes"
+    );
+    pay_all(&mut balloon, &mut pages);
     balloon.can_restart(0).unwrap();
     balloon.restart(0, &mut pages);
     let memory = balloon.memory(0).unwrap();
@@ -207,6 +244,8 @@ fn a_restart_restores_the_initial_memory_or_is_refused_whole() {
     // An ended partition gives all its balloon memory back.
     balloon.end(0, &mut pages);
     assert_eq!(balloon.memory(0).unwrap().held, 4);
+    check(&balloon, &pages, total);
+    pay_all(&mut balloon, &mut pages);
     assert_eq!(balloon.free(), 12);
     check(&balloon, &pages, total);
 }
@@ -219,6 +258,8 @@ enum Op {
     Restart(usize),
     End(usize),
     Dirty(usize, u64),
+    /// The kernel scrubs up to this many frames partition `.0` owes.
+    Pay(usize, usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -229,7 +270,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (index.clone(), 0u64..36).prop_map(|(i, t)| Op::Target(i, t)),
         1 => index.clone().prop_map(Op::Restart),
         1 => index.clone().prop_map(Op::End),
-        2 => (index, 0u64..36).prop_map(|(i, p)| Op::Dirty(i, p)),
+        2 => (index.clone(), 0u64..36).prop_map(|(i, p)| Op::Dirty(i, p)),
+        2 => (index, 0usize..8).prop_map(|(i, n)| Op::Pay(i, n)),
     ]
 }
 
@@ -267,6 +309,11 @@ proptest! {
                 Op::Dirty(index, p) => {
                     if let Some(&frame) = pages.mapped.get(&(index, page(p))) {
                         pages.dirty.insert(frame);
+                    }
+                }
+                Op::Pay(index, count) => {
+                    for _ in 0..count {
+                        balloon.scrub_owed(index, &mut pages);
                     }
                 }
             }

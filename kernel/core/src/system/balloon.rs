@@ -104,6 +104,15 @@ impl System {
         }
     }
 
+    /// Frames a partition gave up have all reached the pool: wakes every
+    /// partition waiting on its balloon, so one whose deflate found the pool
+    /// empty tries again (its wait returns 0: woken, call again).
+    pub(super) fn pool_refilled(&mut self, platform: &mut impl Platform) {
+        for index in 0..self.partitions.len() {
+            self.wake(index, usize::from(BALLOON_WAIT), platform);
+        }
+    }
+
     pub(super) fn invoke_balloon(
         &mut self,
         caller: usize,
@@ -179,14 +188,15 @@ impl System {
                 }
                 platform.write_ram(buffer.start, &bytes);
                 let shares = self.balloon.memory(target).map_or(0, |m| m.shares);
-                let pool = self.balloon.free();
+                // Frames given up and being scrubbed are on their way to the pool.
+                let pool = self.balloon.free() + self.balloon.leaving();
                 self.resume_caller(caller, Reply::ok([u64::from(shares), pool, 0]))
             }
         }
     }
 
     /// Carries out an inflate or deflate of the `list` (checked to lie in the
-    /// caller's kept memory). Kept out of line: its 8 KiB of buffers would
+    /// caller's kept memory). Kept out of line: its 1 KiB of buffers would
     /// otherwise sit in the frame of every hypercall.
     #[inline(never)]
     fn balloon_batch(

@@ -86,6 +86,9 @@ pub struct Partition {
     /// Bytes of RAM it always keeps, from the start of its RAM: all of it, or its
     /// minimum if it has a balloon. Only there does the kernel take buffers.
     pub(super) kept_ram: u64,
+    /// After a restart, until its RAM is reloaded: the offset of the next page to
+    /// reload. It does not run before (see `System::work`).
+    pub(super) reload_at: Option<u64>,
 }
 
 impl Partition {

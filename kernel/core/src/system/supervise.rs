@@ -616,7 +616,9 @@ impl System {
         partition.suspension = None;
         partition.deferred = None;
         partition.console.clear();
-        partition.arm_watchdog(now_us);
+        // Its watchdog starts once its RAM is reloaded, which it owes.
+        partition.heartbeat_due_us = None;
+        partition.reload_at = Some(0);
         self.restart_queues(index, platform);
         self.balloon.restart(index, platform);
         let partition = &mut self.partitions[index];
@@ -636,7 +638,7 @@ impl System {
             [u64::from(generation), in_period],
             platform,
         );
-        Ok(Effect::Reload(index, generation))
+        Ok(Effect::ResetVcpu(index, generation))
     }
 
     /// The service VM faulted or hung: restart it and tell the new instance about
@@ -697,6 +699,8 @@ impl System {
         self.forget_decisions(index);
         let partition = &mut self.partitions[index];
         partition.state = State::Stopped;
+        // It never runs again: a reload it still owed is moot.
+        partition.reload_at = None;
         partition.suspension = None;
         partition.heartbeat_due_us = None;
         emit(

@@ -272,7 +272,7 @@ fn a_trap_storm_is_reported_line_by_line_only_at_first_but_audited_whole() {
 fn restarts_bump_the_generation_within_the_budget_then_stop() {
     let mut t = running();
     let d = t.svc(Call::Restart, &[CTL_ALPHA, 0]);
-    let reload = Some(Effect::Reload(1, 2));
+    let reload = Some(Effect::ResetVcpu(1, 2));
     assert_eq!((results(&d), d.effect), ([0; 3], reload));
     assert_eq!(t.states()[1], (State::Runnable, 2));
     t.says("@@ partition alpha restart gen=2");
@@ -281,9 +281,9 @@ fn restarts_bump_the_generation_within_the_budget_then_stop() {
     let d = t.svc(Call::Restart, &[CTL_ALPHA, 1]);
     assert_eq!((refused(&d), t.states()), (Error::PeerRestarted, before));
     let d = t.svc(Call::Restart, &[CTL_ALPHA, 2]);
-    assert_eq!(d.effect, Some(Effect::Reload(1, 3)));
+    assert_eq!(d.effect, Some(Effect::ResetVcpu(1, 3)));
     let d = t.svc(Call::Restart, &[CTL_ALPHA, 3]);
-    assert_eq!(d.effect, Some(Effect::Reload(1, 4)));
+    assert_eq!(d.effect, Some(Effect::ResetVcpu(1, 4)));
     let d = t.svc(Call::Inspect, &[CTL_ALPHA, BUFFER]);
     assert_eq!(results(&d), [1, 4 | (3 << 32), RAM]);
     assert_eq!(t.m.ram[AT..AT + 16], *b"alpha\0\0\0\0\0\0\0\0\0\0\0");
@@ -298,7 +298,7 @@ fn restarts_bump_the_generation_within_the_budget_then_stop() {
     // Once the period has passed, it may be restarted again.
     t.m.now_us = 10_000_000;
     let d = t.svc(Call::Restart, &[CTL_ALPHA, 0]);
-    assert_eq!(d.effect, Some(Effect::Reload(1, 5)));
+    assert_eq!(d.effect, Some(Effect::ResetVcpu(1, 5)));
     assert_eq!(t.state(1), State::Runnable);
     assert_eq!(t.sys.partitions()[1].restarts(), 4);
 }
@@ -328,7 +328,7 @@ fn a_service_vm_fault_reloads_it_and_it_is_told_again_about_suspended_guests() {
     t.fault(2, trap(0x9100_0000, 4));
     t.key(ESCAPE);
     let d = t.fault(0, Fault::new(Reason::UnhandledException, 0x4000_0010, 0));
-    assert_eq!(d, dispatch(Next::Run(0), Some(Effect::Reload(0, 2))));
+    assert_eq!(d, dispatch(Next::Run(0), Some(Effect::ResetVcpu(0, 2))));
     assert_eq!(t.states()[0], (State::Runnable, 2));
     t.says("@@ partition service fault reason=unhandled-exception addr=0x40000010 syndrome=0x0 gen=1 action=restart");
     t.says("@@ partition service restart gen=2");
@@ -380,7 +380,7 @@ fn a_late_guest_is_suspended_heartbeats_rearm_and_a_late_service_vm_is_reloaded(
 
     let mut t = rig_with([1; 3], [watchdog(10), none, none]);
     assert_eq!(t.watchdogs(0, 10_000), None);
-    assert_eq!(t.watchdogs(0, 10_001), Some(Effect::Reload(0, 2)));
+    assert_eq!(t.watchdogs(0, 10_001), Some(Effect::ResetVcpu(0, 2)));
     assert_eq!(t.states()[0], (State::Runnable, 2));
     t.says("@@ partition service watchdog gen=1 period_ms=10 late_us=1");
 }
@@ -507,7 +507,7 @@ fn control_of_a_partition_live_on_another_core_waits_for_that_core() {
     assert_eq!((results(&d), d.effect), ([1, 0, 0], None));
     assert_eq!(t.states(), before);
     assert_eq!(t.deferred(1), None, "nothing for alpha");
-    let reload = dispatch(Next::Run(2), Some(Effect::Reload(2, 2)));
+    let reload = dispatch(Next::Run(2), Some(Effect::ResetVcpu(2, 2)));
     assert_eq!(t.deferred(2), Some(reload));
     assert_eq!(t.states()[2], (State::Runnable, 2));
     assert_eq!(t.deferred(2), None, "done once");
@@ -519,7 +519,7 @@ fn control_of_a_partition_live_on_another_core_waits_for_that_core() {
     // A partition on the service VM's own core is controlled at once.
     t.sys.note_loaded(0, Some(1));
     let d = t.svc(Call::Restart, &[CTL_ALPHA, 0]);
-    assert_eq!(d.effect, Some(Effect::Reload(1, 2)));
+    assert_eq!(d.effect, Some(Effect::ResetVcpu(1, 2)));
 }
 
 /// Verifies: SK-MED-002
@@ -575,7 +575,7 @@ fn a_panic_suspends_a_guest_and_reloads_the_service_vm() {
     assert_eq!(t.wait(), [EventKind::Fault as u64, 1, 2]);
     assert_eq!(t.header()[WORD_REASON], Reason::Panic as u64);
     let d = t.svc(Call::Panic, &[SELF, 1]);
-    assert_eq!(d.effect, Some(Effect::Reload(0, 2)));
+    assert_eq!(d.effect, Some(Effect::ResetVcpu(0, 2)));
     assert_eq!(t.states()[0], (State::Runnable, 2));
 }
 
@@ -761,7 +761,11 @@ proptest! {
                 prop_assert!(after.iter().all(|(s, _)| *s != State::Suspended));
             }
             match next {
-                Some(Next::Run(p)) => prop_assert_eq!(t.state(p), State::Runnable),
+                // Only a partition that may run, or that owes work (done in its
+                // turn before it runs), is chosen.
+                Some(Next::Run(p)) => {
+                    prop_assert!(t.state(p) == State::Runnable || t.sys.owes_work(p));
+                }
                 Some(Next::PowerOff { .. }) => {
                     powered_off = true;
                     break;
@@ -781,4 +785,38 @@ proptest! {
             prop_assert!(t.state(i) != State::Suspended || model.told[i], "guest {} never told", i);
         }
     }
+}
+
+/// A restarted partition owes the reload of its RAM: it is chosen for its turns
+/// (which the kernel spends on the reload), and its watchdog starts only once the
+/// reload is done, so a long reload cannot count as a missed heartbeat.
+/// Verifies: SK-TMP-005, SK-HM-003
+#[test]
+fn a_restart_is_owed_work_and_the_watchdog_waits_for_it() {
+    let mut t = rig_with([1; 3], [watchdog(0), watchdog(5), watchdog(0)]);
+    t.svc(Call::Ready, &[SYSTEM]);
+    t.m.ram[RAM as usize..][..8].copy_from_slice(&[0x5e; 8]);
+    t.svc(Call::Restart, &[CTL_ALPHA, 0]);
+    assert!(t.sys.owes_work(1));
+    t.m.now_us = 1_000_000;
+    assert_eq!(
+        t.watchdogs(0, 1_000_000),
+        None,
+        "no heartbeat is due while it reloads"
+    );
+    let mut pages = 1;
+    while t.sys.work(1, &mut t.m) {
+        pages += 1;
+    }
+    assert_eq!(pages, RAM / PAGE_SIZE, "one page a step");
+    assert!(!t.sys.owes_work(1));
+    assert_eq!(
+        t.m.ram[RAM as usize..][..8],
+        [0; 8],
+        "its RAM was rewritten"
+    );
+    // Reloaded at 1 s: its 5 ms heartbeat is due from then.
+    assert_eq!(t.watchdogs(0, 1_005_000), None);
+    t.watchdogs(0, 1_005_001);
+    assert_eq!(t.state(1), State::Suspended);
 }

@@ -68,6 +68,18 @@ impl Pages for FakeMachine {
 }
 
 impl Platform for FakeMachine {
+    fn write_guest(&mut self, _partition: usize, text: &str) {
+        self.console.push_str(text);
+    }
+
+    fn take_console_dropped(&mut self, _partition: usize, _now: bool) -> Option<u64> {
+        None
+    }
+
+    fn reload_page(&mut self, _partition: usize, _offset: u64, frame: u64) {
+        self.write_ram(frame, &[0; 4096]);
+    }
+
     fn read_ram(&mut self, addr: u64, buffer: &mut [u8]) {
         let at = (addr - HOST_BASE) as usize;
         buffer.copy_from_slice(&self.ram[at..at + buffer.len()]);
