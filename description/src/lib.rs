@@ -14,6 +14,7 @@
 
 mod board;
 mod format;
+pub mod limits;
 mod model;
 mod size;
 mod validate;
@@ -24,7 +25,7 @@ pub use model::{
     TrapAction, TrapClass, Window,
 };
 pub use size::parse_size;
-pub use validate::{CAP_SLOTS, RULES};
+pub use validate::RULES;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -49,6 +49,10 @@ use toml::Spanned;
 use crate::board::Board;
 use crate::format::{Boards, CapEntry, PartitionEntry, QueueEntry, SystemFile};
 use crate::model::{Cap, CapKind, ImageSource, Kind, Partition, Queue, Right, System, Window};
+use crate::limits::{
+    CAP_SLOTS, MAJOR_FRAME_MAX_US, MAX_IRQS, MAX_MMIO, MAX_PORTS, MAX_RECEIVE_WINDOW,
+    MAX_WINDOWS, NAME_MAX, PAGE_SIZE, QUEUE_DEPTH_MAX, RAM_MAX,
+};
 use crate::{DescriptionError, DescriptionErrors, Locator};
 
 mod supervision;
@@ -92,24 +96,11 @@ pub const RULES: &[&str] = &[
     "policy-reserved",
 ];
 
-/// Largest RAM a partition may have (the package format's limit).
-const RAM_MAX: u64 = 1 << 30;
-const PAGE: u64 = 4096;
+const PAGE: u64 = PAGE_SIZE;
 /// Partition RAM placed with `at` must start on this boundary (block mappings).
 const PLACEMENT_ALIGN: u64 = 2 << 20;
-const NAME_MAX: usize = 16;
-const QUEUE_DEPTH_MAX: u32 = 64;
-/// Largest receive window (the package format's limit).
-const RECEIVE_WINDOW_MAX: u64 = 16 << 20;
 /// The receive window of a partition that receives on a queue and sets none.
 const RECEIVE_WINDOW_DEFAULT: u64 = 64 << 10;
-/// Limits of the system package's fixed-size grant lists.
-const WINDOWS_MAX: usize = 8;
-const MMIO_MAX: usize = 4;
-const PORTS_MAX: usize = 4;
-const IRQS_MAX: usize = 8;
-/// Capability slots per partition.
-pub const CAP_SLOTS: usize = 16;
 
 /// Collects errors against the source file.
 struct Checker<'a> {
@@ -394,7 +385,7 @@ fn check_receive_window(check: &mut Checker<'_>, p: &PartitionEntry) -> u64 {
         return if receives { RECEIVE_WINDOW_DEFAULT } else { 0 };
     };
     let bytes = window.get_ref().0;
-    if !bytes.is_multiple_of(PAGE) || bytes > RECEIVE_WINDOW_MAX {
+    if !bytes.is_multiple_of(PAGE) || bytes > MAX_RECEIVE_WINDOW {
         let message = format!(
             "receive window of `{name}` is {bytes} bytes; it must be a multiple of 4 KiB up to 16M"
         );
@@ -481,13 +472,13 @@ fn check_windows(
     let mut taken: Vec<(u32, u64, u64, &str)> = Vec::new();
     for (entry, partition) in entries.iter().zip(partitions) {
         let name = &partition.name;
-        if partition.windows.len() > WINDOWS_MAX {
+        if partition.windows.len() > MAX_WINDOWS {
             let message = format!(
-                "`{name}` has {} windows; a partition has at most {WINDOWS_MAX}",
+                "`{name}` has {} windows; a partition has at most {MAX_WINDOWS}",
                 partition.windows.len()
             );
             check.fail(
-                entry.get_ref().windows[WINDOWS_MAX].span(),
+                entry.get_ref().windows[MAX_WINDOWS].span(),
                 "window-count",
                 message,
             );
@@ -540,11 +531,11 @@ fn check_devices(check: &mut Checker<'_>, entries: &[Spanned<PartitionEntry>], b
         let mmio: usize = devices.iter().map(|d| d.mmio.len()).sum();
         let ports: usize = devices.iter().map(|d| d.ports.len()).sum();
         let irqs: usize = devices.iter().map(|d| d.irqs.len()).sum();
-        if (mmio > MMIO_MAX || ports > PORTS_MAX || irqs > IRQS_MAX)
+        if (mmio > MAX_MMIO || ports > MAX_PORTS || irqs > MAX_IRQS)
             && let Some(last) = entry.get_ref().devices.last()
         {
             let message = format!(
-                "the devices of `{holder}` have {mmio} MMIO blocks, {ports} port ranges and {irqs} interrupts; a partition has at most {MMIO_MAX}, {PORTS_MAX} and {IRQS_MAX}"
+                "the devices of `{holder}` have {mmio} MMIO blocks, {ports} port ranges and {irqs} interrupts; a partition has at most {MAX_MMIO}, {MAX_PORTS} and {MAX_IRQS}"
             );
             check.fail(last.span(), "device-count", message);
         }
