@@ -6,7 +6,11 @@
 use serde::Deserialize;
 use std::path::Path;
 
+use crate::limits::MAX_CPUS;
 use crate::size::Bytes;
+
+/// The architectures the kernel has a back end for.
+const ARCHITECTURES: [&str; 2] = ["aarch64", "x86_64"];
 
 /// A board recipe.
 #[derive(Clone, Debug, Deserialize)]
@@ -24,7 +28,7 @@ pub struct Board {
     pub default_ram: String,
     /// The system description run by default, relative to the board folder.
     pub default_system: String,
-    /// CPU cores a description may use.
+    /// CPU cores a description may use (1 to [`MAX_CPUS`]).
     pub cpus: u32,
     /// Where partition RAM may be placed with `at`.
     pub ram: Vec<MemoryRegion>,
@@ -92,11 +96,63 @@ impl Board {
         let path = folder.join("board.toml");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read board recipe {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let board: Board = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        board
+            .check()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(board)
+    }
+
+    /// What a recipe must say for descriptions to be checked against it: an
+    /// architecture the kernel has a back end for, and 1 to [`MAX_CPUS`] cores.
+    fn check(&self) -> Result<(), String> {
+        if !ARCHITECTURES.contains(&self.arch.as_str()) {
+            return Err(format!(
+                "architecture `{}` is none of {}",
+                self.arch,
+                ARCHITECTURES.join(", ")
+            ));
+        }
+        if self.cpus == 0 || self.cpus as usize > MAX_CPUS {
+            return Err(format!(
+                "`cpus = {}`: a board has 1 to {MAX_CPUS} cores (the kernel's limit)",
+                self.cpus
+            ));
+        }
+        Ok(())
     }
 
     /// The device called `name`.
     pub fn device(&self, name: &str) -> Option<&BoardDevice> {
         self.devices.iter().find(|d| d.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Board;
+
+    fn test_board() -> Board {
+        Board::load(std::path::Path::new("tests/board")).expect("test board")
+    }
+
+    /// Verifies: SK-CFG-004
+    #[test]
+    fn a_recipe_names_a_known_architecture_and_at_most_the_kernels_cores() {
+        let mut board = test_board();
+        assert_eq!(board.check(), Ok(()));
+        board.cpus = 5;
+        assert_eq!(
+            board.check(),
+            Err("`cpus = 5`: a board has 1 to 4 cores (the kernel's limit)".into())
+        );
+        board.cpus = 0;
+        assert!(board.check().is_err());
+        board.cpus = 1;
+        board.arch = "riscv64".into();
+        assert_eq!(
+            board.check(),
+            Err("architecture `riscv64` is none of aarch64, x86_64".into())
+        );
     }
 }

@@ -28,6 +28,8 @@ pub use size::parse_size;
 pub use validate::RULES;
 
 use std::fmt;
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// One broken rule, located in its file.
@@ -77,18 +79,48 @@ impl fmt::Display for DescriptionErrors {
 
 impl std::error::Error for DescriptionErrors {}
 
-/// Reads and validates the description at `path` for `board`.
+/// Longest description read: 1 MiB, hundreds of times a full system's.
+pub const DESCRIPTION_MAX: u64 = 1 << 20;
+
+/// Reads and validates the description at `path` for `board`. A file that is not
+/// a regular file, or is longer than [`DESCRIPTION_MAX`], is refused (rule
+/// `file`) without reading it.
 pub fn load(path: &Path, board: &Board) -> Result<System, DescriptionErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let refuse = |message: String| {
         DescriptionErrors(vec![DescriptionError {
             file: path.to_owned(),
             line: 1,
             column: 1,
             rule: "file",
-            message: format!("cannot read the file: {e}"),
+            message,
         }])
-    })?;
+    };
+    let (file, len) = open_regular(path).map_err(&refuse)?;
+    if len > DESCRIPTION_MAX {
+        return Err(refuse(format!(
+            "the file is {len} bytes; a description is at most {DESCRIPTION_MAX}"
+        )));
+    }
+    let mut text = String::new();
+    file.take(DESCRIPTION_MAX)
+        .read_to_string(&mut text)
+        .map_err(|e| refuse(format!("cannot read the file: {e}")))?;
     parse(path, &text, board)
+}
+
+/// Opens `path` if it is a regular file (not a device, pipe or folder, which
+/// could be endless or block) and returns it with its length.
+pub(crate) fn open_regular(path: &Path) -> Result<(File, u64), String> {
+    let cannot = |e: std::io::Error| format!("cannot read the file: {e}");
+    if !std::fs::metadata(path).map_err(cannot)?.is_file() {
+        return Err("not a regular file".into());
+    }
+    let file = File::open(path).map_err(cannot)?;
+    let metadata = file.metadata().map_err(cannot)?;
+    if !metadata.is_file() {
+        return Err("not a regular file".into());
+    }
+    Ok((file, metadata.len()))
 }
 
 /// Validates description `text`, which came from `path`, for `board`.

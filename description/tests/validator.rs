@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use septum_description::{
-    Board, CapKind, Kind, RestartBudget, Right, Supervision, TrapAction, TrapClass, parse,
+    Board, CapKind, DESCRIPTION_MAX, Kind, RestartBudget, Right, Supervision, TrapAction,
+    TrapClass, load, parse,
 };
 
 fn board() -> Board {
@@ -143,4 +144,93 @@ max_in_flight = 2
     let system = parse(Path::new("inline.toml"), text, &board()).unwrap_or_else(|e| panic!("{e}"));
     let windows: Vec<u64> = system.partitions.iter().map(|p| p.receive_window).collect();
     assert_eq!(windows, [64 << 10, 0]);
+}
+
+/// A description of `partitions` partitions (the service VM and guests `g1`,
+/// ...) and `queues` queues from the service VM to `g1`, each allowing
+/// `in_flight` pages in flight.
+fn system_of(partitions: usize, queues: usize, in_flight: usize) -> String {
+    let mut text = String::from("board = \"testboard\"\n");
+    for index in 0..partitions {
+        let (name, kind) = match index {
+            0 => ("service".to_owned(), "service"),
+            _ => (format!("g{index}"), "guest"),
+        };
+        text += &format!(
+            "[[partition]]\nname = \"{name}\"\nkind = \"{kind}\"\nimage = \"hello\"\nram = \"2M\"\n"
+        );
+    }
+    for index in 0..queues {
+        text += &format!(
+            "[[queue]]\nname = \"q{index}\"\nfrom = \"service\"\nto = \"g1\"\ndepth = 64\nmax_in_flight = {in_flight}\n"
+        );
+    }
+    text
+}
+
+/// The rules of the kernel's limits: a system at each limit passes, one past it
+/// fails with the limit's rule. The limits are the kernel's own constants.
+///
+/// Verifies: SK-CFG-004
+#[test]
+fn the_kernels_limits_are_rules_at_their_exact_values() {
+    use septum_description::limits::{FLIGHT_MAX, MAX_PARTITIONS, MAX_QUEUES};
+    let board = board();
+    let rules = |text: &str| -> Vec<&'static str> {
+        match parse(Path::new("limits.toml"), text, &board) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.0.iter().map(|e| e.rule).collect(),
+        }
+    };
+    let per_queue = FLIGHT_MAX / MAX_QUEUES;
+    assert_eq!(
+        rules(&system_of(MAX_PARTITIONS, MAX_QUEUES, per_queue)),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        rules(&system_of(MAX_PARTITIONS + 1, 1, 1)),
+        ["partition-count"]
+    );
+    assert_eq!(rules(&system_of(2, MAX_QUEUES + 1, 1)), ["queue-count"]);
+    assert_eq!(
+        rules(&system_of(2, MAX_QUEUES, per_queue + 1)),
+        ["queue-flight"]
+    );
+}
+
+/// A fresh folder for test `name`'s files.
+fn scratch(name: &str) -> PathBuf {
+    let folder = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&folder);
+    std::fs::create_dir_all(&folder).expect("scratch folder");
+    folder
+}
+
+/// A description file is read only if it is a regular file of at most
+/// [`DESCRIPTION_MAX`] bytes: a device such as `/dev/zero`, a folder or a huge
+/// file is refused before it is read.
+///
+/// Verifies: SK-CFG-001
+#[test]
+fn only_regular_files_of_bounded_size_are_read() {
+    let board = board();
+    let message = |path: &Path| {
+        let errors = load(path, &board).expect_err("refused");
+        assert_eq!(errors.0.len(), 1);
+        assert_eq!((errors.0[0].rule, errors.0[0].line), ("file", 1));
+        errors.0[0].message.clone()
+    };
+    assert_eq!(message(Path::new("/dev/zero")), "not a regular file");
+    assert_eq!(message(Path::new("tests")), "not a regular file");
+    let huge = scratch("huge-description").join("huge.toml");
+    let file = std::fs::File::create(&huge).expect("create");
+    file.set_len(DESCRIPTION_MAX + 1).expect("sparse file");
+    assert_eq!(
+        message(&huge),
+        format!(
+            "the file is {} bytes; a description is at most {DESCRIPTION_MAX}",
+            DESCRIPTION_MAX + 1
+        )
+    );
+    assert!(message(Path::new("tests/no-such-file.toml")).starts_with("cannot read the file: "));
 }
