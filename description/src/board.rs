@@ -6,11 +6,13 @@
 use serde::Deserialize;
 use std::path::Path;
 
+use crate::elf::{EM_AARCH64, EM_X86_64};
 use crate::limits::MAX_CPUS;
 use crate::size::Bytes;
 
-/// The architectures the kernel has a back end for.
-const ARCHITECTURES: [&str; 2] = ["aarch64", "x86_64"];
+/// The architectures the kernel has a back end for, with their ELF machine
+/// numbers.
+const ARCHITECTURES: [(&str, u16); 2] = [("aarch64", EM_AARCH64), ("x86_64", EM_X86_64)];
 
 /// A board recipe.
 #[derive(Clone, Debug, Deserialize)]
@@ -106,11 +108,12 @@ impl Board {
     /// What a recipe must say for descriptions to be checked against it: an
     /// architecture the kernel has a back end for, and 1 to [`MAX_CPUS`] cores.
     fn check(&self) -> Result<(), String> {
-        if !ARCHITECTURES.contains(&self.arch.as_str()) {
+        if self.elf_machine().is_none() {
+            let known: Vec<&str> = ARCHITECTURES.iter().map(|(name, _)| *name).collect();
             return Err(format!(
                 "architecture `{}` is none of {}",
                 self.arch,
-                ARCHITECTURES.join(", ")
+                known.join(", ")
             ));
         }
         if self.cpus == 0 || self.cpus as usize > MAX_CPUS {
@@ -120,6 +123,15 @@ impl Board {
             ));
         }
         Ok(())
+    }
+
+    /// The ELF machine number (`e_machine`) of its architecture, if the kernel
+    /// has a back end for it.
+    pub(crate) fn elf_machine(&self) -> Option<u16> {
+        ARCHITECTURES
+            .iter()
+            .find(|(name, _)| *name == self.arch)
+            .map(|&(_, machine)| machine)
     }
 
     /// The device called `name`.

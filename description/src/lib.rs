@@ -9,20 +9,28 @@
 //! tests/bad-systems/memory-overlap.toml:14:6: error[memory-overlap]: RAM of `b` (0x40000000..0x40200000) overlaps RAM of `a`
 //! ```
 //!
+//! [`load_images`] then reads each partition's program (a bounded read of an ELF
+//! file), checks it against its partition and board (the image rules), and
+//! flattens it into the bytes the kernel loads.
+//!
 //! Invariant: a [`System`] can only be obtained through [`load`] (or
-//! [`parse`]), so code that receives one may rely on every rule.
+//! [`parse`]), so code that receives one may rely on every rule; the images
+//! [`load_images`] returns satisfy the image rules too.
 
 mod board;
+mod elf;
 mod format;
+mod images;
 pub mod limits;
 mod model;
 mod size;
 mod validate;
 
 pub use board::{Board, BoardDevice, MemoryRegion};
+pub use images::{Image, load_images};
 pub use model::{
-    Cap, CapKind, ImageSource, Kind, Partition, Queue, RestartBudget, Right, Supervision, System,
-    TrapAction, TrapClass, Window,
+    Cap, CapKind, ImageSource, Kind, Location, Partition, Queue, RestartBudget, Right, Supervision,
+    System, TrapAction, TrapClass, Window,
 };
 pub use size::parse_size;
 pub use validate::RULES;
@@ -150,9 +158,7 @@ impl Locator<'_> {
         rule: &'static str,
         message: String,
     ) -> DescriptionError {
-        let before = &self.text[..span.start.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let Location { line, column } = self.location(span);
         DescriptionError {
             file: self.path.to_owned(),
             line,
@@ -160,5 +166,13 @@ impl Locator<'_> {
             rule,
             message,
         }
+    }
+
+    /// Where the text at `span` starts.
+    pub(crate) fn location(&self, span: std::ops::Range<usize>) -> Location {
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Location { line, column }
     }
 }

@@ -45,6 +45,10 @@
 //! | `watchdog` | a `watchdog_ms` of 0 or over 60,000, a `watchdog_ms` without a `watchdog` capability that has `heartbeat`, or such a capability without `watchdog_ms` |
 //! | `policy-reserved` | keys in the top-level `[policy]` section (trap policies are set per partition with the `policy` key) |
 //!
+//! The image rules, `image-file`, `image-elf`, `image-arch`, `image-segment` and
+//! `image-entry`, check each partition's program; they need the programs, so
+//! [`load_images`](crate::load_images) checks them on a validated system.
+//!
 //! The validator's work stays linear in the size of the file: past a count limit
 //! (partitions, windows), the excess entries are still checked on their own but
 //! not compared with the others.
@@ -71,7 +75,7 @@ mod supervision;
 use caps::{check_caps, resolve_cap};
 use queues::check_queues;
 
-/// Every rule's identifier, as errors report it.
+/// Every rule's identifier, as errors report it (the image rules last).
 pub const RULES: &[&str] = &[
     "syntax",
     "board",
@@ -111,6 +115,11 @@ pub const RULES: &[&str] = &[
     "restart-budget",
     "watchdog",
     "policy-reserved",
+    "image-file",
+    "image-elf",
+    "image-arch",
+    "image-segment",
+    "image-entry",
 ];
 
 const PAGE: u64 = PAGE_SIZE;
@@ -383,10 +392,16 @@ fn check_partition(
         let message = "time windows need a [schedule] with major_frame_us".into();
         check.fail(window.span(), "schedule", message);
     }
+    let image_span = match (&p.image, &p.path) {
+        (Some(image), _) => image.span(),
+        (None, Some(path)) => path.span(),
+        (None, None) => p.name.span(),
+    };
     Partition {
         name: name.clone(),
         kind,
         image,
+        image_at: check.locate.location(image_span),
         ram,
         at: p.at.as_ref().map(|at| at.get_ref().0),
         memory_min,

@@ -1,12 +1,17 @@
 //! The validator's test suite: one small bad file per rule in `tests/bad/`, each
 //! starting with the exact errors it must produce (`# expect: ...` lines), and a
-//! good file that uses every feature of the format.
+//! good file that uses every feature of the format. A bad file that breaks an
+//! image rule is valid as a description; its `# elf: <file> <recipe>` lines give
+//! the ELF files it needs (see `elf/mod.rs`), written to a scratch folder where
+//! its relative `path`s and workspace programs are looked for.
+
+mod elf;
 
 use std::path::{Path, PathBuf};
 
 use septum_description::{
-    Board, CapKind, DESCRIPTION_MAX, Kind, RestartBudget, Right, Supervision, TrapAction,
-    TrapClass, load, parse,
+    Board, CapKind, DESCRIPTION_MAX, ImageSource, Kind, RestartBudget, Right, Supervision,
+    TrapAction, TrapClass, load, load_images, parse,
 };
 
 fn board() -> Board {
@@ -23,6 +28,22 @@ fn bad_files() -> Vec<PathBuf> {
     files
 }
 
+/// Where the test programs of a description are: a relative `path`, or a
+/// workspace program (written as a good ELF on first use), in `folder`; an
+/// absolute `path` as it is.
+fn locate_in(folder: &Path, source: &ImageSource) -> PathBuf {
+    match source {
+        ImageSource::File(path) => folder.join(path),
+        ImageSource::Workspace(name) => {
+            let path = folder.join(format!("program-{name}"));
+            if !path.exists() {
+                std::fs::write(&path, elf::build("")).expect("write a program");
+            }
+            path
+        }
+    }
+}
+
 fn expectations(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|l| l.strip_prefix("# expect: "))
@@ -30,7 +51,7 @@ fn expectations(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Verifies: SK-CFG-001, SK-CFG-002
+/// Verifies: SK-CFG-001, SK-CFG-002, SK-CFG-005
 #[test]
 fn each_bad_file_fails_with_exactly_its_expected_errors() {
     let board = board();
@@ -42,7 +63,18 @@ fn each_bad_file_fails_with_exactly_its_expected_errors() {
             "{} has no `# expect:` line",
             path.display()
         );
-        let errors = parse(&path, &text, &board).expect_err(&path.display().to_string());
+        let errors = match parse(&path, &text, &board) {
+            Err(errors) => errors,
+            Ok(system) => {
+                let stem = path.file_stem().expect("a name").to_string_lossy();
+                let folder = scratch(&format!("bad-{stem}"));
+                for line in text.lines().filter_map(|l| l.strip_prefix("# elf: ")) {
+                    elf::write(&folder, line);
+                }
+                load_images(&system, &board, &|source| locate_in(&folder, source))
+                    .expect_err(&path.display().to_string())
+            }
+        };
         let actual: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
         assert_eq!(actual, expected, "{}", path.display());
     }
@@ -233,4 +265,35 @@ fn only_regular_files_of_bounded_size_are_read() {
         )
     );
     assert!(message(Path::new("tests/no-such-file.toml")).starts_with("cannot read the file: "));
+}
+
+/// The images of the good file load and are flattened as the kernel loads them:
+/// each segment's file bytes at its offset from the RAM base, gaps and
+/// zero-filled parts zero (and not stored past the last file byte), the entry
+/// point as an offset.
+///
+/// Verifies: SK-CFG-003, SK-CFG-005
+#[test]
+fn the_good_files_images_load_flattened() {
+    let board = board();
+    let system = load(Path::new("tests/good.toml"), &board).unwrap_or_else(|e| panic!("{e}"));
+    let folder = scratch("good-images");
+    std::fs::create_dir_all(folder.join("prebuilt")).expect("folder");
+    elf::write(
+        &folder,
+        "prebuilt/service.elf entry=0x40001000 load=0x40001000:8:0x3000 load=0x40000000:16:16",
+    );
+    let images = load_images(&system, &board, &|source| locate_in(&folder, source))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // File order: `alpha` (the workspace program, a default ELF), then `service`.
+    assert_eq!(
+        (images[0].bytes.clone(), images[0].entry_offset),
+        (vec![0xa0; 64], 0)
+    );
+    let service = &images[1];
+    assert_eq!(service.bytes.len(), 0x1008);
+    assert_eq!(service.bytes[..16], [0xa1; 16]);
+    assert!(service.bytes[16..0x1000].iter().all(|&b| b == 0));
+    assert_eq!(service.bytes[0x1000..], [0xa0; 8]);
+    assert_eq!(service.entry_offset, 0x1000);
 }
