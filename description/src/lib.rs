@@ -133,7 +133,7 @@ pub(crate) fn open_regular(path: &Path) -> Result<(File, u64), String> {
 
 /// Validates description `text`, which came from `path`, for `board`.
 pub fn parse(path: &Path, text: &str, board: &Board) -> Result<System, DescriptionErrors> {
-    let locate = Locator { path, text };
+    let locate = Locator::new(path, text);
     let file: format::SystemFile = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         DescriptionErrors(vec![locate.error(
@@ -145,13 +145,25 @@ pub fn parse(path: &Path, text: &str, board: &Board) -> Result<System, Descripti
     validate::validate(file, board, &locate)
 }
 
-/// Turns byte offsets of the source into file positions.
+/// Turns byte offsets of the source into file positions, each in time
+/// logarithmic in the file's length plus the length of its line.
 pub(crate) struct Locator<'a> {
     path: &'a Path,
     text: &'a str,
+    /// Byte offset of the start of each line.
+    line_starts: Vec<usize>,
 }
 
-impl Locator<'_> {
+impl<'a> Locator<'a> {
+    fn new(path: &'a Path, text: &'a str) -> Locator<'a> {
+        let breaks = text.match_indices('\n').map(|(at, _)| at + 1);
+        Locator {
+            path,
+            text,
+            line_starts: std::iter::once(0).chain(breaks).collect(),
+        }
+    }
+
     pub(crate) fn error(
         &self,
         span: std::ops::Range<usize>,
@@ -170,9 +182,10 @@ impl Locator<'_> {
 
     /// Where the text at `span` starts.
     pub(crate) fn location(&self, span: std::ops::Range<usize>) -> Location {
-        let before = &self.text[..span.start.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let at = span.start.min(self.text.len());
+        let line = self.line_starts.partition_point(|&start| start <= at);
+        let start = self.line_starts[line - 1];
+        let column = self.text.get(start..at).map_or(0, |l| l.chars().count()) + 1;
         Location { line, column }
     }
 }
