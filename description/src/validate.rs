@@ -153,7 +153,10 @@ pub(crate) fn validate(
         Boards::One(one) => vec![one.clone()],
         Boards::Several(several) => several.clone(),
     };
-    if !boards.contains(&board.name) {
+    if boards.is_empty() {
+        let message = format!("`board` names no board (this is `{}`)", board.name);
+        check.fail(file.board.span(), "board", message);
+    } else if !boards.contains(&board.name) {
         let message = format!(
             "this system is for {}, not `{}`",
             boards.join(", "),
