@@ -7,7 +7,7 @@ use serde::Deserialize;
 use std::path::Path;
 
 use crate::elf::{EM_AARCH64, EM_X86_64};
-use crate::limits::MAX_CPUS;
+use crate::limits::{MAX_CPUS, MAX_RECEIVE_WINDOW, RAM_BASE, RECEIVE_WINDOW_BASE};
 use crate::size::Bytes;
 
 /// The architectures the kernel has a back end for, with their ELF machine
@@ -106,7 +106,11 @@ impl Board {
     }
 
     /// What a recipe must say for descriptions to be checked against it: an
-    /// architecture the kernel has a back end for, and 1 to [`MAX_CPUS`] cores.
+    /// architecture the kernel has a back end for, 1 to [`MAX_CPUS`] cores, and
+    /// devices the kernel can grant: MMIO blocks that are not empty, do not wrap
+    /// and lie outside where partitions see their RAM and receive window (each
+    /// block is mapped at its own address), and port ranges that are not empty
+    /// and end by port 0xffff.
     fn check(&self) -> Result<(), String> {
         if self.elf_machine().is_none() {
             let known: Vec<&str> = ARCHITECTURES.iter().map(|(name, _)| *name).collect();
@@ -121,6 +125,28 @@ impl Board {
                 "`cpus = {}`: a board has 1 to {MAX_CPUS} cores (the kernel's limit)",
                 self.cpus
             ));
+        }
+        let guest = RAM_BASE..RECEIVE_WINDOW_BASE + MAX_RECEIVE_WINDOW;
+        for device in &self.devices {
+            for block in &device.mmio {
+                let end = block.base.checked_add(block.size);
+                if block.size == 0
+                    || end.is_none_or(|end| block.base < guest.end && guest.start < end)
+                {
+                    return Err(format!(
+                        "device `{}`: MMIO block {:#x} of {} bytes is empty, wraps, or lies where partitions see their RAM and receive window ({:#x}..{:#x})",
+                        device.name, block.base, block.size, guest.start, guest.end
+                    ));
+                }
+            }
+            for &[first, count] in &device.ports {
+                if count == 0 || first.checked_add(count - 1).is_none() {
+                    return Err(format!(
+                        "device `{}`: port range {first:#x} of {count} ports is empty or runs past port 0xffff",
+                        device.name
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -165,6 +191,29 @@ mod tests {
         assert_eq!(
             board.check(),
             Err("architecture `riscv64` is none of aarch64, x86_64".into())
+        );
+    }
+
+    /// Verifies: SK-CFG-006
+    #[test]
+    fn a_recipes_devices_are_ones_the_kernel_can_map() {
+        let mut board = test_board();
+        board.devices[0].mmio[0].base = 0x4010_0000;
+        assert_eq!(
+            board.check(),
+            Err("device `rtc`: MMIO block 0x40100000 of 4096 bytes is empty, wraps, or lies where partitions see their RAM and receive window (0x40000000..0x81000000)".into())
+        );
+        board.devices[0].mmio[0].base = 0x0901_0000;
+        board.devices[0].mmio[0].size = 0;
+        assert!(board.check().is_err());
+        board.devices[0].mmio[0].size = 4096;
+        board.devices[0].ports.push([0xfff0, 0x20]);
+        assert_eq!(
+            board.check(),
+            Err(
+                "device `rtc`: port range 0xfff0 of 32 ports is empty or runs past port 0xffff"
+                    .into()
+            )
         );
     }
 }

@@ -4,7 +4,7 @@
 //! lives in one place: a limit changed in the kernel changes the validator's rule
 //! with it.
 
-pub use septum_core::abi::layout::{PAGE_SIZE, RAM_BASE};
+pub use septum_core::abi::layout::{PAGE_SIZE, RAM_BASE, RECEIVE_WINDOW_BASE};
 pub use septum_core::caps::CAP_SLOTS;
 pub use septum_core::flip::{FLIGHT_MAX, MAX_QUEUES};
 pub use septum_core::package::{MAX_PARTITIONS, NAME_MAX, RAM_MAX};
