@@ -73,13 +73,20 @@ impl fmt::Display for DescriptionError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DescriptionErrors(pub Vec<DescriptionError>);
 
+/// Most errors shown, one a line, before the rest are counted.
+pub const ERRORS_SHOWN: usize = 100;
+
 impl fmt::Display for DescriptionErrors {
+    /// One error a line, the first [`ERRORS_SHOWN`] of them, then how many more.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (index, error) in self.0.iter().enumerate() {
+        for (index, error) in self.0.iter().take(ERRORS_SHOWN).enumerate() {
             if index > 0 {
                 writeln!(f)?;
             }
             write!(f, "{error}")?;
+        }
+        if let Some(more) = self.0.len().checked_sub(ERRORS_SHOWN).filter(|&n| n > 0) {
+            write!(f, "\n... and {more} more errors")?;
         }
         Ok(())
     }
@@ -146,21 +153,30 @@ pub fn parse(path: &Path, text: &str, board: &Board) -> Result<System, Descripti
 }
 
 /// Turns byte offsets of the source into file positions, each in time
-/// logarithmic in the file's length plus the length of its line.
+/// logarithmic in the file's length (so that locating many errors, even on one
+/// long line, stays fast).
 pub(crate) struct Locator<'a> {
     path: &'a Path,
     text: &'a str,
     /// Byte offset of the start of each line.
     line_starts: Vec<usize>,
+    /// Byte offsets of the UTF-8 continuation bytes (those that start no
+    /// character), so that columns count characters.
+    continuations: Vec<usize>,
 }
 
 impl<'a> Locator<'a> {
     fn new(path: &'a Path, text: &'a str) -> Locator<'a> {
         let breaks = text.match_indices('\n').map(|(at, _)| at + 1);
+        let bytes = text.bytes().enumerate();
         Locator {
             path,
             text,
             line_starts: std::iter::once(0).chain(breaks).collect(),
+            continuations: bytes
+                .filter(|&(_, b)| b & 0xc0 == 0x80)
+                .map(|(at, _)| at)
+                .collect(),
         }
     }
 
@@ -185,7 +201,9 @@ impl<'a> Locator<'a> {
         let at = span.start.min(self.text.len());
         let line = self.line_starts.partition_point(|&start| start <= at);
         let start = self.line_starts[line - 1];
-        let column = self.text.get(start..at).map_or(0, |l| l.chars().count()) + 1;
+        let continuations = self.continuations.partition_point(|&c| c < at)
+            - self.continuations.partition_point(|&c| c < start);
+        let column = at - start - continuations + 1;
         Location { line, column }
     }
 }

@@ -10,8 +10,8 @@ mod elf;
 use std::path::{Path, PathBuf};
 
 use septum_description::{
-    Board, CapKind, DESCRIPTION_MAX, ImageSource, Kind, RestartBudget, Right, Supervision,
-    TrapAction, TrapClass, load, load_images, parse,
+    Board, CapKind, DESCRIPTION_MAX, ERRORS_SHOWN, ImageSource, Kind, RestartBudget, Right,
+    Supervision, TrapAction, TrapClass, load, load_images, parse,
 };
 
 fn board() -> Board {
@@ -296,4 +296,45 @@ fn the_good_files_images_load_flattened() {
     assert!(service.bytes[16..0x1000].iter().all(|&b| b == 0));
     assert_eq!(service.bytes[0x1000..], [0xa0; 8]);
     assert_eq!(service.entry_offset, 0x1000);
+}
+
+/// However many errors a description has, the report shows the first
+/// [`ERRORS_SHOWN`], one a line, and counts the rest.
+///
+/// Verifies: SK-CFG-001
+#[test]
+fn a_long_report_shows_the_first_errors_and_counts_the_rest() {
+    let devices = vec!["\"rtc\""; ERRORS_SHOWN + 51].join(", ");
+    let text = format!(
+        "board = \"testboard\"\n[[partition]]\nname = \"service\"\nkind = \"service\"\nimage = \"service-vm\"\nram = \"2M\"\ndevices = [{devices}]\n"
+    );
+    let errors = parse(Path::new("many.toml"), &text, &board()).expect_err("invalid");
+    assert_eq!(
+        errors.0.len(),
+        ERRORS_SHOWN + 51,
+        "150 repeats, and too many MMIO blocks"
+    );
+    let report = errors.to_string();
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines.len(), ERRORS_SHOWN + 1);
+    assert!(lines[0].starts_with("many.toml:7:19: error[device-shared]: "));
+    assert_eq!(lines[ERRORS_SHOWN], "... and 51 more errors");
+}
+
+/// Columns count characters, not bytes, also after other characters on the line.
+///
+/// Verifies: SK-CFG-001
+#[test]
+fn columns_count_characters() {
+    let line = "caps = [{ kind = \"ééé\" }, { kind = \"µ\" }]";
+    let text = format!(
+        "board = \"testboard\"\n[[partition]]\nname = \"service\"\nkind = \"service\"\nimage = \"service-vm\"\nram = \"2M\"\n{line}\n"
+    );
+    let errors = parse(Path::new("chars.toml"), &text, &board()).expect_err("invalid");
+    let columns: Vec<(usize, usize)> = errors.0.iter().map(|e| (e.line, e.column)).collect();
+    let column_of = |needle: &str| line[..line.find(needle).expect("there")].chars().count() + 1;
+    assert_eq!(
+        columns,
+        [(7, column_of("\"ééé\"")), (7, column_of("\"µ\""))]
+    );
 }
