@@ -251,8 +251,9 @@ fn package_error(error: PackageError, partitions: &[&Partition]) -> String {
 /// sizes and disjointness, not addresses), the queues' memory and the balloon's
 /// words handed over, then [`KernelSystem::with_balloon`], which builds the
 /// schedules, the queues' ledger and the balloon. The kernel stops if that fails.
-/// The balloon's words are leaked, as the kernel's are never freed: two words per
-/// page a ballooning partition may give up, once per package built.
+/// The balloon's words are leaked, as the kernel's are never freed: for each
+/// ballooning partition, one per page between its minimum and its maximum and one
+/// per page between its minimum and its RAM at start, once per package built.
 fn rehearse_boot(bytes: &[u8]) -> Result<(), String> {
     let package = Package::parse(bytes).map_err(|e| format!("{e:?}"))?;
     let mut free = 1u64 << 40;
