@@ -1,6 +1,6 @@
-//! Images: finding the bare-metal ELFs that `build.rs` produced, flattening an ELF
-//! into the bytes a loader places in memory, and making the bootable kernel image
-//! (the kernel followed by the system package).
+//! Images: finding the bare-metal ELFs that `build.rs` produced, flattening the
+//! kernel's ELF into the bytes a loader places in memory, and making the bootable
+//! kernel image (the kernel followed by the system package).
 
 use anyhow::{Context, Result, bail};
 use object::{Object, ObjectSegment, ObjectSymbol};
@@ -25,34 +25,28 @@ pub fn kernel_elf(arch: &str) -> Result<PathBuf> {
         .join(name))
 }
 
-/// The partition program `name` of this workspace, built for `arch`.
-pub fn partition_elf(arch: &str, name: &str) -> Result<PathBuf> {
+/// Where `build.rs` put this workspace's partition programs for `arch`.
+pub fn partition_dir(arch: &str) -> Result<PathBuf> {
     let target = match arch {
         "aarch64" => "aarch64-unknown-none",
         "x86_64" => "x86_64-unknown-none",
         other => bail!("no partitions for architecture `{other}`"),
     };
-    Ok(image_dir()
-        .join("partitions")
-        .join(target)
-        .join("release")
-        .join(name))
+    Ok(image_dir().join("partitions").join(target).join("release"))
 }
 
-/// An ELF's loadable contents as one block of memory.
-#[derive(Debug)]
-pub struct Flat {
+/// A kernel ELF's loadable contents as one block of memory.
+struct Flat {
     /// Address of the first byte.
-    pub base: u64,
+    base: u64,
     /// The bytes, from `base` to the end of the last initialised segment. Gaps and
     /// zero-initialised data within are zero.
-    pub bytes: Vec<u8>,
-    /// The entry point.
-    pub entry: u64,
+    bytes: Vec<u8>,
 }
 
-/// Flattens the ELF in `data`.
-pub fn flatten(data: &[u8]) -> Result<Flat> {
+/// Flattens the kernel ELF in `data` (partition programs are read, checked and
+/// flattened by `septum_description::load_images`).
+fn flatten(data: &[u8]) -> Result<Flat> {
     let file = object::File::parse(data).context("not an ELF file")?;
     let segments: Vec<_> = file.segments().filter(|s| s.size() > 0).collect();
     let base = segments
@@ -73,17 +67,7 @@ pub fn flatten(data: &[u8]) -> Result<Flat> {
         }
         bytes[offset..end].copy_from_slice(contents);
     }
-    Ok(Flat {
-        base,
-        bytes,
-        entry: file.entry(),
-    })
-}
-
-/// Reads and flattens the ELF at `path`.
-pub fn flatten_file(path: &Path) -> Result<Flat> {
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    flatten(&data).with_context(|| format!("flattening {}", path.display()))
+    Ok(Flat { base, bytes })
 }
 
 /// Offset of the arm64 Image header's `image_size` field.

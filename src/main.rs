@@ -10,6 +10,7 @@ use septum::boards::{self, Board};
 use septum::emulator::{self, RunOptions};
 use septum::image;
 use septum::memory_chart;
+use septum::package;
 use septum::scenario::{self, Scenario};
 use septum::trace;
 
@@ -66,7 +67,8 @@ enum Command {
         #[arg(long)]
         title: Option<String>,
     },
-    /// Validate system descriptions for a board and report every broken rule.
+    /// Validate system descriptions for a board, with their partition images and
+    /// the package `image` would write, and report every broken rule.
     Check {
         #[arg(long, default_value = "qemu-virt")]
         board: String,
@@ -164,9 +166,13 @@ fn main() -> Result<()> {
             let board = boards::load(&board)?;
             let mut failed = false;
             for file in &files {
-                match boards::load_system(file, &board) {
+                // Everything `image` checks: the description, then its images and
+                // package (built in memory and set up as the kernel would).
+                let checked = boards::load_system(file, &board)
+                    .and_then(|system| package::build(&system, &board).map(|_| system));
+                match checked {
                     Ok(system) => println!(
-                        "{}: valid for `{}` ({} partitions, {} queues)",
+                        "{}: valid for `{}` ({} partitions, {} queues; images and package checked)",
                         file.display(),
                         board.name,
                         system.partitions.len(),
@@ -404,7 +410,7 @@ fn balloon_bench(arch: &str, clock: &str) -> Result<()> {
     println!("ballooning ({arch}, {clock}), {unit}:");
     println!("| batch | inflate | deflate |");
     println!("|---|---|---|");
-    for batch in [1, 16, septum_abi::balloon::BATCH_MAX] {
+    for batch in [1, 16, septum_core::abi::balloon::BATCH_MAX] {
         println!(
             "| {batch} | {} | {} |",
             rate(&format!("inflate-batch-{batch}"))?,

@@ -1,27 +1,49 @@
 //! Compiling a validated system description into the binary system package the
-//! kernel reads: each partition's program is found and flattened, and the records
-//! are written in boot order (the service VM first). Invariant: everywhere the
-//! package names a partition by index (control capabilities, send-end badges, the
-//! queue table's ends), the index is its place in that boot order; queues keep
-//! their description order.
+//! kernel reads: each partition's program is read, checked and flattened (the
+//! image rules of `septum-description`), the records are written in boot order
+//! (the service VM first), and the package is then set up on the host as the
+//! kernel sets it up at boot, so that a package this module returns never makes
+//! the kernel stop. Invariant: everywhere the package names a partition by index
+//! (control capabilities, send-end badges, the queue table's ends), the index is
+//! its place in that boot order; queues keep their description order.
+//!
+//! Every error names the description file: the image rules' errors also name the
+//! line, column, partition and rule; the others name the partition, and cannot
+//! happen for a description the validator accepted (each is one of its rules).
 
-use anyhow::{Context, Result, bail};
-use std::path::Path;
+use anyhow::{Context, Result, anyhow};
+use std::path::{Path, PathBuf};
 
+use septum_core::abi::layout::RAM_BASE;
+use septum_core::balloon::{self, Balloon};
 use septum_core::caps::{CAP_SLOTS, Cap, CapTable, CapType, Rights};
-use septum_core::package::{self, Kind as PackageKind, PartitionSpec, QueueSpec};
+use septum_core::flip::Flip;
+use septum_core::memory::Range;
+use septum_core::package::{
+    self, Kind as PackageKind, Package, PackageError, PartitionSpec, QueueSpec,
+};
 use septum_core::resources::{Mmio, Ports, Resources, Window};
 use septum_core::supervision::{RestartBudget, Supervision, TrapAction, TrapClass, TrapPolicy};
-use septum_description::{Board, CapKind, ImageSource, Kind, Partition, Right, System};
+use septum_core::system::System as KernelSystem;
+use septum_description::{
+    Board, CapKind, Image, ImageSource, Kind, Partition, Right, System, load_images,
+};
 
 use crate::image;
 
-/// The ELF of `partition`'s program for `arch`.
-fn elf_path(system: &System, source: &ImageSource, arch: &str) -> Result<std::path::PathBuf> {
-    Ok(match source {
-        ImageSource::Workspace(name) => image::partition_elf(arch, name)?,
-        ImageSource::File(path) => system.path.parent().unwrap_or(Path::new(".")).join(path),
-    })
+/// Reads, checks and flattens the program of every partition of `system` for
+/// `board`, in the order of `system.partitions`: workspace programs from the
+/// bare-metal build, prebuilt ones relative to the description's folder.
+pub fn images(system: &System, board: &Board) -> Result<Vec<Image>> {
+    let programs = image::partition_dir(&board.arch)?;
+    let folder = system.path.parent().unwrap_or(Path::new("."));
+    let locate = |source: &ImageSource| -> PathBuf {
+        match source {
+            ImageSource::Workspace(name) => programs.join(name),
+            ImageSource::File(path) => folder.join(path),
+        }
+    };
+    load_images(system, board, &locate).map_err(|errors| anyhow!("{errors}"))
 }
 
 fn rights(rights: &[Right]) -> Rights {
@@ -142,33 +164,36 @@ fn supervision(partition: &Partition) -> Supervision {
 
 /// `partition`'s grants: its placement, limits, receive window, cores and windows,
 /// and the MMIO blocks (widened to whole pages), port ranges and interrupts of its
-/// devices.
-fn resources(partition: &Partition, board: &Board) -> Result<Resources> {
-    const PAGE: u64 = septum_abi::layout::PAGE_SIZE;
-    let cpus = partition
-        .cpus
-        .iter()
-        .fold(0u32, |mask, cpu| mask | (1 << cpu));
+/// devices. Fails only on what the validator refuses (a core past the kernel's,
+/// a window past 32 bits, too many grants, an unknown device), saying what.
+fn resources(partition: &Partition, board: &Board) -> Result<Resources, String> {
+    const PAGE: u64 = septum_core::abi::layout::PAGE_SIZE;
+    let mut cpus = 0u32;
+    for &cpu in &partition.cpus {
+        cpus |= 1u32
+            .checked_shl(cpu)
+            .ok_or_else(|| format!("core {cpu} does not fit the package's core mask"))?;
+    }
     let mut r = Resources::new(partition.memory_min, partition.memory_max, cpus);
     r.at = partition.at;
     r.receive_window = partition.receive_window;
     r.shares = partition.memory_shares;
-    let too_many = |_| {
-        anyhow::anyhow!(
-            "partition `{}` has more grants than the package holds",
-            partition.name
-        )
-    };
+    let too_many = |_| "it has more grants than the package holds".to_owned();
     for window in &partition.windows {
+        let micros = |us: u64| {
+            u32::try_from(us).map_err(|_| format!("a window at {us} µs is past 32 bits of µs"))
+        };
         r.add_window(Window {
             cpu: window.cpu,
-            offset_us: u32::try_from(window.offset_us)?,
-            length_us: u32::try_from(window.length_us)?,
+            offset_us: micros(window.offset_us)?,
+            length_us: micros(window.length_us)?,
         })
         .map_err(too_many)?;
     }
     for name in &partition.devices {
-        let device = board.device(name).context("validated: the device exists")?;
+        let device = board
+            .device(name)
+            .ok_or_else(|| format!("`{}` has no device `{name}`", board.name))?;
         for block in &device.mmio {
             let base = block.base / PAGE * PAGE;
             let size = (block.end() - base).next_multiple_of(PAGE);
@@ -184,141 +209,125 @@ fn resources(partition: &Partition, board: &Board) -> Result<Resources> {
     Ok(r)
 }
 
+/// What `error` says about the package of `partitions` (in boot order), in words.
+fn package_error(error: PackageError, partitions: &[&Partition]) -> String {
+    let name = |index: usize| {
+        partitions
+            .get(index)
+            .map_or_else(|| format!("#{index}"), |p| format!("`{}`", p.name))
+    };
+    match error {
+        PackageError::BadCount(count) => format!(
+            "{count} partitions; the package holds 1 to {}",
+            package::MAX_PARTITIONS
+        ),
+        PackageError::BadName(index) => format!("partition {}: its name", name(index)),
+        PackageError::BadRamSize(index) => format!("partition {}: its RAM size", name(index)),
+        PackageError::BadImage(index) => format!(
+            "partition {}: its image does not fit in the RAM it always keeps",
+            name(index)
+        ),
+        PackageError::BadEntry(index) => format!(
+            "partition {}: its entry point is outside its image or not 4-byte aligned",
+            name(index)
+        ),
+        PackageError::BadResources(index) => {
+            format!("partition {}: its grants or memory limits", name(index))
+        }
+        PackageError::BadCap(index, slot) => {
+            format!("partition {}: its capability in slot {slot}", name(index))
+        }
+        PackageError::BadSupervision(index) => {
+            format!("partition {}: its supervision", name(index))
+        }
+        PackageError::BadQueue(index) => format!("queue {index}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Sets the system of the package `bytes` up on the host as the kernel does at
+/// boot (`load_partitions` in `septum-kernel`): the package parsed, each
+/// partition's RAM placed (at its `at`, else anywhere free: the set-up checks
+/// sizes and disjointness, not addresses), the queues' memory and the balloon's
+/// words handed over, then [`KernelSystem::with_balloon`], which builds the
+/// schedules, the queues' ledger and the balloon. The kernel stops if that fails.
+/// The balloon's words are leaked, as the kernel's are never freed: for each
+/// ballooning partition, one per page between its minimum and its maximum and one
+/// per page between its minimum and its RAM at start, once per package built.
+fn rehearse_boot(bytes: &[u8]) -> Result<(), String> {
+    let package = Package::parse(bytes).map_err(|e| format!("{e:?}"))?;
+    let mut free = 1u64 << 40;
+    let mut take = |size: u64| {
+        let range = Range::from_start_size(free, size).expect("far below the top");
+        free = range.end.next_multiple_of(2 << 20);
+        range
+    };
+    let host_ram: Vec<Range> = package
+        .partitions()
+        .map(|spec| match spec.resources.at {
+            Some(at) => Range::from_start_size(at, spec.ram_size).expect("validated placement"),
+            None => take(spec.ram_size),
+        })
+        .collect();
+    let flip = match Flip::kernel_memory(package.queues()) {
+        0 => Range::default(),
+        size => take(size),
+    };
+    let words = Balloon::words_needed(&balloon::specs(&package, &host_ram));
+    let words: &'static mut [u32] = vec![0; words].leak();
+    KernelSystem::with_balloon(&package, RAM_BASE, &host_ram, flip, words)
+        .map(drop)
+        .map_err(|e| format!("{e:?}"))
+}
+
 /// Builds the package for `system` on `board`.
 pub fn build(system: &System, board: &Board) -> Result<Vec<u8>> {
-    let arch = board.arch.as_str();
-    let ram_base = septum_abi::layout::RAM_BASE;
-    let partitions: Vec<_> = system.boot_order().collect();
-    let mut flats = Vec::new();
-    for partition in &partitions {
-        let elf = elf_path(system, &partition.image, arch)?;
-        let flat = image::flatten_file(&elf).with_context(|| {
-            format!("{}: partition `{}`", system.path.display(), partition.name)
-        })?;
-        if flat.base != ram_base {
-            bail!(
-                "{}: partition `{}`: {} is linked at {:#x}, but partition RAM starts at {ram_base:#x}",
-                system.path.display(),
-                partition.name,
-                elf.display(),
-                flat.base
-            );
-        }
-        flats.push(flat);
-    }
-    let grants = partitions
-        .iter()
-        .map(|p| resources(p, board))
-        .collect::<Result<Vec<_>>>()?;
-    let specs: Vec<PartitionSpec> = partitions
-        .iter()
-        .zip(&flats)
-        .zip(grants)
-        .map(|((partition, flat), resources)| PartitionSpec {
+    let file = system.path.display();
+    let images = images(system, board)?;
+    let partitions: Vec<&Partition> = system.boot_order().collect();
+    let image_of = |partition: &Partition| {
+        let index = system
+            .partitions
+            .iter()
+            .position(|p| p.name == partition.name);
+        &images[index.expect("a partition of the system")]
+    };
+    let mut specs = Vec::new();
+    for &partition in &partitions {
+        let resources = resources(partition, board)
+            .map_err(|e| anyhow!("{file}: partition `{}`: {e}", partition.name))?;
+        let image = image_of(partition);
+        specs.push(PartitionSpec {
             name: &partition.name,
             kind: match partition.kind {
                 Kind::Service => PackageKind::Service,
                 Kind::Guest => PackageKind::Guest,
             },
             ram_size: partition.ram,
-            image: &flat.bytes,
-            entry_offset: flat.entry - flat.base,
+            image: &image.bytes,
+            entry_offset: image.entry_offset,
             argument: partition.argument,
             caps: cap_table(system, &partitions, partition),
             resources,
             supervision: supervision(partition),
-        })
-        .collect();
+        });
+    }
     let queues = queue_table(system, &partitions);
-    let frame = system.major_frame_us.map(u32::try_from).transpose()?;
-    package::encode(&specs, &queues, frame)
-        .map_err(|e| anyhow::anyhow!("{}: {e:?}", system.path.display()))
+    let frame = system
+        .major_frame_us
+        .map(u32::try_from)
+        .transpose()
+        .with_context(|| format!("{file}: the major frame is past 32 bits of µs"))?;
+    let bytes = package::encode(&specs, &queues, frame).map_err(|e| {
+        anyhow!(
+            "{file}: the package format refuses {}",
+            package_error(e, &partitions)
+        )
+    })?;
+    rehearse_boot(&bytes)
+        .map_err(|e| anyhow!("{file}: the kernel would refuse this system at boot: {e}"))?;
+    Ok(bytes)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Verifies: SK-CAP-001, SK-CFG-003
-    #[test]
-    fn capability_tables_name_objects_by_index_and_badge_send_ends_with_their_holder() {
-        let board = Board::load(&crate::from_root("description/tests/board")).expect("board");
-        let system =
-            septum_description::load(&crate::from_root("description/tests/good.toml"), &board)
-                .expect("valid");
-        let order: Vec<&Partition> = system.boot_order().collect();
-        assert_eq!(order[1].name, "alpha");
-        let alpha = cap_table(&system, &order, order[1]);
-        let send = alpha[1].expect("alpha's slot 1 is its send end");
-        assert_eq!(
-            (send.ty, send.object, send.badge),
-            (CapType::QueueSend, 0, 1)
-        );
-        assert_eq!(
-            alpha[0].map(|c| (c.ty, c.rights, c.badge)),
-            Some((CapType::Console, Rights::WRITE, 0))
-        );
-        let service = cap_table(&system, &order, order[0]);
-        let control = service[1].expect("the service VM's slot 1 controls alpha");
-        assert_eq!(
-            (control.ty, control.object, control.badge),
-            (CapType::Control, 1, 0)
-        );
-        assert_eq!(
-            control.rights,
-            Rights(Rights::INSPECT.0 | Rights::RESTART.0)
-        );
-        assert_eq!(service[3], None);
-    }
-
-    /// Verifies: SK-CFG-003
-    #[test]
-    fn queues_name_their_ends_in_boot_order_and_receive_windows_are_carried() {
-        let board = Board::load(&crate::from_root("description/tests/board")).expect("board");
-        let system =
-            septum_description::load(&crate::from_root("description/tests/good.toml"), &board)
-                .expect("valid");
-        // `alpha` comes first in the file, but the service VM boots first.
-        assert_eq!(system.partitions[0].name, "alpha");
-        let order: Vec<&Partition> = system.boot_order().collect();
-        assert_eq!(
-            queue_table(&system, &order),
-            [QueueSpec {
-                sender: 1,
-                receiver: 0,
-                depth: 8,
-                max_in_flight: 4
-            }]
-        );
-        let windows: Vec<u64> = order
-            .iter()
-            .map(|p| resources(p, &board).expect("fits").receive_window)
-            .collect();
-        assert_eq!(windows, [128 << 10, 0]);
-    }
-
-    /// Verifies: SK-CFG-003
-    #[test]
-    fn supervision_is_compiled_as_described() {
-        let board = Board::load(&crate::from_root("description/tests/board")).expect("board");
-        let system =
-            septum_description::load(&crate::from_root("description/tests/good.toml"), &board)
-                .expect("valid");
-        let order: Vec<&Partition> = system.boot_order().collect();
-        let alpha = supervision(order[1]);
-        let stopped: Vec<_> = TrapClass::ALL
-            .into_iter()
-            .filter(|&class| alpha.policy.action(class) == TrapAction::Stop)
-            .collect();
-        assert_eq!(stopped, [TrapClass::Mmio, TrapClass::Instruction]);
-        assert_eq!(
-            (
-                alpha.budget.restarts,
-                alpha.budget.period_ms,
-                alpha.watchdog_ms
-            ),
-            (5, 60_000, 50)
-        );
-        assert_eq!(supervision(order[0]), Supervision::default());
-    }
-}
+mod tests;

@@ -6,7 +6,13 @@
 use serde::Deserialize;
 use std::path::Path;
 
+use crate::elf::{EM_AARCH64, EM_X86_64};
+use crate::limits::{MAX_CPUS, MAX_RECEIVE_WINDOW, RAM_BASE, RECEIVE_WINDOW_BASE};
 use crate::size::Bytes;
+
+/// The architectures the kernel has a back end for, with their ELF machine
+/// numbers.
+const ARCHITECTURES: [(&str, u16); 2] = [("aarch64", EM_AARCH64), ("x86_64", EM_X86_64)];
 
 /// A board recipe.
 #[derive(Clone, Debug, Deserialize)]
@@ -24,7 +30,7 @@ pub struct Board {
     pub default_ram: String,
     /// The system description run by default, relative to the board folder.
     pub default_system: String,
-    /// CPU cores a description may use.
+    /// CPU cores a description may use (1 to [`MAX_CPUS`]).
     pub cpus: u32,
     /// Where partition RAM may be placed with `at`.
     pub ram: Vec<MemoryRegion>,
@@ -92,11 +98,122 @@ impl Board {
         let path = folder.join("board.toml");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read board recipe {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let board: Board = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        board
+            .check()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(board)
+    }
+
+    /// What a recipe must say for descriptions to be checked against it: an
+    /// architecture the kernel has a back end for, 1 to [`MAX_CPUS`] cores, and
+    /// devices the kernel can grant: MMIO blocks that are not empty, do not wrap
+    /// and lie outside where partitions see their RAM and receive window (each
+    /// block is mapped at its own address), and port ranges that are not empty
+    /// and end by port 0xffff.
+    fn check(&self) -> Result<(), String> {
+        if self.elf_machine().is_none() {
+            let known: Vec<&str> = ARCHITECTURES.iter().map(|(name, _)| *name).collect();
+            return Err(format!(
+                "architecture `{}` is none of {}",
+                self.arch,
+                known.join(", ")
+            ));
+        }
+        if self.cpus == 0 || self.cpus as usize > MAX_CPUS {
+            return Err(format!(
+                "`cpus = {}`: a board has 1 to {MAX_CPUS} cores (the kernel's limit)",
+                self.cpus
+            ));
+        }
+        let guest = RAM_BASE..RECEIVE_WINDOW_BASE + MAX_RECEIVE_WINDOW;
+        for device in &self.devices {
+            for block in &device.mmio {
+                let end = block.base.checked_add(block.size);
+                if block.size == 0
+                    || end.is_none_or(|end| block.base < guest.end && guest.start < end)
+                {
+                    return Err(format!(
+                        "device `{}`: MMIO block {:#x} of {} bytes is empty, wraps, or lies where partitions see their RAM and receive window ({:#x}..{:#x})",
+                        device.name, block.base, block.size, guest.start, guest.end
+                    ));
+                }
+            }
+            for &[first, count] in &device.ports {
+                if count == 0 || first.checked_add(count - 1).is_none() {
+                    return Err(format!(
+                        "device `{}`: port range {first:#x} of {count} ports is empty or runs past port 0xffff",
+                        device.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The ELF machine number (`e_machine`) of its architecture, if the kernel
+    /// has a back end for it.
+    pub(crate) fn elf_machine(&self) -> Option<u16> {
+        ARCHITECTURES
+            .iter()
+            .find(|(name, _)| *name == self.arch)
+            .map(|&(_, machine)| machine)
     }
 
     /// The device called `name`.
     pub fn device(&self, name: &str) -> Option<&BoardDevice> {
         self.devices.iter().find(|d| d.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Board;
+
+    fn test_board() -> Board {
+        Board::load(std::path::Path::new("tests/board")).expect("test board")
+    }
+
+    /// Verifies: SK-CFG-004
+    #[test]
+    fn a_recipe_names_a_known_architecture_and_at_most_the_kernels_cores() {
+        let mut board = test_board();
+        assert_eq!(board.check(), Ok(()));
+        board.cpus = 5;
+        assert_eq!(
+            board.check(),
+            Err("`cpus = 5`: a board has 1 to 4 cores (the kernel's limit)".into())
+        );
+        board.cpus = 0;
+        assert!(board.check().is_err());
+        board.cpus = 1;
+        board.arch = "riscv64".into();
+        assert_eq!(
+            board.check(),
+            Err("architecture `riscv64` is none of aarch64, x86_64".into())
+        );
+    }
+
+    /// Verifies: SK-CFG-006
+    #[test]
+    fn a_recipes_devices_are_ones_the_kernel_can_map() {
+        let mut board = test_board();
+        board.devices[0].mmio[0].base = 0x4010_0000;
+        assert_eq!(
+            board.check(),
+            Err("device `rtc`: MMIO block 0x40100000 of 4096 bytes is empty, wraps, or lies where partitions see their RAM and receive window (0x40000000..0x81000000)".into())
+        );
+        board.devices[0].mmio[0].base = 0x0901_0000;
+        board.devices[0].mmio[0].size = 0;
+        assert!(board.check().is_err());
+        board.devices[0].mmio[0].size = 4096;
+        board.devices[0].ports.push([0xfff0, 0x20]);
+        assert_eq!(
+            board.check(),
+            Err(
+                "device `rtc`: port range 0xfff0 of 32 ports is empty or runs past port 0xffff"
+                    .into()
+            )
+        );
     }
 }

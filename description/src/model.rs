@@ -22,6 +22,15 @@ pub enum ImageSource {
     File(PathBuf),
 }
 
+/// Where a value is written in its description: 1-based line and column.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Location {
+    /// The line.
+    pub line: usize,
+    /// The column.
+    pub column: usize,
+}
+
 /// A time window: when, within each major frame, a partition may run on a core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
@@ -155,6 +164,9 @@ pub struct Partition {
     pub kind: Kind,
     /// Its program.
     pub image: ImageSource,
+    /// Where its `image` or `path` is written (errors about its program point
+    /// there).
+    pub image_at: Location,
     /// RAM at start, in bytes.
     pub ram: u64,
     /// Where its RAM must be placed in machine memory, if fixed.
@@ -181,6 +193,19 @@ pub struct Partition {
     pub caps: Vec<Cap>,
     /// How the kernel supervises it: trap policy, restart budget, watchdog.
     pub supervision: Supervision,
+}
+
+impl Partition {
+    /// Bytes of RAM it always keeps, from the start of its RAM: its `memory.min`
+    /// if it holds a balloon capability (the rest may be ballooned away), else all
+    /// its RAM. Its image must lie inside (the kernel's `PartitionSpec::kept_ram`).
+    pub fn kept_ram(&self) -> u64 {
+        if self.caps.iter().any(|cap| cap.kind == CapKind::Balloon) {
+            self.memory_min
+        } else {
+            self.ram
+        }
+    }
 }
 
 /// A kind of trap a guest can take; the kernel's `TrapClass`, by the same names.

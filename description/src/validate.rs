@@ -1,6 +1,8 @@
 //! The rules a system description must satisfy, and the validated [`System`].
 //!
-//! Each rule has a stable identifier, reported as `error[<rule>]`:
+//! Each rule has a stable identifier, reported as `error[<rule>]`. Where a rule
+//! states a kernel limit, the number is the kernel's own constant (see
+//! [`crate::limits`]); the name of that constant is given in brackets.
 //!
 //! | rule | what it forbids |
 //! |---|---|
@@ -10,35 +12,46 @@
 //! | `duplicate-name` | two partitions, or two queues, with one name |
 //! | `kind` | a kind other than `service` or `guest` |
 //! | `service-count` | no service VM, or a second one |
+//! | `partition-count` | more than 8 partitions (`MAX_PARTITIONS`) |
 //! | `image` | neither or both of `image` and `path` |
-//! | `ram-size` | RAM that is zero, not a multiple of 4 KiB, or over 1 GiB |
-//! | `memory-limits` | `memory.min` > `ram` > `memory.max`, or limits not multiples of 4 KiB or over 1 GiB |
+//! | `ram-size` | RAM that is zero, not a multiple of 4 KiB, or over 1 GiB (`RAM_MAX`) |
+//! | `memory-limits` | `memory.min` > `ram` > `memory.max`, limits not multiples of 4 KiB or over 1 GiB, or a `memory.min` of 0 with a `balloon` capability (such a partition always keeps its minimum) |
 //! | `placement` | an `at` address not on a 2 MiB boundary |
 //! | `memory-outside-ram` | partition RAM placed outside the board's RAM |
 //! | `memory-overlap` | partition RAM placed over another partition's or the kernel's |
-//! | `cpu` | a core the board does not have, or more than one core for a partition (one vCPU each for now), or a service VM off core 0 |
+//! | `cpu` | a core the board does not have (a board recipe has at most 4 cores, `MAX_CPUS`), or more than one core for a partition (one vCPU each for now), or a service VM off core 0 |
 //! | `schedule` | time windows without a `[schedule]`, or a major frame of 0 or over 2^32 - 1 µs |
 //! | `window-missing` | with a `[schedule]`, a partition without a window |
 //! | `window-cpu` | a window on a core the partition is not pinned to |
 //! | `window-frame` | a window that is empty or ends after the major frame |
 //! | `window-overlap` | two windows that overlap on one core |
-//! | `window-count` | more than 8 windows in one partition |
+//! | `window-count` | more than 8 windows in one partition (`MAX_WINDOWS`) |
 //! | `device-unknown` | a device the board does not have |
 //! | `device-shared` | a device granted to two partitions |
-//! | `device-count` | more than 4 MMIO blocks, 4 port ranges or 8 interrupts in one partition's devices |
+//! | `device-count` | more than 4 MMIO blocks, 4 port ranges or 8 interrupts in one partition's devices (`MAX_MMIO`, `MAX_PORTS`, `MAX_IRQS`) |
 //! | `queue-endpoint` | a queue naming an unknown partition, or joining a partition to itself |
-//! | `queue-depth` | a depth outside 1 to 64, or more pages in flight than the depth |
+//! | `queue-depth` | a depth outside 1 to 64 (`MAX_QUEUE_DEPTH`, `QUEUE_MAX`), or more pages in flight than the depth |
+//! | `queue-count` | more than 8 queues (`MAX_QUEUES`) |
+//! | `queue-flight` | queues whose `max_in_flight` add up to more than 128 pages (`FLIGHT_MAX`): the kernel keeps a frame for every page that may be away |
 //! | `cap-kind` | an unknown capability kind |
 //! | `cap-target` | a capability to a queue or partition that does not exist, or missing its target |
 //! | `cap-rights` | a right the capability's kind does not have |
 //! | `guest-control` | a guest granted partition control or the system capability |
 //! | `queue-end` | a queue end held by a partition that is not that end of the queue |
 //! | `receive-window` | a `receive_window` not a multiple of 4 KiB or over 16 MiB, or of 0 on a partition holding a `queue-receive` capability (default: 64 KiB there, else 0) |
-//! | `cap-count` | more than 16 capabilities in one partition |
+//! | `cap-count` | more than 16 capabilities in one partition (`CAP_SLOTS`) |
 //! | `policy` | a trap `policy` naming an unknown trap class or action, or a `policy` on the service VM (its traps always restart it) |
-//! | `restart-budget` | a `restart_budget` without both `restarts` and `period_ms` or with other keys, more than 16 restarts, or a period of 0 or over 3,600,000 ms |
+//! | `restart-budget` | a `restart_budget` without both `restarts` and `period_ms` or with other keys, more than 16 restarts (`MAX_RESTARTS`), or a period of 0 or over 3,600,000 ms |
 //! | `watchdog` | a `watchdog_ms` of 0 or over 60,000, a `watchdog_ms` without a `watchdog` capability that has `heartbeat`, or such a capability without `watchdog_ms` |
 //! | `policy-reserved` | keys in the top-level `[policy]` section (trap policies are set per partition with the `policy` key) |
+//!
+//! The image rules, `image-file`, `image-elf`, `image-arch`, `image-segment` and
+//! `image-entry`, check each partition's program; they need the programs, so
+//! [`load_images`](crate::load_images) checks them on a validated system.
+//!
+//! The validator's work stays linear in the size of the file: past a count limit
+//! (partitions, windows), the excess entries are still checked on their own but
+//! not compared with the others.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
@@ -47,13 +60,22 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use crate::board::Board;
-use crate::format::{Boards, CapEntry, PartitionEntry, QueueEntry, SystemFile};
-use crate::model::{Cap, CapKind, ImageSource, Kind, Partition, Queue, Right, System, Window};
+use crate::format::{Boards, PartitionEntry, QueueEntry, SystemFile};
+use crate::limits::{
+    MAJOR_FRAME_MAX_US, MAX_IRQS, MAX_MMIO, MAX_PARTITIONS, MAX_PORTS, MAX_RECEIVE_WINDOW,
+    MAX_WINDOWS, NAME_MAX, PAGE_SIZE, RAM_MAX,
+};
+use crate::model::{ImageSource, Kind, Partition, System, Window};
 use crate::{DescriptionError, DescriptionErrors, Locator};
 
+mod caps;
+mod queues;
 mod supervision;
 
-/// Every rule's identifier, as errors report it.
+use caps::{check_caps, resolve_cap};
+use queues::check_queues;
+
+/// Every rule's identifier, as errors report it (the image rules last).
 pub const RULES: &[&str] = &[
     "syntax",
     "board",
@@ -61,6 +83,7 @@ pub const RULES: &[&str] = &[
     "duplicate-name",
     "kind",
     "service-count",
+    "partition-count",
     "image",
     "ram-size",
     "memory-limits",
@@ -79,6 +102,8 @@ pub const RULES: &[&str] = &[
     "device-count",
     "queue-endpoint",
     "queue-depth",
+    "queue-count",
+    "queue-flight",
     "cap-kind",
     "cap-target",
     "cap-rights",
@@ -90,26 +115,18 @@ pub const RULES: &[&str] = &[
     "restart-budget",
     "watchdog",
     "policy-reserved",
+    "image-file",
+    "image-elf",
+    "image-arch",
+    "image-segment",
+    "image-entry",
 ];
 
-/// Largest RAM a partition may have (the package format's limit).
-const RAM_MAX: u64 = 1 << 30;
-const PAGE: u64 = 4096;
+const PAGE: u64 = PAGE_SIZE;
 /// Partition RAM placed with `at` must start on this boundary (block mappings).
 const PLACEMENT_ALIGN: u64 = 2 << 20;
-const NAME_MAX: usize = 16;
-const QUEUE_DEPTH_MAX: u32 = 64;
-/// Largest receive window (the package format's limit).
-const RECEIVE_WINDOW_MAX: u64 = 16 << 20;
 /// The receive window of a partition that receives on a queue and sets none.
 const RECEIVE_WINDOW_DEFAULT: u64 = 64 << 10;
-/// Limits of the system package's fixed-size grant lists.
-const WINDOWS_MAX: usize = 8;
-const MMIO_MAX: usize = 4;
-const PORTS_MAX: usize = 4;
-const IRQS_MAX: usize = 8;
-/// Capability slots per partition.
-pub const CAP_SLOTS: usize = 16;
 
 /// Collects errors against the source file.
 struct Checker<'a> {
@@ -136,7 +153,10 @@ pub(crate) fn validate(
         Boards::One(one) => vec![one.clone()],
         Boards::Several(several) => several.clone(),
     };
-    if !boards.contains(&board.name) {
+    if boards.is_empty() {
+        let message = format!("`board` names no board (this is `{}`)", board.name);
+        check.fail(file.board.span(), "board", message);
+    } else if !boards.contains(&board.name) {
         let message = format!(
             "this system is for {}, not `{}`",
             boards.join(", "),
@@ -149,14 +169,21 @@ pub(crate) fn validate(
         .as_ref()
         .map(|s| *s.get_ref().major_frame_us.get_ref());
     if let Some(schedule) = &file.schedule
-        && major_frame_us == Some(0)
+        && let Some(frame) = major_frame_us
+        && (frame == 0 || frame > MAJOR_FRAME_MAX_US)
     {
         let span = schedule.get_ref().major_frame_us.span();
-        check.fail(
-            span,
-            "schedule",
-            "the major frame must be longer than 0 µs".into(),
+        let message =
+            format!("the major frame is {frame} µs; it must be 1 to {MAJOR_FRAME_MAX_US} µs");
+        check.fail(span, "schedule", message);
+    }
+    if file.partition.len() > MAX_PARTITIONS {
+        let message = format!(
+            "the system has {} partitions; the kernel runs at most {MAX_PARTITIONS}",
+            file.partition.len()
         );
+        let span = file.partition[MAX_PARTITIONS].get_ref().name.span();
+        check.fail(span, "partition-count", message);
     }
     let names = check_names(&mut check, &file.partition, &file.queue);
     let partitions: Vec<Partition> = file
@@ -169,8 +196,12 @@ pub(crate) fn validate(
     check_windows(&mut check, &file.partition, &partitions, major_frame_us);
     check_devices(&mut check, &file.partition, board);
     let queues = check_queues(&mut check, &file.queue, &names);
+    let mut by_name = BTreeMap::new();
+    for queue in &queues {
+        by_name.entry(queue.name.as_str()).or_insert(queue);
+    }
     for (entry, partition) in file.partition.iter().zip(&partitions) {
-        check_caps(&mut check, entry, partition, &queues, &names);
+        check_caps(&mut check, entry, partition, &by_name, &names);
     }
     if let Some(policy) = &file.policy
         && !policy.get_ref().is_empty()
@@ -316,6 +347,16 @@ fn check_partition(
                 );
                 check.fail(limits.span(), "memory-limits", message);
             }
+            let balloon = p
+                .caps
+                .iter()
+                .any(|cap| cap.get_ref().kind.get_ref() == "balloon");
+            if balloon && min == 0 {
+                let message = format!(
+                    "`{name}` holds a `balloon` capability, so it always keeps `memory.min`, which must not be 0"
+                );
+                check.fail(limits.span(), "memory-limits", message);
+            }
             (min, max)
         }
         None => (ram, ram),
@@ -354,10 +395,16 @@ fn check_partition(
         let message = "time windows need a [schedule] with major_frame_us".into();
         check.fail(window.span(), "schedule", message);
     }
+    let image_span = match (&p.image, &p.path) {
+        (Some(image), _) => image.span(),
+        (None, Some(path)) => path.span(),
+        (None, None) => p.name.span(),
+    };
     Partition {
         name: name.clone(),
         kind,
         image,
+        image_at: check.locate.location(image_span),
         ram,
         at: p.at.as_ref().map(|at| at.get_ref().0),
         memory_min,
@@ -394,7 +441,7 @@ fn check_receive_window(check: &mut Checker<'_>, p: &PartitionEntry) -> u64 {
         return if receives { RECEIVE_WINDOW_DEFAULT } else { 0 };
     };
     let bytes = window.get_ref().0;
-    if !bytes.is_multiple_of(PAGE) || bytes > RECEIVE_WINDOW_MAX {
+    if !bytes.is_multiple_of(PAGE) || bytes > MAX_RECEIVE_WINDOW {
         let message = format!(
             "receive window of `{name}` is {bytes} bytes; it must be a multiple of 4 KiB up to 16M"
         );
@@ -467,7 +514,11 @@ fn check_placements(
                 check.fail(span.clone(), "memory-overlap", message);
             }
         }
-        placed.push((name, at, size));
+        // Past the partition-count limit, partitions are not compared with each
+        // other: that keeps the work linear in the size of the file.
+        if placed.len() < MAX_PARTITIONS {
+            placed.push((name, at, size));
+        }
     }
 }
 
@@ -479,15 +530,15 @@ fn check_windows(
 ) {
     let Some(frame) = major_frame_us else { return };
     let mut taken: Vec<(u32, u64, u64, &str)> = Vec::new();
-    for (entry, partition) in entries.iter().zip(partitions) {
+    for (index, (entry, partition)) in entries.iter().zip(partitions).enumerate() {
         let name = &partition.name;
-        if partition.windows.len() > WINDOWS_MAX {
+        if partition.windows.len() > MAX_WINDOWS {
             let message = format!(
-                "`{name}` has {} windows; a partition has at most {WINDOWS_MAX}",
+                "`{name}` has {} windows; a partition has at most {MAX_WINDOWS}",
                 partition.windows.len()
             );
             check.fail(
-                entry.get_ref().windows[WINDOWS_MAX].span(),
+                entry.get_ref().windows[MAX_WINDOWS].span(),
                 "window-count",
                 message,
             );
@@ -496,7 +547,12 @@ fn check_windows(
             let message = format!("`{name}` has no time window in the schedule");
             check.fail(entry.get_ref().name.span(), "window-missing", message);
         }
-        for (window, spanned) in partition.windows.iter().zip(&entry.get_ref().windows) {
+        for (nth, (window, spanned)) in partition
+            .windows
+            .iter()
+            .zip(&entry.get_ref().windows)
+            .enumerate()
+        {
             let span = spanned.span();
             let end = window.offset_us.saturating_add(window.length_us);
             if !partition.cpus.contains(&window.cpu) {
@@ -522,7 +578,11 @@ fn check_windows(
                     check.fail(span.clone(), "window-overlap", message);
                 }
             }
-            taken.push((window.cpu, window.offset_us, end, name));
+            // Windows past the count limits are checked against the others but
+            // not kept for later ones: that keeps the work linear.
+            if index < MAX_PARTITIONS && nth < MAX_WINDOWS {
+                taken.push((window.cpu, window.offset_us, end, name));
+            }
         }
     }
 }
@@ -540,11 +600,11 @@ fn check_devices(check: &mut Checker<'_>, entries: &[Spanned<PartitionEntry>], b
         let mmio: usize = devices.iter().map(|d| d.mmio.len()).sum();
         let ports: usize = devices.iter().map(|d| d.ports.len()).sum();
         let irqs: usize = devices.iter().map(|d| d.irqs.len()).sum();
-        if (mmio > MMIO_MAX || ports > PORTS_MAX || irqs > IRQS_MAX)
+        if (mmio > MAX_MMIO || ports > MAX_PORTS || irqs > MAX_IRQS)
             && let Some(last) = entry.get_ref().devices.last()
         {
             let message = format!(
-                "the devices of `{holder}` have {mmio} MMIO blocks, {ports} port ranges and {irqs} interrupts; a partition has at most {MMIO_MAX}, {PORTS_MAX} and {IRQS_MAX}"
+                "the devices of `{holder}` have {mmio} MMIO blocks, {ports} port ranges and {irqs} interrupts; a partition has at most {MAX_MMIO}, {MAX_PORTS} and {MAX_IRQS}"
             );
             check.fail(last.span(), "device-count", message);
         }
@@ -563,184 +623,6 @@ fn check_devices(check: &mut Checker<'_>, entries: &[Spanned<PartitionEntry>], b
                     format!("device `{name}` is granted to `{first}` and again to `{holder}`");
                 check.fail(device.span(), "device-shared", message);
             }
-        }
-    }
-}
-
-fn check_queues(
-    check: &mut Checker<'_>,
-    entries: &[Spanned<QueueEntry>],
-    partitions: &BTreeMap<String, Kind>,
-) -> Vec<Queue> {
-    let mut queues = Vec::new();
-    for entry in entries {
-        let q = entry.get_ref();
-        let name = q.name.get_ref();
-        for end in [&q.from, &q.to] {
-            if !partitions.contains_key(end.get_ref()) {
-                let message = format!(
-                    "queue `{name}` names `{}`, which is not a partition",
-                    end.get_ref()
-                );
-                check.fail(end.span(), "queue-endpoint", message);
-            }
-        }
-        if q.from.get_ref() == q.to.get_ref() {
-            let message = format!("queue `{name}` joins `{}` to itself", q.from.get_ref());
-            check.fail(q.to.span(), "queue-endpoint", message);
-        }
-        let depth = *q.depth.get_ref();
-        if depth == 0 || depth > QUEUE_DEPTH_MAX {
-            let message =
-                format!("queue `{name}` has depth {depth}; it must be 1 to {QUEUE_DEPTH_MAX}");
-            check.fail(q.depth.span(), "queue-depth", message);
-        }
-        let in_flight = *q.max_in_flight.get_ref();
-        if in_flight == 0 || in_flight > depth {
-            let message = format!(
-                "queue `{name}` allows {in_flight} pages in flight; it must be 1 to its depth {depth}"
-            );
-            check.fail(q.max_in_flight.span(), "queue-depth", message);
-        }
-        queues.push(Queue {
-            name: name.clone(),
-            from: q.from.get_ref().clone(),
-            to: q.to.get_ref().clone(),
-            depth,
-            max_in_flight: in_flight,
-        });
-    }
-    queues
-}
-
-/// A capability entry as a [`Cap`], or the rule it breaks on its own (without
-/// looking at the rest of the system) with the span to blame.
-fn resolve_cap(entry: &CapEntry) -> Result<Cap, (Range<usize>, &'static str, String)> {
-    let target = |field: &Option<Spanned<String>>, what: &str| {
-        field.as_ref().map(|t| t.get_ref().clone()).ok_or_else(|| {
-            let message = format!(
-                "a `{}` capability needs `{what} = \"<name>\"`",
-                entry.kind.get_ref()
-            );
-            (entry.kind.span(), "cap-target", message)
-        })
-    };
-    let kind = match entry.kind.get_ref().as_str() {
-        "console" => CapKind::Console,
-        "queue-send" => CapKind::QueueSend(target(&entry.queue, "queue")?),
-        "queue-receive" => CapKind::QueueReceive(target(&entry.queue, "queue")?),
-        "control" => CapKind::Control(target(&entry.partition, "partition")?),
-        "system" => CapKind::System,
-        "self" => CapKind::SelfPartition,
-        "balloon" => CapKind::Balloon,
-        "watchdog" => CapKind::Watchdog,
-        other => {
-            let message = format!(
-                "unknown capability kind `{other}` (console, self, system, control, queue-send, queue-receive, balloon, watchdog)"
-            );
-            return Err((entry.kind.span(), "cap-kind", message));
-        }
-    };
-    let possible = kind.possible_rights();
-    let mut rights = match &entry.rights {
-        None => possible.to_vec(),
-        Some(listed) => {
-            let mut rights = Vec::new();
-            for right in listed {
-                match Right::parse(right.get_ref()).filter(|r| possible.contains(r)) {
-                    Some(r) => rights.push(r),
-                    None => {
-                        let message = format!(
-                            "a `{}` capability cannot carry the right `{}`",
-                            entry.kind.get_ref(),
-                            right.get_ref()
-                        );
-                        return Err((right.span(), "cap-rights", message));
-                    }
-                }
-            }
-            rights
-        }
-    };
-    rights.sort();
-    rights.dedup();
-    Ok(Cap { kind, rights })
-}
-
-fn check_caps(
-    check: &mut Checker<'_>,
-    entry: &Spanned<PartitionEntry>,
-    partition: &Partition,
-    queues: &[Queue],
-    partitions: &BTreeMap<String, Kind>,
-) {
-    let caps = &entry.get_ref().caps;
-    let name = &partition.name;
-    if caps.len() > CAP_SLOTS {
-        let message = format!(
-            "`{name}` has {} capabilities; a partition has {CAP_SLOTS} slots",
-            caps.len()
-        );
-        check.fail(caps[CAP_SLOTS].span(), "cap-count", message);
-    }
-    for spanned in caps {
-        let cap = match resolve_cap(spanned.get_ref()) {
-            Ok(cap) => cap,
-            Err((span, rule, message)) => {
-                check.fail(span, rule, message);
-                continue;
-            }
-        };
-        let span = spanned.span();
-        let queue_end = |queue: &str, receive: bool| {
-            queues
-                .iter()
-                .find(|q| q.name == queue)
-                .map(|q| if receive { &q.to } else { &q.from })
-        };
-        match &cap.kind {
-            CapKind::Control(target) => {
-                if partition.kind != Kind::Service {
-                    let message = format!(
-                        "`{name}` is a guest; only the service VM may hold partition control"
-                    );
-                    check.fail(span.clone(), "guest-control", message);
-                }
-                if !partitions.contains_key(target) {
-                    let message =
-                        format!("capability to control `{target}`, which is not a partition");
-                    check.fail(span, "cap-target", message);
-                }
-            }
-            CapKind::QueueSend(queue) | CapKind::QueueReceive(queue) => {
-                let receive = matches!(cap.kind, CapKind::QueueReceive(_));
-                match queue_end(queue, receive) {
-                    None => {
-                        let message =
-                            format!("capability to queue `{queue}`, which does not exist");
-                        check.fail(span, "cap-target", message);
-                    }
-                    Some(end) if end != name => {
-                        let side = if receive { "receives from" } else { "sends on" };
-                        let message = format!(
-                            "`{name}` holds an end of queue `{queue}`, but only `{end}` {side} it"
-                        );
-                        check.fail(span, "queue-end", message);
-                    }
-                    Some(_) => {}
-                }
-            }
-            CapKind::System if partition.kind != Kind::Service => {
-                let message = format!(
-                    "`{name}` is a guest; only the service VM may hold the system capability"
-                );
-                check.fail(span, "guest-control", message);
-            }
-            CapKind::System
-            | CapKind::SelfPartition
-            | CapKind::Console
-            | CapKind::Balloon
-            | CapKind::Watchdog => {}
         }
     }
 }

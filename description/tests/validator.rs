@@ -1,11 +1,17 @@
 //! The validator's test suite: one small bad file per rule in `tests/bad/`, each
 //! starting with the exact errors it must produce (`# expect: ...` lines), and a
-//! good file that uses every feature of the format.
+//! good file that uses every feature of the format. A bad file that breaks an
+//! image rule is valid as a description; its `# elf: <file> <recipe>` lines give
+//! the ELF files it needs (see `elf/mod.rs`), written to a scratch folder where
+//! its relative `path`s and workspace programs are looked for.
+
+mod elf;
 
 use std::path::{Path, PathBuf};
 
 use septum_description::{
-    Board, CapKind, Kind, RestartBudget, Right, Supervision, TrapAction, TrapClass, parse,
+    Board, CapKind, DESCRIPTION_MAX, ERRORS_SHOWN, ImageSource, Kind, RestartBudget, Right,
+    Supervision, TrapAction, TrapClass, load, load_images, parse,
 };
 
 fn board() -> Board {
@@ -22,6 +28,22 @@ fn bad_files() -> Vec<PathBuf> {
     files
 }
 
+/// Where the test programs of a description are: a relative `path`, or a
+/// workspace program (written as a good ELF on first use), in `folder`; an
+/// absolute `path` as it is.
+fn locate_in(folder: &Path, source: &ImageSource) -> PathBuf {
+    match source {
+        ImageSource::File(path) => folder.join(path),
+        ImageSource::Workspace(name) => {
+            let path = folder.join(format!("program-{name}"));
+            if !path.exists() {
+                std::fs::write(&path, elf::build("")).expect("write a program");
+            }
+            path
+        }
+    }
+}
+
 fn expectations(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|l| l.strip_prefix("# expect: "))
@@ -29,7 +51,7 @@ fn expectations(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Verifies: SK-CFG-001, SK-CFG-002
+/// Verifies: SK-CFG-001, SK-CFG-002, SK-CFG-005
 #[test]
 fn each_bad_file_fails_with_exactly_its_expected_errors() {
     let board = board();
@@ -41,7 +63,18 @@ fn each_bad_file_fails_with_exactly_its_expected_errors() {
             "{} has no `# expect:` line",
             path.display()
         );
-        let errors = parse(&path, &text, &board).expect_err(&path.display().to_string());
+        let errors = match parse(&path, &text, &board) {
+            Err(errors) => errors,
+            Ok(system) => {
+                let stem = path.file_stem().expect("a name").to_string_lossy();
+                let folder = scratch(&format!("bad-{stem}"));
+                for line in text.lines().filter_map(|l| l.strip_prefix("# elf: ")) {
+                    elf::write(&folder, line);
+                }
+                load_images(&system, &board, &|source| locate_in(&folder, source))
+                    .expect_err(&path.display().to_string())
+            }
+        };
         let actual: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
         assert_eq!(actual, expected, "{}", path.display());
     }
@@ -143,4 +176,165 @@ max_in_flight = 2
     let system = parse(Path::new("inline.toml"), text, &board()).unwrap_or_else(|e| panic!("{e}"));
     let windows: Vec<u64> = system.partitions.iter().map(|p| p.receive_window).collect();
     assert_eq!(windows, [64 << 10, 0]);
+}
+
+/// A description of `partitions` partitions (the service VM and guests `g1`,
+/// ...) and `queues` queues from the service VM to `g1`, each allowing
+/// `in_flight` pages in flight.
+fn system_of(partitions: usize, queues: usize, in_flight: usize) -> String {
+    let mut text = String::from("board = \"testboard\"\n");
+    for index in 0..partitions {
+        let (name, kind) = match index {
+            0 => ("service".to_owned(), "service"),
+            _ => (format!("g{index}"), "guest"),
+        };
+        text += &format!(
+            "[[partition]]\nname = \"{name}\"\nkind = \"{kind}\"\nimage = \"hello\"\nram = \"2M\"\n"
+        );
+    }
+    for index in 0..queues {
+        text += &format!(
+            "[[queue]]\nname = \"q{index}\"\nfrom = \"service\"\nto = \"g1\"\ndepth = 64\nmax_in_flight = {in_flight}\n"
+        );
+    }
+    text
+}
+
+/// The rules of the kernel's limits: a system at each limit passes, one past it
+/// fails with the limit's rule. The limits are the kernel's own constants.
+///
+/// Verifies: SK-CFG-004
+#[test]
+fn the_kernels_limits_are_rules_at_their_exact_values() {
+    use septum_description::limits::{FLIGHT_MAX, MAX_PARTITIONS, MAX_QUEUES};
+    let board = board();
+    let rules = |text: &str| -> Vec<&'static str> {
+        match parse(Path::new("limits.toml"), text, &board) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.0.iter().map(|e| e.rule).collect(),
+        }
+    };
+    let per_queue = FLIGHT_MAX / MAX_QUEUES;
+    assert_eq!(
+        rules(&system_of(MAX_PARTITIONS, MAX_QUEUES, per_queue)),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        rules(&system_of(MAX_PARTITIONS + 1, 1, 1)),
+        ["partition-count"]
+    );
+    assert_eq!(rules(&system_of(2, MAX_QUEUES + 1, 1)), ["queue-count"]);
+    assert_eq!(
+        rules(&system_of(2, MAX_QUEUES, per_queue + 1)),
+        ["queue-flight"]
+    );
+}
+
+/// A fresh folder for test `name`'s files.
+fn scratch(name: &str) -> PathBuf {
+    let folder = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&folder);
+    std::fs::create_dir_all(&folder).expect("scratch folder");
+    folder
+}
+
+/// A description file is read only if it is a regular file of at most
+/// [`DESCRIPTION_MAX`] bytes: a device such as `/dev/zero`, a folder or a huge
+/// file is refused before it is read.
+///
+/// Verifies: SK-CFG-001
+#[test]
+fn only_regular_files_of_bounded_size_are_read() {
+    let board = board();
+    let message = |path: &Path| {
+        let errors = load(path, &board).expect_err("refused");
+        assert_eq!(errors.0.len(), 1);
+        assert_eq!((errors.0[0].rule, errors.0[0].line), ("file", 1));
+        errors.0[0].message.clone()
+    };
+    assert_eq!(message(Path::new("/dev/zero")), "not a regular file");
+    assert_eq!(message(Path::new("tests")), "not a regular file");
+    let huge = scratch("huge-description").join("huge.toml");
+    let file = std::fs::File::create(&huge).expect("create");
+    file.set_len(DESCRIPTION_MAX + 1).expect("sparse file");
+    assert_eq!(
+        message(&huge),
+        format!(
+            "the file is {} bytes; a description is at most {DESCRIPTION_MAX}",
+            DESCRIPTION_MAX + 1
+        )
+    );
+    assert!(message(Path::new("tests/no-such-file.toml")).starts_with("cannot read the file: "));
+}
+
+/// The images of the good file load and are flattened as the kernel loads them:
+/// each segment's file bytes at its offset from the RAM base, gaps and
+/// zero-filled parts zero (and not stored past the last file byte), the entry
+/// point as an offset.
+///
+/// Verifies: SK-CFG-003, SK-CFG-005
+#[test]
+fn the_good_files_images_load_flattened() {
+    let board = board();
+    let system = load(Path::new("tests/good.toml"), &board).unwrap_or_else(|e| panic!("{e}"));
+    let folder = scratch("good-images");
+    std::fs::create_dir_all(folder.join("prebuilt")).expect("folder");
+    elf::write(
+        &folder,
+        "prebuilt/service.elf entry=0x40001000 load=0x40001000:8:0x3000 load=0x40000000:16:16",
+    );
+    let images = load_images(&system, &board, &|source| locate_in(&folder, source))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // File order: `alpha` (the workspace program, a default ELF), then `service`.
+    assert_eq!(
+        (images[0].bytes.clone(), images[0].entry_offset),
+        (vec![0xa0; 64], 0)
+    );
+    let service = &images[1];
+    assert_eq!(service.bytes.len(), 0x1008);
+    assert_eq!(service.bytes[..16], [0xa1; 16]);
+    assert!(service.bytes[16..0x1000].iter().all(|&b| b == 0));
+    assert_eq!(service.bytes[0x1000..], [0xa0; 8]);
+    assert_eq!(service.entry_offset, 0x1000);
+}
+
+/// However many errors a description has, the report shows the first
+/// [`ERRORS_SHOWN`], one a line, and counts the rest.
+///
+/// Verifies: SK-CFG-001
+#[test]
+fn a_long_report_shows_the_first_errors_and_counts_the_rest() {
+    let devices = vec!["\"rtc\""; ERRORS_SHOWN + 51].join(", ");
+    let text = format!(
+        "board = \"testboard\"\n[[partition]]\nname = \"service\"\nkind = \"service\"\nimage = \"service-vm\"\nram = \"2M\"\ndevices = [{devices}]\n"
+    );
+    let errors = parse(Path::new("many.toml"), &text, &board()).expect_err("invalid");
+    assert_eq!(
+        errors.0.len(),
+        ERRORS_SHOWN + 51,
+        "150 repeats, and too many MMIO blocks"
+    );
+    let report = errors.to_string();
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines.len(), ERRORS_SHOWN + 1);
+    assert!(lines[0].starts_with("many.toml:7:19: error[device-shared]: "));
+    assert_eq!(lines[ERRORS_SHOWN], "... and 51 more errors");
+}
+
+/// Columns count characters, not bytes, also after other characters on the line.
+///
+/// Verifies: SK-CFG-001
+#[test]
+fn columns_count_characters() {
+    let line = "caps = [{ kind = \"ééé\" }, { kind = \"µ\" }]";
+    let text = format!(
+        "board = \"testboard\"\n[[partition]]\nname = \"service\"\nkind = \"service\"\nimage = \"service-vm\"\nram = \"2M\"\n{line}\n"
+    );
+    let errors = parse(Path::new("chars.toml"), &text, &board()).expect_err("invalid");
+    let columns: Vec<(usize, usize)> = errors.0.iter().map(|e| (e.line, e.column)).collect();
+    let column_of = |needle: &str| line[..line.find(needle).expect("there")].chars().count() + 1;
+    assert_eq!(
+        columns,
+        [(7, column_of("\"ééé\"")), (7, column_of("\"µ\""))]
+    );
 }

@@ -6,10 +6,11 @@ use toml::Spanned;
 
 use super::{Checker, resolve_cap};
 use crate::format::PartitionEntry;
+use crate::limits::MAX_RESTARTS;
 use crate::model::{CapKind, Kind, RestartBudget, Right, Supervision, TrapAction, TrapClass};
 
-/// Most restarts a budget may allow (the kernel's `MAX_RESTARTS`).
-const RESTARTS_MAX: i64 = 16;
+/// Most restarts a budget may allow (the kernel's limit).
+const RESTARTS_MAX: i64 = MAX_RESTARTS as i64;
 /// Longest restart-budget period: one hour.
 const PERIOD_MS_MAX: i64 = 3_600_000;
 /// Longest heartbeat period: one minute.
