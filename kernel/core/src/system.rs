@@ -27,7 +27,6 @@
 
 use core::fmt;
 
-use septum_abi::layout::PAGE_SIZE;
 use septum_abi::{CONSOLE_WRITE_MAX, Call, Error};
 
 use crate::audit::{AuditKind, AuditRecord, AuditRing};
@@ -41,9 +40,11 @@ use crate::package::{MAX_PARTITIONS, Package};
 use crate::schedule::{Schedule, ScheduleError, Turn};
 
 mod balloon;
+mod guest_memory;
 mod partition;
 mod queues;
 mod supervise;
+mod work;
 pub use partition::{Partition, State};
 pub use supervise::{ESCAPE, Events, TRAP_LINES};
 
@@ -695,92 +696,6 @@ impl System {
                     total,
                 },
             );
-        }
-    }
-
-    /// Whether partition `index` owes kernel work (see the module documentation).
-    pub fn owes_work(&self, index: usize) -> bool {
-        self.partitions[index].reload_at.is_some() || self.balloon.owed(index) > 0
-    }
-
-    /// Does one page of the work partition `index` owes, in its own turn on its
-    /// core: reloading its RAM from its image after a restart (its watchdog is
-    /// armed once that is done), then scrubbing the balloon pages it gave up.
-    /// Returns whether it owes more.
-    pub fn work(&mut self, index: usize, platform: &mut impl Platform) -> bool {
-        let partition = &self.partitions[index];
-        if let Some(offset) = partition.reload_at {
-            let frame = self.ram_frame(index, partition.guest_ram.start + offset);
-            platform.reload_page(index, offset, frame);
-            let next = offset + PAGE_SIZE;
-            let done = next >= partition.guest_ram.size();
-            let now_us = platform.now_us();
-            let partition = &mut self.partitions[index];
-            partition.reload_at = (!done).then_some(next);
-            if done {
-                partition.arm_watchdog(now_us);
-            }
-        } else if !self.balloon.scrub_owed(index, platform) {
-            self.pool_refilled(platform);
-        }
-        self.owes_work(index)
-    }
-
-    /// Whether partition `index` should have its turns: it may run, or it owes
-    /// work.
-    fn needs_cpu(&self, index: usize) -> bool {
-        self.partitions[index].state == State::Runnable || self.owes_work(index)
-    }
-
-    /// The machine frame that backs RAM page `guest` of partition `index`: for
-    /// kept memory its natural frame unless a restart replaced one (see
-    /// [`Flip`]); for a backed balloon page the frame the balloon gave it.
-    pub fn ram_frame(&self, index: usize, guest: u64) -> u64 {
-        self.balloon
-            .frame(index, guest)
-            .unwrap_or_else(|| self.flip.slot_frame(index, guest))
-    }
-
-    /// Copies partition `index`'s memory at guest address `guest` into `buffer`,
-    /// page by page from the frames that back it now: its kept RAM (natural frames,
-    /// or the substitutes a restart gave it while a receiver held the originals)
-    /// and its backed balloon pages. Refuses, reading nothing, a range that leaves
-    /// its RAM or touches a page it does not have now (sent away, or a balloon
-    /// hole). The kernel reads a partition's memory outside a hypercall buffer
-    /// (such as its code) only through this.
-    pub fn read_guest(
-        &self,
-        index: usize,
-        guest: u64,
-        buffer: &mut [u8],
-        platform: &mut impl Platform,
-    ) -> Result<(), Error> {
-        let range = Range::from_start_size(guest, buffer.len() as u64).ok_or(Error::BadAddress)?;
-        let pages = (range.start / PAGE_SIZE..range.end.div_ceil(PAGE_SIZE)).map(|p| p * PAGE_SIZE);
-        if pages
-            .clone()
-            .any(|page| self.present_frame(index, page).is_none())
-        {
-            return Err(Error::BadAddress);
-        }
-        for page in pages {
-            let frame = self.present_frame(index, page).expect("checked above");
-            let (from, to) = (range.start.max(page), range.end.min(page + PAGE_SIZE));
-            let at = (from - range.start) as usize..(to - range.start) as usize;
-            platform.read_ram(frame + (from - page), &mut buffer[at]);
-        }
-        Ok(())
-    }
-
-    /// The frame mapped at RAM page `page` of partition `index` now, if it has
-    /// one there (see [`System::read_guest`]).
-    fn present_frame(&self, index: usize, page: u64) -> Option<u64> {
-        let partition = &self.partitions[index];
-        let kept = partition.guest_ram.start..partition.guest_ram.start + partition.kept_ram;
-        if kept.contains(&page) {
-            self.flip.present_frame(index, page)
-        } else {
-            self.balloon.frame(index, page)
         }
     }
 

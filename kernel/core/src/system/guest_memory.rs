@@ -1,0 +1,63 @@
+//! How the kernel reaches a partition's memory outside a hypercall buffer: the
+//! frame that backs each of its pages now, which a restart (substitute frames for
+//! pages a receiver holds) and ballooning (frames that come and go) change.
+
+use septum_abi::Error;
+use septum_abi::layout::PAGE_SIZE;
+
+use super::{Platform, System};
+use crate::memory::Range;
+
+impl System {
+    /// The machine frame that backs RAM page `guest` of partition `index`: for
+    /// kept memory its natural frame unless a restart replaced one (see
+    /// [`Flip`]); for a backed balloon page the frame the balloon gave it.
+    pub fn ram_frame(&self, index: usize, guest: u64) -> u64 {
+        self.balloon
+            .frame(index, guest)
+            .unwrap_or_else(|| self.flip.slot_frame(index, guest))
+    }
+
+    /// Copies partition `index`'s memory at guest address `guest` into `buffer`,
+    /// page by page from the frames that back it now: its kept RAM (natural frames,
+    /// or the substitutes a restart gave it while a receiver held the originals)
+    /// and its backed balloon pages. Refuses, reading nothing, a range that leaves
+    /// its RAM or touches a page it does not have now (sent away, or a balloon
+    /// hole). The kernel reads a partition's memory outside a hypercall buffer
+    /// (such as its code) only through this.
+    pub fn read_guest(
+        &self,
+        index: usize,
+        guest: u64,
+        buffer: &mut [u8],
+        platform: &mut impl Platform,
+    ) -> Result<(), Error> {
+        let range = Range::from_start_size(guest, buffer.len() as u64).ok_or(Error::BadAddress)?;
+        let pages = (range.start / PAGE_SIZE..range.end.div_ceil(PAGE_SIZE)).map(|p| p * PAGE_SIZE);
+        if pages
+            .clone()
+            .any(|page| self.present_frame(index, page).is_none())
+        {
+            return Err(Error::BadAddress);
+        }
+        for page in pages {
+            let frame = self.present_frame(index, page).expect("checked above");
+            let (from, to) = (range.start.max(page), range.end.min(page + PAGE_SIZE));
+            let at = (from - range.start) as usize..(to - range.start) as usize;
+            platform.read_ram(frame + (from - page), &mut buffer[at]);
+        }
+        Ok(())
+    }
+
+    /// The frame mapped at RAM page `page` of partition `index` now, if it has
+    /// one there (see [`System::read_guest`]).
+    fn present_frame(&self, index: usize, page: u64) -> Option<u64> {
+        let partition = &self.partitions[index];
+        let kept = partition.guest_ram.start..partition.guest_ram.start + partition.kept_ram;
+        if kept.contains(&page) {
+            self.flip.present_frame(index, page)
+        } else {
+            self.balloon.frame(index, page)
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Kernel work a partition owes: work it caused that is too long for one trap
+//! (reloading its RAM after a restart, scrubbing the balloon pages it gave up).
+//! The back end does it a page at a time, in that partition's own turns on its
+//! own core, before the partition runs again (`septum_kernel::Kernel::settle`),
+//! so it never comes out of another partition's window.
+//!
+//! Invariant: a partition that owes work is given its turns (it "needs the CPU")
+//! even when it may not run, and runs only once it owes nothing.
+
+use septum_abi::layout::PAGE_SIZE;
+
+use super::{Platform, State, System};
+
+impl System {
+    /// Whether partition `index` owes kernel work (see the module documentation).
+    pub fn owes_work(&self, index: usize) -> bool {
+        self.partitions[index].reload_at.is_some() || self.balloon.owed(index) > 0
+    }
+
+    /// Does one page of the work partition `index` owes, in its own turn on its
+    /// core: reloading its RAM from its image after a restart (its watchdog is
+    /// armed once that is done), then scrubbing the balloon pages it gave up.
+    /// Returns whether it owes more.
+    pub fn work(&mut self, index: usize, platform: &mut impl Platform) -> bool {
+        let partition = &self.partitions[index];
+        if let Some(offset) = partition.reload_at {
+            let frame = self.ram_frame(index, partition.guest_ram.start + offset);
+            platform.reload_page(index, offset, frame);
+            let next = offset + PAGE_SIZE;
+            let done = next >= partition.guest_ram.size();
+            let now_us = platform.now_us();
+            let partition = &mut self.partitions[index];
+            partition.reload_at = (!done).then_some(next);
+            if done {
+                partition.arm_watchdog(now_us);
+            }
+        } else if !self.balloon.scrub_owed(index, platform) {
+            self.pool_refilled(platform);
+        }
+        self.owes_work(index)
+    }
+
+    /// Whether partition `index` should have its turns: it may run, or it owes
+    /// work.
+    pub(super) fn needs_cpu(&self, index: usize) -> bool {
+        self.partitions[index].state == State::Runnable || self.owes_work(index)
+    }
+}
