@@ -808,7 +808,11 @@ fn a_restart_is_owed_work_and_the_watchdog_waits_for_it() {
     while t.sys.work(1, &mut t.m) {
         pages += 1;
     }
-    assert_eq!(pages, RAM / septum_abi::layout::PAGE_SIZE, "one page a step");
+    assert_eq!(
+        pages,
+        RAM / septum_abi::layout::PAGE_SIZE,
+        "one page a step"
+    );
     assert!(!t.sys.owes_work(1));
     assert_eq!(
         t.m.ram[RAM as usize..][..8],
