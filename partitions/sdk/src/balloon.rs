@@ -15,15 +15,19 @@
 //!   **pressure**: it gives nothing back that step and halves its give-back
 //!   rate;
 //! - otherwise each step gives back at most that rate (doubling after each step
-//!   that gave pages back, up to [`BATCH_MAX`]), in one batch;
+//!   that gave pages back, up to [`STEP_MAX`]), in batches of [`BATCH_MAX`];
 //! - taking pages back is never slowed: a step below the target takes up to
-//!   [`BATCH_MAX`] pages at once, since a guest short of memory (often the one
+//!   [`STEP_MAX`] pages at once, since a guest short of memory (often the one
 //!   under pressure) needs them soonest.
 //!
 //! It reports free, used and failed allocations to the service VM on every step;
 //! the report's answer is the target.
 
 pub use septum_abi::balloon::BATCH_MAX;
+
+/// Most pages one [`Driver::step`] moves, in batches of [`BATCH_MAX`] (the kernel
+/// bounds a batch so that no call takes long; a step may make several).
+pub const STEP_MAX: usize = 8 * BATCH_MAX;
 use septum_abi::layout::{PAGE_SIZE, RAM_BASE};
 
 use crate::{Call, Error, typed};
@@ -176,32 +180,43 @@ impl Allocator {
     }
 
     /// Takes up to `list.len()` free pages, highest first, out of the allocator
-    /// for giving back; returns how many it wrote to `list`.
+    /// for giving back; returns how many it wrote to `list`. Scans a word of the
+    /// map at a time: a step of several batches must not rescan the whole map
+    /// page by page for each.
     fn take_for_balloon(&mut self, list: &mut [u64]) -> usize {
         let mut taken = 0;
-        let mut page = self.pages;
-        while taken < list.len() && page > 0 {
-            page -= 1;
-            if bit(&self.free, page) {
+        for word in (0..self.pages.div_ceil(64)).rev() {
+            while taken < list.len() && self.free[word] != 0 {
+                let page = word * 64 + 63 - self.free[word].leading_zeros() as usize;
                 set(&mut self.free, page, false);
                 set(&mut self.backed, page, false);
                 list[taken] = self.address(page);
                 taken += 1;
             }
+            if taken == list.len() {
+                break;
+            }
         }
         taken
     }
 
-    /// Writes up to `list.len()` holes, lowest first, to `list`.
+    /// Writes up to `list.len()` holes, lowest first, to `list`, scanning a word
+    /// of the map at a time.
     fn holes(&self, list: &mut [u64]) -> usize {
         let mut found = 0;
-        for page in 0..self.pages {
-            if found == list.len() {
-                break;
-            }
-            if !bit(&self.backed, page) {
+        for word in 0..self.pages.div_ceil(64) {
+            let mut holes = !self.backed[word];
+            while found < list.len() && holes != 0 {
+                let page = word * 64 + holes.trailing_zeros() as usize;
+                if page >= self.pages {
+                    return found;
+                }
                 list[found] = self.address(page);
                 found += 1;
+                holes &= holes - 1;
+            }
+            if found == list.len() {
+                break;
             }
         }
         found
@@ -290,14 +305,17 @@ impl Driver {
         }
         if held > target && !pressure {
             let spare = allocator.free_pages().saturating_sub(self.reserve);
-            let count = (held - target).min(spare).min(self.inflate_rate as u64) as usize;
-            if count > 0 {
-                let taken = allocator.take_for_balloon(&mut self.list[..count]);
+            let mut left = (held - target).min(spare).min(self.inflate_rate as u64) as usize;
+            while left > 0 && step.refused.is_none() {
+                let taken = allocator.take_for_balloon(&mut self.list[..left.min(BATCH_MAX)]);
+                if taken == 0 {
+                    break;
+                }
                 match inflate(self.slot, &self.list[..taken]) {
                     Ok(memory) => {
                         step.held = memory.held;
-                        step.inflated = taken as u64;
-                        self.inflate_rate = (self.inflate_rate * 2).min(BATCH_MAX);
+                        step.inflated += taken as u64;
+                        left -= taken;
                     }
                     Err(error) => {
                         allocator.mark_backed_free(&self.list[..taken]);
@@ -305,15 +323,22 @@ impl Driver {
                     }
                 }
             }
+            if step.inflated > 0 {
+                self.inflate_rate = (self.inflate_rate * 2).min(STEP_MAX);
+            }
         } else if held < target {
-            let count = (target - held).min(BATCH_MAX as u64) as usize;
-            let found = allocator.holes(&mut self.list[..count]);
-            if found > 0 {
+            let mut left = (target - held).min(STEP_MAX as u64) as usize;
+            while left > 0 && step.refused.is_none() {
+                let found = allocator.holes(&mut self.list[..left.min(BATCH_MAX)]);
+                if found == 0 {
+                    break;
+                }
                 match deflate(self.slot, &self.list[..found]) {
                     Ok(memory) => {
                         allocator.mark_backed_free(&self.list[..found]);
                         step.held = memory.held;
-                        step.deflated = found as u64;
+                        step.deflated += found as u64;
+                        left -= found;
                     }
                     Err(error) => step.refused = Some(error),
                 }
