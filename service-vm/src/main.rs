@@ -29,8 +29,8 @@
 
 mod memory;
 
-use septum_abi::CapType;
 use septum_abi::event::Kind;
+use septum_abi::{CapType, audit};
 use septum_sdk::supervise::{self, Event};
 use septum_sdk::{Boot, Error, println, slot};
 
@@ -313,19 +313,22 @@ fn command(line: &str, guests: &Guests) {
 }
 
 fn audit() {
-    let mut records = [[0u64; 4]; 16];
+    let mut records = [[0u64; audit::RECORD_WORDS]; 16];
     match supervise::audit_read(slot::SYSTEM, &mut records) {
         Ok((copied, lost, remaining)) => {
-            for record in &records[..copied] {
-                let kind = septum_abi::audit::Kind::from_number((record[1] >> 8) as u8);
+            for words in &records[..copied] {
+                let Some(record) = audit::Record::from_words(words) else {
+                    println!("  (a record of an unknown kind)");
+                    continue;
+                };
                 println!(
                     "  t={}us partition={} gen={} {} {:#x} {:#x}",
-                    record[0],
-                    record[1] & 0xff,
-                    record[1] >> 32,
-                    kind.map_or("?", |k| k.name()),
-                    record[2],
-                    record[3]
+                    record.time_us,
+                    record.partition,
+                    record.generation,
+                    record.kind.name(),
+                    record.detail[0],
+                    record.detail[1]
                 );
             }
             println!("  ({copied} shown, {remaining} more, {lost} lost to overflow)");

@@ -168,38 +168,6 @@ pub enum Call {
     MemoryInfo = 26,
 }
 
-/// Page-flip messaging: flags, limits and message kinds of [`Call::Send`],
-/// [`Call::SendBatch`] and [`Call::Receive`].
-pub mod queue {
-    /// Flags of [`Call::Send`](super::Call::Send) and
-    /// [`Call::SendBatch`](super::Call::SendBatch).
-    pub mod flags {
-        /// Switch to the receiver at once if it waits on the same core
-        /// (the "immediate exit"); else it is woken for its next window.
-        pub const IMMEDIATE: u64 = 1 << 0;
-        /// Copy the bytes into the kernel instead of flipping pages.
-        pub const COPY: u64 = 1 << 1;
-        /// Every defined flag.
-        pub const ALL: u64 = IMMEDIATE | COPY;
-    }
-
-    /// What [`Call::Receive`](super::Call::Receive) delivered (result 3, low byte).
-    pub mod kind {
-        /// Pages mapped into the receive window.
-        pub const FLIP: u64 = 1;
-        /// Bytes copied into the caller's buffer.
-        pub const COPY: u64 = 2;
-    }
-
-    /// Longest flipped message, in bytes (16 pages).
-    pub const MESSAGE_MAX: u64 = 64 * 1024;
-    /// Most messages in one [`Call::SendBatch`](super::Call::SendBatch).
-    pub const BATCH_MAX: usize = 16;
-    /// Longest copied message, in bytes; the size of each message slot the kernel
-    /// keeps per queue. See the README, "Messaging", for how it was chosen.
-    pub const COPY_MAX: u64 = 4096;
-}
-
 /// Longest partition name, in bytes.
 pub const NAME_MAX: usize = 16;
 
@@ -258,6 +226,72 @@ impl PartitionState {
             PartitionState::Stopped => "stopped",
             PartitionState::Blocked => "blocked",
         }
+    }
+}
+
+/// What [`Call::Inspect`] reports: its three results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inspected {
+    /// The partition's state.
+    pub state: PartitionState,
+    /// Its generation.
+    pub generation: u32,
+    /// Its restarts since boot.
+    pub restarts: u32,
+    /// Bytes of RAM it holds.
+    pub ram: u64,
+}
+
+impl Inspected {
+    /// The call's results: state, generation | restarts << 32, RAM bytes.
+    pub fn to_results(self) -> [u64; 3] {
+        let identity = u64::from(self.generation) | (u64::from(self.restarts) << 32);
+        [self.state as u64, identity, self.ram]
+    }
+
+    /// Reads the call's results; `None` for a state the ABI does not define.
+    pub fn from_results([state, identity, ram]: [u64; 3]) -> Option<Inspected> {
+        Some(Inspected {
+            state: PartitionState::from_number(state)?,
+            generation: identity as u32,
+            restarts: (identity >> 32) as u32,
+            ram,
+        })
+    }
+}
+
+/// What [`Call::Identify`] reports about a slot that holds a capability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identified {
+    /// Its type.
+    pub ty: CapType,
+    /// Its rights.
+    pub rights: Rights,
+    /// Its object (the partition index of a control capability, the queue of a
+    /// queue end).
+    pub object: u16,
+}
+
+impl Identified {
+    /// The call's results: type, rights, object; all 0 for an empty slot.
+    pub fn to_results(found: Option<Identified>) -> [u64; 3] {
+        found.map_or([0; 3], |cap| {
+            [
+                cap.ty as u64,
+                u64::from(cap.rights.0),
+                u64::from(cap.object),
+            ]
+        })
+    }
+
+    /// Reads the call's results: `None` for an empty slot (or a type the ABI
+    /// does not define).
+    pub fn from_results([ty, rights, object]: [u64; 3]) -> Option<Identified> {
+        Some(Identified {
+            ty: CapType::from_number(u8::try_from(ty).ok()?)?,
+            rights: Rights(rights as u16),
+            object: object as u16,
+        })
     }
 }
 
@@ -322,158 +356,6 @@ impl Reason {
             Reason::Panic => "panic",
             Reason::Watchdog => "watchdog",
             Reason::TripleFault => "triple-fault",
-        }
-    }
-}
-
-/// Supervision events, as [`Call::WaitEvent`] hands them to the service VM.
-///
-/// A record is [`RECORD_SIZE`] bytes: 16 little-endian 64-bit words. Words 0 to 7
-/// are the header (see the `WORD_*` constants). Words 8 to 15 are a register
-/// snapshot for traps, faults and missed heartbeats (program counter, stack
-/// pointer, status register (PSTATE / RFLAGS), then the first five argument
-/// registers: x0-x4, or rax, rdi, rsi, rdx, r10), or the typed bytes for
-/// [`Kind::Input`].
-pub mod event {
-    /// Bytes of one record.
-    pub const RECORD_SIZE: usize = 128;
-    /// Word: the [`Kind`] number.
-    pub const WORD_KIND: usize = 0;
-    /// Word: the partition's index in the system (the service VM is 0).
-    pub const WORD_PARTITION: usize = 1;
-    /// Word: the partition's generation when the event happened.
-    pub const WORD_GENERATION: usize = 2;
-    /// Word: the [`super::Reason`] number (traps, faults, watchdog).
-    pub const WORD_REASON: usize = 3;
-    /// Word: the faulting address (guest-physical for stage-2 faults, the port for
-    /// I/O, else the program counter).
-    pub const WORD_ADDRESS: usize = 4;
-    /// Word: the raw syndrome (ESR on aarch64, exit qualification on x86).
-    pub const WORD_SYNDROME: usize = 5;
-    /// Word: kind-specific: the exit code ([`Kind::Exited`]); µs past the deadline
-    /// ([`Kind::Watchdog`]); the byte count ([`Kind::Input`]); the panic code; the
-    /// system register or MSR number where known; else 0.
-    pub const WORD_DETAIL: usize = 6;
-    /// Word: µs since boot when the event happened.
-    pub const WORD_TIME: usize = 7;
-    /// First word of the snapshot or the input bytes.
-    pub const WORD_SNAPSHOT: usize = 8;
-    /// Words of the snapshot.
-    pub const SNAPSHOT_WORDS: usize = 8;
-    /// Most input bytes one [`Kind::Input`] event carries.
-    pub const INPUT_MAX: usize = SNAPSHOT_WORDS * 8;
-
-    /// What happened.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    #[repr(u64)]
-    pub enum Kind {
-        /// A guest took a trap its policy sends to the service VM; it is suspended.
-        Trap = 1,
-        /// A guest faulted (or reported a panic); it is suspended.
-        Fault = 2,
-        /// A guest missed its heartbeat; it is suspended.
-        Watchdog = 3,
-        /// A guest ended itself; nothing to decide.
-        Exited = 4,
-        /// The kernel stopped a guest (its policy said `stop`, or its restart
-        /// budget ran out); nothing to decide.
-        Stopped = 5,
-        /// The operator typed the escape key: the service VM has the console until
-        /// it gives it back. No partition is involved (partition word 0).
-        Console = 6,
-        /// Bytes the operator typed while the service VM has the console.
-        Input = 7,
-        /// A guest reported its memory use ([`Call::BalloonReport`](super::Call::BalloonReport));
-        /// one is queued per guest at a time. Nothing to decide.
-        Memory = 8,
-    }
-
-    impl Kind {
-        /// Every kind, in number order.
-        pub const ALL: [Kind; 8] = [
-            Kind::Trap,
-            Kind::Fault,
-            Kind::Watchdog,
-            Kind::Exited,
-            Kind::Stopped,
-            Kind::Console,
-            Kind::Input,
-            Kind::Memory,
-        ];
-
-        /// The kind with this number.
-        pub fn from_number(number: u64) -> Option<Kind> {
-            Kind::ALL.into_iter().find(|k| *k as u64 == number)
-        }
-
-        /// Whether the partition waits, suspended, for the service VM's decision.
-        pub fn suspends(self) -> bool {
-            matches!(self, Kind::Trap | Kind::Fault | Kind::Watchdog)
-        }
-    }
-}
-
-/// The audit ring, as [`Call::AuditRead`] copies it out.
-///
-/// A record is [`RECORD_SIZE`] bytes: 4 little-endian 64-bit words: µs since boot;
-/// the partition index (bits 0-7), the [`Kind`] (bits 8-15) and the partition's
-/// generation (bits 32-63); then two kind-specific words (see [`Kind`]).
-pub mod audit {
-    /// Bytes of one record.
-    pub const RECORD_SIZE: usize = 32;
-
-    /// What the record is about.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    #[repr(u8)]
-    pub enum Kind {
-        /// A policy trap: reason number, address.
-        Trap = 1,
-        /// A fault: reason number, address.
-        Fault = 2,
-        /// A missed heartbeat: period µs, µs late.
-        Watchdog = 3,
-        /// A restart: new generation, restarts in the current budget period.
-        Restart = 4,
-        /// A stop: 1 by the service VM, 2 by its policy, 3 past its restart budget.
-        Stop = 5,
-        /// A policy change: trap class, action.
-        Policy = 6,
-        /// A refused hypercall: call number, error code.
-        CapabilityError = 7,
-        /// A resume by the service VM: flags, 0.
-        Resume = 8,
-    }
-
-    impl Kind {
-        /// Every kind, in number order.
-        pub const ALL: [Kind; 8] = [
-            Kind::Trap,
-            Kind::Fault,
-            Kind::Watchdog,
-            Kind::Restart,
-            Kind::Stop,
-            Kind::Policy,
-            Kind::CapabilityError,
-            Kind::Resume,
-        ];
-
-        /// The kind with this number.
-        pub fn from_number(number: u8) -> Option<Kind> {
-            Kind::ALL.into_iter().find(|k| *k as u8 == number)
-        }
-
-        /// A short name for logs.
-        pub fn name(self) -> &'static str {
-            match self {
-                Kind::Trap => "trap",
-                Kind::Fault => "fault",
-                Kind::Watchdog => "watchdog",
-                Kind::Restart => "restart",
-                Kind::Stop => "stop",
-                Kind::Policy => "policy",
-                Kind::CapabilityError => "capability-error",
-                Kind::Resume => "resume",
-            }
         }
     }
 }
@@ -810,7 +692,10 @@ impl Rights {
     }
 }
 
+pub mod audit;
 pub mod balloon;
+pub mod event;
+pub mod queue;
 
 /// Where a partition's RAM starts in its own (guest-physical) address space. It is
 /// the same on both architectures, so partition images differ only in their
@@ -837,6 +722,35 @@ mod tests {
         }
         assert_eq!(Call::from_number(Call::ALL.len() as u64), None);
         assert_eq!(Call::from_number(u64::MAX), None);
+    }
+
+    /// Verifies: SK-API-001
+    #[test]
+    fn inspect_and_identify_results_round_trip() {
+        for state in PartitionState::ALL {
+            let inspected = Inspected {
+                state,
+                generation: 3,
+                restarts: u32::MAX,
+                ram: 1 << 21,
+            };
+            assert_eq!(
+                Inspected::from_results(inspected.to_results()),
+                Some(inspected)
+            );
+        }
+        assert_eq!(Inspected::from_results([99, 0, 0]), None);
+        for ty in CapType::ALL {
+            let cap = Identified {
+                ty,
+                rights: ty.possible_rights(),
+                object: 5,
+            };
+            let results = Identified::to_results(Some(cap));
+            assert_eq!(Identified::from_results(results), Some(cap));
+        }
+        assert_eq!(Identified::to_results(None), [0; 3]);
+        assert_eq!(Identified::from_results([0; 3]), None);
     }
 
     /// Verifies: SK-API-001

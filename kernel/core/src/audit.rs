@@ -9,42 +9,12 @@
 //!   [`AuditRing::lost`].
 
 use heapless::Deque;
-pub use septum_abi::audit::{Kind as AuditKind, RECORD_SIZE as AUDIT_RECORD_SIZE};
+pub use septum_abi::audit::{
+    Kind as AuditKind, RECORD_SIZE as AUDIT_RECORD_SIZE, Record as AuditRecord,
+};
 
 /// Records the ring holds before the oldest are lost.
 pub const AUDIT_CAPACITY: usize = 64;
-
-/// One audit record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AuditRecord {
-    /// µs since boot.
-    pub time_us: u64,
-    /// The partition's index.
-    pub partition: u8,
-    /// What happened.
-    pub kind: AuditKind,
-    /// The partition's generation at the time.
-    pub generation: u32,
-    /// Kind-specific details (see [`septum_abi::audit::Kind`]).
-    pub detail: [u64; 2],
-}
-
-impl AuditRecord {
-    /// The record as [`septum_abi::audit`] lays it out.
-    pub fn to_bytes(&self) -> [u8; AUDIT_RECORD_SIZE] {
-        let identity = u64::from(self.partition)
-            | (u64::from(self.kind as u8) << 8)
-            | (u64::from(self.generation) << 32);
-        let mut bytes = [0u8; AUDIT_RECORD_SIZE];
-        for (word, value) in [self.time_us, identity, self.detail[0], self.detail[1]]
-            .into_iter()
-            .enumerate()
-        {
-            bytes[word * 8..word * 8 + 8].copy_from_slice(&value.to_le_bytes());
-        }
-        bytes
-    }
-}
 
 /// The ring.
 #[derive(Debug, Default)]
@@ -98,16 +68,6 @@ mod tests {
             generation: 7,
             detail: [8, 1],
         }
-    }
-
-    /// Verifies: SK-AUD-004
-    #[test]
-    fn records_lay_out_as_the_abi_says() {
-        let bytes = record(0x1234).to_bytes();
-        assert_eq!(&bytes[0..8], &0x1234u64.to_le_bytes());
-        assert_eq!(&bytes[8..16], &(2u64 | (4 << 8) | (7 << 32)).to_le_bytes());
-        assert_eq!(&bytes[16..24], &8u64.to_le_bytes());
-        assert_eq!(&bytes[24..32], &1u64.to_le_bytes());
     }
 
     proptest! {

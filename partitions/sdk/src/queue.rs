@@ -9,8 +9,8 @@
 //! partition's receive window; [`Received::release`] gives its pages back.
 
 use septum_abi::layout::{PAGE_SIZE, RECEIVE_WINDOW_BASE};
+use septum_abi::queue::{self, BatchEntry, flags};
 pub use septum_abi::queue::{BATCH_MAX, COPY_MAX};
-use septum_abi::queue::{flags, kind};
 
 use crate::{Call, Error, typed};
 
@@ -86,11 +86,10 @@ impl Sender {
             return Err(Error::InvalidArgument);
         }
         let mut list = [0u64; BATCH_MAX];
-        for (word, &(address, len)) in list.iter_mut().zip(pages) {
-            if len == 0 || len > PAGE_SIZE || !address.is_multiple_of(PAGE_SIZE) {
-                return Err(Error::InvalidArgument);
-            }
-            *word = address | (len - 1);
+        for (word, &(page, len)) in list.iter_mut().zip(pages) {
+            *word = BatchEntry { page, len }
+                .to_word()
+                .ok_or(Error::InvalidArgument)?;
         }
         let args = [
             self.slot,
@@ -185,24 +184,24 @@ impl Receiver {
     ) -> Result<Option<Received<'a>>, Error> {
         let at = RECEIVE_WINDOW_BASE + window_page * PAGE_SIZE;
         let args = [self.slot, at, buffer.0.as_mut_ptr() as u64, 0, 0, 0];
-        let [len, badge, what] = match typed(Call::Receive, args) {
+        let results = match typed(Call::Receive, args) {
             Ok(results) => results,
             Err(Error::Empty) => return Ok(None),
             Err(error) => return Err(error),
         };
-        let pages = what >> 8;
-        let bytes = if what & 0xff == kind::FLIP {
+        let delivered = queue::Received::from_results(results).ok_or(Error::InvalidArgument)?;
+        let bytes = if delivered.pages > 0 {
             // SAFETY: the kernel just mapped `pages` pages at `at` for this
             // partition alone; they stay mapped until released, which consumes the
             // `Received` that borrows them.
-            unsafe { core::slice::from_raw_parts(at as *const u8, len as usize) }
+            unsafe { core::slice::from_raw_parts(at as *const u8, delivered.len as usize) }
         } else {
-            &buffer.0[..len as usize]
+            &buffer.0[..delivered.len as usize]
         };
         Ok(Some(Received {
             bytes,
-            badge: badge as u16,
-            pages,
+            badge: delivered.badge,
+            pages: delivered.pages,
             address: at,
             slot: self.slot,
         }))

@@ -3,11 +3,14 @@
 //! typed wrappers over [`septum_abi`].
 
 use septum_abi::event::{self, Kind};
-use septum_abi::{CapType, NAME_MAX, PartitionState, Reason, resume};
+use septum_abi::{
+    CapType, Identified, Inspected, NAME_MAX, PartitionState, audit, balloon, resume,
+};
 
 use crate::{Call, Error, typed};
 
-/// One supervision event, as the kernel reported it.
+/// One supervision event, as the kernel reported it ([`event::Record`]), and how
+/// many guests had not ended when it was taken.
 #[derive(Clone, Copy, Debug)]
 pub struct Event {
     /// What happened.
@@ -17,7 +20,7 @@ pub struct Event {
     /// The partition's generation at the time.
     pub generation: u32,
     /// Why, for traps, faults and missed heartbeats.
-    pub reason: Option<Reason>,
+    pub reason: Option<septum_abi::Reason>,
     /// The faulting address (see [`septum_abi::event::WORD_ADDRESS`]).
     pub address: u64,
     /// The raw syndrome.
@@ -30,50 +33,47 @@ pub struct Event {
     pub time_us: u64,
     /// The register snapshot, or the typed bytes of an input event.
     pub snapshot: [u64; event::SNAPSHOT_WORDS],
+    record: event::Record,
 }
 
 impl Event {
     /// The typed bytes of a [`Kind::Input`] event.
     pub fn input(&self) -> impl Iterator<Item = u8> + '_ {
-        let count = (self.detail as usize).min(event::INPUT_MAX);
-        self.snapshot
-            .iter()
-            .flat_map(|word| word.to_le_bytes())
-            .take(count)
+        self.record.input()
     }
 }
 
 /// Waits for the next supervision event (system capability in `slot`, right
 /// `monitor`). The service VM blocks, using no CPU, until there is one.
 pub fn wait_event(slot: u64) -> Result<Event, Error> {
-    let mut record = [0u64; event::RECORD_SIZE / 8];
+    let mut words = [0u64; event::RECORD_WORDS];
     loop {
         let [kind, _, live_guests] = typed(
             Call::WaitEvent,
-            [slot, record.as_mut_ptr() as u64, 0, 0, 0, 0],
+            [slot, words.as_mut_ptr() as u64, 0, 0, 0, 0],
         )?;
         // 0: woken from a block; ask again.
-        let Some(kind) = Kind::from_number(kind) else {
+        if Kind::from_number(kind).is_none() {
             continue;
-        };
-        let mut snapshot = [0; event::SNAPSHOT_WORDS];
-        snapshot.copy_from_slice(&record[event::WORD_SNAPSHOT..]);
+        }
+        let record = event::Record::from_words(&words).ok_or(Error::InvalidArgument)?;
         return Ok(Event {
-            kind,
-            partition: record[event::WORD_PARTITION],
-            generation: record[event::WORD_GENERATION] as u32,
-            reason: Reason::from_number(record[event::WORD_REASON]),
-            address: record[event::WORD_ADDRESS],
-            syndrome: record[event::WORD_SYNDROME],
-            detail: record[event::WORD_DETAIL],
-            time_us: record[event::WORD_TIME],
+            kind: record.kind,
+            partition: record.partition,
+            generation: record.generation,
+            reason: record.reason,
+            address: record.address,
+            syndrome: record.syndrome,
+            detail: record.detail,
             live_guests,
-            snapshot,
+            time_us: record.time_us,
+            snapshot: record.snapshot,
+            record,
         });
     }
 }
 
-/// A partition as [`inspect`] sees it.
+/// A partition as [`inspect`] sees it ([`Inspected`], and its name).
 #[derive(Clone, Copy, Debug)]
 pub struct PartitionInfo {
     /// Its name, NUL-padded.
@@ -99,14 +99,14 @@ impl PartitionInfo {
 /// Reads the state of the partition that the control capability in `slot` names.
 pub fn inspect(slot: u64) -> Result<PartitionInfo, Error> {
     let mut name = [0u8; NAME_MAX];
-    let [state, identity, ram] =
-        typed(Call::Inspect, [slot, name.as_mut_ptr() as u64, 0, 0, 0, 0])?;
+    let results = typed(Call::Inspect, [slot, name.as_mut_ptr() as u64, 0, 0, 0, 0])?;
+    let inspected = Inspected::from_results(results).ok_or(Error::InvalidArgument)?;
     Ok(PartitionInfo {
         name,
-        state: PartitionState::from_number(state).ok_or(Error::InvalidArgument)?,
-        generation: identity as u32,
-        restarts: (identity >> 32) as u32,
-        ram,
+        state: inspected.state,
+        generation: inspected.generation,
+        restarts: inspected.restarts,
+        ram: inspected.ram,
     })
 }
 
@@ -135,11 +135,12 @@ pub fn set_policy(slot: u64, class: u64, stop: bool) -> Result<(), Error> {
     typed(Call::SetPolicy, [slot, class, u64::from(stop), 0, 0, 0]).map(|_| ())
 }
 
-/// Copies audit records into `records` (system capability in `slot`). Returns how
-/// many were copied, how many were lost to overflow since boot, and how many remain.
+/// Copies audit records into `records` (system capability in `slot`), as words
+/// ([`audit::Record::from_words`] reads one). Returns how many were copied, how
+/// many were lost to overflow since boot, and how many remain.
 pub fn audit_read(
     slot: u64,
-    records: &mut [[u64; septum_abi::audit::RECORD_SIZE / 8]],
+    records: &mut [[u64; audit::RECORD_WORDS]],
 ) -> Result<(usize, u64, u64), Error> {
     let [copied, lost, remaining] = typed(
         Call::AuditRead,
@@ -160,23 +161,21 @@ pub fn heartbeat(slot: u64) -> Result<(), Error> {
     typed(Call::Heartbeat, [slot, 0, 0, 0, 0, 0]).map(|_| ())
 }
 
-/// The capability in `slot` of this partition's own table, if the slot holds one:
-/// type, rights, object.
-pub fn identify(slot: u64) -> Result<Option<(CapType, u16, u16)>, Error> {
-    let [ty, rights, object] = typed(Call::Identify, [slot, 0, 0, 0, 0, 0])?;
-    Ok(CapType::from_number(ty as u8).map(|ty| (ty, rights as u16, object as u16)))
+/// The capability in `slot` of this partition's own table, if the slot holds one.
+pub fn identify(slot: u64) -> Result<Option<Identified>, Error> {
+    typed(Call::Identify, [slot, 0, 0, 0, 0, 0]).map(Identified::from_results)
 }
 
 /// The slots of this partition's capabilities of type `ty`, with their objects.
 pub fn slots_of(ty: CapType) -> impl Iterator<Item = (u64, u16)> {
     (0..septum_abi::CAP_SLOTS as u64).filter_map(move |slot| match identify(slot) {
-        Ok(Some((found, _, object))) if found == ty => Some((slot, object)),
+        Ok(Some(cap)) if cap.ty == ty => Some((slot, cap.object)),
         _ => None,
     })
 }
 
 /// A guest's memory as [`memory_info`] reads it (pages): the kernel's counts,
-/// then what the guest last claimed.
+/// then what the guest last claimed ([`balloon::Info`]), its weight and the pool.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryInfo {
     /// Pages it holds, as the kernel counts them.
@@ -199,28 +198,29 @@ pub struct MemoryInfo {
     pub reports: u64,
     /// Its weight in the memory scheduler (0 without a balloon).
     pub shares: u32,
-    /// Frames free in the kernel's pool (the same for every guest).
+    /// Frames free in the kernel's pool or on their way there (the same for
+    /// every guest).
     pub pool: u64,
 }
 
 /// Reads the memory of the guest of control capability `slot`.
 pub fn memory_info(slot: u64) -> Result<MemoryInfo, Error> {
-    use septum_abi::balloon::{INFO_WORDS, info};
-    let mut words = [0u64; INFO_WORDS];
+    let mut words = [0u64; balloon::INFO_WORDS];
     let [shares, pool, _] = typed(
         Call::MemoryInfo,
         [slot, words.as_mut_ptr() as u64, 0, 0, 0, 0],
     )?;
+    let info = balloon::Info::from_words(&words);
     Ok(MemoryInfo {
-        held: words[info::HELD],
-        target: words[info::TARGET],
-        min: words[info::MIN],
-        max: words[info::MAX],
-        initial: words[info::INITIAL],
-        free: words[info::FREE],
-        used: words[info::USED],
-        failures: words[info::FAILURES],
-        reports: words[info::REPORTS],
+        held: info.held,
+        target: info.target,
+        min: info.min,
+        max: info.max,
+        initial: info.initial,
+        free: info.free,
+        used: info.used,
+        failures: info.failures,
+        reports: info.reports,
         shares: shares as u32,
         pool,
     })

@@ -15,8 +15,8 @@
 //!   when it is restarted or stopped;
 //! - at most one memory event per guest waits in the service VM's queue.
 
-use septum_abi::balloon::{BATCH_MAX, INFO_WORDS, info};
-use septum_abi::event::{Kind as EventKind, WORD_KIND, WORD_PARTITION};
+use septum_abi::balloon::{BATCH_MAX, INFO_WORDS, Info};
+use septum_abi::event::Kind as EventKind;
 use septum_abi::layout::PAGE_SIZE;
 use septum_abi::{Call, Error};
 
@@ -155,38 +155,32 @@ impl System {
                 self.resume_caller(caller, Reply::ok([0; 3]))
             }
             Request::Info { target, buffer } => {
-                let mut words = [0u64; INFO_WORDS];
-                match self.balloon.memory(target) {
-                    Some(memory) => {
-                        words[info::HELD] = memory.held;
-                        words[info::TARGET] = memory.target;
-                        words[info::MIN] = memory.min;
-                        words[info::MAX] = memory.max;
-                        words[info::INITIAL] = memory.initial;
-                        words[info::FREE] = memory.report.free;
-                        words[info::USED] = memory.report.used;
-                        words[info::FAILURES] = memory.report.failures;
-                        words[info::REPORTS] = memory.report.reports;
-                    }
+                let info = match self.balloon.memory(target) {
+                    Some(memory) => Info {
+                        held: memory.held,
+                        target: memory.target,
+                        min: memory.min,
+                        max: memory.max,
+                        initial: memory.initial,
+                        free: memory.report.free,
+                        used: memory.report.used,
+                        failures: memory.report.failures,
+                        reports: memory.report.reports,
+                    },
                     None => {
                         // Without a balloon its memory is fixed.
                         let pages = self.partitions[target].host_ram.size() / PAGE_SIZE;
-                        for word in [
-                            info::HELD,
-                            info::TARGET,
-                            info::MIN,
-                            info::MAX,
-                            info::INITIAL,
-                        ] {
-                            words[word] = pages;
+                        Info {
+                            held: pages,
+                            target: pages,
+                            min: pages,
+                            max: pages,
+                            initial: pages,
+                            ..Info::default()
                         }
                     }
-                }
-                let mut bytes = [0u8; INFO_WORDS * 8];
-                for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
-                    chunk.copy_from_slice(&word.to_le_bytes());
-                }
-                platform.write_ram(buffer.start, &bytes);
+                };
+                platform.write_ram(buffer.start, &info.to_bytes());
                 let shares = self.balloon.memory(target).map_or(0, |m| m.shares);
                 // Frames given up and being scrubbed are on their way to the pool.
                 let pool = self.balloon.free() + self.balloon.leaving();
@@ -237,9 +231,11 @@ impl System {
     /// Tells the service VM that `index` reported its memory, unless an event
     /// saying so already waits.
     fn post_memory(&mut self, index: usize, platform: &mut impl Platform) {
-        let queued = self.events.queue.iter().any(|record| {
-            record[WORD_KIND] == EventKind::Memory as u64 && record[WORD_PARTITION] == index as u64
-        });
+        let queued = self
+            .events
+            .queue
+            .iter()
+            .any(|record| record.kind == EventKind::Memory && record.partition == index as u64);
         if queued || self.partitions[0].state.ended() {
             return;
         }

@@ -16,7 +16,7 @@
 //!   that queue on the same core; the receiver then runs in the sender's window
 //!   ([`System::decide`]) until it waits or yields.
 
-use septum_abi::queue::{BATCH_MAX, COPY_MAX, flags};
+use septum_abi::queue::{BATCH_MAX, BatchEntry, COPY_MAX, Received, flags};
 use septum_abi::{Call, Error};
 
 use super::{Dispatch, Next, Platform, Reply, State, System};
@@ -128,10 +128,12 @@ impl System {
                 platform.read_ram(list.start, &mut words[..list.size() as usize]);
                 let mut messages = [Outgoing { guest: 0, len: 0 }; BATCH_MAX];
                 for (message, word) in messages.iter_mut().zip(words.chunks_exact(8)) {
-                    let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+                    let entry = BatchEntry::from_word(u64::from_le_bytes(
+                        word.try_into().expect("8 bytes"),
+                    ));
                     *message = Outgoing {
-                        guest: word & !0xfff,
-                        len: (word & 0xfff) + 1,
+                        guest: entry.page,
+                        len: entry.len,
                     };
                 }
                 Ok(Request::Send {
@@ -230,16 +232,12 @@ impl System {
                     self.wake(self.flip.ends(queue).0, queue, platform);
                 }
                 let result = result.map(|delivered| {
-                    let kind = if delivered.pages == 0 {
-                        septum_abi::queue::kind::COPY
-                    } else {
-                        septum_abi::queue::kind::FLIP
-                    };
-                    [
-                        delivered.len,
-                        u64::from(delivered.badge),
-                        kind | delivered.pages << 8,
-                    ]
+                    Received {
+                        len: delivered.len,
+                        badge: delivered.badge,
+                        pages: delivered.pages,
+                    }
+                    .to_results()
                 });
                 return self.reply_queue(caller, Call::Receive, result, platform);
             }

@@ -25,11 +25,8 @@
 //!   that core, at the partition's next entry to the kernel, never under its feet.
 
 use heapless::Deque;
-use septum_abi::event::{
-    INPUT_MAX, Kind as EventKind, RECORD_SIZE, WORD_ADDRESS, WORD_DETAIL, WORD_GENERATION,
-    WORD_KIND, WORD_PARTITION, WORD_REASON, WORD_SNAPSHOT, WORD_SYNDROME, WORD_TIME,
-};
-use septum_abi::{Call, Error, resume};
+use septum_abi::event::{Kind as EventKind, RECORD_SIZE, Record};
+use septum_abi::{Call, Error, Identified, Inspected, resume};
 
 use super::{Dispatch, Effect, Next, Partition, Platform, Range, Reply, State, System, caps, emit};
 use crate::audit::{AUDIT_CAPACITY, AUDIT_RECORD_SIZE, AuditKind, AuditRecord};
@@ -44,9 +41,6 @@ pub const ESCAPE: u8 = 0x14;
 /// Traps of one generation of a partition reported line by line; the audit ring
 /// records them all.
 pub const TRAP_LINES: u32 = 16;
-
-/// An event record: the words of [`septum_abi::event`].
-type Record = [u64; RECORD_SIZE / 8];
 
 /// Events queued beyond one per partition: room for notifications and input.
 const SPARE_EVENTS: usize = 16;
@@ -123,7 +117,7 @@ impl System {
                         .events
                         .queue
                         .iter()
-                        .any(|record| record[WORD_PARTITION] == owner as u64)
+                        .any(|record| record.partition == owner as u64)
             }
         }
     }
@@ -185,13 +179,13 @@ impl System {
                 EventKind::Fault
             };
             let mut record = self.record(kind, culprit, platform);
-            record[WORD_REASON] = fault.kind as u64;
-            record[WORD_ADDRESS] = fault.addr;
-            record[WORD_SYNDROME] = fault.syndrome;
+            record.reason = Some(fault.kind);
+            record.address = fault.addr;
+            record.syndrome = fault.syndrome;
             if fault.kind == Reason::Panic {
-                record[WORD_DETAIL] = fault.syndrome;
+                record.detail = fault.syndrome;
             }
-            record[WORD_SNAPSHOT..].copy_from_slice(&fault.snapshot);
+            record.snapshot = fault.snapshot;
             self.suspend(culprit, record, fault.length, platform);
         }
         Dispatch::new(None, self.after(culprit, platform))
@@ -235,8 +229,8 @@ impl System {
             return None;
         }
         let mut record = self.record(EventKind::Watchdog, late, platform);
-        record[WORD_REASON] = Reason::Watchdog as u64;
-        record[WORD_DETAIL] = late_us;
+        record.reason = Some(Reason::Watchdog);
+        record.detail = late_us;
         self.suspend(late, record, 0, platform);
         None
     }
@@ -287,19 +281,14 @@ impl System {
         if !self.events.console {
             return;
         }
-        let input = EventKind::Input as u64;
         if let Some(last) = self.events.queue.back_mut()
-            && last[WORD_KIND] == input
-            && (last[WORD_DETAIL] as usize) < INPUT_MAX
+            && last.kind == EventKind::Input
+            && last.push_input(byte)
         {
-            let at = last[WORD_DETAIL] as usize;
-            set_byte(last, at, byte);
-            last[WORD_DETAIL] += 1;
             return;
         }
         let mut record = self.record(EventKind::Input, 0, platform);
-        set_byte(&mut record, 0, byte);
-        record[WORD_DETAIL] = 1;
+        record.push_input(byte);
         self.post(record, platform);
     }
 
@@ -315,7 +304,7 @@ impl System {
             return;
         }
         let mut record = self.record(kind, index, platform);
-        record[WORD_DETAIL] = detail;
+        record.detail = detail;
         self.post(record, platform);
     }
 
@@ -454,21 +443,15 @@ impl System {
                     let next = self.after(caller, platform);
                     return Dispatch::new(Some(Reply::ok([0, 0, live])), next);
                 };
-                self.events.handling = Some(record[WORD_PARTITION] as usize);
-                let mut bytes = [0u8; RECORD_SIZE];
-                for (chunk, word) in bytes.chunks_exact_mut(8).zip(record) {
-                    chunk.copy_from_slice(&word.to_le_bytes());
-                }
-                platform.write_ram(buffer.start, &bytes);
-                ok([record[WORD_KIND], record[WORD_PARTITION], live])
+                self.events.handling = Some(record.partition as usize);
+                platform.write_ram(buffer.start, &record.to_bytes());
+                ok([record.kind as u64, record.partition, live])
             }
-            Request::Identify(cap) => ok(cap.map_or([0; 3], |cap| {
-                [
-                    cap.ty as u64,
-                    u64::from(cap.rights.0),
-                    u64::from(cap.object),
-                ]
-            })),
+            Request::Identify(cap) => ok(Identified::to_results(cap.map(|cap| Identified {
+                ty: cap.ty,
+                rights: cap.rights,
+                object: cap.object,
+            }))),
             Request::Inspect(target, name) => {
                 let partition = &self.partitions[target];
                 if let Some(buffer) = name {
@@ -476,13 +459,13 @@ impl System {
                     bytes[..partition.name.len()].copy_from_slice(partition.name.as_bytes());
                     platform.write_ram(buffer.start, &bytes);
                 }
-                let identity =
-                    u64::from(partition.generation) | (u64::from(partition.restarts) << 32);
-                ok([
-                    partition.state.abi() as u64,
-                    identity,
-                    super::balloon::held_bytes(self, target),
-                ])
+                ok(Inspected {
+                    state: partition.state.abi(),
+                    generation: partition.generation,
+                    restarts: partition.restarts,
+                    ram: super::balloon::held_bytes(self, target),
+                }
+                .to_results())
             }
             Request::Resume { target, skip } => {
                 self.forget_decisions(target);
@@ -677,8 +660,7 @@ impl System {
     fn forget_decisions(&mut self, index: usize) {
         let queue = core::mem::take(&mut self.events.queue);
         for record in queue {
-            let decided = record[WORD_PARTITION] == index as u64
-                && EventKind::from_number(record[WORD_KIND]).is_some_and(EventKind::suspends);
+            let decided = record.partition == index as u64 && record.kind.suspends();
             if !decided {
                 // Cannot fail: no more than were there before.
                 let _ = self.events.queue.push_back(record);
@@ -722,9 +704,8 @@ impl System {
     /// Queues an event for the service VM and wakes it if it waits. Only
     /// suspensions may use the last [`MAX_PARTITIONS`] places.
     pub(super) fn post(&mut self, record: Record, platform: &mut impl Platform) {
-        let kind = EventKind::from_number(record[WORD_KIND]);
         let reserved = self.events.queue.capacity() - self.events.queue.len() <= MAX_PARTITIONS;
-        if reserved && !kind.is_some_and(EventKind::suspends) {
+        if reserved && !record.kind.suspends() {
             return;
         }
         // Cannot fail for a suspension: at most one per partition is queued.
@@ -743,12 +724,8 @@ impl System {
         index: usize,
         platform: &mut impl Platform,
     ) -> Record {
-        let mut record = [0; RECORD_SIZE / 8];
-        record[WORD_KIND] = kind as u64;
-        record[WORD_PARTITION] = index as u64;
-        record[WORD_GENERATION] = u64::from(self.partitions[index].generation);
-        record[WORD_TIME] = platform.now_us();
-        record
+        let generation = self.partitions[index].generation;
+        Record::new(kind, index as u64, generation, platform.now_us())
     }
 
     fn report_fault(
@@ -785,10 +762,4 @@ impl System {
             detail,
         });
     }
-}
-
-fn set_byte(record: &mut Record, at: usize, byte: u8) {
-    let word = WORD_SNAPSHOT + at / 8;
-    let shift = (at % 8) * 8;
-    record[word] = (record[word] & !(0xff << shift)) | (u64::from(byte) << shift);
 }
