@@ -194,19 +194,23 @@ pub enum PartitionState {
     Exited = 3,
     /// Stopped for good by the kernel or the service VM.
     Stopped = 4,
-    /// Blocked waiting for an event (the service VM only).
+    /// Blocked in a call (waiting for an event, for work on a queue, or for news
+    /// from its balloon).
     Blocked = 5,
+    /// Restarted, its RAM being reloaded from its image; it runs once that is done.
+    Loading = 6,
 }
 
 impl PartitionState {
     /// Every state, in number order.
-    pub const ALL: [PartitionState; 6] = [
+    pub const ALL: [PartitionState; 7] = [
         PartitionState::Waiting,
         PartitionState::Runnable,
         PartitionState::Suspended,
         PartitionState::Exited,
         PartitionState::Stopped,
         PartitionState::Blocked,
+        PartitionState::Loading,
     ];
 
     /// The state with this number.
@@ -225,6 +229,7 @@ impl PartitionState {
             PartitionState::Exited => "exited",
             PartitionState::Stopped => "stopped",
             PartitionState::Blocked => "blocked",
+            PartitionState::Loading => "loading",
         }
     }
 }
@@ -427,6 +432,53 @@ impl Call {
             Call::BalloonReport => "balloon_report",
             Call::SetMemoryTarget => "set_memory_target",
             Call::MemoryInfo => "memory_info",
+        }
+    }
+}
+
+/// The capability a call names in `a1`, as [`Call::need`] gives it: the one table
+/// of which type and right each call needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// The call names no slot ([`Call::Null`]).
+    Nothing,
+    /// Any slot in range, full or empty, with no right ([`Call::Identify`]).
+    AnySlot,
+    /// A capability of one of these types, carrying the right given for its type.
+    OneOf(&'static [(CapType, Rights)]),
+}
+
+impl Call {
+    /// Which capability the call needs in `a1`. The kernel checks the slot, then
+    /// the type, then the right (`septum_core::caps::lookup`), before any other
+    /// argument.
+    pub fn need(self) -> Need {
+        use CapType as T;
+        let one = |pair: &'static [(CapType, Rights)]| Need::OneOf(pair);
+        match self {
+            Call::Null => Need::Nothing,
+            Call::Identify => Need::AnySlot,
+            Call::ConsoleWrite => one(&[(T::Console, Rights::WRITE)]),
+            Call::Ready => one(&[(T::System, Rights::READY)]),
+            Call::Shutdown => one(&[(T::System, Rights::SHUTDOWN)]),
+            Call::WaitEvent | Call::AuditRead => one(&[(T::System, Rights::MONITOR)]),
+            Call::Yield => one(&[(T::SelfPartition, Rights::YIELD)]),
+            Call::Exit | Call::Panic => one(&[(T::SelfPartition, Rights::EXIT)]),
+            Call::Inspect | Call::MemoryInfo => one(&[(T::Control, Rights::INSPECT)]),
+            Call::Resume => one(&[(T::Control, Rights::RESUME)]),
+            Call::Restart => one(&[(T::Control, Rights::RESTART)]),
+            Call::Stop | Call::SetPolicy => one(&[(T::Control, Rights::STOP)]),
+            Call::SetMemoryTarget => one(&[(T::Control, Rights::SET_MEMORY_TARGET)]),
+            Call::Heartbeat => one(&[(T::Watchdog, Rights::HEARTBEAT)]),
+            Call::Send | Call::SendBatch | Call::Reclaim => one(&[(T::QueueSend, Rights::SEND)]),
+            Call::Receive | Call::Release => one(&[(T::QueueReceive, Rights::RECEIVE)]),
+            Call::Wait => one(&[
+                (T::QueueSend, Rights::SEND),
+                (T::QueueReceive, Rights::RECEIVE),
+                (T::Balloon, Rights::INFLATE),
+            ]),
+            Call::Inflate | Call::BalloonReport => one(&[(T::Balloon, Rights::INFLATE)]),
+            Call::Deflate => one(&[(T::Balloon, Rights::DEFLATE)]),
         }
     }
 }
@@ -722,6 +774,25 @@ mod tests {
         }
         assert_eq!(Call::from_number(Call::ALL.len() as u64), None);
         assert_eq!(Call::from_number(u64::MAX), None);
+    }
+
+    /// Every call but `null` and `identify` needs a capability, of a type whose
+    /// possible rights include the right the table asks for.
+    /// Verifies: SK-API-001, SK-CAP-001
+    #[test]
+    fn each_call_needs_a_right_its_capability_type_can_carry() {
+        for call in Call::ALL {
+            match call.need() {
+                Need::Nothing => assert_eq!(call, Call::Null),
+                Need::AnySlot => assert_eq!(call, Call::Identify),
+                Need::OneOf(options) => {
+                    assert!(!options.is_empty(), "{}", call.name());
+                    for &(ty, right) in options {
+                        assert!(ty.possible_rights().contains(right), "{}", call.name());
+                    }
+                }
+            }
+        }
     }
 
     /// Verifies: SK-API-001

@@ -49,7 +49,7 @@ use septum_core::event::{Event, Fault};
 use septum_core::memory::Range;
 use septum_core::package::{MAX_PARTITIONS, Package};
 use septum_core::system::{
-    CallRegisters, Decision, Dispatch, Effect, MAX_CPUS, Next, Reply, State, System,
+    CallRegisters, Decision, Dispatch, Effect, MAX_CPUS, Next, Reply, System,
 };
 
 /// What a trap from a partition means, as the back end classified it.
@@ -336,7 +336,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
                     // Paid up and runnable: the rest of the turn is its own.
                     // Otherwise the round robin moves on (a schedule decides anyway).
                     let paid = !self.system.owes_work(partition)
-                        && self.system.partitions()[partition].state() == State::Runnable;
+                        && self.system.partitions()[partition].life().runnable();
                     next = if paid {
                         Next::Run(partition)
                     } else {
@@ -367,7 +367,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
                     // A partition that may not run is not left live on an idle core:
                     // the service VM may resume or restart it from any core.
                     if let Some(previous) = self.current[cpu]
-                        && self.system.partitions()[previous].state() != State::Runnable
+                        && !self.system.partitions()[previous].life().runnable()
                     {
                         self.vcpus[previous].store(frame);
                         self.current[cpu] = None;

@@ -6,8 +6,8 @@
 //! Every hypercall but `null` names a slot; [`lookup`] checks the slot, the type
 //! and the right, in that order, before the call's other arguments are read.
 
-use septum_abi::Error;
 pub use septum_abi::{CAP_SLOTS, CapType, Rights};
+use septum_abi::{Call, Error, Need};
 
 /// One capability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +28,27 @@ pub struct Cap {
 
 /// A partition's capability table: slot `i` is entry `i`.
 pub type CapTable = [Option<Cap>; CAP_SLOTS];
+
+/// The capability that `call` names in `slot` of `table`, checked as
+/// [`Call::need`] says, in the order of [`lookup`]: the slot, then the type (one
+/// of the types the call takes), then that type's right. `Ok(None)` for a call
+/// that names no capability, and for an empty slot in range when any slot will
+/// do (`identify`).
+pub fn lookup_for(table: &CapTable, call: Call, slot: u64) -> Result<Option<Cap>, Error> {
+    let entry = usize::try_from(slot).ok().and_then(|slot| table.get(slot));
+    match call.need() {
+        Need::Nothing => Ok(None),
+        Need::AnySlot => entry.copied().ok_or(Error::NoSuchSlot),
+        Need::OneOf(options) => {
+            let cap = entry.copied().flatten().ok_or(Error::NoSuchSlot)?;
+            let &(ty, right) = options
+                .iter()
+                .find(|(ty, _)| *ty == cap.ty)
+                .ok_or(Error::WrongType)?;
+            lookup(table, slot, ty, right).map(Some)
+        }
+    }
+}
 
 /// The capability in `slot` of `table`, if it has type `ty` and carries `right`.
 pub fn lookup(table: &CapTable, slot: u64, ty: CapType, right: Rights) -> Result<Cap, Error> {

@@ -27,26 +27,34 @@
 
 use core::fmt;
 
-use septum_abi::{CONSOLE_WRITE_MAX, Call, Error};
+use septum_abi::Error;
 
-use crate::audit::{AuditKind, AuditRecord, AuditRing};
+use crate::audit::AuditRing;
 use crate::balloon::{self as balloon_memory, Balloon, BalloonError};
-use crate::caps::{self, CapType, Rights};
 use crate::console::LineBuffer;
 use crate::event::Event;
 use crate::flip::{Flip, FlipError, Pages};
 use crate::memory::Range;
 use crate::package::{MAX_PARTITIONS, Package};
 use crate::schedule::{Schedule, ScheduleError, Turn};
+use lifecycle::Lifecycle;
 
 mod balloon;
+mod calls;
+mod dispatch;
+mod events;
 mod guest_memory;
+pub mod lifecycle;
 mod partition;
 mod queues;
 mod supervise;
+mod transitions;
 mod work;
-pub use partition::{Partition, State};
-pub use supervise::{ESCAPE, Events, TRAP_LINES};
+pub use dispatch::DENIED_LINES;
+pub use events::{ESCAPE, Events};
+pub use lifecycle::{State, WaitOn};
+pub use partition::Partition;
+pub use supervise::TRAP_LINES;
 
 /// What the core needs from the machine: the console, the clock, partition RAM,
 /// and (for page flips) the second-stage mappings. Its [`fmt::Write`] takes the
@@ -107,13 +115,6 @@ impl Reply {
 
 /// Most CPU cores the kernel runs partitions on.
 pub const MAX_CPUS: usize = 4;
-
-/// Refused hypercalls per partition reported one by one; later ones are counted and
-/// their total reported when the partition ends or the system shuts down.
-pub const DENIED_LINES: u64 = 16;
-
-/// Bytes of guest console output copied at a time.
-const CONSOLE_CHUNK: usize = 32;
 
 /// How long a core with nothing to run waits before it looks again, in µs.
 pub const POLL_US: u64 = 1_000;
@@ -206,21 +207,6 @@ pub enum SystemError {
     Balloon(BalloonError),
 }
 
-/// A validated hypercall, ready to be carried out. It lives on the stack for one
-/// call (the kernel has no heap), so a queue batch is carried inline.
-#[allow(clippy::large_enum_variant)]
-enum Request {
-    Null,
-    ConsoleWrite(Range),
-    Ready,
-    Yield,
-    Exit(u64),
-    Shutdown(u64),
-    Supervise(supervise::Request),
-    Queue(queues::Request),
-    Balloon(balloon::Request),
-}
-
 /// All partitions and who runs.
 #[derive(Debug)]
 pub struct System {
@@ -287,22 +273,13 @@ impl System {
                 kind: spec.kind,
                 guest_ram,
                 host_ram: *host,
-                state: State::Waiting,
-                generation: 0,
                 cpu,
                 caps: spec.caps,
                 console: LineBuffer::new(),
                 denied: 0,
-                supervision: spec.supervision,
-                restart_times: heapless::Deque::new(),
-                restarts: 0,
                 trap_lines: 0,
-                suspension: None,
-                heartbeat_due_us: None,
-                deferred: None,
-                waiting: None,
                 kept_ram: spec.kept_ram(),
-                reload_at: None,
+                life: Lifecycle::new(spec.supervision),
             };
             // Cannot fail: a valid package has at most MAX_PARTITIONS partitions.
             let _ = partitions.push(partition);
@@ -359,53 +336,6 @@ impl System {
         self.partitions[0].cpu
     }
 
-    /// Handles a hypercall made by partition `caller`.
-    pub fn hypercall(
-        &mut self,
-        caller: usize,
-        call: CallRegisters,
-        platform: &mut impl Platform,
-    ) -> Dispatch {
-        match self.decode(caller, call, platform) {
-            Ok(request) => self.invoke(caller, request, platform),
-            Err(error) => {
-                self.note_refusal(caller, call.number, error, platform);
-                self.resume_caller(caller, Reply::error(error))
-            }
-        }
-    }
-
-    /// Audits a refused call and reports it on the console (the first
-    /// [`DENIED_LINES`] of the partition).
-    fn note_refusal(
-        &mut self,
-        caller: usize,
-        number: u64,
-        error: Error,
-        platform: &mut impl Platform,
-    ) {
-        let time_us = platform.now_us();
-        let partition = &mut self.partitions[caller];
-        self.audit.push(AuditRecord {
-            time_us,
-            partition: caller as u8,
-            kind: AuditKind::CapabilityError,
-            generation: partition.generation,
-            detail: [number, error.code() as u64],
-        });
-        partition.denied += 1;
-        if partition.denied <= DENIED_LINES {
-            emit(
-                platform,
-                Event::HypercallDenied {
-                    name: partition.name(),
-                    call: number,
-                    error,
-                },
-            );
-        }
-    }
-
     /// Core `cpu`'s schedule, if the system has one.
     pub fn schedule(&self, cpu: usize) -> Option<&Schedule> {
         self.schedules.get(cpu).and_then(Option::as_ref)
@@ -454,7 +384,7 @@ impl System {
                 partition,
                 until_us,
             } if self.lent[cpu].is_some_and(|(lender, borrower)| {
-                lender == partition && self.partitions[borrower].state == State::Runnable
+                lender == partition && self.partitions[borrower].life.runnable()
             }) =>
             {
                 Decision::Run {
@@ -506,160 +436,6 @@ impl System {
         }
     }
 
-    fn decode(
-        &self,
-        caller: usize,
-        call: CallRegisters,
-        platform: &mut impl Platform,
-    ) -> Result<Request, Error> {
-        let partition = &self.partitions[caller];
-        let [slot, a2, a3, ..] = call.args;
-        let need = |ty, right| caps::lookup(&partition.caps, slot, ty, right);
-        match Call::from_number(call.number).ok_or(Error::UnknownCall)? {
-            Call::Null => Ok(Request::Null),
-            Call::ConsoleWrite => {
-                need(CapType::Console, Rights::WRITE)?;
-                if a3 > CONSOLE_WRITE_MAX {
-                    return Err(Error::TooLong);
-                }
-                self.guest_buffer(caller, a2, a3).map(Request::ConsoleWrite)
-            }
-            Call::Ready => {
-                need(CapType::System, Rights::READY)?;
-                // A restarted service VM reports ready again, which changes nothing;
-                // the first instance may do it once.
-                if self.service_ready && partition.generation == 1 {
-                    return Err(Error::BadState);
-                }
-                Ok(Request::Ready)
-            }
-            Call::Yield => need(CapType::SelfPartition, Rights::YIELD).map(|_| Request::Yield),
-            Call::Exit => need(CapType::SelfPartition, Rights::EXIT).map(|_| Request::Exit(a2)),
-            Call::Shutdown => {
-                need(CapType::System, Rights::SHUTDOWN).map(|_| Request::Shutdown(a2))
-            }
-            Call::Wait if self.balloon_wait(caller, slot) => {
-                Ok(Request::Balloon(balloon::Request::Wait))
-            }
-            number @ (Call::Inflate
-            | Call::Deflate
-            | Call::BalloonReport
-            | Call::SetMemoryTarget
-            | Call::MemoryInfo) => self
-                .decode_balloon(caller, number, call.args)
-                .map(Request::Balloon),
-            queue @ (Call::Send
-            | Call::SendBatch
-            | Call::Receive
-            | Call::Release
-            | Call::Reclaim
-            | Call::Wait) => self
-                .decode_queue(caller, queue, call.args, platform)
-                .map(Request::Queue),
-            supervision => self
-                .decode_supervision(caller, supervision, call.args)
-                .map(Request::Supervise),
-        }
-    }
-
-    fn invoke(
-        &mut self,
-        caller: usize,
-        request: Request,
-        platform: &mut impl Platform,
-    ) -> Dispatch {
-        match request {
-            Request::Null => self.resume_caller(caller, Reply::ok([0; 3])),
-            Request::Supervise(request) => self.invoke_supervision(caller, request, platform),
-            Request::Queue(request) => self.invoke_queue(caller, request, platform),
-            Request::Balloon(request) => self.invoke_balloon(caller, request, platform),
-            Request::ConsoleWrite(range) => {
-                // Copied through a small buffer: zeroing a large one on every call
-                // would cost more than the copy itself.
-                let mut chunk = [0u8; CONSOLE_CHUNK];
-                let partition = &mut self.partitions[caller];
-                let mut at = range.start;
-                while at < range.end {
-                    let len = (range.end - at).min(CONSOLE_CHUNK as u64) as usize;
-                    platform.read_ram(at, &mut chunk[..len]);
-                    let mut lines = GuestLines::new(platform, caller);
-                    let _ = partition
-                        .console
-                        .write(&partition.name, &chunk[..len], &mut lines);
-                    at += len as u64;
-                }
-                self.resume_caller(caller, Reply::ok([range.size(), 0, 0]))
-            }
-            Request::Ready if self.service_ready => {
-                self.resume_caller(caller, Reply::ok([1, 0, 0]))
-            }
-            Request::Ready => {
-                self.service_ready = true;
-                emit(
-                    platform,
-                    Event::PartitionReady {
-                        name: self.partitions[caller].name(),
-                    },
-                );
-                for index in 0..self.partitions.len() {
-                    if self.partitions[index].state == State::Waiting {
-                        self.start_partition(index, platform);
-                    }
-                }
-                self.resume_caller(caller, Reply::ok([0; 3]))
-            }
-            Request::Yield => {
-                self.end_loan(caller);
-                let others = self.runnable().filter(|&i| i != caller).count() as u64;
-                Dispatch::new(
-                    Some(Reply::ok([others, 0, 0])),
-                    self.after(caller, platform),
-                )
-            }
-            Request::Exit(code) => {
-                self.flush_console(caller, platform);
-                let partition = &mut self.partitions[caller];
-                partition.state = State::Exited(code);
-                partition.reload_at = None;
-                emit(
-                    platform,
-                    Event::PartitionExit {
-                        name: partition.name(),
-                        code,
-                    },
-                );
-                self.end_queues(caller, platform);
-                self.balloon.end(caller, platform);
-                self.notify_ended(caller, septum_abi::event::Kind::Exited, code, platform);
-                Dispatch::new(None, self.after(caller, platform))
-            }
-            Request::Shutdown(code) => {
-                for index in 0..self.partitions.len() {
-                    self.flush_console(index, platform);
-                }
-                let clean = code == 0;
-                emit(platform, Event::KernelShutdown { clean, code });
-                Dispatch::new(None, Next::PowerOff { clean })
-            }
-        }
-    }
-
-    fn start_partition(&mut self, index: usize, platform: &mut impl Platform) {
-        let now_us = platform.now_us();
-        let partition = &mut self.partitions[index];
-        partition.generation += 1;
-        partition.state = State::Runnable;
-        partition.arm_watchdog(now_us);
-        emit(
-            platform,
-            Event::PartitionStart {
-                name: partition.name(),
-                generation: partition.generation,
-                cpu: partition.cpu,
-            },
-        );
-    }
-
     /// Reports, for every partition whose console lines were dropped for want of
     /// room, how many, once its other lines have gone out (at once if `now`).
     /// The back end calls it whenever a core reads the clock anyway; the core
@@ -699,6 +475,11 @@ impl System {
         }
     }
 
+    /// The back end reports which partition's registers are live on `cpu`.
+    pub fn note_loaded(&mut self, cpu: usize, partition: Option<usize>) {
+        self.loaded[cpu] = partition;
+    }
+
     /// Lends the rest of `lender`'s window on its core to `borrower`.
     fn lend(&mut self, lender: usize, borrower: usize) {
         self.lent[self.partitions[lender].cpu] = Some((lender, borrower));
@@ -718,7 +499,7 @@ impl System {
     }
 
     fn runnable(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.partitions.len()).filter(|&i| self.partitions[i].state == State::Runnable)
+        (0..self.partitions.len()).filter(|&i| self.partitions[i].life.runnable())
     }
 
     /// Round robin on `index`'s core: the first runnable partition after `index`

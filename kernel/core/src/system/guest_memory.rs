@@ -9,6 +9,26 @@ use super::{Platform, System};
 use crate::memory::Range;
 
 impl System {
+    /// A guest buffer of `caller` that the kernel may reach at the same offset of
+    /// its machine RAM: inside the RAM it always keeps (never balloon memory,
+    /// whose pages may be backed by any frame or by none), in pages it has not
+    /// sent away (nor had replaced after a restart; see
+    /// [`Flip`](crate::flip::Flip)). Returns the buffer in machine memory.
+    pub(super) fn guest_buffer(&self, caller: usize, guest: u64, len: u64) -> Result<Range, Error> {
+        let partition = &self.partitions[caller];
+        let buffer = Range::from_start_size(guest, len).ok_or(Error::BadAddress)?;
+        let kept = Range::from_start_size(partition.guest_ram.start, partition.kept_ram)
+            .expect("inside its RAM");
+        if !kept.contains_range(&buffer) || !self.flip.natural(caller, buffer) {
+            return Err(Error::BadAddress);
+        }
+        let offset = guest - partition.guest_ram.start;
+        Ok(
+            Range::from_start_size(partition.host_ram.start + offset, len)
+                .expect("inside host RAM, which does not wrap"),
+        )
+    }
+
     /// The machine frame that backs RAM page `guest` of partition `index`: for
     /// kept memory its natural frame unless a restart replaced one (see
     /// [`Flip`]); for a backed balloon page the frame the balloon gave it.

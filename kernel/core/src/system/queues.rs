@@ -19,11 +19,10 @@
 use septum_abi::queue::{BATCH_MAX, BatchEntry, COPY_MAX, Received, flags};
 use septum_abi::{Call, Error};
 
-use super::{Dispatch, Next, Platform, Reply, State, System};
-use crate::caps::{self, CapType, Rights};
-use crate::event::Event;
+use super::lifecycle::WaitOn;
+use super::{Dispatch, Next, Platform, Reply, System};
+use crate::caps::Cap;
 use crate::flip::{End, Outgoing, ReceiveAt};
-use crate::memory::Range;
 
 /// A validated queue call. It lives on the stack for one hypercall (the kernel has
 /// no heap), so a batch is carried inline.
@@ -53,7 +52,6 @@ pub(super) enum Request {
         count: u64,
     },
     Reclaim(usize),
-    Wait(usize, End),
 }
 
 /// The messages of one send.
@@ -70,16 +68,16 @@ impl Batch {
 }
 
 impl System {
+    /// Decodes the arguments of a queue call whose capability `cap` (an end of
+    /// the queue it names) the dispatcher has checked.
     pub(super) fn decode_queue(
         &self,
         caller: usize,
         call: Call,
-        args: [u64; 6],
+        cap: Cap,
+        [a2, a3, a4]: [u64; 3],
         platform: &mut impl Platform,
     ) -> Result<Request, Error> {
-        let table = &self.partitions[caller].caps;
-        let [slot, a2, a3, a4, ..] = args;
-        let need = |ty, right| caps::lookup(table, slot, ty, right);
         let known_flags = |value: u64| {
             if value & !flags::ALL != 0 {
                 Err(Error::InvalidArgument)
@@ -87,11 +85,10 @@ impl System {
                 Ok(value & flags::IMMEDIATE != 0)
             }
         };
+        let queue = usize::from(cap.object);
         match call {
             Call::Send => {
-                let cap = need(CapType::QueueSend, Rights::SEND)?;
                 let immediate = known_flags(a4)?;
-                let queue = usize::from(cap.object);
                 if a4 & flags::COPY != 0 {
                     if a3 > COPY_MAX {
                         return Err(Error::TooLong);
@@ -115,7 +112,6 @@ impl System {
                 })
             }
             Call::SendBatch => {
-                let cap = need(CapType::QueueSend, Rights::SEND)?;
                 let immediate = known_flags(a4)?;
                 if a4 & flags::COPY != 0 || a3 == 0 {
                     return Err(Error::InvalidArgument);
@@ -137,7 +133,7 @@ impl System {
                     };
                 }
                 Ok(Request::Send {
-                    queue: usize::from(cap.object),
+                    queue,
                     badge: cap.badge,
                     messages: Batch {
                         messages,
@@ -147,38 +143,22 @@ impl System {
                 })
             }
             Call::Receive => {
-                let cap = need(CapType::QueueReceive, Rights::RECEIVE)?;
                 let copy_buffer = self.guest_buffer(caller, a3, COPY_MAX).ok();
                 Ok(Request::Receive {
-                    queue: usize::from(cap.object),
+                    queue,
                     at: ReceiveAt {
                         window: a2,
                         copy_buffer: copy_buffer.map(|range| range.start),
                     },
                 })
             }
-            Call::Release => {
-                let cap = need(CapType::QueueReceive, Rights::RECEIVE)?;
-                Ok(Request::Release {
-                    queue: usize::from(cap.object),
-                    guest: a2,
-                    count: a3,
-                })
-            }
-            Call::Reclaim => {
-                let cap = need(CapType::QueueSend, Rights::SEND)?;
-                Ok(Request::Reclaim(usize::from(cap.object)))
-            }
-            Call::Wait => {
-                let send = need(CapType::QueueSend, Rights::SEND);
-                let receive = need(CapType::QueueReceive, Rights::RECEIVE);
-                match (send, receive) {
-                    (Ok(cap), _) => Ok(Request::Wait(usize::from(cap.object), End::Send)),
-                    (_, Ok(cap)) => Ok(Request::Wait(usize::from(cap.object), End::Receive)),
-                    (Err(Error::WrongType), Err(error)) | (Err(error), Err(_)) => Err(error),
-                }
-            }
-            _ => unreachable!("only queue calls are decoded here"),
+            Call::Release => Ok(Request::Release {
+                queue,
+                guest: a2,
+                count: a3,
+            }),
+            Call::Reclaim => Ok(Request::Reclaim(queue)),
+            _ => unreachable!("the dispatcher sends only queue calls"),
         }
     }
 
@@ -229,7 +209,7 @@ impl System {
                 let result = self.flip.receive(queue, at, platform);
                 // A sender told the queue was full can go on now.
                 if result.is_ok() && self.flip.has_work(queue, End::Send) {
-                    self.wake(self.flip.ends(queue).0, queue, platform);
+                    self.wake_on_queue(self.flip.ends(queue).0, queue, platform);
                 }
                 let result = result.map(|delivered| {
                     Received {
@@ -248,7 +228,7 @@ impl System {
             } => {
                 let result = self.flip.release(queue, guest, count, platform);
                 if result.is_ok() {
-                    self.wake(self.flip.ends(queue).0, queue, platform);
+                    self.wake_on_queue(self.flip.ends(queue).0, queue, platform);
                 }
                 return self.reply_queue(caller, Call::Release, result.map(|()| [0; 3]), platform);
             }
@@ -256,25 +236,11 @@ impl System {
                 let result = self.flip.reclaim(queue).map(|guest| [guest, 1, 0]);
                 return self.reply_queue(caller, Call::Reclaim, result, platform);
             }
-            Request::Wait(queue, end) => {
-                if self.flip.has_work(queue, end) {
-                    return self.resume_caller(caller, Reply::ok([1, 0, 0]));
-                }
-                if let Err(error) = self.peer_alive(queue, caller) {
-                    return self.reply_queue(caller, Call::Wait, Err(error), platform);
-                }
-                let partition = &mut self.partitions[caller];
-                partition.state = State::Blocked;
-                partition.waiting = Some(queue as u8);
-                self.end_loan(caller);
-                let next = self.after(caller, platform);
-                return Dispatch::new(Some(Reply::ok([0; 3])), next);
-            }
         };
         match result {
             Ok((queue, waiting, immediate)) => {
                 let receiver = self.flip.ends(queue).1;
-                let woken = self.wake(receiver, queue, platform);
+                let woken = self.wake_on_queue(receiver, queue, platform);
                 let reply = Reply::ok([waiting as u64, 0, 0]);
                 let same_core = self.partitions[receiver].cpu == self.partitions[caller].cpu;
                 if immediate && woken && same_core {
@@ -285,6 +251,43 @@ impl System {
             }
             Err(error) => self.reply_queue(caller, Call::Send, Err(error), platform),
         }
+    }
+
+    /// `wait` on a queue end: returns at once (result 1) if the end has work, else
+    /// blocks the caller until it has, or its peer restarts or ends.
+    pub(super) fn queue_wait(
+        &mut self,
+        caller: usize,
+        queue: usize,
+        end: End,
+        platform: &mut impl Platform,
+    ) -> Dispatch {
+        if self.flip.has_work(queue, end) {
+            return self.resume_caller(caller, Reply::ok([1, 0, 0]));
+        }
+        if let Err(error) = self.peer_alive(queue, caller) {
+            return self.reply_queue(caller, Call::Wait, Err(error), platform);
+        }
+        self.partitions[caller]
+            .life
+            .block(WaitOn::Queue(queue))
+            .expect("the caller runs");
+        self.end_loan(caller);
+        let next = self.after(caller, platform);
+        Dispatch::new(Some(Reply::ok([0; 3])), next)
+    }
+
+    /// Wakes `partition` if it waits on `queue`. Returns whether it did.
+    fn wake_on_queue(
+        &mut self,
+        partition: usize,
+        queue: usize,
+        platform: &mut impl Platform,
+    ) -> bool {
+        let now_us = platform.now_us();
+        self.partitions[partition]
+            .life
+            .wake(WaitOn::Queue(queue), now_us)
     }
 
     /// Resumes the caller with `result`. A refusal is audited like any other,
@@ -321,88 +324,9 @@ impl System {
     fn peer_alive(&self, queue: usize, caller: usize) -> Result<(), Error> {
         let (sender, receiver) = self.flip.ends(queue);
         let peer = if sender == caller { receiver } else { sender };
-        if self.partitions[peer].state.ended() {
+        if self.partitions[peer].life.ended() {
             return Err(Error::PeerEnded);
         }
         Ok(())
-    }
-
-    /// Ends `index`'s side of its queues when it exits or is stopped: its pages
-    /// come home, and peers that wait are woken to learn [`Error::PeerEnded`].
-    pub(super) fn end_queues(&mut self, index: usize, platform: &mut impl Platform) {
-        let peers = self.flip.end(index, platform);
-        self.wake_peers(index, peers, platform);
-    }
-
-    /// Wakes the partitions of `peers` that wait on a queue (`index` no longer
-    /// waits on any).
-    fn wake_peers(
-        &mut self,
-        index: usize,
-        peers: [bool; crate::package::MAX_PARTITIONS],
-        platform: &mut impl Platform,
-    ) {
-        self.partitions[index].waiting = None;
-        for (peer, affected) in peers.into_iter().enumerate() {
-            let waiting = self.partitions.get(peer).and_then(|p| p.waiting);
-            if let (true, Some(queue)) = (affected, waiting) {
-                self.wake(peer, usize::from(queue), platform);
-            }
-        }
-    }
-
-    /// Wakes `partition` if it waits on `queue`. Returns whether it did.
-    pub(super) fn wake(
-        &mut self,
-        partition: usize,
-        queue: usize,
-        platform: &mut impl Platform,
-    ) -> bool {
-        let target = &mut self.partitions[partition];
-        if target.state != State::Blocked || target.waiting != Some(queue as u8) {
-            return false;
-        }
-        target.state = State::Runnable;
-        target.waiting = None;
-        target.arm_watchdog(platform.now_us());
-        true
-    }
-
-    /// Restarts `index`'s side of its queues and wakes the peers that wait, with
-    /// the ledger's totals before and after.
-    pub(super) fn restart_queues(&mut self, index: usize, platform: &mut impl Platform) {
-        let has_queues = (0..self.flip.queue_count()).any(|q| {
-            let (sender, receiver) = self.flip.ends(q);
-            sender == index || receiver == index
-        });
-        if has_queues {
-            self.emit_totals(index, "before", platform);
-        }
-        let peers = self.flip.restart(index, platform);
-        self.wake_peers(index, peers, platform);
-        if has_queues {
-            self.emit_totals(index, "after", platform);
-        }
-    }
-
-    fn emit_totals(&self, index: usize, when: &'static str, platform: &mut impl Platform) {
-        let event = Event::FrameTotals {
-            name: self.partitions[index].name(),
-            when,
-            totals: self.flip.totals(),
-        };
-        super::emit(platform, event);
-    }
-
-    /// A guest buffer of `caller` that the kernel may reach at the same offset of
-    /// its machine RAM: inside its RAM, in pages it has not sent away (nor had
-    /// replaced after a restart; see [`Flip`](crate::flip::Flip)).
-    pub(super) fn guest_buffer(&self, caller: usize, guest: u64, len: u64) -> Result<Range, Error> {
-        let host = self.partitions[caller].translate(guest, len)?;
-        let buffer = Range::from_start_size(guest, len).ok_or(Error::BadAddress)?;
-        if !self.flip.natural(caller, buffer) {
-            return Err(Error::BadAddress);
-        }
-        Ok(host)
     }
 }

@@ -7,6 +7,8 @@
 
 use super::tests::{CONSOLE, FakeMachine, GUEST_BASE, HOST_BASE, RAM, SELF, SYSTEM, call};
 use super::*;
+use crate::audit::AuditKind;
+use crate::caps::CapType;
 use crate::caps::{CAP_SLOTS, Cap, CapTable};
 use crate::event::{Fault, Reason};
 use crate::package::{Kind, PartitionSpec, encode};
@@ -16,6 +18,7 @@ use proptest::prelude::*;
 use septum_abi::event::{Kind as EventKind, RECORD_SIZE, WORD_DETAIL, WORD_GENERATION};
 use septum_abi::event::{WORD_KIND, WORD_PARTITION, WORD_REASON, WORD_TIME};
 use septum_abi::resume::SKIP;
+use septum_abi::{Call, PartitionState};
 
 /// Service VM slots beyond the common ones: control of alpha, of beta, and its own
 /// watchdog. Guests hold their watchdog in slot 2.
@@ -152,8 +155,12 @@ fn rig_with(cpus: [u32; 3], sup: [Supervision; 3]) -> Rig {
 }
 
 impl Rig {
-    /// Partition `caller` makes a call.
+    /// Partition `caller` makes a call. As on a machine, a partition runs only
+    /// once it owes no work: a restarted one is reloaded first.
     fn call(&mut self, caller: usize, number: Call, args: &[u64]) -> Dispatch {
+        while self.sys.owes_work(caller) {
+            self.sys.work(caller, &mut self.m);
+        }
         self.sys.hypercall(caller, call(number, args), &mut self.m)
     }
     /// The service VM makes a call.
@@ -175,10 +182,10 @@ impl Rig {
     fn deferred(&mut self, current: usize) -> Option<Dispatch> {
         self.sys.take_deferred(current, &mut self.m)
     }
-    fn state(&self, index: usize) -> State {
-        self.sys.partitions()[index].state()
+    fn state(&self, index: usize) -> PartitionState {
+        self.sys.partitions()[index].state().abi()
     }
-    fn states(&self) -> Vec<(State, u32)> {
+    fn states(&self) -> Vec<(PartitionState, u32)> {
         super::tests::states(&self.sys)
     }
     fn says(&self, text: &str) {
@@ -220,7 +227,7 @@ fn a_trap_suspends_the_guest_and_the_service_vm_gets_its_record() {
     t.m.now_us = 1234;
     let fault = trap(0x9000_0000, 4);
     assert_eq!(t.fault(1, fault), dispatch(Next::Run(0), None));
-    assert_eq!(t.state(1), State::Suspended);
+    assert_eq!(t.state(1), PartitionState::Suspended);
     t.says("@@ partition alpha fault reason=stage2-data addr=0x90000000 syndrome=0x92000046 gen=1 action=suspend");
     let d = t.svc(Call::WaitEvent, &[SYSTEM, BUFFER]);
     assert_eq!((results(&d), d.next), ([TRAP, 1, 2], Next::Run(0)));
@@ -235,7 +242,7 @@ fn a_trap_suspends_the_guest_and_the_service_vm_gets_its_record() {
 
     let d = t.svc(Call::Resume, &[CTL_ALPHA, 1, SKIP]);
     assert_eq!((results(&d), d.effect), ([0; 3], Some(Effect::Skip(1, 4))));
-    assert_eq!(t.state(1), State::Runnable);
+    assert_eq!(t.state(1), PartitionState::Runnable);
     t.says("@@ partition alpha resume gen=1 skip=1");
     let d = t.svc(Call::Resume, &[CTL_ALPHA, 0, 0]);
     assert_eq!(refused(&d), Error::BadState);
@@ -245,10 +252,13 @@ fn a_trap_suspends_the_guest_and_the_service_vm_gets_its_record() {
     let before = t.states();
     let d = t.svc(Call::Resume, &[CTL_ALPHA, 0, SKIP]);
     assert_eq!(refused(&d), Error::CannotSkip);
-    assert_eq!((t.states(), before[1].0), (before, State::Suspended));
+    assert_eq!(
+        (t.states(), before[1].0),
+        (before, PartitionState::Suspended)
+    );
     let d = t.svc(Call::Resume, &[CTL_ALPHA, 0, 0]);
     assert_eq!((results(&d), d.effect), ([0; 3], None));
-    assert_eq!(t.state(1), State::Runnable);
+    assert_eq!(t.state(1), PartitionState::Runnable);
 }
 
 /// Verifies: SK-AUD-001, SK-AUD-004
@@ -274,7 +284,7 @@ fn restarts_bump_the_generation_within_the_budget_then_stop() {
     let d = t.svc(Call::Restart, &[CTL_ALPHA, 0]);
     let reload = Some(Effect::ResetVcpu(1, 2));
     assert_eq!((results(&d), d.effect), ([0; 3], reload));
-    assert_eq!(t.states()[1], (State::Runnable, 2));
+    assert_eq!(t.states()[1], (PartitionState::Loading, 2));
     t.says("@@ partition alpha restart gen=2");
     // A caller that saw generation 1 is told the partition has moved on.
     let before = t.states();
@@ -285,13 +295,16 @@ fn restarts_bump_the_generation_within_the_budget_then_stop() {
     let d = t.svc(Call::Restart, &[CTL_ALPHA, 3]);
     assert_eq!(d.effect, Some(Effect::ResetVcpu(1, 4)));
     let d = t.svc(Call::Inspect, &[CTL_ALPHA, BUFFER]);
-    assert_eq!(results(&d), [1, 4 | (3 << 32), RAM]);
+    assert_eq!(
+        results(&d),
+        [PartitionState::Loading as u64, 4 | (3 << 32), RAM]
+    );
     assert_eq!(t.m.ram[AT..AT + 16], *b"alpha\0\0\0\0\0\0\0\0\0\0\0");
     // The fourth restart within 10 s stops it for good.
     t.m.now_us = 9_999_999;
     let d = t.svc(Call::Restart, &[CTL_ALPHA, 0]);
     assert_eq!((refused(&d), d.effect), (Error::BudgetExhausted, None));
-    assert_eq!(t.states()[1], (State::Stopped, 4));
+    assert_eq!(t.states()[1], (PartitionState::Stopped, 4));
     t.says("@@ partition alpha stop gen=4 by=budget");
     let d = t.svc(Call::Inspect, &[CTL_ALPHA]);
     assert_eq!(results(&d)[0], septum_abi::PartitionState::Stopped as u64);
@@ -299,7 +312,7 @@ fn restarts_bump_the_generation_within_the_budget_then_stop() {
     t.m.now_us = 10_000_000;
     let d = t.svc(Call::Restart, &[CTL_ALPHA, 0]);
     assert_eq!(d.effect, Some(Effect::ResetVcpu(1, 5)));
-    assert_eq!(t.state(1), State::Runnable);
+    assert_eq!(t.state(1), PartitionState::Loading);
     assert_eq!(t.sys.partitions()[1].restarts(), 4);
 }
 
@@ -309,9 +322,12 @@ fn wait_event_blocks_until_a_fault_wakes_the_service_vm() {
     let mut t = running();
     let d = t.svc(Call::WaitEvent, &[SYSTEM, BUFFER]);
     assert_eq!((results(&d), d.next), ([0, 0, 2], Next::Run(1)));
-    assert_eq!(t.state(0), State::Blocked);
+    assert_eq!(t.state(0), PartitionState::Blocked);
     let d = t.fault(2, trap(0x9000_0000, 4));
-    assert_eq!((t.state(0), d.next), (State::Runnable, Next::Run(0)));
+    assert_eq!(
+        (t.state(0), d.next),
+        (PartitionState::Runnable, Next::Run(0))
+    );
     assert_eq!(t.wait(), [TRAP, 2, 2]);
     // Guests that ended no longer count as live.
     t.call(1, Call::Exit, &[SELF, 7]);
@@ -329,12 +345,12 @@ fn a_service_vm_fault_reloads_it_and_it_is_told_again_about_suspended_guests() {
     t.key(ESCAPE);
     let d = t.fault(0, Fault::new(Reason::UnhandledException, 0x4000_0010, 0));
     assert_eq!(d, dispatch(Next::Run(0), Some(Effect::ResetVcpu(0, 2))));
-    assert_eq!(t.states()[0], (State::Runnable, 2));
+    assert_eq!(t.states()[0], (PartitionState::Loading, 2));
     t.says("@@ partition service fault reason=unhandled-exception addr=0x40000010 syndrome=0x0 gen=1 action=restart");
     t.says("@@ partition service restart gen=2");
     // The guests stay suspended, and the queue holds exactly one event for each:
     // the one handed to the old instance is told again, the console event is gone.
-    assert_eq!([t.state(1), t.state(2)], [State::Suspended; 2]);
+    assert_eq!([t.state(1), t.state(2)], [PartitionState::Suspended; 2]);
     assert_eq!(t.wait(), [TRAP, 1, 2]);
     assert_eq!(t.wait(), [TRAP, 2, 2]);
     assert_eq!(t.header()[4], 0x9100_0000);
@@ -354,17 +370,17 @@ fn a_late_guest_is_suspended_heartbeats_rearm_and_a_late_service_vm_is_reloaded(
     t.svc(Call::Ready, &[SYSTEM]);
     assert_eq!(t.watchdogs(0, 5_000), None);
     assert_eq!(t.watchdogs(1, 900_000), None, "another core");
-    assert_eq!(t.state(1), State::Runnable);
+    assert_eq!(t.state(1), PartitionState::Runnable);
     t.m.now_us = 3_000;
     assert_eq!(results(&t.call(1, Call::Heartbeat, &[WATCHDOG])), [0; 3]);
     assert_eq!(t.watchdogs(0, 8_000), None);
-    assert_eq!(t.state(1), State::Runnable);
+    assert_eq!(t.state(1), PartitionState::Runnable);
     // Beta has no watchdog: its heartbeat is refused.
     let d = t.call(2, Call::Heartbeat, &[WATCHDOG]);
     assert_eq!(refused(&d), Error::BadState);
     t.m.now_us = 8_250;
     assert_eq!(t.watchdogs(0, 8_250), None);
-    assert_eq!(t.state(1), State::Suspended);
+    assert_eq!(t.state(1), PartitionState::Suspended);
     t.says("@@ partition alpha watchdog gen=1 period_ms=5 late_us=250");
     assert_eq!(t.wait(), [EventKind::Watchdog as u64, 1, 2]);
     let expected = [3, 1, 1, Reason::Watchdog as u64, 0, 0, 250, 8_250];
@@ -374,14 +390,14 @@ fn a_late_guest_is_suspended_heartbeats_rearm_and_a_late_service_vm_is_reloaded(
     t.svc(Call::Resume, &[CTL_ALPHA, 0, 0]);
     // Resumed at 8,250 µs: due again at 13,250 µs.
     assert_eq!(t.watchdogs(0, 13_250), None);
-    assert_eq!(t.state(1), State::Runnable);
+    assert_eq!(t.state(1), PartitionState::Runnable);
     t.watchdogs(0, 13_251);
-    assert_eq!(t.state(1), State::Suspended);
+    assert_eq!(t.state(1), PartitionState::Suspended);
 
     let mut t = rig_with([1; 3], [watchdog(10), none, none]);
     assert_eq!(t.watchdogs(0, 10_000), None);
     assert_eq!(t.watchdogs(0, 10_001), Some(Effect::ResetVcpu(0, 2)));
-    assert_eq!(t.states()[0], (State::Runnable, 2));
+    assert_eq!(t.states()[0], (PartitionState::Loading, 2));
     t.says("@@ partition service watchdog gen=1 period_ms=10 late_us=1");
 }
 
@@ -415,11 +431,14 @@ fn policies_only_tighten_and_only_before_ready() {
     assert_eq!(policy(&t, 2), Default::default());
     // Enforced: alpha is stopped at once, beta (still `service`) is suspended.
     let d = t.fault(1, trap(0x9000_0000, 4));
-    assert_eq!((d.next, t.state(1)), (Next::Run(0), State::Stopped));
+    assert_eq!(
+        (d.next, t.state(1)),
+        (Next::Run(0), PartitionState::Stopped)
+    );
     t.says("addr=0x90000000 syndrome=0x92000046 gen=1 action=stop");
     t.says("@@ partition alpha stop gen=1 by=policy");
     t.fault(2, trap(0x9000_0000, 4));
-    assert_eq!(t.state(2), State::Suspended);
+    assert_eq!(t.state(2), PartitionState::Suspended);
     assert_eq!(t.wait(), [EventKind::Stopped as u64, 1, 1]);
     assert_eq!(t.header()[WORD_DETAIL], 2, "stopped by its policy");
     assert_eq!(t.wait(), [TRAP, 2, 1]);
@@ -474,7 +493,7 @@ fn the_escape_key_hands_the_console_to_the_service_vm_and_back() {
     assert_eq!(t.wait(), [0, 0, 2], "dropped");
     t.key(ESCAPE);
     assert!(t.m.console.ends_with("@@ kernel console owner=service\n"));
-    assert_eq!(t.state(0), State::Runnable);
+    assert_eq!(t.state(0), PartitionState::Runnable);
     assert_eq!(t.wait(), [EventKind::Console as u64, 0, 2]);
     b"hello".iter().for_each(|&byte| t.key(byte));
     assert_eq!(t.wait(), [INPUT, 0, 2]);
@@ -509,12 +528,15 @@ fn control_of_a_partition_live_on_another_core_waits_for_that_core() {
     assert_eq!(t.deferred(1), None, "nothing for alpha");
     let reload = dispatch(Next::Run(2), Some(Effect::ResetVcpu(2, 2)));
     assert_eq!(t.deferred(2), Some(reload));
-    assert_eq!(t.states()[2], (State::Runnable, 2));
+    assert_eq!(t.states()[2], (PartitionState::Loading, 2));
     assert_eq!(t.deferred(2), None, "done once");
     let d = t.svc(Call::Stop, &[CTL_BETA, 2]);
-    assert_eq!((results(&d), t.state(2)), ([1, 0, 0], State::Runnable));
+    assert_eq!(
+        (results(&d), t.state(2)),
+        ([1, 0, 0], PartitionState::Loading)
+    );
     assert_eq!(t.deferred(2), Some(dispatch(Next::Wait, None)));
-    assert_eq!(t.state(2), State::Stopped);
+    assert_eq!(t.state(2), PartitionState::Stopped);
     t.says("@@ partition beta stop gen=2 by=service");
     // A partition on the service VM's own core is controlled at once.
     t.sys.note_loaded(0, Some(1));
@@ -571,12 +593,12 @@ fn a_panic_suspends_a_guest_and_reloads_the_service_vm() {
     let mut t = running();
     let d = t.call(1, Call::Panic, &[SELF, 0x77]);
     assert_eq!((results(&d), d.next), ([0; 3], Next::Run(0)));
-    assert_eq!(t.state(1), State::Suspended);
+    assert_eq!(t.state(1), PartitionState::Suspended);
     assert_eq!(t.wait(), [EventKind::Fault as u64, 1, 2]);
     assert_eq!(t.header()[WORD_REASON], Reason::Panic as u64);
     let d = t.svc(Call::Panic, &[SELF, 1]);
     assert_eq!(d.effect, Some(Effect::ResetVcpu(0, 2)));
-    assert_eq!(t.states()[0], (State::Runnable, 2));
+    assert_eq!(t.states()[0], (PartitionState::Loading, 2));
 }
 
 /// The ABI (`septum_abi::event::WORD_DETAIL`) says the detail word of a panic's
@@ -602,7 +624,7 @@ fn a_suspension_is_never_dropped_even_after_resumes_without_waiting() {
         assert_eq!(results(&t.svc(Call::Resume, &[CTL_ALPHA, 0, 0])), [0; 3]);
     }
     t.fault(2, trap(0x9100_0000, 4));
-    assert_eq!(t.state(2), State::Suspended);
+    assert_eq!(t.state(2), PartitionState::Suspended);
     let mut told = false;
     for _ in 0..64 {
         let got = t.wait();
@@ -670,7 +692,7 @@ impl Told {
         let suspends = EventKind::from_number(got[0]).is_some_and(EventKind::suspends);
         if suspends
             && g > 0
-            && t.state(g) == State::Suspended
+            && t.state(g) == PartitionState::Suspended
             && record[WORD_GENERATION] == u64::from(t.sys.partitions()[g].generation())
             && record[WORD_TIME] >= self.since[g]
         {
@@ -706,7 +728,7 @@ proptest! {
         let mut powered_off = false;
         for op in ops {
             let before = t.states();
-            let runnable = |t: &Rig, i| t.state(i) == State::Runnable;
+            let runnable = |t: &Rig, i| t.state(i) == PartitionState::Runnable;
             let (mut error, mut next) = (None, None);
             match op {
                 Op::Call(caller, number, args) if runnable(&t, caller) => {
@@ -748,23 +770,23 @@ proptest! {
                 if let Some(&first) = restarts[i].iter().rev().nth(budget.restarts.into()) {
                     prop_assert!(t.m.now_us - first >= u64::from(budget.period_ms) * 1000);
                 }
-                prop_assert_eq!(now == State::Suspended, partition.suspension.is_some());
-                if now == State::Suspended {
-                    prop_assert!(partition.heartbeat_due_us.is_none());
-                    if was != State::Suspended {
+                prop_assert_eq!(now == PartitionState::Suspended, partition.life().suspension().is_some());
+                if now == PartitionState::Suspended {
+                    prop_assert!(partition.life().heartbeat_due_us().is_none());
+                    if was != PartitionState::Suspended {
                         (model.told[i], model.since[i]) = (false, t.m.now_us);
                     }
                 }
             }
-            prop_assert_ne!(after[0].0, State::Suspended);
-            if after[0].0.ended() {
-                prop_assert!(after.iter().all(|(s, _)| *s != State::Suspended));
+            prop_assert_ne!(after[0].0, PartitionState::Suspended);
+            if matches!(after[0].0, PartitionState::Exited | PartitionState::Stopped) {
+                prop_assert!(after.iter().all(|(s, _)| *s != PartitionState::Suspended));
             }
             match next {
                 // Only a partition that may run, or that owes work (done in its
                 // turn before it runs), is chosen.
                 Some(Next::Run(p)) => {
-                    prop_assert!(t.state(p) == State::Runnable || t.sys.owes_work(p));
+                    prop_assert!(t.state(p) == PartitionState::Runnable || t.sys.owes_work(p));
                 }
                 Some(Next::PowerOff { .. }) => {
                     powered_off = true;
@@ -774,7 +796,7 @@ proptest! {
             }
         }
         // Take what is still queued, then every suspended guest must have been told.
-        while !powered_off && t.state(0) == State::Runnable {
+        while !powered_off && matches!(t.state(0), PartitionState::Runnable | PartitionState::Loading) {
             let got = t.wait();
             if got[0] == 0 {
                 break;
@@ -782,7 +804,7 @@ proptest! {
             model.handed(&t, AT, got);
         }
         for i in 1..3 {
-            prop_assert!(t.state(i) != State::Suspended || model.told[i], "guest {} never told", i);
+            prop_assert!(t.state(i) != PartitionState::Suspended || model.told[i], "guest {} never told", i);
         }
     }
 }
@@ -822,5 +844,5 @@ fn a_restart_is_owed_work_and_the_watchdog_waits_for_it() {
     // Reloaded at 1 s: its 5 ms heartbeat is due from then.
     assert_eq!(t.watchdogs(0, 1_005_000), None);
     t.watchdogs(0, 1_005_001);
-    assert_eq!(t.state(1), State::Suspended);
+    assert_eq!(t.state(1), PartitionState::Suspended);
 }

@@ -3,11 +3,13 @@
 
 use super::*;
 use crate::caps::{CAP_SLOTS, Cap, CapTable};
+use crate::caps::{CapType, Rights};
 use crate::event::{Fault, Reason};
 use crate::package::{Kind, PartitionSpec, encode};
 use crate::resources::Resources;
 use crate::supervision::Supervision;
 use proptest::prelude::*;
+use septum_abi::{CONSOLE_WRITE_MAX, Call, PartitionState};
 
 pub(super) const GUEST_BASE: u64 = 0x4000_0000;
 pub(super) const RAM: u64 = 0x1_0000;
@@ -142,11 +144,12 @@ pub(super) fn call(number: Call, args: &[u64]) -> CallRegisters {
     regs
 }
 
-pub(super) fn states(system: &System) -> Vec<(State, u32)> {
+/// Each partition's state, as the ABI names it, and generation.
+pub(super) fn states(system: &System) -> Vec<(PartitionState, u32)> {
     system
         .partitions()
         .iter()
-        .map(|p| (p.state(), p.generation()))
+        .map(|p| (p.state().abi(), p.generation()))
         .collect()
 }
 
@@ -155,14 +158,14 @@ pub(super) fn states(system: &System) -> Vec<(State, u32)> {
 fn service_vm_starts_alone_and_guests_follow_ready() {
     let (mut sys, mut m) = system(2);
     assert_eq!(sys.start(&mut m), Next::Run(0));
-    assert_eq!(sys.partitions()[1].state(), State::Waiting);
+    assert_eq!(sys.partitions()[1].state().abi(), PartitionState::Waiting);
     let d = sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
     assert_eq!(d.next, Next::Run(0));
     assert_eq!(d.reply, Some(Reply::ok([0; 3])));
     assert!(
         sys.partitions()
             .iter()
-            .all(|p| p.state() == State::Runnable)
+            .all(|p| p.state().abi() == PartitionState::Runnable)
     );
     assert_eq!(
         m.console,
@@ -324,7 +327,7 @@ fn each_call_needs_its_capability_type_and_right() {
     sys.start(&mut m);
     let d = sys.hypercall(0, call(Call::Exit, &[SELF, 0]), &mut m);
     assert_eq!(d.reply, Some(Reply::error(Error::MissingRight)));
-    assert_eq!(sys.partitions()[0].state(), State::Runnable);
+    assert_eq!(sys.partitions()[0].state().abi(), PartitionState::Runnable);
 }
 
 /// Verifies: SK-HM-001, SK-AUD-001
@@ -344,7 +347,7 @@ fn a_fault_stops_only_the_culprit() {
             effect: None,
         }
     );
-    assert_eq!(sys.partitions()[1].state(), State::Stopped);
+    assert_eq!(sys.partitions()[1].state().abi(), PartitionState::Stopped);
     assert!(
         m.console
             .contains("@@ partition alpha fault reason=stage2-data addr=0x90000000")
@@ -460,7 +463,7 @@ proptest! {
         let (mut sys, mut m) = system(2);
         sys.start(&mut m);
         for (caller, regs) in calls {
-            if sys.partitions()[caller].state() != State::Runnable {
+            if sys.partitions()[caller].state().abi() != PartitionState::Runnable {
                 continue;
             }
             let before = states(&sys);
@@ -483,10 +486,10 @@ proptest! {
                 prop_assert!(Error::from_status(reply.status).unwrap_err().is_ok());
             }
             if !sys.service_ready() {
-                prop_assert!(sys.partitions()[1..].iter().all(|p| p.state() == State::Waiting));
+                prop_assert!(sys.partitions()[1..].iter().all(|p| p.state().abi() == PartitionState::Waiting));
             }
             if let Next::Run(next) = d.next {
-                prop_assert_eq!(sys.partitions()[next].state(), State::Runnable);
+                prop_assert_eq!(sys.partitions()[next].state().abi(), PartitionState::Runnable);
             } else {
                 break;
             }
@@ -603,7 +606,7 @@ fn with_a_schedule_only_the_window_owner_runs_until_its_window_ends() {
     let buffer = GUEST_BASE + 0x100;
     sys.hypercall(0, call(Call::WaitEvent, &[SYSTEM, buffer]), &mut m);
     sys.hypercall(0, call(Call::WaitEvent, &[SYSTEM, buffer]), &mut m);
-    assert_eq!(sys.partitions()[0].state(), State::Blocked);
+    assert_eq!(sys.partitions()[0].state().abi(), PartitionState::Blocked);
     assert_eq!(
         sys.decide(Next::Run(2), 0, || 12_000),
         Decision::Idle { until_us: 16_000 }

@@ -9,12 +9,12 @@
 
 use septum_abi::layout::PAGE_SIZE;
 
-use super::{Platform, State, System};
+use super::{Platform, System};
 
 impl System {
     /// Whether partition `index` owes kernel work (see the module documentation).
     pub fn owes_work(&self, index: usize) -> bool {
-        self.partitions[index].reload_at.is_some() || self.balloon.owed(index) > 0
+        self.partitions[index].life.loading_at().is_some() || self.balloon.owed(index) > 0
     }
 
     /// Does one page of the work partition `index` owes, in its own turn on its
@@ -23,18 +23,16 @@ impl System {
     /// Returns whether it owes more.
     pub fn work(&mut self, index: usize, platform: &mut impl Platform) -> bool {
         let partition = &self.partitions[index];
-        if let Some(offset) = partition.reload_at {
-            let frame = self.ram_frame(index, partition.guest_ram.start + offset);
+        if let Some(offset) = partition.life.loading_at() {
+            let ram = partition.guest_ram;
+            let frame = self.ram_frame(index, ram.start + offset);
             platform.reload_page(index, offset, frame);
-            let next = offset + PAGE_SIZE;
-            let done = next >= partition.guest_ram.size();
             let now_us = platform.now_us();
-            let partition = &mut self.partitions[index];
-            partition.reload_at = (!done).then_some(next);
-            if done {
-                partition.arm_watchdog(now_us);
-            }
-        } else if !self.balloon.scrub_owed(index, platform) {
+            self.partitions[index]
+                .life
+                .reloaded_page(ram.size(), PAGE_SIZE, now_us)
+                .expect("loading");
+        } else if self.balloon.owed(index) > 0 && !self.balloon.scrub_owed(index, platform) {
             self.pool_refilled(platform);
         }
         self.owes_work(index)
@@ -43,6 +41,6 @@ impl System {
     /// Whether partition `index` should have its turns: it may run, or it owes
     /// work.
     pub(super) fn needs_cpu(&self, index: usize) -> bool {
-        self.partitions[index].state == State::Runnable || self.owes_work(index)
+        self.partitions[index].life.runnable() || self.owes_work(index)
     }
 }

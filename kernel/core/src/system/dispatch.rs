@@ -1,0 +1,339 @@
+//! The hypercall dispatcher: every call is decoded once, here, into a typed
+//! [`Request`], and carried out by exactly one handler.
+//!
+//! Decode, then invoke: [`System::decode`] checks the call number, then the
+//! capability the call names (slot, type, right, from the one table
+//! [`Call::need`] in the ABI crate), then every other argument, and changes
+//! nothing; only [`System::invoke`] changes state, one match arm per request,
+//! each handing the request to its handler (in `calls.rs`, `supervise.rs`,
+//! `events.rs`, `queues.rs` or `balloon.rs`).
+
+use septum_abi::{CONSOLE_WRITE_MAX, Call, Error, NAME_MAX, resume};
+
+use super::lifecycle::State;
+use super::{CallRegisters, Dispatch, Platform, Reply, System, emit};
+use crate::audit::{AUDIT_CAPACITY, AUDIT_RECORD_SIZE, AuditKind, AuditRecord};
+use crate::balloon::Direction;
+use crate::caps::{self, Cap};
+use crate::event::Event;
+use crate::flip::End;
+use crate::memory::Range;
+use crate::supervision::{TrapAction, TrapClass};
+
+/// Refused hypercalls per partition reported one by one; later ones are counted and
+/// their total reported when the partition ends or the system shuts down.
+pub const DENIED_LINES: u64 = 16;
+
+/// A validated hypercall, ready to be carried out. It lives on the stack for one
+/// call (the kernel has no heap), so a queue batch is carried inline.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Request {
+    Null,
+    ConsoleWrite(Range),
+    Ready,
+    Yield,
+    Exit(u64),
+    Shutdown(u64),
+    WaitEvent(Range),
+    Inspect {
+        target: usize,
+        name: Option<Range>,
+    },
+    Identify(Option<Cap>),
+    Resume {
+        target: usize,
+        skip: bool,
+    },
+    Restart(usize),
+    Stop(usize),
+    SetPolicy {
+        target: usize,
+        class: TrapClass,
+        action: TrapAction,
+    },
+    AuditRead {
+        buffer: Range,
+        max: usize,
+    },
+    Heartbeat,
+    Panic(u64),
+    Queue(super::queues::Request),
+    QueueWait(usize, End),
+    Batch {
+        direction: Direction,
+        list: Range,
+    },
+    Report {
+        free: u64,
+        used: u64,
+        failures: u64,
+    },
+    BalloonWait,
+    SetTarget {
+        target: usize,
+        pages: u64,
+    },
+    MemoryInfo {
+        target: usize,
+        buffer: Range,
+    },
+}
+
+impl System {
+    /// Handles a hypercall made by partition `caller`.
+    pub fn hypercall(
+        &mut self,
+        caller: usize,
+        call: CallRegisters,
+        platform: &mut impl Platform,
+    ) -> Dispatch {
+        match self.decode(caller, call, platform) {
+            Ok(request) => self.invoke(caller, request, platform),
+            Err(error) => {
+                self.note_refusal(caller, call.number, error, platform);
+                self.resume_caller(caller, Reply::error(error))
+            }
+        }
+    }
+
+    /// Checks a call whole (number, capability, arguments) and types it; changes
+    /// nothing.
+    fn decode(
+        &self,
+        caller: usize,
+        registers: CallRegisters,
+        platform: &mut impl Platform,
+    ) -> Result<Request, Error> {
+        let call = Call::from_number(registers.number).ok_or(Error::UnknownCall)?;
+        let partition = &self.partitions[caller];
+        let [slot, a2, a3, a4, ..] = registers.args;
+        let cap = caps::lookup_for(&partition.caps, call, slot)?;
+        // The object a capability names: a partition (control), a queue (its ends).
+        let object = || usize::from(cap.expect("a call that needs a capability").object);
+        // A control call names its target by capability and the generation the
+        // caller last saw (0: whichever is current).
+        let target = || -> Result<usize, Error> {
+            let target = object();
+            if a2 != 0 && a2 != u64::from(self.partitions[target].life.generation()) {
+                return Err(Error::PeerRestarted);
+            }
+            Ok(target)
+        };
+        let state = |target: usize| self.partitions[target].life.state();
+        Ok(match call {
+            Call::Null => Request::Null,
+            Call::ConsoleWrite => {
+                if a3 > CONSOLE_WRITE_MAX {
+                    return Err(Error::TooLong);
+                }
+                Request::ConsoleWrite(self.guest_buffer(caller, a2, a3)?)
+            }
+            Call::Ready => {
+                // A restarted service VM reports ready again, which changes nothing;
+                // the first instance may do it once.
+                if self.service_ready && partition.life.generation() == 1 {
+                    return Err(Error::BadState);
+                }
+                Request::Ready
+            }
+            Call::Yield => Request::Yield,
+            Call::Exit => Request::Exit(a2),
+            Call::Shutdown => Request::Shutdown(a2),
+            Call::WaitEvent => Request::WaitEvent(self.guest_buffer(
+                caller,
+                a2,
+                septum_abi::event::RECORD_SIZE as u64,
+            )?),
+            Call::Inspect => Request::Inspect {
+                target: object(),
+                name: match a2 {
+                    0 => None,
+                    at => Some(self.guest_buffer(caller, at, NAME_MAX as u64)?),
+                },
+            },
+            Call::Identify => Request::Identify(cap),
+            Call::Resume => {
+                let target = target()?;
+                if a3 & !resume::ALL != 0 {
+                    return Err(Error::InvalidArgument);
+                }
+                let State::Suspended(suspension) = state(target) else {
+                    return Err(Error::BadState);
+                };
+                let skip = a3 & resume::SKIP != 0;
+                if skip && suspension.length == 0 {
+                    return Err(Error::CannotSkip);
+                }
+                Request::Resume { target, skip }
+            }
+            Call::Restart => {
+                let target = target()?;
+                if matches!(state(target), State::Waiting | State::Blocked(_)) {
+                    return Err(Error::BadState);
+                }
+                Request::Restart(target)
+            }
+            Call::Stop => {
+                let target = target()?;
+                if matches!(state(target), State::Waiting | State::Blocked(_))
+                    || state(target).ended()
+                {
+                    return Err(Error::BadState);
+                }
+                Request::Stop(target)
+            }
+            Call::SetPolicy => {
+                let target = object();
+                let class = TrapClass::from_number(a2).ok_or(Error::InvalidArgument)?;
+                let action = TrapAction::from_number(a3).ok_or(Error::InvalidArgument)?;
+                if self.service_ready {
+                    return Err(Error::BadState);
+                }
+                let mut policy = self.partitions[target].life.supervision().policy;
+                policy
+                    .tighten(class, action)
+                    .map_err(|_| Error::Loosening)?;
+                Request::SetPolicy {
+                    target,
+                    class,
+                    action,
+                }
+            }
+            Call::AuditRead => {
+                let max = usize::try_from(a3).map_err(|_| Error::TooLong)?;
+                if max > AUDIT_CAPACITY {
+                    return Err(Error::TooLong);
+                }
+                let buffer = self.guest_buffer(caller, a2, (max * AUDIT_RECORD_SIZE) as u64)?;
+                Request::AuditRead { buffer, max }
+            }
+            Call::Heartbeat => {
+                if partition.life.supervision().watchdog_ms == 0 {
+                    return Err(Error::BadState);
+                }
+                Request::Heartbeat
+            }
+            Call::Panic => Request::Panic(a2),
+            Call::Send | Call::SendBatch | Call::Receive | Call::Release | Call::Reclaim => {
+                let cap = cap.expect("a queue call needs a queue end");
+                Request::Queue(self.decode_queue(caller, call, cap, [a2, a3, a4], platform)?)
+            }
+            Call::Wait => match cap.expect("wait needs a capability").ty {
+                caps::CapType::QueueSend => Request::QueueWait(object(), End::Send),
+                caps::CapType::QueueReceive => Request::QueueWait(object(), End::Receive),
+                _ => Request::BalloonWait,
+            },
+            Call::Inflate | Call::Deflate => {
+                let direction = if call == Call::Inflate {
+                    Direction::Inflate
+                } else {
+                    Direction::Deflate
+                };
+                Request::Batch {
+                    direction,
+                    list: self.decode_batch(caller, a2, a3)?,
+                }
+            }
+            Call::BalloonReport => Request::Report {
+                free: a2,
+                used: a3,
+                failures: a4,
+            },
+            Call::SetMemoryTarget => {
+                let target = target()?;
+                self.check_target(target, a3)?;
+                Request::SetTarget { target, pages: a3 }
+            }
+            Call::MemoryInfo => Request::MemoryInfo {
+                target: object(),
+                buffer: self.guest_buffer(
+                    caller,
+                    a2,
+                    (septum_abi::balloon::INFO_WORDS * 8) as u64,
+                )?,
+            },
+        })
+    }
+
+    /// Carries out a decoded call: one arm, one handler, per request.
+    fn invoke(
+        &mut self,
+        caller: usize,
+        request: Request,
+        platform: &mut impl Platform,
+    ) -> Dispatch {
+        match request {
+            Request::Null => self.resume_caller(caller, Reply::ok([0; 3])),
+            Request::ConsoleWrite(range) => self.console_write(caller, range, platform),
+            Request::Ready => self.ready(caller, platform),
+            Request::Yield => self.yield_turn(caller, platform),
+            Request::Exit(code) => {
+                self.exit(caller, code, platform);
+                Dispatch::new(None, self.after(caller, platform))
+            }
+            Request::Shutdown(code) => self.shutdown(code, platform),
+            Request::WaitEvent(buffer) => self.wait_event(caller, buffer, platform),
+            Request::Inspect { target, name } => self.inspect(caller, target, name, platform),
+            Request::Identify(cap) => self.identify(caller, cap),
+            Request::Resume { target, skip } => self.resume(caller, target, skip, platform),
+            Request::Restart(target) => self.control_restart(caller, target, platform),
+            Request::Stop(target) => self.control_stop(caller, target, platform),
+            Request::SetPolicy {
+                target,
+                class,
+                action,
+            } => self.set_policy(caller, target, class, action, platform),
+            Request::AuditRead { buffer, max } => self.audit_read(caller, buffer, max, platform),
+            Request::Heartbeat => self.heartbeat(caller, platform),
+            Request::Panic(code) => self.panic(caller, code, platform),
+            Request::Queue(request) => self.invoke_queue(caller, request, platform),
+            Request::QueueWait(queue, end) => self.queue_wait(caller, queue, end, platform),
+            Request::Batch { direction, list } => {
+                self.balloon_batch(caller, direction, list, platform)
+            }
+            Request::Report {
+                free,
+                used,
+                failures,
+            } => self.balloon_report(caller, free, used, failures, platform),
+            Request::BalloonWait => self.balloon_wait(caller, platform),
+            Request::SetTarget { target, pages } => {
+                self.set_target(caller, target, pages, platform)
+            }
+            Request::MemoryInfo { target, buffer } => {
+                self.memory_info(caller, target, buffer, platform)
+            }
+        }
+    }
+
+    /// Audits a refused call and reports it on the console (the first
+    /// [`DENIED_LINES`] of the partition).
+    pub(super) fn note_refusal(
+        &mut self,
+        caller: usize,
+        number: u64,
+        error: Error,
+        platform: &mut impl Platform,
+    ) {
+        let time_us = platform.now_us();
+        let partition = &mut self.partitions[caller];
+        self.audit.push(AuditRecord {
+            time_us,
+            partition: caller as u8,
+            kind: AuditKind::CapabilityError,
+            generation: partition.life.generation(),
+            detail: [number, error.code() as u64],
+        });
+        partition.denied += 1;
+        if partition.denied <= DENIED_LINES {
+            emit(
+                platform,
+                Event::HypercallDenied {
+                    name: partition.name(),
+                    call: number,
+                    error,
+                },
+            );
+        }
+    }
+}

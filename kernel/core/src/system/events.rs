@@ -1,0 +1,212 @@
+//! The service VM's event queue: what the kernel tells the service VM
+//! (suspensions, ends, memory reports, console input) and how it takes them
+//! (`wait_event`), and when its supervision work may take the CPU.
+//!
+//! Invariants:
+//! - events that suspend a guest are never dropped: the queue keeps room for one
+//!   per partition; only notifications and console input give way when it is full;
+//! - at most one event per suspended guest is queued (a decision drops the
+//!   others about it), and at most one memory event per guest;
+//! - the service VM is woken (if it waits on events) whenever an event is queued.
+
+use heapless::Deque;
+use septum_abi::event::{Kind as EventKind, Record};
+
+use super::lifecycle::WaitOn;
+use super::{Dispatch, Platform, Reply, System, emit};
+use crate::event::Event;
+use crate::memory::Range;
+use crate::package::MAX_PARTITIONS;
+
+/// The console byte that gives the console to the service VM, and back: Ctrl-T.
+pub const ESCAPE: u8 = 0x14;
+
+/// Events queued beyond one per partition: room for notifications and input.
+const SPARE_EVENTS: usize = 16;
+const EVENT_CAPACITY: usize = MAX_PARTITIONS + SPARE_EVENTS;
+
+/// The service VM's event queue and console state.
+#[derive(Debug, Default)]
+pub struct Events {
+    queue: Deque<Record, EVENT_CAPACITY>,
+    /// The service VM took an event about this partition and has not waited
+    /// since: it is handling it.
+    handling: Option<usize>,
+    /// Console input goes to the service VM.
+    console: bool,
+}
+
+impl Events {
+    /// Whether an event about partition `index` waits, or the service VM is
+    /// handling one.
+    fn concerns(&self, index: usize) -> bool {
+        self.handling == Some(index) || self.queue.iter().any(|r| r.partition == index as u64)
+    }
+
+    /// Whether anything waits or is being handled.
+    fn busy(&self) -> bool {
+        self.handling.is_some() || !self.queue.is_empty()
+    }
+}
+
+impl System {
+    /// Whether the service VM, on `cpu`, has supervision work that may take the
+    /// CPU now: with a schedule, work about `window_owner` (so the switch is paid
+    /// for by the partition that caused it, in its own window, and no other
+    /// partition loses time); without one, any work.
+    pub(super) fn service_urgent(&self, cpu: usize, window_owner: Option<usize>) -> bool {
+        let service = &self.partitions[0];
+        if service.cpu != cpu || !service.life.runnable() {
+            return false;
+        }
+        match window_owner {
+            None => self.events.busy(),
+            Some(owner) => self.events.concerns(owner),
+        }
+    }
+
+    /// A new record of `kind` about partition `index`, at its current generation.
+    pub(super) fn record(
+        &self,
+        kind: EventKind,
+        index: usize,
+        platform: &mut impl Platform,
+    ) -> Record {
+        let generation = self.partitions[index].life.generation();
+        Record::new(kind, index as u64, generation, platform.now_us())
+    }
+
+    /// Queues an event for the service VM and wakes it if it waits. Only
+    /// suspensions may use the last [`MAX_PARTITIONS`] places.
+    pub(super) fn post(&mut self, record: Record, platform: &mut impl Platform) {
+        let queue = &mut self.events.queue;
+        let reserved = queue.capacity() - queue.len() <= MAX_PARTITIONS;
+        if reserved && !record.kind.suspends() {
+            return;
+        }
+        // Cannot fail for a suspension: at most one per partition is queued.
+        let _ = queue.push_back(record);
+        let now_us = platform.now_us();
+        self.partitions[0].life.wake(WaitOn::Event, now_us);
+    }
+
+    /// Drops queued events that ask for a decision about `index`: it has had one.
+    pub(super) fn forget_decisions(&mut self, index: usize) {
+        let queue = core::mem::take(&mut self.events.queue);
+        for record in queue {
+            if !(record.partition == index as u64 && record.kind.suspends()) {
+                // Cannot fail: no more than were there before.
+                let _ = self.events.queue.push_back(record);
+            }
+        }
+    }
+
+    /// Tells the service VM that guest `index` ended (exited or was stopped).
+    pub(super) fn notify_ended(
+        &mut self,
+        index: usize,
+        kind: EventKind,
+        detail: u64,
+        platform: &mut impl Platform,
+    ) {
+        if index == 0 || self.partitions[0].life.ended() {
+            return;
+        }
+        let mut record = self.record(kind, index, platform);
+        record.detail = detail;
+        self.post(record, platform);
+    }
+
+    /// Tells the service VM that `index` reported its memory, unless an event
+    /// saying so already waits.
+    pub(super) fn post_memory(&mut self, index: usize, platform: &mut impl Platform) {
+        let queued = self
+            .events
+            .queue
+            .iter()
+            .any(|r| r.kind == EventKind::Memory && r.partition == index as u64);
+        if queued || self.partitions[0].life.ended() {
+            return;
+        }
+        let record = self.record(EventKind::Memory, index, platform);
+        self.post(record, platform);
+    }
+
+    /// The service VM's events start afresh (it restarted): nothing is being
+    /// handled, the console is its own no longer, and the queue is empty.
+    pub(super) fn reset_events(&mut self, platform: &mut impl Platform) {
+        if self.events.console {
+            emit(platform, Event::KernelConsole { service: false });
+        }
+        self.events = Events::default();
+    }
+
+    /// One byte typed on the console. [`ESCAPE`] gives the console to the service
+    /// VM, or takes it back; other bytes go to the service VM while it has it, and
+    /// are dropped otherwise.
+    pub fn console_input(&mut self, byte: u8, platform: &mut impl Platform) {
+        if self.partitions[0].life.ended() {
+            return;
+        }
+        if byte == ESCAPE {
+            self.events.console = !self.events.console;
+            emit(
+                platform,
+                Event::KernelConsole {
+                    service: self.events.console,
+                },
+            );
+            if self.events.console {
+                let record = self.record(EventKind::Console, 0, platform);
+                self.post(record, platform);
+            }
+            return;
+        }
+        if !self.events.console {
+            return;
+        }
+        if let Some(last) = self.events.queue.back_mut()
+            && last.kind == EventKind::Input
+            && last.push_input(byte)
+        {
+            return;
+        }
+        let mut record = self.record(EventKind::Input, 0, platform);
+        record.push_input(byte);
+        self.post(record, platform);
+    }
+
+    /// `wait_event`: hands the oldest event to the service VM (`caller`), written
+    /// to `buffer`, or blocks it until one is queued.
+    pub(super) fn wait_event(
+        &mut self,
+        caller: usize,
+        buffer: Range,
+        platform: &mut impl Platform,
+    ) -> Dispatch {
+        let live = self.live_guests();
+        let Some(record) = self.events.queue.pop_front() else {
+            self.events.handling = None;
+            self.partitions[caller]
+                .life
+                .block(WaitOn::Event)
+                .expect("the caller runs");
+            let next = self.after(caller, platform);
+            return Dispatch::new(Some(Reply::ok([0, 0, live])), next);
+        };
+        self.events.handling = Some(record.partition as usize);
+        platform.write_ram(buffer.start, &record.to_bytes());
+        self.resume_caller(
+            caller,
+            Reply::ok([record.kind as u64, record.partition, live]),
+        )
+    }
+
+    /// Guests that have not ended.
+    pub(super) fn live_guests(&self) -> u64 {
+        self.partitions[1..]
+            .iter()
+            .filter(|p| !p.life.ended())
+            .count() as u64
+    }
+}
