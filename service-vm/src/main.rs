@@ -30,7 +30,7 @@
 mod memory;
 
 use septum_abi::event::Kind;
-use septum_abi::{CapType, audit};
+use septum_abi::{CapType, MAX_PARTITIONS, audit};
 use septum_sdk::supervise::{self, Event};
 use septum_sdk::{Boot, Error, println, slot};
 
@@ -44,7 +44,7 @@ const MMIO_CLASS: u64 = 0;
 const LOUD_TRAPS: u32 = 3;
 
 /// The guests this instance supervises: (control slot, partition index).
-pub(crate) type Guests = heapless::Vec<(u64, u16), 8>;
+pub(crate) type Guests = heapless::Vec<(u64, u16), MAX_PARTITIONS>;
 
 fn main(boot: Boot) -> u64 {
     println!(

@@ -171,6 +171,10 @@ pub enum Call {
 /// Longest partition name, in bytes.
 pub const NAME_MAX: usize = 16;
 
+/// Most partitions one system has, the service VM among them: a partition's
+/// index, wherever a call or a record names one, is below it.
+pub const MAX_PARTITIONS: usize = 8;
+
 /// Flags of [`Call::Resume`].
 pub mod resume {
     /// Skip the instruction that trapped (an access skipped: a load leaves its

@@ -27,7 +27,6 @@ pub mod event;
 mod fake_pages;
 pub mod flip;
 pub mod memory;
-pub mod memsched;
 pub mod mmio_instruction;
 pub mod package;
 pub mod resources;
