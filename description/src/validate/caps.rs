@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
+use septum_core::abi::{CapType, Rights};
 use toml::Spanned;
 
 use super::Checker;
 use crate::format::{CapEntry, PartitionEntry};
 use crate::limits::CAP_SLOTS;
 use crate::model::{Cap, CapKind, Kind, Partition, Queue};
-use septum_core::abi::{CapType, Rights};
 
 /// Every capability kind, in the order the `cap-kind` error lists them (the most
 /// common first).

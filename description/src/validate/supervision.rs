@@ -2,13 +2,13 @@
 //! partition's `policy`, `restart_budget` and `watchdog_ms` keys (and, for the
 //! watchdog, its capabilities) and turn them into its [`Supervision`].
 
+use septum_core::abi::{CapType, Rights, TrapAction, TrapClass};
 use toml::Spanned;
 
 use super::{Checker, resolve_cap};
 use crate::format::PartitionEntry;
 use crate::limits::MAX_RESTARTS;
 use crate::model::{CapKind, Kind, RestartBudget, Supervision};
-use septum_core::abi::{CapType, Rights, TrapAction, TrapClass};
 
 /// Most restarts a budget may allow (the kernel's limit).
 const RESTARTS_MAX: i64 = MAX_RESTARTS as i64;
