@@ -16,17 +16,17 @@ use std::path::{Path, PathBuf};
 
 use septum_core::abi::layout::RAM_BASE;
 use septum_core::balloon::{self, Balloon};
-use septum_core::caps::{CAP_SLOTS, Cap, CapTable, CapType, Rights};
+use septum_core::caps::{CAP_SLOTS, Cap, CapTable, CapType};
 use septum_core::flip::Flip;
 use septum_core::memory::Range;
 use septum_core::package::{
     self, Kind as PackageKind, Package, PackageError, PartitionSpec, QueueSpec,
 };
 use septum_core::resources::{Mmio, Ports, Resources, Window};
-use septum_core::supervision::{RestartBudget, Supervision, TrapAction, TrapClass, TrapPolicy};
+use septum_core::supervision::{RestartBudget, Supervision, TrapPolicy};
 use septum_core::system::System as KernelSystem;
 use septum_description::{
-    Board, CapKind, Image, ImageSource, Kind, Partition, Right, System, load_images,
+    Board, CapKind, Image, ImageSource, Kind, Partition, System, load_images,
 };
 
 use crate::image;
@@ -46,30 +46,6 @@ pub fn images(system: &System, board: &Board) -> Result<Vec<Image>> {
     load_images(system, board, &locate).map_err(|errors| anyhow!("{errors}"))
 }
 
-fn rights(rights: &[Right]) -> Rights {
-    Rights(rights.iter().fold(0, |bits, right| {
-        bits | match right {
-            Right::Write => Rights::WRITE,
-            Right::Send => Rights::SEND,
-            Right::Receive => Rights::RECEIVE,
-            Right::Inspect => Rights::INSPECT,
-            Right::Resume => Rights::RESUME,
-            Right::Restart => Rights::RESTART,
-            Right::Stop => Rights::STOP,
-            Right::SetMemoryTarget => Rights::SET_MEMORY_TARGET,
-            Right::Inflate => Rights::INFLATE,
-            Right::Deflate => Rights::DEFLATE,
-            Right::Heartbeat => Rights::HEARTBEAT,
-            Right::Ready => Rights::READY,
-            Right::Shutdown => Rights::SHUTDOWN,
-            Right::Monitor => Rights::MONITOR,
-            Right::Yield => Rights::YIELD,
-            Right::Exit => Rights::EXIT,
-        }
-        .0
-    }))
-}
-
 /// `partition`'s capability table: partitions named by their boot-order index,
 /// queues by their index in the description.
 fn cap_table(system: &System, boot_order: &[&Partition], partition: &Partition) -> CapTable {
@@ -87,15 +63,15 @@ fn cap_table(system: &System, boot_order: &[&Partition], partition: &Partition) 
         .position(|p| *p == partition.name)
         .expect("the holder is in the system");
     for (slot, cap) in table.iter_mut().zip(&partition.caps) {
-        let (ty, object) = match &cap.kind {
-            CapKind::Console => (CapType::Console, 0),
-            CapKind::QueueSend(name) => (CapType::QueueSend, index_of(name, queues.iter())),
-            CapKind::QueueReceive(name) => (CapType::QueueReceive, index_of(name, queues.iter())),
-            CapKind::Control(name) => (CapType::Control, index_of(name, partitions.iter())),
-            CapKind::System => (CapType::System, 0),
-            CapKind::SelfPartition => (CapType::SelfPartition, 0),
-            CapKind::Balloon => (CapType::Balloon, 0),
-            CapKind::Watchdog => (CapType::Watchdog, 0),
+        let ty = cap.kind.cap_type();
+        let object = match &cap.kind {
+            CapKind::QueueSend(name) | CapKind::QueueReceive(name) => index_of(name, queues.iter()),
+            CapKind::Control(name) => index_of(name, partitions.iter()),
+            CapKind::Console
+            | CapKind::System
+            | CapKind::SelfPartition
+            | CapKind::Balloon
+            | CapKind::Watchdog => 0,
         };
         // A send end's badge names its holder; nothing else is badged.
         let badge = match ty {
@@ -104,7 +80,7 @@ fn cap_table(system: &System, boot_order: &[&Partition], partition: &Partition) 
         };
         *slot = Some(Cap {
             ty,
-            rights: rights(&cap.rights),
+            rights: cap.rights,
             object,
             badge,
         });
@@ -134,22 +110,11 @@ fn queue_table(system: &System, boot_order: &[&Partition]) -> Vec<QueueSpec> {
 
 /// `partition`'s supervision, in the kernel's terms.
 fn supervision(partition: &Partition) -> Supervision {
-    use septum_description::{TrapAction as Action, TrapClass as Class};
     let described = &partition.supervision;
     let policy = described
         .policy
         .iter()
         .fold(TrapPolicy::default(), |policy, &(class, action)| {
-            let class = match class {
-                Class::Mmio => TrapClass::Mmio,
-                Class::Port => TrapClass::Port,
-                Class::SystemRegister => TrapClass::SystemRegister,
-                Class::Instruction => TrapClass::Instruction,
-            };
-            let action = match action {
-                Action::Service => TrapAction::Service,
-                Action::Stop => TrapAction::Stop,
-            };
             policy.with(class, action)
         });
     Supervision {

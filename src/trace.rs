@@ -141,7 +141,7 @@ pub struct Tag {
 /// `verifies` lists of the scenarios (mapped to their tests in `tests/emulator.rs`).
 pub fn collect_tags(repo: &Path) -> Result<Vec<Tag>> {
     let mut tags = Vec::new();
-    for root in ["kernel", "description", "src", "tests"] {
+    for root in ["kernel", "description", "service-vm", "src", "tests"] {
         scan_rust(&repo.join(root), &mut tags)?;
     }
     tags.extend(scenario_tags(repo)?);

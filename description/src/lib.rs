@@ -29,9 +29,10 @@ mod validate;
 pub use board::{Board, BoardDevice, MemoryRegion};
 pub use images::{Image, load_images};
 pub use model::{
-    Cap, CapKind, ImageSource, Kind, Location, Partition, Queue, RestartBudget, Right, Supervision,
-    System, TrapAction, TrapClass, Window,
+    Cap, CapKind, ImageSource, Kind, Location, Partition, Queue, RestartBudget, Supervision,
+    System, Window,
 };
+pub use septum_core::abi::{CapType, Rights, TrapAction, TrapClass};
 pub use size::parse_size;
 pub use validate::RULES;
 

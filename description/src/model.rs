@@ -1,8 +1,11 @@
 //! The validated system: what a [`System`] (obtainable only from a description
 //! that passed every rule) says about its partitions, capabilities, windows,
-//! supervision and queues.
+//! supervision and queues. Capability types and rights, trap classes and trap
+//! actions are the ABI's own types (`septum_abi`), names and all.
 
 use std::path::PathBuf;
+
+use septum_core::abi::{CapType, Rights, TrapAction, TrapClass};
 
 /// What a partition is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,67 +45,6 @@ pub struct Window {
     pub length_us: u64,
 }
 
-/// A right a capability can carry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Right {
-    /// Console: write.
-    Write,
-    /// Queue send end: send.
-    Send,
-    /// Queue receive end: receive.
-    Receive,
-    /// Partition control: read state and registers.
-    Inspect,
-    /// Partition control: resume a stopped vCPU.
-    Resume,
-    /// Partition control: restart from the pristine image.
-    Restart,
-    /// Partition control: stop.
-    Stop,
-    /// Partition control: set the memory target.
-    SetMemoryTarget,
-    /// Balloon: give pages back.
-    Inflate,
-    /// Balloon: take pages again.
-    Deflate,
-    /// Watchdog: heartbeat.
-    Heartbeat,
-    /// System: report ready.
-    Ready,
-    /// System: power off.
-    Shutdown,
-    /// System: take supervision events and read the audit ring.
-    Monitor,
-    /// Self: yield the rest of the turn.
-    Yield,
-    /// Self: exit.
-    Exit,
-}
-
-impl Right {
-    pub(crate) fn parse(text: &str) -> Option<Right> {
-        Some(match text {
-            "write" => Right::Write,
-            "send" => Right::Send,
-            "receive" => Right::Receive,
-            "inspect" => Right::Inspect,
-            "resume" => Right::Resume,
-            "restart" => Right::Restart,
-            "stop" => Right::Stop,
-            "set-memory-target" => Right::SetMemoryTarget,
-            "inflate" => Right::Inflate,
-            "deflate" => Right::Deflate,
-            "heartbeat" => Right::Heartbeat,
-            "ready" => Right::Ready,
-            "shutdown" => Right::Shutdown,
-            "monitor" => Right::Monitor,
-            "yield" => Right::Yield,
-            "exit" => Right::Exit,
-            _ => return None,
-        })
-    }
-}
-
 /// What a capability designates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CapKind {
@@ -125,23 +67,18 @@ pub enum CapKind {
 }
 
 impl CapKind {
-    /// The rights a capability of this kind may carry.
-    pub fn possible_rights(&self) -> &'static [Right] {
+    /// Its type: the ABI's, which names the kind in descriptions and says which
+    /// rights it may carry.
+    pub fn cap_type(&self) -> CapType {
         match self {
-            CapKind::Console => &[Right::Write],
-            CapKind::QueueSend(_) => &[Right::Send],
-            CapKind::QueueReceive(_) => &[Right::Receive],
-            CapKind::Control(_) => &[
-                Right::Inspect,
-                Right::Resume,
-                Right::Restart,
-                Right::Stop,
-                Right::SetMemoryTarget,
-            ],
-            CapKind::System => &[Right::Ready, Right::Shutdown, Right::Monitor],
-            CapKind::SelfPartition => &[Right::Yield, Right::Exit],
-            CapKind::Balloon => &[Right::Inflate, Right::Deflate],
-            CapKind::Watchdog => &[Right::Heartbeat],
+            CapKind::Console => CapType::Console,
+            CapKind::QueueSend(_) => CapType::QueueSend,
+            CapKind::QueueReceive(_) => CapType::QueueReceive,
+            CapKind::Control(_) => CapType::Control,
+            CapKind::System => CapType::System,
+            CapKind::SelfPartition => CapType::SelfPartition,
+            CapKind::Balloon => CapType::Balloon,
+            CapKind::Watchdog => CapType::Watchdog,
         }
     }
 }
@@ -151,8 +88,8 @@ impl CapKind {
 pub struct Cap {
     /// What it designates.
     pub kind: CapKind,
-    /// The rights it carries (sorted, no repeats).
-    pub rights: Vec<Right>,
+    /// The rights it carries.
+    pub rights: Rights,
 }
 
 /// A validated partition.
@@ -205,70 +142,6 @@ impl Partition {
         } else {
             self.ram
         }
-    }
-}
-
-/// A kind of trap a guest can take; the kernel's `TrapClass`, by the same names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TrapClass {
-    /// `mmio`: a data access outside its RAM and granted devices.
-    Mmio,
-    /// `port`: an I/O port it was not granted (x86).
-    Port,
-    /// `sysreg`: a trapped system register (aarch64) or MSR (x86).
-    SystemRegister,
-    /// `instruction`: a trapped instruction (SMC on aarch64).
-    Instruction,
-}
-
-impl TrapClass {
-    /// Every class, in the kernel's bit order.
-    pub const ALL: [TrapClass; 4] = [
-        TrapClass::Mmio,
-        TrapClass::Port,
-        TrapClass::SystemRegister,
-        TrapClass::Instruction,
-    ];
-
-    /// The class's name in descriptions.
-    pub fn name(self) -> &'static str {
-        match self {
-            TrapClass::Mmio => "mmio",
-            TrapClass::Port => "port",
-            TrapClass::SystemRegister => "sysreg",
-            TrapClass::Instruction => "instruction",
-        }
-    }
-
-    pub(crate) fn parse(text: &str) -> Option<TrapClass> {
-        TrapClass::ALL
-            .into_iter()
-            .find(|class| class.name() == text)
-    }
-}
-
-/// What the kernel does when a guest takes a trap of some class.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TrapAction {
-    /// `service`: suspend the guest and let the service VM decide.
-    Service,
-    /// `stop`: stop the guest at once.
-    Stop,
-}
-
-impl TrapAction {
-    /// The action's name in descriptions.
-    pub fn name(self) -> &'static str {
-        match self {
-            TrapAction::Service => "service",
-            TrapAction::Stop => "stop",
-        }
-    }
-
-    pub(crate) fn parse(text: &str) -> Option<TrapAction> {
-        [TrapAction::Service, TrapAction::Stop]
-            .into_iter()
-            .find(|action| action.name() == text)
     }
 }
 

@@ -57,6 +57,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::PathBuf;
 
+use septum_core::abi::CapType;
 use toml::Spanned;
 
 use crate::board::Board;
@@ -350,7 +351,7 @@ fn check_partition(
             let balloon = p
                 .caps
                 .iter()
-                .any(|cap| cap.get_ref().kind.get_ref() == "balloon");
+                .any(|cap| *cap.get_ref().kind.get_ref() == CapType::Balloon.name());
             if balloon && min == 0 {
                 let message = format!(
                     "`{name}` holds a `balloon` capability, so it always keeps `memory.min`, which must not be 0"
@@ -436,7 +437,7 @@ fn check_receive_window(check: &mut Checker<'_>, p: &PartitionEntry) -> u64 {
     let receives = p
         .caps
         .iter()
-        .any(|cap| cap.get_ref().kind.get_ref() == "queue-receive");
+        .any(|cap| *cap.get_ref().kind.get_ref() == CapType::QueueReceive.name());
     let Some(window) = &p.receive_window else {
         return if receives { RECEIVE_WINDOW_DEFAULT } else { 0 };
     };

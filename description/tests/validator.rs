@@ -10,7 +10,7 @@ mod elf;
 use std::path::{Path, PathBuf};
 
 use septum_description::{
-    Board, CapKind, DESCRIPTION_MAX, ERRORS_SHOWN, ImageSource, Kind, RestartBudget, Right,
+    Board, CapKind, DESCRIPTION_MAX, ERRORS_SHOWN, ImageSource, Kind, RestartBudget, Rights,
     Supervision, TrapAction, TrapClass, load, load_images, parse,
 };
 
@@ -142,7 +142,10 @@ fn the_good_file_validates_with_every_feature() {
     assert_eq!(service.supervision, Supervision::default());
     assert_eq!(service.receive_window, 128 << 10);
     assert_eq!(service.caps[1].kind, CapKind::Control("alpha".into()));
-    assert_eq!(service.caps[1].rights, [Right::Inspect, Right::Restart]);
+    assert_eq!(
+        service.caps[1].rights,
+        Rights::INSPECT.union(Rights::RESTART)
+    );
     assert_eq!(system.queues[0].max_in_flight, 4);
 }
 

@@ -30,7 +30,7 @@
 mod memory;
 
 use septum_abi::event::Kind;
-use septum_abi::{CapType, audit};
+use septum_abi::{CapType, MAX_PARTITIONS, TrapAction, TrapClass, audit};
 use septum_sdk::supervise::{self, Event};
 use septum_sdk::{Boot, Error, println, slot};
 
@@ -39,12 +39,11 @@ septum_sdk::entry!(main);
 const CRASH_ON_FIRST_EVENT: u64 = 1 << 0;
 const STRICT_MMIO: u64 = 1 << 1;
 const HANG_ON_FIRST_EVENT: u64 = 1 << 2;
-const MMIO_CLASS: u64 = 0;
 /// Traps per partition reported line by line.
 const LOUD_TRAPS: u32 = 3;
 
 /// The guests this instance supervises: (control slot, partition index).
-pub(crate) type Guests = heapless::Vec<(u64, u16), 8>;
+pub(crate) type Guests = heapless::Vec<(u64, u16), MAX_PARTITIONS>;
 
 fn main(boot: Boot) -> u64 {
     println!(
@@ -196,11 +195,11 @@ fn list(guests: &Guests) {
 fn tighten_mmio(guests: &Guests) {
     for &(control, _) in guests {
         let name = name_of(control);
-        match supervise::set_policy(control, MMIO_CLASS, true) {
+        match supervise::set_policy(control, TrapClass::Mmio, TrapAction::Stop) {
             Ok(()) => println!("policy of {name}: mmio traps now stop it"),
             Err(error) => println!("policy of {name} not tightened: {}", error.name()),
         }
-        if let Err(error) = supervise::set_policy(control, MMIO_CLASS, false) {
+        if let Err(error) = supervise::set_policy(control, TrapClass::Mmio, TrapAction::Service) {
             println!(
                 "loosening the policy of {name} back: refused ({})",
                 error.name()

@@ -1,12 +1,12 @@
 //! The memory scheduler: on every memory report from a guest, one round of the
-//! policy of [`septum_core::memsched`] over every guest with a balloon, and the
+//! policy of [`septum_memsched`] over every guest with a balloon, and the
 //! new targets handed to the kernel. It also prints the memory lines the host
 //! tool turns into a CSV and a chart, and watches for guests that ignore their
 //! target.
 //!
 //! The scheduler works from the kernel's counts ([`MemoryInfo::held`]), never
 //! from what a guest claims: a guest's reported use only weighs in up to what it
-//! holds (see [`septum_core::memsched`]).
+//! holds (see [`septum_memsched`]).
 //!
 //! Settings come from the service VM's boot argument (the description's
 //! `argument`), so a system sets them without rebuilding the service VM:
@@ -18,7 +18,7 @@
 //! | 32-39 | rounds a guest may hold more than its target without giving any back before it counts as refusing | never |
 //! | 40 | stop a refusing guest (else only report it) | report |
 
-use septum_core::memsched::{self, Guest, Policy, Pressure};
+use septum_memsched::{Guest, Policy, Pressure};
 use septum_sdk::println;
 use septum_sdk::supervise::{self, MemoryInfo};
 
@@ -30,7 +30,7 @@ pub const DEFAULT_TAX: u8 = 75;
 pub const DEFAULT_STEP: u64 = 4096;
 const PAGE_KIB: u64 = 4;
 /// A target stays within this much (2 MiB) of its entitlement (see
-/// [`memsched`]'s dead band).
+/// [`septum_memsched`]'s dead band).
 const DEAD_BAND: u64 = 512;
 /// A guest's memory line is printed when its target changes, when it reaches
 /// its target, and otherwise only once its memory moved this much (1 MiB) since
@@ -125,7 +125,7 @@ impl Scheduler {
                 target: info.target,
             })
             .collect();
-        let targets = match memsched::targets(&self.policy, available, &inputs) {
+        let targets = match septum_memsched::targets(&self.policy, available, &inputs) {
             Ok(targets) => targets,
             Err(error) => {
                 println!("memory scheduler: no targets ({error:?})");

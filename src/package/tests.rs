@@ -2,6 +2,7 @@
 //! package the host tool writes is one the kernel sets up.
 
 use super::*;
+use septum_core::abi::{Rights, TrapAction, TrapClass};
 
 /// Verifies: SK-CAP-001, SK-CFG-003
 #[test]

@@ -6,12 +6,26 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
+use septum_core::abi::{CapType, Rights};
 use toml::Spanned;
 
 use super::Checker;
 use crate::format::{CapEntry, PartitionEntry};
 use crate::limits::CAP_SLOTS;
-use crate::model::{Cap, CapKind, Kind, Partition, Queue, Right};
+use crate::model::{Cap, CapKind, Kind, Partition, Queue};
+
+/// Every capability kind, in the order the `cap-kind` error lists them (the most
+/// common first).
+const KINDS_LISTED: [CapType; 8] = [
+    CapType::Console,
+    CapType::SelfPartition,
+    CapType::System,
+    CapType::Control,
+    CapType::QueueSend,
+    CapType::QueueReceive,
+    CapType::Balloon,
+    CapType::Watchdog,
+];
 
 /// A capability entry as a [`Cap`], or the rule it breaks on its own (without
 /// looking at the rest of the system) with the span to blame.
@@ -25,30 +39,33 @@ pub(super) fn resolve_cap(entry: &CapEntry) -> Result<Cap, (Range<usize>, &'stat
             (entry.kind.span(), "cap-target", message)
         })
     };
-    let kind = match entry.kind.get_ref().as_str() {
-        "console" => CapKind::Console,
-        "queue-send" => CapKind::QueueSend(target(&entry.queue, "queue")?),
-        "queue-receive" => CapKind::QueueReceive(target(&entry.queue, "queue")?),
-        "control" => CapKind::Control(target(&entry.partition, "partition")?),
-        "system" => CapKind::System,
-        "self" => CapKind::SelfPartition,
-        "balloon" => CapKind::Balloon,
-        "watchdog" => CapKind::Watchdog,
-        other => {
-            let message = format!(
-                "unknown capability kind `{other}` (console, self, system, control, queue-send, queue-receive, balloon, watchdog)"
-            );
-            return Err((entry.kind.span(), "cap-kind", message));
-        }
+    let Some(ty) = CapType::from_name(entry.kind.get_ref()) else {
+        let listed: Vec<&str> = KINDS_LISTED.iter().map(|ty| ty.name()).collect();
+        let message = format!(
+            "unknown capability kind `{}` ({})",
+            entry.kind.get_ref(),
+            listed.join(", ")
+        );
+        return Err((entry.kind.span(), "cap-kind", message));
     };
-    let possible = kind.possible_rights();
-    let mut rights = match &entry.rights {
-        None => possible.to_vec(),
+    let kind = match ty {
+        CapType::Console => CapKind::Console,
+        CapType::QueueSend => CapKind::QueueSend(target(&entry.queue, "queue")?),
+        CapType::QueueReceive => CapKind::QueueReceive(target(&entry.queue, "queue")?),
+        CapType::Control => CapKind::Control(target(&entry.partition, "partition")?),
+        CapType::System => CapKind::System,
+        CapType::SelfPartition => CapKind::SelfPartition,
+        CapType::Balloon => CapKind::Balloon,
+        CapType::Watchdog => CapKind::Watchdog,
+    };
+    let possible = ty.possible_rights();
+    let rights = match &entry.rights {
+        None => possible,
         Some(listed) => {
-            let mut rights = Vec::new();
+            let mut rights = Rights::default();
             for right in listed {
-                match Right::parse(right.get_ref()).filter(|r| possible.contains(r)) {
-                    Some(r) => rights.push(r),
+                match Rights::from_name(right.get_ref()).filter(|&r| possible.contains(r)) {
+                    Some(r) => rights = rights.union(r),
                     None => {
                         let message = format!(
                             "a `{}` capability cannot carry the right `{}`",
@@ -62,8 +79,6 @@ pub(super) fn resolve_cap(entry: &CapEntry) -> Result<Cap, (Range<usize>, &'stat
             rights
         }
     };
-    rights.sort();
-    rights.dedup();
     Ok(Cap { kind, rights })
 }
 
@@ -142,6 +157,20 @@ pub(super) fn check_caps(
             | CapKind::Console
             | CapKind::Balloon
             | CapKind::Watchdog => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Verifies: SK-CFG-002
+    #[test]
+    fn the_cap_kind_error_lists_every_kind_once() {
+        for ty in CapType::ALL {
+            let listed = KINDS_LISTED.iter().filter(|&&t| t == ty).count();
+            assert_eq!(listed, 1, "{}", ty.name());
         }
     }
 }

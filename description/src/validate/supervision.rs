@@ -2,12 +2,13 @@
 //! partition's `policy`, `restart_budget` and `watchdog_ms` keys (and, for the
 //! watchdog, its capabilities) and turn them into its [`Supervision`].
 
+use septum_core::abi::{CapType, Rights, TrapAction, TrapClass};
 use toml::Spanned;
 
 use super::{Checker, resolve_cap};
 use crate::format::PartitionEntry;
 use crate::limits::MAX_RESTARTS;
-use crate::model::{CapKind, Kind, RestartBudget, Right, Supervision, TrapAction, TrapClass};
+use crate::model::{CapKind, Kind, RestartBudget, Supervision};
 
 /// Most restarts a budget may allow (the kernel's limit).
 const RESTARTS_MAX: i64 = MAX_RESTARTS as i64;
@@ -48,19 +49,26 @@ fn check_policy(
         return policy;
     }
     for (class, action) in table.get_ref() {
-        let Some(known_class) = TrapClass::parse(class.get_ref()) else {
+        let Some(known_class) = TrapClass::from_name(class.get_ref()) else {
+            let classes: Vec<&str> = TrapClass::ALL.iter().map(|c| c.name()).collect();
             let message = format!(
-                "`{name}` has a policy for trap class `{}`, which does not exist (mmio, port, sysreg, instruction)",
-                class.get_ref()
+                "`{name}` has a policy for trap class `{}`, which does not exist ({})",
+                class.get_ref(),
+                classes.join(", ")
             );
             check.fail(class.span(), "policy", message);
             continue;
         };
-        let Some(known_action) = TrapAction::parse(action.get_ref()) else {
+        let Some(known_action) = TrapAction::from_name(action.get_ref()) else {
+            let actions: Vec<String> = TrapAction::ALL
+                .iter()
+                .map(|a| format!("`{}`", a.name()))
+                .collect();
             let message = format!(
-                "`{name}` has trap action `{}` for `{}`; it must be `service` or `stop`",
+                "`{name}` has trap action `{}` for `{}`; it must be {}",
                 action.get_ref(),
-                class.get_ref()
+                class.get_ref(),
+                actions.join(" or ")
             );
             check.fail(action.span(), "policy", message);
             continue;
@@ -133,13 +141,14 @@ fn check_watchdog(check: &mut Checker<'_>, entry: &PartitionEntry) -> Option<u32
     let name = entry.name.get_ref();
     let heartbeat_cap = entry.caps.iter().find(|cap| {
         resolve_cap(cap.get_ref()).is_ok_and(|resolved| {
-            resolved.kind == CapKind::Watchdog && resolved.rights.contains(&Right::Heartbeat)
+            resolved.kind == CapKind::Watchdog && resolved.rights.contains(Rights::HEARTBEAT)
         })
     });
     // A watchdog capability that breaks a capability rule has its own error; it is
     // not reported missing here as well.
     let broken_watchdog_cap = entry.caps.iter().any(|cap| {
-        cap.get_ref().kind.get_ref() == "watchdog" && resolve_cap(cap.get_ref()).is_err()
+        *cap.get_ref().kind.get_ref() == CapType::Watchdog.name()
+            && resolve_cap(cap.get_ref()).is_err()
     });
     let Some(period) = &entry.watchdog_ms else {
         if let Some(cap) = heartbeat_cap {

@@ -23,7 +23,8 @@ pub enum Kind {
     Restart = 4,
     /// A stop: 1 by the service VM, 2 by its policy, 3 past its restart budget.
     Stop = 5,
-    /// A policy change: trap class, action.
+    /// A policy change: [`TrapClass`](crate::TrapClass) number, [`TrapAction`](crate::TrapAction)
+    /// number.
     Policy = 6,
     /// A refused hypercall: call number, error code.
     CapabilityError = 7,

@@ -1,6 +1,10 @@
 //! The hypercall ABI of Septum: the one place where call numbers, status codes and
-//! the register convention are defined. The kernel, the service VM and every guest
-//! partition use these definitions, so they cannot drift apart.
+//! the register convention are defined, and the vocabularies that cross the
+//! boundary with them: trap classes and actions ([`TrapClass`], [`TrapAction`]),
+//! capability types and rights ([`CapType`], [`Rights`]), each with its numbers
+//! and the names system descriptions and console lines use. The kernel, the
+//! service VM, every guest partition, the description format and the host tool use
+//! these definitions, so they cannot drift apart.
 //!
 //! # Register convention
 //!
@@ -75,10 +79,10 @@ pub enum Call {
     /// `stop`), `a2` = generation seen (0: current).
     Stop = 10,
     /// Service VM, before `ready`: sets the action for one trap class of a
-    /// partition. `a1` = control capability (right `stop`), `a2` = trap class
-    /// (0 mmio, 1 port, 2 sysreg, 3 instruction), `a3` = action (0 service, 1
-    /// stop). Refused with [`Error::Loosening`] if the action is laxer than the
-    /// current one.
+    /// partition. `a1` = control capability (right `stop`), `a2` = [`TrapClass`]
+    /// number (0 mmio, 1 port, 2 sysreg, 3 instruction), `a3` = [`TrapAction`]
+    /// number (0 service, 1 stop). Refused with [`Error::Loosening`] if the
+    /// action is laxer than the current one.
     SetPolicy = 11,
     /// Service VM: copies audit records out of the kernel's ring, oldest first.
     /// `a1` = system capability (right `monitor`), `a2` = buffer address, `a3` =
@@ -170,6 +174,10 @@ pub enum Call {
 
 /// Longest partition name, in bytes.
 pub const NAME_MAX: usize = 16;
+
+/// Most partitions one system has, the service VM among them: a partition's
+/// index, wherever a call or a record names one, is below it.
+pub const MAX_PARTITIONS: usize = 8;
 
 /// Flags of [`Call::Resume`].
 pub mod resume {
@@ -636,118 +644,15 @@ impl Error {
     }
 }
 
-/// Capability slots per partition.
-pub const CAP_SLOTS: usize = 16;
-
-/// Capability types, as they travel in the system package.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum CapType {
-    /// The console.
-    Console = 1,
-    /// The send end of a queue.
-    QueueSend = 2,
-    /// The receive end of a queue.
-    QueueReceive = 3,
-    /// Control over one partition (service VM only).
-    Control = 4,
-    /// The system as a whole: `ready` and `shutdown` (service VM only).
-    System = 5,
-    /// The holder itself: `yield` and `exit`.
-    SelfPartition = 6,
-    /// The holder's balloon.
-    Balloon = 7,
-    /// The holder's watchdog.
-    Watchdog = 8,
-}
-
-impl CapType {
-    /// Every type, in number order.
-    pub const ALL: [CapType; 8] = [
-        CapType::Console,
-        CapType::QueueSend,
-        CapType::QueueReceive,
-        CapType::Control,
-        CapType::System,
-        CapType::SelfPartition,
-        CapType::Balloon,
-        CapType::Watchdog,
-    ];
-
-    /// The type with this number.
-    pub fn from_number(number: u8) -> Option<CapType> {
-        CapType::ALL.into_iter().find(|t| *t as u8 == number)
-    }
-
-    /// The rights a capability of this type may carry.
-    pub fn possible_rights(self) -> Rights {
-        match self {
-            CapType::Console => Rights::WRITE,
-            CapType::QueueSend => Rights::SEND,
-            CapType::QueueReceive => Rights::RECEIVE,
-            CapType::Control => Rights(
-                Rights::INSPECT.0
-                    | Rights::RESUME.0
-                    | Rights::RESTART.0
-                    | Rights::STOP.0
-                    | Rights::SET_MEMORY_TARGET.0,
-            ),
-            CapType::System => Rights(Rights::READY.0 | Rights::SHUTDOWN.0 | Rights::MONITOR.0),
-            CapType::SelfPartition => Rights(Rights::YIELD.0 | Rights::EXIT.0),
-            CapType::Balloon => Rights(Rights::INFLATE.0 | Rights::DEFLATE.0),
-            CapType::Watchdog => Rights::HEARTBEAT,
-        }
-    }
-}
-
-/// A set of rights, one bit each.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Rights(pub u16);
-
-impl Rights {
-    /// Console: write.
-    pub const WRITE: Rights = Rights(1 << 0);
-    /// Queue: send.
-    pub const SEND: Rights = Rights(1 << 1);
-    /// Queue: receive.
-    pub const RECEIVE: Rights = Rights(1 << 2);
-    /// Control: read state and registers.
-    pub const INSPECT: Rights = Rights(1 << 3);
-    /// Control: resume.
-    pub const RESUME: Rights = Rights(1 << 4);
-    /// Control: restart.
-    pub const RESTART: Rights = Rights(1 << 5);
-    /// Control: stop.
-    pub const STOP: Rights = Rights(1 << 6);
-    /// Control: set the memory target.
-    pub const SET_MEMORY_TARGET: Rights = Rights(1 << 7);
-    /// System: report ready.
-    pub const READY: Rights = Rights(1 << 8);
-    /// System: power off.
-    pub const SHUTDOWN: Rights = Rights(1 << 9);
-    /// Self: yield.
-    pub const YIELD: Rights = Rights(1 << 10);
-    /// Self: exit.
-    pub const EXIT: Rights = Rights(1 << 11);
-    /// Balloon: give pages back.
-    pub const INFLATE: Rights = Rights(1 << 12);
-    /// Balloon: take pages again.
-    pub const DEFLATE: Rights = Rights(1 << 13);
-    /// Watchdog: heartbeat.
-    pub const HEARTBEAT: Rights = Rights(1 << 14);
-    /// System: take supervision events and read the audit ring.
-    pub const MONITOR: Rights = Rights(1 << 15);
-
-    /// Whether every right of `other` is in `self`.
-    pub fn contains(self, other: Rights) -> bool {
-        self.0 & other.0 == other.0
-    }
-}
-
 pub mod audit;
 pub mod balloon;
+mod caps;
 pub mod event;
 pub mod queue;
+mod trap;
+
+pub use caps::{CAP_SLOTS, CapType, Rights};
+pub use trap::{TrapAction, TrapClass};
 
 /// Where a partition's RAM starts in its own (guest-physical) address space. It is
 /// the same on both architectures, so partition images differ only in their

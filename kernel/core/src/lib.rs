@@ -3,12 +3,18 @@
 //! It owns every decision that does not depend on the processor: which partitions
 //! exist and in what state they are, which hypercalls are allowed and with what
 //! arguments, which physical memory is free, how a system package is laid out, and
-//! what the kernel says on the console. Architecture back ends (`septum-aarch64`,
-//! later `septum-x86_64`) own the registers, page tables and traps, and ask the core
+//! what the kernel says on the console. The architecture back ends
+//! (`septum-aarch64` and `septum-x86_64`, through the loop they share in
+//! `septum-kernel`) own the registers, page tables and traps, and ask the core
 //! what to do.
 //!
+//! What is not the kernel's to decide, or not portable, lives elsewhere: the
+//! hypercall ABI and its vocabularies in `septum-abi`, the x86 instruction decoder
+//! in the x86 back end (`septum-x86-decode`), and the service VM's memory
+//! scheduler in `septum-memsched`.
+//!
 //! Invariants kept here, and tested on the host:
-//! - no `unsafe` code (`#![forbid(unsafe_code)]`);
+//! - no `unsafe` code (`#![forbid(unsafe_code)]`) and no architecture code;
 //! - every hypercall is fully validated before any state changes ("decode, then
 //!   invoke"); a rejected call leaves the system exactly as it was;
 //! - a guest partition never runs before the service VM has reported ready.
@@ -27,8 +33,6 @@ pub mod event;
 mod fake_pages;
 pub mod flip;
 pub mod memory;
-pub mod memsched;
-pub mod mmio_instruction;
 pub mod package;
 pub mod resources;
 pub mod schedule;

@@ -51,8 +51,8 @@ use crate::supervision::{SUPERVISION_SIZE, Supervision, TrapPolicy};
 pub const MAGIC: [u8; 8] = *b"SEPTUMPK";
 /// The format version this core reads and writes.
 pub const VERSION: u32 = 6;
-/// Most partitions a system may have.
-pub const MAX_PARTITIONS: usize = 8;
+/// Most partitions a system may have (the ABI's limit).
+pub use septum_abi::MAX_PARTITIONS;
 /// Longest partition name, in bytes.
 pub const NAME_MAX: usize = 16;
 /// Largest RAM one partition may be given (1 GiB).

@@ -1,7 +1,8 @@
 //! How the kernel supervises a partition, as its system description sets it: which
 //! traps go to the service VM and which stop the partition at once (the trap
 //! policy), how often it may be restarted (the restart budget), and how often it
-//! must heartbeat (the watchdog).
+//! must heartbeat (the watchdog). The vocabulary, [`TrapClass`] and [`TrapAction`],
+//! is the ABI's (re-exported here); the policy built from it is kernel state.
 //!
 //! Invariants:
 //! - a policy only ever tightens at run time: [`TrapPolicy::tighten`] refuses to
@@ -9,90 +10,11 @@
 //! - the encoding is canonical: [`Supervision::decode`] accepts exactly the bytes
 //!   [`Supervision::encode`] can produce.
 
-/// What kind of trap a guest took. Each class has its own action in the policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TrapClass {
-    /// A data access outside the partition's RAM and granted devices (unassigned
-    /// MMIO): a stage-2 / EPT data violation.
-    Mmio,
-    /// An I/O port the partition was not granted (x86).
-    Port,
-    /// A trapped system register (aarch64) or MSR (x86).
-    SystemRegister,
-    /// A trapped instruction: SMC on aarch64.
-    Instruction,
-}
+pub use septum_abi::{TrapAction, TrapClass};
 
-impl TrapClass {
-    /// Every class, in bit order.
-    pub const ALL: [TrapClass; 4] = [
-        TrapClass::Mmio,
-        TrapClass::Port,
-        TrapClass::SystemRegister,
-        TrapClass::Instruction,
-    ];
-
-    /// The class's name in descriptions and `@@` lines.
-    pub fn name(self) -> &'static str {
-        match self {
-            TrapClass::Mmio => "mmio",
-            TrapClass::Port => "port",
-            TrapClass::SystemRegister => "sysreg",
-            TrapClass::Instruction => "instruction",
-        }
-    }
-
-    /// The class with this name.
-    pub fn from_name(name: &str) -> Option<TrapClass> {
-        TrapClass::ALL
-            .into_iter()
-            .find(|class| class.name() == name)
-    }
-
-    /// The class with this number (its position in [`TrapClass::ALL`]).
-    pub fn from_number(number: u64) -> Option<TrapClass> {
-        TrapClass::ALL.get(usize::try_from(number).ok()?).copied()
-    }
-
-    fn bit(self) -> u8 {
-        1 << self as u8
-    }
-}
-
-/// What the kernel does with a trap of some class.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TrapAction {
-    /// Suspend the guest and let the service VM decide (when the service VM holds a
-    /// control capability for it; otherwise the kernel stops it).
-    Service,
-    /// Stop the guest at once. Stricter than [`TrapAction::Service`].
-    Stop,
-}
-
-impl TrapAction {
-    /// The action's name in descriptions and `@@` lines.
-    pub fn name(self) -> &'static str {
-        match self {
-            TrapAction::Service => "service",
-            TrapAction::Stop => "stop",
-        }
-    }
-
-    /// The action with this name.
-    pub fn from_name(name: &str) -> Option<TrapAction> {
-        [TrapAction::Service, TrapAction::Stop]
-            .into_iter()
-            .find(|action| action.name() == name)
-    }
-
-    /// The action with this number (0 service, 1 stop).
-    pub fn from_number(number: u64) -> Option<TrapAction> {
-        match number {
-            0 => Some(TrapAction::Service),
-            1 => Some(TrapAction::Stop),
-            _ => None,
-        }
-    }
+/// The bit of `class` in a policy's stop bits (and in the package's policy byte).
+fn bit(class: TrapClass) -> u8 {
+    1 << class as u8
 }
 
 /// One action per trap class. The default sends every class to the service VM.
@@ -109,7 +31,7 @@ pub struct Loosening;
 impl TrapPolicy {
     /// The action for `class`.
     pub fn action(self, class: TrapClass) -> TrapAction {
-        if self.stop & class.bit() != 0 {
+        if self.stop & bit(class) != 0 {
             TrapAction::Stop
         } else {
             TrapAction::Service
@@ -119,8 +41,8 @@ impl TrapPolicy {
     /// This policy with `class` set to `action`, whatever it was.
     pub fn with(self, class: TrapClass, action: TrapAction) -> TrapPolicy {
         let stop = match action {
-            TrapAction::Stop => self.stop | class.bit(),
-            TrapAction::Service => self.stop & !class.bit(),
+            TrapAction::Stop => self.stop | bit(class),
+            TrapAction::Service => self.stop & !bit(class),
         };
         TrapPolicy { stop }
     }
@@ -186,7 +108,7 @@ impl Supervision {
         let raw = raw.get(..SUPERVISION_SIZE)?;
         let known = TrapClass::ALL
             .iter()
-            .fold(0, |bits, class| bits | class.bit());
+            .fold(0, |bits, &class| bits | bit(class));
         let u32_at = |at: usize| u32::from_le_bytes(raw[at..at + 4].try_into().expect("4 bytes"));
         let supervision = Supervision {
             policy: TrapPolicy { stop: raw[0] },
@@ -214,7 +136,7 @@ mod tests {
     }
 
     fn action() -> impl Strategy<Value = TrapAction> {
-        prop_oneof![Just(TrapAction::Service), Just(TrapAction::Stop)]
+        proptest::sample::select(TrapAction::ALL.to_vec())
     }
 
     /// Verifies: SK-INIT-005
@@ -229,18 +151,6 @@ mod tests {
         );
         assert_eq!(policy.action(TrapClass::Mmio), TrapAction::Stop);
         assert_eq!(policy.action(TrapClass::Port), TrapAction::Service);
-    }
-
-    /// Verifies: SK-INIT-005
-    #[test]
-    fn names_round_trip() {
-        for class in TrapClass::ALL {
-            assert_eq!(TrapClass::from_name(class.name()), Some(class));
-            assert_eq!(TrapClass::from_number(class as u64), Some(class));
-        }
-        assert_eq!(TrapClass::from_number(4), None);
-        assert_eq!(TrapAction::from_name("stop"), Some(TrapAction::Stop));
-        assert_eq!(TrapAction::from_number(2), None);
     }
 
     proptest! {

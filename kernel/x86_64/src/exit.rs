@@ -15,7 +15,6 @@
 
 use septum_abi::layout::PAGE_SIZE;
 use septum_core::event::{Fault, Reason, Snapshot};
-use septum_core::mmio_instruction;
 use septum_core::system::CallRegisters;
 use septum_kernel::{Global, Kernel, Step, Trap};
 
@@ -168,7 +167,7 @@ fn snapshot(frame: &GuestRegisters, rip: u64) -> Snapshot {
 
 /// Length of the instruction at `rip` of the running partition, for an EPT data
 /// violation (VT-x does not report it): decoded from the code when it is one of the
-/// memory moves [`mmio_instruction`] knows, 0 (cannot be skipped) otherwise. The
+/// memory moves [`septum_x86_decode`] knows, 0 (cannot be skipped) otherwise. The
 /// code is read only while the partition runs on the boot page tables, whose
 /// identity mapping makes `rip` a guest-physical address, and through the core's
 /// accessor, which reads the frames the partition runs on now (a substitute after
@@ -188,7 +187,7 @@ fn mmio_access_length(kernel: &mut Kernel<Vcpu, Pc>, cpu: usize, rip: u64) -> u8
     for available in [LONGEST, to_page_end.min(LONGEST)] {
         let code = &mut bytes[..available as usize];
         if kernel.read_guest(current, rip, code).is_ok() {
-            return mmio_instruction::length(code).map_or(0, |length| length as u8);
+            return septum_x86_decode::length(code).map_or(0, |length| length as u8);
         }
     }
     0

@@ -4,7 +4,8 @@
 
 use septum_abi::event::{self, Kind};
 use septum_abi::{
-    CapType, Identified, Inspected, NAME_MAX, PartitionState, audit, balloon, resume,
+    CapType, Identified, Inspected, NAME_MAX, PartitionState, TrapAction, TrapClass, audit,
+    balloon, resume,
 };
 
 use crate::{Call, Error, typed};
@@ -128,11 +129,15 @@ pub fn stop(slot: u64, generation: u32) -> Result<(), Error> {
     typed(Call::Stop, [slot, u64::from(generation), 0, 0, 0, 0]).map(|_| ())
 }
 
-/// Before `ready`: sets trap class `class` (0 mmio, 1 port, 2 sysreg, 3
-/// instruction) of the partition of control capability `slot` to `stop` (true) or
-/// `service`. Refused with [`Error::Loosening`] if that loosens the policy.
-pub fn set_policy(slot: u64, class: u64, stop: bool) -> Result<(), Error> {
-    typed(Call::SetPolicy, [slot, class, u64::from(stop), 0, 0, 0]).map(|_| ())
+/// Before `ready`: sets trap class `class` of the partition of control capability
+/// `slot` to `action`. Refused with [`Error::Loosening`] if that loosens the
+/// policy.
+pub fn set_policy(slot: u64, class: TrapClass, action: TrapAction) -> Result<(), Error> {
+    typed(
+        Call::SetPolicy,
+        [slot, class as u64, action as u64, 0, 0, 0],
+    )
+    .map(|_| ())
 }
 
 /// Copies audit records into `records` (system capability in `slot`), as words

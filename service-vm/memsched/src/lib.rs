@@ -1,7 +1,9 @@
 //! The memory scheduler's policy: from each guest's limits, shares and use, the
 //! memory target the service VM gives it next round. A pure function of its
-//! inputs, so it is tested here on the host; the service VM calls it and the
-//! guests' balloon drivers follow the targets.
+//! inputs, so it is tested here on the host; the service VM (`service-vm/src/
+//! memory.rs`) calls it and the guests' balloon drivers follow the targets. It is
+//! the service VM's policy, not the kernel's: the kernel only enforces the
+//! targets, within each guest's minimum and maximum, whatever this crate computes.
 //!
 //! **Entitlement (idle memory tax).** Memory goes to guests in proportion to their
 //! shares, but a page a guest does not use costs it more than a page it uses, as
@@ -34,8 +36,10 @@
 //! - with inputs held still, the targets reach the unlimited entitlement within
 //!   `ceil(largest gap / step)` rounds, so a guest whose demand rises gets memory
 //!   from idle guests within a bounded number of rounds.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
-use crate::package::MAX_PARTITIONS;
+use septum_abi::MAX_PARTITIONS;
 
 /// Pages handed out at a time when computing the entitlement.
 pub const QUANTUM: u64 = 64;

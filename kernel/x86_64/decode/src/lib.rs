@@ -1,4 +1,8 @@
-//! The length of the x86-64 instruction a guest used to touch MMIO.
+//! The length of the x86-64 instruction a guest used to touch MMIO: the x86_64
+//! back end's decoder (`kernel/x86_64/src/exit.rs` is its only user). It is a
+//! crate of its own, inside the back end's folder, because the back end is a
+//! bare-metal binary that cannot be built for the host, and this code is tested
+//! there; the portable core has no architecture code.
 //!
 //! On an EPT violation VT-x does not report the instruction length, so when the
 //! service VM asks for a faulting access to be skipped, the kernel reads up to 15
@@ -15,6 +19,8 @@
 //!   (LOCK, REP, other opcodes, a prefix after REX, C6/C7 with reg != 0) is `None`;
 //! - a length is never more than 15 or than the bytes given, and bytes after the
 //!   instruction never change it.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 /// The architectural limit: a longer instruction raises #GP instead of running.
 const MAX_INSTRUCTION_LENGTH: usize = 15;
