@@ -53,8 +53,8 @@ pub const MAGIC: [u8; 8] = *b"SEPTUMPK";
 pub const VERSION: u32 = 6;
 /// Most partitions a system may have (the ABI's limit).
 pub use septum_abi::MAX_PARTITIONS;
-/// Longest partition name, in bytes.
-pub const NAME_MAX: usize = 16;
+/// Longest partition name, in bytes (the ABI's: `inspect` copies it out).
+pub use septum_abi::NAME_MAX;
 /// Largest RAM one partition may be given (1 GiB).
 pub const RAM_MAX: u64 = 1 << 30;
 /// Most messages a queue may hold.
