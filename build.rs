@@ -32,6 +32,7 @@ const PARTITIONS: &[&str] = &[
     "partition-hostile-args",
     "partition-bench",
     "partition-spin",
+    "partition-vcpus",
     "partition-probe",
     "partition-timeshare",
     "partition-fuzz",

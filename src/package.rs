@@ -127,19 +127,21 @@ fn supervision(partition: &Partition) -> Supervision {
     }
 }
 
-/// `partition`'s grants: its placement, limits, receive window, cores and windows,
+/// `partition`'s grants: its placement, limits, receive window, vCPUs' cores and windows,
 /// and the MMIO blocks (widened to whole pages), port ranges and interrupts of its
 /// devices. Fails only on what the validator refuses (a core past the kernel's,
 /// a window past 32 bits, too many grants, an unknown device), saying what.
 fn resources(partition: &Partition, board: &Board) -> Result<Resources, String> {
     const PAGE: u64 = septum_core::abi::layout::PAGE_SIZE;
-    let mut cpus = 0u32;
+    let mut r = Resources::new(partition.memory_min, partition.memory_max);
     for &cpu in &partition.cpus {
-        cpus |= 1u32
-            .checked_shl(cpu)
-            .ok_or_else(|| format!("core {cpu} does not fit the package's core mask"))?;
+        u8::try_from(cpu)
+            .ok()
+            .and_then(|core| r.add_vcpu(core).ok())
+            .ok_or_else(|| {
+                format!("vCPU on core {cpu}: more vCPUs or a higher core than the kernel has")
+            })?;
     }
-    let mut r = Resources::new(partition.memory_min, partition.memory_max, cpus);
     r.at = partition.at;
     r.receive_window = partition.receive_window;
     r.shares = partition.memory_shares;

@@ -7,8 +7,10 @@
 pub use septum_core::abi::layout::{PAGE_SIZE, RAM_BASE, RECEIVE_WINDOW_BASE};
 pub use septum_core::caps::CAP_SLOTS;
 pub use septum_core::flip::{FLIGHT_MAX, MAX_QUEUES};
-pub use septum_core::package::{MAX_PARTITIONS, NAME_MAX, RAM_MAX};
-pub use septum_core::resources::{MAX_IRQS, MAX_MMIO, MAX_PORTS, MAX_RECEIVE_WINDOW, MAX_WINDOWS};
+pub use septum_core::package::{MAX_PARTITIONS, MAX_SYSTEM_VCPUS, NAME_MAX, RAM_MAX};
+pub use septum_core::resources::{
+    MAX_IRQS, MAX_MMIO, MAX_PORTS, MAX_RECEIVE_WINDOW, MAX_VCPUS, MAX_WINDOWS,
+};
 pub use septum_core::supervision::MAX_RESTARTS;
 pub use septum_core::system::MAX_CPUS;
 

@@ -19,9 +19,10 @@
 //! | `placement` | an `at` address not on a 2 MiB boundary |
 //! | `memory-outside-ram` | partition RAM placed outside the board's RAM |
 //! | `memory-overlap` | partition RAM placed over another partition's or the kernel's |
-//! | `cpu` | a core the board does not have (a board recipe has at most 4 cores, `MAX_CPUS`), or more than one core for a partition (one vCPU each for now), or a service VM off core 0 |
+//! | `cpu` | a core the board does not have (a board recipe has at most 4 cores, `MAX_CPUS`), no core or more than 4 for a partition (one vCPU per entry of `cpus`, `MAX_VCPUS`), or a service VM with another `cpus` than `[0]` |
+//! | `vcpus` | more than 16 vCPUs in all (`MAX_SYSTEM_VCPUS`), or a partition with several vCPUs that holds a queue end or a balloon, or has a receive window (page flips and ballooning change a partition's mappings while only the core they run on is told) |
 //! | `schedule` | time windows without a `[schedule]`, or a major frame of 0 or over 2^32 - 1 µs |
-//! | `window-missing` | with a `[schedule]`, a partition without a window |
+//! | `window-missing` | with a `[schedule]`, a partition without a window, or without one on a core one of its vCPUs is pinned to |
 //! | `window-cpu` | a window on a core the partition is not pinned to |
 //! | `window-frame` | a window that is empty or ends after the major frame |
 //! | `window-overlap` | two windows that overlap on one core |
@@ -64,7 +65,7 @@ use crate::board::Board;
 use crate::format::{Boards, PartitionEntry, QueueEntry, SystemFile};
 use crate::limits::{
     MAJOR_FRAME_MAX_US, MAX_IRQS, MAX_MMIO, MAX_PARTITIONS, MAX_PORTS, MAX_RECEIVE_WINDOW,
-    MAX_WINDOWS, NAME_MAX, PAGE_SIZE, RAM_MAX,
+    MAX_SYSTEM_VCPUS, MAX_VCPUS, MAX_WINDOWS, NAME_MAX, PAGE_SIZE, RAM_MAX,
 };
 use crate::model::{ImageSource, Kind, Partition, System, Window};
 use crate::{DescriptionError, DescriptionErrors, Locator};
@@ -92,6 +93,7 @@ pub const RULES: &[&str] = &[
     "memory-outside-ram",
     "memory-overlap",
     "cpu",
+    "vcpus",
     "schedule",
     "window-missing",
     "window-cpu",
@@ -204,6 +206,7 @@ pub(crate) fn validate(
     for (entry, partition) in file.partition.iter().zip(&partitions) {
         check_caps(&mut check, entry, partition, &by_name, &names);
     }
+    check_vcpus(&mut check, &file.partition, &partitions);
     if let Some(policy) = &file.policy
         && !policy.get_ref().is_empty()
     {
@@ -375,14 +378,15 @@ fn check_partition(
                     check.fail(cpus.span(), "cpu", message);
                 }
             }
-            if cpus.get_ref().len() != 1 {
+            let count = cpus.get_ref().len();
+            if count == 0 || count > MAX_VCPUS {
                 let message = format!(
-                    "`{name}` must run on exactly one core (one vCPU per partition for now)"
+                    "`{name}` lists {count} cores: a partition has 1 to {MAX_VCPUS} vCPUs, one on each core listed"
                 );
                 check.fail(cpus.span(), "cpu", message);
             } else if kind == Kind::Service && cpus.get_ref() != &[0] {
                 let message = format!(
-                    "the service VM `{name}` must run on core 0, which the kernel starts first"
+                    "the service VM `{name}` has one vCPU, on core 0, which the kernel starts first"
                 );
                 check.fail(cpus.span(), "cpu", message);
             }
@@ -547,6 +551,13 @@ fn check_windows(
         if partition.windows.is_empty() {
             let message = format!("`{name}` has no time window in the schedule");
             check.fail(entry.get_ref().name.span(), "window-missing", message);
+        } else if let Some(core) = partition
+            .cpus
+            .iter()
+            .find(|&&core| !partition.windows.iter().any(|w| w.cpu == core))
+        {
+            let message = format!("`{name}` has a vCPU on core {core} but no time window there");
+            check.fail(entry.get_ref().name.span(), "window-missing", message);
         }
         for (nth, (window, spanned)) in partition
             .windows
@@ -584,6 +595,50 @@ fn check_windows(
             if index < MAX_PARTITIONS && nth < MAX_WINDOWS {
                 taken.push((window.cpu, window.offset_us, end, name));
             }
+        }
+    }
+}
+
+/// The `vcpus` rule: the kernel's total, and what a partition of several vCPUs
+/// may not hold.
+fn check_vcpus(
+    check: &mut Checker<'_>,
+    entries: &[Spanned<PartitionEntry>],
+    partitions: &[Partition],
+) {
+    let total: usize = partitions.iter().map(|p| p.cpus.len()).sum();
+    if total > MAX_SYSTEM_VCPUS
+        && let Some(last) = entries.last()
+    {
+        let message = format!(
+            "the partitions have {total} vCPUs in all; the kernel runs at most {MAX_SYSTEM_VCPUS}"
+        );
+        check.fail(last.get_ref().name.span(), "vcpus", message);
+    }
+    for (entry, partition) in entries.iter().zip(partitions) {
+        if partition.cpus.len() < 2 {
+            continue;
+        }
+        let name = &partition.name;
+        let remapping = entry.get_ref().caps.iter().find(|cap| {
+            matches!(
+                CapType::from_name(cap.get_ref().kind.get_ref()),
+                Some(CapType::QueueSend | CapType::QueueReceive | CapType::Balloon)
+            )
+        });
+        if let Some(cap) = remapping {
+            let message = format!(
+                "`{name}` has {} vCPUs and holds a `{}` capability: a partition with several vCPUs may not flip pages or balloon (yet)",
+                partition.cpus.len(),
+                cap.get_ref().kind.get_ref()
+            );
+            check.fail(cap.span(), "vcpus", message);
+        } else if partition.receive_window > 0 {
+            let message = format!(
+                "`{name}` has {} vCPUs and a receive window: a partition with several vCPUs may not receive flipped pages (yet)",
+                partition.cpus.len()
+            );
+            check.fail(entry.get_ref().name.span(), "vcpus", message);
         }
     }
 }

@@ -178,7 +178,7 @@ fn package_of(queues: &[(usize, usize, u32, u32)]) -> Vec<u8> {
         entry_offset: 0,
         argument: 0,
         caps: [None; CAP_SLOTS],
-        resources: Resources::new(2 << 20, 2 << 20, 1),
+        resources: Resources::on_cores(2 << 20, 2 << 20, &[0]),
         supervision: Supervision::default(),
     };
     let partitions = [

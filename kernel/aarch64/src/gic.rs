@@ -3,14 +3,16 @@
 //!
 //! At boot [`Gic::init`] turns on affinity routing and group 1 in the distributor,
 //! wakes the boot CPU's redistributor and enables the CPU interface at EL2 through
-//! its system registers; [`Gic::enable_ppi`] then enables one private interrupt.
-//! After that the kernel talks to the GIC only through the CPU interface:
-//! [`acknowledge`] and [`end`].
+//! its system registers; [`Gic::enable_private`] then enables the kernel's private
+//! interrupts (the timer's, and [`KICK`]). After that the kernel talks to the GIC
+//! only through the CPU interface: [`acknowledge`], [`end`] and [`kick`].
 //!
 //! Invariants:
-//! - the kernel enables no interrupt but those it passes to [`Gic::enable_ppi`] (the
-//!   hypervisor timer) and [`route_spi`] (a device interrupt granted to a partition,
-//!   routed to that partition's core only); [`Gic::init`] disables every other one;
+//! - the kernel enables no interrupt but those it passes to [`Gic::enable_private`]
+//!   (the hypervisor timer, and the software interrupt [`KICK`] one core sends
+//!   another) and [`route_spi`] (a device interrupt granted to a partition, routed
+//!   to the core of that partition's vCPU 0 only); [`Gic::init`] disables every
+//!   other one;
 //! - interrupts are group 1 and the CPU interface uses EOImode 1: ICC_EOIR1_EL1 only
 //!   drops the running priority. The kernel deactivates its own interrupts at once
 //!   ([`end`]); a partition's interrupt stays active until the partition's virtual
@@ -113,6 +115,10 @@ register_structs! {
     }
 }
 
+/// The software-generated interrupt one core sends another to make it enter the
+/// kernel (`septum_kernel::Machine::kick`).
+pub const KICK: u32 = 1;
+
 /// Offset of the SGI/PPI frame from a redistributor's control frame.
 const PRIVATE_FRAME: u64 = 0x1_0000;
 /// Bytes per redistributor: two 64 KiB frames, four with virtual LPIs (GICv4).
@@ -203,10 +209,10 @@ impl Gic {
         Ok(Gic { control, private })
     }
 
-    /// Makes private interrupt `intid` (16 to 31) group 1, of the kernel's priority,
-    /// and enables it.
-    pub fn enable_ppi(&self, intid: u32) -> Result<(), GicError> {
-        assert!((16..32).contains(&intid), "INTID {intid} is not a PPI");
+    /// Makes private interrupt `intid` (an SGI, 0 to 15, or a PPI, 16 to 31)
+    /// group 1, of the kernel's priority, and enables it.
+    pub fn enable_private(&self, intid: u32) -> Result<(), GicError> {
+        assert!(intid < 32, "INTID {intid} is not a private interrupt");
         let bit = 1 << intid;
         self.private.igroupr0.set(self.private.igroupr0.get() | bit);
         self.private.ipriorityr[intid as usize].set(PRIORITY);
@@ -235,6 +241,22 @@ pub unsafe fn route_spi(distributor: Range, intid: u32, mpidr: u64) -> Result<()
     gicd.irouter[intid as usize].set(affinity);
     gicd.isenabler[word].set(bit);
     wait_while(|| gicd.ctlr.is_set(GICD_CTLR::RWP))
+}
+
+/// Sends [`KICK`] to the core with affinity `mpidr`.
+pub fn kick(mpidr: u64) {
+    let field = |shift: u32| (mpidr >> shift) & 0xff;
+    // ICC_SGI1R_EL1: target list (the bit of Aff0 within its group of 16), Aff1,
+    // INTID, Aff2, Aff3; IRM clear (to the listed core only).
+    let target = 1u64 << (field(0) & 0xf);
+    let sgi =
+        target | (field(8) << 16) | (u64::from(KICK) << 24) | (field(16) << 32) | (field(32) << 48);
+    // SAFETY: writing ICC_SGI1R_EL1 only raises a group 1 SGI on one core; the
+    // barrier orders the kernel's stores before it, as the kicked core reads them
+    // under the kernel lock anyway.
+    unsafe {
+        asm!("dsb ish", "msr icc_sgi1r_el1, {}", "isb", in(reg) sgi, options(nostack));
+    }
 }
 
 /// Finds the redistributor of the CPU running this code in `region`.

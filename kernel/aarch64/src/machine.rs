@@ -13,8 +13,7 @@ use septum_kernel::{Console, Uart};
 use crate::timer::Timer;
 use crate::uart::Pl011;
 
-const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
-const PSCI_CPU_ON: u64 = 0xc400_0003;
+use smccc::psci::{PSCI_CPU_ON_64, PSCI_SYSTEM_OFF};
 
 /// The console, the clock and the power switch.
 pub struct Board {
@@ -26,6 +25,8 @@ pub struct Board {
     pub timer: Timer,
     /// The GIC redistributor region, for each core's own bring-up.
     pub redistributors: Range,
+    /// Each core's affinity (MPIDR), by core index, to kick it.
+    pub mpidrs: heapless::Vec<u64, { septum_core::system::MAX_CPUS }>,
 }
 
 impl fmt::Write for Board {
@@ -50,6 +51,12 @@ impl septum_kernel::Machine for Board {
 
     fn set_deadline(&mut self, deadline_us: Option<u64>) {
         self.timer.set_deadline(deadline_us);
+    }
+
+    fn kick(&mut self, cpu: usize) {
+        if let Some(&mpidr) = self.mpidrs.get(cpu) {
+            crate::gic::kick(mpidr);
+        }
     }
 
     fn receive(&mut self) -> Option<u8> {
@@ -129,7 +136,7 @@ pub fn cpu_on(mpidr: u64, entry: u64, context: u64) -> Result<(), i64> {
     // SAFETY: PSCI CPU_ON starts another core at `entry` (the kernel's secondary
     // entry point); it reads no memory of ours.
     unsafe {
-        asm!("smc #0", inout("x0") PSCI_CPU_ON => status, in("x1") mpidr, in("x2") entry, in("x3") context, options(nomem, nostack));
+        asm!("smc #0", inout("x0") u64::from(PSCI_CPU_ON_64) => status, in("x1") mpidr, in("x2") entry, in("x3") context, options(nomem, nostack));
     }
     match status as i64 {
         0 => Ok(()),
@@ -141,7 +148,7 @@ pub fn cpu_on(mpidr: u64, entry: u64, context: u64) -> Result<(), i64> {
 pub fn system_off() {
     // SAFETY: PSCI SYSTEM_OFF either powers off or returns an error in x0; it reads
     // no memory of ours.
-    unsafe { asm!("smc #0", inout("x0") PSCI_SYSTEM_OFF => _, options(nomem, nostack)) };
+    unsafe { asm!("smc #0", inout("x0") u64::from(PSCI_SYSTEM_OFF) => _, options(nomem, nostack)) };
 }
 
 /// Stops this CPU for good.

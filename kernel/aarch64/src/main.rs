@@ -48,33 +48,13 @@ use crate::stage2::Stage2;
 use crate::timer::Timer;
 use crate::trap::KERNEL;
 use crate::uart::Pl011;
-use crate::vcpu::Vcpu;
+use crate::vcpu::{Space, Vcpu};
 
 /// The board this build targets, as `@@ kernel boot` reports it.
 const BOARD: &str = "qemu-virt";
 /// Partition RAM is placed on 2 MiB boundaries so stage 2 can use block mappings.
 const PARTITION_ALIGN: u64 = 2 << 20;
 
-/// HCR_EL2 while partitions run: stage 2 on (VM), set/way invalidation upgraded
-/// (SWIO), physical FIQ/IRQ/SError to EL2 (FMO, IMO, AMO), broadcast TLB and barrier
-/// operations (FB, BSU = inner shareable), default-cacheable stage 1 off (DC), WFI
-/// and WFE trapped (TWI, TWE), SMC trapped (TSC), implementation-defined registers,
-/// ACTLR and set/way cache maintenance trapped (TIDCP, TACR, TSW), EL1 in AArch64 (RW).
-const HCR_VALUE: u64 = (1 << 0)
-    | (1 << 1)
-    | (1 << 3)
-    | (1 << 4)
-    | (1 << 5)
-    | (1 << 9)
-    | (0b01 << 10)
-    | (1 << 12)
-    | (1 << 13)
-    | (1 << 14)
-    | (1 << 19)
-    | (1 << 20)
-    | (1 << 21)
-    | (1 << 22)
-    | (1 << 31);
 /// MDCR_EL2 trap bits: PMU (TPM, TPMCR) and debug registers (TDA, TDOSA, TDRA).
 const MDCR_TRAPS: u64 = (1 << 6) | (1 << 5) | (1 << 9) | (1 << 10) | (1 << 11);
 /// CPTR_EL2: RES1 bits, trace (TTA) and CPACR (TCPAC) trapped, FP/SIMD not trapped
@@ -149,8 +129,11 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     // devices above; the kernel is their only user; this is single-threaded boot
     // with every interrupt masked.
     let gic = unsafe { Gic::init(distributor, redistributors) };
-    gic.and_then(|gic| gic.enable_ppi(timer::INTID))
-        .unwrap_or_else(|error| panic!("GIC initialisation failed: {error:?}"));
+    gic.and_then(|gic| {
+        gic.enable_private(timer::INTID)
+            .and(gic.enable_private(gic::KICK))
+    })
+    .unwrap_or_else(|error| panic!("GIC initialisation failed: {error:?}"));
 
     // SAFETY: the host tool appends the package at __kernel_end; it lies in RAM
     // mapped above. Its header is read first and the length it gives is bounded by
@@ -190,7 +173,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         .and_then(|()| frames.remove(info.blob));
     carved.expect("RAM bank split into too many pieces");
 
-    let (system, vcpus) = septum_kernel::load_partitions(
+    let (system, spaces, vcpus) = septum_kernel::load_partitions(
         &package,
         &mut frames,
         PARTITION_ALIGN,
@@ -207,8 +190,18 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
                 stage2::DEVICE,
             );
             let vmid = u8::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
-            let entry = RAM_BASE + spec.entry_offset;
-            Vcpu::new(entry, spec.kept_ram(), spec.argument, tables, vmid)
+            let vcpus = (0..spec.resources.vcpu_cores().len())
+                .map(|index| {
+                    let start = vcpu::Start {
+                        entry: RAM_BASE + spec.entry_offset,
+                        ram_size: spec.kept_ram(),
+                        argument: spec.argument,
+                        index,
+                    };
+                    Vcpu::new(start, vcpu::HCR_NATIVE)
+                })
+                .collect();
+            (Space::new(tables, vmid), vcpus)
         },
     );
     let output = septum_kernel::console_output(&mut frames);
@@ -219,12 +212,13 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         psci_smc: info.psci_smc,
         timer,
         redistributors,
+        mpidrs: info.mpidrs.clone(),
     };
     let mut first = TrapFrame::default();
     let cpu = cpu::index();
     let step = KERNEL.init(
         cpu,
-        Kernel::new(system, vcpus, board, package, output),
+        Kernel::new(system, spaces, vcpus, board, package, output),
         |kernel| kernel.start(&mut first),
     );
     route_device_interrupts(&package, &info);
@@ -240,7 +234,8 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
 /// the kernel, and a route in the distributor to the partition's core.
 fn route_device_interrupts(package: &Package<'_>, info: &MachineInfo) {
     for (partition, spec) in package.partitions().enumerate() {
-        let core = spec.resources.cpus.trailing_zeros() as usize;
+        // vCPU 0 takes its partition's device interrupts.
+        let core = usize::from(spec.resources.vcpu_cores()[0]);
         let Some(&mpidr) = info.mpidrs.get(core) else {
             panic!(
                 "partition {} is pinned to core {core}, which this machine lacks",
@@ -285,8 +280,11 @@ extern "C" fn secondary_main(index: u64) -> ! {
     // SAFETY: the redistributor region was mapped by the boot core; this is the
     // core's own bring-up, once, with interrupts masked.
     let gic = unsafe { Gic::init_this_core(redistributors) };
-    gic.and_then(|gic| gic.enable_ppi(timer::INTID))
-        .unwrap_or_else(|error| panic!("GIC initialisation failed on core {cpu}: {error:?}"));
+    gic.and_then(|gic| {
+        gic.enable_private(timer::INTID)
+            .and(gic.enable_private(gic::KICK))
+    })
+    .unwrap_or_else(|error| panic!("GIC initialisation failed on core {cpu}: {error:?}"));
     timer::disable();
     let mut frame = TrapFrame::default();
     let step = KERNEL.with(cpu, |kernel| {
@@ -328,7 +326,7 @@ unsafe fn find_package(at: u64, ram: Range) -> Option<&'static [u8]> {
 
 /// Sets the EL2 controls that confine every partition (see the constants above).
 fn configure_el2_traps() {
-    HCR_EL2.set(HCR_VALUE);
+    HCR_EL2.set(vcpu::HCR_NATIVE);
     let counters = MDCR_EL2.get() & 0x1f; // keep HPMN: partitions see no PMU anyway
     MDCR_EL2.set(counters | MDCR_TRAPS);
     // SAFETY: CPTR_EL2 controls traps of lower ELs (and EL2 FP use, left enabled).

@@ -87,14 +87,19 @@ impl Timer {
     }
 
     /// Waits, with interrupts masked, until the counter reaches `until_us`: the
-    /// timer's interrupt wakes `wfi`. On return the timer is disabled and nothing
-    /// is pending or active in the GIC.
+    /// timer's interrupt wakes `wfi`, and any other that wakes it is ended. On
+    /// return the timer is disabled and nothing is pending or active in the GIC.
     pub fn idle_until(&self, until_us: u64) {
         let until = self.ticks_at(until_us);
         set_compare(until);
         enable();
         while CNTPCT_EL0.get() < until {
             wfi();
+            // A kick that came after this core let its vCPU go would otherwise keep
+            // waking `wfi`: nothing here needs it.
+            if let Some(intid) = gic::acknowledge() {
+                gic::end(intid);
+            }
         }
         disable();
         barrier::isb(barrier::SY);

@@ -1,15 +1,20 @@
 //! Trap classification: turns the exception syndrome of a trap from a partition into
-//! a hypercall, a wait, or a fault, and a physical interrupt into a preemption, and
-//! hands it to the shared kernel loop.
+//! a hypercall (Septum's, or an SMCCC call such as PSCI), a wait, or a fault, and a
+//! physical interrupt into a preemption or a kick, and hands it to the shared
+//! kernel loop.
 //!
 //! Invariants:
+//! - the trap is handed on with ELR_EL2 on the instruction that trapped (for `hvc`,
+//!   whose exception returns past it, moved back by its 4 bytes): the kernel moves
+//!   it on only when the call or wait was handled;
 //! - every exception class the kernel does not expect, and every FIQ, SError or
 //!   trap from AArch32 state (whichever vector it came through), becomes a fault
 //!   that stops the partition: no exception is ever ignored or silently resumed;
 //! - an IRQ is acknowledged and ended before the partition runs again. The timer's
-//!   ([`timer::INTID`]) preempts the partition; any other (the kernel enables none)
-//!   and a spurious one resume the partition with its registers unchanged, since an
-//!   interrupt is no act of the partition's.
+//!   ([`timer::INTID`]) preempts the partition; a kick ([`gic::KICK`]) makes the
+//!   core look again at what it runs; any other and a spurious one resume the
+//!   partition with its registers unchanged, since an interrupt is no act of the
+//!   partition's.
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{ESR_EL2, FAR_EL2, HPFAR_EL2, Readable};
@@ -38,6 +43,11 @@ const EC_DABT_LOWER: u64 = 0x24;
 const ESR_IL: u64 = 1 << 25;
 /// SPSR_EL2.M[4]: the trap came from AArch32 state.
 const SPSR_AARCH32: u64 = 1 << 4;
+/// Bit 31 of an SMCCC function number (a "fast call"): Septum's call numbers never
+/// have it.
+const SMCCC_FAST_CALL: u64 = 1 << 31;
+/// Bytes of an A64 instruction (`hvc`).
+const INSTRUCTION: u64 = 4;
 
 // Which vector a trap arrived through (set by the vector table in `boot.rs`).
 const VECTOR_SYNC: u64 = 0;
@@ -47,8 +57,8 @@ const VECTOR_IRQ: u64 = 1;
 const VECTOR_TABLE_SIZE: u64 = 0x800;
 
 /// Classifies the exception that arrived through `vector` (any but the IRQ vector)
-/// with the registers in `frame`.
-pub fn classify(vector: u64, frame: &TrapFrame) -> Trap {
+/// with the registers in `frame` (moving ELR_EL2 back onto an `hvc`).
+pub fn classify(vector: u64, frame: &mut TrapFrame) -> Trap {
     let esr = ESR_EL2.get();
     let snapshot = snapshot(frame);
     // A trapped A64 instruction is 4 bytes long (ESR_EL2.IL set), and the trap's
@@ -76,12 +86,18 @@ pub fn classify(vector: u64, frame: &TrapFrame) -> Trap {
     let imm16 = esr & 0xffff;
     match class {
         EC_HVC64 if imm16 == 0 => {
+            frame.elr -= INSTRUCTION;
             let mut args = [0; 6];
             args.copy_from_slice(&frame.x[1..7]);
-            Trap::Hypercall(CallRegisters {
+            let call = CallRegisters {
                 number: frame.x[0],
                 args,
-            })
+            };
+            if call.number & SMCCC_FAST_CALL != 0 {
+                Trap::Smccc(call)
+            } else {
+                Trap::Hypercall(call)
+            }
         }
         EC_WFX => Trap::Wait,
         EC_SMC64 => fault(Reason::MonitorCall, frame.elr),
@@ -123,20 +139,27 @@ fn faulting_ipa() -> u64 {
 }
 
 /// Handles a physical IRQ taken from a partition: acknowledges and ends it. Returns
-/// [`Trap::Preempted`] for the timer's, `None` (resume the partition) otherwise.
+/// [`Trap::Preempted`] for the timer's, [`Trap::Kicked`] for a kick, `None`
+/// (resume the partition) otherwise.
 fn interrupt() -> Option<Trap> {
     let intid = gic::acknowledge()?;
     if let Some(owner) = vgic::owner(intid) {
-        // A granted device's interrupt: the owner deactivates it (module docs of
-        // vgic.rs); the partition that was interrupted continues.
+        // A granted device's interrupt, for the owner's vCPU 0: the owner
+        // deactivates it (module docs of vgic.rs); the vCPU that was interrupted
+        // continues.
         gic::drop_priority(intid);
         let cpu = crate::cpu::index();
         KERNEL.with(cpu, |kernel| {
-            if kernel.current[cpu] != Some(owner) || !vgic::inject(intid) {
-                kernel.vcpus[owner].interrupts.hold(intid);
+            let vcpu = kernel.first_vcpu(owner);
+            if kernel.loaded(cpu) != Some(vcpu) || !vgic::inject(intid) {
+                kernel.vcpus[vcpu].interrupts.hold(intid);
             }
         });
         return None;
+    }
+    if intid == gic::KICK {
+        gic::end(intid);
+        return Some(Trap::Kicked);
     }
     let expired = intid == timer::INTID;
     if expired {
@@ -161,8 +184,8 @@ pub extern "C" fn handle_lower_el(vector: u64, frame: &mut TrapFrame) {
         classify(vector, frame)
     };
     let cpu = crate::cpu::index();
-    let step = KERNEL.with(cpu, |kernel| kernel.on_trap(cpu, trap, frame));
-    KERNEL.until_runnable(cpu, step, frame, idle);
+    let run = KERNEL.with(cpu, |kernel| kernel.on_trap(cpu, trap, frame));
+    KERNEL.until_runnable(cpu, run, frame, idle);
 }
 
 /// Waits on this core until `until_us` (the kernel is not held meanwhile).

@@ -1,13 +1,19 @@
-//! Virtual CPUs: the register state of a partition while it is not running, its
-//! stage-2 tables, and the switch between partitions on one physical CPU.
+//! Virtual CPUs: the register state of a vCPU while it is not running, its trap
+//! controls, its partition's stage-2 tables ([`Space`]), and the switch between
+//! vCPUs on one physical CPU.
 //!
 //! Invariants:
-//! - when a partition runs, every EL1/EL0 register it can read holds either its own
-//!   value or one the kernel set for it at entry; nothing leaks from the partition
-//!   that ran before (general registers via the trap frame, system registers and the
+//! - when a vCPU runs, every EL1/EL0 register it can read holds either its own
+//!   value or one the kernel set for it at entry; nothing leaks from the vCPU that
+//!   ran before (general registers via the trap frame, system registers and the
 //!   FP/SIMD file via [`store`] and [`load`]);
-//! - a vCPU owns its partition's stage-2 tables; its VMID (in VTTBR_EL2) belongs to
-//!   that partition alone, so TLB maintenance by VMID touches no other partition;
+//! - each vCPU has its own HCR_EL2 value, installed by [`load`], so partitions may
+//!   differ in what traps; every value traps at least what `HCR_NATIVE` does;
+//! - a [`Space`] owns its partition's stage-2 tables; its VMID (in VTTBR_EL2)
+//!   belongs to that partition alone and is shared by its vCPUs, so TLB
+//!   maintenance by VMID touches no other partition;
+//! - vCPU `n` of a partition reads MPIDR_EL1 as [`vcpu_mpidr`]`(n)`, the number
+//!   PSCI calls name it by;
 //! - page changes at run time ([`map_page`], [`unmap_page`]) follow the
 //!   architecture's rules for live tables: a page is mapped only over an invalid
 //!   entry, which no TLB holds (translation faults are never cached), so the store
@@ -19,13 +25,14 @@
 //!
 //! [`store`]: septum_kernel::Vcpu::store
 //! [`load`]: septum_kernel::Vcpu::load
-//! [`map_page`]: septum_kernel::Vcpu::map_page
-//! [`unmap_page`]: septum_kernel::Vcpu::unmap_page
-//! [`flush_translations`]: septum_kernel::Vcpu::flush_translations
+//! [`map_page`]: septum_kernel::AddressSpace::map_page
+//! [`unmap_page`]: septum_kernel::AddressSpace::unmap_page
+//! [`flush_translations`]: septum_kernel::AddressSpace::flush_translations
 
 use core::arch::{asm, global_asm};
 
 use aarch64_cpu::asm::barrier;
+use septum_abi::vcpu_mpidr;
 use septum_core::system::Reply;
 
 use crate::boot::TrapFrame;
@@ -169,44 +176,112 @@ pub const UNMAPPED_VECTORS: u64 = septum_abi::layout::RAM_BASE - 0x800;
 /// PSTATE at partition entry: EL1 using SP_EL1, D, A, I and F masked.
 const SPSR_EL1H_MASKED: u64 = 0b0101 | (0b1111 << 6);
 
-/// One partition's virtual CPU.
+/// HCR_EL2 for a native partition: stage 2 on (VM), set/way invalidation upgraded
+/// (SWIO), physical FIQ/IRQ/SError to EL2 (FMO, IMO, AMO), broadcast TLB and
+/// barrier operations (FB, BSU = inner shareable), default-cacheable stage 1 off
+/// (DC), WFI and WFE trapped (TWI, TWE), SMC trapped (TSC), implementation-defined
+/// registers, ACTLR and set/way cache maintenance trapped (TIDCP, TACR, TSW), EL1
+/// in AArch64 (RW).
+pub const HCR_NATIVE: u64 = (1 << 0)
+    | (1 << 1)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 9)
+    | (0b01 << 10)
+    | (1 << 12)
+    | (1 << 13)
+    | (1 << 14)
+    | (1 << 19)
+    | (1 << 20)
+    | (1 << 21)
+    | (1 << 22)
+    | (1 << 31);
+
+/// One partition's stage-2 translation, which its vCPUs share.
+#[derive(Debug)]
+pub struct Space {
+    /// Its stage-2 tables, and the VTTBR_EL2 value (VMID and root) that selects
+    /// them.
+    stage2: Stage2,
+    vttbr: u64,
+}
+
+impl Space {
+    /// The translation of `stage2` with VMID `vmid`, which no other partition
+    /// uses.
+    pub fn new(stage2: Stage2, vmid: u8) -> Space {
+        let vttbr = (u64::from(vmid) << 48) | stage2.root();
+        Space { stage2, vttbr }
+    }
+}
+
+/// What a vCPU starts with: where its partition's image starts, its RAM size and
+/// boot argument, and its index within the partition.
+#[derive(Clone, Copy, Debug)]
+pub struct Start {
+    /// The image's entry point.
+    pub entry: u64,
+    /// RAM size (x0 at vCPU 0's start).
+    pub ram_size: u64,
+    /// Boot argument (x1 at vCPU 0's start).
+    pub argument: u64,
+    /// Its index within its partition.
+    pub index: usize,
+}
+
+/// One virtual CPU.
 #[derive(Debug)]
 pub struct Vcpu {
-    /// General registers, ELR and SPSR while the partition is not running.
+    /// General registers, ELR and SPSR while the vCPU is not running.
     frame: TrapFrame,
     el1: El1State,
     fp: FpState,
-    /// Its stage-2 tables, and the VTTBR_EL2 value (VMID and root) that selects them.
-    stage2: Stage2,
-    vttbr: u64,
+    /// Its trap controls.
+    hcr: u64,
     vmpidr: u64,
     /// Its GIC virtual CPU interface, and the device interrupts waiting for it.
     pub interrupts: VirtualInterface,
-    /// Where it starts: entry point, RAM size, boot argument.
-    start: [u64; 3],
+    /// Where its partition starts.
+    start: Start,
 }
 
 impl Vcpu {
-    /// A vCPU at the partition's entry state (see the README, "Partition entry
-    /// state"): `pc` = entry point, x0 = RAM size, x1 = boot argument, x2 =
-    /// generation (1), EL1h with interrupts masked, MMU off, VBAR_EL1 =
-    /// [`UNMAPPED_VECTORS`] (unmapped, so an exception the partition has no handler
-    /// for traps to the kernel as a stage-2 fault on the vector fetch). It
-    /// translates through `stage2` with VMID `vmid`, which no other vCPU uses.
-    pub fn new(entry: u64, ram_size: u64, argument: u64, stage2: Stage2, vmid: u8) -> Vcpu {
-        let vttbr = (u64::from(vmid) << 48) | stage2.root();
+    /// A vCPU with the trap controls `hcr` (at least [`HCR_NATIVE`]'s): vCPU 0 at
+    /// the partition's entry state (see the README, "Partition entry state"):
+    /// `pc` = entry point, x0 = RAM size, x1 = boot argument, x2 = generation (1),
+    /// EL1h with interrupts masked, MMU off, VBAR_EL1 = [`UNMAPPED_VECTORS`]
+    /// (unmapped, so an exception the partition has no handler for traps to the
+    /// kernel as a stage-2 fault on the vector fetch); a later vCPU the same, off
+    /// until its partition starts it.
+    pub fn new(start: Start, hcr: u64) -> Vcpu {
         let mut vcpu = Vcpu {
             frame: TrapFrame::default(),
             el1: El1State::default(),
             fp: FpState::default(),
-            stage2,
-            vttbr,
-            vmpidr: 1 << 31,
+            hcr,
+            vmpidr: vcpu_mpidr(start.index),
             interrupts: VirtualInterface::default(),
-            start: [entry, ram_size, argument],
+            start,
         };
         septum_kernel::Vcpu::restart(&mut vcpu, 1);
         vcpu
+    }
+
+    /// The entry state, at `pc` with `x0`, `x1` and `x2` as given.
+    fn reset(&mut self, pc: u64, [x0, x1, x2]: [u64; 3]) {
+        self.frame = TrapFrame::default();
+        self.frame.x[..3].copy_from_slice(&[x0, x1, x2]);
+        self.frame.elr = pc;
+        self.frame.spsr = SPSR_EL1H_MASKED;
+        self.el1 = El1State {
+            sctlr_el1: SCTLR_EL1_RESET,
+            cpacr_el1: CPACR_EL1_FP_ON,
+            vbar_el1: UNMAPPED_VECTORS,
+            ..El1State::default()
+        };
+        self.fp = FpState::default();
+        self.interrupts.reset();
     }
 
     /// The guest's own exception state (VBAR_EL1, ESR_EL1, ELR_EL1) as last stored
@@ -225,6 +300,7 @@ impl Vcpu {
 
 impl septum_kernel::Vcpu for Vcpu {
     type Frame = TrapFrame;
+    type Space = Space;
 
     fn set_reply(frame: &mut TrapFrame, reply: Reply) {
         frame.x[0] = reply.status;
@@ -232,26 +308,23 @@ impl septum_kernel::Vcpu for Vcpu {
     }
 
     fn skip_instruction(frame: &mut TrapFrame) {
-        // Every instruction that traps to EL2 here (HVC, WFI/WFE) is 4 bytes long.
+        // Every instruction that traps to EL2 here (HVC, WFI/WFE) is 4 bytes long,
+        // and `trap.rs` leaves ELR_EL2 on it.
         frame.elr += 4;
     }
 
     fn restart(&mut self, generation: u32) {
-        let [entry, ram_size, argument] = self.start;
-        self.frame = TrapFrame::default();
-        self.frame.x[0] = ram_size;
-        self.frame.x[1] = argument;
-        self.frame.x[2] = u64::from(generation);
-        self.frame.elr = entry;
-        self.frame.spsr = SPSR_EL1H_MASKED;
-        self.el1 = El1State {
-            sctlr_el1: SCTLR_EL1_RESET,
-            cpacr_el1: CPACR_EL1_FP_ON,
-            vbar_el1: UNMAPPED_VECTORS,
-            ..El1State::default()
-        };
-        self.fp = FpState::default();
-        self.interrupts.reset();
+        let Start {
+            entry,
+            ram_size,
+            argument,
+            ..
+        } = self.start;
+        self.reset(entry, [ram_size, argument, u64::from(generation)]);
+    }
+
+    fn power_on(&mut self, entry: u64, context: u64) {
+        self.reset(entry, [context, 0, 0]);
     }
 
     fn skip_stored(&mut self, length: u8) {
@@ -266,21 +339,25 @@ impl septum_kernel::Vcpu for Vcpu {
         unsafe { fp_store(&mut self.fp) };
     }
 
-    fn load(&mut self, frame: &mut TrapFrame) {
+    fn load(&mut self, space: &Space, frame: &mut TrapFrame) {
         self.el1.load();
         self.interrupts.load();
         // SAFETY: `self.fp` is a valid, aligned FpState; fp_load only reads it. The
-        // FP registers, EL1 registers, VTTBR_EL2 and VMPIDR_EL2 affect only the
+        // FP registers, EL1 registers, VTTBR_EL2, VMPIDR_EL2 and HCR_EL2 (whose
+        // value keeps stage 2 and every trap of `HCR_NATIVE` on) affect only the
         // partition, not the kernel.
         unsafe {
             fp_load(&self.fp);
-            asm!("msr vttbr_el2, {}", in(reg) self.vttbr, options(nomem, nostack));
+            asm!("msr vttbr_el2, {}", in(reg) space.vttbr, options(nomem, nostack));
             asm!("msr vmpidr_el2, {}", in(reg) self.vmpidr, options(nomem, nostack));
+            asm!("msr hcr_el2, {}", in(reg) self.hcr, options(nomem, nostack));
             asm!("isb", options(nomem, nostack));
         }
         *frame = self.frame;
     }
+}
 
+impl septum_kernel::AddressSpace for Space {
     fn map_page(&mut self, guest: u64, frame: u64) {
         self.stage2
             .set_page(guest, Some((frame, stage2::RAM)))

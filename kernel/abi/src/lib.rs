@@ -170,6 +170,15 @@ pub enum Call {
     /// kernel's pool or on their way there (given up and being scrubbed, in the
     /// turns of the partition that gave them up).
     MemoryInfo = 26,
+    /// Starts one of the caller's own vCPUs that is off (the description gives a
+    /// partition its vCPUs and the core of each; vCPU 0 starts with the
+    /// partition). Names no capability. `a1` = vCPU index (1 to the partition's
+    /// vCPU count minus one), `a2` = guest address where it starts, inside the
+    /// caller's RAM, `a3` = a value it finds in its first argument register (x0 /
+    /// rdi). It starts in the partition entry state otherwise. [`Error::BadState`]
+    /// if it is already on. On aarch64 the standard PSCI `CPU_ON` does the same
+    /// (see `septum_core::system::psci`).
+    VcpuStart = 27,
 }
 
 /// Longest partition name, in bytes.
@@ -178,6 +187,16 @@ pub const NAME_MAX: usize = 16;
 /// Most partitions one system has, the service VM among them: a partition's
 /// index, wherever a call or a record names one, is below it.
 pub const MAX_PARTITIONS: usize = 8;
+
+/// Most vCPUs one partition has; a vCPU's index within its partition is below it.
+pub const MAX_VCPUS: usize = 4;
+
+/// The MPIDR value vCPU `index` of a partition reads (aarch64), which PSCI calls
+/// name it by: affinity 0 is the index, the other affinity fields are 0, and
+/// bit 31 (RES1) is set.
+pub const fn vcpu_mpidr(index: usize) -> u64 {
+    (1 << 31) | index as u64
+}
 
 /// Flags of [`Call::Resume`].
 pub mod resume {
@@ -375,7 +394,7 @@ impl Reason {
 
 impl Call {
     /// Every call, in number order.
-    pub const ALL: [Call; 27] = [
+    pub const ALL: [Call; 28] = [
         Call::Null,
         Call::ConsoleWrite,
         Call::Ready,
@@ -403,6 +422,7 @@ impl Call {
         Call::BalloonReport,
         Call::SetMemoryTarget,
         Call::MemoryInfo,
+        Call::VcpuStart,
     ];
 
     /// Looks up a call by number; `None` for a number no call has.
@@ -440,6 +460,7 @@ impl Call {
             Call::BalloonReport => "balloon_report",
             Call::SetMemoryTarget => "set_memory_target",
             Call::MemoryInfo => "memory_info",
+            Call::VcpuStart => "vcpu_start",
         }
     }
 }
@@ -448,7 +469,8 @@ impl Call {
 /// of which type and right each call needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Need {
-    /// The call names no slot ([`Call::Null`]).
+    /// The call names no slot ([`Call::Null`], and [`Call::VcpuStart`], which acts
+    /// only on the caller's own vCPUs).
     Nothing,
     /// Any slot in range, full or empty, with no right ([`Call::Identify`]).
     AnySlot,
@@ -464,7 +486,7 @@ impl Call {
         use CapType as T;
         let one = |pair: &'static [(CapType, Rights)]| Need::OneOf(pair);
         match self {
-            Call::Null => Need::Nothing,
+            Call::Null | Call::VcpuStart => Need::Nothing,
             Call::Identify => Need::AnySlot,
             Call::ConsoleWrite => one(&[(T::Console, Rights::WRITE)]),
             Call::Ready => one(&[(T::System, Rights::READY)]),
@@ -688,7 +710,7 @@ mod tests {
     fn each_call_needs_a_right_its_capability_type_can_carry() {
         for call in Call::ALL {
             match call.need() {
-                Need::Nothing => assert_eq!(call, Call::Null),
+                Need::Nothing => assert!(matches!(call, Call::Null | Call::VcpuStart)),
                 Need::AnySlot => assert_eq!(call, Call::Identify),
                 Need::OneOf(options) => {
                     assert!(!options.is_empty(), "{}", call.name());

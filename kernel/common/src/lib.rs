@@ -2,11 +2,12 @@
 //!
 //! At boot, [`load_partitions`] places every partition in RAM the same way on both
 //! architectures. A back end traps, classifies the trap into a [`Trap`], and calls
-//! [`Kernel::on_trap`]. The kernel asks the core what to do and carries it out
-//! through the back end's [`Vcpu`] and [`Machine`]: reply registers, instruction
-//! skips, partition switches, the work a partition owes, power off. So the
-//! scheduling and dispatch logic exists once, and each back end implements only
-//! the architecture.
+//! [`Kernel::on_trap`]. The core decides ([`System::handle`]); the kernel carries
+//! its [`Outcome`] out through the back end's [`Vcpu`], [`AddressSpace`] and
+//! [`Machine`], in the order the outcome gives: reply registers, instruction skips,
+//! vCPU stores and loads, resets, deadlines, kicks of other cores, power off. So
+//! the scheduling and dispatch logic exists once, in the core, and each back end
+//! implements only the architecture.
 //!
 //! The console: once partitions run, the kernel never waits for the UART. Every
 //! line goes into the core's console ring, which the kernel drains as far as the
@@ -14,17 +15,12 @@
 //! end has one) on the transmitter's interrupt.
 //!
 //! Invariants:
-//! - `current[cpu]` names the partition whose registers are live on core `cpu` (in
-//!   its trap frame and on the CPU); every other partition's state is in its
-//!   [`Vcpu`]; a partition is only ever loaded on its own core;
-//! - a partition that may not run (suspended, blocked, ended) is never live on a
-//!   core once the core has settled: its registers are in its [`Vcpu`], where the
-//!   service VM's `resume` and `restart` act on them;
-//! - a restart rewrites a partition's RAM only while it is live on no core (the core
-//!   defers a restart of a partition running elsewhere to that core), a page at a
-//!   time in that partition's own turns on its own core;
+//! - the core's `loaded` table (`System::loaded`) names the vCPU whose registers
+//!   are live on each core (in its trap frame and on the CPU); every other vCPU's
+//!   state is in its [`Vcpu`], where resets and skips act on it; the kernel keeps
+//!   no second copy of that table;
 //! - kernel state is reached only through [`Global::with`], one core at a time; a
-//!   core that must wait (no partition to run) does so outside it.
+//!   core that must wait (no vCPU to run) does so outside it.
 #![cfg_attr(not(test), no_std)]
 
 mod load;
@@ -35,6 +31,7 @@ mod tests;
 mod uart;
 
 pub use load::{Placement, console_output, load_partitions, map_grants};
+pub use septum_core::system::{Run, Trap};
 pub use uart::{Console, Uart};
 
 use core::cell::UnsafeCell;
@@ -45,74 +42,76 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use platform::identity_ram;
 use septum_abi::Error;
 use septum_core::console::output::{Output, Source};
-use septum_core::event::{Event, Fault};
+use septum_core::event::Event;
 use septum_core::memory::Range;
-use septum_core::package::{MAX_PARTITIONS, Package};
-use septum_core::system::{
-    CallRegisters, Decision, Dispatch, Effect, MAX_CPUS, Next, Reply, System,
-};
+use septum_core::package::{MAX_PARTITIONS, MAX_SYSTEM_VCPUS, Package};
+use septum_core::system::{Effect, Entry, MAX_CPUS, Outcome, Reply, System, TurnEnd};
 
-/// What a trap from a partition means, as the back end classified it.
-#[derive(Clone, Copy, Debug)]
-pub enum Trap {
-    /// A hypercall.
-    Hypercall(CallRegisters),
-    /// The partition waits for an event (WFI/WFE, HLT): it yields.
-    Wait,
-    /// The partition's time slice ended.
-    Preempted,
-    /// Anything else: the partition is stopped.
-    Fault(Fault),
-}
-
-/// One partition's virtual CPU, as the back end keeps it.
+/// One vCPU, as the back end keeps it.
 pub trait Vcpu {
     /// The registers the trap entry saved, which the exit path restores.
     type Frame;
+    /// The second-stage translation of its partition, shared by its vCPUs.
+    type Space: AddressSpace;
 
     /// Puts the hypercall reply in the caller's registers.
     fn set_reply(frame: &mut Self::Frame, reply: Reply);
-    /// Moves the trapped partition past the instruction that trapped.
+    /// Moves the trapped vCPU past the instruction that trapped (the trap left
+    /// its program counter on it).
     fn skip_instruction(frame: &mut Self::Frame);
-    /// Saves the running partition's state (from `frame` and the CPU) into `self`.
+    /// Saves the running vCPU's state (from `frame` and the CPU) into `self`.
     fn store(&mut self, frame: &Self::Frame);
-    /// Makes `self` the running partition: its state goes on the CPU and in `frame`.
-    fn load(&mut self, frame: &mut Self::Frame);
+    /// Makes `self` the running vCPU: its state goes on the CPU and in `frame`, and
+    /// it translates through `space`, its partition's.
+    fn load(&mut self, space: &Self::Space, frame: &mut Self::Frame);
     /// Puts the stored state back to the partition's entry state (see the README,
     /// "Partition entry state"), with `generation` in the third argument register.
-    /// Called only while the partition is not live on any core.
+    /// Called only while the vCPU is not live on any core.
     fn restart(&mut self, generation: u32);
+    /// Puts the stored state to the entry state of a vCPU started by its
+    /// partition: at `entry`, with `context` in the first argument register.
+    /// Called only while the vCPU is not live on any core.
+    fn power_on(&mut self, entry: u64, context: u64);
     /// Moves the stored program counter `length` bytes on, past a trapped
-    /// instruction. Called only while the partition is not live on any core.
+    /// instruction. Called only while the vCPU is not live on any core.
     fn skip_stored(&mut self, length: u8);
-    /// Maps guest page `guest` to machine frame `frame` as normal RAM in this
-    /// partition's second-stage tables. Only for pages of a page-granular
-    /// partition's RAM or receive window (see [`Placement`]), whose last-level
-    /// tables exist since boot: it never allocates and cannot fail. The page must be
-    /// unmapped.
+}
+
+/// A partition's second-stage translation tables.
+pub trait AddressSpace {
+    /// Maps guest page `guest` to machine frame `frame` as normal RAM. Only for
+    /// pages of a page-granular partition's RAM or receive window (see
+    /// [`Placement`]), whose last-level tables exist since boot: it never
+    /// allocates and cannot fail. The page must be unmapped.
     fn map_page(&mut self, guest: u64, frame: u64);
-    /// Unmaps guest page `guest` (same rule as [`Vcpu::map_page`]). The partition
-    /// may still reach the frame through cached translations until
-    /// [`Vcpu::flush_translations`].
+    /// Unmaps guest page `guest` (same rule as [`AddressSpace::map_page`]). The
+    /// partition may still reach the frame through cached translations until
+    /// [`AddressSpace::flush_translations`].
     fn unmap_page(&mut self, guest: u64);
-    /// Makes every [`Vcpu::unmap_page`] so far take effect before the partition
-    /// next touches memory, on whichever core it runs.
+    /// Makes every [`AddressSpace::unmap_page`] so far take effect before the
+    /// partition next touches memory, on whichever core it runs. (Only
+    /// partitions of one vCPU change their mappings at run time: the package's
+    /// rule.)
     fn flush_translations(&mut self);
 }
 
-/// The machine under the kernel: console, power, and the clock that drives the
-/// schedule. Its [`fmt::Write`] writes the console synchronously, for boot only.
+/// The machine under the kernel: console, power, the clock that drives the
+/// schedule, and the other cores. Its [`fmt::Write`] writes the console
+/// synchronously, for boot only.
 pub trait Machine: fmt::Write {
     /// Waits for the console to drain and powers off; halts if it cannot.
     fn power_off(&mut self, clean: bool) -> !;
     /// Microseconds since an arbitrary point at boot; never goes backwards.
     fn now_us(&mut self) -> u64;
-    /// Starts a turn: the running partition may run until `deadline_us` (on the
+    /// Starts a turn: the running vCPU may run until `deadline_us` (on the
     /// [`Machine::now_us`] clock), when the kernel takes the CPU back with
     /// [`Trap::Preempted`]; other traps during the turn do not change the deadline.
     /// `None`: no window ends; the turn lasts the back end's round-robin time slice.
     /// Applies to the core that calls it.
     fn set_deadline(&mut self, deadline_us: Option<u64>);
+    /// Interrupts core `cpu` if it runs a vCPU, so that it enters the kernel with
+    /// [`Trap::Kicked`] (at once, or at its next entry into a vCPU).
+    fn kick(&mut self, cpu: usize);
     /// A byte typed on the console, if one is waiting; never waits.
     fn receive(&mut self) -> Option<u8>;
     /// Hands `byte` to the console UART if it can take it now; never waits.
@@ -135,25 +134,14 @@ pub trait Machine: fmt::Write {
     unsafe fn zero_page(&mut self, page: u64);
 }
 
-/// What a core does after the kernel has handled a trap.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Enter the partition whose registers are now in the frame.
-    Run,
-    /// Run nothing until `until_us` (on [`Machine::now_us`]'s clock), then call
-    /// [`Kernel::resume`]. The back end waits outside the kernel lock, so other cores
-    /// go on meanwhile.
-    Idle(u64),
-}
-
 /// Everything the kernel keeps after boot.
-pub struct Kernel<V, M> {
-    /// Partitions and their states.
+pub struct Kernel<V: Vcpu, M> {
+    /// Partitions, vCPUs and their states.
     pub system: System,
-    /// One vCPU per partition, in package order.
-    pub vcpus: heapless::Vec<V, MAX_PARTITIONS>,
-    /// Per core: the partition whose registers are live there, if any.
-    pub current: [Option<usize>; MAX_CPUS],
+    /// Every vCPU, in the core's order (`System::vcpus`).
+    pub vcpus: heapless::Vec<V, MAX_SYSTEM_VCPUS>,
+    /// Each partition's translation tables, in package order.
+    pub spaces: heapless::Vec<V::Space, MAX_PARTITIONS>,
     /// The console, clock and power control.
     pub machine: M,
     /// The system package, whose images restarts reload.
@@ -164,19 +152,18 @@ pub struct Kernel<V, M> {
     console_waiting: bool,
 }
 
-/// How long a core that owes no window works off what a partition owes before it
-/// looks at the round robin again (µs).
-const WORK_SLICE_US: u64 = 1_000;
 /// While console bytes wait, an idle core drains the console at least this often
 /// (µs): under 16 bytes' time at 115,200 baud.
 const DRAIN_SLICE_US: u64 = 100;
 
 impl<V: Vcpu, M: Machine> Kernel<V, M> {
-    /// A kernel about to start `system`, which was loaded from `package`, with
-    /// `console` for its console lines.
+    /// A kernel about to start `system`, which was loaded from `package` (with
+    /// `spaces` and `vcpus` from [`load_partitions`]), with `console` for its
+    /// console lines.
     pub fn new(
         system: System,
-        vcpus: heapless::Vec<V, MAX_PARTITIONS>,
+        spaces: heapless::Vec<V::Space, MAX_PARTITIONS>,
+        vcpus: heapless::Vec<V, MAX_SYSTEM_VCPUS>,
         machine: M,
         package: Package<'static>,
         console: Output,
@@ -184,7 +171,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         Kernel {
             system,
             vcpus,
-            current: [None; MAX_CPUS],
+            spaces,
             machine,
             package,
             console,
@@ -192,21 +179,46 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         }
     }
 
-    /// Starts the system (the service VM first, on its core).
-    pub fn start(&mut self, frame: &mut V::Frame) -> Step {
+    /// Starts the system on the boot core (the service VM's): the service VM
+    /// first.
+    pub fn start(&mut self, frame: &mut V::Frame) -> Run {
         let cpu = self.system.service_cpu();
-        let next = self.system.start(&mut identity_ram!(self));
-        self.settle(cpu, next, frame, true)
+        let outcome = self
+            .system
+            .handle(cpu, Entry::Start, &mut identity_ram!(self));
+        self.carry_out(outcome, frame)
     }
 
-    /// Called by core `cpu` when it has nothing loaded yet or has waited: what it
-    /// runs now.
-    pub fn resume(&mut self, cpu: usize, frame: &mut V::Frame) -> Step {
-        self.check_time(cpu);
-        let next = self
+    /// Called by core `cpu` when it holds no vCPU (at bring-up, after an idle
+    /// wait): what it runs now.
+    pub fn resume(&mut self, cpu: usize, frame: &mut V::Frame) -> Run {
+        self.take_console_news();
+        let outcome = self
             .system
-            .pick(cpu, self.current[cpu], &mut identity_ram!(self));
-        self.settle(cpu, next, frame, true)
+            .handle(cpu, Entry::Resume, &mut identity_ram!(self));
+        self.carry_out(outcome, frame)
+    }
+
+    /// Handles one trap from the vCPU running on core `cpu`. `frame` holds its
+    /// registers and, on return, those of whichever vCPU runs next there.
+    pub fn on_trap(&mut self, cpu: usize, trap: Trap, frame: &mut V::Frame) -> Run {
+        if matches!(trap, Trap::Preempted) {
+            self.take_console_news();
+        }
+        let outcome = self
+            .system
+            .handle(cpu, Entry::Trap(trap), &mut identity_ram!(self));
+        self.carry_out(outcome, frame)
+    }
+
+    /// The vCPU whose registers are live on core `cpu`, if any (the core's table).
+    pub fn loaded(&self, cpu: usize) -> Option<usize> {
+        self.system.loaded(cpu)
+    }
+
+    /// vCPU 0 of partition `partition`: the one that takes its device interrupts.
+    pub fn first_vcpu(&self, partition: usize) -> usize {
+        self.system.partitions()[partition].vcpus().start
     }
 
     /// Writes a kernel line about `event` to the console (through the ring, like
@@ -229,9 +241,9 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
     }
 
     /// What the kernel does whenever a core reads the clock anyway (a turn ended, or
-    /// an idle wait did): hands typed bytes to the core, reports console lines
-    /// dropped for want of room, and checks the watchdogs of the core's partitions.
-    fn check_time(&mut self, cpu: usize) {
+    /// an idle wait did): hands typed bytes to the core and reports console lines
+    /// dropped for want of room. (The core checks the watchdogs itself.)
+    fn take_console_news(&mut self) {
         let mut platform = identity_ram!(self);
         while let Some(byte) = platform.machine.receive() {
             self.system.console_input(byte, &mut platform);
@@ -239,24 +251,6 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         self.system.report_console_drops(&mut platform);
         if let Some(lines) = platform.console.take_dropped(Source::Kernel, false) {
             let _ = writeln!(platform, "{}", Event::KernelConsoleDropped { lines });
-        }
-        let now_us = platform.machine.now_us();
-        if let Some(effect) = self.system.check_watchdogs(cpu, now_us, &mut platform) {
-            self.apply(cpu, effect);
-        }
-    }
-
-    /// Does the vCPU work the core asked for.
-    fn apply(&mut self, cpu: usize, effect: Effect) {
-        match effect {
-            Effect::ResetVcpu(index, generation) => {
-                self.vcpus[index].restart(generation);
-                if self.current[cpu] == Some(index) {
-                    self.current[cpu] = None;
-                    self.system.note_loaded(cpu, None);
-                }
-            }
-            Effect::Skip(index, length) => self.vcpus[index].skip_stored(length),
         }
     }
 
@@ -267,129 +261,49 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
             .read_guest(index, guest, buffer, &mut identity_ram!(self))
     }
 
-    /// Handles one trap from the partition running on core `cpu`. `frame` holds its
-    /// registers and, on return, those of whichever partition runs next there.
-    pub fn on_trap(&mut self, cpu: usize, trap: Trap, frame: &mut V::Frame) -> Step {
-        let current = self.current[cpu].expect("a trap comes from a running partition");
-        if matches!(trap, Trap::Preempted) {
-            self.check_time(cpu);
-        }
-        let mut platform = identity_ram!(self);
-        // A restart or stop asked for while this partition ran here comes first; a
-        // preemption is also taken after a watchdog restart of the partition that
-        // ran (then no longer live here).
-        let dispatch = match self.system.take_deferred(current, &mut platform) {
-            Some(deferred) => deferred,
-            None => match trap {
-                Trap::Hypercall(call) => self.system.hypercall(current, call, &mut platform),
-                Trap::Wait | Trap::Preempted => {
-                    if matches!(trap, Trap::Wait) {
-                        V::skip_instruction(frame);
-                    }
-                    Dispatch {
-                        reply: None,
-                        next: self.system.preempt(current, &mut platform),
-                        effect: None,
-                    }
-                }
-                Trap::Fault(fault) => self.system.fault(current, fault, &mut platform),
-            },
-        };
-        if let Some(reply) = dispatch.reply {
+    /// Carries out what the core decided, in the order [`Outcome`] gives, and
+    /// drains the console before the core leaves the kernel.
+    #[inline(always)]
+    fn carry_out(&mut self, outcome: Outcome, frame: &mut V::Frame) -> Run {
+        if let Some(reply) = outcome.reply {
             V::set_reply(frame, reply);
         }
-        if let Some(effect) = dispatch.effect {
-            self.apply(cpu, effect);
+        if outcome.skip {
+            V::skip_instruction(frame);
         }
-        self.settle(cpu, dispatch.next, frame, matches!(trap, Trap::Preempted))
-    }
-
-    /// Puts on core `cpu` what the core decides for `next`: the partition
-    /// (switching vCPUs if it is not the current one), or nothing for a while, or
-    /// power-off. A partition whose turn it is but that owes work gets the work
-    /// done first, in that turn; then the core decides again. The console is
-    /// drained before the core leaves the kernel.
-    ///
-    /// The deadline is armed only when a turn begins (`new_turn`: at start, after a
-    /// preemption or a wait, on a switch, or after work): a partition that traps and
-    /// continues keeps the rest of its turn, so calling the kernel never buys it
-    /// more time, and the common hypercall path reads no clock and programs no
-    /// timer.
-    #[inline(always)]
-    fn settle(
-        &mut self,
-        cpu: usize,
-        mut next: Next,
-        frame: &mut V::Frame,
-        mut new_turn: bool,
-    ) -> Step {
-        loop {
-            let machine = &mut self.machine;
-            let decision = self.system.decide(next, cpu, || machine.now_us());
-            let step = match decision {
-                Decision::PowerOff { clean } => self.power_off(clean),
-                Decision::Run {
-                    partition,
-                    deadline_us,
-                } if self.system.owes_work(partition) => {
-                    self.work(partition, deadline_us);
-                    // Paid up and runnable: the rest of the turn is its own.
-                    // Otherwise the round robin moves on (a schedule decides anyway).
-                    let paid = !self.system.owes_work(partition)
-                        && self.system.partitions()[partition].life().runnable();
-                    next = if paid {
-                        Next::Run(partition)
-                    } else {
-                        self.system
-                            .pick(cpu, Some(partition), &mut identity_ram!(self))
-                    };
-                    new_turn = true;
-                    continue;
-                }
-                Decision::Run {
-                    partition,
-                    deadline_us,
-                } => {
-                    if self.current[cpu] != Some(partition) {
-                        if let Some(previous) = self.current[cpu] {
-                            self.vcpus[previous].store(frame);
-                        }
-                        self.vcpus[partition].load(frame);
-                        self.current[cpu] = Some(partition);
-                        self.system.note_loaded(cpu, Some(partition));
-                        self.machine.set_deadline(deadline_us);
-                    } else if new_turn {
-                        self.machine.set_deadline(deadline_us);
-                    }
-                    Step::Run
-                }
-                Decision::Idle { until_us } => {
-                    // A partition that may not run is not left live on an idle core:
-                    // the service VM may resume or restart it from any core.
-                    if let Some(previous) = self.current[cpu]
-                        && !self.system.partitions()[previous].life().runnable()
-                    {
-                        self.vcpus[previous].store(frame);
-                        self.current[cpu] = None;
-                        self.system.note_loaded(cpu, None);
-                    }
-                    Step::Idle(until_us)
-                }
-            };
-            if !self.console.is_empty() {
-                self.drain_console();
+        if let Some(vcpu) = outcome.store {
+            self.vcpus[vcpu].store(frame);
+        }
+        for effect in &outcome.effects {
+            match *effect {
+                Effect::Restart { vcpu, generation } => self.vcpus[vcpu].restart(generation),
+                Effect::Skip { vcpu, length } => self.vcpus[vcpu].skip_stored(length),
+                Effect::PowerOn {
+                    vcpu,
+                    entry,
+                    context,
+                } => self.vcpus[vcpu].power_on(entry, context),
             }
-            return step;
         }
-    }
-
-    /// Does the work `partition` owes, a page at a time, until it owes none or its
-    /// turn is over (`deadline_us`, or [`WORK_SLICE_US`] from now without a
-    /// schedule).
-    fn work(&mut self, partition: usize, deadline_us: Option<u64>) {
-        let end = deadline_us.unwrap_or_else(|| self.machine.now_us() + WORK_SLICE_US);
-        let mut platform = identity_ram!(self);
-        while self.system.work(partition, &mut platform) && platform.machine.now_us() < end {}
+        if let Some(vcpu) = outcome.load {
+            let space = &self.spaces[self.system.vcpus()[vcpu].partition()];
+            self.vcpus[vcpu].load(space, frame);
+        }
+        match outcome.turn {
+            Some(TurnEnd::At(deadline_us)) => self.machine.set_deadline(Some(deadline_us)),
+            Some(TurnEnd::Slice) => self.machine.set_deadline(None),
+            None => {}
+        }
+        for cpu in (0..MAX_CPUS).filter(|cpu| outcome.kick & (1 << cpu) != 0) {
+            self.machine.kick(cpu);
+        }
+        if let Run::PowerOff { clean } = outcome.run {
+            self.power_off(clean);
+        }
+        if !self.console.is_empty() {
+            self.drain_console();
+        }
+        outcome.run
     }
 
     /// Sends every console line still waiting and powers off: the one place the
@@ -468,19 +382,19 @@ impl<T> Global<T> {
 }
 
 impl<V: Vcpu, M: Machine> Global<Kernel<V, M>> {
-    /// Drives core `cpu` from `step` until it has a partition to enter: while the
+    /// Drives core `cpu` from `run` until it has a vCPU to enter: while the
     /// kernel says to idle, waits with `wait` (see [`Global::idle`]) and asks again.
     #[inline(always)]
     pub fn until_runnable(
         &self,
         cpu: usize,
-        mut step: Step,
+        mut run: Run,
         frame: &mut V::Frame,
         wait: impl Fn(u64),
     ) {
-        while let Step::Idle(until_us) = step {
+        while let Run::Idle { until_us } = run {
             self.idle(cpu, until_us, &wait);
-            step = self.with(cpu, |kernel| kernel.resume(cpu, frame));
+            run = self.with(cpu, |kernel| kernel.resume(cpu, frame));
         }
     }
 

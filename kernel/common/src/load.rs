@@ -12,7 +12,8 @@ use septum_core::console::output::{Output, RING_SIZE};
 use septum_core::event::Event;
 use septum_core::flip::Flip;
 use septum_core::memory::{FreeRanges, Range};
-use septum_core::package::{MAX_PARTITIONS, Package, PartitionSpec};
+use septum_core::package::{MAX_PARTITIONS, MAX_SYSTEM_VCPUS, Package, PartitionSpec};
+use septum_core::resources::MAX_VCPUS;
 use septum_core::system::System;
 
 use crate::paging::{self, PAGE};
@@ -94,20 +95,31 @@ pub fn map_grants<F: paging::Format, const N: usize>(
 /// Loads every partition of `package`: takes its RAM from `frames` (at its fixed
 /// placement, else on an `align` boundary), reports where it went on `console`,
 /// scrubs all of it, copies the image to its start, and asks the back end
-/// (`make_vcpu`) to build its translation tables and vCPU. Returns the system and
-/// the vCPUs, in package order.
+/// (`make_partition`) to build its translation tables and one vCPU for each core
+/// its resources list, vCPU 0 first. Returns the system, the partitions' tables in
+/// package order, and the vCPUs in the core's order (`System::vcpus`).
 ///
 /// Fixed placements are claimed first, so the kernel's own choices never take
 /// memory a description reserved. Panics with the partition's name if its RAM is
 /// not free: this runs at boot, before any partition, and a system that does not
 /// fit cannot start.
-pub fn load_partitions<V, const N: usize>(
+#[allow(clippy::type_complexity)]
+pub fn load_partitions<S, V, const N: usize>(
     package: &Package<'_>,
     frames: &mut FreeRanges<N>,
     align: u64,
     console: &mut impl fmt::Write,
-    mut make_vcpu: impl FnMut(usize, &PartitionSpec<'_>, Placement, &mut FreeRanges<N>) -> V,
-) -> (System, heapless::Vec<V, MAX_PARTITIONS>) {
+    mut make_partition: impl FnMut(
+        usize,
+        &PartitionSpec<'_>,
+        Placement,
+        &mut FreeRanges<N>,
+    ) -> (S, heapless::Vec<V, MAX_VCPUS>),
+) -> (
+    System,
+    heapless::Vec<S, MAX_PARTITIONS>,
+    heapless::Vec<V, MAX_SYSTEM_VCPUS>,
+) {
     let mut placed = [None; MAX_PARTITIONS];
     for (index, spec) in package.partitions().enumerate() {
         if let Some(at) = spec.resources.at {
@@ -122,6 +134,7 @@ pub fn load_partitions<V, const N: usize>(
         }
     }
     let mut host_ram = heapless::Vec::<Range, MAX_PARTITIONS>::new();
+    let mut spaces = heapless::Vec::new();
     let mut vcpus = heapless::Vec::new();
     for (index, spec) in package.partitions().enumerate() {
         let ram = placed[index].unwrap_or_else(|| {
@@ -170,9 +183,18 @@ pub fn load_partitions<V, const N: usize>(
                 Range::default()
             },
         };
-        let vcpu = make_vcpu(index, &spec, placement, frames);
-        // Cannot fail: a valid package has at most MAX_PARTITIONS partitions.
-        let _ = vcpus.push(vcpu);
+        let (space, own) = make_partition(index, &spec, placement, frames);
+        assert_eq!(
+            own.len(),
+            spec.resources.vcpu_cores().len(),
+            "one vCPU per core listed"
+        );
+        // Cannot fail: a valid package has at most MAX_PARTITIONS partitions and
+        // MAX_SYSTEM_VCPUS vCPUs.
+        let _ = spaces.push(space);
+        for vcpu in own {
+            let _ = vcpus.push(vcpu);
+        }
         let _ = host_ram.push(ram);
     }
     let flip_memory = match Flip::kernel_memory(package.queues()) {
@@ -202,7 +224,7 @@ pub fn load_partitions<V, const N: usize>(
     };
     let system = System::with_balloon(package, RAM_BASE, &host_ram, flip_memory, balloon_words)
         .expect("placements match the package");
-    (system, vcpus)
+    (system, spaces, vcpus)
 }
 /// The console ring (see [`Output`]), in [`RING_SIZE`] bytes of kernel memory
 /// taken from `frames`. Panics if there is none: this runs at boot.

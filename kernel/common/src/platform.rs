@@ -1,6 +1,6 @@
 //! The core's view of the machine ([`Platform`]): RAM that the kernel maps at its
-//! physical address, the partitions' translation tables through their vCPUs, the
-//! console ring, the clock, and the partitions' pristine images for reloads.
+//! physical address, the partitions' translation tables, the console ring, the
+//! clock, and the partitions' pristine images for reloads.
 
 use core::fmt;
 
@@ -11,12 +11,12 @@ use septum_core::package::Package;
 use septum_core::system::Platform;
 
 use crate::paging::PAGE;
-use crate::{Machine, Vcpu};
+use crate::{AddressSpace, Machine};
 
 /// The machine as the core sees it, for the length of one call into the core.
-pub(crate) struct IdentityRam<'a, M, V> {
+pub(crate) struct IdentityRam<'a, M, S> {
     pub(crate) machine: &'a mut M,
-    pub(crate) vcpus: &'a mut [V],
+    pub(crate) spaces: &'a mut [S],
     pub(crate) console: &'a mut Output,
     pub(crate) package: &'a Package<'static>,
 }
@@ -27,7 +27,7 @@ macro_rules! identity_ram {
     ($kernel:expr) => {
         $crate::platform::IdentityRam {
             machine: &mut $kernel.machine,
-            vcpus: &mut $kernel.vcpus,
+            spaces: &mut $kernel.spaces,
             console: &mut $kernel.console,
             package: &$kernel.package,
         }
@@ -35,17 +35,17 @@ macro_rules! identity_ram {
 }
 pub(crate) use identity_ram;
 
-impl<M: Machine, V: Vcpu> Pages for IdentityRam<'_, M, V> {
+impl<M: Machine, S: AddressSpace> Pages for IdentityRam<'_, M, S> {
     fn map_page(&mut self, partition: usize, guest: u64, frame: u64) {
-        self.vcpus[partition].map_page(guest, frame);
+        self.spaces[partition].map_page(guest, frame);
     }
 
     fn unmap_page(&mut self, partition: usize, guest: u64) {
-        self.vcpus[partition].unmap_page(guest);
+        self.spaces[partition].unmap_page(guest);
     }
 
     fn flush_translations(&mut self, partition: usize) {
-        self.vcpus[partition].flush_translations();
+        self.spaces[partition].flush_translations();
     }
 
     fn scrub_page(&mut self, frame: u64) {
@@ -64,14 +64,14 @@ impl<M: Machine, V: Vcpu> Pages for IdentityRam<'_, M, V> {
 }
 
 /// The kernel's own console lines go into the ring, charged to the kernel.
-impl<M, V> fmt::Write for IdentityRam<'_, M, V> {
+impl<M, S> fmt::Write for IdentityRam<'_, M, S> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.console.write(Source::Kernel, s);
         Ok(())
     }
 }
 
-impl<M: Machine, V: Vcpu> Platform for IdentityRam<'_, M, V> {
+impl<M: Machine, S: AddressSpace> Platform for IdentityRam<'_, M, S> {
     fn write_guest(&mut self, partition: usize, text: &str) {
         self.console.write(Source::Partition(partition), text);
     }
@@ -109,7 +109,8 @@ impl<M: Machine, V: Vcpu> Platform for IdentityRam<'_, M, V> {
         let chunk = &image[start..(start + PAGE as usize).min(image.len())];
         // SAFETY: `frame` backs a page of this partition's RAM, which is live on no
         // core (the core reloads a restarted partition before it runs again, and
-        // defers restarts of a partition running elsewhere); both back ends map
+        // restarts a partition only once none of its vCPUs is live); both back
+        // ends map
         // RAM at its physical address, and the chunk is at most a page.
         unsafe {
             self.machine.zero_page(frame);

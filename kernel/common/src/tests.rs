@@ -6,6 +6,7 @@ use crate::paging::PAGE;
 use septum_core::abi::Call;
 use septum_core::abi::layout::RAM_BASE;
 use septum_core::caps::{CAP_SLOTS, Cap, CapType};
+use septum_core::event::Fault;
 use septum_core::package::{Kind, Package, PartitionSpec, encode};
 use septum_core::resources::Resources;
 use septum_core::supervision::Supervision;
@@ -28,6 +29,7 @@ struct Log {
     loads: Vec<usize>,
     restarts: Vec<(usize, u32)>,
     skips: Vec<(usize, u8)>,
+    kicks: Vec<usize>,
     /// (partition, guest page, frame mapped there or `None` for an unmap).
     pages: Vec<(usize, u64, Option<u64>)>,
     /// Partitions whose translations were flushed, in order.
@@ -39,8 +41,30 @@ struct FakeVcpu {
     log: Rc<RefCell<Log>>,
 }
 
+/// A partition's tables: they only log what is asked of them.
+struct FakeSpace {
+    index: usize,
+    log: Rc<RefCell<Log>>,
+}
+
+impl AddressSpace for FakeSpace {
+    fn map_page(&mut self, guest: u64, frame: u64) {
+        self.log
+            .borrow_mut()
+            .pages
+            .push((self.index, guest, Some(frame)));
+    }
+    fn unmap_page(&mut self, guest: u64) {
+        self.log.borrow_mut().pages.push((self.index, guest, None));
+    }
+    fn flush_translations(&mut self) {
+        self.log.borrow_mut().flushes.push(self.index);
+    }
+}
+
 impl Vcpu for FakeVcpu {
     type Frame = Frame;
+    type Space = FakeSpace;
     fn set_reply(frame: &mut Frame, reply: Reply) {
         frame.status = Some(reply.status);
     }
@@ -55,7 +79,7 @@ impl Vcpu for FakeVcpu {
         );
         self.log.borrow_mut().stores.push(self.index);
     }
-    fn load(&mut self, frame: &mut Frame) {
+    fn load(&mut self, _space: &FakeSpace, frame: &mut Frame) {
         frame.owner = Some(self.index);
         self.log.borrow_mut().loads.push(self.index);
     }
@@ -65,20 +89,11 @@ impl Vcpu for FakeVcpu {
             .restarts
             .push((self.index, generation));
     }
+    fn power_on(&mut self, _entry: u64, _context: u64) {
+        unreachable!("the test partitions have one vCPU each")
+    }
     fn skip_stored(&mut self, length: u8) {
         self.log.borrow_mut().skips.push((self.index, length));
-    }
-    fn map_page(&mut self, guest: u64, frame: u64) {
-        self.log
-            .borrow_mut()
-            .pages
-            .push((self.index, guest, Some(frame)));
-    }
-    fn unmap_page(&mut self, guest: u64) {
-        self.log.borrow_mut().pages.push((self.index, guest, None));
-    }
-    fn flush_translations(&mut self) {
-        self.log.borrow_mut().flushes.push(self.index);
     }
 }
 
@@ -111,6 +126,9 @@ impl Machine for FakeMachine {
     }
     fn set_deadline(&mut self, deadline_us: Option<u64>) {
         self.log.borrow_mut().deadlines.push(deadline_us);
+    }
+    fn kick(&mut self, cpu: usize) {
+        self.log.borrow_mut().kicks.push(cpu);
     }
     fn receive(&mut self) -> Option<u8> {
         None
@@ -172,7 +190,7 @@ fn kernel() -> (Kernel<FakeVcpu, FakeMachine>, Rc<RefCell<Log>>, Vec<u8>) {
             entry_offset: 0,
             argument: 0,
             caps,
-            resources: Resources::new(RAM, RAM, 1),
+            resources: Resources::on_cores(RAM, RAM, &[0]),
             supervision: Supervision::default(),
         }
     })
@@ -193,6 +211,12 @@ fn kernel() -> (Kernel<FakeVcpu, FakeMachine>, Rc<RefCell<Log>>, Vec<u8>) {
             log: log.clone(),
         })
         .collect();
+    let spaces = (0..3)
+        .map(|index| FakeSpace {
+            index,
+            log: log.clone(),
+        })
+        .collect();
     let machine = FakeMachine {
         log: log.clone(),
         now: 0,
@@ -203,14 +227,14 @@ fn kernel() -> (Kernel<FakeVcpu, FakeMachine>, Rc<RefCell<Log>>, Vec<u8>) {
     };
     let console = Output::new(vec![0; septum_core::console::output::RING_SIZE].leak());
     (
-        Kernel::new(system, vcpus, machine, package, console),
+        Kernel::new(system, spaces, vcpus, machine, package, console),
         log,
         ram,
     )
 }
 
 fn call(number: Call, args: &[u64]) -> Trap {
-    let mut regs = CallRegisters {
+    let mut regs = septum_core::system::CallRegisters {
         number: number as u64,
         args: [0; 6],
     };
@@ -223,27 +247,28 @@ fn call(number: Call, args: &[u64]) -> Trap {
 fn a_trap_that_continues_the_turn_does_not_rearm_its_deadline() {
     let (mut kernel, log, _ram) = kernel();
     let mut frame = Frame::default();
-    assert_eq!(kernel.start(&mut frame), Step::Run);
+    assert_eq!(kernel.start(&mut frame), Run::Vcpu(0));
     assert_eq!(frame.owner, Some(0));
     assert_eq!(log.borrow().deadlines, [None]);
     // Hypercalls that return to the caller leave its turn (and deadline) alone.
     for _ in 0..3 {
         assert_eq!(
             kernel.on_trap(0, call(Call::Null, &[]), &mut frame),
-            Step::Run
+            Run::Vcpu(0)
         );
     }
     assert_eq!(
         kernel.on_trap(0, call(Call::Ready, &[2]), &mut frame),
-        Step::Run
+        Run::Vcpu(0)
     );
-    assert_eq!(frame.status, Some(0));
+    assert_eq!(
+        (frame.status, frame.skipped),
+        (Some(0), 4),
+        "each call skipped"
+    );
     assert_eq!(log.borrow().deadlines.len(), 1);
-    // A preemption that leaves the same partition running starts a new turn.
-    kernel
-        .system
-        .hypercall(1, CallRegisters::default(), &mut identity_ram!(kernel));
-    assert_eq!(kernel.on_trap(0, Trap::Preempted, &mut frame), Step::Run);
+    // A preemption starts a new turn (here alpha's).
+    assert_eq!(kernel.on_trap(0, Trap::Preempted, &mut frame), Run::Vcpu(1));
     assert_eq!(frame.owner, Some(1));
     assert_eq!(log.borrow().deadlines.len(), 2);
 }
@@ -257,16 +282,18 @@ fn a_yield_switches_vcpus_and_starts_a_turn() {
     kernel.on_trap(0, call(Call::Ready, &[2]), &mut frame);
     assert_eq!(
         kernel.on_trap(0, call(Call::Yield, &[1]), &mut frame),
-        Step::Run
+        Run::Vcpu(1)
     );
     assert_eq!(frame.owner, Some(1));
-    assert_eq!(kernel.current[0], Some(1));
+    assert_eq!(kernel.loaded(0), Some(1));
     assert_eq!(log.borrow().stores, [0]);
     assert_eq!(log.borrow().loads, [0, 1]);
     assert_eq!(log.borrow().deadlines.len(), 2);
-    // WFI/HLT: the instruction is skipped and the next partition gets the core.
-    assert_eq!(kernel.on_trap(0, Trap::Wait, &mut frame), Step::Run);
-    assert_eq!((frame.owner, frame.skipped), (Some(2), 1));
+    // WFI/HLT: the instruction is skipped (after the two calls' own) and the
+    // next partition gets the core.
+    assert_eq!(frame.skipped, 2);
+    assert_eq!(kernel.on_trap(0, Trap::Wait, &mut frame), Run::Vcpu(2));
+    assert_eq!((frame.owner, frame.skipped), (Some(2), 3));
 }
 
 /// Verifies: SK-HM-001
@@ -278,7 +305,10 @@ fn a_fault_moves_on_and_the_last_exit_powers_off() {
     kernel.on_trap(0, call(Call::Ready, &[2]), &mut frame);
     kernel.on_trap(0, call(Call::Yield, &[1]), &mut frame);
     let fault = Fault::new(septum_core::event::Reason::Stage2Data, 0, 0);
-    assert_eq!(kernel.on_trap(0, Trap::Fault(fault), &mut frame), Step::Run);
+    assert_eq!(
+        kernel.on_trap(0, Trap::Fault(fault), &mut frame),
+        Run::Vcpu(0)
+    );
     // Nothing supervises alpha, so it is stopped; the service VM hears of it first.
     assert_eq!(frame.owner, Some(0));
     let buffer = RAM_BASE + 0x100;
@@ -303,16 +333,20 @@ fn a_core_with_nothing_to_run_idles_outside_the_lock() {
     let mut core0 = Frame::default();
     assert_eq!(
         global.init(0, kernel, |kernel| kernel.start(&mut core0)),
-        Step::Run
+        Run::Vcpu(0)
     );
     // Core 1 has no partition of its own, but core 0 has work: it waits, and the
     // back end waits without holding the kernel.
     let mut core1 = Frame::default();
-    let step = global.with(1, |kernel| kernel.resume(1, &mut core1));
-    assert!(matches!(step, Step::Idle(until) if until > 0), "{step:?}");
+    let run = global.with(1, |kernel| kernel.resume(1, &mut core1));
+    assert!(
+        matches!(run, Run::Idle { until_us } if until_us > 0),
+        "{run:?}"
+    );
     assert_eq!(core1.owner, None);
     global.with(0, |kernel| {
-        assert_eq!(kernel.current, [Some(0), None, None, None])
+        let loaded: Vec<_> = (0..4).map(|cpu| kernel.loaded(cpu)).collect();
+        assert_eq!(loaded, [Some(0), None, None, None])
     });
 }
 
@@ -339,7 +373,10 @@ fn a_faulting_service_vm_is_reloaded_scrubbed_and_entered_afresh() {
     // VM's RAM.
     unsafe { (marker as *mut u64).write(0xdead_beef) };
     let fault = Fault::new(septum_core::event::Reason::UnhandledException, 0, 0);
-    assert_eq!(kernel.on_trap(0, Trap::Fault(fault), &mut frame), Step::Run);
+    assert_eq!(
+        kernel.on_trap(0, Trap::Fault(fault), &mut frame),
+        Run::Vcpu(0)
+    );
     // SAFETY: as above.
     let (after, image) = unsafe {
         (

@@ -31,7 +31,12 @@ impl LineBuffer {
     }
 
     /// Adds `data` written by partition `name`, printing each line it completes.
-    pub fn write(&mut self, name: &str, data: &[u8], out: &mut impl fmt::Write) -> fmt::Result {
+    pub fn write(
+        &mut self,
+        name: impl fmt::Display + Copy,
+        data: &[u8],
+        out: &mut impl fmt::Write,
+    ) -> fmt::Result {
         for &byte in data {
             match byte {
                 b'\n' => self.flush(name, out)?,
@@ -51,7 +56,7 @@ impl LineBuffer {
 
     /// Prints whatever is buffered as a line of its own (used when the partition
     /// stops with a line unfinished). Prints nothing if the buffer is empty.
-    pub fn flush(&mut self, name: &str, out: &mut impl fmt::Write) -> fmt::Result {
+    pub fn flush(&mut self, name: impl fmt::Display, out: &mut impl fmt::Write) -> fmt::Result {
         if self.line.is_empty() {
             return Ok(());
         }
@@ -65,7 +70,12 @@ impl LineBuffer {
         self.line.clear();
     }
 
-    fn push_char(&mut self, name: &str, c: char, out: &mut impl fmt::Write) -> fmt::Result {
+    fn push_char(
+        &mut self,
+        name: impl fmt::Display,
+        c: char,
+        out: &mut impl fmt::Write,
+    ) -> fmt::Result {
         if self.line.push(c).is_err() {
             self.flush(name, out)?;
             // The buffer is empty after a flush, so one char always fits.

@@ -11,6 +11,7 @@
 
 use core::fmt;
 
+use septum_abi::PartitionState;
 pub use septum_abi::Reason;
 
 use crate::supervision::{TrapAction, TrapClass};
@@ -162,6 +163,29 @@ pub enum Event<'a> {
         /// The core it runs on.
         cpu: usize,
     },
+    /// A vCPU of a partition past its vCPU 0 started (its partition asked).
+    VcpuStart {
+        /// Partition name.
+        name: &'a str,
+        /// The vCPU's index within the partition.
+        vcpu: usize,
+        /// The partition's generation.
+        generation: u32,
+        /// The core it runs on.
+        cpu: usize,
+    },
+    /// A core took a vCPU off because its partition stopped running under it (a
+    /// sibling vCPU faulted, or the partition ended).
+    VcpuLeft {
+        /// Partition name.
+        name: &'a str,
+        /// The vCPU's index within the partition.
+        vcpu: usize,
+        /// The core it left.
+        cpu: usize,
+        /// The partition's state now.
+        state: PartitionState,
+    },
     /// The service VM reported ready.
     PartitionReady {
         /// Partition name.
@@ -177,6 +201,8 @@ pub enum Event<'a> {
         generation: u32,
         /// What the kernel did.
         response: Response,
+        /// The vCPU that faulted (its index within the partition).
+        vcpu: usize,
     },
     /// A partition missed its heartbeat and is suspended.
     PartitionWatchdog {
@@ -321,15 +347,35 @@ impl fmt::Display for Event<'_> {
                 generation,
                 cpu,
             } => write!(f, "@@ partition {name} start gen={generation} cpu={cpu}"),
+            Event::VcpuStart {
+                name,
+                vcpu,
+                generation,
+                cpu,
+            } => write!(
+                f,
+                "@@ partition {name} vcpu {vcpu} start gen={generation} cpu={cpu}"
+            ),
+            Event::VcpuLeft {
+                name,
+                vcpu,
+                cpu,
+                state,
+            } => write!(
+                f,
+                "@@ partition {name} vcpu {vcpu} left cpu={cpu} state={}",
+                state.name()
+            ),
             Event::PartitionReady { name } => write!(f, "@@ partition {name} ready"),
             Event::PartitionFault {
                 name,
                 fault,
                 generation,
                 response,
+                vcpu,
             } => write!(
                 f,
-                "@@ partition {name} fault reason={} addr={:#x} syndrome={:#x} gen={generation} action={}",
+                "@@ partition {name} fault reason={} addr={:#x} syndrome={:#x} gen={generation} action={} vcpu={vcpu}",
                 fault.kind.name(),
                 fault.addr,
                 fault.syndrome,
@@ -433,7 +479,7 @@ mod tests {
     /// Verifies: SK-AUD-001
     #[test]
     fn lines_match_the_documented_vocabulary() {
-        let cases: [(Event, &str); 5] = [
+        let cases: [(Event, &str); 7] = [
             (
                 Event::KernelBoot {
                     arch: "aarch64",
@@ -457,8 +503,27 @@ mod tests {
                     fault: Fault::new(Reason::Stage2Data, 0x8000_0000, 0x9200_0046),
                     generation: 2,
                     response: Response::Suspend,
+                    vcpu: 1,
                 },
-                "@@ partition bad fault reason=stage2-data addr=0x80000000 syndrome=0x92000046 gen=2 action=suspend",
+                "@@ partition bad fault reason=stage2-data addr=0x80000000 syndrome=0x92000046 gen=2 action=suspend vcpu=1",
+            ),
+            (
+                Event::VcpuLeft {
+                    name: "pair",
+                    vcpu: 0,
+                    cpu: 1,
+                    state: PartitionState::Suspended,
+                },
+                "@@ partition pair vcpu 0 left cpu=1 state=suspended",
+            ),
+            (
+                Event::VcpuStart {
+                    name: "pair",
+                    vcpu: 1,
+                    generation: 2,
+                    cpu: 3,
+                },
+                "@@ partition pair vcpu 1 start gen=2 cpu=3",
             ),
             (
                 Event::KernelShutdown {

@@ -36,7 +36,11 @@
 //! Invariant: [`Package::parse`] accepts a byte string only if every record is
 //! consistent: exactly one service VM, listed first; unique names; each image inside
 //! the package and no larger than its RAM; the entry inside the image; a canonical
-//! supervision block, with no trap policy on the service VM; every queue joining
+//! supervision block, with no trap policy on the service VM; one vCPU for the
+//! service VM, on core 0, and at most [`MAX_SYSTEM_VCPUS`] in all; no queue end,
+//! balloon or receive window for a partition with several vCPUs (page flips and
+//! ballooning change a partition's mappings while only the core they run on is
+//! told: see the README's "Multi-vCPU partitions"); every queue joining
 //! two distinct partitions of the package, with a depth of 1 to
 //! [`MAX_QUEUE_DEPTH`] and 1 to depth pages in flight; and every queue capability
 //! naming a queue of the table and held by that end of it (a send end by the
@@ -50,13 +54,15 @@ use crate::supervision::{SUPERVISION_SIZE, Supervision, TrapPolicy};
 /// The package magic.
 pub const MAGIC: [u8; 8] = *b"SEPTUMPK";
 /// The format version this core reads and writes.
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 /// Most partitions a system may have (the ABI's limit).
 pub use septum_abi::MAX_PARTITIONS;
 /// Longest partition name, in bytes (the ABI's: `inspect` copies it out).
 pub use septum_abi::NAME_MAX;
 /// Largest RAM one partition may be given (1 GiB).
 pub const RAM_MAX: u64 = 1 << 30;
+/// Most vCPUs of all partitions together.
+pub const MAX_SYSTEM_VCPUS: usize = 16;
 /// Most messages a queue may hold.
 pub const MAX_QUEUE_DEPTH: u32 = 64;
 
@@ -163,8 +169,12 @@ pub enum PackageError {
     /// Record `index` has an entry point outside its image or not 4-byte aligned.
     BadEntry(usize),
     /// Record `index` has a malformed resources block, memory limits that do not
-    /// bracket its RAM, or (with a balloon) a minimum of zero or not page-aligned.
+    /// bracket its RAM, (with a balloon) a minimum of zero or not page-aligned, or
+    /// vCPUs it may not have: the service VM has one, on core 0; a partition with
+    /// several holds no queue end or balloon and has no receive window.
     BadResources(usize),
+    /// The partitions have more than [`MAX_SYSTEM_VCPUS`] vCPUs together.
+    TooManyVcpus,
     /// Record `index`, slot `slot`: an unknown type, rights the type cannot carry,
     /// an object that does not exist, non-zero reserved bytes, a service-only
     /// capability held by a guest, or a queue end held by a partition that is not
@@ -224,8 +234,13 @@ impl<'a> Package<'a> {
         for index in 0..package.queue_count {
             package.decode_queue(index)?;
         }
+        let mut vcpus = 0;
         for index in 0..package.count {
             let spec = package.decode(index)?;
+            vcpus += spec.resources.vcpu_cores().len();
+            if vcpus > MAX_SYSTEM_VCPUS {
+                return Err(PackageError::TooManyVcpus);
+            }
             let is_service = spec.kind == Kind::Service;
             if is_service != (index == 0) {
                 return Err(PackageError::ServiceNotFirstOrNotUnique);
@@ -382,6 +397,21 @@ impl<'a> Package<'a> {
         }
         if image.len() as u64 > kept {
             return Err(PackageError::BadImage(index));
+        }
+        let cores = spec.resources.vcpu_cores();
+        let maps_at_run_time = spec.resources.receive_window > 0
+            || caps.iter().flatten().any(|cap| {
+                matches!(
+                    cap.ty,
+                    CapType::QueueSend | CapType::QueueReceive | CapType::Balloon
+                )
+            });
+        let vcpus_allowed = match kind {
+            Kind::Service => cores == [0],
+            Kind::Guest => cores.len() == 1 || !maps_at_run_time,
+        };
+        if !vcpus_allowed {
+            return Err(PackageError::BadResources(index));
         }
         Ok(spec)
     }

@@ -1,5 +1,6 @@
 //! What a partition is granted besides its RAM and capabilities: where its RAM must
-//! be placed, its memory limits, its receive window, its cores and time windows,
+//! be placed, its memory limits, its receive window, its vCPUs (the core each is
+//! pinned to) and time windows,
 //! and its devices (MMIO blocks, I/O ports, interrupts). The system package carries
 //! one fixed-size [`Resources`] block per partition.
 //!
@@ -10,7 +11,7 @@
 //! | 0 | 8 | placement (0: the kernel chooses) |
 //! | 8 | 8 | memory minimum |
 //! | 16 | 8 | memory maximum |
-//! | 24 | 4 | core mask |
+//! | 24 | 4 | the core of each vCPU, one byte each ([`NO_VCPU`] past the last) |
 //! | 28 | 4 | one count byte each for windows, MMIO blocks, port ranges, interrupts |
 //! | 32 | 8 | receive window size in bytes |
 //! | 40 | 12 × [`MAX_WINDOWS`] | windows (core 4, offset µs 4, length µs 4) |
@@ -22,13 +23,20 @@
 //!
 //! Entries past a count are zero.
 //!
-//! Invariant: [`Resources::decode`] accepts a block only if every count is within
+//! Invariant: [`Resources::decode`] accepts a block only if it has 1 to
+//! [`MAX_VCPUS`] vCPUs, each on a core below [`MAX_CPUS`], every count is within
 //! its maximum, every unused entry is zero, every MMIO block is page-aligned,
 //! non-empty and does not wrap, every port range is non-empty and does not wrap,
 //! every window is non-empty, the placement is 2 MiB aligned, and the receive
 //! window is a multiple of the page size no larger than [`MAX_RECEIVE_WINDOW`],
 //! and the reserved word is zero.
 
+pub use septum_abi::MAX_VCPUS;
+
+/// Most CPU cores the kernel runs partitions on.
+pub const MAX_CPUS: usize = 4;
+/// The vCPU-core byte of a vCPU the partition does not have.
+pub const NO_VCPU: u8 = 0xff;
 /// Most time windows per partition.
 pub const MAX_WINDOWS: usize = 8;
 /// Most MMIO blocks per partition.
@@ -92,8 +100,9 @@ pub struct Resources {
     pub memory_min: u64,
     /// The most RAM it may ever hold.
     pub memory_max: u64,
-    /// Bit `n` set: pinned to core `n`.
-    pub cpus: u32,
+    /// The core each vCPU is pinned to, vCPU 0 first ([`Resources::vcpu_cores`]).
+    vcpu_cores: [u8; MAX_VCPUS],
+    vcpus_len: u8,
     /// Bytes of its receive window (a multiple of the page size; 0 if it receives
     /// on no queue).
     pub receive_window: u64,
@@ -121,16 +130,40 @@ fn push<T: Copy>(list: &mut [T], len: &mut u8, item: T) -> Result<(), TooMany> {
 }
 
 impl Resources {
-    /// Resources with no placement, limits `min`..`max`, cores `cpus`, and nothing
+    /// Resources with no placement, limits `min`..`max`, no vCPU, and nothing
     /// granted yet.
-    pub fn new(memory_min: u64, memory_max: u64, cpus: u32) -> Resources {
+    pub fn new(memory_min: u64, memory_max: u64) -> Resources {
         Resources {
             memory_min,
             memory_max,
-            cpus,
             shares: DEFAULT_SHARES,
             ..Resources::default()
         }
+    }
+
+    /// Resources with one vCPU on each of `cores` (host side: packages and
+    /// tests). Panics on a core past [`MAX_CPUS`] or more than [`MAX_VCPUS`].
+    #[cfg(any(feature = "alloc", test))]
+    pub fn on_cores(memory_min: u64, memory_max: u64, cores: &[u8]) -> Resources {
+        let mut resources = Resources::new(memory_min, memory_max);
+        for &core in cores {
+            resources
+                .add_vcpu(core)
+                .expect("a core and vCPU count the kernel has");
+        }
+        resources
+    }
+
+    /// The core each of its vCPUs is pinned to, vCPU 0 first.
+    pub fn vcpu_cores(&self) -> &[u8] {
+        &self.vcpu_cores[..usize::from(self.vcpus_len)]
+    }
+    /// Adds a vCPU pinned to `core` (below [`MAX_CPUS`]).
+    pub fn add_vcpu(&mut self, core: u8) -> Result<(), TooMany> {
+        if usize::from(core) >= MAX_CPUS {
+            return Err(TooMany);
+        }
+        push(&mut self.vcpu_cores, &mut self.vcpus_len, core)
     }
 
     /// Its time windows.
@@ -173,7 +206,17 @@ impl Resources {
         let u64_at = |at: usize| u64::from_le_bytes(raw[at..at + 8].try_into().expect("8 bytes"));
         let u32_at = |at: usize| u32::from_le_bytes(raw[at..at + 4].try_into().expect("4 bytes"));
         let u16_at = |at: usize| u16::from_le_bytes(raw[at..at + 2].try_into().expect("2 bytes"));
-        let mut resources = Resources::new(u64_at(8), u64_at(16), u32_at(24));
+        let mut resources = Resources::new(u64_at(8), u64_at(16));
+        let cores = &raw[24..28];
+        let count = cores.iter().take_while(|&&core| core != NO_VCPU).count();
+        for (index, &core) in cores.iter().enumerate() {
+            if index < count {
+                resources.add_vcpu(core).ok()?;
+            } else if core != NO_VCPU {
+                return None;
+            }
+        }
+        (count > 0).then_some(())?;
         let at = u64_at(0);
         if !at.is_multiple_of(PLACEMENT_ALIGN) {
             return None;
@@ -252,7 +295,9 @@ impl Resources {
         for word in [self.at.unwrap_or(0), self.memory_min, self.memory_max] {
             out.extend_from_slice(&word.to_le_bytes());
         }
-        out.extend_from_slice(&self.cpus.to_le_bytes());
+        let mut cores = [NO_VCPU; MAX_VCPUS];
+        cores[..self.vcpu_cores().len()].copy_from_slice(self.vcpu_cores());
+        out.extend_from_slice(&cores);
         out.extend_from_slice(&[
             self.windows_len,
             self.mmio_len,
@@ -287,7 +332,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn sample() -> Resources {
-        let mut r = Resources::new(1 << 20, 4 << 20, 0b11);
+        let mut r = Resources::new(1 << 20, 4 << 20);
+        r.add_vcpu(0).unwrap();
+        r.add_vcpu(1).unwrap();
         r.at = Some(0x4200_0000);
         r.receive_window = 64 << 10;
         r.add_window(Window {
@@ -342,6 +389,9 @@ mod tests {
         let unused_irq = RESOURCES_SIZE - 4;
         for (at, value) in [
             (0, 0x01),
+            (24, NO_VCPU), // no vCPU 0
+            (25, 4),       // a core past MAX_CPUS
+            (27, 1),       // a vCPU after the last
             (28, 9),
             (receive_window, 0x01),     // not a page multiple
             (receive_window + 3, 0x01), // 16 MiB + 64 KiB
@@ -377,6 +427,8 @@ mod tests {
                 prop_assert!(decoded.windows().iter().all(|w| w.length_us > 0));
                 prop_assert!(decoded.receive_window % PAGE == 0);
                 prop_assert!(decoded.receive_window <= MAX_RECEIVE_WINDOW);
+                prop_assert!(!decoded.vcpu_cores().is_empty());
+                prop_assert!(decoded.vcpu_cores().iter().all(|&c| usize::from(c) < MAX_CPUS));
             }
         }
     }

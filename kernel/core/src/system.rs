@@ -1,9 +1,11 @@
 //! The partitions of a running system and the hypercall dispatcher.
 //!
-//! The back end traps, reads the guest's registers and asks [`System`] what to do;
-//! [`System`] answers with a [`Dispatch`]: what the caller gets back and which
-//! partition runs next. Effects that need the hardware (reading guest RAM, writing the
-//! console) go through the [`Platform`] trait, so everything here runs on the host.
+//! The back end traps, reads the guest's registers and enters the core with
+//! [`System::handle`] (`run.rs`); the core answers with an [`Outcome`]: what the
+//! vCPU that trapped gets back, what the back end must do to stored vCPUs, and
+//! what [`Run`]s next. Effects that need the hardware (reading guest RAM, writing
+//! the console) go through the [`Platform`] trait, so everything here runs on the
+//! host.
 //!
 //! Invariants:
 //! - **decode, then invoke**: [`System::hypercall`] validates the call number, the
@@ -12,9 +14,10 @@
 //! - capability tables are fixed at boot: no call adds, copies or widens one;
 //! - **service VM first**: guest partitions stay [`State::Waiting`] until the service VM
 //!   has called `ready`; no guest is ever chosen to run before that;
-//! - a partition runs only while [`State::Runnable`]: a suspended, blocked, exited
-//!   or stopped one is never chosen, and a suspended guest runs again only when the
-//!   service VM resumes or restarts it (see [`supervise`](self::supervise));
+//! - a vCPU runs only while its partition is [`State::Running`] and it is ready: a
+//!   suspended, exited or stopped partition's vCPUs and a blocked vCPU are never
+//!   chosen, and a suspended guest runs again only when the service VM resumes or
+//!   restarts it (see [`supervise`](self::supervise));
 //! - kernel work a partition caused that is too long for one trap (reloading its
 //!   RAM after a restart, scrubbing the balloon pages it gave up) is work it
 //!   **owes**: the kernel does it a page at a time in that partition's own turns,
@@ -22,8 +25,8 @@
 //!   partition's window; a partition that owes work gets its turns even when it
 //!   may not run;
 //! - with a schedule, a partition runs only inside its own time windows and no
-//!   longer than the window's end; time nobody may use is idle (see [`Decision`]);
-//! - guest console output always goes through the partition's [`LineBuffer`].
+//!   longer than the window's end; time nobody may use is idle (see `run.rs`);
+//! - guest console output always goes through the vCPU's [`LineBuffer`].
 
 use core::fmt;
 
@@ -35,9 +38,10 @@ use crate::console::LineBuffer;
 use crate::event::Event;
 use crate::flip::{Flip, FlipError, Pages};
 use crate::memory::Range;
-use crate::package::{MAX_PARTITIONS, Package};
-use crate::schedule::{Schedule, ScheduleError, Turn};
+use crate::package::{MAX_PARTITIONS, MAX_SYSTEM_VCPUS, Package};
+use crate::schedule::{Schedule, ScheduleError};
 use lifecycle::Lifecycle;
+use partition::Label;
 
 mod balloon;
 mod calls;
@@ -46,14 +50,20 @@ mod events;
 mod guest_memory;
 pub mod lifecycle;
 mod partition;
+mod psci;
 mod queues;
+mod run;
 mod supervise;
 mod transitions;
 mod work;
+pub use crate::resources::MAX_CPUS;
 pub use dispatch::DENIED_LINES;
 pub use events::{ESCAPE, Events};
-pub use lifecycle::{State, WaitOn};
-pub use partition::Partition;
+pub use lifecycle::{State, VcpuState, WaitOn};
+pub use partition::{Partition, VcpuSlot};
+pub use run::{
+    Effect, Entry, MAX_EFFECTS, Outcome, POLL_US, Run, Trap, TurnEnd, VCPU_SLICE_US, WORK_SLICE_US,
+};
 pub use supervise::TRAP_LINES;
 
 /// What the core needs from the machine: the console, the clock, partition RAM,
@@ -113,19 +123,17 @@ impl Reply {
     }
 }
 
-/// Most CPU cores the kernel runs partitions on.
-pub const MAX_CPUS: usize = 4;
-
-/// How long a core with nothing to run waits before it looks again, in µs.
-pub const POLL_US: u64 = 1_000;
-
-/// What the back end runs next.
+/// What a handler asks to run after a call or trap; `run.rs` decides what runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Next {
-    /// Run this partition (by index). It may be the one that trapped.
-    Run(usize),
-    /// Nothing on this core can run now, but partitions elsewhere can: wait.
-    Wait,
+enum Next {
+    /// The vCPU that trapped continues, if it still may.
+    Caller,
+    /// The next vCPU in the round robin of the trapped vCPU's core.
+    Yield,
+    /// This vCPU (one on the same core that may run).
+    Switch(usize),
+    /// The service VM.
+    Service,
     /// Power the machine off.
     PowerOff {
         /// Whether the shutdown was a clean one requested by the service VM.
@@ -133,51 +141,15 @@ pub enum Next {
     },
 }
 
-/// What the core finally wants on the CPU, given the time (see [`System::decide`]).
+/// A handler's answer to a call or trap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Run `partition`; take the CPU back at `deadline_us` (`None`: no window ends,
-    /// the back end's round-robin time slice applies).
-    Run {
-        /// The partition to run.
-        partition: usize,
-        /// When its window ends, if the system has a schedule.
-        deadline_us: Option<u64>,
-    },
-    /// Run nothing until `until_us`, then decide again.
-    Idle {
-        /// When to decide again.
-        until_us: u64,
-    },
-    /// Power the machine off.
-    PowerOff {
-        /// Whether the shutdown was a clean one requested by the service VM.
-        clean: bool,
-    },
-}
-
-/// Work on a partition's vCPU that the back end must do before anything runs
-/// again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Effect {
-    /// Partition `.0` restarted: reset its vCPU to the entry state with generation
-    /// `.1` in the third argument register, and forget any of its registers live
-    /// on a core. (Its RAM is reloaded as work it owes: see [`System::work`].)
-    ResetVcpu(usize, u32),
-    /// Advance the stored program counter of (suspended) partition `.0` by `.1`
-    /// bytes.
-    Skip(usize, u8),
-}
-
-/// The core's answer to a trap.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Dispatch {
-    /// Registers to hand back to the partition that trapped, if it will run again.
-    pub reply: Option<Reply>,
+struct Dispatch {
+    /// Registers to hand back to the vCPU that trapped.
+    reply: Option<Reply>,
     /// What runs next.
-    pub next: Next,
-    /// Work for the back end, done before `next`.
-    pub effect: Option<Effect>,
+    next: Next,
+    /// Work on a stored vCPU.
+    effect: Option<Effect>,
 }
 
 impl Dispatch {
@@ -187,6 +159,11 @@ impl Dispatch {
             next,
             effect: None,
         }
+    }
+
+    /// The caller continues with `reply`.
+    fn resume(reply: Reply) -> Dispatch {
+        Dispatch::new(Some(reply), Next::Caller)
     }
 }
 
@@ -199,8 +176,8 @@ pub enum SystemError {
     BadPlacement(usize),
     /// The package's schedule for a core is inconsistent.
     BadSchedule(ScheduleError),
-    /// Partition `index` is pinned to no core, or to one past [`MAX_CPUS`].
-    BadCpu(usize),
+    /// Partition `index` has no vCPU, or too many for the system.
+    BadVcpus(usize),
     /// The queues do not fit the kernel's limits or the memory given for them.
     Queues(FlipError),
     /// The memory given for the balloon does not fit its partitions.
@@ -215,12 +192,16 @@ pub struct System {
     schedules: [Option<Schedule>; MAX_CPUS],
     events: Events,
     audit: AuditRing,
-    /// Per core: the partition whose registers are live there (the back end
-    /// reports it with [`System::note_loaded`]).
+    /// Every vCPU, in package order (see `partition.rs`).
+    vcpus: heapless::Vec<VcpuSlot, MAX_SYSTEM_VCPUS>,
+    /// Per core: the vCPU whose registers are live there (see `run.rs`).
     loaded: [Option<usize>; MAX_CPUS],
+    /// Bit `n`: core `n` was kicked and has not entered the core since.
+    kicked: u8,
     /// The queues and the ledger of frames away from their slots.
     flip: Flip,
-    /// Per core: a window lent by an immediate send, as (lender, borrower).
+    /// Per core: a window lent by an immediate send, as (lender partition,
+    /// borrower vCPU).
     lent: [Option<(usize, usize)>; MAX_CPUS],
     /// The balloon memory of the partitions that have one, and the free pool.
     balloon: Balloon,
@@ -254,6 +235,7 @@ impl System {
             return Err(SystemError::PlacementCount);
         }
         let mut partitions = heapless::Vec::new();
+        let mut vcpus = heapless::Vec::new();
         for (index, (spec, host)) in package.partitions().zip(host_ram).enumerate() {
             let overlaps = host_ram[..index].iter().any(|other| other.overlaps(host));
             if host.size() != spec.ram_size || overlaps {
@@ -264,22 +246,30 @@ impl System {
             let mut name = heapless::String::new();
             name.push_str(spec.name)
                 .map_err(|_| SystemError::BadPlacement(index))?;
-            let cpu = spec.resources.cpus.trailing_zeros() as usize;
-            if cpu >= MAX_CPUS {
-                return Err(SystemError::BadCpu(index));
+            let cores = spec.resources.vcpu_cores();
+            let first = vcpus.len();
+            for (vcpu, &core) in cores.iter().enumerate() {
+                let slot = VcpuSlot {
+                    partition: index,
+                    index: vcpu,
+                    cpu: usize::from(core),
+                    console: LineBuffer::new(),
+                };
+                vcpus.push(slot).map_err(|_| SystemError::BadVcpus(index))?;
             }
+            let cpu = usize::from(*cores.first().ok_or(SystemError::BadVcpus(index))?);
             let partition = Partition {
                 name,
                 kind: spec.kind,
                 guest_ram,
                 host_ram: *host,
                 cpu,
+                vcpus: first..vcpus.len(),
                 caps: spec.caps,
-                console: LineBuffer::new(),
                 denied: 0,
                 trap_lines: 0,
                 kept_ram: spec.kept_ram(),
-                life: Lifecycle::new(spec.supervision),
+                life: Lifecycle::new(spec.supervision, cores.len()),
             };
             // Cannot fail: a valid package has at most MAX_PARTITIONS partitions.
             let _ = partitions.push(partition);
@@ -307,7 +297,9 @@ impl System {
             schedules,
             events: Events::default(),
             audit: AuditRing::default(),
+            vcpus,
             loaded: [None; MAX_CPUS],
+            kicked: 0,
             flip,
             lent: [None; MAX_CPUS],
             balloon,
@@ -324,11 +316,9 @@ impl System {
         self.service_ready
     }
 
-    /// Starts the service VM, and only it. Returns what the service VM's core runs
-    /// first (the service VM); other cores begin with [`System::pick`].
-    pub fn start(&mut self, platform: &mut impl Platform) -> Next {
-        self.start_partition(0, platform);
-        Next::Run(0)
+    /// Every vCPU, in package order.
+    pub fn vcpus(&self) -> &[VcpuSlot] {
+        &self.vcpus
     }
 
     /// The core of the service VM, which the kernel starts first.
@@ -339,101 +329,6 @@ impl System {
     /// Core `cpu`'s schedule, if the system has one.
     pub fn schedule(&self, cpu: usize) -> Option<&Schedule> {
         self.schedules.get(cpu).and_then(Option::as_ref)
-    }
-
-    /// Turns `next` (what the call or fault asked for) into what core `cpu` runs at
-    /// the time `now_us` gives (µs on the machine's clock; read only when needed).
-    /// Without a schedule `next` stands, and [`Next::Wait`] idles for [`POLL_US`].
-    /// With one, the owner of the current window runs until the window's end if it
-    /// can run; else the core idles until the window ends or the next one starts.
-    /// Power-off always stands.
-    pub fn decide(&self, next: Next, cpu: usize, now_us: impl FnOnce() -> u64) -> Decision {
-        if let Next::PowerOff { clean } = next {
-            return Decision::PowerOff { clean };
-        }
-        let Some(schedule) = self.schedule(cpu) else {
-            let next = if self.service_urgent(cpu, None) {
-                Next::Run(0)
-            } else {
-                next
-            };
-            return match next {
-                Next::Run(partition) => Decision::Run {
-                    partition,
-                    deadline_us: None,
-                },
-                _ => Decision::Idle {
-                    until_us: now_us() + POLL_US,
-                },
-            };
-        };
-        match schedule.at(now_us()) {
-            // The service VM takes over the window of a partition it has supervision
-            // work about (usually the guest that trapped): that partition pays for
-            // the switch, and no other partition's time is touched.
-            Turn::Window {
-                partition,
-                until_us,
-            } if self.service_urgent(cpu, Some(partition)) => Decision::Run {
-                partition: 0,
-                deadline_us: Some(until_us),
-            },
-            // A window lent by an immediate send: the receiver runs in it until it
-            // waits or yields.
-            Turn::Window {
-                partition,
-                until_us,
-            } if self.lent[cpu].is_some_and(|(lender, borrower)| {
-                lender == partition && self.partitions[borrower].life.runnable()
-            }) =>
-            {
-                Decision::Run {
-                    partition: self.lent[cpu].expect("checked").1,
-                    deadline_us: Some(until_us),
-                }
-            }
-            Turn::Window {
-                partition,
-                until_us,
-            } if self.needs_cpu(partition) => Decision::Run {
-                partition,
-                deadline_us: Some(until_us),
-            },
-            Turn::Window { until_us, .. } | Turn::Gap { until_us } => Decision::Idle { until_us },
-        }
-    }
-
-    /// Partition `current` gives up its turn without a hypercall (it waited for an
-    /// interrupt, or its time ran out). Returns what runs next on its core.
-    pub fn preempt(&mut self, current: usize, platform: &mut impl Platform) -> Next {
-        self.lent[self.partitions[current].cpu] = None;
-        self.after(current, platform)
-    }
-
-    /// What core `cpu` runs next when it has nothing (at boot, after a wait):
-    /// round robin from `after` among the partitions pinned to it.
-    pub fn pick(&self, cpu: usize, after: Option<usize>, platform: &mut impl Platform) -> Next {
-        if self.service_urgent(cpu, None) {
-            return Next::Run(0);
-        }
-        let count = self.partitions.len();
-        let start = after.unwrap_or(count - 1);
-        let on_core = (1..=count)
-            .map(|step| (start + step) % count)
-            .find(|&i| self.needs_cpu(i) && self.partitions[i].cpu == cpu);
-        match on_core {
-            Some(next) => Next::Run(next),
-            None if (0..count).any(|i| self.needs_cpu(i)) => Next::Wait,
-            None => {
-                emit(
-                    platform,
-                    Event::KernelHalt {
-                        reason: "no-runnable-partition",
-                    },
-                );
-                Next::PowerOff { clean: false }
-            }
-        }
     }
 
     /// Reports, for every partition whose console lines were dropped for want of
@@ -457,10 +352,16 @@ impl System {
     /// console dropped, and the total of its refused calls if the console did not
     /// show them all: it ends, or the system does.
     fn flush_console(&mut self, index: usize, platform: &mut impl Platform) {
-        let partition = &mut self.partitions[index];
-        let _ = partition
-            .console
-            .flush(&partition.name, &mut GuestLines::new(platform, index));
+        let partition = &self.partitions[index];
+        for slot in &mut self.vcpus[partition.vcpus.clone()] {
+            let label = Label {
+                name: &partition.name,
+                vcpu: slot.index,
+            };
+            let _ = slot
+                .console
+                .flush(&label, &mut GuestLines::new(platform, index));
+        }
         self.report_drops_of(index, true, platform);
         let partition = &mut self.partitions[index];
         if partition.denied > DENIED_LINES {
@@ -473,40 +374,6 @@ impl System {
                 },
             );
         }
-    }
-
-    /// The back end reports which partition's registers are live on `cpu`.
-    pub fn note_loaded(&mut self, cpu: usize, partition: Option<usize>) {
-        self.loaded[cpu] = partition;
-    }
-
-    /// Lends the rest of `lender`'s window on its core to `borrower`.
-    fn lend(&mut self, lender: usize, borrower: usize) {
-        self.lent[self.partitions[lender].cpu] = Some((lender, borrower));
-    }
-
-    /// Ends any loan of a window to `borrower`.
-    fn end_loan(&mut self, borrower: usize) {
-        for loan in &mut self.lent {
-            if loan.is_some_and(|(_, b)| b == borrower) {
-                *loan = None;
-            }
-        }
-    }
-
-    fn resume_caller(&self, caller: usize, reply: Reply) -> Dispatch {
-        Dispatch::new(Some(reply), Next::Run(caller))
-    }
-
-    fn runnable(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.partitions.len()).filter(|&i| self.partitions[i].life.runnable())
-    }
-
-    /// Round robin on `index`'s core: the first runnable partition after `index`
-    /// pinned to the same core, wrapping around to `index` itself last. Waits when
-    /// only other cores have work; powers off when nothing can run anywhere.
-    fn after(&self, index: usize, platform: &mut impl Platform) -> Next {
-        self.pick(self.partitions[index].cpu, Some(index), platform)
     }
 }
 
@@ -540,3 +407,5 @@ impl<P: Platform> fmt::Write for GuestLines<'_, P> {
 mod supervise_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vcpu_tests;

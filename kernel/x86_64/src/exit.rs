@@ -1,8 +1,10 @@
 //! VM-exit handling: turns the exit reason of the current VMCS into a hypercall, a
-//! wait, a preemption or a fault for the shared kernel loop, and handles the exits
-//! that concern only the CPU (CPUID, a device interrupt, an interrupt window). Every
-//! exit reason the kernel does not handle becomes a fault that stops the partition:
-//! no exit is ever ignored or silently resumed.
+//! wait, a preemption, a kick or a fault for the shared kernel loop, and handles the
+//! exits that concern only the CPU (CPUID, a device interrupt, an interrupt window).
+//! Every exit reason the kernel does not handle becomes a fault that stops the
+//! partition: no exit is ever ignored or silently resumed. The trap is handed on
+//! with RIP on the instruction that exited; the kernel moves it on only when the
+//! call or wait was handled.
 //!
 //! Device interrupts: an external-interrupt exit (acknowledged on exit) is ended at
 //! the local APIC and made pending in the vCPU of the partition that owns its
@@ -16,7 +18,7 @@
 use septum_abi::layout::PAGE_SIZE;
 use septum_core::event::{Fault, Reason, Snapshot};
 use septum_core::system::CallRegisters;
-use septum_kernel::{Global, Kernel, Step, Trap};
+use septum_kernel::{Global, Kernel, Run, Trap};
 
 use crate::boot::{GuestRegisters, reg};
 use crate::clock;
@@ -79,9 +81,6 @@ fn classify(frame: &mut GuestRegisters) -> Exit {
     let exit_length = || vmx::read(field::EXIT_INSTRUCTION_LENGTH) as u8;
     match reason & 0xffff {
         VMCALL => {
-            // Unlike `hvc`, a VMCALL exit leaves RIP on the instruction: the reply
-            // goes to the instruction after it.
-            vcpu::skip_instruction();
             let g = &frame.gpr;
             Exit::Trap(Trap::Hypercall(CallRegisters {
                 number: g[reg::RAX],
@@ -174,9 +173,10 @@ fn snapshot(frame: &GuestRegisters, rip: u64) -> Snapshot {
 /// a restart, not the original a receiver may still hold and rewrite).
 fn mmio_access_length(kernel: &mut Kernel<Vcpu, Pc>, cpu: usize, rip: u64) -> u8 {
     const LONGEST: u64 = 15;
-    let Some(current) = kernel.current[cpu] else {
+    let Some(vcpu) = kernel.loaded(cpu) else {
         return 0;
     };
+    let partition = kernel.system.vcpus()[vcpu].partition();
     if vmx::read(field::GUEST_CR3) != vcpu::BOOT_TABLES {
         return 0;
     }
@@ -186,7 +186,7 @@ fn mmio_access_length(kernel: &mut Kernel<Vcpu, Pc>, cpu: usize, rip: u64) -> u8
     let to_page_end = (rip | (PAGE_SIZE - 1)) + 1 - rip;
     for available in [LONGEST, to_page_end.min(LONGEST)] {
         let code = &mut bytes[..available as usize];
-        if kernel.read_guest(current, rip, code).is_ok() {
+        if kernel.read_guest(partition, rip, code).is_ok() {
             return septum_x86_decode::length(code).map_or(0, |length| length as u8);
         }
     }
@@ -222,56 +222,63 @@ pub extern "C" fn handle_vm_exit(frame: &mut GuestRegisters) {
     frame.launch = 0;
     let exit = classify(frame);
     let cpu = crate::cpu::index();
-    let step = KERNEL.with(cpu, |kernel| {
-        let step = match exit {
-            Exit::Resume => Step::Run,
-            Exit::Interrupt(vector) => {
-                match kernel.machine.interrupts.end(vector) {
-                    Ended::Partition(line, owner) => kernel.vcpus[owner].pend(line),
-                    Ended::Console => kernel.drain_console(),
-                    Ended::Nobody => {}
+    let run = KERNEL.with(cpu, |kernel| {
+        let go_on = Run::Vcpu(
+            kernel
+                .loaded(cpu)
+                .expect("an exit comes from a loaded vCPU"),
+        );
+        let run = match exit {
+            Exit::Resume => go_on,
+            Exit::Interrupt(vector) => match kernel.machine.interrupts.end(vector) {
+                Ended::Partition(line, owner) => {
+                    let vcpu = kernel.first_vcpu(owner);
+                    kernel.vcpus[vcpu].pend(line);
+                    go_on
                 }
-                Step::Run
-            }
+                Ended::Console => {
+                    kernel.drain_console();
+                    go_on
+                }
+                Ended::Kick => kernel.on_trap(cpu, Trap::Kicked, frame),
+                Ended::Nobody => go_on,
+            },
             Exit::Trap(Trap::Fault(mut fault)) if fault.kind == Reason::Stage2Data => {
                 fault.length = mmio_access_length(kernel, cpu, fault.snapshot[0]);
                 kernel.on_trap(cpu, Trap::Fault(fault), frame)
             }
             Exit::Trap(trap) => kernel.on_trap(cpu, trap, frame),
         };
-        deliver(kernel, cpu, step);
-        step
+        deliver(kernel, run);
+        run
     });
-    until_runnable(cpu, step, frame);
+    until_runnable(cpu, run, frame);
 }
 
 /// Asks the kernel what core `cpu`, which has waited or has nothing loaded yet,
-/// runs now, and prepares the entry if it is a partition (see [`deliver`]).
-pub fn resume(kernel: &mut Kernel<Vcpu, Pc>, cpu: usize, frame: &mut GuestRegisters) -> Step {
-    let step = kernel.resume(cpu, frame);
-    deliver(kernel, cpu, step);
-    step
+/// runs now, and prepares the entry if it is a vCPU (see [`deliver`]).
+pub fn resume(kernel: &mut Kernel<Vcpu, Pc>, cpu: usize, frame: &mut GuestRegisters) -> Run {
+    let run = kernel.resume(cpu, frame);
+    deliver(kernel, run);
+    run
 }
 
-/// Drives core `cpu` from `step` until it has a partition to enter (waiting,
-/// without the kernel held, while the kernel says to idle), whose pending
-/// interrupts are then injected if it can take them.
-pub fn until_runnable(cpu: usize, mut step: Step, frame: &mut GuestRegisters) {
-    while let Step::Idle(until_us) = step {
+/// Drives core `cpu` from `run` until it has a vCPU to enter (waiting, without
+/// the kernel held, while the kernel says to idle), whose pending interrupts are
+/// then injected if it can take them.
+pub fn until_runnable(cpu: usize, mut run: Run, frame: &mut GuestRegisters) {
+    while let Run::Idle { until_us } = run {
         idle(cpu, until_us);
-        step = KERNEL.with(cpu, |kernel| resume(kernel, cpu, frame));
+        run = KERNEL.with(cpu, |kernel| resume(kernel, cpu, frame));
     }
 }
 
-/// When a partition is about to be entered on core `cpu` (`step` is
-/// [`Step::Run`]; its VMCS is current): injects its pending interrupts if it can
-/// take them now, and expires its preemption timer at once if its turn is already
-/// over (see `clock.rs`).
-fn deliver(kernel: &mut Kernel<Vcpu, Pc>, cpu: usize, step: Step) {
-    if step == Step::Run
-        && let Some(current) = kernel.current[cpu]
-    {
-        kernel.vcpus[current].deliver_interrupts();
+/// When vCPU `vcpu` is about to be entered (`run` is [`Run::Vcpu`]; its VMCS is
+/// current): injects its pending interrupts if it can take them now, and expires
+/// its preemption timer at once if its turn is already over (see `clock.rs`).
+fn deliver(kernel: &mut Kernel<Vcpu, Pc>, run: Run) {
+    if let Run::Vcpu(vcpu) = run {
+        kernel.vcpus[vcpu].deliver_interrupts();
         clock::expire_if_turn_over();
     }
 }

@@ -16,7 +16,8 @@
 //! its EOI, and the owner's vCPU keeps it pending until that partition can take it
 //! (see `Vcpu::deliver_interrupts`). One line is the kernel's own: COM1's (IRQ 4),
 //! routed to the boot core at [`CONSOLE_VECTOR`], on which the kernel drains its
-//! console; no partition can be granted it.
+//! console; no partition can be granted it. One vector, [`KICK_VECTOR`], is the
+//! kicks the cores send each other through the interrupt command register.
 //!
 //! Invariants:
 //! - only granted lines are unmasked in the I/O APIC, each routed to one vector;
@@ -44,6 +45,9 @@ pub const LINES: usize = 16;
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 /// The vector of the kernel's console UART (COM1's transmitter empty).
 pub const CONSOLE_VECTOR: u8 = 0xf0;
+/// The vector one core sends another to make it enter the kernel
+/// (`septum_kernel::Machine::kick`).
+pub const KICK_VECTOR: u8 = 0xf1;
 /// Where the I/O APIC's registers are on a PC (identity-mapped by the kernel).
 const IO_APIC_BASE: u64 = 0xfec0_0000;
 const IA32_APIC_BASE: u32 = 0x1b;
@@ -139,6 +143,8 @@ pub enum Ended {
     Partition(u32, usize),
     /// The kernel's console UART.
     Console,
+    /// Another core's kick.
+    Kick,
     /// Spurious, or nobody's.
     Nobody,
 }
@@ -220,6 +226,12 @@ impl Interrupts {
         }
     }
 
+    /// Sends [`KICK_VECTOR`] to the core whose local APIC id is `apic_id`: fixed
+    /// delivery, physical destination.
+    pub fn kick(&self, apic_id: u32) {
+        self.send_command(apic_id, u32::from(KICK_VECTOR));
+    }
+
     /// Routes IRQ `line` to partition `owner` (its index), which runs on the core
     /// whose local APIC id is `destination`: the line's I/O APIC input (the same
     /// number, but IRQ 0, the PIT, is wired to input 2) is unmasked with vector
@@ -283,6 +295,9 @@ impl Interrupts {
         self.local.eoi.set(0);
         if vector == CONSOLE_VECTOR {
             return Ended::Console;
+        }
+        if vector == KICK_VECTOR {
+            return Ended::Kick;
         }
         let owner = |line: u8| Some((u32::from(line), (*self.owners.get(usize::from(line))?)?));
         match vector.checked_sub(VECTOR_BASE).and_then(owner) {

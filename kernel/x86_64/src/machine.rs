@@ -6,6 +6,7 @@ use core::fmt;
 use septum_core::memory::Range;
 use septum_kernel::{Console, Uart};
 
+use crate::acpi::Processors;
 use crate::clock::Clock;
 use crate::irq::Interrupts;
 use crate::serial::{self, Serial};
@@ -18,6 +19,8 @@ pub struct Pc {
     pub clock: Clock,
     /// The local APIC, the I/O APIC and who owns each device interrupt.
     pub interrupts: Interrupts,
+    /// Each core's local APIC id, by core index, to kick it.
+    pub processors: Processors,
 }
 
 impl fmt::Write for Pc {
@@ -39,6 +42,12 @@ impl septum_kernel::Machine for Pc {
 
     fn set_deadline(&mut self, deadline_us: Option<u64>) {
         self.clock.set_deadline(deadline_us);
+    }
+
+    fn kick(&mut self, cpu: usize) {
+        if let Some(apic_id) = self.processors.apic_id(cpu) {
+            self.interrupts.kick(apic_id);
+        }
     }
 
     fn receive(&mut self) -> Option<u8> {

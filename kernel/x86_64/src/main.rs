@@ -53,7 +53,7 @@ use crate::exit::KERNEL;
 use crate::irq::Interrupts;
 use crate::machine::Pc;
 use crate::serial::Serial;
-use crate::vcpu::{Bitmaps, Host, Start, Vcpu};
+use crate::vcpu::{Bitmaps, Host, Space, Start, Vcpu};
 use crate::vmx::Page;
 
 /// The board this build targets, as `@@ kernel boot` reports it.
@@ -202,7 +202,8 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
         exit_entry: boot::vm_exit_entry as *const () as u64,
     };
 
-    let (system, vcpus) = septum_kernel::load_partitions(
+    let mut vpids = 1u16..;
+    let (system, spaces, vcpus) = septum_kernel::load_partitions(
         &package,
         &mut frames,
         PARTITION_ALIGN,
@@ -216,30 +217,41 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
                     .expect("fixed range");
             ept.map(frames, guest_tables, tables, ept::READ_ONLY)
                 .expect("EPT mapping of the boot page tables");
-            let core = spec.resources.cpus.trailing_zeros() as usize;
-            let Some(apic_id) = processors.apic_id(core) else {
-                panic!(
-                    "partition {} is pinned to core {core}, which this machine lacks",
-                    spec.name
-                )
+            let space = Space::new(ept);
+            let apic_id = |core: u8| {
+                processors.apic_id(usize::from(core)).unwrap_or_else(|| {
+                    panic!(
+                        "partition {} has a vCPU on core {core}, which this machine lacks",
+                        spec.name
+                    )
+                })
             };
+            // vCPU 0 takes the partition's device interrupts.
+            let cores = spec.resources.vcpu_cores();
             for &line in spec.resources.irqs() {
-                interrupts.route(line, index, spec.name, apic_id);
+                interrupts.route(line, index, spec.name, apic_id(cores[0]));
             }
-            let vpid = u16::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
-            let start = Start {
-                entry: RAM_BASE + spec.entry_offset,
-                ram_size: spec.kept_ram(),
-                argument: spec.argument,
-                vpid,
-            };
             let (io_a, io_b) = io_bitmaps(frames, spec.resources.ports());
             let bitmaps = Bitmaps {
                 io_a,
                 io_b,
                 msr: MSR_BITMAP.address(),
             };
-            Vcpu::new(frames, ept, start, &bitmaps, &host(core)).expect("RAM for a VMCS")
+            let vcpus = cores
+                .iter()
+                .map(|&core| {
+                    apic_id(core);
+                    let start = Start {
+                        entry: RAM_BASE + spec.entry_offset,
+                        ram_size: spec.kept_ram(),
+                        argument: spec.argument,
+                        vpid: vpids.next().expect("at most MAX_SYSTEM_VCPUS vCPUs"),
+                    };
+                    let host = host(usize::from(core));
+                    Vcpu::new(frames, &space, start, &bitmaps, &host).expect("RAM for a VMCS")
+                })
+                .collect();
+            (space, vcpus)
         },
     );
 
@@ -250,14 +262,15 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
         console,
         clock,
         interrupts,
+        processors,
     };
-    let step = KERNEL.init(
+    let run = KERNEL.init(
         BOOT_CPU,
-        Kernel::new(system, vcpus, pc, package, output),
+        Kernel::new(system, spaces, vcpus, pc, package, output),
         |kernel| kernel.start(&mut first),
     );
     smp::release();
-    exit::until_runnable(BOOT_CPU, step, &mut first);
+    exit::until_runnable(BOOT_CPU, run, &mut first);
     // SAFETY: `first` holds the registers of a partition pinned to this core (the
     // service VM first), whose VMCS is current here.
     unsafe { boot::enter_partition(&first, boot::trap_stack_top(BOOT_CPU)) }

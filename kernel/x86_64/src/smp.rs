@@ -167,11 +167,11 @@ extern "C" fn secondary_main(index: u64) -> ! {
         core::hint::spin_loop();
     }
     let mut frame = GuestRegisters::default();
-    let step = KERNEL.with(cpu, |kernel| {
+    let run = KERNEL.with(cpu, |kernel| {
         kernel.log(Event::KernelCpuUp { cpu });
         exit::resume(kernel, cpu, &mut frame)
     });
-    exit::until_runnable(cpu, step, &mut frame);
+    exit::until_runnable(cpu, run, &mut frame);
     // SAFETY: `frame` holds the registers of a partition pinned to this core, whose
     // VMCS `resume` made current here.
     unsafe { boot::enter_partition(&frame, boot::trap_stack_top(cpu)) }

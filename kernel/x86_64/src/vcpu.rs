@@ -1,11 +1,13 @@
-//! Virtual CPUs: one VMCS per partition, its initial guest state, and the switch
-//! between the partitions of one core.
+//! Virtual CPUs: one VMCS per vCPU, its controls and initial guest state, its
+//! partition's EPT ([`Space`]), and the switch between the vCPUs of one core.
 //!
 //! Partition entry state (see the README): 64-bit mode at CPL 0 with paging on
 //! through read-only boot page tables that identity-map the first 4 GiB of
 //! guest-physical space with 2 MiB pages (EPT, not these tables, decides what is
 //! reachable), interrupts off, rdi = RAM size, rsi = boot argument, rip = the
-//! image's entry point, an empty IDT.
+//! image's entry point, an empty IDT. A vCPU its partition starts later
+//! (`vcpu_start`) begins in the same state at the address it asked for, with its
+//! context in rdi and nothing in rsi or rdx.
 //!
 //! Invariants:
 //! - every exception the guest raises, every I/O port and MSR access not granted,
@@ -23,28 +25,31 @@
 //!   into that partition's VMCS, just before an entry into it, when the partition
 //!   can take it (RFLAGS.IF set, no STI or MOV SS blocking); until then its VMCS
 //!   has interrupt-window exiting on, and off again once nothing is pending;
-//! - a `Vcpu` owns its partition's EPT; its EPTP and VPID belong to it alone;
-//! - a VMCS's host state is that of the core its partition is pinned to (trap
-//!   stack, GDT, TSS, GS base); the boot core writes it and then clears it (VMCLEAR),
-//!   so that it is first made current, and only ever used, on that core.
+//! - a [`Space`] owns its partition's EPT, shared by its vCPUs; the EPTP belongs
+//!   to that partition alone; each vCPU has its own VMCS (so its own controls,
+//!   which the next issue may set apart for a Linux guest) and its own VPID;
+//! - a VMCS's host state is that of the core its vCPU is pinned to (trap stack,
+//!   GDT, TSS, GS base); the boot core writes it and then clears it (VMCLEAR), so
+//!   that it is first made current, and only ever used, on that core.
 //!
 //! Page changes at run time ([`map_page`], [`unmap_page`]) write one EPT entry. A
 //! page is mapped only over a non-present entry, which no TLB or paging-structure
 //! cache holds, so mapping needs no invalidation. An unmapped page stays reachable
 //! through translations cached for this EPTP until [`flush_translations`], which
-//! runs INVEPT single-context for the EPTP on the core that calls it and marks the
-//! vCPU so that its next [`load`] runs it again on the core that loads it. INVEPT
+//! runs INVEPT single-context for the EPTP on the core that calls it and counts a
+//! flush in the [`Space`], so that the next [`load`] of each of its vCPUs that has
+//! not seen that flush runs it again on the core that loads it. INVEPT
 //! single-context drops every mapping derived from the EPTP's tables,
-//! guest-physical and combined, whatever their VPID and PCID, so the partition's
-//! VPID needs no INVVPID. The two together reach every TLB that may hold the
-//! partition's translations, because the kernel unmaps a partition's pages only on
-//! its own core while it runs there (the INVEPT now covers that core), or while it
-//! is live on no core: then it runs next only after a `load`, on its own core, the
-//! only one where it can have run.
+//! guest-physical and combined, whatever their VPID and PCID, so no INVVPID is
+//! needed. The two together reach every TLB that may hold the partition's
+//! translations, because only partitions of one vCPU change mappings at run time
+//! (the package's rule), and the kernel unmaps their pages only on their own core
+//! while they run there (the INVEPT now covers that core), or while they are live
+//! on no core: then they run next only after a `load`, on their own core.
 //!
-//! [`map_page`]: septum_kernel::Vcpu::map_page
-//! [`unmap_page`]: septum_kernel::Vcpu::unmap_page
-//! [`flush_translations`]: septum_kernel::Vcpu::flush_translations
+//! [`map_page`]: septum_kernel::AddressSpace::map_page
+//! [`unmap_page`]: septum_kernel::AddressSpace::unmap_page
+//! [`flush_translations`]: septum_kernel::AddressSpace::flush_translations
 //! [`load`]: septum_kernel::Vcpu::load
 
 use core::arch::asm;
@@ -133,7 +138,7 @@ pub struct Host {
     pub exit_entry: u64,
 }
 
-/// What a partition starts with.
+/// What a vCPU starts with.
 #[derive(Clone, Copy, Debug)]
 pub struct Start {
     /// Guest RIP at entry.
@@ -142,8 +147,31 @@ pub struct Start {
     pub ram_size: u64,
     /// Boot argument (passed in rsi).
     pub argument: u64,
-    /// VPID (non-zero, unique per partition).
+    /// VPID (non-zero, unique per vCPU).
     pub vpid: u16,
+}
+
+/// One partition's EPT, which its vCPUs share.
+#[derive(Debug)]
+pub struct Space {
+    /// Its EPT, and the EPT pointer that selects it.
+    ept: Ept,
+    eptp: u64,
+    /// Flushes of its translations so far (see the module's documentation).
+    flushes: u64,
+}
+
+impl Space {
+    /// The translation of `ept`; nothing this core cached for its root survives.
+    pub fn new(ept: Ept) -> Space {
+        let eptp = ept::pointer(ept.root());
+        vmx::invept(eptp);
+        Space {
+            ept,
+            eptp,
+            flushes: 0,
+        }
+    }
 }
 
 /// The x87/SSE register file as FXSAVE stores it.
@@ -224,16 +252,13 @@ impl Switched {
     }
 }
 
-/// One partition's virtual CPU.
+/// One virtual CPU.
 #[derive(Debug)]
 pub struct Vcpu {
     vmcs: u64,
-    /// Its EPT, and the EPT pointer that selects it.
-    ept: Ept,
-    eptp: u64,
-    /// Whether the next [`load`](septum_kernel::Vcpu::load) must drop translations
-    /// cached for `eptp` on its core (see the module's documentation).
-    flush_on_load: bool,
+    /// The flushes of its partition's translations its core has seen (see the
+    /// module's documentation).
+    flushes_seen: u64,
     registers: GuestRegisters,
     fx: FxArea,
     /// The registers neither the VMCS nor FXSAVE switch.
@@ -259,23 +284,22 @@ pub struct Vcpu {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum OnLoad {
     Nothing,
-    Reset,
+    /// The entry state, at this RIP.
+    Reset(u64),
     Skip(u8),
 }
 
 impl Vcpu {
     /// A vCPU at the partition's entry state, with its VMCS fully written (for the
-    /// core `host` describes) and cleared, that translates through `ept`. Nothing
-    /// this core cached for the EPT's root survives.
+    /// core `host` describes) and cleared, that translates through `space`.
     pub fn new<const N: usize>(
         frames: &mut FreeRanges<N>,
-        ept: Ept,
+        space: &Space,
         start: Start,
         bitmaps: &Bitmaps,
         host: &Host,
     ) -> Result<Vcpu, MemoryError> {
-        let eptp = ept::pointer(ept.root());
-        vmx::invept(eptp);
+        let eptp = space.eptp;
         let vmcs = frames.allocate(4096, 4096)?.start;
         let virtual_apic = frames.allocate(4096, 4096)?.start;
         // SAFETY: both pages were free and are now this vCPU's alone; the kernel
@@ -293,9 +317,7 @@ impl Vcpu {
         unsafe { vmx::clear(vmcs) };
         Ok(Vcpu {
             vmcs,
-            ept,
-            eptp,
-            flush_on_load: false,
+            flushes_seen: space.flushes,
             registers: entry_registers(start.ram_size, start.argument, 1),
             fx: FxArea::reset(),
             switched: Switched::RESET,
@@ -510,6 +532,7 @@ fn write_guest_state(entry: u64) {
 
 impl septum_kernel::Vcpu for Vcpu {
     type Frame = GuestRegisters;
+    type Space = Space;
 
     fn set_reply(frame: &mut GuestRegisters, reply: Reply) {
         frame.gpr[reg::RAX] = reply.status;
@@ -524,13 +547,13 @@ impl septum_kernel::Vcpu for Vcpu {
 
     fn restart(&mut self, generation: u32) {
         let (ram_size, argument) = self.boot_arguments;
-        self.registers = entry_registers(ram_size, argument, generation);
-        self.fx = FxArea::reset();
-        self.switched = Switched::RESET;
-        // SAFETY: the vCPU's own virtual-APIC page, which only this vCPU's VMCS
-        // names; the partition is live on no core, so no CPU uses it now.
-        unsafe { core::ptr::write_bytes(self.virtual_apic as *mut u8, 0, 4096) };
-        self.on_load = OnLoad::Reset;
+        self.reset(self.entry, entry_registers(ram_size, argument, generation));
+    }
+
+    fn power_on(&mut self, entry: u64, context: u64) {
+        let mut registers = GuestRegisters::default();
+        registers.gpr[reg::RDI] = context;
+        self.reset(entry, registers);
     }
 
     fn skip_stored(&mut self, length: u8) {
@@ -546,7 +569,7 @@ impl septum_kernel::Vcpu for Vcpu {
         unsafe { asm!("fxsave64 [{}]", in(reg) &mut self.fx, options(nostack)) };
     }
 
-    fn load(&mut self, frame: &mut GuestRegisters) {
+    fn load(&mut self, space: &Space, frame: &mut GuestRegisters) {
         // SAFETY: `self.vmcs` is this vCPU's VMCS, initialised in `new`; FXRSTOR64
         // reads a valid area (the reset state or one FXSAVE64 wrote) and affects
         // only the FPU, which the kernel (soft-float) does not use.
@@ -555,13 +578,14 @@ impl septum_kernel::Vcpu for Vcpu {
             asm!("fxrstor64 [{}]", in(reg) &self.fx, options(nostack));
         }
         self.switched.write();
-        if core::mem::take(&mut self.flush_on_load) {
-            vmx::invept(self.eptp);
+        if self.flushes_seen != space.flushes {
+            vmx::invept(space.eptp);
+            self.flushes_seen = space.flushes;
         }
         match core::mem::replace(&mut self.on_load, OnLoad::Nothing) {
             OnLoad::Nothing => {}
-            OnLoad::Reset => {
-                write_guest_state(self.entry);
+            OnLoad::Reset(entry) => {
+                write_guest_state(entry);
                 if self.window {
                     let primary = vmx::read(field::PRIMARY_CONTROLS)
                         & !u64::from(PRIMARY_INTERRUPT_WINDOW_EXITING);
@@ -578,7 +602,24 @@ impl septum_kernel::Vcpu for Vcpu {
         frame.launch = u64::from(!self.launched);
         self.launched = true;
     }
+}
 
+impl Vcpu {
+    /// Puts the stored state to the entry state at `entry` with `registers`, to
+    /// be written into the VMCS at the next load. Only while it is live on no
+    /// core.
+    fn reset(&mut self, entry: u64, registers: GuestRegisters) {
+        self.registers = registers;
+        self.fx = FxArea::reset();
+        self.switched = Switched::RESET;
+        // SAFETY: the vCPU's own virtual-APIC page, which only this vCPU's VMCS
+        // names; the vCPU is live on no core, so no CPU uses it now.
+        unsafe { core::ptr::write_bytes(self.virtual_apic as *mut u8, 0, 4096) };
+        self.on_load = OnLoad::Reset(entry);
+    }
+}
+
+impl septum_kernel::AddressSpace for Space {
     fn map_page(&mut self, guest: u64, frame: u64) {
         // Over a non-present entry, which nothing caches: no invalidation needed.
         self.ept
@@ -594,7 +635,7 @@ impl septum_kernel::Vcpu for Vcpu {
 
     fn flush_translations(&mut self) {
         vmx::invept(self.eptp);
-        self.flush_on_load = true;
+        self.flushes += 1;
     }
 }
 

@@ -112,6 +112,29 @@ pub fn yield_now(slot: u64) -> Result<u64, Error> {
     typed(Call::Yield, [slot, 0, 0, 0, 0, 0]).map(|r| r[0])
 }
 
+/// Starts vCPU `vcpu` of this partition (1 to its vCPU count minus one; it runs
+/// on the core its description gives), running `main(argument)` on `stack`, which
+/// it uses for as long as it runs. On aarch64 this is the standard PSCI `CPU_ON`,
+/// on x86_64 Septum's `vcpu_start`. [`Error::BadState`] if it is already on.
+pub fn start_vcpu(
+    vcpu: u64,
+    stack: &'static mut [u64],
+    main: extern "C" fn(u64) -> !,
+    argument: u64,
+) -> Result<(), Error> {
+    // The two words under the 16-byte aligned top hold what the entry stub calls.
+    let range = stack.as_ptr_range();
+    let top = (range.end as u64) & !15;
+    let below = (top - range.start as u64) / 8;
+    if below < 4 {
+        return Err(Error::TooLong);
+    }
+    let at = below as usize - 2;
+    stack[at] = main as usize as u64;
+    stack[at + 1] = argument;
+    arch::start_vcpu(vcpu, top)
+}
+
 /// Ends this partition with `code` (self capability in `slot`). If the kernel
 /// refuses, the partition waits for good.
 pub fn exit(slot: u64, code: u64) -> ! {

@@ -15,7 +15,7 @@ fn spec<'a>(name: &'a str, kind: Kind, image: &'a [u8]) -> PartitionSpec<'a> {
         entry_offset: 0,
         argument: 0,
         caps: [None; CAP_SLOTS],
-        resources: Resources::new(0x20_0000, 0x20_0000, 1),
+        resources: Resources::on_cores(0x20_0000, 0x20_0000, &[0]),
         supervision: Supervision::default(),
     }
 }
@@ -173,7 +173,7 @@ fn each_rule_is_enforced() {
             vec![
                 spec("s", Kind::Service, &img),
                 PartitionSpec {
-                    resources: Resources::new(0x1000, 0x20_0000, 1),
+                    resources: Resources::on_cores(0x1000, 0x20_0000, &[0]),
                     caps: balloon_caps(),
                     ..spec("g", Kind::Guest, &[0; 0x2000])
                 },
@@ -310,7 +310,7 @@ fn each_queue_rule_is_enforced() {
 fn resources_must_be_well_formed_and_bracket_the_ram() {
     let service = spec("s", Kind::Service, &[0; 8]);
     let tight = PartitionSpec {
-        resources: Resources::new(0x40_0000, 0x40_0000, 1),
+        resources: Resources::on_cores(0x40_0000, 0x40_0000, &[0]),
         ..service
     };
     assert_eq!(

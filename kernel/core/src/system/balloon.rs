@@ -19,6 +19,7 @@ use septum_abi::balloon::{BATCH_MAX, Info};
 use septum_abi::layout::PAGE_SIZE;
 use septum_abi::{Call, Error};
 
+use super::dispatch::Caller;
 use super::lifecycle::WaitOn;
 use super::{Dispatch, Platform, Reply, System};
 use crate::balloon::Direction;
@@ -67,30 +68,23 @@ impl System {
     ) -> Dispatch {
         let memory = self.balloon.report(caller, free, used, failures);
         self.post_memory(caller, platform);
-        self.resume_caller(caller, Reply::ok([memory.target, memory.held, memory.max]))
+        Dispatch::resume(Reply::ok([memory.target, memory.held, memory.max]))
     }
 
     /// `wait` on a balloon: returns a target the caller was not told, or blocks
     /// until there is one (or the pool refills).
-    pub(super) fn balloon_wait(&mut self, caller: usize, platform: &mut impl Platform) -> Dispatch {
-        if self.balloon.has_news(caller) {
-            let target = self.balloon.tell(caller);
-            return self.resume_caller(caller, Reply::ok([target, 0, 0]));
+    pub(super) fn balloon_wait(&mut self, caller: Caller) -> Dispatch {
+        if self.balloon.has_news(caller.partition) {
+            let target = self.balloon.tell(caller.partition);
+            return Dispatch::resume(Reply::ok([target, 0, 0]));
         }
-        self.partitions[caller]
-            .life
-            .block(WaitOn::Balloon)
-            .expect("the caller runs");
-        self.end_loan(caller);
-        let next = self.after(caller, platform);
-        Dispatch::new(Some(Reply::ok([0; 3])), next)
+        self.block_caller(caller, WaitOn::Balloon)
     }
 
     /// `set_memory_target`: the service VM sets the target's target (checked by
     /// [`System::check_target`]) and wakes it if it waits on its balloon.
     pub(super) fn set_target(
         &mut self,
-        caller: usize,
         target: usize,
         pages: u64,
         platform: &mut impl Platform,
@@ -103,14 +97,13 @@ impl System {
             let now_us = platform.now_us();
             self.partitions[target].life.wake(WaitOn::Balloon, now_us);
         }
-        self.resume_caller(caller, Reply::ok([0; 3]))
+        Dispatch::resume(Reply::ok([0; 3]))
     }
 
     /// `memory_info`: the target's memory into `buffer`; its shares and the pool
     /// in the results.
     pub(super) fn memory_info(
         &mut self,
-        caller: usize,
         target: usize,
         buffer: Range,
         platform: &mut impl Platform,
@@ -144,7 +137,7 @@ impl System {
         let shares = self.balloon.memory(target).map_or(0, |m| m.shares);
         // Frames given up and being scrubbed are on their way to the pool.
         let pool = self.balloon.free() + self.balloon.leaving();
-        self.resume_caller(caller, Reply::ok([u64::from(shares), pool, 0]))
+        Dispatch::resume(Reply::ok([u64::from(shares), pool, 0]))
     }
 
     /// Frames a partition gave up have all reached the pool: wakes every
@@ -190,7 +183,7 @@ impl System {
             .balloon
             .batch(caller, direction, &pages[..count], in_flight, platform);
         match result {
-            Ok(memory) => self.resume_caller(caller, Reply::ok([memory.held, memory.target, 0])),
+            Ok(memory) => Dispatch::resume(Reply::ok([memory.held, memory.target, 0])),
             Err(error) => {
                 // Waiting for the pool to fill is normal under contention.
                 if error != Error::PoolEmpty {
@@ -200,7 +193,7 @@ impl System {
                     };
                     self.note_refusal(caller, number as u64, error, platform);
                 }
-                self.resume_caller(caller, Reply::error(error))
+                Dispatch::resume(Reply::error(error))
             }
         }
     }

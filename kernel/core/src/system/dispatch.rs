@@ -8,10 +8,11 @@
 //! each handing the request to its handler (in `calls.rs`, `supervise.rs`,
 //! `events.rs`, `queues.rs` or `balloon.rs`).
 
-use septum_abi::{CONSOLE_WRITE_MAX, Call, Error, NAME_MAX, resume};
+use septum_abi::{CONSOLE_WRITE_MAX, Call, Error, NAME_MAX, PartitionState, resume};
 
+use super::calls::VcpuStart;
 use super::lifecycle::State;
-use super::{CallRegisters, Dispatch, Platform, Reply, System, emit};
+use super::{CallRegisters, Dispatch, Next, Platform, Reply, System, emit};
 use crate::audit::{AUDIT_CAPACITY, AUDIT_RECORD_SIZE, AuditKind, AuditRecord};
 use crate::balloon::Direction;
 use crate::caps::{self, Cap};
@@ -77,21 +78,33 @@ pub(super) enum Request {
         target: usize,
         buffer: Range,
     },
+    VcpuStart(VcpuStart),
+}
+
+/// Who made a call: the vCPU (system-wide number) and its partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Caller {
+    pub(super) partition: usize,
+    pub(super) vcpu: usize,
 }
 
 impl System {
-    /// Handles a hypercall made by partition `caller`.
-    pub fn hypercall(
+    /// Handles a hypercall made by vCPU `vcpu`.
+    pub(super) fn hypercall(
         &mut self,
-        caller: usize,
+        vcpu: usize,
         call: CallRegisters,
         platform: &mut impl Platform,
     ) -> Dispatch {
-        match self.decode(caller, call, platform) {
+        let caller = Caller {
+            partition: self.vcpus[vcpu].partition,
+            vcpu,
+        };
+        match self.decode(caller.partition, call, platform) {
             Ok(request) => self.invoke(caller, request, platform),
             Err(error) => {
-                self.note_refusal(caller, call.number, error, platform);
-                self.resume_caller(caller, Reply::error(error))
+                self.note_refusal(caller.partition, call.number, error, platform);
+                Dispatch::resume(Reply::error(error))
             }
         }
     }
@@ -120,6 +133,7 @@ impl System {
             Ok(target)
         };
         let state = |target: usize| self.partitions[target].life.state();
+        let abi = |target: usize| self.partitions[target].life.abi();
         Ok(match call {
             Call::Null => Request::Null,
             Call::ConsoleWrite => {
@@ -168,15 +182,20 @@ impl System {
             }
             Call::Restart => {
                 let target = target()?;
-                if matches!(state(target), State::Waiting | State::Blocked(_)) {
+                if matches!(
+                    abi(target),
+                    PartitionState::Waiting | PartitionState::Blocked
+                ) {
                     return Err(Error::BadState);
                 }
                 Request::Restart(target)
             }
             Call::Stop => {
                 let target = target()?;
-                if matches!(state(target), State::Waiting | State::Blocked(_))
-                    || state(target).ended()
+                if matches!(
+                    abi(target),
+                    PartitionState::Waiting | PartitionState::Blocked
+                ) || state(target).ended()
                 {
                     return Err(Error::BadState);
                 }
@@ -252,57 +271,56 @@ impl System {
                     (septum_abi::balloon::INFO_WORDS * 8) as u64,
                 )?,
             },
+            Call::VcpuStart => Request::VcpuStart(self.decode_vcpu_start(caller, slot, a2, a3)?),
         })
     }
 
     /// Carries out a decoded call: one arm, one handler, per request.
     fn invoke(
         &mut self,
-        caller: usize,
+        caller: Caller,
         request: Request,
         platform: &mut impl Platform,
     ) -> Dispatch {
+        let index = caller.partition;
         match request {
-            Request::Null => self.resume_caller(caller, Reply::ok([0; 3])),
+            Request::Null => Dispatch::resume(Reply::ok([0; 3])),
             Request::ConsoleWrite(range) => self.console_write(caller, range, platform),
-            Request::Ready => self.ready(caller, platform),
-            Request::Yield => self.yield_turn(caller, platform),
+            Request::Ready => self.ready(index, platform),
+            Request::Yield => self.yield_turn(index),
             Request::Exit(code) => {
-                self.exit(caller, code, platform);
-                Dispatch::new(None, self.after(caller, platform))
+                self.exit(index, code, platform);
+                Dispatch::new(None, Next::Yield)
             }
             Request::Shutdown(code) => self.shutdown(code, platform),
             Request::WaitEvent(buffer) => self.wait_event(caller, buffer, platform),
-            Request::Inspect { target, name } => self.inspect(caller, target, name, platform),
-            Request::Identify(cap) => self.identify(caller, cap),
-            Request::Resume { target, skip } => self.resume(caller, target, skip, platform),
-            Request::Restart(target) => self.control_restart(caller, target, platform),
-            Request::Stop(target) => self.control_stop(caller, target, platform),
+            Request::Inspect { target, name } => self.inspect(target, name, platform),
+            Request::Identify(cap) => Self::identify(cap),
+            Request::Resume { target, skip } => self.resume(target, skip, platform),
+            Request::Restart(target) => self.control_restart(target, platform),
+            Request::Stop(target) => self.control_stop(target, platform),
             Request::SetPolicy {
                 target,
                 class,
                 action,
-            } => self.set_policy(caller, target, class, action, platform),
-            Request::AuditRead { buffer, max } => self.audit_read(caller, buffer, max, platform),
-            Request::Heartbeat => self.heartbeat(caller, platform),
+            } => self.set_policy(target, class, action, platform),
+            Request::AuditRead { buffer, max } => self.audit_read(buffer, max, platform),
+            Request::Heartbeat => self.heartbeat(index, platform),
             Request::Panic(code) => self.panic(caller, code, platform),
-            Request::Queue(request) => self.invoke_queue(caller, request, platform),
+            Request::Queue(request) => self.invoke_queue(index, request, platform),
             Request::QueueWait(queue, end) => self.queue_wait(caller, queue, end, platform),
             Request::Batch { direction, list } => {
-                self.balloon_batch(caller, direction, list, platform)
+                self.balloon_batch(index, direction, list, platform)
             }
             Request::Report {
                 free,
                 used,
                 failures,
-            } => self.balloon_report(caller, free, used, failures, platform),
-            Request::BalloonWait => self.balloon_wait(caller, platform),
-            Request::SetTarget { target, pages } => {
-                self.set_target(caller, target, pages, platform)
-            }
-            Request::MemoryInfo { target, buffer } => {
-                self.memory_info(caller, target, buffer, platform)
-            }
+            } => self.balloon_report(index, free, used, failures, platform),
+            Request::BalloonWait => self.balloon_wait(caller),
+            Request::SetTarget { target, pages } => self.set_target(target, pages, platform),
+            Request::MemoryInfo { target, buffer } => self.memory_info(target, buffer, platform),
+            Request::VcpuStart(start) => self.vcpu_start(start, platform),
         }
     }
 

@@ -12,6 +12,7 @@
 use heapless::Deque;
 use septum_abi::event::{Kind as EventKind, Record};
 
+use super::dispatch::Caller;
 use super::lifecycle::WaitOn;
 use super::{Dispatch, Platform, Reply, System, emit};
 use crate::event::Event;
@@ -180,26 +181,20 @@ impl System {
     /// to `buffer`, or blocks it until one is queued.
     pub(super) fn wait_event(
         &mut self,
-        caller: usize,
+        caller: Caller,
         buffer: Range,
         platform: &mut impl Platform,
     ) -> Dispatch {
         let live = self.live_guests();
         let Some(record) = self.events.queue.pop_front() else {
             self.events.handling = None;
-            self.partitions[caller]
-                .life
-                .block(WaitOn::Event)
-                .expect("the caller runs");
-            let next = self.after(caller, platform);
-            return Dispatch::new(Some(Reply::ok([0, 0, live])), next);
+            let mut dispatch = self.block_caller(caller, WaitOn::Event);
+            dispatch.reply = Some(Reply::ok([0, 0, live]));
+            return dispatch;
         };
         self.events.handling = Some(record.partition as usize);
         platform.write_ram(buffer.start, &record.to_bytes());
-        self.resume_caller(
-            caller,
-            Reply::ok([record.kind as u64, record.partition, live]),
-        )
+        Dispatch::resume(Reply::ok([record.kind as u64, record.partition, live]))
     }
 
     /// Guests that have not ended.

@@ -1,26 +1,33 @@
-//! Where a partition is in its life: the one owner of its state, its generation,
-//! its restart budget and its watchdog.
+//! Where a partition is in its life: the one owner of its state, the run state of
+//! each of its vCPUs, its generation, its restart budget and its watchdog.
 //!
 //! Only this module assigns a state. Every change is a method of [`Lifecycle`]
 //! that checks the state it starts from, keeps the watchdog right by itself, and,
 //! when it refuses (returns `Err` or `false`), changes nothing.
 //!
+//! A partition's state ([`State`]) is one for all its vCPUs: a trap or fault of
+//! any vCPU suspends the whole partition, and resume, restart and stop act on all
+//! of them. While it runs, each vCPU is off, ready or blocked in a call
+//! ([`VcpuState`]); a restart brings back vCPU 0 alone.
+//!
 //! Invariants (property-tested below):
 //! - the watchdog is armed (a heartbeat is due) exactly while the partition is
-//!   [`State::Runnable`] and has a watchdog period;
+//!   runnable (running, with a vCPU ready) and has a watchdog period;
 //! - a [`State::Suspended`] partition holds exactly one [`Suspension`]: the event
-//!   the service VM decides about;
+//!   the service VM decides about; no vCPU of a partition that is not
+//!   [`State::Running`] may run, so all its vCPUs agree on a suspension;
+//! - vCPU 0 is never off while the partition runs or loads;
 //! - the generation only grows: by one at the first start and at each restart;
 //! - restarts within any budget period never exceed the budget; a restart past it
 //!   is refused, and the caller stops the partition.
 
 use heapless::Deque;
-use septum_abi::PartitionState;
 use septum_abi::event::Record;
+use septum_abi::{MAX_VCPUS, PartitionState};
 
 use crate::supervision::{MAX_RESTARTS, Supervision};
 
-/// What a blocked partition waits for.
+/// What a blocked vCPU waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WaitOn {
     /// A supervision event (the service VM in `wait_event`).
@@ -37,7 +44,9 @@ pub enum WaitOn {
 pub struct Suspension {
     /// The event.
     pub record: Record,
-    /// Length of the trapped instruction, 0 if unknown.
+    /// The vCPU (index within the partition) that trapped or faulted.
+    pub vcpu: usize,
+    /// Length of its trapped instruction, 0 if unknown.
     pub length: u8,
 }
 
@@ -46,13 +55,11 @@ pub struct Suspension {
 pub enum State {
     /// Loaded, but not started: a guest waiting for the service VM to be ready.
     Waiting,
-    /// May be scheduled.
-    Runnable,
+    /// Started: its vCPUs run, wait or are off as their [`VcpuState`]s say.
+    Running,
     /// Restarted: its RAM is being reloaded from its image, from the page at this
     /// offset on, in its own turns (see `System::work`); it does not run before.
     Loading(u64),
-    /// Waiting in a blocking call.
-    Blocked(WaitOn),
     /// Suspended after a trap, a fault or a missed heartbeat: the service VM
     /// decides whether it resumes, restarts or stops.
     Suspended(Suspension),
@@ -64,27 +71,26 @@ pub enum State {
 }
 
 impl State {
-    /// The state as the ABI numbers it.
-    pub fn abi(&self) -> PartitionState {
-        match self {
-            State::Waiting => PartitionState::Waiting,
-            State::Runnable => PartitionState::Runnable,
-            State::Loading(_) => PartitionState::Loading,
-            State::Blocked(_) => PartitionState::Blocked,
-            State::Suspended(_) => PartitionState::Suspended,
-            State::Exited(_) => PartitionState::Exited,
-            State::Stopped => PartitionState::Stopped,
-        }
-    }
-
     /// Whether the partition has ended (exited or stopped for good).
     pub fn ended(&self) -> bool {
         matches!(self, State::Exited(_) | State::Stopped)
     }
 }
 
+/// Where one vCPU of a started partition is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VcpuState {
+    /// Not started (vCPUs past 0 until the partition starts them), or not
+    /// brought back by a restart.
+    Off,
+    /// May be scheduled whenever its partition runs.
+    Ready,
+    /// Waiting in a blocking call.
+    Blocked(WaitOn),
+}
+
 /// A control action the service VM asked for while the partition ran on another
-/// core: carried out by that core at the partition's next entry to the kernel.
+/// core: carried out once none of its vCPUs is live on any core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Deferred {
     /// Restart it.
@@ -105,6 +111,9 @@ pub struct BudgetSpent;
 #[derive(Clone, Debug)]
 pub struct Lifecycle {
     state: State,
+    /// Each vCPU's run state; those past `vcpu_count` stay off.
+    vcpus: [VcpuState; MAX_VCPUS],
+    vcpu_count: usize,
     generation: u32,
     restarts: u32,
     /// When each restart within the last budget period happened (µs), oldest
@@ -118,10 +127,13 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
-    /// A partition loaded and waiting to start, supervised as `supervision` says.
-    pub fn new(supervision: Supervision) -> Lifecycle {
+    /// A partition of `vcpu_count` vCPUs (1 to [`MAX_VCPUS`]) loaded and waiting
+    /// to start, supervised as `supervision` says.
+    pub fn new(supervision: Supervision, vcpu_count: usize) -> Lifecycle {
         Lifecycle {
             state: State::Waiting,
+            vcpus: [VcpuState::Off; MAX_VCPUS],
+            vcpu_count: vcpu_count.clamp(1, MAX_VCPUS),
             generation: 0,
             restarts: 0,
             restart_times: Deque::new(),
@@ -136,9 +148,38 @@ impl Lifecycle {
         &self.state
     }
 
-    /// Whether it may be scheduled.
+    /// The state as the ABI numbers it: a running partition none of whose
+    /// vCPUs is ready is blocked.
+    pub fn abi(&self) -> PartitionState {
+        match self.state {
+            State::Waiting => PartitionState::Waiting,
+            State::Running if self.any_ready() => PartitionState::Runnable,
+            State::Running => PartitionState::Blocked,
+            State::Loading(_) => PartitionState::Loading,
+            State::Suspended(_) => PartitionState::Suspended,
+            State::Exited(_) => PartitionState::Exited,
+            State::Stopped => PartitionState::Stopped,
+        }
+    }
+
+    /// How many vCPUs it has.
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpu_count
+    }
+
+    /// Where its vCPU `vcpu` is (off past its count).
+    pub fn vcpu_state(&self, vcpu: usize) -> VcpuState {
+        self.vcpus.get(vcpu).copied().unwrap_or(VcpuState::Off)
+    }
+
+    /// Whether it may be scheduled: it runs and a vCPU of it is ready.
     pub fn runnable(&self) -> bool {
-        self.state == State::Runnable
+        self.state == State::Running && self.any_ready()
+    }
+
+    /// Whether its vCPU `vcpu` may be scheduled.
+    pub fn vcpu_runnable(&self, vcpu: usize) -> bool {
+        self.state == State::Running && self.vcpu_state(vcpu) == VcpuState::Ready
     }
 
     /// Whether it has ended.
@@ -146,10 +187,10 @@ impl Lifecycle {
         self.state.ended()
     }
 
-    /// What it waits for, if it is blocked.
-    pub fn waits_on(&self) -> Option<WaitOn> {
-        match self.state {
-            State::Blocked(on) => Some(on),
+    /// What its vCPU `vcpu` waits for, if it is blocked.
+    pub fn waits_on(&self, vcpu: usize) -> Option<WaitOn> {
+        match self.vcpu_state(vcpu) {
+            VcpuState::Blocked(on) => Some(on),
             _ => None,
         }
     }
@@ -196,39 +237,56 @@ impl Lifecycle {
     }
 
     /// Starts it for the first time (the service VM at boot, the guests at
-    /// `ready`): generation 1, runnable, watchdog armed from `now_us`.
+    /// `ready`): generation 1, running on vCPU 0, watchdog armed from `now_us`.
     pub fn start(&mut self, now_us: u64) -> Result<(), Refused> {
         if self.state != State::Waiting {
             return Err(Refused);
         }
         self.generation += 1;
-        self.enter_runnable(now_us);
+        self.run_from_vcpu_0(now_us);
         Ok(())
     }
 
-    /// It blocks in a call until `on` happens; its watchdog rests meanwhile.
-    pub fn block(&mut self, on: WaitOn) -> Result<(), Refused> {
-        if self.state != State::Runnable {
+    /// Its vCPU `vcpu`, which is off, starts (the partition runs: one of its
+    /// vCPUs asked).
+    pub fn start_vcpu(&mut self, vcpu: usize, now_us: u64) -> Result<(), Refused> {
+        if self.state != State::Running || vcpu >= self.vcpu_count {
             return Err(Refused);
         }
-        self.state = State::Blocked(on);
-        self.heartbeat_due_us = None;
+        if self.vcpus[vcpu] != VcpuState::Off {
+            return Err(Refused);
+        }
+        self.set_vcpu(vcpu, VcpuState::Ready, now_us);
         Ok(())
     }
 
-    /// Wakes it if it is blocked on `on`; returns whether it was.
-    pub fn wake(&mut self, on: WaitOn, now_us: u64) -> bool {
-        if self.state != State::Blocked(on) {
-            return false;
+    /// Its vCPU `vcpu`, which is ready, blocks in a call until `on` happens; the
+    /// watchdog rests while no vCPU is ready.
+    pub fn block(&mut self, vcpu: usize, on: WaitOn) -> Result<(), Refused> {
+        if !self.vcpu_runnable(vcpu) {
+            return Err(Refused);
         }
-        self.enter_runnable(now_us);
-        true
+        self.set_vcpu(vcpu, VcpuState::Blocked(on), 0);
+        Ok(())
     }
 
-    /// Suspends it (it trapped, faulted or missed its heartbeat, so it was
-    /// running) for the service VM's decision about `suspension`.
+    /// Wakes every vCPU blocked on `on` (even while the partition is suspended:
+    /// they are ready when it is resumed); returns whether one was.
+    pub fn wake(&mut self, on: WaitOn, now_us: u64) -> bool {
+        let mut woken = false;
+        for vcpu in 0..self.vcpu_count {
+            if self.vcpus[vcpu] == VcpuState::Blocked(on) {
+                self.set_vcpu(vcpu, VcpuState::Ready, now_us);
+                woken = true;
+            }
+        }
+        woken
+    }
+
+    /// Suspends it (a vCPU of it trapped, faulted or it missed its heartbeat, so
+    /// it was runnable) for the service VM's decision about `suspension`.
     pub fn suspend(&mut self, suspension: Suspension) -> Result<(), Refused> {
-        if self.state != State::Runnable {
+        if !self.runnable() || suspension.vcpu >= self.vcpu_count {
             return Err(Refused);
         }
         self.state = State::Suspended(suspension);
@@ -241,17 +299,21 @@ impl Lifecycle {
         let State::Suspended(suspension) = self.state else {
             return Err(Refused);
         };
-        self.enter_runnable(now_us);
+        self.state = State::Running;
+        self.keep_watchdog(now_us);
         Ok(suspension)
     }
 
     /// Restarts it at `now_us` if its budget allows: a new generation, loading
-    /// its RAM from the first page (its watchdog starts when that is done).
-    /// Refused (changing nothing) if it is waiting to start or blocked in a call;
-    /// [`BudgetSpent`] (changing nothing) past its budget. Returns the new
-    /// generation.
+    /// its RAM from the first page (its watchdog starts when that is done), then
+    /// vCPU 0 alone. Refused (changing nothing) if it is waiting to start or
+    /// blocked in calls; [`BudgetSpent`] (changing nothing) past its budget.
+    /// Returns the new generation.
     pub fn restart(&mut self, now_us: u64) -> Result<Result<u32, BudgetSpent>, Refused> {
-        if matches!(self.state, State::Waiting | State::Blocked(_)) {
+        if matches!(
+            self.abi(),
+            PartitionState::Waiting | PartitionState::Blocked
+        ) {
             return Err(Refused);
         }
         let budget = self.supervision.budget;
@@ -276,6 +338,8 @@ impl Lifecycle {
         self.generation += 1;
         self.restarts += 1;
         self.state = State::Loading(0);
+        self.vcpus = [VcpuState::Off; MAX_VCPUS];
+        self.vcpus[0] = VcpuState::Ready;
         self.heartbeat_due_us = None;
         self.deferred = None;
         Ok(Ok(self.generation))
@@ -287,8 +351,8 @@ impl Lifecycle {
     }
 
     /// One more page of its RAM is reloaded, of `ram` bytes in all, with pages of
-    /// `page` bytes. Once the last is, it becomes runnable, its watchdog armed
-    /// from `now_us`. Returns whether pages are left.
+    /// `page` bytes. Once the last is, it runs on vCPU 0, its watchdog armed from
+    /// `now_us`. Returns whether pages are left.
     pub fn reloaded_page(&mut self, ram: u64, page: u64, now_us: u64) -> Result<bool, Refused> {
         let State::Loading(offset) = self.state else {
             return Err(Refused);
@@ -298,7 +362,7 @@ impl Lifecycle {
             self.state = State::Loading(next);
             return Ok(true);
         }
-        self.enter_runnable(now_us);
+        self.run_from_vcpu_0(now_us);
         Ok(false)
     }
 
@@ -322,7 +386,7 @@ impl Lifecycle {
 
     /// Its heartbeat: the next is due a period from `now_us`.
     pub fn heartbeat(&mut self, now_us: u64) {
-        if self.state == State::Runnable {
+        if self.runnable() {
             self.arm_watchdog(now_us);
         }
     }
@@ -334,19 +398,47 @@ impl Lifecycle {
         Some(now_us - due)
     }
 
-    /// Records a control action to be carried out on its own core.
+    /// Records a control action to be carried out once it is live on no core.
     pub fn defer(&mut self, action: Deferred) {
         self.deferred = Some(action);
     }
 
-    /// Takes the control action waiting for its core, if any.
+    /// The control action waiting, if any.
+    pub fn deferred(&self) -> Option<Deferred> {
+        self.deferred
+    }
+
+    /// Takes the control action waiting, if any.
     pub fn take_deferred(&mut self) -> Option<Deferred> {
         self.deferred.take()
     }
 
-    fn enter_runnable(&mut self, now_us: u64) {
-        self.state = State::Runnable;
+    fn any_ready(&self) -> bool {
+        self.vcpus.contains(&VcpuState::Ready)
+    }
+
+    /// Runs from vCPU 0 alone, the watchdog armed from `now_us`.
+    fn run_from_vcpu_0(&mut self, now_us: u64) {
+        self.state = State::Running;
+        self.vcpus = [VcpuState::Off; MAX_VCPUS];
+        self.vcpus[0] = VcpuState::Ready;
         self.arm_watchdog(now_us);
+    }
+
+    /// Puts vCPU `vcpu` in `state` and keeps the watchdog right.
+    fn set_vcpu(&mut self, vcpu: usize, state: VcpuState, now_us: u64) {
+        self.vcpus[vcpu] = state;
+        self.keep_watchdog(now_us);
+    }
+
+    /// Arms the watchdog from `now_us` if it is runnable and the watchdog is not
+    /// armed; disarms it if it is not runnable.
+    fn keep_watchdog(&mut self, now_us: u64) {
+        match (self.runnable(), self.heartbeat_due_us) {
+            (true, None) => self.arm_watchdog(now_us),
+            (false, Some(_)) => self.heartbeat_due_us = None,
+            _ => {}
+        }
     }
 
     fn arm_watchdog(&mut self, now_us: u64) {
@@ -356,6 +448,7 @@ impl Lifecycle {
 
     fn end(&mut self, state: State) {
         self.state = state;
+        self.vcpus = [VcpuState::Off; MAX_VCPUS];
         self.heartbeat_due_us = None;
         self.deferred = None;
     }

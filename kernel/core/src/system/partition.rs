@@ -1,7 +1,14 @@
 //! A partition of the running system as the dispatcher keeps it: its identity,
-//! its RAM, its capabilities, its console, and its [`Lifecycle`], which alone
-//! holds and changes its state. Everything else reads a partition through the
-//! accessors.
+//! its RAM, its capabilities, its vCPUs, and its [`Lifecycle`], which alone holds
+//! and changes its state; and each vCPU as the core knows it ([`VcpuSlot`]).
+//! Everything else reads them through the accessors.
+//!
+//! vCPUs are numbered system-wide in package order (the service VM's is 0); a
+//! partition's are consecutive, its vCPU 0 first. The back end keeps their
+//! registers in the same order.
+
+use core::fmt;
+use core::ops::Range as Span;
 
 use super::lifecycle::{Lifecycle, State};
 use crate::caps::CapTable;
@@ -17,9 +24,11 @@ pub struct Partition {
     pub(super) kind: Kind,
     pub(super) guest_ram: Range,
     pub(super) host_ram: Range,
+    /// The core of its vCPU 0 (its watchdog is checked there).
     pub(super) cpu: usize,
+    /// Its vCPUs' system-wide numbers.
+    pub(super) vcpus: Span<usize>,
     pub(super) caps: CapTable,
-    pub(super) console: LineBuffer,
     /// Refused hypercalls not yet summed up on the console.
     pub(super) denied: u64,
     /// Traps of this generation so far (see [`super::TRAP_LINES`]).
@@ -48,6 +57,10 @@ impl Partition {
     pub fn host_ram(&self) -> Range {
         self.host_ram
     }
+    /// Its vCPUs' system-wide numbers, vCPU 0 first.
+    pub fn vcpus(&self) -> Span<usize> {
+        self.vcpus.clone()
+    }
     /// Its state.
     pub fn state(&self) -> &State {
         self.life.state()
@@ -60,7 +73,7 @@ impl Partition {
     pub fn caps(&self) -> &CapTable {
         &self.caps
     }
-    /// The core it runs on (its one vCPU is pinned there).
+    /// The core its vCPU 0 is pinned to.
     pub fn cpu(&self) -> usize {
         self.cpu
     }
@@ -75,5 +88,49 @@ impl Partition {
     /// Its lifecycle.
     pub fn life(&self) -> &Lifecycle {
         &self.life
+    }
+}
+
+/// One vCPU as the core knows it: whose it is, and where it runs.
+#[derive(Debug)]
+pub struct VcpuSlot {
+    pub(super) partition: usize,
+    /// Its index within its partition.
+    pub(super) index: usize,
+    pub(super) cpu: usize,
+    /// What it printed of a line not yet finished: each vCPU has its own, so
+    /// vCPUs printing at once never mix their lines.
+    pub(super) console: LineBuffer,
+}
+
+impl VcpuSlot {
+    /// The partition it belongs to.
+    pub fn partition(&self) -> usize {
+        self.partition
+    }
+    /// Its index within its partition.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+    /// The core it is pinned to.
+    pub fn cpu(&self) -> usize {
+        self.cpu
+    }
+}
+
+/// The prefix of a vCPU's console lines: its partition's name, with `/<index>`
+/// after it for vCPUs past 0 (no name contains `/`, so no partition can print
+/// under another's label).
+pub(super) struct Label<'a> {
+    pub(super) name: &'a str,
+    pub(super) vcpu: usize,
+}
+
+impl fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.vcpu {
+            0 => f.write_str(self.name),
+            vcpu => write!(f, "{}/{vcpu}", self.name),
+        }
     }
 }

@@ -19,6 +19,7 @@
 use septum_abi::queue::{BATCH_MAX, BatchEntry, COPY_MAX, Received, flags};
 use septum_abi::{Call, Error};
 
+use super::dispatch::Caller;
 use super::lifecycle::WaitOn;
 use super::{Dispatch, Next, Platform, Reply, System};
 use crate::caps::Cap;
@@ -242,12 +243,14 @@ impl System {
                 let receiver = self.flip.ends(queue).1;
                 let woken = self.wake_on_queue(receiver, queue, platform);
                 let reply = Reply::ok([waiting as u64, 0, 0]);
+                // Queue ends belong to partitions of one vCPU (the package's rule).
+                let receiver_vcpu = self.partitions[receiver].vcpus.start;
                 let same_core = self.partitions[receiver].cpu == self.partitions[caller].cpu;
                 if immediate && woken && same_core {
-                    self.lend(caller, receiver);
-                    return Dispatch::new(Some(reply), Next::Run(receiver));
+                    self.lend(caller, receiver_vcpu);
+                    return Dispatch::new(Some(reply), Next::Switch(receiver_vcpu));
                 }
-                self.resume_caller(caller, reply)
+                Dispatch::resume(reply)
             }
             Err(error) => self.reply_queue(caller, Call::Send, Err(error), platform),
         }
@@ -257,24 +260,18 @@ impl System {
     /// blocks the caller until it has, or its peer restarts or ends.
     pub(super) fn queue_wait(
         &mut self,
-        caller: usize,
+        caller: Caller,
         queue: usize,
         end: End,
         platform: &mut impl Platform,
     ) -> Dispatch {
         if self.flip.has_work(queue, end) {
-            return self.resume_caller(caller, Reply::ok([1, 0, 0]));
+            return Dispatch::resume(Reply::ok([1, 0, 0]));
         }
-        if let Err(error) = self.peer_alive(queue, caller) {
-            return self.reply_queue(caller, Call::Wait, Err(error), platform);
+        if let Err(error) = self.peer_alive(queue, caller.partition) {
+            return self.reply_queue(caller.partition, Call::Wait, Err(error), platform);
         }
-        self.partitions[caller]
-            .life
-            .block(WaitOn::Queue(queue))
-            .expect("the caller runs");
-        self.end_loan(caller);
-        let next = self.after(caller, platform);
-        Dispatch::new(Some(Reply::ok([0; 3])), next)
+        self.block_caller(caller, WaitOn::Queue(queue))
     }
 
     /// Wakes `partition` if it waits on `queue`. Returns whether it did.
@@ -301,7 +298,7 @@ impl System {
         platform: &mut impl Platform,
     ) -> Dispatch {
         match result {
-            Ok(results) => self.resume_caller(caller, Reply::ok(results)),
+            Ok(results) => Dispatch::resume(Reply::ok(results)),
             Err(error) => {
                 let flow = matches!(
                     error,
@@ -314,7 +311,7 @@ impl System {
                 if !flow {
                     self.note_refusal(caller, number as u64, error, platform);
                 }
-                self.resume_caller(caller, Reply::error(error))
+                Dispatch::resume(Reply::error(error))
             }
         }
     }

@@ -19,14 +19,16 @@
 //! - every control call checks its capability, the generation the caller saw and
 //!   the target's state before it changes anything (decode, then invoke:
 //!   `dispatch.rs`);
-//! - a restart or stop of a partition running on another core is carried out by
-//!   that core, at the partition's next entry to the kernel, never under its feet.
+//! - a restart or stop of a partition live on another core is carried out once it
+//!   is live on none (`run.rs`), never under its feet.
 
 use septum_abi::event::Kind as EventKind;
 use septum_abi::{Inspected, NAME_MAX};
 
+use super::dispatch::Caller;
 use super::lifecycle::{Deferred, Suspension};
-use super::{Dispatch, Effect, Platform, Reply, System, emit};
+use super::run::{Effect, Outcome};
+use super::{Dispatch, Next, Platform, Reply, System, emit};
 use crate::audit::{AUDIT_RECORD_SIZE, AuditKind, AuditRecord};
 use crate::caps::{CapType, Rights};
 use crate::event::{Event, Fault, Reason, Response, StopCause, trap_class};
@@ -49,14 +51,17 @@ impl System {
             })
     }
 
-    /// Partition `culprit` trapped or faulted. A guest is suspended for the service
-    /// VM or stopped (see the module doc); the service VM is restarted.
-    pub fn fault(
+    /// vCPU `vcpu` trapped or faulted. Its partition, if a guest, is suspended for
+    /// the service VM or stopped (see the module doc); the service VM is
+    /// restarted.
+    pub(super) fn fault(
         &mut self,
-        culprit: usize,
+        vcpu: usize,
         fault: Fault,
         platform: &mut impl Platform,
     ) -> Dispatch {
+        let culprit = self.vcpus[vcpu].partition;
+        let index = self.vcpus[vcpu].index;
         self.flush_console(culprit, platform);
         let class = trap_class(fault.kind);
         let audit_kind = if class.is_some() {
@@ -71,14 +76,14 @@ impl System {
             platform,
         );
         if culprit == 0 {
-            self.report_fault(culprit, fault, Response::Restart, platform);
+            self.report_fault(vcpu, fault, Response::Restart, platform);
             return self.restart_service(platform);
         }
         let stop = class.is_some_and(|c| {
             self.partitions[culprit].life.supervision().policy.action(c) == TrapAction::Stop
         });
         if stop || !self.supervised(culprit) {
-            self.report_fault(culprit, fault, Response::Stop, platform);
+            self.report_fault(vcpu, fault, Response::Stop, platform);
             self.stop(culprit, StopCause::Policy, platform);
         } else {
             // Traps the service VM resumes can come by the thousand: after the first
@@ -87,7 +92,7 @@ impl System {
             let partition = &mut self.partitions[culprit];
             partition.trap_lines += 1;
             if class.is_none() || partition.trap_lines <= TRAP_LINES {
-                self.report_fault(culprit, fault, Response::Suspend, platform);
+                self.report_fault(vcpu, fault, Response::Suspend, platform);
             }
             let kind = if class.is_some() {
                 EventKind::Trap
@@ -106,35 +111,40 @@ impl System {
                 culprit,
                 Suspension {
                     record,
+                    vcpu: index,
                     length: fault.length,
                 },
                 platform,
             );
         }
-        Dispatch::new(None, self.after(culprit, platform))
+        Dispatch::new(None, Next::Yield)
     }
 
-    /// Checks the watchdogs of the partitions on `cpu` at `now_us`: a guest that is
-    /// late is suspended for the service VM (or stopped when unsupervised), a late
-    /// service VM is restarted. Returns the vCPU reset the back end must do, if
-    /// any.
-    pub fn check_watchdogs(
+    /// Checks the watchdogs of the partitions whose vCPU 0 is on `cpu`: a guest
+    /// that is late is suspended for the service VM (or stopped when
+    /// unsupervised), a late service VM is restarted (its vCPU reset goes in
+    /// `out`).
+    pub(super) fn check_watchdogs(
         &mut self,
         cpu: usize,
-        now_us: u64,
+        out: &mut Outcome,
         platform: &mut impl Platform,
-    ) -> Option<Effect> {
-        let (late, late_us) = self
-            .partitions
-            .iter()
-            .enumerate()
-            .find_map(|(i, partition)| {
-                let late_us = partition
-                    .life
-                    .late_by(now_us)
-                    .filter(|_| partition.cpu == cpu)?;
-                Some((i, late_us))
-            })?;
+    ) {
+        let now_us = platform.now_us();
+        let Some((late, late_us)) =
+            self.partitions
+                .iter()
+                .enumerate()
+                .find_map(|(i, partition)| {
+                    let late_us = partition
+                        .life
+                        .late_by(now_us)
+                        .filter(|_| partition.cpu == cpu)?;
+                    Some((i, late_us))
+                })
+        else {
+            return;
+        };
         let partition = &self.partitions[late];
         let period_ms = partition.life.supervision().watchdog_ms;
         emit(
@@ -149,46 +159,30 @@ impl System {
         let detail = [u64::from(period_ms) * 1000, late_us];
         self.audit_now(late, AuditKind::Watchdog, detail, platform);
         if late == 0 {
-            return self.restart_service(platform).effect;
+            if let Some(effect) = self.restart_service(platform).effect {
+                self.push_effect(cpu, effect, out, platform);
+            }
+            return;
         }
         if !self.supervised(late) {
             self.stop(late, StopCause::Policy, platform);
-            return None;
+            return;
         }
         let mut record = self.record(EventKind::Watchdog, late, platform);
         record.reason = Some(Reason::Watchdog);
         record.detail = late_us;
-        self.suspend(late, Suspension { record, length: 0 }, platform);
-        None
-    }
-
-    /// Carries out a restart or stop the service VM asked for while `current` ran
-    /// here (on its own core). The back end calls this first on every trap.
-    pub fn take_deferred(
-        &mut self,
-        current: usize,
-        platform: &mut impl Platform,
-    ) -> Option<Dispatch> {
-        let deferred = self.partitions[current].life.take_deferred()?;
-        let effect = match deferred {
-            Deferred::Restart => self.restart(current, platform).ok(),
-            Deferred::Stop => {
-                self.stop(current, StopCause::Service, platform);
-                None
-            }
+        let suspension = Suspension {
+            record,
+            vcpu: 0,
+            length: 0,
         };
-        Some(Dispatch {
-            reply: None,
-            next: self.after(current, platform),
-            effect,
-        })
+        self.suspend(late, suspension, platform);
     }
 
     /// `inspect`: the target's state, generation, restarts and memory, and its
     /// name if `name` is given.
     pub(super) fn inspect(
         &mut self,
-        caller: usize,
         target: usize,
         name: Option<Range>,
         platform: &mut impl Platform,
@@ -200,19 +194,18 @@ impl System {
             platform.write_ram(buffer.start, &bytes);
         }
         let inspected = Inspected {
-            state: partition.life.state().abi(),
+            state: partition.life.abi(),
             generation: partition.life.generation(),
             restarts: partition.life.restarts(),
             ram: self.held_bytes(target),
         };
-        self.resume_caller(caller, Reply::ok(inspected.to_results()))
+        Dispatch::resume(Reply::ok(inspected.to_results()))
     }
 
     /// `resume`: the suspended target runs on, past the trapped instruction if
     /// `skip`.
     pub(super) fn resume(
         &mut self,
-        caller: usize,
         target: usize,
         skip: bool,
         platform: &mut impl Platform,
@@ -232,52 +225,48 @@ impl System {
             );
         }
         self.audit_now(target, AuditKind::Resume, [u64::from(skip), 0], platform);
-        let mut dispatch = self.resume_caller(caller, Reply::ok([0; 3]));
-        dispatch.effect = skip.then_some(Effect::Skip(target, suspension.length));
+        let mut dispatch = Dispatch::resume(Reply::ok([0; 3]));
+        dispatch.effect = skip.then_some(Effect::Skip {
+            vcpu: self.partitions[target].vcpus.start + suspension.vcpu,
+            length: suspension.length,
+        });
         dispatch
     }
 
-    /// `restart`: now, or (result 1) at the target's next entry on its own core
-    /// if it runs on another.
+    /// `restart`: now, or (result 1) once no vCPU of the target is live on a
+    /// core, if one is.
     pub(super) fn control_restart(
         &mut self,
-        caller: usize,
         target: usize,
         platform: &mut impl Platform,
     ) -> Dispatch {
-        if self.elsewhere(target, caller) {
+        if self.live_anywhere(target) {
             self.partitions[target].life.defer(Deferred::Restart);
-            return self.resume_caller(caller, Reply::ok([1, 0, 0]));
+            return Dispatch::resume(Reply::ok([1, 0, 0]));
         }
         match self.restart(target, platform) {
             Ok(effect) => {
-                let mut dispatch = self.resume_caller(caller, Reply::ok([0; 3]));
+                let mut dispatch = Dispatch::resume(Reply::ok([0; 3]));
                 dispatch.effect = Some(effect);
                 dispatch
             }
-            Err(error) => self.resume_caller(caller, Reply::error(error)),
+            Err(error) => Dispatch::resume(Reply::error(error)),
         }
     }
 
-    /// `stop`: now, or (result 1) at the target's next entry on its own core.
-    pub(super) fn control_stop(
-        &mut self,
-        caller: usize,
-        target: usize,
-        platform: &mut impl Platform,
-    ) -> Dispatch {
-        if self.elsewhere(target, caller) {
+    /// `stop`: now, or (result 1) once no vCPU of the target is live on a core.
+    pub(super) fn control_stop(&mut self, target: usize, platform: &mut impl Platform) -> Dispatch {
+        if self.live_anywhere(target) {
             self.partitions[target].life.defer(Deferred::Stop);
-            return self.resume_caller(caller, Reply::ok([1, 0, 0]));
+            return Dispatch::resume(Reply::ok([1, 0, 0]));
         }
         self.stop(target, StopCause::Service, platform);
-        self.resume_caller(caller, Reply::ok([0; 3]))
+        Dispatch::resume(Reply::ok([0; 3]))
     }
 
     /// `set_policy`: tightens one trap class of the target (before `ready`).
     pub(super) fn set_policy(
         &mut self,
-        caller: usize,
         target: usize,
         class: TrapClass,
         action: TrapAction,
@@ -299,13 +288,12 @@ impl System {
         );
         let detail = [class as u64, action as u64];
         self.audit_now(target, AuditKind::Policy, detail, platform);
-        self.resume_caller(caller, Reply::ok([0; 3]))
+        Dispatch::resume(Reply::ok([0; 3]))
     }
 
     /// `audit_read`: up to `max` of the oldest audit records into `buffer`.
     pub(super) fn audit_read(
         &mut self,
-        caller: usize,
         buffer: Range,
         max: usize,
         platform: &mut impl Platform,
@@ -320,37 +308,28 @@ impl System {
             copied += 1;
         }
         let results = [copied as u64, self.audit.lost(), self.audit.len() as u64];
-        self.resume_caller(caller, Reply::ok(results))
+        Dispatch::resume(Reply::ok(results))
     }
 
     /// `heartbeat`: the caller is alive; its next heartbeat is due a period on.
     pub(super) fn heartbeat(&mut self, caller: usize, platform: &mut impl Platform) -> Dispatch {
         let now_us = platform.now_us();
         self.partitions[caller].life.heartbeat(now_us);
-        self.resume_caller(caller, Reply::ok([0; 3]))
+        Dispatch::resume(Reply::ok([0; 3]))
     }
 
     /// `panic`: the caller reports a panic: handled as a fault, and it finds 0 in
     /// its registers if it is resumed.
     pub(super) fn panic(
         &mut self,
-        caller: usize,
+        caller: Caller,
         code: u64,
         platform: &mut impl Platform,
     ) -> Dispatch {
         let fault = Fault::new(Reason::Panic, 0, code);
-        let mut dispatch = self.fault(caller, fault, platform);
+        let mut dispatch = self.fault(caller.vcpu, fault, platform);
         dispatch.reply = Some(Reply::ok([0; 3]));
         dispatch
-    }
-
-    /// Whether `target`'s registers are live on a core other than the caller's.
-    fn elsewhere(&self, target: usize, caller: usize) -> bool {
-        let here = self.partitions[caller].cpu;
-        self.loaded
-            .iter()
-            .enumerate()
-            .any(|(cpu, loaded)| cpu != here && *loaded == Some(target))
     }
 
     fn suspend(&mut self, index: usize, suspension: Suspension, platform: &mut impl Platform) {
@@ -364,12 +343,13 @@ impl System {
 
     fn report_fault(
         &self,
-        index: usize,
+        vcpu: usize,
         fault: Fault,
         response: Response,
         platform: &mut impl Platform,
     ) {
-        let partition = &self.partitions[index];
+        let slot = &self.vcpus[vcpu];
+        let partition = &self.partitions[slot.partition];
         emit(
             platform,
             Event::PartitionFault {
@@ -377,6 +357,7 @@ impl System {
                 fault,
                 generation: partition.life.generation(),
                 response,
+                vcpu: slot.index,
             },
         );
     }

@@ -1,6 +1,7 @@
 //! Host tests of the system state machine, including property tests of its
 //! invariants: nothing runs before it may, and a refused call changes nothing.
 
+use super::run::Decision;
 use super::*;
 use crate::caps::{CAP_SLOTS, Cap, CapTable};
 use crate::caps::{CapType, Rights};
@@ -116,7 +117,7 @@ pub(super) fn system_with(guests: usize, caps: impl Fn(Kind) -> CapTable) -> (Sy
                 entry_offset: 0,
                 argument: 0,
                 caps: caps(kind),
-                resources: Resources::new(RAM, RAM, 1),
+                resources: Resources::on_cores(RAM, RAM, &[0]),
                 supervision: Supervision::default(),
             }
         })
@@ -149,23 +150,51 @@ pub(super) fn states(system: &System) -> Vec<(PartitionState, u32)> {
     system
         .partitions()
         .iter()
-        .map(|p| (p.state().abi(), p.generation()))
+        .map(|p| (p.life().abi(), p.generation()))
         .collect()
+}
+
+/// The boot core starts the system.
+pub(super) fn start(sys: &mut System, m: &mut FakeMachine) -> Outcome {
+    sys.handle(0, Entry::Start, m)
+}
+
+/// vCPU `vcpu` traps on its core, where it is live (as it would be on a machine
+/// when it runs).
+pub(super) fn trap(sys: &mut System, m: &mut FakeMachine, vcpu: usize, trap: Trap) -> Outcome {
+    let cpu = sys.vcpus()[vcpu].cpu();
+    sys.loaded[cpu] = Some(vcpu);
+    sys.handle(cpu, Entry::Trap(trap), m)
+}
+
+/// vCPU `vcpu` makes a call.
+pub(super) fn hcall(
+    sys: &mut System,
+    m: &mut FakeMachine,
+    vcpu: usize,
+    call: CallRegisters,
+) -> Outcome {
+    trap(sys, m, vcpu, Trap::Hypercall(call))
+}
+
+/// What an outcome hands back and runs, and the effects it asks for.
+pub(super) fn answer(o: &Outcome) -> (Option<Reply>, Run, Vec<Effect>) {
+    (o.reply, o.run, o.effects.to_vec())
 }
 
 /// Verifies: SK-INIT-001
 #[test]
 fn service_vm_starts_alone_and_guests_follow_ready() {
     let (mut sys, mut m) = system(2);
-    assert_eq!(sys.start(&mut m), Next::Run(0));
-    assert_eq!(sys.partitions()[1].state().abi(), PartitionState::Waiting);
-    let d = sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
-    assert_eq!(d.next, Next::Run(0));
+    assert_eq!(start(&mut sys, &mut m).run, Run::Vcpu(0));
+    assert_eq!(sys.partitions()[1].life().abi(), PartitionState::Waiting);
+    let d = hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));
+    assert_eq!(d.run, Run::Vcpu(0));
     assert_eq!(d.reply, Some(Reply::ok([0; 3])));
     assert!(
         sys.partitions()
             .iter()
-            .all(|p| p.state().abi() == PartitionState::Runnable)
+            .all(|p| p.life().abi() == PartitionState::Runnable)
     );
     assert_eq!(
         m.console,
@@ -178,38 +207,35 @@ fn service_vm_starts_alone_and_guests_follow_ready() {
 #[test]
 fn yield_is_round_robin_and_counts_the_others() {
     let (mut sys, mut m) = system(2);
-    sys.start(&mut m);
-    sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
-    let d = sys.hypercall(0, call(Call::Yield, &[SELF]), &mut m);
+    start(&mut sys, &mut m);
+    hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));
+    let d = hcall(&mut sys, &mut m, 0, call(Call::Yield, &[SELF]));
     assert_eq!(
-        d,
-        Dispatch {
-            reply: Some(Reply::ok([2, 0, 0])),
-            next: Next::Run(1),
-            effect: None,
-        }
+        answer(&d),
+        (Some(Reply::ok([2, 0, 0])), Run::Vcpu(1), vec![])
     );
-    let d = sys.hypercall(1, call(Call::Yield, &[SELF]), &mut m);
-    assert_eq!(d.next, Next::Run(2));
-    let d = sys.hypercall(2, call(Call::Yield, &[SELF]), &mut m);
-    assert_eq!(d.next, Next::Run(0));
+    let d = hcall(&mut sys, &mut m, 1, call(Call::Yield, &[SELF]));
+    assert_eq!(d.run, Run::Vcpu(2));
+    let d = hcall(&mut sys, &mut m, 2, call(Call::Yield, &[SELF]));
+    assert_eq!(d.run, Run::Vcpu(0));
 }
 
 /// Verifies: SK-AUD-002
 #[test]
 fn console_write_prefixes_and_reports_length() {
     let (mut sys, mut m) = system(1);
-    sys.start(&mut m);
+    start(&mut sys, &mut m);
     m.ram[0x100..0x106].copy_from_slice(b"hi!\nab");
     m.console.clear();
-    let d = sys.hypercall(
+    let d = hcall(
+        &mut sys,
+        &mut m,
         0,
         call(Call::ConsoleWrite, &[CONSOLE, GUEST_BASE + 0x100, 6]),
-        &mut m,
     );
     assert_eq!(d.reply, Some(Reply::ok([6, 0, 0])));
     assert_eq!(m.console, "[service] hi!\n");
-    sys.hypercall(0, call(Call::Shutdown, &[SYSTEM, 0]), &mut m);
+    hcall(&mut sys, &mut m, 0, call(Call::Shutdown, &[SYSTEM, 0]));
     assert!(
         m.console
             .ends_with("[service] ab\n@@ kernel shutdown status=ok code=0\n")
@@ -220,7 +246,7 @@ fn console_write_prefixes_and_reports_length() {
 #[test]
 fn hostile_console_arguments_are_refused() {
     let (mut sys, mut m) = system(1);
-    sys.start(&mut m);
+    start(&mut sys, &mut m);
     let cases = [
         (GUEST_BASE - 1, 4, Error::BadAddress),
         (GUEST_BASE + RAM - 2, 4, Error::BadAddress),
@@ -230,14 +256,15 @@ fn hostile_console_arguments_are_refused() {
         (GUEST_BASE, u64::MAX, Error::TooLong),
     ];
     for (addr, len, error) in cases {
-        let d = sys.hypercall(0, call(Call::ConsoleWrite, &[CONSOLE, addr, len]), &mut m);
+        let d = hcall(
+            &mut sys,
+            &mut m,
+            0,
+            call(Call::ConsoleWrite, &[CONSOLE, addr, len]),
+        );
         assert_eq!(
-            d,
-            Dispatch {
-                reply: Some(Reply::error(error)),
-                next: Next::Run(0),
-                effect: None,
-            }
+            answer(&d),
+            (Some(Reply::error(error)), Run::Vcpu(0), vec![])
         );
     }
 }
@@ -246,21 +273,22 @@ fn hostile_console_arguments_are_refused() {
 #[test]
 fn guests_hold_no_system_cap_and_ready_is_once() {
     let (mut sys, mut m) = system(1);
-    sys.start(&mut m);
-    sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
-    let d = sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
+    start(&mut sys, &mut m);
+    hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));
+    let d = hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));
     assert_eq!(d.reply, Some(Reply::error(Error::BadState)));
     for number in [Call::Ready, Call::Shutdown] {
-        let d = sys.hypercall(1, call(number, &[SYSTEM]), &mut m);
+        let d = hcall(&mut sys, &mut m, 1, call(number, &[SYSTEM]));
         assert_eq!(d.reply, Some(Reply::error(Error::NoSuchSlot)));
     }
-    let d = sys.hypercall(
+    let d = hcall(
+        &mut sys,
+        &mut m,
         1,
         CallRegisters {
             number: 999,
             args: [0; 6],
         },
-        &mut m,
     );
     assert_eq!(d.reply, Some(Reply::error(Error::UnknownCall)));
     assert!(
@@ -273,7 +301,7 @@ fn guests_hold_no_system_cap_and_ready_is_once() {
 #[test]
 fn each_call_needs_its_capability_type_and_right() {
     let (mut sys, mut m) = system(1);
-    sys.start(&mut m);
+    start(&mut sys, &mut m);
     let cases = [
         (
             call(Call::ConsoleWrite, &[SELF, GUEST_BASE, 1]),
@@ -298,7 +326,7 @@ fn each_call_needs_its_capability_type_and_right() {
         ),
     ];
     for (regs, error) in cases {
-        let d = sys.hypercall(0, regs, &mut m);
+        let d = hcall(&mut sys, &mut m, 0, regs);
         assert_eq!(d.reply, Some(Reply::error(error)), "{regs:?}");
     }
     let image = [0u8; 8];
@@ -317,54 +345,47 @@ fn each_call_needs_its_capability_type_and_right() {
         entry_offset: 0,
         argument: 0,
         caps,
-        resources: Resources::new(RAM, RAM, 1),
+        resources: Resources::on_cores(RAM, RAM, &[0]),
         supervision: Supervision::default(),
     };
     let bytes = encode(&[spec], &[], None).unwrap();
     let package = Package::parse(&bytes).unwrap();
     let host = [Range::from_start_size(HOST_BASE, RAM).unwrap()];
     let mut sys = System::new(&package, GUEST_BASE, &host, Range::default()).unwrap();
-    sys.start(&mut m);
-    let d = sys.hypercall(0, call(Call::Exit, &[SELF, 0]), &mut m);
+    start(&mut sys, &mut m);
+    let d = hcall(&mut sys, &mut m, 0, call(Call::Exit, &[SELF, 0]));
     assert_eq!(d.reply, Some(Reply::error(Error::MissingRight)));
-    assert_eq!(sys.partitions()[0].state().abi(), PartitionState::Runnable);
+    assert_eq!(sys.partitions()[0].life().abi(), PartitionState::Runnable);
 }
 
 /// Verifies: SK-HM-001, SK-AUD-001
 #[test]
 fn a_fault_stops_only_the_culprit() {
     let (mut sys, mut m) = system(2);
-    sys.start(&mut m);
-    sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
+    start(&mut sys, &mut m);
+    hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));
     let fault = Fault::new(Reason::Stage2Data, 0x9000_0000, 0x9200_0046);
-    let d = sys.fault(1, fault, &mut m);
+    let d = trap(&mut sys, &mut m, 1, Trap::Fault(fault));
     // The service VM runs first, to learn that alpha was stopped.
-    assert_eq!(
-        d,
-        Dispatch {
-            reply: None,
-            next: Next::Run(0),
-            effect: None,
-        }
-    );
-    assert_eq!(sys.partitions()[1].state().abi(), PartitionState::Stopped);
+    assert_eq!(answer(&d), (None, Run::Vcpu(0), vec![]));
+    assert_eq!(sys.partitions()[1].life().abi(), PartitionState::Stopped);
     assert!(
         m.console
             .contains("@@ partition alpha fault reason=stage2-data addr=0x90000000")
     );
-    let d = sys.hypercall(2, call(Call::Yield, &[SELF]), &mut m);
-    assert_eq!(d.next, Next::Run(0));
+    let d = hcall(&mut sys, &mut m, 2, call(Call::Yield, &[SELF]));
+    assert_eq!(d.run, Run::Vcpu(0));
 }
 
 /// Verifies: SK-HM-001
 #[test]
 fn the_system_halts_when_nothing_can_run() {
     let (mut sys, mut m) = system(1);
-    sys.start(&mut m);
-    sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
-    sys.hypercall(1, call(Call::Exit, &[SELF, 3]), &mut m);
-    let d = sys.hypercall(0, call(Call::Exit, &[SELF, 0]), &mut m);
-    assert_eq!(d.next, Next::PowerOff { clean: false });
+    start(&mut sys, &mut m);
+    hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));
+    hcall(&mut sys, &mut m, 1, call(Call::Exit, &[SELF, 3]));
+    let d = hcall(&mut sys, &mut m, 0, call(Call::Exit, &[SELF, 0]));
+    assert_eq!(d.run, Run::PowerOff { clean: false });
     assert!(m.console.contains("@@ partition alpha exit code=3"));
     assert!(
         m.console
@@ -384,7 +405,7 @@ fn placements_must_match_the_package() {
         entry_offset: 0,
         argument: 0,
         caps: caps_for(kind),
-        resources: Resources::new(RAM, RAM, 1),
+        resources: Resources::on_cores(RAM, RAM, &[0]),
         supervision: Supervision::default(),
     };
     let specs = [spec("s", Kind::Service), spec("g", Kind::Guest)];
@@ -445,6 +466,7 @@ fn needed(number: u64) -> Option<(CapType, Rights)> {
         Call::Deflate => (CapType::Balloon, Rights::DEFLATE),
         Call::SetMemoryTarget => (CapType::Control, Rights::SET_MEMORY_TARGET),
         Call::MemoryInfo => (CapType::Control, Rights::INSPECT),
+        Call::VcpuStart => return None,
     })
 }
 
@@ -461,14 +483,14 @@ proptest! {
         calls in proptest::collection::vec(any_call(), 1..60)
     ) {
         let (mut sys, mut m) = system(2);
-        sys.start(&mut m);
+        start(&mut sys, &mut m);
         for (caller, regs) in calls {
-            if sys.partitions()[caller].state().abi() != PartitionState::Runnable {
+            if sys.partitions()[caller].life().abi() != PartitionState::Runnable {
                 continue;
             }
             let before = states(&sys);
             let ready_before = sys.service_ready();
-            let d = sys.hypercall(caller, regs, &mut m);
+            let d = hcall(&mut sys, &mut m, caller, regs);
             let tables: Vec<CapTable> = sys.partitions().iter().map(|p| *p.caps()).collect();
             let granted: Vec<CapTable> = (0..3)
                 .map(|i| caps_for(if i == 0 { Kind::Service } else { Kind::Guest }))
@@ -482,14 +504,16 @@ proptest! {
             if let Some(reply) = d.reply.filter(|r| r.status != 0) {
                 prop_assert_eq!(states(&sys), before);
                 prop_assert_eq!(sys.service_ready(), ready_before);
-                prop_assert_eq!(d.next, Next::Run(caller));
+                // The caller goes on, unless the service VM has an event to take.
+                let service_first = sys.service_urgent(0, None) && d.run == Run::Vcpu(0);
+                prop_assert!(d.run == Run::Vcpu(caller) || service_first);
                 prop_assert!(Error::from_status(reply.status).unwrap_err().is_ok());
             }
             if !sys.service_ready() {
-                prop_assert!(sys.partitions()[1..].iter().all(|p| p.state().abi() == PartitionState::Waiting));
+                prop_assert!(sys.partitions()[1..].iter().all(|p| p.life().abi() == PartitionState::Waiting));
             }
-            if let Next::Run(next) = d.next {
-                prop_assert_eq!(sys.partitions()[next].state().abi(), PartitionState::Runnable);
+            if let Run::Vcpu(next) = d.run {
+                prop_assert_eq!(sys.partitions()[next].life().abi(), PartitionState::Runnable);
             } else {
                 break;
             }
@@ -507,7 +531,7 @@ fn scheduled() -> (System, FakeMachine) {
     let specs: Vec<PartitionSpec> = (0..3)
         .map(|i| {
             let kind = if i == 0 { Kind::Service } else { Kind::Guest };
-            let mut resources = Resources::new(RAM, RAM, 1);
+            let mut resources = Resources::on_cores(RAM, RAM, &[0]);
             let (offset_us, length_us) = windows[i];
             resources
                 .add_window(Window {
@@ -543,19 +567,35 @@ fn scheduled() -> (System, FakeMachine) {
     (system, machine)
 }
 
+/// What core `cpu` runs at `now_us` after a trap of `trapped` that asked for
+/// `next`.
+fn decide_at(
+    sys: &System,
+    m: &mut FakeMachine,
+    now_us: u64,
+    cpu: usize,
+    trapped: Option<usize>,
+    next: Next,
+) -> Decision {
+    m.now_us = now_us;
+    sys.decide(cpu, trapped, next, m)
+}
+
 /// Verifies: SK-TMP-001
 #[test]
 fn without_a_schedule_the_call_decides() {
-    let (sys, _) = system(1);
+    let (mut sys, mut m) = system(1);
+    start(&mut sys, &mut m);
+    hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));
     assert_eq!(
-        sys.decide(Next::Run(1), 0, || 123),
+        decide_at(&sys, &mut m, 123, 0, Some(0), Next::Switch(1)),
         Decision::Run {
-            partition: 1,
-            deadline_us: None
+            vcpu: 1,
+            end: TurnEnd::Slice
         }
     );
     assert_eq!(
-        sys.decide(Next::PowerOff { clean: true }, 0, || 0),
+        decide_at(&sys, &mut m, 0, 0, Some(0), Next::PowerOff { clean: true }),
         Decision::PowerOff { clean: true }
     );
 }
@@ -564,55 +604,75 @@ fn without_a_schedule_the_call_decides() {
 #[test]
 fn with_a_schedule_only_the_window_owner_runs_until_its_window_ends() {
     let (mut sys, mut m) = scheduled();
-    sys.start(&mut m);
+    start(&mut sys, &mut m);
     // Before ready, the guests' windows are idle: they may not run.
     assert_eq!(
-        sys.decide(Next::Run(0), 0, || 500),
+        decide_at(&sys, &mut m, 500, 0, Some(0), Next::Caller),
         Decision::Run {
-            partition: 0,
-            deadline_us: Some(2_000)
+            vcpu: 0,
+            end: TurnEnd::At(2_000)
         }
     );
     assert_eq!(
-        sys.decide(Next::Run(0), 0, || 2_500),
+        decide_at(&sys, &mut m, 2_500, 0, Some(0), Next::Caller),
         Decision::Idle { until_us: 6_000 }
     );
-    sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
+    m.now_us = 0;
+    hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));
     // Whatever the call asked for, the owner of the window runs.
     assert_eq!(
-        sys.decide(Next::Run(0), 0, || 2_500),
+        decide_at(&sys, &mut m, 2_500, 0, Some(0), Next::Caller),
         Decision::Run {
-            partition: 1,
-            deadline_us: Some(6_000)
+            vcpu: 1,
+            end: TurnEnd::At(6_000)
         }
     );
     assert_eq!(
-        sys.decide(Next::Run(1), 0, || 16_000),
+        decide_at(&sys, &mut m, 16_000, 0, Some(1), Next::Caller),
         Decision::Run {
-            partition: 2,
-            deadline_us: Some(20_000)
+            vcpu: 2,
+            end: TurnEnd::At(20_000)
         }
     );
     // A partition that has exited leaves its window to the service VM while the
     // service VM has not yet taken the news; nobody else gets it.
-    sys.hypercall(1, call(Call::Exit, &[SELF, 0]), &mut m);
+    m.now_us = 2_500;
+    hcall(&mut sys, &mut m, 1, call(Call::Exit, &[SELF, 0]));
     assert_eq!(
-        sys.decide(Next::Run(2), 0, || 12_000),
+        decide_at(&sys, &mut m, 12_000, 0, Some(2), Next::Caller),
         Decision::Run {
-            partition: 0,
-            deadline_us: Some(16_000)
+            vcpu: 0,
+            end: TurnEnd::At(16_000)
         }
     );
     let buffer = GUEST_BASE + 0x100;
-    sys.hypercall(0, call(Call::WaitEvent, &[SYSTEM, buffer]), &mut m);
-    sys.hypercall(0, call(Call::WaitEvent, &[SYSTEM, buffer]), &mut m);
-    assert_eq!(sys.partitions()[0].state().abi(), PartitionState::Blocked);
+    m.now_us = 0;
+    hcall(
+        &mut sys,
+        &mut m,
+        0,
+        call(Call::WaitEvent, &[SYSTEM, buffer]),
+    );
+    hcall(
+        &mut sys,
+        &mut m,
+        0,
+        call(Call::WaitEvent, &[SYSTEM, buffer]),
+    );
+    assert_eq!(sys.partitions()[0].life().abi(), PartitionState::Blocked);
     assert_eq!(
-        sys.decide(Next::Run(2), 0, || 12_000),
+        decide_at(&sys, &mut m, 12_000, 0, Some(2), Next::Caller),
         Decision::Idle { until_us: 16_000 }
     );
     assert_eq!(
-        sys.decide(Next::PowerOff { clean: false }, 0, || 12_000),
+        decide_at(
+            &sys,
+            &mut m,
+            12_000,
+            0,
+            Some(2),
+            Next::PowerOff { clean: false }
+        ),
         Decision::PowerOff { clean: false }
     );
 }
@@ -623,9 +683,9 @@ fn each_core_round_robins_its_own_partitions_and_waits_for_others() {
     use crate::resources::Resources;
     let image = [0u8; 16];
     let specs: Vec<PartitionSpec> = [
-        ("service", Kind::Service, 0b01),
-        ("near", Kind::Guest, 0b01),
-        ("far", Kind::Guest, 0b10),
+        ("service", Kind::Service, 0),
+        ("near", Kind::Guest, 0),
+        ("far", Kind::Guest, 1),
     ]
     .into_iter()
     .map(|(name, kind, cpus)| PartitionSpec {
@@ -636,7 +696,7 @@ fn each_core_round_robins_its_own_partitions_and_waits_for_others() {
         entry_offset: 0,
         argument: 0,
         caps: caps_for(kind),
-        resources: Resources::new(RAM, RAM, cpus),
+        resources: Resources::on_cores(RAM, RAM, &[cpus]),
         supervision: Supervision::default(),
     })
     .collect();
@@ -652,30 +712,32 @@ fn each_core_round_robins_its_own_partitions_and_waits_for_others() {
         now_us: 0,
     };
     assert_eq!(sys.partitions()[2].cpu(), 1);
-    sys.start(&mut m);
+    start(&mut sys, &mut m);
     // Core 1 has nothing it may run before `ready`: it waits, it does not halt.
-    assert_eq!(sys.pick(1, None, &mut m), Next::Wait);
+    m.now_us = 500;
     assert_eq!(
-        sys.decide(Next::Wait, 1, || 500),
-        Decision::Idle {
+        sys.handle(1, Entry::Resume, &mut m).run,
+        Run::Idle {
             until_us: 500 + POLL_US
         }
     );
-    sys.hypercall(0, call(Call::Ready, &[SYSTEM]), &mut m);
-    assert_eq!(sys.pick(1, None, &mut m), Next::Run(2));
+    hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));
+    assert_eq!(sys.handle(1, Entry::Resume, &mut m).run, Run::Vcpu(2));
     // Yielding on core 0 never hands core 0 to the partition of core 1.
     assert_eq!(
-        sys.hypercall(0, call(Call::Yield, &[SELF]), &mut m).next,
-        Next::Run(1)
+        hcall(&mut sys, &mut m, 0, call(Call::Yield, &[SELF])).run,
+        Run::Vcpu(1)
     );
     assert_eq!(
-        sys.hypercall(1, call(Call::Yield, &[SELF]), &mut m).next,
-        Next::Run(0)
+        hcall(&mut sys, &mut m, 1, call(Call::Yield, &[SELF])).run,
+        Run::Vcpu(0)
     );
     // When core 1's only partition exits, core 1 waits while core 0 has work.
     assert_eq!(
-        sys.hypercall(2, call(Call::Exit, &[SELF, 0]), &mut m).next,
-        Next::Wait
+        hcall(&mut sys, &mut m, 2, call(Call::Exit, &[SELF, 0])).run,
+        Run::Idle {
+            until_us: 500 + POLL_US
+        }
     );
 }
 
@@ -683,15 +745,16 @@ fn each_core_round_robins_its_own_partitions_and_waits_for_others() {
 #[test]
 fn refused_calls_beyond_the_console_limit_are_counted_not_lost() {
     let (mut sys, mut m) = system(1);
-    sys.start(&mut m);
+    start(&mut sys, &mut m);
     for _ in 0..DENIED_LINES + 5 {
-        sys.hypercall(
+        hcall(
+            &mut sys,
+            &mut m,
             0,
             CallRegisters {
                 number: 999,
                 args: [0; 6],
             },
-            &mut m,
         );
     }
     let shown = m
@@ -699,7 +762,7 @@ fn refused_calls_beyond_the_console_limit_are_counted_not_lost() {
         .matches("@@ partition service denied call=999")
         .count() as u64;
     assert_eq!(shown, DENIED_LINES);
-    sys.hypercall(0, call(Call::Shutdown, &[SYSTEM, 0]), &mut m);
+    hcall(&mut sys, &mut m, 0, call(Call::Shutdown, &[SYSTEM, 0]));
     let total = format!(
         "@@ partition service denied-total count={}",
         DENIED_LINES + 5

@@ -17,7 +17,8 @@ use septum_abi::Error;
 use septum_abi::event::Kind as EventKind;
 
 use super::lifecycle::WaitOn;
-use super::{Dispatch, Effect, Next, Platform, System, emit};
+use super::run::Effect;
+use super::{Dispatch, Next, Platform, System, emit};
 use crate::audit::AuditKind;
 use crate::event::{Event, StopCause};
 use crate::package::MAX_PARTITIONS;
@@ -84,8 +85,9 @@ impl System {
     }
 
     /// Restarts `index` if its budget allows: a new generation, loading its RAM
-    /// (which it owes), its queues and balloon reset; returns the vCPU reset for
-    /// the back end. Past the budget it is stopped for good instead
+    /// (which it owes), its queues and balloon reset, vCPU 0 alone to run once
+    /// loaded; returns its reset for the back end. The caller makes sure no vCPU
+    /// of it is live on any core but its own, which it gives up. Past the budget it is stopped for good instead
     /// ([`Error::BudgetExhausted`]); without its initial memory to give back, the
     /// restart is refused whole ([`Error::PoolEmpty`]).
     pub(super) fn restart(
@@ -100,7 +102,10 @@ impl System {
         let generation = match restarted {
             Ok(Ok(generation)) => generation,
             Ok(Err(_)) => {
-                self.stop(index, StopCause::Budget, platform);
+                // One that has ended already stays as it is.
+                if !self.partitions[index].life.ended() {
+                    self.stop(index, StopCause::Budget, platform);
+                }
                 return Err(Error::BudgetExhausted);
             }
             Err(_) => return Err(Error::BadState),
@@ -108,7 +113,9 @@ impl System {
         self.forget_decisions(index);
         let partition = &mut self.partitions[index];
         partition.trap_lines = 0;
-        partition.console.clear();
+        for slot in &mut self.vcpus[partition.vcpus.clone()] {
+            slot.console.clear();
+        }
         self.restart_queues(index, platform);
         self.balloon.restart(index, platform);
         let partition = &self.partitions[index];
@@ -123,7 +130,10 @@ impl System {
         );
         let detail = [u64::from(generation), in_period as u64];
         self.audit_now(index, AuditKind::Restart, detail, platform);
-        Ok(Effect::ResetVcpu(index, generation))
+        Ok(Effect::Restart {
+            vcpu: self.partitions[index].vcpus.start,
+            generation,
+        })
     }
 
     /// The service VM faulted or hung: restart it and tell the new instance about
@@ -141,7 +151,7 @@ impl System {
                 }
                 Dispatch {
                     reply: None,
-                    next: Next::Run(0),
+                    next: Next::Service,
                     effect: Some(effect),
                 }
             }
@@ -151,7 +161,7 @@ impl System {
                         self.stop(index, StopCause::Policy, platform);
                     }
                 }
-                Dispatch::new(None, self.after(0, platform))
+                Dispatch::new(None, Next::Yield)
             }
         }
     }
@@ -180,13 +190,15 @@ impl System {
         }
     }
 
-    /// Wakes the partitions of `peers` that wait on a queue.
+    /// Wakes the vCPUs of the partitions of `peers` that wait on a queue.
     fn wake_peers(&mut self, peers: [bool; MAX_PARTITIONS], platform: &mut impl Platform) {
         let now_us = platform.now_us();
         for (partition, affected) in self.partitions.iter_mut().zip(peers) {
             let life = &mut partition.life;
-            if let (true, Some(on @ WaitOn::Queue(_))) = (affected, life.waits_on()) {
-                life.wake(on, now_us);
+            for vcpu in 0..life.vcpu_count() {
+                if let (true, Some(on @ WaitOn::Queue(_))) = (affected, life.waits_on(vcpu)) {
+                    life.wake(on, now_us);
+                }
             }
         }
     }

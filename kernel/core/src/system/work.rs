@@ -1,11 +1,11 @@
 //! Kernel work a partition owes: work it caused that is too long for one trap
 //! (reloading its RAM after a restart, scrubbing the balloon pages it gave up).
-//! The back end does it a page at a time, in that partition's own turns on its
-//! own core, before the partition runs again (`septum_kernel::Kernel::settle`),
-//! so it never comes out of another partition's window.
+//! The core does it a page at a time, in the turns of that partition's vCPU 0,
+//! before the partition runs again (`run.rs`), so it never comes out of another
+//! partition's window.
 //!
-//! Invariant: a partition that owes work is given its turns (it "needs the CPU")
-//! even when it may not run, and runs only once it owes nothing.
+//! Invariant: a partition that owes work is given its turns (its vCPU 0 "needs
+//! the CPU") even when it may not run, and runs only once it owes nothing.
 
 use septum_abi::layout::PAGE_SIZE;
 
@@ -17,8 +17,7 @@ impl System {
         self.partitions[index].life.loading_at().is_some() || self.balloon.owed(index) > 0
     }
 
-    /// Does one page of the work partition `index` owes, in its own turn on its
-    /// core: reloading its RAM from its image after a restart (its watchdog is
+    /// Does one page of the work partition `index` owes, in a turn of its vCPU 0: reloading its RAM from its image after a restart (its watchdog is
     /// armed once that is done), then scrubbing the balloon pages it gave up.
     /// Returns whether it owes more.
     pub fn work(&mut self, index: usize, platform: &mut impl Platform) -> bool {
@@ -36,11 +35,5 @@ impl System {
             self.pool_refilled(platform);
         }
         self.owes_work(index)
-    }
-
-    /// Whether partition `index` should have its turns: it may run, or it owes
-    /// work.
-    pub(super) fn needs_cpu(&self, index: usize) -> bool {
-        self.partitions[index].life.runnable() || self.owes_work(index)
     }
 }

@@ -21,6 +21,40 @@ global_asm!(
     main = sym crate::start,
 );
 
+// Where a vCPU the partition starts (see `crate::start_vcpu`) begins: x0 is the top
+// of its stack, under which lie the function it runs and that function's argument.
+global_asm!(
+    ".section .text, \"ax\"",
+    ".global septum_vcpu_start",
+    "septum_vcpu_start:",
+    "    sub sp, x0, #16",
+    "    ldp x9, x0, [sp]",
+    "    blr x9",
+    "1:  wfi",
+    "    b 1b",
+);
+
+unsafe extern "C" {
+    /// The entry of a vCPU the partition starts.
+    fn septum_vcpu_start();
+}
+
+/// Starts vCPU `vcpu` of this partition at `septum_vcpu_start` with `context` in
+/// x0, with the standard PSCI `CPU_ON` call.
+pub fn start_vcpu(vcpu: u64, context: u64) -> Result<(), crate::Error> {
+    use smccc::psci::{PSCI_CPU_ON_64, error};
+    let target = septum_abi::vcpu_mpidr(vcpu as usize);
+    let entry = septum_vcpu_start as *const () as u64;
+    let args = [target, entry, context, 0, 0, 0];
+    let (status, _) = hypercall(u64::from(PSCI_CPU_ON_64), args);
+    match status as i64 {
+        0 => Ok(()),
+        code if code == i64::from(error::ALREADY_ON) => Err(crate::Error::BadState),
+        code if code == i64::from(error::INVALID_ADDRESS) => Err(crate::Error::BadAddress),
+        _ => Err(crate::Error::InvalidArgument),
+    }
+}
+
 /// Makes hypercall `number` with six arguments; returns the status and three results.
 #[inline(always)]
 pub fn hypercall(number: u64, args: [u64; 6]) -> (u64, [u64; 3]) {

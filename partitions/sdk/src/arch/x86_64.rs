@@ -21,6 +21,33 @@ global_asm!(
     main = sym crate::start,
 );
 
+// Where a vCPU the partition starts (see `crate::start_vcpu`) begins: rdi is the
+// top of its stack, under which lie the function it runs and that function's
+// argument.
+global_asm!(
+    ".section .text, \"ax\"",
+    ".global septum_vcpu_start",
+    "septum_vcpu_start:",
+    "    lea rsp, [rdi - 16]",
+    "    mov rax, [rsp]",
+    "    mov rdi, [rsp + 8]",
+    "    call rax",
+    "2:  hlt",
+    "    jmp 2b",
+);
+
+unsafe extern "C" {
+    /// The entry of a vCPU the partition starts.
+    fn septum_vcpu_start();
+}
+
+/// Starts vCPU `vcpu` of this partition at `septum_vcpu_start` with `context` in
+/// rdi, with Septum's `vcpu_start` call.
+pub fn start_vcpu(vcpu: u64, context: u64) -> Result<(), crate::Error> {
+    let entry = septum_vcpu_start as *const () as u64;
+    crate::typed(crate::Call::VcpuStart, [vcpu, entry, context, 0, 0, 0]).map(|_| ())
+}
+
 /// Makes hypercall `number` with six arguments; returns the status and three results.
 #[inline(always)]
 pub fn hypercall(number: u64, args: [u64; 6]) -> (u64, [u64; 3]) {

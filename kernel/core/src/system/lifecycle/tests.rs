@@ -1,7 +1,9 @@
-//! The lifecycle's invariants under random transition sequences: the watchdog is
-//! armed exactly while a watched partition is runnable, a suspended partition has
-//! exactly one suspension, the generation only grows, the budget holds, and a
-//! refused transition changes nothing.
+//! The lifecycle's invariants under random transition sequences, for partitions
+//! of one to four vCPUs: the watchdog is armed exactly while a watched partition
+//! is runnable, a suspended partition has exactly one suspension and none of its
+//! vCPUs may run (they all agree on it), vCPU 0 is never off while the partition
+//! runs, the generation only grows, the budget holds, and a refused transition
+//! changes nothing.
 
 use proptest::prelude::*;
 use septum_abi::event::Kind;
@@ -9,18 +11,23 @@ use septum_abi::event::Kind;
 use super::*;
 use crate::supervision::RestartBudget;
 
-fn suspension(detail: u64) -> Suspension {
+fn suspension(vcpu: usize, detail: u64) -> Suspension {
     let mut record = Record::new(Kind::Fault, 1, 1, 0);
     record.detail = detail;
-    Suspension { record, length: 4 }
+    Suspension {
+        record,
+        vcpu,
+        length: 4,
+    }
 }
 
 #[derive(Clone, Debug)]
 enum Op {
     Start,
-    Block(WaitOn),
+    StartVcpu(usize),
+    Block(usize, WaitOn),
     Wake(WaitOn),
-    Suspend(u64),
+    Suspend(usize, u64),
     Resume,
     Restart,
     Reload,
@@ -44,9 +51,10 @@ fn wait_on() -> impl Strategy<Value = WaitOn> {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         1 => Just(Op::Start),
-        1 => wait_on().prop_map(Op::Block),
+        2 => (0usize..5).prop_map(Op::StartVcpu),
+        1 => ((0usize..5), wait_on()).prop_map(|(vcpu, on)| Op::Block(vcpu, on)),
         1 => wait_on().prop_map(Op::Wake),
-        1 => any::<u64>().prop_map(Op::Suspend),
+        1 => ((0usize..5), any::<u64>()).prop_map(|(vcpu, detail)| Op::Suspend(vcpu, detail)),
         1 => Just(Op::Resume),
         3 => Just(Op::Restart),
         3 => Just(Op::Reload),
@@ -68,6 +76,7 @@ proptest! {
     fn transitions_keep_the_lifecycle_invariants(
         watchdog_ms in 0u32..3,
         restarts in 0u16..4,
+        vcpus in 1usize..=4,
         ops in proptest::collection::vec(op(), 1..120),
     ) {
         let supervision = Supervision {
@@ -75,16 +84,17 @@ proptest! {
             budget: RestartBudget { restarts, period_ms: 10 },
             ..Supervision::default()
         };
-        let mut life = Lifecycle::new(supervision);
+        let mut life = Lifecycle::new(supervision, vcpus);
         let mut now = 0u64;
         let mut restart_times: Vec<u64> = Vec::new();
         for op in ops {
             let before = life.clone();
             let changed = match op {
                 Op::Start => life.start(now).is_ok(),
-                Op::Block(on) => life.block(on).is_ok(),
+                Op::StartVcpu(vcpu) => life.start_vcpu(vcpu, now).is_ok(),
+                Op::Block(vcpu, on) => life.block(vcpu, on).is_ok(),
                 Op::Wake(on) => life.wake(on, now),
-                Op::Suspend(detail) => life.suspend(suspension(detail)).is_ok(),
+                Op::Suspend(vcpu, detail) => life.suspend(suspension(vcpu, detail)).is_ok(),
                 Op::Resume => life.resume(now).is_ok(),
                 Op::Restart => match life.restart(now) {
                     Ok(Ok(generation)) => {
@@ -123,6 +133,17 @@ proptest! {
             let armed = life.heartbeat_due_us().is_some();
             prop_assert_eq!(armed, life.runnable() && watchdog_ms > 0);
             prop_assert_eq!(life.suspension().is_some(), matches!(life.state(), State::Suspended(_)));
+            // All vCPUs agree: none may run unless the partition runs.
+            let any_may_run = (0..MAX_VCPUS).any(|vcpu| life.vcpu_runnable(vcpu));
+            prop_assert_eq!(any_may_run, life.runnable());
+            prop_assert!(life.state() == &State::Running || !any_may_run);
+            if let Some(suspended) = life.suspension() {
+                prop_assert!(suspended.vcpu < vcpus);
+            }
+            if matches!(life.state(), State::Running | State::Loading(_)) {
+                prop_assert_ne!(life.vcpu_state(0), VcpuState::Off);
+            }
+            prop_assert!((vcpus..MAX_VCPUS).all(|vcpu| life.vcpu_state(vcpu) == VcpuState::Off));
             prop_assert!(life.generation() >= before.generation());
             let period_us = 10_000;
             for (i, &at) in restart_times.iter().enumerate() {
@@ -143,7 +164,7 @@ fn a_restart_past_the_budget_is_refused_and_changes_nothing() {
         },
         ..Supervision::default()
     };
-    let mut life = Lifecycle::new(supervision);
+    let mut life = Lifecycle::new(supervision, 1);
     life.start(0).unwrap();
     assert_eq!(life.restart(0), Ok(Ok(2)));
     assert_eq!(life.state(), &State::Loading(0));
@@ -160,7 +181,7 @@ fn a_reload_ends_runnable_with_the_watchdog_armed_from_then() {
         watchdog_ms: 5,
         ..Supervision::default()
     };
-    let mut life = Lifecycle::new(supervision);
+    let mut life = Lifecycle::new(supervision, 1);
     life.start(0).unwrap();
     life.restart(100).unwrap().unwrap();
     assert_eq!(life.heartbeat_due_us(), None);
