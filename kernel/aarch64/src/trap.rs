@@ -60,7 +60,20 @@ const VECTOR_TABLE_SIZE: u64 = 0x800;
 /// with the registers in `frame` (moving ELR_EL2 back onto an `hvc`).
 pub fn classify(vector: u64, frame: &mut TrapFrame) -> Trap {
     let esr = ESR_EL2.get();
-    let snapshot = snapshot(frame);
+    // The syndrome register is read once, above.
+    let class = ESR_EL2::EC.read(esr);
+    // FIQ and SError from a partition, and anything from AArch32, are errors: the
+    // kernel uses no FIQs, and partitions may not run AArch32. With EL1 in AArch64
+    // (HCR_EL2.RW), a trap from AArch32 at EL0 arrives through the AArch64 vectors
+    // like any other: only the saved PSTATE (SPSR_EL2.M[4]) tells it apart, and an
+    // A32 `wfi` would otherwise pass for a wait.
+    let aarch64_sync = vector == VECTOR_SYNC && frame.spsr & SPSR_AARCH32 == 0;
+    if aarch64_sync && class == EC_HVC64 && esr & 0xffff == 0 {
+        return call(frame);
+    }
+    if aarch64_sync && class == EC_WFX {
+        return Trap::Wait;
+    }
     // A trapped A64 instruction is 4 bytes long (ESR_EL2.IL set), and the trap's
     // return address is that instruction, so a skip moves past exactly it.
     let length = if esr & ESR_IL != 0 { 4 } else { 0 };
@@ -70,36 +83,13 @@ pub fn classify(vector: u64, frame: &mut TrapFrame) -> Trap {
             addr,
             syndrome: esr,
             length,
-            snapshot,
+            snapshot: snapshot(frame),
         })
     };
-    // FIQ and SError from a partition, and anything from AArch32, are errors: the
-    // kernel uses no FIQs, and partitions may not run AArch32. With EL1 in AArch64
-    // (HCR_EL2.RW), a trap from AArch32 at EL0 arrives through the AArch64 vectors
-    // like any other: only the saved PSTATE (SPSR_EL2.M[4]) tells it apart, and an
-    // A32 `wfi` would otherwise pass for a wait.
-    if vector != VECTOR_SYNC || frame.spsr & SPSR_AARCH32 != 0 {
+    if !aarch64_sync {
         return fault(Reason::UnknownTrap, frame.elr);
     }
-    // The syndrome register is read once, above.
-    let class = ESR_EL2::EC.read(esr);
-    let imm16 = esr & 0xffff;
     match class {
-        EC_HVC64 if imm16 == 0 => {
-            frame.elr -= INSTRUCTION;
-            let mut args = [0; 6];
-            args.copy_from_slice(&frame.x[1..7]);
-            let call = CallRegisters {
-                number: frame.x[0],
-                args,
-            };
-            if call.number & SMCCC_FAST_CALL != 0 {
-                Trap::Smccc(call)
-            } else {
-                Trap::Hypercall(call)
-            }
-        }
-        EC_WFX => Trap::Wait,
         EC_SMC64 => fault(Reason::MonitorCall, frame.elr),
         EC_SYSREG => fault(Reason::SystemRegister, frame.elr),
         EC_DABT_LOWER => fault(Reason::Stage2Data, faulting_ipa()),
@@ -110,7 +100,7 @@ pub fn classify(vector: u64, frame: &mut TrapFrame) -> Trap {
                 // The partition took an exception at EL1 and its vector table is not
                 // mapped: it has no handler. Report the exception it took.
                 let mut fault = Fault::new(Reason::UnhandledException, guest_elr, guest_esr);
-                fault.snapshot = snapshot;
+                fault.snapshot = snapshot(frame);
                 fault.snapshot[0] = guest_elr;
                 Trap::Fault(fault)
             } else {
@@ -118,6 +108,22 @@ pub fn classify(vector: u64, frame: &mut TrapFrame) -> Trap {
             }
         }
         _ => fault(Reason::UnknownTrap, frame.elr),
+    }
+}
+
+/// An `hvc #0`: a Septum call, or an SMCCC one (bit 31 of the function number
+/// set). ELR_EL2, past the `hvc`, is moved back onto it.
+fn call(frame: &mut TrapFrame) -> Trap {
+    frame.elr -= INSTRUCTION;
+    let x = &frame.x;
+    let call = CallRegisters {
+        number: x[0],
+        args: [x[1], x[2], x[3], x[4], x[5], x[6]],
+    };
+    if call.number & SMCCC_FAST_CALL != 0 {
+        Trap::Smccc(call)
+    } else {
+        Trap::Hypercall(call)
     }
 }
 
@@ -184,7 +190,7 @@ pub extern "C" fn handle_lower_el(vector: u64, frame: &mut TrapFrame) {
         classify(vector, frame)
     };
     let cpu = crate::cpu::index();
-    let run = KERNEL.with(cpu, |kernel| kernel.on_trap(cpu, trap, frame));
+    let run = KERNEL.with(cpu, |kernel| kernel.on_trap(cpu, &trap, frame));
     KERNEL.until_runnable(cpu, run, frame, idle);
 }
 

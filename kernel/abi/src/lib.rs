@@ -427,7 +427,9 @@ impl Call {
 
     /// Looks up a call by number; `None` for a number no call has.
     pub fn from_number(number: u64) -> Option<Call> {
-        Call::ALL.into_iter().find(|call| *call as u64 == number)
+        // `ALL` lists the calls in number order, from 0 (checked by a test).
+        let call = *Call::ALL.get(usize::try_from(number).ok()?)?;
+        (call as u64 == number).then_some(call)
     }
 
     /// The call's name as the README's ABI table gives it.
@@ -696,7 +698,8 @@ mod tests {
     /// Verifies: SK-API-001
     #[test]
     fn call_numbers_round_trip_and_are_unique() {
-        for call in Call::ALL {
+        for (number, call) in Call::ALL.into_iter().enumerate() {
+            assert_eq!(call as usize, number, "ALL is in number order");
             assert_eq!(Call::from_number(call as u64), Some(call));
         }
         assert_eq!(Call::from_number(Call::ALL.len() as u64), None);

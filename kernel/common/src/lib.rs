@@ -183,32 +183,32 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
     /// first.
     pub fn start(&mut self, frame: &mut V::Frame) -> Run {
         let cpu = self.system.service_cpu();
-        let outcome = self
-            .system
-            .handle(cpu, Entry::Start, &mut identity_ram!(self));
-        self.carry_out(outcome, frame)
+        self.enter(cpu, Entry::Start, frame)
     }
 
     /// Called by core `cpu` when it holds no vCPU (at bring-up, after an idle
     /// wait): what it runs now.
     pub fn resume(&mut self, cpu: usize, frame: &mut V::Frame) -> Run {
         self.take_console_news();
-        let outcome = self
-            .system
-            .handle(cpu, Entry::Resume, &mut identity_ram!(self));
-        self.carry_out(outcome, frame)
+        self.enter(cpu, Entry::Resume, frame)
     }
 
     /// Handles one trap from the vCPU running on core `cpu`. `frame` holds its
     /// registers and, on return, those of whichever vCPU runs next there.
-    pub fn on_trap(&mut self, cpu: usize, trap: Trap, frame: &mut V::Frame) -> Run {
+    pub fn on_trap(&mut self, cpu: usize, trap: &Trap, frame: &mut V::Frame) -> Run {
         if matches!(trap, Trap::Preempted) {
             self.take_console_news();
         }
-        let outcome = self
-            .system
-            .handle(cpu, Entry::Trap(trap), &mut identity_ram!(self));
-        self.carry_out(outcome, frame)
+        self.enter(cpu, Entry::Trap(trap), frame)
+    }
+
+    /// Core `cpu` enters the core with `entry`; the kernel carries out its answer.
+    #[inline(always)]
+    fn enter(&mut self, cpu: usize, entry: Entry<'_>, frame: &mut V::Frame) -> Run {
+        let mut outcome = Outcome::new();
+        self.system
+            .handle(cpu, entry, &mut identity_ram!(self), &mut outcome);
+        self.carry_out(&outcome, frame)
     }
 
     /// The vCPU whose registers are live on core `cpu`, if any (the core's table).
@@ -264,7 +264,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
     /// Carries out what the core decided, in the order [`Outcome`] gives, and
     /// drains the console before the core leaves the kernel.
     #[inline(always)]
-    fn carry_out(&mut self, outcome: Outcome, frame: &mut V::Frame) -> Run {
+    fn carry_out(&mut self, outcome: &Outcome, frame: &mut V::Frame) -> Run {
         if let Some(reply) = outcome.reply {
             V::set_reply(frame, reply);
         }
@@ -294,8 +294,10 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
             Some(TurnEnd::Slice) => self.machine.set_deadline(None),
             None => {}
         }
-        for cpu in (0..MAX_CPUS).filter(|cpu| outcome.kick & (1 << cpu) != 0) {
-            self.machine.kick(cpu);
+        if outcome.kick != 0 {
+            for cpu in (0..MAX_CPUS).filter(|cpu| outcome.kick & (1 << cpu) != 0) {
+                self.machine.kick(cpu);
+            }
         }
         if let Run::PowerOff { clean } = outcome.run {
             self.power_off(clean);

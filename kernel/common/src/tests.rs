@@ -253,12 +253,12 @@ fn a_trap_that_continues_the_turn_does_not_rearm_its_deadline() {
     // Hypercalls that return to the caller leave its turn (and deadline) alone.
     for _ in 0..3 {
         assert_eq!(
-            kernel.on_trap(0, call(Call::Null, &[]), &mut frame),
+            kernel.on_trap(0, &call(Call::Null, &[]), &mut frame),
             Run::Vcpu(0)
         );
     }
     assert_eq!(
-        kernel.on_trap(0, call(Call::Ready, &[2]), &mut frame),
+        kernel.on_trap(0, &call(Call::Ready, &[2]), &mut frame),
         Run::Vcpu(0)
     );
     assert_eq!(
@@ -268,7 +268,10 @@ fn a_trap_that_continues_the_turn_does_not_rearm_its_deadline() {
     );
     assert_eq!(log.borrow().deadlines.len(), 1);
     // A preemption starts a new turn (here alpha's).
-    assert_eq!(kernel.on_trap(0, Trap::Preempted, &mut frame), Run::Vcpu(1));
+    assert_eq!(
+        kernel.on_trap(0, &Trap::Preempted, &mut frame),
+        Run::Vcpu(1)
+    );
     assert_eq!(frame.owner, Some(1));
     assert_eq!(log.borrow().deadlines.len(), 2);
 }
@@ -279,9 +282,9 @@ fn a_yield_switches_vcpus_and_starts_a_turn() {
     let (mut kernel, log, _ram) = kernel();
     let mut frame = Frame::default();
     kernel.start(&mut frame);
-    kernel.on_trap(0, call(Call::Ready, &[2]), &mut frame);
+    kernel.on_trap(0, &call(Call::Ready, &[2]), &mut frame);
     assert_eq!(
-        kernel.on_trap(0, call(Call::Yield, &[1]), &mut frame),
+        kernel.on_trap(0, &call(Call::Yield, &[1]), &mut frame),
         Run::Vcpu(1)
     );
     assert_eq!(frame.owner, Some(1));
@@ -292,7 +295,7 @@ fn a_yield_switches_vcpus_and_starts_a_turn() {
     // WFI/HLT: the instruction is skipped (after the two calls' own) and the
     // next partition gets the core.
     assert_eq!(frame.skipped, 2);
-    assert_eq!(kernel.on_trap(0, Trap::Wait, &mut frame), Run::Vcpu(2));
+    assert_eq!(kernel.on_trap(0, &Trap::Wait, &mut frame), Run::Vcpu(2));
     assert_eq!((frame.owner, frame.skipped), (Some(2), 3));
 }
 
@@ -302,24 +305,24 @@ fn a_fault_moves_on_and_the_last_exit_powers_off() {
     let (mut kernel, _log, _ram) = kernel();
     let mut frame = Frame::default();
     kernel.start(&mut frame);
-    kernel.on_trap(0, call(Call::Ready, &[2]), &mut frame);
-    kernel.on_trap(0, call(Call::Yield, &[1]), &mut frame);
+    kernel.on_trap(0, &call(Call::Ready, &[2]), &mut frame);
+    kernel.on_trap(0, &call(Call::Yield, &[1]), &mut frame);
     let fault = Fault::new(septum_core::event::Reason::Stage2Data, 0, 0);
     assert_eq!(
-        kernel.on_trap(0, Trap::Fault(fault), &mut frame),
+        kernel.on_trap(0, &Trap::Fault(fault), &mut frame),
         Run::Vcpu(0)
     );
     // Nothing supervises alpha, so it is stopped; the service VM hears of it first.
     assert_eq!(frame.owner, Some(0));
     let buffer = RAM_BASE + 0x100;
-    kernel.on_trap(0, call(Call::WaitEvent, &[2, buffer]), &mut frame);
+    kernel.on_trap(0, &call(Call::WaitEvent, &[2, buffer]), &mut frame);
     assert_eq!(frame.owner, Some(0));
-    kernel.on_trap(0, call(Call::WaitEvent, &[2, buffer]), &mut frame);
+    kernel.on_trap(0, &call(Call::WaitEvent, &[2, buffer]), &mut frame);
     assert_eq!(frame.owner, Some(2));
-    kernel.on_trap(0, call(Call::Exit, &[1, 0]), &mut frame);
+    kernel.on_trap(0, &call(Call::Exit, &[1, 0]), &mut frame);
     assert_eq!(frame.owner, Some(0));
     let exit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        kernel.on_trap(0, call(Call::Exit, &[1, 0]), &mut frame)
+        kernel.on_trap(0, &call(Call::Exit, &[1, 0]), &mut frame)
     }));
     let message = *exit.unwrap_err().downcast::<String>().unwrap();
     assert_eq!(message, "power off clean=false");
@@ -366,7 +369,7 @@ fn a_faulting_service_vm_is_reloaded_scrubbed_and_entered_afresh() {
     let (mut kernel, log, _ram) = kernel();
     let mut frame = Frame::default();
     kernel.start(&mut frame);
-    kernel.on_trap(0, call(Call::Ready, &[2]), &mut frame);
+    kernel.on_trap(0, &call(Call::Ready, &[2]), &mut frame);
     let service_ram = kernel.system.partitions()[0].host_ram();
     let marker = service_ram.start + 0x800;
     // SAFETY: `marker` lies in the test's host buffer standing in for the service
@@ -374,7 +377,7 @@ fn a_faulting_service_vm_is_reloaded_scrubbed_and_entered_afresh() {
     unsafe { (marker as *mut u64).write(0xdead_beef) };
     let fault = Fault::new(septum_core::event::Reason::UnhandledException, 0, 0);
     assert_eq!(
-        kernel.on_trap(0, Trap::Fault(fault), &mut frame),
+        kernel.on_trap(0, &Trap::Fault(fault), &mut frame),
         Run::Vcpu(0)
     );
     // SAFETY: as above.
@@ -429,11 +432,11 @@ fn a_restart_reloads_in_the_restarted_partitions_own_turns() {
     let (mut kernel, log, _ram) = kernel();
     let mut frame = Frame::default();
     kernel.start(&mut frame);
-    kernel.on_trap(0, call(Call::Ready, &[2]), &mut frame);
+    kernel.on_trap(0, &call(Call::Ready, &[2]), &mut frame);
     // Zeroing a page takes 300 µs: a 1 ms turn reloads four of the 16 pages.
     kernel.machine.us_per_page = 300;
     let fault = Fault::new(septum_core::event::Reason::UnhandledException, 0, 0);
-    kernel.on_trap(0, Trap::Fault(fault), &mut frame);
+    kernel.on_trap(0, &Trap::Fault(fault), &mut frame);
     assert!(kernel.system.owes_work(0));
     assert_eq!(
         frame.owner,
@@ -443,12 +446,12 @@ fn a_restart_reloads_in_the_restarted_partitions_own_turns() {
     let mut turns = 1;
     while kernel.system.owes_work(0) {
         assert_ne!(frame.owner, Some(0), "entered before its reload was done");
-        kernel.on_trap(0, call(Call::Yield, &[1]), &mut frame);
+        kernel.on_trap(0, &call(Call::Yield, &[1]), &mut frame);
         turns += 1;
     }
     assert!(turns >= 4, "16 pages at four a turn took {turns} turns");
     while frame.owner != Some(0) {
-        kernel.on_trap(0, call(Call::Yield, &[1]), &mut frame);
+        kernel.on_trap(0, &call(Call::Yield, &[1]), &mut frame);
     }
     assert_eq!(log.borrow().restarts, vec![(0, 2)]);
 }

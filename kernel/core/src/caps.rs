@@ -41,11 +41,14 @@ pub fn lookup_for(table: &CapTable, call: Call, slot: u64) -> Result<Option<Cap>
         Need::AnySlot => entry.copied().ok_or(Error::NoSuchSlot),
         Need::OneOf(options) => {
             let cap = entry.copied().flatten().ok_or(Error::NoSuchSlot)?;
-            let &(ty, right) = options
+            let &(_, right) = options
                 .iter()
                 .find(|(ty, _)| *ty == cap.ty)
                 .ok_or(Error::WrongType)?;
-            lookup(table, slot, ty, right).map(Some)
+            if !cap.rights.contains(right) {
+                return Err(Error::MissingRight);
+            }
+            Ok(Some(cap))
         }
     }
 }

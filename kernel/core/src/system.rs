@@ -198,6 +198,9 @@ pub struct System {
     loaded: [Option<usize>; MAX_CPUS],
     /// Bit `n`: core `n` was kicked and has not entered the core since.
     kicked: u8,
+    /// A partition stopped running during this entry: the cores where its vCPUs
+    /// are live get kicked (see `run.rs`).
+    recheck_cores: bool,
     /// The queues and the ledger of frames away from their slots.
     flip: Flip,
     /// Per core: a window lent by an immediate send, as (lender partition,
@@ -300,6 +303,7 @@ impl System {
             vcpus,
             loaded: [None; MAX_CPUS],
             kicked: 0,
+            recheck_cores: false,
             flip,
             lent: [None; MAX_CPUS],
             balloon,

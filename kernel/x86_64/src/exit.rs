@@ -240,14 +240,14 @@ pub extern "C" fn handle_vm_exit(frame: &mut GuestRegisters) {
                     kernel.drain_console();
                     go_on
                 }
-                Ended::Kick => kernel.on_trap(cpu, Trap::Kicked, frame),
+                Ended::Kick => kernel.on_trap(cpu, &Trap::Kicked, frame),
                 Ended::Nobody => go_on,
             },
             Exit::Trap(Trap::Fault(mut fault)) if fault.kind == Reason::Stage2Data => {
                 fault.length = mmio_access_length(kernel, cpu, fault.snapshot[0]);
-                kernel.on_trap(cpu, Trap::Fault(fault), frame)
+                kernel.on_trap(cpu, &Trap::Fault(fault), frame)
             }
-            Exit::Trap(trap) => kernel.on_trap(cpu, trap, frame),
+            Exit::Trap(trap) => kernel.on_trap(cpu, &trap, frame),
         };
         deliver(kernel, run);
         run

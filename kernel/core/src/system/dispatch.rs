@@ -12,6 +12,7 @@ use septum_abi::{CONSOLE_WRITE_MAX, Call, Error, NAME_MAX, PartitionState, resum
 
 use super::calls::VcpuStart;
 use super::lifecycle::State;
+use super::queues;
 use super::{CallRegisters, Dispatch, Next, Platform, Reply, System, emit};
 use crate::audit::{AUDIT_CAPACITY, AUDIT_RECORD_SIZE, AuditKind, AuditRecord};
 use crate::balloon::Direction;
@@ -25,9 +26,9 @@ use crate::supervision::{TrapAction, TrapClass};
 /// their total reported when the partition ends or the system shuts down.
 pub const DENIED_LINES: u64 = 16;
 
-/// A validated hypercall, ready to be carried out. It lives on the stack for one
-/// call (the kernel has no heap), so a queue batch is carried inline.
-#[allow(clippy::large_enum_variant)]
+/// A validated hypercall, ready to be carried out: a few words, so that deciding
+/// and invoking costs no copying (a send's page list is read when it is carried
+/// out).
 pub(super) enum Request {
     Null,
     ConsoleWrite(Range),
@@ -58,7 +59,7 @@ pub(super) enum Request {
     },
     Heartbeat,
     Panic(u64),
-    Queue(super::queues::Request),
+    Queue(queues::Request),
     QueueWait(usize, End),
     Batch {
         direction: Direction,
@@ -93,15 +94,15 @@ impl System {
     pub(super) fn hypercall(
         &mut self,
         vcpu: usize,
-        call: CallRegisters,
+        call: &CallRegisters,
         platform: &mut impl Platform,
     ) -> Dispatch {
         let caller = Caller {
             partition: self.vcpus[vcpu].partition,
             vcpu,
         };
-        match self.decode(caller.partition, call, platform) {
-            Ok(request) => self.invoke(caller, request, platform),
+        match self.decode(caller.partition, call) {
+            Ok(request) => self.invoke(caller, &request, platform),
             Err(error) => {
                 self.note_refusal(caller.partition, call.number, error, platform);
                 Dispatch::resume(Reply::error(error))
@@ -111,18 +112,14 @@ impl System {
 
     /// Checks a call whole (number, capability, arguments) and types it; changes
     /// nothing.
-    fn decode(
-        &self,
-        caller: usize,
-        registers: CallRegisters,
-        platform: &mut impl Platform,
-    ) -> Result<Request, Error> {
+    fn decode(&self, caller: usize, registers: &CallRegisters) -> Result<Request, Error> {
         let call = Call::from_number(registers.number).ok_or(Error::UnknownCall)?;
         let partition = &self.partitions[caller];
         let [slot, a2, a3, a4, ..] = registers.args;
         let cap = caps::lookup_for(&partition.caps, call, slot)?;
         // The object a capability names: a partition (control), a queue (its ends).
         let object = || usize::from(cap.expect("a call that needs a capability").object);
+        let queue_end = || cap.expect("a queue call names a queue end");
         // A control call names its target by capability and the generation the
         // caller last saw (0: whichever is current).
         let target = || -> Result<usize, Error> {
@@ -233,10 +230,17 @@ impl System {
                 Request::Heartbeat
             }
             Call::Panic => Request::Panic(a2),
-            Call::Send | Call::SendBatch | Call::Receive | Call::Release | Call::Reclaim => {
-                let cap = cap.expect("a queue call needs a queue end");
-                Request::Queue(self.decode_queue(caller, call, cap, [a2, a3, a4], platform)?)
+            Call::Send => Request::Queue(self.decode_send(caller, queue_end(), [a2, a3, a4])?),
+            Call::SendBatch => {
+                Request::Queue(self.decode_send_batch(caller, queue_end(), [a2, a3, a4])?)
             }
+            Call::Receive => Request::Queue(self.decode_receive(caller, queue_end(), [a2, a3, a4])),
+            Call::Release => Request::Queue(queues::Request::Release {
+                queue: object(),
+                guest: a2,
+                count: a3,
+            }),
+            Call::Reclaim => Request::Queue(queues::Request::Reclaim(object())),
             Call::Wait => match cap.expect("wait needs a capability").ty {
                 caps::CapType::QueueSend => Request::QueueWait(object(), End::Send),
                 caps::CapType::QueueReceive => Request::QueueWait(object(), End::Receive),
@@ -279,11 +283,11 @@ impl System {
     fn invoke(
         &mut self,
         caller: Caller,
-        request: Request,
+        request: &Request,
         platform: &mut impl Platform,
     ) -> Dispatch {
         let index = caller.partition;
-        match request {
+        match *request {
             Request::Null => Dispatch::resume(Reply::ok([0; 3])),
             Request::ConsoleWrite(range) => self.console_write(caller, range, platform),
             Request::Ready => self.ready(index, platform),

@@ -56,14 +56,12 @@ impl System {
     /// for by the partition that caused it, in its own window, and no other
     /// partition loses time); without one, any work.
     pub(super) fn service_urgent(&self, cpu: usize, window_owner: Option<usize>) -> bool {
-        let service = &self.partitions[0];
-        if service.cpu != cpu || !service.life.runnable() {
-            return false;
-        }
-        match window_owner {
+        let work = match window_owner {
             None => self.events.busy(),
             Some(owner) => self.events.concerns(owner),
-        }
+        };
+        let service = &self.partitions[0];
+        work && service.cpu == cpu && service.life.runnable()
     }
 
     /// A new record of `kind` about partition `index`, at its current generation.

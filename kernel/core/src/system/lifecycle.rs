@@ -174,12 +174,13 @@ impl Lifecycle {
 
     /// Whether it may be scheduled: it runs and a vCPU of it is ready.
     pub fn runnable(&self) -> bool {
-        self.state == State::Running && self.any_ready()
+        matches!(self.state, State::Running) && self.any_ready()
     }
 
     /// Whether its vCPU `vcpu` may be scheduled.
     pub fn vcpu_runnable(&self, vcpu: usize) -> bool {
-        self.state == State::Running && self.vcpu_state(vcpu) == VcpuState::Ready
+        matches!(self.state, State::Running)
+            && matches!(self.vcpus.get(vcpu), Some(VcpuState::Ready))
     }
 
     /// Whether it has ended.
@@ -239,7 +240,7 @@ impl Lifecycle {
     /// Starts it for the first time (the service VM at boot, the guests at
     /// `ready`): generation 1, running on vCPU 0, watchdog armed from `now_us`.
     pub fn start(&mut self, now_us: u64) -> Result<(), Refused> {
-        if self.state != State::Waiting {
+        if !matches!(self.state, State::Waiting) {
             return Err(Refused);
         }
         self.generation += 1;
@@ -250,7 +251,7 @@ impl Lifecycle {
     /// Its vCPU `vcpu`, which is off, starts (the partition runs: one of its
     /// vCPUs asked).
     pub fn start_vcpu(&mut self, vcpu: usize, now_us: u64) -> Result<(), Refused> {
-        if self.state != State::Running || vcpu >= self.vcpu_count {
+        if !matches!(self.state, State::Running) || vcpu >= self.vcpu_count {
             return Err(Refused);
         }
         if self.vcpus[vcpu] != VcpuState::Off {
@@ -414,7 +415,9 @@ impl Lifecycle {
     }
 
     fn any_ready(&self) -> bool {
-        self.vcpus.contains(&VcpuState::Ready)
+        self.vcpus
+            .iter()
+            .any(|vcpu| matches!(vcpu, VcpuState::Ready))
     }
 
     /// Runs from vCPU 0 alone, the watchdog armed from `now_us`.

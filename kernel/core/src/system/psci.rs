@@ -36,7 +36,7 @@ impl System {
     pub(super) fn smccc(
         &mut self,
         vcpu: usize,
-        call: CallRegisters,
+        call: &CallRegisters,
         platform: &mut impl Platform,
     ) -> Dispatch {
         let partition = self.vcpus[vcpu].partition;

@@ -25,15 +25,14 @@ use super::{Dispatch, Next, Platform, Reply, System};
 use crate::caps::Cap;
 use crate::flip::{End, Outgoing, ReceiveAt};
 
-/// A validated queue call. It lives on the stack for one hypercall (the kernel has
-/// no heap), so a batch is carried inline.
+/// A validated queue call: small, so that it costs nothing to the calls that are
+/// not sends (a batch's list is read when the send is carried out).
 #[derive(Clone, Copy, Debug)]
-#[allow(clippy::large_enum_variant)]
 pub(super) enum Request {
     Send {
         queue: usize,
         badge: u16,
-        messages: Batch,
+        pages: Pages,
         immediate: bool,
     },
     SendCopy {
@@ -55,111 +54,83 @@ pub(super) enum Request {
     Reclaim(usize),
 }
 
-/// The messages of one send.
+/// The pages of a send by flip.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Batch {
-    messages: [Outgoing; BATCH_MAX],
-    len: usize,
-}
-
-impl Batch {
-    fn as_slice(&self) -> &[Outgoing] {
-        &self.messages[..self.len]
-    }
+pub(super) enum Pages {
+    /// One message (`send`).
+    One(Outgoing),
+    /// A list of [`BatchEntry`] words in the caller's RAM, checked to lie there
+    /// (`send_batch`).
+    List { at: u64, count: usize },
 }
 
 impl System {
-    /// Decodes the arguments of a queue call whose capability `cap` (an end of
-    /// the queue it names) the dispatcher has checked.
-    pub(super) fn decode_queue(
+    /// `send`: one message, flipped or (with the copy flag) copied.
+    pub(super) fn decode_send(
         &self,
         caller: usize,
-        call: Call,
         cap: Cap,
         [a2, a3, a4]: [u64; 3],
-        platform: &mut impl Platform,
     ) -> Result<Request, Error> {
-        let known_flags = |value: u64| {
-            if value & !flags::ALL != 0 {
-                Err(Error::InvalidArgument)
-            } else {
-                Ok(value & flags::IMMEDIATE != 0)
-            }
-        };
-        let queue = usize::from(cap.object);
-        match call {
-            Call::Send => {
-                let immediate = known_flags(a4)?;
-                if a4 & flags::COPY != 0 {
-                    if a3 > COPY_MAX {
-                        return Err(Error::TooLong);
-                    }
-                    let from = self.guest_buffer(caller, a2, a3)?;
-                    return Ok(Request::SendCopy {
-                        queue,
-                        badge: cap.badge,
-                        from: from.start,
-                        len: a3,
-                        immediate,
-                    });
-                }
-                let mut messages = [Outgoing { guest: 0, len: 0 }; BATCH_MAX];
-                messages[0] = Outgoing { guest: a2, len: a3 };
-                Ok(Request::Send {
-                    queue,
-                    badge: cap.badge,
-                    messages: Batch { messages, len: 1 },
-                    immediate,
-                })
-            }
-            Call::SendBatch => {
-                let immediate = known_flags(a4)?;
-                if a4 & flags::COPY != 0 || a3 == 0 {
-                    return Err(Error::InvalidArgument);
-                }
-                if a3 > BATCH_MAX as u64 {
-                    return Err(Error::TooLong);
-                }
-                let list = self.guest_buffer(caller, a2, a3 * 8)?;
-                let mut words = [0u8; BATCH_MAX * 8];
-                platform.read_ram(list.start, &mut words[..list.size() as usize]);
-                let mut messages = [Outgoing { guest: 0, len: 0 }; BATCH_MAX];
-                for (message, word) in messages.iter_mut().zip(words.chunks_exact(8)) {
-                    let entry = BatchEntry::from_word(u64::from_le_bytes(
-                        word.try_into().expect("8 bytes"),
-                    ));
-                    *message = Outgoing {
-                        guest: entry.page,
-                        len: entry.len,
-                    };
-                }
-                Ok(Request::Send {
-                    queue,
-                    badge: cap.badge,
-                    messages: Batch {
-                        messages,
-                        len: a3 as usize,
-                    },
-                    immediate,
-                })
-            }
-            Call::Receive => {
-                let copy_buffer = self.guest_buffer(caller, a3, COPY_MAX).ok();
-                Ok(Request::Receive {
-                    queue,
-                    at: ReceiveAt {
-                        window: a2,
-                        copy_buffer: copy_buffer.map(|range| range.start),
-                    },
-                })
-            }
-            Call::Release => Ok(Request::Release {
+        let immediate = known_flags(a4)?;
+        let (queue, badge) = (usize::from(cap.object), cap.badge);
+        if a4 & flags::COPY == 0 {
+            let pages = Pages::One(Outgoing { guest: a2, len: a3 });
+            return Ok(Request::Send {
                 queue,
-                guest: a2,
-                count: a3,
-            }),
-            Call::Reclaim => Ok(Request::Reclaim(queue)),
-            _ => unreachable!("the dispatcher sends only queue calls"),
+                badge,
+                pages,
+                immediate,
+            });
+        }
+        if a3 > COPY_MAX {
+            return Err(Error::TooLong);
+        }
+        let from = self.guest_buffer(caller, a2, a3)?;
+        Ok(Request::SendCopy {
+            queue,
+            badge,
+            from: from.start,
+            len: a3,
+            immediate,
+        })
+    }
+
+    /// `send_batch`: the list of `a3` words at `a2` in the caller's RAM.
+    pub(super) fn decode_send_batch(
+        &self,
+        caller: usize,
+        cap: Cap,
+        [a2, a3, a4]: [u64; 3],
+    ) -> Result<Request, Error> {
+        let immediate = known_flags(a4)?;
+        if a4 & flags::COPY != 0 || a3 == 0 {
+            return Err(Error::InvalidArgument);
+        }
+        if a3 > BATCH_MAX as u64 {
+            return Err(Error::TooLong);
+        }
+        let list = self.guest_buffer(caller, a2, a3 * 8)?;
+        Ok(Request::Send {
+            queue: usize::from(cap.object),
+            badge: cap.badge,
+            pages: Pages::List {
+                at: list.start,
+                count: a3 as usize,
+            },
+            immediate,
+        })
+    }
+
+    /// `receive`: into the window at `a2`, or a copy into the buffer at `a3`.
+    pub(super) fn decode_receive(&self, caller: usize, cap: Cap, [a2, a3, _]: [u64; 3]) -> Request {
+        let copy_buffer = self.guest_buffer(caller, a3, COPY_MAX).ok();
+        Request::Receive {
+            queue: usize::from(cap.object),
+            at: ReceiveAt {
+                window: a2,
+                copy_buffer: copy_buffer.map(|range| range.start),
+            },
         }
     }
 
@@ -190,11 +161,10 @@ impl System {
             Request::Send {
                 queue,
                 badge,
-                messages,
+                pages,
                 immediate,
             } => self
-                .flip
-                .send(caller, queue, badge, messages.as_slice(), platform)
+                .send_pages(caller, queue, badge, pages, platform)
                 .map(|waiting| (queue, waiting, immediate)),
             Request::SendCopy {
                 queue,
@@ -254,6 +224,42 @@ impl System {
             }
             Err(error) => self.reply_queue(caller, Call::Send, Err(error), platform),
         }
+    }
+
+    /// Flips the pages of a send. Kept out of line: its list buffer would
+    /// otherwise sit in the frame of every hypercall.
+    #[inline(never)]
+    fn send_pages(
+        &mut self,
+        caller: usize,
+        queue: usize,
+        badge: u16,
+        pages: Pages,
+        platform: &mut impl Platform,
+    ) -> Result<usize, Error> {
+        let mut messages = [Outgoing { guest: 0, len: 0 }; BATCH_MAX];
+        let count = match pages {
+            Pages::One(message) => {
+                messages[0] = message;
+                1
+            }
+            Pages::List { at, count } => {
+                let mut words = [0u8; BATCH_MAX * 8];
+                platform.read_ram(at, &mut words[..count * 8]);
+                for (message, word) in messages.iter_mut().zip(words.chunks_exact(8)) {
+                    let entry = BatchEntry::from_word(u64::from_le_bytes(
+                        word.try_into().expect("8 bytes"),
+                    ));
+                    *message = Outgoing {
+                        guest: entry.page,
+                        len: entry.len,
+                    };
+                }
+                count
+            }
+        };
+        self.flip
+            .send(caller, queue, badge, &messages[..count], platform)
     }
 
     /// `wait` on a queue end: returns at once (result 1) if the end has work, else
@@ -325,5 +331,14 @@ impl System {
             return Err(Error::PeerEnded);
         }
         Ok(())
+    }
+}
+
+/// The flags of a send: whether it is immediate; unknown bits are refused.
+fn known_flags(value: u64) -> Result<bool, Error> {
+    if value & !flags::ALL != 0 {
+        Err(Error::InvalidArgument)
+    } else {
+        Ok(value & flags::IMMEDIATE != 0)
     }
 }

@@ -64,13 +64,14 @@ pub enum Trap {
 
 /// Why a core enters the core.
 #[derive(Clone, Copy, Debug)]
-pub enum Entry {
+pub enum Entry<'a> {
     /// The boot core starts the system.
     Start,
     /// A core that holds no vCPU (at bring-up, after an idle wait) asks what to run.
     Resume,
-    /// The vCPU loaded on the core trapped.
-    Trap(Trap),
+    /// The vCPU loaded on the core trapped (the trap stays where the back end
+    /// classified it: a fault's is a hundred bytes).
+    Trap(&'a Trap),
 }
 
 /// What a core runs once the back end has carried out an [`Outcome`].
@@ -158,9 +159,16 @@ pub struct Outcome {
     pub run: Run,
 }
 
+impl Default for Outcome {
+    fn default() -> Outcome {
+        Outcome::new()
+    }
+}
+
 impl Outcome {
-    /// Nothing to do yet (`run` is set last).
-    pub(super) fn new() -> Outcome {
+    /// Nothing to do yet: what [`System::handle`] starts from (it sets `run`
+    /// last).
+    pub fn new() -> Outcome {
         Outcome {
             reply: None,
             skip: false,
@@ -197,11 +205,17 @@ impl System {
         self.loaded[cpu]
     }
 
-    /// Core `cpu` enters the core: handles `entry` and says what the core does
-    /// next (see [`Outcome`]).
-    pub fn handle(&mut self, cpu: usize, entry: Entry, platform: &mut impl Platform) -> Outcome {
+    /// Core `cpu` enters the core: handles `entry` and writes what the core does
+    /// next into `out`, which must be [`Outcome::new`] (the caller's, so that
+    /// the answer is never copied on the way out).
+    pub fn handle(
+        &mut self,
+        cpu: usize,
+        entry: Entry<'_>,
+        platform: &mut impl Platform,
+        out: &mut Outcome,
+    ) {
         self.kicked &= !(1 << cpu);
-        let mut out = Outcome::new();
         let trapped = self.loaded[cpu];
         let (next, new_turn) = match entry {
             Entry::Start => {
@@ -209,21 +223,22 @@ impl System {
                 (Next::Service, true)
             }
             Entry::Resume => {
-                self.check_watchdogs(cpu, &mut out, platform);
+                self.check_watchdogs(cpu, out, platform);
                 (Next::Yield, true)
             }
             Entry::Trap(trap) => {
                 let vcpu = trapped.expect("a trap comes from a loaded vCPU");
                 if matches!(trap, Trap::Preempted) {
-                    self.check_watchdogs(cpu, &mut out, platform);
+                    self.check_watchdogs(cpu, out, platform);
                 }
-                let next = self.on_trap(cpu, vcpu, trap, &mut out, platform);
+                let next = self.on_trap(cpu, vcpu, trap, out, platform);
                 (next, matches!(trap, Trap::Preempted))
             }
         };
-        out.run = self.settle(cpu, trapped, next, new_turn, &mut out, platform);
-        self.kick_held(cpu, &mut out);
-        out
+        out.run = self.settle(cpu, trapped, next, new_turn, out, platform);
+        if core::mem::take(&mut self.recheck_cores) {
+            self.kick_held(cpu, out);
+        }
     }
 
     /// Handles a trap from `vcpu`, loaded on `cpu`: what runs next.
@@ -231,7 +246,7 @@ impl System {
         &mut self,
         cpu: usize,
         vcpu: usize,
-        trap: Trap,
+        trap: &Trap,
         out: &mut Outcome,
         platform: &mut impl Platform,
     ) -> Next {
@@ -268,7 +283,9 @@ impl System {
             Trap::Kicked => Dispatch::new(None, Next::Caller),
             Trap::Fault(fault) => self.fault(vcpu, fault, platform),
         };
-        out.reply = dispatch.reply;
+        if let Some(Reply { status, results }) = dispatch.reply {
+            out.reply = Some(Reply { status, results });
+        }
         out.skip = matches!(trap, Trap::Hypercall(_) | Trap::Smccc(_) | Trap::Wait);
         if let Some(effect) = dispatch.effect {
             self.push_effect(cpu, effect, out, platform);
@@ -348,6 +365,14 @@ impl System {
         out: &mut Outcome,
         platform: &mut impl Platform,
     ) -> Run {
+        if let (Next::Caller, Some(vcpu)) = (next, trapped)
+            && self.loaded[cpu] == Some(vcpu)
+            && self.keeps_core(cpu, vcpu)
+        {
+            // The common case, decided without the scheduler: a call answered,
+            // its caller goes on in the same turn.
+            return Run::Vcpu(vcpu);
+        }
         let mut after = trapped;
         let mut worked = None;
         loop {
@@ -399,6 +424,20 @@ impl System {
                 }
             }
         }
+    }
+
+    /// Whether vCPU `vcpu`, live on core `cpu` and continuing after a call, keeps
+    /// the core without asking the scheduler: the core has no schedule, the vCPU
+    /// may run and owes no work, and the service VM has no supervision work on
+    /// this core. (Exactly when `decide` would answer the same.)
+    fn keeps_core(&self, cpu: usize, vcpu: usize) -> bool {
+        let slot = &self.vcpus[vcpu];
+        let life = &self.partitions[slot.partition].life;
+        self.schedules[cpu].is_none()
+            && life.vcpu_runnable(slot.index)
+            && life.deferred().is_none()
+            && !self.owes_work(slot.partition)
+            && !self.service_urgent(cpu, None)
     }
 
     /// What core `cpu` runs at the platform's time (read only when needed), given
@@ -504,6 +543,13 @@ impl System {
             .find(|&v| self.vcpus[v].cpu == cpu && eligible(v) && self.needs_cpu(v))
     }
 
+    /// Notes that a partition stopped running (suspended, ended, or a restart or
+    /// stop waits for it), so that the cores where its vCPUs are live are kicked
+    /// at the end of this entry.
+    pub(super) fn note_stopped_running(&mut self) {
+        self.recheck_cores = true;
+    }
+
     /// Whether vCPU `vcpu` should have turns: it may run, or it is a partition's
     /// vCPU 0 and the partition owes work; not while a restart or stop waits for
     /// its partition to leave every core.
@@ -516,7 +562,9 @@ impl System {
     }
 
     /// Kicks the other cores where a vCPU is live that may no longer run, once
-    /// each until that core enters the kernel again.
+    /// each until that core enters the kernel again. Called after an entry in
+    /// which a partition stopped running or got a control action waiting
+    /// ([`System::note_stopped_running`]).
     fn kick_held(&mut self, cpu: usize, out: &mut Outcome) {
         for (core, loaded) in self.loaded.iter().enumerate() {
             let bit = 1 << core;

@@ -57,7 +57,7 @@ impl System {
     pub(super) fn fault(
         &mut self,
         vcpu: usize,
-        fault: Fault,
+        fault: &Fault,
         platform: &mut impl Platform,
     ) -> Dispatch {
         let culprit = self.vcpus[vcpu].partition;
@@ -76,14 +76,14 @@ impl System {
             platform,
         );
         if culprit == 0 {
-            self.report_fault(vcpu, fault, Response::Restart, platform);
+            self.report_fault(vcpu, *fault, Response::Restart, platform);
             return self.restart_service(platform);
         }
         let stop = class.is_some_and(|c| {
             self.partitions[culprit].life.supervision().policy.action(c) == TrapAction::Stop
         });
         if stop || !self.supervised(culprit) {
-            self.report_fault(vcpu, fault, Response::Stop, platform);
+            self.report_fault(vcpu, *fault, Response::Stop, platform);
             self.stop(culprit, StopCause::Policy, platform);
         } else {
             // Traps the service VM resumes can come by the thousand: after the first
@@ -92,7 +92,7 @@ impl System {
             let partition = &mut self.partitions[culprit];
             partition.trap_lines += 1;
             if class.is_none() || partition.trap_lines <= TRAP_LINES {
-                self.report_fault(vcpu, fault, Response::Suspend, platform);
+                self.report_fault(vcpu, *fault, Response::Suspend, platform);
             }
             let kind = if class.is_some() {
                 EventKind::Trap
@@ -242,6 +242,7 @@ impl System {
     ) -> Dispatch {
         if self.live_anywhere(target) {
             self.partitions[target].life.defer(Deferred::Restart);
+            self.note_stopped_running();
             return Dispatch::resume(Reply::ok([1, 0, 0]));
         }
         match self.restart(target, platform) {
@@ -258,6 +259,7 @@ impl System {
     pub(super) fn control_stop(&mut self, target: usize, platform: &mut impl Platform) -> Dispatch {
         if self.live_anywhere(target) {
             self.partitions[target].life.defer(Deferred::Stop);
+            self.note_stopped_running();
             return Dispatch::resume(Reply::ok([1, 0, 0]));
         }
         self.stop(target, StopCause::Service, platform);
@@ -327,7 +329,7 @@ impl System {
         platform: &mut impl Platform,
     ) -> Dispatch {
         let fault = Fault::new(Reason::Panic, 0, code);
-        let mut dispatch = self.fault(caller.vcpu, fault, platform);
+        let mut dispatch = self.fault(caller.vcpu, &fault, platform);
         dispatch.reply = Some(Reply::ok([0; 3]));
         dispatch
     }
@@ -338,6 +340,7 @@ impl System {
             .life
             .suspend(suspension)
             .expect("a partition that trapped, faulted or was late runs");
+        self.note_stopped_running();
         self.post(record, platform);
     }
 

@@ -6,7 +6,7 @@
 //! random sequences of supervision calls, faults and clock advances.
 
 use super::tests::{CONSOLE, FakeMachine, GUEST_BASE, HOST_BASE, RAM, SELF, SYSTEM, call};
-use super::tests::{answer, hcall, start, trap as trap_on};
+use super::tests::{answer, enter, hcall, start, trap as trap_on};
 use super::*;
 use crate::audit::AuditKind;
 use crate::caps::CapType;
@@ -576,7 +576,7 @@ fn control_of_a_partition_live_on_another_core_waits_for_that_core() {
     );
     // Core 1 takes the kick: beta leaves it and is restarted there, and core 1
     // reloads it in its turn.
-    let d = t.sys.handle(1, Entry::Trap(Trap::Kicked), &mut t.m);
+    let d = enter(&mut t.sys, 1, Entry::Trap(&Trap::Kicked), &mut t.m);
     let reload = Effect::Restart {
         vcpu: 2,
         generation: 2,
@@ -590,7 +590,7 @@ fn control_of_a_partition_live_on_another_core_waits_for_that_core() {
         (results(&d), t.state(2)),
         ([1, 0, 0], PartitionState::Runnable)
     );
-    let d = t.sys.handle(1, Entry::Trap(Trap::Preempted), &mut t.m);
+    let d = enter(&mut t.sys, 1, Entry::Trap(&Trap::Preempted), &mut t.m);
     assert_eq!((d.store, effect(&d)), (Some(2), None));
     assert_eq!(t.state(2), PartitionState::Stopped);
     t.says("@@ partition beta stop gen=2 by=service");

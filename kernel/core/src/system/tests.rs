@@ -154,9 +154,16 @@ pub(super) fn states(system: &System) -> Vec<(PartitionState, u32)> {
         .collect()
 }
 
+/// Core `cpu` enters the core with `entry`; what it is told.
+pub(super) fn enter(sys: &mut System, cpu: usize, entry: Entry, m: &mut FakeMachine) -> Outcome {
+    let mut out = Outcome::new();
+    sys.handle(cpu, entry, m, &mut out);
+    out
+}
+
 /// The boot core starts the system.
 pub(super) fn start(sys: &mut System, m: &mut FakeMachine) -> Outcome {
-    sys.handle(0, Entry::Start, m)
+    enter(sys, 0, Entry::Start, m)
 }
 
 /// vCPU `vcpu` traps on its core, where it is live (as it would be on a machine
@@ -164,7 +171,7 @@ pub(super) fn start(sys: &mut System, m: &mut FakeMachine) -> Outcome {
 pub(super) fn trap(sys: &mut System, m: &mut FakeMachine, vcpu: usize, trap: Trap) -> Outcome {
     let cpu = sys.vcpus()[vcpu].cpu();
     sys.loaded[cpu] = Some(vcpu);
-    sys.handle(cpu, Entry::Trap(trap), m)
+    enter(sys, cpu, Entry::Trap(&trap), m)
 }
 
 /// vCPU `vcpu` makes a call.
@@ -716,13 +723,13 @@ fn each_core_round_robins_its_own_partitions_and_waits_for_others() {
     // Core 1 has nothing it may run before `ready`: it waits, it does not halt.
     m.now_us = 500;
     assert_eq!(
-        sys.handle(1, Entry::Resume, &mut m).run,
+        enter(&mut sys, 1, Entry::Resume, &mut m).run,
         Run::Idle {
             until_us: 500 + POLL_US
         }
     );
     hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));
-    assert_eq!(sys.handle(1, Entry::Resume, &mut m).run, Run::Vcpu(2));
+    assert_eq!(enter(&mut sys, 1, Entry::Resume, &mut m).run, Run::Vcpu(2));
     // Yielding on core 0 never hands core 0 to the partition of core 1.
     assert_eq!(
         hcall(&mut sys, &mut m, 0, call(Call::Yield, &[SELF])).run,

@@ -54,6 +54,7 @@ impl System {
                 code,
             },
         );
+        self.note_stopped_running();
         self.end_queues(index, platform);
         self.balloon.end(index, platform);
         self.notify_ended(index, EventKind::Exited, code, platform);
@@ -77,6 +78,7 @@ impl System {
             },
         );
         self.audit_now(index, AuditKind::Stop, [cause.number(), 0], platform);
+        self.note_stopped_running();
         self.end_queues(index, platform);
         self.balloon.end(index, platform);
         if cause != StopCause::Service {

@@ -7,7 +7,7 @@
 
 use super::run::Decision;
 use super::tests::{CONSOLE, FakeMachine, GUEST_BASE, HOST_BASE, RAM, SELF, SYSTEM, call};
-use super::tests::{hcall, start, trap};
+use super::tests::{enter, hcall, start, trap};
 use super::*;
 use crate::caps::{CAP_SLOTS, Cap, CapTable, CapType};
 use crate::event::{Fault, Reason};
@@ -121,7 +121,7 @@ fn vcpu_0_starts_vcpu_1_on_its_own_core() {
     assert_eq!(sys.vcpus()[PAIR_1].cpu(), 2);
     // Core 2 has nothing before vCPU 1 is started.
     assert!(matches!(
-        sys.handle(2, Entry::Resume, &mut m).run,
+        enter(&mut sys, 2, Entry::Resume, &mut m).run,
         Run::Idle { .. }
     ));
     let o = hcall(
@@ -144,7 +144,7 @@ fn vcpu_0_starts_vcpu_1_on_its_own_core() {
         m.console
             .contains("@@ partition pair vcpu 1 start gen=1 cpu=2")
     );
-    let o = sys.handle(2, Entry::Resume, &mut m);
+    let o = enter(&mut sys, 2, Entry::Resume, &mut m);
     assert_eq!((o.load, o.run), (Some(PAIR_1), Run::Vcpu(PAIR_1)));
     // Its own lines are labelled with its index.
     m.ram[RAM as usize + 0x100..][..3].copy_from_slice(b"hi\n");
@@ -268,7 +268,7 @@ fn a_fault_of_one_vcpu_suspends_the_partition_on_every_core() {
         PAIR_0,
         call(Call::VcpuStart, &[1, ENTRY, 0]),
     );
-    sys.handle(2, Entry::Resume, &mut m);
+    enter(&mut sys, 2, Entry::Resume, &mut m);
     assert_eq!((sys.loaded(1), sys.loaded(2)), (Some(PAIR_0), Some(PAIR_1)));
     // vCPU 1 faults on core 2: it leaves core 2, and core 1 is kicked.
     let fault = Fault {
@@ -282,14 +282,15 @@ fn a_fault_of_one_vcpu_suspends_the_partition_on_every_core() {
     assert!(matches!(o.run, Run::Idle { .. }));
     assert_eq!(sys.loaded(2), None);
     // Core 1 is kicked once only, however often others enter the core meanwhile.
-    let o = sys.handle(3, Entry::Resume, &mut m);
+    let o = enter(&mut sys, 3, Entry::Resume, &mut m);
     assert_eq!(o.kick, 0);
     // A call vCPU 0 made before the kick landed is held: no reply, no skip, and
     // it leaves its core; it makes the call again when resumed.
     let console = m.console.len();
-    let o = sys.handle(
+    let o = enter(
+        &mut sys,
         1,
-        Entry::Trap(Trap::Hypercall(call(Call::Exit, &[SELF, 0]))),
+        Entry::Trap(&Trap::Hypercall(call(Call::Exit, &[SELF, 0]))),
         &mut m,
     );
     assert_eq!((o.reply, o.skip, o.store), (None, false, Some(PAIR_0)));
@@ -310,8 +311,14 @@ fn a_fault_of_one_vcpu_suspends_the_partition_on_every_core() {
         length: 4,
     };
     assert_eq!(o.effects.to_vec(), vec![skip]);
-    assert_eq!(sys.handle(1, Entry::Resume, &mut m).run, Run::Vcpu(PAIR_0));
-    assert_eq!(sys.handle(2, Entry::Resume, &mut m).run, Run::Vcpu(PAIR_1));
+    assert_eq!(
+        enter(&mut sys, 1, Entry::Resume, &mut m).run,
+        Run::Vcpu(PAIR_0)
+    );
+    assert_eq!(
+        enter(&mut sys, 2, Entry::Resume, &mut m).run,
+        Run::Vcpu(PAIR_1)
+    );
 }
 
 /// Verifies: SK-VCPU-003
@@ -324,7 +331,7 @@ fn a_restart_waits_for_every_core_and_brings_back_vcpu_0_alone() {
         PAIR_0,
         call(Call::VcpuStart, &[1, ENTRY, 0]),
     );
-    sys.handle(2, Entry::Resume, &mut m);
+    enter(&mut sys, 2, Entry::Resume, &mut m);
     let o = hcall(
         &mut sys,
         &mut m,
@@ -337,11 +344,11 @@ fn a_restart_waits_for_every_core_and_brings_back_vcpu_0_alone() {
         "deferred"
     );
     // Core 1 lets vCPU 0 go; vCPU 1 is still live on core 2, so nothing yet.
-    let o = sys.handle(1, Entry::Trap(Trap::Kicked), &mut m);
+    let o = enter(&mut sys, 1, Entry::Trap(&Trap::Kicked), &mut m);
     assert_eq!((o.store, o.effects.len()), (Some(PAIR_0), 0));
     assert_eq!(sys.partitions()[1].generation(), 1);
     // The last core to let go restarts it: vCPU 0 is reset, vCPU 1 is off.
-    let o = sys.handle(2, Entry::Trap(Trap::Kicked), &mut m);
+    let o = enter(&mut sys, 2, Entry::Trap(&Trap::Kicked), &mut m);
     let reset = Effect::Restart {
         vcpu: PAIR_0,
         generation: 2,
@@ -349,11 +356,14 @@ fn a_restart_waits_for_every_core_and_brings_back_vcpu_0_alone() {
     assert_eq!((o.store, o.effects.to_vec()), (Some(PAIR_1), vec![reset]));
     assert_eq!(sys.partitions()[1].life().vcpu_state(1), VcpuState::Off);
     assert!(matches!(
-        sys.handle(2, Entry::Resume, &mut m).run,
+        enter(&mut sys, 2, Entry::Resume, &mut m).run,
         Run::Idle { .. }
     ));
     // Core 1 reloads it in vCPU 0's turn and runs vCPU 0, which may start vCPU 1.
-    assert_eq!(sys.handle(1, Entry::Resume, &mut m).run, Run::Vcpu(PAIR_0));
+    assert_eq!(
+        enter(&mut sys, 1, Entry::Resume, &mut m).run,
+        Run::Vcpu(PAIR_0)
+    );
     let o = hcall(
         &mut sys,
         &mut m,
@@ -466,7 +476,7 @@ proptest! {
                 Op::Start(vcpu) if sys.loaded(sys.vcpus()[vcpu].cpu()) == Some(vcpu) => {
                     let cpu = sys.vcpus()[vcpu].cpu();
                     let regs = call(Call::VcpuStart, &[1, ENTRY, 0]);
-                    Some((cpu, sys.handle(cpu, Entry::Trap(Trap::Hypercall(regs)), &mut m)))
+                    Some((cpu, enter(&mut sys, cpu, Entry::Trap(&Trap::Hypercall(regs)), &mut m)))
                 }
                 Op::Fault(vcpu) | Op::Trap(vcpu, _) if sys.loaded(sys.vcpus()[vcpu].cpu()) == Some(vcpu) => {
                     let cpu = sys.vcpus()[vcpu].cpu();
@@ -476,15 +486,15 @@ proptest! {
                         Op::Trap(_, 1) => Trap::Wait,
                         _ => Trap::Preempted,
                     };
-                    Some((cpu, sys.handle(cpu, Entry::Trap(trap), &mut m)))
+                    Some((cpu, enter(&mut sys, cpu, Entry::Trap(&trap), &mut m)))
                 }
                 Op::Enter(cpu, kicked) => {
                     let entry = match sys.loaded(cpu) {
-                        Some(_) if kicked => Entry::Trap(Trap::Kicked),
-                        Some(_) => Entry::Trap(Trap::Preempted),
+                        Some(_) if kicked => Entry::Trap(&Trap::Kicked),
+                        Some(_) => Entry::Trap(&Trap::Preempted),
                         None => Entry::Resume,
                     };
-                    Some((cpu, sys.handle(cpu, entry, &mut m)))
+                    Some((cpu, enter(&mut sys, cpu, entry, &mut m)))
                 }
                 Op::Control(what) if sys.loaded(0) == Some(SERVICE) => {
                     let regs = match what {
@@ -493,7 +503,7 @@ proptest! {
                         2 => call(Call::Stop, &[CTL_PAIR, 0]),
                         _ => call(Call::WaitEvent, &[SYSTEM, GUEST_BASE + 0x200]),
                     };
-                    let outcome = sys.handle(0, Entry::Trap(Trap::Hypercall(regs)), &mut m);
+                    let outcome = enter(&mut sys, 0, Entry::Trap(&Trap::Hypercall(regs)), &mut m);
                     m.ram[0x200..0x280].copy_from_slice(&event);
                     Some((0, outcome))
                 }
