@@ -408,6 +408,12 @@ impl<P: Platform> fmt::Write for GuestLines<'_, P> {
 }
 
 #[cfg(test)]
+mod schedule_tests;
+#[cfg(test)]
+mod supervise_props;
+#[cfg(test)]
+mod supervise_rig;
+#[cfg(test)]
 mod supervise_tests;
 #[cfg(test)]
 mod tests;

@@ -102,7 +102,7 @@ impl System {
             vcpu,
         };
         match self.decode(caller.partition, call) {
-            Ok(request) => self.invoke(caller, &request, platform),
+            Ok(ref request) => self.invoke(caller, request, platform),
             Err(error) => {
                 self.note_refusal(caller.partition, call.number, error, platform);
                 Dispatch::resume(Reply::error(error))
