@@ -109,6 +109,17 @@ impl System {
         Dispatch::resume(Reply::ok(Identified::to_results(found)))
     }
 
+    /// The system-wide number of `partition`'s vCPU `index`, if it is one the
+    /// partition may start (past 0, below its count).
+    pub(super) fn vcpu_of(&self, partition: usize, index: u64) -> Result<usize, Error> {
+        let vcpus = self.partitions[partition].vcpus.clone();
+        let index = usize::try_from(index).map_err(|_| Error::InvalidArgument)?;
+        if index == 0 || index >= vcpus.len() {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(vcpus.start + index)
+    }
+
     /// Checks a start of `caller`'s vCPU `index` at `entry` (inside its RAM) with
     /// `context`; changes nothing.
     pub(super) fn decode_vcpu_start(

@@ -26,8 +26,6 @@
 //!   until the turn ends (or [`WORK_SLICE_US`] without a schedule), and the core
 //!   leaves the kernel between slices.
 
-use septum_abi::Error;
-
 use super::dispatch::Caller;
 use super::lifecycle::{Deferred, WaitOn};
 use super::{CallRegisters, Dispatch, Next, Platform, Reply, System, emit};
@@ -605,16 +603,5 @@ impl System {
                 *loan = None;
             }
         }
-    }
-
-    /// The error a call about a vCPU number gets when it names none of the
-    /// caller's vCPUs past 0.
-    pub(super) fn vcpu_of(&self, partition: usize, index: u64) -> Result<usize, Error> {
-        let vcpus = self.partitions[partition].vcpus.clone();
-        let index = usize::try_from(index).map_err(|_| Error::InvalidArgument)?;
-        if index == 0 || index >= vcpus.len() {
-            return Err(Error::InvalidArgument);
-        }
-        Ok(vcpus.start + index)
     }
 }
