@@ -191,8 +191,8 @@ pub fn kernel_size(path: &Path) -> Result<KernelSize> {
 mod tests {
     use super::*;
 
-    /// The kernel's per-core stacks: four cores of 0x60000 bytes (`cpu.rs`).
-    const STACKS_BYTES: u64 = 4 * 0x60000;
+    /// The kernel's per-core stacks: eight cores of 0x20000 bytes (`cpu.rs`).
+    const STACKS_BYTES: u64 = 8 * 0x20000;
 
     /// The memory the kernel reserves before it places any partition is what the
     /// Image header claims: code, data, the package and the stacks after it.

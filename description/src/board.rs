@@ -179,10 +179,10 @@ mod tests {
     fn a_recipe_names_a_known_architecture_and_at_most_the_kernels_cores() {
         let mut board = test_board();
         assert_eq!(board.check(), Ok(()));
-        board.cpus = 5;
+        board.cpus = 9;
         assert_eq!(
             board.check(),
-            Err("`cpus = 5`: a board has 1 to 4 cores (the kernel's limit)".into())
+            Err("`cpus = 9`: a board has 1 to 8 cores (the kernel's limit)".into())
         );
         board.cpus = 0;
         assert!(board.check().is_err());

@@ -12,15 +12,15 @@
 //! | `duplicate-name` | two partitions, or two queues, with one name |
 //! | `kind` | a kind other than `service` or `guest` |
 //! | `service-count` | no service VM, or a second one |
-//! | `partition-count` | more than 8 partitions (`MAX_PARTITIONS`) |
+//! | `partition-count` | more than 64 partitions (`MAX_PARTITIONS`) |
 //! | `image` | neither or both of `image` and `path` |
 //! | `ram-size` | RAM that is zero, not a multiple of 4 KiB, or over 1 GiB (`RAM_MAX`) |
 //! | `memory-limits` | `memory.min` > `ram` > `memory.max`, limits not multiples of 4 KiB or over 1 GiB, or a `memory.min` of 0 with a `balloon` capability (such a partition always keeps its minimum) |
 //! | `placement` | an `at` address not on a 2 MiB boundary |
 //! | `memory-outside-ram` | partition RAM placed outside the board's RAM |
 //! | `memory-overlap` | partition RAM placed over another partition's or the kernel's |
-//! | `cpu` | a core the board does not have (a board recipe has at most 4 cores, `MAX_CPUS`), no core or more than 4 for a partition (one vCPU per entry of `cpus`, `MAX_VCPUS`), or a service VM with another `cpus` than `[0]` |
-//! | `vcpus` | more than 16 vCPUs in all (`MAX_SYSTEM_VCPUS`), or a partition with several vCPUs that holds a queue end or a balloon, or has a receive window (page flips and ballooning change a partition's mappings while only the core they run on is told) |
+//! | `cpu` | a core the board does not have (a board recipe has at most 8 cores, `MAX_CPUS`), no core or more than 4 for a partition (one vCPU per entry of `cpus`, `MAX_VCPUS`), or a service VM with another `cpus` than `[0]` |
+//! | `vcpus` | more than 128 vCPUs in all (`MAX_SYSTEM_VCPUS`), or a partition with several vCPUs that holds a queue end or a balloon, or has a receive window (page flips and ballooning change a partition's mappings while only the core they run on is told) |
 //! | `schedule` | time windows without a `[schedule]`, or a major frame of 0 or over 2^32 - 1 µs |
 //! | `window-missing` | with a `[schedule]`, a partition without a window, or without one on a core one of its vCPUs is pinned to |
 //! | `window-cpu` | a window on a core the partition is not pinned to |
@@ -32,8 +32,7 @@
 //! | `device-count` | more than 4 MMIO blocks, 4 port ranges or 8 interrupts in one partition's devices (`MAX_MMIO`, `MAX_PORTS`, `MAX_IRQS`) |
 //! | `queue-endpoint` | a queue naming an unknown partition, or joining a partition to itself |
 //! | `queue-depth` | a depth outside 1 to 64 (`MAX_QUEUE_DEPTH`, `QUEUE_MAX`), or more pages in flight than the depth |
-//! | `queue-count` | more than 8 queues (`MAX_QUEUES`) |
-//! | `queue-flight` | queues whose `max_in_flight` add up to more than 128 pages (`FLIGHT_MAX`): the kernel keeps a frame for every page that may be away |
+//! | `queue-count` | more than 64 queues (`MAX_QUEUES`) |
 //! | `cap-kind` | an unknown capability kind |
 //! | `cap-target` | a capability to a queue or partition that does not exist, or missing its target |
 //! | `cap-rights` | a right the capability's kind does not have |
@@ -106,7 +105,6 @@ pub const RULES: &[&str] = &[
     "queue-endpoint",
     "queue-depth",
     "queue-count",
-    "queue-flight",
     "cap-kind",
     "cap-target",
     "cap-rights",

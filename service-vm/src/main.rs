@@ -123,7 +123,8 @@ fn handle(event: &Event, guests: &Guests, console: &mut Console) {
     let reason = event.reason.map_or("-", |r| r.name());
     match event.kind {
         Kind::Trap => {
-            let traps = &mut console.traps[event.partition as usize % 8];
+            // The ABI keeps a partition index below MAX_PARTITIONS.
+            let traps = &mut console.traps[event.partition as usize];
             *traps += 1;
             if *traps <= LOUD_TRAPS {
                 println!(
@@ -243,10 +244,18 @@ unsafe fn crash() {
 
 /// The operator's console: a line of typed input and its commands; and how many
 /// traps of each partition were reported.
-#[derive(Default)]
 struct Console {
     line: heapless::String<64>,
-    traps: [u32; 8],
+    traps: [u32; MAX_PARTITIONS],
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Console {
+            line: heapless::String::new(),
+            traps: [0; MAX_PARTITIONS],
+        }
+    }
 }
 
 impl Console {

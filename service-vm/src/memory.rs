@@ -18,6 +18,7 @@
 //! | 32-39 | rounds a guest may hold more than its target without giving any back before it counts as refusing | never |
 //! | 40 | stop a refusing guest (else only report it) | report |
 
+use septum_abi::{CAP_SLOTS, MAX_PARTITIONS};
 use septum_memsched::{Guest, Policy, Pressure};
 use septum_sdk::println;
 use septum_sdk::supervise::{self, MemoryInfo};
@@ -44,12 +45,12 @@ pub struct Scheduler {
     refusal_rounds: u64,
     stop_refusers: bool,
     /// Per partition index: the guest's pressure as of its latest report.
-    pressure: [Pressure; 8],
+    pressure: [Pressure; MAX_PARTITIONS],
     /// Per partition index: rounds refusing, the (target, held) last printed,
     /// the pages held last round.
-    refusing: [u64; 8],
-    printed: [(u64, u64); 8],
-    last_held: [u64; 8],
+    refusing: [u64; MAX_PARTITIONS],
+    printed: [(u64, u64); MAX_PARTITIONS],
+    last_held: [u64; MAX_PARTITIONS],
 }
 
 impl Scheduler {
@@ -65,17 +66,17 @@ impl Scheduler {
             },
             refusal_rounds: (argument >> 32) & 0xff,
             stop_refusers: argument & (1 << 40) != 0,
-            pressure: [Pressure::default(); 8],
-            refusing: [0; 8],
-            printed: [(0, 0); 8],
-            last_held: [0; 8],
+            pressure: [Pressure::default(); MAX_PARTITIONS],
+            refusing: [0; MAX_PARTITIONS],
+            printed: [(0, 0); MAX_PARTITIONS],
+            last_held: [0; MAX_PARTITIONS],
         }
     }
 
     /// One round at `time_us`: reads every ballooning guest's memory, sets the
     /// targets the policy gives, prints what changed, and acts on refusers.
     pub fn round(&mut self, guests: &Guests, time_us: u64) {
-        let mut live: heapless::Vec<(u64, usize, MemoryInfo), 8> = heapless::Vec::new();
+        let mut live: heapless::Vec<(u64, usize, MemoryInfo), CAP_SLOTS> = heapless::Vec::new();
         // Every frame a ballooning guest started with above its minimum can go to
         // any live one; an ended guest's went back to the kernel's pool.
         let mut available = 0;
@@ -96,7 +97,8 @@ impl Scheduler {
                     septum_abi::PartitionState::Exited | septum_abi::PartitionState::Stopped
                 )
             });
-            let index = usize::from(index) % 8;
+            // The ABI keeps a partition index below MAX_PARTITIONS.
+            let index = usize::from(index);
             if !ended {
                 available += info.min;
                 let _ = live.push((control, index, info));
@@ -112,7 +114,7 @@ impl Scheduler {
         if balloon_held + pool != frames {
             println!("memory ledger broken: {balloon_held} held + {pool} free != {frames}");
         }
-        let inputs: heapless::Vec<Guest, 8> = live
+        let inputs: heapless::Vec<Guest, CAP_SLOTS> = live
             .iter()
             .map(|&(_, index, info)| Guest {
                 min: info.min,

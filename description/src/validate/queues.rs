@@ -1,7 +1,7 @@
-//! The queue rules, `queue-endpoint`, `queue-depth`, `queue-count` and
-//! `queue-flight`: each queue joins two distinct partitions with a depth the
-//! kernel's rings hold, and the system's queues fit the kernel's queue table and
-//! its pool of pages in flight.
+//! The queue rules, `queue-endpoint`, `queue-depth` and `queue-count`: each
+//! queue joins two distinct partitions with a depth the kernel's rings hold, and
+//! the system's queues fit the kernel's queue table (so the pages in flight never
+//! exceed `FLIGHT_MAX`: each queue's are at most its depth).
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::Checker;
 use crate::format::QueueEntry;
-use crate::limits::{FLIGHT_MAX, MAX_QUEUES, QUEUE_DEPTH_MAX};
+use crate::limits::{MAX_QUEUES, QUEUE_DEPTH_MAX};
 use crate::model::{Kind, Queue};
 
 /// Checks every queue against `partitions` (names and kinds) and the kernel's
@@ -31,7 +31,6 @@ pub(super) fn check_queues(
         );
     }
     let mut queues = Vec::new();
-    let mut in_flight_total: u64 = 0;
     for entry in entries {
         let q = entry.get_ref();
         let name = q.name.get_ref();
@@ -60,15 +59,6 @@ pub(super) fn check_queues(
                 "queue `{name}` allows {in_flight} pages in flight; it must be 1 to its depth {depth}"
             );
             check.fail(q.max_in_flight.span(), "queue-depth", message);
-        }
-        // Every page any queue may have away needs a frame of the kernel's pool.
-        let before = in_flight_total;
-        in_flight_total += u64::from(in_flight);
-        if before <= FLIGHT_MAX as u64 && in_flight_total > FLIGHT_MAX as u64 {
-            let message = format!(
-                "with queue `{name}`, the queues allow {in_flight_total} pages in flight; the kernel allows at most {FLIGHT_MAX} in the whole system"
-            );
-            check.fail(q.max_in_flight.span(), "queue-flight", message);
         }
         queues.push(Queue {
             name: name.clone(),

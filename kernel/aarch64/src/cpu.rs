@@ -4,11 +4,11 @@
 
 use core::arch::asm;
 
-/// Bytes of stack per core: a 352 KiB boot stack (the boot core moves the whole
-/// kernel state through it by value, a few copies of it at once; the boot core's
-/// lies just above the system package, whose images restarts reload, so an
-/// overflow there corrupts them), then a 32 KiB trap stack.
-pub const STACKS_PER_CORE: u64 = 0x60000;
+/// Bytes of stack per core: a 96 KiB boot stack (the kernel's state is built in
+/// the boot arena, not here; the boot core's lies just above the system package,
+/// whose images restarts reload, so an overflow there corrupts them), then a
+/// 32 KiB trap stack.
+pub const STACKS_PER_CORE: u64 = 0x20000;
 
 /// Bytes of each core's boot stack, the first part of its [`STACKS_PER_CORE`];
 /// its trap stack is the rest.

@@ -33,11 +33,12 @@ use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
     CNTHCTL_EL2, CNTVOFF_EL2, HCR_EL2, MDCR_EL2, MIDR_EL1, Readable, VTCR_EL2, Writeable,
 };
-use septum_abi::layout::RAM_BASE;
+use septum_abi::layout::{PAGE_SIZE, RAM_BASE};
 use septum_core::event::Event;
 use septum_core::memory::{FreeRanges, Range};
 use septum_core::package::Package;
 
+use septum_kernel::arena::{BootArena, reserve_bytes};
 use septum_kernel::{Console, Kernel, Uart};
 
 use crate::boot::TrapFrame;
@@ -60,6 +61,10 @@ const MDCR_TRAPS: u64 = (1 << 6) | (1 << 5) | (1 << 9) | (1 << 10) | (1 << 11);
 /// CPTR_EL2: RES1 bits, trace (TTA) and CPACR (TCPAC) trapped, FP/SIMD not trapped
 /// (the kernel switches the FP registers itself).
 const CPTR_VALUE: u64 = 0x33ff | (1 << 20) | (1 << 31);
+
+/// Where the kernel's state is built at boot (see `septum_kernel::arena`).
+#[global_allocator]
+static ARENA: BootArena = BootArena::new();
 
 /// The console's base address, for the panic handler.
 static PANIC_CONSOLE: AtomicU64 = AtomicU64::new(0);
@@ -173,6 +178,12 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         .and_then(|()| frames.remove(info.blob));
     carved.expect("RAM bank split into too many pieces");
 
+    let arena = reserve_bytes(&package, size_of::<Vcpu>(), size_of::<Space>());
+    ARENA.give(
+        frames
+            .allocate(arena, PAGE_SIZE)
+            .expect("RAM for the kernel's state"),
+    );
     let (system, spaces, vcpus) = septum_kernel::load_partitions(
         &package,
         &mut frames,
@@ -205,6 +216,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         },
     );
     let output = septum_kernel::console_output(&mut frames);
+    ARENA.close_and_report(&mut console);
     configure_el2_traps();
 
     let board = Board {

@@ -186,7 +186,7 @@ pub const NAME_MAX: usize = 16;
 
 /// Most partitions one system has, the service VM among them: a partition's
 /// index, wherever a call or a record names one, is below it.
-pub const MAX_PARTITIONS: usize = 8;
+pub const MAX_PARTITIONS: usize = 64;
 
 /// Most vCPUs one partition has; a vCPU's index within its partition is below it.
 pub const MAX_VCPUS: usize = 4;

@@ -23,6 +23,9 @@
 //!   core that must wait (no vCPU to run) does so outside it.
 #![cfg_attr(not(test), no_std)]
 
+extern crate alloc;
+
+pub mod arena;
 mod load;
 pub mod paging;
 mod platform;
@@ -39,12 +42,13 @@ use core::fmt;
 use core::fmt::Write as _;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use alloc::boxed::Box;
 use platform::identity_ram;
 use septum_abi::Error;
 use septum_core::console::output::{Output, Source};
 use septum_core::event::Event;
 use septum_core::memory::Range;
-use septum_core::package::{MAX_PARTITIONS, MAX_SYSTEM_VCPUS, Package};
+use septum_core::package::Package;
 use septum_core::system::{Effect, Entry, MAX_CPUS, Outcome, Reply, System, TurnEnd};
 
 /// One vCPU, as the back end keeps it.
@@ -139,9 +143,9 @@ pub struct Kernel<V: Vcpu, M> {
     /// Partitions, vCPUs and their states.
     pub system: System,
     /// Every vCPU, in the core's order (`System::vcpus`).
-    pub vcpus: heapless::Vec<V, MAX_SYSTEM_VCPUS>,
+    pub vcpus: Box<[V]>,
     /// Each partition's translation tables, in package order.
-    pub spaces: heapless::Vec<V::Space, MAX_PARTITIONS>,
+    pub spaces: Box<[V::Space]>,
     /// The console, clock and power control.
     pub machine: M,
     /// The system package, whose images restarts reload.
@@ -162,8 +166,8 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
     /// console lines.
     pub fn new(
         system: System,
-        spaces: heapless::Vec<V::Space, MAX_PARTITIONS>,
-        vcpus: heapless::Vec<V, MAX_SYSTEM_VCPUS>,
+        spaces: Box<[V::Space]>,
+        vcpus: Box<[V]>,
         machine: M,
         package: Package<'static>,
         console: Output,

@@ -3,6 +3,9 @@
 //! kernel memory the core needs beside it (the queues' pool, the balloon's map,
 //! the console ring). Runs once, on the boot core, before any partition.
 
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
 use core::fmt;
 
 use septum_abi::CapType;
@@ -12,7 +15,7 @@ use septum_core::console::output::{Output, RING_SIZE};
 use septum_core::event::Event;
 use septum_core::flip::Flip;
 use septum_core::memory::{FreeRanges, Range};
-use septum_core::package::{MAX_PARTITIONS, MAX_SYSTEM_VCPUS, Package, PartitionSpec};
+use septum_core::package::{Package, PartitionSpec};
 use septum_core::resources::MAX_VCPUS;
 use septum_core::system::System;
 
@@ -115,12 +118,8 @@ pub fn load_partitions<S, V, const N: usize>(
         Placement,
         &mut FreeRanges<N>,
     ) -> (S, heapless::Vec<V, MAX_VCPUS>),
-) -> (
-    System,
-    heapless::Vec<S, MAX_PARTITIONS>,
-    heapless::Vec<V, MAX_SYSTEM_VCPUS>,
-) {
-    let mut placed = [None; MAX_PARTITIONS];
+) -> (System, Box<[S]>, Box<[V]>) {
+    let mut placed = vec![None; package.len()];
     for (index, spec) in package.partitions().enumerate() {
         if let Some(at) = spec.resources.at {
             let wanted = Range::from_start_size(at, spec.ram_size).expect("checked by the package");
@@ -133,9 +132,9 @@ pub fn load_partitions<S, V, const N: usize>(
             placed[index] = Some(ram);
         }
     }
-    let mut host_ram = heapless::Vec::<Range, MAX_PARTITIONS>::new();
-    let mut spaces = heapless::Vec::new();
-    let mut vcpus = heapless::Vec::new();
+    let mut host_ram = Vec::with_capacity(package.len());
+    let mut spaces = Vec::with_capacity(package.len());
+    let mut vcpus = Vec::with_capacity(package.vcpu_count());
     for (index, spec) in package.partitions().enumerate() {
         let ram = placed[index].unwrap_or_else(|| {
             frames
@@ -189,13 +188,9 @@ pub fn load_partitions<S, V, const N: usize>(
             spec.resources.vcpu_cores().len(),
             "one vCPU per core listed"
         );
-        // Cannot fail: a valid package has at most MAX_PARTITIONS partitions and
-        // MAX_SYSTEM_VCPUS vCPUs.
-        let _ = spaces.push(space);
-        for vcpu in own {
-            let _ = vcpus.push(vcpu);
-        }
-        let _ = host_ram.push(ram);
+        spaces.push(space);
+        vcpus.extend(own);
+        host_ram.push(ram);
     }
     let flip_memory = match Flip::kernel_memory(package.queues()) {
         0 => Range::default(),
@@ -224,7 +219,7 @@ pub fn load_partitions<S, V, const N: usize>(
     };
     let system = System::with_balloon(package, RAM_BASE, &host_ram, flip_memory, balloon_words)
         .expect("placements match the package");
-    (system, spaces, vcpus)
+    (system, spaces.into_boxed_slice(), vcpus.into_boxed_slice())
 }
 /// The console ring (see [`Output`]), in [`RING_SIZE`] bytes of kernel memory
 /// taken from `frames`. Panics if there is none: this runs at boot.

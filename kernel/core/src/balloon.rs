@@ -33,12 +33,16 @@
 //! [`Balloon::words_needed`]): the kernel has no heap, and a static bound would
 //! either waste memory or cap the balloon too low.
 
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+
 use septum_abi::Error;
 use septum_abi::layout::{PAGE_SIZE, RAM_BASE};
 
 use crate::flip::Pages;
 use crate::memory::Range;
-use crate::package::{MAX_PARTITIONS, Package};
+use crate::package::Package;
 use crate::resources::MAX_MMIO;
 
 /// A map entry of a page with no frame.
@@ -133,7 +137,8 @@ pub enum BalloonError {
 /// The balloon memory of every partition and the free pool.
 #[derive(Debug)]
 pub struct Balloon {
-    guests: [Option<Guest>; MAX_PARTITIONS],
+    /// Per partition, in package order.
+    guests: Box<[Option<Guest>]>,
     /// Per balloon page of every ballooning partition: its frame number, or
     /// [`HOLE`].
     map: &'static mut [u32],
@@ -181,8 +186,8 @@ impl Spec {
 
 /// The balloon specs of `package`'s partitions, which got `host_ram`: `None` for
 /// a partition without a balloon.
-pub fn specs(package: &Package<'_>, host_ram: &[Range]) -> [Option<Spec>; MAX_PARTITIONS] {
-    let mut specs = [None; MAX_PARTITIONS];
+pub fn specs(package: &Package<'_>, host_ram: &[Range]) -> Vec<Option<Spec>> {
+    let mut specs = vec![None; package.len()];
     for ((spec, host), slot) in package.partitions().zip(host_ram).zip(&mut specs) {
         if !spec.balloon() {
             continue;
@@ -214,10 +219,10 @@ impl Balloon {
     /// The balloon of partitions `specs` (in package order), with `words`
     /// ([`Balloon::words_needed`] of them) for the map and the pool.
     pub fn new(specs: &[Option<Spec>], words: &'static mut [u32]) -> Result<Balloon, BalloonError> {
-        if words.len() != Balloon::words_needed(specs) || specs.len() > MAX_PARTITIONS {
+        if words.len() != Balloon::words_needed(specs) {
             return Err(BalloonError::Memory);
         }
-        let mut guests = [None; MAX_PARTITIONS];
+        let mut guests = vec![None; specs.len()].into_boxed_slice();
         let mut first = 0;
         for (spec, guest) in specs.iter().zip(&mut guests) {
             let Some(spec) = spec else { continue };
@@ -252,7 +257,7 @@ impl Balloon {
             pool,
             free: 0,
         };
-        for index in 0..MAX_PARTITIONS {
+        for index in 0..balloon.guests.len() {
             balloon.fill_initial(index);
         }
         Ok(balloon)

@@ -145,6 +145,13 @@ pub enum Event<'a> {
         /// Number of partitions in the package.
         partitions: usize,
     },
+    /// The kernel built its state, sized from the package, in its boot arena.
+    KernelState {
+        /// Bytes of the arena used.
+        used: u64,
+        /// Bytes reserved for it.
+        reserved: u64,
+    },
     /// The kernel placed a partition's RAM in machine memory.
     PartitionPlaced {
         /// Partition name.
@@ -335,6 +342,9 @@ impl fmt::Display for Event<'_> {
             Event::KernelCpuUp { cpu } => write!(f, "@@ kernel cpu {cpu} up"),
             Event::KernelSystem { partitions } => {
                 write!(f, "@@ kernel system partitions={partitions}")
+            }
+            Event::KernelState { used, reserved } => {
+                write!(f, "@@ kernel state bytes={used} reserved={reserved}")
             }
             Event::PartitionPlaced { name, base, size } => {
                 write!(

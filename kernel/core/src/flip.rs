@@ -34,25 +34,28 @@
 //! - every operation checks all its arguments first and changes nothing when it
 //!   fails.
 
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
 use septum_abi::Error;
 use septum_abi::layout::{PAGE_SIZE, RAM_BASE, RECEIVE_WINDOW_BASE};
 use septum_abi::queue::{BATCH_MAX, COPY_MAX, MESSAGE_MAX};
 
+use crate::fixed::{FixedDeque, FixedVec};
 use crate::memory::Range;
-use crate::package::{MAX_PARTITIONS, Package, QueueSpec};
+use crate::package::{Package, QueueSpec};
 use crate::resources::{MAX_MMIO, Mmio};
 
 /// Most queues in a system.
-pub const MAX_QUEUES: usize = 8;
+pub const MAX_QUEUES: usize = 64;
 /// Most messages, and most pages, one queue holds (its depth is at most this).
 pub const QUEUE_MAX: usize = 64;
-/// Most pages away from their slots at once in the whole system: the sum of every
-/// queue's `max_in_flight` may not exceed it.
-pub const FLIGHT_MAX: usize = 128;
+/// Most pages away from their slots at once in the whole system. A queue's
+/// `max_in_flight` is at most its depth, so this holds by construction; the pool
+/// the kernel keeps for them is sized from the package, not from this.
+pub const FLIGHT_MAX: usize = MAX_QUEUES * QUEUE_MAX;
 /// Most pages of one message.
 const MESSAGE_PAGES: usize = (MESSAGE_MAX / PAGE_SIZE) as usize;
-/// Most RAM slots not backed by their natural frame, present or not.
-const DISPLACED_MAX: usize = 2 * FLIGHT_MAX;
 
 /// What the kernel does to second-stage mappings and frames for the ledger.
 pub trait Pages {
@@ -73,8 +76,6 @@ pub trait Pages {
 pub enum FlipError {
     /// More queues than [`MAX_QUEUES`].
     TooManyQueues,
-    /// The queues' `max_in_flight` add up to more than [`FLIGHT_MAX`].
-    TooManyInFlight,
     /// The kernel memory handed over is not the size [`Flip::kernel_memory`] asked.
     KernelMemory,
 }
@@ -124,12 +125,16 @@ struct Queue {
     receiver: usize,
     depth: usize,
     max_in_flight: usize,
-    messages: heapless::Deque<Message, QUEUE_MAX>,
-    pages: heapless::Deque<Page, QUEUE_MAX>,
+    /// Room for `depth` messages.
+    messages: FixedDeque<Message>,
+    /// Room for [`QUEUE_MAX`] pages (forwarded pages count against the queue
+    /// they first left by, so this is not `max_in_flight`).
+    pages: FixedDeque<Page>,
     /// Pages that left their slot through this queue and are not home yet.
     away: usize,
     /// Guest addresses of the sender's pages that came home, for `reclaim`.
-    returned: heapless::Deque<u64, QUEUE_MAX>,
+    /// Room for `max_in_flight` addresses.
+    returned: FixedDeque<u64>,
     /// Copy slots in use (bit `i`: slot `i`).
     copy_used: u64,
     /// Machine address of copy slot 0.
@@ -223,11 +228,15 @@ impl Totals {
 /// The queues and the frame ledger.
 #[derive(Debug)]
 pub struct Flip {
-    parts: heapless::Vec<Layout, MAX_PARTITIONS>,
-    queues: heapless::Vec<Queue, MAX_QUEUES>,
-    pool: heapless::Vec<u64, FLIGHT_MAX>,
-    displaced: heapless::Vec<Displaced, DISPLACED_MAX>,
-    held: heapless::Vec<Held, FLIGHT_MAX>,
+    parts: Box<[Layout]>,
+    queues: Box<[Queue]>,
+    /// Room for every page in flight (the sum of the queues' `max_in_flight`).
+    pool: FixedVec<u64>,
+    /// RAM slots not backed by their natural frame, present or not: room for two
+    /// per page in flight (one lent, one substituted after a restart).
+    displaced: FixedVec<Displaced>,
+    /// Room for every page in flight.
+    held: FixedVec<Held>,
 }
 
 fn pages_of(len: u64) -> u64 {
@@ -261,10 +270,7 @@ impl Flip {
                 devices,
             }
         });
-        let mut queues = heapless::Vec::<QueueSpec, MAX_QUEUES>::new();
-        for queue in package.queues() {
-            queues.push(queue).map_err(|_| FlipError::TooManyQueues)?;
-        }
+        let queues: Vec<QueueSpec> = package.queues().collect();
         Flip::from_parts(parts, &queues, kernel)
     }
 
@@ -274,7 +280,10 @@ impl Flip {
         queues: &[QueueSpec],
         kernel: Range,
     ) -> Result<Flip, FlipError> {
-        let mut layouts = heapless::Vec::new();
+        if queues.len() > MAX_QUEUES {
+            return Err(FlipError::TooManyQueues);
+        }
+        let mut layouts = Vec::new();
         for part in parts {
             let mut devices = [Range::default(); MAX_MMIO];
             for (slot, block) in devices.iter_mut().zip(part.devices.iter()) {
@@ -288,7 +297,7 @@ impl Flip {
                     .unwrap_or_default(),
                 devices,
             };
-            let _ = layouts.push(layout);
+            layouts.push(layout);
         }
         if kernel.size() != Flip::kernel_memory(queues.iter().copied())
             || !kernel.start.is_multiple_of(PAGE_SIZE)
@@ -296,39 +305,38 @@ impl Flip {
             return Err(FlipError::KernelMemory);
         }
         let in_flight: u64 = queues.iter().map(|q| u64::from(q.max_in_flight)).sum();
-        if in_flight > FLIGHT_MAX as u64 {
-            return Err(FlipError::TooManyInFlight);
-        }
-        let mut pool = heapless::Vec::new();
+        let flight = in_flight as usize;
+        let mut pool = FixedVec::with_capacity(flight);
         for page in 0..in_flight {
+            // Cannot fail: the pool has room for exactly these.
             let _ = pool.push(kernel.start + page * PAGE_SIZE);
         }
         let mut copy_base = kernel.start + in_flight * PAGE_SIZE;
-        let mut rings = heapless::Vec::new();
+        let mut rings = Vec::with_capacity(queues.len());
         for spec in queues {
             let queue = Queue {
                 sender: spec.sender,
                 receiver: spec.receiver,
                 depth: spec.depth as usize,
                 max_in_flight: spec.max_in_flight as usize,
-                messages: heapless::Deque::new(),
-                pages: heapless::Deque::new(),
+                messages: FixedDeque::with_capacity(spec.depth as usize),
+                pages: FixedDeque::with_capacity(QUEUE_MAX),
                 away: 0,
-                returned: heapless::Deque::new(),
+                returned: FixedDeque::with_capacity(spec.max_in_flight as usize),
                 copy_used: 0,
                 copy_base,
                 peer_restarted: [false; 2],
                 told_full: false,
             };
             copy_base += u64::from(spec.depth) * COPY_MAX;
-            rings.push(queue).map_err(|_| FlipError::TooManyQueues)?;
+            rings.push(queue);
         }
         Ok(Flip {
-            parts: layouts,
-            queues: rings,
+            parts: layouts.into_boxed_slice(),
+            queues: rings.into_boxed_slice(),
             pool,
-            displaced: heapless::Vec::new(),
-            held: heapless::Vec::new(),
+            displaced: FixedVec::with_capacity(2 * flight),
+            held: FixedVec::with_capacity(flight),
         })
     }
 
@@ -468,7 +476,9 @@ impl Flip {
             }
         }
         let q = &mut self.queues[queue];
-        if q.messages.len() + messages.len() > q.depth || q.pages.len() + seen.len() > QUEUE_MAX {
+        if q.messages.len() + messages.len() > q.depth
+            || q.pages.len() + seen.len() > q.pages.capacity()
+        {
             q.told_full = true;
             return Err(Error::QueueFull);
         }

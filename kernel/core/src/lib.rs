@@ -21,7 +21,6 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-#[cfg(any(feature = "alloc", test))]
 extern crate alloc;
 
 pub mod audit;
@@ -31,6 +30,7 @@ pub mod console;
 pub mod event;
 #[cfg(test)]
 mod fake_pages;
+pub mod fixed;
 pub mod flip;
 pub mod memory;
 pub mod package;

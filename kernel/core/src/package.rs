@@ -62,7 +62,7 @@ pub use septum_abi::NAME_MAX;
 /// Largest RAM one partition may be given (1 GiB).
 pub const RAM_MAX: u64 = 1 << 30;
 /// Most vCPUs of all partitions together.
-pub const MAX_SYSTEM_VCPUS: usize = 16;
+pub const MAX_SYSTEM_VCPUS: usize = 128;
 /// Most messages a queue may hold.
 pub const MAX_QUEUE_DEPTH: u32 = 64;
 
@@ -260,6 +260,13 @@ impl<'a> Package<'a> {
     /// Always false: a valid package has at least one partition.
     pub fn is_empty(&self) -> bool {
         false
+    }
+
+    /// Number of vCPUs of all its partitions together.
+    pub fn vcpu_count(&self) -> usize {
+        self.partitions()
+            .map(|spec| spec.resources.vcpu_cores().len())
+            .sum()
     }
 
     /// Number of queues in the system.

@@ -34,7 +34,7 @@
 pub use septum_abi::MAX_VCPUS;
 
 /// Most CPU cores the kernel runs partitions on.
-pub const MAX_CPUS: usize = 4;
+pub const MAX_CPUS: usize = 8;
 /// The vCPU-core byte of a vCPU the partition does not have.
 pub const NO_VCPU: u8 = 0xff;
 /// Most time windows per partition.
@@ -389,9 +389,9 @@ mod tests {
         let unused_irq = RESOURCES_SIZE - 4;
         for (at, value) in [
             (0, 0x01),
-            (24, NO_VCPU), // no vCPU 0
-            (25, 4),       // a core past MAX_CPUS
-            (27, 1),       // a vCPU after the last
+            (24, NO_VCPU),        // no vCPU 0
+            (25, MAX_CPUS as u8), // a core past MAX_CPUS
+            (27, 1),              // a vCPU after the last
             (28, 9),
             (receive_window, 0x01),     // not a page multiple
             (receive_window + 3, 0x01), // 16 MiB + 64 KiB

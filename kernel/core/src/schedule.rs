@@ -8,10 +8,14 @@
 //! - [`Schedule::at`] names a partition only inside one of that partition's windows,
 //!   and the deadline it gives is that window's end, never later;
 //! - the windows of one core never overlap (checked by [`Schedule::new`]; the
-//!   description validator also rejects such systems).
+//!   description validator also rejects such systems);
+//! - the windows are kept in time order, so finding the one at an instant is a
+//!   binary search: its cost grows with the log of the core's windows only.
 
-use crate::package::{MAX_PARTITIONS, Package};
-use crate::resources::MAX_WINDOWS;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use crate::package::Package;
 
 /// One window of the schedule (kept small: a system has up to 64 per core).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +58,7 @@ pub enum ScheduleError {
 #[derive(Clone, Debug)]
 pub struct Schedule {
     frame_us: u64,
-    slots: heapless::Vec<Slot, { MAX_PARTITIONS * MAX_WINDOWS }>,
+    slots: Box<[Slot]>,
 }
 
 impl Schedule {
@@ -62,22 +66,16 @@ impl Schedule {
     /// frame (its partitions then share the core round-robin).
     pub fn for_cpu(package: &Package<'_>, cpu: u32) -> Option<Result<Schedule, ScheduleError>> {
         let frame = u64::from(package.major_frame_us()?);
-        let windows = package
-            .partitions()
-            .enumerate()
-            .flat_map(|(partition, spec)| {
-                spec.resources
-                    .windows()
-                    .iter()
-                    .filter(move |w| w.cpu == cpu)
-                    .map(move |w| Slot {
-                        // A package has at most MAX_PARTITIONS (8) partitions.
-                        partition: partition as u8,
-                        offset_us: w.offset_us,
-                        end_us: w.offset_us.saturating_add(w.length_us),
-                    })
-                    .collect::<heapless::Vec<Slot, MAX_WINDOWS>>()
-            });
+        let mut windows = Vec::new();
+        for (partition, spec) in package.partitions().enumerate() {
+            let mine = spec.resources.windows().iter().filter(|w| w.cpu == cpu);
+            windows.extend(mine.map(|w| Slot {
+                // A package has at most MAX_PARTITIONS (64) partitions.
+                partition: partition as u8,
+                offset_us: w.offset_us,
+                end_us: w.offset_us.saturating_add(w.length_us),
+            }));
+        }
         Some(Schedule::new(frame, windows))
     }
 
@@ -89,7 +87,7 @@ impl Schedule {
         if frame_us == 0 {
             return Err(ScheduleError::EmptyFrame);
         }
-        let mut slots = heapless::Vec::<Slot, { MAX_PARTITIONS * MAX_WINDOWS }>::new();
+        let mut slots: Vec<Slot> = Vec::new();
         for (index, slot) in windows.into_iter().enumerate() {
             let fits = slot.offset_us < slot.end_us && u64::from(slot.end_us) <= frame_us;
             let overlaps = slots
@@ -98,12 +96,13 @@ impl Schedule {
             if !fits || overlaps {
                 return Err(ScheduleError::BadWindow(index));
             }
-            slots
-                .push(slot)
-                .map_err(|_| ScheduleError::BadWindow(index))?;
+            slots.push(slot);
         }
         slots.sort_unstable_by_key(|slot| slot.offset_us);
-        Ok(Schedule { frame_us, slots })
+        Ok(Schedule {
+            frame_us,
+            slots: slots.into_boxed_slice(),
+        })
     }
 
     /// The major frame in µs.
@@ -121,27 +120,22 @@ impl Schedule {
         let frame_start = now_us - now_us % self.frame_us;
         let offset = now_us - frame_start;
         let starts = |s: &Slot| u64::from(s.offset_us);
-        let ends = |s: &Slot| u64::from(s.end_us);
-        if let Some(slot) = self
-            .slots
-            .iter()
-            .find(|s| starts(s) <= offset && offset < ends(s))
+        // The windows before `later` start at or before `offset`; only the last of
+        // them can hold it, since windows do not overlap.
+        let later = self.slots.partition_point(|s| starts(s) <= offset);
+        if let Some(slot) = later.checked_sub(1).map(|index| &self.slots[index])
+            && offset < u64::from(slot.end_us)
         {
             return Turn::Window {
                 partition: usize::from(slot.partition),
-                until_us: frame_start + ends(slot),
+                until_us: frame_start + u64::from(slot.end_us),
             };
         }
-        let next_start = self
-            .slots
-            .iter()
-            .map(starts)
-            .find(|&start| start > offset)
-            .map_or_else(
-                // No later window in this frame: the first one of the next frame.
-                || frame_start + self.frame_us + self.slots.first().map_or(0, starts),
-                |start| frame_start + start,
-            );
+        let next_start = self.slots.get(later).map(starts).map_or_else(
+            // No later window in this frame: the first one of the next frame.
+            || frame_start + self.frame_us + self.slots.first().map_or(0, starts),
+            |start| frame_start + start,
+        );
         Turn::Gap {
             until_us: next_start,
         }

@@ -28,6 +28,8 @@
 //!   longer than the window's end; time nobody may use is idle (see `run.rs`);
 //! - guest console output always goes through the vCPU's [`LineBuffer`].
 
+use alloc::boxed::Box;
+use alloc::vec::Vec;
 use core::fmt;
 
 use septum_abi::Error;
@@ -38,7 +40,7 @@ use crate::console::LineBuffer;
 use crate::event::Event;
 use crate::flip::{Flip, FlipError, Pages};
 use crate::memory::Range;
-use crate::package::{MAX_PARTITIONS, MAX_SYSTEM_VCPUS, Package};
+use crate::package::Package;
 use crate::schedule::{Schedule, ScheduleError};
 use lifecycle::Lifecycle;
 use partition::Label;
@@ -187,13 +189,13 @@ pub enum SystemError {
 /// All partitions and who runs.
 #[derive(Debug)]
 pub struct System {
-    partitions: heapless::Vec<Partition, MAX_PARTITIONS>,
+    partitions: Box<[Partition]>,
     service_ready: bool,
     schedules: [Option<Schedule>; MAX_CPUS],
     events: Events,
     audit: AuditRing,
     /// Every vCPU, in package order (see `partition.rs`).
-    vcpus: heapless::Vec<VcpuSlot, MAX_SYSTEM_VCPUS>,
+    vcpus: Box<[VcpuSlot]>,
     /// Per core: the vCPU whose registers are live there (see `run.rs`).
     loaded: [Option<usize>; MAX_CPUS],
     /// Bit `n`: core `n` was kicked and has not entered the core since.
@@ -237,8 +239,8 @@ impl System {
         if host_ram.len() != package.len() {
             return Err(SystemError::PlacementCount);
         }
-        let mut partitions = heapless::Vec::new();
-        let mut vcpus = heapless::Vec::new();
+        let mut partitions = Vec::with_capacity(package.len());
+        let mut vcpus = Vec::with_capacity(package.vcpu_count());
         for (index, (spec, host)) in package.partitions().zip(host_ram).enumerate() {
             let overlaps = host_ram[..index].iter().any(|other| other.overlaps(host));
             if host.size() != spec.ram_size || overlaps {
@@ -258,7 +260,7 @@ impl System {
                     cpu: usize::from(core),
                     console: LineBuffer::new(),
                 };
-                vcpus.push(slot).map_err(|_| SystemError::BadVcpus(index))?;
+                vcpus.push(slot);
             }
             let cpu = usize::from(*cores.first().ok_or(SystemError::BadVcpus(index))?);
             let partition = Partition {
@@ -274,8 +276,7 @@ impl System {
                 kept_ram: spec.kept_ram(),
                 life: Lifecycle::new(spec.supervision, cores.len()),
             };
-            // Cannot fail: a valid package has at most MAX_PARTITIONS partitions.
-            let _ = partitions.push(partition);
+            partitions.push(partition);
         }
         let mut schedules = [const { None }; MAX_CPUS];
         for (cpu, schedule) in schedules.iter_mut().enumerate() {
@@ -284,7 +285,7 @@ impl System {
                 .map_err(SystemError::BadSchedule)?;
         }
         // Queues flip only pages of kept memory.
-        let kept: heapless::Vec<Range, MAX_PARTITIONS> = package
+        let kept: Vec<Range> = package
             .partitions()
             .zip(host_ram)
             .map(|(spec, host)| {
@@ -295,12 +296,12 @@ impl System {
         let specs = balloon_memory::specs(package, host_ram);
         let balloon = Balloon::new(&specs, balloon_words).map_err(SystemError::Balloon)?;
         Ok(System {
-            partitions,
+            partitions: partitions.into_boxed_slice(),
             service_ready: false,
             schedules,
-            events: Events::default(),
+            events: Events::new(package.len()),
             audit: AuditRing::default(),
-            vcpus,
+            vcpus: vcpus.into_boxed_slice(),
             loaded: [None; MAX_CPUS],
             kicked: 0,
             recheck_cores: false,

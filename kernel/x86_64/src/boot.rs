@@ -56,7 +56,7 @@ const _: () = assert!(core::mem::size_of::<GuestRegisters>() == 128);
 /// Bytes of each trap stack and each start-up stack (`link.ld` reserves
 /// [`MAX_CPUS`] trap stacks and `MAX_CPUS - 1` start-up stacks of this size).
 const STACK_BYTES: u64 = 0x10000;
-const _: () = assert!(MAX_CPUS == 4, "link.ld reserves stacks for 4 cores");
+const _: () = assert!(MAX_CPUS == 8, "link.ld reserves stacks for 8 cores");
 
 unsafe extern "C" {
     static __trap_stacks: u8;

@@ -42,6 +42,7 @@ use septum_core::event::Event;
 use septum_core::memory::{FreeRanges, Range};
 use septum_core::package::Package;
 use septum_core::resources::Ports;
+use septum_kernel::arena::{BootArena, reserve_bytes};
 use septum_kernel::paging::PAGE;
 use septum_kernel::{Console, Kernel, Uart};
 use x86_64::instructions::port::Port;
@@ -72,6 +73,10 @@ const MAPPED_LIMIT: u64 = 1 << 32;
 const LOW_MEMORY: u64 = 1 << 20;
 
 static MSR_BITMAP: Page = Page::zeroed();
+
+/// Where the kernel's state is built at boot (see `septum_kernel::arena`).
+#[global_allocator]
+static ARENA: BootArena = BootArena::new();
 
 /// Set once the console is programmed, for the panic handler.
 static CONSOLE_READY: AtomicBool = AtomicBool::new(false);
@@ -202,6 +207,12 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
         exit_entry: boot::vm_exit_entry as *const () as u64,
     };
 
+    let arena = reserve_bytes(&package, size_of::<Vcpu>(), size_of::<Space>());
+    ARENA.give(
+        frames
+            .allocate(arena, PAGE)
+            .expect("RAM for the kernel's state"),
+    );
     let mut vpids = 1u16..;
     let (system, spaces, vcpus) = septum_kernel::load_partitions(
         &package,
@@ -256,6 +267,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     );
 
     let output = septum_kernel::console_output(&mut frames);
+    ARENA.close_and_report(&mut console);
     interrupts.route_console(interrupts.boot_apic_id());
     let mut first = GuestRegisters::default();
     let pc = Pc {

@@ -6,7 +6,7 @@
 
 use septum_abi::layout::PAGE_SIZE;
 
-use super::{End, Flip, Message, Page, Pages, QUEUE_MAX};
+use super::{End, Flip, Pages};
 use crate::package::MAX_PARTITIONS;
 
 impl Flip {
@@ -132,25 +132,12 @@ impl Flip {
             first += count;
         }
         let owner = owner.expect("every queued page belongs to a message");
-        let mut kept = heapless::Deque::<Page, QUEUE_MAX>::new();
-        for (i, page) in q.pages.iter().enumerate() {
-            if i != index {
-                let _ = kept.push_back(*page);
-            }
-        }
-        q.pages = kept;
-        let mut messages = heapless::Deque::<Message, QUEUE_MAX>::new();
-        for (m, message) in q.messages.iter().enumerate() {
-            let mut message = *message;
-            if m == owner {
-                message.pages -= 1;
-                message.len = message.len.min(u32::from(message.pages) * PAGE_SIZE as u32);
-                if message.pages == 0 {
-                    continue;
-                }
-            }
-            let _ = messages.push_back(message);
-        }
-        q.messages = messages;
+        let _ = q.pages.remove(index);
+        let message = q.messages.get_mut(owner).expect("found above");
+        message.pages -= 1;
+        message.len = message.len.min(u32::from(message.pages) * PAGE_SIZE as u32);
+        // A flipped message without pages is gone (copied ones never had any).
+        q.messages
+            .retain(|message| message.copy_slot.is_some() || message.pages > 0);
     }
 }

@@ -9,27 +9,28 @@
 //!   others about it), and at most one memory event per guest;
 //! - the service VM is woken (if it waits on events) whenever an event is queued.
 
-use heapless::Deque;
 use septum_abi::event::{Kind as EventKind, Record};
 
 use super::dispatch::Caller;
 use super::lifecycle::WaitOn;
 use super::{Dispatch, Platform, Reply, System, emit};
 use crate::event::Event;
+use crate::fixed::FixedDeque;
 use crate::memory::Range;
-use crate::package::MAX_PARTITIONS;
 
 /// The console byte that gives the console to the service VM, and back: Ctrl-T.
 pub const ESCAPE: u8 = 0x14;
 
 /// Events queued beyond one per partition: room for notifications and input.
 const SPARE_EVENTS: usize = 16;
-const EVENT_CAPACITY: usize = MAX_PARTITIONS + SPARE_EVENTS;
 
 /// The service VM's event queue and console state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Events {
-    queue: Deque<Record, EVENT_CAPACITY>,
+    /// Room for one event per partition and [`SPARE_EVENTS`] more.
+    queue: FixedDeque<Record>,
+    /// Partitions in the system: the places only suspensions may take.
+    reserved: usize,
     /// The service VM took an event about this partition and has not waited
     /// since: it is handling it.
     handling: Option<usize>,
@@ -38,6 +39,16 @@ pub struct Events {
 }
 
 impl Events {
+    /// An empty queue for a system of `partitions` partitions.
+    pub fn new(partitions: usize) -> Events {
+        Events {
+            queue: FixedDeque::with_capacity(partitions + SPARE_EVENTS),
+            reserved: partitions,
+            handling: None,
+            console: false,
+        }
+    }
+
     /// Whether an event about partition `index` waits, or the service VM is
     /// handling one.
     fn concerns(&self, index: usize) -> bool {
@@ -76,10 +87,10 @@ impl System {
     }
 
     /// Queues an event for the service VM and wakes it if it waits. Only
-    /// suspensions may use the last [`MAX_PARTITIONS`] places.
+    /// suspensions may use the last places, one per partition.
     pub(super) fn post(&mut self, record: Record, platform: &mut impl Platform) {
         let queue = &mut self.events.queue;
-        let reserved = queue.capacity() - queue.len() <= MAX_PARTITIONS;
+        let reserved = queue.capacity() - queue.len() <= self.events.reserved;
         if reserved && !record.kind.suspends() {
             return;
         }
@@ -91,13 +102,9 @@ impl System {
 
     /// Drops queued events that ask for a decision about `index`: it has had one.
     pub(super) fn forget_decisions(&mut self, index: usize) {
-        let queue = core::mem::take(&mut self.events.queue);
-        for record in queue {
-            if !(record.partition == index as u64 && record.kind.suspends()) {
-                // Cannot fail: no more than were there before.
-                let _ = self.events.queue.push_back(record);
-            }
-        }
+        self.events
+            .queue
+            .retain(|record| !(record.partition == index as u64 && record.kind.suspends()));
     }
 
     /// Tells the service VM that guest `index` ended (exited or was stopped).
@@ -137,7 +144,9 @@ impl System {
         if self.events.console {
             emit(platform, Event::KernelConsole { service: false });
         }
-        self.events = Events::default();
+        self.events.queue.clear();
+        self.events.handling = None;
+        self.events.console = false;
     }
 
     /// One byte typed on the console. [`ESCAPE`] gives the console to the service

@@ -7,6 +7,7 @@
 
 use super::supervise_rig::*;
 use super::*;
+use crate::package::MAX_PARTITIONS;
 
 /// Verifies: SK-HM-002
 #[test]
