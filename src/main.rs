@@ -307,6 +307,42 @@ fn time_isolation_bench(board: &str, arch: &str, clock: &str) -> Result<()> {
 }
 
 /// Runs benchmark scenario `name` and returns its console.
+/// Boots systems of 2, 8 and 64 partitions of 2 MiB (pc: 16, its scale
+/// scenario) and prints the time from reset to every partition started, from the
+/// kernel's `@@ kernel running` line, with what its state took.
+fn boot_bench(board: &str, arch: &str, clock: &str) -> Result<()> {
+    let scenarios: &[&str] = if board == "pc" {
+        &["pc-scale"]
+    } else {
+        &["boot-2", "boot-8", "scale-64"]
+    };
+    println!("boot ({arch}, {clock}): reset to every partition started, partitions of 2 MiB:");
+    println!("| partitions | cores | time (µs) | kernel state (bytes) |");
+    println!("|---|---|---|---|");
+    for scenario in scenarios {
+        let console = run_benchmark(scenario)?;
+        let field = |prefix: &str, key: &str| {
+            console
+                .lines()
+                .find_map(|line| line.strip_prefix(prefix))
+                .and_then(|line| {
+                    line.split_whitespace()
+                        .find_map(|f| f.strip_prefix(key))
+                        .map(str::to_owned)
+                })
+                .with_context(|| format!("no `{prefix}{key}` in {scenario}"))
+        };
+        println!(
+            "| {} | {} | {} | {} |",
+            field("@@ kernel running ", "partitions=")?,
+            field("@@ kernel boot ", "cpus=")?,
+            field("@@ kernel running ", "us=")?,
+            field("@@ kernel state ", "bytes=")?,
+        );
+    }
+    Ok(())
+}
+
 fn run_benchmark(name: &str) -> Result<String> {
     let outcome = Scenario::load(name)?.run()?;
     if !outcome.failures.is_empty() {
@@ -462,6 +498,7 @@ fn bench(board_name: &str) -> Result<()> {
         let figure = figure_line(&console, name)?;
         println!("{what} ({}, {clock}): {figure}", board.arch);
     }
+    boot_bench(&board.name, &board.arch, clock)?;
     messaging_bench(&board.arch, clock)?;
     balloon_bench(&board.arch, clock)?;
     time_isolation_bench(&board.name, &board.arch, clock)?;

@@ -64,6 +64,8 @@ scenarios! {
         vcpus_2 => "vcpus-2",
         vcpus_shared_core => "vcpus-shared-core",
         scale_64 => "scale-64",
+        boot_2 => "boot-2",
+        boot_8 => "boot-8",
         fuzz => "fuzz",
         irq => "irq",
         irq_masked => "irq-masked",

@@ -89,7 +89,7 @@ impl septum_kernel::Machine for Board {
 ///
 /// `page` is page-aligned normal RAM, mapped at its physical address, that
 /// nothing else uses (`dc zva` on device memory faults).
-unsafe fn zero_page(page: u64) {
+pub unsafe fn zero_page(page: u64) {
     const PAGE: u64 = 4096;
     let dczid: u64;
     // SAFETY: reading DCZID_EL0 has no side effects.

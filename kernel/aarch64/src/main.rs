@@ -189,6 +189,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         &mut frames,
         PARTITION_ALIGN,
         &mut console,
+        machine::zero_page,
         |index, spec, placement, frames| {
             machine::sync_instruction_cache(placement.image);
             let mut tables = Stage2::new(frames).expect("RAM for stage-2 tables");

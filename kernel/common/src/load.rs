@@ -97,7 +97,9 @@ pub fn map_grants<F: paging::Format, const N: usize>(
 
 /// Loads every partition of `package`: takes its RAM from `frames` (at its fixed
 /// placement, else on an `align` boundary), reports where it went on `console`,
-/// scrubs all of it, copies the image to its start, and asks the back end
+/// scrubs all of it with the back end's `zero_page` (the primitive ballooning
+/// scrubs with: `dc zva`, `rep stosq`), copies the image to its start, and asks
+/// the back end
 /// (`make_partition`) to build its translation tables and one vCPU for each core
 /// its resources list, vCPU 0 first. Returns the system, the partitions' tables in
 /// package order, and the vCPUs in the core's order (`System::vcpus`).
@@ -112,6 +114,7 @@ pub fn load_partitions<S, V, const N: usize>(
     frames: &mut FreeRanges<N>,
     align: u64,
     console: &mut impl fmt::Write,
+    zero_page: unsafe fn(u64),
     mut make_partition: impl FnMut(
         usize,
         &PartitionSpec<'_>,
@@ -147,10 +150,14 @@ pub fn load_partitions<S, V, const N: usize>(
             size: ram.size(),
         };
         let _ = writeln!(console, "{event}");
-        // SAFETY: `ram` was free and is now this partition's alone; both back ends map
-        // RAM at its physical address. The image fits in it (Package::parse checks).
+        // SAFETY: `ram` was free and is now this partition's alone, page-aligned
+        // (placements are), and both back ends map RAM at its physical address, so
+        // `zero_page`'s contract holds for each of its pages. The image fits in it
+        // (Package::parse checks).
         unsafe {
-            core::ptr::write_bytes(ram.start as *mut u8, 0, ram.size() as usize);
+            for page in (ram.start..ram.end).step_by(PAGE as usize) {
+                zero_page(page);
+            }
             core::ptr::copy_nonoverlapping(
                 spec.image.as_ptr(),
                 ram.start as *mut u8,

@@ -152,6 +152,14 @@ pub enum Event<'a> {
         /// Bytes reserved for it.
         reserved: u64,
     },
+    /// The service VM is ready and every partition has been started: the system
+    /// is up.
+    KernelRunning {
+        /// Partitions in the system.
+        partitions: usize,
+        /// Microseconds since the machine's reset (the board's counter).
+        us: u64,
+    },
     /// The kernel placed a partition's RAM in machine memory.
     PartitionPlaced {
         /// Partition name.
@@ -345,6 +353,9 @@ impl fmt::Display for Event<'_> {
             }
             Event::KernelState { used, reserved } => {
                 write!(f, "@@ kernel state bytes={used} reserved={reserved}")
+            }
+            Event::KernelRunning { partitions, us } => {
+                write!(f, "@@ kernel running partitions={partitions} us={us}")
             }
             Event::PartitionPlaced { name, base, size } => {
                 write!(

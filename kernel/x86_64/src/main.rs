@@ -219,6 +219,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
         &mut frames,
         PARTITION_ALIGN,
         &mut console,
+        machine::zero_page,
         |index, spec, placement, frames| {
             let mut ept = Ept::new(frames).expect("RAM for EPT tables");
             septum_kernel::map_grants(&mut ept, frames, spec, placement, ept::RAM, ept::DEVICE);

@@ -76,6 +76,11 @@ impl System {
                 self.start_partition(index, platform);
             }
         }
+        let event = Event::KernelRunning {
+            partitions: self.partitions.len(),
+            us: platform.now_us(),
+        };
+        emit(platform, event);
         Dispatch::resume(Reply::ok([0; 3]))
     }
 

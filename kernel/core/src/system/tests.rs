@@ -205,7 +205,8 @@ fn service_vm_starts_alone_and_guests_follow_ready() {
     assert_eq!(
         m.console,
         "@@ partition service start gen=1 cpu=0\n@@ partition service ready\n\
-         @@ partition alpha start gen=1 cpu=0\n@@ partition beta start gen=1 cpu=0\n"
+         @@ partition alpha start gen=1 cpu=0\n@@ partition beta start gen=1 cpu=0\n\
+         @@ kernel running partitions=3 us=0\n"
     );
 }
 
