@@ -61,6 +61,7 @@ scenarios! {
         windows => "windows",
         windows_null => "windows-null",
         smp => "smp",
+        cross_core_idle => "cross-core-idle",
         vcpus_2 => "vcpus-2",
         vcpus_shared_core => "vcpus-shared-core",
         fuzz => "fuzz",
