@@ -306,6 +306,16 @@ fn time_isolation_bench(board: &str, arch: &str, clock: &str) -> Result<()> {
     Ok(())
 }
 
+/// Prints each core's kernel-lock counts from a benchmark's console (the
+/// kernel's `@@ kernel locks` lines at shutdown).
+fn print_lock_counts(console: &str, run: &str) {
+    for line in console.lines() {
+        if let Some(counts) = line.strip_prefix("@@ kernel locks ") {
+            println!("kernel lock ({run}): {counts}");
+        }
+    }
+}
+
 /// Runs benchmark scenario `name` and returns its console.
 fn run_benchmark(name: &str) -> Result<String> {
     let outcome = Scenario::load(name)?.run()?;
@@ -462,6 +472,14 @@ fn bench(board_name: &str) -> Result<()> {
         let figure = figure_line(&console, name)?;
         println!("{what} ({}, {clock}): {figure}", board.arch);
     }
+    print_lock_counts(&console, "one core");
+    let two = run_benchmark(&format!("bench-2cpu-{}", board.arch))?;
+    println!(
+        "policy trap round trip, 2 cores, the other idle ({}, {clock}): {}",
+        board.arch,
+        figure_line(&two, "policy-trap")?
+    );
+    print_lock_counts(&two, "2 cores, the other idle");
     messaging_bench(&board.arch, clock)?;
     balloon_bench(&board.arch, clock)?;
     time_isolation_bench(&board.name, &board.arch, clock)?;
