@@ -306,7 +306,16 @@ fn time_isolation_bench(board: &str, arch: &str, clock: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs benchmark scenario `name` and returns its console.
+/// Prints each core's kernel-lock counts from a benchmark's console (the
+/// kernel's `@@ kernel locks` lines at shutdown).
+fn print_lock_counts(console: &str, run: &str) {
+    for line in console.lines() {
+        if let Some(counts) = line.strip_prefix("@@ kernel locks ") {
+            println!("kernel lock ({run}): {counts}");
+        }
+    }
+}
+
 /// Boots systems of 2, 8 and 64 partitions of 2 MiB (pc: 16, its scale
 /// scenario) and prints the time from reset to every partition started, from the
 /// kernel's `@@ kernel running` line, with what its state took.
@@ -339,10 +348,14 @@ fn boot_bench(board: &str, arch: &str, clock: &str) -> Result<()> {
             field("@@ kernel running ", "us=")?,
             field("@@ kernel state ", "bytes=")?,
         );
+        if scenario.contains("scale") {
+            print_lock_counts(&console, scenario);
+        }
     }
     Ok(())
 }
 
+/// Runs benchmark scenario `name` and returns its console.
 fn run_benchmark(name: &str) -> Result<String> {
     let outcome = Scenario::load(name)?.run()?;
     if !outcome.failures.is_empty() {
@@ -497,6 +510,18 @@ fn bench(board_name: &str) -> Result<()> {
     ] {
         let figure = figure_line(&console, name)?;
         println!("{what} ({}, {clock}): {figure}", board.arch);
+    }
+    print_lock_counts(&console, "one core");
+    if board.arch == "aarch64" {
+        let two = run_benchmark(&format!("bench-2cpu-{}", board.arch))?;
+        println!(
+            "policy trap round trip, 2 cores, the other idle ({}, {clock}): {}",
+            board.arch,
+            figure_line(&two, "policy-trap")?
+        );
+        print_lock_counts(&two, "2 cores, the other idle");
+    } else {
+        println!("policy trap round trip, 2 cores: not measured on x86 (an idle core still polls)");
     }
     boot_bench(&board.name, &board.arch, clock)?;
     messaging_bench(&board.arch, clock)?;

@@ -19,6 +19,8 @@ use core::num::NonZeroU64;
 use aarch64_cpu::asm::{barrier, wfi};
 use aarch64_cpu::registers::{CNTFRQ_EL0, CNTHP_CTL_EL2, CNTPCT_EL0, Readable, Writeable};
 
+use septum_kernel::Woken;
+
 use crate::gic;
 
 /// The timer's interrupt: the EL2 non-secure physical timer's PPI (the value the
@@ -27,8 +29,8 @@ pub const INTID: u32 = 26;
 /// The round-robin time slice, for systems without a schedule.
 const ROUND_ROBIN_SLICE_US: u64 = 10_000;
 const MICROS_PER_SECOND: u64 = 1_000_000;
-/// At most this many interrupts are drained after an idle wait (only the timer's
-/// is enabled, and it is disabled first, so normally none is found).
+/// At most this many interrupts are drained after an idle wait (the timer is
+/// disabled first, so normally only a kick that came late is found).
 const DRAIN_LIMIT: usize = 32;
 
 /// The counter's rate, and the timer programmed from it.
@@ -86,19 +88,34 @@ impl Timer {
         enable();
     }
 
-    /// Waits, with interrupts masked, until the counter reaches `until_us`: the
-    /// timer's interrupt wakes `wfi`, and any other that wakes it is ended. On
-    /// return the timer is disabled and nothing is pending or active in the GIC.
-    pub fn idle_until(&self, until_us: u64) {
+    /// Sleeps in `wfi`, with interrupts masked, until the counter reaches
+    /// `until_us` or another core kicks this one ([`gic::KICK`], pending since
+    /// before the wait or arriving during it): the timer's interrupt and the kick
+    /// wake `wfi`. A device interrupt that wakes it goes to `device` (which
+    /// holds it for its owner or ends it). On return the timer is disabled and
+    /// no kick or timer interrupt is pending or active in the GIC.
+    pub fn idle_until(&self, until_us: u64, device: impl Fn(u32)) -> Woken {
         let until = self.ticks_at(until_us);
         set_compare(until);
         enable();
+        let mut woken = Woken::Time;
+        let mut take = |intid: u32| {
+            if intid == gic::KICK {
+                woken = Woken::Kicked;
+            }
+            if intid == gic::KICK || intid == INTID {
+                gic::end(intid);
+            } else {
+                device(intid);
+            }
+        };
         while CNTPCT_EL0.get() < until {
             wfi();
-            // A kick that came after this core let its vCPU go would otherwise keep
-            // waking `wfi`: nothing here needs it.
             if let Some(intid) = gic::acknowledge() {
-                gic::end(intid);
+                take(intid);
+                if intid == gic::KICK {
+                    break;
+                }
             }
         }
         disable();
@@ -107,8 +124,9 @@ impl Timer {
             let Some(intid) = gic::acknowledge() else {
                 break;
             };
-            gic::end(intid);
+            take(intid);
         }
+        woken
     }
 
     /// The first counter value at or after `us` microseconds.

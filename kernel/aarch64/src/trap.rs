@@ -21,7 +21,7 @@ use aarch64_cpu::registers::{ESR_EL2, FAR_EL2, HPFAR_EL2, Readable};
 use septum_core::event::{Fault, Reason, Snapshot};
 use septum_core::system::CallRegisters;
 
-use septum_kernel::{Global, Kernel, Trap};
+use septum_kernel::{Global, Kernel, Trap, Woken};
 
 use crate::boot::TrapFrame;
 use crate::machine::Board;
@@ -149,18 +149,8 @@ fn faulting_ipa() -> u64 {
 /// (resume the partition) otherwise.
 fn interrupt() -> Option<Trap> {
     let intid = gic::acknowledge()?;
-    if let Some(owner) = vgic::owner(intid) {
-        // A granted device's interrupt, for the owner's vCPU 0: the owner
-        // deactivates it (module docs of vgic.rs); the vCPU that was interrupted
-        // continues.
-        gic::drop_priority(intid);
-        let cpu = crate::cpu::index();
-        KERNEL.with(cpu, |kernel| {
-            let vcpu = kernel.first_vcpu(owner);
-            if kernel.loaded(cpu) != Some(vcpu) || !vgic::inject(intid) {
-                kernel.vcpus[vcpu].interrupts.hold(intid);
-            }
-        });
+    if vgic::owner(intid).is_some() {
+        device_interrupt(intid);
         return None;
     }
     if intid == gic::KICK {
@@ -194,12 +184,33 @@ pub extern "C" fn handle_lower_el(vector: u64, frame: &mut TrapFrame) {
     KERNEL.until_runnable(cpu, run, frame, idle);
 }
 
-/// Waits on this core until `until_us` (the kernel is not held meanwhile).
-pub fn idle(until_us: u64) {
+/// Handles interrupt `intid`, acknowledged, that is not the kernel's own (not
+/// the timer's, not a kick). A granted device's interrupt is for the owner's
+/// vCPU 0, which deactivates it (module docs of vgic.rs): injected if that vCPU
+/// runs here and can take it, else held for it; the vCPU that was interrupted
+/// continues. Any other is ended.
+fn device_interrupt(intid: u32) {
+    let Some(owner) = vgic::owner(intid) else {
+        gic::end(intid);
+        return;
+    };
+    gic::drop_priority(intid);
+    let cpu = crate::cpu::index();
+    KERNEL.with(cpu, |kernel| {
+        let vcpu = kernel.first_vcpu(owner);
+        if kernel.loaded(cpu) != Some(vcpu) || !vgic::inject(intid) {
+            kernel.vcpus[vcpu].interrupts.hold(intid);
+        }
+    });
+}
+
+/// Sleeps on this core until `until_us` or a kick (the kernel is not held
+/// meanwhile): see [`crate::timer::Timer::idle_until`].
+pub fn idle(until_us: u64) -> Woken {
     let cpu = crate::cpu::index();
     KERNEL
         .with(cpu, |kernel| kernel.machine.timer)
-        .idle_until(until_us);
+        .idle_until(until_us, device_interrupt)
 }
 
 /// Entry from the vector table for an exception taken at EL2: a kernel bug.

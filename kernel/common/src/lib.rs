@@ -20,7 +20,10 @@
 //!   state is in its [`Vcpu`], where resets and skips act on it; the kernel keeps
 //!   no second copy of that table;
 //! - kernel state is reached only through [`Global::with`], one core at a time; a
-//!   core that must wait (no vCPU to run) does so outside it.
+//!   core that must wait (no vCPU to run) does so outside it, asleep until its
+//!   deadline or a kick ([`Global::idle`]), never spinning on the lock;
+//! - each core counts its own acquisitions of the lock, and those that found it
+//!   held ([`LOCK_COUNTS`]): only that core writes its counters.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -40,7 +43,7 @@ pub use uart::{Console, Uart};
 use core::cell::UnsafeCell;
 use core::fmt;
 use core::fmt::Write as _;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use alloc::boxed::Box;
 use platform::identity_ram;
@@ -154,6 +157,47 @@ pub struct Kernel<V: Vcpu, M> {
     console: Output,
     /// Whether the back end was last told that bytes wait for the UART.
     console_waiting: bool,
+}
+
+/// Per core: how often it took the kernel lock ([`Global`]), and how often it
+/// found another core holding it. Only that core writes them (plain loads and
+/// stores, no read-modify-write on a shared line); the core reports them at
+/// shutdown (`@@ kernel locks`).
+pub static LOCK_COUNTS: [LockCount; MAX_CPUS] = [const { LockCount::new() }; MAX_CPUS];
+
+/// One core's counts of the kernel lock (see [`LOCK_COUNTS`]).
+#[derive(Debug)]
+pub struct LockCount {
+    taken: AtomicU64,
+    contended: AtomicU64,
+}
+
+impl LockCount {
+    const fn new() -> Self {
+        LockCount {
+            taken: AtomicU64::new(0),
+            contended: AtomicU64::new(0),
+        }
+    }
+
+    /// Acquisitions, and acquisitions that found the lock held.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.taken.load(Ordering::Relaxed),
+            self.contended.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Counts one acquisition (by the core that owns these counts).
+    fn count(&self, contended: bool) {
+        let bump = |counter: &AtomicU64| {
+            counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed)
+        };
+        bump(&self.taken);
+        if contended {
+            bump(&self.contended);
+        }
+    }
 }
 
 /// While console bytes wait, an idle core drains the console at least this often
@@ -327,6 +371,16 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
     }
 }
 
+/// Why a back end's idle wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Woken {
+    /// Its time came (or something else woke the core: it looks at the time).
+    Time,
+    /// Another core kicked it ([`Machine::kick`]): it asks the kernel again at
+    /// once.
+    Kicked,
+}
+
 /// A kernel-wide value that one core at a time may use: a spin lock that also
 /// catches a core re-entering it (a kernel bug) instead of deadlocking.
 pub struct Global<T> {
@@ -373,12 +427,17 @@ impl<T> Global<T> {
 
     fn access<R>(&self, cpu: usize, f: impl FnOnce(&mut Option<T>) -> R) -> R {
         let me = cpu + 1;
+        let mut contended = false;
         while let Err(holder) =
             self.holder
                 .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
         {
             assert!(holder != me, "kernel state re-entered on core {cpu}");
+            contended |= holder != 0;
             core::hint::spin_loop();
+        }
+        if let Some(counts) = LOCK_COUNTS.get(cpu) {
+            counts.count(contended);
         }
         // SAFETY: the holder word was 0 and is now ours, so no other reference exists.
         let result = f(unsafe { &mut *self.value.get() });
@@ -396,7 +455,7 @@ impl<V: Vcpu, M: Machine> Global<Kernel<V, M>> {
         cpu: usize,
         mut run: Run,
         frame: &mut V::Frame,
-        wait: impl Fn(u64),
+        wait: impl Fn(u64) -> Woken,
     ) {
         while let Run::Idle { until_us } = run {
             self.idle(cpu, until_us, &wait);
@@ -404,11 +463,12 @@ impl<V: Vcpu, M: Machine> Global<Kernel<V, M>> {
         }
     }
 
-    /// Waits on core `cpu` until `until_us` without holding the kernel, with
-    /// `wait` (the back end's wait until a time, on the [`Machine::now_us`]
-    /// clock); while console bytes wait for the UART, in slices of
-    /// [`DRAIN_SLICE_US`] with a drain between.
-    pub fn idle(&self, cpu: usize, until_us: u64, wait: impl Fn(u64)) {
+    /// Waits on core `cpu` until `until_us`, or until another core kicks it,
+    /// without holding the kernel, with `wait` (the back end's sleep until a
+    /// time, on the [`Machine::now_us`] clock, or until a kick); while console
+    /// bytes wait for the UART, in slices of [`DRAIN_SLICE_US`] with a drain
+    /// between. The kernel is taken once per slice, never while asleep.
+    pub fn idle(&self, cpu: usize, until_us: u64, wait: impl Fn(u64) -> Woken) {
         loop {
             let (now_us, waiting) = self.with(cpu, |kernel| {
                 kernel.drain_console();
@@ -417,11 +477,14 @@ impl<V: Vcpu, M: Machine> Global<Kernel<V, M>> {
             if now_us >= until_us {
                 return;
             }
-            wait(if waiting {
+            let woken = wait(if waiting {
                 until_us.min(now_us + DRAIN_SLICE_US)
             } else {
                 until_us
             });
+            if woken == Woken::Kicked {
+                return;
+            }
         }
     }
 }

@@ -121,4 +121,8 @@ impl<M: Machine, S: AddressSpace> Platform for IdentityRam<'_, M, S> {
             self.machine.code_written(code);
         }
     }
+
+    fn lock_counts(&mut self, cpu: usize) -> Option<(u64, u64)> {
+        crate::LOCK_COUNTS.get(cpu).map(crate::LockCount::get)
+    }
 }

@@ -353,6 +353,43 @@ fn a_core_with_nothing_to_run_idles_outside_the_lock() {
     });
 }
 
+/// Verifies: SK-TMP-006
+#[test]
+fn an_idle_wait_ends_at_a_kick_and_the_lock_counts_contention() {
+    let (kernel, _log, _ram) = kernel();
+    let global = Global::new();
+    global.init(0, kernel, |kernel| kernel.start(&mut Frame::default()));
+    // A wait with no deadline sleeps until something wakes it: the time (it looks
+    // at the clock and sleeps again) or a kick (it returns at once).
+    let wakes = std::cell::RefCell::new(vec![Woken::Kicked, Woken::Time, Woken::Time]);
+    global.idle(3, u64::MAX, |until_us| {
+        assert_eq!(until_us, u64::MAX);
+        wakes.borrow_mut().pop().unwrap()
+    });
+    assert!(
+        wakes.borrow().is_empty(),
+        "woken twice by time, then kicked"
+    );
+    // Core 3 finds the lock held by core 2 once: counted as taken and contended.
+    let lock = Global::new();
+    lock.init(2, 0u32, |_| ());
+    let (taken, contended) = LOCK_COUNTS[3].get();
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            lock.with(2, |_| {
+                held_tx.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            })
+        });
+        held_rx.recv().unwrap();
+        lock.with(3, |value| *value += 1);
+    });
+    lock.with(3, |value| assert_eq!(*value, 1));
+    // Core 3 took `lock` twice, once while core 2 held it.
+    assert_eq!(LOCK_COUNTS[3].get(), (taken + 2, contended + 1));
+}
+
 /// Verifies: SK-AUD-003
 #[test]
 #[should_panic(expected = "kernel state re-entered on core 0")]

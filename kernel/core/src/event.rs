@@ -319,6 +319,16 @@ pub enum Event<'a> {
         /// Lines dropped since the last report.
         lines: u64,
     },
+    /// How often core `cpu` took the kernel lock since boot, and how often it
+    /// found it held (reported at shutdown, before [`Event::KernelShutdown`]).
+    KernelLocks {
+        /// The core.
+        cpu: usize,
+        /// Acquisitions.
+        taken: u64,
+        /// Acquisitions that found another core holding the lock.
+        contended: u64,
+    },
     /// The kernel powers the machine off at the service VM's request.
     KernelShutdown {
         /// Whether the service VM asked for a clean shutdown.
@@ -482,6 +492,14 @@ impl fmt::Display for Event<'_> {
             Event::KernelConsoleDropped { lines } => {
                 write!(f, "@@ kernel console dropped={lines}")
             }
+            Event::KernelLocks {
+                cpu,
+                taken,
+                contended,
+            } => write!(
+                f,
+                "@@ kernel locks cpu={cpu} taken={taken} contended={contended}"
+            ),
             Event::KernelShutdown { clean, code } => write!(
                 f,
                 "@@ kernel shutdown status={} code={code}",

@@ -91,6 +91,12 @@ pub trait Platform: fmt::Write + Pages {
     /// its end) into machine frame `frame`, which backs that page of its RAM and
     /// is live on no core.
     fn reload_page(&mut self, partition: usize, offset: u64, frame: u64);
+    /// How often core `cpu` took the kernel lock since boot, and how often it
+    /// found it held, if the platform counts them (reported at shutdown).
+    fn lock_counts(&mut self, cpu: usize) -> Option<(u64, u64)> {
+        let _ = cpu;
+        None
+    }
 }
 
 /// The hypercall as the guest's registers give it.
@@ -203,6 +209,13 @@ pub struct System {
     /// A partition stopped running during this entry: the cores where its vCPUs
     /// are live get kicked (see `run.rs`).
     recheck_cores: bool,
+    /// Bit `n`: core `n` idles (its last answer was `Run::Idle`) and has not
+    /// entered the core since.
+    idle: u8,
+    /// Bit `n`: during this entry a vCPU pinned to core `n` may have come to need
+    /// it (woken, started, resumed, restarted, owing work): kicked if it idles
+    /// (see `run.rs`).
+    woke: u8,
     /// The queues and the ledger of frames away from their slots.
     flip: Flip,
     /// Per core: a window lent by an immediate send, as (lender partition,
@@ -305,6 +318,8 @@ impl System {
             loaded: [None; MAX_CPUS],
             kicked: 0,
             recheck_cores: false,
+            idle: 0,
+            woke: 0,
             flip,
             lent: [None; MAX_CPUS],
             balloon,

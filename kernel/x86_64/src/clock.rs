@@ -14,6 +14,8 @@
 
 use core::arch::asm;
 use core::sync::atomic::Ordering;
+use septum_core::system::POLL_US;
+use septum_kernel::Woken;
 use x86_64::instructions::port::Port;
 
 use crate::cpu;
@@ -100,10 +102,14 @@ impl Clock {
         vmx::write(field::PREEMPTION_TIMER, timer.min(u64::from(u32::MAX)));
     }
 
-    /// Waits in the kernel until `until_us`.
-    pub fn idle_until(&self, until_us: u64) {
+    /// Waits in the kernel until `until_us`, spinning with interrupts masked, so
+    /// a kick cannot end the wait: after [`POLL_US`] at most it returns as if
+    /// kicked, and the core asks the kernel again (it polls).
+    pub fn idle_until(&self, until_us: u64) -> Woken {
+        let until_us = until_us.min(self.now_us().saturating_add(POLL_US));
         while self.now_us() < until_us {
             core::hint::spin_loop();
         }
+        Woken::Kicked
     }
 }

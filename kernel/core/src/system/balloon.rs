@@ -95,7 +95,9 @@ impl System {
             .expect("checked by decode");
         if changed {
             let now_us = platform.now_us();
-            self.partitions[target].life.wake(WaitOn::Balloon, now_us);
+            if self.partitions[target].life.wake(WaitOn::Balloon, now_us) {
+                self.note_may_run(target);
+            }
         }
         Dispatch::resume(Reply::ok([0; 3]))
     }
@@ -145,8 +147,10 @@ impl System {
     /// empty tries again (its wait returns 0: woken, call again).
     pub(super) fn pool_refilled(&mut self, platform: &mut impl Platform) {
         let now_us = platform.now_us();
-        for partition in &mut self.partitions {
-            partition.life.wake(WaitOn::Balloon, now_us);
+        for index in 0..self.partitions.len() {
+            if self.partitions[index].life.wake(WaitOn::Balloon, now_us) {
+                self.note_may_run(index);
+            }
         }
     }
 

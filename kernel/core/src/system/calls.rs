@@ -14,7 +14,7 @@ use super::dispatch::Caller;
 use super::lifecycle::State;
 use super::partition::Label;
 use super::run::Effect;
-use super::{Dispatch, GuestLines, Next, Platform, Reply, System, emit};
+use super::{Dispatch, GuestLines, MAX_CPUS, Next, Platform, Reply, System, emit};
 use crate::caps::Cap;
 use crate::event::Event;
 use crate::memory::Range;
@@ -99,6 +99,16 @@ impl System {
         for index in 0..self.partitions.len() {
             self.flush_console(index, platform);
         }
+        for cpu in 0..MAX_CPUS {
+            if let Some((taken, contended)) = platform.lock_counts(cpu).filter(|&(t, _)| t > 0) {
+                let event = Event::KernelLocks {
+                    cpu,
+                    taken,
+                    contended,
+                };
+                emit(platform, event);
+            }
+        }
         let clean = code == 0;
         emit(platform, Event::KernelShutdown { clean, code });
         Dispatch::new(None, Next::PowerOff { clean })
@@ -164,6 +174,7 @@ impl System {
             .life
             .start_vcpu(slot.index, now_us)
             .expect("checked by decode");
+        self.woke |= 1 << slot.cpu;
         emit(
             platform,
             Event::VcpuStart {

@@ -97,7 +97,9 @@ impl System {
         // Cannot fail for a suspension: at most one per partition is queued.
         let _ = queue.push_back(record);
         let now_us = platform.now_us();
-        self.partitions[0].life.wake(WaitOn::Event, now_us);
+        if self.partitions[0].life.wake(WaitOn::Event, now_us) {
+            self.note_may_run(0);
+        }
     }
 
     /// Drops queued events that ask for a decision about `index`: it has had one.

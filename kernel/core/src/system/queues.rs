@@ -288,9 +288,13 @@ impl System {
         platform: &mut impl Platform,
     ) -> bool {
         let now_us = platform.now_us();
-        self.partitions[partition]
+        let woken = self.partitions[partition]
             .life
-            .wake(WaitOn::Queue(queue), now_us)
+            .wake(WaitOn::Queue(queue), now_us);
+        if woken {
+            self.note_may_run(partition);
+        }
+        woken
     }
 
     /// Resumes the caller with `result`. A refusal is audited like any other,

@@ -24,7 +24,14 @@
 //!   never under its feet;
 //! - kernel work a partition owes is done in the turns of its vCPU 0, at most
 //!   until the turn ends (or [`WORK_SLICE_US`] without a schedule), and the core
-//!   leaves the kernel between slices.
+//!   leaves the kernel between slices;
+//! - an idle core is woken by a kick, not by polling: an entry after which a
+//!   vCPU pinned to an idle core may need it (woken, started, resumed, restarted,
+//!   owing work: [`System::note_may_run`]) kicks that core. So a core without a
+//!   schedule idles until it is kicked, except the service VM's, which polls the
+//!   console for typed bytes every [`POLL_US`], and a core whose partitions'
+//!   watchdogs are due, until the first is; a core with a schedule idles until
+//!   its window or gap ends.
 
 use super::dispatch::Caller;
 use super::lifecycle::{Deferred, WaitOn};
@@ -32,7 +39,8 @@ use super::{CallRegisters, Dispatch, Next, Platform, Reply, System, emit};
 use crate::event::{Event, Fault, StopCause};
 use crate::schedule::Turn;
 
-/// How long a core with nothing to run waits before it looks again, in µs.
+/// How long the service VM's core, with nothing to run, waits before it looks
+/// for typed console bytes again, in µs.
 pub const POLL_US: u64 = 1_000;
 /// Longest turn of one vCPU in a window it shares with other vCPUs of its
 /// partition on the same core, in µs.
@@ -151,7 +159,8 @@ pub struct Outcome {
     pub load: Option<usize>,
     /// A turn begins: arm the deadline.
     pub turn: Option<TurnEnd>,
-    /// Bit `n`: interrupt core `n`, where a vCPU that may no longer run is live.
+    /// Bit `n`: interrupt core `n`, where a vCPU that may no longer run is live,
+    /// or which idles and may have work now.
     pub kick: u8,
     /// What the core runs.
     pub run: Run,
@@ -214,6 +223,7 @@ impl System {
         out: &mut Outcome,
     ) {
         self.kicked &= !(1 << cpu);
+        self.idle &= !(1 << cpu);
         let trapped = self.loaded[cpu];
         let (next, new_turn) = match entry {
             Entry::Start => {
@@ -234,8 +244,14 @@ impl System {
             }
         };
         out.run = self.settle(cpu, trapped, next, new_turn, out, platform);
+        if matches!(out.run, Run::Idle { .. }) {
+            self.idle |= 1 << cpu;
+        }
         if core::mem::take(&mut self.recheck_cores) {
             self.kick_held(cpu, out);
+        }
+        if self.woke != 0 {
+            self.kick_idle(cpu, out);
         }
     }
 
@@ -472,9 +488,17 @@ impl System {
                     vcpu,
                     end: TurnEnd::Slice,
                 },
-                None if (0..self.vcpus.len()).any(|v| self.needs_cpu(v)) => Decision::Idle {
-                    until_us: platform.now_us() + POLL_US,
-                },
+                // Something may still run: a vCPU that needs a core, one live on
+                // another core (a restart or stop waits for it to leave), or the
+                // service VM, waiting for an event (typed input is one).
+                None if (0..self.vcpus.len()).any(|v| self.needs_cpu(v))
+                    || (0..self.loaded.len()).any(|c| c != cpu && self.loaded[c].is_some())
+                    || !self.partitions[0].life.ended() =>
+                {
+                    Decision::Idle {
+                        until_us: self.idle_until(cpu, platform),
+                    }
+                }
                 None => Decision::Halt,
             };
         };
@@ -525,6 +549,22 @@ impl System {
         }
     }
 
+    /// Until when core `cpu`, which has no schedule and nothing to run, idles
+    /// unless kicked: the service VM's core polls the console for typed bytes
+    /// every [`POLL_US`]; another core waits for the first heartbeat due of the
+    /// partitions whose watchdogs it checks, or only for a kick.
+    fn idle_until(&self, cpu: usize, platform: &mut impl Platform) -> u64 {
+        if cpu == self.partitions[0].cpu {
+            return platform.now_us() + POLL_US;
+        }
+        self.partitions
+            .iter()
+            .filter(|partition| partition.cpu == cpu)
+            .filter_map(|partition| partition.life.heartbeat_due_us())
+            .min()
+            .map_or(u64::MAX, |due_us| due_us + 1)
+    }
+
     /// Round robin on core `cpu` among the vCPUs pinned to it that need it and
     /// `eligible` accepts: the first after `after` (wrapping around to `after`
     /// itself last).
@@ -546,6 +586,15 @@ impl System {
     /// at the end of this entry.
     pub(super) fn note_stopped_running(&mut self) {
         self.recheck_cores = true;
+    }
+
+    /// Notes that a vCPU of partition `index` may need its core now (woken,
+    /// started, resumed, restarted, owing work), so that those of its cores that
+    /// idle are kicked at the end of this entry.
+    pub(super) fn note_may_run(&mut self, index: usize) {
+        for vcpu in self.partitions[index].vcpus() {
+            self.woke |= 1 << self.vcpus[vcpu].cpu;
+        }
     }
 
     /// Whether vCPU `vcpu` should have turns: it may run, or it is a partition's
@@ -574,6 +623,15 @@ impl System {
             }
         }
         self.kicked |= out.kick;
+    }
+
+    /// Kicks the other cores that idle and where a vCPU may need the core now
+    /// ([`System::note_may_run`]), once each until that core enters the core
+    /// again: a kick ends its idle wait, and it looks again.
+    fn kick_idle(&mut self, cpu: usize, out: &mut Outcome) {
+        let wake = core::mem::take(&mut self.woke) & self.idle & !self.kicked & !(1 << cpu);
+        out.kick |= wake;
+        self.kicked |= wake;
     }
 
     /// The calling vCPU blocks in a call until `on` happens; it finds 0 in its

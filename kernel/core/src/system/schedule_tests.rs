@@ -202,15 +202,15 @@ fn each_core_round_robins_its_own_partitions_and_waits_for_others() {
     };
     assert_eq!(sys.partitions()[2].cpu(), 1);
     start(&mut sys, &mut m);
-    // Core 1 has nothing it may run before `ready`: it waits, it does not halt.
+    // Core 1 has nothing it may run before `ready`: it waits until kicked, it
+    // does not halt; `ready` starts its partition and kicks it.
     m.now_us = 500;
     assert_eq!(
         enter(&mut sys, 1, Entry::Resume, &mut m).run,
-        Run::Idle {
-            until_us: 500 + POLL_US
-        }
+        Run::Idle { until_us: u64::MAX }
     );
-    hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));
+    let ready = hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));
+    assert_eq!(ready.kick, 0b10);
     assert_eq!(enter(&mut sys, 1, Entry::Resume, &mut m).run, Run::Vcpu(2));
     // Yielding on core 0 never hands core 0 to the partition of core 1.
     assert_eq!(
@@ -221,11 +221,10 @@ fn each_core_round_robins_its_own_partitions_and_waits_for_others() {
         hcall(&mut sys, &mut m, 1, call(Call::Yield, &[SELF])).run,
         Run::Vcpu(0)
     );
-    // When core 1's only partition exits, core 1 waits while core 0 has work.
+    // When core 1's only partition exits, core 1 waits while core 0 has work
+    // (until kicked).
     assert_eq!(
         hcall(&mut sys, &mut m, 2, call(Call::Exit, &[SELF, 0])).run,
-        Run::Idle {
-            until_us: 500 + POLL_US
-        }
+        Run::Idle { until_us: u64::MAX }
     );
 }

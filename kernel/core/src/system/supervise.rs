@@ -214,6 +214,8 @@ impl System {
         let now_us = platform.now_us();
         let partition = &mut self.partitions[target];
         let suspension = partition.life.resume(now_us).expect("checked by decode");
+        self.note_may_run(target);
+        let partition = &mut self.partitions[target];
         if partition.trap_lines <= TRAP_LINES {
             emit(
                 platform,

@@ -386,6 +386,44 @@ fn control_of_a_partition_live_on_another_core_waits_for_that_core() {
     );
 }
 
+/// Verifies: SK-TMP-006
+#[test]
+fn an_idle_core_sleeps_until_work_for_it_appears_and_is_kicked() {
+    let mut t = rig_with([0, 0, 1], [Supervision::default(); 3]);
+    t.svc(Call::Ready, &[SYSTEM]);
+    // Beta runs on core 1 and is stopped there: core 1 has nothing left, and
+    // nothing but a kick ends its wait (beta has no watchdog).
+    t.sys.loaded[1] = Some(2);
+    let d = t.svc(Call::Stop, &[CTL_BETA, 0]);
+    assert_eq!((results(&d), d.kick), ([1, 0, 0], 0b10));
+    let d = enter(&mut t.sys, 1, Entry::Trap(&Trap::Kicked), &mut t.m);
+    t.says("@@ partition beta stop gen=1 by=service");
+    assert_eq!(d.run, Run::Idle { until_us: u64::MAX });
+    // Calls that give core 1 nothing to do do not kick it.
+    let d = t.call(1, Call::Null, &[]);
+    assert_eq!(d.kick, 0);
+    // The service VM restarts beta from core 0: core 1 is kicked, once.
+    let d = t.svc(Call::Restart, &[CTL_BETA, 0]);
+    assert_eq!((results(&d), d.kick), ([0, 0, 0], 0b10));
+    assert_eq!(t.svc(Call::Null, &[]).kick, 0, "kicked once only");
+    // Core 1 wakes, reloads beta in its turn and runs it.
+    let d = enter(&mut t.sys, 1, Entry::Resume, &mut t.m);
+    assert_eq!(effect(&d), None);
+    t.says("@@ partition beta restart gen=2");
+    let mut run = d.run;
+    while let Run::Idle { until_us } = run {
+        assert_eq!(until_us, t.m.now_us, "between slices of its reload only");
+        run = enter(&mut t.sys, 1, Entry::Resume, &mut t.m).run;
+    }
+    assert_eq!(run, Run::Vcpu(2));
+    // Stopped again while it runs there: core 1 lets it go and sleeps again.
+    let d = t.svc(Call::Stop, &[CTL_BETA, 0]);
+    assert_eq!(d.kick, 0b10, "beta is live on core 1");
+    let d = enter(&mut t.sys, 1, Entry::Trap(&Trap::Kicked), &mut t.m);
+    t.says("@@ partition beta stop gen=2 by=service");
+    assert_eq!(d.run, Run::Idle { until_us: u64::MAX });
+}
+
 /// Verifies: SK-MED-002
 #[test]
 fn bad_supervision_arguments_change_nothing() {

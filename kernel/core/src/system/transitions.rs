@@ -29,6 +29,8 @@ impl System {
         let now_us = platform.now_us();
         let partition = &mut self.partitions[index];
         partition.life.start(now_us).expect("started from waiting");
+        self.note_may_run(index);
+        let partition = &self.partitions[index];
         emit(
             platform,
             Event::PartitionStart {
@@ -57,6 +59,8 @@ impl System {
         self.note_stopped_running();
         self.end_queues(index, platform);
         self.balloon.end(index, platform);
+        // What it gave back is scrubbed in its own turns.
+        self.note_may_run(index);
         self.notify_ended(index, EventKind::Exited, code, platform);
     }
 
@@ -81,6 +85,8 @@ impl System {
         self.note_stopped_running();
         self.end_queues(index, platform);
         self.balloon.end(index, platform);
+        // What it gave back is scrubbed in its own turns.
+        self.note_may_run(index);
         if cause != StopCause::Service {
             self.notify_ended(index, EventKind::Stopped, cause.number(), platform);
         }
@@ -102,7 +108,11 @@ impl System {
         let now_us = platform.now_us();
         let restarted = self.partitions[index].life.restart(now_us);
         let generation = match restarted {
-            Ok(Ok(generation)) => generation,
+            Ok(Ok(generation)) => {
+                // Its reload is owed work, done in its own turns.
+                self.note_may_run(index);
+                generation
+            }
             Ok(Err(_)) => {
                 // One that has ended already stays as it is.
                 if !self.partitions[index].life.ended() {
@@ -195,12 +205,16 @@ impl System {
     /// Wakes the vCPUs of the partitions of `peers` that wait on a queue.
     fn wake_peers(&mut self, peers: [bool; MAX_PARTITIONS], platform: &mut impl Platform) {
         let now_us = platform.now_us();
-        for (partition, affected) in self.partitions.iter_mut().zip(peers) {
-            let life = &mut partition.life;
+        for (index, affected) in peers.into_iter().enumerate().take(self.partitions.len()) {
+            let life = &mut self.partitions[index].life;
+            let mut woken = false;
             for vcpu in 0..life.vcpu_count() {
                 if let (true, Some(on @ WaitOn::Queue(_))) = (affected, life.waits_on(vcpu)) {
-                    life.wake(on, now_us);
+                    woken |= life.wake(on, now_us);
                 }
+            }
+            if woken {
+                self.note_may_run(index);
             }
         }
     }
