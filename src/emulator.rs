@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub cpus: Option<u32>,
     /// What to type on the console, in order, in a captured run.
     pub input: Vec<ConsoleInput>,
+    /// The kernel's command line (QEMU's `-append`, which fills the device tree's
+    /// `/chosen/bootargs`), if any.
+    pub kernel_args: Option<String>,
 }
 
 /// Bytes to type on the console once it has shown some text.
@@ -68,6 +71,9 @@ pub struct RunOutput {
 /// Runs `image` with the console captured, killing the emulator at the timeout.
 pub fn run_captured(board: &Board, image: &Path, options: &RunOptions) -> Result<RunOutput> {
     match board.emulator.as_str() {
+        "bochs" if options.kernel_args.is_some() => {
+            bail!("the pc board takes no kernel command line yet")
+        }
         "bochs" => bochs(board, image, options, false),
         _ => qemu_captured(board, image, options),
     }
@@ -105,6 +111,9 @@ fn qemu_command(board: &Board, image: &Path, options: &RunOptions) -> Command {
     }
     if let Some(cpus) = options.cpus {
         command.args(["-smp", &cpus.to_string()]);
+    }
+    if let Some(args) = &options.kernel_args {
+        command.args(["-append", args]);
     }
     command
 }

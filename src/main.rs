@@ -125,6 +125,7 @@ fn main() -> Result<()> {
                 timeout: Duration::MAX,
                 cpus: None,
                 input: Vec::new(),
+                kernel_args: None,
             };
             if !emulator::run_interactive(&board, &image, &options)? {
                 bail!("the system did not shut down cleanly");

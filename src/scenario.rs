@@ -8,7 +8,8 @@
 //! Rules every scenario is judged by, beyond its own expectations:
 //! - the run must end with the final marker (by default
 //!   `@@ kernel shutdown status=ok`) as its last `@@` line, within the timeout;
-//! - no kernel line `@@ kernel panic` may appear;
+//! - no kernel line `@@ kernel panic` may appear, unless the scenario injects a
+//!   fault that must stop the kernel (`panics`): then it must be the last line;
 //! - no guest activity (its output, or its start, fault, exit or denied call) may
 //!   come before `@@ partition <service> ready`;
 //! - every scripted input must have been typed (its trigger text appeared).
@@ -70,6 +71,14 @@ pub struct Scenario {
     /// The last `@@` line must start with this.
     #[serde(default = "default_final")]
     pub final_marker: String,
+    /// The kernel's command line (aarch64 only: QEMU's `-append`), such as
+    /// `septum.self-test=stack-overflow` for a fault-injection self-test.
+    pub kernel_args: Option<String>,
+    /// The scenario injects a fault that must stop the kernel: its run ends with
+    /// `@@ kernel panic` (which is then its final marker) instead of never
+    /// showing it.
+    #[serde(default)]
+    pub panics: bool,
     /// What to type on the console, in order: each `send` once the console shows
     /// its `after` text, after the previous one's, as in
     /// `input = [{ after = "@@ partition service ready", send = "\u0014list\n" }]`.
@@ -150,6 +159,7 @@ impl Scenario {
             timeout: Duration::from_secs(self.timeout_s),
             cpus: self.cpus,
             input: self.input.clone(),
+            kernel_args: self.kernel_args.clone(),
         };
         let output = emulator::run_captured(&board, &image_path, &options)?;
         let service = system.boot_order().find(|p| p.kind == Kind::Service);
@@ -213,17 +223,22 @@ impl Scenario {
                 failures.push(format!("missing: `{pattern}`"));
             }
         }
-        for pattern in self.forbid.iter().map(String::as_str).chain([KERNEL_PANIC]) {
+        let panic = (!self.panics).then_some(KERNEL_PANIC);
+        for pattern in self.forbid.iter().map(String::as_str).chain(panic) {
             let unwanted = Pattern::parse(pattern);
             if let Some(line) = lines.iter().find(|line| unwanted.matches(line)) {
                 failures.push(format!("forbidden `{pattern}` appeared: `{line}`"));
             }
         }
+        let final_marker = if self.panics {
+            KERNEL_PANIC
+        } else {
+            &self.final_marker
+        };
         match lines.iter().rev().find(|line| line.starts_with("@@ ")) {
-            Some(last) if last.starts_with(&self.final_marker) => {}
+            Some(last) if last.starts_with(final_marker) => {}
             last => failures.push(format!(
-                "last marker is {last:?}, expected `{}`",
-                self.final_marker
+                "last marker is {last:?}, expected `{final_marker}`"
             )),
         }
         let ready = format!("@@ partition {service} ready");
@@ -318,6 +333,8 @@ mod tests {
             require: Vec::new(),
             forbid: forbid.iter().map(|s| s.to_string()).collect(),
             final_marker: default_final(),
+            kernel_args: None,
+            panics: false,
             input: Vec::new(),
         }
     }

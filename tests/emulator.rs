@@ -67,6 +67,7 @@ scenarios! {
         scale_64 => "scale-64",
         boot_2 => "boot-2",
         boot_8 => "boot-8",
+        stack_overflow => "stack-overflow",
         fuzz => "fuzz",
         irq => "irq",
         irq_masked => "irq-masked",

@@ -13,6 +13,8 @@
 
 use core::arch::global_asm;
 
+use septum_core::system::MAX_CPUS;
+
 /// The guest registers saved on a trap; the layout is fixed by the assembly below.
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C)]
@@ -61,16 +63,6 @@ global_asm!(
     "    bl stacks_base",
     "    add x10, x9, #{boot_stack}",
     "    mov sp, x10",
-    // Paint the boot stack (x9 up to sp) for cpu::check_boot_stack.
-    "    movz x11, #{paint0}",
-    "    movk x11, #{paint1}, lsl #16",
-    "    movk x11, #{paint2}, lsl #32",
-    "    movk x11, #{paint3}, lsl #48",
-    "3:  cmp x9, x10",
-    "    b.hs 4f",
-    "    str x11, [x9], #8",
-    "    b 3b",
-    "4:",
     "    adrp x9, __bss_start",
     "    add x9, x9, :lo12:__bss_start",
     "    adrp x10, __bss_end",
@@ -133,10 +125,6 @@ global_asm!(
     stacks = const crate::cpu::STACKS_PER_CORE,
     stacks_bytes = const crate::cpu::STACKS_BYTES,
     boot_stack = const crate::cpu::BOOT_STACK_BYTES,
-    paint0 = const crate::cpu::BOOT_STACK_PAINT & 0xffff,
-    paint1 = const (crate::cpu::BOOT_STACK_PAINT >> 16) & 0xffff,
-    paint2 = const (crate::cpu::BOOT_STACK_PAINT >> 32) & 0xffff,
-    paint3 = const crate::cpu::BOOT_STACK_PAINT >> 48,
     image_size = const IMAGE_SIZE_OFFSET,
 );
 
@@ -278,8 +266,18 @@ global_asm!(
     "    add sp, sp, #272",
     "    eret",
     "",
-    // A trap taken at EL2: x0 = vector index. Report it and stop.
+    // A trap taken at EL2: x0 = vector index. Report it and stop, on this core's
+    // fault stack: the stack in use may be what faulted (an overflow into its
+    // guard page), so nothing here touches it.
     "kernel_trap:",
+    "    mov x4, sp",
+    "    mrs x9, tpidr_el2",
+    "    add x9, x9, #1",
+    "    mov x10, #{fault_stack}",
+    "    mul x9, x9, x10",
+    "    adrp x10, {fault_stacks}",
+    "    add x10, x10, :lo12:{fault_stacks}",
+    "    add sp, x10, x9",
     "    mrs x1, esr_el2",
     "    mrs x2, elr_el2",
     "    mrs x3, far_el2",
@@ -287,7 +285,21 @@ global_asm!(
     handler = sym crate::trap::handle_lower_el,
     kernel_fault = sym crate::trap::kernel_fault,
     stacks = const crate::cpu::STACKS_PER_CORE,
+    fault_stack = const FAULT_STACK_BYTES,
+    fault_stacks = sym FAULT_STACKS,
 );
+
+/// Bytes of each core's fault stack, on which a fault in the kernel itself is
+/// reported (see `kernel_trap`).
+const FAULT_STACK_BYTES: usize = 8192;
+
+/// One fault stack per core, core 0 first.
+#[repr(C, align(16))]
+struct FaultStacks([[u8; FAULT_STACK_BYTES]; MAX_CPUS]);
+
+/// Written only by the vector code, each core on its own stack, and only while
+/// the kernel stops on a fault.
+static mut FAULT_STACKS: FaultStacks = FaultStacks([[0; FAULT_STACK_BYTES]; MAX_CPUS]);
 
 unsafe extern "C" {
     /// Starts running the partition whose registers `frame` holds. Never returns:

@@ -1,55 +1,85 @@
-//! Which core the kernel is running on: each core keeps its index (0 for the boot
-//! core, then 1, 2, ... in device-tree order) in TPIDR_EL2, set once when it enters
-//! the kernel and never changed.
+//! Which core the kernel is running on, and where each core's stacks are: each
+//! core keeps its index (0 for the boot core, then 1, 2, ... in device-tree order)
+//! in TPIDR_EL2, set once when it enters the kernel and never changed.
 
 use core::arch::asm;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use septum_core::system::MAX_CPUS;
 
 /// Bytes of stack per core: a 96 KiB boot stack (the kernel's state is built in
-/// the boot arena, not here; the boot core's lies just above the system package,
-/// whose images restarts reload, so an overflow there corrupts them), then a
-/// 32 KiB trap stack.
+/// the boot arena, not here), then a 32 KiB trap stack. The first page of each is
+/// its guard page ([`guard_pages`]), never mapped, so an overflow faults at once
+/// instead of running into what lies below (for the boot core's boot stack, the
+/// system package, whose images restarts reload).
 pub const STACKS_PER_CORE: u64 = 0x20000;
 
-/// Bytes of each core's boot stack, the first part of its [`STACKS_PER_CORE`];
-/// its trap stack is the rest.
+/// Bytes of each core's boot stack, guard page included, the first part of its
+/// [`STACKS_PER_CORE`]; its trap stack is the rest.
 pub const BOOT_STACK_BYTES: u64 = STACKS_PER_CORE - 0x8000;
 
-/// What the boot core's boot stack holds before it is used (`boot.rs` paints it):
-/// the words still holding it after boot were never written.
-pub const BOOT_STACK_PAINT: u64 = 0x5354_4b21_5354_4b21;
+/// Bytes of a guard page.
+pub const GUARD_BYTES: u64 = 4096;
 
-/// Bytes of the boot core's boot stack that boot must leave unwritten. Boot
-/// stops with a panic when it comes closer than this to the bottom, below which
-/// lies the system package: an overflow there corrupts the images restarts
-/// reload, and it happened once, silently.
-pub const BOOT_STACK_MARGIN: u64 = 16 * 1024;
+/// Which of a core's stacks a guard page protects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stack {
+    /// The stack it boots on (and, for the boot core, builds the kernel on).
+    Boot,
+    /// The stack it takes traps from partitions on.
+    Trap,
+}
 
-/// Checks that boot left at least [`BOOT_STACK_MARGIN`] of the boot core's boot
-/// stack, which starts at `stacks_start`, unwritten; returns the bytes it used.
-pub fn check_boot_stack(stacks_start: u64) -> u64 {
-    let bottom = stacks_start as *const u64;
-    let words = (BOOT_STACK_BYTES / 8) as usize;
-    let untouched = (0..words)
-        // SAFETY: the boot stack lies in the memory the Image header claims,
-        // mapped normal; the words read are below the stack pointer, so nothing
-        // writes them meanwhile.
-        .take_while(|&i| unsafe { bottom.add(i).read_volatile() } == BOOT_STACK_PAINT)
-        .count() as u64
-        * 8;
-    assert!(
-        untouched >= BOOT_STACK_MARGIN,
-        "boot used {} of the boot stack's {} bytes, closer than {} to the system package below: raise STACKS_PER_CORE",
-        BOOT_STACK_BYTES - untouched,
-        BOOT_STACK_BYTES,
-        BOOT_STACK_MARGIN
-    );
-    BOOT_STACK_BYTES - untouched
+impl Stack {
+    /// Its name in the kernel's report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stack::Boot => "boot",
+            Stack::Trap => "trap",
+        }
+    }
+}
+
+/// Where the stacks start (the first byte of core 0's), once boot has found it.
+static STACKS_START: AtomicU64 = AtomicU64::new(0);
+
+/// Records where the stacks start (once, at boot, on the boot core).
+pub fn set_stacks_start(start: u64) {
+    STACKS_START.store(start, Ordering::Relaxed);
+}
+
+/// The guard pages of every core's stacks, which start at `stacks_start`: per
+/// core, the first page of its boot stack and of its trap stack.
+pub fn guard_pages(stacks_start: u64) -> [u64; 2 * MAX_CPUS] {
+    core::array::from_fn(|index| {
+        let core_stacks = stacks_start + (index / 2) as u64 * STACKS_PER_CORE;
+        core_stacks + (index % 2) as u64 * BOOT_STACK_BYTES
+    })
+}
+
+/// The core and stack whose guard page holds `address`, if one does.
+pub fn guarded_stack(address: u64) -> Option<(usize, Stack)> {
+    let stacks_start = STACKS_START.load(Ordering::Relaxed);
+    if stacks_start == 0 {
+        return None;
+    }
+    guard_pages(stacks_start)
+        .iter()
+        .position(|&page| (page..page + GUARD_BYTES).contains(&address))
+        .map(|index| {
+            let stack = if index % 2 == 0 {
+                Stack::Boot
+            } else {
+                Stack::Trap
+            };
+            (index / 2, stack)
+        })
 }
 
 /// Bytes of stack for all cores. The stacks are not part of the image file: they
 /// occupy the last `STACKS_BYTES` of the memory the Image header's `image_size`
 /// claims, after the appended system package (see `boot.rs`).
-pub const STACKS_BYTES: u64 = STACKS_PER_CORE * septum_core::system::MAX_CPUS as u64;
+pub const STACKS_BYTES: u64 = STACKS_PER_CORE * MAX_CPUS as u64;
 
 /// This core's index.
 pub fn index() -> usize {

@@ -39,6 +39,7 @@ use septum_core::memory::{FreeRanges, Range};
 use septum_core::package::Package;
 
 use septum_kernel::arena::{BootArena, reserve_bytes};
+use septum_kernel::self_test::SelfTest;
 use septum_kernel::{Console, Kernel, Uart};
 
 use crate::boot::TrapFrame;
@@ -82,21 +83,26 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     // nothing writes it afterwards.
     let claimed_end = image_start + unsafe { claimed_image_size(image_start) };
     let stacks_start = claimed_end - cpu::STACKS_BYTES;
+    cpu::set_stacks_start(stacks_start);
     let image = Range {
         start: image_start,
         end: claimed_end,
     };
     // SAFETY: first thing at boot, MMU off, on the boot CPU with interrupts masked;
     // the kernel image (code, data, package and stacks) and the device tree are
-    // mapped normal.
+    // mapped normal, except the stacks' guard pages, which hold nothing: each is
+    // the lowest page of a stack, and the boot stack in use is far above its own.
     unsafe {
-        mmu::enable(&[
-            image,
-            Range {
-                start: device_tree,
-                end: device_tree + 1,
-            },
-        ])
+        mmu::enable(
+            &[
+                image,
+                Range {
+                    start: device_tree,
+                    end: device_tree + 1,
+                },
+            ],
+            &cpu::guard_pages(stacks_start),
+        )
     };
 
     // SAFETY: QEMU and Linux-style loaders pass the device tree's address in x0, and
@@ -128,6 +134,14 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
             cpus: info.cpus
         }
     );
+    if let Some(test) = info.self_test {
+        let _ = writeln!(console, "{}", Event::KernelSelfTest { name: test.name() });
+        match test {
+            SelfTest::StackOverflow => {
+                septum_kernel::self_test::overflow_the_stack(0);
+            }
+        }
+    }
     let timer = Timer::new();
     let [distributor, redistributors] = info.gic;
     // SAFETY: the device tree names these GICv3 blocks and they are mapped as
@@ -237,7 +251,6 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     route_device_interrupts(&package, &info);
     start_secondaries(&info);
     KERNEL.until_runnable(cpu, step, &mut first, trap::idle);
-    cpu::check_boot_stack(stacks_start);
     // SAFETY: `first` holds a complete register state for the service VM, whose EL1
     // state, stage-2 tables and VMID `start` has loaded.
     unsafe { boot::enter_partition(&first) }
@@ -355,6 +368,19 @@ fn configure_el2_traps() {
     unsafe { core::arch::asm!("tlbi alle1is", options(nostack)) };
     barrier::dsb(barrier::ISH);
     barrier::isb(barrier::SY);
+}
+
+/// Writes `event` on the console as the kernel stops (for a fault in the kernel
+/// itself), behind the back of the console object, which may be held.
+pub fn report_on_stop(event: Event<'_>) {
+    let base = PANIC_CONSOLE.load(Ordering::Relaxed);
+    if base != 0 {
+        // SAFETY: the kernel is about to stop; writing the UART directly is the
+        // only way left to report why.
+        let mut console = Console(unsafe { Pl011::new(base) });
+        let _ = writeln!(console, "{event}");
+        console.0.drain();
+    }
 }
 
 #[panic_handler]

@@ -4,6 +4,7 @@
 
 use fdt::Fdt;
 use septum_core::memory::Range;
+use septum_kernel::self_test::SelfTest;
 
 /// The machine as the device tree describes it.
 #[derive(Clone, Debug)]
@@ -23,6 +24,8 @@ pub struct MachineInfo {
     pub psci_smc: bool,
     /// Where the device tree blob itself lies, so it is not handed out as free RAM.
     pub blob: Range,
+    /// The self-test the command line (`/chosen/bootargs`) asks for, if any.
+    pub self_test: Option<SelfTest>,
 }
 
 /// Why the device tree could not be used.
@@ -78,6 +81,11 @@ impl MachineInfo {
         }
         let blob =
             Range::from_start_size(address, fdt.total_size() as u64).ok_or(DtbError::Invalid)?;
+        let self_test = fdt
+            .find_node("/chosen")
+            .and_then(|chosen| chosen.property("bootargs"))
+            .and_then(|bootargs| bootargs.as_str())
+            .and_then(SelfTest::from_command_line);
         Ok(MachineInfo {
             ram,
             cpus,
@@ -86,6 +94,7 @@ impl MachineInfo {
             gic,
             psci_smc,
             blob,
+            self_test,
         })
     }
 }

@@ -18,7 +18,7 @@
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{ESR_EL2, FAR_EL2, HPFAR_EL2, Readable};
-use septum_core::event::{Fault, Reason, Snapshot};
+use septum_core::event::{Event, Fault, Reason, Snapshot};
 use septum_core::system::CallRegisters;
 
 use septum_kernel::{Global, Kernel, Trap, Woken};
@@ -213,7 +213,21 @@ pub fn idle(until_us: u64) -> Woken {
         .idle_until(until_us, device_interrupt)
 }
 
-/// Entry from the vector table for an exception taken at EL2: a kernel bug.
-pub extern "C" fn kernel_fault(vector: u64, esr: u64, elr: u64, far: u64) -> ! {
-    panic!("exception at EL2: vector={vector} esr={esr:#x} elr={elr:#x} far={far:#x}")
+/// Entry from the vector table for an exception taken at EL2 (on this core's fault
+/// stack; `sp` is the stack pointer when it was taken): a kernel bug. An access
+/// to a stack's guard page is reported as that stack's overflow.
+pub extern "C" fn kernel_fault(vector: u64, esr: u64, elr: u64, far: u64, sp: u64) -> ! {
+    if let Some((cpu, stack)) = crate::cpu::guarded_stack(far) {
+        crate::report_on_stop(Event::KernelStackOverflow {
+            cpu,
+            stack: stack.name(),
+            guard: far & !(crate::cpu::GUARD_BYTES - 1),
+            pc: elr,
+        });
+        panic!(
+            "kernel stack overflow: core {cpu}'s {} stack ran into its guard page (sp {sp:#x})",
+            stack.name()
+        )
+    }
+    panic!("exception at EL2: vector={vector} esr={esr:#x} elr={elr:#x} far={far:#x} sp={sp:#x}")
 }

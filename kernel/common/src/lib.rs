@@ -32,6 +32,7 @@ pub mod arena;
 mod load;
 pub mod paging;
 mod platform;
+pub mod self_test;
 #[cfg(test)]
 mod tests;
 mod uart;

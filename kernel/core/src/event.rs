@@ -160,6 +160,22 @@ pub enum Event<'a> {
         /// Microseconds since the machine's reset (the board's counter).
         us: u64,
     },
+    /// The kernel runs a self-test its command line asked for (fault injection).
+    KernelSelfTest {
+        /// Its name.
+        name: &'a str,
+    },
+    /// A kernel stack ran into its guard page: the kernel stops.
+    KernelStackOverflow {
+        /// The core whose stack it is.
+        cpu: usize,
+        /// Which of its stacks (`boot` or `trap`).
+        stack: &'a str,
+        /// The guard page's address.
+        guard: u64,
+        /// Where the kernel was when it touched the guard page.
+        pc: u64,
+    },
     /// The kernel placed a partition's RAM in machine memory.
     PartitionPlaced {
         /// Partition name.
@@ -367,6 +383,16 @@ impl fmt::Display for Event<'_> {
             Event::KernelRunning { partitions, us } => {
                 write!(f, "@@ kernel running partitions={partitions} us={us}")
             }
+            Event::KernelSelfTest { name } => write!(f, "@@ kernel self-test {name}"),
+            Event::KernelStackOverflow {
+                cpu,
+                stack,
+                guard,
+                pc,
+            } => write!(
+                f,
+                "@@ kernel stack-overflow cpu={cpu} stack={stack} guard={guard:#x} pc={pc:#x}"
+            ),
             Event::PartitionPlaced { name, base, size } => {
                 write!(
                     f,

@@ -185,6 +185,7 @@ impl<'a, T> IntoIterator for &'a FixedDeque<T> {
 mod tests {
     use super::*;
 
+    /// Verifies: SK-INIT-006
     #[test]
     fn a_full_vector_refuses_and_keeps_its_buffer() {
         let mut vec = FixedVec::with_capacity(2);
@@ -199,6 +200,7 @@ mod tests {
         assert_eq!(vec.pop(), None);
     }
 
+    /// Verifies: SK-INIT-006
     #[test]
     fn a_full_deque_refuses() {
         let mut deque = FixedDeque::with_capacity(2);
