@@ -317,6 +317,33 @@ fn print_lock_counts(console: &str, run: &str) {
     }
 }
 
+/// Prints the null, general and policy-trap round trips with 2 partitions in the
+/// system (`console`, the main benchmark's run) against 8 and 64
+/// (`bench-8-aarch64`, `bench-64-aarch64`): they should not grow.
+fn flatness_bench(two: &str, clock: &str) -> Result<()> {
+    let eight = run_benchmark("bench-8-aarch64")?;
+    let sixty_four = run_benchmark("bench-64-aarch64")?;
+    println!("round trips by partitions in the system (aarch64, {clock}), ns:");
+    println!("| figure | 2 partitions | 8 | 64 |");
+    println!("|---|---|---|---|");
+    for name in ["null-hypercall", "general-hypercall", "policy-trap"] {
+        let ns = |console: &str| -> Result<String> {
+            let line = figure_line(console, name)?;
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix("ns="))
+                .map(str::to_owned)
+                .with_context(|| format!("unreadable {name} figure: {line}"))
+        };
+        println!(
+            "| {name} | {} | {} | {} |",
+            ns(two)?,
+            ns(&eight)?,
+            ns(&sixty_four)?
+        );
+    }
+    Ok(())
+}
+
 /// Boots systems of 2, 8 and 64 partitions of 2 MiB (pc: 16, its scale
 /// scenario) and prints the time from reset to every partition started, from the
 /// kernel's `@@ kernel running` line, with what its state took.
@@ -523,6 +550,9 @@ fn bench(board_name: &str) -> Result<()> {
         print_lock_counts(&two, "2 cores, the other idle");
     } else {
         println!("policy trap round trip, 2 cores: not measured on x86 (an idle core still polls)");
+    }
+    if board.arch == "aarch64" {
+        flatness_bench(&console, clock)?;
     }
     boot_bench(&board.name, &board.arch, clock)?;
     messaging_bench(&board.arch, clock)?;

@@ -68,6 +68,8 @@ scenarios! {
         boot_2 => "boot-2",
         boot_8 => "boot-8",
         stack_overflow => "stack-overflow",
+        bench_8 => "bench-8-aarch64",
+        bench_64 => "bench-64-aarch64",
         fuzz => "fuzz",
         irq => "irq",
         irq_masked => "irq-masked",

@@ -202,6 +202,11 @@ pub struct System {
     audit: AuditRing,
     /// Every vCPU, in package order (see `partition.rs`).
     vcpus: Box<[VcpuSlot]>,
+    /// Per core: the vCPUs pinned to it, in package order (the round robin of
+    /// `run.rs` looks only at these, so its cost does not grow with the system).
+    on_core: [Box<[usize]>; MAX_CPUS],
+    /// Guests (partitions but the service VM) that have not ended.
+    live_guests: u64,
     /// Per core: the vCPU whose registers are live there (see `run.rs`).
     loaded: [Option<usize>; MAX_CPUS],
     /// Bit `n`: core `n` was kicked and has not entered the core since.
@@ -306,15 +311,21 @@ impl System {
             })
             .collect();
         let flip = Flip::new(package, &kept, flip_memory).map_err(SystemError::Queues)?;
+        let on_core = core::array::from_fn(|cpu| {
+            let pinned = vcpus.iter().enumerate().filter(|(_, slot)| slot.cpu == cpu);
+            pinned.map(|(vcpu, _)| vcpu).collect()
+        });
         let specs = balloon_memory::specs(package, host_ram);
         let balloon = Balloon::new(&specs, balloon_words).map_err(SystemError::Balloon)?;
         Ok(System {
+            live_guests: partitions.len() as u64 - 1,
             partitions: partitions.into_boxed_slice(),
             service_ready: false,
             schedules,
             events: Events::new(package.len()),
             audit: AuditRing::default(),
             vcpus: vcpus.into_boxed_slice(),
+            on_core,
             loaded: [None; MAX_CPUS],
             kicked: 0,
             recheck_cores: false,

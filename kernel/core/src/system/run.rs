@@ -574,11 +574,13 @@ impl System {
         after: Option<usize>,
         eligible: impl Fn(usize) -> bool,
     ) -> Option<usize> {
-        let count = self.vcpus.len();
-        let start = after.unwrap_or(count - 1);
-        (1..=count)
-            .map(|step| (start + step) % count)
-            .find(|&v| self.vcpus[v].cpu == cpu && eligible(v) && self.needs_cpu(v))
+        let pinned = &self.on_core[cpu];
+        // The first of them after `after` in package order (they are in package
+        // order), wrapping around, `after` itself last.
+        let first = after.map_or(0, |after| pinned.partition_point(|&v| v <= after));
+        (0..pinned.len())
+            .map(|step| pinned[(first + step) % pinned.len()])
+            .find(|&v| eligible(v) && self.needs_cpu(v))
     }
 
     /// Notes that a partition stopped running (suspended, ended, or a restart or

@@ -147,6 +147,11 @@ proptest! {
                     }
                 }
             }
+            let live = after[1..]
+                .iter()
+                .filter(|(s, _)| !matches!(s, PartitionState::Exited | PartitionState::Stopped))
+                .count() as u64;
+            prop_assert_eq!(t.sys.live_guests(), live);
             prop_assert_ne!(after[0].0, PartitionState::Suspended);
             if matches!(after[0].0, PartitionState::Exited | PartitionState::Stopped) {
                 prop_assert!(after.iter().all(|(s, _)| *s != PartitionState::Suspended));

@@ -49,6 +49,10 @@ impl System {
             .life
             .exit(code)
             .expect("a running partition exits");
+        if index != 0 {
+            self.live_guests -= 1;
+        }
+        let partition = &self.partitions[index];
         emit(
             platform,
             Event::PartitionExit {
@@ -73,6 +77,10 @@ impl System {
             .life
             .stop()
             .expect("a partition not ended is stopped");
+        if index != 0 {
+            self.live_guests -= 1;
+        }
+        let partition = &self.partitions[index];
         emit(
             platform,
             Event::PartitionStop {
@@ -106,9 +114,13 @@ impl System {
         // Its initial memory must come back whole, or it is not restarted.
         self.balloon.can_restart(index)?;
         let now_us = platform.now_us();
+        let was_ended = self.partitions[index].life.ended();
         let restarted = self.partitions[index].life.restart(now_us);
         let generation = match restarted {
             Ok(Ok(generation)) => {
+                if was_ended && index != 0 {
+                    self.live_guests += 1;
+                }
                 // Its reload is owed work, done in its own turns.
                 self.note_may_run(index);
                 generation

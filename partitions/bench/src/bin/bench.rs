@@ -10,6 +10,11 @@
 //!   it past the store. This is the guest -> service VM -> guest round trip. It
 //!   needs a service VM that holds a control capability for this partition.
 //!
+//! The boot argument, if not 0, is how many milliseconds to wait before
+//! measuring (aarch64 only, where the counter's frequency is known): time for the
+//! other partitions of a larger system to run to their end first, so that they do
+//! not share the measured time.
+//!
 //! On aarch64, run under QEMU with `-icount shift=0`, where one instruction takes
 //! one nanosecond of virtual time, so the figures are deterministic. On x86_64 the
 //! counter is the TSC, reported in ticks (under Bochs with `clock: sync=none` it
@@ -25,7 +30,8 @@ septum_sdk::entry!(main);
 /// Calls per measurement.
 const CALLS: u64 = 20_000;
 
-fn main(_boot: Boot) -> u64 {
+fn main(boot: Boot) -> u64 {
+    settle(boot.argument);
     measure("null-hypercall", CALLS, || {
         let _ = septum_sdk::null();
     });
@@ -46,6 +52,18 @@ fn main(_boot: Boot) -> u64 {
         unsafe { core::ptr::write_volatile(UNASSIGNED_MMIO as *mut u32, 1) };
     });
     0
+}
+
+/// Spins for `ms` milliseconds of the counter (not at all where its frequency is
+/// unknown).
+fn settle(ms: u64) {
+    let Some(hz) = arch::counter_frequency().filter(|_| ms > 0) else {
+        return;
+    };
+    let until = arch::counter() + ms * hz / 1000;
+    while arch::counter() < until {
+        core::hint::spin_loop();
+    }
 }
 
 /// Round trips through the service VM per measurement (each costs thousands of
