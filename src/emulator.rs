@@ -37,8 +37,9 @@ pub struct RunOptions {
     pub cpus: Option<u32>,
     /// What to type on the console, in order, in a captured run.
     pub input: Vec<ConsoleInput>,
-    /// The kernel's command line (QEMU's `-append`, which fills the device tree's
-    /// `/chosen/bootargs`), if any.
+    /// QEMU only: the kernel's command line (`-append`, which fills the device
+    /// tree's `/chosen/bootargs`), if any. (The pc image carries its own, in
+    /// GRUB's menu: see `scenario::build_image`.)
     pub kernel_args: Option<String>,
 }
 
@@ -71,9 +72,6 @@ pub struct RunOutput {
 /// Runs `image` with the console captured, killing the emulator at the timeout.
 pub fn run_captured(board: &Board, image: &Path, options: &RunOptions) -> Result<RunOutput> {
     match board.emulator.as_str() {
-        "bochs" if options.kernel_args.is_some() => {
-            bail!("the pc board takes no kernel command line yet")
-        }
         "bochs" => bochs(board, image, options, false),
         _ => qemu_captured(board, image, options),
     }

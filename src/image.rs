@@ -125,10 +125,14 @@ pub fn arm64_image(kernel: &Path, package: &[u8]) -> Result<Vec<u8>> {
     Ok(image)
 }
 
-/// Writes a bootable GRUB ISO to `out`: the kernel ELF (loaded with multiboot2) and
-/// the system package as the module named `system`. Needs `grub-mkrescue` (and
-/// xorriso, mtools), which `scripts/setup.sh` installs.
-pub fn grub_iso(kernel: &Path, package: &[u8], out: &Path) -> Result<()> {
+/// Writes a bootable GRUB ISO to `out`: the kernel ELF (loaded with multiboot2,
+/// with `command_line` as its command line) and the system package as the module
+/// named `system`. Needs `grub-mkrescue` (and xorriso, mtools), which
+/// `scripts/setup.sh` installs.
+pub fn grub_iso(kernel: &Path, package: &[u8], command_line: &str, out: &Path) -> Result<()> {
+    if command_line.contains(['\n', '"', '\\', '$', ';']) {
+        bail!("the kernel command line `{command_line}` has a character GRUB's menu would read");
+    }
     let tree = out.with_extension("iso.d");
     let _ = std::fs::remove_dir_all(&tree);
     std::fs::create_dir_all(tree.join("boot/grub"))?;
@@ -137,8 +141,10 @@ pub fn grub_iso(kernel: &Path, package: &[u8], out: &Path) -> Result<()> {
     std::fs::write(tree.join("boot/system.pkg"), package)?;
     std::fs::write(
         tree.join("boot/grub/grub.cfg"),
-        "set timeout=0\nset default=0\nmenuentry \"Septum\" {\n  multiboot2 /boot/septum\n  \
-         module2 /boot/system.pkg system\n  boot\n}\n",
+        format!(
+            "set timeout=0\nset default=0\nmenuentry \"Septum\" {{\n  multiboot2 /boot/septum \
+             {command_line}\n  module2 /boot/system.pkg system\n  boot\n}}\n"
+        ),
     )?;
     let output = std::process::Command::new("grub-mkrescue")
         .arg("-o")

@@ -514,7 +514,7 @@ fn image_for(board: &Board, system: Option<PathBuf>) -> Result<PathBuf> {
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("system");
-    scenario::build_image(board, &description, name)
+    scenario::build_image(board, &description, name, "")
 }
 
 fn bench(board_name: &str) -> Result<()> {

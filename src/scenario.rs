@@ -71,8 +71,9 @@ pub struct Scenario {
     /// The last `@@` line must start with this.
     #[serde(default = "default_final")]
     pub final_marker: String,
-    /// The kernel's command line (aarch64 only: QEMU's `-append`), such as
-    /// `septum.self-test=stack-overflow` for a fault-injection self-test.
+    /// The kernel's command line (QEMU's `-append` on aarch64, GRUB's menu on the
+    /// pc), such as `septum.self-test=stack-overflow` for a fault-injection
+    /// self-test.
     pub kernel_args: Option<String>,
     /// The scenario injects a fault that must stop the kernel: its run ends with
     /// `@@ kernel panic` (which is then its final marker) instead of never
@@ -149,7 +150,8 @@ impl Scenario {
                 })?;
             partition.argument = *argument;
         }
-        let image_path = build_image(&board, &system, &self.name)?;
+        let command_line = self.kernel_args.as_deref().unwrap_or("");
+        let image_path = build_image(&board, &system, &self.name, command_line)?;
         let options = RunOptions {
             ram: self
                 .ram
@@ -268,8 +270,14 @@ impl Scenario {
 }
 
 /// Builds the bootable image of `system` for `board` as
-/// `target/systems/<board>/<name>.img`.
-pub fn build_image(board: &Board, system: &System, name: &str) -> Result<PathBuf> {
+/// `target/systems/<board>/<name>.img`. The pc image carries the kernel's
+/// `command_line` (GRUB's menu); on aarch64 QEMU passes it at run time.
+pub fn build_image(
+    board: &Board,
+    system: &System,
+    name: &str,
+    command_line: &str,
+) -> Result<PathBuf> {
     let package = package::build(system, board)?;
     let kernel = image::kernel_elf(&board.arch)?;
     let out_dir = crate::from_root("target/systems").join(&board.name);
@@ -282,7 +290,7 @@ pub fn build_image(board: &Board, system: &System, name: &str) -> Result<PathBuf
         }
         "x86_64" => {
             let out = out_dir.join(format!("{name}.iso"));
-            image::grub_iso(&kernel, &package, &out)?;
+            image::grub_iso(&kernel, &package, command_line, &out)?;
             Ok(out)
         }
         other => bail!("unsupported architecture `{other}`"),

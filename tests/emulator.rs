@@ -121,6 +121,7 @@ scenarios! {
         vcpus_2 => "pc-vcpus-2",
         vcpus_shared_core => "pc-vcpus-shared-core",
         scale => "pc-scale",
+        stack_overflow => "pc-stack-overflow",
         hostile => "pc-hostile",
         leak => "pc-leak",
         fuzz => "pc-fuzz",

@@ -136,6 +136,8 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     );
     if let Some(test) = info.self_test {
         let _ = writeln!(console, "{}", Event::KernelSelfTest { name: test.name() });
+        // The fault's report reprograms the UART: what is in its FIFO goes first.
+        console.0.drain();
         match test {
             SelfTest::StackOverflow => {
                 septum_kernel::self_test::overflow_the_stack(0);

@@ -53,9 +53,10 @@ pub mod reg {
 
 const _: () = assert!(core::mem::size_of::<GuestRegisters>() == 128);
 
-/// Bytes of each trap stack and each start-up stack (`link.ld` reserves
-/// [`MAX_CPUS`] trap stacks and `MAX_CPUS - 1` start-up stacks of this size).
-const STACK_BYTES: u64 = 0x10000;
+/// Bytes of each trap stack and each start-up stack, its guard page included
+/// (`link.ld` reserves [`MAX_CPUS`] trap stacks and `MAX_CPUS - 1` start-up
+/// stacks of this size; see `stacks.rs`).
+pub const STACK_BYTES: u64 = 0x10000;
 const _: () = assert!(MAX_CPUS == 8, "link.ld reserves stacks for 8 cores");
 
 unsafe extern "C" {

@@ -4,7 +4,9 @@
 //! at; one IDT for all cores, whose every exception vector (all but the reserved
 //! 9, 15, 22-27 and 31, which no processor raises) reports the exception and stops
 //! the kernel. Interrupts stay disabled in the kernel, so only exceptions, which
-//! are kernel bugs, can arrive here.
+//! are kernel bugs, can arrive here. The page fault and double fault vectors run
+//! on the core's fault stack (the TSS's first interrupt stack), so that a stack
+//! that overflowed into its guard page (`stacks.rs`) is not needed to report it.
 //!
 //! Invariants: core `n`'s GS base is `&PER_CPU[n]` whenever it runs the kernel (set
 //! by [`init`], and by every VM exit through the VMCS host GS base of the partitions
@@ -58,6 +60,20 @@ static TABLES: [Tables; MAX_CPUS] = [const {
 }; MAX_CPUS];
 
 static IDT: Idt = Idt(UnsafeCell::new(InterruptDescriptorTable::new()));
+
+/// Bytes of each core's fault stack.
+const FAULT_STACK_BYTES: usize = 8192;
+
+/// One fault stack per core, core 0 first: the TSS's first interrupt stack.
+#[repr(C, align(16))]
+struct FaultStacks([[u8; FAULT_STACK_BYTES]; MAX_CPUS]);
+
+/// Written only by the CPU, each core on its own stack, while the kernel stops
+/// on a page fault or double fault.
+static mut FAULT_STACKS: FaultStacks = FaultStacks([[0; FAULT_STACK_BYTES]; MAX_CPUS]);
+
+/// The fault stack's index in the TSS's interrupt stack table.
+const FAULT_STACK_INDEX: u16 = 0;
 
 /// What each core keeps for itself, reached through its GS base.
 #[repr(C)]
@@ -180,6 +196,21 @@ unsafe extern "C" {
 }
 
 extern "C" fn kernel_exception(vector: u64, error: u64, rip: u64, cr2: u64) -> ! {
+    const PAGE_FAULT: u64 = 14;
+    if vector == PAGE_FAULT
+        && let Some((cpu, stack)) = crate::stacks::guarded_stack(cr2)
+    {
+        crate::report_on_stop(septum_core::event::Event::KernelStackOverflow {
+            cpu,
+            stack: stack.name(),
+            guard: cr2 & !(crate::stacks::GUARD_BYTES - 1),
+            pc: rip,
+        });
+        panic!(
+            "kernel stack overflow: core {cpu}'s {} stack ran into its guard page",
+            stack.name()
+        )
+    }
     panic!(
         "CPU exception in the kernel: vector={vector} error={error:#x} rip={rip:#x} cr2={cr2:#x}"
     )
@@ -200,7 +231,10 @@ pub unsafe fn init(cpu: usize) -> Selectors {
     // SAFETY: per this function's contract nothing else touches this core's tables
     // now (nor the IDT, on core 0); they are statics, so the 'static references the
     // CPU keeps stay valid.
-    let (gdt, tss) = unsafe { (&mut *TABLES[cpu].gdt.get(), &*TABLES[cpu].tss.get()) };
+    let (gdt, tss) = unsafe { (&mut *TABLES[cpu].gdt.get(), &mut *TABLES[cpu].tss.get()) };
+    let fault_stack = &raw const FAULT_STACKS as u64 + ((cpu + 1) * FAULT_STACK_BYTES) as u64;
+    tss.interrupt_stack_table[usize::from(FAULT_STACK_INDEX)] = VirtAddr::new(fault_stack);
+    let tss: &'static TaskStateSegment = tss;
     let code = gdt.append(Descriptor::kernel_code_segment());
     let data = gdt.append(Descriptor::kernel_data_segment());
     let tss_selector = gdt.append(Descriptor::tss_segment(tss));
@@ -253,7 +287,9 @@ unsafe fn build_idt(idt: &mut InterruptDescriptorTable) {
         idt.invalid_opcode.set_handler_addr(address(exception_6));
         idt.device_not_available
             .set_handler_addr(address(exception_7));
-        idt.double_fault.set_handler_addr(address(exception_8));
+        idt.double_fault
+            .set_handler_addr(address(exception_8))
+            .set_stack_index(FAULT_STACK_INDEX);
         idt.invalid_tss.set_handler_addr(address(exception_10));
         idt.segment_not_present
             .set_handler_addr(address(exception_11));
@@ -261,7 +297,9 @@ unsafe fn build_idt(idt: &mut InterruptDescriptorTable) {
             .set_handler_addr(address(exception_12));
         idt.general_protection_fault
             .set_handler_addr(address(exception_13));
-        idt.page_fault.set_handler_addr(address(exception_14));
+        idt.page_fault
+            .set_handler_addr(address(exception_14))
+            .set_stack_index(FAULT_STACK_INDEX);
         idt.x87_floating_point
             .set_handler_addr(address(exception_16));
         idt.alignment_check.set_handler_addr(address(exception_17));

@@ -30,6 +30,7 @@ mod irq;
 mod machine;
 mod serial;
 mod smp;
+mod stacks;
 mod vcpu;
 mod vmx;
 
@@ -44,6 +45,7 @@ use septum_core::package::Package;
 use septum_core::resources::Ports;
 use septum_kernel::arena::{BootArena, reserve_bytes};
 use septum_kernel::paging::PAGE;
+use septum_kernel::self_test::SelfTest;
 use septum_kernel::{Console, Kernel, Uart};
 use x86_64::instructions::port::Port;
 
@@ -99,6 +101,10 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     }
     // SAFETY: once, at boot, on the boot core, interrupts disabled.
     let selectors = unsafe { cpu::init(BOOT_CPU) };
+    // SAFETY: once, on the boot core, interrupts disabled, before the other cores
+    // start, with the boot page tables in CR3; the guard pages are the lowest page
+    // of each stack, and the boot stack in use is far above its own.
+    unsafe { stacks::unmap_guard_pages() };
     // SAFETY: once, at boot, interrupts disabled; the boot page tables identity-map
     // the first 4 GiB, the local APIC and I/O APIC included, and only this object
     // uses them.
@@ -145,6 +151,17 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
             cpus: processors.count() as u32
         }
     );
+    let command_line = info.command_line_tag().and_then(|tag| tag.cmdline().ok());
+    if let Some(test) = command_line.and_then(SelfTest::from_command_line) {
+        let _ = writeln!(console, "{}", Event::KernelSelfTest { name: test.name() });
+        // The fault's report reprograms the UART: what is in its FIFO goes first.
+        console.0.drain();
+        match test {
+            SelfTest::StackOverflow => {
+                septum_kernel::self_test::overflow_the_stack(0);
+            }
+        }
+    }
 
     let module = info
         .module_tags()
@@ -340,6 +357,18 @@ fn boot_page_tables<const N: usize>(frames: &mut FreeRanges<N>) -> u64 {
         )
     };
     pages.start
+}
+
+/// Writes `event` on the console as the kernel stops (for a fault in the kernel
+/// itself), behind the back of the console object, which may be held.
+pub fn report_on_stop(event: Event<'_>) {
+    if CONSOLE_READY.load(Ordering::Relaxed) {
+        // SAFETY: the kernel is about to stop; reprogramming and writing COM1
+        // behind the back of the console object is the only way left to report.
+        let mut console = Console(unsafe { Serial::com1() });
+        let _ = writeln!(console, "{event}");
+        console.0.drain();
+    }
 }
 
 #[panic_handler]

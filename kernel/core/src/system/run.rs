@@ -268,16 +268,15 @@ impl System {
         // A restart or stop asked for while it ran here comes first: this vCPU
         // leaves the core, and the last of its partition to leave a core carries
         // it out.
-        if self.partitions[partition].life.deferred().is_some() {
-            self.unload(cpu, out, platform);
-            return Next::Yield;
-        }
         let index = self.vcpus[vcpu].index;
         let life = &self.partitions[partition].life;
-        if !life.vcpu_runnable(index) {
+        let deferred = life.deferred().is_some();
+        if deferred || !life.vcpu_runnable(index) {
             // Its partition stopped running under it (a sibling on another core
-            // faulted, or it ended): it leaves the core, and a trap it made waits
-            // until it runs again.
+            // faulted, or it ended, or a restart or stop waits for it): it leaves
+            // the core, and a trap it made waits until it runs again. A restart
+            // or stop asked for while it ran here is carried out by the last vCPU
+            // of its partition to leave a core (`unload`).
             let event = Event::VcpuLeft {
                 name: self.partitions[partition].name(),
                 vcpu: index,
@@ -285,6 +284,9 @@ impl System {
                 state: life.abi(),
             };
             emit(platform, event);
+            if deferred {
+                self.unload(cpu, out, platform);
+            }
             return Next::Yield;
         }
         let dispatch = match trap {
