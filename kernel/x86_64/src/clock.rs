@@ -1,6 +1,7 @@
 //! Time on x86: the TSC, calibrated once at boot against the 8254 PIT (whose rate,
 //! 1,193,182 Hz, is fixed on every PC), and the VMX preemption timer that takes the
-//! CPU back from a partition when its time is up.
+//! CPU back from a partition when its time is up; and the idle wait on the TSC
+//! clock ([`Clock::idle_until`], which sleeps in `idle.rs`).
 //!
 //! Invariant: each turn of a partition starts with a preemption-timer value derived
 //! from its deadline (or the round-robin slice), written to its VMCS; the CPU saves
