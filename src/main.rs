@@ -540,17 +540,13 @@ fn bench(board_name: &str) -> Result<()> {
         println!("{what} ({}, {clock}): {figure}", board.arch);
     }
     print_lock_counts(&console, "one core");
-    if board.arch == "aarch64" {
-        let two = run_benchmark(&format!("bench-2cpu-{}", board.arch))?;
-        println!(
-            "policy trap round trip, 2 cores, the other idle ({}, {clock}): {}",
-            board.arch,
-            figure_line(&two, "policy-trap")?
-        );
-        print_lock_counts(&two, "2 cores, the other idle");
-    } else {
-        println!("policy trap round trip, 2 cores: not measured on x86 (an idle core still polls)");
-    }
+    let two = run_benchmark(&format!("bench-2cpu-{}", board.arch))?;
+    println!(
+        "policy trap round trip, 2 cores, the other idle ({}, {clock}): {}",
+        board.arch,
+        figure_line(&two, "policy-trap")?
+    );
+    print_lock_counts(&two, "2 cores, the other idle");
     if board.arch == "aarch64" {
         flatness_bench(&console, clock)?;
     }

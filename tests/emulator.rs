@@ -129,6 +129,7 @@ scenarios! {
         irq_masked => "pc-irq-masked",
         irq_priority => "pc-irq-priority",
         bench_runs => "bench-x86_64",
+        bench_2cpu_runs => "bench-2cpu-x86_64",
         bench_queue_runs => "bench-queue-x86_64",
         supervise_trap => "pc-supervise-trap",
         supervise_restart => "pc-supervise-restart",

@@ -1,6 +1,7 @@
 //! Time on x86: the TSC, calibrated once at boot against the 8254 PIT (whose rate,
 //! 1,193,182 Hz, is fixed on every PC), and the VMX preemption timer that takes the
-//! CPU back from a partition when its time is up.
+//! CPU back from a partition when its time is up; and the idle wait on the TSC
+//! clock ([`Clock::idle_until`], which sleeps in `idle.rs`).
 //!
 //! Invariant: each turn of a partition starts with a preemption-timer value derived
 //! from its deadline (or the round-robin slice), written to its VMCS; the CPU saves
@@ -14,11 +15,11 @@
 
 use core::arch::asm;
 use core::sync::atomic::Ordering;
-use septum_core::system::POLL_US;
 use septum_kernel::Woken;
 use x86_64::instructions::port::Port;
 
 use crate::cpu;
+use crate::idle::{self, Vectors};
 use crate::vmx::{self, field};
 
 const PIT_HZ: u64 = 1_193_182;
@@ -102,14 +103,34 @@ impl Clock {
         vmx::write(field::PREEMPTION_TIMER, timer.min(u64::from(u32::MAX)));
     }
 
-    /// Waits in the kernel until `until_us`, spinning with interrupts masked, so
-    /// a kick cannot end the wait: after [`POLL_US`] at most it returns as if
-    /// kicked, and the core asks the kernel again (it polls).
-    pub fn idle_until(&self, until_us: u64) -> Woken {
-        let until_us = until_us.min(self.now_us().saturating_add(POLL_US));
+    /// Spins for `us` microseconds (at boot, to pace the start of the other
+    /// cores).
+    pub fn delay_us(&self, us: u64) {
+        let until_us = self.now_us().saturating_add(us);
         while self.now_us() < until_us {
             core::hint::spin_loop();
         }
-        Woken::Kicked
+    }
+
+    /// Sleeps in HLT until `until_us` (`u64::MAX`: no deadline) or a kick (see
+    /// `idle.rs`); the interrupts for the kernel that come meanwhile (a
+    /// partition's device, the console) go to `hand_on`, and the sleep goes on.
+    pub fn idle_until(&self, until_us: u64, hand_on: impl Fn(Vectors)) -> Woken {
+        let until_tsc = match until_us {
+            u64::MAX => u64::MAX,
+            _ => until_us.saturating_mul(self.ticks_per_us),
+        };
+        loop {
+            let wait = idle::wait(until_tsc);
+            if !wait.taken.is_empty() {
+                hand_on(wait.taken);
+            }
+            if wait.kicked {
+                return Woken::Kicked;
+            }
+            if tsc() >= until_tsc {
+                return Woken::Time;
+            }
+        }
     }
 }

@@ -3,10 +3,12 @@
 //! so cores cannot share one) and a [`PerCpu`] block that the core's GS base points
 //! at; one IDT for all cores, whose every exception vector (all but the reserved
 //! 9, 15, 22-27 and 31, which no processor raises) reports the exception and stops
-//! the kernel. Interrupts stay disabled in the kernel, so only exceptions, which
-//! are kernel bugs, can arrive here. The page fault and double fault vectors run
-//! on the core's fault stack (the TSS's first interrupt stack), so that a stack
-//! that overflowed into its guard page (`stacks.rs`) is not needed to report it.
+//! the kernel, and whose interrupt vectors (32 to 255) are the idle wait's
+//! (`idle.rs`). Interrupts stay disabled in the kernel except in the idle wait's
+//! HLT, so elsewhere only exceptions, which are kernel bugs, can arrive here. The
+//! page fault and double fault vectors run on the core's fault stack (the TSS's
+//! first interrupt stack), so that a stack that overflowed into its guard page
+//! (`stacks.rs`) is not needed to report it.
 //!
 //! Invariants: core `n`'s GS base is `&PER_CPU[n]` whenever it runs the kernel (set
 //! by [`init`], and by every VM exit through the VMCS host GS base of the partitions
@@ -316,6 +318,7 @@ unsafe fn build_idt(idt: &mut InterruptDescriptorTable) {
         idt.security_exception
             .set_handler_addr(address(exception_30));
     }
+    crate::idle::install(idt);
 }
 
 /// Where core `cpu`'s GDT and TSS and the IDT are (for the VMCS host state): (GDT,

@@ -22,6 +22,7 @@ use septum_kernel::{Global, Kernel, Run, Trap};
 
 use crate::boot::{GuestRegisters, reg};
 use crate::clock;
+use crate::idle::Vectors;
 use crate::irq::Ended;
 use crate::machine::Pc;
 use crate::vcpu::{self, Vcpu};
@@ -283,11 +284,33 @@ fn deliver(kernel: &mut Kernel<Vcpu, Pc>, run: Run) {
     }
 }
 
-/// Waits on core `cpu` until `until_us` (the kernel is not held meanwhile,
-/// except to drain the console).
+/// Sleeps on core `cpu` until `until_us` or a kick (the kernel is not held
+/// meanwhile, except to drain the console and to hand on an interrupt taken
+/// while asleep): see [`crate::clock::Clock::idle_until`].
 fn idle(cpu: usize, until_us: u64) {
     let clock = KERNEL.with(cpu, |kernel| kernel.machine.clock);
-    KERNEL.idle(cpu, until_us, |until_us| clock.idle_until(until_us));
+    KERNEL.idle(cpu, until_us, |until_us| {
+        clock.idle_until(until_us, |taken| interrupts_while_idle(cpu, taken))
+    });
+}
+
+/// Hands on the interrupts core `cpu` took while idle (already ended at the
+/// local APIC), as [`handle_vm_exit`] does one acknowledged on a VM exit: a
+/// partition's is made pending in its owner's first vCPU, the console's drains
+/// the console. None of them ends the idle wait: interrupts never start a turn.
+fn interrupts_while_idle(cpu: usize, taken: Vectors) {
+    KERNEL.with(cpu, |kernel| {
+        for vector in taken.iter() {
+            match kernel.machine.interrupts.whose(vector) {
+                Ended::Partition(line, owner) => {
+                    let vcpu = kernel.first_vcpu(owner);
+                    kernel.vcpus[vcpu].pend(line);
+                }
+                Ended::Console => kernel.drain_console(),
+                Ended::Kick | Ended::Nobody => {}
+            }
+        }
+    });
 }
 
 /// Called when VMLAUNCH or VMRESUME itself failed: a kernel bug.

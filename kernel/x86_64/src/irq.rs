@@ -14,10 +14,14 @@
 //! interrupts exit, acknowledged on exit); the exit handler asks
 //! [`Interrupts::end`] for the owner of its vector, which also sends the local APIC
 //! its EOI, and the owner's vCPU keeps it pending until that partition can take it
-//! (see `Vcpu::deliver_interrupts`). One line is the kernel's own: COM1's (IRQ 4),
-//! routed to the boot core at [`CONSOLE_VECTOR`], on which the kernel drains its
-//! console; no partition can be granted it. One vector, [`KICK_VECTOR`], is the
-//! kicks the cores send each other through the interrupt command register.
+//! (see `Vcpu::deliver_interrupts`). An interrupt arriving while the core idles
+//! is taken in its HLT through the IDT instead (`idle.rs`), ended there, and
+//! handed to the same owner by [`Interrupts::whose`]. One line is the kernel's
+//! own: COM1's (IRQ 4), routed to the boot core at [`CONSOLE_VECTOR`], on which
+//! the kernel drains its console; no partition can be granted it. One vector,
+//! [`KICK_VECTOR`], is the kicks the cores send each other through the interrupt
+//! command register; one, [`TIMER_VECTOR`], each core's local APIC timer, in
+//! TSC-deadline mode, which ends an idle wait at its deadline.
 //!
 //! Invariants:
 //! - only granted lines are unmasked in the I/O APIC, each routed to one vector;
@@ -28,11 +32,14 @@
 //!   cannot make the device interrupt again (a level-triggered line would, until the
 //!   partition acknowledged the device).
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use tock_registers::LocalRegisterCopy;
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_bitfields;
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
+use x86_64::registers::model_specific::Msr;
 
 use crate::vmx;
 
@@ -48,6 +55,9 @@ pub const CONSOLE_VECTOR: u8 = 0xf0;
 /// The vector one core sends another to make it enter the kernel
 /// (`septum_kernel::Machine::kick`).
 pub const KICK_VECTOR: u8 = 0xf1;
+/// The vector of each core's local APIC timer (TSC-deadline mode), armed only
+/// while the core idles.
+pub const TIMER_VECTOR: u8 = 0xf2;
 /// Where the I/O APIC's registers are on a PC (identity-mapped by the kernel).
 const IO_APIC_BASE: u64 = 0xfec0_0000;
 const IA32_APIC_BASE: u32 = 0x1b;
@@ -58,12 +68,28 @@ const APIC_BASE_ADDRESS: u64 = 0xf_ffff_f000;
 /// `0x11 + 2n` high half).
 const IO_APIC_REDIRECTION: u32 = 0x10;
 const IO_APIC_VERSION: u32 = 0x01;
+const IA32_TSC_DEADLINE: u32 = 0x6e0;
+/// CPUID leaf 1 ECX: the local APIC timer has TSC-deadline mode.
+const CPUID_1_ECX_TSC_DEADLINE: u32 = 1 << 24;
+
+/// The local APIC's registers, the same address on every core (set by the boot
+/// core's [`Interrupts::init`] before any interrupt can be taken), for the idle
+/// wait's interrupt stubs, which end interrupts without the kernel state.
+static LOCAL_APIC: AtomicU64 = AtomicU64::new(0);
 
 register_bitfields! {u32,
     SVR [
         /// APIC software enable.
         ENABLE OFFSET(8) NUMBITS(1) [],
         /// The spurious-interrupt vector.
+        VECTOR OFFSET(0) NUMBITS(8) [],
+    ],
+    LVT_TIMER [
+        /// Timer mode.
+        MODE OFFSET(17) NUMBITS(2) [OneShot = 0, Periodic = 1, TscDeadline = 2],
+        /// Masked: the timer does not interrupt.
+        MASK OFFSET(16) NUMBITS(1) [],
+        /// The vector.
         VECTOR OFFSET(0) NUMBITS(8) [],
     ],
     ID [
@@ -108,7 +134,9 @@ register_structs! {
         (0x300 => command_low: ReadWrite<u32>),
         (0x304 => _reserved5),
         (0x310 => command_high: ReadWrite<u32>),
-        (0x314 => @END),
+        (0x314 => _reserved6),
+        (0x320 => lvt_timer: ReadWrite<u32, LVT_TIMER::Register>),
+        (0x324 => @END),
     }
 }
 
@@ -293,6 +321,12 @@ impl Interrupts {
             return Ended::Nobody;
         }
         self.local.eoi.set(0);
+        self.whose(vector)
+    }
+
+    /// Whose the interrupt with `vector` is (the timer's and the spurious vector
+    /// are nobody's).
+    pub fn whose(&self, vector: u8) -> Ended {
         if vector == CONSOLE_VECTOR {
             return Ended::Console;
         }
@@ -322,9 +356,47 @@ unsafe fn enable_local_apic() -> &'static LocalApicRegisters {
     // SAFETY: per this function's contract the block is mapped; the structure
     // matches the local APIC's register layout.
     let local = unsafe { &*((base & APIC_BASE_ADDRESS) as *const LocalApicRegisters) };
+    LOCAL_APIC.store(base & APIC_BASE_ADDRESS, Ordering::Relaxed);
     local.task_priority.set(0);
     local
         .spurious
         .write(SVR::ENABLE::SET + SVR::VECTOR.val(u32::from(SPURIOUS_VECTOR)));
+    assert!(
+        core::arch::x86_64::__cpuid(1).ecx & CPUID_1_ECX_TSC_DEADLINE != 0,
+        "the local APIC timer has no TSC-deadline mode"
+    );
+    // The timer stays quiet until a deadline is written (`arm_deadline`).
+    local.lvt_timer.write(
+        LVT_TIMER::MODE::TscDeadline
+            + LVT_TIMER::MASK::CLEAR
+            + LVT_TIMER::VECTOR.val(u32::from(TIMER_VECTOR)),
+    );
     local
+}
+
+/// Ends the interrupt in service on this core (an EOI to its local APIC), for
+/// the idle wait's interrupt stubs, which run without the kernel state.
+pub fn end_of_interrupt() {
+    let base = LOCAL_APIC.load(Ordering::Relaxed);
+    // SAFETY: `base` is the local APIC's address (every core's own block is
+    // there), set by `enable_local_apic` before interrupts were ever enabled and
+    // identity-mapped; writing its EOI register only ends the interrupt in
+    // service, which is what the caller took.
+    let local = unsafe { &*(base as *const LocalApicRegisters) };
+    local.eoi.set(0);
+}
+
+/// Arms this core's local APIC timer to interrupt (at [`TIMER_VECTOR`]) when the
+/// TSC reaches `tsc`: at once if it has already passed.
+pub fn arm_deadline(tsc: u64) {
+    // SAFETY: IA32_TSC_DEADLINE is this core's timer deadline, used only by the
+    // idle wait on this core; the timer is in TSC-deadline mode
+    // (`enable_local_apic`), whose LVT write was long since serialised.
+    unsafe { Msr::new(IA32_TSC_DEADLINE).write(tsc.max(1)) };
+}
+
+/// Disarms this core's local APIC timer (a deadline of 0).
+pub fn disarm_deadline() {
+    // SAFETY: as in `arm_deadline`; 0 disarms the timer.
+    unsafe { Msr::new(IA32_TSC_DEADLINE).write(0) };
 }

@@ -26,6 +26,7 @@ mod clock;
 mod cpu;
 mod ept;
 mod exit;
+mod idle;
 mod irq;
 mod machine;
 mod serial;

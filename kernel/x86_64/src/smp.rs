@@ -121,7 +121,7 @@ pub unsafe fn start_secondaries(interrupts: &Interrupts, processors: &Processors
     unsafe {
         core::ptr::copy_nonoverlapping(start as *const u8, TRAMPOLINE as *mut u8, len as usize)
     };
-    let wait_us = |us| clock.idle_until(clock.now_us() + us);
+    let wait_us = |us| clock.delay_us(us);
     for cpu in 1..processors.count() {
         let apic_id = processors.apic_id(cpu).expect("cpu < count");
         NEXT_STACK.store(boot::secondary_stack_top(cpu), Ordering::Relaxed);
