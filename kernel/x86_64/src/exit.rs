@@ -284,14 +284,20 @@ fn deliver(kernel: &mut Kernel<Vcpu, Pc>, run: Run) {
     }
 }
 
-/// Sleeps on core `cpu` until `until_us` or a kick (the kernel is not held
-/// meanwhile, except to drain the console and to hand on an interrupt taken
-/// while asleep): see [`crate::clock::Clock::idle_until`].
+/// Sleeps on core `cpu` until `until_us` or a kick, after draining the console
+/// once: see [`crate::clock::Clock::idle_until`]. The kernel is not held
+/// meanwhile, except to hand on an interrupt taken while asleep.
+///
+/// Unlike [`Global::idle`] (aarch64's), the wait is not cut into slices to
+/// drain the console while bytes wait for the UART: on x86 COM1's
+/// transmitter-empty interrupt, which reaches the boot core even while it
+/// sleeps, drains it, so no idle core needs to wake for that.
 fn idle(cpu: usize, until_us: u64) {
-    let clock = KERNEL.with(cpu, |kernel| kernel.machine.clock);
-    KERNEL.idle(cpu, until_us, |until_us| {
-        clock.idle_until(until_us, |taken| interrupts_while_idle(cpu, taken))
+    let clock = KERNEL.with(cpu, |kernel| {
+        kernel.drain_console();
+        kernel.machine.clock
     });
+    clock.idle_until(until_us, |taken| interrupts_while_idle(cpu, taken));
 }
 
 /// Hands on the interrupts core `cpu` took while idle (already ended at the
