@@ -5,6 +5,7 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use septum_core::event::KernelStack;
 use septum_core::system::MAX_CPUS;
 
 /// Bytes of stack per core: a 96 KiB boot stack (the kernel's state is built in
@@ -20,25 +21,6 @@ pub const BOOT_STACK_BYTES: u64 = STACKS_PER_CORE - 0x8000;
 
 /// Bytes of a guard page.
 pub const GUARD_BYTES: u64 = 4096;
-
-/// Which of a core's stacks a guard page protects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stack {
-    /// The stack it boots on (and, for the boot core, builds the kernel on).
-    Boot,
-    /// The stack it takes traps from partitions on.
-    Trap,
-}
-
-impl Stack {
-    /// Its name in the kernel's report.
-    pub fn name(self) -> &'static str {
-        match self {
-            Stack::Boot => "boot",
-            Stack::Trap => "trap",
-        }
-    }
-}
 
 /// Where the stacks start (the first byte of core 0's), once boot has found it.
 static STACKS_START: AtomicU64 = AtomicU64::new(0);
@@ -58,7 +40,7 @@ pub fn guard_pages(stacks_start: u64) -> [u64; 2 * MAX_CPUS] {
 }
 
 /// The core and stack whose guard page holds `address`, if one does.
-pub fn guarded_stack(address: u64) -> Option<(usize, Stack)> {
+pub fn guarded_stack(address: u64) -> Option<(usize, KernelStack)> {
     let stacks_start = STACKS_START.load(Ordering::Relaxed);
     if stacks_start == 0 {
         return None;
@@ -68,9 +50,9 @@ pub fn guarded_stack(address: u64) -> Option<(usize, Stack)> {
         .position(|&page| (page..page + GUARD_BYTES).contains(&address))
         .map(|index| {
             let stack = if index % 2 == 0 {
-                Stack::Boot
+                KernelStack::Boot
             } else {
-                Stack::Trap
+                KernelStack::Trap
             };
             (index / 2, stack)
         })

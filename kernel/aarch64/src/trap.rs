@@ -220,7 +220,7 @@ pub extern "C" fn kernel_fault(vector: u64, esr: u64, elr: u64, far: u64, sp: u6
     if let Some((cpu, stack)) = crate::cpu::guarded_stack(far) {
         crate::report_on_stop(Event::KernelStackOverflow {
             cpu,
-            stack: stack.name(),
+            stack,
             guard: far & !(crate::cpu::GUARD_BYTES - 1),
             pc: elr,
         });

@@ -121,6 +121,26 @@ impl StopCause {
     }
 }
 
+/// Which of a core's kernel stacks a guard page protects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelStack {
+    /// The stack the core starts on (the boot core's boot stack, on which it
+    /// builds the kernel; another core's start-up stack).
+    Boot,
+    /// The stack it takes traps from partitions on.
+    Trap,
+}
+
+impl KernelStack {
+    /// Its name in the kernel's report.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelStack::Boot => "boot",
+            KernelStack::Trap => "trap",
+        }
+    }
+}
+
 /// One structured console line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -169,8 +189,8 @@ pub enum Event<'a> {
     KernelStackOverflow {
         /// The core whose stack it is.
         cpu: usize,
-        /// Which of its stacks (`boot` or `trap`).
-        stack: &'a str,
+        /// Which of its stacks.
+        stack: KernelStack,
         /// The guard page's address.
         guard: u64,
         /// Where the kernel was when it touched the guard page.
@@ -391,7 +411,8 @@ impl fmt::Display for Event<'_> {
                 pc,
             } => write!(
                 f,
-                "@@ kernel stack-overflow cpu={cpu} stack={stack} guard={guard:#x} pc={pc:#x}"
+                "@@ kernel stack-overflow cpu={cpu} stack={} guard={guard:#x} pc={pc:#x}",
+                stack.name()
             ),
             Event::PartitionPlaced { name, base, size } => {
                 write!(
@@ -544,7 +565,7 @@ mod tests {
     /// Verifies: SK-AUD-001
     #[test]
     fn lines_match_the_documented_vocabulary() {
-        let cases: [(Event, &str); 7] = [
+        let cases: [(Event, &str); 11] = [
             (
                 Event::KernelBoot {
                     arch: "aarch64",
@@ -604,6 +625,35 @@ mod tests {
                     error: septum_abi::Error::Denied,
                 },
                 "@@ partition g denied call=5 error=denied",
+            ),
+            (
+                Event::KernelState {
+                    used: 7456,
+                    reserved: 90112,
+                },
+                "@@ kernel state bytes=7456 reserved=90112",
+            ),
+            (
+                Event::KernelRunning {
+                    partitions: 64,
+                    us: 13175,
+                },
+                "@@ kernel running partitions=64 us=13175",
+            ),
+            (
+                Event::KernelSelfTest {
+                    name: "stack-overflow",
+                },
+                "@@ kernel self-test stack-overflow",
+            ),
+            (
+                Event::KernelStackOverflow {
+                    cpu: 1,
+                    stack: KernelStack::Trap,
+                    guard: 0x4024_c000,
+                    pc: 0x4022_4ed4,
+                },
+                "@@ kernel stack-overflow cpu=1 stack=trap guard=0x4024c000 pc=0x40224ed4",
             ),
         ];
         for (event, line) in cases {

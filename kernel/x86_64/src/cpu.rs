@@ -204,7 +204,7 @@ extern "C" fn kernel_exception(vector: u64, error: u64, rip: u64, cr2: u64) -> !
     {
         crate::report_on_stop(septum_core::event::Event::KernelStackOverflow {
             cpu,
-            stack: stack.name(),
+            stack,
             guard: cr2 & !(crate::stacks::GUARD_BYTES - 1),
             pc: rip,
         });

@@ -15,6 +15,7 @@
 
 use core::cell::UnsafeCell;
 
+use septum_core::event::KernelStack;
 use septum_core::system::MAX_CPUS;
 use x86_64::registers::control::Cr3;
 
@@ -24,26 +25,6 @@ use crate::boot::STACK_BYTES;
 pub const GUARD_BYTES: u64 = 4096;
 const LARGE_PAGE: u64 = 2 << 20;
 
-/// Which of a core's stacks a guard page protects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stack {
-    /// The stack it starts on (the boot core's boot stack, another core's
-    /// start-up stack).
-    Boot,
-    /// The stack it takes VM exits on.
-    Trap,
-}
-
-impl Stack {
-    /// Its name in the kernel's report.
-    pub fn name(self) -> &'static str {
-        match self {
-            Stack::Boot => "boot",
-            Stack::Trap => "trap",
-        }
-    }
-}
-
 unsafe extern "C" {
     static __boot_pd: u8;
     static __boot_stack_bottom: u8;
@@ -52,21 +33,27 @@ unsafe extern "C" {
 }
 
 /// Every guard page, with the core and stack it protects.
-fn guard_pages() -> impl Iterator<Item = (u64, usize, Stack)> {
+fn guard_pages() -> impl Iterator<Item = (u64, usize, KernelStack)> {
     let boot = &raw const __boot_stack_bottom as u64;
     let trap = &raw const __trap_stacks as u64;
     let secondary = &raw const __secondary_stacks as u64;
-    let traps = (0..MAX_CPUS).map(move |cpu| (trap + cpu as u64 * STACK_BYTES, cpu, Stack::Trap));
-    let start_ups = (1..MAX_CPUS)
-        .map(move |cpu| (secondary + (cpu as u64 - 1) * STACK_BYTES, cpu, Stack::Boot));
-    [(boot, 0, Stack::Boot)]
+    let traps =
+        (0..MAX_CPUS).map(move |cpu| (trap + cpu as u64 * STACK_BYTES, cpu, KernelStack::Trap));
+    let start_ups = (1..MAX_CPUS).map(move |cpu| {
+        (
+            secondary + (cpu as u64 - 1) * STACK_BYTES,
+            cpu,
+            KernelStack::Boot,
+        )
+    });
+    [(boot, 0, KernelStack::Boot)]
         .into_iter()
         .chain(traps)
         .chain(start_ups)
 }
 
 /// The core and stack whose guard page holds `address`, if one does.
-pub fn guarded_stack(address: u64) -> Option<(usize, Stack)> {
+pub fn guarded_stack(address: u64) -> Option<(usize, KernelStack)> {
     guard_pages()
         .find(|&(page, _, _)| (page..page + GUARD_BYTES).contains(&address))
         .map(|(_, cpu, stack)| (cpu, stack))
