@@ -435,6 +435,10 @@ impl<P: Platform> fmt::Write for GuestLines<'_, P> {
 }
 
 #[cfg(test)]
+mod balloon_tests;
+#[cfg(test)]
+mod queue_tests;
+#[cfg(test)]
 mod schedule_tests;
 #[cfg(test)]
 mod supervise_props;
