@@ -319,26 +319,31 @@ fn print_lock_counts(console: &str, run: &str) {
 
 /// Prints the null, general and policy-trap round trips with 2 partitions in the
 /// system (`console`, the main benchmark's run) against 8 and 64
-/// (`bench-8-aarch64`, `bench-64-aarch64`): they should not grow.
-fn flatness_bench(two: &str, clock: &str) -> Result<()> {
-    let eight = run_benchmark("bench-8-aarch64")?;
-    let sixty_four = run_benchmark("bench-64-aarch64")?;
-    println!("round trips by partitions in the system (aarch64, {clock}), ns:");
+/// (`bench-8-<arch>`, `bench-64-<arch>`): they should not grow.
+fn flatness_bench(two: &str, arch: &str, clock: &str) -> Result<()> {
+    let eight = run_benchmark(&format!("bench-8-{arch}"))?;
+    let sixty_four = run_benchmark(&format!("bench-64-{arch}"))?;
+    let (unit, key) = if arch == "aarch64" {
+        ("ns", "ns=")
+    } else {
+        ("ticks", "ticks_per_call=")
+    };
+    println!("round trips by partitions in the system ({arch}, {clock}), {unit}:");
     println!("| figure | 2 partitions | 8 | 64 |");
     println!("|---|---|---|---|");
     for name in ["null-hypercall", "general-hypercall", "policy-trap"] {
-        let ns = |console: &str| -> Result<String> {
+        let figure = |console: &str| -> Result<String> {
             let line = figure_line(console, name)?;
             line.split_whitespace()
-                .find_map(|f| f.strip_prefix("ns="))
+                .find_map(|f| f.strip_prefix(key))
                 .map(str::to_owned)
                 .with_context(|| format!("unreadable {name} figure: {line}"))
         };
         println!(
             "| {name} | {} | {} | {} |",
-            ns(two)?,
-            ns(&eight)?,
-            ns(&sixty_four)?
+            figure(two)?,
+            figure(&eight)?,
+            figure(&sixty_four)?
         );
     }
     Ok(())
@@ -547,9 +552,7 @@ fn bench(board_name: &str) -> Result<()> {
         figure_line(&two, "policy-trap")?
     );
     print_lock_counts(&two, "2 cores, the other idle");
-    if board.arch == "aarch64" {
-        flatness_bench(&console, clock)?;
-    }
+    flatness_bench(&console, &board.arch, clock)?;
     boot_bench(&board.name, &board.arch, clock)?;
     messaging_bench(&board.arch, clock)?;
     balloon_bench(&board.arch, clock)?;

@@ -122,6 +122,8 @@ scenarios! {
         vcpus_shared_core => "pc-vcpus-shared-core",
         scale => "pc-scale",
         stack_overflow => "pc-stack-overflow",
+        bench_8 => "bench-8-x86_64",
+        bench_64 => "bench-64-x86_64",
         hostile => "pc-hostile",
         leak => "pc-leak",
         fuzz => "pc-fuzz",

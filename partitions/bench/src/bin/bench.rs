@@ -10,10 +10,12 @@
 //!   it past the store. This is the guest -> service VM -> guest round trip. It
 //!   needs a service VM that holds a control capability for this partition.
 //!
-//! The boot argument, if not 0, is how many milliseconds to wait before
-//! measuring (aarch64 only, where the counter's frequency is known): time for the
-//! other partitions of a larger system to run to their end first, so that they do
-//! not share the measured time.
+//! The boot argument, if not 0, is how long to wait before measuring: time for
+//! the other partitions of a larger system to run to their end first, so that
+//! they do not share the measured time, and for the console to have sent their
+//! lines (under Bochs COM1 takes its time, and the kernel drains it on every
+//! settle). It is milliseconds where the counter's frequency is known
+//! (aarch64), else tens of millions of counter ticks (x86's TSC).
 //!
 //! On aarch64, run under QEMU with `-icount shift=0`, where one instruction takes
 //! one nanosecond of virtual time, so the figures are deterministic. On x86_64 the
@@ -54,13 +56,14 @@ fn main(boot: Boot) -> u64 {
     0
 }
 
-/// Spins for `ms` milliseconds of the counter (not at all where its frequency is
-/// unknown).
-fn settle(ms: u64) {
-    let Some(hz) = arch::counter_frequency().filter(|_| ms > 0) else {
-        return;
+/// Spins for `amount` milliseconds of the counter, or tens of millions of its
+/// ticks where its frequency is unknown.
+fn settle(amount: u64) {
+    let ticks = match arch::counter_frequency() {
+        Some(hz) => amount * hz / 1000,
+        None => amount * 10_000_000,
     };
-    let until = arch::counter() + ms * hz / 1000;
+    let until = arch::counter() + ticks;
     while arch::counter() < until {
         core::hint::spin_loop();
     }
