@@ -291,12 +291,7 @@ fn time_isolation_bench(board: &str, arch: &str, clock: &str) -> Result<()> {
             .lines()
             .find_map(|line| line.strip_prefix("[meter] share="))
             .with_context(|| format!("no meter line in {scenario}"))?;
-        let field = |key: &str| {
-            line.split_whitespace()
-                .find_map(|f| f.strip_prefix(key))
-                .unwrap_or("?")
-                .to_owned()
-        };
+        let field = |key: &str| value_of(line, key).unwrap_or("?").to_owned();
         let mean = line.split_whitespace().next().unwrap_or("?");
         println!(
             "| {attack} | {mean} | {} | {} |",
@@ -334,8 +329,7 @@ fn flatness_bench(two: &str, arch: &str, clock: &str) -> Result<()> {
     for name in ["null-hypercall", "general-hypercall", "policy-trap"] {
         let figure = |console: &str| -> Result<String> {
             let line = figure_line(console, name)?;
-            line.split_whitespace()
-                .find_map(|f| f.strip_prefix(key))
+            value_of(line, key)
                 .map(str::to_owned)
                 .with_context(|| format!("unreadable {name} figure: {line}"))
         };
@@ -367,11 +361,8 @@ fn boot_bench(board: &str, arch: &str, clock: &str) -> Result<()> {
             console
                 .lines()
                 .find_map(|line| line.strip_prefix(prefix))
-                .and_then(|line| {
-                    line.split_whitespace()
-                        .find_map(|f| f.strip_prefix(key))
-                        .map(str::to_owned)
-                })
+                .and_then(|line| value_of(line, key))
+                .map(str::to_owned)
                 .with_context(|| format!("no `{prefix}{key}` in {scenario}"))
         };
         println!(
@@ -401,6 +392,13 @@ fn run_benchmark(name: &str) -> Result<String> {
     Ok(outcome.console)
 }
 
+/// The value of the `key=value` field (`key` with its `=`) among the
+/// space-separated fields of `line`.
+fn value_of<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix(key))
+}
+
 /// The fields of figure `name` in a benchmark's console (what follows
 /// `bench <name> ` on its line).
 fn figure_line<'a>(console: &'a str, name: &str) -> Result<&'a str> {
@@ -417,11 +415,7 @@ fn messaging_bench(arch: &str, clock: &str) -> Result<()> {
     // Per message or page: ns where the counter's frequency is known, else ticks.
     let figure = |name: &str| -> Result<f64> {
         let line = figure_line(&console, name)?;
-        let field = |key: &str| {
-            line.split_whitespace()
-                .find_map(|f| f.strip_prefix(key))
-                .and_then(|v| v.parse::<f64>().ok())
-        };
+        let field = |key: &str| value_of(line, key).and_then(|v| v.parse::<f64>().ok());
         field("ns=")
             .or_else(|| field("ticks_per_message=").or_else(|| field("ticks_per_page=")))
             .with_context(|| format!("unreadable {name} figure: {line}"))
@@ -466,8 +460,7 @@ fn balloon_bench(arch: &str, clock: &str) -> Result<()> {
     let moved = run_benchmark(&format!("balloon-move-{arch}"))?;
     let field = |console: &str, name: &str, key: &str| -> Result<u64> {
         let line = figure_line(console, name)?;
-        line.split_whitespace()
-            .find_map(|f| f.strip_prefix(key))
+        value_of(line, key)
             .and_then(|v| v.parse().ok())
             .with_context(|| format!("no {key} in the {name} figure: {line}"))
     };

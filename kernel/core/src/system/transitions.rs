@@ -49,9 +49,7 @@ impl System {
             .life
             .exit(code)
             .expect("a running partition exits");
-        if index != 0 {
-            self.live_guests -= 1;
-        }
+        self.note_ended(index);
         let partition = &self.partitions[index];
         emit(
             platform,
@@ -77,9 +75,7 @@ impl System {
             .life
             .stop()
             .expect("a partition not ended is stopped");
-        if index != 0 {
-            self.live_guests -= 1;
-        }
+        self.note_ended(index);
         let partition = &self.partitions[index];
         emit(
             platform,
@@ -211,6 +207,13 @@ impl System {
         self.wake_peers(peers, platform);
         if has_queues {
             self.emit_totals(index, "after", platform);
+        }
+    }
+
+    /// Partition `index` has just ended: one guest fewer is live.
+    fn note_ended(&mut self, index: usize) {
+        if index != 0 {
+            self.live_guests -= 1;
         }
     }
 
