@@ -20,7 +20,7 @@ use septum_core::caps::{CAP_SLOTS, Cap, CapTable, CapType};
 use septum_core::flip::Flip;
 use septum_core::memory::Range;
 use septum_core::package::{
-    self, Kind as PackageKind, Package, PackageError, PartitionSpec, QueueSpec,
+    self, Kind as PackageKind, Package, PackageError, PartitionSpec, Profile, QueueSpec,
 };
 use septum_core::resources::{Mmio, Ports, Resources, Window};
 use septum_core::supervision::{RestartBudget, Supervision, TrapPolicy};
@@ -270,6 +270,7 @@ pub fn build(system: &System, board: &Board) -> Result<Vec<u8>> {
                 Kind::Service => PackageKind::Service,
                 Kind::Guest => PackageKind::Guest,
             },
+            profile: Profile::Native,
             ram_size: partition.ram,
             image: &image.bytes,
             entry_offset: image.entry_offset,

@@ -173,6 +173,7 @@ fn package_of(queues: &[(usize, usize, u32, u32)]) -> Vec<u8> {
     let spec = |name, kind| PartitionSpec {
         name,
         kind,
+        profile: Profile::Native,
         ram_size: 2 << 20,
         image: &image,
         entry_offset: 0,

@@ -7,7 +7,7 @@ use septum_core::abi::Call;
 use septum_core::abi::layout::RAM_BASE;
 use septum_core::caps::{CAP_SLOTS, Cap, CapType};
 use septum_core::event::Fault;
-use septum_core::package::{Kind, Package, PartitionSpec, encode};
+use septum_core::package::{Kind, Package, PartitionSpec, Profile, encode};
 use septum_core::resources::Resources;
 use septum_core::supervision::Supervision;
 use std::cell::RefCell;
@@ -185,6 +185,7 @@ fn kernel() -> (Kernel<FakeVcpu, FakeMachine>, Rc<RefCell<Log>>, Vec<u8>) {
         PartitionSpec {
             name,
             kind,
+            profile: Profile::Native,
             ram_size: RAM,
             image: &image,
             entry_offset: 0,

@@ -87,6 +87,22 @@ pub enum Kind {
     Guest,
 }
 
+/// How a partition is entered and what machine it finds: Septum's own partition
+/// programs, or an unmodified Linux kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Profile {
+    /// A Septum partition program: entered at its entry with its RAM size,
+    /// boot argument and generation in x0-x2; it talks to the kernel through
+    /// hypercalls, and its accesses to memory it was not granted are faults.
+    #[default]
+    Native,
+    /// An unmodified Linux kernel (a guest only): entered by the arm64 boot
+    /// protocol (x0 = its device tree, the boot argument's guest address; MMU and
+    /// caches off), finding the virtual machine of [`septum_abi::virt`]: an
+    /// emulated GICv3 and SBSA UART, the virtual timer, PSCI through `hvc`.
+    Linux,
+}
+
 /// One partition as the package describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PartitionSpec<'a> {
@@ -94,6 +110,8 @@ pub struct PartitionSpec<'a> {
     pub name: &'a str,
     /// Service VM or guest.
     pub kind: Kind,
+    /// Native partition program or Linux.
+    pub profile: Profile,
     /// Bytes of RAM, a multiple of the page size.
     pub ram_size: u64,
     /// The flat image, loaded at the start of its RAM.
@@ -157,7 +175,8 @@ pub enum PackageError {
     BadCount(u32),
     /// Record `index` has a name that is empty, too long, not `[a-z0-9_-]`, or taken.
     BadName(usize),
-    /// Record `index` has an unknown kind.
+    /// Record `index` has an unknown kind, or a profile unknown or not allowed for its
+    /// kind (only a guest may be Linux).
     BadKind(usize),
     /// The first record is not the service VM, or another record is.
     ServiceNotFirstOrNotUnique,
@@ -349,6 +368,11 @@ impl<'a> Package<'a> {
             1 => Kind::Guest,
             _ => return Err(PackageError::BadKind(index)),
         };
+        let profile = match (read_u32(record, 20), kind) {
+            (0, _) => Profile::Native,
+            (1, Kind::Guest) => Profile::Linux,
+            _ => return Err(PackageError::BadKind(index)),
+        };
         let ram_size = read_u64(record, 24);
         if ram_size == 0
             || !ram_size.is_multiple_of(septum_abi::layout::PAGE_SIZE)
@@ -389,6 +413,7 @@ impl<'a> Package<'a> {
         let spec = PartitionSpec {
             name,
             kind,
+            profile,
             ram_size,
             image,
             entry_offset,
@@ -529,7 +554,11 @@ pub fn encode(
             Kind::Guest => 1,
         };
         bytes.extend_from_slice(&kind.to_le_bytes());
-        bytes.extend_from_slice(&0u32.to_le_bytes());
+        let profile: u32 = match p.profile {
+            Profile::Native => 0,
+            Profile::Linux => 1,
+        };
+        bytes.extend_from_slice(&profile.to_le_bytes());
         for field in [
             p.ram_size,
             image_offset as u64,

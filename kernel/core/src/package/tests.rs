@@ -10,6 +10,7 @@ fn spec<'a>(name: &'a str, kind: Kind, image: &'a [u8]) -> PartitionSpec<'a> {
     PartitionSpec {
         name,
         kind,
+        profile: Profile::Native,
         ram_size: 0x20_0000,
         image,
         entry_offset: 0,

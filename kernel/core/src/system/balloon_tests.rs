@@ -46,6 +46,7 @@ fn balloon_system() -> (System, FakeMachine) {
         PartitionSpec {
             name: "service",
             kind: Kind::Service,
+            profile: crate::package::Profile::Native,
             ram_size: RAM,
             image: &image,
             entry_offset: 0,
@@ -57,6 +58,7 @@ fn balloon_system() -> (System, FakeMachine) {
         PartitionSpec {
             name: "alpha",
             kind: Kind::Guest,
+            profile: crate::package::Profile::Native,
             ram_size: INITIAL * PAGE,
             image: &image,
             entry_offset: 0,

@@ -57,6 +57,7 @@ fn queue_system() -> (System, FakeMachine) {
             PartitionSpec {
                 name: names[i],
                 kind: if i == 0 { Kind::Service } else { Kind::Guest },
+                profile: crate::package::Profile::Native,
                 ram_size: RAM,
                 image: &image,
                 entry_offset: 0,

@@ -32,6 +32,7 @@ fn scheduled() -> (System, FakeMachine) {
             PartitionSpec {
                 name: names[i],
                 kind,
+                profile: crate::package::Profile::Native,
                 ram_size: RAM,
                 image: &image,
                 entry_offset: 0,
@@ -180,6 +181,7 @@ fn each_core_round_robins_its_own_partitions_and_waits_for_others() {
     .map(|(name, kind, cpus)| PartitionSpec {
         name,
         kind,
+        profile: crate::package::Profile::Native,
         ram_size: RAM,
         image: &image,
         entry_offset: 0,

@@ -125,6 +125,7 @@ pub(super) fn rig_with(cpus: [u8; 3], sup: [Supervision; 3]) -> Rig {
             PartitionSpec {
                 name: names[i],
                 kind,
+                profile: crate::package::Profile::Native,
                 ram_size: RAM,
                 image: &image,
                 entry_offset: 0,

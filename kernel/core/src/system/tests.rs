@@ -111,6 +111,7 @@ pub(super) fn system_with(guests: usize, caps: impl Fn(Kind) -> CapTable) -> (Sy
             PartitionSpec {
                 name: names[i],
                 kind,
+                profile: crate::package::Profile::Native,
                 ram_size: RAM,
                 image: &image,
                 entry_offset: 0,
@@ -347,6 +348,7 @@ fn each_call_needs_its_capability_type_and_right() {
     let spec = PartitionSpec {
         name: "s",
         kind: Kind::Service,
+        profile: crate::package::Profile::Native,
         ram_size: RAM,
         image: &image,
         entry_offset: 0,
@@ -407,6 +409,7 @@ fn placements_must_match_the_package() {
     let spec = |name, kind| PartitionSpec {
         name,
         kind,
+        profile: crate::package::Profile::Native,
         ram_size: RAM,
         image: &image,
         entry_offset: 0,

@@ -77,6 +77,7 @@ fn system(pair_cores: [u8; 2], windows: &[(u32, u32, u32)]) -> (System, FakeMach
         PartitionSpec {
             name,
             kind,
+            profile: crate::package::Profile::Native,
             ram_size: RAM,
             image: &image,
             entry_offset: 0,
