@@ -38,5 +38,6 @@ pub mod resources;
 pub mod schedule;
 pub mod supervision;
 pub mod system;
+pub mod vgic;
 
 pub use septum_abi as abi;
