@@ -42,7 +42,7 @@
 //! change of route takes effect once the interrupt has left. A vCPU that stops
 //! gives its list registers back with [`Vgic::take_back`].
 //!
-//! Invariants:
+//! Invariants (property-tested in `vgic/properties.rs`):
 //! - an SPI is held by at most one vCPU, and a vCPU's list registers receive
 //!   only its own private interrupts and the SPIs routed to it or held by it;
 //! - [`Vgic::refill`] never places an INTID that a valid entry already holds and
@@ -54,6 +54,8 @@
 
 mod registers;
 
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;
 
