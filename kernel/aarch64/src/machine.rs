@@ -108,25 +108,35 @@ pub unsafe fn zero_page(page: u64) {
     }
 }
 
-/// Makes freshly written code visible to instruction fetch: cleans the data cache to
-/// the point of unification and invalidates the instruction cache.
+/// Makes freshly written code visible to instruction fetch, and to a partition
+/// that reads memory with its caches off (Linux at entry): cleans and invalidates
+/// the data cache to the point of coherency, then invalidates the instruction
+/// cache.
 pub fn sync_instruction_cache(range: Range) {
+    clean_to_coherency(range);
+    // SAFETY: invalidating the instruction cache only forces refetches.
+    unsafe { asm!("ic ialluis", options(nostack)) };
+    barrier::dsb(barrier::ISH);
+    barrier::isb(barrier::SY);
+}
+
+/// Cleans and invalidates the data cache over `range` to the point of
+/// coherency, so that what the kernel wrote there is in memory and no stale line
+/// can later overwrite what a partition writes with its caches off.
+pub fn clean_to_coherency(range: Range) {
     let ctr: u64;
     // SAFETY: reading CTR_EL0 (cache type) has no side effects.
     unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
     let line = 4u64 << ((ctr >> 16) & 0xf);
     let mut address = range.start & !(line - 1);
     while address < range.end {
-        // SAFETY: cleaning a cache line has no architectural effect on memory
-        // contents; the address is mapped RAM.
-        unsafe { asm!("dc cvau, {}", in(reg) address, options(nostack)) };
+        // SAFETY: cleaning and invalidating a line of normal RAM writes any dirty
+        // data back first, so memory contents are unchanged; the address is
+        // mapped RAM.
+        unsafe { asm!("dc civac, {}", in(reg) address, options(nostack)) };
         address += line;
     }
     barrier::dsb(barrier::ISH);
-    // SAFETY: invalidating the instruction cache only forces refetches.
-    unsafe { asm!("ic ialluis", options(nostack)) };
-    barrier::dsb(barrier::ISH);
-    barrier::isb(barrier::SY);
 }
 
 /// Asks the firmware to start the core with affinity `mpidr` at `entry`, with `x0`

@@ -36,7 +36,7 @@ use aarch64_cpu::registers::{
 use septum_abi::layout::{PAGE_SIZE, RAM_BASE};
 use septum_core::event::Event;
 use septum_core::memory::{FreeRanges, Range};
-use septum_core::package::Package;
+use septum_core::package::{Package, Profile};
 
 use septum_kernel::arena::{BootArena, reserve_bytes};
 use septum_kernel::self_test::SelfTest;
@@ -150,11 +150,8 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     // devices above; the kernel is their only user; this is single-threaded boot
     // with every interrupt masked.
     let gic = unsafe { Gic::init(distributor, redistributors) };
-    gic.and_then(|gic| {
-        gic.enable_private(timer::INTID)
-            .and(gic.enable_private(gic::KICK))
-    })
-    .unwrap_or_else(|error| panic!("GIC initialisation failed: {error:?}"));
+    gic.and_then(|gic| enable_private_interrupts(&gic))
+        .unwrap_or_else(|error| panic!("GIC initialisation failed: {error:?}"));
 
     // SAFETY: the host tool appends the package at __kernel_end; it lies in RAM
     // mapped above. Its header is read first and the length it gives is bounded by
@@ -207,6 +204,12 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         &mut console,
         machine::zero_page,
         |index, spec, placement, frames| {
+            if spec.profile == Profile::Linux {
+                // Linux starts with its MMU and caches off, reading memory
+                // non-cacheably: its RAM (image, device tree, initrd, the
+                // scrubbed rest) must be in memory, not only in the caches.
+                machine::clean_to_coherency(placement.host_ram);
+            }
             machine::sync_instruction_cache(placement.image);
             let mut tables = Stage2::new(frames).expect("RAM for stage-2 tables");
             septum_kernel::map_grants(
@@ -225,8 +228,9 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
                         ram_size: spec.kept_ram(),
                         argument: spec.argument,
                         index,
+                        linux: spec.profile == Profile::Linux,
                     };
-                    Vcpu::new(start, vcpu::HCR_NATIVE)
+                    Vcpu::new(start)
                 })
                 .collect();
             (Space::new(tables, vmid), vcpus)
@@ -308,11 +312,8 @@ extern "C" fn secondary_main(index: u64) -> ! {
     // SAFETY: the redistributor region was mapped by the boot core; this is the
     // core's own bring-up, once, with interrupts masked.
     let gic = unsafe { Gic::init_this_core(redistributors) };
-    gic.and_then(|gic| {
-        gic.enable_private(timer::INTID)
-            .and(gic.enable_private(gic::KICK))
-    })
-    .unwrap_or_else(|error| panic!("GIC initialisation failed on core {cpu}: {error:?}"));
+    gic.and_then(|gic| enable_private_interrupts(&gic))
+        .unwrap_or_else(|error| panic!("GIC initialisation failed on core {cpu}: {error:?}"));
     timer::disable();
     let mut frame = TrapFrame::default();
     let step = KERNEL.with(cpu, |kernel| {
@@ -350,6 +351,20 @@ unsafe fn find_package(at: u64, ram: Range) -> Option<&'static [u8]> {
     len.copy_from_slice(&header[16..24]);
     let len = usize::try_from(u64::from_le_bytes(len)).ok()?;
     window.get(..len)
+}
+
+/// Enables the private interrupts the kernel takes on each core: its timer, the
+/// kick, the virtual timer (delivered to the partition whose vCPU it belongs to)
+/// and the GIC's maintenance interrupt (list registers have room).
+fn enable_private_interrupts(gic: &Gic) -> Result<(), gic::GicError> {
+    [
+        timer::INTID,
+        gic::KICK,
+        septum_abi::virt::VTIMER_INTID,
+        vgic::MAINTENANCE,
+    ]
+    .into_iter()
+    .try_for_each(|intid| gic.enable_private(intid))
 }
 
 /// Sets the EL2 controls that confine every partition (see the constants above).

@@ -12,12 +12,23 @@
 //!   that stops the partition: no exception is ever ignored or silently resumed;
 //! - an IRQ is acknowledged and ended before the partition runs again. The timer's
 //!   ([`timer::INTID`]) preempts the partition; a kick ([`gic::KICK`]) makes the
-//!   core look again at what it runs; any other and a spurious one resume the
-//!   partition with its registers unchanged, since an interrupt is no act of the
-//!   partition's.
+//!   core look again at what it runs; the virtual timer's is masked at its source
+//!   and becomes the loaded vCPU's virtual interrupt; the maintenance interrupt
+//!   refills the loaded vCPU's list registers; any other and a spurious one
+//!   resume the partition with its registers unchanged, since an interrupt is no
+//!   act of the partition's;
+//! - the fast lane ([`fast_lane`]) completes, for a Linux partition, a load or
+//!   store at an emulated device register (the syndrome names the register and
+//!   width: ESR_EL2.ISV), a write of the SGI register, and an access to a debug
+//!   or performance-monitor register (read as zero, writes ignored), and moves
+//!   ELR_EL2 past the instruction; whatever it does not complete is classified
+//!   and handed on as before.
+
+use core::arch::asm;
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{ESR_EL2, FAR_EL2, HPFAR_EL2, Readable};
+use septum_abi::virt::VTIMER_INTID;
 use septum_core::event::{Event, Fault, Reason, Snapshot};
 use septum_core::system::CallRegisters;
 
@@ -28,6 +39,7 @@ use crate::machine::Board;
 use crate::vcpu::Vcpu;
 use crate::vgic;
 use crate::{gic, timer};
+use septum_core::vgic::Access;
 
 /// The kernel state, filled in at boot.
 pub static KERNEL: Global<Kernel<Vcpu, Board>> = Global::new();
@@ -41,6 +53,21 @@ const EC_IABT_LOWER: u64 = 0x20;
 const EC_DABT_LOWER: u64 = 0x24;
 /// ESR_ELx.IL: the trapped instruction was 32 bits long.
 const ESR_IL: u64 = 1 << 25;
+// Data abort syndrome (ISS) fields.
+/// The syndrome describes the access (ISV): width, register, direction.
+const DABT_ISV: u64 = 1 << 24;
+const DABT_SAS_SHIFT: u64 = 22;
+/// The load sign-extends (SSE).
+const DABT_SSE: u64 = 1 << 21;
+const DABT_SRT_SHIFT: u64 = 16;
+/// The register is 64 bits wide (SF), else 32.
+const DABT_SF: u64 = 1 << 15;
+/// The fault was on a stage-1 table walk (S1PTW), not the access itself.
+const DABT_S1PTW: u64 = 1 << 7;
+/// A write (WnR).
+const DABT_WNR: u64 = 1 << 6;
+/// The zero register's number in a syndrome.
+const XZR: usize = 31;
 /// SPSR_EL2.M[4]: the trap came from AArch32 state.
 const SPSR_AARCH32: u64 = 1 << 4;
 /// Bit 31 of an SMCCC function number (a "fast call"): Septum's call numbers never
@@ -144,10 +171,10 @@ fn faulting_ipa() -> u64 {
     page | (FAR_EL2.get() & 0xfff)
 }
 
-/// Handles a physical IRQ taken from a partition: acknowledges and ends it. Returns
-/// [`Trap::Preempted`] for the timer's, [`Trap::Kicked`] for a kick, `None`
-/// (resume the partition) otherwise.
-fn interrupt() -> Option<Trap> {
+/// Handles a physical IRQ taken from a partition on core `cpu`: acknowledges
+/// and ends it. Returns [`Trap::Preempted`] for the timer's, [`Trap::Kicked`] for
+/// a kick, `None` (resume the partition) otherwise.
+fn interrupt(cpu: usize) -> Option<Trap> {
     let intid = gic::acknowledge()?;
     if vgic::owner(intid).is_some() {
         device_interrupt(intid);
@@ -156,6 +183,20 @@ fn interrupt() -> Option<Trap> {
     if intid == gic::KICK {
         gic::end(intid);
         return Some(Trap::Kicked);
+    }
+    if intid == VTIMER_INTID {
+        // The loaded vCPU's virtual timer: its line is lowered at the source
+        // (the guest unmasks it when it sets its next deadline), and the vCPU
+        // takes it as a virtual interrupt.
+        mask_virtual_timer();
+        gic::end(intid);
+        KERNEL.with(cpu, |kernel| kernel.raise_private(cpu, intid));
+        return None;
+    }
+    if intid == vgic::MAINTENANCE {
+        gic::end(intid);
+        KERNEL.with(cpu, |kernel| kernel.lists_have_room(cpu));
+        return None;
     }
     let expired = intid == timer::INTID;
     if expired {
@@ -170,16 +211,20 @@ fn interrupt() -> Option<Trap> {
 
 /// Entry from the vector table for every trap from a partition.
 pub extern "C" fn handle_lower_el(vector: u64, frame: &mut TrapFrame) {
+    let cpu = crate::cpu::index();
     let trap = if vector == VECTOR_IRQ {
-        match interrupt() {
+        match interrupt(cpu) {
             Some(trap) => trap,
             // Not the partition's doing: it continues where it was interrupted.
             None => return,
         }
     } else {
+        let aarch64_sync = vector == VECTOR_SYNC && frame.spsr & SPSR_AARCH32 == 0;
+        if aarch64_sync && fast_lane(cpu, frame) {
+            return;
+        }
         classify(vector, frame)
     };
-    let cpu = crate::cpu::index();
     let run = KERNEL.with(cpu, |kernel| kernel.on_trap(cpu, &trap, frame));
     KERNEL.until_runnable(cpu, run, frame, idle);
 }
@@ -202,6 +247,138 @@ fn device_interrupt(intid: u32) {
             kernel.vcpus[vcpu].interrupts.hold(intid);
         }
     });
+}
+
+/// Sets the virtual timer's mask bit (CNTV_CTL_EL0.IMASK), lowering its
+/// interrupt line before the interrupt is ended.
+fn mask_virtual_timer() {
+    const IMASK: u64 = 1 << 1;
+    let control: u64;
+    // SAFETY: CNTV_CTL_EL0 is the loaded vCPU's virtual timer control; masking
+    // it changes only when that vCPU's timer interrupt is signalled.
+    unsafe {
+        asm!("mrs {}, cntv_ctl_el0", out(reg) control, options(nomem, nostack));
+        asm!("msr cntv_ctl_el0, {}", "isb", in(reg) control | IMASK, options(nomem, nostack));
+    }
+}
+
+/// The fast lane for a synchronous trap from AArch64 on core `cpu` (see the
+/// module docs): whether it completed the trap, the registers in `frame`
+/// updated and ELR_EL2 past the instruction.
+fn fast_lane(cpu: usize, frame: &mut TrapFrame) -> bool {
+    let esr = ESR_EL2.get();
+    let done = match ESR_EL2::EC.read(esr) {
+        EC_DABT_LOWER if esr & DABT_ISV != 0 && esr & DABT_S1PTW == 0 => {
+            emulate_data_access(cpu, esr, frame)
+        }
+        EC_SYSREG => emulate_system_register(cpu, esr, frame),
+        _ => false,
+    };
+    if done {
+        frame.elr += INSTRUCTION;
+    }
+    done
+}
+
+/// A load or store described by syndrome `esr` at an emulated device register.
+fn emulate_data_access(cpu: usize, esr: u64, frame: &mut TrapFrame) -> bool {
+    let width = 1u8 << ((esr >> DABT_SAS_SHIFT) & 0b11);
+    let register = ((esr >> DABT_SRT_SHIFT) & 0x1f) as usize;
+    let write = esr & DABT_WNR != 0;
+    let access = match (write, register) {
+        (false, _) => Access::Read,
+        (true, XZR) => Access::Write(0),
+        (true, register) => Access::Write(frame.x[register]),
+    };
+    let address = faulting_ipa();
+    let Some(value) = KERNEL.with(cpu, |kernel| {
+        kernel.emulate_access(cpu, address, width, access)
+    }) else {
+        return false;
+    };
+    if !write && register != XZR {
+        let mut value = value;
+        if esr & DABT_SSE != 0 {
+            let unused = 64 - 8 * u32::from(width);
+            value = (((value << unused) as i64) >> unused) as u64;
+        }
+        if esr & DABT_SF == 0 {
+            value &= 0xffff_ffff;
+        }
+        frame.x[register] = value;
+    }
+    true
+}
+
+/// A trapped system register access (syndrome `esr`) by a Linux partition: a
+/// write of ICC_SGI1R_EL1 sends its SGI; the other SGI registers (group 0, and
+/// the alias for the other security state) are ignored; CPACR_EL1 (trapped by
+/// CPTR_EL2.TCPAC) reads as it is and takes only its FP/SIMD enable, so the
+/// guest can turn FP on for itself but nothing the kernel keeps off; debug
+/// and trace registers (op0 = 2) and the performance monitors read as zero and
+/// ignore writes, since a partition has neither. Anything else is not completed
+/// here.
+fn emulate_system_register(cpu: usize, esr: u64, frame: &mut TrapFrame) -> bool {
+    let field = |shift: u64, bits: u64| (esr >> shift) & ((1 << bits) - 1);
+    let (op0, op2, op1, crn, crm) = (
+        field(20, 2),
+        field(17, 3),
+        field(14, 3),
+        field(10, 4),
+        field(1, 4),
+    );
+    let register = field(5, 5) as usize;
+    let read = esr & 1 != 0;
+    let value = if register == XZR {
+        0
+    } else {
+        frame.x[register]
+    };
+    let sgi_register = op0 == 3 && op1 == 0 && crn == 12 && crm == 11 && (5..=7).contains(&op2);
+    let monitors = op0 == 3 && ((crn == 9 && crm >= 12) || (crn == 14 && crm >= 8));
+    let cpacr = op0 == 3 && op1 == 0 && crn == 1 && crm == 0 && op2 == 2;
+    KERNEL.with(cpu, |kernel| {
+        let linux = kernel
+            .loaded(cpu)
+            .is_some_and(|vcpu| kernel.vcpus[vcpu].is_linux());
+        if !linux {
+            return false;
+        }
+        if sgi_register && !read {
+            return op2 != 5 || kernel.send_sgi(cpu, value);
+        }
+        if cpacr {
+            access_cpacr(read, register, value, frame);
+            return true;
+        }
+        if op0 == 2 || monitors {
+            if read && register != XZR {
+                frame.x[register] = 0;
+            }
+            return true;
+        }
+        false
+    })
+}
+
+/// A Linux partition's access to its CPACR_EL1 (see
+/// [`emulate_system_register`]): a read into register `register`, or a write of
+/// `value`'s FP/SIMD enable field.
+fn access_cpacr(read: bool, register: usize, value: u64, frame: &mut TrapFrame) {
+    /// CPACR_EL1.FPEN: FP/SIMD at EL1 and EL0.
+    const FPEN: u64 = 0b11 << 20;
+    if read {
+        let current: u64;
+        // SAFETY: reading the loaded vCPU's CPACR_EL1 has no side effects.
+        unsafe { asm!("mrs {}, cpacr_el1", out(reg) current, options(nomem, nostack)) };
+        if register != XZR {
+            frame.x[register] = current;
+        }
+    } else {
+        // SAFETY: only the FP/SIMD enable is taken; FP registers are the vCPU's
+        // own (switched with it), and everything else stays off.
+        unsafe { asm!("msr cpacr_el1, {}", in(reg) value & FPEN, options(nomem, nostack)) };
+    }
 }
 
 /// Sleeps on this core until `until_us` or a kick (the kernel is not held

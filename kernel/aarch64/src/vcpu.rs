@@ -8,7 +8,13 @@
 //!   ran before (general registers via the trap frame, system registers and the
 //!   FP/SIMD file via [`store`] and [`load`]);
 //! - each vCPU has its own HCR_EL2 value, installed by [`load`], so partitions may
-//!   differ in what traps; every value traps at least what `HCR_NATIVE` does;
+//!   differ in what traps: a native partition's is [`HCR_NATIVE`]; a Linux
+//!   partition's, [`HCR_LINUX`], differs only in letting the guest's own stage 1
+//!   decide cacheability (no DC, so its MMU can be turned on) and in not trapping
+//!   WFI and WFE (its idle and spin-wait loops stay in its own window);
+//! - a stored vCPU's virtual timer is off on the CPU: [`store`] saves it and
+//!   disables it, so it cannot fire for whatever runs next on the core; it fires
+//!   again, if it is due, when the vCPU is loaded;
 //! - a [`Space`] owns its partition's stage-2 tables; its VMID (in VTTBR_EL2)
 //!   belongs to that partition alone and is shared by its vCPUs, so TLB
 //!   maintenance by VMID touches no other partition;
@@ -34,6 +40,7 @@ use core::arch::{asm, global_asm};
 use aarch64_cpu::asm::barrier;
 use septum_abi::vcpu_mpidr;
 use septum_core::system::Reply;
+use septum_core::vgic::ListEntry;
 
 use crate::boot::TrapFrame;
 use crate::stage2::{self, Stage2};
@@ -198,6 +205,9 @@ pub const HCR_NATIVE: u64 = (1 << 0)
     | (1 << 22)
     | (1 << 31);
 
+/// HCR_EL2 for a Linux partition: [`HCR_NATIVE`] without DC, TWI and TWE.
+pub const HCR_LINUX: u64 = HCR_NATIVE & !((1 << 12) | (1 << 13) | (1 << 14));
+
 /// One partition's stage-2 translation, which its vCPUs share.
 #[derive(Debug)]
 pub struct Space {
@@ -228,6 +238,9 @@ pub struct Start {
     pub argument: u64,
     /// Its index within its partition.
     pub index: usize,
+    /// Whether it runs Linux: entered by the arm64 boot protocol (x0 = the
+    /// boot argument, the device tree's address; x1-x3 = 0), with [`HCR_LINUX`].
+    pub linux: bool,
 }
 
 /// One virtual CPU.
@@ -247,19 +260,19 @@ pub struct Vcpu {
 }
 
 impl Vcpu {
-    /// A vCPU with the trap controls `hcr` (at least [`HCR_NATIVE`]'s): vCPU 0 at
-    /// the partition's entry state (see the README, "Partition entry state"):
+    /// A vCPU with its partition's trap controls: vCPU 0 at the partition's
+    /// entry state (a Linux partition's: the boot protocol's, see [`Start`]) (see the README, "Partition entry state"):
     /// `pc` = entry point, x0 = RAM size, x1 = boot argument, x2 = generation (1),
     /// EL1h with interrupts masked, MMU off, VBAR_EL1 = [`UNMAPPED_VECTORS`]
     /// (unmapped, so an exception the partition has no handler for traps to the
     /// kernel as a stage-2 fault on the vector fetch); a later vCPU the same, off
     /// until its partition starts it.
-    pub fn new(start: Start, hcr: u64) -> Vcpu {
+    pub fn new(start: Start) -> Vcpu {
         let mut vcpu = Vcpu {
             frame: TrapFrame::default(),
             el1: El1State::default(),
             fp: FpState::default(),
-            hcr,
+            hcr: if start.linux { HCR_LINUX } else { HCR_NATIVE },
             vmpidr: vcpu_mpidr(start.index),
             interrupts: VirtualInterface::default(),
             start,
@@ -282,6 +295,11 @@ impl Vcpu {
         };
         self.fp = FpState::default();
         self.interrupts.reset();
+    }
+
+    /// Whether it runs Linux (see [`Start::linux`]).
+    pub fn is_linux(&self) -> bool {
+        self.start.linux
     }
 
     /// The guest's own exception state (VBAR_EL1, ESR_EL1, ELR_EL1) as last stored
@@ -318,9 +336,18 @@ impl septum_kernel::Vcpu for Vcpu {
             entry,
             ram_size,
             argument,
+            linux,
             ..
         } = self.start;
-        self.reset(entry, [ram_size, argument, u64::from(generation)]);
+        if linux {
+            self.reset(entry, [argument, 0, 0]);
+        } else {
+            self.reset(entry, [ram_size, argument, u64::from(generation)]);
+        }
+    }
+
+    fn refill_interrupts(&mut self, fill: impl FnOnce(&mut [ListEntry]) -> bool) {
+        self.interrupts.refill(fill);
     }
 
     fn power_on(&mut self, entry: u64, context: u64) {
@@ -334,6 +361,9 @@ impl septum_kernel::Vcpu for Vcpu {
     fn store(&mut self, frame: &TrapFrame) {
         self.frame = *frame;
         self.el1.store();
+        // SAFETY: the virtual timer is now saved in `self.el1`; disabling it on
+        // the CPU lowers its interrupt line until a vCPU that uses it is loaded.
+        unsafe { asm!("msr cntv_ctl_el0, xzr", options(nomem, nostack)) };
         self.interrupts.store();
         // SAFETY: `self.fp` is a valid, aligned FpState; fp_store writes exactly it.
         unsafe { fp_store(&mut self.fp) };

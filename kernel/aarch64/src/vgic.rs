@@ -1,5 +1,8 @@
-//! Delivering the interrupts of granted devices to their partitions, through the
-//! GICv3 virtual CPU interface.
+//! Delivering interrupts to partitions through the GICv3 virtual CPU interface:
+//! the interrupts of granted devices, and for a Linux partition those of its
+//! emulated GIC (its SGIs, its virtual timer, its UART), which the core's
+//! `septum_core::vgic` keeps pending until [`VirtualInterface::refill`] puts
+//! them in list registers.
 //!
 //! At boot each granted shared peripheral interrupt gets an owner ([`set_owner`]),
 //! and the distributor routes it to the owner's core. When it fires, the kernel
@@ -11,11 +14,17 @@
 //! - an interrupt is only ever placed in the list registers of its owner, while its
 //!   owner's vCPU is loaded; if the owner is not loaded it waits in the owner's
 //!   [`VirtualInterface`] until it is;
-//! - the list registers, VMCR and active-priority state are switched with the vCPU,
-//!   so no partition sees another's interrupts.
+//! - the list registers, VMCR, active-priority state and ICH_HCR_EL2 are switched
+//!   with the vCPU, so no partition sees another's interrupts or takes another's
+//!   maintenance interrupt;
+//! - the underflow maintenance interrupt (ICH_HCR_EL2.UIE) is asked for only
+//!   while interrupts of the loaded vCPU wait that did not fit its list
+//!   registers, so it fires only when there is something to refill.
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU8, Ordering};
+
+use septum_core::vgic::{ListEntry, ListState};
 
 /// No owner.
 const NONE: u8 = u8::MAX;
@@ -26,6 +35,56 @@ static OWNERS: [AtomicU8; 1024] = [const { AtomicU8::new(NONE) }; 1024];
 pub const LIST_REGISTERS: usize = 4;
 /// Priority of a delivered interrupt in the partition's virtual interface.
 const VIRTUAL_PRIORITY: u64 = 0xa0;
+/// The GIC's maintenance interrupt (PPI 9): the list registers have room.
+pub const MAINTENANCE: u32 = 25;
+/// ICH_HCR_EL2: the virtual CPU interface is enabled (En).
+const HCR_ENABLE: u64 = 1 << 0;
+/// ICH_HCR_EL2: a maintenance interrupt while at most one list register is valid
+/// (UIE).
+const HCR_UNDERFLOW: u64 = 1 << 1;
+
+// ICH_LR<n>_EL2 fields.
+const LR_STATE_SHIFT: u32 = 62;
+const LR_HW: u64 = 1 << 61;
+const LR_GROUP1: u64 = 1 << 60;
+const LR_PRIORITY_SHIFT: u32 = 48;
+const LR_PHYSICAL_SHIFT: u32 = 32;
+const LR_VIRTUAL_MASK: u64 = 0xffff_ffff;
+
+/// A list register's value as the core's vGIC reads it.
+fn decode(list: u64) -> ListEntry {
+    let state = match list >> LR_STATE_SHIFT {
+        0 => ListState::Invalid,
+        1 => ListState::Pending,
+        2 => ListState::Active,
+        _ => ListState::PendingActive,
+    };
+    ListEntry {
+        intid: (list & LR_VIRTUAL_MASK) as u32,
+        priority: (list >> LR_PRIORITY_SHIFT) as u8,
+        state,
+        hardware: list & LR_HW != 0,
+    }
+}
+
+/// The list register value for `entry`, an interrupt of the core's vGIC
+/// (group 1, not linked to a physical one); `old` is kept for a hardware-linked
+/// entry, which the vGIC leaves alone.
+fn encode(entry: &ListEntry, old: u64) -> u64 {
+    if entry.hardware {
+        return old;
+    }
+    let state: u64 = match entry.state {
+        ListState::Invalid => return 0,
+        ListState::Pending => 1,
+        ListState::Active => 2,
+        ListState::PendingActive => 3,
+    };
+    (state << LR_STATE_SHIFT)
+        | LR_GROUP1
+        | (u64::from(entry.priority) << LR_PRIORITY_SHIFT)
+        | u64::from(entry.intid)
+}
 
 /// Makes partition `partition` the owner of `intid`.
 pub fn set_owner(intid: u32, partition: usize) {
@@ -43,7 +102,12 @@ pub fn owner(intid: u32) -> Option<usize> {
 /// interrupt: state pending, hardware, group 1.
 fn list_entry(intid: u32) -> u64 {
     let intid = u64::from(intid);
-    (0b01 << 62) | (1 << 61) | (1 << 60) | (VIRTUAL_PRIORITY << 48) | (intid << 32) | intid
+    (0b01 << LR_STATE_SHIFT)
+        | LR_HW
+        | LR_GROUP1
+        | (VIRTUAL_PRIORITY << LR_PRIORITY_SHIFT)
+        | (intid << LR_PHYSICAL_SHIFT)
+        | intid
 }
 
 macro_rules! list_register {
@@ -89,12 +153,27 @@ pub fn inject(intid: u32) -> bool {
 
 /// One vCPU's virtual CPU interface while it is not loaded, and the interrupts
 /// waiting for it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct VirtualInterface {
     lists: [u64; LIST_REGISTERS],
     vmcr: u64,
     ap1r0: u64,
+    /// Its ICH_HCR_EL2: enabled, and asking for the underflow interrupt while
+    /// interrupts wait for room.
+    hcr: u64,
     waiting: heapless::Vec<u32, 8>,
+}
+
+impl Default for VirtualInterface {
+    fn default() -> VirtualInterface {
+        VirtualInterface {
+            lists: [0; LIST_REGISTERS],
+            vmcr: 0,
+            ap1r0: 0,
+            hcr: HCR_ENABLE,
+            waiting: heapless::Vec::new(),
+        }
+    }
 }
 
 impl VirtualInterface {
@@ -113,7 +192,9 @@ impl VirtualInterface {
     /// line is never left blocked.
     pub fn reset(&mut self) {
         for list in &mut self.lists {
-            if *list >> 62 != 0 {
+            // A hardware-linked entry is a granted device's interrupt; the others
+            // were the emulated GIC's, which restarts empty.
+            if *list >> LR_STATE_SHIFT != 0 && *list & LR_HW != 0 {
                 let intid = (*list & 0xffff_ffff) as u32;
                 if !self.waiting.contains(&intid) {
                     let _ = self.waiting.push(intid);
@@ -123,6 +204,34 @@ impl VirtualInterface {
         }
         self.vmcr = 0;
         self.ap1r0 = 0;
+        self.hcr = HCR_ENABLE;
+    }
+
+    /// Refills the loaded vCPU's list registers through `fill` (see
+    /// `septum_kernel::Vcpu::refill_interrupts`), writing back only the entries
+    /// it changed, and asks for the underflow interrupt exactly while
+    /// interrupts are left waiting.
+    pub fn refill(&mut self, fill: impl FnOnce(&mut [ListEntry]) -> bool) {
+        let old: [u64; LIST_REGISTERS] = core::array::from_fn(|index| list_register!(index, read));
+        let mut entries = old.map(decode);
+        let more = fill(&mut entries);
+        for (index, entry) in entries.iter().enumerate() {
+            let new = encode(entry, old[index]);
+            if new != old[index] {
+                list_register!(index, write new);
+            }
+        }
+        let hcr = if more {
+            HCR_ENABLE | HCR_UNDERFLOW
+        } else {
+            HCR_ENABLE
+        };
+        if hcr != self.hcr {
+            self.hcr = hcr;
+            // SAFETY: ICH_HCR_EL2 belongs to the loaded vCPU's virtual interface;
+            // the value keeps it enabled.
+            unsafe { asm!("msr ich_hcr_el2, {}", in(reg) hcr, options(nomem, nostack)) };
+        }
     }
 
     /// Saves the loaded interface and clears the list registers.
@@ -131,10 +240,14 @@ impl VirtualInterface {
             *list = list_register!(index, read);
             list_register!(index, write 0);
         }
-        // SAFETY: reading the virtual interface's control state has no effects.
+        // SAFETY: reading the virtual interface's control state has no effects;
+        // ICH_HCR_EL2 is left enabled, asking for nothing.
         unsafe {
             asm!("mrs {}, ich_vmcr_el2", out(reg) self.vmcr, options(nomem, nostack));
             asm!("mrs {}, ich_ap1r0_el2", out(reg) self.ap1r0, options(nomem, nostack));
+            // No maintenance interrupt while no vCPU's interface is loaded (the
+            // list registers are empty: it would be an underflow).
+            asm!("msr ich_hcr_el2, {}", in(reg) HCR_ENABLE, options(nomem, nostack));
         }
     }
 
@@ -148,6 +261,7 @@ impl VirtualInterface {
         unsafe {
             asm!("msr ich_vmcr_el2, {}", in(reg) self.vmcr, options(nomem, nostack));
             asm!("msr ich_ap1r0_el2, {}", in(reg) self.ap1r0, options(nomem, nostack));
+            asm!("msr ich_hcr_el2, {}", in(reg) self.hcr, options(nomem, nostack));
         }
         self.waiting.retain(|&intid| !inject(intid));
     }

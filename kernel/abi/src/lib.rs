@@ -353,11 +353,13 @@ pub enum Reason {
     Watchdog = 9,
     /// x86: a triple fault (the guest's CPU would have reset).
     TripleFault = 10,
+    /// The guest asked for a reset of its machine (PSCI `SYSTEM_RESET`).
+    Reset = 11,
 }
 
 impl Reason {
     /// Every reason, in number order.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Stage2Data,
         Reason::Stage2Instruction,
         Reason::UnhandledException,
@@ -368,6 +370,7 @@ impl Reason {
         Reason::Panic,
         Reason::Watchdog,
         Reason::TripleFault,
+        Reason::Reset,
     ];
 
     /// The reason with this number.
@@ -388,6 +391,7 @@ impl Reason {
             Reason::Panic => "panic",
             Reason::Watchdog => "watchdog",
             Reason::TripleFault => "triple-fault",
+            Reason::Reset => "reset",
         }
     }
 }

@@ -54,6 +54,7 @@ use septum_core::event::Event;
 use septum_core::memory::Range;
 use septum_core::package::Package;
 use septum_core::system::{Effect, Entry, MAX_CPUS, Outcome, Reply, System, TurnEnd};
+use septum_core::vgic::{Access, ListEntry};
 
 /// One vCPU, as the back end keeps it.
 pub trait Vcpu {
@@ -83,6 +84,12 @@ pub trait Vcpu {
     /// Moves the stored program counter `length` bytes on, past a trapped
     /// instruction. Called only while the vCPU is not live on any core.
     fn skip_stored(&mut self, length: u8);
+    /// Refills the list registers of this vCPU, which is live on this core:
+    /// `fill` gets what they hold now and puts pending interrupts in free
+    /// entries (`System::refill`); if it reports that some did not fit, the
+    /// back end asks for an interrupt when entries free up, else stops asking.
+    /// A back end without virtual interrupt controllers does nothing.
+    fn refill_interrupts(&mut self, fill: impl FnOnce(&mut [ListEntry]) -> bool);
 }
 
 /// A partition's second-stage translation tables.
@@ -303,6 +310,83 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         }
     }
 
+    /// The fast lane (see the core's `virt.rs`): a trapped access by the vCPU
+    /// live on core `cpu` to guest-physical `address`, `width` bytes wide. The
+    /// value read (0 for a write) if the kernel emulated it; then the vCPU's new
+    /// interrupts are in its list registers and the cores of its siblings that
+    /// got one are kicked. `None`: the trap takes the full path.
+    pub fn emulate_access(
+        &mut self,
+        cpu: usize,
+        address: u64,
+        width: u8,
+        access: Access,
+    ) -> Option<u64> {
+        let vcpu = self.system.loaded(cpu)?;
+        let value =
+            self.system
+                .emulate_access(vcpu, address, width, access, &mut identity_ram!(self))?;
+        self.after_fast_lane(cpu, vcpu);
+        Some(value)
+    }
+
+    /// The fast lane for a trapped write of `value` to the SGI register by the
+    /// vCPU live on core `cpu`: whether the kernel handled it.
+    pub fn send_sgi(&mut self, cpu: usize, value: u64) -> bool {
+        let Some(vcpu) = self.system.loaded(cpu) else {
+            return false;
+        };
+        let sent = self.system.send_sgi(vcpu, value);
+        if sent {
+            self.after_fast_lane(cpu, vcpu);
+        }
+        sent
+    }
+
+    /// The vCPU live on core `cpu` has private interrupt `intid` (its virtual
+    /// timer's); false if it has no virtual interrupt controller.
+    pub fn raise_private(&mut self, cpu: usize, intid: u32) -> bool {
+        let Some(vcpu) = self.system.loaded(cpu) else {
+            return false;
+        };
+        let raised = self.system.raise_private(vcpu, intid);
+        if raised {
+            self.sync_interrupts(vcpu, false);
+        }
+        raised
+    }
+
+    /// The list registers of the vCPU live on core `cpu` have room (the
+    /// maintenance interrupt): refilled.
+    pub fn lists_have_room(&mut self, cpu: usize) {
+        if let Some(vcpu) = self.system.loaded(cpu) {
+            self.sync_interrupts(vcpu, true);
+        }
+    }
+
+    /// After the fast lane acted for `vcpu` on `cpu`: its own new interrupts into
+    /// its list registers, the other cores that got one kicked, console lines
+    /// on their way.
+    fn after_fast_lane(&mut self, cpu: usize, vcpu: usize) {
+        self.sync_interrupts(vcpu, false);
+        let kick = self.system.take_interrupted(cpu);
+        for other in (0..MAX_CPUS).filter(|other| kick & (1 << other) != 0) {
+            self.machine.kick(other);
+        }
+        if !self.console.is_empty() {
+            self.drain_console();
+        }
+    }
+
+    /// Puts `vcpu`'s pending virtual interrupts in its list registers, if it has
+    /// any (or, `always`, to stop asking for room once nothing waits).
+    fn sync_interrupts(&mut self, vcpu: usize, always: bool) {
+        if always || self.system.wants_refill(vcpu) {
+            let system = &mut self.system;
+            self.vcpus[vcpu].refill_interrupts(|lists| system.refill(vcpu, lists));
+        }
+    }
+
     /// Copies partition `index`'s memory at guest address `guest` into `buffer`
     /// from the frames that back it now (see [`System::read_guest`]).
     pub fn read_guest(&mut self, index: usize, guest: u64, buffer: &mut [u8]) -> Result<(), Error> {
@@ -350,6 +434,9 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         }
         if let Run::PowerOff { clean } = outcome.run {
             self.power_off(clean);
+        }
+        if let Run::Vcpu(vcpu) = outcome.run {
+            self.sync_interrupts(vcpu, false);
         }
         if !self.console.is_empty() {
             self.drain_console();

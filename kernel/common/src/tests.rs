@@ -10,6 +10,7 @@ use septum_core::event::Fault;
 use septum_core::package::{Kind, Package, PartitionSpec, Profile, encode};
 use septum_core::resources::Resources;
 use septum_core::supervision::Supervision;
+use septum_core::vgic::ListEntry;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -95,6 +96,8 @@ impl Vcpu for FakeVcpu {
     fn skip_stored(&mut self, length: u8) {
         self.log.borrow_mut().skips.push((self.index, length));
     }
+
+    fn refill_interrupts(&mut self, _fill: impl FnOnce(&mut [ListEntry]) -> bool) {}
 }
 
 struct FakeMachine {

@@ -29,7 +29,8 @@ pub fn trap_class(reason: Reason) -> Option<TrapClass> {
         | Reason::UnknownTrap
         | Reason::Panic
         | Reason::Watchdog
-        | Reason::TripleFault => None,
+        | Reason::TripleFault
+        | Reason::Reset => None,
     }
 }
 
@@ -315,8 +316,8 @@ pub enum Event<'a> {
     },
     /// The console input now goes to the service VM (`true`) or nowhere (`false`).
     KernelConsole {
-        /// Whether the service VM has the console.
-        service: bool,
+        /// The partition that has console input now, if any.
+        owner: Option<&'a str>,
     },
     /// A partition ended itself.
     PartitionExit {
@@ -517,11 +518,9 @@ impl fmt::Display for Event<'_> {
                 class.name(),
                 action.name()
             ),
-            Event::KernelConsole { service } => write!(
-                f,
-                "@@ kernel console owner={}",
-                if service { "service" } else { "none" }
-            ),
+            Event::KernelConsole { owner } => {
+                write!(f, "@@ kernel console owner={}", owner.unwrap_or("none"))
+            }
             Event::PartitionExit { name, code } => {
                 write!(f, "@@ partition {name} exit code={code}")
             }

@@ -38,6 +38,7 @@ pub mod resources;
 pub mod schedule;
 pub mod supervision;
 pub mod system;
+pub mod uart;
 pub mod vgic;
 
 pub use septum_abi as abi;

@@ -40,10 +40,11 @@ use crate::console::LineBuffer;
 use crate::event::Event;
 use crate::flip::{Flip, FlipError, Pages};
 use crate::memory::Range;
-use crate::package::Package;
+use crate::package::{Package, Profile};
 use crate::schedule::{Schedule, ScheduleError};
 use lifecycle::Lifecycle;
 use partition::Label;
+use virt::VirtualMachine;
 
 mod balloon;
 mod calls;
@@ -57,6 +58,7 @@ mod queues;
 mod run;
 mod supervise;
 mod transitions;
+mod virt;
 mod work;
 pub use crate::resources::MAX_CPUS;
 pub use dispatch::DENIED_LINES;
@@ -221,6 +223,9 @@ pub struct System {
     /// it (woken, started, resumed, restarted, owing work): kicked if it idles
     /// (see `run.rs`).
     woke: u8,
+    /// Bit `n`: a vCPU live on core `n` has a new virtual interrupt to take
+    /// (see `virt.rs`): the core is kicked.
+    interrupted: u8,
     /// The queues and the ledger of frames away from their slots.
     flip: Flip,
     /// Per core: a window lent by an immediate send, as (lender partition,
@@ -293,6 +298,8 @@ impl System {
                 trap_lines: 0,
                 kept_ram: spec.kept_ram(),
                 life: Lifecycle::new(spec.supervision, cores.len()),
+                machine: (spec.profile == Profile::Linux)
+                    .then(|| Box::new(VirtualMachine::new(cores.len()))),
             };
             partitions.push(partition);
         }
@@ -328,6 +335,7 @@ impl System {
             on_core,
             loaded: [None; MAX_CPUS],
             kicked: 0,
+            interrupted: 0,
             recheck_cores: false,
             idle: 0,
             woke: 0,

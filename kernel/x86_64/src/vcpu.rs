@@ -56,6 +56,7 @@ use core::arch::asm;
 
 use septum_core::memory::{FreeRanges, MemoryError};
 use septum_core::system::Reply;
+use septum_core::vgic::ListEntry;
 use x86_64::VirtAddr;
 use x86_64::registers::control::{Cr0, Cr2, Cr3, Cr4};
 use x86_64::registers::debug::{DebugAddressRegister, Dr0, Dr1, Dr2, Dr3, Dr6};
@@ -554,6 +555,10 @@ impl septum_kernel::Vcpu for Vcpu {
         let mut registers = GuestRegisters::default();
         registers.gpr[reg::RDI] = context;
         self.reset(entry, registers);
+    }
+
+    fn refill_interrupts(&mut self, _fill: impl FnOnce(&mut [ListEntry]) -> bool) {
+        // No virtual interrupt controller: no partition on this back end has one.
     }
 
     fn skip_stored(&mut self, length: u8) {

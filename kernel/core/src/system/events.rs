@@ -34,8 +34,9 @@ pub struct Events {
     /// The service VM took an event about this partition and has not waited
     /// since: it is handling it.
     handling: Option<usize>,
-    /// Console input goes to the service VM.
-    console: bool,
+    /// The partition console input goes to (the service VM, or a Linux
+    /// partition, whose UART takes it), if any.
+    focus: Option<usize>,
 }
 
 impl Events {
@@ -45,7 +46,7 @@ impl Events {
             queue: FixedDeque::with_capacity(partitions + SPARE_EVENTS),
             reserved: partitions,
             handling: None,
-            console: false,
+            focus: None,
         }
     }
 
@@ -143,36 +144,54 @@ impl System {
     /// The service VM's events start afresh (it restarted): nothing is being
     /// handled, the console is its own no longer, and the queue is empty.
     pub(super) fn reset_events(&mut self, platform: &mut impl Platform) {
-        if self.events.console {
-            emit(platform, Event::KernelConsole { service: false });
+        if self.events.focus == Some(0) {
+            self.events.focus = None;
+            emit(platform, Event::KernelConsole { owner: None });
         }
         self.events.queue.clear();
         self.events.handling = None;
-        self.events.console = false;
     }
 
-    /// One byte typed on the console. [`ESCAPE`] gives the console to the service
-    /// VM, or takes it back; other bytes go to the service VM while it has it, and
-    /// are dropped otherwise.
+    /// One byte typed on the console. [`ESCAPE`] moves the console focus on:
+    /// from nobody to the service VM, then to each Linux partition in package
+    /// order (their UARTs take input), then back to nobody. Other bytes go to the
+    /// partition with focus, and are dropped when nobody has it.
     pub fn console_input(&mut self, byte: u8, platform: &mut impl Platform) {
-        if self.partitions[0].life.ended() {
-            return;
-        }
         if byte == ESCAPE {
-            self.events.console = !self.events.console;
-            emit(
-                platform,
-                Event::KernelConsole {
-                    service: self.events.console,
-                },
-            );
-            if self.events.console {
-                let record = self.record(EventKind::Console, 0, platform);
-                self.post(record, platform);
-            }
+            self.move_focus(platform);
             return;
         }
-        if !self.events.console {
+        match self.events.focus {
+            None => {}
+            Some(0) => self.service_input(byte, platform),
+            Some(partition) => self.uart_input(partition, byte),
+        }
+    }
+
+    /// Gives the console to the next partition that takes input (see
+    /// [`System::console_input`]).
+    fn move_focus(&mut self, platform: &mut impl Platform) {
+        let takes_input = |index: usize, partition: &super::Partition| {
+            if index == 0 {
+                !partition.life.ended()
+            } else {
+                partition.machine.is_some()
+            }
+        };
+        let from = self.events.focus.map_or(0, |index| index + 1);
+        self.events.focus = (from..self.partitions.len())
+            .find(|&index| takes_input(index, &self.partitions[index]));
+        let owner = self.events.focus.map(|index| self.partitions[index].name());
+        emit(platform, Event::KernelConsole { owner });
+        if self.events.focus == Some(0) {
+            let record = self.record(EventKind::Console, 0, platform);
+            self.post(record, platform);
+        }
+    }
+
+    /// A typed byte for the service VM, which has focus.
+    fn service_input(&mut self, byte: u8, platform: &mut impl Platform) {
+        if self.partitions[0].life.ended() {
             return;
         }
         if let Some(last) = self.events.queue.back_mut()

@@ -10,7 +10,10 @@
 use core::fmt;
 use core::ops::Range as Span;
 
+use alloc::boxed::Box;
+
 use super::lifecycle::{Lifecycle, State};
+use super::virt::VirtualMachine;
 use crate::caps::CapTable;
 use crate::console::LineBuffer;
 use crate::memory::Range;
@@ -38,6 +41,8 @@ pub struct Partition {
     pub(super) kept_ram: u64,
     /// Where it is in its life.
     pub(super) life: Lifecycle,
+    /// Its emulated devices, if it is a Linux partition.
+    pub(super) machine: Option<Box<VirtualMachine>>,
 }
 
 impl Partition {

@@ -5,19 +5,29 @@
 //! A partition's vCPUs are its PSCI CPUs: vCPU `n` has MPIDR affinity 0 = `n`
 //! ([`septum_abi::vcpu_mpidr`], which the back end gives it in VMPIDR_EL2). Supported:
 //! `PSCI_VERSION` (1.1), `PSCI_FEATURES`, `CPU_ON` (64-bit: [`Call::VcpuStart`]'s
-//! request) and `AFFINITY_INFO` (64-bit, level 0). Every other function number
-//! returns `NOT_SUPPORTED`, as SMCCC requires of an unknown one; nothing else in
-//! the guest changes. Refusals are audited and counted like refused hypercalls.
+//! request), `AFFINITY_INFO` (64-bit, level 0), `MIGRATE_INFO_TYPE` (no trusted
+//! OS to migrate), `SYSTEM_OFF` (the partition exits with code 0: its machine
+//! is off) and `SYSTEM_RESET` (a supervision event, [`Reason::Reset`], which the
+//! service VM answers like a fault: a restart within the partition's budget).
+//! None of them reaches the machine or another partition. Every other function
+//! number returns `NOT_SUPPORTED`, as SMCCC requires of an unknown one; nothing
+//! else in the guest changes. Refusals are audited and counted like refused
+//! hypercalls.
+//!
+//! [`Reason::Reset`]: septum_abi::Reason::Reset
 //!
 //! [`Call::VcpuStart`]: septum_abi::Call::VcpuStart
 
-use septum_abi::Error;
+use septum_abi::{Error, Reason};
 use smccc::psci::{self, error as psci_error};
 
-use super::{CallRegisters, Dispatch, Platform, Reply, System, VcpuState};
+use super::{CallRegisters, Dispatch, Next, Platform, Reply, System, VcpuState};
+use crate::event::Fault;
 
 /// The PSCI version reported: 1.1.
 const VERSION_1_1: u64 = 0x0001_0001;
+/// `MIGRATE_INFO_TYPE`'s answer: no trusted OS that would need migrating.
+const MIGRATE_NOT_REQUIRED: u64 = 2;
 /// `AFFINITY_INFO` answers: the CPU is on, or off.
 const AFFINITY_ON: u64 = 0;
 const AFFINITY_OFF: u64 = 1;
@@ -48,7 +58,10 @@ impl System {
                 psci::PSCI_VERSION
                 | psci::PSCI_FEATURES
                 | psci::PSCI_CPU_ON_64
-                | psci::PSCI_AFFINITY_INFO_64 => Ok(0),
+                | psci::PSCI_AFFINITY_INFO_64
+                | psci::PSCI_MIGRATE_INFO_TYPE
+                | psci::PSCI_SYSTEM_OFF
+                | psci::PSCI_SYSTEM_RESET => Ok(0),
                 _ => Err(Error::UnknownCall),
             },
             psci::PSCI_CPU_ON_64 => {
@@ -70,6 +83,15 @@ impl System {
                     }
                     None => Err(Error::InvalidArgument),
                 }
+            }
+            psci::PSCI_MIGRATE_INFO_TYPE => Ok(MIGRATE_NOT_REQUIRED),
+            psci::PSCI_SYSTEM_OFF => {
+                self.exit(partition, 0, platform);
+                return Dispatch::new(None, Next::Yield);
+            }
+            psci::PSCI_SYSTEM_RESET => {
+                let fault = Fault::new(Reason::Reset, 0, 0);
+                return self.fault(vcpu, &fault, platform);
             }
             _ => Err(Error::UnknownCall),
         };

@@ -253,6 +253,7 @@ impl System {
         if self.woke != 0 {
             self.kick_idle(cpu, out);
         }
+        out.kick |= self.take_interrupted(cpu);
     }
 
     /// Handles a trap from `vcpu`, loaded on `cpu`: what runs next.

@@ -136,6 +136,9 @@ impl System {
         for slot in &mut self.vcpus[partition.vcpus.clone()] {
             slot.console.clear();
         }
+        if let Some(machine) = partition.machine.as_deref_mut() {
+            machine.reset();
+        }
         self.restart_queues(index, platform);
         self.balloon.restart(index, platform);
         let partition = &self.partitions[index];

@@ -217,7 +217,13 @@ fn psci_starts_vcpus_and_answers_what_it_knows() {
         0
     );
     let off = psci::PSCI_SYSTEM_OFF.into();
-    assert_eq!(smccc(&mut sys, &mut m, features, &[off]), -1);
+    assert_eq!(smccc(&mut sys, &mut m, features, &[off]), 0);
+    let suspend = psci::PSCI_CPU_SUSPEND_64.into();
+    assert_eq!(smccc(&mut sys, &mut m, features, &[suspend]), -1);
+    assert_eq!(
+        smccc(&mut sys, &mut m, psci::PSCI_MIGRATE_INFO_TYPE, &[]),
+        2
+    );
     assert_eq!(smccc(&mut sys, &mut m, psci::PSCI_CPU_SUSPEND_64, &[]), -1);
     // A refusal is audited and reported like a refused hypercall.
     let suspend = u64::from(psci::PSCI_CPU_SUSPEND_64);
@@ -257,6 +263,38 @@ fn psci_starts_vcpus_and_answers_what_it_knows() {
         -2,
         "vCPU 0"
     );
+}
+
+/// `SYSTEM_OFF` ends the calling partition alone, with exit code 0;
+/// `SYSTEM_RESET` is a supervision event about it alone.
+/// Verifies: SK-LNX-006
+#[test]
+fn psci_system_off_and_reset_act_on_the_caller_alone() {
+    let smccc = |function: u32| {
+        let mut registers = call(Call::Null, &[]);
+        registers.number = u64::from(function);
+        Trap::Smccc(registers)
+    };
+    let (mut sys, mut m) = system([1, 2], &[]);
+    trap(&mut sys, &mut m, PAIR_0, smccc(psci::PSCI_SYSTEM_OFF));
+    assert!(
+        m.console.contains("@@ partition pair exit code=0"),
+        "{}",
+        m.console
+    );
+    assert!(
+        !m.console.contains("@@ kernel shutdown"),
+        "the machine stays on"
+    );
+    let (mut sys, mut m) = system([1, 2], &[]);
+    trap(&mut sys, &mut m, PAIR_0, smccc(psci::PSCI_SYSTEM_RESET));
+    assert!(
+        m.console.contains("@@ partition pair fault reason=reset"),
+        "{}",
+        m.console
+    );
+    assert!(!m.console.contains("@@ partition bystander fault"));
+    assert!(!m.console.contains("@@ kernel shutdown"));
 }
 
 /// Verifies: SK-VCPU-003
