@@ -1,5 +1,6 @@
 //! What the host tool provides for Linux partitions: the default kernel and
-//! initramfs.
+//! initramfs, and the parts of a Linux partition's image written out on their
+//! own.
 //!
 //! A Linux partition whose `linux` key names no kernel boots Debian's stock
 //! arm64 kernel; one that names no initrd boots the busybox initramfs built
@@ -13,11 +14,11 @@
 pub mod initramfs;
 
 use anyhow::{Context, Result, bail};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use septum_description::{ImageSource, System};
+use septum_description::{Board, ImageFile, ImageSource, LinuxBoot, System};
 
 /// The cache of default files.
 pub fn cache() -> PathBuf {
@@ -107,4 +108,77 @@ fn write_initramfs() -> Result<()> {
     let aside = path.with_extension(format!("cpio.{}", std::process::id()));
     std::fs::write(&aside, &archive).with_context(|| format!("writing {}", aside.display()))?;
     std::fs::rename(&aside, &path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The files of a Linux partition written out on their own, to boot them
+/// outside Septum (on bare QEMU, whose `virt` board has the same map).
+pub struct Parts {
+    /// The kernel it boots (not copied).
+    pub kernel: PathBuf,
+    /// Its device tree, as written.
+    pub device_tree: PathBuf,
+    /// Its initrd, as written.
+    pub initrd: PathBuf,
+    /// Its vCPUs.
+    pub vcpus: usize,
+    /// Bytes of its RAM.
+    pub ram: u64,
+}
+
+/// Writes the device tree and initrd of Linux partition `name` of `system` (the
+/// only Linux partition if `name` is `None`) into `folder`, as
+/// `<name>.dtb` and `<name>.initrd`: the bytes of its image.
+pub fn write_parts(
+    system: &System,
+    board: &Board,
+    name: Option<&str>,
+    folder: &Path,
+) -> Result<Parts> {
+    let linux: Vec<(usize, &LinuxBoot)> = system
+        .partitions
+        .iter()
+        .enumerate()
+        .filter_map(|(index, p)| match &p.image {
+            ImageSource::Linux(boot) if name.is_none_or(|n| n == p.name) => Some((index, boot)),
+            _ => None,
+        })
+        .collect();
+    let &[(index, boot)] = linux.as_slice() else {
+        bail!(
+            "{}: {} Linux partitions{}; name one",
+            system.path.display(),
+            linux.len(),
+            name.map_or_else(String::new, |n| format!(" called `{n}`"))
+        );
+    };
+    let images = crate::package::images(system, board)?;
+    let parts = images[index]
+        .linux
+        .as_ref()
+        .context("a Linux partition's image has a device tree")?;
+    let partition = &system.partitions[index];
+    let bytes = |range: &std::ops::Range<u64>| -> Result<&[u8]> {
+        let start = usize::try_from(range.start)?;
+        let end = usize::try_from(range.end)?;
+        Ok(&images[index].bytes[start..end])
+    };
+    std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
+    let device_tree = folder.join(format!("{}.dtb", partition.name));
+    std::fs::write(&device_tree, bytes(&parts.device_tree)?)
+        .with_context(|| format!("writing {}", device_tree.display()))?;
+    let initrd = folder.join(format!("{}.initrd", partition.name));
+    std::fs::write(&initrd, bytes(&parts.initrd)?)
+        .with_context(|| format!("writing {}", initrd.display()))?;
+    let locate = crate::package::locator(system, board)?;
+    Ok(Parts {
+        kernel: locate(
+            boot.kernel
+                .as_deref()
+                .map_or(ImageFile::DefaultKernel, ImageFile::Described),
+        ),
+        device_tree,
+        initrd,
+        vcpus: partition.cpus.len(),
+        ram: partition.ram,
+    })
 }
