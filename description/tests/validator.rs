@@ -56,7 +56,7 @@ fn expectations(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Verifies: SK-CFG-001, SK-CFG-002, SK-CFG-005
+/// Verifies: SK-CFG-001, SK-CFG-002, SK-CFG-005, SK-LNX-001
 #[test]
 fn each_bad_file_fails_with_exactly_its_expected_errors() {
     let board = board();
