@@ -2,7 +2,8 @@
 # Installs what Septum's build, demo and tests need on a fresh Debian 12 machine
 # that has only rustup. Idempotent: each step checks before it acts.
 #
-#   scripts/setup.sh          everything (QEMU for aarch64 and x86, Bochs, GRUB tools)
+#   scripts/setup.sh          everything (QEMU for aarch64 and x86, Bochs, GRUB tools, and
+#                             Debian's arm64 kernel and busybox for Linux partitions)
 #   scripts/setup.sh --quiet  the same, printing only what it changes
 set -euo pipefail
 
@@ -72,4 +73,7 @@ if [ -n "$missing_other" ]; then
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing_other >/dev/null
 fi
+
+# --- Linux partitions: Debian's arm64 kernel and busybox, cached in target/linux/ -----
+if [ "$quiet" = 1 ]; then scripts/fetch-linux.sh --quiet; else scripts/fetch-linux.sh; fi
 say "ready: $(qemu-system-aarch64 --version | head -n1)"

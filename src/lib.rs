@@ -6,6 +6,8 @@
 //!   `septum-description` crate);
 //! - [`package`]: the system package built from a validated description;
 //! - [`image`]: ELF flattening and the bootable kernel image or ISO;
+//! - [`linux`]: the default kernel and initramfs of Linux partitions, fetched and
+//!   built into `target/linux/`;
 //! - [`layout`]: a picture (SVG) of a system's memory and time layout on its board;
 //! - [`memory_chart`]: memory over time from the service VM's console, as CSV and
 //!   as a chart (SVG);
@@ -20,6 +22,7 @@ pub mod console_lines;
 pub mod emulator;
 pub mod image;
 pub mod layout;
+pub mod linux;
 pub mod memory_chart;
 pub mod package;
 pub mod scenario;

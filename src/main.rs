@@ -9,6 +9,7 @@ use std::time::Duration;
 use septum::boards::{self, Board};
 use septum::emulator::{self, RunOptions};
 use septum::image;
+use septum::linux;
 use septum::memory_chart;
 use septum::package;
 use septum::scenario::{self, Scenario};
@@ -42,6 +43,21 @@ enum Command {
         #[arg(long)]
         system: Option<PathBuf>,
         /// Where to write the image.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Write a Linux partition's generated device tree and initrd into a folder,
+    /// and print how to boot them with its kernel on bare QEMU.
+    LinuxParts {
+        #[arg(long, default_value = "qemu-virt")]
+        board: String,
+        /// System description.
+        #[arg(long)]
+        system: PathBuf,
+        /// The Linux partition; the system's only one if absent.
+        #[arg(long)]
+        partition: Option<String>,
+        /// The folder to write `<partition>.dtb` and `<partition>.initrd` into.
         #[arg(long, short)]
         output: PathBuf,
     },
@@ -141,6 +157,27 @@ fn main() -> Result<()> {
             std::fs::copy(&image, &output)
                 .with_context(|| format!("writing {}", output.display()))?;
             println!("wrote {}", output.display());
+        }
+        Command::LinuxParts {
+            board,
+            system,
+            partition,
+            output,
+        } => {
+            let board = boards::load(&board)?;
+            let description = boards::load_system(&system, &board)?;
+            let parts = linux::write_parts(&description, &board, partition.as_deref(), &output)?;
+            println!(
+                "wrote {} and {}; to boot them on bare QEMU:\n\
+                 qemu-system-aarch64 -M virt,gic-version=3 -cpu cortex-a72 -smp {} -m {}K -nographic -kernel {} -initrd {} -dtb {}",
+                parts.device_tree.display(),
+                parts.initrd.display(),
+                parts.vcpus,
+                parts.ram >> 10,
+                parts.kernel.display(),
+                parts.initrd.display(),
+                parts.device_tree.display()
+            );
         }
         Command::Layout {
             board,

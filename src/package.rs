@@ -26,23 +26,31 @@ use septum_core::resources::{Mmio, Ports, Resources, Window};
 use septum_core::supervision::{RestartBudget, Supervision, TrapPolicy};
 use septum_core::system::System as KernelSystem;
 use septum_description::{
-    Board, CapKind, Image, ImageSource, Kind, Partition, System, load_images,
+    Board, CapKind, Image, ImageFile, ImageSource, Kind, Partition, System, load_images,
 };
 
-use crate::image;
+use crate::{image, linux};
+
+/// Where the files of `system`'s images are for `board`: workspace programs in
+/// the bare-metal build, files the description names relative to its folder,
+/// a Linux partition's defaults in the cache of [`linux`].
+pub fn locator(system: &System, board: &Board) -> Result<impl Fn(ImageFile<'_>) -> PathBuf> {
+    let programs = image::partition_dir(&board.arch)?;
+    let folder = system.path.parent().unwrap_or(Path::new(".")).to_owned();
+    Ok(move |file: ImageFile<'_>| match file {
+        ImageFile::Workspace(name) => programs.join(name),
+        ImageFile::Described(path) => folder.join(path),
+        ImageFile::DefaultKernel => linux::default_kernel(),
+        ImageFile::DefaultInitrd => linux::default_initrd(),
+    })
+}
 
 /// Reads, checks and flattens the program of every partition of `system` for
-/// `board`, in the order of `system.partitions`: workspace programs from the
-/// bare-metal build, prebuilt ones relative to the description's folder.
+/// `board`, in the order of `system.partitions` (the default Linux files made
+/// ready first, if a partition uses them).
 pub fn images(system: &System, board: &Board) -> Result<Vec<Image>> {
-    let programs = image::partition_dir(&board.arch)?;
-    let folder = system.path.parent().unwrap_or(Path::new("."));
-    let locate = |source: &ImageSource| -> PathBuf {
-        match source {
-            ImageSource::Workspace(name) => programs.join(name),
-            ImageSource::File(path) => folder.join(path),
-        }
-    };
+    linux::prepare(system)?;
+    let locate = locator(system, board)?;
     load_images(system, board, &locate).map_err(|errors| anyhow!("{errors}"))
 }
 
@@ -270,11 +278,17 @@ pub fn build(system: &System, board: &Board) -> Result<Vec<u8>> {
                 Kind::Service => PackageKind::Service,
                 Kind::Guest => PackageKind::Guest,
             },
-            profile: Profile::Native,
+            profile: match partition.image {
+                ImageSource::Linux(_) => Profile::Linux,
+                ImageSource::Workspace(_) | ImageSource::File(_) => Profile::Native,
+            },
             ram_size: partition.ram,
             image: &image.bytes,
             entry_offset: image.entry_offset,
-            argument: partition.argument,
+            argument: image
+                .linux
+                .as_ref()
+                .map_or(partition.argument, |parts| parts.device_tree_address()),
             caps: cap_table(system, &partitions, partition),
             resources,
             supervision: supervision(partition),

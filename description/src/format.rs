@@ -42,13 +42,14 @@ pub struct PartitionEntry {
     pub kind: Spanned<String>,
     pub image: Option<Spanned<String>>,
     pub path: Option<Spanned<String>>,
+    /// A Linux kernel instead of a partition program; checked by the `linux` rules.
+    pub linux: Option<Spanned<LinuxEntry>>,
     pub ram: Spanned<Bytes>,
     pub at: Option<Spanned<Bytes>>,
     pub memory: Option<Spanned<MemoryLimits>>,
     /// Checked (and defaulted) by the `receive-window` rule.
     pub receive_window: Option<Spanned<Bytes>>,
-    #[serde(default)]
-    pub argument: u64,
+    pub argument: Option<Spanned<u64>>,
     pub cpus: Option<Spanned<Vec<u32>>>,
     #[serde(default)]
     pub windows: Vec<Spanned<WindowEntry>>,
@@ -61,6 +62,16 @@ pub struct PartitionEntry {
     /// Key to value; checked (keys and types too) by the `restart-budget` rule.
     pub restart_budget: Option<Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>>,
     pub watchdog_ms: Option<Spanned<u64>>,
+}
+
+/// `linux = { kernel = "...", initrd = "...", bootargs = "..." }`, every key
+/// optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinuxEntry {
+    pub kernel: Option<Spanned<String>>,
+    pub initrd: Option<Spanned<String>>,
+    pub bootargs: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,6 +13,10 @@
 //! | `image-segment` | a loadable segment, its zero-filled part included, outside the RAM the partition always keeps (from [`RAM_BASE`]: all its RAM, or its `memory.min` if it holds a balloon capability), or overlapping another segment |
 //! | `image-entry` | an entry point outside the bytes every loadable segment takes from the file, or not 4-byte aligned |
 //!
+//! A Linux partition's image is its kernel, device tree and initrd, laid out
+//! and checked by [`crate::linux`] (rules `image-file`, `linux-image`,
+//! `linux-fit`).
+//!
 //! Memory stays bounded by the partition's RAM: only the ELF's headers and its
 //! segments' bytes are read, and the bytes only once every segment is known to lie
 //! inside that RAM (at most [`RAM_MAX`](crate::limits::RAM_MAX)).
@@ -21,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::elf::{self, ET_EXEC, ElfError, Header};
 use crate::limits::RAM_BASE;
+use crate::linux::{self, LinuxParts};
 use crate::{
     Board, DescriptionError, DescriptionErrors, ImageSource, Partition, System, open_regular,
 };
@@ -28,28 +33,71 @@ use crate::{
 /// A partition's program as the kernel loads it at the start of its RAM.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Image {
-    /// The bytes from [`RAM_BASE`] to the end of the last segment's file bytes;
-    /// gaps and zero-filled parts within are zero.
+    /// The bytes from [`RAM_BASE`] to the end of the last segment's file bytes
+    /// (of a Linux partition: to the end of its initrd); gaps and zero-filled
+    /// parts within are zero.
     pub bytes: Vec<u8>,
     /// Where execution starts, from [`RAM_BASE`].
     pub entry_offset: u64,
+    /// A Linux partition's device tree and initrd within `bytes`; its boot
+    /// argument is the device tree's address. `None` for a partition program.
+    pub linux: Option<LinuxParts>,
+}
+
+/// A file an image is read from, as the description names it; the caller of
+/// [`load_images`] says where each is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageFile<'a> {
+    /// A partition program of the workspace, by name.
+    Workspace(&'a str),
+    /// A file the description names, as written (relative to its folder).
+    Described(&'a Path),
+    /// The default kernel of a Linux partition.
+    DefaultKernel,
+    /// The default initrd of a Linux partition.
+    DefaultInitrd,
 }
 
 /// A broken image rule: the rule and what is wrong.
-type Problem = (&'static str, String);
+pub(crate) type Problem = (&'static str, String);
 
 /// Reads, checks and flattens the program of every partition of `system` for
-/// `board`, in the order of `system.partitions`; `locate` says which file holds a
-/// program. Returns every image, or every broken image rule.
+/// `board`, in the order of `system.partitions`; `locate` says where each file
+/// is. Returns every image, or every broken image rule.
 pub fn load_images(
     system: &System,
     board: &Board,
-    locate: &dyn Fn(&ImageSource) -> PathBuf,
+    locate: &dyn Fn(ImageFile<'_>) -> PathBuf,
 ) -> Result<Vec<Image>, DescriptionErrors> {
     let mut images = Vec::new();
     let mut errors = Vec::new();
     for partition in &system.partitions {
-        match load_image(partition, board, &locate(&partition.image)) {
+        let loaded = match &partition.image {
+            ImageSource::Workspace(name) => load_elf(
+                partition,
+                board,
+                &locate(ImageFile::Workspace(name)),
+                &format!("program `{name}`"),
+            ),
+            ImageSource::File(path) => load_elf(
+                partition,
+                board,
+                &locate(ImageFile::Described(path)),
+                &format!("`{}`", path.display()),
+            ),
+            ImageSource::Linux(boot) => {
+                let file = |written: &Option<PathBuf>, default| {
+                    locate(written.as_deref().map_or(default, ImageFile::Described))
+                };
+                linux::load_image(
+                    partition,
+                    boot,
+                    &file(&boot.kernel, ImageFile::DefaultKernel),
+                    &file(&boot.initrd, ImageFile::DefaultInitrd),
+                )
+            }
+        };
+        match loaded {
             Ok(image) => images.push(image),
             Err(problems) => {
                 errors.extend(
@@ -74,12 +122,14 @@ pub fn load_images(
     }
 }
 
-/// The program of `partition`, read from `path`.
-fn load_image(partition: &Partition, board: &Board, path: &Path) -> Result<Image, Vec<Problem>> {
-    let source = match &partition.image {
-        ImageSource::Workspace(name) => format!("program `{name}`"),
-        ImageSource::File(file) => format!("`{}`", file.display()),
-    };
+/// The ELF program of `partition`, read from `path`; `source` names it in
+/// messages.
+fn load_elf(
+    partition: &Partition,
+    board: &Board,
+    path: &Path,
+    source: &str,
+) -> Result<Image, Vec<Problem>> {
     let what = format!("the image of `{}` ({source})", partition.name);
     let (mut file, len) =
         open_regular(path).map_err(|e| vec![("image-file", format!("{what}: {e}"))])?;
@@ -114,6 +164,7 @@ fn load_image(partition: &Partition, board: &Board, path: &Path) -> Result<Image
     Ok(Image {
         bytes,
         entry_offset: header.entry - RAM_BASE,
+        linux: None,
     })
 }
 

@@ -10,8 +10,9 @@
 //! ```
 //!
 //! [`load_images`] then reads each partition's program (a bounded read of an ELF
-//! file), checks it against its partition and board (the image rules), and
-//! flattens it into the bytes the kernel loads.
+//! file; for a Linux partition, its kernel and initrd, with the device tree
+//! generated from the description), checks it against its partition and board
+//! (the image rules), and flattens it into the bytes the kernel loads.
 //!
 //! Invariant: a [`System`] can only be obtained through [`load`] (or
 //! [`parse`]), so code that receives one may rely on every rule; the images
@@ -22,15 +23,17 @@ mod elf;
 mod format;
 mod images;
 pub mod limits;
+mod linux;
 mod model;
 mod size;
 mod validate;
 
 pub use board::{Board, BoardDevice, MemoryRegion};
-pub use images::{Image, load_images};
+pub use images::{Image, ImageFile, load_images};
+pub use linux::LinuxParts;
 pub use model::{
-    Cap, CapKind, ImageSource, Kind, Location, Partition, Queue, RestartBudget, Supervision,
-    System, Window,
+    Cap, CapKind, ImageSource, Kind, LinuxBoot, Location, Partition, Queue, RestartBudget,
+    Supervision, System, Window,
 };
 pub use septum_core::abi::{CapType, Rights, TrapAction, TrapClass};
 pub use size::parse_size;

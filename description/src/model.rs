@@ -23,6 +23,20 @@ pub enum ImageSource {
     Workspace(String),
     /// A prebuilt ELF (resolved against the description's folder).
     File(PathBuf),
+    /// An unmodified Linux kernel, with its initrd and command line.
+    Linux(LinuxBoot),
+}
+
+/// What a Linux partition boots: the `linux` key. Its files are resolved against
+/// the description's folder; an absent one is the host tool's default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinuxBoot {
+    /// An arm64 Linux `Image`; `None`: Debian's stock arm64 kernel.
+    pub kernel: Option<PathBuf>,
+    /// The initial RAM disk; `None`: the host tool's busybox initramfs.
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line (the device tree's `bootargs`).
+    pub bootargs: String,
 }
 
 /// Where a value is written in its description: 1-based line and column.
@@ -101,8 +115,8 @@ pub struct Partition {
     pub kind: Kind,
     /// Its program.
     pub image: ImageSource,
-    /// Where its `image` or `path` is written (errors about its program point
-    /// there).
+    /// Where its `image`, `path` or `linux` is written (errors about its program
+    /// point there).
     pub image_at: Location,
     /// RAM at start, in bytes.
     pub ram: u64,
@@ -118,7 +132,8 @@ pub struct Partition {
     /// are mapped: a multiple of 4 KiB up to 16 MiB, non-zero if it holds a
     /// `queue-receive` capability (default 64 KiB then, else 0).
     pub receive_window: u64,
-    /// The boot argument.
+    /// The boot argument (0 for a Linux partition, whose boot argument is its
+    /// device tree's address: see [`crate::LinuxParts`]).
     pub argument: u64,
     /// The cores it is pinned to.
     pub cpus: Vec<u32>,

@@ -13,7 +13,7 @@
 //! | `kind` | a kind other than `service` or `guest` |
 //! | `service-count` | no service VM, or a second one |
 //! | `partition-count` | more than 64 partitions (`MAX_PARTITIONS`) |
-//! | `image` | neither or both of `image` and `path` |
+//! | `image` | none, or more than one, of `image`, `path` and `linux` |
 //! | `ram-size` | RAM that is zero, not a multiple of 4 KiB, or over 1 GiB (`RAM_MAX`) |
 //! | `memory-limits` | `memory.min` > `ram` > `memory.max`, limits not multiples of 4 KiB or over 1 GiB, or a `memory.min` of 0 with a `balloon` capability (such a partition always keeps its minimum) |
 //! | `placement` | an `at` address not on a 2 MiB boundary |
@@ -44,9 +44,13 @@
 //! | `restart-budget` | a `restart_budget` without both `restarts` and `period_ms` or with other keys, more than 16 restarts (`MAX_RESTARTS`), or a period of 0 or over 3,600,000 ms |
 //! | `watchdog` | a `watchdog_ms` of 0 or over 60,000, a `watchdog_ms` without a `watchdog` capability that has `heartbeat`, or such a capability without `watchdog_ms` |
 //! | `policy-reserved` | keys in the top-level `[policy]` section (trap policies are set per partition with the `policy` key) |
+//! | `linux` | `linux` on the service VM or on a board that is not aarch64, with an `argument` (a Linux partition's is its device tree's address), or with `bootargs` longer than 2,047 bytes or holding a NUL |
+//! | `linux-ram` | a Linux partition with less RAM than 64 MiB (`MIN_RAM`) |
+//! | `linux-devices` | a device granted to a Linux partition with an MMIO block over one of its emulated device windows (GIC distributor, its vCPUs' redistributors, UART) |
 //!
 //! The image rules, `image-file`, `image-elf`, `image-arch`, `image-segment` and
-//! `image-entry`, check each partition's program; they need the programs, so
+//! `image-entry` (and for a Linux partition `linux-image` and `linux-fit`),
+//! check each partition's program; they need the programs, so
 //! [`load_images`](crate::load_images) checks them on a validated system.
 //!
 //! The validator's work stays linear in the size of the file: past a count limit
@@ -70,6 +74,7 @@ use crate::model::{ImageSource, Kind, Partition, System, Window};
 use crate::{DescriptionError, DescriptionErrors, Locator};
 
 mod caps;
+mod linux;
 mod queues;
 mod supervision;
 
@@ -116,11 +121,16 @@ pub const RULES: &[&str] = &[
     "restart-budget",
     "watchdog",
     "policy-reserved",
+    "linux",
+    "linux-ram",
+    "linux-devices",
     "image-file",
     "image-elf",
     "image-arch",
     "image-segment",
     "image-entry",
+    "linux-image",
+    "linux-fit",
 ];
 
 const PAGE: u64 = PAGE_SIZE;
@@ -196,6 +206,7 @@ pub(crate) fn validate(
     check_placements(&mut check, &file.partition, &partitions, board);
     check_windows(&mut check, &file.partition, &partitions, major_frame_us);
     check_devices(&mut check, &file.partition, board);
+    linux::check_linux(&mut check, &file.partition, &partitions, board);
     let queues = check_queues(&mut check, &file.queue, &names);
     let mut by_name = BTreeMap::new();
     for queue in &queues {
@@ -305,22 +316,7 @@ fn check_partition(
             Kind::Guest
         }
     };
-    let image = match (&p.image, &p.path) {
-        (Some(image), None) => ImageSource::Workspace(image.get_ref().clone()),
-        (None, Some(path)) => ImageSource::File(PathBuf::from(path.get_ref())),
-        (Some(image), Some(_)) => {
-            let message = format!("partition `{name}` has both `image` and `path`; keep one");
-            check.fail(image.span(), "image", message);
-            ImageSource::Workspace(image.get_ref().clone())
-        }
-        (None, None) => {
-            let message = format!(
-                "partition `{name}` needs `image` (a workspace program) or `path` (an ELF)"
-            );
-            check.fail(p.name.span(), "image", message);
-            ImageSource::Workspace(String::new())
-        }
-    };
+    let image = check_image_keys(check, p);
     let ram = p.ram.get_ref().0;
     if ram == 0 || !ram.is_multiple_of(PAGE) || ram > RAM_MAX {
         let message = format!(
@@ -398,11 +394,13 @@ fn check_partition(
         let message = "time windows need a [schedule] with major_frame_us".into();
         check.fail(window.span(), "schedule", message);
     }
-    let image_span = match (&p.image, &p.path) {
-        (Some(image), _) => image.span(),
-        (None, Some(path)) => path.span(),
-        (None, None) => p.name.span(),
-    };
+    let image_span = [&p.image, &p.path]
+        .into_iter()
+        .flatten()
+        .map(Spanned::span)
+        .chain(p.linux.as_ref().map(Spanned::span))
+        .next()
+        .unwrap_or_else(|| p.name.span());
     Partition {
         name: name.clone(),
         kind,
@@ -414,7 +412,7 @@ fn check_partition(
         memory_max,
         memory_shares,
         receive_window,
-        argument: p.argument,
+        argument: p.argument.as_ref().map_or(0, |a| *a.get_ref()),
         cpus,
         windows: p
             .windows
@@ -428,6 +426,47 @@ fn check_partition(
         devices: p.devices.iter().map(|d| d.get_ref().clone()).collect(),
         caps: Vec::new(),
         supervision: supervision::check_supervision(check, p, kind),
+    }
+}
+
+/// Rule `image`: exactly one of `image`, `path` and `linux`. Returns the
+/// partition's program (an empty workspace name where none is given).
+fn check_image_keys(check: &mut Checker<'_>, p: &PartitionEntry) -> ImageSource {
+    let name = p.name.get_ref();
+    let mut given: Vec<(&str, Range<usize>, ImageSource)> = Vec::new();
+    if let Some(image) = &p.image {
+        let source = ImageSource::Workspace(image.get_ref().clone());
+        given.push(("image", image.span(), source));
+    }
+    if let Some(path) = &p.path {
+        let source = ImageSource::File(PathBuf::from(path.get_ref()));
+        given.push(("path", path.span(), source));
+    }
+    if let Some(entry) = &p.linux {
+        given.push(("linux", entry.span(), linux::boot(entry.get_ref())));
+    }
+    match given.len() {
+        0 => {
+            let message = format!(
+                "partition `{name}` needs `image` (a workspace program), `path` (an ELF) or `linux` (a Linux kernel)"
+            );
+            check.fail(p.name.span(), "image", message);
+            ImageSource::Workspace(String::new())
+        }
+        1 => given.remove(0).2,
+        _ => {
+            let keys: Vec<String> = given.iter().map(|(key, ..)| format!("`{key}`")).collect();
+            let message = format!(
+                "partition `{name}` has {}; keep one",
+                match keys.as_slice() {
+                    [first, second] => format!("both {first} and {second}"),
+                    _ => keys.join(", "),
+                }
+            );
+            let (_, span, source) = given.remove(0);
+            check.fail(span, "image", message);
+            source
+        }
     }
 }
 

@@ -2,15 +2,19 @@
 //! starting with the exact errors it must produce (`# expect: ...` lines), and a
 //! good file that uses every feature of the format. A bad file that breaks an
 //! image rule is valid as a description; its `# elf: <file> <recipe>` lines give
-//! the ELF files it needs (see `elf/mod.rs`), written to a scratch folder where
-//! its relative `path`s and workspace programs are looked for.
+//! the ELF files it needs (see `elf/mod.rs`), and its `# image:` and `# file:`
+//! lines the kernel and initrd files of its Linux partitions (see
+//! `linux_files/mod.rs`), written to a scratch folder where its relative
+//! `path`s and workspace programs are looked for. A `# board-arch: <arch>` line
+//! checks it against the test board with that architecture.
 
 mod elf;
+mod linux_files;
 
 use std::path::{Path, PathBuf};
 
 use septum_description::{
-    Board, CapKind, DESCRIPTION_MAX, ERRORS_SHOWN, ImageSource, Kind, RestartBudget, Rights,
+    Board, CapKind, DESCRIPTION_MAX, ERRORS_SHOWN, ImageFile, Kind, RestartBudget, Rights,
     Supervision, TrapAction, TrapClass, load, load_images, parse,
 };
 
@@ -28,20 +32,21 @@ fn bad_files() -> Vec<PathBuf> {
     files
 }
 
-/// Where the test programs of a description are: a relative `path`, or a
-/// workspace program (written as a good ELF on first use), in `folder`; an
-/// absolute `path` as it is.
-fn locate_in(folder: &Path, source: &ImageSource) -> PathBuf {
-    match source {
-        ImageSource::File(path) => folder.join(path),
-        ImageSource::Workspace(name) => {
-            let path = folder.join(format!("program-{name}"));
-            if !path.exists() {
-                std::fs::write(&path, elf::build("")).expect("write a program");
-            }
-            path
-        }
+/// Where the test files of a description are: a relative path, or a workspace
+/// program or a default Linux file (each written as a good one on first use),
+/// in `folder`; an absolute path as it is.
+fn locate_in(folder: &Path, file: ImageFile<'_>) -> PathBuf {
+    let (name, good) = match file {
+        ImageFile::Described(path) => return folder.join(path),
+        ImageFile::Workspace(name) => (format!("program-{name}"), elf::build("")),
+        ImageFile::DefaultKernel => ("default-kernel".into(), linux_files::image("")),
+        ImageFile::DefaultInitrd => ("default-initrd".into(), linux_files::file("len=100")),
+    };
+    let path = folder.join(name);
+    if !path.exists() {
+        std::fs::write(&path, good).expect("write a good file");
     }
+    path
 }
 
 fn expectations(text: &str) -> Vec<String> {
@@ -51,7 +56,7 @@ fn expectations(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Verifies: SK-CFG-001, SK-CFG-002, SK-CFG-005
+/// Verifies: SK-CFG-001, SK-CFG-002, SK-CFG-005, SK-LNX-001
 #[test]
 fn each_bad_file_fails_with_exactly_its_expected_errors() {
     let board = board();
@@ -63,15 +68,28 @@ fn each_bad_file_fails_with_exactly_its_expected_errors() {
             "{} has no `# expect:` line",
             path.display()
         );
+        let board = match text.lines().find_map(|l| l.strip_prefix("# board-arch: ")) {
+            Some(arch) => Board {
+                arch: arch.into(),
+                ..board.clone()
+            },
+            None => board.clone(),
+        };
         let errors = match parse(&path, &text, &board) {
             Err(errors) => errors,
             Ok(system) => {
                 let stem = path.file_stem().expect("a name").to_string_lossy();
                 let folder = scratch(&format!("bad-{stem}"));
-                for line in text.lines().filter_map(|l| l.strip_prefix("# elf: ")) {
-                    elf::write(&folder, line);
+                for line in text.lines() {
+                    if let Some(recipe) = line.strip_prefix("# elf: ") {
+                        elf::write(&folder, recipe);
+                    } else if let Some(recipe) = line.strip_prefix("# image: ") {
+                        linux_files::write(&folder, recipe, linux_files::image);
+                    } else if let Some(recipe) = line.strip_prefix("# file: ") {
+                        linux_files::write(&folder, recipe, linux_files::file);
+                    }
                 }
-                load_images(&system, &board, &|source| locate_in(&folder, source))
+                load_images(&system, &board, &|file| locate_in(&folder, file))
                     .expect_err(&path.display().to_string())
             }
         };
@@ -282,7 +300,7 @@ fn the_good_files_images_load_flattened() {
         &folder,
         "prebuilt/service.elf entry=0x40001000 load=0x40001000:8:0x3000 load=0x40000000:16:16",
     );
-    let images = load_images(&system, &board, &|source| locate_in(&folder, source))
+    let images = load_images(&system, &board, &|file| locate_in(&folder, file))
         .unwrap_or_else(|e| panic!("{e}"));
     // File order: `alpha` (the workspace program, a default ELF), then `service`.
     assert_eq!(

@@ -214,3 +214,53 @@ fn the_boot_rehearsal_refuses_what_the_kernel_would_stop_on() {
         Err("Queues(TooManyQueues)".into())
     );
 }
+
+/// A Linux partition is packed with the Linux profile and one image laid out as
+/// its RAM (kernel, zeros to 2 MiB, device tree, initrd at the next page),
+/// entered at its start with the device tree's guest-physical address as its
+/// boot argument; its native neighbours keep the native profile.
+///
+/// Verifies: SK-LNX-002
+#[test]
+fn a_linux_partition_packs_with_its_profile_layout_and_device_tree_argument() {
+    use septum_core::abi::virt::IMAGE_ALIGN;
+    let folder = crate::from_root("target/package-tests/linux");
+    std::fs::create_dir_all(&folder).expect("folder");
+    // An arm64 Image header: image_size 0x280000 at 16, `ARM\x64` at 56.
+    let mut kernel = vec![0x5a; 8192];
+    kernel[..64].fill(0);
+    kernel[16..24].copy_from_slice(&0x28_0000u64.to_le_bytes());
+    kernel[56..60].copy_from_slice(b"ARM\x64");
+    std::fs::write(folder.join("Image"), &kernel).expect("kernel");
+    std::fs::write(folder.join("initrd"), [0xc3; 300]).expect("initrd");
+    let text = "board = \"qemu-virt\"\n\
+        [[partition]]\nname = \"service\"\nkind = \"service\"\nimage = \"service-vm\"\nram = \"2M\"\n\
+        caps = [{ kind = \"console\" }, { kind = \"self\" }, { kind = \"system\" }]\n\
+        [[partition]]\nname = \"lx\"\nkind = \"guest\"\nram = \"64M\"\n\
+        linux = { kernel = \"Image\", initrd = \"initrd\" }\n";
+    let board = crate::boards::load("qemu-virt").expect("board");
+    let system = septum_description::parse(&folder.join("linux.toml"), text, &board)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bytes = build(&system, &board).unwrap_or_else(|e| panic!("{e:#}"));
+    let package = Package::parse(&bytes).expect("a package");
+    let service = package.partition(0).expect("the service VM");
+    assert_eq!(service.profile, Profile::Native);
+    let linux = package.partition(1).expect("the Linux partition");
+    assert_eq!((linux.name, linux.profile), ("lx", Profile::Linux));
+    let tree_offset = 2 * IMAGE_ALIGN;
+    assert_eq!(linux.entry_offset, 0);
+    assert_eq!(linux.argument, RAM_BASE + tree_offset);
+    let image = linux.image;
+    assert_eq!(image[..8192], kernel[..]);
+    assert!(image[8192..tree_offset as usize].iter().all(|&b| b == 0));
+    let tree = &image[tree_offset as usize..];
+    assert_eq!(
+        tree[..4],
+        [0xd0, 0x0d, 0xfe, 0xed],
+        "the device tree's magic"
+    );
+    let tree_len = u32::from_be_bytes(tree[4..8].try_into().expect("4 bytes")) as u64;
+    let initrd_offset = (tree_offset + tree_len).next_multiple_of(4096) as usize;
+    assert_eq!(image.len(), initrd_offset + 300);
+    assert_eq!(image[initrd_offset..], [0xc3; 300]);
+}

@@ -19,7 +19,7 @@
 use std::path::Path;
 
 /// A number written in decimal or as `0x` hexadecimal, with `_` allowed.
-fn number(text: &str) -> u64 {
+pub fn number(text: &str) -> u64 {
     let clean = text.replace('_', "");
     match clean.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16),

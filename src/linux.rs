@@ -1,0 +1,184 @@
+//! What the host tool provides for Linux partitions: the default kernel and
+//! initramfs, and the parts of a Linux partition's image written out on their
+//! own.
+//!
+//! A Linux partition whose `linux` key names no kernel boots Debian's stock
+//! arm64 kernel; one that names no initrd boots the busybox initramfs built
+//! here ([`initramfs`]). Both live in the cache folder `target/linux/` (never
+//! committed): `scripts/fetch-linux.sh` fetches the kernel (the version the
+//! `linux-image-arm64` metapackage names) and `busybox-static` by package name,
+//! and [`prepare`] runs it when a description needs them and the cache lacks
+//! them, then writes the initramfs. Invariant: after [`prepare`] succeeded for a
+//! system, every default file its partitions use is in the cache.
+
+pub mod initramfs;
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use septum_description::{Board, ImageFile, ImageSource, LinuxBoot, System};
+
+/// The cache of default files.
+pub fn cache() -> PathBuf {
+    crate::from_root("target/linux")
+}
+
+/// Debian's arm64 kernel, as an uncompressed `Image`.
+pub fn default_kernel() -> PathBuf {
+    cache().join("Image")
+}
+
+/// The busybox initramfs.
+pub fn default_initrd() -> PathBuf {
+    cache().join("initramfs.cpio")
+}
+
+/// Debian's `busybox-static` for arm64, which the initramfs is built around.
+fn busybox() -> PathBuf {
+    cache().join("busybox")
+}
+
+/// The script that fills the cache.
+const FETCH: &str = "scripts/fetch-linux.sh";
+
+/// One preparation at a time in this process (tests pack in parallel).
+static PREPARING: Mutex<()> = Mutex::new(());
+
+/// Makes the default files that the Linux partitions of `system` use ready:
+/// runs `scripts/fetch-linux.sh` if the kernel or busybox is not cached yet,
+/// and writes the initramfs if it is not there as [`initramfs::build`] makes it.
+/// Does nothing for a system whose partitions name all their files.
+pub fn prepare(system: &System) -> Result<()> {
+    let boots = system.partitions.iter().filter_map(|p| match &p.image {
+        ImageSource::Linux(boot) => Some(boot),
+        ImageSource::Workspace(_) | ImageSource::File(_) => None,
+    });
+    let (mut kernel, mut initrd) = (false, false);
+    for boot in boots {
+        kernel |= boot.kernel.is_none();
+        initrd |= boot.initrd.is_none();
+    }
+    if !kernel && !initrd {
+        return Ok(());
+    }
+    let _one_at_a_time = PREPARING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !default_kernel().is_file() || !busybox().is_file() {
+        fetch()?;
+    }
+    if initrd {
+        write_initramfs()?;
+    }
+    Ok(())
+}
+
+/// Runs `scripts/fetch-linux.sh --quiet`, which says what it downloads.
+fn fetch() -> Result<()> {
+    let how = format!(
+        "the default Linux kernel and busybox are not in {}: run `{FETCH}` (as root or with sudo) to fetch them",
+        cache().display()
+    );
+    let status = Command::new(crate::from_root(FETCH))
+        .arg("--quiet")
+        .status()
+        .with_context(|| format!("cannot start {FETCH}; {how}"))?;
+    if !status.success() {
+        bail!("{FETCH} failed ({status}); {how}");
+    }
+    if !default_kernel().is_file() || !busybox().is_file() {
+        bail!("{FETCH} left no kernel or busybox; {how}");
+    }
+    Ok(())
+}
+
+/// Writes the initramfs from the cached busybox, unless it is there already.
+/// The file is replaced whole (written aside, then renamed), so a reader sees
+/// the old archive or the new one.
+fn write_initramfs() -> Result<()> {
+    let busybox =
+        std::fs::read(busybox()).with_context(|| format!("reading {}", busybox().display()))?;
+    let archive = initramfs::build(&busybox);
+    let path = default_initrd();
+    if std::fs::read(&path).is_ok_and(|old| old == archive) {
+        return Ok(());
+    }
+    let aside = path.with_extension(format!("cpio.{}", std::process::id()));
+    std::fs::write(&aside, &archive).with_context(|| format!("writing {}", aside.display()))?;
+    std::fs::rename(&aside, &path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The files of a Linux partition written out on their own, to boot them
+/// outside Septum (on bare QEMU, whose `virt` board has the same map).
+pub struct Parts {
+    /// The kernel it boots (not copied).
+    pub kernel: PathBuf,
+    /// Its device tree, as written.
+    pub device_tree: PathBuf,
+    /// Its initrd, as written.
+    pub initrd: PathBuf,
+    /// Its vCPUs.
+    pub vcpus: usize,
+    /// Bytes of its RAM.
+    pub ram: u64,
+}
+
+/// Writes the device tree and initrd of Linux partition `name` of `system` (the
+/// only Linux partition if `name` is `None`) into `folder`, as
+/// `<name>.dtb` and `<name>.initrd`: the bytes of its image.
+pub fn write_parts(
+    system: &System,
+    board: &Board,
+    name: Option<&str>,
+    folder: &Path,
+) -> Result<Parts> {
+    let linux: Vec<(usize, &LinuxBoot)> = system
+        .partitions
+        .iter()
+        .enumerate()
+        .filter_map(|(index, p)| match &p.image {
+            ImageSource::Linux(boot) if name.is_none_or(|n| n == p.name) => Some((index, boot)),
+            _ => None,
+        })
+        .collect();
+    let &[(index, boot)] = linux.as_slice() else {
+        bail!(
+            "{}: {} Linux partitions{}; name one",
+            system.path.display(),
+            linux.len(),
+            name.map_or_else(String::new, |n| format!(" called `{n}`"))
+        );
+    };
+    let images = crate::package::images(system, board)?;
+    let parts = images[index]
+        .linux
+        .as_ref()
+        .context("a Linux partition's image has a device tree")?;
+    let partition = &system.partitions[index];
+    let bytes = |range: &std::ops::Range<u64>| -> Result<&[u8]> {
+        let start = usize::try_from(range.start)?;
+        let end = usize::try_from(range.end)?;
+        Ok(&images[index].bytes[start..end])
+    };
+    std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
+    let device_tree = folder.join(format!("{}.dtb", partition.name));
+    std::fs::write(&device_tree, bytes(&parts.device_tree)?)
+        .with_context(|| format!("writing {}", device_tree.display()))?;
+    let initrd = folder.join(format!("{}.initrd", partition.name));
+    std::fs::write(&initrd, bytes(&parts.initrd)?)
+        .with_context(|| format!("writing {}", initrd.display()))?;
+    let locate = crate::package::locator(system, board)?;
+    Ok(Parts {
+        kernel: locate(
+            boot.kernel
+                .as_deref()
+                .map_or(ImageFile::DefaultKernel, ImageFile::Described),
+        ),
+        device_tree,
+        initrd,
+        vcpus: partition.cpus.len(),
+        ram: partition.ram,
+    })
+}
