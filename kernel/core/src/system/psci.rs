@@ -62,7 +62,9 @@ impl System {
                 | psci::PSCI_MIGRATE_INFO_TYPE
                 | psci::PSCI_SYSTEM_OFF
                 | psci::PSCI_SYSTEM_RESET => Ok(0),
-                _ => Err(Error::UnknownCall),
+                // "Not supported" is an answer to the question, not a refusal
+                // of the call: nothing to audit.
+                _ => return Dispatch::resume(psci_reply(Err(Error::UnknownCall))),
             },
             psci::PSCI_CPU_ON_64 => {
                 let start = vcpu_index(a1)
