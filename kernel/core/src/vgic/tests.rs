@@ -732,6 +732,23 @@ fn an_spi_in_flight_stays_where_it_is() {
     assert_eq!(listed(&one), [50]);
 }
 
+/// An SPI raised again after the guest completed it, before its vCPU refilled,
+/// goes to that vCPU (the one the raise named to kick), though rerouted since.
+/// Verifies: SK-LNX-003
+#[test]
+fn an_spi_raised_again_goes_where_the_raise_said() {
+    let mut vgic = linux_ready(2);
+    vgic.raise(50, 0);
+    let mut zero = lists(2);
+    vgic.refill(0, &mut zero);
+    dist(&mut vgic, IROUTER + 8 * 50, 8, Access::Write(affinity(1)));
+    zero[0].state = ListState::Invalid;
+    assert_eq!(vgic.raise(50, 1), Some(0));
+    assert!(!vgic.wants_refill(1));
+    vgic.refill(0, &mut zero);
+    assert_eq!(listed(&zero), [50]);
+}
+
 /// A stopping vCPU's pending entries go back to the model; an SPI among them
 /// follows its route to another vCPU.
 /// Verifies: SK-LNX-003
