@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use septum_abi::virt::GICR_STRIDE;
 
+use super::tests::{GICD_CTLR, ICENABLER, IROUTER, ISENABLER, SGI};
 use super::*;
 
 /// An interrupt as the test counts it: a private one of a vCPU, or an SPI.
@@ -111,7 +112,7 @@ struct Run {
 impl Run {
     fn new(vcpus: usize, list_registers: usize, hardware_intid: Option<u32>) -> Run {
         let mut vgic = Vgic::new(vcpus);
-        vgic.distributor(0, 4, Access::Write(0b10)).unwrap();
+        vgic.distributor(GICD_CTLR, 4, Access::Write(0b10)).unwrap();
         let mut lists = vec![vec![ListEntry::FREE; list_registers]; vcpus];
         let hardware: Vec<_> = (0..vcpus)
             .map(|_| {
@@ -180,10 +181,10 @@ impl Run {
     /// Enables or disables the 32 interrupts of `bits` in the word of `intid`
     /// (vCPU `vcpu`'s if they are private).
     fn set_enabled(&mut self, intid: u32, vcpu: usize, on: bool, bits: u32) {
-        let register = if on { 0x0100 } else { 0x0180 };
+        let register = if on { ISENABLER } else { ICENABLER };
         let write = Access::Write(u64::from(bits));
         let emulated = if intid < SPI_BASE {
-            let offset = vcpu as u64 * GICR_STRIDE + 0x1_0000 + register;
+            let offset = vcpu as u64 * GICR_STRIDE + SGI + register;
             self.vgic.redistributor(offset, 4, write)
         } else {
             self.vgic
@@ -236,7 +237,7 @@ impl Run {
                 } else {
                     (1 << 8, 0)
                 };
-                let offset = 0x6000 + 8 * u64::from(spi);
+                let offset = IROUTER + 8 * u64::from(spi);
                 let emulated = self.vgic.distributor(offset, 8, Access::Write(router));
                 self.kick(emulated.unwrap().wake);
                 self.routes.get_mut(&spi).unwrap().insert(target);
@@ -263,7 +264,7 @@ impl Run {
     fn switch_distributor(&mut self, on: bool) {
         let emulated = self
             .vgic
-            .distributor(0, 4, Access::Write(u64::from(on) << 1));
+            .distributor(GICD_CTLR, 4, Access::Write(u64::from(on) << 1));
         self.kick(emulated.unwrap().wake);
     }
 
