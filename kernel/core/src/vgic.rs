@@ -172,7 +172,10 @@ fn affinity(vcpu: usize) -> u64 {
     vcpu_mpidr(vcpu) & AFFINITY_FIELDS
 }
 
-/// The emulated GICv3 of one partition (see the module doc).
+/// The emulated GICv3 of one partition (see the module doc). A `vcpu`
+/// argument is one of the partition's vCPUs, an index below the count given to
+/// [`Vgic::new`]: [`Vgic::raise`] and [`Vgic::send_sgi`] ignore any other, the
+/// rest may panic on one past [`MAX_VCPUS`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vgic {
     vcpus: usize,

@@ -52,22 +52,32 @@ pub struct Emulated {
 // Offsets shared by the distributor and a redistributor's frames.
 const CTLR: u64 = 0x0000;
 const PIDR2_OFFSET: u64 = 0xffe8;
-/// The first bit-per-interrupt array (`IGROUPR`); the others follow every
-/// 0x80 bytes, in the order of [`BIT_ARRAYS`].
+/// The first bit-per-interrupt array (`IGROUPR`); the others follow, each
+/// [`BIT_ARRAY_BYTES`] long, in the order of [`BIT_ARRAYS`].
 const IGROUPR: u64 = 0x0080;
+const BIT_ARRAY_BYTES: u64 = 0x80;
 const IPRIORITYR: u64 = 0x0400;
 const ITARGETSR: u64 = 0x0800;
 const ICFGR: u64 = 0x0c00;
+/// The distributor's `ICFGR` words end where `IGRPMODR` begins.
+const ICFGR_END: u64 = 0x0d00;
 const GICD_TYPER: u64 = 0x0004;
 const GICD_IIDR: u64 = 0x0008;
-const GICD_CPENDSGIR: u64 = 0x0f10;
+/// `GICD_CPENDSGIR` then `GICD_SPENDSGIR`, 16 bytes each.
+const GICD_SGI_PENDING: u64 = 0x0f10;
+const GICD_SGI_PENDING_END: u64 = 0x0f30;
 const GICD_IROUTER: u64 = 0x6000;
 const GICD_IROUTER_END: u64 = 0x8000;
 const GICR_IIDR: u64 = 0x0004;
 const GICR_TYPER: u64 = 0x0008;
+const GICR_TYPER_END: u64 = GICR_TYPER + 8;
 const GICR_WAKER: u64 = 0x0014;
 /// A vCPU's SGI frame, after its RD frame.
 const SGI_FRAME: u64 = 0x1_0000;
+/// The SGI frame's priority bytes and `ICFGR0`-`ICFGR1`: one vCPU's 32 private
+/// interrupts.
+const PRIVATE_PRIORITIES_END: u64 = IPRIORITYR + 32;
+const PRIVATE_CONFIG_END: u64 = ICFGR + 8;
 
 /// `GICD_CTLR`: `EnableGrp1` (the only writable bit), `ARE` and `DS` (read as
 /// one). `RWP` reads as zero: writes take effect at once.
@@ -181,18 +191,17 @@ fn distributor_register(offset: u64) -> Register {
         GICD_IIDR => Register::Implementer,
         PIDR2_OFFSET => Register::PeripheralId2,
         IGROUPR..IPRIORITYR => {
-            let array = BIT_ARRAYS[(offset / 0x80 - 1) as usize];
-            let first_intid = (offset % 0x80) as u32 / 4 * 32;
-            match spi_range(first_intid) {
+            let first_intid = (offset % BIT_ARRAY_BYTES) as u32 / 4 * 32;
+            match spi_bit(first_intid) {
                 Some(first) => Register::Bits {
-                    array,
+                    array: bit_array(offset),
                     home: Home::Shared,
                     first,
                 },
                 None => Register::Ignored(Shape::Word),
             }
         }
-        IPRIORITYR..ITARGETSR => match spi_range((offset - IPRIORITYR) as u32) {
+        IPRIORITYR..ITARGETSR => match spi_bit((offset - IPRIORITYR) as u32) {
             Some(first) => Register::Priority {
                 home: Home::Shared,
                 first,
@@ -200,15 +209,15 @@ fn distributor_register(offset: u64) -> Register {
             None => Register::Ignored(Shape::ByteOrWord),
         },
         ITARGETSR..ICFGR => Register::Ignored(Shape::ByteOrWord),
-        ICFGR..0x0d00 => match spi_range((offset - ICFGR) as u32 / 4 * 16) {
+        ICFGR..ICFGR_END => match spi_bit((offset - ICFGR) as u32 / 4 * 16) {
             Some(first) => Register::Config {
                 home: Home::Shared,
                 first,
             },
             None => Register::Ignored(Shape::Word),
         },
-        GICD_CPENDSGIR..0x0f30 => Register::Ignored(Shape::ByteOrWord),
-        GICD_IROUTER..GICD_IROUTER_END => match spi_range(((offset - GICD_IROUTER) / 8) as u32) {
+        GICD_SGI_PENDING..GICD_SGI_PENDING_END => Register::Ignored(Shape::ByteOrWord),
+        GICD_IROUTER..GICD_IROUTER_END => match spi_bit(((offset - GICD_IROUTER) / 8) as u32) {
             Some(spi) => Register::Router(spi as usize),
             None => Register::Ignored(Shape::DoubleOrWord),
         },
@@ -216,8 +225,13 @@ fn distributor_register(offset: u64) -> Register {
     }
 }
 
+/// The array a bit-per-interrupt register at `offset` belongs to.
+fn bit_array(offset: u64) -> BitArray {
+    BIT_ARRAYS[((offset - IGROUPR) / BIT_ARRAY_BYTES) as usize]
+}
+
 /// `intid`'s bit in the SPI bank, if it is an SPI the distributor implements.
-fn spi_range(intid: u32) -> Option<u32> {
+fn spi_bit(intid: u32) -> Option<u32> {
     (SPI_BASE..INTIDS)
         .contains(&intid)
         .then(|| intid - SPI_BASE)
@@ -228,21 +242,21 @@ fn redistributor_register(vcpu: usize, offset: u64) -> Register {
     let private = Home::Private(vcpu);
     match offset {
         GICR_IIDR => Register::Implementer,
-        GICR_TYPER | 0x000c => Register::RedistributorType(vcpu),
+        GICR_TYPER..GICR_TYPER_END => Register::RedistributorType(vcpu),
         GICR_WAKER => Register::Waker(vcpu),
         PIDR2_OFFSET => Register::PeripheralId2,
         _ if offset < SGI_FRAME => Register::Ignored(Shape::Word),
         _ => match offset - SGI_FRAME {
-            sgi @ IGROUPR..IPRIORITYR if sgi.is_multiple_of(0x80) => Register::Bits {
-                array: BIT_ARRAYS[(sgi / 0x80 - 1) as usize],
+            sgi @ IGROUPR..IPRIORITYR if sgi.is_multiple_of(BIT_ARRAY_BYTES) => Register::Bits {
+                array: bit_array(sgi),
                 home: private,
                 first: 0,
             },
-            sgi @ IPRIORITYR..0x0420 => Register::Priority {
+            sgi @ IPRIORITYR..PRIVATE_PRIORITIES_END => Register::Priority {
                 home: private,
                 first: (sgi - IPRIORITYR) as u32,
             },
-            sgi @ ICFGR..0x0c08 => Register::Config {
+            sgi @ ICFGR..PRIVATE_CONFIG_END => Register::Config {
                 home: private,
                 first: (sgi - ICFGR) as u32 * 4,
             },
@@ -449,3 +463,6 @@ impl Vgic {
         packed << 32 | (vcpu as u64) << 8 | last
     }
 }
+
+#[cfg(test)]
+mod tests;
