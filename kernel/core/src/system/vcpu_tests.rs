@@ -220,7 +220,10 @@ fn psci_starts_vcpus_and_answers_what_it_knows() {
     assert_eq!(smccc(&mut sys, &mut m, features, &[off]), 0);
     let suspend = psci::PSCI_CPU_SUSPEND_64.into();
     assert_eq!(smccc(&mut sys, &mut m, features, &[suspend]), -1);
-    assert!(!m.console.contains("denied"), "a feature query is no refusal");
+    assert!(
+        !m.console.contains("denied"),
+        "a feature query is no refusal"
+    );
     assert_eq!(
         smccc(&mut sys, &mut m, psci::PSCI_MIGRATE_INFO_TYPE, &[]),
         2
