@@ -182,3 +182,78 @@ pub fn write_parts(
         ram: partition.ram,
     })
 }
+
+/// Boots `parts` on bare QEMU `virt` (one core, `-icount shift=0`), the
+/// baseline of the Linux boot benchmark, and returns Linux's own timestamp (s)
+/// of its `Run /init as init process` line. QEMU is stopped as soon as the line
+/// appears, or after `timeout`.
+pub fn bare_boot_to_init(parts: &Parts, timeout: std::time::Duration) -> Result<f64> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new("qemu-system-aarch64")
+        .args([
+            "-M",
+            "virt,gic-version=3",
+            "-cpu",
+            "cortex-a72",
+            "-smp",
+            "1",
+        ])
+        .args(["-m", &format!("{}K", parts.ram >> 10)])
+        .args(["-icount", "shift=0,align=off,sleep=off"])
+        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .arg("-kernel")
+        .arg(&parts.kernel)
+        .arg("-initrd")
+        .arg(&parts.initrd)
+        .arg("-dtb")
+        .arg(&parts.device_tree)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start qemu-system-aarch64 (run scripts/setup.sh)")?;
+    let started = std::time::Instant::now();
+    let output = child.stdout.take().expect("piped");
+    let mut found = None;
+    for line in BufReader::new(output).lines() {
+        let line = line?;
+        if let Some(seconds) = init_timestamp(&line) {
+            found = Some(seconds);
+            break;
+        }
+        if started.elapsed() > timeout {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    found.context("bare QEMU: Linux never printed `Run /init as init process`")
+}
+
+/// Linux's timestamp (s) on its `Run /init as init process` line, if `line` is
+/// that line (with or without a partition's `[name] ` tag before it).
+pub fn init_timestamp(line: &str) -> Option<f64> {
+    let stamp = line.strip_suffix("] Run /init as init process")?;
+    stamp.rsplit('[').next()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod bench_tests {
+    use super::init_timestamp;
+
+    /// Verifies: SK-LNX-005
+    #[test]
+    fn init_timestamps_are_read_from_tagged_and_bare_lines() {
+        let tagged = "[linux] [    0.480323] Run /init as init process";
+        assert_eq!(init_timestamp(tagged), Some(0.480323));
+        assert_eq!(
+            init_timestamp("[    1.100000] Run /init as init process"),
+            Some(1.1)
+        );
+        assert_eq!(
+            init_timestamp("[linux] [    0.1] Freeing unused kernel memory"),
+            None
+        );
+    }
+}

@@ -416,6 +416,29 @@ fn boot_bench(board: &str, arch: &str, clock: &str) -> Result<()> {
     Ok(())
 }
 
+/// Boots Debian's kernel to `/init` alone on its core under Septum and on bare
+/// QEMU (same kernel, device tree and initrd, both under `-icount`), and prints
+/// Linux's own timestamps of `Run /init` and their ratio. Linux's clock starts
+/// when its timer is set up, so both figures leave out the same early part of
+/// its boot.
+fn linux_boot_bench(board: &boards::Board, clock: &str) -> Result<()> {
+    let system_file = septum::from_root("tests/systems/bench-linux.toml");
+    let system = boards::load_system(&system_file, board)?;
+    let folder = septum::from_root("target/linux/bench");
+    let parts = linux::write_parts(&system, board, Some("linux"), &folder)?;
+    let bare = linux::bare_boot_to_init(&parts, std::time::Duration::from_secs(300))?;
+    let console = run_benchmark("bench-linux-aarch64")?;
+    let septum = console
+        .lines()
+        .find_map(linux::init_timestamp)
+        .context("no `Run /init` line in bench-linux-aarch64")?;
+    println!("Linux boot to /init, Linux's own clock (aarch64, {clock}), 128 MiB, one vCPU:");
+    println!("| bare QEMU (s) | under Septum, alone on its core (s) | ratio |");
+    println!("|---|---|---|");
+    println!("| {bare:.6} | {septum:.6} | {:.3} |", septum / bare);
+    Ok(())
+}
+
 /// Runs benchmark scenario `name` and returns its console.
 fn run_benchmark(name: &str) -> Result<String> {
     let outcome = Scenario::load(name)?.run()?;
@@ -587,6 +610,9 @@ fn bench(board_name: &str) -> Result<()> {
     messaging_bench(&board.arch, clock)?;
     balloon_bench(&board.arch, clock)?;
     time_isolation_bench(&board.name, &board.arch, clock)?;
+    if board.arch == "aarch64" {
+        linux_boot_bench(&board, clock)?;
+    }
     let size = image::kernel_size(&image::kernel_elf(&board.arch)?)?;
     println!(
         "kernel image ({}): {} bytes loaded (code and data), {} bytes zero-initialised (bss), {} bytes of stacks after the package (in no file)",

@@ -56,8 +56,8 @@ fn main(boot: Boot) -> u64 {
     1
 }
 
-/// Fills the RAM above the stack's reach with a pattern, waits until it is the
-/// last guest, and checks the pattern.
+/// Fills the RAM above the stack's reach with a pattern, waits until no other
+/// partition is runnable, and checks the pattern.
 fn victim(ram_size: u64) -> u64 {
     let start = RAM_BASE + 0x10_0000;
     let end = RAM_BASE + ram_size - 0x1_0000;
@@ -68,8 +68,9 @@ fn victim(ram_size: u64) -> u64 {
         unsafe { core::ptr::write_volatile((start + i * 8) as *mut u64, pattern(i)) };
     }
     println!("victim wrote {} KiB of pattern", (end - start) / 1024);
-    // Only the service VM left: every attacker has been stopped.
-    while septum_sdk::yield_now(slot::SELF).is_ok_and(|others| others > 1) {}
+    // Yield until no other partition is runnable (the service VM waiting for
+    // events is not): every attacker has been stopped or has ended.
+    while septum_sdk::yield_now(slot::SELF).is_ok_and(|others| others > 0) {}
     let mut damaged = 0u64;
     for i in 0..words {
         // SAFETY: as above.
