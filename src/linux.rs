@@ -169,6 +169,12 @@ pub fn write_parts(
     let initrd = folder.join(format!("{}.initrd", partition.name));
     std::fs::write(&initrd, bytes(&parts.initrd)?)
         .with_context(|| format!("writing {}", initrd.display()))?;
+    if let Some(program) = &boot.program {
+        bail!(
+            "`{}` boots program `{program}`, not a kernel file to boot on bare QEMU",
+            partition.name
+        );
+    }
     let locate = crate::package::locator(system, board)?;
     Ok(Parts {
         kernel: locate(

@@ -418,9 +418,10 @@ fn boot_bench(board: &str, arch: &str, clock: &str) -> Result<()> {
 
 /// Boots Debian's kernel to `/init` alone on its core under Septum and on bare
 /// QEMU (same kernel, device tree and initrd, both under `-icount`), and prints
-/// Linux's own timestamps of `Run /init` and their ratio. Linux's clock starts
+/// Linux's own timestamps of `Run /init` and their ratio (Linux's clock starts
 /// when its timer is set up, so both figures leave out the same early part of
-/// its boot.
+/// its boot); then the kernel-emulated distributor accesses the `vgic-emulated`
+/// probe times.
 fn linux_boot_bench(board: &boards::Board, clock: &str) -> Result<()> {
     let system_file = septum::from_root("tests/systems/bench-linux.toml");
     let system = boards::load_system(&system_file, board)?;
@@ -436,6 +437,21 @@ fn linux_boot_bench(board: &boards::Board, clock: &str) -> Result<()> {
     println!("| bare QEMU (s) | under Septum, alone on its core (s) | ratio |");
     println!("|---|---|---|");
     println!("| {bare:.6} | {septum:.6} | {:.3} |", septum / bare);
+    let probe = run_benchmark("vgic-emulated")?;
+    for (name, what) in [
+        ("vgic-plain-load", "load from its own RAM (baseline)"),
+        (
+            "vgic-distributor-read",
+            "emulated distributor read (GICD_TYPER)",
+        ),
+        (
+            "vgic-distributor-write",
+            "emulated distributor write (GICD_IPRIORITYR)",
+        ),
+    ] {
+        let figure = figure_line(&probe, name)?;
+        println!("{what}, round trip from a Linux partition (aarch64, {clock}): {figure}");
+    }
     Ok(())
 }
 

@@ -85,6 +85,7 @@ scenarios! {
         linux_crash => "linux-crash",
         linux_poweroff => "linux-poweroff",
         linux_isolation => "linux-isolation",
+        vgic_emulated => "vgic-emulated",
         supervise_trap => "supervise-trap",
         supervise_restart => "supervise-restart",
         supervise_watchdog => "supervise-watchdog",

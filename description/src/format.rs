@@ -65,11 +65,13 @@ pub struct PartitionEntry {
 }
 
 /// `linux = { kernel = "...", initrd = "...", bootargs = "..." }`, every key
-/// optional.
+/// optional; `program = "..."` instead of `kernel` boots a partition program
+/// of the workspace by the same protocol.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinuxEntry {
     pub kernel: Option<Spanned<String>>,
+    pub program: Option<Spanned<String>>,
     pub initrd: Option<Spanned<String>>,
     pub bootargs: Option<Spanned<String>>,
 }

@@ -89,12 +89,23 @@ pub fn load_images(
                 let file = |written: &Option<PathBuf>, default| {
                     locate(written.as_deref().map_or(default, ImageFile::Described))
                 };
-                linux::load_image(
-                    partition,
-                    boot,
-                    &file(&boot.kernel, ImageFile::DefaultKernel),
-                    &file(&boot.initrd, ImageFile::DefaultInitrd),
-                )
+                let initrd = file(&boot.initrd, ImageFile::DefaultInitrd);
+                match &boot.program {
+                    Some(name) => load_elf(
+                        partition,
+                        board,
+                        &locate(ImageFile::Workspace(name)),
+                        &format!("program `{name}`"),
+                    )
+                    .and_then(|program| {
+                        let kernel = linux::Kernel::Program(name, program.bytes);
+                        linux::load_image(partition, boot, kernel, &initrd)
+                    }),
+                    None => {
+                        let kernel = file(&boot.kernel, ImageFile::DefaultKernel);
+                        linux::load_image(partition, boot, linux::Kernel::File(&kernel), &initrd)
+                    }
+                }
             }
         };
         match loaded {

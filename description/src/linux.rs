@@ -29,7 +29,6 @@
 
 mod device_tree;
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::Path;
@@ -137,7 +136,7 @@ struct ImageHeader {
 }
 
 /// Reads and checks the header of the `Image` `file`, `len` bytes long.
-fn read_header(file: &mut File, len: u64) -> Result<ImageHeader, Problem> {
+fn read_header(file: &mut dyn Source, len: u64) -> Result<ImageHeader, Problem> {
     let malformed = |message: String| Err(("linux-image", message));
     if len < HEADER_SIZE as u64 {
         return malformed(format!(
@@ -175,12 +174,23 @@ fn read_header(file: &mut File, len: u64) -> Result<ImageHeader, Problem> {
     Ok(ImageHeader { image_size })
 }
 
-/// The image of Linux partition `partition`, which boots `boot`, from the kernel
-/// at `kernel` and the initrd at `initrd`.
+/// What a Linux partition boots in place of Linux: a file, or a workspace
+/// program already flattened (named, and its bytes).
+pub(crate) enum Kernel<'a> {
+    File(&'a Path),
+    Program(&'a str, Vec<u8>),
+}
+
+/// Something to read a kernel from: a file, or bytes.
+trait Source: Read + Seek {}
+impl<T: Read + Seek> Source for T {}
+
+/// The image of Linux partition `partition`, which boots `boot`, from `kernel`
+/// and the initrd at `initrd`.
 pub(crate) fn load_image(
     partition: &Partition,
     boot: &LinuxBoot,
-    kernel: &Path,
+    kernel: Kernel<'_>,
     initrd: &Path,
 ) -> Result<Image, Vec<Problem>> {
     let name = &partition.name;
@@ -191,9 +201,22 @@ pub(crate) fn load_image(
             located.display()
         ),
     };
-    let kernel_what = what("kernel", boot.kernel.as_deref(), kernel);
+    let (kernel_what, kernel_opened) = match kernel {
+        Kernel::File(path) => (
+            what("kernel", boot.kernel.as_deref(), path),
+            open_regular(path).map(|(file, len)| (Box::new(file) as Box<dyn Source>, len)),
+        ),
+        Kernel::Program(program, bytes) => {
+            let len = bytes.len() as u64;
+            let source = Box::new(std::io::Cursor::new(bytes)) as Box<dyn Source>;
+            (
+                format!("the kernel of `{name}` (program `{program}`)"),
+                Ok((source, len)),
+            )
+        }
+    };
     let initrd_what = what("initrd", boot.initrd.as_deref(), initrd);
-    let kernel_checked = open_regular(kernel)
+    let kernel_checked = kernel_opened
         .map_err(|e| ("image-file", e))
         .and_then(|(mut file, len)| read_header(&mut file, len).map(|header| (file, len, header)))
         .map_err(|(rule, message)| (rule, format!("{kernel_what}: {message}")));
@@ -233,7 +256,7 @@ pub(crate) fn load_image(
     // Everything lies inside the RAM kept, so this is at most `kept` bytes.
     let offset = |at: u64| usize::try_from(at).expect("at most RAM_MAX");
     let mut bytes = vec![0; offset(parts.end())];
-    let read = |file: &mut File, into: &mut [u8]| {
+    let read = |file: &mut dyn Source, into: &mut [u8]| {
         file.seek(SeekFrom::Start(0))
             .and_then(|_| file.read_exact(into))
             .map_err(|e| format!("cannot read the file: {e}"))

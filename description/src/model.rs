@@ -31,8 +31,12 @@ pub enum ImageSource {
 /// the description's folder; an absent one is the host tool's default.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinuxBoot {
-    /// An arm64 Linux `Image`; `None`: Debian's stock arm64 kernel.
+    /// An arm64 Linux `Image`; `None`: Debian's stock arm64 kernel (or
+    /// `program`).
     pub kernel: Option<PathBuf>,
+    /// A partition program of the workspace booted in its place (every program
+    /// starts with an arm64 `Image` header): the kernel's own probes.
+    pub program: Option<String>,
     /// The initial RAM disk; `None`: the host tool's busybox initramfs.
     pub initrd: Option<PathBuf>,
     /// The kernel command line (the device tree's `bootargs`).

@@ -30,7 +30,7 @@
 mod memory;
 
 use septum_abi::event::Kind;
-use septum_abi::{CapType, MAX_PARTITIONS, TrapAction, TrapClass, audit};
+use septum_abi::{CapType, MAX_PARTITIONS, Reason, TrapAction, TrapClass, audit};
 use septum_sdk::supervise::{self, Event};
 use septum_sdk::{Boot, Error, println, slot};
 
@@ -122,6 +122,12 @@ fn handle(event: &Event, guests: &Guests, console: &mut Console) {
     let name = name_of(control);
     let reason = event.reason.map_or("-", |r| r.name());
     match event.kind {
+        Kind::Trap if event.reason == Some(Reason::SystemRegister) && undefined(control, event) => {
+            println!(
+                "{name} gen {} trapped ({reason} at pc {:#x}): it takes an undefined-instruction exception there",
+                event.generation, event.snapshot[0]
+            );
+        }
         Kind::Trap => {
             // The ABI keeps a partition index below MAX_PARTITIONS.
             let traps = &mut console.traps[event.partition as usize];
@@ -158,6 +164,15 @@ fn handle(event: &Event, guests: &Guests, console: &mut Console) {
         Kind::Stopped => println!("{name} was stopped by the kernel"),
         Kind::Console | Kind::Input | Kind::Memory => {}
     }
+}
+
+/// A trapped system register of a partition that has exception vectors of its
+/// own (a Linux partition) is an instruction its CPU does not have: it takes
+/// the undefined-instruction exception there, as on hardware. False for any
+/// other partition, which is resumed past it instead.
+fn undefined(control: u64, event: &Event) -> bool {
+    supervise::inspect(control).is_ok_and(|info| info.linux)
+        && supervise::resume_undefined(control, event.generation).is_ok()
 }
 
 fn restart(control: u64, name: &str, generation: u32) {

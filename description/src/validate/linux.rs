@@ -22,6 +22,7 @@ pub(super) fn boot(entry: &LinuxEntry) -> ImageSource {
     let path = |key: &Option<Spanned<String>>| key.as_ref().map(|p| PathBuf::from(p.get_ref()));
     ImageSource::Linux(LinuxBoot {
         kernel: path(&entry.kernel),
+        program: entry.program.as_ref().map(|p| p.get_ref().clone()),
         initrd: path(&entry.initrd),
         bootargs: entry
             .bootargs
@@ -57,6 +58,10 @@ pub(super) fn check_linux(
                 board.name, board.arch
             );
             check.fail(linux.span(), "linux", message);
+        }
+        if let (Some(_), Some(program)) = (&linux.get_ref().kernel, &linux.get_ref().program) {
+            let message = format!("`{name}` names both a `kernel` file and a `program`; keep one");
+            check.fail(program.span(), "linux", message);
         }
         if let Some(argument) = &p.argument {
             let message = format!(

@@ -350,6 +350,25 @@ impl septum_kernel::Vcpu for Vcpu {
         self.interrupts.refill(fill);
     }
 
+    fn take_undefined(&mut self) {
+        // An exception from EL1 using SP_EL1 is taken at VBAR_EL1 + 0x200,
+        // from EL1 using SP_EL0 at + 0x000, from EL0 (AArch64) at + 0x400; its
+        // syndrome is EC 0 ("unknown reason", what an unimplemented instruction
+        // gives) with IL set for a 32-bit instruction.
+        const ESR_UNKNOWN_32: u64 = 1 << 25;
+        let from = self.frame.spsr;
+        let vector = match from & 0b1111 {
+            0b0101 => 0x200,
+            0b0100 => 0x000,
+            _ => 0x400,
+        };
+        self.el1.esr_el1 = ESR_UNKNOWN_32;
+        self.el1.elr_el1 = self.frame.elr;
+        self.el1.spsr_el1 = from;
+        self.frame.elr = self.el1.vbar_el1 + vector;
+        self.frame.spsr = SPSR_EL1H_MASKED;
+    }
+
     fn power_on(&mut self, entry: u64, context: u64) {
         self.reset(entry, [context, 0, 0]);
     }

@@ -203,8 +203,13 @@ pub mod resume {
     /// Skip the instruction that trapped (an access skipped: a load leaves its
     /// destination register as it was).
     pub const SKIP: u64 = 1 << 0;
+    /// Make the partition take an undefined-instruction exception at the
+    /// instruction that trapped, in its own exception vectors, as a CPU that
+    /// does not implement it would: for a Linux partition (which has vectors to
+    /// take it) suspended on a trapped instruction. Not with [`SKIP`].
+    pub const UNDEFINED: u64 = 1 << 1;
     /// Every flag the call knows.
-    pub const ALL: u64 = SKIP;
+    pub const ALL: u64 = SKIP | UNDEFINED;
 }
 
 /// Where a partition is in its life, as [`Call::Inspect`] reports it.
@@ -272,22 +277,31 @@ pub struct Inspected {
     pub restarts: u32,
     /// Bytes of RAM it holds.
     pub ram: u64,
+    /// Whether it runs Linux (the Linux profile: its own exception vectors, an
+    /// emulated GIC and UART).
+    pub linux: bool,
 }
 
+/// Bit of `inspect`'s first result set for a partition that runs Linux.
+const INSPECT_LINUX: u64 = 1 << 32;
+
 impl Inspected {
-    /// The call's results: state, generation | restarts << 32, RAM bytes.
+    /// The call's results: state (| [`INSPECT_LINUX`]), generation | restarts <<
+    /// 32, RAM bytes.
     pub fn to_results(self) -> [u64; 3] {
         let identity = u64::from(self.generation) | (u64::from(self.restarts) << 32);
-        [self.state as u64, identity, self.ram]
+        let linux = if self.linux { INSPECT_LINUX } else { 0 };
+        [self.state as u64 | linux, identity, self.ram]
     }
 
     /// Reads the call's results; `None` for a state the ABI does not define.
     pub fn from_results([state, identity, ram]: [u64; 3]) -> Option<Inspected> {
         Some(Inspected {
-            state: PartitionState::from_number(state)?,
+            state: PartitionState::from_number(state & !INSPECT_LINUX)?,
             generation: identity as u32,
             restarts: (identity >> 32) as u32,
             ram,
+            linux: state & INSPECT_LINUX != 0,
         })
     }
 }
@@ -774,16 +788,19 @@ mod tests {
     #[test]
     fn inspect_and_identify_results_round_trip() {
         for state in PartitionState::ALL {
-            let inspected = Inspected {
-                state,
-                generation: 3,
-                restarts: u32::MAX,
-                ram: 1 << 21,
-            };
-            assert_eq!(
-                Inspected::from_results(inspected.to_results()),
-                Some(inspected)
-            );
+            for linux in [false, true] {
+                let inspected = Inspected {
+                    state,
+                    generation: 3,
+                    restarts: u32::MAX,
+                    ram: 1 << 21,
+                    linux,
+                };
+                assert_eq!(
+                    Inspected::from_results(inspected.to_results()),
+                    Some(inspected)
+                );
+            }
         }
         assert_eq!(Inspected::from_results([99, 0, 0]), None);
         for ty in CapType::ALL {

@@ -84,6 +84,11 @@ pub trait Vcpu {
     /// Moves the stored program counter `length` bytes on, past a trapped
     /// instruction. Called only while the vCPU is not live on any core.
     fn skip_stored(&mut self, length: u8);
+    /// Makes the stored vCPU take an undefined-instruction exception at the
+    /// instruction it trapped on, in its own exception vectors, when it next
+    /// runs. The core asks only for a partition that has such vectors (a Linux
+    /// partition); called only while the vCPU is not live on any core.
+    fn take_undefined(&mut self);
     /// Refills the list registers of this vCPU, which is live on this core:
     /// `fill` gets what they hold now and puts pending interrupts in free
     /// entries (`System::refill`); if it reports that some did not fit, the
@@ -323,11 +328,15 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         access: Access,
     ) -> Option<u64> {
         let vcpu = self.system.loaded(cpu)?;
-        let value =
+        let completed =
             self.system
                 .emulate_access(vcpu, address, width, access, &mut identity_ram!(self))?;
-        self.after_fast_lane(cpu, vcpu);
-        Some(value)
+        if completed.interrupts {
+            self.after_fast_lane(cpu, vcpu);
+        } else if !self.console.is_empty() {
+            self.drain_console();
+        }
+        Some(completed.value)
     }
 
     /// The fast lane for a trapped write of `value` to the SGI register by the
@@ -411,6 +420,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
             match *effect {
                 Effect::Restart { vcpu, generation } => self.vcpus[vcpu].restart(generation),
                 Effect::Skip { vcpu, length } => self.vcpus[vcpu].skip_stored(length),
+                Effect::Undefined { vcpu } => self.vcpus[vcpu].take_undefined(),
                 Effect::PowerOn {
                     vcpu,
                     entry,

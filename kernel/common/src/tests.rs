@@ -98,6 +98,8 @@ impl Vcpu for FakeVcpu {
     }
 
     fn refill_interrupts(&mut self, _fill: impl FnOnce(&mut [ListEntry]) -> bool) {}
+
+    fn take_undefined(&mut self) {}
 }
 
 struct FakeMachine {

@@ -34,6 +34,17 @@ pub fn trap_class(reason: Reason) -> Option<TrapClass> {
     }
 }
 
+/// How a suspended partition resumes (`resume`'s flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resumption {
+    /// At the instruction that trapped, which runs again.
+    Retry = 0,
+    /// Past it.
+    Skip = 1,
+    /// Taking an undefined-instruction exception at it, in its own vectors.
+    Undefined = 2,
+}
+
 /// Registers of a partition at a trap: program counter, stack pointer, status
 /// (PSTATE / RFLAGS), then x0-x4 or rax, rdi, rsi, rdx, r10.
 pub type Snapshot = [u64; septum_abi::event::SNAPSHOT_WORDS];
@@ -274,8 +285,9 @@ pub enum Event<'a> {
         name: &'a str,
         /// Its generation.
         generation: u32,
-        /// Whether the trapped instruction was skipped.
-        skip: bool,
+        /// How: at the trapped instruction, past it, or taking an
+        /// undefined-instruction exception there.
+        how: Resumption,
     },
     /// A partition was restarted from its pristine image with its RAM scrubbed.
     PartitionRestart {
@@ -477,12 +489,15 @@ impl fmt::Display for Event<'_> {
             Event::PartitionResume {
                 name,
                 generation,
-                skip,
-            } => write!(
-                f,
-                "@@ partition {name} resume gen={generation} skip={}",
-                u8::from(skip)
-            ),
+                how,
+            } => {
+                let skip = u8::from(how == Resumption::Skip);
+                write!(f, "@@ partition {name} resume gen={generation} skip={skip}")?;
+                if how == Resumption::Undefined {
+                    f.write_str(" undefined=1")?;
+                }
+                Ok(())
+            }
             Event::PartitionRestart {
                 name,
                 generation,

@@ -44,6 +44,7 @@ use crate::package::{Package, Profile};
 use crate::schedule::{Schedule, ScheduleError};
 use lifecycle::Lifecycle;
 use partition::Label;
+pub use virt::Completed;
 use virt::VirtualMachine;
 
 mod balloon;
@@ -60,6 +61,7 @@ mod supervise;
 mod transitions;
 mod virt;
 mod work;
+pub use crate::event::Resumption;
 pub use crate::resources::MAX_CPUS;
 pub use dispatch::DENIED_LINES;
 pub use events::{ESCAPE, Events};

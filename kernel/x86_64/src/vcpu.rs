@@ -561,6 +561,10 @@ impl septum_kernel::Vcpu for Vcpu {
         // No virtual interrupt controller: no partition on this back end has one.
     }
 
+    fn take_undefined(&mut self) {
+        unreachable!("the core refuses it: no partition on x86 has the Linux profile")
+    }
+
     fn skip_stored(&mut self, length: u8) {
         if self.on_load == OnLoad::Nothing {
             self.on_load = OnLoad::Skip(length);

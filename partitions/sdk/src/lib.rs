@@ -16,6 +16,7 @@ pub mod supervise;
 
 use core::fmt;
 
+pub use septum_abi as abi;
 pub use septum_abi::layout::RAM_BASE;
 pub use septum_abi::{Call, Error};
 

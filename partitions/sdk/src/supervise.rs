@@ -87,6 +87,8 @@ pub struct PartitionInfo {
     pub restarts: u32,
     /// Bytes of RAM.
     pub ram: u64,
+    /// Whether it runs Linux.
+    pub linux: bool,
 }
 
 impl PartitionInfo {
@@ -108,6 +110,7 @@ pub fn inspect(slot: u64) -> Result<PartitionInfo, Error> {
         generation: inspected.generation,
         restarts: inspected.restarts,
         ram: inspected.ram,
+        linux: inspected.linux,
     })
 }
 
@@ -116,6 +119,17 @@ pub fn inspect(slot: u64) -> Result<PartitionInfo, Error> {
 pub fn resume(slot: u64, generation: u32, skip: bool) -> Result<(), Error> {
     let flags = if skip { resume::SKIP } else { 0 };
     typed(Call::Resume, [slot, u64::from(generation), flags, 0, 0, 0]).map(|_| ())
+}
+
+/// Lets the suspended partition of control capability `slot` run on (if still at
+/// `generation`; 0: any) by taking an undefined-instruction exception at the
+/// instruction that trapped, in its own vectors: for a Linux partition only.
+pub fn resume_undefined(slot: u64, generation: u32) -> Result<(), Error> {
+    typed(
+        Call::Resume,
+        [slot, u64::from(generation), resume::UNDEFINED, 0, 0, 0],
+    )
+    .map(|_| ())
 }
 
 /// Restarts the partition of control capability `slot` (if still at `generation`;

@@ -17,7 +17,7 @@ use super::{CallRegisters, Dispatch, Next, Platform, Reply, System, emit};
 use crate::audit::{AUDIT_CAPACITY, AUDIT_RECORD_SIZE, AuditKind, AuditRecord};
 use crate::balloon::Direction;
 use crate::caps::{self, Cap};
-use crate::event::Event;
+use crate::event::{Event, Resumption};
 use crate::flip::End;
 use crate::memory::Range;
 use crate::supervision::{TrapAction, TrapClass};
@@ -44,7 +44,7 @@ pub(super) enum Request {
     Identify(Option<Cap>),
     Resume {
         target: usize,
-        skip: bool,
+        how: Resumption,
     },
     Restart(usize),
     Stop(usize),
@@ -171,11 +171,18 @@ impl System {
                 let State::Suspended(suspension) = state(target) else {
                     return Err(Error::BadState);
                 };
-                let skip = a3 & resume::SKIP != 0;
-                if skip && suspension.length == 0 {
+                let how = match (a3 & resume::SKIP != 0, a3 & resume::UNDEFINED != 0) {
+                    (false, false) => Resumption::Retry,
+                    (true, false) => Resumption::Skip,
+                    (false, true) if self.partitions[target].machine.is_some() => {
+                        Resumption::Undefined
+                    }
+                    _ => return Err(Error::InvalidArgument),
+                };
+                if how != Resumption::Retry && suspension.length == 0 {
                     return Err(Error::CannotSkip);
                 }
-                Request::Resume { target, skip }
+                Request::Resume { target, how }
             }
             Call::Restart => {
                 let target = target()?;
@@ -300,7 +307,7 @@ impl System {
             Request::WaitEvent(buffer) => self.wait_event(caller, buffer, platform),
             Request::Inspect { target, name } => self.inspect(target, name, platform),
             Request::Identify(cap) => Self::identify(cap),
-            Request::Resume { target, skip } => self.resume(target, skip, platform),
+            Request::Resume { target, how } => self.resume(target, how, platform),
             Request::Restart(target) => self.control_restart(target, platform),
             Request::Stop(target) => self.control_stop(target, platform),
             Request::SetPolicy {

@@ -125,6 +125,13 @@ pub enum Effect {
         /// Bytes to skip.
         length: u8,
     },
+    /// Make it take an undefined-instruction exception at the instruction that
+    /// trapped, in its own vectors (a resume with
+    /// [`Resumption::Undefined`](crate::event::Resumption::Undefined)).
+    Undefined {
+        /// The vCPU.
+        vcpu: usize,
+    },
     /// Start it at `entry` with `context` in its first argument register, in the
     /// entry state otherwise.
     PowerOn {
@@ -321,6 +328,7 @@ impl System {
     ) {
         let vcpu = match effect {
             Effect::Restart { vcpu, .. } | Effect::Skip { vcpu, .. } => vcpu,
+            Effect::Undefined { vcpu } => vcpu,
             Effect::PowerOn { vcpu, .. } => vcpu,
         };
         if self.loaded[cpu] == Some(vcpu) {

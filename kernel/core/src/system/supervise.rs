@@ -31,7 +31,7 @@ use super::run::{Effect, Outcome};
 use super::{Dispatch, Next, Platform, Reply, System, emit};
 use crate::audit::{AUDIT_RECORD_SIZE, AuditKind, AuditRecord};
 use crate::caps::{CapType, Rights};
-use crate::event::{Event, Fault, Reason, Response, StopCause, trap_class};
+use crate::event::{Event, Fault, Reason, Response, Resumption, StopCause, trap_class};
 use crate::memory::Range;
 use crate::supervision::{TrapAction, TrapClass};
 
@@ -198,16 +198,17 @@ impl System {
             generation: partition.life.generation(),
             restarts: partition.life.restarts(),
             ram: self.held_bytes(target),
+            linux: partition.machine.is_some(),
         };
         Dispatch::resume(Reply::ok(inspected.to_results()))
     }
 
     /// `resume`: the suspended target runs on, past the trapped instruction if
-    /// `skip`.
+    /// `resume`: the suspended `target` runs on, as `how` says.
     pub(super) fn resume(
         &mut self,
         target: usize,
-        skip: bool,
+        how: Resumption,
         platform: &mut impl Platform,
     ) -> Dispatch {
         self.forget_decisions(target);
@@ -222,16 +223,21 @@ impl System {
                 Event::PartitionResume {
                     name: partition.name(),
                     generation: partition.life.generation(),
-                    skip,
+                    how,
                 },
             );
         }
-        self.audit_now(target, AuditKind::Resume, [u64::from(skip), 0], platform);
+        self.audit_now(target, AuditKind::Resume, [how as u64, 0], platform);
+        let vcpu = self.partitions[target].vcpus.start + suspension.vcpu;
         let mut dispatch = Dispatch::resume(Reply::ok([0; 3]));
-        dispatch.effect = skip.then_some(Effect::Skip {
-            vcpu: self.partitions[target].vcpus.start + suspension.vcpu,
-            length: suspension.length,
-        });
+        dispatch.effect = match how {
+            Resumption::Retry => None,
+            Resumption::Skip => Some(Effect::Skip {
+                vcpu,
+                length: suspension.length,
+            }),
+            Resumption::Undefined => Some(Effect::Undefined { vcpu }),
+        };
         dispatch
     }
 

@@ -11,12 +11,12 @@ pub(super) use crate::audit::AuditKind;
 pub(super) use crate::caps::CapType;
 pub(super) use crate::caps::{CAP_SLOTS, Cap, CapTable};
 pub(super) use crate::event::{Fault, Reason};
-pub(super) use crate::package::{Kind, PartitionSpec, encode};
+pub(super) use crate::package::{Kind, PartitionSpec, Profile, encode};
 pub(super) use crate::resources::Resources;
 pub(super) use crate::supervision::{Supervision, TrapAction, TrapClass};
 pub(super) use septum_abi::event::{Kind as EventKind, RECORD_SIZE, WORD_DETAIL, WORD_GENERATION};
 pub(super) use septum_abi::event::{WORD_KIND, WORD_PARTITION, WORD_REASON, WORD_TIME};
-pub(super) use septum_abi::resume::SKIP;
+pub(super) use septum_abi::resume::{SKIP, UNDEFINED};
 pub(super) use septum_abi::{Call, PartitionState};
 
 /// Service VM slots beyond the common ones: control of alpha, of beta, and its own
@@ -106,6 +106,23 @@ pub(super) fn running() -> Rig {
 
 /// Started, pinned to the cores `cpus` gives, supervised as `sup` says.
 pub(super) fn rig_with(cpus: [u8; 3], sup: [Supervision; 3]) -> Rig {
+    rig_of([Profile::Native; 3], cpus, sup)
+}
+
+/// As [`running`], with `beta` a Linux partition.
+pub(super) fn linux_running() -> Rig {
+    let native = Profile::Native;
+    let mut t = rig_of(
+        [native, native, Profile::Linux],
+        [0; 3],
+        [Default::default(); 3],
+    );
+    t.svc(Call::Ready, &[SYSTEM]);
+    t
+}
+
+/// Started, with the profiles, cores and supervision given.
+fn rig_of(profiles: [Profile; 3], cpus: [u8; 3], sup: [Supervision; 3]) -> Rig {
     let image = [0u8; 16];
     let names = ["service", "alpha", "beta"];
     let specs: Vec<PartitionSpec> = (0..3)
@@ -125,7 +142,7 @@ pub(super) fn rig_with(cpus: [u8; 3], sup: [Supervision; 3]) -> Rig {
             PartitionSpec {
                 name: names[i],
                 kind,
-                profile: crate::package::Profile::Native,
+                profile: profiles[i],
                 ram_size: RAM,
                 image: &image,
                 entry_offset: 0,

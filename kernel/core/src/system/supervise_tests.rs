@@ -563,3 +563,74 @@ fn a_restart_is_owed_work_and_the_watchdog_waits_for_it() {
     t.watchdogs(0, 1_005_001);
     assert_eq!(t.state(1), PartitionState::Suspended);
 }
+
+/// A suspended Linux partition may be resumed by taking an undefined-instruction
+/// exception at the trapped instruction; a native one may not, nor may the flag
+/// come with `SKIP` or without an instruction to take it at. `inspect` tells a
+/// Linux partition apart.
+/// Verifies: SK-LNX-006, SK-HM-001
+#[test]
+fn a_linux_partition_can_be_resumed_into_its_own_undefined_instruction_vector() {
+    let mut t = linux_running();
+    t.fault(1, trap(0x9000_0000, 4));
+    let d = t.svc(Call::Resume, &[CTL_ALPHA, 0, UNDEFINED]);
+    assert_eq!(refused(&d), Error::InvalidArgument, "alpha is native");
+    assert_eq!(t.state(1), PartitionState::Suspended);
+    let inspected = |t: &mut Rig, slot| {
+        septum_abi::Inspected::from_results(results(&t.svc(Call::Inspect, &[slot, 0]))).unwrap()
+    };
+    assert!(!inspected(&mut t, CTL_ALPHA).linux);
+    assert!(inspected(&mut t, CTL_BETA).linux);
+
+    t.fault(2, trap(0x9000_0000, 0));
+    let d = t.svc(Call::Resume, &[CTL_BETA, 0, UNDEFINED]);
+    assert_eq!(
+        refused(&d),
+        Error::CannotSkip,
+        "no instruction to take it at"
+    );
+    t.svc(Call::Resume, &[CTL_BETA, 0, 0]);
+    t.fault(2, trap(0x9000_0000, 4));
+    let d = t.svc(Call::Resume, &[CTL_BETA, 0, UNDEFINED | SKIP]);
+    assert_eq!(refused(&d), Error::InvalidArgument);
+    let d = t.svc(Call::Resume, &[CTL_BETA, 0, UNDEFINED]);
+    assert_eq!(effect(&d), Some(Effect::Undefined { vcpu: 2 }));
+    assert_eq!(t.state(2), PartitionState::Runnable);
+    t.says("@@ partition beta resume gen=1 skip=0 undefined=1");
+}
+
+/// Ctrl-T moves console input from nobody to the service VM, then to each
+/// Linux partition (whose UART receives what is typed), then back to nobody.
+/// Verifies: SK-LNX-007
+#[test]
+fn console_focus_cycles_through_the_service_vm_and_linux_partitions() {
+    use crate::vgic::Access;
+    use septum_abi::virt::UART_BASE;
+    let mut t = linux_running();
+    let uart_read = |t: &mut Rig| {
+        t.sys
+            .emulate_access(2, UART_BASE, 4, Access::Read, &mut t.m)
+            .unwrap()
+            .value
+    };
+    t.key(b'x');
+    assert_eq!(uart_read(&mut t), 0, "nobody has focus: dropped");
+    t.key(ESCAPE);
+    t.says("@@ kernel console owner=service");
+    t.key(ESCAPE);
+    t.says("@@ kernel console owner=beta");
+    t.key(b'l');
+    t.key(b's');
+    assert_eq!(uart_read(&mut t), u64::from(b'l'));
+    assert_eq!(uart_read(&mut t), u64::from(b's'));
+    t.key(ESCAPE);
+    t.says("@@ kernel console owner=none");
+    t.key(b'y');
+    assert_eq!(uart_read(&mut t), 0);
+    assert!(
+        t.sys
+            .emulate_access(1, UART_BASE, 4, Access::Read, &mut t.m)
+            .is_none(),
+        "alpha is native: it has no UART"
+    );
+}

@@ -58,6 +58,16 @@ impl VirtualMachine {
     }
 }
 
+/// An access the fast lane completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completed {
+    /// The value a load reads (0 for a store).
+    pub value: u64,
+    /// Whether it may have given a vCPU of the partition an interrupt to take
+    /// (the caller then refills and kicks: [`System::take_interrupted`]).
+    pub interrupts: bool,
+}
+
 /// Which emulated window an address falls in, and the offset into it.
 enum Window {
     Distributor(u64),
@@ -104,7 +114,7 @@ impl System {
         width: u8,
         access: Access,
         platform: &mut impl Platform,
-    ) -> Option<u64> {
+    ) -> Option<Completed> {
         let window = window_of(address)?;
         let partition = self.vcpus[vcpu].partition;
         let (_, machine) = self.live_machine(vcpu)?;
@@ -117,10 +127,14 @@ impl System {
         };
         let emulated = emulated.ok()?;
         // Enabling an interrupt or changing its routing can make one deliverable.
-        if emulated.wake != 0 {
+        let interrupts = emulated.wake != 0;
+        if interrupts {
             self.note_interrupts(partition);
         }
-        Some(emulated.value)
+        Some(Completed {
+            value: emulated.value,
+            interrupts,
+        })
     }
 
     /// An access to the UART of `partition` (a Linux partition that may run).
@@ -131,7 +145,7 @@ impl System {
         width: u8,
         access: Access,
         platform: &mut impl Platform,
-    ) -> Option<u64> {
+    ) -> Option<Completed> {
         let machine = self.partitions[partition].machine.as_deref_mut()?;
         let (value, effect, rose) = match access {
             Access::Read => (machine.uart.read(offset, width)?, UartEffect::None, false),
@@ -146,7 +160,10 @@ impl System {
         if let UartEffect::Sent(byte) = effect {
             self.uart_output(partition, byte, platform);
         }
-        Some(value)
+        Some(Completed {
+            value,
+            interrupts: rose,
+        })
     }
 
     /// A byte `partition` sent on its UART: onto its console line, as vCPU 0's

@@ -3,17 +3,40 @@
 
 use core::arch::{asm, global_asm};
 
-// Entry state set by the kernel (see the README, "Partition entry state"): EL1h with
-// interrupts masked, stage-1 MMU off, x0 = RAM size in bytes, x1 = boot argument,
-// x2 = generation (passed on to `start`),
-// all RAM outside the image zeroed. The stack goes at the top of RAM.
+// Every program starts with an arm64 Linux `Image` header (its first word branches
+// over it), so that it can also run in a Linux partition, entered by Linux's boot
+// protocol (see the README, "Linux in a partition").
+//
+// Entry state set by the kernel for a native partition (see the README,
+// "Partition entry state"): EL1h with interrupts masked, stage-1 MMU off, x0 = RAM
+// size in bytes (at most RAM_BASE: 1 GiB), x1 = boot argument, x2 = generation
+// (passed on to `start`), all RAM outside the image zeroed. The stack goes at the
+// top of RAM. Entered by Linux's boot protocol, x0 is the address of the device
+// tree, above RAM_BASE, which the host tool puts after the image: the stack then
+// grows down from there, the program is told the RAM below it is its RAM, and
+// its argument and generation read 0.
 global_asm!(
     ".section .text.entry, \"ax\"",
     ".global _start",
     "_start:",
-    "    mov x9, #{ram_base}",
+    "    b 2f",                   // code0: over the header
+    "    .word 0",                // code1
+    "    .quad 0",                // text_offset: loaded at the start of RAM
+    "    .quad __septum_image_size", // image_size: code, data and bss
+    "    .quad 0b1010",           // flags: little-endian, 4 KiB pages, anywhere
+    "    .quad 0, 0, 0",          // reserved
+    "    .ascii \"ARM\\x64\"",    // magic
+    "    .word 0",                // reserved
+    "2:  mov x9, #{ram_base}",
+    "    cmp x0, x9",
+    "    b.hi 3f",
     "    add x9, x9, x0",
     "    mov sp, x9",
+    "    bl {main}",
+    "3:  mov sp, x0",             // Linux's boot protocol: x0 = the device tree
+    "    sub x0, x0, x9",
+    "    mov x1, xzr",
+    "    mov x2, xzr",
     "    bl {main}",
     "1:  wfi",
     "    b 1b",
