@@ -10,7 +10,6 @@
 #![no_std]
 #![no_main]
 
-use partition_bench::report;
 use septum_sdk::{Boot, arch, println};
 
 septum_sdk::entry!(main);
@@ -31,6 +30,7 @@ fn main(boot: Boot) -> u64 {
 mod probe {
     use super::*;
     use core::arch::{asm, global_asm};
+    use partition_bench::report;
     use core::sync::atomic::{AtomicU64, Ordering};
     use septum_sdk::abi::virt::GICD_BASE;
 
