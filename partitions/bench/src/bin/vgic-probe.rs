@@ -30,8 +30,8 @@ fn main(boot: Boot) -> u64 {
 mod probe {
     use super::*;
     use core::arch::{asm, global_asm};
-    use partition_bench::report;
     use core::sync::atomic::{AtomicU64, Ordering};
+    use partition_bench::report;
     use septum_sdk::abi::virt::GICD_BASE;
 
     /// ESR_EL1 as the probe's synchronous-exception handler found it (0: none
