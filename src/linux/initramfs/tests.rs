@@ -50,7 +50,7 @@ fn read(archive: &[u8]) -> Vec<Entry> {
 /// `/init` needs, each with its type and permissions; `/init` is the script,
 /// which prints the line tests wait for.
 ///
-/// Verifies: SK-LNX-002
+/// Verifies: SK-LNX-009
 #[test]
 fn the_initramfs_holds_busybox_init_and_the_console() {
     let busybox = b"\x7fELF not really busybox".to_vec();

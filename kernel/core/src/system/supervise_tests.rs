@@ -568,7 +568,7 @@ fn a_restart_is_owed_work_and_the_watchdog_waits_for_it() {
 /// exception at the trapped instruction; a native one may not, nor may the flag
 /// come with `SKIP` or without an instruction to take it at. `inspect` tells a
 /// Linux partition apart.
-/// Verifies: SK-LNX-006, SK-HM-001
+/// Verifies: SK-LNX-008, SK-HM-001
 #[test]
 fn a_linux_partition_can_be_resumed_into_its_own_undefined_instruction_vector() {
     let mut t = linux_running();
