@@ -389,6 +389,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
 
     /// Puts `vcpu`'s pending virtual interrupts in its list registers, if it has
     /// any (or, `always`, to stop asking for room once nothing waits).
+    #[inline(always)]
     fn sync_interrupts(&mut self, vcpu: usize, always: bool) {
         if always || self.system.wants_refill(vcpu) {
             let system = &mut self.system;
