@@ -237,6 +237,15 @@ pub enum Event<'a> {
         /// The core it runs on.
         cpu: usize,
     },
+    /// A vCPU powered itself off (PSCI `CPU_OFF`); its partition runs on.
+    VcpuOff {
+        /// Partition name.
+        name: &'a str,
+        /// The vCPU's index within the partition.
+        vcpu: usize,
+        /// The core it ran on.
+        cpu: usize,
+    },
     /// A core took a vCPU off because its partition stopped running under it (a
     /// sibling vCPU faulted, or the partition ended).
     VcpuLeft {
@@ -447,6 +456,9 @@ impl fmt::Display for Event<'_> {
                 f,
                 "@@ partition {name} vcpu {vcpu} start gen={generation} cpu={cpu}"
             ),
+            Event::VcpuOff { name, vcpu, cpu } => {
+                write!(f, "@@ partition {name} vcpu {vcpu} off cpu={cpu}")
+            }
             Event::VcpuLeft {
                 name,
                 vcpu,

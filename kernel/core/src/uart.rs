@@ -17,8 +17,11 @@
 //! - every access is to a 32-bit register at an aligned offset, 1, 2 or 4 bytes
 //!   wide; any other access is refused and changes nothing.
 
-/// Bytes the receive FIFO holds (a PL011's is 32 deep).
-pub const RX_FIFO: usize = 32;
+/// Bytes the receive FIFO holds. A PL011's is 32 deep; this one is deeper,
+/// which software cannot tell apart (it reads until the FIFO is empty), so that
+/// a line typed or pasted at once is not cut: the kernel hands typed bytes over
+/// only when it takes the console's input, a turn at a time.
+pub const RX_FIFO: usize = 256;
 
 // Register offsets.
 const DR: u64 = 0x000;
@@ -250,13 +253,13 @@ mod tests {
     #[test]
     fn a_full_fifo_drops_and_counts() {
         let mut uart = Uart::new();
-        for byte in 0..RX_FIFO as u8 + 3 {
-            uart.receive(byte);
+        for index in 0..RX_FIFO + 3 {
+            uart.receive(index as u8);
         }
         assert_eq!(uart.overruns(), 3);
         assert_eq!(uart.read(FR, 4), Some(FR_TXFE | FR_RXFF));
-        for byte in 0..RX_FIFO as u64 {
-            assert_eq!(uart.read(DR, 4), Some(byte));
+        for index in 0..RX_FIFO {
+            assert_eq!(uart.read(DR, 4), Some(u64::from(index as u8)));
         }
         uart.reset();
         assert_eq!(uart.read(FR, 4), Some(FR_TXFE | FR_RXFE));

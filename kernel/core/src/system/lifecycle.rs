@@ -261,6 +261,18 @@ impl Lifecycle {
         Ok(())
     }
 
+    /// Its vCPU `vcpu` (not vCPU 0, which carries the partition's work and
+    /// device interrupts), which is ready, powers itself off (the partition
+    /// runs: the vCPU asked); it stays off until started again.
+    pub fn stop_vcpu(&mut self, vcpu: usize, now_us: u64) -> Result<(), Refused> {
+        let ready = vcpu < self.vcpu_count && self.vcpus[vcpu] == VcpuState::Ready;
+        if !matches!(self.state, State::Running) || vcpu == 0 || !ready {
+            return Err(Refused);
+        }
+        self.set_vcpu(vcpu, VcpuState::Off, now_us);
+        Ok(())
+    }
+
     /// Its vCPU `vcpu`, which is ready, blocks in a call until `on` happens; the
     /// watchdog rests while no vCPU is ready.
     pub fn block(&mut self, vcpu: usize, on: WaitOn) -> Result<(), Refused> {

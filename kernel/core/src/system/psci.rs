@@ -5,7 +5,8 @@
 //! A partition's vCPUs are its PSCI CPUs: vCPU `n` has MPIDR affinity 0 = `n`
 //! ([`septum_abi::vcpu_mpidr`], which the back end gives it in VMPIDR_EL2). Supported:
 //! `PSCI_VERSION` (1.1), `PSCI_FEATURES`, `CPU_ON` (64-bit: [`Call::VcpuStart`]'s
-//! request), `AFFINITY_INFO` (64-bit, level 0), `MIGRATE_INFO_TYPE` (no trusted
+//! request), `CPU_OFF` (any vCPU but 0: it stays off until started again),
+//! `AFFINITY_INFO` (64-bit, level 0), `MIGRATE_INFO_TYPE` (no trusted
 //! OS to migrate), `SYSTEM_OFF` (the partition exits with code 0: its machine
 //! is off) and `SYSTEM_RESET` (a supervision event, [`Reason::Reset`], which the
 //! service VM answers like a fault: a restart within the partition's budget).
@@ -21,8 +22,8 @@
 use septum_abi::{Error, Reason};
 use smccc::psci::{self, error as psci_error};
 
-use super::{CallRegisters, Dispatch, Next, Platform, Reply, System, VcpuState};
-use crate::event::Fault;
+use super::{CallRegisters, Dispatch, Next, Platform, Reply, System, VcpuState, emit};
+use crate::event::{Event, Fault};
 
 /// The PSCI version reported: 1.1.
 const VERSION_1_1: u64 = 0x0001_0001;
@@ -58,6 +59,7 @@ impl System {
                 psci::PSCI_VERSION
                 | psci::PSCI_FEATURES
                 | psci::PSCI_CPU_ON_64
+                | psci::PSCI_CPU_OFF
                 | psci::PSCI_AFFINITY_INFO_64
                 | psci::PSCI_MIGRATE_INFO_TYPE
                 | psci::PSCI_SYSTEM_OFF
@@ -86,6 +88,7 @@ impl System {
                     None => Err(Error::InvalidArgument),
                 }
             }
+            psci::PSCI_CPU_OFF => return self.vcpu_off(vcpu, platform),
             psci::PSCI_MIGRATE_INFO_TYPE => Ok(MIGRATE_NOT_REQUIRED),
             psci::PSCI_SYSTEM_OFF => {
                 self.exit(partition, 0, platform);
@@ -101,6 +104,35 @@ impl System {
             self.note_refusal(partition, call.number, error, platform);
         }
         Dispatch::resume(psci_reply(result))
+    }
+}
+
+impl System {
+    /// `CPU_OFF` from `vcpu`: it powers off and leaves its core (the SPIs its
+    /// list registers held go back to their routes); `DENIED` for vCPU 0, which
+    /// carries its partition's work and device interrupts, or a vCPU that may
+    /// not run.
+    fn vcpu_off(&mut self, vcpu: usize, platform: &mut impl Platform) -> Dispatch {
+        let slot = &self.vcpus[vcpu];
+        let (index, cpu) = (slot.index, slot.cpu);
+        let partition = &mut self.partitions[slot.partition];
+        if partition.life.stop_vcpu(index, platform.now_us()).is_err() {
+            return Dispatch::resume(Reply {
+                status: i64::from(psci_error::DENIED) as u64,
+                results: [0; 3],
+            });
+        }
+        if let Some(machine) = partition.machine.as_deref_mut() {
+            machine.gic.take_back(index, &mut []);
+        }
+        let event = Event::VcpuOff {
+            name: partition.name(),
+            vcpu: index,
+            cpu,
+        };
+        emit(platform, event);
+        self.end_loan(self.vcpus[vcpu].partition);
+        Dispatch::new(None, Next::Yield)
     }
 }
 

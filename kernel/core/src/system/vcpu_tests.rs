@@ -587,3 +587,55 @@ proptest! {
         }
     }
 }
+
+/// `CPU_OFF` powers a started vCPU off (it leaves its core and is off until
+/// `CPU_ON` starts it again); vCPU 0 is refused (`DENIED`).
+/// Verifies: SK-LNX-006, SK-VCPU-002
+#[test]
+fn psci_cpu_off_stops_a_vcpu_until_it_is_started_again() {
+    let (mut sys, mut m) = system([1, 2], &[]);
+    let smccc = |sys: &mut System, m: &mut FakeMachine, vcpu, function: u32, args: &[u64]| {
+        let mut registers = call(Call::Null, args);
+        registers.number = u64::from(function);
+        trap(sys, m, vcpu, Trap::Smccc(registers))
+    };
+    let status = |o: &Outcome| o.reply.map(|r| r.status as i64);
+    let on = smccc(
+        &mut sys,
+        &mut m,
+        PAIR_0,
+        psci::PSCI_CPU_ON_64,
+        &[1, ENTRY, 0],
+    );
+    assert_eq!(status(&on), Some(0));
+    enter(&mut sys, 2, Entry::Resume, &mut m);
+    assert_eq!(sys.loaded(2), Some(PAIR_1));
+    let off = smccc(&mut sys, &mut m, PAIR_1, psci::PSCI_CPU_OFF, &[]);
+    assert!(
+        m.console.contains("@@ partition pair vcpu 1 off cpu=2"),
+        "{}",
+        m.console
+    );
+    assert_eq!(sys.loaded(2), None, "it left its core: {off:?}");
+    assert_eq!(sys.partitions()[1].life().vcpu_state(1), VcpuState::Off);
+    let affinity = smccc(
+        &mut sys,
+        &mut m,
+        PAIR_0,
+        psci::PSCI_AFFINITY_INFO_64,
+        &[1, 0],
+    );
+    assert_eq!(status(&affinity), Some(1), "off");
+    let denied = smccc(&mut sys, &mut m, PAIR_0, psci::PSCI_CPU_OFF, &[]);
+    assert_eq!(status(&denied), Some(-3), "vCPU 0 stays on");
+    assert_eq!(sys.partitions()[1].life().vcpu_state(0), VcpuState::Ready);
+    let again = smccc(
+        &mut sys,
+        &mut m,
+        PAIR_0,
+        psci::PSCI_CPU_ON_64,
+        &[1, ENTRY, 0],
+    );
+    assert_eq!(status(&again), Some(0));
+    assert_eq!(sys.partitions()[1].life().vcpu_state(1), VcpuState::Ready);
+}

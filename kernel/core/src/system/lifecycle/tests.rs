@@ -25,6 +25,7 @@ fn suspension(vcpu: usize, detail: u64) -> Suspension {
 enum Op {
     Start,
     StartVcpu(usize),
+    StopVcpu(usize),
     Block(usize, WaitOn),
     Wake(WaitOn),
     Suspend(usize, u64),
@@ -52,6 +53,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         1 => Just(Op::Start),
         2 => (0usize..5).prop_map(Op::StartVcpu),
+        1 => (0usize..5).prop_map(Op::StopVcpu),
         1 => ((0usize..5), wait_on()).prop_map(|(vcpu, on)| Op::Block(vcpu, on)),
         1 => wait_on().prop_map(Op::Wake),
         1 => ((0usize..5), any::<u64>()).prop_map(|(vcpu, detail)| Op::Suspend(vcpu, detail)),
@@ -92,6 +94,11 @@ proptest! {
             let changed = match op {
                 Op::Start => life.start(now).is_ok(),
                 Op::StartVcpu(vcpu) => life.start_vcpu(vcpu, now).is_ok(),
+                Op::StopVcpu(vcpu) => {
+                    let stopped = life.stop_vcpu(vcpu, now).is_ok();
+                    prop_assert!(!stopped || (vcpu != 0 && life.vcpu_state(vcpu) == VcpuState::Off));
+                    stopped
+                }
                 Op::Block(vcpu, on) => life.block(vcpu, on).is_ok(),
                 Op::Wake(on) => life.wake(on, now),
                 Op::Suspend(vcpu, detail) => life.suspend(suspension(vcpu, detail)).is_ok(),
