@@ -190,10 +190,10 @@ pub fn write_parts(
 }
 
 /// Boots `parts` on bare QEMU `virt` (one core, `-icount shift=0`), the
-/// baseline of the Linux boot benchmark, and returns Linux's own timestamp (s)
-/// of its `Run /init as init process` line. QEMU is stopped as soon as the line
+/// baseline of the Linux boot benchmark, and returns when `/init` came up by
+/// Linux's own clock ([`init_up_ns`]). QEMU is stopped as soon as the line
 /// appears, or after `timeout`.
-pub fn bare_boot_to_init(parts: &Parts, timeout: std::time::Duration) -> Result<f64> {
+pub fn bare_boot_to_init(parts: &Parts, timeout: std::time::Duration) -> Result<u64> {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let mut child = Command::new("qemu-system-aarch64")
@@ -224,8 +224,8 @@ pub fn bare_boot_to_init(parts: &Parts, timeout: std::time::Duration) -> Result<
     let mut found = None;
     for line in BufReader::new(output).lines() {
         let line = line?;
-        if let Some(seconds) = init_timestamp(&line) {
-            found = Some(seconds);
+        if let Some(ns) = init_up_ns(&line) {
+            found = Some(ns);
             break;
         }
         if started.elapsed() > timeout {
@@ -234,32 +234,29 @@ pub fn bare_boot_to_init(parts: &Parts, timeout: std::time::Duration) -> Result<
     }
     let _ = child.kill();
     let _ = child.wait();
-    found.context("bare QEMU: Linux never printed `Run /init as init process`")
+    found.context("bare QEMU: /init never printed when it came up")
 }
 
-/// Linux's timestamp (s) on its `Run /init as init process` line, if `line` is
-/// that line (with or without a partition's `[name] ` tag before it).
-pub fn init_timestamp(line: &str) -> Option<f64> {
-    let stamp = line.strip_suffix("] Run /init as init process")?;
-    stamp.rsplit('[').next()?.trim().parse().ok()
+/// When `/init` came up, in ns since boot by Linux's monotonic clock, if `line`
+/// is its [`initramfs::INIT_UP`] line (with or without a partition's tag).
+pub fn init_up_ns(line: &str) -> Option<u64> {
+    let (_, rest) = line.split_once(initramfs::INIT_UP)?;
+    let (_, after) = rest.split_once("now at ")?;
+    after.split_whitespace().next()?.parse().ok()
 }
 
 #[cfg(test)]
 mod bench_tests {
-    use super::init_timestamp;
+    use super::init_up_ns;
 
     /// Verifies: SK-LNX-005
     #[test]
-    fn init_timestamps_are_read_from_tagged_and_bare_lines() {
-        let tagged = "[linux] [    0.480323] Run /init as init process";
-        assert_eq!(init_timestamp(tagged), Some(0.480323));
-        assert_eq!(
-            init_timestamp("[    1.100000] Run /init as init process"),
-            Some(1.1)
-        );
-        assert_eq!(
-            init_timestamp("[linux] [    0.1] Freeing unused kernel memory"),
-            None
-        );
+    fn init_times_are_read_from_tagged_and_bare_lines() {
+        let tagged = "[linux] septum-linux: init up (now at 193303152 nsecs)";
+        assert_eq!(init_up_ns(tagged), Some(193_303_152));
+        let bare = "septum-linux: init up (now at 5 nsecs)";
+        assert_eq!(init_up_ns(bare), Some(5));
+        assert_eq!(init_up_ns("[linux] septum-linux: init up ()"), None);
+        assert_eq!(init_up_ns("[linux] now at 5 nsecs"), None);
     }
 }

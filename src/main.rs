@@ -417,26 +417,42 @@ fn boot_bench(board: &str, arch: &str, clock: &str) -> Result<()> {
 }
 
 /// Boots Debian's kernel to `/init` alone on its core under Septum and on bare
-/// QEMU (same kernel, device tree and initrd, both under `-icount`), and prints
-/// Linux's own timestamps of `Run /init` and their ratio (Linux's clock starts
-/// when its timer is set up, so both figures leave out the same early part of
-/// its boot); then the kernel-emulated distributor accesses the `vgic-emulated`
-/// probe times.
+/// QEMU (same kernel, device tree and initrd, both under `-icount`), with the
+/// default command line and with `quiet` (which leaves the console nearly
+/// silent, to tell the console's cost apart), and prints when `/init` came up
+/// by Linux's own clock (which starts when its timer is set up, so both leave
+/// out the same first part of its boot) and the ratio; then the
+/// kernel-emulated accesses the `vgic-emulated` probe times.
 fn linux_boot_bench(board: &boards::Board, clock: &str) -> Result<()> {
-    let system_file = septum::from_root("tests/systems/bench-linux.toml");
-    let system = boards::load_system(&system_file, board)?;
-    let folder = septum::from_root("target/linux/bench");
-    let parts = linux::write_parts(&system, board, Some("linux"), &folder)?;
-    let bare = linux::bare_boot_to_init(&parts, std::time::Duration::from_secs(300))?;
-    let console = run_benchmark("bench-linux-aarch64")?;
-    let septum = console
-        .lines()
-        .find_map(linux::init_timestamp)
-        .context("no `Run /init` line in bench-linux-aarch64")?;
     println!("Linux boot to /init, Linux's own clock (aarch64, {clock}), 128 MiB, one vCPU:");
-    println!("| bare QEMU (s) | under Septum, alone on its core (s) | ratio |");
-    println!("|---|---|---|");
-    println!("| {bare:.6} | {septum:.6} | {:.3} |", septum / bare);
+    println!("| command line | bare QEMU (ms) | under Septum, alone on its core (ms) | ratio |");
+    println!("|---|---|---|---|");
+    for (what, system, scenario) in [
+        ("default", "bench-linux", "bench-linux-aarch64"),
+        (
+            "default + quiet",
+            "bench-linux-quiet",
+            "bench-linux-quiet-aarch64",
+        ),
+    ] {
+        let system_file = septum::from_root(&format!("tests/systems/{system}.toml"));
+        let description = boards::load_system(&system_file, board)?;
+        let folder = septum::from_root(&format!("target/linux/{system}"));
+        let parts = linux::write_parts(&description, board, Some("linux"), &folder)?;
+        let bare = linux::bare_boot_to_init(&parts, std::time::Duration::from_secs(300))?;
+        let console = run_benchmark(scenario)?;
+        let septum = console
+            .lines()
+            .find_map(linux::init_up_ns)
+            .with_context(|| format!("no time of /init in {scenario}"))?;
+        let ms = |ns: u64| ns as f64 / 1e6;
+        let ratio = septum as f64 / bare as f64;
+        println!(
+            "| {what} | {:.3} | {:.3} | {ratio:.3} |",
+            ms(bare),
+            ms(septum)
+        );
+    }
     let probe = run_benchmark("vgic-emulated")?;
     for (name, what) in [
         ("vgic-plain-load", "load from its own RAM (baseline)"),
@@ -448,6 +464,7 @@ fn linux_boot_bench(board: &boards::Board, clock: &str) -> Result<()> {
             "vgic-distributor-write",
             "emulated distributor write (GICD_IPRIORITYR)",
         ),
+        ("vgic-uart-write", "byte written to the emulated UART"),
     ] {
         let figure = figure_line(&probe, name)?;
         println!("{what}, round trip from a Linux partition (aarch64, {clock}): {figure}");

@@ -80,6 +80,7 @@ scenarios! {
         bench_2cpu_runs => "bench-2cpu-aarch64",
         bench_queue_runs => "bench-queue-aarch64",
         bench_linux => "bench-linux-aarch64",
+        bench_linux_quiet => "bench-linux-quiet-aarch64",
         linux_boot => "linux-boot",
         linux_smp => "linux-smp",
         linux_crash => "linux-crash",
