@@ -435,9 +435,9 @@ fn linux_boot_bench(board: &boards::Board, clock: &str) -> Result<()> {
             "bench-linux-quiet-aarch64",
         ),
     ] {
-        let system_file = septum::from_root(&format!("tests/systems/{system}.toml"));
+        let system_file = septum::from_root(format!("tests/systems/{system}.toml"));
         let description = boards::load_system(&system_file, board)?;
-        let folder = septum::from_root(&format!("target/linux/{system}"));
+        let folder = septum::from_root(format!("target/linux/{system}"));
         let parts = linux::write_parts(&description, board, Some("linux"), &folder)?;
         let bare = linux::bare_boot_to_init(&parts, std::time::Duration::from_secs(300))?;
         let console = run_benchmark(scenario)?;

@@ -76,7 +76,9 @@ fn the_initramfs_holds_busybox_init_and_the_console() {
     let script = String::from_utf8(init.data.clone()).expect("text");
     assert_eq!(script, init_script());
     assert!(script.starts_with("#!/bin/busybox sh\n"));
-    assert!(script.contains(&format!("echo \"{INIT_UP}\"")));
+    assert!(script.contains(&format!(
+        "echo \"{INIT_UP} ($(grep -m1 'now at' /proc/timer_list))\""
+    )));
     assert!(script.ends_with("exec setsid cttyhack sh\n"));
     assert_eq!(entries.len(), 12);
     // Every folder comes before what it holds.
