@@ -103,9 +103,9 @@ impl System {
             .map(|machine| (index, machine))
     }
 
-    /// A trapped access by `vcpu` (live on core `cpu`) to guest-physical
-    /// `address`, `width` bytes wide, reading or writing `access`: the value read
-    /// (0 for a write), if the kernel emulated it. `None`: not an emulated
+    /// A trapped access by `vcpu` (live on the calling core) to guest-physical
+    /// `address`, `width` bytes wide, reading or writing `access`: what the
+    /// kernel did, if it emulated it. `None`: not an emulated
     /// register, refused, or not for the fast lane; the trap goes the full path.
     pub fn emulate_access(
         &mut self,
