@@ -87,6 +87,7 @@ scenarios! {
         linux_poweroff => "linux-poweroff",
         linux_isolation => "linux-isolation",
         vgic_emulated => "vgic-emulated",
+        mmio_fuzz => "mmio-fuzz",
         supervise_trap => "supervise-trap",
         supervise_restart => "supervise-restart",
         supervise_watchdog => "supervise-watchdog",

@@ -15,6 +15,7 @@
 #![no_main]
 
 use core::fmt::Write;
+use partition_fuzz::Random;
 use septum_sdk::{Boot, Call, RAM_BASE, arch};
 
 septum_sdk::entry!(main);
@@ -30,22 +31,6 @@ struct Report;
 impl Write for Report {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
         septum_sdk::console_write(REPORT_SLOT, s.as_bytes()).map_err(|_| core::fmt::Error)
-    }
-}
-
-/// xorshift64*: small, fast, and reproducible from its seed.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
     }
 }
 
