@@ -6,7 +6,7 @@ pub struct Random(pub u64);
 
 impl Random {
     /// The next value.
-    pub fn next(&mut self) -> u64 {
+    pub fn word(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -15,6 +15,6 @@ impl Random {
 
     /// A value below `bound` (not 0).
     pub fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
+        self.word() % bound
     }
 }

@@ -46,12 +46,12 @@ fn main(boot: Boot) -> u64 {
     for _ in 0..iterations {
         let number = match random.below(10) {
             0..=6 => random.below(Call::ALL.len() as u64 + 2),
-            _ => random.next(),
+            _ => random.word(),
         };
         let slot = loop {
             let slot = match random.below(4) {
                 0..=2 => random.below(20),
-                _ => random.next(),
+                _ => random.word(),
             };
             if slot != REPORT_SLOT && slot != EXIT_SLOT {
                 break slot;
@@ -64,7 +64,7 @@ fn main(boot: Boot) -> u64 {
                 1 => random.below(512),
                 2 => RAM_BASE.wrapping_sub(random.below(0x1000)),
                 3 => u64::MAX - random.below(16),
-                _ => random.next(),
+                _ => random.word(),
             };
         }
         match septum_sdk::call(number, args) {

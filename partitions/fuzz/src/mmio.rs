@@ -86,7 +86,7 @@ mod fuzz {
             let width = 1 << random.below(4);
             let offset = random.below(size) / width * width;
             let store = random.below(2) == 1 && !(base == UART_BASE && offset < 4);
-            let value = random.next();
+            let value = random.word();
             access(base + offset, width, store.then_some(value));
             stores += u64::from(store);
         }
