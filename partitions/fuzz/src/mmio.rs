@@ -3,7 +3,9 @@
 //! their width, across the windows of its emulated GICv3 (distributor and the
 //! whole redistributor window, frames of vCPUs it does not have included) and
 //! its UART (every register but the data register, so it prints no junk), and
-//! some load and store pairs (which give the kernel no syndrome to decode). The
+//! some load and store pairs (which give the kernel no syndrome to decode), and
+//! random writes of the trapped system registers the kernel completes itself
+//! (the SGI register, a debug and a performance-monitor register). The
 //! kernel completes what it emulates and faults the rest to the service VM,
 //! which resumes it past the access. At the end it checks that its distributor
 //! still reads as the emulated one and reports. Fixed seed, so a run repeats.
@@ -54,6 +56,22 @@ mod fuzz {
         }
     }
 
+    /// A random write of one of the trapped system registers the kernel
+    /// completes: `ICC_SGI1R_EL1` (SGIs to whatever affinity it names),
+    /// `MDSCR_EL1` or `PMCR_EL0` (written to nothing).
+    fn system_register(which: u64, value: u64) {
+        // SAFETY: each write traps to the kernel, which sends an SGI to this
+        // partition's own vCPUs or ignores it; this vCPU runs with interrupts
+        // masked, so a pending SGI only waits.
+        unsafe {
+            match which {
+                0 => asm!("msr icc_sgi1r_el1, {v}", v = in(reg) value),
+                1 => asm!("msr mdscr_el1, {v}", v = in(reg) value),
+                _ => asm!("msr pmcr_el0, {v}", v = in(reg) value),
+            }
+        }
+    }
+
     /// A load or store pair at `address` (16-byte aligned): no syndrome.
     fn pair(address: u64, store: bool) {
         // SAFETY: as for `access`.
@@ -73,10 +91,15 @@ mod fuzz {
             (GICR_BASE, GICR_SIZE),
             (UART_BASE, UART_SIZE),
         ];
-        let (mut pairs, mut stores) = (0u64, 0u64);
+        let (mut pairs, mut stores, mut registers) = (0u64, 0u64, 0u64);
         println!("fuzzing {ACCESSES} accesses to the emulated devices, seed={SEED:#x}");
         for _ in 0..ACCESSES {
             let (base, size) = windows[random.below(3) as usize];
+            if random.below(32) == 0 {
+                system_register(random.below(3), random.word());
+                registers += 1;
+                continue;
+            }
             if random.below(64) == 0 {
                 let store = random.below(2) == 1;
                 pair(base + random.below(size) / 16 * 16, store);
@@ -95,7 +118,7 @@ mod fuzz {
         unsafe { asm!("ldr {v:w}, [{a}]", a = in(reg) TYPER, v = out(reg) typer) };
         let intact = typer == TYPER_VALUE;
         println!(
-            "mmio fuzz done accesses={ACCESSES} stores={stores} pairs={pairs} distributor-intact={}",
+            "mmio fuzz done accesses={ACCESSES} stores={stores} pairs={pairs} system-registers={registers} distributor-intact={}",
             if intact { "yes" } else { "no" }
         );
         u64::from(!intact)
