@@ -28,13 +28,18 @@ pub enum Kind {
     Policy = 6,
     /// A refused hypercall: call number, error code.
     CapabilityError = 7,
+    /// A virtio driver's violation: the device's
+    /// [`Device::id`](crate::virtio::Device::id), the
+    /// [`Violation`](crate::virtio::Violation) number (bits 0-7) and, for a
+    /// refused page list, the [`Error`](crate::Error) code (bits 8-15).
+    Device = 9,
     /// A resume by the service VM: flags, 0.
     Resume = 8,
 }
 
 impl Kind {
     /// Every kind, in number order.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Trap,
         Kind::Fault,
         Kind::Watchdog,
@@ -43,6 +48,7 @@ impl Kind {
         Kind::Policy,
         Kind::CapabilityError,
         Kind::Resume,
+        Kind::Device,
     ];
 
     /// The kind with this number.
@@ -61,6 +67,7 @@ impl Kind {
             Kind::Policy => "policy",
             Kind::CapabilityError => "capability-error",
             Kind::Resume => "resume",
+            Kind::Device => "device",
         }
     }
 }

@@ -693,6 +693,7 @@ pub mod event;
 pub mod queue;
 mod trap;
 pub mod virt;
+pub mod virtio;
 
 pub use caps::{CAP_SLOTS, CapType, Rights};
 pub use trap::{TrapAction, TrapClass};

@@ -173,12 +173,12 @@ pub fn load_partitions<S, V, const N: usize>(
                 spec.resources.receive_window,
             )
             .expect("window size checked by the package"),
-            page_granular: spec.caps.iter().flatten().any(|cap| {
-                matches!(
-                    cap.ty,
-                    CapType::QueueSend | CapType::QueueReceive | CapType::Balloon
-                )
-            }),
+            page_granular: spec.balloon()
+                || spec
+                    .caps
+                    .iter()
+                    .flatten()
+                    .any(|cap| matches!(cap.ty, CapType::QueueSend | CapType::QueueReceive)),
             balloon_holes: if spec.balloon() {
                 Range::from_start_size(
                     RAM_BASE + spec.ram_size,

@@ -2,12 +2,15 @@
 //! kernel's free pool of frames, and the hard limits.
 //!
 //! **Model.** A ballooning partition's RAM runs from its minimum to its maximum
-//! (see [`septum_abi::balloon`]). Its *kept memory* (the first `min` bytes) is its
+//! (see [`septum_abi::balloon`]). Its *kept memory* (a pinned prefix: the first
+//! `min` bytes of a native partition, nothing of a Linux partition) is its
 //! natural frames, always mapped, and is not tracked here. Each page of its
-//! *balloon memory* (from `min` to `max`) is either backed by a frame or a hole,
-//! as the *map* records. The pages from `min` to its description's `ram` start
-//! backed by their natural frames, the rest start as holes, and the pool starts
-//! empty. Inflating unmaps a partition's pages at once and marks them *leaving*;
+//! *balloon memory* (from the pinned prefix to `max`) is either backed by a frame
+//! or a hole, as the *map* records. The pages from the prefix to its
+//! description's `ram` start backed by their natural frames, the rest start as
+//! holes, and the pool starts empty. The minimum is a floor on the count of
+//! pages held, which inflating never crosses; for a native partition the
+//! pinned prefix is that floor, for Linux any of its pages may go. Inflating unmaps a partition's pages at once and marks them *leaving*;
 //! their frames reach the pool only once scrubbed, and that scrubbing is work the
 //! partition owes: the kernel does it a page at a time in the partition's own
 //! turns, before the partition runs again ([`Balloon::scrub_owed`]), so a batch of
@@ -23,7 +26,8 @@
 //!   number never changes;
 //! - a partition's memory (kept plus backed balloon pages) never exceeds its
 //!   maximum (its map has no page beyond it) and never falls below its minimum
-//!   (kept memory is never given back); a deflate never takes it past its target;
+//!   (kept memory is never given back, and an inflate that would leave fewer
+//!   pages held is refused); a deflate never takes it past its target;
 //! - every frame in the pool is zero: it is scrubbed when it enters, after the
 //!   partition's translations of it are flushed, so its next owner reads zeros;
 //! - every operation checks all its arguments first and changes nothing when it
@@ -74,7 +78,7 @@ pub struct Memory {
     pub held: u64,
     /// Its target.
     pub target: u64,
-    /// Its minimum (its kept memory).
+    /// Its minimum: the fewest pages it may hold.
     pub min: u64,
     /// Its maximum.
     pub max: u64,
@@ -90,6 +94,9 @@ pub struct Memory {
 #[derive(Clone, Copy, Debug, Default)]
 struct Guest {
     memory: Memory,
+    /// Pages of its pinned prefix (kept memory): `min` for a native
+    /// partition, 0 for Linux.
+    pinned: u64,
     /// Where its balloon pages start in the map.
     first: usize,
     /// Its natural frames (host RAM), in guest order.
@@ -102,18 +109,26 @@ struct Guest {
     leaving: u64,
     /// No page of it before this map index is leaving.
     leaving_from: usize,
+    /// It ended ([`Balloon::end`]) and was not restarted since: it holds only
+    /// its pinned prefix and takes no batches.
+    ended: bool,
 }
 
 impl Guest {
     fn balloon_pages(&self) -> usize {
-        (self.memory.max - self.memory.min) as usize
+        (self.memory.max - self.pinned) as usize
     }
 
     /// The map index of guest page `guest`, if it is a balloon page.
     fn slot(&self, guest: u64) -> Option<usize> {
         let page = guest.checked_sub(RAM_BASE)? / PAGE_SIZE;
-        let index = page.checked_sub(self.memory.min)?;
-        (index < self.memory.max - self.memory.min).then(|| self.first + index as usize)
+        let index = page.checked_sub(self.pinned)?;
+        (index < self.memory.max - self.pinned).then(|| self.first + index as usize)
+    }
+
+    /// The map index of its page number `page` (a balloon page).
+    fn slot_of(&self, page: u64) -> usize {
+        self.first + (page - self.pinned) as usize
     }
 }
 
@@ -164,8 +179,10 @@ fn backs(entry: u32) -> bool {
 /// A ballooning partition as the balloon needs to know it (sizes in pages).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Spec {
-    /// Its minimum: its kept memory.
+    /// Its minimum: the fewest pages it may hold.
     pub min: u64,
+    /// Its pinned prefix (kept memory), at most its minimum.
+    pub pinned: u64,
     /// Its maximum.
     pub max: u64,
     /// Its memory at entry (`min` to `max`).
@@ -180,7 +197,7 @@ pub struct Spec {
 
 impl Spec {
     fn words(&self) -> usize {
-        (self.max - self.min + self.initial - self.min) as usize
+        (self.max - self.pinned + self.initial - self.pinned) as usize
     }
 }
 
@@ -198,6 +215,7 @@ pub fn specs(package: &Package<'_>, host_ram: &[Range]) -> Vec<Option<Spec>> {
         }
         *slot = Some(Spec {
             min: spec.resources.memory_min / PAGE_SIZE,
+            pinned: spec.kept_ram() / PAGE_SIZE,
             max: spec.resources.memory_max / PAGE_SIZE,
             initial: spec.ram_size / PAGE_SIZE,
             shares: spec.resources.shares,
@@ -226,7 +244,8 @@ impl Balloon {
         let mut first = 0;
         for (spec, guest) in specs.iter().zip(&mut guests) {
             let Some(spec) = spec else { continue };
-            let valid = spec.min <= spec.initial && spec.initial <= spec.max;
+            let valid =
+                spec.pinned <= spec.min && spec.min <= spec.initial && spec.initial <= spec.max;
             if !valid {
                 return Err(BalloonError::Memory);
             }
@@ -240,12 +259,14 @@ impl Balloon {
                     shares: spec.shares,
                     report: Report::default(),
                 },
+                pinned: spec.pinned,
                 first,
                 natural: spec.natural,
                 devices: spec.devices,
                 told: None,
                 leaving: 0,
                 leaving_from: first,
+                ended: false,
             };
             first += made.balloon_pages();
             *guest = Some(made);
@@ -271,7 +292,7 @@ impl Balloon {
         };
         let m = guest.memory;
         for page in 0..guest.balloon_pages() {
-            let guest_page = m.min + page as u64;
+            let guest_page = guest.pinned + page as u64;
             self.map[guest.first + page] = if guest_page < m.initial {
                 frame_number(guest.natural + guest_page * PAGE_SIZE)
             } else {
@@ -352,6 +373,9 @@ impl Balloon {
         pages: &mut impl Pages,
     ) -> Result<Memory, Error> {
         let guest = self.guests[index].ok_or(Error::WrongType)?;
+        if guest.ended {
+            return Err(Error::BadState);
+        }
         if list.is_empty() {
             return Err(Error::InvalidArgument);
         }
@@ -369,6 +393,7 @@ impl Balloon {
             let m = guest.memory;
             let count = list.len() as u64;
             match direction {
+                Direction::Inflate if m.held - count < m.min => Err(Error::BelowMinimum),
                 Direction::Inflate => Ok(()),
                 Direction::Deflate if m.held + count > m.target => Err(Error::OverTarget),
                 Direction::Deflate if list.len() > self.free => Err(Error::PoolEmpty),
@@ -410,8 +435,7 @@ impl Balloon {
         if in_flight(address) {
             return Err(Error::InFlight);
         }
-        let m = guest.memory;
-        let kept = RAM_BASE..RAM_BASE + m.min * PAGE_SIZE;
+        let kept = RAM_BASE..RAM_BASE + guest.pinned * PAGE_SIZE;
         if kept.contains(&address) {
             return Err(Error::BelowMinimum);
         }
@@ -520,7 +544,7 @@ impl Balloon {
         };
         let (mut holes, mut spare) = (0, self.free);
         for page in 0..guest.balloon_pages() {
-            let below = guest.memory.min + (page as u64) < guest.memory.initial;
+            let below = guest.pinned + (page as u64) < guest.memory.initial;
             match (below, self.map[guest.first + page] == HOLE) {
                 (true, true) => holes += 1,
                 (false, false) => spare += 1,
@@ -544,9 +568,9 @@ impl Balloon {
             return;
         };
         let m = guest.memory;
-        let slot_of = |page: u64| guest.first + (page - m.min) as usize;
+        let slot_of = |page: u64| guest.slot_of(page);
         let mut spare = (m.initial..m.max).find(|&p| self.map[slot_of(p)] != HOLE);
-        for page in m.min..m.initial {
+        for page in guest.pinned..m.initial {
             let slot = slot_of(page);
             let entry = self.map[slot];
             let frame = if entry & LEAVING != 0 {
@@ -577,6 +601,7 @@ impl Balloon {
         g.memory.target = g.memory.initial;
         g.memory.report = Report::default();
         g.told = None;
+        g.ended = false;
     }
 
     /// Takes leaving map entry `slot` of `index` back: it owes no scrub for it.
@@ -588,16 +613,17 @@ impl Balloon {
     }
 
     /// Ends `index`'s balloon (it exited or was stopped): every backed balloon
-    /// page leaves, so other partitions may take it once scrubbed; its target
-    /// drops to its minimum.
+    /// page leaves, so other partitions may take it once scrubbed; it holds its
+    /// pinned prefix only, and its target drops to its minimum.
     pub fn end(&mut self, index: usize, pages: &mut impl Pages) {
         let Some(guest) = self.guests[index] else {
             return;
         };
-        self.release_from(index, guest.memory.min, pages);
+        self.release_from(index, guest.pinned, pages);
         let g = self.guests[index].as_mut().expect("checked");
-        g.memory.held = g.memory.min;
+        g.memory.held = g.pinned;
         g.memory.target = g.memory.min;
+        g.ended = true;
     }
 
     /// Unmaps every backed balloon page of `index` from guest page `from` up, and
@@ -605,8 +631,8 @@ impl Balloon {
     fn release_from(&mut self, index: usize, from: u64, pages: &mut impl Pages) {
         let guest = self.guests[index].expect("checked");
         let mut released = 0;
-        for page in from.max(guest.memory.min)..guest.memory.max {
-            let slot = guest.first + (page - guest.memory.min) as usize;
+        for page in from.max(guest.pinned)..guest.memory.max {
+            let slot = guest.slot_of(page);
             if backs(self.map[slot]) {
                 pages.unmap_page(index, RAM_BASE + page * PAGE_SIZE);
                 self.leave(index, slot);

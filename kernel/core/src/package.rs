@@ -47,6 +47,8 @@
 //! queue's sender, a receive end by its receiver). Everything the kernel later does
 //! with a package relies on this check.
 
+use septum_abi::virtio::Device;
+
 use crate::caps::{CAP_SLOTS, Cap, CapTable, CapType, Rights};
 use crate::resources::{RESOURCES_SIZE, Resources};
 use crate::supervision::{SUPERVISION_SIZE, Supervision, TrapPolicy};
@@ -129,22 +131,28 @@ pub struct PartitionSpec<'a> {
 }
 
 impl PartitionSpec<'_> {
-    /// Whether it holds a balloon capability: its memory then runs from its
-    /// minimum to its maximum (see [`septum_abi::balloon`]).
+    /// Whether it has a balloon, through a balloon capability or a virtio-balloon
+    /// device: its memory then runs from its minimum to its maximum (see
+    /// [`septum_abi::balloon`]).
     pub fn balloon(&self) -> bool {
-        self.caps
-            .iter()
-            .flatten()
-            .any(|cap| cap.ty == CapType::Balloon)
+        self.resources.has_virtio(Device::Balloon)
+            || self
+                .caps
+                .iter()
+                .flatten()
+                .any(|cap| cap.ty == CapType::Balloon)
     }
 
-    /// Bytes of RAM it always keeps: its minimum if it has a balloon, else all its
-    /// RAM. Its image lies inside, and it gets this size at entry.
+    /// Bytes of RAM it always keeps (its pinned prefix): all its RAM without a
+    /// balloon; with one, its minimum for a native partition (its image, stack
+    /// and hypercall buffers lie there, and it gets this size at entry), and
+    /// none for Linux, which may give back any page of its RAM (its minimum is
+    /// then only a count it never goes below).
     pub fn kept_ram(&self) -> u64 {
-        if self.balloon() {
-            self.resources.memory_min
-        } else {
-            self.ram_size
+        match (self.balloon(), self.profile) {
+            (false, _) => self.ram_size,
+            (true, Profile::Native) => self.resources.memory_min,
+            (true, Profile::Linux) => 0,
         }
     }
 }
@@ -422,12 +430,24 @@ impl<'a> Package<'a> {
             resources,
             supervision,
         };
-        // A ballooning partition's image lies in the memory it always keeps.
+        // A native ballooning partition's image lies in the memory it always
+        // keeps. A ballooning Linux starts with all its RAM (it learns its size
+        // from the device tree and would use holes), and never below one page.
         let kept = spec.kept_ram();
-        if kept == 0 || !kept.is_multiple_of(septum_abi::layout::PAGE_SIZE) {
+        let linux_balloon = profile == Profile::Linux && spec.balloon();
+        let bad_floor = match linux_balloon {
+            true => spec.resources.memory_min == 0 || ram_size != spec.resources.memory_max,
+            false => kept == 0,
+        };
+        if bad_floor
+            || !spec
+                .resources
+                .memory_min
+                .is_multiple_of(septum_abi::layout::PAGE_SIZE)
+        {
             return Err(PackageError::BadResources(index));
         }
-        if image.len() as u64 > kept {
+        if !linux_balloon && image.len() as u64 > kept {
             return Err(PackageError::BadImage(index));
         }
         let cores = spec.resources.vcpu_cores();
@@ -437,7 +457,8 @@ impl<'a> Package<'a> {
                     cap.ty,
                     CapType::QueueSend | CapType::QueueReceive | CapType::Balloon
                 )
-            });
+            })
+            || spec.balloon();
         let vcpus_allowed = match kind {
             Kind::Service => cores == [0],
             Kind::Guest => cores.len() == 1 || !maps_at_run_time,

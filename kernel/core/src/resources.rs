@@ -19,7 +19,7 @@
 //! | 200 | 4 × [`MAX_PORTS`] | port ranges (first 2, count 2) |
 //! | 216 | 4 × [`MAX_IRQS`] | interrupts |
 //! | 248 | 4 | memory shares (weight against other ballooning guests) |
-//! | 252 | 4 | reserved (zero) |
+//! | 252 | 4 | virtio devices: one [`Device::bit`] each |
 //!
 //! Entries past a count are zero.
 //!
@@ -29,9 +29,12 @@
 //! non-empty and does not wrap, every port range is non-empty and does not wrap,
 //! every window is non-empty, the placement is 2 MiB aligned, and the receive
 //! window is a multiple of the page size no larger than [`MAX_RECEIVE_WINDOW`],
-//! and the reserved word is zero.
+//! and the device word names only devices the kernel emulates.
+//!
+//! [`Device::bit`]: septum_abi::virtio::Device::bit
 
 pub use septum_abi::MAX_VCPUS;
+use septum_abi::virtio::Device;
 
 /// Most CPU cores the kernel runs partitions on.
 pub const MAX_CPUS: usize = 8;
@@ -116,6 +119,9 @@ pub struct Resources {
     ports_len: u8,
     irqs: [u32; MAX_IRQS],
     irqs_len: u8,
+    /// The virtio devices the kernel emulates for it: a set of
+    /// [`Device::bit`](septum_abi::virtio::Device::bit)s.
+    virtio: u32,
 }
 
 /// A grant list is longer than the package allows.
@@ -194,6 +200,20 @@ impl Resources {
     /// Adds an I/O port range.
     pub fn add_ports(&mut self, ports: Ports) -> Result<(), TooMany> {
         push(&mut self.ports, &mut self.ports_len, ports)
+    }
+    /// The virtio devices the kernel emulates for it, in slot order.
+    pub fn virtio(&self) -> impl Iterator<Item = Device> + '_ {
+        Device::ALL
+            .into_iter()
+            .filter(|device| self.virtio & device.bit() != 0)
+    }
+    /// Whether the kernel emulates `device` for it.
+    pub fn has_virtio(&self, device: Device) -> bool {
+        self.virtio & device.bit() != 0
+    }
+    /// Gives it `device`.
+    pub fn add_virtio(&mut self, device: Device) {
+        self.virtio |= device.bit();
     }
     /// Adds an interrupt.
     pub fn add_irq(&mut self, irq: u32) -> Result<(), TooMany> {
@@ -285,7 +305,10 @@ impl Resources {
             offset += 4;
         }
         resources.shares = u32_at(SHARES_OFFSET);
-        (u32_at(SHARES_OFFSET + 4) == 0).then_some(())?;
+        let virtio = u32_at(SHARES_OFFSET + 4);
+        let known = Device::ALL.iter().fold(0, |set, device| set | device.bit());
+        (virtio & !known == 0).then_some(())?;
+        resources.virtio = virtio;
         Some(resources)
     }
 
@@ -322,7 +345,7 @@ impl Resources {
             out.extend_from_slice(&irq.to_le_bytes());
         }
         out.extend_from_slice(&self.shares.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&self.virtio.to_le_bytes());
     }
 }
 
@@ -337,6 +360,7 @@ mod tests {
         r.add_vcpu(1).unwrap();
         r.at = Some(0x4200_0000);
         r.receive_window = 64 << 10;
+        r.add_virtio(Device::Console);
         r.add_window(Window {
             cpu: 1,
             offset_us: 100,
@@ -386,7 +410,7 @@ mod tests {
         let receive_window = 32;
         let window_length = LISTS_OFFSET + 8;
         let first_mmio_size = LISTS_OFFSET + MAX_WINDOWS * 12 + 8;
-        let unused_irq = RESOURCES_SIZE - 4;
+        let device_set = RESOURCES_SIZE - 4;
         for (at, value) in [
             (0, 0x01),
             (24, NO_VCPU),        // no vCPU 0
@@ -397,7 +421,7 @@ mod tests {
             (receive_window + 3, 0x01), // 16 MiB + 64 KiB
             (window_length, 0),
             (first_mmio_size, 0x10),
-            (unused_irq, 1),
+            (device_set, 0x80), // a device the kernel does not emulate
         ] {
             let mut bad = good.clone();
             bad[at] = value;

@@ -17,13 +17,16 @@ fn page(p: u64) -> u64 {
     RAM_BASE + p * PAGE_SIZE
 }
 
-/// Two ballooning partitions (0: 4..24 pages, starting with 16; 2: 4..32,
-/// starting with 8) around one without a balloon (1).
+/// Two ballooning partitions around one without a balloon (1): 0 is native
+/// (4..24 pages, starting with 16, its first 4 pinned), 2 is as Linux is
+/// (4..32 pages, starting with 8, none pinned: any page may go, but it never
+/// holds fewer than 4).
 fn specs() -> [Option<Spec>; 3] {
     let mut devices = [Range::default(); MAX_MMIO];
     devices[0] = Range::from_start_size(DEVICE, PAGE_SIZE).unwrap();
-    let spec = |min, initial, max, natural| Spec {
+    let spec = |pinned, min, initial, max, natural| Spec {
         min,
+        pinned,
         max,
         initial,
         shares: 100,
@@ -31,9 +34,9 @@ fn specs() -> [Option<Spec>; 3] {
         devices,
     };
     [
-        Some(spec(4, 16, 24, 0x1_0000_0000)),
+        Some(spec(4, 4, 16, 24, 0x1_0000_0000)),
         None,
-        Some(spec(4, 8, 32, 0x2_0000_0000)),
+        Some(spec(0, 4, 8, 32, 0x2_0000_0000)),
     ]
 }
 
@@ -46,7 +49,7 @@ fn setup() -> (Balloon, FakePages) {
     let mut pages = FakePages::default();
     for (index, spec) in specs.iter().enumerate() {
         let Some(spec) = spec else { continue };
-        for p in spec.min..spec.initial {
+        for p in spec.pinned..spec.initial {
             pages.map_page(index, page(p), spec.natural + p * PAGE_SIZE);
         }
     }
@@ -88,7 +91,7 @@ fn check(balloon: &Balloon, pages: &FakePages, total: u64) {
         let Some(guest) = guest else { continue };
         let m = guest.memory;
         let (mut backed, mut leaving) = (0, 0);
-        for p in m.min..m.max {
+        for p in guest.pinned..m.max {
             let entry = balloon.map[guest.slot(page(p)).unwrap()];
             assert_eq!(entry & MARK, 0, "a mark was left behind");
             let mapped = pages.mapped.get(&(index, page(p))).copied();
@@ -104,13 +107,15 @@ fn check(balloon: &Balloon, pages: &FakePages, total: u64) {
                 assert_eq!(mapped, Some(frame_address(entry)), "tables disagree");
             }
         }
-        assert_eq!(m.held, m.min + backed, "held is counted right");
+        assert_eq!(m.held, guest.pinned + backed, "held is counted right");
         assert_eq!(
             balloon.owed(index),
             leaving,
             "what it owes is counted right"
         );
-        assert!((m.min..=m.max).contains(&m.held) && (m.min..=m.max).contains(&m.target));
+        // Only an ended partition holds less than its minimum: its pinned prefix.
+        let floor = m.held >= m.min || (guest.ended && m.held == guest.pinned);
+        assert!(floor && m.held <= m.max && (m.min..=m.max).contains(&m.target));
     }
 }
 
@@ -159,6 +164,15 @@ fn each_bad_batch_gets_its_own_code_and_changes_nothing() {
     assert_eq!(result, Err(Error::PoolEmpty));
     assert_eq!(snapshot(&balloon), before);
     assert_eq!(pages.flushes, 0, "nothing reached the tables");
+    // Partition 2 pins nothing, but never holds fewer than its minimum.
+    let five: Vec<u64> = (0..5).map(page).collect();
+    let result = balloon.batch(2, Direction::Inflate, &five, in_flight, &mut pages);
+    assert_eq!(result, Err(Error::BelowMinimum));
+    assert_eq!(snapshot(&balloon), before);
+    let memory = balloon
+        .batch(2, Direction::Inflate, &five[..4], in_flight, &mut pages)
+        .unwrap();
+    assert_eq!(memory.held, 4, "any page of an unpinned partition may go");
 }
 
 /// Verifies: SK-BAL-001, SK-BAL-002
