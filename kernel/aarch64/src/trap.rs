@@ -220,10 +220,12 @@ pub extern "C" fn handle_lower_el(vector: u64, frame: &mut TrapFrame) {
         }
     } else {
         let aarch64_sync = vector == VECTOR_SYNC && frame.spsr & SPSR_AARCH32 == 0;
-        if aarch64_sync && fast_lane(cpu, frame) {
-            return;
+        match aarch64_sync.then(|| fast_lane(cpu, frame)) {
+            Some(FastLane::Done) => return,
+            // The access is complete; the scheduler has the work it caused done.
+            Some(FastLane::Reschedule) => Trap::Kicked,
+            Some(FastLane::NotHandled) | None => classify(vector, frame),
         }
-        classify(vector, frame)
     };
     let run = KERNEL.with(cpu, |kernel| kernel.on_trap(cpu, &trap, frame));
     KERNEL.until_runnable(cpu, run, frame, idle);
@@ -262,26 +264,37 @@ fn mask_virtual_timer() {
     }
 }
 
+/// What the fast lane did with a trap.
+enum FastLane {
+    /// Not its trap: the full path handles it.
+    NotHandled,
+    /// Completed: the registers in the frame updated and ELR_EL2 past the
+    /// instruction.
+    Done,
+    /// Completed, and the partition owes kernel work now: the full path runs
+    /// the scheduler (as for a kick) before the vCPU continues.
+    Reschedule,
+}
+
 /// The fast lane for a synchronous trap from AArch64 on core `cpu` (see the
-/// module docs): whether it completed the trap, the registers in `frame`
-/// updated and ELR_EL2 past the instruction.
-fn fast_lane(cpu: usize, frame: &mut TrapFrame) -> bool {
+/// module docs).
+fn fast_lane(cpu: usize, frame: &mut TrapFrame) -> FastLane {
     let esr = ESR_EL2.get();
     let done = match ESR_EL2::EC.read(esr) {
         EC_DABT_LOWER if esr & DABT_ISV != 0 && esr & DABT_S1PTW == 0 => {
             emulate_data_access(cpu, esr, frame)
         }
-        EC_SYSREG => emulate_system_register(cpu, esr, frame),
-        _ => false,
+        EC_SYSREG if emulate_system_register(cpu, esr, frame) => FastLane::Done,
+        _ => FastLane::NotHandled,
     };
-    if done {
+    if !matches!(done, FastLane::NotHandled) {
         frame.elr += INSTRUCTION;
     }
     done
 }
 
 /// A load or store described by syndrome `esr` at an emulated device register.
-fn emulate_data_access(cpu: usize, esr: u64, frame: &mut TrapFrame) -> bool {
+fn emulate_data_access(cpu: usize, esr: u64, frame: &mut TrapFrame) -> FastLane {
     let width = 1u8 << ((esr >> DABT_SAS_SHIFT) & 0b11);
     let register = ((esr >> DABT_SRT_SHIFT) & 0x1f) as usize;
     let write = esr & DABT_WNR != 0;
@@ -291,13 +304,13 @@ fn emulate_data_access(cpu: usize, esr: u64, frame: &mut TrapFrame) -> bool {
         (true, register) => Access::Write(frame.x[register]),
     };
     let address = faulting_ipa();
-    let Some(value) = KERNEL.with(cpu, |kernel| {
+    let Some(completed) = KERNEL.with(cpu, |kernel| {
         kernel.emulate_access(cpu, address, width, access)
     }) else {
-        return false;
+        return FastLane::NotHandled;
     };
     if !write && register != XZR {
-        let mut value = value;
+        let mut value = completed.value;
         if esr & DABT_SSE != 0 {
             let unused = 64 - 8 * u32::from(width);
             value = (((value << unused) as i64) >> unused) as u64;
@@ -307,7 +320,11 @@ fn emulate_data_access(cpu: usize, esr: u64, frame: &mut TrapFrame) -> bool {
         }
         frame.x[register] = value;
     }
-    true
+    if completed.reschedule {
+        FastLane::Reschedule
+    } else {
+        FastLane::Done
+    }
 }
 
 /// A trapped system register access (syndrome `esr`) by a Linux partition: a

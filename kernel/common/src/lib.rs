@@ -53,7 +53,7 @@ use septum_core::console::output::{Output, Source};
 use septum_core::event::Event;
 use septum_core::memory::Range;
 use septum_core::package::Package;
-use septum_core::system::{Effect, Entry, MAX_CPUS, Outcome, Reply, System, TurnEnd};
+use septum_core::system::{Completed, Effect, Entry, MAX_CPUS, Outcome, Reply, System, TurnEnd};
 use septum_core::vgic::{Access, ListEntry};
 
 /// One vCPU, as the back end keeps it.
@@ -316,17 +316,19 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
     }
 
     /// The fast lane (see the core's `virt.rs`): a trapped access by the vCPU
-    /// live on core `cpu` to guest-physical `address`, `width` bytes wide. The
-    /// value read (0 for a write) if the kernel emulated it; then the vCPU's new
-    /// interrupts are in its list registers and the cores of its siblings that
-    /// got one are kicked. `None`: the trap takes the full path.
+    /// live on core `cpu` to guest-physical `address`, `width` bytes wide. What
+    /// the kernel did if it emulated it (the value a load reads; whether the
+    /// back end must enter the full path as for [`Trap::Kicked`] once it has
+    /// completed the access); then the vCPU's new interrupts are in its list
+    /// registers and the cores of its siblings that got one are kicked. `None`:
+    /// the trap takes the full path.
     pub fn emulate_access(
         &mut self,
         cpu: usize,
         address: u64,
         width: u8,
         access: Access,
-    ) -> Option<u64> {
+    ) -> Option<Completed> {
         let vcpu = self.system.loaded(cpu)?;
         let completed =
             self.system
@@ -336,7 +338,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         } else if !self.console.is_empty() {
             self.drain_console();
         }
-        Some(completed.value)
+        Some(completed)
     }
 
     /// The fast lane for a trapped write of `value` to the SGI register by the

@@ -66,6 +66,11 @@ pub struct Completed {
     /// Whether it may have given a vCPU of the partition an interrupt to take
     /// (the caller then refills and kicks: [`System::take_interrupted`]).
     pub interrupts: bool,
+    /// Whether it left the partition owing kernel work (a virtio queue was
+    /// notified): the back end then enters the full path as for a kick, once
+    /// the access is complete, so the scheduler has the work done in the
+    /// partition's own turns before it runs on (`work.rs`).
+    pub reschedule: bool,
 }
 
 /// Which emulated window an address falls in, and the offset into it.
@@ -134,6 +139,7 @@ impl System {
         Some(Completed {
             value: emulated.value,
             interrupts,
+            reschedule: false,
         })
     }
 
@@ -163,6 +169,7 @@ impl System {
         Some(Completed {
             value,
             interrupts: rose,
+            reschedule: false,
         })
     }
 
