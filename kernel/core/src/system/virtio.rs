@@ -239,8 +239,11 @@ impl System {
         if number == STATS_QUEUE {
             let report = model.take_stats(&chain, &mut self.memory(index, platform))?;
             queue.consume();
+            // Reports count use beyond the minimum, as a native guest's do.
+            let min = self.balloon.memory(index).map_or(0, |m| m.min);
+            let used = report.used.saturating_sub(min);
             self.balloon
-                .report(index, report.free, report.used, report.failures);
+                .report(index, report.free, used, report.failures);
             self.post_memory(index, platform);
             // The buffer is held: nothing goes back to the driver yet.
             unit.interrupt = 0;
