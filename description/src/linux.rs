@@ -234,6 +234,7 @@ pub(crate) fn load_image(
         ram: partition.ram,
         bootargs: &boot.bootargs,
         initrd,
+        virtio: &partition.virtio,
     };
     // The device tree's size does not depend on the initrd's addresses (64-bit
     // cells), so a first tree gives the layout and the second fills it in.
