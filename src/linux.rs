@@ -107,13 +107,14 @@ fn fetch() -> Result<()> {
     Ok(())
 }
 
-/// Writes the initramfs from the cached busybox, unless it is there already.
-/// The file is replaced whole (written aside, then renamed), so a reader sees
-/// the old archive or the new one.
+/// Writes the initramfs from the cached busybox and every module in the cache
+/// (`modules/*.ko`), unless it is there already. The file is replaced whole
+/// (written aside, then renamed), so a reader sees the old archive or the new
+/// one.
 fn write_initramfs() -> Result<()> {
     let busybox =
         std::fs::read(busybox()).with_context(|| format!("reading {}", busybox().display()))?;
-    let archive = initramfs::build(&busybox);
+    let archive = initramfs::build(&busybox, &cached_modules()?);
     let path = default_initrd();
     if std::fs::read(&path).is_ok_and(|old| old == archive) {
         return Ok(());
@@ -121,6 +122,38 @@ fn write_initramfs() -> Result<()> {
     let aside = path.with_extension(format!("cpio.{}", std::process::id()));
     std::fs::write(&aside, &archive).with_context(|| format!("writing {}", aside.display()))?;
     std::fs::rename(&aside, &path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Every `<name>.ko` in the cache's modules folder.
+fn cached_modules() -> Result<Vec<initramfs::Module>> {
+    let folder = modules();
+    let reading = || format!("reading {}", folder.display());
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&folder).with_context(reading)? {
+        let path = entry.with_context(reading)?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(name) = name.strip_suffix(".ko") {
+            // `/init` names it in a shell command.
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                bail!(
+                    "{}: a module's name is letters, digits, `_` and `-`",
+                    path.display()
+                );
+            }
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            found.push(initramfs::Module {
+                name: name.to_owned(),
+                bytes,
+            });
+        }
+    }
+    Ok(found)
 }
 
 /// The files of a Linux partition written out on their own, to boot them
