@@ -6,9 +6,10 @@
 //! arm64 kernel; one that names no initrd boots the busybox initramfs built
 //! here ([`initramfs`]). Both live in the cache folder `target/linux/` (never
 //! committed): `scripts/fetch-linux.sh` fetches the kernel (the version the
-//! `linux-image-arm64` metapackage names) and `busybox-static` by package name,
-//! and [`prepare`] runs it when a description needs them and the cache lacks
-//! them, then writes the initramfs. Invariant: after [`prepare`] succeeded for a
+//! `linux-image-arm64` metapackage names) with the modules of its virtio
+//! drivers, and `busybox-static`, by package name, and [`prepare`] runs it when
+//! a description needs them and the cache lacks them, then writes the
+//! initramfs. Invariant: after [`prepare`] succeeded for a
 //! system, every default file its partitions use is in the cache.
 
 pub mod initramfs;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
+use septum_core::abi::virtio::Device;
 use septum_description::{Board, ImageFile, ImageSource, LinuxBoot, System};
 
 /// The cache of default files.
@@ -40,6 +42,17 @@ fn busybox() -> PathBuf {
     cache().join("busybox")
 }
 
+/// The kernel's modules the initramfs loads, as `<name>.ko` (the script writes
+/// the folder whole).
+fn modules() -> PathBuf {
+    cache().join("modules")
+}
+
+/// Whether the kernel, its modules and busybox are all in the cache.
+fn cached() -> bool {
+    default_kernel().is_file() && modules().is_dir() && busybox().is_file()
+}
+
 /// The script that fills the cache.
 const FETCH: &str = "scripts/fetch-linux.sh";
 
@@ -47,8 +60,9 @@ const FETCH: &str = "scripts/fetch-linux.sh";
 static PREPARING: Mutex<()> = Mutex::new(());
 
 /// Makes the default files that the Linux partitions of `system` use ready:
-/// runs `scripts/fetch-linux.sh` if the kernel or busybox is not cached yet,
-/// and writes the initramfs if it is not there as [`initramfs::build`] makes it.
+/// runs `scripts/fetch-linux.sh` if the kernel, its modules or busybox is not
+/// cached yet, and writes the initramfs if it is not there as
+/// [`initramfs::build`] makes it.
 /// Does nothing for a system whose partitions name all their files.
 pub fn prepare(system: &System) -> Result<()> {
     let boots = system.partitions.iter().filter_map(|p| match &p.image {
@@ -66,7 +80,7 @@ pub fn prepare(system: &System) -> Result<()> {
     let _one_at_a_time = PREPARING
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !default_kernel().is_file() || !busybox().is_file() {
+    if !cached() {
         fetch()?;
     }
     if initrd {
@@ -78,7 +92,7 @@ pub fn prepare(system: &System) -> Result<()> {
 /// Runs `scripts/fetch-linux.sh --quiet`, which says what it downloads.
 fn fetch() -> Result<()> {
     let how = format!(
-        "the default Linux kernel and busybox are not in {}: run `{FETCH}` (as root or with sudo) to fetch them",
+        "the default Linux kernel, its modules and busybox are not in {}: run `{FETCH}` (as root or with sudo) to fetch them",
         cache().display()
     );
     let status = Command::new(crate::from_root(FETCH))
@@ -88,19 +102,20 @@ fn fetch() -> Result<()> {
     if !status.success() {
         bail!("{FETCH} failed ({status}); {how}");
     }
-    if !default_kernel().is_file() || !busybox().is_file() {
-        bail!("{FETCH} left no kernel or busybox; {how}");
+    if !cached() {
+        bail!("{FETCH} left no kernel, modules or busybox; {how}");
     }
     Ok(())
 }
 
-/// Writes the initramfs from the cached busybox, unless it is there already.
-/// The file is replaced whole (written aside, then renamed), so a reader sees
-/// the old archive or the new one.
+/// Writes the initramfs from the cached busybox and every module in the cache
+/// (`modules/*.ko`), unless it is there already. The file is replaced whole
+/// (written aside, then renamed), so a reader sees the old archive or the new
+/// one.
 fn write_initramfs() -> Result<()> {
     let busybox =
         std::fs::read(busybox()).with_context(|| format!("reading {}", busybox().display()))?;
-    let archive = initramfs::build(&busybox);
+    let archive = initramfs::build(&busybox, &cached_modules()?);
     let path = default_initrd();
     if std::fs::read(&path).is_ok_and(|old| old == archive) {
         return Ok(());
@@ -108,6 +123,38 @@ fn write_initramfs() -> Result<()> {
     let aside = path.with_extension(format!("cpio.{}", std::process::id()));
     std::fs::write(&aside, &archive).with_context(|| format!("writing {}", aside.display()))?;
     std::fs::rename(&aside, &path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Every `<name>.ko` in the cache's modules folder.
+fn cached_modules() -> Result<Vec<initramfs::Module>> {
+    let folder = modules();
+    let reading = || format!("reading {}", folder.display());
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&folder).with_context(reading)? {
+        let path = entry.with_context(reading)?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(name) = name.strip_suffix(".ko") {
+            // `/init` names it in a shell command.
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                bail!(
+                    "{}: a module's name is letters, digits, `_` and `-`",
+                    path.display()
+                );
+            }
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            found.push(initramfs::Module {
+                name: name.to_owned(),
+                bytes,
+            });
+        }
+    }
+    Ok(found)
 }
 
 /// The files of a Linux partition written out on their own, to boot them
@@ -123,6 +170,49 @@ pub struct Parts {
     pub vcpus: usize,
     /// Bytes of its RAM.
     pub ram: u64,
+    /// The virtio devices the kernel emulates for it (its device tree's
+    /// `virtio_mmio` nodes).
+    pub virtio: Vec<Device>,
+}
+
+impl Parts {
+    /// Its virtio devices in words: each with its window and interrupt.
+    pub fn virtio_summary(&self) -> String {
+        let devices: Vec<String> = self
+            .virtio
+            .iter()
+            .map(|d| format!("{} at {:#x} (INTID {})", d.name(), d.window(), d.spi() + 32))
+            .collect();
+        match devices.is_empty() {
+            true => "no virtio devices".into(),
+            false => format!("virtio devices: {}", devices.join(", ")),
+        }
+    }
+
+    /// QEMU's options that put its own virtio devices where the device tree
+    /// says Septum's are: on `virt`'s virtio-mmio transport of the same slot
+    /// (`virtio-mmio-bus.<slot>`, at the same window and interrupt); the
+    /// console's port on a pseudo-terminal QEMU names when it starts.
+    pub fn qemu_virtio_options(&self) -> Vec<String> {
+        let mut options = Vec::new();
+        for device in &self.virtio {
+            let bus = format!("bus=virtio-mmio-bus.{}", device.slot());
+            match device {
+                Device::Balloon => {
+                    options.extend(["-device".into(), format!("virtio-balloon-device,{bus}")]);
+                }
+                Device::Console => options.extend([
+                    "-device".into(),
+                    format!("virtio-serial-device,{bus}"),
+                    "-chardev".into(),
+                    "pty,id=hvc".into(),
+                    "-device".into(),
+                    "virtconsole,chardev=hvc".into(),
+                ]),
+            }
+        }
+        options
+    }
 }
 
 /// Writes the device tree and initrd of Linux partition `name` of `system` (the
@@ -186,6 +276,7 @@ pub fn write_parts(
         initrd,
         vcpus: partition.cpus.len(),
         ram: partition.ram,
+        virtio: partition.virtio.clone(),
     })
 }
 
@@ -258,5 +349,43 @@ mod bench_tests {
         assert_eq!(init_up_ns(bare), Some(5));
         assert_eq!(init_up_ns("[linux] septum-linux: init up ()"), None);
         assert_eq!(init_up_ns("[linux] now at 5 nsecs"), None);
+    }
+}
+
+#[cfg(test)]
+mod parts_tests {
+    use super::{Device, Parts};
+
+    fn parts(virtio: Vec<Device>) -> Parts {
+        Parts {
+            kernel: "Image".into(),
+            device_tree: "linux.dtb".into(),
+            initrd: "linux.initrd".into(),
+            vcpus: 1,
+            ram: 128 << 20,
+            virtio,
+        }
+    }
+
+    /// The parts name their virtio devices with window and INTID, and give bare
+    /// QEMU its own devices on the transports of the same slots.
+    ///
+    /// Verifies: SK-LNX-002
+    #[test]
+    fn the_parts_show_their_virtio_devices_and_put_qemus_on_the_same_slots() {
+        let both = parts(vec![Device::Balloon, Device::Console]);
+        assert_eq!(
+            both.virtio_summary(),
+            "virtio devices: balloon at 0xa000000 (INTID 48), console at 0xa000200 (INTID 49)"
+        );
+        assert_eq!(
+            both.qemu_virtio_options().join(" "),
+            "-device virtio-balloon-device,bus=virtio-mmio-bus.0 \
+             -device virtio-serial-device,bus=virtio-mmio-bus.1 \
+             -chardev pty,id=hvc -device virtconsole,chardev=hvc"
+        );
+        let none = parts(Vec::new());
+        assert_eq!(none.virtio_summary(), "no virtio devices");
+        assert!(none.qemu_virtio_options().is_empty());
     }
 }
