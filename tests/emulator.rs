@@ -82,6 +82,8 @@ scenarios! {
         bench_linux => "bench-linux-aarch64",
         bench_linux_quiet => "bench-linux-quiet-aarch64",
         linux_boot => "linux-boot",
+        linux_balloon => "linux-balloon",
+        linux_console => "linux-console",
         linux_smp => "linux-smp",
         linux_crash => "linux-crash",
         linux_poweroff => "linux-poweroff",

@@ -94,7 +94,7 @@ fn main(boot: Boot) -> u64 {
             scheduler.round(&guests, event.time_us);
             continue;
         }
-        handle(&event, &guests, &mut console);
+        handle(&event, &guests, &mut console, &mut scheduler);
         // A guest that ended left its balloon memory to the others.
         if matches!(event.kind, Kind::Exited | Kind::Stopped) {
             scheduler.round(&guests, event.time_us);
@@ -109,14 +109,21 @@ fn main(boot: Boot) -> u64 {
     1
 }
 
-fn handle(event: &Event, guests: &Guests, console: &mut Console) {
+fn handle(
+    event: &Event,
+    guests: &Guests,
+    console: &mut Console,
+    scheduler: &mut memory::Scheduler,
+) {
     let Some(&(control, _)) = guests
         .iter()
         .find(|(_, i)| u64::from(*i) == event.partition)
     else {
         match event.kind {
             Kind::Console => console.open(),
-            Kind::Input => event.input().for_each(|b| console.key(b, guests)),
+            Kind::Input => event
+                .input()
+                .for_each(|b| console.key(b, guests, scheduler)),
             _ => println!("event {:?} about partition {}", event.kind, event.partition),
         }
         return;
@@ -283,12 +290,12 @@ impl Console {
         );
     }
 
-    fn key(&mut self, byte: u8, guests: &Guests) {
+    fn key(&mut self, byte: u8, guests: &Guests, scheduler: &mut memory::Scheduler) {
         match byte {
             b'\r' | b'\n' => {
                 let line = core::mem::take(&mut self.line);
                 if !line.trim().is_empty() {
-                    command(line.trim(), guests);
+                    command(line.trim(), guests, scheduler);
                 }
             }
             0x20..=0x7e => {
@@ -299,16 +306,17 @@ impl Console {
     }
 }
 
-fn command(line: &str, guests: &Guests) {
+fn command(line: &str, guests: &Guests, scheduler: &mut memory::Scheduler) {
     println!("> {line}");
     let mut words = line.split_whitespace();
     let verb = words.next().unwrap_or("");
-    let target = words.next().and_then(|name| {
+    let guest = words.next().and_then(|name| {
         guests
             .iter()
-            .map(|&(control, _)| control)
-            .find(|&control| name_of(control) == name)
+            .copied()
+            .find(|&(control, _)| name_of(control) == name)
     });
+    let target = guest.map(|(control, _)| control);
     let result = match (verb, target) {
         ("list", _) => {
             list(guests);
@@ -325,13 +333,26 @@ fn command(line: &str, guests: &Guests) {
         ("restart", Some(control)) => supervise::restart(control, 0).map(|_| ()),
         ("stop", Some(control)) => supervise::stop(control, 0),
         ("resume", Some(control)) => supervise::resume(control, 0, false),
-        ("target", Some(control)) => match words.next().and_then(|size| size.parse::<u64>().ok()) {
-            Some(mib) => supervise::set_memory_target(control, 0, mib * PAGES_PER_MIB),
-            None => {
-                println!("target <name> <MiB>: the guest's memory target in MiB");
-                Ok(())
+        ("target", Some(control)) => {
+            let index = guest.map_or(0, |(_, index)| usize::from(index));
+            match words.next() {
+                Some("auto") => {
+                    scheduler.pin(index, false);
+                    Ok(())
+                }
+                Some(size) if size.parse::<u64>().is_ok() => {
+                    let mib = size.parse::<u64>().unwrap_or(0);
+                    scheduler.pin(index, true);
+                    supervise::set_memory_target(control, 0, mib * PAGES_PER_MIB)
+                }
+                _ => {
+                    println!(
+                        "target <name> <MiB>|auto: set the guest's memory target, or hand it back to the scheduler"
+                    );
+                    Ok(())
+                }
             }
-        },
+        }
         ("restart" | "stop" | "resume" | "target", None) => {
             println!("no such guest");
             Ok(())

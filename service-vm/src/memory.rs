@@ -2,7 +2,8 @@
 //! policy of [`septum_memsched`] over every guest with a balloon, and the
 //! new targets handed to the kernel. It also prints the memory lines the host
 //! tool turns into a CSV and a chart, and watches for guests that ignore their
-//! target.
+//! target. A guest whose target the operator set on the console (`target`) is
+//! pinned: the policy leaves it alone until `target <name> auto`.
 //!
 //! The scheduler works from the kernel's counts ([`MemoryInfo::held`]), never
 //! from what a guest claims: a guest's reported use only weighs in up to what it
@@ -51,6 +52,9 @@ pub struct Scheduler {
     refusing: [u64; MAX_PARTITIONS],
     printed: [(u64, u64); MAX_PARTITIONS],
     last_held: [u64; MAX_PARTITIONS],
+    /// Per partition index: its target was set on the console, and the policy
+    /// leaves it alone.
+    pinned: [bool; MAX_PARTITIONS],
 }
 
 impl Scheduler {
@@ -70,6 +74,15 @@ impl Scheduler {
             refusing: [0; MAX_PARTITIONS],
             printed: [(0, 0); MAX_PARTITIONS],
             last_held: [0; MAX_PARTITIONS],
+            pinned: [false; MAX_PARTITIONS],
+        }
+    }
+
+    /// Pins the target of the guest with partition index `index` (set on the
+    /// console), or hands it back to the policy.
+    pub fn pin(&mut self, index: usize, pinned: bool) {
+        if let Some(slot) = self.pinned.get_mut(index) {
+            *slot = pinned;
         }
     }
 
@@ -97,13 +110,14 @@ impl Scheduler {
             });
             // The ABI keeps a partition index below MAX_PARTITIONS.
             let index = usize::from(index);
-            if info.shares > 0 && !ended {
+            if info.shares > 0 && !ended && !self.pinned[index] {
                 let _ = live.push((control, index, info));
                 continue;
             }
             unshared += info.held;
             if info.shares > 0 && self.printed[index].1 != info.held {
-                // Its last line: an ended guest's balloon memory went to the pool.
+                // A pinned guest's memory moving, or an ended guest's last line
+                // (its balloon memory went to the pool).
                 self.printed[index] = (info.target, info.held);
                 print_line(control, time_us, info.target, &info);
             }

@@ -271,7 +271,9 @@ pub enum Violation {
     /// or above the maximum, queue index out of range).
     BadRegister = 1,
     /// A ring or buffer that is not in the partition's memory now (outside its
-    /// RAM, in a balloon hole, sent away, misaligned ring).
+    /// RAM, in a balloon hole, sent away), or a page list naming a page of the
+    /// queue's own used ring. (A misaligned ring is a [`Violation::BadRegister`]
+    /// when the driver marks the queue ready.)
     BadAddress = 2,
     /// The available index moved by more than the queue size.
     AvailJump = 3,

@@ -49,6 +49,10 @@ use crate::memory::Range;
 use crate::package::Package;
 use crate::resources::MAX_MMIO;
 
+/// Most pages in one batch: a virtio-balloon page list (the hypercalls take
+/// [`BATCH_MAX`](septum_abi::balloon::BATCH_MAX) at most, and check that first).
+pub const LIST_MAX: usize = septum_abi::virtio::balloon::PFNS_MAX;
+
 /// A map entry of a page with no frame.
 const HOLE: u32 = 0;
 /// Marks map entries named by the batch being checked (frame numbers stay below
@@ -379,7 +383,7 @@ impl Balloon {
         if list.is_empty() {
             return Err(Error::InvalidArgument);
         }
-        if list.len() > septum_abi::balloon::BATCH_MAX {
+        if list.len() > LIST_MAX {
             return Err(Error::TooLong);
         }
         let mut marked = 0;

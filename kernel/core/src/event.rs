@@ -384,6 +384,8 @@ pub enum Event<'a> {
         device: septum_abi::virtio::Device,
         /// What the driver did.
         violation: septum_abi::virtio::Violation,
+        /// Why the balloon ledger refused a page list, if it did.
+        error: Option<septum_abi::Error>,
     },
     /// A partition's virtio balloon reached its target: it holds that many
     /// pages now.
@@ -588,12 +590,18 @@ impl fmt::Display for Event<'_> {
                 name,
                 device,
                 violation,
-            } => write!(
-                f,
-                "@@ partition {name} device {} needs-reset {}",
-                device.name(),
-                violation.name()
-            ),
+                error,
+            } => {
+                let (device, violation) = (device.name(), violation.name());
+                write!(
+                    f,
+                    "@@ partition {name} device {device} needs-reset {violation}"
+                )?;
+                match error {
+                    Some(error) => write!(f, " error={}", error.name()),
+                    None => Ok(()),
+                }
+            }
             Event::BalloonAtTarget { name, pages } => write!(
                 f,
                 "@@ partition {name} balloon at-target held={}K",

@@ -144,7 +144,7 @@ fn each_bad_batch_gets_its_own_code_and_changes_nothing() {
         (Direction::Inflate, vec![page(3)], Error::BelowMinimum),
         (
             Direction::Inflate,
-            vec![page(8); septum_abi::balloon::BATCH_MAX + 1],
+            vec![page(8); LIST_MAX + 1],
             Error::TooLong,
         ),
         (Direction::Deflate, vec![page(24)], Error::AboveMaximum),

@@ -239,12 +239,14 @@ impl System {
             }
             Entry::Resume => {
                 self.check_watchdogs(cpu, out, platform);
+                self.virtio_timers(cpu, platform);
                 (Next::Yield, true)
             }
             Entry::Trap(trap) => {
                 let vcpu = trapped.expect("a trap comes from a loaded vCPU");
                 if matches!(trap, Trap::Preempted) {
                     self.check_watchdogs(cpu, out, platform);
+                    self.virtio_timers(cpu, platform);
                 }
                 let next = self.on_trap(cpu, vcpu, trap, out, platform);
                 (next, matches!(trap, Trap::Preempted))

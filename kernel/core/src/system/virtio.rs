@@ -27,11 +27,14 @@ use septum_abi::virtio::balloon::{DEFLATE_QUEUE, INFLATE_QUEUE, PFNS_MAX, STATS_
 use septum_abi::virtio::console::{RECEIVE_QUEUE, TRANSMIT_MAX, TRANSMIT_QUEUE};
 use septum_abi::virtio::{Device, Violation, interrupt};
 
+use septum_abi::layout::PAGE_SIZE;
+
 use super::virt::Completed;
 use super::{GuestLines, Platform, System, emit};
 use crate::audit::AuditKind;
 use crate::balloon::Direction;
 use crate::event::Event;
+use crate::memory::Range;
 use crate::vgic::Access;
 use crate::virtio::balloon::BalloonModel;
 use crate::virtio::console::{ConsoleModel, Port};
@@ -253,7 +256,7 @@ impl System {
                 DEFLATE_QUEUE => Direction::Deflate,
                 _ => unreachable!("a balloon has three queues"),
             };
-            match self.page_list(index, direction, &chain, platform) {
+            match self.page_list(index, direction, &chain, queue.used_ring(), platform) {
                 Ok(held) => {
                     queue.consume();
                     queue.push_used(&mut self.memory(index, platform), chain.head, 0)?;
@@ -275,15 +278,26 @@ impl System {
     }
 
     /// Carries out the page list of `chain` on the ledger: pages held after.
+    /// A list naming a page of the queue's own used ring (`used`: start and
+    /// length) is refused first, as the chain could not be given back.
     fn page_list(
         &mut self,
         index: usize,
         direction: Direction,
         chain: &Chain,
+        (used, used_len): (u64, u64),
         platform: &mut impl Platform,
     ) -> Result<u64, Broken> {
         let mut pages = [0u64; PFNS_MAX];
         let count = BalloonModel::page_list(chain, &mut self.memory(index, platform), &mut pages)?;
+        let used = Range::from_start_size(used, used_len).ok_or(Violation::BadAddress)?;
+        let page = |address| Range::from_start_size(address, PAGE_SIZE);
+        if pages[..count]
+            .iter()
+            .any(|&address| page(address).is_some_and(|page| page.overlaps(&used)))
+        {
+            return Err(Violation::BadAddress.into());
+        }
         let flip = &self.flip;
         let in_flight = |guest| flip.in_flight(index, guest);
         self.balloon
@@ -388,6 +402,7 @@ impl System {
                 name,
                 device,
                 violation,
+                error,
             },
         );
         if raise {
@@ -439,8 +454,21 @@ impl System {
         self.note_may_run(partition);
     }
 
+    /// The timers of the virtio devices of partitions whose vCPU 0 is on core
+    /// `cpu` (checked as the watchdogs are): each live balloon is asked for
+    /// statistics every [`STATS_PERIOD_US`](crate::virtio::balloon::STATS_PERIOD_US), so the memory scheduler hears
+    /// from it as it does from a native guest that reports.
+    pub(super) fn virtio_timers(&mut self, cpu: usize, platform: &mut impl Platform) {
+        for partition in 0..self.partitions.len() {
+            if self.partitions[partition].cpu == cpu && self.partitions[partition].virtio.is_some()
+            {
+                self.virtio_wants_stats(partition, platform);
+            }
+        }
+    }
+
     /// The service VM reads `partition`'s memory: a virtio balloon is asked
-    /// for fresh statistics (at most every quarter second).
+    /// for fresh statistics (at most every [`STATS_PERIOD_US`](crate::virtio::balloon::STATS_PERIOD_US)).
     pub(super) fn virtio_wants_stats(&mut self, partition: usize, platform: &mut impl Platform) {
         let now_us = platform.now_us();
         if let Some(VirtioDevice {
@@ -448,6 +476,7 @@ impl System {
             ..
         }) = self.virtio_balloon(partition)
             && model.want_stats(now_us)
+            && !self.partitions[partition].life.ended()
         {
             self.note_may_run(partition);
         }

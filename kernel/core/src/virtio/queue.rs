@@ -140,10 +140,18 @@ impl Queue {
         self.next_used = 0;
     }
 
+    /// Guest-physical start and length of its used ring.
+    pub fn used_ring(&self) -> (u64, u64) {
+        (self.device, 4 + 8 * u64::from(self.size))
+    }
+
     /// The next chain the driver made available, copied out and checked
     /// (see the module invariants), without moving past it; `None` if there
-    /// is none.
+    /// is none. A chain is returned only while its used ring is memory the
+    /// partition has, so the device can give it back.
     pub fn peek(&self, memory: &mut impl GuestMemory) -> Result<Option<Chain>, Violation> {
+        let (used, used_len) = self.used_ring();
+        memory.check(used, used_len)?;
         let available = u16_at(memory, self.driver + 2)?;
         let pending = available.wrapping_sub(self.next_avail);
         if pending == 0 {
@@ -209,7 +217,8 @@ impl Queue {
         head: u16,
         written: u32,
     ) -> Result<(), Violation> {
-        memory.check(self.device, 4 + 8 * u64::from(self.size))?;
+        let (used, used_len) = self.used_ring();
+        memory.check(used, used_len)?;
         let slot = u64::from(self.next_used % self.size);
         let mut element = [0; 8];
         element[..4].copy_from_slice(&u32::from(head).to_le_bytes());

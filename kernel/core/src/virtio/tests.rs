@@ -185,14 +185,20 @@ fn rings_in_holes_are_refused_and_nothing_is_written() {
     let mut queue = queue(8);
     memory.descriptor(0, DATA, 4, 0, 0);
     memory.offer(&[0]);
-    memory.holes.insert(2); // the used ring's page
     let chain = queue.peek(&mut memory).unwrap().unwrap();
+    memory.holes.insert(2); // the used ring's page
     let before = memory.bytes.clone();
     assert_eq!(
         queue.push_used(&mut memory, chain.head, 0),
         Err(Violation::BadAddress)
     );
     assert_eq!(memory.bytes, before);
+    assert_eq!(
+        queue.peek(&mut memory),
+        Err(Violation::BadAddress),
+        "no chain is taken that could not be given back"
+    );
+    memory.holes.remove(&2);
     memory.holes.insert(1); // the available ring's page
     assert_eq!(queue.peek(&mut memory), Err(Violation::BadAddress));
     let mut misaligned = queue;
@@ -273,6 +279,13 @@ fn features_without_version_1_are_not_accepted() {
         Err(Violation::BadRegister),
         "DRIVER_OK without FEATURES_OK"
     );
+    let both = driver | u64::from(status::FEATURES_OK | status::DRIVER_OK);
+    assert_eq!(
+        t.write(register::STATUS, 4, both),
+        Err(Violation::BadRegister),
+        "DRIVER_OK with features the device did not accept, in one write"
+    );
+    assert!(!t.live());
 }
 
 /// Verifies: SK-MED-001

@@ -286,20 +286,20 @@ impl Transport {
         }
         let old = self.status & DRIVER_BITS;
         let mut new = value & DRIVER_BITS;
-        let added = new & !old;
-        if value & !DRIVER_BITS & !status::DEVICE_NEEDS_RESET != 0
-            || old & !new != 0
-            || (added & status::DRIVER_OK != 0 && new & status::FEATURES_OK == 0)
-        {
+        if value & !DRIVER_BITS & !status::DEVICE_NEEDS_RESET != 0 || old & !new != 0 {
             return Err(Violation::BadRegister);
         }
-        if added & status::FEATURES_OK != 0 {
+        if new & !old & status::FEATURES_OK != 0 {
             let offered = self.device.features();
             let acceptable = self.driver_features & !offered == 0
                 && self.driver_features & feature::VERSION_1 != 0;
             if !acceptable {
                 new &= !status::FEATURES_OK;
             }
+        }
+        let added = new & !old;
+        if added & status::DRIVER_OK != 0 && new & status::FEATURES_OK == 0 {
+            return Err(Violation::BadRegister);
         }
         self.status = (self.status & status::DEVICE_NEEDS_RESET) | new;
         Ok(
