@@ -1,0 +1,351 @@
+//! The hostile role: a virtio-balloon driver that breaks the rules, one case
+//! after another, on hand-built rings of [`SIZE`] buffers. Each case must put the
+//! device in `DEVICE_NEEDS_RESET` (the kernel names the violation on its own
+//! line) and change nothing else: after each the program reads the status
+//! register, asks the kernel how many pages it holds (its balloon capability's
+//! `report`), prints both, and resets the device.
+//!
+//! Wherever a chain carries page frame numbers, they name a free page of its
+//! balloon memory that the kernel would take if it acted on the chain, so a
+//! violation that was carried out shows as a changed count. One page is
+//! inflated properly first, to give the cases a hole of the partition's own;
+//! at the end the device, reset after every case, takes it back.
+
+use septum_abi::layout::PAGE_SIZE;
+use septum_sdk::balloon;
+use septum_sdk::virtio::balloon::{DEFLATE_QUEUE, INFLATE_QUEUE, PFN_SHIFT};
+use septum_sdk::virtio::{
+    Descriptor, Device, DeviceMemory, Error, Queue, Rings, Transport, feature, register, status,
+};
+use septum_sdk::{RAM_BASE, println};
+
+use crate::{BALLOON, Layout};
+use septum_abi::virtio::descriptor::{INDIRECT, NEXT, WRITE};
+
+/// Buffers of each hand-built queue.
+const SIZE: u16 = 8;
+
+static RINGS: [DeviceMemory<Rings>; 3] = [
+    DeviceMemory::new(Rings::new()),
+    DeviceMemory::new(Rings::new()),
+    DeviceMemory::new(Rings::new()),
+];
+/// The frame numbers the chains carry.
+static FRAMES: DeviceMemory<[u32; SIZE as usize]> = DeviceMemory::new([0; SIZE as usize]);
+
+/// The device, its queues and what the kernel should count.
+struct Lab {
+    transport: Transport,
+    queues: [Queue; 3],
+    /// Address of the frame-number buffer.
+    frames: u64,
+    /// Pages the kernel should say this partition holds.
+    held: u64,
+    /// A free balloon page every chain names.
+    bait: u64,
+    /// The page inflated properly: a hole of its own.
+    hole: u64,
+    /// Just past its maximum: outside its RAM.
+    outside: u64,
+    failures: u32,
+}
+
+/// Runs every case; `Err` only if the set-up fails.
+pub fn run(layout: &Layout) -> Result<(), &'static str> {
+    let (_, held, _) = balloon::report(BALLOON, 0, 0, 0).map_err(|e| e.name())?;
+    let top = RAM_BASE + held * PAGE_SIZE;
+    if held <= layout.kept / PAGE_SIZE + 2 {
+        return Err("needs two backed balloon pages");
+    }
+    let queue = |memory| Queue::new(memory, SIZE).ok_or("ring memory taken");
+    let mut lab = Lab {
+        transport: Transport::new(Device::Balloon),
+        queues: [queue(&RINGS[0])?, queue(&RINGS[1])?, queue(&RINGS[2])?],
+        frames: FRAMES.take().ok_or("frame buffer taken")?.as_ptr() as u64,
+        held,
+        hole: top - PAGE_SIZE,
+        bait: top - 2 * PAGE_SIZE,
+        outside: layout.end(),
+        failures: 0,
+    };
+    println!("hostile: {held} pages held, queues of {SIZE}");
+    lab.cases();
+    lab.take_hole_back();
+    match lab.failures {
+        0 => Ok(()),
+        _ => Err("a case went wrong"),
+    }
+}
+
+impl Lab {
+    fn cases(&mut self) {
+        // Chains of one inflate queue.
+        self.chain("loop", &[(0, NEXT, 1), (1, NEXT, 0)]);
+        let long: [(u16, u16, u16); SIZE as usize] =
+            core::array::from_fn(|i| (i as u16, NEXT, (i as u16 + 1) % SIZE));
+        self.chain("long-chain", &long);
+        self.chain("next-past-queue", &[(0, NEXT, SIZE)]);
+        self.chain("indirect", &[(0, INDIRECT, 0)]);
+        self.chain("device-writable", &[(0, WRITE, 0)]);
+        self.buffer("outside", self.outside);
+        self.buffer("below-ram", RAM_BASE - PAGE_SIZE);
+        if self.inflate_hole() {
+            self.buffer("hole", self.hole);
+        }
+        self.avail_jump();
+        // Rings where they may not be.
+        self.rings("ring-outside", [Some(self.outside), None, None]);
+        self.rings("ring-hole", [None, None, Some(self.hole)]);
+        self.rings(
+            "ring-misaligned",
+            [None, Some(self.queues[0].addresses()[1] + 1), None],
+        );
+        // Registers written in the wrong state.
+        self.queue_num_after_driver_ok();
+        self.queue_num_not_power_of_two();
+        self.features_without_version_1();
+        self.status_bit_dropped();
+    }
+
+    /// Resets the device and sets it up properly: features, three queues,
+    /// `DRIVER_OK`.
+    fn up(&mut self) -> Result<(), Error> {
+        self.reset();
+        self.transport.negotiate(
+            Device::Balloon,
+            feature::BALLOON_MUST_TELL_HOST | feature::BALLOON_STATS_VQ,
+        )?;
+        for (index, queue) in self.queues.iter().enumerate() {
+            self.transport.set_queue(index as u16, queue)?;
+        }
+        self.transport.driver_ok()
+    }
+
+    fn reset(&mut self) {
+        if !self.transport.reset() {
+            println!("hostile: status not 0 after a reset: FAILED");
+            self.failures += 1;
+        }
+        for queue in &mut self.queues {
+            queue.reset();
+        }
+    }
+
+    /// Writes `pfn`'s frame number in the buffer every chain names.
+    fn set_frame(&mut self, page: u64) {
+        // SAFETY: the buffer is this program's (taken from `FRAMES`); a device
+        // never holds it across a case.
+        unsafe { (self.frames as *mut u32).write_volatile((page >> PFN_SHIFT) as u32) };
+    }
+
+    /// Reports the case: the status register, whether the kernel's count of
+    /// this partition's pages is as it should be; then resets the device.
+    fn verdict(&mut self, name: &str) {
+        let now = self.transport.status();
+        let held = balloon::report(BALLOON, 0, 0, 0).map_or(0, |(_, held, _)| held);
+        let reset = now & status::DEVICE_NEEDS_RESET != 0;
+        println!(
+            "hostile: {name}: {}, held {} (status {now:#x})",
+            if reset { "needs-reset" } else { "NO-RESET" },
+            if held == self.held {
+                "unchanged"
+            } else {
+                "CHANGED"
+            }
+        );
+        self.failures += u32::from(!reset || held != self.held);
+        self.held = held;
+        self.reset();
+    }
+
+    /// Brings the device up, or reports why not and counts a failure.
+    fn up_or_fail(&mut self, name: &str) -> bool {
+        match self.up() {
+            Ok(()) => true,
+            Err(error) => {
+                println!("hostile: {name}: set-up failed: {}: FAILED", error.name());
+                self.failures += 1;
+                self.reset();
+                false
+            }
+        }
+    }
+
+    /// A chain on the inflate queue of `links` (descriptor, flags, next), each
+    /// naming the bait's frame number.
+    fn chain(&mut self, name: &str, links: &[(u16, u16, u16)]) {
+        if !self.up_or_fail(name) {
+            return;
+        }
+        self.set_frame(self.bait);
+        let queue = &mut self.queues[INFLATE_QUEUE];
+        for &(index, flags, next) in links {
+            let length = if flags & INDIRECT != 0 { 16 } else { 4 };
+            queue.set_descriptor(
+                index,
+                Descriptor {
+                    address: self.frames,
+                    length,
+                    flags,
+                    next,
+                },
+            );
+        }
+        queue.publish(links[0].0);
+        self.transport.notify(INFLATE_QUEUE as u16);
+        self.verdict(name);
+    }
+
+    /// An inflate chain of one buffer at `address`.
+    fn buffer(&mut self, name: &str, address: u64) {
+        if !self.up_or_fail(name) {
+            return;
+        }
+        let queue = &mut self.queues[INFLATE_QUEUE];
+        let _ = queue.add(&[(address, 4, false)]);
+        self.transport.notify(INFLATE_QUEUE as u16);
+        self.verdict(name);
+    }
+
+    /// Inflates the hole page properly; `true` if the device took it.
+    fn inflate_hole(&mut self) -> bool {
+        if !self.up_or_fail("inflate") {
+            return false;
+        }
+        self.set_frame(self.hole);
+        let queue = &mut self.queues[INFLATE_QUEUE];
+        let _ = queue.add(&[(self.frames, 4, false)]);
+        self.transport.notify(INFLATE_QUEUE as u16);
+        let used = self.queues[INFLATE_QUEUE].take_used().is_some();
+        let held = balloon::report(BALLOON, 0, 0, 0).map_or(0, |(_, held, _)| held);
+        let ok = used && !self.transport.needs_reset() && held + 1 == self.held;
+        println!(
+            "hostile: inflated page {:#x} properly: {}, held {held}",
+            self.hole,
+            if ok { "used" } else { "FAILED" }
+        );
+        self.failures += u32::from(!ok);
+        self.held = held;
+        self.reset();
+        ok
+    }
+
+    /// A proper chain, then an available index more than the queue ahead.
+    fn avail_jump(&mut self) {
+        if !self.up_or_fail("avail-jump") {
+            return;
+        }
+        self.set_frame(self.bait);
+        let queue = &mut self.queues[INFLATE_QUEUE];
+        queue.set_descriptor(
+            0,
+            Descriptor {
+                address: self.frames,
+                length: 4,
+                flags: 0,
+                next: 0,
+            },
+        );
+        queue.publish(0);
+        queue.set_avail_index(queue.avail_index().wrapping_add(SIZE));
+        self.transport.notify(INFLATE_QUEUE as u16);
+        self.verdict("avail-jump");
+    }
+
+    /// Sets up the inflate queue with the ring addresses of `moved` where given
+    /// (descriptor table, available ring, used ring), then goes on as a driver
+    /// would: ready, `DRIVER_OK`, a proper chain, a notify. The device must
+    /// refuse the rings at one of those steps.
+    fn rings(&mut self, name: &str, moved: [Option<u64>; 3]) {
+        self.reset();
+        if let Err(error) = self.transport.negotiate(Device::Balloon, 0) {
+            println!("hostile: {name}: set-up failed: {}: FAILED", error.name());
+            self.failures += 1;
+            return;
+        }
+        let own = self.queues[INFLATE_QUEUE].addresses();
+        let [descriptors, driver, device] = core::array::from_fn(|i| moved[i].unwrap_or(own[i]));
+        self.transport
+            .write(register::QUEUE_SEL, INFLATE_QUEUE as u32);
+        self.transport.write(register::QUEUE_NUM, u32::from(SIZE));
+        self.transport
+            .set_queue_addresses(descriptors, driver, device);
+        self.transport.write(register::QUEUE_READY, 1);
+        if !self.transport.needs_reset() {
+            let _ = self.transport.driver_ok();
+        }
+        if !self.transport.needs_reset() {
+            self.set_frame(self.bait);
+            let _ = self.queues[INFLATE_QUEUE].add(&[(self.frames, 4, false)]);
+            self.transport.notify(INFLATE_QUEUE as u16);
+        }
+        self.verdict(name);
+    }
+
+    fn queue_num_after_driver_ok(&mut self) {
+        if !self.up_or_fail("queue-num-after-driver-ok") {
+            return;
+        }
+        self.transport
+            .write(register::QUEUE_SEL, INFLATE_QUEUE as u32);
+        self.transport
+            .write(register::QUEUE_NUM, u32::from(SIZE / 2));
+        self.verdict("queue-num-after-driver-ok");
+    }
+
+    fn queue_num_not_power_of_two(&mut self) {
+        self.reset();
+        let _ = self.transport.negotiate(Device::Balloon, 0);
+        self.transport
+            .write(register::QUEUE_SEL, INFLATE_QUEUE as u32);
+        self.transport.write(register::QUEUE_NUM, 6);
+        self.verdict("queue-num-not-power-of-two");
+    }
+
+    /// Features without `VERSION_1`, then `FEATURES_OK`.
+    fn features_without_version_1(&mut self) {
+        self.reset();
+        let _ = self.transport.identify(Device::Balloon);
+        let driver = status::ACKNOWLEDGE | status::DRIVER;
+        self.transport.write(register::STATUS, status::ACKNOWLEDGE);
+        self.transport.write(register::STATUS, driver);
+        self.transport
+            .write_features(feature::BALLOON_MUST_TELL_HOST | feature::BALLOON_STATS_VQ);
+        self.transport
+            .write(register::STATUS, driver | status::FEATURES_OK);
+        self.verdict("features-without-version-1");
+    }
+
+    /// A live device's status written with `DRIVER_OK` dropped.
+    fn status_bit_dropped(&mut self) {
+        if !self.up_or_fail("status-bit-dropped") {
+            return;
+        }
+        let now = self.transport.status();
+        self.transport
+            .write(register::STATUS, now & !status::DRIVER_OK);
+        self.verdict("status-bit-dropped");
+    }
+
+    /// After every case and reset the device still works: it takes the hole
+    /// back on the deflate queue.
+    fn take_hole_back(&mut self) {
+        if !self.up_or_fail("deflate") {
+            return;
+        }
+        self.set_frame(self.hole);
+        let _ = self.queues[DEFLATE_QUEUE].add(&[(self.frames, 4, false)]);
+        self.transport.notify(DEFLATE_QUEUE as u16);
+        let used = self.queues[DEFLATE_QUEUE].take_used().is_some();
+        let held = balloon::report(BALLOON, 0, 0, 0).map_or(0, |(_, held, _)| held);
+        // SAFETY: the page was just deflated: backed again, read as zero.
+        let zero = used && unsafe { (self.hole as *const u64).read_volatile() } == 0;
+        let ok = zero && held == self.held + 1 && !self.transport.needs_reset();
+        println!(
+            "hostile: after every reset the device took the page back: {}, held {held}",
+            if ok { "ok" } else { "FAILED" }
+        );
+        self.failures += u32::from(!ok);
+        self.reset();
+    }
+}
