@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Fetches what a Linux partition with the default `linux` keys runs: Debian's arm64
-# kernel (the version the `linux-image-arm64` metapackage names today) and the
-# `busybox-static` binary its initramfs is built around, into target/linux/:
+# kernel (the version the `linux-image-arm64` metapackage names today), the
+# modules of its virtio drivers, and the `busybox-static` binary its initramfs is
+# built around, into target/linux/:
 #
-#   target/linux/Image     the kernel, an uncompressed arm64 Image
-#   target/linux/busybox   busybox-static for arm64
-#   target/linux/packages  the Debian packages and versions they came from
+#   target/linux/Image      the kernel, an uncompressed arm64 Image
+#   target/linux/modules/   from the kernel's package, flat as <name>.ko: virtio_mmio,
+#                           virtio_balloon, virtio_console, and virtio_net with what
+#                           it needs (net_failover, failover)
+#   target/linux/busybox    busybox-static for arm64
+#   target/linux/packages   the Debian packages and versions they came from
 #
-# Idempotent: with both files there it changes nothing (and asks apt nothing).
+# Idempotent: with all of them there it changes nothing (and asks apt nothing); a
+# cache that lacks some (one from before the modules) is fetched again whole.
 # Needs root or sudo only the first time, to add the arm64 architecture to dpkg.
 #
 #   scripts/fetch-linux.sh          fetch if missing, saying what it does
@@ -20,7 +25,23 @@ say() { [ "$quiet" = 1 ] || echo "fetch-linux: $*"; }
 
 cd "$(dirname "$0")/.."
 cache=target/linux
-if [ -s "$cache/Image" ] && [ -s "$cache/busybox" ]; then
+# The kernel modules kept, as paths under the package's lib/modules/<version>/.
+modules="kernel/drivers/virtio/virtio_mmio.ko
+kernel/drivers/virtio/virtio_balloon.ko
+kernel/drivers/char/virtio_console.ko
+kernel/drivers/net/virtio_net.ko
+kernel/drivers/net/net_failover.ko
+kernel/net/core/failover.ko"
+
+cached() {
+    [ -s "$cache/Image" ] && [ -s "$cache/busybox" ] || return 1
+    local module
+    for module in $modules; do
+        [ -s "$cache/modules/$(basename "$module")" ] || return 1
+    done
+}
+
+if cached; then
     say "ready: $(paste -sd, "$cache/packages" | sed 's/,/, /g')"
     exit 0
 fi
@@ -57,8 +78,18 @@ fi
 echo "fetch-linux: downloading $kernel_package and busybox-static (arm64)"
 apt-get download -qq "$kernel_package:arm64" busybox-static:arm64
 
-dpkg-deb --fsys-tarfile "$kernel_package"_*.deb | tar -x ./boot
+# The modules are under lib/modules/<version>/ (usr/lib/... with a merged /usr);
+# tar fails, naming it, if one is not in the package.
+patterns=()
+for module in $modules; do
+    patterns+=("*/modules/*/$module")
+done
+dpkg-deb --fsys-tarfile "$kernel_package"_*.deb | tar -x --wildcards ./boot "${patterns[@]}"
 kernel=$(ls boot/vmlinuz-*)
+mkdir modules
+for module in $modules; do
+    cp "$(find . -path "*/modules/*/$module" | head -n1)" modules/
+done
 dpkg-deb --fsys-tarfile busybox-static_*.deb | tar -x ./bin/busybox
 
 cd - >/dev/null
@@ -66,9 +97,13 @@ mkdir -p "$cache"
 cp "$work/$kernel" "$cache/Image.part"
 cp "$work/bin/busybox" "$cache/busybox.part"
 chmod 0755 "$cache/busybox.part"
+rm -rf "$cache/modules.part"
+cp -r "$work/modules" "$cache/modules.part"
 for deb in "$work"/*.deb; do
     echo "$(dpkg-deb -f "$deb" Package) $(dpkg-deb -f "$deb" Version)"
 done > "$cache/packages"
+rm -rf "$cache/modules"
+mv "$cache/modules.part" "$cache/modules"
 mv "$cache/busybox.part" "$cache/busybox"
 mv "$cache/Image.part" "$cache/Image"
-echo "fetch-linux: wrote $cache/Image ($kernel) and $cache/busybox"
+echo "fetch-linux: wrote $cache/Image ($kernel), its modules in $cache/modules and $cache/busybox"

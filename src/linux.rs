@@ -6,9 +6,10 @@
 //! arm64 kernel; one that names no initrd boots the busybox initramfs built
 //! here ([`initramfs`]). Both live in the cache folder `target/linux/` (never
 //! committed): `scripts/fetch-linux.sh` fetches the kernel (the version the
-//! `linux-image-arm64` metapackage names) and `busybox-static` by package name,
-//! and [`prepare`] runs it when a description needs them and the cache lacks
-//! them, then writes the initramfs. Invariant: after [`prepare`] succeeded for a
+//! `linux-image-arm64` metapackage names) with the modules of its virtio
+//! drivers, and `busybox-static`, by package name, and [`prepare`] runs it when
+//! a description needs them and the cache lacks them, then writes the
+//! initramfs. Invariant: after [`prepare`] succeeded for a
 //! system, every default file its partitions use is in the cache.
 
 pub mod initramfs;
@@ -40,6 +41,17 @@ fn busybox() -> PathBuf {
     cache().join("busybox")
 }
 
+/// The kernel's modules the initramfs loads, as `<name>.ko` (the script writes
+/// the folder whole).
+fn modules() -> PathBuf {
+    cache().join("modules")
+}
+
+/// Whether the kernel, its modules and busybox are all in the cache.
+fn cached() -> bool {
+    default_kernel().is_file() && modules().is_dir() && busybox().is_file()
+}
+
 /// The script that fills the cache.
 const FETCH: &str = "scripts/fetch-linux.sh";
 
@@ -47,8 +59,9 @@ const FETCH: &str = "scripts/fetch-linux.sh";
 static PREPARING: Mutex<()> = Mutex::new(());
 
 /// Makes the default files that the Linux partitions of `system` use ready:
-/// runs `scripts/fetch-linux.sh` if the kernel or busybox is not cached yet,
-/// and writes the initramfs if it is not there as [`initramfs::build`] makes it.
+/// runs `scripts/fetch-linux.sh` if the kernel, its modules or busybox is not
+/// cached yet, and writes the initramfs if it is not there as
+/// [`initramfs::build`] makes it.
 /// Does nothing for a system whose partitions name all their files.
 pub fn prepare(system: &System) -> Result<()> {
     let boots = system.partitions.iter().filter_map(|p| match &p.image {
@@ -66,7 +79,7 @@ pub fn prepare(system: &System) -> Result<()> {
     let _one_at_a_time = PREPARING
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !default_kernel().is_file() || !busybox().is_file() {
+    if !cached() {
         fetch()?;
     }
     if initrd {
@@ -78,7 +91,7 @@ pub fn prepare(system: &System) -> Result<()> {
 /// Runs `scripts/fetch-linux.sh --quiet`, which says what it downloads.
 fn fetch() -> Result<()> {
     let how = format!(
-        "the default Linux kernel and busybox are not in {}: run `{FETCH}` (as root or with sudo) to fetch them",
+        "the default Linux kernel, its modules and busybox are not in {}: run `{FETCH}` (as root or with sudo) to fetch them",
         cache().display()
     );
     let status = Command::new(crate::from_root(FETCH))
@@ -88,8 +101,8 @@ fn fetch() -> Result<()> {
     if !status.success() {
         bail!("{FETCH} failed ({status}); {how}");
     }
-    if !default_kernel().is_file() || !busybox().is_file() {
-        bail!("{FETCH} left no kernel or busybox; {how}");
+    if !cached() {
+        bail!("{FETCH} left no kernel, modules or busybox; {how}");
     }
     Ok(())
 }

@@ -136,8 +136,8 @@ fn supervision(partition: &Partition) -> Supervision {
 }
 
 /// `partition`'s grants: its placement, limits, receive window, vCPUs' cores and windows,
-/// and the MMIO blocks (widened to whole pages), port ranges and interrupts of its
-/// devices. Fails only on what the validator refuses (a core past the kernel's,
+/// the MMIO blocks (widened to whole pages), port ranges and interrupts of its
+/// devices, and its virtio devices. Fails only on what the validator refuses (a core past the kernel's,
 /// a window past 32 bits, too many grants, an unknown device), saying what.
 fn resources(partition: &Partition, board: &Board) -> Result<Resources, String> {
     const PAGE: u64 = septum_core::abi::layout::PAGE_SIZE;
@@ -180,6 +180,9 @@ fn resources(partition: &Partition, board: &Board) -> Result<Resources, String> 
         for &irq in &device.irqs {
             r.add_irq(irq).map_err(too_many)?;
         }
+    }
+    for &device in &partition.virtio {
+        r.add_virtio(device);
     }
     Ok(r)
 }

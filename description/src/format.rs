@@ -57,6 +57,10 @@ pub struct PartitionEntry {
     pub devices: Vec<Spanned<String>>,
     #[serde(default)]
     pub caps: Vec<Spanned<CapEntry>>,
+    /// Names of the virtio devices the kernel emulates for it; checked by the
+    /// `virtio` rules.
+    #[serde(default)]
+    pub virtio: Vec<Spanned<String>>,
     /// Trap class name to action name; checked by the `policy` rule.
     pub policy: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
     /// Key to value; checked (keys and types too) by the `restart-budget` rule.

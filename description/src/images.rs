@@ -10,7 +10,7 @@
 //! | `image-file` | a program that cannot be read, or is not a regular file (a device such as `/dev/zero`, a pipe, a folder) |
 //! | `image-elf` | a file that is not a 64-bit little-endian executable ELF (`ET_EXEC`) with at least one loadable segment, each segment's bytes inside the file and no more of them in the file than in memory |
 //! | `image-arch` | an ELF for an architecture other than the board's |
-//! | `image-segment` | a loadable segment, its zero-filled part included, outside the RAM the partition always keeps (from [`RAM_BASE`]: all its RAM, or its `memory.min` if it holds a balloon capability), or overlapping another segment |
+//! | `image-segment` | a loadable segment, its zero-filled part included, outside the RAM the partition always keeps (from [`RAM_BASE`]: all its RAM, or its `memory.min` if it balloons: a `balloon` capability or a virtio balloon), or overlapping another segment |
 //! | `image-entry` | an entry point outside the bytes every loadable segment takes from the file, or not 4-byte aligned |
 //!
 //! A Linux partition's image is its kernel, device tree and initrd, laid out

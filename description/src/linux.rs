@@ -21,7 +21,7 @@
 //! |---|---|
 //! | `image-file` | a kernel or initrd that cannot be read, or is not a regular file |
 //! | `linux-image` | a kernel that is not a little-endian arm64 `Image`: shorter than its 64-byte header, without the `ARM\x64` magic at offset 56, with an `image_size` of 0 or smaller than the file, or a `text_offset` other than 0 |
-//! | `linux-fit` | a kernel, device tree and initrd that, laid out as above, do not fit in the RAM the partition always keeps |
+//! | `linux-fit` | a kernel, device tree and initrd that, laid out as above, do not fit in the partition's RAM (all of it, which it starts with, ballooning or not) |
 //!
 //! Memory stays bounded by the partition's RAM: the kernel's 64-byte header and
 //! both files' lengths are read first, and the files' bytes only once the layout
@@ -234,18 +234,21 @@ pub(crate) fn load_image(
         ram: partition.ram,
         bootargs: &boot.bootargs,
         initrd,
+        virtio: &partition.virtio,
     };
     // The device tree's size does not depend on the initrd's addresses (64-bit
     // cells), so a first tree gives the layout and the second fills it in.
     let tree_len = device_tree(&guest(0..0)).len() as u64;
-    let kept = partition.kept_ram();
+    // Linux starts with all its RAM, ballooning or not (then its `ram` is its
+    // `memory.max`: rule `linux-ram`), and its image lies there.
+    let ram = partition.ram;
     let parts = LinuxParts::lay_out(header.image_size, tree_len, initrd_len)
-        .filter(|parts| parts.end() <= kept)
+        .filter(|parts| parts.end() <= ram)
         .ok_or_else(|| {
             vec![(
                 "linux-fit",
                 format!(
-                    "the image of `{name}`: its kernel (image_size {}, to a 2 MiB boundary), device tree ({tree_len} bytes) and initrd ({initrd_len} bytes) do not fit in the {kept} bytes of RAM it always keeps",
+                    "the image of `{name}`: its kernel (image_size {}, to a 2 MiB boundary), device tree ({tree_len} bytes) and initrd ({initrd_len} bytes) do not fit in its {ram} bytes of RAM",
                     header.image_size
                 ),
             )]
@@ -253,7 +256,7 @@ pub(crate) fn load_image(
     let guest_range = |r: &Range<u64>| RAM_BASE + r.start..RAM_BASE + r.end;
     let tree = device_tree(&guest(guest_range(&parts.initrd)));
     debug_assert_eq!(tree.len() as u64, tree_len);
-    // Everything lies inside the RAM kept, so this is at most `kept` bytes.
+    // Everything lies inside its RAM, so this is at most `ram` bytes.
     let offset = |at: u64| usize::try_from(at).expect("at most RAM_MAX");
     let mut bytes = vec![0; offset(parts.end())];
     let read = |file: &mut dyn Source, into: &mut [u8]| {

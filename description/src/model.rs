@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use septum_core::abi::virtio::Device;
 use septum_core::abi::{CapType, Rights, TrapAction, TrapClass};
 
 /// What a partition is for.
@@ -147,19 +148,31 @@ pub struct Partition {
     pub devices: Vec<String>,
     /// Its capability table: slot `i` is `caps[i]`.
     pub caps: Vec<Cap>,
+    /// The virtio devices the kernel emulates for it, in slot order.
+    pub virtio: Vec<Device>,
     /// How the kernel supervises it: trap policy, restart budget, watchdog.
     pub supervision: Supervision,
 }
 
 impl Partition {
-    /// Bytes of RAM it always keeps, from the start of its RAM: its `memory.min`
-    /// if it holds a balloon capability (the rest may be ballooned away), else all
-    /// its RAM. Its image must lie inside (the kernel's `PartitionSpec::kept_ram`).
+    /// Whether it balloons, through a `balloon` capability or a virtio balloon:
+    /// its memory then runs from `memory.min` to `memory.max` (the kernel's
+    /// `PartitionSpec::balloon`).
+    pub fn balloon(&self) -> bool {
+        self.virtio.contains(&Device::Balloon)
+            || self.caps.iter().any(|cap| cap.kind == CapKind::Balloon)
+    }
+
+    /// Bytes of RAM it always keeps, from the start of its RAM (the kernel's
+    /// `PartitionSpec::kept_ram`): all its RAM without a balloon; with one, its
+    /// `memory.min` for a partition program (the rest may be ballooned away; its
+    /// image must lie inside), and none for Linux, which starts with all its RAM
+    /// and may give back any page of it.
     pub fn kept_ram(&self) -> u64 {
-        if self.caps.iter().any(|cap| cap.kind == CapKind::Balloon) {
-            self.memory_min
-        } else {
-            self.ram
+        match (self.balloon(), &self.image) {
+            (false, _) => self.ram,
+            (true, ImageSource::Linux(_)) => 0,
+            (true, _) => self.memory_min,
         }
     }
 }

@@ -15,12 +15,12 @@
 //! | `partition-count` | more than 64 partitions (`MAX_PARTITIONS`) |
 //! | `image` | none, or more than one, of `image`, `path` and `linux` |
 //! | `ram-size` | RAM that is zero, not a multiple of 4 KiB, or over 1 GiB (`RAM_MAX`) |
-//! | `memory-limits` | `memory.min` > `ram` > `memory.max`, limits not multiples of 4 KiB or over 1 GiB, or a `memory.min` of 0 with a `balloon` capability (such a partition always keeps its minimum) |
+//! | `memory-limits` | `memory.min` > `ram` > `memory.max`, limits not multiples of 4 KiB or over 1 GiB, or a `memory.min` of 0 with a `balloon` capability or a virtio balloon (such a partition never holds less than its minimum) |
 //! | `placement` | an `at` address not on a 2 MiB boundary |
 //! | `memory-outside-ram` | partition RAM placed outside the board's RAM |
 //! | `memory-overlap` | partition RAM placed over another partition's or the kernel's |
 //! | `cpu` | a core the board does not have (a board recipe has at most 8 cores, `MAX_CPUS`), no core or more than 4 for a partition (one vCPU per entry of `cpus`, `MAX_VCPUS`), or a service VM with another `cpus` than `[0]` |
-//! | `vcpus` | more than 128 vCPUs in all (`MAX_SYSTEM_VCPUS`), or a partition with several vCPUs that holds a queue end or a balloon, or has a receive window (page flips and ballooning change a partition's mappings while only the core they run on is told) |
+//! | `vcpus` | more than 128 vCPUs in all (`MAX_SYSTEM_VCPUS`), or a partition with several vCPUs that holds a queue end or a balloon (a capability or a virtio balloon), or has a receive window (page flips and ballooning change a partition's mappings while only the core they run on is told) |
 //! | `schedule` | time windows without a `[schedule]`, or a major frame of 0 or over 2^32 - 1 µs |
 //! | `window-missing` | with a `[schedule]`, a partition without a window, or without one on a core one of its vCPUs is pinned to |
 //! | `window-cpu` | a window on a core the partition is not pinned to |
@@ -45,8 +45,10 @@
 //! | `watchdog` | a `watchdog_ms` of 0 or over 60,000, a `watchdog_ms` without a `watchdog` capability that has `heartbeat`, or such a capability without `watchdog_ms` |
 //! | `policy-reserved` | keys in the top-level `[policy]` section (trap policies are set per partition with the `policy` key) |
 //! | `linux` | `linux` on the service VM or on a board that is not aarch64, with an `argument` (a Linux partition's is its device tree's address), or with `bootargs` longer than 2,047 bytes or holding a NUL |
-//! | `linux-ram` | a Linux partition with less RAM than 64 MiB (`MIN_RAM`) |
+//! | `linux-ram` | a Linux partition with less RAM than 64 MiB (`MIN_RAM`), or a ballooning one (a virtio balloon or a `balloon` capability) whose `ram` is not its `memory.max` (Linux starts with all its memory) |
 //! | `linux-devices` | a device granted to a Linux partition with an MMIO block over one of its emulated device windows (GIC distributor, its vCPUs' redistributors, UART) |
+//! | `virtio` | a `virtio` device the kernel does not emulate (`balloon`, `console`), one listed twice, virtio devices on the service VM, or a virtio balloon beside a `balloon` capability (one balloon front end) |
+//! | `virtio-area` | a device granted to any partition with an MMIO block over the virtio device windows (`0x0a00_0000` to `0x0a00_1000`, `WINDOW_BASE` and `WINDOW_AREA`), which every partition's space keeps |
 //!
 //! The image rules, `image-file`, `image-elf`, `image-arch`, `image-segment` and
 //! `image-entry` (and for a Linux partition `linux-image` and `linux-fit`),
@@ -77,6 +79,7 @@ mod caps;
 mod linux;
 mod queues;
 mod supervision;
+mod virtio;
 
 use caps::{check_caps, resolve_cap};
 use queues::check_queues;
@@ -124,6 +127,8 @@ pub const RULES: &[&str] = &[
     "linux",
     "linux-ram",
     "linux-devices",
+    "virtio",
+    "virtio-area",
     "image-file",
     "image-elf",
     "image-arch",
@@ -207,6 +212,7 @@ pub(crate) fn validate(
     check_windows(&mut check, &file.partition, &partitions, major_frame_us);
     check_devices(&mut check, &file.partition, board);
     linux::check_linux(&mut check, &file.partition, &partitions, board);
+    virtio::check_virtio(&mut check, &file.partition, &partitions, board);
     let queues = check_queues(&mut check, &file.queue, &names);
     let mut by_name = BTreeMap::new();
     for queue in &queues {
@@ -425,6 +431,7 @@ fn check_partition(
             .collect(),
         devices: p.devices.iter().map(|d| d.get_ref().clone()).collect(),
         caps: Vec::new(),
+        virtio: virtio::devices(check, p),
         supervision: supervision::check_supervision(check, p, kind),
     }
 }

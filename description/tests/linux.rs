@@ -20,6 +20,7 @@ use septum_core::abi::virt::{
     GICD_BASE, GICD_SIZE, GICR_BASE, GICR_STRIDE, IMAGE_ALIGN, TIMER_PPIS, UART_BASE, UART_SIZE,
     UART_SPI,
 };
+use septum_core::abi::virtio::{Device, WINDOW_STRIDE};
 
 fn board() -> Board {
     Board::load(Path::new("tests/board")).expect("test board")
@@ -208,6 +209,11 @@ fn a_linux_partition_loads_as_kernel_device_tree_and_initrd_described_by_its_tre
     assert_eq!(cells_of(uart, "interrupts"), [0, UART_SPI, 4]);
     assert_eq!(u32_of(uart, "current-speed"), 115_200);
 
+    assert!(
+        root.children().all(|n| !n.name.starts_with("virtio_mmio")),
+        "no virtio device without the `virtio` key"
+    );
+
     let chosen = node(&tree, "/chosen");
     assert_eq!(string_of(chosen, "bootargs"), "console=ttyAMA0 quiet");
     assert_eq!(string_of(chosen, "stdout-path"), "/pl011@9000000");
@@ -218,6 +224,48 @@ fn a_linux_partition_loads_as_kernel_device_tree_and_initrd_described_by_its_tre
     assert_eq!(
         u64s_of(chosen, "linux,initrd-end")[0],
         RAM_BASE + parts.initrd.end
+    );
+}
+
+/// Each virtio device of a Linux partition is a `virtio,mmio` node at its
+/// window, in slot order whatever order `virtio` lists them in: `reg` its window
+/// (two cells each), `interrupts` its SPI level-high, and `dma-coherent`.
+///
+/// Verifies: SK-LNX-002
+#[test]
+fn the_device_tree_has_a_virtio_mmio_node_per_virtio_device() {
+    let folder = scratch("linux-virtio");
+    linux_files::write(&folder, "Image image_size=0x200000", linux_files::image);
+    linux_files::write(&folder, "initrd len=10", linux_files::file);
+    let text = format!(
+        "{}memory = {{ min = \"32M\", max = \"64M\" }}\nvirtio = [\"console\", \"balloon\"]\n",
+        system_text("64M", "[0]", r#"{ kernel = "Image", initrd = "initrd" }"#)
+    );
+    let images = images_of(&text, &folder);
+    let parts = images[1].linux.clone().expect("a Linux image");
+    let range = parts.device_tree.start as usize..parts.device_tree.end as usize;
+    let tree = Fdt::new(&images[1].bytes[range]).expect("a device tree");
+    let virtio: Vec<&str> = node(&tree, "/")
+        .children()
+        .map(|n| n.name)
+        .filter(|name| name.starts_with("virtio_mmio"))
+        .collect();
+    assert_eq!(virtio, ["virtio_mmio@a000000", "virtio_mmio@a000200"]);
+    for (device, path) in [
+        (Device::Balloon, "/virtio_mmio@a000000"),
+        (Device::Console, "/virtio_mmio@a000200"),
+    ] {
+        let virtio = node(&tree, path);
+        assert_eq!(string_of(virtio, "compatible"), "virtio,mmio");
+        assert_eq!(u64s_of(virtio, "reg"), [device.window(), WINDOW_STRIDE]);
+        assert_eq!(cells_of(virtio, "interrupts"), [0, device.spi(), 4]);
+        let coherent = virtio.property("dma-coherent").expect("dma-coherent");
+        assert!(coherent.value.is_empty());
+    }
+    assert_eq!(
+        [Device::Balloon.spi() + 32, Device::Console.spi() + 32],
+        [48, 49],
+        "INTIDs 48 and 49"
     );
 }
 

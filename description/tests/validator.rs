@@ -13,6 +13,7 @@ mod linux_files;
 
 use std::path::{Path, PathBuf};
 
+use septum_core::abi::virtio::Device;
 use septum_description::{
     Board, CapKind, DESCRIPTION_MAX, ERRORS_SHOWN, ImageFile, Kind, RestartBudget, Rights,
     Supervision, TrapAction, TrapClass, load, load_images, parse,
@@ -136,6 +137,7 @@ fn the_good_file_validates_with_every_feature() {
     assert_eq!(alpha.devices, ["rtc"]);
     assert_eq!(alpha.receive_window, 0);
     assert_eq!(alpha.caps.len(), 4);
+    assert_eq!(alpha.virtio, [Device::Console]);
     let actions: Vec<_> = TrapClass::ALL
         .map(|class| alpha.supervision.action(class))
         .into();

@@ -264,3 +264,43 @@ fn a_linux_partition_packs_with_its_profile_layout_and_device_tree_argument() {
     assert_eq!(image.len(), initrd_offset + 300);
     assert_eq!(image[initrd_offset..], [0xc3; 300]);
 }
+
+/// The `virtio` key reaches each partition's resources block: a ballooning
+/// Linux partition (its `ram` its `memory.max`) with both devices and a native
+/// guest with a console pack, and the kernel's set-up takes them.
+///
+/// Verifies: SK-CFG-003, SK-CFG-006
+#[test]
+fn virtio_devices_are_packed_into_the_resources_block() {
+    use septum_core::abi::virtio::Device;
+    let folder = crate::from_root("target/package-tests/virtio");
+    std::fs::create_dir_all(&folder).expect("folder");
+    let mut kernel = vec![0; 4096];
+    kernel[16..24].copy_from_slice(&0x28_0000u64.to_le_bytes());
+    kernel[56..60].copy_from_slice(b"ARM\x64");
+    std::fs::write(folder.join("Image"), &kernel).expect("kernel");
+    std::fs::write(folder.join("initrd"), [0; 100]).expect("initrd");
+    let text = "board = \"qemu-virt\"\n\
+        [[partition]]\nname = \"service\"\nkind = \"service\"\nimage = \"service-vm\"\nram = \"2M\"\n\
+        caps = [{ kind = \"console\" }, { kind = \"self\" }, { kind = \"system\" }]\n\
+        [[partition]]\nname = \"lx\"\nkind = \"guest\"\nram = \"128M\"\n\
+        memory = { min = \"32M\", max = \"128M\" }\nvirtio = [\"console\", \"balloon\"]\n\
+        linux = { kernel = \"Image\", initrd = \"initrd\" }\n\
+        [[partition]]\nname = \"g\"\nkind = \"guest\"\nimage = \"hello\"\nram = \"2M\"\n\
+        virtio = [\"console\"]\n";
+    let board = crate::boards::load("qemu-virt").expect("board");
+    let system = septum_description::parse(&folder.join("virtio.toml"), text, &board)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bytes = build(&system, &board).unwrap_or_else(|e| panic!("{e:#}"));
+    let package = Package::parse(&bytes).expect("a package");
+    let devices = |index| -> Vec<Device> {
+        let spec = package.partition(index).expect("a partition");
+        spec.resources.virtio().collect()
+    };
+    assert_eq!(devices(0), []);
+    assert_eq!(devices(1), [Device::Balloon, Device::Console]);
+    assert_eq!(devices(2), [Device::Console]);
+    let linux = package.partition(1).expect("lx");
+    assert!(linux.balloon());
+    assert_eq!(linux.kept_ram(), 0);
+}

@@ -9,13 +9,17 @@
 //! (1.0, through `hvc`), the GICv3 (distributor, then one redistributor region of
 //! one frame pair per vCPU; no ITS), `timer` (the four architected timer PPIs,
 //! level-high), the SBSA UART (with the `current-speed` Linux's driver needs, as
-//! it has no clock) and `chosen` (command line, console, initrd range).
+//! it has no clock), one `virtio_mmio@...` per virtio device the partition has
+//! (its window of [`WINDOW_STRIDE`] bytes and its SPI, level-high; DMA-coherent,
+//! as its queues are in the partition's cacheable RAM) and `chosen` (command
+//! line, console, initrd range).
 
 use std::ops::Range;
 
 use septum_core::abi::layout::RAM_BASE;
 use septum_core::abi::vcpu_mpidr;
 use septum_core::abi::virt::{TIMER_PPIS, UART_SPI};
+use septum_core::abi::virtio::{Device, WINDOW_STRIDE};
 use vm_fdt::FdtWriter;
 
 use super::EmulatedWindows;
@@ -30,6 +34,8 @@ pub(crate) struct Guest<'a> {
     pub bootargs: &'a str,
     /// The initrd's guest-physical range.
     pub initrd: Range<u64>,
+    /// The virtio devices the kernel emulates for it.
+    pub virtio: &'a [Device],
 }
 
 /// The GIC's phandle, the only one in the tree.
@@ -114,6 +120,15 @@ fn write(guest: &Guest<'_>) -> Result<Vec<u8>, vm_fdt::Error> {
     fdt.property_array_u32("interrupts", &[GIC_SPI, UART_SPI, IRQ_LEVEL_HIGH])?;
     fdt.property_u32("current-speed", UART_BAUD)?;
     fdt.end_node(uart)?;
+
+    for device in guest.virtio {
+        let node = fdt.begin_node(&format!("virtio_mmio@{:x}", device.window()))?;
+        fdt.property_string("compatible", "virtio,mmio")?;
+        fdt.property_array_u64("reg", &[device.window(), WINDOW_STRIDE])?;
+        fdt.property_array_u32("interrupts", &[GIC_SPI, device.spi(), IRQ_LEVEL_HIGH])?;
+        fdt.property_null("dma-coherent")?;
+        fdt.end_node(node)?;
+    }
 
     let chosen = fdt.begin_node("chosen")?;
     fdt.property_string("bootargs", guest.bootargs)?;

@@ -1,12 +1,16 @@
 //! The description rules of Linux partitions (the `linux` key): who may run Linux
 //! and on what board, with how much RAM, and that the emulated devices of
 //! [`septum_core::abi::virt`] do not lie over a device the partition is granted.
+//! A ballooning Linux partition (a virtio balloon or a `balloon` capability)
+//! starts with all its memory, so its `ram` is its `memory.max` (`linux-ram`).
 //! The rules on its files (`linux-image`, `linux-fit`) need the files, so they
 //! are image rules (see `crate::linux`).
 
 use std::path::PathBuf;
 
+use septum_core::abi::CapType;
 use septum_core::abi::virt::MIN_RAM;
+use septum_core::abi::virtio::Device;
 use toml::Spanned;
 
 use super::Checker;
@@ -32,7 +36,8 @@ pub(super) fn boot(entry: &LinuxEntry) -> ImageSource {
 }
 
 /// Rules `linux` (a guest on an aarch64 board, with no `argument`, and a command
-/// line Linux takes whole), `linux-ram` (at least [`MIN_RAM`]) and
+/// line Linux takes whole), `linux-ram` (at least [`MIN_RAM`], and with a
+/// balloon all of `memory.max`) and
 /// `linux-devices` (no granted MMIO block over an emulated device window).
 pub(super) fn check_linux(
     check: &mut Checker<'_>,
@@ -89,6 +94,17 @@ pub(super) fn check_linux(
                 "RAM of `{name}` is {} bytes; a Linux partition needs at least {MIN_RAM} ({} MiB)",
                 partition.ram,
                 MIN_RAM >> 20
+            );
+            check.fail(p.ram.span(), "linux-ram", message);
+        }
+        let balloon = partition.virtio.contains(&Device::Balloon)
+            || p.caps
+                .iter()
+                .any(|cap| *cap.get_ref().kind.get_ref() == CapType::Balloon.name());
+        if balloon && partition.ram != partition.memory_max {
+            let message = format!(
+                "`{name}` runs Linux with a balloon, so it starts with all its memory: its `ram` ({} bytes) must be its `memory.max` ({} bytes)",
+                partition.ram, partition.memory_max
             );
             check.fail(p.ram.span(), "linux-ram", message);
         }
