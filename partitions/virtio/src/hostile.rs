@@ -2,24 +2,26 @@
 //! after another, on hand-built rings of [`SIZE`] buffers. Each case must put the
 //! device in `DEVICE_NEEDS_RESET` (the kernel names the violation on its own
 //! line) and change nothing else: after each the program reads the status
-//! register, asks the kernel how many pages it holds (its balloon capability's
-//! `report`), prints both, and resets the device.
+//! register, checks its memory, prints both, and resets the device.
 //!
-//! Wherever a chain carries page frame numbers, they name a free page of its
-//! balloon memory that the kernel would take if it acted on the chain, so a
-//! violation that was carried out shows as a changed count. One page is
-//! inflated properly first, to give the cases a hole of the partition's own;
-//! at the end the device, reset after every case, takes it back.
+//! A partition has one balloon front end, so it cannot ask the kernel for its
+//! count of pages through a balloon capability. Its memory is checked instead
+//! through what a carried-out violation would do to it: wherever a chain
+//! carries a page frame number, it names the *bait*, a page of its balloon
+//! memory filled with a pattern. Had the kernel inflated it, reading it would
+//! fault (and the partition stop); had it taken and given it back, it would
+//! read zero. One page is inflated properly first, to give the cases a hole of
+//! the partition's own; at the end the device, reset after every case, takes
+//! it back, which it could not if a case had backed it.
 
 use septum_abi::layout::PAGE_SIZE;
-use septum_sdk::balloon;
 use septum_sdk::virtio::balloon::{DEFLATE_QUEUE, INFLATE_QUEUE, PFN_SHIFT};
 use septum_sdk::virtio::{
     Descriptor, Device, DeviceMemory, Error, Queue, Rings, Transport, feature, register, status,
 };
 use septum_sdk::{RAM_BASE, println};
 
-use crate::{BALLOON, Layout};
+use crate::{Layout, fill, intact};
 use septum_abi::virtio::descriptor::{INDIRECT, NEXT, WRITE};
 
 /// Buffers of each hand-built queue.
@@ -39,9 +41,9 @@ struct Lab {
     queues: [Queue; 3],
     /// Address of the frame-number buffer.
     frames: u64,
-    /// Pages the kernel should say this partition holds.
+    /// Pages this partition holds, by its own count.
     held: u64,
-    /// A free balloon page every chain names.
+    /// A balloon page, filled, that every chain names.
     bait: u64,
     /// The page inflated properly: a hole of its own.
     hole: u64,
@@ -52,9 +54,9 @@ struct Lab {
 
 /// Runs every case; `Err` only if the set-up fails.
 pub fn run(layout: &Layout) -> Result<(), &'static str> {
-    let (_, held, _) = balloon::report(BALLOON, 0, 0, 0).map_err(|e| e.name())?;
+    let held = layout.ram_pages;
     let top = RAM_BASE + held * PAGE_SIZE;
-    if held <= layout.kept / PAGE_SIZE + 2 {
+    if held < layout.kept / PAGE_SIZE + 2 {
         return Err("needs two backed balloon pages");
     }
     let queue = |memory| Queue::new(memory, SIZE).ok_or("ring memory taken");
@@ -68,7 +70,11 @@ pub fn run(layout: &Layout) -> Result<(), &'static str> {
         outside: layout.end(),
         failures: 0,
     };
-    println!("hostile: {held} pages held, queues of {SIZE}");
+    fill(lab.bait);
+    println!(
+        "hostile: {held} pages held, queues of {SIZE}, bait page {:#x}",
+        lab.bait
+    );
     lab.cases();
     lab.take_hole_back();
     match lab.failures {
@@ -138,23 +144,18 @@ impl Lab {
         unsafe { (self.frames as *mut u32).write_volatile((page >> PFN_SHIFT) as u32) };
     }
 
-    /// Reports the case: the status register, whether the kernel's count of
-    /// this partition's pages is as it should be; then resets the device.
+    /// Reports the case: the status register, whether the bait is intact
+    /// (reading it faults if the kernel took it); then resets the device.
     fn verdict(&mut self, name: &str) {
         let now = self.transport.status();
-        let held = balloon::report(BALLOON, 0, 0, 0).map_or(0, |(_, held, _)| held);
+        let kept = intact(self.bait);
         let reset = now & status::DEVICE_NEEDS_RESET != 0;
         println!(
-            "hostile: {name}: {}, held {} (status {now:#x})",
+            "hostile: {name}: {}, memory {} (status {now:#x})",
             if reset { "needs-reset" } else { "NO-RESET" },
-            if held == self.held {
-                "unchanged"
-            } else {
-                "CHANGED"
-            }
+            if kept { "unchanged" } else { "CHANGED" }
         );
-        self.failures += u32::from(!reset || held != self.held);
-        self.held = held;
+        self.failures += u32::from(!reset || !kept);
         self.reset();
     }
 
@@ -216,16 +217,17 @@ impl Lab {
         let queue = &mut self.queues[INFLATE_QUEUE];
         let _ = queue.add(&[(self.frames, 4, false)]);
         self.transport.notify(INFLATE_QUEUE as u16);
-        let used = self.queues[INFLATE_QUEUE].take_used().is_some();
-        let held = balloon::report(BALLOON, 0, 0, 0).map_or(0, |(_, held, _)| held);
-        let ok = used && !self.transport.needs_reset() && held + 1 == self.held;
+        let ok = self.queues[INFLATE_QUEUE].take_used().is_some()
+            && !self.transport.needs_reset()
+            && intact(self.bait);
+        self.held -= 1;
         println!(
-            "hostile: inflated page {:#x} properly: {}, held {held}",
+            "hostile: inflated page {:#x} properly: {}, holds {}",
             self.hole,
-            if ok { "used" } else { "FAILED" }
+            if ok { "used" } else { "FAILED" },
+            self.held
         );
         self.failures += u32::from(!ok);
-        self.held = held;
         self.reset();
         ok
     }
@@ -337,13 +339,14 @@ impl Lab {
         let _ = self.queues[DEFLATE_QUEUE].add(&[(self.frames, 4, false)]);
         self.transport.notify(DEFLATE_QUEUE as u16);
         let used = self.queues[DEFLATE_QUEUE].take_used().is_some();
-        let held = balloon::report(BALLOON, 0, 0, 0).map_or(0, |(_, held, _)| held);
         // SAFETY: the page was just deflated: backed again, read as zero.
         let zero = used && unsafe { (self.hole as *const u64).read_volatile() } == 0;
-        let ok = zero && held == self.held + 1 && !self.transport.needs_reset();
+        let ok = zero && !self.transport.needs_reset() && intact(self.bait);
+        self.held += 1;
         println!(
-            "hostile: after every reset the device took the page back: {}, held {held}",
-            if ok { "ok" } else { "FAILED" }
+            "hostile: after every reset the device took the page back: {}, holds {}",
+            if ok { "ok" } else { "FAILED" },
+            self.held
         );
         self.failures += u32::from(!ok);
         self.reset();
