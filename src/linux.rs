@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
+use septum_core::abi::virtio::Device;
 use septum_description::{Board, ImageFile, ImageSource, LinuxBoot, System};
 
 /// The cache of default files.
@@ -107,13 +108,14 @@ fn fetch() -> Result<()> {
     Ok(())
 }
 
-/// Writes the initramfs from the cached busybox, unless it is there already.
-/// The file is replaced whole (written aside, then renamed), so a reader sees
-/// the old archive or the new one.
+/// Writes the initramfs from the cached busybox and every module in the cache
+/// (`modules/*.ko`), unless it is there already. The file is replaced whole
+/// (written aside, then renamed), so a reader sees the old archive or the new
+/// one.
 fn write_initramfs() -> Result<()> {
     let busybox =
         std::fs::read(busybox()).with_context(|| format!("reading {}", busybox().display()))?;
-    let archive = initramfs::build(&busybox);
+    let archive = initramfs::build(&busybox, &cached_modules()?);
     let path = default_initrd();
     if std::fs::read(&path).is_ok_and(|old| old == archive) {
         return Ok(());
@@ -121,6 +123,38 @@ fn write_initramfs() -> Result<()> {
     let aside = path.with_extension(format!("cpio.{}", std::process::id()));
     std::fs::write(&aside, &archive).with_context(|| format!("writing {}", aside.display()))?;
     std::fs::rename(&aside, &path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Every `<name>.ko` in the cache's modules folder.
+fn cached_modules() -> Result<Vec<initramfs::Module>> {
+    let folder = modules();
+    let reading = || format!("reading {}", folder.display());
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&folder).with_context(reading)? {
+        let path = entry.with_context(reading)?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(name) = name.strip_suffix(".ko") {
+            // `/init` names it in a shell command.
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                bail!(
+                    "{}: a module's name is letters, digits, `_` and `-`",
+                    path.display()
+                );
+            }
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            found.push(initramfs::Module {
+                name: name.to_owned(),
+                bytes,
+            });
+        }
+    }
+    Ok(found)
 }
 
 /// The files of a Linux partition written out on their own, to boot them
@@ -136,6 +170,49 @@ pub struct Parts {
     pub vcpus: usize,
     /// Bytes of its RAM.
     pub ram: u64,
+    /// The virtio devices the kernel emulates for it (its device tree's
+    /// `virtio_mmio` nodes).
+    pub virtio: Vec<Device>,
+}
+
+impl Parts {
+    /// Its virtio devices in words: each with its window and interrupt.
+    pub fn virtio_summary(&self) -> String {
+        let devices: Vec<String> = self
+            .virtio
+            .iter()
+            .map(|d| format!("{} at {:#x} (INTID {})", d.name(), d.window(), d.spi() + 32))
+            .collect();
+        match devices.is_empty() {
+            true => "no virtio devices".into(),
+            false => format!("virtio devices: {}", devices.join(", ")),
+        }
+    }
+
+    /// QEMU's options that put its own virtio devices where the device tree
+    /// says Septum's are: on `virt`'s virtio-mmio transport of the same slot
+    /// (`virtio-mmio-bus.<slot>`, at the same window and interrupt); the
+    /// console's port on a pseudo-terminal QEMU names when it starts.
+    pub fn qemu_virtio_options(&self) -> Vec<String> {
+        let mut options = Vec::new();
+        for device in &self.virtio {
+            let bus = format!("bus=virtio-mmio-bus.{}", device.slot());
+            match device {
+                Device::Balloon => {
+                    options.extend(["-device".into(), format!("virtio-balloon-device,{bus}")]);
+                }
+                Device::Console => options.extend([
+                    "-device".into(),
+                    format!("virtio-serial-device,{bus}"),
+                    "-chardev".into(),
+                    "pty,id=hvc".into(),
+                    "-device".into(),
+                    "virtconsole,chardev=hvc".into(),
+                ]),
+            }
+        }
+        options
+    }
 }
 
 /// Writes the device tree and initrd of Linux partition `name` of `system` (the
@@ -199,6 +276,7 @@ pub fn write_parts(
         initrd,
         vcpus: partition.cpus.len(),
         ram: partition.ram,
+        virtio: partition.virtio.clone(),
     })
 }
 
@@ -271,5 +349,43 @@ mod bench_tests {
         assert_eq!(init_up_ns(bare), Some(5));
         assert_eq!(init_up_ns("[linux] septum-linux: init up ()"), None);
         assert_eq!(init_up_ns("[linux] now at 5 nsecs"), None);
+    }
+}
+
+#[cfg(test)]
+mod parts_tests {
+    use super::{Device, Parts};
+
+    fn parts(virtio: Vec<Device>) -> Parts {
+        Parts {
+            kernel: "Image".into(),
+            device_tree: "linux.dtb".into(),
+            initrd: "linux.initrd".into(),
+            vcpus: 1,
+            ram: 128 << 20,
+            virtio,
+        }
+    }
+
+    /// The parts name their virtio devices with window and INTID, and give bare
+    /// QEMU its own devices on the transports of the same slots.
+    ///
+    /// Verifies: SK-LNX-002
+    #[test]
+    fn the_parts_show_their_virtio_devices_and_put_qemus_on_the_same_slots() {
+        let both = parts(vec![Device::Balloon, Device::Console]);
+        assert_eq!(
+            both.virtio_summary(),
+            "virtio devices: balloon at 0xa000000 (INTID 48), console at 0xa000200 (INTID 49)"
+        );
+        assert_eq!(
+            both.qemu_virtio_options().join(" "),
+            "-device virtio-balloon-device,bus=virtio-mmio-bus.0 \
+             -device virtio-serial-device,bus=virtio-mmio-bus.1 \
+             -chardev pty,id=hvc -device virtconsole,chardev=hvc"
+        );
+        let none = parts(Vec::new());
+        assert_eq!(none.virtio_summary(), "no virtio devices");
+        assert!(none.qemu_virtio_options().is_empty());
     }
 }

@@ -167,11 +167,17 @@ fn main() -> Result<()> {
             let board = boards::load(&board)?;
             let description = boards::load_system(&system, &board)?;
             let parts = linux::write_parts(&description, &board, partition.as_deref(), &output)?;
+            let virtio: String = parts
+                .qemu_virtio_options()
+                .iter()
+                .map(|option| format!(" {option}"))
+                .collect();
             println!(
-                "wrote {} and {}; to boot them on bare QEMU:\n\
-                 qemu-system-aarch64 -M virt,gic-version=3 -cpu cortex-a72 -smp {} -m {}K -nographic -kernel {} -initrd {} -dtb {}",
+                "wrote {} and {} ({}); to boot them on bare QEMU:\n\
+                 qemu-system-aarch64 -M virt,gic-version=3 -cpu cortex-a72 -smp {} -m {}K -nographic -kernel {} -initrd {} -dtb {}{virtio}",
                 parts.device_tree.display(),
                 parts.initrd.display(),
+                parts.virtio_summary(),
                 parts.vcpus,
                 parts.ram >> 10,
                 parts.kernel.display(),

@@ -41,6 +41,8 @@ const STRICT_MMIO: u64 = 1 << 1;
 const HANG_ON_FIRST_EVENT: u64 = 1 << 2;
 /// Traps per partition reported line by line.
 const LOUD_TRAPS: u32 = 3;
+/// 4 KiB pages in a MiB (the console's `target` takes MiB).
+const PAGES_PER_MIB: u64 = 256;
 
 /// The guests this instance supervises: (control slot, partition index).
 pub(crate) type Guests = heapless::Vec<(u64, u16), MAX_PARTITIONS>;
@@ -276,7 +278,9 @@ impl Default for Console {
 impl Console {
     fn open(&mut self) {
         self.line.clear();
-        println!("console: list, mem, restart <name>, stop <name>, resume <name>, audit, help");
+        println!(
+            "console: list, mem, restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>, help"
+        );
     }
 
     fn key(&mut self, byte: u8, guests: &Guests) {
@@ -321,12 +325,21 @@ fn command(line: &str, guests: &Guests) {
         ("restart", Some(control)) => supervise::restart(control, 0).map(|_| ()),
         ("stop", Some(control)) => supervise::stop(control, 0),
         ("resume", Some(control)) => supervise::resume(control, 0, false),
-        ("restart" | "stop" | "resume", None) => {
+        ("target", Some(control)) => match words.next().and_then(|size| size.parse::<u64>().ok()) {
+            Some(mib) => supervise::set_memory_target(control, 0, mib * PAGES_PER_MIB),
+            None => {
+                println!("target <name> <MiB>: the guest's memory target in MiB");
+                Ok(())
+            }
+        },
+        ("restart" | "stop" | "resume" | "target", None) => {
             println!("no such guest");
             Ok(())
         }
         _ => {
-            println!("commands: list, mem, restart <name>, stop <name>, resume <name>, audit");
+            println!(
+                "commands: list, mem, restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>"
+            );
             Ok(())
         }
     };

@@ -77,19 +77,17 @@ impl Scheduler {
     /// targets the policy gives, prints what changed, and acts on refusers.
     pub fn round(&mut self, guests: &Guests, time_us: u64) {
         let mut live: heapless::Vec<(u64, usize, MemoryInfo), CAP_SLOTS> = heapless::Vec::new();
-        // Every frame a ballooning guest started with above its minimum can go to
-        // any live one; an ended guest's went back to the kernel's pool.
-        let mut available = 0;
-        let (mut balloon_held, mut pool) = (0, 0);
+        // Every frame the guests started with is held by one of them or in the
+        // kernel's pool; the live guests the scheduler weighs share all but
+        // what the others hold (an ended guest holds only what it always
+        // keeps, a Linux one nothing).
+        let (mut initial, mut held, mut unshared, mut pool) = (0, 0, 0, 0);
         for &(control, index) in guests {
             let Ok(info) = supervise::memory_info(control) else {
                 continue;
             };
-            if info.shares == 0 {
-                continue;
-            }
-            available += info.initial - info.min;
-            balloon_held += info.held - info.min;
+            initial += info.initial;
+            held += info.held;
             pool = info.pool;
             let ended = supervise::inspect(control).is_ok_and(|i| {
                 matches!(
@@ -99,21 +97,22 @@ impl Scheduler {
             });
             // The ABI keeps a partition index below MAX_PARTITIONS.
             let index = usize::from(index);
-            if !ended {
-                available += info.min;
+            if info.shares > 0 && !ended {
                 let _ = live.push((control, index, info));
-            } else if self.printed[index].1 != info.held {
+                continue;
+            }
+            unshared += info.held;
+            if info.shares > 0 && self.printed[index].1 != info.held {
                 // Its last line: an ended guest's balloon memory went to the pool.
                 self.printed[index] = (info.target, info.held);
                 print_line(control, time_us, info.target, &info);
             }
         }
-        // The kernel's conservation law, seen from here: every frame the
-        // ballooning guests started with is held by one of them or in the pool.
-        let frames = available - live.iter().map(|(_, _, i)| i.min).sum::<u64>();
-        if balloon_held + pool != frames {
-            println!("memory ledger broken: {balloon_held} held + {pool} free != {frames}");
+        // The kernel's conservation law, seen from here.
+        if held + pool != initial {
+            println!("memory ledger broken: {held} held + {pool} free != {initial}");
         }
+        let available = initial - unshared;
         let inputs: heapless::Vec<Guest, CAP_SLOTS> = live
             .iter()
             .map(|&(_, index, info)| Guest {
@@ -193,7 +192,7 @@ fn print_line(control: u64, time_us: u64, target: u64, info: &MemoryInfo) {
         info.held * PAGE_KIB,
         info.min * PAGE_KIB,
         info.max * PAGE_KIB,
-        (info.min + info.used.min(info.held - info.min)) * PAGE_KIB
+        (info.min + info.used.min(info.held.saturating_sub(info.min))) * PAGE_KIB
     );
 }
 

@@ -1,25 +1,61 @@
 //! The busybox initramfs a Linux partition boots when its description names no
 //! initrd: a cpio archive in the `newc` format, uncompressed (Linux unpacks it
-//! as it is), built in memory from Debian's `busybox-static`. It holds:
+//! as it is), built in memory from Debian's `busybox-static` and the kernel's
+//! modules. It holds:
 //!
 //! - `/bin/busybox`, and the folders `busybox --install -s` fills with its
 //!   applets' links (`/bin`, `/sbin`, `/usr/bin`, `/usr/sbin`);
+//! - `/lib/modules/<name>.ko`, each module it is given (the virtio drivers the
+//!   default kernel has as modules: see `scripts/fetch-linux.sh`);
 //! - `/init` ([`init_script`]): installs the applets, mounts `/proc`, `/sys` and
-//!   `/dev` (devtmpfs), prints [`INIT_UP`] and becomes a shell on the console;
+//!   `/dev` (devtmpfs), loads the modules (each after those it depends on; a
+//!   driver whose device the partition lacks loads and binds nothing), prints
+//!   [`INIT_UP`] and becomes a shell on the console; in the background it waits
+//!   up to a second for `/dev/hvc0` (a virtio console) and, if it comes, prints
+//!   [`HVC_SHELL`] there and starts a second shell on it;
 //! - `/dev/console` (character device 5:1), so that Linux has a console for
 //!   `/init` before devtmpfs is mounted.
 //!
-//! Every entry belongs to root and has time 0, so the archive is the same for
-//! the same busybox.
+//! Every entry belongs to root and has time 0, and the modules go in their load
+//! order, so the archive is the same for the same busybox and modules.
 
 /// The line `/init` prints once the system is up, before the shell starts; it
 /// goes on with the time since boot by Linux's monotonic clock (from
 /// `/proc/timer_list`: `now at <n> nsecs`), which the Linux boot benchmark reads.
 pub const INIT_UP: &str = "septum-linux: init up";
 
-/// The `/init` script: a busybox shell script (it names busybox as its
-/// interpreter, as nothing else is installed yet).
-pub fn init_script() -> String {
+/// The line `/init` prints on the virtio console, `/dev/hvc0`, before it starts
+/// a shell there.
+pub const HVC_SHELL: &str = "septum-linux: shell on hvc0";
+
+/// The modules `/init` loads first, in this order: each after those it depends
+/// on (`virtio_net` needs `net_failover`, which needs `failover`; the others
+/// need none). Any other module goes after these, by name.
+pub const LOAD_ORDER: [&str; 6] = [
+    "failover",
+    "net_failover",
+    "virtio_net",
+    "virtio_mmio",
+    "virtio_balloon",
+    "virtio_console",
+];
+
+/// A kernel module for the archive: `/lib/modules/<name>.ko`.
+pub struct Module {
+    /// Its name, without `.ko`.
+    pub name: String,
+    /// The `.ko` file.
+    pub bytes: Vec<u8>,
+}
+
+/// The `/init` script, which loads `modules` (names, in load order): a busybox
+/// shell script (it names busybox as its interpreter, as nothing else is
+/// installed yet).
+pub fn init_script(modules: &[&str]) -> String {
+    let insmod: String = modules
+        .iter()
+        .map(|name| format!("insmod /lib/modules/{name}.ko\n"))
+        .collect();
     format!(
         "#!/bin/busybox sh\n\
          export PATH=/sbin:/usr/sbin:/bin:/usr/bin\n\
@@ -27,7 +63,15 @@ pub fn init_script() -> String {
          mount -t proc proc /proc\n\
          mount -t sysfs sysfs /sys\n\
          mount -t devtmpfs devtmpfs /dev\n\
+         {insmod}\
          echo \"{INIT_UP} ($(grep -m1 'now at' /proc/timer_list))\"\n\
+         (\n\
+         \x20   for i in 1 2 3 4 5 6 7 8 9 10; do [ -c /dev/hvc0 ] && break; usleep 100000; done\n\
+         \x20   if [ -c /dev/hvc0 ]; then\n\
+         \x20       echo \"{HVC_SHELL}\" > /dev/hvc0\n\
+         \x20       setsid sh -c 'exec sh < /dev/hvc0 > /dev/hvc0 2>&1'\n\
+         \x20   fi\n\
+         ) &\n\
          exec setsid cttyhack sh\n"
     )
 }
@@ -43,19 +87,46 @@ pub(crate) const NEWC_MAGIC: &str = "070701";
 /// The name of the entry that ends an archive.
 pub(crate) const TRAILER: &str = "TRAILER!!!";
 
-/// The archive around `busybox` (the `busybox-static` binary).
-pub fn build(busybox: &[u8]) -> Vec<u8> {
+/// The archive around `busybox` (the `busybox-static` binary) and `modules`
+/// (in any order: they go in their load order).
+pub fn build(busybox: &[u8], modules: &[Module]) -> Vec<u8> {
     let mut archive = Archive::default();
     for folder in [
-        "bin", "dev", "proc", "sbin", "sys", "usr", "usr/bin", "usr/sbin",
+        "bin",
+        "dev",
+        "lib",
+        "lib/modules",
+        "proc",
+        "sbin",
+        "sys",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
     ] {
         archive.add(folder, FOLDER | 0o755, (0, 0), &[]);
     }
     archive.add("tmp", FOLDER | 0o1777, (0, 0), &[]);
     archive.add("dev/console", CHARACTER_DEVICE | 0o600, CONSOLE, &[]);
     archive.add("bin/busybox", FILE | 0o755, (0, 0), busybox);
-    archive.add("init", FILE | 0o755, (0, 0), init_script().as_bytes());
+    let ordered = load_order(modules);
+    for module in &ordered {
+        let name = format!("lib/modules/{}.ko", module.name);
+        archive.add(&name, FILE | 0o644, (0, 0), &module.bytes);
+    }
+    let names: Vec<&str> = ordered.iter().map(|m| m.name.as_str()).collect();
+    archive.add("init", FILE | 0o755, (0, 0), init_script(&names).as_bytes());
     archive.finish()
+}
+
+/// `modules` in the order `/init` loads them: those of [`LOAD_ORDER`] in its
+/// order, then the others by name.
+fn load_order(modules: &[Module]) -> Vec<&Module> {
+    let mut ordered: Vec<&Module> = modules.iter().collect();
+    ordered.sort_by_key(|m| {
+        let rank = LOAD_ORDER.iter().position(|&name| name == m.name);
+        (rank.unwrap_or(LOAD_ORDER.len()), m.name.clone())
+    });
+    ordered
 }
 
 /// A `newc` archive being written.

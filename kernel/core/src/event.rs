@@ -339,6 +339,9 @@ pub enum Event<'a> {
     KernelConsole {
         /// The partition that has console input now, if any.
         owner: Option<&'a str>,
+        /// Whether its virtio console takes the input (else its UART or, for
+        /// the service VM, its events).
+        hvc: bool,
     },
     /// A partition ended itself.
     PartitionExit {
@@ -371,6 +374,24 @@ pub enum Event<'a> {
         name: &'a str,
         /// Lines dropped since the last report.
         lines: u64,
+    },
+    /// A partition's virtio driver broke the device's rules: the device needs
+    /// a reset (and changed nothing else).
+    DeviceNeedsReset {
+        /// Partition name.
+        name: &'a str,
+        /// The device.
+        device: septum_abi::virtio::Device,
+        /// What the driver did.
+        violation: septum_abi::virtio::Violation,
+    },
+    /// A partition's virtio balloon reached its target: it holds that many
+    /// pages now.
+    BalloonAtTarget {
+        /// Partition name.
+        name: &'a str,
+        /// Pages it holds.
+        pages: u64,
     },
     /// Lines of the kernel's own that the console buffer had no room for.
     KernelConsoleDropped {
@@ -545,8 +566,9 @@ impl fmt::Display for Event<'_> {
                 class.name(),
                 action.name()
             ),
-            Event::KernelConsole { owner } => {
-                write!(f, "@@ kernel console owner={}", owner.unwrap_or("none"))
+            Event::KernelConsole { owner, hvc } => {
+                write!(f, "@@ kernel console owner={}", owner.unwrap_or("none"))?;
+                if hvc { f.write_str(":hvc0") } else { Ok(()) }
             }
             Event::PartitionExit { name, code } => {
                 write!(f, "@@ partition {name} exit code={code}")
@@ -562,6 +584,21 @@ impl fmt::Display for Event<'_> {
             Event::PartitionConsoleDropped { name, lines } => {
                 write!(f, "@@ partition {name} console dropped={lines}")
             }
+            Event::DeviceNeedsReset {
+                name,
+                device,
+                violation,
+            } => write!(
+                f,
+                "@@ partition {name} device {} needs-reset {}",
+                device.name(),
+                violation.name()
+            ),
+            Event::BalloonAtTarget { name, pages } => write!(
+                f,
+                "@@ partition {name} balloon at-target held={}K",
+                pages * (septum_abi::layout::PAGE_SIZE >> 10)
+            ),
             Event::KernelConsoleDropped { lines } => {
                 write!(f, "@@ kernel console dropped={lines}")
             }

@@ -40,5 +40,6 @@ pub mod supervision;
 pub mod system;
 pub mod uart;
 pub mod vgic;
+pub mod virtio;
 
 pub use septum_abi as abi;

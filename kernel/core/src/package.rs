@@ -38,9 +38,11 @@
 //! the package and no larger than its RAM; the entry inside the image; a canonical
 //! supervision block, with no trap policy on the service VM; one vCPU for the
 //! service VM, on core 0, and at most [`MAX_SYSTEM_VCPUS`] in all; no queue end,
-//! balloon or receive window for a partition with several vCPUs (page flips and
-//! ballooning change a partition's mappings while only the core they run on is
-//! told: see the README's "Multi-vCPU partitions"); every queue joining
+//! balloon, virtio device or receive window for a partition with several vCPUs
+//! (page flips and ballooning change a partition's mappings while only the core
+//! they run on is told, and the virtio rings are walked while no vCPU of the
+//! partition runs: see the README's "Multi-vCPU partitions"); a ballooning
+//! Linux partition starts with its maximum and has a minimum; every queue joining
 //! two distinct partitions of the package, with a depth of 1 to
 //! [`MAX_QUEUE_DEPTH`] and 1 to depth pages in flight; and every queue capability
 //! naming a queue of the table and held by that end of it (a send end by the
@@ -458,7 +460,8 @@ impl<'a> Package<'a> {
                     CapType::QueueSend | CapType::QueueReceive | CapType::Balloon
                 )
             })
-            || spec.balloon();
+            || spec.balloon()
+            || spec.resources.virtio().next().is_some();
         let vcpus_allowed = match kind {
             Kind::Service => cores == [0],
             Kind::Guest => cores.len() == 1 || !maps_at_run_time,

@@ -42,6 +42,7 @@ use crate::flip::{Flip, FlipError, Pages};
 use crate::memory::Range;
 use crate::package::{Package, Profile};
 use crate::schedule::{Schedule, ScheduleError};
+use crate::virtio::Devices;
 use lifecycle::Lifecycle;
 use partition::Label;
 pub use virt::Completed;
@@ -60,6 +61,7 @@ mod run;
 mod supervise;
 mod transitions;
 mod virt;
+mod virtio;
 mod work;
 pub use crate::event::Resumption;
 pub use crate::resources::MAX_CPUS;
@@ -302,6 +304,7 @@ impl System {
                 life: Lifecycle::new(spec.supervision, cores.len()),
                 machine: (spec.profile == Profile::Linux)
                     .then(|| Box::new(VirtualMachine::new(cores.len()))),
+                virtio: Devices::new(&spec.resources).map(Box::new),
             };
             partitions.push(partition);
         }
@@ -460,3 +463,5 @@ mod supervise_tests;
 mod tests;
 #[cfg(test)]
 mod vcpu_tests;
+#[cfg(test)]
+mod virtio_tests;

@@ -46,15 +46,24 @@ fn read(archive: &[u8]) -> Vec<Entry> {
     }
 }
 
-/// The archive holds busybox, `/init`, the console node and the folders
-/// `/init` needs, each with its type and permissions; `/init` is the script,
-/// which prints the line tests wait for.
+/// A module named `name` whose bytes say so.
+fn module(name: &str) -> Module {
+    Module {
+        name: name.into(),
+        bytes: format!("\x7fELF module {name}").into_bytes(),
+    }
+}
+
+/// The archive holds busybox, `/init`, the console node, the modules and the
+/// folders `/init` needs, each with its type and permissions; `/init` is the
+/// script, which prints the line tests wait for.
 ///
 /// Verifies: SK-LNX-009
 #[test]
-fn the_initramfs_holds_busybox_init_and_the_console() {
+fn the_initramfs_holds_busybox_init_the_console_and_the_modules() {
     let busybox = b"\x7fELF not really busybox".to_vec();
-    let entries = read(&build(&busybox));
+    let modules = [module("virtio_mmio"), module("virtio_console")];
+    let entries = read(&build(&busybox, &modules));
     let find = |name: &str| {
         entries
             .iter()
@@ -62,7 +71,16 @@ fn the_initramfs_holds_busybox_init_and_the_console() {
             .unwrap_or_else(|| panic!("no {name}"))
     };
     for folder in [
-        "bin", "dev", "proc", "sbin", "sys", "usr", "usr/bin", "usr/sbin",
+        "bin",
+        "dev",
+        "lib",
+        "lib/modules",
+        "proc",
+        "sbin",
+        "sys",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
     ] {
         assert_eq!(find(folder).mode, 0o040_755, "{folder}");
     }
@@ -71,16 +89,20 @@ fn the_initramfs_holds_busybox_init_and_the_console() {
     assert_eq!((console.mode, console.device), (0o020_600, (5, 1)));
     let binary = find("bin/busybox");
     assert_eq!((binary.mode, &binary.data), (0o100_755, &busybox));
+    for module in &modules {
+        let file = find(&format!("lib/modules/{}.ko", module.name));
+        assert_eq!((file.mode, &file.data), (0o100_644, &module.bytes));
+    }
     let init = find("init");
     assert_eq!(init.mode, 0o100_755);
     let script = String::from_utf8(init.data.clone()).expect("text");
-    assert_eq!(script, init_script());
+    assert_eq!(script, init_script(&["virtio_mmio", "virtio_console"]));
     assert!(script.starts_with("#!/bin/busybox sh\n"));
     assert!(script.contains(&format!(
         "echo \"{INIT_UP} ($(grep -m1 'now at' /proc/timer_list))\""
     )));
     assert!(script.ends_with("exec setsid cttyhack sh\n"));
-    assert_eq!(entries.len(), 12);
+    assert_eq!(entries.len(), 16);
     // Every folder comes before what it holds.
     for (index, entry) in entries.iter().enumerate() {
         if let Some((parent, _)) = entry.name.rsplit_once('/') {
@@ -88,4 +110,101 @@ fn the_initramfs_holds_busybox_init_and_the_console() {
             assert!(parent_at.is_some_and(|p| p < index), "{}", entry.name);
         }
     }
+}
+
+/// `/init` loads the modules after mounting devtmpfs and before it says it is
+/// up, each after those it depends on (`failover`, `net_failover`,
+/// `virtio_net`), then the virtio transport and drivers, then any other by
+/// name; the archive holds them in that order whatever order they came in, so
+/// it is the same for the same files. Without modules it loads none.
+///
+/// Verifies: SK-LNX-009
+#[test]
+fn init_loads_the_modules_in_dependency_order_before_it_is_up() {
+    let names = [
+        "virtio_console",
+        "zz_extra",
+        "virtio_net",
+        "failover",
+        "virtio_balloon",
+        "aa_extra",
+        "net_failover",
+        "virtio_mmio",
+    ];
+    let modules: Vec<Module> = names.iter().map(|n| module(n)).collect();
+    let archive = build(b"busybox", &modules);
+    let mut reversed: Vec<Module> = names.iter().rev().map(|n| module(n)).collect();
+    assert_eq!(build(b"busybox", &reversed), archive, "deterministic");
+    reversed.pop();
+    assert_ne!(build(b"busybox", &reversed), archive);
+
+    let entries = read(&archive);
+    let files: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e.name.strip_prefix("lib/modules/"))
+        .collect();
+    let order = [
+        "failover",
+        "net_failover",
+        "virtio_net",
+        "virtio_mmio",
+        "virtio_balloon",
+        "virtio_console",
+        "aa_extra",
+        "zz_extra",
+    ];
+    let ko: Vec<String> = order.iter().map(|n| format!("{n}.ko")).collect();
+    assert_eq!(files, ko);
+    let init = entries.iter().find(|e| e.name == "init").expect("init");
+    let script = String::from_utf8(init.data.clone()).expect("text");
+    let lines: Vec<&str> = script.lines().collect();
+    let insmods: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("insmod /lib/modules/"))
+        .collect();
+    assert_eq!(insmods, ko);
+    let at = |prefix: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix}"))
+    };
+    assert!(at("mount -t devtmpfs") < at("insmod "));
+    assert!(at("insmod /lib/modules/zz_extra.ko") < at(&format!("echo \"{INIT_UP}")));
+
+    let bare = init_script(&[]);
+    assert!(!bare.contains("insmod"));
+    assert!(bare.contains(INIT_UP));
+}
+
+/// After it is up, `/init` waits in the background, polling, up to a second for
+/// the virtio console's `/dev/hvc0`; if it comes, it says so there and starts a
+/// second shell in its own session with stdin, stdout and stderr on it, while
+/// the console's shell starts at once as before.
+///
+/// Verifies: SK-LNX-009
+#[test]
+fn init_starts_a_second_shell_on_hvc0_if_it_comes() {
+    let script = init_script(&["virtio_console"]);
+    let lines: Vec<&str> = script.lines().map(str::trim).collect();
+    let at = |line: &str| {
+        lines
+            .iter()
+            .position(|l| *l == line)
+            .unwrap_or_else(|| panic!("no line {line}"))
+    };
+    let up = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("echo \"{INIT_UP}")))
+        .expect("the up line");
+    let wait =
+        at("for i in 1 2 3 4 5 6 7 8 9 10; do [ -c /dev/hvc0 ] && break; usleep 100000; done");
+    let says = at(&format!("echo \"{HVC_SHELL}\" > /dev/hvc0"));
+    let shell = at("setsid sh -c 'exec sh < /dev/hvc0 > /dev/hvc0 2>&1'");
+    let background = at(") &");
+    let console = at("exec setsid cttyhack sh");
+    assert!(up < at("(") && at("(") < wait);
+    assert!(wait < at("if [ -c /dev/hvc0 ]; then") && says < shell && shell < background);
+    assert_eq!(console, lines.len() - 1);
+    assert!(background < console);
 }

@@ -98,6 +98,7 @@ impl System {
             if self.partitions[target].life.wake(WaitOn::Balloon, now_us) {
                 self.note_may_run(target);
             }
+            self.virtio_target_changed(target, platform);
         }
         Dispatch::resume(Reply::ok([0; 3]))
     }
@@ -136,6 +137,7 @@ impl System {
             }
         };
         platform.write_ram(buffer.start, &info.to_bytes());
+        self.virtio_wants_stats(target, platform);
         let shares = self.balloon.memory(target).map_or(0, |m| m.shares);
         // Frames given up and being scrubbed are on their way to the pool.
         let pool = self.balloon.free() + self.balloon.leaving();
@@ -146,6 +148,7 @@ impl System {
     /// partition waiting on its balloon, so one whose deflate found the pool
     /// empty tries again (its wait returns 0: woken, call again).
     pub(super) fn pool_refilled(&mut self, platform: &mut impl Platform) {
+        self.virtio_pool_refilled();
         let now_us = platform.now_us();
         for index in 0..self.partitions.len() {
             if self.partitions[index].life.wake(WaitOn::Balloon, now_us) {

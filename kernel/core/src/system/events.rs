@@ -10,6 +10,7 @@
 //! - the service VM is woken (if it waits on events) whenever an event is queued.
 
 use septum_abi::event::{Kind as EventKind, Record};
+use septum_abi::virtio::Device;
 
 use super::dispatch::Caller;
 use super::lifecycle::WaitOn;
@@ -34,9 +35,17 @@ pub struct Events {
     /// The service VM took an event about this partition and has not waited
     /// since: it is handling it.
     handling: Option<usize>,
-    /// The partition console input goes to (the service VM, or a Linux
-    /// partition, whose UART takes it), if any.
-    focus: Option<usize>,
+    /// Where console input goes, if anywhere.
+    focus: Option<Focus>,
+}
+
+/// A place console input can go: the service VM (its events), a Linux
+/// partition's UART, or a partition's virtio console.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Focus {
+    partition: usize,
+    /// Its virtio console (else its UART, or the service VM's events).
+    hvc: bool,
 }
 
 impl Events {
@@ -144,18 +153,25 @@ impl System {
     /// The service VM's events start afresh (it restarted): nothing is being
     /// handled, the console is its own no longer, and the queue is empty.
     pub(super) fn reset_events(&mut self, platform: &mut impl Platform) {
-        if self.events.focus == Some(0) {
+        if self.events.focus.is_some_and(|focus| focus.partition == 0) {
             self.events.focus = None;
-            emit(platform, Event::KernelConsole { owner: None });
+            emit(
+                platform,
+                Event::KernelConsole {
+                    owner: None,
+                    hvc: false,
+                },
+            );
         }
         self.events.queue.clear();
         self.events.handling = None;
     }
 
     /// One byte typed on the console. [`ESCAPE`] moves the console focus on:
-    /// from nobody to the service VM, then to each Linux partition in package
-    /// order (their UARTs take input), then back to nobody. Other bytes go to the
-    /// partition with focus, and are dropped when nobody has it.
+    /// from nobody to the service VM, then in package order to each Linux
+    /// partition's UART and each partition's virtio console, then back to
+    /// nobody. Other bytes go where the focus is, and are dropped when nobody
+    /// has it.
     pub fn console_input(&mut self, byte: u8, platform: &mut impl Platform) {
         if byte == ESCAPE {
             self.move_focus(platform);
@@ -163,27 +179,46 @@ impl System {
         }
         match self.events.focus {
             None => {}
-            Some(0) => self.service_input(byte, platform),
-            Some(partition) => self.uart_input(partition, byte),
+            Some(Focus { partition: 0, .. }) => self.service_input(byte, platform),
+            Some(Focus {
+                partition,
+                hvc: false,
+            }) => self.uart_input(partition, byte),
+            Some(Focus {
+                partition,
+                hvc: true,
+            }) => self.hvc_input(partition, byte),
         }
     }
 
-    /// Gives the console to the next partition that takes input (see
+    /// Gives the console to the next place that takes input (see
     /// [`System::console_input`]).
     fn move_focus(&mut self, platform: &mut impl Platform) {
-        let takes_input = |index: usize, partition: &super::Partition| {
-            if index == 0 {
-                !partition.life.ended()
-            } else {
-                partition.machine.is_some()
+        let takes_input = |focus: &Focus| {
+            let partition = &self.partitions[focus.partition];
+            match (focus.partition, focus.hvc) {
+                (0, false) => !partition.life.ended(),
+                (_, false) => partition.machine.is_some(),
+                (_, true) => partition
+                    .virtio
+                    .as_ref()
+                    .is_some_and(|devices| devices.get(Device::Console).is_some()),
             }
         };
-        let from = self.events.focus.map_or(0, |index| index + 1);
-        self.events.focus = (from..self.partitions.len())
-            .find(|&index| takes_input(index, &self.partitions[index]));
-        let owner = self.events.focus.map(|index| self.partitions[index].name());
-        emit(platform, Event::KernelConsole { owner });
-        if self.events.focus == Some(0) {
+        let stops = (0..self.partitions.len())
+            .flat_map(|partition| [false, true].map(|hvc| Focus { partition, hvc }));
+        let next = match self.events.focus {
+            None => stops.clone().find(takes_input),
+            Some(focus) => stops
+                .skip_while(|stop| *stop != focus)
+                .skip(1)
+                .find(takes_input),
+        };
+        self.events.focus = next;
+        let owner = next.map(|focus| self.partitions[focus.partition].name());
+        let hvc = next.is_some_and(|focus| focus.hvc);
+        emit(platform, Event::KernelConsole { owner, hvc });
+        if next.is_some_and(|focus| focus.partition == 0) {
             let record = self.record(EventKind::Console, 0, platform);
             self.post(record, platform);
         }

@@ -8,6 +8,11 @@ use septum_abi::layout::PAGE_SIZE;
 use super::{Platform, System};
 use crate::memory::Range;
 
+/// The pages `range` touches, by their addresses.
+fn pages_of(range: Range) -> impl Iterator<Item = u64> {
+    (range.start / PAGE_SIZE..range.end.div_ceil(PAGE_SIZE)).map(|page| page * PAGE_SIZE)
+}
+
 impl System {
     /// A guest buffer of `caller` that the kernel may reach at the same offset of
     /// its machine RAM: inside the RAM it always keeps (never balloon memory,
@@ -52,21 +57,48 @@ impl System {
         buffer: &mut [u8],
         platform: &mut impl Platform,
     ) -> Result<(), Error> {
-        let range = Range::from_start_size(guest, buffer.len() as u64).ok_or(Error::BadAddress)?;
-        let pages = (range.start / PAGE_SIZE..range.end.div_ceil(PAGE_SIZE)).map(|p| p * PAGE_SIZE);
-        if pages
-            .clone()
-            .any(|page| self.present_frame(index, page).is_none())
-        {
-            return Err(Error::BadAddress);
-        }
-        for page in pages {
+        let range = self.check_guest(index, guest, buffer.len() as u64)?;
+        for page in pages_of(range) {
             let frame = self.present_frame(index, page).expect("checked above");
             let (from, to) = (range.start.max(page), range.end.min(page + PAGE_SIZE));
             let at = (from - range.start) as usize..(to - range.start) as usize;
             platform.read_ram(frame + (from - page), &mut buffer[at]);
         }
         Ok(())
+    }
+
+    /// Copies `bytes` to partition `index`'s memory at guest address `guest`,
+    /// page by page into the frames that back it now; refuses, writing
+    /// nothing, a range [`System::read_guest`] would refuse. The kernel writes
+    /// a partition's memory outside a hypercall buffer (such as the used ring of
+    /// a virtio queue) only through this.
+    pub fn write_guest(
+        &self,
+        index: usize,
+        guest: u64,
+        bytes: &[u8],
+        platform: &mut impl Platform,
+    ) -> Result<(), Error> {
+        let range = self.check_guest(index, guest, bytes.len() as u64)?;
+        for page in pages_of(range) {
+            let frame = self.present_frame(index, page).expect("checked above");
+            let (from, to) = (range.start.max(page), range.end.min(page + PAGE_SIZE));
+            let at = (from - range.start) as usize..(to - range.start) as usize;
+            platform.write_ram(frame + (from - page), &bytes[at]);
+        }
+        Ok(())
+    }
+
+    /// The range of `len` bytes at guest address `guest` of partition `index`,
+    /// if every page of it is memory the partition has now (see
+    /// [`System::read_guest`]).
+    pub fn check_guest(&self, index: usize, guest: u64, len: u64) -> Result<Range, Error> {
+        let range = Range::from_start_size(guest, len).ok_or(Error::BadAddress)?;
+        let mut pages = pages_of(range);
+        if pages.any(|page| self.present_frame(index, page).is_none()) {
+            return Err(Error::BadAddress);
+        }
+        Ok(range)
     }
 
     /// The frame mapped at RAM page `page` of partition `index` now, if it has

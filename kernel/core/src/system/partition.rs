@@ -19,6 +19,7 @@ use crate::console::LineBuffer;
 use crate::memory::Range;
 use crate::package::{Kind, NAME_MAX};
 use crate::supervision::Supervision;
+use crate::virtio::Devices;
 
 /// One partition of the running system.
 #[derive(Debug)]
@@ -43,6 +44,8 @@ pub struct Partition {
     pub(super) life: Lifecycle,
     /// Its emulated devices, if it is a Linux partition.
     pub(super) machine: Option<Box<VirtualMachine>>,
+    /// Its virtio devices, if its description names any.
+    pub(super) virtio: Option<Box<Devices>>,
 }
 
 impl Partition {

@@ -59,10 +59,7 @@ impl System {
             },
         );
         self.note_stopped_running();
-        self.end_queues(index, platform);
-        self.balloon.end(index, platform);
-        // What it gave back is scrubbed in its own turns.
-        self.note_may_run(index);
+        self.end_devices(index, platform);
         self.notify_ended(index, EventKind::Exited, code, platform);
     }
 
@@ -87,10 +84,7 @@ impl System {
         );
         self.audit_now(index, AuditKind::Stop, [cause.number(), 0], platform);
         self.note_stopped_running();
-        self.end_queues(index, platform);
-        self.balloon.end(index, platform);
-        // What it gave back is scrubbed in its own turns.
-        self.note_may_run(index);
+        self.end_devices(index, platform);
         if cause != StopCause::Service {
             self.notify_ended(index, EventKind::Stopped, cause.number(), platform);
         }
@@ -138,6 +132,9 @@ impl System {
         }
         if let Some(machine) = partition.machine.as_deref_mut() {
             machine.reset();
+        }
+        if let Some(devices) = partition.virtio.as_deref_mut() {
+            devices.reset();
         }
         self.restart_queues(index, platform);
         self.balloon.restart(index, platform);
@@ -187,6 +184,18 @@ impl System {
                 Dispatch::new(None, Next::Yield)
             }
         }
+    }
+
+    /// What `index` holds besides its RAM goes when it exits or is stopped: its
+    /// queue ends, its balloon memory (scrubbed in its own turns) and its
+    /// virtio devices' state.
+    fn end_devices(&mut self, index: usize, platform: &mut impl Platform) {
+        self.end_queues(index, platform);
+        self.balloon.end(index, platform);
+        if let Some(devices) = self.partitions[index].virtio.as_deref_mut() {
+            devices.reset();
+        }
+        self.note_may_run(index);
     }
 
     /// Ends `index`'s side of its queues when it exits or is stopped: its pages

@@ -30,6 +30,8 @@ use septum_abi::virt::{
     GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE, SPI_BASE, UART_BASE, UART_SIZE, UART_SPI,
 };
 
+use septum_abi::virtio::Device;
+
 use super::partition::Label;
 use super::{GuestLines, Platform, System};
 use crate::uart::{Uart, UartEffect};
@@ -95,17 +97,21 @@ impl System {
     /// The emulated devices of `vcpu`'s partition, if it is a Linux partition
     /// that may run now (the fast lane's condition).
     fn live_machine(&mut self, vcpu: usize) -> Option<(usize, &mut VirtualMachine)> {
+        self.may_run_now(vcpu).then_some(())?;
         let slot = &self.vcpus[vcpu];
         let index = slot.index;
-        let partition = &mut self.partitions[slot.partition];
-        let life = &partition.life;
-        if life.deferred().is_some() || !life.vcpu_runnable(index) {
-            return None;
-        }
-        partition
+        self.partitions[slot.partition]
             .machine
             .as_deref_mut()
             .map(|machine| (index, machine))
+    }
+
+    /// Whether `vcpu`'s partition may run now and has no restart or stop
+    /// waiting (the fast lane's condition).
+    fn may_run_now(&self, vcpu: usize) -> bool {
+        let slot = &self.vcpus[vcpu];
+        let life = &self.partitions[slot.partition].life;
+        life.deferred().is_none() && life.vcpu_runnable(slot.index)
     }
 
     /// A trapped access by `vcpu` (live on the calling core) to guest-physical
@@ -120,8 +126,12 @@ impl System {
         access: Access,
         platform: &mut impl Platform,
     ) -> Option<Completed> {
-        let window = window_of(address)?;
         let partition = self.vcpus[vcpu].partition;
+        if let Some((device, offset)) = Device::at(address) {
+            self.may_run_now(vcpu).then_some(())?;
+            return self.virtio_access(partition, device, offset, width, access, platform);
+        }
+        let window = window_of(address)?;
         let (_, machine) = self.live_machine(vcpu)?;
         let emulated = match window {
             Window::Distributor(offset) => machine.gic.distributor(offset, width, access),
@@ -186,7 +196,7 @@ impl System {
     }
 
     /// Raises shared interrupt `spi` of `partition`'s GIC.
-    fn raise_spi(&mut self, partition: usize, spi: u32) {
+    pub(super) fn raise_spi(&mut self, partition: usize, spi: u32) {
         if let Some(machine) = self.partitions[partition].machine.as_deref_mut() {
             machine.gic.raise(SPI_BASE + spi, 0);
             self.note_interrupts(partition);

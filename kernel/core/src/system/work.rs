@@ -1,5 +1,6 @@
 //! Kernel work a partition owes: work it caused that is too long for one trap
-//! (reloading its RAM after a restart, scrubbing the balloon pages it gave up).
+//! (reloading its RAM after a restart, walking the queues of its virtio devices,
+//! scrubbing the balloon pages it gave up).
 //! The core does it a page at a time, in the turns of that partition's vCPU 0,
 //! before the partition runs again (`run.rs`), so it never comes out of another
 //! partition's window.
@@ -14,7 +15,9 @@ use super::{Platform, System};
 impl System {
     /// Whether partition `index` owes kernel work (see the module documentation).
     pub fn owes_work(&self, index: usize) -> bool {
-        self.partitions[index].life.loading_at().is_some() || self.balloon.owed(index) > 0
+        self.partitions[index].life.loading_at().is_some()
+            || self.virtio_owes(index)
+            || self.balloon.owed(index) > 0
     }
 
     /// Does one page of the work partition `index` owes, in a turn of its vCPU 0: reloading its RAM from its image after a restart (its watchdog is
@@ -31,6 +34,8 @@ impl System {
                 .life
                 .reloaded_page(ram.size(), PAGE_SIZE, now_us)
                 .expect("loading");
+        } else if self.virtio_owes(index) {
+            self.virtio_work(index, platform);
         } else if self.balloon.owed(index) > 0 && !self.balloon.scrub_owed(index, platform) {
             self.pool_refilled(platform);
         }

@@ -1,0 +1,310 @@
+//! Host tests of the virtio devices inside the running system (`virtio.rs`): a
+//! Linux partition's driver brings its balloon and console up through the fast
+//! lane, and the kernel walks their queues as work the partition owes,
+//! carrying page lists out on the balloon ledger and output onto the console;
+//! a violation needs a reset and changes nothing.
+
+use super::tests::*;
+use super::*;
+use crate::caps::{Cap, CapType};
+use crate::package::{Kind, PartitionSpec, encode};
+use crate::resources::Resources;
+use crate::supervision::Supervision;
+use crate::vgic::Access;
+use septum_abi::Call;
+use septum_abi::virtio::{Device, descriptor, register, status};
+
+/// The service VM's control capability for linux.
+const SLOT: u64 = 3;
+const LINUX: usize = 1;
+const PAGE: u64 = 4096;
+/// linux never holds fewer than 8 pages and starts with all 32 it may have.
+const MIN: u64 = 8;
+const MAX: u64 = 32;
+/// Where its driver keeps a queue's rings and buffers (guest addresses).
+const DESC: u64 = GUEST_BASE;
+const AVAIL: u64 = GUEST_BASE + 0x1000;
+const USED: u64 = GUEST_BASE + 0x2000;
+const DATA: u64 = GUEST_BASE + 0x3000;
+
+/// The service VM and linux, a Linux partition with a virtio balloon and
+/// console; both run.
+fn virtio_system() -> (System, FakeMachine) {
+    let image = [0u8; 16];
+    let mut service_caps = caps_for(Kind::Service);
+    service_caps[SLOT as usize] = Some(Cap {
+        ty: CapType::Control,
+        rights: CapType::Control.possible_rights(),
+        object: LINUX as u16,
+        badge: 0,
+    });
+    let mut resources = Resources::on_cores(MIN * PAGE, MAX * PAGE, &[0]);
+    resources.add_virtio(Device::Balloon);
+    resources.add_virtio(Device::Console);
+    let specs = [
+        PartitionSpec {
+            name: "service",
+            kind: Kind::Service,
+            profile: crate::package::Profile::Native,
+            ram_size: RAM,
+            image: &image,
+            entry_offset: 0,
+            argument: 0,
+            caps: service_caps,
+            resources: Resources::on_cores(RAM, RAM, &[0]),
+            supervision: Supervision::default(),
+        },
+        PartitionSpec {
+            name: "linux",
+            kind: Kind::Guest,
+            profile: crate::package::Profile::Linux,
+            ram_size: MAX * PAGE,
+            image: &image,
+            entry_offset: 0,
+            argument: 0,
+            caps: caps_for(Kind::Guest),
+            resources,
+            supervision: Supervision::default(),
+        },
+    ];
+    let bytes = encode(&specs, &[], None).unwrap();
+    let package = Package::parse(&bytes).unwrap();
+    let host = [
+        Range::from_start_size(HOST_BASE, RAM).unwrap(),
+        Range::from_start_size(HOST_BASE + RAM, MAX * PAGE).unwrap(),
+    ];
+    let specs = crate::balloon::specs(&package, &host);
+    let words = vec![0u32; crate::balloon::Balloon::words_needed(&specs)].leak();
+    let mut sys =
+        System::with_balloon(&package, GUEST_BASE, &host, Range::default(), words).unwrap();
+    let mut m = FakeMachine {
+        ram: vec![0; (RAM + MAX * PAGE) as usize],
+        console: String::new(),
+        now_us: 0,
+    };
+    start(&mut sys, &mut m);
+    hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));
+    (sys, m)
+}
+
+/// linux's driver's view of the system.
+struct Driver {
+    sys: System,
+    m: FakeMachine,
+}
+
+impl Driver {
+    fn new() -> Driver {
+        let (sys, m) = virtio_system();
+        Driver { sys, m }
+    }
+
+    fn access(&mut self, device: Device, offset: u64, access: Access) -> Completed {
+        self.sys
+            .emulate_access(LINUX, device.window() + offset, 4, access, &mut self.m)
+            .expect("the fast lane takes the partition's own device registers")
+    }
+
+    fn read(&mut self, device: Device, offset: u64) -> u32 {
+        self.access(device, offset, Access::Read).value as u32
+    }
+
+    fn write(&mut self, device: Device, offset: u64, value: u64) -> Completed {
+        self.access(device, offset, Access::Write(value))
+    }
+
+    /// Writes `bytes` into linux's RAM at guest address `guest`.
+    fn poke(&mut self, guest: u64, bytes: &[u8]) {
+        self.m
+            .write_ram(HOST_BASE + RAM + (guest - GUEST_BASE), bytes);
+    }
+
+    fn peek_u16(&mut self, guest: u64) -> u16 {
+        let mut bytes = [0; 2];
+        self.m
+            .read_ram(HOST_BASE + RAM + (guest - GUEST_BASE), &mut bytes);
+        u16::from_le_bytes(bytes)
+    }
+
+    /// Brings `device` up with queue `index` (8 buffers) at the rings above;
+    /// every other queue stays off.
+    fn bring_up(&mut self, device: Device, index: u64) {
+        self.poke(USED + 2, &0u16.to_le_bytes());
+        let driver = u64::from(status::ACKNOWLEDGE | status::DRIVER);
+        self.write(device, register::STATUS, driver);
+        self.write(device, register::DRIVER_FEATURES_SEL, 1);
+        self.write(device, register::DRIVER_FEATURES, 1);
+        let features_ok = driver | u64::from(status::FEATURES_OK);
+        self.write(device, register::STATUS, features_ok);
+        self.write(device, register::QUEUE_SEL, index);
+        self.write(device, register::QUEUE_NUM, 8);
+        self.write(device, register::QUEUE_DESC_LOW, DESC);
+        self.write(device, register::QUEUE_DRIVER_LOW, AVAIL);
+        self.write(device, register::QUEUE_DEVICE_LOW, USED);
+        self.write(device, register::QUEUE_READY, 1);
+        self.write(
+            device,
+            register::STATUS,
+            features_ok | u64::from(status::DRIVER_OK),
+        );
+        assert_eq!(
+            self.read(device, register::STATUS) & status::DRIVER_OK,
+            status::DRIVER_OK
+        );
+    }
+
+    /// Offers the `n`th chain (from 1): one buffer of `len` bytes at `DATA`.
+    fn offer(&mut self, n: u16, len: u32, flags: u16) {
+        let mut raw = [0; 16];
+        raw[..8].copy_from_slice(&DATA.to_le_bytes());
+        raw[8..12].copy_from_slice(&len.to_le_bytes());
+        raw[12..14].copy_from_slice(&flags.to_le_bytes());
+        self.poke(DESC, &raw);
+        self.poke(AVAIL + 4 + 2 * u64::from((n - 1) % 8), &0u16.to_le_bytes());
+        self.poke(AVAIL + 2, &n.to_le_bytes());
+    }
+
+    /// Notifies queue `index` of `device` and has the kernel do the work.
+    fn notify(&mut self, device: Device, index: u64) {
+        let completed = self.write(device, register::QUEUE_NOTIFY, index);
+        assert!(completed.reschedule, "a notify is work the partition owes");
+        while self.sys.owes_work(LINUX) && self.sys.work(LINUX, &mut self.m) {}
+    }
+
+    fn pfns(&mut self, pages: &[u64]) -> u32 {
+        let list: Vec<u8> = pages
+            .iter()
+            .flat_map(|page| ((GUEST_BASE / PAGE + page) as u32).to_le_bytes())
+            .collect();
+        self.poke(DATA, &list);
+        list.len() as u32
+    }
+
+    fn held(&self) -> u64 {
+        self.sys.balloon.memory(LINUX).unwrap().held
+    }
+
+    fn target(&mut self, pages: u64) {
+        let o = hcall(
+            &mut self.sys,
+            &mut self.m,
+            0,
+            call(Call::SetMemoryTarget, &[SLOT, 1, pages]),
+        );
+        assert_eq!(o.reply.unwrap().status, 0, "target {pages} set");
+    }
+}
+
+/// Verifies: SK-BAL-007
+#[test]
+fn linux_inflates_any_page_through_virtio_and_the_ledger_follows() {
+    let mut d = Driver::new();
+    assert_eq!(d.read(Device::Balloon, register::DEVICE_ID), 5);
+    d.target(MAX - 4);
+    assert_eq!(
+        d.read(Device::Balloon, register::CONFIG),
+        4,
+        "num_pages: its maximum minus its target"
+    );
+    d.bring_up(Device::Balloon, 0);
+    // Pages 0 and 1 would be kept memory for a native partition.
+    let len = d.pfns(&[0, 1, 20, 21]);
+    d.offer(1, len, 0);
+    d.notify(Device::Balloon, 0);
+    assert_eq!(d.held(), MAX - 4);
+    assert_eq!(d.peek_u16(USED + 2), 1, "the chain went back to the driver");
+    assert!(
+        d.m.console
+            .contains("@@ partition linux balloon at-target held=112K")
+    );
+    assert!(!d.sys.owes_work(LINUX), "the pages it gave are scrubbed");
+    assert_eq!(d.sys.balloon.free(), 4);
+}
+
+/// Verifies: SK-BAL-007, SK-MED-001
+#[test]
+fn a_page_list_the_ledger_refuses_needs_a_reset_and_changes_nothing() {
+    let mut d = Driver::new();
+    d.target(MIN);
+    d.bring_up(Device::Balloon, 0);
+    let len = d.pfns(&[5, 5]);
+    d.offer(1, len, 0);
+    d.notify(Device::Balloon, 0);
+    assert_eq!(d.held(), MAX, "a duplicate page: nothing given");
+    assert_eq!(d.peek_u16(USED + 2), 0, "nothing went back");
+    let status = d.read(Device::Balloon, register::STATUS);
+    assert_ne!(status & status::DEVICE_NEEDS_RESET, 0);
+    assert!(
+        d.m.console
+            .contains("@@ partition linux device balloon needs-reset refused")
+    );
+    // A device that needs a reset takes nothing more...
+    let len = d.pfns(&[6]);
+    d.offer(2, len, 0);
+    assert!(
+        !d.write(Device::Balloon, register::QUEUE_NOTIFY, 0)
+            .reschedule
+    );
+    assert_eq!(d.held(), MAX);
+    // ...until its driver resets it.
+    d.write(Device::Balloon, register::STATUS, 0);
+    assert_eq!(d.read(Device::Balloon, register::STATUS), 0);
+    // Fewer than its minimum: refused whole.
+    d.bring_up(Device::Balloon, 0);
+    let pages: Vec<u64> = (0..MAX - MIN + 1).collect();
+    let len = d.pfns(&pages);
+    d.offer(1, len, 0);
+    d.notify(Device::Balloon, 0);
+    assert_eq!(d.held(), MAX);
+    // A device-writable page list is the wrong chain for the queue.
+    d.write(Device::Balloon, register::STATUS, 0);
+    d.bring_up(Device::Balloon, 0);
+    d.offer(1, 4, descriptor::WRITE);
+    d.notify(Device::Balloon, 0);
+    assert!(
+        d.m.console
+            .contains("@@ partition linux device balloon needs-reset bad-chain")
+    );
+}
+
+/// Verifies: SK-BAL-007
+#[test]
+fn a_deflate_past_the_target_waits_and_goes_through_when_it_is_raised() {
+    let mut d = Driver::new();
+    d.target(MAX - 4);
+    d.bring_up(Device::Balloon, 0);
+    let len = d.pfns(&[20, 21, 22, 23]);
+    d.offer(1, len, 0);
+    d.notify(Device::Balloon, 0);
+    assert_eq!(d.held(), MAX - 4);
+    // Deflate two: over its target, so it waits at the head of its queue.
+    d.write(Device::Balloon, register::STATUS, 0);
+    d.bring_up(Device::Balloon, 1);
+    let len = d.pfns(&[20, 21]);
+    d.offer(1, len, 0);
+    d.notify(Device::Balloon, 1);
+    assert_eq!(d.held(), MAX - 4);
+    assert_eq!(d.peek_u16(USED + 2), 0, "it waits");
+    assert_eq!(
+        d.read(Device::Balloon, register::STATUS) & status::DEVICE_NEEDS_RESET,
+        0,
+        "waiting is no violation"
+    );
+    assert!(!d.sys.owes_work(LINUX), "a waiting deflate is not work");
+    d.target(MAX - 2);
+    while d.sys.owes_work(LINUX) && d.sys.work(LINUX, &mut d.m) {}
+    assert_eq!(d.held(), MAX - 2);
+    assert_eq!(d.peek_u16(USED + 2), 1);
+}
+
+/// Verifies: SK-API-010
+#[test]
+fn console_output_becomes_lines_of_the_partitions_second_console() {
+    let mut d = Driver::new();
+    d.bring_up(Device::Console, 1);
+    d.poke(DATA, b"hello from hvc0\n");
+    d.offer(1, 16, 0);
+    d.notify(Device::Console, 1);
+    assert!(d.m.console.contains("[linux:hvc0] hello from hvc0"));
+    assert_eq!(d.peek_u16(USED + 2), 1);
+}
