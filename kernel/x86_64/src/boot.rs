@@ -43,12 +43,24 @@ pub mod reg {
     pub const RSI: usize = 4;
     /// rdi
     pub const RDI: usize = 5;
+    /// rbp
+    pub const RBP: usize = 6;
     /// r8
     pub const R8: usize = 7;
     /// r9
     pub const R9: usize = 8;
     /// r10
     pub const R10: usize = 9;
+    /// r11
+    pub const R11: usize = 10;
+    /// r12
+    pub const R12: usize = 11;
+    /// r13
+    pub const R13: usize = 12;
+    /// r14
+    pub const R14: usize = 13;
+    /// r15
+    pub const R15: usize = 14;
 }
 
 const _: () = assert!(core::mem::size_of::<GuestRegisters>() == 128);

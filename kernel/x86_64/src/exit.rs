@@ -6,6 +6,11 @@
 //! with RIP on the instruction that exited; the kernel moves it on only when the
 //! call or wait was handled.
 //!
+//! A data access an EPT violation stopped goes to `mmio.rs` first, which completes
+//! it if the kernel emulates the register there (the fast lane: the guest resumes
+//! past it, with no trap for the kernel loop unless the access left the scheduler
+//! work) or gives the fault the length to skip it.
+//!
 //! Device interrupts: an external-interrupt exit (acknowledged on exit) is ended at
 //! the local APIC and made pending in the vCPU of the partition that owns its
 //! vector, and only there (`irq.rs`); a vector nobody owns is only ended. Before
@@ -15,7 +20,6 @@
 //! partition is next entered. Interrupts never start a turn or switch partitions:
 //! the schedule alone decides who runs.
 
-use septum_abi::layout::PAGE_SIZE;
 use septum_core::event::{Fault, Reason, Snapshot};
 use septum_core::system::CallRegisters;
 use septum_kernel::{Global, Kernel, Run, Trap};
@@ -25,6 +29,7 @@ use crate::clock;
 use crate::idle::Vectors;
 use crate::irq::Ended;
 use crate::machine::Pc;
+use crate::mmio::{self, DataAccess};
 use crate::vcpu::{self, Vcpu};
 use crate::vmx::{self, field};
 
@@ -113,8 +118,8 @@ fn classify(frame: &mut GuestRegisters) -> Exit {
             } else {
                 Reason::Stage2Data
             };
-            // The length of a data access is decoded from the code, once the
-            // kernel is held (see `mmio_access_length`).
+            // A data access is decoded from the code, once the kernel is held:
+            // completed in the fast lane, or given its length (`mmio.rs`).
             fault(
                 kind,
                 vmx::read(field::GUEST_PHYSICAL_ADDRESS),
@@ -163,35 +168,6 @@ fn snapshot(frame: &GuestRegisters, rip: u64) -> Snapshot {
         g[reg::RDX],
         g[reg::R10],
     ]
-}
-
-/// Length of the instruction at `rip` of the running partition, for an EPT data
-/// violation (VT-x does not report it): decoded from the code when it is one of the
-/// memory moves [`septum_x86_decode`] knows, 0 (cannot be skipped) otherwise. The
-/// code is read only while the partition runs on the boot page tables, whose
-/// identity mapping makes `rip` a guest-physical address, and through the core's
-/// accessor, which reads the frames the partition runs on now (a substitute after
-/// a restart, not the original a receiver may still hold and rewrite).
-fn mmio_access_length(kernel: &mut Kernel<Vcpu, Pc>, cpu: usize, rip: u64) -> u8 {
-    const LONGEST: u64 = 15;
-    let Some(vcpu) = kernel.loaded(cpu) else {
-        return 0;
-    };
-    let partition = kernel.system.vcpus()[vcpu].partition();
-    if vmx::read(field::GUEST_CR3) != vcpu::BOOT_TABLES {
-        return 0;
-    }
-    let mut bytes = [0u8; LONGEST as usize];
-    // The instruction may end before a page the partition does not have: then
-    // only the bytes up to that page are read.
-    let to_page_end = (rip | (PAGE_SIZE - 1)) + 1 - rip;
-    for available in [LONGEST, to_page_end.min(LONGEST)] {
-        let code = &mut bytes[..available as usize];
-        if kernel.read_guest(partition, rip, code).is_ok() {
-            return septum_x86_decode::length(code).map_or(0, |length| length as u8);
-        }
-    }
-    0
 }
 
 /// CPUID as the partition sees it: the processor's answer, without VMX, without
@@ -245,8 +221,15 @@ pub extern "C" fn handle_vm_exit(frame: &mut GuestRegisters) {
                 Ended::Nobody => go_on,
             },
             Exit::Trap(Trap::Fault(mut fault)) if fault.kind == Reason::Stage2Data => {
-                fault.length = mmio_access_length(kernel, cpu, fault.snapshot[0]);
-                kernel.on_trap(cpu, &Trap::Fault(fault), frame)
+                match mmio::data_violation(kernel, cpu, &fault, frame) {
+                    DataAccess::Completed => go_on,
+                    // The access is complete; the scheduler has the work it caused done.
+                    DataAccess::Reschedule => kernel.on_trap(cpu, &Trap::Kicked, frame),
+                    DataAccess::Fault(length) => {
+                        fault.length = length;
+                        kernel.on_trap(cpu, &Trap::Fault(fault), frame)
+                    }
+                }
             }
             Exit::Trap(trap) => kernel.on_trap(cpu, &trap, frame),
         };

@@ -29,6 +29,7 @@ mod exit;
 mod idle;
 mod irq;
 mod machine;
+mod mmio;
 mod serial;
 mod smp;
 mod stacks;

@@ -300,6 +300,7 @@ pub mod field {
     pub const GUEST_GDTR_LIMIT: u32 = 0x4810;
     pub const GUEST_IDTR_LIMIT: u32 = 0x4812;
     pub const GUEST_ES_ACCESS: u32 = 0x4814;
+    pub const GUEST_CS_ACCESS: u32 = 0x4816;
     pub const GUEST_INTERRUPTIBILITY: u32 = 0x4824;
     pub const GUEST_ACTIVITY_STATE: u32 = 0x4826;
     pub const GUEST_SYSENTER_CS: u32 = 0x482a;

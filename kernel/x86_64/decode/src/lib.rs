@@ -1,34 +1,182 @@
-//! The length of the x86-64 instruction a guest used to touch MMIO: the x86_64
-//! back end's decoder (`kernel/x86_64/src/exit.rs` is its only user). It is a
-//! crate of its own, inside the back end's folder, because the back end is a
+//! The x86-64 memory moves a guest uses to touch MMIO, decoded in full: the
+//! x86_64 back end's decoder (`kernel/x86_64/src/mmio.rs` is its only user). It
+//! is a crate of its own, inside the back end's folder, because the back end is a
 //! bare-metal binary that cannot be built for the host, and this code is tested
 //! there; the portable core has no architecture code.
 //!
-//! On an EPT violation VT-x does not report the instruction length, so when the
-//! service VM asks for a faulting access to be skipped, the kernel reads up to 15
-//! code bytes at the guest's RIP and asks [`length`] how far to advance it.
+//! On an EPT violation VT-x reports the guest-physical address and whether the
+//! access read or wrote, but not the instruction: neither its length, nor its
+//! register, nor its width. The kernel reads up to 15 code bytes at the guest's
+//! RIP and asks [`decode`] what the instruction is: a [`Move`] says how long it
+//! is (to resume past it, or to skip it when the service VM asks), how many
+//! bytes it moves, and for a load which register takes the value and how
+//! ([`Load::write`]), for a store what value is stored ([`Source`]). That is
+//! all an emulated device register needs ("the fast lane"); [`length`] is the
+//! length alone.
 //!
 //! This module owns only the memory moves a guest uses for MMIO, decoded in
-//! 64-bit mode (default operand size 32, address size 64): `MOV` 88/89/8A/8B,
-//! `MOV` C6 /0 and C7 /0 with an immediate, `MOV` A0-A3 with a direct offset,
-//! and `MOVZX`/`MOVSX` 0F B6/B7/BE/BF; with the prefixes 66, 67, the six segment
-//! overrides and one REX right before the opcode.
+//! 64-bit mode (default operand size 32, address size 64), with a memory
+//! operand:
+//!
+//! | opcode | form | width | register |
+//! |---|---|---|---|
+//! | 88 /r, 8A /r | `MOV r/m8, r8`, `MOV r8, r/m8` | 1 | AL..BL, AH..BH without REX; with REX SPL..DIL, R8B..R15B |
+//! | 89 /r, 8B /r | `MOV r/m, r`, `MOV r, r/m` | 2 (66), 4, 8 (REX.W) | 0-15 (REX.R) |
+//! | C6 /0 ib | `MOV r/m8, imm8` | 1 | the immediate |
+//! | C7 /0 iw/id | `MOV r/m, imm` | 2 (66, imm16), 4 (imm32), 8 (REX.W, imm32 sign-extended) | the immediate |
+//! | A0, A2 | `MOV AL, moffs`, `MOV moffs, AL` | 1 | 0 |
+//! | A1, A3 | `MOV rAX, moffs`, `MOV moffs, rAX` | 2, 4, 8 | 0 |
+//! | 0F B6 /r, 0F B7 /r | `MOVZX r, r/m8`, `MOVZX r, r/m16` | 1, 2 into 2, 4 or 8 bytes | 0-15 |
+//! | 0F BE /r, 0F BF /r | `MOVSX r, r/m8`, `MOVSX r, r/m16` | 1, 2 into 2, 4 or 8 bytes | 0-15 |
+//!
+//! with the prefixes 66, 67, the six segment overrides (any number, in any
+//! order) and one REX right before the opcode. A load's register is written as
+//! the processor writes it ([`Load::write`]): a 32-bit destination is
+//! zero-extended to 64 bits, an 8- or 16-bit one is merged into the register
+//! (its other bits unchanged), MOVZX zero-extends and MOVSX sign-extends the
+//! value to the destination's size first. AH, CH, DH and BH (an 8-bit register
+//! field of 4-7 with no REX prefix) are bits 15:8 of rax, rcx, rdx and rbx
+//! ([`Register::HighByte`]), never the low byte of rsp, rbp, rsi or rdi.
 //!
 //! Invariants (tested on the host):
-//! - the answer is the exact length or `None`, never a guess: anything else
-//!   (LOCK, REP, other opcodes, a prefix after REX, C6/C7 with reg != 0) is `None`;
+//! - the answer is exact or `None`, never a guess: anything else (LOCK, REP,
+//!   other opcodes, a prefix after REX, C6/C7 with reg != 0, a register operand
+//!   where the memory operand belongs, since such a move touches no memory) is
+//!   `None`;
 //! - a length is never more than 15 or than the bytes given, and bytes after the
-//!   instruction never change it.
+//!   instruction never change the answer.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 /// The architectural limit: a longer instruction raises #GP instead of running.
 const MAX_INSTRUCTION_LENGTH: usize = 15;
 
+/// One of the supported memory moves, as [`decode`] found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Move {
+    /// Bytes of the instruction, prefixes and immediate included: at most 15.
+    pub length: usize,
+    /// Bytes of memory it reads or writes: 1, 2, 4 or 8.
+    pub width: u8,
+    /// A load or a store, and its register or value.
+    pub operation: Operation,
+}
+
+/// The direction of a [`Move`] and what it moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// It reads memory into a register.
+    Load(Load),
+    /// It writes this to memory.
+    Store(Source),
+}
+
+/// Where a load puts the value it reads, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Load {
+    /// The destination register.
+    pub destination: Register,
+    /// Bytes of the destination operand: 1, 2, 4 or 8, never less than the
+    /// move's width (more only for MOVZX and MOVSX); 1 for [`Register::HighByte`].
+    pub size: u8,
+    /// How the value read is widened to `size` bytes.
+    pub extension: Extension,
+}
+
+/// How a load widens the value it reads to its destination's size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extension {
+    /// With zeros: MOVZX, and MOV (which reads as many bytes as it writes).
+    Zero,
+    /// With copies of its top bit: MOVSX.
+    Sign,
+}
+
+/// What a store writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The low `width` bytes of a register (or AH..BH).
+    Register(Register),
+    /// This value: the instruction's immediate, `width` bytes of it (for a
+    /// REX.W store, the 32-bit immediate sign-extended to 64 bits, as the
+    /// processor does). Bits above `width` bytes are zero.
+    Immediate(u64),
+}
+
+/// A general register operand, in the processor's numbering: 0 rax, 1 rcx,
+/// 2 rdx, 3 rbx, 4 rsp, 5 rbp, 6 rsi, 7 rdi, 8-15 r8-r15.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Register {
+    /// Register 0-15, whose low bytes are the operand (as many as it has).
+    General(u8),
+    /// AH, CH, DH or BH: bits 15:8 of register 0-3 (rax, rcx, rdx, rbx).
+    HighByte(u8),
+}
+
+impl Register {
+    /// The number (0-15) of the 64-bit register that holds the operand.
+    pub fn number(self) -> usize {
+        match self {
+            Register::General(number) | Register::HighByte(number) => usize::from(number),
+        }
+    }
+
+    /// The operand, `width` bytes, given `full`, the value of the register
+    /// numbered [`Register::number`]: what a store of it writes.
+    pub fn read(self, full: u64, width: u8) -> u64 {
+        match self {
+            Register::General(_) => full & mask(width),
+            Register::HighByte(_) => (full >> 8) & 0xff,
+        }
+    }
+}
+
+impl Load {
+    /// The new value of the register numbered [`Register::number`] after this
+    /// load, `width` bytes wide (the move's), read `value` (only its low
+    /// `width` bytes count) into it, when it held `full` before: the value is
+    /// widened to [`Load::size`] bytes as [`Load::extension`] says, then a
+    /// 64-bit destination takes it, a 32-bit one takes it zero-extended to 64
+    /// bits, and an 8- or 16-bit one (AH..BH: bits 15:8) takes it in its bytes
+    /// with every other bit of `full` unchanged.
+    pub fn write(&self, width: u8, full: u64, value: u64) -> u64 {
+        let read = value & mask(width);
+        let widened = match self.extension {
+            Extension::Zero => read,
+            Extension::Sign => {
+                let unused = 64 - 8 * u32::from(width.min(8));
+                (((read << unused) as i64) >> unused) as u64
+            }
+        };
+        match (self.destination, self.size) {
+            (Register::HighByte(_), _) => (full & !0xff00) | ((read & 0xff) << 8),
+            (_, 8) => widened,
+            (_, 4) => widened & mask(4),
+            (_, size) => (full & !mask(size)) | (widened & mask(size)),
+        }
+    }
+}
+
+/// The low `width` bytes of a 64-bit value, as a mask (all ones from 8 bytes).
+fn mask(width: u8) -> u64 {
+    match width {
+        0 => 0,
+        1..=7 => (1u64 << (8 * u32::from(width))) - 1,
+        _ => u64::MAX,
+    }
+}
+
 /// Length in bytes of the instruction at the start of `code`, if it is one of
-/// the supported memory moves; `None` otherwise (unknown opcode, truncated
-/// bytes, more than 15 bytes). Bytes after the instruction are ignored.
+/// the supported memory moves; `None` otherwise (see [`decode`]).
 pub fn length(code: &[u8]) -> Option<usize> {
+    decode(code).map(|decoded| decoded.length)
+}
+
+/// The instruction at the start of `code`, if it is one of the supported
+/// memory moves; `None` otherwise (unknown opcode or form, a register operand
+/// where the memory operand belongs, truncated bytes, more than 15 bytes).
+/// Bytes after the instruction are ignored.
+pub fn decode(code: &[u8]) -> Option<Move> {
     let window = &code[..code.len().min(MAX_INSTRUCTION_LENGTH)];
     let mut operand_size_16 = false;
     let mut address_size_32 = false;
@@ -43,47 +191,130 @@ pub fn length(code: &[u8]) -> Option<usize> {
         position += 1;
     }
     // A REX must come last; a prefix after it is not a supported opcode below.
-    let mut rex_w = false;
-    if let rex @ 0x40..=0x4F = *window.get(position)? {
-        rex_w = rex & 0x08 != 0;
-        position += 1;
-    }
+    let rex = match *window.get(position)? {
+        rex @ 0x40..=0x4F => {
+            position += 1;
+            Some(rex)
+        }
+        _ => None,
+    };
+    let rex_w = rex.is_some_and(|rex| rex & 0x08 != 0);
+    let rex_r = rex.map_or(0, |rex| (rex & 0x04) << 1);
+    // The size of a full-size operand: REX.W wins over 66.
+    let full_size = match (rex_w, operand_size_16) {
+        (true, _) => 8,
+        (false, true) => 2,
+        (false, false) => 4,
+    };
+    // A register named by ModRM.reg, of `size` bytes.
+    let register = |reg: u8, size: u8| match (size, rex, reg) {
+        (1, None, 4..=7) => Register::HighByte(reg - 4),
+        _ => Register::General(reg | rex_r),
+    };
+    let load = |reg, size| {
+        Operation::Load(Load {
+            destination: register(reg, size),
+            size,
+            extension: Extension::Zero,
+        })
+    };
+    let store = |reg, size| Operation::Store(Source::Register(register(reg, size)));
     let opcode = *window.get(position)?;
     position += 1;
-    let after_opcode = match opcode {
-        0x88..=0x8B => modrm_operand_length(window.get(position..)?, false)?,
-        0xC6 => modrm_operand_length(window.get(position..)?, true)? + 1,
-        0xC7 => {
-            let immediate = if operand_size_16 && !rex_w { 2 } else { 4 };
-            modrm_operand_length(window.get(position..)?, true)? + immediate
+    let (width, operation, after_opcode) = match opcode {
+        0x88..=0x8B => {
+            let operand = memory_operand(window.get(position..)?)?;
+            let width = if opcode & 1 == 0 { 1 } else { full_size };
+            let operation = if opcode & 2 == 0 {
+                store(operand.reg, width)
+            } else {
+                load(operand.reg, width)
+            };
+            (width, operation, operand.length)
         }
-        0xA0..=0xA3 if address_size_32 => 4,
-        0xA0..=0xA3 => 8,
-        0x0F if matches!(window.get(position), Some(0xB6 | 0xB7 | 0xBE | 0xBF)) => {
+        0xC6 | 0xC7 => {
+            let operand = memory_operand(window.get(position..)?)?;
+            if operand.reg != 0 {
+                return None;
+            }
+            let width = if opcode == 0xC6 { 1 } else { full_size };
+            // The immediate: imm8, imm16 or imm32 (sign-extended for REX.W).
+            let immediate_length = usize::from(width.min(4));
+            let at = position + operand.length;
+            let bytes = window.get(at..at + immediate_length)?;
+            let value = bytes
+                .iter()
+                .rev()
+                .fold(0u64, |value, &byte| (value << 8) | u64::from(byte));
+            let value = if width == 8 {
+                i64::from(value as u32 as i32) as u64
+            } else {
+                value
+            };
+            let operation = Operation::Store(Source::Immediate(value));
+            (width, operation, operand.length + immediate_length)
+        }
+        0xA0..=0xA3 => {
+            let width = if opcode & 1 == 0 { 1 } else { full_size };
+            // rAX, always the low bytes: AH is not reachable from these opcodes.
+            let accumulator = Register::General(0);
+            let operation = if opcode & 2 == 0 {
+                Operation::Load(Load {
+                    destination: accumulator,
+                    size: width,
+                    extension: Extension::Zero,
+                })
+            } else {
+                Operation::Store(Source::Register(accumulator))
+            };
+            (width, operation, if address_size_32 { 4 } else { 8 })
+        }
+        0x0F => {
+            let second = *window.get(position)?;
+            let (width, extension) = match second {
+                0xB6 => (1, Extension::Zero),
+                0xB7 => (2, Extension::Zero),
+                0xBE => (1, Extension::Sign),
+                0xBF => (2, Extension::Sign),
+                _ => return None,
+            };
             position += 1;
-            modrm_operand_length(window.get(position..)?, false)?
+            let operand = memory_operand(window.get(position..)?)?;
+            let operation = Operation::Load(Load {
+                destination: register(operand.reg, full_size),
+                size: full_size,
+                extension,
+            });
+            (width, operation, operand.length)
         }
         _ => return None,
     };
-    let total = position + after_opcode;
-    (total <= window.len()).then_some(total)
+    let length = position + after_opcode;
+    (length <= window.len()).then_some(Move {
+        length,
+        width,
+        operation,
+    })
 }
 
-/// Bytes taken by the ModRM byte at the start of `bytes` and what it implies
-/// (SIB, displacement); `None` if truncated before the displacement, or if
-/// `reg_must_be_zero` and the reg field is not 0. The displacement itself is
+/// What a ModRM byte with a memory operand says.
+struct MemoryOperand {
+    /// Its reg field (0-7, without REX.R).
+    reg: u8,
+    /// Bytes taken by the ModRM byte and what it implies (SIB, displacement).
+    length: usize,
+}
+
+/// The ModRM byte at the start of `bytes`, if it names memory (not a register)
+/// and is not truncated before its displacement. The displacement itself is
 /// counted, not read, so the caller checks the total against the bytes given.
 /// 32-bit addressing (prefix 67) uses the same layout in 64-bit mode.
-fn modrm_operand_length(bytes: &[u8], reg_must_be_zero: bool) -> Option<usize> {
+fn memory_operand(bytes: &[u8]) -> Option<MemoryOperand> {
     let modrm = *bytes.first()?;
     let mode = modrm >> 6;
-    let reg = (modrm >> 3) & 0b111;
     let rm = modrm & 0b111;
-    if reg_must_be_zero && reg != 0 {
-        return None;
-    }
     if mode == 0b11 {
-        return Some(1);
+        return None;
     }
     let has_sib = rm == 0b100;
     let displacement = match mode {
@@ -93,169 +324,11 @@ fn modrm_operand_length(bytes: &[u8], reg_must_be_zero: bool) -> Option<usize> {
         _ if has_sib && (*bytes.get(1)? & 0b111) == 0b101 => 4, // SIB: no base, disp32
         _ => 0,
     };
-    Some(1 + usize::from(has_sib) + displacement)
+    Some(MemoryOperand {
+        reg: (modrm >> 3) & 0b111,
+        length: 1 + usize::from(has_sib) + displacement,
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// Real encodings and their AT&T syntax, one a line, from
-    /// `llvm-mc --triple=x86_64 --show-encoding`; the hand-written ones checked
-    /// with `llvm-mc --disassemble` and `objdump`. Each must decode to its length.
-    const KNOWN: &str = "
-89 00                                        | movl %eax, (%rax)
-88 03                                        | movb %al, (%rbx)
-8b 11                                        | movl (%rcx), %edx
-8a 16                                        | movb (%rsi), %dl
-89 c3                                        | movl %eax, %ebx (register)
-48 89 47 10                                  | movq %rax, 16(%rdi)
-4c 8b 88 78 56 34 12                         | movq 0x12345678(%rax), %r9
-8b 04 24                                     | movl (%rsp), %eax
-8b 45 00                                     | movl (%rbp), %eax
-41 8b 45 00                                  | movl (%r13), %eax
-45 8b 04 24                                  | movl (%r12), %r8d
-8b 04 8d 44 33 22 11                         | movl 0x11223344(,%rcx,4), %eax
-8b 44 d8 7f                                  | movl 127(%rax,%rbx,8), %eax
-8b 05 00 10 00 00                            | movl 4096(%rip), %eax
-66 89 02                                     | movw %ax, (%rdx)
-64 66 89 02                                  | movw %ax, %fs:(%rdx)
-65 89 40 20                                  | movl %eax, %gs:32(%rax)
-c6 00 5a                                     | movb $0x5a, (%rax)
-c6 84 d8 78 56 34 12 01                      | movb $1, 0x12345678(%rax,%rbx,8)
-41 c6 45 10 7f                               | movb $127, 16(%r13)
-c7 00 78 56 34 12                            | movl $0x12345678, (%rax)
-c7 c0 01 00 00 00                            | movl $1, %eax (C7 /0, register)
-66 c7 00 34 12                               | movw $0x1234, (%rax)
-66 48 c7 00 78 56 34 12                      | data16 movq $0x12345678, (%rax) (REX.W wins)
-48 c7 05 10 00 00 00 ff ff ff ff             | movq $-1, 16(%rip)
-c7 84 24 44 33 22 11 ef be ad de             | movl $0xdeadbeef, 0x11223344(%rsp)
-a0 88 77 66 55 44 33 22 11                   | movabsb 0x1122334455667788, %al
-a1 88 77 66 55 44 33 22 11                   | movabsl 0x1122334455667788, %eax
-66 a1 88 77 66 55 44 33 22 11                | movabsw 0x1122334455667788, %ax
-a2 88 77 66 55 44 33 22 11                   | movabsb %al, 0x1122334455667788
-48 a3 88 77 66 55 44 33 22 11                | movabsq %rax, 0x1122334455667788
-67 a1 44 33 22 11                            | movl 0x11223344, %eax (addr32)
-0f b6 00                                     | movzbl (%rax), %eax
-0f b7 4b 04                                  | movzwl 4(%rbx), %ecx
-49 0f be 02                                  | movsbq (%r10), %rax
-0f bf 15 00 01 00 00                         | movswl 256(%rip), %edx
-66 0f b6 00                                  | movzbw (%rax), %ax
-67 8b 08                                     | movl (%eax), %ecx
-67 8b 05 00 10 00 00                         | movl 4096(%eip), %eax
-67 8b 04 25 44 33 22 11                      | movl 0x11223344(,%eiz,1), %eax
-67 c7 04 48 01 00 00 00                      | movl $1, (%eax,%ecx,2)
-2e 36 3e 26 64 65 66 67 48 8b 00             | cs ss ds es fs data16 movq %gs:(%eax), %rax
-66 66 66 66 66 66 66 66 66 66 66 66 66 89 00 | 13 x data16 movw %ax, (%rax): 15 bytes
-";
-
-    /// Byte sequences that must be `None`, one a line, with why.
-    const REJECTED: &str = "
-                                                | empty
-66 67 2e                                        | only prefixes
-f0 89 00                                        | lock movl %eax, (%rax)
-f3 a4                                           | rep movsb
-f2 89 00                                        | repne prefix
-90                                              | nop
-48 66 89 00                                     | REX then 66
-40 48 89 00                                     | two REX
-c6 08 01                                        | C6 /1
-c7 f8 00 00 00 00                               | xbegin (C7 /7)
-0f b8 00                                        | 0F B8 (popcnt without F3)
-8e d8                                           | mov to segment (8E)
-8b 04                                           | SIB without its byte
-8b 05 00 10 00                                  | disp32 cut short
-a1 88 77 66 55 44 33 22                         | moffs cut short
-66 c7 00 34                                     | imm16 cut short
-66 66 66 66 66 66 66 66 66 66 66 66 66 66 89 00 | 14 x data16 movw %ax, (%rax): 16 bytes
-";
-
-    fn bytes(hex: &str) -> Vec<u8> {
-        hex.split_whitespace()
-            .map(|byte| u8::from_str_radix(byte, 16).expect("hex byte"))
-            .collect()
-    }
-
-    /// The byte sequences of a table, each with its line for failure messages.
-    fn table(lines: &str) -> Vec<(Vec<u8>, &str)> {
-        lines
-            .lines()
-            .filter_map(|line| Some((bytes(line.split_once('|')?.0), line)))
-            .collect()
-    }
-
-    /// A known encoding; or supported prefixes, a supported opcode and random
-    /// bytes after it; or arbitrary bytes: the code the properties run on.
-    fn code() -> impl Strategy<Value = Vec<u8>> {
-        let prefixes = bytes("66 67 2e 36 3e 26 64 65 40 48 4f");
-        let opcodes = bytes("88 89 8a 8b c6 c7 a0 a1 a2 a3 0f");
-        let plausible = (
-            proptest::collection::vec(proptest::sample::select(prefixes), 0..4),
-            proptest::sample::select(opcodes),
-            proptest::collection::vec(any::<u8>(), 0..16),
-        )
-            .prop_map(|(mut code, opcode, rest)| {
-                code.push(opcode);
-                code.extend(rest);
-                code
-            });
-        prop_oneof![
-            proptest::sample::select(table(KNOWN)).prop_map(|(code, _)| code),
-            plausible,
-            proptest::collection::vec(any::<u8>(), 0..20),
-        ]
-    }
-
-    /// Verifies: SK-HM-002
-    #[test]
-    fn known_encodings_have_their_lengths() {
-        let known = table(KNOWN);
-        assert!(known.len() >= 20);
-        for (code, line) in known {
-            assert_eq!(length(&code), Some(code.len()), "{line}");
-        }
-    }
-
-    /// Verifies: SK-HM-002
-    #[test]
-    fn unsupported_truncated_or_overlong_is_none() {
-        for (code, line) in table(REJECTED) {
-            assert_eq!(length(&code), None, "{line}");
-        }
-    }
-
-    proptest! {
-        /// Verifies: SK-HM-002
-        #[test]
-        fn length_is_bounded(code in code()) {
-            if let Some(decoded) = length(&code) {
-                prop_assert!(decoded <= MAX_INSTRUCTION_LENGTH);
-                prop_assert!(decoded <= code.len());
-            }
-        }
-
-        /// Verifies: SK-HM-002
-        #[test]
-        fn trailing_bytes_never_change_a_length(
-            code in code(),
-            trailing in proptest::collection::vec(any::<u8>(), 0..16),
-        ) {
-            if let Some(decoded) = length(&code) {
-                let mut longer = code.clone();
-                longer.extend_from_slice(&trailing);
-                prop_assert_eq!(length(&longer), Some(decoded));
-            }
-        }
-
-        /// Verifies: SK-HM-002
-        #[test]
-        fn truncated_instruction_is_none(code in code()) {
-            if let Some(decoded) = length(&code) {
-                for short in 0..decoded {
-                    prop_assert_eq!(length(&code[..short]), None);
-                }
-            }
-        }
-    }
-}
+mod tests;
