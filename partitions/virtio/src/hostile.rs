@@ -109,8 +109,11 @@ impl Lab {
         // Registers written in the wrong state.
         self.queue_num_after_driver_ok();
         self.queue_num_not_power_of_two();
-        self.features_without_version_1();
+        self.features_without_version_1(false);
+        self.features_without_version_1(true);
+        self.features_after_features_ok();
         self.status_bit_dropped();
+        self.notify_missing_queue();
     }
 
     /// Resets the device and sets it up properly: features, three queues,
@@ -304,8 +307,11 @@ impl Lab {
         self.verdict("queue-num-not-power-of-two");
     }
 
-    /// Features without `VERSION_1`, then `FEATURES_OK`.
-    fn features_without_version_1(&mut self) {
+    /// Features without `VERSION_1`, then `FEATURES_OK`: the device must
+    /// refuse them by leaving `FEATURES_OK` clear. Then `DRIVER_OK`
+    /// regardless: alone (`together` false), or in the same status write as
+    /// `FEATURES_OK` again.
+    fn features_without_version_1(&mut self, together: bool) {
         self.reset();
         let _ = self.transport.identify(Device::Balloon);
         let driver = status::ACKNOWLEDGE | status::DRIVER;
@@ -313,9 +319,39 @@ impl Lab {
         self.transport.write(register::STATUS, driver);
         self.transport
             .write_features(feature::BALLOON_MUST_TELL_HOST | feature::BALLOON_STATS_VQ);
+        if together {
+            let all = driver | status::FEATURES_OK | status::DRIVER_OK;
+            self.transport.write(register::STATUS, all);
+            return self.verdict("features-ok-and-driver-ok-without-version-1");
+        }
         self.transport
             .write(register::STATUS, driver | status::FEATURES_OK);
-        self.verdict("features-without-version-1");
+        let refused = self.transport.status() & status::FEATURES_OK == 0;
+        println!(
+            "hostile: features without VERSION_1: FEATURES_OK {}",
+            if refused { "reads back clear" } else { "KEPT" }
+        );
+        self.failures += u32::from(!refused);
+        self.transport
+            .write(register::STATUS, driver | status::DRIVER_OK);
+        self.verdict("driver-ok-without-features-ok");
+    }
+
+    /// Features written again once `FEATURES_OK` is set.
+    fn features_after_features_ok(&mut self) {
+        self.reset();
+        let _ = self.transport.negotiate(Device::Balloon, 0);
+        self.transport.write_features(feature::VERSION_1);
+        self.verdict("features-after-features-ok");
+    }
+
+    /// A notify of a queue the balloon does not have.
+    fn notify_missing_queue(&mut self) {
+        if !self.up_or_fail("notify-missing-queue") {
+            return;
+        }
+        self.transport.notify(3);
+        self.verdict("notify-missing-queue");
     }
 
     /// A live device's status written with `DRIVER_OK` dropped.
