@@ -22,7 +22,7 @@ use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-pub use septum_abi::virtio::{Device, QUEUE_SIZE_MAX, Violation, feature, register, status};
+pub use septum_abi::virtio::{Device, QUEUE_SIZE_MAX, feature, register, status};
 
 pub mod balloon;
 mod queue;
@@ -236,15 +236,6 @@ impl Transport {
     /// Writes the 32-bit configuration field at `offset`.
     pub fn set_config(&self, offset: u64, value: u32) {
         self.write(register::CONFIG + offset, value);
-    }
-
-    /// Reads and acknowledges the interrupt status ([`septum_abi::virtio::interrupt`]).
-    pub fn take_interrupt_status(&self) -> u32 {
-        let reasons = self.read(register::INTERRUPT_STATUS);
-        if reasons != 0 {
-            self.write(register::INTERRUPT_ACK, reasons);
-        }
-        reasons
     }
 
     /// `Err(NeedsReset)` if the device found a driver error.

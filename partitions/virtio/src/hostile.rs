@@ -35,7 +35,7 @@ static RINGS: [DeviceMemory<Rings>; 3] = [
 /// The frame numbers the chains carry.
 static FRAMES: DeviceMemory<[u32; SIZE as usize]> = DeviceMemory::new([0; SIZE as usize]);
 
-/// The device, its queues and what the kernel should count.
+/// The device, its queues and the pages the cases name.
 struct Lab {
     transport: Transport,
     queues: [Queue; 3],
@@ -49,6 +49,10 @@ struct Lab {
     hole: u64,
     /// Just past its maximum: outside its RAM.
     outside: u64,
+    /// A hole since entry, 1 MiB above its initial RAM: in machine memory, a
+    /// translation that ignored holes would land in the victim's pattern (the
+    /// victim is placed right after this partition's initial RAM).
+    entry_hole: u64,
     failures: u32,
 }
 
@@ -56,8 +60,10 @@ struct Lab {
 pub fn run(layout: &Layout) -> Result<(), &'static str> {
     let held = layout.ram_pages;
     let top = RAM_BASE + held * PAGE_SIZE;
-    if held < layout.kept / PAGE_SIZE + 2 {
-        return Err("needs two backed balloon pages");
+    if held < layout.kept / PAGE_SIZE + 2
+        || layout.max_pages * PAGE_SIZE < held * PAGE_SIZE + (2 << 20)
+    {
+        return Err("needs two backed balloon pages and 2 MiB of holes");
     }
     let queue = |memory| Queue::new(memory, SIZE).ok_or("ring memory taken");
     let mut lab = Lab {
@@ -68,6 +74,7 @@ pub fn run(layout: &Layout) -> Result<(), &'static str> {
         hole: top - PAGE_SIZE,
         bait: top - 2 * PAGE_SIZE,
         outside: layout.end(),
+        entry_hole: top + (1 << 20),
         failures: 0,
     };
     fill(lab.bait);
@@ -95,6 +102,7 @@ impl Lab {
         self.chain("device-writable", &[(0, WRITE, 0)]);
         self.buffer("outside", self.outside);
         self.buffer("below-ram", RAM_BASE - PAGE_SIZE);
+        self.buffer("entry-hole", self.entry_hole);
         if self.inflate_hole() {
             self.buffer("hole", self.hole);
         }
@@ -102,6 +110,7 @@ impl Lab {
         // Rings where they may not be.
         self.rings("ring-outside", [Some(self.outside), None, None]);
         self.rings("ring-hole", [None, None, Some(self.hole)]);
+        self.rings("ring-entry-hole", [None, None, Some(self.entry_hole)]);
         self.rings(
             "ring-misaligned",
             [None, Some(self.queues[0].addresses()[1] + 1), None],
@@ -140,7 +149,7 @@ impl Lab {
         }
     }
 
-    /// Writes `pfn`'s frame number in the buffer every chain names.
+    /// Writes `page`'s frame number in the buffer every chain names.
     fn set_frame(&mut self, page: u64) {
         // SAFETY: the buffer is this program's (taken from `FRAMES`); a device
         // never holds it across a case.

@@ -108,11 +108,6 @@ impl Balloon {
         })
     }
 
-    /// Its transport, for raw register access.
-    pub fn transport(&self) -> Transport {
-        self.transport
-    }
-
     /// Brings the device up (reset, features, queues, `DRIVER_OK`), writes
     /// `actual` = `in_balloon` (the pages of balloon memory not backed now) and
     /// hands the device its first statistics.
@@ -138,11 +133,6 @@ impl Balloon {
     /// Pages the device wants in the balloon.
     pub fn num_pages(&self) -> u32 {
         self.transport.config(CONFIG_NUM_PAGES)
-    }
-
-    /// Pages in the balloon, as the driver last told the device.
-    pub fn actual(&self) -> u32 {
-        self.actual
     }
 
     fn set_actual(&mut self, pages: u32) {
