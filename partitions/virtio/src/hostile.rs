@@ -97,6 +97,9 @@ impl Lab {
         let long: [(u16, u16, u16); SIZE as usize] =
             core::array::from_fn(|i| (i as u16, NEXT, (i as u16 + 1) % SIZE));
         self.chain("long-chain", &long);
+        let five: [(u16, u16, u16); 5] =
+            core::array::from_fn(|i| (i as u16, if i < 4 { NEXT } else { 0 }, i as u16 + 1));
+        self.chain("five-buffers", &five);
         self.chain("next-past-queue", &[(0, NEXT, SIZE)]);
         self.chain("indirect", &[(0, INDIRECT, 0)]);
         self.chain("device-writable", &[(0, WRITE, 0)]);
