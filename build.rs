@@ -42,6 +42,7 @@ const PARTITIONS: &[&str] = &[
     "partition-stream",
     "partition-balloon",
     "partition-steer",
+    "partition-virtio",
 ];
 const PARTITION_FLAGS: &[&str] = &[
     "-Clink-arg=-Tseptum-partition.ld",

@@ -74,6 +74,6 @@ if [ -n "$missing_other" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing_other >/dev/null
 fi
 
-# --- Linux partitions: Debian's arm64 kernel, its virtio modules and busybox, in target/linux/ -
+# --- Linux partitions: the arm64 kernel, its virtio modules, busybox (target/linux/) ---
 if [ "$quiet" = 1 ]; then scripts/fetch-linux.sh --quiet; else scripts/fetch-linux.sh; fi
 say "ready: $(qemu-system-aarch64 --version | head -n1)"

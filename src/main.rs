@@ -564,18 +564,7 @@ fn balloon_bench(arch: &str, clock: &str) -> Result<()> {
             .with_context(|| format!("no {key} in the {name} figure: {line}"))
     };
     let timed = arch == "aarch64";
-    // Pages per second where the counter's frequency is known, else ticks per page.
-    let rate = |name: &str| -> Result<String> {
-        Ok(if timed {
-            field(&rates, name, "pages_per_s=")?.to_string()
-        } else {
-            let pages = field(&rates, name, "pages=")?;
-            format!(
-                "{:.0}",
-                field(&rates, name, "ticks=")? as f64 / pages as f64
-            )
-        })
-    };
+    let rate = |name: &str| page_rate(&rates, name, timed);
     let unit = if timed {
         "pages per second of guest-virtual time"
     } else {
@@ -601,6 +590,57 @@ fn balloon_bench(arch: &str, clock: &str) -> Result<()> {
         "memory scheduler moving {} MiB from an idle guest to a busy one: {time}",
         pages * 4 / 1024
     );
+    Ok(())
+}
+
+/// The rate of balloon figure `name` in a benchmark's console: pages per
+/// second where the counter's frequency is known (`timed`), else ticks per page.
+fn page_rate(console: &str, name: &str, timed: bool) -> Result<String> {
+    let line = figure_line(console, name)?;
+    let field = |key: &str| -> Result<u64> {
+        value_of(line, key)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no {key} in the {name} figure: {line}"))
+    };
+    Ok(if timed {
+        field("pages_per_s=")?.to_string()
+    } else {
+        format!("{:.0}", field("ticks=")? as f64 / field("pages=")? as f64)
+    })
+}
+
+/// Runs the virtio-balloon benchmark (`partitions/virtio`, `virtio-bench`) and
+/// prints the rates of the two front ends of the balloon ledger: the device's
+/// queues in chains of 1, 64 and 256 frame numbers, the hypercalls in batches
+/// of 1 and 64.
+fn virtio_bench(arch: &str, clock: &str) -> Result<()> {
+    let console = run_benchmark(&format!("virtio-bench-{arch}"))?;
+    let timed = arch == "aarch64";
+    let unit = if timed {
+        "pages per second of guest-virtual time"
+    } else {
+        "ticks per page"
+    };
+    println!("ballooning through virtio and through hypercalls ({arch}, {clock}), {unit}:");
+    println!("| front end | pages a chain or batch | inflate | deflate |");
+    println!("|---|---|---|---|");
+    for (front, what, sizes) in [
+        ("virtio-balloon queues", "chain", &[1, 64, 256][..]),
+        ("hypercalls", "batch", &[1, 64][..]),
+    ] {
+        let prefix = if what == "chain" {
+            "virtio"
+        } else {
+            "hypercall"
+        };
+        for size in sizes {
+            println!(
+                "| {front} | {size} | {} | {} |",
+                page_rate(&console, &format!("{prefix}-inflate-{what}-{size}"), timed)?,
+                page_rate(&console, &format!("{prefix}-deflate-{what}-{size}"), timed)?
+            );
+        }
+    }
     Ok(())
 }
 
@@ -648,6 +688,7 @@ fn bench(board_name: &str) -> Result<()> {
     boot_bench(&board.name, &board.arch, clock)?;
     messaging_bench(&board.arch, clock)?;
     balloon_bench(&board.arch, clock)?;
+    virtio_bench(&board.arch, clock)?;
     time_isolation_bench(&board.name, &board.arch, clock)?;
     if board.arch == "aarch64" {
         linux_boot_bench(&board, clock)?;

@@ -110,6 +110,9 @@ scenarios! {
         time_traps => "time-traps",
         time_restarts => "time-restarts",
         time_balloon => "time-balloon",
+        virtio_hostile => "virtio-hostile",
+        virtio_balloon => "virtio-balloon",
+        virtio_bench => "virtio-bench-aarch64",
     }
     pc {
         demo => "pc-demo",
@@ -165,5 +168,8 @@ scenarios! {
         time_traps => "pc-time-traps",
         time_restarts => "pc-time-restarts",
         time_balloon => "pc-time-balloon",
+        virtio_hostile => "pc-virtio-hostile",
+        virtio_balloon => "pc-virtio-balloon",
+        virtio_bench => "virtio-bench-x86_64",
     }
 }

@@ -151,6 +151,11 @@ impl Allocator {
         Allocator::count(&self.backed) - self.free_pages()
     }
 
+    /// Pages the partition holds: its kept memory and the backed balloon pages.
+    pub fn held_pages(&self) -> u64 {
+        (self.base - RAM_BASE) / PAGE_SIZE + Allocator::count(&self.backed)
+    }
+
     /// The pages in use, lowest first.
     pub fn used(&self) -> impl Iterator<Item = u64> + '_ {
         (0..self.pages)
@@ -183,7 +188,7 @@ impl Allocator {
     /// for giving back; returns how many it wrote to `list`. Scans a word of the
     /// map at a time: a step of several batches must not rescan the whole map
     /// page by page for each.
-    fn take_for_balloon(&mut self, list: &mut [u64]) -> usize {
+    pub(crate) fn take_for_balloon(&mut self, list: &mut [u64]) -> usize {
         let mut taken = 0;
         for word in (0..self.pages.div_ceil(64)).rev() {
             while taken < list.len() && self.free[word] != 0 {
@@ -202,7 +207,7 @@ impl Allocator {
 
     /// Writes up to `list.len()` holes, lowest first, to `list`, scanning a word
     /// of the map at a time.
-    fn holes(&self, list: &mut [u64]) -> usize {
+    pub(crate) fn holes(&self, list: &mut [u64]) -> usize {
         let mut found = 0;
         for word in 0..self.pages.div_ceil(64) {
             let mut holes = !self.backed[word];
@@ -224,7 +229,7 @@ impl Allocator {
 
     /// Marks `list` backed and free: holes the kernel just backed, or pages
     /// [`Allocator::take_for_balloon`] took that the kernel refused.
-    fn mark_backed_free(&mut self, list: &[u64]) {
+    pub(crate) fn mark_backed_free(&mut self, list: &[u64]) {
         for &address in list {
             let page = self.page_of(address);
             set(&mut self.backed, page, true);

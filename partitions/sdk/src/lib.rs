@@ -13,6 +13,7 @@ pub mod arch;
 pub mod balloon;
 pub mod queue;
 pub mod supervise;
+pub mod virtio;
 
 use core::fmt;
 

@@ -111,6 +111,43 @@ pub fn counter() -> u64 {
     ticks
 }
 
+/// Loads the 32-bit device register at guest-physical `address` with one plain
+/// `ldr` (no writeback: the syndrome the kernel emulates it from is valid).
+///
+/// # Safety
+///
+/// `address` must be a 4-byte aligned device register the partition may read.
+#[inline(always)]
+pub unsafe fn mmio_read32(address: u64) -> u32 {
+    let value: u32;
+    // SAFETY: the caller names a readable device register; the load has no
+    // other effect on this program's memory.
+    unsafe { asm!("ldr {v:w}, [{a}]", a = in(reg) address, v = out(reg) value, options(nostack)) };
+    value
+}
+
+/// Stores `value` to the 32-bit device register at guest-physical `address` with
+/// one plain `str`, after every earlier store to memory (`dmb ish`), so that a
+/// device reading rings in RAM on this store sees them.
+///
+/// # Safety
+///
+/// `address` must be a 4-byte aligned device register the partition may write.
+#[inline(always)]
+pub unsafe fn mmio_write32(address: u64, value: u32) {
+    // SAFETY: the caller names a writable device register; the barrier orders
+    // this program's earlier stores before it.
+    unsafe {
+        asm!(
+            "dmb ish",
+            "str {v:w}, [{a}]",
+            a = in(reg) address,
+            v = in(reg) value,
+            options(nostack),
+        )
+    };
+}
+
 /// Counter ticks per second (CNTFRQ_EL0).
 pub fn counter_frequency() -> Option<u64> {
     let hz: u64;

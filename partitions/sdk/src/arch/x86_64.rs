@@ -81,6 +81,38 @@ pub fn counter() -> u64 {
     (u64::from(high) << 32) | u64::from(low)
 }
 
+/// Loads the 32-bit device register at guest-physical `address` with one plain
+/// `mov` (the kernel decodes it to emulate the load).
+///
+/// # Safety
+///
+/// `address` must be a 4-byte aligned device register the partition may read.
+#[inline(always)]
+pub unsafe fn mmio_read32(address: u64) -> u32 {
+    let value: u32;
+    // SAFETY: the caller names a readable device register; the load has no
+    // other effect on this program's memory.
+    unsafe {
+        asm!("mov {v:e}, dword ptr [{a}]", a = in(reg) address, v = out(reg) value, options(nostack))
+    };
+    value
+}
+
+/// Stores `value` to the 32-bit device register at guest-physical `address` with
+/// one plain `mov` (x86 keeps stores in order, so a device reading rings in RAM
+/// on this store sees every earlier one).
+///
+/// # Safety
+///
+/// `address` must be a 4-byte aligned device register the partition may write.
+#[inline(always)]
+pub unsafe fn mmio_write32(address: u64, value: u32) {
+    // SAFETY: the caller names a writable device register.
+    unsafe {
+        asm!("mov dword ptr [{a}], {v:e}", a = in(reg) address, v = in(reg) value, options(nostack))
+    };
+}
+
 /// Counter ticks per second: not reported by every x86 CPU (or by Bochs), so the
 /// counter is given in ticks.
 pub fn counter_frequency() -> Option<u64> {
