@@ -84,6 +84,7 @@ scenarios! {
         linux_boot => "linux-boot",
         linux_balloon => "linux-balloon",
         linux_console => "linux-console",
+        linux_balloon_reclaim => "linux-balloon-reclaim",
         linux_smp => "linux-smp",
         linux_crash => "linux-crash",
         linux_poweroff => "linux-poweroff",
