@@ -119,7 +119,7 @@ fn check(balloon: &Balloon, pages: &FakePages, total: u64) {
     }
 }
 
-/// Verifies: SK-BAL-004
+/// Verifies: SK-BAL-004, SK-BAL-008
 #[test]
 fn each_bad_batch_gets_its_own_code_and_changes_nothing() {
     let (mut balloon, mut pages) = setup();

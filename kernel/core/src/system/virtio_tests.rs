@@ -195,7 +195,7 @@ impl Driver {
     }
 }
 
-/// Verifies: SK-BAL-007
+/// Verifies: SK-BAL-007, SK-BAL-008
 #[test]
 fn linux_inflates_any_page_through_virtio_and_the_ledger_follows() {
     let mut d = Driver::new();
@@ -221,7 +221,7 @@ fn linux_inflates_any_page_through_virtio_and_the_ledger_follows() {
     assert_eq!(d.sys.balloon.free(), 4);
 }
 
-/// Verifies: SK-BAL-007, SK-MED-001
+/// Verifies: SK-BAL-007, SK-MED-003
 #[test]
 fn a_page_list_the_ledger_refuses_needs_a_reset_and_changes_nothing() {
     let mut d = Driver::new();
@@ -267,7 +267,7 @@ fn a_page_list_the_ledger_refuses_needs_a_reset_and_changes_nothing() {
     );
 }
 
-/// Verifies: SK-BAL-007
+/// Verifies: SK-BAL-007, SK-BAL-008
 #[test]
 fn a_deflate_past_the_target_waits_and_goes_through_when_it_is_raised() {
     let mut d = Driver::new();
@@ -297,7 +297,7 @@ fn a_deflate_past_the_target_waits_and_goes_through_when_it_is_raised() {
     assert_eq!(d.peek_u16(USED + 2), 1);
 }
 
-/// Verifies: SK-API-010
+/// Verifies: SK-API-004
 #[test]
 fn console_output_becomes_lines_of_the_partitions_second_console() {
     let mut d = Driver::new();

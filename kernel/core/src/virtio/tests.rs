@@ -119,7 +119,7 @@ fn a_well_formed_chain_is_copied_out_taken_and_returned() {
 /// Writes a case's rings.
 type Setup = fn(&mut FakeMemory);
 
-/// Verifies: SK-MED-001
+/// Verifies: SK-MED-003
 #[test]
 fn each_malformed_ring_is_its_own_violation() {
     let cases: [(&str, Setup, Violation); 6] = [
@@ -178,7 +178,7 @@ fn each_malformed_ring_is_its_own_violation() {
     }
 }
 
-/// Verifies: SK-MED-001
+/// Verifies: SK-MED-003
 #[test]
 fn rings_in_holes_are_refused_and_nothing_is_written() {
     let mut memory = FakeMemory::new();
@@ -288,7 +288,7 @@ fn features_without_version_1_are_not_accepted() {
     assert!(!t.live());
 }
 
-/// Verifies: SK-MED-001
+/// Verifies: SK-MED-003
 #[test]
 fn register_writes_in_the_wrong_state_are_violations_that_change_nothing() {
     let base = live(Device::Balloon);
@@ -385,7 +385,7 @@ fn ring() -> impl Strategy<Value = (u16, Vec<RawDescriptor>, u16, u16)> {
 }
 
 proptest! {
-    /// Verifies: SK-MED-001
+    /// Verifies: SK-MED-003
     #[test]
     fn random_rings_never_lead_the_walker_astray((size, table, head, avail) in ring()) {
         let mut memory = FakeMemory::new();
