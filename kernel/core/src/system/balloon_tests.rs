@@ -7,7 +7,7 @@
 use super::tests::*;
 use super::*;
 use crate::caps::{Cap, CapTable, CapType};
-use crate::package::{Kind, PartitionSpec, encode};
+use crate::package::{Kind, PartitionSpec};
 use crate::resources::Resources;
 use crate::supervision::Supervision;
 use septum_abi::balloon::{INFO_WORDS, Info};
@@ -27,14 +27,6 @@ const LIST: u64 = GUEST_BASE + 0x100;
 
 /// The service VM and alpha, which balloons; both run.
 fn balloon_system() -> (System, FakeMachine) {
-    let image = [0u8; 16];
-    let mut service_caps = caps_for(Kind::Service);
-    service_caps[SLOT as usize] = Some(Cap {
-        ty: CapType::Control,
-        rights: CapType::Control.possible_rights(),
-        object: ALPHA as u16,
-        badge: 0,
-    });
     let mut alpha_caps: CapTable = caps_for(Kind::Guest);
     alpha_caps[SLOT as usize] = Some(Cap {
         ty: CapType::Balloon,
@@ -42,50 +34,21 @@ fn balloon_system() -> (System, FakeMachine) {
         object: 0,
         badge: 0,
     });
-    let specs = [
-        PartitionSpec {
-            name: "service",
-            kind: Kind::Service,
-            profile: crate::package::Profile::Native,
-            ram_size: RAM,
-            image: &image,
-            entry_offset: 0,
-            argument: 0,
-            caps: service_caps,
-            resources: Resources::on_cores(RAM, RAM, &[0]),
-            supervision: Supervision::default(),
-        },
+    supervising(
+        SLOT,
         PartitionSpec {
             name: "alpha",
             kind: Kind::Guest,
             profile: crate::package::Profile::Native,
             ram_size: INITIAL * PAGE,
-            image: &image,
+            image: &[0; 16],
             entry_offset: 0,
             argument: 0,
             caps: alpha_caps,
             resources: Resources::on_cores(MIN * PAGE, MAX * PAGE, &[0]),
             supervision: Supervision::default(),
         },
-    ];
-    let bytes = encode(&specs, &[], None).unwrap();
-    let package = Package::parse(&bytes).unwrap();
-    let host = [
-        Range::from_start_size(HOST_BASE, RAM).unwrap(),
-        Range::from_start_size(HOST_BASE + RAM, INITIAL * PAGE).unwrap(),
-    ];
-    let specs = crate::balloon::specs(&package, &host);
-    let words = vec![0u32; crate::balloon::Balloon::words_needed(&specs)].leak();
-    let mut sys =
-        System::with_balloon(&package, GUEST_BASE, &host, Range::default(), words).unwrap();
-    let mut m = FakeMachine {
-        ram: vec![0; (2 * RAM) as usize],
-        console: String::new(),
-        now_us: 0,
-    };
-    start(&mut sys, &mut m);
-    hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));
-    (sys, m)
+    )
 }
 
 fn status(o: &Outcome) -> Result<[u64; 3], Error> {

@@ -97,6 +97,50 @@ impl Platform for FakeMachine {
     }
 }
 
+/// The service VM, holding in slot `slot` a control capability for `guest`
+/// (partition 1, given RAM of its `ram_size`, with a balloon when it has one),
+/// both started and the service VM ready.
+pub(super) fn supervising(slot: u64, guest: PartitionSpec<'_>) -> (System, FakeMachine) {
+    let image = [0u8; 16];
+    let mut service_caps = caps_for(Kind::Service);
+    service_caps[slot as usize] = Some(Cap {
+        ty: CapType::Control,
+        rights: CapType::Control.possible_rights(),
+        object: 1,
+        badge: 0,
+    });
+    let service = PartitionSpec {
+        name: "service",
+        kind: Kind::Service,
+        profile: crate::package::Profile::Native,
+        ram_size: RAM,
+        image: &image,
+        entry_offset: 0,
+        argument: 0,
+        caps: service_caps,
+        resources: Resources::on_cores(RAM, RAM, &[0]),
+        supervision: Supervision::default(),
+    };
+    let bytes = encode(&[service, guest], &[], None).unwrap();
+    let package = Package::parse(&bytes).unwrap();
+    let host = [
+        Range::from_start_size(HOST_BASE, RAM).unwrap(),
+        Range::from_start_size(HOST_BASE + RAM, guest.ram_size).unwrap(),
+    ];
+    let specs = crate::balloon::specs(&package, &host);
+    let words = vec![0u32; crate::balloon::Balloon::words_needed(&specs)].leak();
+    let mut sys =
+        System::with_balloon(&package, GUEST_BASE, &host, Range::default(), words).unwrap();
+    let mut m = FakeMachine {
+        ram: vec![0; (RAM + guest.ram_size) as usize],
+        console: String::new(),
+        now_us: 0,
+    };
+    start(&mut sys, &mut m);
+    hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));
+    (sys, m)
+}
+
 pub(super) fn system(guests: usize) -> (System, FakeMachine) {
     system_with(guests, caps_for)
 }

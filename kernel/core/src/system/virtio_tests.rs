@@ -6,8 +6,7 @@
 
 use super::tests::*;
 use super::*;
-use crate::caps::{Cap, CapType};
-use crate::package::{Kind, PartitionSpec, encode};
+use crate::package::{Kind, PartitionSpec};
 use crate::resources::Resources;
 use crate::supervision::Supervision;
 use crate::vgic::Access;
@@ -30,61 +29,24 @@ const DATA: u64 = GUEST_BASE + 0x3000;
 /// The service VM and linux, a Linux partition with a virtio balloon and
 /// console; both run.
 fn virtio_system() -> (System, FakeMachine) {
-    let image = [0u8; 16];
-    let mut service_caps = caps_for(Kind::Service);
-    service_caps[SLOT as usize] = Some(Cap {
-        ty: CapType::Control,
-        rights: CapType::Control.possible_rights(),
-        object: LINUX as u16,
-        badge: 0,
-    });
     let mut resources = Resources::on_cores(MIN * PAGE, MAX * PAGE, &[0]);
     resources.add_virtio(Device::Balloon);
     resources.add_virtio(Device::Console);
-    let specs = [
-        PartitionSpec {
-            name: "service",
-            kind: Kind::Service,
-            profile: crate::package::Profile::Native,
-            ram_size: RAM,
-            image: &image,
-            entry_offset: 0,
-            argument: 0,
-            caps: service_caps,
-            resources: Resources::on_cores(RAM, RAM, &[0]),
-            supervision: Supervision::default(),
-        },
+    supervising(
+        SLOT,
         PartitionSpec {
             name: "linux",
             kind: Kind::Guest,
             profile: crate::package::Profile::Linux,
             ram_size: MAX * PAGE,
-            image: &image,
+            image: &[0; 16],
             entry_offset: 0,
             argument: 0,
             caps: caps_for(Kind::Guest),
             resources,
             supervision: Supervision::default(),
         },
-    ];
-    let bytes = encode(&specs, &[], None).unwrap();
-    let package = Package::parse(&bytes).unwrap();
-    let host = [
-        Range::from_start_size(HOST_BASE, RAM).unwrap(),
-        Range::from_start_size(HOST_BASE + RAM, MAX * PAGE).unwrap(),
-    ];
-    let specs = crate::balloon::specs(&package, &host);
-    let words = vec![0u32; crate::balloon::Balloon::words_needed(&specs)].leak();
-    let mut sys =
-        System::with_balloon(&package, GUEST_BASE, &host, Range::default(), words).unwrap();
-    let mut m = FakeMachine {
-        ram: vec![0; (RAM + MAX * PAGE) as usize],
-        console: String::new(),
-        now_us: 0,
-    };
-    start(&mut sys, &mut m);
-    hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));
-    (sys, m)
+    )
 }
 
 /// linux's driver's view of the system.
