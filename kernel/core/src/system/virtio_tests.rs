@@ -198,7 +198,17 @@ fn a_page_list_the_ledger_refuses_needs_a_reset_and_changes_nothing() {
     assert_ne!(status & status::DEVICE_NEEDS_RESET, 0);
     assert!(
         d.m.console
-            .contains("@@ partition linux device balloon needs-reset refused")
+            .contains("@@ partition linux device balloon needs-reset refused error=duplicate")
+    );
+    let record = core::iter::from_fn(|| d.sys.audit.pop())
+        .find(|record| record.kind == crate::audit::AuditKind::Device)
+        .expect("the violation is audited");
+    let code = u64::from(septum_abi::virtio::Violation::Refused.number())
+        | (septum_abi::Error::Duplicate as u64) << 8;
+    assert_eq!(
+        (record.partition, record.detail),
+        (LINUX as u8, [5, code]),
+        "device ID 5, the violation and the ledger's error"
     );
     // A device that needs a reset takes nothing more...
     let len = d.pfns(&[6]);
