@@ -20,7 +20,7 @@
 //! | `memory-outside-ram` | partition RAM placed outside the board's RAM |
 //! | `memory-overlap` | partition RAM placed over another partition's or the kernel's |
 //! | `cpu` | a core the board does not have (a board recipe has at most 8 cores, `MAX_CPUS`), no core or more than 4 for a partition (one vCPU per entry of `cpus`, `MAX_VCPUS`), or a service VM with another `cpus` than `[0]` |
-//! | `vcpus` | more than 128 vCPUs in all (`MAX_SYSTEM_VCPUS`), or a partition with several vCPUs that holds a queue end or a balloon (a capability or a virtio balloon), or has a receive window (page flips and ballooning change a partition's mappings while only the core they run on is told) |
+//! | `vcpus` | more than 128 vCPUs in all (`MAX_SYSTEM_VCPUS`), or a partition with several vCPUs that holds a queue end or a balloon (a capability or a virtio balloon), has a receive window (page flips and ballooning change a partition's mappings while only the core they run on is told) or has virtio devices (their rings are walked while none of its vCPUs runs) |
 //! | `schedule` | time windows without a `[schedule]`, or a major frame of 0 or over 2^32 - 1 µs |
 //! | `window-missing` | with a `[schedule]`, a partition without a window, or without one on a core one of its vCPUs is pinned to |
 //! | `window-cpu` | a window on a core the partition is not pinned to |

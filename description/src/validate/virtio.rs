@@ -2,9 +2,9 @@
 //! partition (`septum_core::abi::virtio`): `virtio` (known names, each once, on
 //! guests only, and one balloon front end: a virtio balloon or a `balloon`
 //! capability, not both), `virtio-area` (no granted MMIO block over the device
-//! windows every partition's space reserves), and a virtio balloon's share of
-//! `memory-limits` (a `memory.min` above 0) and `vcpus` (one vCPU), as for a
-//! `balloon` capability. A ballooning Linux partition's `ram` is checked by
+//! windows every partition's space reserves), `vcpus` (a partition with
+//! virtio devices has one vCPU), and a virtio balloon's share of
+//! `memory-limits` (a `memory.min` above 0), as for a `balloon` capability. A ballooning Linux partition's `ram` is checked by
 //! `linux-ram` (see `super::linux`).
 
 use std::collections::BTreeSet;
@@ -67,6 +67,13 @@ pub(super) fn check_virtio(
                 format!("the service VM `{name}` cannot have virtio devices: they are for guests");
             check.fail(first.span(), "virtio", message);
         }
+        if partition.cpus.len() > 1 && !partition.virtio.is_empty() {
+            let message = format!(
+                "`{name}` has {} vCPUs and virtio devices: a partition with several vCPUs may not have virtio devices (yet): the kernel walks their rings while none of its vCPUs runs",
+                partition.cpus.len()
+            );
+            check.fail(first.span(), "vcpus", message);
+        }
         if !partition.virtio.contains(&Device::Balloon) {
             continue;
         }
@@ -93,13 +100,6 @@ pub(super) fn check_virtio(
                 "`{name}` has a virtio balloon, so it never holds less than `memory.min`, which must not be 0"
             );
             check.fail(limits.span(), "memory-limits", message);
-        }
-        if partition.cpus.len() > 1 {
-            let message = format!(
-                "`{name}` has {} vCPUs and a virtio balloon: a partition with several vCPUs may not balloon (yet)",
-                partition.cpus.len()
-            );
-            check.fail(balloon_span, "vcpus", message);
         }
     }
 }
