@@ -77,11 +77,6 @@ pub(super) fn check_virtio(
         if !partition.virtio.contains(&Device::Balloon) {
             continue;
         }
-        let balloon_span = p
-            .virtio
-            .iter()
-            .find(|d| Device::from_name(d.get_ref()) == Some(Device::Balloon))
-            .map_or_else(|| first.span(), Spanned::span);
         let capability = p
             .caps
             .iter()
