@@ -220,9 +220,12 @@ impl System {
         };
         let transport = &mut virtio.transport;
         let Some(number) = transport.next_notified() else {
-            // Statistics wanted: the held buffer goes back, asking for more.
+            // Statistics wanted: the held buffer goes back, asking for more
+            // (unless the driver took the queue down: then it is forgotten).
             let head = model.take_stats_request().expect("the balloon's work");
-            let queue = transport.queue(STATS_QUEUE).ok_or(Violation::BadRegister)?;
+            let Some(queue) = transport.queue(STATS_QUEUE) else {
+                return Ok(Unit::default());
+            };
             queue.push_used(&mut self.memory(index, platform), head, 0)?;
             return Ok(Unit {
                 interrupt: interrupt::USED_BUFFER,
@@ -326,9 +329,9 @@ impl System {
         };
         match transport.next_notified() {
             Some(TRANSMIT_QUEUE) => {
-                let queue = transport
-                    .queue(TRANSMIT_QUEUE)
-                    .ok_or(Violation::BadRegister)?;
+                let Some(queue) = transport.queue(TRANSMIT_QUEUE) else {
+                    return Ok(Unit::default());
+                };
                 let Some(chain) = queue.peek(&mut self.memory(index, platform))? else {
                     return Ok(Unit::default());
                 };
@@ -351,14 +354,17 @@ impl System {
                 Ok(Unit::default())
             }
             None => {
-                let queue = transport
-                    .queue(RECEIVE_QUEUE)
-                    .ok_or(Violation::BadRegister)?;
-                let Some(chain) = queue.peek(&mut self.memory(index, platform))? else {
-                    // No buffer: the bytes wait for the driver's next one.
+                let chain = match transport.queue(RECEIVE_QUEUE) {
+                    Some(queue) => queue.peek(&mut self.memory(index, platform))?,
+                    None => None,
+                };
+                let Some(chain) = chain else {
+                    // No buffer (or no receive queue): the bytes wait for the
+                    // driver's next one.
                     model.deliver = false;
                     return Ok(Unit::default());
                 };
+                let queue = transport.queue(RECEIVE_QUEUE).expect("it gave a chain");
                 let written = model.deliver_into(&chain, &mut self.memory(index, platform))?;
                 queue.consume();
                 queue.push_used(

@@ -280,3 +280,33 @@ fn console_output_becomes_lines_of_the_partitions_second_console() {
     assert!(d.m.console.contains("[linux:hvc0] hello from hvc0"));
     assert_eq!(d.peek_u16(USED + 2), 1);
 }
+
+/// Verifies: SK-API-004
+#[test]
+fn typed_bytes_reach_the_console_only_with_focus_and_wait_for_buffers() {
+    let mut d = Driver::new();
+    // The driver sets up its receive queue (0) only.
+    d.bring_up(Device::Console, 0);
+    d.sys.console_input(b'x', &mut d.m);
+    assert!(!d.sys.owes_work(LINUX), "nobody has focus: dropped");
+    for _ in 0..3 {
+        d.sys.console_input(ESCAPE, &mut d.m);
+    }
+    assert!(d.m.console.contains("@@ kernel console owner=linux:hvc0"));
+    d.offer(1, 8, descriptor::WRITE);
+    d.sys.console_input(b'l', &mut d.m);
+    d.sys.console_input(b's', &mut d.m);
+    while d.sys.owes_work(LINUX) && d.sys.work(LINUX, &mut d.m) {}
+    assert_eq!(d.peek_u16(USED + 2), 1, "delivered into the posted buffer");
+    let mut typed = [0; 2];
+    d.m.read_ram(HOST_BASE + RAM + (DATA - GUEST_BASE), &mut typed);
+    assert_eq!(&typed, b"ls");
+    // No buffer posted: the next byte waits, and that is no violation.
+    d.sys.console_input(b'\r', &mut d.m);
+    while d.sys.owes_work(LINUX) && d.sys.work(LINUX, &mut d.m) {}
+    assert!(!d.sys.owes_work(LINUX));
+    assert_eq!(
+        d.read(Device::Console, register::STATUS) & status::DEVICE_NEEDS_RESET,
+        0
+    );
+}
