@@ -328,6 +328,7 @@ impl Violation {
 mod tests {
     use super::*;
 
+    /// Verifies: SK-API-003
     #[test]
     fn windows_and_interrupts_are_distinct_and_inside_the_area() {
         for device in Device::ALL {
@@ -340,6 +341,7 @@ mod tests {
         assert_eq!(Device::at(WINDOW_BASE + 7 * WINDOW_STRIDE), None);
     }
 
+    /// Verifies: SK-MED-003
     #[test]
     fn violation_numbers_round_trip() {
         for violation in Violation::ALL {

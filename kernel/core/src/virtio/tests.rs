@@ -89,6 +89,7 @@ fn queue(size: u16) -> Queue {
     queue
 }
 
+/// Verifies: SK-API-003
 #[test]
 fn a_well_formed_chain_is_copied_out_taken_and_returned() {
     let mut memory = FakeMemory::new();
@@ -247,6 +248,7 @@ fn live(device: Device) -> Transport {
     t
 }
 
+/// Verifies: SK-API-003
 #[test]
 fn a_driver_brings_the_device_up_and_notifies_it() {
     let mut t = live(Device::Balloon);
@@ -262,6 +264,7 @@ fn a_driver_brings_the_device_up_and_notifies_it() {
     );
 }
 
+/// Verifies: SK-API-003
 #[test]
 fn features_without_version_1_are_not_accepted() {
     let mut t = Transport::new(Device::Console);
@@ -344,6 +347,7 @@ fn register_writes_in_the_wrong_state_are_violations_that_change_nothing() {
     );
 }
 
+/// Verifies: SK-MED-003
 #[test]
 fn a_device_that_needs_a_reset_takes_nothing_until_reset() {
     let mut t = live(Device::Console);
