@@ -12,6 +12,7 @@
 //! initramfs. Invariant: after [`prepare`] succeeded for a
 //! system, every default file its partitions use is in the cache.
 
+pub mod balloon_bench;
 pub mod initramfs;
 
 use anyhow::{Context, Result, bail};

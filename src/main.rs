@@ -478,6 +478,49 @@ fn linux_boot_bench(board: &boards::Board, clock: &str) -> Result<()> {
     Ok(())
 }
 
+/// Inflates and deflates 768 MiB through the virtio balloon of Debian's kernel
+/// with 1 GiB alone on its core, under Septum (the service VM's console moves
+/// the target, `bench-linux-balloon-aarch64`) and on bare QEMU with QEMU's own
+/// device (its monitor moves it; same kernel, device tree, initrd and RAM, both
+/// under `-icount`), and prints the time Linux's function tracer measured from
+/// the configuration-change interrupt to the last page list's used-buffer
+/// interrupt, the rate and the ratio (see `linux::balloon_bench`).
+fn linux_balloon_bench(board: &boards::Board, clock: &str) -> Result<()> {
+    let system_file = septum::from_root("tests/systems/bench-linux-balloon.toml");
+    let description = boards::load_system(&system_file, board)?;
+    let folder = septum::from_root("target/linux/bench-linux-balloon");
+    let parts = linux::write_parts(&description, board, Some("linux"), &folder)?;
+    let console = linux::balloon_bench::bare(&parts, Duration::from_secs(300))?;
+    let bare = linux::balloon_bench::figures(&console)
+        .with_context(|| format!("bare QEMU's balloon benchmark:\n{console}"))?;
+    let septum = linux::balloon_bench::figures(&run_benchmark("bench-linux-balloon-aarch64")?)?;
+    println!(
+        "Linux virtio-balloon, {} MiB, one vCPU: guest-virtual time from the target's change to the last page list taken (aarch64, {clock}):",
+        parts.ram >> 20
+    );
+    println!("| step | bare QEMU, QEMU's device | under Septum | Septum / bare |");
+    println!("|---|---|---|---|");
+    for (bare, septum) in bare.iter().zip(&septum) {
+        let figure = |f: &linux::balloon_bench::Figure| {
+            let mib_per_s = f.mib_per_s();
+            format!(
+                "{:.1} ms ({mib_per_s:.0} MiB/s, {:.2} GiB/s)",
+                f.seconds() * 1e3,
+                mib_per_s / 1024.0
+            )
+        };
+        println!(
+            "| {:?} {} MiB | {} | {} | {:.3} |",
+            bare.step,
+            bare.kib / 1024,
+            figure(bare),
+            figure(septum),
+            septum.seconds() / bare.seconds()
+        );
+    }
+    Ok(())
+}
+
 /// Runs benchmark scenario `name` and returns its console.
 fn run_benchmark(name: &str) -> Result<String> {
     let outcome = Scenario::load(name)?.run()?;
@@ -692,6 +735,7 @@ fn bench(board_name: &str) -> Result<()> {
     time_isolation_bench(&board.name, &board.arch, clock)?;
     if board.arch == "aarch64" {
         linux_boot_bench(&board, clock)?;
+        linux_balloon_bench(&board, clock)?;
     }
     let size = image::kernel_size(&image::kernel_elf(&board.arch)?)?;
     println!(

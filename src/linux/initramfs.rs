@@ -10,7 +10,9 @@
 //! - `/init` ([`init_script`]): installs the applets, mounts `/proc`, `/sys` and
 //!   `/dev` (devtmpfs), loads the modules (each after those it depends on; a
 //!   driver whose device the partition lacks loads and binds nothing), prints
-//!   [`INIT_UP`] and becomes a shell on the console; in the background it waits
+//!   [`INIT_UP`], runs the balloon benchmark and powers off if the command line
+//!   asks for it (see [`super::balloon_bench`]), and otherwise becomes a shell on
+//!   the console; in the background it waits
 //!   up to a second for `/dev/hvc0` (a virtio console) and, if it comes, prints
 //!   [`HVC_SHELL`] there and starts a second shell on it;
 //! - `/dev/console` (character device 5:1), so that Linux has a console for
@@ -52,6 +54,7 @@ pub struct Module {
 /// shell script (it names busybox as its interpreter, as nothing else is
 /// installed yet).
 pub fn init_script(modules: &[&str]) -> String {
+    use super::balloon_bench::SCRIPT as BALLOON_BENCH;
     let insmod: String = modules
         .iter()
         .map(|name| format!("insmod /lib/modules/{name}.ko\n"))
@@ -65,6 +68,7 @@ pub fn init_script(modules: &[&str]) -> String {
          mount -t devtmpfs devtmpfs /dev\n\
          {insmod}\
          echo \"{INIT_UP} ($(grep -m1 'now at' /proc/timer_list))\"\n\
+         {BALLOON_BENCH}\
          (\n\
          \x20   for i in 1 2 3 4 5 6 7 8 9 10; do [ -c /dev/hvc0 ] && break; usleep 100000; done\n\
          \x20   if [ -c /dev/hvc0 ]; then\n\

@@ -208,3 +208,36 @@ fn init_starts_a_second_shell_on_hvc0_if_it_comes() {
     assert_eq!(console, lines.len() - 1);
     assert!(background < console);
 }
+
+/// After it is up, and before either shell, `/init` runs the balloon
+/// benchmark, which powers the guest off, if the kernel's command line names
+/// it; otherwise the benchmark's function is defined and never called.
+///
+/// Verifies: SK-LNX-009
+#[test]
+fn init_runs_the_balloon_benchmark_only_when_the_command_line_asks() {
+    use crate::linux::balloon_bench::PARAMETER;
+    let script = init_script(&[]);
+    let lines: Vec<&str> = script.lines().map(str::trim).collect();
+    let at = |prefix: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix}"))
+    };
+    let up = at(&format!("echo \"{INIT_UP}"));
+    let function = at("balloon_bench() {");
+    let call = at(&format!(
+        "case $word in {PARAMETER}=*) balloon_bench ${{word#*=}} ;; esac"
+    ));
+    assert!(up < function && function < at("poweroff -f") && at("poweroff -f") < call);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("balloon_bench "))
+            .count(),
+        1
+    );
+    assert!(at("for word in $(cat /proc/cmdline); do") < call);
+    assert!(call < at("(") && call < at("exec setsid cttyhack sh"));
+}
