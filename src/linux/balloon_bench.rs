@@ -25,11 +25,12 @@
 //! The figures are the guest's own measurement, read by the host tool: nothing
 //! the kernel decides is read from them.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::Parts;
@@ -147,8 +148,8 @@ pub fn figures(console: &str) -> Result<[Figure; 2]> {
 /// it) on one core under `-icount shift=0`, with QEMU's own virtio-balloon on
 /// its device's slot. When the guest is ready to inflate `<kB>`, QEMU's monitor
 /// sets the target to its RAM less that; when it is ready to deflate, back to
-/// its RAM. Returns the guest's console, up to the end of the run or
-/// `timeout`.
+/// its RAM. Returns the guest's console once QEMU has ended (the guest powers
+/// off); fails if it has not within `timeout`.
 ///
 /// The transport is the modern one, as Septum's, and takes a queue
 /// notification in the vCPU's own thread (no `ioeventfd`): with one, QEMU's
@@ -190,24 +191,48 @@ pub fn bare(parts: &Parts, timeout: Duration) -> Result<String> {
         .stderr(Stdio::null())
         .spawn()
         .context("cannot start qemu-system-aarch64 (run scripts/setup.sh)")?;
-    let started = Instant::now();
+    // Lines come through a channel, so that a guest that goes quiet cannot
+    // hold the run past its timeout.
     let output = child.stdout.take().expect("piped");
+    let (sender, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines() {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + timeout;
     let mut console = String::new();
     let mut result = Ok(());
-    for line in BufReader::new(output).lines() {
-        let line = line?;
+    while result.is_ok() {
+        let line = match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                result = Err(anyhow!(
+                    "bare QEMU: the guest did not finish within {timeout:?}"
+                ));
+                break;
+            }
+        };
+        let line = match line {
+            Ok(line) => line,
+            Err(error) => {
+                result = Err(anyhow!(error).context("reading bare QEMU's console"));
+                break;
+            }
+        };
         console.push_str(&line);
         console.push('\n');
         if let Some((_, step)) = line.split_once(READY) {
             result = target_mib(step, parts.ram).and_then(|mib| set_target(&monitor, mib));
         }
-        if result.is_err() || started.elapsed() > timeout {
-            break;
-        }
     }
     let _ = child.kill();
     let _ = child.wait();
-    result.map(|()| console)
+    result.with_context(|| format!("bare QEMU's console:\n{console}"))?;
+    Ok(console)
 }
 
 /// The target in MiB for the step a ready line names (what follows

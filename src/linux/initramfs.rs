@@ -10,11 +10,11 @@
 //! - `/init` ([`init_script`]): installs the applets, mounts `/proc`, `/sys` and
 //!   `/dev` (devtmpfs), loads the modules (each after those it depends on; a
 //!   driver whose device the partition lacks loads and binds nothing), prints
-//!   [`INIT_UP`], runs the balloon benchmark and powers off if the command line
-//!   asks for it (see [`super::balloon_bench`]), and otherwise becomes a shell on
-//!   the console; in the background it waits
-//!   up to a second for `/dev/hvc0` (a virtio console) and, if it comes, prints
-//!   [`HVC_SHELL`] there and starts a second shell on it;
+//!   [`INIT_UP`], runs the balloon benchmark and powers off if the command
+//!   line asks for it ([`super::balloon_bench`]), and otherwise becomes a shell
+//!   on the console; in the background it waits up to a second for `/dev/hvc0`
+//!   (a virtio console) and, if it comes, prints [`HVC_SHELL`] there and starts
+//!   a second shell on it;
 //! - `/dev/console` (character device 5:1), so that Linux has a console for
 //!   `/init` before devtmpfs is mounted.
 //!
