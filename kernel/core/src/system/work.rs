@@ -12,6 +12,11 @@ use septum_abi::layout::PAGE_SIZE;
 
 use super::{Platform, System};
 
+/// Pages scrubbed in one step of owed work: few enough that a step stays far
+/// shorter than a window's margin, enough that the work loop's own cost per
+/// step (finding the next page owed, asking what is owed) is spread thin.
+const SCRUB_STEP: usize = 16;
+
 impl System {
     /// Whether partition `index` owes kernel work (see the module documentation).
     pub fn owes_work(&self, index: usize) -> bool {
@@ -20,8 +25,10 @@ impl System {
             || self.balloon.owed(index) > 0
     }
 
-    /// Does one page of the work partition `index` owes, in a turn of its vCPU 0: reloading its RAM from its image after a restart (its watchdog is
-    /// armed once that is done), then scrubbing the balloon pages it gave up.
+    /// Does one step of the work partition `index` owes, in a turn of its
+    /// vCPU 0: a page of reloading its RAM from its image after a restart (its
+    /// watchdog is armed once that is done), then a chain of its virtio
+    /// devices' work, then [`SCRUB_STEP`] of the balloon pages it gave up.
     /// Returns whether it owes more.
     pub fn work(&mut self, index: usize, platform: &mut impl Platform) -> bool {
         let partition = &self.partitions[index];
@@ -36,8 +43,11 @@ impl System {
                 .expect("loading");
         } else if self.virtio_owes(index) {
             self.virtio_work(index, platform);
-        } else if self.balloon.owed(index) > 0 && !self.balloon.scrub_owed(index, platform) {
-            self.pool_refilled(platform);
+        } else if self.balloon.owed(index) > 0 {
+            let paid = (0..SCRUB_STEP).any(|_| !self.balloon.scrub_owed(index, platform));
+            if paid {
+                self.pool_refilled(platform);
+            }
         }
         self.owes_work(index)
     }
