@@ -101,29 +101,6 @@ pub unsafe fn zero_page(page: u64) {
         unsafe { core::ptr::write_bytes(page as *mut u8, 0, PAGE as usize) };
         return;
     }
-    if 4 * block <= PAGE {
-        // Four blocks an iteration: the loop's own instructions are a third of
-        // the work otherwise (a page is 64 blocks of 64 bytes on QEMU's cores).
-        for address in (page..page + PAGE).step_by(4 * block as usize) {
-            // SAFETY: the four block-aligned addresses lie inside the caller's
-            // page (the page is aligned to more than four blocks).
-            unsafe {
-                asm!(
-                    "dc zva, {a}",
-                    "add {a}, {a}, {b}",
-                    "dc zva, {a}",
-                    "add {a}, {a}, {b}",
-                    "dc zva, {a}",
-                    "add {a}, {a}, {b}",
-                    "dc zva, {a}",
-                    a = inout(reg) address => _,
-                    b = in(reg) block,
-                    options(nostack),
-                )
-            };
-        }
-        return;
-    }
     for address in (page..page + PAGE).step_by(block as usize) {
         // SAFETY: `address` is a block-aligned address inside the caller's page
         // (the page is aligned to more than any block size).
