@@ -281,14 +281,13 @@ pub fn write_parts(
     })
 }
 
-/// Boots `parts` on bare QEMU `virt` (one core, `-icount shift=0`), the
-/// baseline of the Linux boot benchmark, and returns when `/init` came up by
-/// Linux's own clock ([`init_up_ns`]). QEMU is stopped as soon as the line
-/// appears, or after `timeout`.
-pub fn bare_boot_to_init(parts: &Parts, timeout: std::time::Duration) -> Result<u64> {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-    let mut child = Command::new("qemu-system-aarch64")
+/// QEMU `virt` without Septum, booting `parts`: one core, the partition's
+/// RAM, `-icount shift=0`, the serial console on a pipe; what the benchmarks
+/// that compare against bare QEMU share (callers add their own monitor and
+/// devices, then spawn it).
+pub fn bare_qemu(parts: &Parts) -> Command {
+    let mut command = Command::new("qemu-system-aarch64");
+    command
         .args([
             "-M",
             "virt,gic-version=3",
@@ -299,16 +298,27 @@ pub fn bare_boot_to_init(parts: &Parts, timeout: std::time::Duration) -> Result<
         ])
         .args(["-m", &format!("{}K", parts.ram >> 10)])
         .args(["-icount", "shift=0,align=off,sleep=off"])
-        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .args(["-display", "none", "-serial", "stdio"])
         .arg("-kernel")
         .arg(&parts.kernel)
         .arg("-initrd")
         .arg(&parts.initrd)
         .arg("-dtb")
         .arg(&parts.device_tree)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    command
+}
+
+/// Boots `parts` on bare QEMU `virt` (one core, `-icount shift=0`), the
+/// baseline of the Linux boot benchmark, and returns when `/init` came up by
+/// Linux's own clock ([`init_up_ns`]). QEMU is stopped as soon as the line
+/// appears, or after `timeout`.
+pub fn bare_boot_to_init(parts: &Parts, timeout: std::time::Duration) -> Result<u64> {
+    use std::io::{BufRead, BufReader};
+    let mut child = bare_qemu(parts)
+        .args(["-monitor", "none"])
         .spawn()
         .context("cannot start qemu-system-aarch64 (run scripts/setup.sh)")?;
     let started = std::time::Instant::now();

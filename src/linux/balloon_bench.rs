@@ -29,7 +29,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -164,31 +163,12 @@ pub fn bare(parts: &Parts, timeout: Duration) -> Result<String> {
         .context("the parts are in a folder")?;
     let monitor = folder.join("monitor.sock");
     let _ = std::fs::remove_file(&monitor);
-    let mut child = Command::new("qemu-system-aarch64")
-        .args([
-            "-M",
-            "virt,gic-version=3",
-            "-cpu",
-            "cortex-a72",
-            "-smp",
-            "1",
-        ])
-        .args(["-m", &format!("{}K", parts.ram >> 10)])
-        .args(["-icount", "shift=0,align=off,sleep=off"])
-        .args(["-display", "none", "-serial", "stdio", "-monitor"])
+    let mut child = super::bare_qemu(parts)
+        .arg("-monitor")
         .arg(format!("unix:{},server,nowait", monitor.display()))
         .args(["-global", "virtio-mmio.force-legacy=false"])
         .args(["-global", "virtio-mmio.ioeventfd=false"])
         .args(parts.qemu_virtio_options())
-        .arg("-kernel")
-        .arg(&parts.kernel)
-        .arg("-initrd")
-        .arg(&parts.initrd)
-        .arg("-dtb")
-        .arg(&parts.device_tree)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .context("cannot start qemu-system-aarch64 (run scripts/setup.sh)")?;
     // Lines come through a channel, so that a guest that goes quiet cannot
