@@ -193,7 +193,8 @@ impl Parts {
     /// QEMU's options that put its own virtio devices where the device tree
     /// says Septum's are: on `virt`'s virtio-mmio transport of the same slot
     /// (`virtio-mmio-bus.<slot>`, at the same window and interrupt); the
-    /// console's port on a pseudo-terminal QEMU names when it starts.
+    /// console's port on a pseudo-terminal QEMU names when it starts (a network
+    /// port has no counterpart there).
     pub fn qemu_virtio_options(&self) -> Vec<String> {
         let mut options = Vec::new();
         for device in &self.virtio {
@@ -210,6 +211,8 @@ impl Parts {
                     "-device".into(),
                     "virtconsole,chardev=hvc".into(),
                 ]),
+                // A port's peers are other partitions: bare QEMU has none.
+                Device::Net => {}
             }
         }
         options

@@ -219,6 +219,10 @@ fn package_error(error: PackageError, partitions: &[&Partition]) -> String {
             format!("partition {}: its supervision", name(index))
         }
         PackageError::BadQueue(index) => format!("queue {index}"),
+        PackageError::BadNetwork(index) => format!(
+            "partition {}: its network address is taken, or it is a second uplink",
+            name(index)
+        ),
         other => format!("{other:?}"),
     }
 }

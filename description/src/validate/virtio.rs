@@ -27,10 +27,20 @@ pub(super) fn devices(check: &mut Checker<'_>, p: &PartitionEntry) -> Vec<Device
         let device_name = spanned.get_ref();
         match Device::from_name(device_name) {
             None => {
-                let known: Vec<&str> = Device::ALL.iter().map(|d| d.name()).collect();
+                let known: Vec<&str> = Device::ALL
+                    .iter()
+                    .filter(|&&d| d != Device::Net)
+                    .map(|d| d.name())
+                    .collect();
                 let message = format!(
                     "`{name}` lists virtio device `{device_name}`, which the kernel does not emulate (it emulates: {})",
                     known.join(", ")
+                );
+                check.fail(spanned.span(), "virtio", message);
+            }
+            Some(Device::Net) => {
+                let message = format!(
+                    "`{name}` lists virtio device `net`: a network port comes from `net = {{ address = \"a.b.c.d/n\" }}`, not from `virtio`"
                 );
                 check.fail(spanned.span(), "virtio", message);
             }

@@ -179,6 +179,11 @@ pub enum Call {
     /// if it is already on. On aarch64 the standard PSCI `CPU_ON` does the same
     /// (see `septum_core::system::psci`).
     VcpuStart = 27,
+    /// Service VM: reads a partition's network port. `a1` = control capability
+    /// (right `inspect`), `a2` = address of a buffer of [`net::COUNTER_WORDS`]
+    /// 64-bit words, which the kernel fills as [`net::Counters::to_words`] says
+    /// (all zero if the partition has no port).
+    NetInfo = 28,
 }
 
 /// Longest partition name, in bytes.
@@ -412,7 +417,7 @@ impl Reason {
 
 impl Call {
     /// Every call, in number order.
-    pub const ALL: [Call; 28] = [
+    pub const ALL: [Call; 29] = [
         Call::Null,
         Call::ConsoleWrite,
         Call::Ready,
@@ -441,6 +446,7 @@ impl Call {
         Call::SetMemoryTarget,
         Call::MemoryInfo,
         Call::VcpuStart,
+        Call::NetInfo,
     ];
 
     /// Looks up a call by number; `None` for a number no call has.
@@ -481,6 +487,7 @@ impl Call {
             Call::SetMemoryTarget => "set_memory_target",
             Call::MemoryInfo => "memory_info",
             Call::VcpuStart => "vcpu_start",
+            Call::NetInfo => "net_info",
         }
     }
 }
@@ -514,7 +521,9 @@ impl Call {
             Call::WaitEvent | Call::AuditRead => one(&[(T::System, Rights::MONITOR)]),
             Call::Yield => one(&[(T::SelfPartition, Rights::YIELD)]),
             Call::Exit | Call::Panic => one(&[(T::SelfPartition, Rights::EXIT)]),
-            Call::Inspect | Call::MemoryInfo => one(&[(T::Control, Rights::INSPECT)]),
+            Call::Inspect | Call::MemoryInfo | Call::NetInfo => {
+                one(&[(T::Control, Rights::INSPECT)])
+            }
             Call::Resume => one(&[(T::Control, Rights::RESUME)]),
             Call::Restart => one(&[(T::Control, Rights::RESTART)]),
             Call::Stop | Call::SetPolicy => one(&[(T::Control, Rights::STOP)]),
@@ -690,6 +699,7 @@ pub mod audit;
 pub mod balloon;
 mod caps;
 pub mod event;
+pub mod net;
 pub mod queue;
 mod trap;
 pub mod virt;

@@ -31,17 +31,21 @@ pub enum Device {
     Balloon,
     /// virtio-console (device ID 3): one port, the partition's second console.
     Console,
+    /// virtio-net (device ID 1): the partition's port on the kernel's IP router
+    /// ([`crate::net`]).
+    Net,
 }
 
 impl Device {
     /// Every device, in slot order.
-    pub const ALL: [Device; 2] = [Device::Balloon, Device::Console];
+    pub const ALL: [Device; 3] = [Device::Balloon, Device::Console, Device::Net];
 
     /// Its virtio device ID.
     pub const fn id(self) -> u32 {
         match self {
             Device::Balloon => 5,
             Device::Console => 3,
+            Device::Net => 1,
         }
     }
 
@@ -50,6 +54,7 @@ impl Device {
         match self {
             Device::Balloon => 0,
             Device::Console => 1,
+            Device::Net => 2,
         }
     }
 
@@ -72,7 +77,7 @@ impl Device {
     pub const fn queues(self) -> usize {
         match self {
             Device::Balloon => 3,
-            Device::Console => 2,
+            Device::Console | Device::Net => 2,
         }
     }
 
@@ -83,6 +88,9 @@ impl Device {
                 feature::VERSION_1 | feature::BALLOON_MUST_TELL_HOST | feature::BALLOON_STATS_VQ
             }
             Device::Console => feature::VERSION_1,
+            Device::Net => {
+                feature::VERSION_1 | feature::NET_MTU | feature::NET_MAC | feature::NET_STATUS
+            }
         }
     }
 
@@ -91,6 +99,7 @@ impl Device {
         match self {
             Device::Balloon => "balloon",
             Device::Console => "console",
+            Device::Net => "net",
         }
     }
 
@@ -205,6 +214,12 @@ pub mod feature {
     pub const BALLOON_MUST_TELL_HOST: u64 = 1 << 0;
     /// virtio-balloon: the statistics queue.
     pub const BALLOON_STATS_VQ: u64 = 1 << 1;
+    /// virtio-net: the configuration gives the MTU.
+    pub const NET_MTU: u64 = 1 << 3;
+    /// virtio-net: the configuration gives the MAC address.
+    pub const NET_MAC: u64 = 1 << 5;
+    /// virtio-net: the configuration gives the link status.
+    pub const NET_STATUS: u64 = 1 << 16;
 }
 
 /// Descriptor flags of a split virtqueue.
@@ -258,6 +273,35 @@ pub mod console {
     pub const TRANSMIT_QUEUE: usize = 1;
     /// Most bytes of one transmit chain the kernel takes (longer is a violation).
     pub const TRANSMIT_MAX: u32 = 4096;
+}
+
+/// virtio-net's queues, configuration and per-buffer header (VIRTIO 1.2
+/// section 5.1). No offloads, one queue pair, no control queue: every buffer
+/// starts with a [`HEADER_SIZE`]-byte header, then one Ethernet frame.
+pub mod net {
+    /// The receive queue: buffers the device writes frames into.
+    pub const RECEIVE_QUEUE: usize = 0;
+    /// The transmit queue: frames the driver sends.
+    pub const TRANSMIT_QUEUE: usize = 1;
+    /// Configuration: the port's MAC address (6 bytes).
+    pub const CONFIG_MAC: u64 = 0;
+    /// Configuration: link status (u16, [`STATUS_LINK_UP`]).
+    pub const CONFIG_STATUS: u64 = 6;
+    /// Configuration: queue pairs (u16; always 1).
+    pub const CONFIG_MAX_QUEUE_PAIRS: u64 = 8;
+    /// Configuration: the MTU (u16).
+    pub const CONFIG_MTU: u64 = 10;
+    /// Bytes of the configuration the kernel implements.
+    pub const CONFIG_SIZE: u64 = 12;
+    /// Link status bit: the link is up (it always is).
+    pub const STATUS_LINK_UP: u16 = 1;
+    /// Bytes of the header before each frame (`virtio_net_hdr` with
+    /// `num_buffers`, as `VERSION_1` has it). The kernel ignores the one the
+    /// driver sends (no offloads are offered) and writes an all-zero header
+    /// with `num_buffers` 1 before each frame it delivers.
+    pub const HEADER_SIZE: usize = 12;
+    /// Offset of `num_buffers` (u16) in the header.
+    pub const HEADER_NUM_BUFFERS: usize = 10;
 }
 
 /// What a driver did wrong. Any of them puts the device in

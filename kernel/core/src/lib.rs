@@ -33,6 +33,7 @@ mod fake_pages;
 pub mod fixed;
 pub mod flip;
 pub mod memory;
+pub mod net;
 pub mod package;
 pub mod resources;
 pub mod schedule;

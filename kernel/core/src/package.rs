@@ -12,8 +12,8 @@
 //! | 16 | 8 | total package length in bytes |
 //! | 24 | 4 | number of queues in the system (the queue table's length) |
 //! | 28 | 4 | major frame in µs (0: no schedule) |
-//! | 32 | 464 × count | partition records |
-//! | 32 + 464 × count | 8 × queues | queue table |
+//! | 32 | 472 × count | partition records |
+//! | 32 + 472 × count | 8 × queues | queue table |
 //! | ... | | images |
 //!
 //! A partition record: name (16 bytes, NUL-padded, `[a-z0-9_-]`), kind (4: 0 service,
@@ -24,7 +24,7 @@
 //! 0 for an empty slot, else a [`CapType`]), reserved (1), rights (2), object (2:
 //! the partition index of a control capability, the queue index of a queue end,
 //! else 0), badge (2: the holder's index on a queue send end, else 0); then its
-//! [`Resources`] block (256 bytes, with its receive window and memory shares); then its
+//! [`Resources`] block (264 bytes, with its receive window, memory shares and network port); then its
 //! [`Supervision`] block (12 bytes: trap policy, restart budget, watchdog period)
 //! and reserved (4, zero), which keep records a multiple of 8 bytes long.
 //!
@@ -46,7 +46,8 @@
 //! two distinct partitions of the package, with a depth of 1 to
 //! [`MAX_QUEUE_DEPTH`] and 1 to depth pages in flight; and every queue capability
 //! naming a queue of the table and held by that end of it (a send end by the
-//! queue's sender, a receive end by its receiver). Everything the kernel later does
+//! queue's sender, a receive end by its receiver); no two network ports with one
+//! address, and at most one uplink. Everything the kernel later does
 //! with a package relies on this check.
 
 use septum_abi::virtio::Device;
@@ -58,7 +59,7 @@ use crate::supervision::{SUPERVISION_SIZE, Supervision, TrapPolicy};
 /// The package magic.
 pub const MAGIC: [u8; 8] = *b"SEPTUMPK";
 /// The format version this core reads and writes.
-pub const VERSION: u32 = 7;
+pub const VERSION: u32 = 8;
 /// Most partitions a system may have (the ABI's limit).
 pub use septum_abi::MAX_PARTITIONS;
 /// Longest partition name, in bytes (the ABI's: `inspect` copies it out).
@@ -79,7 +80,7 @@ const SUPERVISION_OFFSET: usize = RESOURCES_OFFSET + RESOURCES_SIZE;
 const RECORD_PADDING: usize = 4;
 const RECORD_SIZE: usize = SUPERVISION_OFFSET + SUPERVISION_SIZE + RECORD_PADDING;
 // The layout table in the module docs states this size.
-const _: () = assert!(RECORD_SIZE == 464 && RECORD_SIZE.is_multiple_of(8));
+const _: () = assert!(RECORD_SIZE == 472 && RECORD_SIZE.is_multiple_of(8));
 const QUEUE_SIZE: usize = 8;
 
 /// What a partition is for.
@@ -216,6 +217,9 @@ pub enum PackageError {
     /// itself, has a depth outside 1 to [`MAX_QUEUE_DEPTH`] or more pages in flight
     /// than its depth (or none), or has non-zero reserved bytes.
     BadQueue(usize),
+    /// Record `index` has a network port whose address an earlier record's
+    /// port has, or is a second uplink.
+    BadNetwork(usize),
 }
 
 /// A validated package.
@@ -276,6 +280,16 @@ impl<'a> Package<'a> {
             }
             if (0..index).any(|earlier| package.raw_name(earlier) == package.raw_name(index)) {
                 return Err(PackageError::BadName(index));
+            }
+            if let Some(port) = spec.resources.net() {
+                let clash = package.partitions().take(index).any(|earlier| {
+                    earlier.resources.net().is_some_and(|other| {
+                        other.address.ip == port.address.ip || (other.uplink && port.uplink)
+                    })
+                });
+                if clash {
+                    return Err(PackageError::BadNetwork(index));
+                }
             }
         }
         Ok(package)

@@ -20,6 +20,7 @@
 //! | 216 | 4 × [`MAX_IRQS`] | interrupts |
 //! | 248 | 4 | memory shares (weight against other ballooning guests) |
 //! | 252 | 4 | virtio devices: one [`Device::bit`] each |
+//! | 256 | 8 | network port: [`Address::to_word`] in bits 0-39, [`UPLINK_BIT`] (0: no port) |
 //!
 //! Entries past a count are zero.
 //!
@@ -29,11 +30,15 @@
 //! non-empty and does not wrap, every port range is non-empty and does not wrap,
 //! every window is non-empty, the placement is 2 MiB aligned, and the receive
 //! window is a multiple of the page size no larger than [`MAX_RECEIVE_WINDOW`],
-//! and the device word names only devices the kernel emulates.
+//! and the device word names only devices the kernel emulates; a partition has
+//! a network port exactly when it has the net device, and the port's address
+//! is a host address of its subnet.
 //!
 //! [`Device::bit`]: septum_abi::virtio::Device::bit
+//! [`Address::to_word`]: septum_abi::net::Address::to_word
 
 pub use septum_abi::MAX_VCPUS;
+use septum_abi::net::Address;
 use septum_abi::virtio::Device;
 
 /// Most CPU cores the kernel runs partitions on.
@@ -55,10 +60,14 @@ const LISTS_OFFSET: usize = 40;
 /// Where the memory shares are: after the grant lists.
 const SHARES_OFFSET: usize =
     LISTS_OFFSET + MAX_WINDOWS * 12 + MAX_MMIO * 16 + MAX_PORTS * 4 + MAX_IRQS * 4;
+/// Where the network port is: after the shares and the device word.
+const NET_OFFSET: usize = SHARES_OFFSET + 8;
 /// Bytes of an encoded block.
-pub const RESOURCES_SIZE: usize = SHARES_OFFSET + 8;
+pub const RESOURCES_SIZE: usize = NET_OFFSET + 8;
 // The layout table in the module docs states these offsets.
 const _: () = assert!(SHARES_OFFSET == 248 && RESOURCES_SIZE.is_multiple_of(8));
+/// The bit of the network port word that makes the port the system's uplink.
+pub const UPLINK_BIT: u64 = 1 << 63;
 /// Memory shares of a partition whose description gives none.
 pub const DEFAULT_SHARES: u32 = 100;
 
@@ -122,6 +131,17 @@ pub struct Resources {
     /// The virtio devices the kernel emulates for it: a set of
     /// [`Device::bit`](septum_abi::virtio::Device::bit)s.
     virtio: u32,
+    /// Its network port, if it has one (then it has the net device too).
+    net: Option<NetPort>,
+}
+
+/// A partition's port on the kernel's router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetPort {
+    /// Its address and subnet.
+    pub address: Address,
+    /// Whether datagrams for addresses no partition owns go to it.
+    pub uplink: bool,
 }
 
 /// A grant list is longer than the package allows.
@@ -210,6 +230,15 @@ impl Resources {
     /// Whether the kernel emulates `device` for it.
     pub fn has_virtio(&self, device: Device) -> bool {
         self.virtio & device.bit() != 0
+    }
+    /// Its network port, if it has one.
+    pub fn net(&self) -> Option<NetPort> {
+        self.net
+    }
+    /// Gives it a network port, and with it the net device.
+    pub fn set_net(&mut self, port: NetPort) {
+        self.net = Some(port);
+        self.add_virtio(Device::Net);
     }
     /// Gives it `device`.
     pub fn add_virtio(&mut self, device: Device) {
@@ -309,6 +338,16 @@ impl Resources {
         let known = Device::ALL.iter().fold(0, |set, device| set | device.bit());
         (virtio & !known == 0).then_some(())?;
         resources.virtio = virtio;
+        let net = u64_at(NET_OFFSET);
+        resources.net = match Address::from_word(net & !UPLINK_BIT) {
+            Some(address) => address.is_host().then_some(NetPort {
+                address,
+                uplink: net & UPLINK_BIT != 0,
+            }),
+            None if net == 0 => None,
+            None => return None,
+        };
+        (resources.net.is_some() == resources.has_virtio(Device::Net)).then_some(())?;
         Some(resources)
     }
 
@@ -346,6 +385,10 @@ impl Resources {
         }
         out.extend_from_slice(&self.shares.to_le_bytes());
         out.extend_from_slice(&self.virtio.to_le_bytes());
+        let net = self.net.map_or(0, |port| {
+            port.address.to_word() | if port.uplink { UPLINK_BIT } else { 0 }
+        });
+        out.extend_from_slice(&net.to_le_bytes());
     }
 }
 
@@ -361,6 +404,10 @@ mod tests {
         r.at = Some(0x4200_0000);
         r.receive_window = 64 << 10;
         r.add_virtio(Device::Console);
+        r.set_net(NetPort {
+            address: Address::parse("10.0.0.2/24").unwrap(),
+            uplink: true,
+        });
         r.add_window(Window {
             cpu: 1,
             offset_us: 100,
@@ -410,7 +457,8 @@ mod tests {
         let receive_window = 32;
         let window_length = LISTS_OFFSET + 8;
         let first_mmio_size = LISTS_OFFSET + MAX_WINDOWS * 12 + 8;
-        let device_set = RESOURCES_SIZE - 4;
+        let device_set = SHARES_OFFSET + 4;
+        let net_prefix = NET_OFFSET;
         for (at, value) in [
             (0, 0x01),
             (24, NO_VCPU),        // no vCPU 0
@@ -421,7 +469,10 @@ mod tests {
             (receive_window + 3, 0x01), // 16 MiB + 64 KiB
             (window_length, 0),
             (first_mmio_size, 0x10),
-            (device_set, 0x80), // a device the kernel does not emulate
+            (device_set, 0x80),  // a device the kernel does not emulate
+            (device_set, 0x02),  // a port without the net device
+            (net_prefix, 31),    // no room for a second host
+            (net_prefix + 1, 0), // the subnet's own address
         ] {
             let mut bad = good.clone();
             bad[at] = value;

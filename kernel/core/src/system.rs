@@ -40,6 +40,7 @@ use crate::console::LineBuffer;
 use crate::event::Event;
 use crate::flip::{Flip, FlipError, Pages};
 use crate::memory::Range;
+use crate::net::Router;
 use crate::package::{Package, Profile};
 use crate::schedule::{Schedule, ScheduleError};
 use crate::virtio::Devices;
@@ -54,6 +55,7 @@ mod dispatch;
 mod events;
 mod guest_memory;
 pub mod lifecycle;
+mod net;
 mod partition;
 mod psci;
 mod queues;
@@ -237,6 +239,8 @@ pub struct System {
     lent: [Option<(usize, usize)>; MAX_CPUS],
     /// The balloon memory of the partitions that have one, and the free pool.
     balloon: Balloon,
+    /// The network: who owns which address, and every port's counters.
+    router: Router,
 }
 
 impl System {
@@ -329,6 +333,7 @@ impl System {
         });
         let specs = balloon_memory::specs(package, host_ram);
         let balloon = Balloon::new(&specs, balloon_words).map_err(SystemError::Balloon)?;
+        let router = Router::new(package.partitions().map(|spec| spec.resources.net()));
         Ok(System {
             live_guests: partitions.len() as u64 - 1,
             partitions: partitions.into_boxed_slice(),
@@ -347,6 +352,7 @@ impl System {
             flip,
             lent: [None; MAX_CPUS],
             balloon,
+            router,
         })
     }
 

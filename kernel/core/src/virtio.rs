@@ -13,6 +13,7 @@
 
 pub mod balloon;
 pub mod console;
+pub mod net;
 pub mod queue;
 pub mod transport;
 
@@ -32,6 +33,8 @@ pub enum Model {
     Balloon(BalloonModel),
     /// virtio-console (boxed: its input queue and line are most of a device).
     Console(Box<ConsoleModel>),
+    /// virtio-net: no state of its own (the router holds the port's).
+    Net,
 }
 
 /// One emulated device: transport and model.
@@ -50,6 +53,7 @@ impl VirtioDevice {
             model: match device {
                 Device::Balloon => Model::Balloon(BalloonModel::default()),
                 Device::Console => Model::Console(Box::default()),
+                Device::Net => Model::Net,
             },
         }
     }
@@ -60,6 +64,7 @@ impl VirtioDevice {
         match &mut self.model {
             Model::Balloon(model) => *model = BalloonModel::default(),
             Model::Console(model) => model.reset(),
+            Model::Net => {}
         }
     }
 
@@ -72,6 +77,7 @@ impl VirtioDevice {
             || match &self.model {
                 Model::Balloon(model) => model.has_work(),
                 Model::Console(model) => model.deliver && model.has_input(),
+                Model::Net => false,
             }
     }
 }

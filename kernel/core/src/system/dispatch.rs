@@ -80,6 +80,10 @@ pub(super) enum Request {
         buffer: Range,
     },
     VcpuStart(VcpuStart),
+    NetInfo {
+        target: usize,
+        buffer: Range,
+    },
 }
 
 /// Who made a call: the vCPU (system-wide number) and its partition.
@@ -283,6 +287,14 @@ impl System {
                 )?,
             },
             Call::VcpuStart => Request::VcpuStart(self.decode_vcpu_start(caller, slot, a2, a3)?),
+            Call::NetInfo => Request::NetInfo {
+                target: object(),
+                buffer: self.guest_buffer(
+                    caller,
+                    a2,
+                    (septum_abi::net::COUNTER_WORDS * 8) as u64,
+                )?,
+            },
         })
     }
 
@@ -332,6 +344,7 @@ impl System {
             Request::SetTarget { target, pages } => self.set_target(target, pages, platform),
             Request::MemoryInfo { target, buffer } => self.memory_info(target, buffer, platform),
             Request::VcpuStart(start) => self.vcpu_start(start, platform),
+            Request::NetInfo { target, buffer } => self.net_info(target, buffer, platform),
         }
     }
 

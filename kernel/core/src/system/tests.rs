@@ -519,7 +519,7 @@ fn needed(number: u64) -> Option<(CapType, Rights)> {
         Call::Inflate | Call::BalloonReport => (CapType::Balloon, Rights::INFLATE),
         Call::Deflate => (CapType::Balloon, Rights::DEFLATE),
         Call::SetMemoryTarget => (CapType::Control, Rights::SET_MEMORY_TARGET),
-        Call::MemoryInfo => (CapType::Control, Rights::INSPECT),
+        Call::MemoryInfo | Call::NetInfo => (CapType::Control, Rights::INSPECT),
         Call::VcpuStart => return None,
     })
 }

@@ -40,10 +40,10 @@ use crate::virtio::balloon::BalloonModel;
 use crate::virtio::console::{ConsoleModel, Port};
 use crate::virtio::queue::{Chain, GuestMemory};
 use crate::virtio::transport::{Read, Written};
-use crate::virtio::{Devices, Model, VirtioDevice};
+use crate::virtio::{Devices, Model, VirtioDevice, net};
 
 /// A partition's memory as its devices reach it.
-struct PartitionMemory<'a, P> {
+pub(super) struct PartitionMemory<'a, P> {
     system: &'a System,
     index: usize,
     platform: &'a mut P,
@@ -81,7 +81,7 @@ struct Unit {
 
 /// A violation and, for a refused page list, the ledger's error.
 #[derive(Clone, Copy, Debug)]
-struct Broken {
+pub(super) struct Broken {
     violation: Violation,
     error: Option<Error>,
 }
@@ -96,7 +96,8 @@ impl From<Violation> for Broken {
 }
 
 impl System {
-    fn memory<'a, P: Platform>(
+    /// Partition `index`'s memory as its devices reach it.
+    pub(super) fn memory<'a, P: Platform>(
         &'a self,
         index: usize,
         platform: &'a mut P,
@@ -139,6 +140,7 @@ impl System {
                         model.config_read(at, width, num_pages)
                     }
                     (Read::Config(_), Model::Console(_)) => 0,
+                    (Read::Config(at), Model::Net) => net::config_read(partition, at, width),
                 }
             }),
             Access::Write(value) => match virtio.transport.write(offset, width, value) {
@@ -153,7 +155,7 @@ impl System {
                 }
                 Ok(Written::Config(at)) => match &mut virtio.model {
                     Model::Balloon(model) => model.config_write(at, width, value),
-                    Model::Console(_) => Err(Violation::BadRegister),
+                    Model::Console(_) | Model::Net => Err(Violation::BadRegister),
                 },
                 Err(violation) => Err(violation),
             },
@@ -182,10 +184,15 @@ impl System {
             self.partitions[index].virtio = Some(devices);
             return;
         };
+        if device == Device::Net {
+            self.partitions[index].virtio = Some(devices);
+            return self.net_work(index, platform);
+        }
         let virtio = devices.get_mut(device).expect("it has work");
         let unit = match device {
             Device::Balloon => self.balloon_unit(index, virtio, platform),
             Device::Console => self.console_unit(index, virtio, platform),
+            Device::Net => unreachable!("done above"),
         };
         let raise = match unit {
             Ok(unit) => unit.interrupt != 0 && virtio.transport.interrupt(unit.interrupt),
@@ -380,7 +387,7 @@ impl System {
     /// The driver of `device` of `partition` broke its rules: the device needs
     /// a reset, and that is audited and reported (and its driver interrupted).
     /// True if its interrupt was raised.
-    fn device_broken(
+    pub(super) fn device_broken(
         &mut self,
         partition: usize,
         device: Device,
@@ -419,7 +426,7 @@ impl System {
 
     /// Raises `device`'s interrupt in `partition`'s GIC (a Linux partition; a
     /// native one polls).
-    fn raise_device_interrupt(&mut self, partition: usize, device: Device) {
+    pub(super) fn raise_device_interrupt(&mut self, partition: usize, device: Device) {
         self.raise_spi(partition, device.spi());
     }
 

@@ -18,6 +18,7 @@ use septum_abi::virtio::balloon::{
 };
 
 use super::queue::{Chain, GuestMemory};
+use super::transport::read_config;
 use crate::balloon::Report;
 
 /// Least time between two requests for statistics (a quarter second): the
@@ -52,16 +53,7 @@ impl BalloonModel {
         let mut config = [0u8; CONFIG_SIZE as usize];
         config[..4].copy_from_slice(&num_pages.to_le_bytes());
         config[4..].copy_from_slice(&self.actual.to_le_bytes());
-        let mut bytes = [0u8; 8];
-        for (i, byte) in bytes.iter_mut().take(usize::from(width)).enumerate() {
-            let at = offset.saturating_add(i as u64);
-            *byte = usize::try_from(at)
-                .ok()
-                .and_then(|at| config.get(at))
-                .copied()
-                .unwrap_or(0);
-        }
-        u64::from_le_bytes(bytes)
+        read_config(&config, offset, width)
     }
 
     /// A write of its configuration: only `actual`, whole.

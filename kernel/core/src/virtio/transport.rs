@@ -333,3 +333,18 @@ fn set_queue_field(queue: &mut Queue, offset: u64, value: u32) -> Result<(), Vio
     }
     Ok(())
 }
+
+/// A byte-wise load of `width` bytes at `offset` from a device's configuration
+/// `config` (bytes past its end read as zero), as the driver sees it.
+pub fn read_config(config: &[u8], offset: u64, width: u8) -> u64 {
+    let mut bytes = [0u8; 8];
+    for (i, byte) in bytes.iter_mut().take(usize::from(width)).enumerate() {
+        let at = offset.saturating_add(i as u64);
+        *byte = usize::try_from(at)
+            .ok()
+            .and_then(|at| config.get(at))
+            .copied()
+            .unwrap_or(0);
+    }
+    u64::from_le_bytes(bytes)
+}
