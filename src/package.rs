@@ -184,6 +184,9 @@ fn resources(partition: &Partition, board: &Board) -> Result<Resources, String> 
     for &device in &partition.virtio {
         r.add_virtio(device);
     }
+    if let Some(port) = partition.net {
+        r.set_net(port);
+    }
     Ok(r)
 }
 

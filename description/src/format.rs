@@ -61,6 +61,8 @@ pub struct PartitionEntry {
     /// `virtio` rules.
     #[serde(default)]
     pub virtio: Vec<Spanned<String>>,
+    /// Its port on the kernel's IP router; checked by the `net` rules.
+    pub net: Option<Spanned<NetEntry>>,
     /// Trap class name to action name; checked by the `policy` rule.
     pub policy: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
     /// Key to value; checked (keys and types too) by the `restart-budget` rule.
@@ -78,6 +80,15 @@ pub struct LinuxEntry {
     pub program: Option<Spanned<String>>,
     pub initrd: Option<Spanned<String>>,
     pub bootargs: Option<Spanned<String>>,
+}
+
+/// `net = { address = "10.0.0.2/24", uplink = true }`: a network port.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetEntry {
+    pub address: Spanned<String>,
+    #[serde(default)]
+    pub uplink: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use septum_core::abi::virtio::Device;
 use septum_core::abi::{CapType, Rights, TrapAction, TrapClass};
+use septum_core::resources::NetPort;
 
 /// What a partition is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,6 +151,8 @@ pub struct Partition {
     pub caps: Vec<Cap>,
     /// The virtio devices the kernel emulates for it, in slot order.
     pub virtio: Vec<Device>,
+    /// Its port on the kernel's IP router, if it has one.
+    pub net: Option<NetPort>,
     /// How the kernel supervises it: trap policy, restart budget, watchdog.
     pub supervision: Supervision,
 }

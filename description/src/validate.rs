@@ -49,6 +49,7 @@
 //! | `linux-devices` | a device granted to a Linux partition with an MMIO block over one of its emulated device windows (GIC distributor, its vCPUs' redistributors, UART) |
 //! | `virtio` | a `virtio` device the kernel does not emulate (`balloon`, `console`), one listed twice, virtio devices on the service VM, or a virtio balloon beside a `balloon` capability (one balloon front end) |
 //! | `virtio-area` | a device granted to any partition with an MMIO block over the virtio device windows (`0x0a00_0000` to `0x0a00_1000`, `WINDOW_BASE` and `WINDOW_AREA`), which every partition's space keeps |
+//! | `net` | a network address that is not a host address `a.b.c.d/n` of its subnet (prefix 1 to 30) |
 //!
 //! The image rules, `image-file`, `image-elf`, `image-arch`, `image-segment` and
 //! `image-entry` (and for a Linux partition `linux-image` and `linux-fit`),
@@ -129,6 +130,7 @@ pub const RULES: &[&str] = &[
     "linux-devices",
     "virtio",
     "virtio-area",
+    "net",
     "image-file",
     "image-elf",
     "image-arch",
@@ -432,6 +434,7 @@ fn check_partition(
         devices: p.devices.iter().map(|d| d.get_ref().clone()).collect(),
         caps: Vec::new(),
         virtio: virtio::devices(check, p),
+        net: virtio::net_port(check, p),
         supervision: supervision::check_supervision(check, p, kind),
     }
 }

@@ -10,7 +10,9 @@
 use std::collections::BTreeSet;
 
 use septum_core::abi::CapType;
+use septum_core::abi::net::Address;
 use septum_core::abi::virtio::{Device, WINDOW_AREA, WINDOW_BASE};
+use septum_core::resources::NetPort;
 use toml::Spanned;
 
 use super::Checker;
@@ -55,6 +57,29 @@ pub(super) fn devices(check: &mut Checker<'_>, p: &PartitionEntry) -> Vec<Device
         .into_iter()
         .filter(|device| listed.contains(&device.slot()))
         .collect()
+}
+
+/// `p`'s network port; rule `net` on an address that is not a host address
+/// `a.b.c.d/n` of its subnet.
+pub(super) fn net_port(check: &mut Checker<'_>, p: &PartitionEntry) -> Option<NetPort> {
+    let entry = p.net.as_ref()?.get_ref();
+    let text = entry.address.get_ref();
+    match Address::parse(text) {
+        Some(address) if address.is_host() => Some(NetPort {
+            address,
+            uplink: entry.uplink.as_ref().is_some_and(|u| *u.get_ref()),
+        }),
+        _ => {
+            let message = format!(
+                "`{}` has network address `{text}`, which is not a host address `a.b.c.d/n` of its subnet (n from {} to {})",
+                p.name.get_ref(),
+                Address::PREFIX_MIN,
+                Address::PREFIX_MAX
+            );
+            check.fail(entry.address.span(), "net", message);
+            None
+        }
+    }
 }
 
 /// The rules on each partition's devices as a whole, and `virtio-area` on every
