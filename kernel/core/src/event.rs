@@ -395,6 +395,13 @@ pub enum Event<'a> {
         /// Pages it holds.
         pages: u64,
     },
+    /// A partition's network port's counters (reported when the system ends).
+    NetCounters {
+        /// Partition name.
+        name: &'a str,
+        /// Its counters.
+        counters: septum_abi::net::Counters,
+    },
     /// Lines of the kernel's own that the console buffer had no room for.
     KernelConsoleDropped {
         /// Lines dropped since the last report.
@@ -607,6 +614,31 @@ impl fmt::Display for Event<'_> {
                 "@@ partition {name} balloon at-target held={}K",
                 pages * (septum_abi::layout::PAGE_SIZE >> 10)
             ),
+            Event::NetCounters { name, counters } => {
+                let address = septum_abi::net::Address::from_word(counters.address);
+                write!(f, "@@ net {name} address=")?;
+                match address {
+                    Some(address) => write!(f, "{address}")?,
+                    None => write!(f, "none")?,
+                }
+                write!(
+                    f,
+                    " sent={} routed={} arp={} received={} missed={} dropped={}",
+                    counters.sent,
+                    counters.routed,
+                    counters.arp,
+                    counters.received,
+                    counters.missed,
+                    counters.dropped_total()
+                )?;
+                for reason in septum_abi::net::DropReason::ALL {
+                    match counters.dropped[reason.number()] {
+                        0 => {}
+                        count => write!(f, " {}={count}", reason.name())?,
+                    }
+                }
+                Ok(())
+            }
             Event::KernelConsoleDropped { lines } => {
                 write!(f, "@@ kernel console dropped={lines}")
             }
@@ -636,7 +668,7 @@ mod tests {
     /// Verifies: SK-AUD-001
     #[test]
     fn lines_match_the_documented_vocabulary() {
-        let cases: [(Event, &str); 11] = [
+        let cases: [(Event, &str); 12] = [
             (
                 Event::KernelBoot {
                     arch: "aarch64",
@@ -681,6 +713,24 @@ mod tests {
                     cpu: 3,
                 },
                 "@@ partition pair vcpu 1 start gen=2 cpu=3",
+            ),
+            (
+                Event::NetCounters {
+                    name: "alpha",
+                    counters: septum_abi::net::Counters {
+                        address: septum_abi::net::Address::parse("10.0.0.2/24")
+                            .unwrap()
+                            .to_word(),
+                        sent: 9,
+                        routed: 4,
+                        arp: 1,
+                        dropped: [0, 2, 0, 1, 0, 1],
+                        received: 5,
+                        missed: 3,
+                        ..Default::default()
+                    },
+                },
+                "@@ net alpha address=10.0.0.2/24 sent=9 routed=4 arp=1 received=5 missed=3 dropped=4 malformed=2 spoofed=1 no-buffer=1",
             ),
             (
                 Event::KernelShutdown {

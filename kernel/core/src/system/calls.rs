@@ -99,6 +99,7 @@ impl System {
         for index in 0..self.partitions.len() {
             self.flush_console(index, platform);
         }
+        self.report_net(platform);
         for cpu in 0..MAX_CPUS {
             if let Some((taken, contended)) = platform.lock_counts(cpu).filter(|&(t, _)| t > 0) {
                 let event = Event::KernelLocks {

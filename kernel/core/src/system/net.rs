@@ -18,7 +18,8 @@ use septum_abi::net::{COUNTER_WORDS, DropReason};
 use septum_abi::virtio::net::{RECEIVE_QUEUE, TRANSMIT_QUEUE};
 use septum_abi::virtio::{Device, Violation, interrupt};
 
-use super::{Dispatch, Platform, Reply, System};
+use super::{Dispatch, Platform, Reply, System, emit};
+use crate::event::Event;
 use crate::memory::Range;
 use crate::net::{Frame, Route};
 use crate::virtio::net::{read_frame, write_frame};
@@ -125,6 +126,17 @@ impl System {
                     self.note_may_run(to);
                 }
                 written
+            }
+        }
+    }
+
+    /// Every port's counters, as the system ends.
+    pub(super) fn report_net(&self, platform: &mut impl Platform) {
+        for (index, partition) in self.partitions.iter().enumerate() {
+            let counters = self.router.counters(index);
+            if counters.address != 0 {
+                let name = partition.name();
+                emit(platform, Event::NetCounters { name, counters });
             }
         }
     }

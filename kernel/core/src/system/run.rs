@@ -407,6 +407,7 @@ impl System {
                 Decision::PowerOff { clean } => return Run::PowerOff { clean },
                 Decision::Halt => {
                     let reason = "no-runnable-partition";
+                    self.report_net(platform);
                     emit(platform, Event::KernelHalt { reason });
                     return Run::PowerOff { clean: false };
                 }
