@@ -29,6 +29,8 @@
 
 mod memory;
 
+use core::fmt::Write as _;
+
 use septum_abi::event::Kind;
 use septum_abi::{CapType, MAX_PARTITIONS, Reason, TrapAction, TrapClass, audit};
 use septum_sdk::supervise::{self, Event};
@@ -217,6 +219,39 @@ fn list(guests: &Guests) {
     }
 }
 
+/// Each guest's network port: its address and counters (the kernel's).
+fn net(guests: &Guests) {
+    for &(control, _) in guests {
+        let Ok(counters) = supervise::net_info(control) else {
+            continue;
+        };
+        let Some(address) = septum_abi::net::Address::from_word(counters.address) else {
+            continue;
+        };
+        let mut line: heapless::String<256> = heapless::String::new();
+        let _ = write!(
+            line,
+            "  {:<12} {address} sent={} routed={} arp={} received={} missed={} dropped={}",
+            name_of(control),
+            counters.sent,
+            counters.routed,
+            counters.arp,
+            counters.received,
+            counters.missed,
+            counters.dropped_total()
+        );
+        for reason in septum_abi::net::DropReason::ALL {
+            match counters.dropped[reason.number()] {
+                0 => {}
+                count => {
+                    let _ = write!(line, " {}={count}", reason.name());
+                }
+            }
+        }
+        println!("{line}");
+    }
+}
+
 fn tighten_mmio(guests: &Guests) {
     for &(control, _) in guests {
         let name = name_of(control);
@@ -286,7 +321,7 @@ impl Console {
     fn open(&mut self) {
         self.line.clear();
         println!(
-            "console: list, mem, restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>, help"
+            "console: list, mem, net, restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>, help"
         );
     }
 
@@ -330,6 +365,10 @@ fn command(line: &str, guests: &Guests, scheduler: &mut memory::Scheduler) {
             memory::list(guests);
             Ok(())
         }
+        ("net", _) => {
+            net(guests);
+            Ok(())
+        }
         ("restart", Some(control)) => supervise::restart(control, 0).map(|_| ()),
         ("stop", Some(control)) => supervise::stop(control, 0),
         ("resume", Some(control)) => supervise::resume(control, 0, false),
@@ -359,7 +398,7 @@ fn command(line: &str, guests: &Guests, scheduler: &mut memory::Scheduler) {
         }
         _ => {
             println!(
-                "commands: list, mem, restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>"
+                "commands: list, mem, net, restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>"
             );
             Ok(())
         }

@@ -3,6 +3,7 @@
 //! typed wrappers over [`septum_abi`].
 
 use septum_abi::event::{self, Kind};
+use septum_abi::net;
 use septum_abi::{
     CapType, Identified, Inspected, NAME_MAX, PartitionState, TrapAction, TrapClass, audit,
     balloon, resume,
@@ -243,6 +244,14 @@ pub fn memory_info(slot: u64) -> Result<MemoryInfo, Error> {
         shares: shares as u32,
         pool,
     })
+}
+
+/// The network port counters of the guest of control capability `slot` (all
+/// zero if it has no port).
+pub fn net_info(slot: u64) -> Result<net::Counters, Error> {
+    let mut words = [0u64; net::COUNTER_WORDS];
+    typed(Call::NetInfo, [slot, words.as_mut_ptr() as u64, 0, 0, 0, 0])?;
+    Ok(net::Counters::from_words(&words))
 }
 
 /// Sets the memory target (pages) of the guest of control capability `slot`, if
