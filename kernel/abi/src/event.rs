@@ -42,6 +42,10 @@ pub const SNAPSHOT_WORDS: usize = 8;
 /// Most input bytes one [`Kind::Input`] event carries.
 pub const INPUT_MAX: usize = SNAPSHOT_WORDS * 8;
 
+/// [`Call::WaitEvent`](crate::Call::WaitEvent) flag: return at once when no
+/// event is queued, instead of blocking.
+pub const NO_WAIT: u64 = 1;
+
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]

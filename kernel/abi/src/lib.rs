@@ -57,7 +57,9 @@ pub enum Call {
     /// With an event queued, the kernel writes its record there and returns result
     /// 1 = the event kind, result 2 = the partition, result 3 = guests that have not
     /// ended. With none, the caller blocks until one arrives and then returns with
-    /// result 1 = 0 (call again).
+    /// result 1 = 0 (call again). `a3` = flags: [`event::NO_WAIT`] returns result
+    /// 1 = 0 at once instead of blocking (a service VM that polls a device between
+    /// events); any other bit is [`Error::InvalidArgument`].
     WaitEvent = 6,
     /// Service VM: reads a partition's state. `a1` = control capability (right
     /// `inspect`), `a2` = address of a [`NAME_MAX`]-byte buffer for its name,
@@ -180,10 +182,17 @@ pub enum Call {
     /// (see `septum_core::system::psci`).
     VcpuStart = 27,
     /// Service VM: reads a partition's network port. `a1` = control capability
-    /// (right `inspect`), `a2` = address of a buffer of [`net::COUNTER_WORDS`]
-    /// 64-bit words, which the kernel fills as [`net::Counters::to_words`] says
-    /// (all zero if the partition has no port).
+    /// (right `inspect`) for a guest's port, or the system capability (right
+    /// `monitor`) for the service VM's own (the uplink's); `a2` = address of a
+    /// buffer of [`net::COUNTER_WORDS`] 64-bit words, which the kernel fills as
+    /// [`net::Counters::to_words`] says (all zero if the partition has no port).
     NetInfo = 28,
+    /// Service VM: the machine (host-physical) address where its RAM starts,
+    /// which guest-physical [`layout::RAM_BASE`] maps to, for the DMA of a
+    /// device it drives (the uplink's NIC). `a1` = system capability (right
+    /// `monitor`). Result 1 = the address. Only the service VM, part of the
+    /// trusted base, learns a machine address.
+    MachineBase = 29,
 }
 
 /// Longest partition name, in bytes.
@@ -417,7 +426,7 @@ impl Reason {
 
 impl Call {
     /// Every call, in number order.
-    pub const ALL: [Call; 29] = [
+    pub const ALL: [Call; 30] = [
         Call::Null,
         Call::ConsoleWrite,
         Call::Ready,
@@ -447,6 +456,7 @@ impl Call {
         Call::MemoryInfo,
         Call::VcpuStart,
         Call::NetInfo,
+        Call::MachineBase,
     ];
 
     /// Looks up a call by number; `None` for a number no call has.
@@ -488,6 +498,7 @@ impl Call {
             Call::MemoryInfo => "memory_info",
             Call::VcpuStart => "vcpu_start",
             Call::NetInfo => "net_info",
+            Call::MachineBase => "machine_base",
         }
     }
 }
@@ -518,12 +529,13 @@ impl Call {
             Call::ConsoleWrite => one(&[(T::Console, Rights::WRITE)]),
             Call::Ready => one(&[(T::System, Rights::READY)]),
             Call::Shutdown => one(&[(T::System, Rights::SHUTDOWN)]),
-            Call::WaitEvent | Call::AuditRead => one(&[(T::System, Rights::MONITOR)]),
+            Call::WaitEvent | Call::AuditRead | Call::MachineBase => {
+                one(&[(T::System, Rights::MONITOR)])
+            }
             Call::Yield => one(&[(T::SelfPartition, Rights::YIELD)]),
             Call::Exit | Call::Panic => one(&[(T::SelfPartition, Rights::EXIT)]),
-            Call::Inspect | Call::MemoryInfo | Call::NetInfo => {
-                one(&[(T::Control, Rights::INSPECT)])
-            }
+            Call::Inspect | Call::MemoryInfo => one(&[(T::Control, Rights::INSPECT)]),
+            Call::NetInfo => one(&[(T::Control, Rights::INSPECT), (T::System, Rights::MONITOR)]),
             Call::Resume => one(&[(T::Control, Rights::RESUME)]),
             Call::Restart => one(&[(T::Control, Rights::RESTART)]),
             Call::Stop | Call::SetPolicy => one(&[(T::Control, Rights::STOP)]),

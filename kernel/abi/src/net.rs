@@ -30,6 +30,13 @@ pub const ETHERTYPE_IPV4: u16 = 0x0800;
 /// Ethernet type of ARP.
 pub const ETHERTYPE_ARP: u16 = 0x0806;
 
+/// Where the `qemu-virt` board's NIC is (QEMU's first `virtio-net-device`, on
+/// its highest virtio-mmio transport), which the uplink's service VM drives.
+/// The board file grants it as device `nic`; a host test keeps them equal.
+pub const QEMU_VIRT_NIC: u64 = 0x0a00_3e00;
+/// Bytes of the NIC's register window.
+pub const QEMU_VIRT_NIC_SIZE: usize = 0x200;
+
 /// The router's MAC address: locally administered, "SEP" and two ones.
 pub const ROUTER_MAC: [u8; 6] = [0x02, 0x53, 0x45, 0x50, 0xff, 0xff];
 
@@ -59,12 +66,12 @@ impl Address {
         u32::from_be_bytes(self.ip)
     }
 
-    /// The subnet mask.
+    /// The subnet mask (all ones for a prefix of 32 or more).
     pub const fn mask(self) -> u32 {
-        if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - self.prefix as u32)
+        match self.prefix {
+            0 => 0,
+            1..=31 => u32::MAX << (32 - self.prefix as u32),
+            _ => u32::MAX,
         }
     }
 
@@ -109,9 +116,10 @@ impl Address {
         (self.value() as u64) << 8 | self.prefix as u64
     }
 
-    /// The address a word carries; `None` for 0 or a word with bits above 39.
+    /// The address a word carries; `None` for 0, a word with bits above 39,
+    /// or a prefix above 32.
     pub const fn from_word(word: u64) -> Option<Address> {
-        if word == 0 || word >> 40 != 0 {
+        if word == 0 || word >> 40 != 0 || word as u8 > 32 {
             return None;
         }
         Some(Address {
@@ -270,6 +278,8 @@ mod tests {
         assert!(!Address::parse("10.0.0.1/31").unwrap().is_host());
         assert_eq!(Address::from_word(0), None);
         assert_eq!(Address::from_word(1 << 40), None);
+        assert_eq!(Address::from_word(0x0a00_0002_21), None, "prefix 33");
+        assert_eq!(Address::parse("10.0.0.2/32").unwrap().mask(), u32::MAX);
     }
 
     #[test]

@@ -48,31 +48,49 @@ impl Event {
 /// Waits for the next supervision event (system capability in `slot`, right
 /// `monitor`). The service VM blocks, using no CPU, until there is one.
 pub fn wait_event(slot: u64) -> Result<Event, Error> {
-    let mut words = [0u64; event::RECORD_WORDS];
     loop {
-        let [kind, _, live_guests] = typed(
-            Call::WaitEvent,
-            [slot, words.as_mut_ptr() as u64, 0, 0, 0, 0],
-        )?;
-        // 0: woken from a block; ask again.
-        if Kind::from_number(kind).is_none() {
-            continue;
+        // None: woken from a block; ask again.
+        if let Some(event) = take_event(slot, 0)? {
+            return Ok(event);
         }
-        let record = event::Record::from_words(&words).ok_or(Error::InvalidArgument)?;
-        return Ok(Event {
-            kind: record.kind,
-            partition: record.partition,
-            generation: record.generation,
-            reason: record.reason,
-            address: record.address,
-            syndrome: record.syndrome,
-            detail: record.detail,
-            live_guests,
-            time_us: record.time_us,
-            snapshot: record.snapshot,
-            record,
-        });
     }
+}
+
+/// The next supervision event if one is queued, without blocking (for a
+/// service VM that polls a device between events).
+pub fn poll_event(slot: u64) -> Result<Option<Event>, Error> {
+    take_event(slot, event::NO_WAIT)
+}
+
+fn take_event(slot: u64, flags: u64) -> Result<Option<Event>, Error> {
+    let mut words = [0u64; event::RECORD_WORDS];
+    let [kind, _, live_guests] = typed(
+        Call::WaitEvent,
+        [slot, words.as_mut_ptr() as u64, flags, 0, 0, 0],
+    )?;
+    if Kind::from_number(kind).is_none() {
+        return Ok(None);
+    }
+    let record = event::Record::from_words(&words).ok_or(Error::InvalidArgument)?;
+    Ok(Some(Event {
+        kind: record.kind,
+        partition: record.partition,
+        generation: record.generation,
+        reason: record.reason,
+        address: record.address,
+        syndrome: record.syndrome,
+        detail: record.detail,
+        live_guests,
+        time_us: record.time_us,
+        snapshot: record.snapshot,
+        record,
+    }))
+}
+
+/// Where the caller's RAM starts in machine memory (system capability in
+/// `slot`): what a device it drives must be given for DMA.
+pub fn machine_base(slot: u64) -> Result<u64, Error> {
+    typed(Call::MachineBase, [slot, 0, 0, 0, 0, 0]).map(|[base, _, _]| base)
 }
 
 /// A partition as [`inspect`] sees it ([`Inspected`], and its name).
@@ -246,8 +264,9 @@ pub fn memory_info(slot: u64) -> Result<MemoryInfo, Error> {
     })
 }
 
-/// The network port counters of the guest of control capability `slot` (all
-/// zero if it has no port).
+/// The network port counters of the guest of control capability `slot`, or,
+/// with the system capability, of the caller's own port (all zero if there is
+/// no port).
 pub fn net_info(slot: u64) -> Result<net::Counters, Error> {
     let mut words = [0u64; net::COUNTER_WORDS];
     typed(Call::NetInfo, [slot, words.as_mut_ptr() as u64, 0, 0, 0, 0])?;

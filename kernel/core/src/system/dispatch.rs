@@ -8,7 +8,7 @@
 //! each handing the request to its handler (in `calls.rs`, `supervise.rs`,
 //! `events.rs`, `queues.rs` or `balloon.rs`).
 
-use septum_abi::{CONSOLE_WRITE_MAX, Call, Error, NAME_MAX, PartitionState, resume};
+use septum_abi::{CONSOLE_WRITE_MAX, Call, CapType, Error, NAME_MAX, PartitionState, resume};
 
 use super::calls::VcpuStart;
 use super::lifecycle::State;
@@ -36,7 +36,11 @@ pub(super) enum Request {
     Yield,
     Exit(u64),
     Shutdown(u64),
-    WaitEvent(Range),
+    WaitEvent {
+        buffer: Range,
+        block: bool,
+    },
+    MachineBase,
     Inspect {
         target: usize,
         name: Option<Range>,
@@ -154,11 +158,15 @@ impl System {
             Call::Yield => Request::Yield,
             Call::Exit => Request::Exit(a2),
             Call::Shutdown => Request::Shutdown(a2),
-            Call::WaitEvent => Request::WaitEvent(self.guest_buffer(
-                caller,
-                a2,
-                septum_abi::event::RECORD_SIZE as u64,
-            )?),
+            Call::WaitEvent => Request::WaitEvent {
+                buffer: self.guest_buffer(caller, a2, septum_abi::event::RECORD_SIZE as u64)?,
+                block: match a3 {
+                    0 => true,
+                    septum_abi::event::NO_WAIT => false,
+                    _ => return Err(Error::InvalidArgument),
+                },
+            },
+            Call::MachineBase => Request::MachineBase,
             Call::Inspect => Request::Inspect {
                 target: object(),
                 name: match a2 {
@@ -288,7 +296,10 @@ impl System {
             },
             Call::VcpuStart => Request::VcpuStart(self.decode_vcpu_start(caller, slot, a2, a3)?),
             Call::NetInfo => Request::NetInfo {
-                target: object(),
+                target: match cap.map(|cap| cap.ty) {
+                    Some(CapType::Control) => object(),
+                    _ => caller,
+                },
                 buffer: self.guest_buffer(
                     caller,
                     a2,
@@ -316,7 +327,14 @@ impl System {
                 Dispatch::new(None, Next::Yield)
             }
             Request::Shutdown(code) => self.shutdown(code, platform),
-            Request::WaitEvent(buffer) => self.wait_event(caller, buffer, platform),
+            Request::WaitEvent { buffer, block } => {
+                self.wait_event(caller, buffer, block, platform)
+            }
+            Request::MachineBase => Dispatch::resume(Reply::ok([
+                self.partitions[caller.partition].host_ram.start,
+                0,
+                0,
+            ])),
             Request::Inspect { target, name } => self.inspect(target, name, platform),
             Request::Identify(cap) => Self::identify(cap),
             Request::Resume { target, how } => self.resume(target, how, platform),

@@ -241,16 +241,20 @@ impl System {
     }
 
     /// `wait_event`: hands the oldest event to the service VM (`caller`), written
-    /// to `buffer`, or blocks it until one is queued.
+    /// to `buffer`, or blocks it until one is queued (unless `block` is false).
     pub(super) fn wait_event(
         &mut self,
         caller: Caller,
         buffer: Range,
+        block: bool,
         platform: &mut impl Platform,
     ) -> Dispatch {
         let live = self.live_guests();
         let Some(record) = self.events.queue.pop_front() else {
             self.events.handling = None;
+            if !block {
+                return Dispatch::resume(Reply::ok([0, 0, live]));
+            }
             let mut dispatch = self.block_caller(caller, WaitOn::Event);
             dispatch.reply = Some(Reply::ok([0, 0, live]));
             return dispatch;

@@ -424,6 +424,28 @@ fn an_idle_core_sleeps_until_work_for_it_appears_and_is_kicked() {
     assert_eq!(d.run, Run::Idle { until_us: u64::MAX });
 }
 
+/// A service VM that polls a device between events asks without blocking;
+/// it alone learns where its RAM is in machine memory.
+/// Verifies: SK-HM-002
+#[test]
+fn wait_event_without_waiting_returns_at_once_and_the_service_vm_learns_its_base() {
+    let mut t = running();
+    let d = t.svc(
+        Call::WaitEvent,
+        &[SYSTEM, BUFFER, septum_abi::event::NO_WAIT],
+    );
+    assert_eq!((results(&d), d.run), ([0, 0, 2], Run::Vcpu(0)));
+    assert_eq!(t.state(0), PartitionState::Runnable);
+    t.fault(1, trap(0x9000_0000, 4));
+    let d = t.svc(
+        Call::WaitEvent,
+        &[SYSTEM, BUFFER, septum_abi::event::NO_WAIT],
+    );
+    assert_eq!(results(&d), [TRAP, 1, 2]);
+    let d = t.svc(Call::MachineBase, &[SYSTEM]);
+    assert_eq!(results(&d)[0], t.sys.partitions()[0].host_ram.start);
+}
+
 /// Verifies: SK-MED-002
 #[test]
 fn bad_supervision_arguments_change_nothing() {
@@ -437,6 +459,8 @@ fn bad_supervision_arguments_change_nothing() {
         (0, Call::WaitEvent, [SYSTEM, 0x1000, 0], BadAddress),
         (0, Call::WaitEvent, [SYSTEM, u64::MAX - 8, 0], BadAddress),
         (0, Call::WaitEvent, [CTL_ALPHA, BUFFER, 0], WrongType),
+        (0, Call::WaitEvent, [SYSTEM, BUFFER, 2], InvalidArgument),
+        (0, Call::MachineBase, [CTL_ALPHA, 0, 0], WrongType),
         (0, Call::Resume, [CTL_ALPHA, 0, 2], InvalidArgument),
         (0, Call::Resume, [CTL_ALPHA, 7, 0], PeerRestarted),
         (0, Call::Resume, [SYSTEM, 0, 0], WrongType),

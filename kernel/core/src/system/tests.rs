@@ -504,7 +504,7 @@ fn needed(number: u64) -> Option<(CapType, Rights)> {
         Call::Yield => (CapType::SelfPartition, Rights::YIELD),
         Call::Exit => (CapType::SelfPartition, Rights::EXIT),
         Call::Shutdown => (CapType::System, Rights::SHUTDOWN),
-        Call::WaitEvent | Call::AuditRead => (CapType::System, Rights::MONITOR),
+        Call::WaitEvent | Call::AuditRead | Call::MachineBase => (CapType::System, Rights::MONITOR),
         Call::Inspect => (CapType::Control, Rights::INSPECT),
         Call::Resume => (CapType::Control, Rights::RESUME),
         Call::Restart => (CapType::Control, Rights::RESTART),
@@ -519,7 +519,9 @@ fn needed(number: u64) -> Option<(CapType, Rights)> {
         Call::Inflate | Call::BalloonReport => (CapType::Balloon, Rights::INFLATE),
         Call::Deflate => (CapType::Balloon, Rights::DEFLATE),
         Call::SetMemoryTarget => (CapType::Control, Rights::SET_MEMORY_TARGET),
-        Call::MemoryInfo | Call::NetInfo => (CapType::Control, Rights::INSPECT),
+        Call::MemoryInfo => (CapType::Control, Rights::INSPECT),
+        // A guest's port through its control capability, or its own.
+        Call::NetInfo => return None,
         Call::VcpuStart => return None,
     })
 }
