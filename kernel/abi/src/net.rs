@@ -278,7 +278,7 @@ mod tests {
         assert!(!Address::parse("10.0.0.1/31").unwrap().is_host());
         assert_eq!(Address::from_word(0), None);
         assert_eq!(Address::from_word(1 << 40), None);
-        assert_eq!(Address::from_word(0x0a00_0002_21), None, "prefix 33");
+        assert_eq!(Address::from_word(0x000a_0000_0221), None, "prefix 33");
         assert_eq!(Address::parse("10.0.0.2/32").unwrap().mask(), u32::MAX);
     }
 
