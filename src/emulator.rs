@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
 
 use crate::boards::Board;
+use crate::outside::OutsideHost;
 use septum_description::parse_size;
 
 /// How to run.
@@ -41,6 +42,9 @@ pub struct RunOptions {
     /// tree's `/chosen/bootargs`), if any. (The pc image carries its own, in
     /// GRUB's menu: see `scenario::build_image`.)
     pub kernel_args: Option<String>,
+    /// QEMU only: give the board a NIC whose far side is a host of this tool at
+    /// this address ([`OutsideHost`]), in a captured run.
+    pub outside: Option<Ipv4Addr>,
 }
 
 /// Bytes to type on the console once it has shown some text.
@@ -67,6 +71,8 @@ pub struct RunOutput {
     /// How many of the run's [`RunOptions::input`] were typed: the rest waited for
     /// text that never appeared.
     pub input_sent: usize,
+    /// The outside host's log ([`RunOptions::outside`]): one line per frame.
+    pub outside: Vec<String>,
 }
 
 /// Runs `image` with the console captured, killing the emulator at the timeout.
@@ -117,7 +123,12 @@ fn qemu_command(board: &Board, image: &Path, options: &RunOptions) -> Command {
 }
 
 fn qemu_captured(board: &Board, image: &Path, options: &RunOptions) -> Result<RunOutput> {
-    let mut child = qemu_command(board, image, options)
+    let outside = options.outside.map(OutsideHost::start).transpose()?;
+    let mut command = qemu_command(board, image, options);
+    if let Some(host) = &outside {
+        command.args(host.qemu_options());
+    }
+    let mut child = command
         .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -145,6 +156,7 @@ fn qemu_captured(board: &Board, image: &Path, options: &RunOptions) -> Result<Ru
         status,
         emulator_errors: Vec::new(),
         input_sent: followed.input_sent,
+        outside: outside.map(OutsideHost::finish).unwrap_or_default(),
     })
 }
 
@@ -260,6 +272,7 @@ fn bochs(
         status,
         emulator_errors,
         input_sent: followed.input_sent,
+        outside: Vec::new(),
     })
 }
 

@@ -24,6 +24,7 @@ pub mod image;
 pub mod layout;
 pub mod linux;
 pub mod memory_chart;
+pub mod outside;
 pub mod package;
 pub mod scenario;
 pub mod trace;

@@ -142,6 +142,7 @@ fn main() -> Result<()> {
                 cpus: None,
                 input: Vec::new(),
                 kernel_args: None,
+                outside: None,
             };
             if !emulator::run_interactive(&board, &image, &options)? {
                 bail!("the system did not shut down cleanly");

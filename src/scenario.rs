@@ -80,11 +80,29 @@ pub struct Scenario {
     /// showing it.
     #[serde(default)]
     pub panics: bool,
+    /// A host on the far side of the board's NIC (QEMU boards): what it must
+    /// see, from the harness's own log of the frames that reached it.
+    pub outside: Option<Outside>,
     /// What to type on the console, in order: each `send` once the console shows
     /// its `after` text, after the previous one's, as in
     /// `input = [{ after = "@@ partition service ready", send = "\u0014list\n" }]`.
     #[serde(default)]
     pub input: Vec<ConsoleInput>,
+}
+
+/// The host beyond the uplink (`[outside]`): its address and the lines its log
+/// must hold, in this order (each a substring of a line), or must not hold.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outside {
+    /// Its IPv4 address.
+    pub address: std::net::Ipv4Addr,
+    /// Text its log's lines must contain, in this order.
+    #[serde(default)]
+    pub expect: Vec<String>,
+    /// Text no line of its log may contain.
+    #[serde(default)]
+    pub forbid: Vec<String>,
 }
 
 /// The kernel's panic line, which fails every scenario.
@@ -162,6 +180,7 @@ impl Scenario {
             cpus: self.cpus,
             input: self.input.clone(),
             kernel_args: self.kernel_args.clone(),
+            outside: self.outside.as_ref().map(|outside| outside.address),
         };
         let output = emulator::run_captured(&board, &image_path, &options)?;
         let service = system.boot_order().find(|p| p.kind == Kind::Service);
@@ -169,10 +188,11 @@ impl Scenario {
         if let Err(error) = self.chart_memory(&output.console) {
             failures.push(format!("memory chart: {error:#}"));
         }
-        Ok(Outcome {
-            console: output.console,
-            failures,
-        })
+        let mut console = output.console;
+        for line in &output.outside {
+            console.push_str(&format!("outside| {line}\n"));
+        }
+        Ok(Outcome { console, failures })
     }
 
     /// Writes the memory the service VM printed over the run, if any, as
@@ -225,6 +245,9 @@ impl Scenario {
                 failures.push(format!("missing: `{pattern}`"));
             }
         }
+        if let Some(outside) = &self.outside {
+            failures.extend(outside.check(&output.outside));
+        }
         let panic = (!self.panics).then_some(KERNEL_PANIC);
         for pattern in self.forbid.iter().map(String::as_str).chain(panic) {
             let unwanted = Pattern::parse(pattern);
@@ -264,6 +287,29 @@ impl Scenario {
             failures.push(format!(
                 "guest output before the service VM was ready: `{line}`"
             ));
+        }
+        failures
+    }
+}
+
+impl Outside {
+    /// Every way the outside host's `log` falls short.
+    fn check(&self, log: &[String]) -> Vec<String> {
+        let mut failures = Vec::new();
+        let mut from = 0;
+        for wanted in &self.expect {
+            match log[from..].iter().position(|line| line.contains(wanted.as_str())) {
+                Some(at) => from += at + 1,
+                None => {
+                    failures.push(format!("the outside host never saw (in order): `{wanted}`"));
+                    break;
+                }
+            }
+        }
+        for unwanted in &self.forbid {
+            if let Some(line) = log.iter().find(|line| line.contains(unwanted.as_str())) {
+                failures.push(format!("the outside host saw forbidden `{unwanted}`: `{line}`"));
+            }
         }
         failures
     }
@@ -343,8 +389,24 @@ mod tests {
             final_marker: default_final(),
             kernel_args: None,
             panics: false,
+            outside: None,
             input: Vec::new(),
         }
+    }
+
+    /// Verifies: SK-AUD-003
+    #[test]
+    fn the_outside_hosts_log_is_checked_in_order() {
+        let outside = Outside {
+            address: std::net::Ipv4Addr::new(192, 0, 2, 1),
+            expect: vec!["echo-request 10.0.0.2".into(), "udp 10.0.0.2".into()],
+            forbid: vec!["10.0.0.3".into()],
+        };
+        let log = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        let good = log(&["arp", "icmp echo-request 10.0.0.2 -> x", "udp 10.0.0.2:9 -> y"]);
+        assert!(outside.check(&good).is_empty());
+        assert_eq!(outside.check(&log(&["udp 10.0.0.2:9", "icmp echo-request 10.0.0.2"])).len(), 1);
+        assert_eq!(outside.check(&log(&["udp 10.0.0.3:9 -> y"])).len(), 2);
     }
 
     fn output(console: &str, finished: bool) -> RunOutput {
@@ -353,6 +415,7 @@ mod tests {
             status: finished.then(|| ExitStatus::from_raw(0)),
             emulator_errors: Vec::new(),
             input_sent: 0,
+            outside: Vec::new(),
         }
     }
 

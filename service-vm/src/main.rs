@@ -28,6 +28,7 @@
 #![no_main]
 
 mod memory;
+mod uplink;
 
 use core::fmt::Write as _;
 
@@ -76,13 +77,15 @@ fn main(boot: Boot) -> u64 {
     let first_instance = boot.generation == 1;
     let mut console = Console::default();
     let mut scheduler = memory::Scheduler::new(boot.argument);
+    let mut uplink = uplink::Uplink::start();
     let mut handled = 0u64;
     loop {
         if let Some(slot) = watchdog {
             let _ = supervise::heartbeat(slot);
         }
-        let event = match supervise::wait_event(slot::SYSTEM) {
-            Ok(event) => event,
+        let event = match next_event(uplink.as_mut()) {
+            Ok(Some(event)) => event,
+            Ok(None) => continue,
             Err(error) => {
                 println!("cannot take events: {}", error.name());
                 return 1;
@@ -105,10 +108,32 @@ fn main(boot: Boot) -> u64 {
             break;
         }
     }
+    if let Some(uplink) = &uplink {
+        let counts = &uplink.counts;
+        println!(
+            "uplink carried {} out, {} in, answered {} ARP requests, dropped {}",
+            counts.out, counts.into, counts.arp, counts.dropped
+        );
+    }
     println!("all guests done, shutting down");
     let error = septum_sdk::shutdown(slot::SYSTEM, 0);
     println!("shutdown refused: {}", error.name());
     1
+}
+
+/// The next event: waited for, or, with an uplink to carry, polled for
+/// between rounds of the uplink (the core is yielded when nothing moved).
+fn next_event(uplink: Option<&mut uplink::Uplink>) -> Result<Option<Event>, Error> {
+    let Some(uplink) = uplink else {
+        return supervise::wait_event(slot::SYSTEM).map(Some);
+    };
+    if let Some(event) = supervise::poll_event(slot::SYSTEM)? {
+        return Ok(Some(event));
+    }
+    if !uplink.poll() {
+        septum_sdk::yield_now(slot::SELF)?;
+    }
+    Ok(None)
 }
 
 fn handle(
