@@ -1,7 +1,9 @@
 //! Board recipes: `board-support/<board>/board.toml`. A recipe says how to emulate
 //! the board and what a system description may use on it: its cores, the RAM
 //! partitions may be placed in, the RAM the kernel and firmware keep, and its
-//! devices.
+//! devices. The device called [`NIC`], if the board has one, is its network
+//! interface: the uplink of the kernel's router drives it, and must be granted
+//! it (rule `net-uplink`).
 
 use serde::Deserialize;
 use std::path::Path;
@@ -9,6 +11,9 @@ use std::path::Path;
 use crate::elf::{EM_AARCH64, EM_X86_64};
 use crate::limits::{MAX_CPUS, MAX_RECEIVE_WINDOW, RAM_BASE, RECEIVE_WINDOW_BASE};
 use crate::size::Bytes;
+
+/// The name of a board's network interface among its devices.
+pub const NIC: &str = "nic";
 
 /// The architectures the kernel has a back end for, with their ELF machine
 /// numbers.

@@ -22,6 +22,8 @@ pub enum Boards {
 pub struct SystemFile {
     pub board: Spanned<Boards>,
     pub schedule: Option<Spanned<Schedule>>,
+    /// The subnets of the network, `a.b.c.d/n`; checked by the `net` rules.
+    pub subnets: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub partition: Vec<Spanned<PartitionEntry>>,
     #[serde(default)]

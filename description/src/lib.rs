@@ -28,9 +28,9 @@ mod model;
 mod size;
 mod validate;
 
-pub use board::{Board, BoardDevice, MemoryRegion};
+pub use board::{Board, BoardDevice, MemoryRegion, NIC};
 pub use images::{Image, ImageFile, load_images};
-pub use linux::LinuxParts;
+pub use linux::{GATEWAY_PARAMETER, IP_PARAMETER, LinuxParts};
 pub use model::{
     Cap, CapKind, ImageSource, Kind, LinuxBoot, Location, Partition, Queue, RestartBudget,
     Supervision, System, Window,

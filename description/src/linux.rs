@@ -34,6 +34,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use septum_core::abi::layout::{PAGE_SIZE, RAM_BASE};
+use septum_core::abi::net::Address;
 use septum_core::abi::virt::{
     GICD_BASE, GICD_SIZE, GICR_BASE, GICR_STRIDE, IMAGE_ALIGN, UART_BASE, UART_SIZE,
 };
@@ -55,6 +56,39 @@ pub(crate) const COMMAND_LINE_MAX: usize = 2047;
 /// (most of the boot time).
 pub(crate) fn default_bootargs() -> String {
     format!("console=ttyAMA0 earlycon=pl011,{UART_BASE:#x} panic=-1 nokaslr cryptomgr.notests")
+}
+
+/// The kernel command-line parameter that gives a Linux partition its port's
+/// address, `a.b.c.d/n` (Linux ignores it; the default initramfs' `/init`
+/// configures `eth0` from it).
+pub const IP_PARAMETER: &str = "septum.ip";
+
+/// The kernel command-line parameter that gives a Linux partition with a port
+/// its default gateway, `a.b.c.d`, when the system has an uplink.
+pub const GATEWAY_PARAMETER: &str = "septum.gw";
+
+/// What the description appends to the command line of a Linux partition whose
+/// port has `address`, in a system whose uplink (if any) has `uplink`: the
+/// address, and the gateway. The gateway is the uplink's address where it is in
+/// the partition's subnet; otherwise the partition's subnet's lowest host
+/// address but its own, as the router answers ARP for every address of the
+/// sender's subnet but its own and routes by destination, so either takes
+/// traffic for outside the subnet to the uplink.
+pub(crate) fn network_parameters(address: Address, uplink: Option<Address>) -> String {
+    let mut parameters = format!(" {IP_PARAMETER}={address}");
+    if let Some(uplink) = uplink.filter(|uplink| uplink.ip != address.ip) {
+        let network = address.value() & address.mask();
+        let gateway = if address.contains(uplink.ip) {
+            uplink.ip
+        } else if address.value() == network + 1 {
+            (network + 2).to_be_bytes()
+        } else {
+            (network + 1).to_be_bytes()
+        };
+        let [a, b, c, d] = gateway;
+        parameters.push_str(&format!(" {GATEWAY_PARAMETER}={a}.{b}.{c}.{d}"));
+    }
+    parameters
 }
 
 /// The devices a Linux partition with some number of vCPUs finds emulated, at

@@ -41,7 +41,9 @@ pub struct LinuxBoot {
     pub program: Option<String>,
     /// The initial RAM disk; `None`: the host tool's busybox initramfs.
     pub initrd: Option<PathBuf>,
-    /// The kernel command line (the device tree's `bootargs`).
+    /// The kernel command line (the device tree's `bootargs`): the
+    /// description's (or the default), then, for a partition with a network
+    /// port, its network parameters (`crate::linux::network_parameters`).
     pub bootargs: String,
 }
 
@@ -149,7 +151,8 @@ pub struct Partition {
     pub devices: Vec<String>,
     /// Its capability table: slot `i` is `caps[i]`.
     pub caps: Vec<Cap>,
-    /// The virtio devices the kernel emulates for it, in slot order.
+    /// The virtio devices the kernel emulates for it, in slot order: those
+    /// `virtio` lists, and [`Device::Net`] exactly when it has a port (`net`).
     pub virtio: Vec<Device>,
     /// Its port on the kernel's IP router, if it has one.
     pub net: Option<NetPort>,

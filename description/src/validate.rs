@@ -20,7 +20,7 @@
 //! | `memory-outside-ram` | partition RAM placed outside the board's RAM |
 //! | `memory-overlap` | partition RAM placed over another partition's or the kernel's |
 //! | `cpu` | a core the board does not have (a board recipe has at most 8 cores, `MAX_CPUS`), no core or more than 4 for a partition (one vCPU per entry of `cpus`, `MAX_VCPUS`), or a service VM with another `cpus` than `[0]` |
-//! | `vcpus` | more than 128 vCPUs in all (`MAX_SYSTEM_VCPUS`), or a partition with several vCPUs that holds a queue end or a balloon (a capability or a virtio balloon), has a receive window (page flips and ballooning change a partition's mappings while only the core they run on is told) or has virtio devices (their rings are walked while none of its vCPUs runs) |
+//! | `vcpus` | more than 128 vCPUs in all (`MAX_SYSTEM_VCPUS`), or a partition with several vCPUs that holds a queue end or a balloon (a capability or a virtio balloon), has a receive window (page flips and ballooning change a partition's mappings while only the core they run on is told) or has virtio devices, a network port among them (their rings are walked while none of its vCPUs runs) |
 //! | `schedule` | time windows without a `[schedule]`, or a major frame of 0 or over 2^32 - 1 µs |
 //! | `window-missing` | with a `[schedule]`, a partition without a window, or without one on a core one of its vCPUs is pinned to |
 //! | `window-cpu` | a window on a core the partition is not pinned to |
@@ -50,6 +50,9 @@
 //! | `virtio` | a `virtio` device the kernel does not emulate (`balloon`, `console`), one listed twice, virtio devices on the service VM, or a virtio balloon beside a `balloon` capability (one balloon front end) |
 //! | `virtio-area` | a device granted to any partition with an MMIO block over the virtio device windows (`0x0a00_0000` to `0x0a00_1000`, `WINDOW_BASE` and `WINDOW_AREA`), which every partition's space keeps |
 //! | `net` | a network address that is not a host address `a.b.c.d/n` of its subnet (prefix 1 to 30) |
+//! | `net-subnet` | a network port without a top-level `subnets` list or whose subnet (its address's network and prefix) is not listed, or a listed subnet that is not a network address or overlaps another |
+//! | `net-duplicate` | two network ports with one address |
+//! | `net-uplink` | a second uplink, an uplink that is not the service VM, or one not granted the board's NIC (`devices = ["nic"]`; a board without one, such as `pc`, has no uplink) |
 //!
 //! The image rules, `image-file`, `image-elf`, `image-arch`, `image-segment` and
 //! `image-entry` (and for a Linux partition `linux-image` and `linux-fit`),
@@ -78,6 +81,7 @@ use crate::{DescriptionError, DescriptionErrors, Locator};
 
 mod caps;
 mod linux;
+mod net;
 mod queues;
 mod supervision;
 mod virtio;
@@ -131,6 +135,9 @@ pub const RULES: &[&str] = &[
     "virtio",
     "virtio-area",
     "net",
+    "net-subnet",
+    "net-duplicate",
+    "net-uplink",
     "image-file",
     "image-elf",
     "image-arch",
@@ -204,17 +211,25 @@ pub(crate) fn validate(
         check.fail(span, "partition-count", message);
     }
     let names = check_names(&mut check, &file.partition, &file.queue);
-    let partitions: Vec<Partition> = file
+    let mut partitions: Vec<Partition> = file
         .partition
         .iter()
         .map(|entry| check_partition(&mut check, entry, board, major_frame_us))
         .collect();
+    net::add_parameters(&mut partitions);
     check_services(&mut check, &file.partition, &partitions);
     check_placements(&mut check, &file.partition, &partitions, board);
     check_windows(&mut check, &file.partition, &partitions, major_frame_us);
     check_devices(&mut check, &file.partition, board);
     linux::check_linux(&mut check, &file.partition, &partitions, board);
     virtio::check_virtio(&mut check, &file.partition, &partitions, board);
+    net::check_net(
+        &mut check,
+        file.subnets.as_ref(),
+        &file.partition,
+        &partitions,
+        board,
+    );
     let queues = check_queues(&mut check, &file.queue, &names);
     let mut by_name = BTreeMap::new();
     for queue in &queues {
@@ -402,6 +417,7 @@ fn check_partition(
         let message = "time windows need a [schedule] with major_frame_us".into();
         check.fail(window.span(), "schedule", message);
     }
+    let net = net::port(check, p);
     let image_span = [&p.image, &p.path]
         .into_iter()
         .flatten()
@@ -433,8 +449,8 @@ fn check_partition(
             .collect(),
         devices: p.devices.iter().map(|d| d.get_ref().clone()).collect(),
         caps: Vec::new(),
-        virtio: virtio::devices(check, p),
-        net: virtio::net_port(check, p),
+        virtio: virtio::devices(check, p, net.is_some()),
+        net,
         supervision: supervision::check_supervision(check, p, kind),
     }
 }

@@ -332,3 +332,122 @@ fn the_linux_rules_hold_at_their_edges() {
         ]
     );
 }
+
+/// A system of the service VM as the uplink (10.0.0.1/24, `uplink` given) and
+/// the Linux partitions `lx` (10.0.0.2/24, the `linux` key as written) and
+/// `far` (`far_address`, in 10.0.1.0/24), each with a port.
+fn network_text(uplink: bool, linux: &str, far_address: &str) -> String {
+    let uplink = match uplink {
+        true => "devices = [\"nic\"]\nnet = { address = \"10.0.0.1/24\", uplink = true }\n",
+        false => "net = { address = \"10.0.0.1/24\" }\n",
+    };
+    format!(
+        "board = \"testboard\"\nsubnets = [\"10.0.0.0/24\", \"10.0.1.0/24\"]\n\
+         [[partition]]\nname = \"service\"\nkind = \"service\"\nimage = \"service-vm\"\nram = \"2M\"\n{uplink}\
+         [[partition]]\nname = \"lx\"\nkind = \"guest\"\nram = \"64M\"\nlinux = {linux}\n\
+         net = {{ address = \"10.0.0.2/24\" }}\n\
+         [[partition]]\nname = \"far\"\nkind = \"guest\"\nram = \"64M\"\nlinux = {{}}\n\
+         net = {{ address = \"{far_address}\" }}\n"
+    )
+}
+
+/// The command line of each Linux partition of `text`, by name.
+fn command_lines(text: &str) -> Vec<(String, String)> {
+    let system = parse(Path::new("net.toml"), text, &board()).unwrap_or_else(|e| panic!("{e}"));
+    system
+        .partitions
+        .iter()
+        .filter_map(|p| match &p.image {
+            ImageSource::Linux(boot) => Some((p.name.clone(), boot.bootargs.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A network port is the partition's virtio-net device: a `virtio,mmio` node at
+/// slot 2's window (0x0a00_0400, SPI 18: INTID 50) beside those `virtio` lists.
+///
+/// Verifies: SK-LNX-011
+#[test]
+fn a_network_port_is_a_virtio_mmio_node_at_slot_2() {
+    let folder = scratch("linux-net");
+    linux_files::write(&folder, "Image image_size=0x200000", linux_files::image);
+    linux_files::write(&folder, "initrd len=10", linux_files::file);
+    let linux = r#"{ kernel = "Image", initrd = "initrd" }"#;
+    let text = format!(
+        "{}virtio = [\"console\"]\n",
+        network_text(false, linux, "10.0.1.2/24")
+            .replace("linux = {}", &format!("linux = {linux}"))
+    );
+    let images = images_of(&text, &folder);
+    let parts = images[2].linux.clone().expect("a Linux image");
+    let range = parts.device_tree.start as usize..parts.device_tree.end as usize;
+    let tree = Fdt::new(&images[2].bytes[range]).expect("a device tree");
+    let virtio: Vec<&str> = node(&tree, "/")
+        .children()
+        .map(|n| n.name)
+        .filter(|name| name.starts_with("virtio_mmio"))
+        .collect();
+    assert_eq!(virtio, ["virtio_mmio@a000200", "virtio_mmio@a000400"]);
+    let net = node(&tree, "/virtio_mmio@a000400");
+    assert_eq!(string_of(net, "compatible"), "virtio,mmio");
+    assert_eq!(u64s_of(net, "reg"), [0x0a00_0400, WINDOW_STRIDE]);
+    assert_eq!(cells_of(net, "interrupts"), [0, 18, 4]);
+    assert_eq!(Device::Net.spi() + 32, 50, "INTID 50");
+    assert!(net.property("dma-coherent").is_some());
+}
+
+/// A Linux partition with a port finds its address on its command line
+/// (`septum.ip=a.b.c.d/n`, after its own `bootargs`) and, when the system has
+/// an uplink, its gateway (`septum.gw=`): the uplink's address in the uplink's
+/// subnet, else the lowest host address of its own subnet that is not its own
+/// (the router answers ARP for it and routes by destination). The `linux`
+/// rule's limit counts the command line with them.
+///
+/// Verifies: SK-LNX-011
+#[test]
+fn a_network_port_puts_its_address_and_gateway_on_the_command_line() {
+    let own = r#"{ bootargs = "console=ttyAMA0" }"#;
+    let default = "console=ttyAMA0 earlycon=pl011,0x9000000 panic=-1 nokaslr cryptomgr.notests";
+    assert_eq!(
+        command_lines(&network_text(true, own, "10.0.1.5/24")),
+        [
+            (
+                "lx".into(),
+                "console=ttyAMA0 septum.ip=10.0.0.2/24 septum.gw=10.0.0.1".into()
+            ),
+            (
+                "far".into(),
+                format!("{default} septum.ip=10.0.1.5/24 septum.gw=10.0.1.1")
+            ),
+        ]
+    );
+    let far_first = command_lines(&network_text(true, own, "10.0.1.1/24"));
+    assert_eq!(
+        far_first[1].1,
+        format!("{default} septum.ip=10.0.1.1/24 septum.gw=10.0.1.2")
+    );
+    let without_uplink = command_lines(&network_text(false, own, "10.0.1.1/24"));
+    assert_eq!(
+        without_uplink,
+        [
+            ("lx".into(), "console=ttyAMA0 septum.ip=10.0.0.2/24".into()),
+            ("far".into(), format!("{default} septum.ip=10.0.1.1/24")),
+        ]
+    );
+
+    let added = " septum.ip=10.0.0.2/24 septum.gw=10.0.0.1".len();
+    let longest = format!("{{ bootargs = \"{}\" }}", "x".repeat(2047 - added));
+    let text = network_text(true, &longest, "10.0.1.5/24");
+    assert!(parse(Path::new("net.toml"), &text, &board()).is_ok());
+    let longer = format!("{{ bootargs = \"{}\" }}", "x".repeat(2048 - added));
+    let text = network_text(true, &longer, "10.0.1.5/24");
+    let errors = parse(Path::new("net.toml"), &text, &board()).expect_err("too long");
+    let messages: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        messages,
+        [
+            "net.toml:14:22: error[linux]: the bootargs of `lx` are 2048 bytes; Linux takes at most 2047"
+        ]
+    );
+}

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use septum_core::abi::virtio::Device;
 use septum_description::{
-    Board, CapKind, DESCRIPTION_MAX, ERRORS_SHOWN, ImageFile, Kind, RestartBudget, Rights,
+    Board, CapKind, DESCRIPTION_MAX, ERRORS_SHOWN, ImageFile, Kind, NIC, RestartBudget, Rights,
     Supervision, TrapAction, TrapClass, load, load_images, parse,
 };
 
@@ -57,7 +57,7 @@ fn expectations(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Verifies: SK-CFG-001, SK-CFG-002, SK-CFG-005, SK-LNX-001
+/// Verifies: SK-CFG-001, SK-CFG-002, SK-CFG-005, SK-CFG-007, SK-LNX-001
 #[test]
 fn each_bad_file_fails_with_exactly_its_expected_errors() {
     let board = board();
@@ -137,7 +137,13 @@ fn the_good_file_validates_with_every_feature() {
     assert_eq!(alpha.devices, ["rtc"]);
     assert_eq!(alpha.receive_window, 0);
     assert_eq!(alpha.caps.len(), 4);
-    assert_eq!(alpha.virtio, [Device::Console]);
+    // The port is a virtio device too, after those `virtio` lists (by slot).
+    assert_eq!(alpha.virtio, [Device::Console, Device::Net]);
+    let port = alpha.net.expect("alpha has a port");
+    assert_eq!(
+        (port.address.to_string(), port.uplink),
+        ("10.0.0.2/24".into(), false)
+    );
     let actions: Vec<_> = TrapClass::ALL
         .map(|class| alpha.supervision.action(class))
         .into();
@@ -167,6 +173,57 @@ fn the_good_file_validates_with_every_feature() {
         Rights::INSPECT.union(Rights::RESTART)
     );
     assert_eq!(system.queues[0].max_in_flight, 4);
+    let uplink = service.net.expect("the service VM has a port");
+    assert_eq!(
+        (uplink.address.to_string(), uplink.uplink),
+        ("10.0.0.1/24".into(), true)
+    );
+    assert_eq!(
+        (service.devices.as_slice(), service.virtio.as_slice()),
+        (&["nic".to_owned()][..], &[Device::Net][..])
+    );
+}
+
+/// A system whose service VM is the uplink (granted `devices`) and whose guest
+/// has a port, for `board`.
+fn uplink_system(board: &str, devices: &str) -> String {
+    format!(
+        "board = \"{board}\"\nsubnets = [\"10.0.0.0/24\"]\n\
+         [[partition]]\nname = \"service\"\nkind = \"service\"\nimage = \"service-vm\"\nram = \"2M\"\n\
+         devices = {devices}\nnet = {{ address = \"10.0.0.1/24\", uplink = true }}\n\
+         [[partition]]\nname = \"g\"\nkind = \"guest\"\nimage = \"hello\"\nram = \"2M\"\n\
+         net = {{ address = \"10.0.0.2/24\" }}\n"
+    )
+}
+
+/// The boards' own recipes: on `qemu-virt` the service VM granted the NIC may be
+/// the uplink (the NIC is QEMU's first virtio-net device, on its highest
+/// virtio-mmio transport); `pc` has no NIC, so no system there has an uplink.
+///
+/// Verifies: SK-CFG-007
+#[test]
+fn the_uplink_needs_the_boards_nic_which_pc_lacks() {
+    let virt = Board::load(Path::new("../board-support/qemu-virt")).expect("qemu-virt");
+    let nic = virt.device(NIC).expect("qemu-virt has a NIC");
+    assert_eq!(
+        (nic.mmio[0].base, nic.mmio[0].size, nic.irqs.as_slice()),
+        (0x0a00_3e00, 0x200, &[79][..])
+    );
+    let text = uplink_system("qemu-virt", "[\"nic\"]");
+    let system = parse(Path::new("virt.toml"), &text, &virt).unwrap_or_else(|e| panic!("{e}"));
+    assert!(system.partitions[0].net.is_some_and(|port| port.uplink));
+
+    let pc = Board::load(Path::new("../board-support/pc")).expect("pc");
+    assert!(pc.device(NIC).is_none());
+    let text = uplink_system("pc", "[]");
+    let errors = parse(Path::new("pc.toml"), &text, &pc).expect_err("no NIC on pc");
+    let messages: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        messages,
+        [
+            "pc.toml:9:43: error[net-uplink]: the uplink `service` needs the board's NIC, and board pc has no NIC"
+        ]
+    );
 }
 
 /// Verifies: SK-CFG-003

@@ -2,17 +2,16 @@
 //! partition (`septum_core::abi::virtio`): `virtio` (known names, each once, on
 //! guests only, and one balloon front end: a virtio balloon or a `balloon`
 //! capability, not both), `virtio-area` (no granted MMIO block over the device
-//! windows every partition's space reserves), `vcpus` (a partition with
-//! virtio devices has one vCPU), and a virtio balloon's share of
-//! `memory-limits` (a `memory.min` above 0), as for a `balloon` capability. A ballooning Linux partition's `ram` is checked by
-//! `linux-ram` (see `super::linux`).
+//! windows every partition's space reserves), `vcpus` (a partition with virtio
+//! devices, a network port among them, has one vCPU), and a virtio balloon's
+//! share of `memory-limits` (a `memory.min` above 0), as for a `balloon`
+//! capability. A ballooning Linux partition's `ram` is checked by `linux-ram`
+//! (see `super::linux`); a network port by the `net` rules (see `super::net`).
 
 use std::collections::BTreeSet;
 
 use septum_core::abi::CapType;
-use septum_core::abi::net::Address;
 use septum_core::abi::virtio::{Device, WINDOW_AREA, WINDOW_BASE};
-use septum_core::resources::NetPort;
 use toml::Spanned;
 
 use super::Checker;
@@ -20,9 +19,10 @@ use crate::board::Board;
 use crate::format::PartitionEntry;
 use crate::model::{Kind, Partition};
 
-/// The devices `p` lists, in slot order; rule `virtio` on unknown names and
-/// names listed twice.
-pub(super) fn devices(check: &mut Checker<'_>, p: &PartitionEntry) -> Vec<Device> {
+/// The devices `p` lists, with [`Device::Net`] if it has a network port
+/// (`net`), in slot order; rule `virtio` on unknown names, names listed twice
+/// and `net` listed (the port comes from `net`).
+pub(super) fn devices(check: &mut Checker<'_>, p: &PartitionEntry, net: bool) -> Vec<Device> {
     let name = p.name.get_ref();
     let mut listed = BTreeSet::new();
     for spanned in &p.virtio {
@@ -53,33 +53,13 @@ pub(super) fn devices(check: &mut Checker<'_>, p: &PartitionEntry) -> Vec<Device
             Some(_) => {}
         }
     }
+    if net {
+        listed.insert(Device::Net.slot());
+    }
     Device::ALL
         .into_iter()
         .filter(|device| listed.contains(&device.slot()))
         .collect()
-}
-
-/// `p`'s network port; rule `net` on an address that is not a host address
-/// `a.b.c.d/n` of its subnet.
-pub(super) fn net_port(check: &mut Checker<'_>, p: &PartitionEntry) -> Option<NetPort> {
-    let entry = p.net.as_ref()?.get_ref();
-    let text = entry.address.get_ref();
-    match Address::parse(text) {
-        Some(address) if address.is_host() => Some(NetPort {
-            address,
-            uplink: entry.uplink.as_ref().is_some_and(|u| *u.get_ref()),
-        }),
-        _ => {
-            let message = format!(
-                "`{}` has network address `{text}`, which is not a host address `a.b.c.d/n` of its subnet (n from {} to {})",
-                p.name.get_ref(),
-                Address::PREFIX_MIN,
-                Address::PREFIX_MAX
-            );
-            check.fail(entry.address.span(), "net", message);
-            None
-        }
-    }
 }
 
 /// The rules on each partition's devices as a whole, and `virtio-area` on every
@@ -94,20 +74,28 @@ pub(super) fn check_virtio(
         let p = entry.get_ref();
         let name = &partition.name;
         check_area(check, p, board);
-        let Some(first) = p.virtio.first() else {
+        // The first device as written: a `virtio` entry, else the port.
+        let Some(first) = p
+            .virtio
+            .first()
+            .map(Spanned::span)
+            .or_else(|| p.net.as_ref().map(Spanned::span))
+        else {
             continue;
         };
-        if partition.kind == Kind::Service {
+        if partition.kind == Kind::Service
+            && let Some(listed) = p.virtio.first()
+        {
             let message =
                 format!("the service VM `{name}` cannot have virtio devices: they are for guests");
-            check.fail(first.span(), "virtio", message);
+            check.fail(listed.span(), "virtio", message);
         }
         if partition.cpus.len() > 1 && !partition.virtio.is_empty() {
             let message = format!(
                 "`{name}` has {} vCPUs and virtio devices: a partition with several vCPUs may not have virtio devices (yet): the kernel walks their rings while none of its vCPUs runs",
                 partition.cpus.len()
             );
-            check.fail(first.span(), "vcpus", message);
+            check.fail(first, "vcpus", message);
         }
         if !partition.virtio.contains(&Device::Balloon) {
             continue;
