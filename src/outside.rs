@@ -76,7 +76,12 @@ impl OutsideHost {
     }
 }
 
-fn serve(socket: &UdpSocket, qemu: SocketAddr, address: Ipv4Addr, stop: &AtomicBool) -> Vec<String> {
+fn serve(
+    socket: &UdpSocket,
+    qemu: SocketAddr,
+    address: Ipv4Addr,
+    stop: &AtomicBool,
+) -> Vec<String> {
     let mut log = Vec::new();
     let mut frame = [0u8; 2048];
     while !stop.load(Ordering::Relaxed) {
@@ -218,6 +223,24 @@ mod tests {
         icmp[2..4].copy_from_slice(&sum.to_be_bytes());
         frame.extend_from_slice(&icmp);
         frame
+    }
+
+    /// The service VM drives the NIC where the board file grants it, which is
+    /// where QEMU puts the device this host's options attach.
+    #[test]
+    fn the_nic_is_where_the_board_grants_it() {
+        let board = crate::boards::load("qemu-virt").unwrap();
+        let nic = board.device("nic").expect("qemu-virt has a NIC");
+        assert_eq!(nic.mmio[0].base, septum_core::abi::net::QEMU_VIRT_NIC);
+        assert_eq!(
+            nic.mmio[0].size,
+            septum_core::abi::net::QEMU_VIRT_NIC_SIZE as u64
+        );
+        // Transport 31 of 32, each 0x200 bytes from 0x0a00_0000.
+        assert_eq!(
+            0x0a00_0000 + 31 * 0x200,
+            septum_core::abi::net::QEMU_VIRT_NIC
+        );
     }
 
     #[test]

@@ -298,7 +298,10 @@ impl Outside {
         let mut failures = Vec::new();
         let mut from = 0;
         for wanted in &self.expect {
-            match log[from..].iter().position(|line| line.contains(wanted.as_str())) {
+            match log[from..]
+                .iter()
+                .position(|line| line.contains(wanted.as_str()))
+            {
                 Some(at) => from += at + 1,
                 None => {
                     failures.push(format!("the outside host never saw (in order): `{wanted}`"));
@@ -308,7 +311,9 @@ impl Outside {
         }
         for unwanted in &self.forbid {
             if let Some(line) = log.iter().find(|line| line.contains(unwanted.as_str())) {
-                failures.push(format!("the outside host saw forbidden `{unwanted}`: `{line}`"));
+                failures.push(format!(
+                    "the outside host saw forbidden `{unwanted}`: `{line}`"
+                ));
             }
         }
         failures
@@ -403,9 +408,18 @@ mod tests {
             forbid: vec!["10.0.0.3".into()],
         };
         let log = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
-        let good = log(&["arp", "icmp echo-request 10.0.0.2 -> x", "udp 10.0.0.2:9 -> y"]);
+        let good = log(&[
+            "arp",
+            "icmp echo-request 10.0.0.2 -> x",
+            "udp 10.0.0.2:9 -> y",
+        ]);
         assert!(outside.check(&good).is_empty());
-        assert_eq!(outside.check(&log(&["udp 10.0.0.2:9", "icmp echo-request 10.0.0.2"])).len(), 1);
+        assert_eq!(
+            outside
+                .check(&log(&["udp 10.0.0.2:9", "icmp echo-request 10.0.0.2"]))
+                .len(),
+            1
+        );
         assert_eq!(outside.check(&log(&["udp 10.0.0.3:9 -> y"])).len(), 2);
     }
 

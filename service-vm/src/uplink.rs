@@ -61,7 +61,10 @@ static MACHINE_BASE: AtomicU64 = AtomicU64::new(0);
 fn dma_pages(pages: usize) -> NonNull<u8> {
     let bytes = pages * PAGE_SIZE as usize;
     let offset = DMA_USED.fetch_add(bytes, Ordering::Relaxed);
-    assert!(offset + bytes <= DMA_PAGES * PAGE_SIZE as usize, "DMA pool exhausted");
+    assert!(
+        offset + bytes <= DMA_PAGES * PAGE_SIZE as usize,
+        "DMA pool exhausted"
+    );
     // SAFETY: each call takes a range of the pool no other call took; the pool
     // is never reached otherwise.
     unsafe { NonNull::new_unchecked((&raw mut DMA_POOL.0).cast::<u8>().add(offset)) }
@@ -172,7 +175,10 @@ impl<H: Hal> Side<H> {
         let token = self.device.poll_receive()?;
         let index = self.tokens.iter().position(|&t| t == token)?;
         // SAFETY: `token` is the one `post` got for this buffer.
-        let received = unsafe { self.device.receive_complete(token, &mut *self.buffers[index]) };
+        let received = unsafe {
+            self.device
+                .receive_complete(token, &mut *self.buffers[index])
+        };
         let frame = received.ok().map(|(header, len)| {
             out[..len].copy_from_slice(&self.buffers[index][header..header + len]);
             len

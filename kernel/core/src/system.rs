@@ -456,6 +456,8 @@ impl<P: Platform> fmt::Write for GuestLines<'_, P> {
 #[cfg(test)]
 mod balloon_tests;
 #[cfg(test)]
+mod net_tests;
+#[cfg(test)]
 mod queue_tests;
 #[cfg(test)]
 mod schedule_tests;
