@@ -14,6 +14,7 @@
 
 pub mod balloon_bench;
 pub mod initramfs;
+pub mod net_bench;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};

@@ -737,6 +737,8 @@ fn bench(board_name: &str) -> Result<()> {
     if board.arch == "aarch64" {
         linux_boot_bench(&board, clock)?;
         linux_balloon_bench(&board, clock)?;
+        let network = run_benchmark(linux::net_bench::SCENARIO)?;
+        print!("{}", linux::net_bench::report(&network, clock)?);
     }
     let size = image::kernel_size(&image::kernel_elf(&board.arch)?)?;
     println!(

@@ -82,6 +82,7 @@ scenarios! {
         bench_linux => "bench-linux-aarch64",
         bench_linux_quiet => "bench-linux-quiet-aarch64",
         bench_linux_balloon => "bench-linux-balloon-aarch64",
+        bench_linux_net => "bench-linux-net-aarch64",
         linux_boot => "linux-boot",
         linux_balloon => "linux-balloon",
         linux_console => "linux-console",
