@@ -115,6 +115,7 @@ scenarios! {
         virtio_hostile => "virtio-hostile",
         virtio_balloon => "virtio-balloon",
         virtio_bench => "virtio-bench-aarch64",
+        net_native => "net-native",
     }
     pc {
         demo => "pc-demo",
