@@ -116,6 +116,7 @@ scenarios! {
         virtio_balloon => "virtio-balloon",
         virtio_bench => "virtio-bench-aarch64",
         net_native => "net-native",
+        net_hostile => "net-hostile",
     }
     pc {
         demo => "pc-demo",
@@ -174,5 +175,7 @@ scenarios! {
         virtio_hostile => "pc-virtio-hostile",
         virtio_balloon => "pc-virtio-balloon",
         virtio_bench => "virtio-bench-x86_64",
+        net_native => "pc-net-native",
+        net_hostile => "pc-net-hostile",
     }
 }

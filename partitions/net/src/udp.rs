@@ -23,6 +23,8 @@ const BYE: &[u8] = b"bye";
 pub const COUNT: usize = 16;
 /// Turns a client waits for an answer before it sends again.
 const PATIENCE: u32 = 2_000;
+/// Times a client sends a datagram before it gives up.
+const TRIES: u32 = 3;
 /// Datagrams the benchmark sends, in windows of [`WINDOW`], each answered.
 const BENCH_DATAGRAMS: u64 = 1_024;
 /// Datagrams in flight before the benchmark waits for the sink's answer
@@ -96,7 +98,12 @@ pub fn client(stack: &mut Stack, peer: [u8; 4]) -> Result<(), &'static str> {
             }
             _ => payload(index, &mut sent),
         };
+        let mut tries = 0;
         let echoed = loop {
+            if tries == TRIES {
+                return Err("no echo");
+            }
+            tries += 1;
             stack
                 .socket(socket)
                 .send_slice(&sent[..len], server)
