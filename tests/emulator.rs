@@ -117,6 +117,7 @@ scenarios! {
         virtio_bench => "virtio-bench-aarch64",
         net_native => "net-native",
         net_hostile => "net-hostile",
+        net_bench => "bench-net-aarch64",
     }
     pc {
         demo => "pc-demo",
@@ -177,5 +178,6 @@ scenarios! {
         virtio_bench => "virtio-bench-x86_64",
         net_native => "pc-net-native",
         net_hostile => "pc-net-hostile",
+        net_bench => "bench-net-x86_64",
     }
 }

@@ -34,6 +34,7 @@
 //! ([`crate::yield_now`]) so that its peers can run.
 
 mod hal;
+mod mmio;
 
 use alloc::vec;
 use alloc::vec::Vec;
