@@ -156,11 +156,14 @@ fn ipv4(frame: &[u8], address: Ipv4Addr) -> (String, Option<Vec<u8>>) {
             let from = u16::from_be_bytes([payload[0], payload[1]]);
             let to = u16::from_be_bytes([payload[2], payload[3]]);
             let data = &payload[8..];
-            let line = format!(
-                "udp {source}:{from} -> {destination}:{to} bytes={} {:?}",
-                data.len(),
-                String::from_utf8_lossy(data)
+            let mut line = format!(
+                "udp {source}:{from} -> {destination}:{to} bytes={}",
+                data.len()
             );
+            // Short text is shown; other payloads only by their length.
+            if data.len() <= 32 && data.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+                line.push_str(&format!(" {:?}", String::from_utf8_lossy(data)));
+            }
             let mut reply = payload.to_vec();
             reply[..2].copy_from_slice(&to.to_be_bytes());
             reply[2..4].copy_from_slice(&from.to_be_bytes());

@@ -117,6 +117,7 @@ scenarios! {
         virtio_bench => "virtio-bench-aarch64",
         net_native => "net-native",
         net_hostile => "net-hostile",
+        net_uplink => "net-uplink",
         net_bench => "bench-net-aarch64",
     }
     pc {

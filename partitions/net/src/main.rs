@@ -17,6 +17,8 @@
 //!    [`hostile`]); the victim is peer bits 48-55, the deaf partition bits 56-62.
 //! 6. **bench**: UDP throughput to the sink at peer bits 48-55 (see [`udp`]).
 //! 7. **sink**: the benchmark's receiving end.
+//! 8. **far client**: the client's conversation with an echo server beyond
+//!    the uplink, at 192.0.2.<bits 48-55> (TEST-NET-1, outside every subnet).
 //!
 //! The stack's roles and the hostile one first give up their turn a few times,
 //! so that every partition of the system has brought its device up before the
@@ -73,6 +75,9 @@ fn main(boot: Boot) -> u64 {
         5 => startup(|| hostile::run(own, peer(first), peer(second))),
         6 => stack(own).and_then(|mut stack| startup(|| udp::bench(&mut stack, peer(first)))),
         7 => stack(own).and_then(|mut stack| udp::sink(&mut stack)),
+        8 => {
+            stack(own).and_then(|mut stack| startup(|| udp::client(&mut stack, [192, 0, 2, first])))
+        }
         role => Err(if role == 0 { "no role" } else { "unknown role" }),
     };
     match result {

@@ -26,6 +26,10 @@
 //! guest-physical address the device uses: [`Hal`] shares a buffer by handing
 //! out its address as it is, with nothing to copy or map.
 //!
+//! **Beyond the subnet.** The stack's default route goes to [`gateway`], an
+//! address of the subnet, so a datagram for an address outside it goes to the
+//! router too, which sends it to the uplink.
+//!
 //! **Polling.** Native partitions get no virtio interrupt. A frame sent is
 //! carried by the kernel in the sender's own turn before the notifying store
 //! returns, so a send never waits; frames for this partition land in its
@@ -220,6 +224,19 @@ pub struct Stack {
     pub sockets: SocketSet<'static>,
 }
 
+/// The gateway a port sends off-subnet datagrams to: the subnet's first host
+/// address, or its second if that is the port's own. Any address of the
+/// subnet would do: the router answers ARP for all of them.
+pub fn gateway(address: Address) -> [u8; 4] {
+    let first = (address.value() & address.mask()) + 1;
+    let gateway = if first == address.value() {
+        first + 1
+    } else {
+        first
+    };
+    gateway.to_be_bytes()
+}
+
 impl Stack {
     /// The stack on `port` with `address`.
     pub fn new(mut port: Port, address: Address) -> Stack {
@@ -232,6 +249,12 @@ impl Stack {
             // The interface starts with none, and has room for one.
             let _ = addresses.push(IpCidr::new(ip, address.prefix));
         });
+        // Off-subnet destinations go to a gateway: the router answers ARP for
+        // it like for any address of the subnet, and routes by destination,
+        // so they reach the uplink.
+        let _ = iface
+            .routes_mut()
+            .add_default_ipv4_route(Ipv4Address::from(gateway(address)));
         Stack {
             port,
             iface,
