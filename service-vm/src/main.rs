@@ -12,11 +12,12 @@
 //!   if the kernel cannot skip that instruction, restart the guest;
 //! - **fault** and **missed heartbeat**: restart the guest (the kernel stops it for
 //!   good once its restart budget is spent);
-//! - **exited** / **stopped**: note it; when no guest is left, shut down;
+//! - **exited** / **stopped**: note it; when no guest is left (the last one
+//!   stopped from the console included), shut down;
 //! - **memory** (a guest reported its memory use): one round of the memory
 //!   scheduler ([`memory`]), which sets every ballooning guest's target;
 //! - **console**: the operator pressed Ctrl-T; read commands from the input events:
-//!   `list`, `mem`, `restart <name>`, `stop <name>`, `resume <name>`, `audit`,
+//!   `list`, `mem`, `net`, `restart <name>`, `stop <name>`, `resume <name>`, `audit`,
 //!   `help`.
 //!
 //! The boot argument holds test switches: bit 0 crashes the first instance on its
@@ -84,8 +85,9 @@ fn main(boot: Boot) -> u64 {
             let _ = supervise::heartbeat(slot);
         }
         let event = match next_event(uplink.as_mut()) {
-            Ok(Some(event)) => event,
-            Ok(None) => continue,
+            Ok(Next::Event(event)) => event,
+            Ok(Next::Again) => continue,
+            Ok(Next::Done) => break,
             Err(error) => {
                 println!("cannot take events: {}", error.name());
                 return 1;
@@ -121,19 +123,38 @@ fn main(boot: Boot) -> u64 {
     1
 }
 
-/// The next event: waited for, or, with an uplink to carry, polled for
-/// between rounds of the uplink (the core is yielded when nothing moved).
-fn next_event(uplink: Option<&mut uplink::Uplink>) -> Result<Option<Event>, Error> {
-    let Some(uplink) = uplink else {
-        return supervise::wait_event(slot::SYSTEM).map(Some);
-    };
-    if let Some(event) = supervise::poll_event(slot::SYSTEM)? {
-        return Ok(Some(event));
+/// What the service VM does next.
+// One is made at a time, on the stack, and matched at once: its size costs
+// nothing worth a box (the service VM has no allocator without an uplink).
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    /// Handle this event.
+    Event(Event),
+    /// Look again (the uplink had its turn, or a block was woken).
+    Again,
+    /// Every guest has ended, with no event left to tell it: shut down.
+    Done,
+}
+
+/// The next event. One queued is taken at once; with none, and no guest left
+/// (the last was stopped from the console, which posts no event), it is time
+/// to shut down; otherwise the service VM blocks for one, or, with an uplink
+/// to carry, gives the uplink a round (and yields its core when nothing moved).
+fn next_event(uplink: Option<&mut uplink::Uplink>) -> Result<Next, Error> {
+    let (event, live_guests) = supervise::poll_event(slot::SYSTEM)?;
+    if let Some(event) = event {
+        return Ok(Next::Event(event));
     }
+    if live_guests == 0 {
+        return Ok(Next::Done);
+    }
+    let Some(uplink) = uplink else {
+        return supervise::wait_event(slot::SYSTEM).map(Next::Event);
+    };
     if !uplink.poll() {
         septum_sdk::yield_now(slot::SELF)?;
     }
-    Ok(None)
+    Ok(Next::Again)
 }
 
 fn handle(
