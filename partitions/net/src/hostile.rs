@@ -28,7 +28,7 @@ const SIZE: u16 = 8;
 /// Receive buffers posted after each set-up.
 const POSTED: usize = 4;
 /// Datagrams of the flood at the deaf partition.
-pub const FLOOD: usize = 64;
+const FLOOD: usize = 64;
 /// Room for the largest frame a case sends (past the router's limit).
 const FRAME_ROOM: usize = 2048;
 
@@ -125,7 +125,7 @@ impl Lab {
     }
 
     /// The frame buffer, to build a case in.
-    fn buffer(&mut self) -> &'static mut [u8] {
+    fn buffer(&mut self) -> &mut [u8] {
         // SAFETY: the buffer is this lab's alone (taken from `DeviceMemory`),
         // and the device reads it only while a send is in flight, which ends
         // before `send` returns.

@@ -20,7 +20,7 @@ const CLIENT_PORT: u16 = 4000;
 /// What ends a conversation.
 const BYE: &[u8] = b"bye";
 /// Datagrams the client sends.
-pub const COUNT: usize = 16;
+const COUNT: usize = 16;
 /// Turns a client waits for an answer before it sends again.
 const PATIENCE: u32 = 2_000;
 /// Times a client sends a datagram before it gives up.
