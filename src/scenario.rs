@@ -68,6 +68,11 @@ pub struct Scenario {
     /// text anywhere on any line.
     #[serde(default)]
     pub forbid: Vec<String>,
+    /// Numbers on console lines that must lie in a range (for counters whose
+    /// exact value depends on timing), as in
+    /// `numbers = [{ line = "@@ net b ", key = "received", min = 700 }]`.
+    #[serde(default)]
+    pub numbers: Vec<Number>,
     /// The last `@@` line must start with this.
     #[serde(default = "default_final")]
     pub final_marker: String,
@@ -103,6 +108,46 @@ pub struct Outside {
     /// Text no line of its log may contain.
     #[serde(default)]
     pub forbid: Vec<String>,
+}
+
+/// A number a console line must show (`numbers`): the value of `<key>=<n>` on
+/// the last line that `line` matches, from `min` to `max`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Number {
+    /// The line's pattern, naming its source as `expect`'s do.
+    pub line: String,
+    /// The key whose value is the number.
+    pub key: String,
+    /// Its least value.
+    #[serde(default)]
+    pub min: u64,
+    /// Its greatest value, if it has one.
+    pub max: Option<u64>,
+}
+
+impl Number {
+    /// What is wrong with the number on `lines`, if anything.
+    fn check(&self, lines: &[&str]) -> Option<String> {
+        let key = &self.key;
+        let wanted = Pattern::parse(&self.line);
+        let Some(line) = lines.iter().rev().find(|line| wanted.matches(line)) else {
+            return Some(format!("missing: `{}` (for its `{key}`)", self.line));
+        };
+        let value = line.split_whitespace().find_map(|word| {
+            let value = word.strip_prefix(key.as_str())?.strip_prefix('=')?;
+            value.parse::<u64>().ok()
+        });
+        let Some(value) = value else {
+            return Some(format!("`{line}` has no `{key}=<number>`"));
+        };
+        let range = match self.max {
+            Some(max) => format!("from {} to {max}", self.min),
+            None => format!("at least {}", self.min),
+        };
+        (value < self.min || self.max.is_some_and(|max| value > max))
+            .then(|| format!("`{line}`: {key}={value}, expected {range}"))
+    }
 }
 
 /// The kernel's panic line, which fails every scenario.
@@ -143,7 +188,12 @@ impl Scenario {
     /// Refuses an `expect` or `require` pattern that names no source: any partition
     /// could print it, so a line matching it proves nothing.
     fn check_sources(&self) -> Result<()> {
-        for (key, patterns) in [("expect", &self.expect), ("require", &self.require)] {
+        let numbers: Vec<String> = self.numbers.iter().map(|n| n.line.clone()).collect();
+        for (key, patterns) in [
+            ("expect", &self.expect),
+            ("require", &self.require),
+            ("numbers", &numbers),
+        ] {
             if let Some(bare) = patterns.iter().find(|p| Pattern::parse(p).source.is_none()) {
                 bail!(
                     "`{key}` pattern `{bare}` names no source: start it with `@@ ` (a kernel \
@@ -245,6 +295,11 @@ impl Scenario {
                 failures.push(format!("missing: `{pattern}`"));
             }
         }
+        failures.extend(
+            self.numbers
+                .iter()
+                .filter_map(|number| number.check(&lines)),
+        );
         if let Some(outside) = &self.outside {
             failures.extend(outside.check(&output.outside));
         }
@@ -391,12 +446,67 @@ mod tests {
             expect: expect.iter().map(|s| s.to_string()).collect(),
             require: Vec::new(),
             forbid: forbid.iter().map(|s| s.to_string()).collect(),
+            numbers: Vec::new(),
             final_marker: default_final(),
             kernel_args: None,
             panics: false,
             outside: None,
             input: Vec::new(),
         }
+    }
+
+    /// A number is read from the last line its pattern matches (of that
+    /// source only) and must lie in its range; a missing line or key fails.
+    ///
+    /// Verifies: SK-AUD-003
+    #[test]
+    fn numbers_are_read_from_their_sources_last_line_and_checked_against_their_range() {
+        let console = "@@ kernel boot\n@@ partition service ready\n[b] @@ net b received=9000\n\
+                       @@ net b address=10.0.0.3/24 sent=5 received=2\n\
+                       @@ net b address=10.0.0.3/24 sent=5 received=800\n\
+                       @@ kernel shutdown status=ok code=0\n";
+        let number = |min: u64, max: Option<u64>| Number {
+            line: "@@ net b ".into(),
+            key: "received".into(),
+            min,
+            max,
+        };
+        let checked = |number: Number| {
+            let mut wanted = scenario(&[], &[]);
+            wanted.numbers = vec![number];
+            wanted.check(&output(console, true), "service")
+        };
+        assert!(checked(number(700, None)).is_empty());
+        assert!(checked(number(800, Some(800))).is_empty());
+        assert_eq!(
+            checked(number(801, None)),
+            [
+                "`@@ net b address=10.0.0.3/24 sent=5 received=800`: received=800, expected at least 801"
+            ]
+        );
+        assert_eq!(
+            checked(number(0, Some(0))),
+            [
+                "`@@ net b address=10.0.0.3/24 sent=5 received=800`: received=800, expected from 0 to 0"
+            ]
+        );
+        let mut other_key = number(0, None);
+        other_key.key = "routed".into();
+        assert_eq!(
+            checked(other_key),
+            ["`@@ net b address=10.0.0.3/24 sent=5 received=800` has no `routed=<number>`"]
+        );
+        let mut other_line = number(0, None);
+        other_line.line = "@@ net c ".into();
+        assert_eq!(
+            checked(other_line),
+            ["missing: `@@ net c ` (for its `received`)"]
+        );
+        let mut guest = number(0, None);
+        guest.line = "net b".into();
+        let mut sourceless = scenario(&[], &[]);
+        sourceless.numbers = vec![guest];
+        assert!(sourceless.check_sources().is_err());
     }
 
     /// Verifies: SK-AUD-003

@@ -90,6 +90,7 @@ scenarios! {
         linux_crash => "linux-crash",
         linux_poweroff => "linux-poweroff",
         linux_isolation => "linux-isolation",
+        net_linux_pair => "net-linux-pair",
         vgic_emulated => "vgic-emulated",
         mmio_fuzz => "mmio-fuzz",
         supervise_trap => "supervise-trap",

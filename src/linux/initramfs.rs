@@ -10,8 +10,10 @@
 //! - `/init` ([`init_script`]): installs the applets, mounts `/proc`, `/sys` and
 //!   `/dev` (devtmpfs), loads the modules (each after those it depends on; a
 //!   driver whose device the partition lacks loads and binds nothing), prints
-//!   [`INIT_UP`], runs the balloon benchmark and powers off if the command
-//!   line asks for it ([`super::balloon_bench`]), and otherwise becomes a shell
+//!   [`INIT_UP`], brings the loopback interface up and, if the command line
+//!   gives the partition's network address, `eth0` ([`ETH0_UP`]), runs the
+//!   balloon benchmark and powers off if the command line asks for it
+//!   ([`super::balloon_bench`]), and otherwise becomes a shell
 //!   on the console; in the background it waits up to a second for `/dev/hvc0`
 //!   (a virtio console) and, if it comes, prints [`HVC_SHELL`] there and starts
 //!   a second shell on it;
@@ -21,6 +23,8 @@
 //! Every entry belongs to root and has time 0, and the modules go in their load
 //! order, so the archive is the same for the same busybox and modules.
 
+use septum_description::{GATEWAY_PARAMETER, IP_PARAMETER};
+
 /// The line `/init` prints once the system is up, before the shell starts; it
 /// goes on with the time since boot by Linux's monotonic clock (from
 /// `/proc/timer_list`: `now at <n> nsecs`), which the Linux boot benchmark reads.
@@ -29,6 +33,36 @@ pub const INIT_UP: &str = "septum-linux: init up";
 /// The line `/init` prints on the virtio console, `/dev/hvc0`, before it starts
 /// a shell there.
 pub const HVC_SHELL: &str = "septum-linux: shell on hvc0";
+
+/// The start of the line `/init` prints once it has brought `eth0` up, followed
+/// by the address (and ` via <gateway>` when it has one).
+pub const ETH0_UP: &str = "septum-linux: eth0 up";
+
+/// The part of `/init` that configures the network: the loopback interface up,
+/// and, with [`IP_PARAMETER`]`=a.b.c.d/n` on the command line and a virtio-net
+/// device bound as `eth0`, `eth0` with that address, IPv6 off on it (the
+/// kernel's router carries only IPv4: an IPv6 frame would only be dropped and
+/// counted), up, and a default route through [`GATEWAY_PARAMETER`]'s address
+/// when the command line has one; then it prints [`ETH0_UP`].
+fn network_script() -> String {
+    format!(
+        "ip link set lo up\n\
+         for word in $(cat /proc/cmdline); do\n\
+         \x20   case $word in\n\
+         \x20       {IP_PARAMETER}=*) address=${{word#*=}} ;;\n\
+         \x20       {GATEWAY_PARAMETER}=*) gateway=${{word#*=}} ;;\n\
+         \x20   esac\n\
+         done\n\
+         if [ -n \"$address\" ] && [ -d /sys/class/net/eth0 ]; then\n\
+         \x20   ipv6=/proc/sys/net/ipv6/conf/eth0/disable_ipv6\n\
+         \x20   [ -w $ipv6 ] && echo 1 > $ipv6\n\
+         \x20   ip addr add $address dev eth0\n\
+         \x20   ip link set eth0 up\n\
+         \x20   [ -n \"$gateway\" ] && ip route add default via $gateway\n\
+         \x20   echo \"{ETH0_UP} $address${{gateway:+ via $gateway}}\"\n\
+         fi\n"
+    )
+}
 
 /// The modules `/init` loads first, in this order: each after those it depends
 /// on (`virtio_net` needs `net_failover`, which needs `failover`; the others
@@ -59,6 +93,7 @@ pub fn init_script(modules: &[&str]) -> String {
         .iter()
         .map(|name| format!("insmod /lib/modules/{name}.ko\n"))
         .collect();
+    let network = network_script();
     format!(
         "#!/bin/busybox sh\n\
          export PATH=/sbin:/usr/sbin:/bin:/usr/bin\n\
@@ -68,6 +103,7 @@ pub fn init_script(modules: &[&str]) -> String {
          mount -t devtmpfs devtmpfs /dev\n\
          {insmod}\
          echo \"{INIT_UP} ($(grep -m1 'now at' /proc/timer_list))\"\n\
+         {network}\
          {BALLOON_BENCH}\
          (\n\
          \x20   for i in 1 2 3 4 5 6 7 8 9 10; do [ -c /dev/hvc0 ] && break; usleep 100000; done\n\

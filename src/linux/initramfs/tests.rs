@@ -241,3 +241,47 @@ fn init_runs_the_balloon_benchmark_only_when_the_command_line_asks() {
     assert!(at("for word in $(cat /proc/cmdline); do") < call);
     assert!(call < at("(") && call < at("exec setsid cttyhack sh"));
 }
+
+/// After it is up, and before the balloon benchmark and either shell, `/init`
+/// brings the loopback interface up and reads the partition's address and
+/// gateway from the command line (the parameters the description writes);
+/// with an address and an `eth0`, it turns IPv6 off there, gives `eth0` the
+/// address, brings it up, adds the default route through the gateway if there
+/// is one, and says so.
+///
+/// Verifies: SK-LNX-011
+#[test]
+fn init_brings_eth0_up_from_the_command_line() {
+    use septum_description::{GATEWAY_PARAMETER, IP_PARAMETER};
+    let script = init_script(&["virtio_net"]);
+    let lines: Vec<&str> = script.lines().map(str::trim).collect();
+    let at = |line: &str| {
+        lines
+            .iter()
+            .position(|l| *l == line)
+            .unwrap_or_else(|| panic!("no line {line}"))
+    };
+    let up = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("echo \"{INIT_UP}")))
+        .expect("the up line");
+    let lo = at("ip link set lo up");
+    let address = at(&format!("{IP_PARAMETER}=*) address=${{word#*=}} ;;"));
+    let gateway = at(&format!("{GATEWAY_PARAMETER}=*) gateway=${{word#*=}} ;;"));
+    let only_with_eth0 = at("if [ -n \"$address\" ] && [ -d /sys/class/net/eth0 ]; then");
+    let no_ipv6 = at("[ -w $ipv6 ] && echo 1 > $ipv6");
+    let add = at("ip addr add $address dev eth0");
+    let link = at("ip link set eth0 up");
+    let route = at("[ -n \"$gateway\" ] && ip route add default via $gateway");
+    let says = at(&format!(
+        "echo \"{ETH0_UP} $address${{gateway:+ via $gateway}}\""
+    ));
+    assert!(up < lo && lo < address && address < gateway && gateway < only_with_eth0);
+    assert!(only_with_eth0 < no_ipv6 && no_ipv6 < add && add < link && link < route);
+    assert!(route < says && says < at("fi"));
+    assert!(says < at("balloon_bench() {") && says < at("exec setsid cttyhack sh"));
+    assert_eq!(
+        (IP_PARAMETER, GATEWAY_PARAMETER),
+        ("septum.ip", "septum.gw")
+    );
+}
