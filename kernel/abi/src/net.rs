@@ -153,7 +153,9 @@ pub enum DropReason {
     /// No partition owns the destination and there is no uplink (or it came
     /// from the uplink), or it is a broadcast or multicast address.
     NoRoute = 4,
-    /// The receiver had no buffer posted (or its driver is not running).
+    /// The receiver had no buffer posted, its driver is not running, or its
+    /// next buffer broke the rules (read-only, or too small: the receiver's
+    /// violation, which breaks its device).
     NoBuffer = 5,
 }
 

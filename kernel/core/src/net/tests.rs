@@ -182,6 +182,24 @@ fn bad_frames_are_dropped_by_reason() {
         route(&mut router, 4, &ipv4(A, B, 8)).0,
         Route::Drop(DropReason::NoRoute)
     );
+    // Another port's subnet-wide addresses are no host's either.
+    let mut two_subnets = Router::new([
+        port(UPLINK, true),
+        port(A, false),
+        Some(NetPort {
+            address: Address {
+                ip: [10, 0, 1, 2],
+                prefix: 24,
+            },
+            uplink: false,
+        }),
+    ]);
+    for destination in [[10, 0, 1, 255], [10, 0, 1, 0]] {
+        assert_eq!(
+            route(&mut two_subnets, 1, &ipv4(A, destination, 8)).0,
+            Route::Drop(DropReason::NoRoute)
+        );
+    }
     let mut alone = Router::new([None, port(A, false), port(B, false)]);
     assert_eq!(
         route(&mut alone, 1, &ipv4(A, OUTSIDE, 8)).0,
