@@ -294,7 +294,7 @@ proptest! {
     /// its destination (or the uplink for an address nobody owns, or its
     /// sender for an ARP answer), with the source it was sent with; and the
     /// counters add up, per port and over all ports.
-    /// Verifies: SK-IFC-002, SK-IFC-003, SK-IFC-004
+    /// Verifies: SK-IFC-001, SK-IFC-002, SK-IFC-003, SK-IFC-004
     #[test]
     fn frames_reach_at_most_their_owner_and_the_counters_add_up(
         frames in proptest::collection::vec((0usize..5, any_frame(), any::<bool>()), 1..60)

@@ -533,7 +533,7 @@ proptest! {
     /// capability of its type with its right in the caller's own table; and no
     /// capability table ever changes, so no partition gains a right its
     /// description did not grant.
-    /// Verifies: SK-MED-002, SK-INIT-001, SK-CAP-002
+    /// Verifies: SK-MED-002, SK-INIT-001, SK-CAP-002, SK-IFC-001
     #[test]
     fn refused_calls_change_nothing_and_guests_wait_for_ready(
         calls in proptest::collection::vec(any_call(), 1..60)
