@@ -12,12 +12,12 @@
 //!   if the kernel cannot skip that instruction, restart the guest;
 //! - **fault** and **missed heartbeat**: restart the guest (the kernel stops it for
 //!   good once its restart budget is spent);
-//! - **exited** / **stopped**: note it; when no guest is left (the last one
-//!   stopped from the console included), shut down;
+//! - **exited** / **stopped**: note it; when no guest is left, shut down;
 //! - **memory** (a guest reported its memory use): one round of the memory
 //!   scheduler ([`memory`]), which sets every ballooning guest's target;
 //! - **console**: the operator pressed Ctrl-T; read commands from the input events:
 //!   `list`, `mem`, `net`, `restart <name>`, `stop <name>`, `resume <name>`, `audit`,
+//!   `shutdown`,
 //!   `help`.
 //!
 //! The boot argument holds test switches: bit 0 crashes the first instance on its
@@ -85,9 +85,8 @@ fn main(boot: Boot) -> u64 {
             let _ = supervise::heartbeat(slot);
         }
         let event = match next_event(uplink.as_mut()) {
-            Ok(Next::Event(event)) => event,
-            Ok(Next::Again) => continue,
-            Ok(Next::Done) => break,
+            Ok(Some(event)) => event,
+            Ok(None) => continue,
             Err(error) => {
                 println!("cannot take events: {}", error.name());
                 return 1;
@@ -102,6 +101,9 @@ fn main(boot: Boot) -> u64 {
             continue;
         }
         handle(&event, &guests, &mut console, &mut scheduler);
+        if console.shutdown {
+            break;
+        }
         // A guest that ended left its balloon memory to the others.
         if matches!(event.kind, Kind::Exited | Kind::Stopped) {
             scheduler.round(&guests, event.time_us);
@@ -117,44 +119,28 @@ fn main(boot: Boot) -> u64 {
             counts.out, counts.into, counts.arp, counts.dropped
         );
     }
-    println!("all guests done, shutting down");
+    match console.shutdown {
+        true => println!("shutting down at the operator's request"),
+        false => println!("all guests done, shutting down"),
+    }
     let error = septum_sdk::shutdown(slot::SYSTEM, 0);
     println!("shutdown refused: {}", error.name());
     1
 }
 
-/// What the service VM does next.
-// One is made at a time, on the stack, and matched at once: its size costs
-// nothing worth a box (the service VM has no allocator without an uplink).
-#[allow(clippy::large_enum_variant)]
-enum Next {
-    /// Handle this event.
-    Event(Event),
-    /// Look again (the uplink had its turn, or a block was woken).
-    Again,
-    /// Every guest has ended, with no event left to tell it: shut down.
-    Done,
-}
-
-/// The next event. One queued is taken at once; with none, and no guest left
-/// (the last was stopped from the console, which posts no event), it is time
-/// to shut down; otherwise the service VM blocks for one, or, with an uplink
-/// to carry, gives the uplink a round (and yields its core when nothing moved).
-fn next_event(uplink: Option<&mut uplink::Uplink>) -> Result<Next, Error> {
-    let (event, live_guests) = supervise::poll_event(slot::SYSTEM)?;
-    if let Some(event) = event {
-        return Ok(Next::Event(event));
-    }
-    if live_guests == 0 {
-        return Ok(Next::Done);
-    }
+/// The next event: waited for, or, with an uplink to carry, polled for
+/// between rounds of the uplink (the core is yielded when nothing moved).
+fn next_event(uplink: Option<&mut uplink::Uplink>) -> Result<Option<Event>, Error> {
     let Some(uplink) = uplink else {
-        return supervise::wait_event(slot::SYSTEM).map(Next::Event);
+        return supervise::wait_event(slot::SYSTEM).map(Some);
     };
+    if let Some(event) = supervise::poll_event(slot::SYSTEM)? {
+        return Ok(Some(event));
+    }
     if !uplink.poll() {
         septum_sdk::yield_now(slot::SELF)?;
     }
-    Ok(Next::Again)
+    Ok(None)
 }
 
 fn handle(
@@ -352,12 +338,15 @@ unsafe fn crash() {
 struct Console {
     line: heapless::String<64>,
     traps: [u32; MAX_PARTITIONS],
+    /// The operator typed `shutdown`.
+    shutdown: bool,
 }
 
 impl Default for Console {
     fn default() -> Self {
         Console {
             line: heapless::String::new(),
+            shutdown: false,
             traps: [0; MAX_PARTITIONS],
         }
     }
@@ -367,7 +356,7 @@ impl Console {
     fn open(&mut self) {
         self.line.clear();
         println!(
-            "console: list, mem, net, restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>, help"
+            "console: list, mem, net, restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>, shutdown, help"
         );
     }
 
@@ -375,8 +364,13 @@ impl Console {
         match byte {
             b'\r' | b'\n' => {
                 let line = core::mem::take(&mut self.line);
-                if !line.trim().is_empty() {
-                    command(line.trim(), guests, scheduler);
+                match line.trim() {
+                    "" => {}
+                    "shutdown" => {
+                        println!("> shutdown");
+                        self.shutdown = true;
+                    }
+                    line => command(line, guests, scheduler),
                 }
             }
             0x20..=0x7e => {
@@ -444,7 +438,7 @@ fn command(line: &str, guests: &Guests, scheduler: &mut memory::Scheduler) {
         }
         _ => {
             println!(
-                "commands: list, mem, net, restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>"
+                "commands: list, mem, net, restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>, shutdown"
             );
             Ok(())
         }

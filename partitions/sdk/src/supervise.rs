@@ -50,30 +50,29 @@ impl Event {
 pub fn wait_event(slot: u64) -> Result<Event, Error> {
     loop {
         // None: woken from a block; ask again.
-        if let (Some(event), _) = take_event(slot, 0)? {
+        if let Some(event) = take_event(slot, 0)? {
             return Ok(event);
         }
     }
 }
 
 /// The next supervision event if one is queued, without blocking (for a
-/// service VM that polls a device between events), and how many guests have
-/// not ended.
-pub fn poll_event(slot: u64) -> Result<(Option<Event>, u64), Error> {
+/// service VM that polls a device between events).
+pub fn poll_event(slot: u64) -> Result<Option<Event>, Error> {
     take_event(slot, event::NO_WAIT)
 }
 
-fn take_event(slot: u64, flags: u64) -> Result<(Option<Event>, u64), Error> {
+fn take_event(slot: u64, flags: u64) -> Result<Option<Event>, Error> {
     let mut words = [0u64; event::RECORD_WORDS];
     let [kind, _, live_guests] = typed(
         Call::WaitEvent,
         [slot, words.as_mut_ptr() as u64, flags, 0, 0, 0],
     )?;
     if Kind::from_number(kind).is_none() {
-        return Ok((None, live_guests));
+        return Ok(None);
     }
     let record = event::Record::from_words(&words).ok_or(Error::InvalidArgument)?;
-    let event = Event {
+    Ok(Some(Event {
         kind: record.kind,
         partition: record.partition,
         generation: record.generation,
@@ -85,8 +84,7 @@ fn take_event(slot: u64, flags: u64) -> Result<(Option<Event>, u64), Error> {
         time_us: record.time_us,
         snapshot: record.snapshot,
         record,
-    };
-    Ok((Some(event), live_guests))
+    }))
 }
 
 /// Where the caller's RAM starts in machine memory (system capability in
