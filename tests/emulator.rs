@@ -91,6 +91,7 @@ scenarios! {
         linux_poweroff => "linux-poweroff",
         linux_isolation => "linux-isolation",
         net_linux_pair => "net-linux-pair",
+        net_bystander => "net-bystander",
         vgic_emulated => "vgic-emulated",
         mmio_fuzz => "mmio-fuzz",
         supervise_trap => "supervise-trap",
