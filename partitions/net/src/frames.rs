@@ -4,14 +4,13 @@
 //! (RFC 791) and ARP's (RFC 826); the constants the router shares come from
 //! [`septum_abi::net`].
 
-use septum_abi::net::{ETHERNET_HEADER, ETHERTYPE_ARP, ETHERTYPE_IPV4, ROUTER_MAC};
+pub use septum_abi::net::IPV4_HEADER;
+use septum_abi::net::{
+    ARP_SIZE, ETHERNET_HEADER, ETHERTYPE_ARP, ETHERTYPE_IPV4, ROUTER_MAC, checksum,
+};
 
-/// Bytes of an IPv4 header without options.
-pub const IPV4_HEADER: usize = 20;
 /// Bytes of a UDP header.
 const UDP_HEADER: usize = 8;
-/// Bytes of an ARP packet for Ethernet and IPv4.
-const ARP_SIZE: usize = 28;
 /// Ethernet type of IPv6.
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 
@@ -119,16 +118,4 @@ pub fn spoil_ipv4(frame: &mut [u8], spoil: impl FnOnce(&mut [u8]), fix_checksum:
         let sum = checksum(header);
         header[10..12].copy_from_slice(&sum.to_be_bytes());
     }
-}
-
-/// The Internet checksum (RFC 1071) of `bytes`.
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }

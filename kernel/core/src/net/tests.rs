@@ -3,11 +3,10 @@ use alloc::vec::Vec;
 
 use proptest::prelude::*;
 use septum_abi::net::{
-    Address, DropReason, ETHERNET_HEADER, ETHERTYPE_ARP, ETHERTYPE_IPV4, FRAME_MAX, ROUTER_MAC,
-    port_mac,
+    ARP_SIZE, Address, DropReason, ETHERNET_HEADER, ETHERTYPE_ARP, ETHERTYPE_IPV4, FRAME_MAX,
+    ROUTER_MAC, checksum, port_mac,
 };
 
-use super::frame::{ARP_SIZE, checksum};
 use super::*;
 
 const A: [u8; 4] = [10, 0, 0, 2];

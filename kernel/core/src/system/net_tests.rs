@@ -212,7 +212,7 @@ fn datagram(source: [u8; 4], destination: [u8; 4]) -> Vec<u8> {
     let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
     ip.extend_from_slice(&source);
     ip.extend_from_slice(&destination);
-    let sum = crate::net::frame::checksum(&ip);
+    let sum = septum_abi::net::checksum(&ip);
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
     ip.extend_from_slice(b"8 bytes!");
     let mut frame = ROUTER_MAC.to_vec();
