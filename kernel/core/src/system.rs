@@ -458,6 +458,8 @@ mod balloon_tests;
 #[cfg(test)]
 mod net_tests;
 #[cfg(test)]
+mod queue_front_tests;
+#[cfg(test)]
 mod queue_tests;
 #[cfg(test)]
 mod schedule_tests;
