@@ -454,6 +454,8 @@ impl<P: Platform> fmt::Write for GuestLines<'_, P> {
 }
 
 #[cfg(test)]
+mod balloon_front_tests;
+#[cfg(test)]
 mod balloon_tests;
 #[cfg(test)]
 mod net_tests;
