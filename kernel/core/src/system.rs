@@ -476,4 +476,6 @@ mod tests;
 #[cfg(test)]
 mod vcpu_tests;
 #[cfg(test)]
+mod virt_tests;
+#[cfg(test)]
 mod virtio_tests;
