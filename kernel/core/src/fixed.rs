@@ -49,7 +49,6 @@ impl<T> FixedVec<T> {
     pub fn swap_remove(&mut self, index: usize) -> T {
         self.items.swap_remove(index)
     }
-
 }
 
 impl<T> Deref for FixedVec<T> {

@@ -313,7 +313,7 @@ fn a_bad_receive_buffer_breaks_the_receivers_device_only() {
 
 /// A driver reads its port's configuration: its MAC address, the link up,
 /// one queue pair and the MTU.
-/// Verifies: SK-IFC-005
+/// Verifies: SK-API-003
 #[test]
 fn the_device_shows_the_ports_mac_link_and_mtu() {
     let mut net = Net::new();
