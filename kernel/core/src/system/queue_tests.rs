@@ -14,16 +14,19 @@ use septum_abi::queue::{BatchEntry, COPY_MAX, Received, flags};
 use septum_abi::{Call, PartitionState};
 
 /// alpha's send end and beta's receive end of the one queue.
-const QUEUE_END: u64 = 3;
-const ALPHA: usize = 1;
-const BETA: usize = 2;
+pub(super) const QUEUE_END: u64 = 3;
+/// The service VM's control capabilities for alpha and beta.
+pub(super) const CTL_ALPHA: u64 = 3;
+pub(super) const CTL_BETA: u64 = 4;
+pub(super) const ALPHA: usize = 1;
+pub(super) const BETA: usize = 2;
 /// Where beta's receive window starts.
-const WINDOW: u64 = septum_abi::layout::RECEIVE_WINDOW_BASE;
-const PAGE: u64 = 4096;
+pub(super) const WINDOW: u64 = septum_abi::layout::RECEIVE_WINDOW_BASE;
+pub(super) const PAGE: u64 = 4096;
 
-/// The service VM, alpha and beta, with a queue from alpha to beta of depth 4
-/// and 4 pages in flight; the service VM and beta run, alpha is loaded.
-fn queue_system() -> (System, FakeMachine) {
+/// The service VM (holding control of alpha and beta), alpha and beta, with a
+/// queue from alpha to beta of depth 4 and 4 pages in flight; all three run.
+pub(super) fn queue_system() -> (System, FakeMachine) {
     let image = [0u8; 16];
     let caps = |index: usize| -> CapTable {
         let kind = if index == 0 {
@@ -37,6 +40,16 @@ fn queue_system() -> (System, FakeMachine) {
             BETA => Some((CapType::QueueReceive, 0)),
             _ => None,
         };
+        if index == 0 {
+            for (slot, guest) in [(CTL_ALPHA, ALPHA), (CTL_BETA, BETA)] {
+                caps[slot as usize] = Some(Cap {
+                    ty: CapType::Control,
+                    rights: CapType::Control.possible_rights(),
+                    object: guest as u16,
+                    badge: 0,
+                });
+            }
+        }
         if let Some((ty, badge)) = end {
             caps[QUEUE_END as usize] = Some(Cap {
                 ty,
@@ -93,11 +106,11 @@ fn queue_system() -> (System, FakeMachine) {
 }
 
 /// Host address of guest address `guest` of partition `index`.
-fn host(index: usize, guest: u64) -> u64 {
+pub(super) fn host(index: usize, guest: u64) -> u64 {
     HOST_BASE + index as u64 * RAM + (guest - GUEST_BASE)
 }
 
-fn status(o: &Outcome) -> Result<[u64; 3], Error> {
+pub(super) fn status(o: &Outcome) -> Result<[u64; 3], Error> {
     let reply = o.reply.expect("the caller is answered");
     Error::from_status(reply.status)
         .map(|()| reply.results)
