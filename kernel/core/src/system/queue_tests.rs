@@ -342,6 +342,37 @@ fn a_receiver_waiting_on_its_end_is_woken_by_a_send() {
     assert_eq!(status(&has_work), Ok([1, 0, 0]), "work waits: at once");
 }
 
+/// A guest blocked in a wait is not out of the service VM's reach: it can be
+/// restarted (and runs again, its wait forgotten) or stopped.
+/// Verifies: SK-HM-002
+#[test]
+fn a_guest_blocked_in_a_wait_can_be_restarted_and_stopped() {
+    let (mut sys, mut m) = queue_system();
+    hcall(&mut sys, &mut m, BETA, call(Call::Wait, &[QUEUE_END]));
+    assert_eq!(sys.partitions()[BETA].life().abi(), PartitionState::Blocked);
+    let restart = hcall(&mut sys, &mut m, 0, call(Call::Restart, &[CTL_BETA, 0]));
+    assert_eq!(status(&restart), Ok([0; 3]));
+    assert_eq!(sys.partitions()[BETA].life().abi(), PartitionState::Loading);
+    while sys.owes_work(BETA) && sys.work(BETA, &mut m) {}
+    assert_eq!(
+        sys.partitions()[BETA].life().abi(),
+        PartitionState::Runnable
+    );
+    hcall(&mut sys, &mut m, BETA, call(Call::Wait, &[QUEUE_END]));
+    assert_eq!(sys.partitions()[BETA].life().abi(), PartitionState::Blocked);
+    let stop = hcall(&mut sys, &mut m, 0, call(Call::Stop, &[CTL_BETA, 0]));
+    assert_eq!(status(&stop), Ok([0; 3]));
+    assert_eq!(sys.partitions()[BETA].life().abi(), PartitionState::Stopped);
+    // Its peer still gets on: a send finds the receiver ended.
+    let send = hcall(
+        &mut sys,
+        &mut m,
+        ALPHA,
+        call(Call::Send, &[QUEUE_END, GUEST_BASE, 1, flags::COPY]),
+    );
+    assert_eq!(status(&send), Err(Error::PeerEnded));
+}
+
 /// Verifies: SK-MSG-001
 #[test]
 fn an_ended_peer_is_reported_after_what_it_sent() {
