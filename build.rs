@@ -43,6 +43,7 @@ const PARTITIONS: &[&str] = &[
     "partition-balloon",
     "partition-steer",
     "partition-virtio",
+    "partition-net",
 ];
 const PARTITION_FLAGS: &[&str] = &[
     "-Clink-arg=-Tseptum-partition.ld",

@@ -688,6 +688,45 @@ fn virtio_bench(arch: &str, clock: &str) -> Result<()> {
     Ok(())
 }
 
+/// Runs the network benchmark (`bench-net-<arch>`: UDP through the kernel's
+/// router, then a page-flip stream, in one run) and prints both per unit and
+/// per byte.
+fn net_bench(arch: &str, clock: &str) -> Result<()> {
+    let console = run_benchmark(&format!("bench-net-{arch}"))?;
+    let timed = arch == "aarch64";
+    let unit = if timed { "ns" } else { "ticks" };
+    println!("UDP through the router against page flips, one run ({arch}, {clock}):");
+    println!("| path | bytes a unit | {unit} a unit | bytes per 1,000 {unit} |");
+    println!("|---|---|---|---|");
+    for (name, what, bytes) in [
+        (
+            "udp-1472",
+            "UDP datagrams (smoltcp both ends, 8 in flight)",
+            1472.0,
+        ),
+        ("stream-unbatched", "page flips, one page a send", 4096.0),
+        (
+            "stream-batched",
+            "page flips, up to 16 pages a send",
+            4096.0,
+        ),
+    ] {
+        let line = figure_line(&console, name)?;
+        let field = |key: &str| value_of(line, key).and_then(|v| v.parse::<f64>().ok());
+        let per_unit = if timed {
+            field("ns=")
+        } else {
+            field("ticks_per_datagram=").or_else(|| field("ticks_per_page="))
+        }
+        .with_context(|| format!("unreadable {name} figure: {line}"))?;
+        println!(
+            "| {what} | {bytes:.0} | {per_unit:.0} | {:.1} |",
+            bytes / per_unit * 1000.0
+        );
+    }
+    Ok(())
+}
+
 fn image_for(board: &Board, system: Option<PathBuf>) -> Result<PathBuf> {
     let system = system.unwrap_or_else(|| boards::default_system(board));
     let description = boards::load_system(&system, board)?;
@@ -733,6 +772,7 @@ fn bench(board_name: &str) -> Result<()> {
     messaging_bench(&board.arch, clock)?;
     balloon_bench(&board.arch, clock)?;
     virtio_bench(&board.arch, clock)?;
+    net_bench(&board.arch, clock)?;
     time_isolation_bench(&board.name, &board.arch, clock)?;
     if board.arch == "aarch64" {
         linux_boot_bench(&board, clock)?;

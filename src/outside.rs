@@ -14,12 +14,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use septum_core::abi::net::checksum;
 
 /// The UDP port the host echoes datagrams on.
 pub const ECHO_PORT: u16 = 7;
 /// The host's MAC address (locally administered).
 const MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x00, 0x00, 0x01];
-const ETHERNET: usize = 14;
+const ETHERNET: usize = septum_core::abi::net::ETHERNET_HEADER;
 
 /// The running host.
 pub struct OutsideHost {
@@ -156,11 +157,14 @@ fn ipv4(frame: &[u8], address: Ipv4Addr) -> (String, Option<Vec<u8>>) {
             let from = u16::from_be_bytes([payload[0], payload[1]]);
             let to = u16::from_be_bytes([payload[2], payload[3]]);
             let data = &payload[8..];
-            let line = format!(
-                "udp {source}:{from} -> {destination}:{to} bytes={} {:?}",
-                data.len(),
-                String::from_utf8_lossy(data)
+            let mut line = format!(
+                "udp {source}:{from} -> {destination}:{to} bytes={}",
+                data.len()
             );
+            // Short text is shown; other payloads only by their length.
+            if data.len() <= 32 && data.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+                line.push_str(&format!(" {:?}", String::from_utf8_lossy(data)));
+            }
             let mut reply = payload.to_vec();
             reply[..2].copy_from_slice(&to.to_be_bytes());
             reply[2..4].copy_from_slice(&from.to_be_bytes());
@@ -191,18 +195,6 @@ fn ipv4(frame: &[u8], address: Ipv4Addr) -> (String, Option<Vec<u8>>) {
         reply
     });
     (line, reply)
-}
-
-/// The Internet checksum (RFC 1071).
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 #[cfg(test)]

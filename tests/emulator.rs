@@ -118,6 +118,10 @@ scenarios! {
         virtio_hostile => "virtio-hostile",
         virtio_balloon => "virtio-balloon",
         virtio_bench => "virtio-bench-aarch64",
+        net_native => "net-native",
+        net_hostile => "net-hostile",
+        net_uplink => "net-uplink",
+        net_bench => "bench-net-aarch64",
     }
     pc {
         demo => "pc-demo",
@@ -176,5 +180,8 @@ scenarios! {
         virtio_hostile => "pc-virtio-hostile",
         virtio_balloon => "pc-virtio-balloon",
         virtio_bench => "virtio-bench-x86_64",
+        net_native => "pc-net-native",
+        net_hostile => "pc-net-hostile",
+        net_bench => "bench-net-x86_64",
     }
 }

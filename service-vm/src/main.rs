@@ -16,7 +16,8 @@
 //! - **memory** (a guest reported its memory use): one round of the memory
 //!   scheduler ([`memory`]), which sets every ballooning guest's target;
 //! - **console**: the operator pressed Ctrl-T; read commands from the input events:
-//!   `list`, `mem`, `restart <name>`, `stop <name>`, `resume <name>`, `audit`,
+//!   `list`, `mem`, `net`, `restart <name>`, `stop <name>`, `resume <name>`, `audit`,
+//!   `shutdown`,
 //!   `help`.
 //!
 //! The boot argument holds test switches: bit 0 crashes the first instance on its
@@ -100,6 +101,9 @@ fn main(boot: Boot) -> u64 {
             continue;
         }
         handle(&event, &guests, &mut console, &mut scheduler);
+        if console.shutdown {
+            break;
+        }
         // A guest that ended left its balloon memory to the others.
         if matches!(event.kind, Kind::Exited | Kind::Stopped) {
             scheduler.round(&guests, event.time_us);
@@ -115,7 +119,10 @@ fn main(boot: Boot) -> u64 {
             counts.out, counts.into, counts.arp, counts.dropped
         );
     }
-    println!("all guests done, shutting down");
+    match console.shutdown {
+        true => println!("shutting down at the operator's request"),
+        false => println!("all guests done, shutting down"),
+    }
     let error = septum_sdk::shutdown(slot::SYSTEM, 0);
     println!("shutdown refused: {}", error.name());
     1
@@ -331,12 +338,15 @@ unsafe fn crash() {
 struct Console {
     line: heapless::String<64>,
     traps: [u32; MAX_PARTITIONS],
+    /// The operator typed `shutdown`.
+    shutdown: bool,
 }
 
 impl Default for Console {
     fn default() -> Self {
         Console {
             line: heapless::String::new(),
+            shutdown: false,
             traps: [0; MAX_PARTITIONS],
         }
     }
@@ -346,7 +356,7 @@ impl Console {
     fn open(&mut self) {
         self.line.clear();
         println!(
-            "console: list, mem, net, restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>, help"
+            "console: list, mem, net, restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>, shutdown, help"
         );
     }
 
@@ -354,8 +364,13 @@ impl Console {
         match byte {
             b'\r' | b'\n' => {
                 let line = core::mem::take(&mut self.line);
-                if !line.trim().is_empty() {
-                    command(line.trim(), guests, scheduler);
+                match line.trim() {
+                    "" => {}
+                    "shutdown" => {
+                        println!("> shutdown");
+                        self.shutdown = true;
+                    }
+                    line => command(line, guests, scheduler),
                 }
             }
             0x20..=0x7e => {
@@ -423,7 +438,7 @@ fn command(line: &str, guests: &Guests, scheduler: &mut memory::Scheduler) {
         }
         _ => {
             println!(
-                "commands: list, mem, net, restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>"
+                "commands: list, mem, net, restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>, shutdown"
             );
             Ok(())
         }

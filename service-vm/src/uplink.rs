@@ -48,6 +48,12 @@ const BUFFER: usize = 12 + septum_abi::net::FRAME_MAX;
 const DMA_PAGES: usize = 64;
 /// Outside hosts whose MAC addresses it remembers.
 const NEIGHBOURS: usize = 16;
+/// Bytes of heap for the drivers (the NIC offers indirect descriptors, whose
+/// tables `virtio-drivers` allocates).
+const HEAP_SIZE: usize = 64 << 10;
+
+static mut HEAP: [core::mem::MaybeUninit<u8>; HEAP_SIZE] =
+    [core::mem::MaybeUninit::uninit(); HEAP_SIZE];
 
 #[repr(C, align(4096))]
 struct DmaPool([u8; DMA_PAGES * PAGE_SIZE as usize]);
@@ -226,7 +232,12 @@ impl Uplink {
         if own.uplink == 0 {
             return None;
         }
+        // SAFETY: `start` runs once per instance, and this is the only
+        // reference to the heap's memory ever made; the heap keeps it.
+        let heap = unsafe { (&raw mut HEAP).as_mut() }
+            .is_some_and(|memory| septum_sdk::heap::give(memory));
         let started = supervise::machine_base(slot::SYSTEM).ok().and_then(|base| {
+            heap.then_some(())?;
             MACHINE_BASE.store(base, Ordering::Relaxed);
             let port = Side::new(Device::Net.window(), WINDOW_STRIDE as usize)?;
             let nic = Side::new(QEMU_VIRT_NIC, QEMU_VIRT_NIC_SIZE)?;

@@ -25,6 +25,10 @@ pub const MTU: usize = 1500;
 pub const ETHERNET_HEADER: usize = 14;
 /// Largest Ethernet frame a port carries (no frame check sequence).
 pub const FRAME_MAX: usize = ETHERNET_HEADER + MTU;
+/// Bytes of an IPv4 header without options.
+pub const IPV4_HEADER: usize = 20;
+/// Bytes of an ARP packet for Ethernet and IPv4.
+pub const ARP_SIZE: usize = 28;
 /// Ethernet type of IPv4.
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 /// Ethernet type of ARP.
@@ -43,6 +47,18 @@ pub const ROUTER_MAC: [u8; 6] = [0x02, 0x53, 0x45, 0x50, 0xff, 0xff];
 /// The MAC address of partition `index`'s port (locally administered).
 pub const fn port_mac(index: usize) -> [u8; 6] {
     [0x02, 0x53, 0x45, 0x50, 0x00, index as u8]
+}
+
+/// The Internet checksum of `bytes` (RFC 1071): the ones' complement of the
+/// ones' complement sum of its 16-bit words; 0 over a header whose checksum
+/// field is right.
+pub fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for pair in bytes.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }
 
 /// A port's address: an IPv4 address and the length of its subnet's prefix.
@@ -153,7 +169,9 @@ pub enum DropReason {
     /// No partition owns the destination and there is no uplink (or it came
     /// from the uplink), or it is a broadcast or multicast address.
     NoRoute = 4,
-    /// The receiver had no buffer posted (or its driver is not running).
+    /// The receiver had no buffer posted, its driver is not running, or its
+    /// next buffer broke the rules (read-only, or too small: the receiver's
+    /// violation, which breaks its device).
     NoBuffer = 5,
 }
 
@@ -280,6 +298,23 @@ mod tests {
         assert_eq!(Address::from_word(1 << 40), None);
         assert_eq!(Address::from_word(0x000a_0000_0221), None, "prefix 33");
         assert_eq!(Address::parse("10.0.0.2/32").unwrap().mask(), u32::MAX);
+    }
+
+    #[test]
+    fn checksums_fold_their_carries() {
+        // RFC 1071's example: the sum of these words is 0xddf2.
+        assert_eq!(
+            checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            !0xddf2
+        );
+        // An odd length pads with a zero byte: 0xffff + 0xff00 folds to 0xff00.
+        assert_eq!(checksum(&[0xff; 3]), 0x00ff);
+        let mut header = [
+            0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 2, 10, 0, 0, 3,
+        ];
+        let sum = checksum(&header);
+        header[10..12].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(checksum(&header), 0);
     }
 
     #[test]

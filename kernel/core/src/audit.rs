@@ -88,6 +88,7 @@ mod tests {
                     read += 1;
                 }
                 prop_assert!(ring.len() <= AUDIT_CAPACITY);
+                prop_assert_eq!(ring.is_empty(), written == read + ring.lost());
                 prop_assert_eq!(written, read + ring.len() as u64 + ring.lost());
             }
         }

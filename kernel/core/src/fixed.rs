@@ -49,11 +49,6 @@ impl<T> FixedVec<T> {
     pub fn swap_remove(&mut self, index: usize) -> T {
         self.items.swap_remove(index)
     }
-
-    /// The most items it holds.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
 }
 
 impl<T> Deref for FixedVec<T> {
@@ -107,19 +102,9 @@ impl<T> FixedDeque<T> {
         self.items.pop_front()
     }
 
-    /// Removes and returns the back item.
-    pub fn pop_back(&mut self) -> Option<T> {
-        self.items.pop_back()
-    }
-
     /// The front item.
     pub fn front(&self) -> Option<&T> {
         self.items.front()
-    }
-
-    /// The front item, to change.
-    pub fn front_mut(&mut self) -> Option<&mut T> {
-        self.items.front_mut()
     }
 
     /// Item `index` (0 is the front), to change.
@@ -140,11 +125,6 @@ impl<T> FixedDeque<T> {
     /// The items, front to back.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + ExactSizeIterator {
         self.items.iter()
-    }
-
-    /// The items, front to back, to change.
-    pub fn iter_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut T> + ExactSizeIterator {
-        self.items.iter_mut()
     }
 
     /// Items held.

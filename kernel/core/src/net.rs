@@ -14,10 +14,13 @@
 //!    whose headers are short or contradict themselves (malformed);
 //! 3. a source address that is not `S`'s own is dropped (spoofed); from the
 //!    uplink, a source address a partition owns is;
-//! 4. a broadcast or multicast destination is dropped (no route); a destination
+//! 4. a broadcast or multicast destination (the limited broadcast, or any
+//!    port's subnet's own or broadcast address) is dropped (no route); a destination
 //!    a port owns goes to that port; any other goes to the uplink, unless there
 //!    is none or `S` is the uplink (no route);
-//! 5. a frame routed to a port that has no buffer posted is dropped (no buffer).
+//! 5. a frame routed to a port that has no buffer posted, or whose next
+//!    buffer breaks the rules (the receiver's violation), is dropped (no
+//!    buffer).
 //!
 //! Invariants (property-tested): a frame reaches at most one port, and only the
 //! port that owns its destination, or the uplink for a destination no port
@@ -144,7 +147,7 @@ impl Router {
                 Route::Drop(DropReason::Spoofed)
             }
             Parsed::ArpRequest { target, .. } => {
-                if target != own && port.address.contains(target) && !self.special(port, target) {
+                if target != own && port.address.contains(target) && !self.special(target) {
                     Route::Deliver {
                         to: sender,
                         arp: true,
@@ -165,7 +168,7 @@ impl Router {
                 if spoofed {
                     return Route::Drop(DropReason::Spoofed);
                 }
-                if self.special(port, destination) {
+                if self.special(destination) {
                     return Route::Drop(DropReason::NoRoute);
                 }
                 match (self.owner(destination), self.uplink()) {
@@ -181,14 +184,13 @@ impl Router {
     }
 
     /// Whether `ip` is no single host's: the limited broadcast, a multicast
-    /// address, or the subnet's own or broadcast address of `port`.
-    fn special(&self, port: Port, ip: [u8; 4]) -> bool {
-        let value = u32::from_be_bytes(ip);
-        let host = value & !port.address.mask();
-        let in_subnet = port.address.contains(ip);
-        ip == [255; 4]
-            || ip[0] & 0xf0 == 0xe0
-            || (in_subnet && (host == 0 || host == !port.address.mask()))
+    /// address, or the subnet's own or broadcast address of any port's subnet.
+    fn special(&self, ip: [u8; 4]) -> bool {
+        let subnet_wide = |port: &Port| {
+            let host = u32::from_be_bytes(ip) & !port.address.mask();
+            port.address.contains(ip) && (host == 0 || host == !port.address.mask())
+        };
+        ip == [255; 4] || ip[0] & 0xf0 == 0xe0 || self.ports.iter().flatten().any(subnet_wide)
     }
 
     /// A frame partition `sender`'s port sent that is dropped before it is

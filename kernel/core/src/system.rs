@@ -454,9 +454,13 @@ impl<P: Platform> fmt::Write for GuestLines<'_, P> {
 }
 
 #[cfg(test)]
+mod balloon_front_tests;
+#[cfg(test)]
 mod balloon_tests;
 #[cfg(test)]
 mod net_tests;
+#[cfg(test)]
+mod queue_front_tests;
 #[cfg(test)]
 mod queue_tests;
 #[cfg(test)]
@@ -471,5 +475,7 @@ mod supervise_tests;
 mod tests;
 #[cfg(test)]
 mod vcpu_tests;
+#[cfg(test)]
+mod virt_tests;
 #[cfg(test)]
 mod virtio_tests;

@@ -278,4 +278,41 @@ mod tests {
         assert_eq!(uart.read(IMSC + 1, 1), Some(0x01));
         assert_eq!(uart.read(RIS, 4), Some(INT_TX));
     }
+
+    /// The line and control registers Linux programs keep what it writes,
+    /// cut to their width; the receive-only and clear registers take writes
+    /// and change nothing; a FIFO neither empty nor full shows neither flag.
+    /// Verifies: SK-LNX-004
+    #[test]
+    fn control_registers_keep_their_bits_and_the_rest_ignore_writes() {
+        let mut uart = Uart::default();
+        assert_eq!(uart.read(CR, 4), Some(CR_RESET), "as at reset");
+        let registers = [
+            (IBRD, 0xffff),
+            (FBRD, 0x3f),
+            (LCR_H, 0xff),
+            (CR, 0xffff),
+            (IFLS, 0x3f),
+            (DMACR, 0x7),
+        ];
+        for (register, bits) in registers {
+            assert_eq!(
+                uart.write(register, 4, u64::MAX),
+                Some((UartEffect::None, false))
+            );
+            assert_eq!(uart.read(register, 4), Some(bits), "{register:#x}");
+        }
+        uart.receive(b'q');
+        let before = format!("{uart:?}");
+        // RSR/ECR, ICR and a reserved offset.
+        for register in [0x004, 0x044, 0x100] {
+            assert_eq!(
+                uart.write(register, 4, u64::MAX),
+                Some((UartEffect::None, false))
+            );
+        }
+        assert_eq!(format!("{uart:?}"), before, "nothing changed");
+        assert_eq!(uart.read(0x100, 4), Some(0), "reserved reads as zero");
+        assert_eq!(uart.read(FR, 4), Some(FR_TXFE), "one byte waits");
+    }
 }

@@ -2,15 +2,21 @@
 //!
 //! It provides the entry stub (the program's `main` is named with [`entry!`]), typed
 //! wrappers for every hypercall of [`septum_abi`], a console with [`println!`], and a
-//! panic handler that prints the panic and exits the partition. Only
+//! panic handler that prints the panic and exits the partition; beyond that, the
+//! drivers of the kernel's devices: the balloon, its own small virtio driver, and IP
+//! networking over virtio-net ([`net`]) with the heap it needs ([`heap`]). Only
 //! `arch/<arch>.rs` differs between architectures: the entry stub, the hypercall
 //! instruction and the counter.
 #![no_std]
+
+extern crate alloc;
 
 #[cfg_attr(target_arch = "aarch64", path = "arch/aarch64.rs")]
 #[cfg_attr(target_arch = "x86_64", path = "arch/x86_64.rs")]
 pub mod arch;
 pub mod balloon;
+pub mod heap;
+pub mod net;
 pub mod queue;
 pub mod supervise;
 pub mod virtio;

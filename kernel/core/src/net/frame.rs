@@ -4,13 +4,9 @@
 //! against the bytes there are.
 
 use septum_abi::net::{
-    DropReason, ETHERNET_HEADER, ETHERTYPE_ARP, ETHERTYPE_IPV4, FRAME_MAX, ROUTER_MAC,
+    ARP_SIZE, DropReason, ETHERNET_HEADER, ETHERTYPE_ARP, ETHERTYPE_IPV4, FRAME_MAX,
+    IPV4_HEADER as IPV4_HEADER_MIN, ROUTER_MAC, checksum,
 };
-
-/// Bytes of an ARP packet for Ethernet and IPv4.
-pub const ARP_SIZE: usize = 28;
-/// Bytes of an IPv4 header without options.
-const IPV4_HEADER_MIN: usize = 20;
 /// ARP operation: request.
 const ARP_REQUEST: u16 = 1;
 /// ARP operation: reply.
@@ -171,17 +167,4 @@ impl Frame {
         bytes[arp + 18..arp + 24].copy_from_slice(&mac);
         bytes[arp + 24..arp + 28].copy_from_slice(&ip);
     }
-}
-
-/// The Internet checksum of `bytes` (RFC 1071): 0 over a header whose
-/// checksum field is right.
-pub fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }

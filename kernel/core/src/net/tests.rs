@@ -3,11 +3,10 @@ use alloc::vec::Vec;
 
 use proptest::prelude::*;
 use septum_abi::net::{
-    Address, DropReason, ETHERNET_HEADER, ETHERTYPE_ARP, ETHERTYPE_IPV4, FRAME_MAX, ROUTER_MAC,
-    port_mac,
+    ARP_SIZE, Address, DropReason, ETHERNET_HEADER, ETHERTYPE_ARP, ETHERTYPE_IPV4, FRAME_MAX,
+    ROUTER_MAC, checksum, port_mac,
 };
 
-use super::frame::{ARP_SIZE, checksum};
 use super::*;
 
 const A: [u8; 4] = [10, 0, 0, 2];
@@ -182,6 +181,24 @@ fn bad_frames_are_dropped_by_reason() {
         route(&mut router, 4, &ipv4(A, B, 8)).0,
         Route::Drop(DropReason::NoRoute)
     );
+    // Another port's subnet-wide addresses are no host's either.
+    let mut two_subnets = Router::new([
+        port(UPLINK, true),
+        port(A, false),
+        Some(NetPort {
+            address: Address {
+                ip: [10, 0, 1, 2],
+                prefix: 24,
+            },
+            uplink: false,
+        }),
+    ]);
+    for destination in [[10, 0, 1, 255], [10, 0, 1, 0]] {
+        assert_eq!(
+            route(&mut two_subnets, 1, &ipv4(A, destination, 8)).0,
+            Route::Drop(DropReason::NoRoute)
+        );
+    }
     let mut alone = Router::new([None, port(A, false), port(B, false)]);
     assert_eq!(
         route(&mut alone, 1, &ipv4(A, OUTSIDE, 8)).0,
@@ -276,7 +293,7 @@ proptest! {
     /// its destination (or the uplink for an address nobody owns, or its
     /// sender for an ARP answer), with the source it was sent with; and the
     /// counters add up, per port and over all ports.
-    /// Verifies: SK-IFC-002, SK-IFC-003, SK-IFC-004
+    /// Verifies: SK-IFC-001, SK-IFC-002, SK-IFC-003, SK-IFC-004
     #[test]
     fn frames_reach_at_most_their_owner_and_the_counters_add_up(
         frames in proptest::collection::vec((0usize..5, any_frame(), any::<bool>()), 1..60)

@@ -15,18 +15,18 @@ use septum_abi::event::Kind as EventKind;
 use septum_abi::{Call, PartitionState};
 
 /// The service VM's control capability for alpha, and alpha's balloon.
-const SLOT: u64 = 3;
-const ALPHA: usize = 1;
-const PAGE: u64 = 4096;
+pub(super) const SLOT: u64 = 3;
+pub(super) const ALPHA: usize = 1;
+pub(super) const PAGE: u64 = 4096;
 /// alpha keeps 8 pages, starts with 16 and may grow to 32.
-const MIN: u64 = 8;
-const INITIAL: u64 = 16;
-const MAX: u64 = 32;
+pub(super) const MIN: u64 = 8;
+pub(super) const INITIAL: u64 = 16;
+pub(super) const MAX: u64 = 32;
 /// Where alpha keeps its batch lists (in its kept memory).
-const LIST: u64 = GUEST_BASE + 0x100;
+pub(super) const LIST: u64 = GUEST_BASE + 0x100;
 
 /// The service VM and alpha, which balloons; both run.
-fn balloon_system() -> (System, FakeMachine) {
+pub(super) fn balloon_system() -> (System, FakeMachine) {
     let mut alpha_caps: CapTable = caps_for(Kind::Guest);
     alpha_caps[SLOT as usize] = Some(Cap {
         ty: CapType::Balloon,
@@ -51,7 +51,7 @@ fn balloon_system() -> (System, FakeMachine) {
     )
 }
 
-fn status(o: &Outcome) -> Result<[u64; 3], Error> {
+pub(super) fn status(o: &Outcome) -> Result<[u64; 3], Error> {
     let reply = o.reply.expect("the caller is answered");
     Error::from_status(reply.status)
         .map(|()| reply.results)
@@ -59,14 +59,14 @@ fn status(o: &Outcome) -> Result<[u64; 3], Error> {
 }
 
 /// alpha writes `pages` (guest page numbers) as a batch list at [`LIST`].
-fn list(m: &mut FakeMachine, pages: &[u64]) {
+pub(super) fn list(m: &mut FakeMachine, pages: &[u64]) {
     for (i, page) in pages.iter().enumerate() {
         let at = HOST_BASE + RAM + (LIST - GUEST_BASE) + 8 * i as u64;
         m.write_ram(at, &(GUEST_BASE + page * PAGE).to_le_bytes());
     }
 }
 
-fn held(sys: &System) -> u64 {
+pub(super) fn held(sys: &System) -> u64 {
     sys.balloon.memory(ALPHA).unwrap().held
 }
 

@@ -196,23 +196,18 @@ impl System {
                 }
                 Request::Resume { target, how }
             }
+            // A guest whose every vCPU waits in a call may be restarted or
+            // stopped like a running one: nothing else would ever end its wait.
             Call::Restart => {
                 let target = target()?;
-                if matches!(
-                    abi(target),
-                    PartitionState::Waiting | PartitionState::Blocked
-                ) {
+                if abi(target) == PartitionState::Waiting {
                     return Err(Error::BadState);
                 }
                 Request::Restart(target)
             }
             Call::Stop => {
                 let target = target()?;
-                if matches!(
-                    abi(target),
-                    PartitionState::Waiting | PartitionState::Blocked
-                ) || state(target).ended()
-                {
+                if abi(target) == PartitionState::Waiting || state(target).ended() {
                     return Err(Error::BadState);
                 }
                 Request::Stop(target)

@@ -319,14 +319,12 @@ impl Lifecycle {
 
     /// Restarts it at `now_us` if its budget allows: a new generation, loading
     /// its RAM from the first page (its watchdog starts when that is done), then
-    /// vCPU 0 alone. Refused (changing nothing) if it is waiting to start or
-    /// blocked in calls; [`BudgetSpent`] (changing nothing) past its budget.
+    /// vCPU 0 alone. Refused (changing nothing) if it is waiting to start; a
+    /// partition whose vCPUs all wait in calls is restarted, its waits
+    /// forgotten. [`BudgetSpent`] (changing nothing) past its budget.
     /// Returns the new generation.
     pub fn restart(&mut self, now_us: u64) -> Result<Result<u32, BudgetSpent>, Refused> {
-        if matches!(
-            self.abi(),
-            PartitionState::Waiting | PartitionState::Blocked
-        ) {
+        if self.abi() == PartitionState::Waiting {
             return Err(Refused);
         }
         let budget = self.supervision.budget;

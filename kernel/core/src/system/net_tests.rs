@@ -2,7 +2,9 @@
 //! partitions bring their virtio-net devices up through the fast lane; a frame
 //! one sends is carried in its own turn into the other's posted buffer, with
 //! the kernel's header; a receiver with no buffer, or a bad one, loses the
-//! frame and nothing else; the service VM reads the counters.
+//! frame and nothing else; the service VM reads the counters. A driver reads
+//! its port's configuration; a frame too short or too long is dropped and
+//! counted, one the device cannot read breaks the sender's device alone.
 
 use super::tests::*;
 use super::*;
@@ -11,8 +13,14 @@ use crate::resources::{NetPort, Resources};
 use crate::supervision::Supervision;
 use crate::vgic::Access;
 use septum_abi::Call;
-use septum_abi::net::{Address, COUNTER_WORDS, Counters, DropReason, ROUTER_MAC, port_mac};
-use septum_abi::virtio::net::{HEADER_SIZE, RECEIVE_QUEUE, TRANSMIT_QUEUE};
+use septum_abi::net::{
+    Address, COUNTER_WORDS, Counters, DropReason, ETHERNET_HEADER, FRAME_MAX, MTU, ROUTER_MAC,
+    port_mac,
+};
+use septum_abi::virtio::net::{
+    CONFIG_MAC, CONFIG_MAX_QUEUE_PAIRS, CONFIG_MTU, CONFIG_STATUS, HEADER_SIZE, RECEIVE_QUEUE,
+    STATUS_LINK_UP, TRANSMIT_QUEUE,
+};
 use septum_abi::virtio::{Device, descriptor, feature, register, status};
 
 const ALPHA: usize = 1;
@@ -212,7 +220,7 @@ fn datagram(source: [u8; 4], destination: [u8; 4]) -> Vec<u8> {
     let mut ip = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
     ip.extend_from_slice(&source);
     ip.extend_from_slice(&destination);
-    let sum = crate::net::frame::checksum(&ip);
+    let sum = septum_abi::net::checksum(&ip);
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
     ip.extend_from_slice(b"8 bytes!");
     let mut frame = ROUTER_MAC.to_vec();
@@ -301,4 +309,86 @@ fn a_bad_receive_buffer_breaks_the_receivers_device_only() {
     let (_, _, used) = Net::ring(TRANSMIT_QUEUE);
     assert_eq!(net.peek(ALPHA, used + 2, 2), 1u16.to_le_bytes());
     assert!(!net.m.console.contains("partition alpha device"));
+}
+
+/// A driver reads its port's configuration: its MAC address, the link up,
+/// one queue pair and the MTU.
+/// Verifies: SK-API-003
+#[test]
+fn the_device_shows_the_ports_mac_link_and_mtu() {
+    let mut net = Net::new();
+    let mut config = |index: usize, offset: u64, width: u8| {
+        let address = Device::Net.window() + register::CONFIG + offset;
+        net.sys
+            .emulate_access(index, address, width, Access::Read, &mut net.m)
+            .expect("the partition's own device")
+            .value
+    };
+    for index in [ALPHA, BETA] {
+        let low = config(index, CONFIG_MAC, 4).to_le_bytes();
+        let high = config(index, CONFIG_MAC + 4, 2).to_le_bytes();
+        let mac = [low[0], low[1], low[2], low[3], high[0], high[1]];
+        assert_eq!(mac, port_mac(index));
+    }
+    assert_eq!(config(ALPHA, CONFIG_STATUS, 2), u64::from(STATUS_LINK_UP));
+    assert_eq!(config(ALPHA, CONFIG_MAX_QUEUE_PAIRS, 2), 1);
+    assert_eq!(config(ALPHA, CONFIG_MTU, 2), MTU as u64);
+    assert_eq!(config(ALPHA, CONFIG_MTU + 2, 4), 0, "past the end");
+}
+
+/// A frame that is shorter than the header or an Ethernet header, or longer
+/// than the largest frame, is dropped and counted by reason on the sender's
+/// port; a transmit buffer the device would have to write is a violation of
+/// the sender's device alone.
+/// Verifies: SK-IFC-004, SK-MED-003
+#[test]
+fn short_long_and_unreadable_frames_are_dropped_or_break_the_senders_device() {
+    let mut net = Net::new();
+    net.post(BETA, descriptor::WRITE);
+    let address = BUFFERS + 0x4000;
+    let cases = [
+        (HEADER_SIZE as u32 - 1, DropReason::Malformed),
+        (
+            (HEADER_SIZE + ETHERNET_HEADER) as u32 - 1,
+            DropReason::Malformed,
+        ),
+        ((HEADER_SIZE + FRAME_MAX) as u32 + 1, DropReason::Oversize),
+    ];
+    for (sent, (len, reason)) in cases.into_iter().enumerate() {
+        net.offer(ALPHA, TRANSMIT_QUEUE, address, len, 0);
+        net.write(ALPHA, register::QUEUE_NOTIFY, TRANSMIT_QUEUE as u64);
+        net.work(ALPHA);
+        let (_, _, used) = Net::ring(TRANSMIT_QUEUE);
+        let back = (sent + 1) as u16;
+        assert_eq!(net.peek(ALPHA, used + 2, 2), back.to_le_bytes(), "{len}");
+        assert!(net.counters(ALPHA).dropped[reason.number()] > 0, "{len}");
+    }
+    let dropped = net.counters(ALPHA).dropped;
+    assert_eq!(
+        (
+            dropped[DropReason::Malformed.number()],
+            dropped[DropReason::Oversize.number()]
+        ),
+        (2, 1)
+    );
+    assert_eq!(net.counters(BETA).received, 0, "nothing was carried");
+
+    net.offer(ALPHA, TRANSMIT_QUEUE, address, 64, descriptor::WRITE);
+    net.write(ALPHA, register::QUEUE_NOTIFY, TRANSMIT_QUEUE as u64);
+    net.work(ALPHA);
+    assert!(
+        net.m
+            .console
+            .contains("@@ partition alpha device net needs-reset bad-chain")
+    );
+    let status_of = |net: &mut Net, index: usize| {
+        let address = Device::Net.window() + register::STATUS;
+        net.sys
+            .emulate_access(index, address, 4, Access::Read, &mut net.m)
+            .expect("the partition's own device")
+            .value as u32
+    };
+    assert_ne!(status_of(&mut net, ALPHA) & status::DEVICE_NEEDS_RESET, 0);
+    assert_eq!(status_of(&mut net, BETA) & status::DEVICE_NEEDS_RESET, 0);
+    assert!(!net.m.console.contains("partition beta device"));
 }

@@ -14,16 +14,19 @@ use septum_abi::queue::{BatchEntry, COPY_MAX, Received, flags};
 use septum_abi::{Call, PartitionState};
 
 /// alpha's send end and beta's receive end of the one queue.
-const QUEUE_END: u64 = 3;
-const ALPHA: usize = 1;
-const BETA: usize = 2;
+pub(super) const QUEUE_END: u64 = 3;
+/// The service VM's control capabilities for alpha and beta.
+pub(super) const CTL_ALPHA: u64 = 3;
+pub(super) const CTL_BETA: u64 = 4;
+pub(super) const ALPHA: usize = 1;
+pub(super) const BETA: usize = 2;
 /// Where beta's receive window starts.
-const WINDOW: u64 = septum_abi::layout::RECEIVE_WINDOW_BASE;
-const PAGE: u64 = 4096;
+pub(super) const WINDOW: u64 = septum_abi::layout::RECEIVE_WINDOW_BASE;
+pub(super) const PAGE: u64 = 4096;
 
-/// The service VM, alpha and beta, with a queue from alpha to beta of depth 4
-/// and 4 pages in flight; the service VM and beta run, alpha is loaded.
-fn queue_system() -> (System, FakeMachine) {
+/// The service VM (holding control of alpha and beta), alpha and beta, with a
+/// queue from alpha to beta of depth 4 and 4 pages in flight; all three run.
+pub(super) fn queue_system() -> (System, FakeMachine) {
     let image = [0u8; 16];
     let caps = |index: usize| -> CapTable {
         let kind = if index == 0 {
@@ -37,6 +40,16 @@ fn queue_system() -> (System, FakeMachine) {
             BETA => Some((CapType::QueueReceive, 0)),
             _ => None,
         };
+        if index == 0 {
+            for (slot, guest) in [(CTL_ALPHA, ALPHA), (CTL_BETA, BETA)] {
+                caps[slot as usize] = Some(Cap {
+                    ty: CapType::Control,
+                    rights: CapType::Control.possible_rights(),
+                    object: guest as u16,
+                    badge: 0,
+                });
+            }
+        }
         if let Some((ty, badge)) = end {
             caps[QUEUE_END as usize] = Some(Cap {
                 ty,
@@ -93,11 +106,11 @@ fn queue_system() -> (System, FakeMachine) {
 }
 
 /// Host address of guest address `guest` of partition `index`.
-fn host(index: usize, guest: u64) -> u64 {
+pub(super) fn host(index: usize, guest: u64) -> u64 {
     HOST_BASE + index as u64 * RAM + (guest - GUEST_BASE)
 }
 
-fn status(o: &Outcome) -> Result<[u64; 3], Error> {
+pub(super) fn status(o: &Outcome) -> Result<[u64; 3], Error> {
     let reply = o.reply.expect("the caller is answered");
     Error::from_status(reply.status)
         .map(|()| reply.results)
@@ -327,6 +340,37 @@ fn a_receiver_waiting_on_its_end_is_woken_by_a_send() {
     );
     let has_work = hcall(&mut sys, &mut m, BETA, call(Call::Wait, &[QUEUE_END]));
     assert_eq!(status(&has_work), Ok([1, 0, 0]), "work waits: at once");
+}
+
+/// A guest blocked in a wait is not out of the service VM's reach: it can be
+/// restarted (and runs again, its wait forgotten) or stopped.
+/// Verifies: SK-HM-002
+#[test]
+fn a_guest_blocked_in_a_wait_can_be_restarted_and_stopped() {
+    let (mut sys, mut m) = queue_system();
+    hcall(&mut sys, &mut m, BETA, call(Call::Wait, &[QUEUE_END]));
+    assert_eq!(sys.partitions()[BETA].life().abi(), PartitionState::Blocked);
+    let restart = hcall(&mut sys, &mut m, 0, call(Call::Restart, &[CTL_BETA, 0]));
+    assert_eq!(status(&restart), Ok([0; 3]));
+    assert_eq!(sys.partitions()[BETA].life().abi(), PartitionState::Loading);
+    while sys.owes_work(BETA) && sys.work(BETA, &mut m) {}
+    assert_eq!(
+        sys.partitions()[BETA].life().abi(),
+        PartitionState::Runnable
+    );
+    hcall(&mut sys, &mut m, BETA, call(Call::Wait, &[QUEUE_END]));
+    assert_eq!(sys.partitions()[BETA].life().abi(), PartitionState::Blocked);
+    let stop = hcall(&mut sys, &mut m, 0, call(Call::Stop, &[CTL_BETA, 0]));
+    assert_eq!(status(&stop), Ok([0; 3]));
+    assert_eq!(sys.partitions()[BETA].life().abi(), PartitionState::Stopped);
+    // Its peer still gets on: a send finds the receiver ended.
+    let send = hcall(
+        &mut sys,
+        &mut m,
+        ALPHA,
+        call(Call::Send, &[QUEUE_END, GUEST_BASE, 1, flags::COPY]),
+    );
+    assert_eq!(status(&send), Err(Error::PeerEnded));
 }
 
 /// Verifies: SK-MSG-001

@@ -111,10 +111,15 @@ pub(super) fn rig_with(cpus: [u8; 3], sup: [Supervision; 3]) -> Rig {
 
 /// As [`running`], with `beta` a Linux partition.
 pub(super) fn linux_running() -> Rig {
+    linux_running_on([0; 3])
+}
+
+/// As [`linux_running`], pinned to the cores `cpus` gives.
+pub(super) fn linux_running_on(cpus: [u8; 3]) -> Rig {
     let native = Profile::Native;
     let mut t = rig_of(
         [native, native, Profile::Linux],
-        [0; 3],
+        cpus,
         [Default::default(); 3],
     );
     t.svc(Call::Ready, &[SYSTEM]);

@@ -658,3 +658,23 @@ fn console_focus_cycles_through_the_service_vm_and_linux_partitions() {
         "alpha is native: it has no UART"
     );
 }
+
+/// A guest whose watchdog expires while nobody supervises it (the service VM
+/// has exited) is stopped at once, as an unsupervised guest's fault stops
+/// it; the other guests run on.
+/// Verifies: SK-HM-003, SK-HM-001
+#[test]
+fn a_late_guest_nobody_supervises_is_stopped() {
+    let none = Supervision::default();
+    let mut t = rig_with([0; 3], [none, watchdog(5), none]);
+    t.svc(Call::Ready, &[SYSTEM]);
+    t.svc(Call::Exit, &[SELF, 0]);
+    assert_eq!(t.state(0), PartitionState::Exited);
+    assert_eq!(t.watchdogs(0, 5_000), None, "not late yet");
+    assert_eq!(t.state(1), PartitionState::Runnable);
+    assert_eq!(t.watchdogs(0, 5_001), None);
+    t.says("@@ partition alpha watchdog gen=1 period_ms=5 late_us=1");
+    t.says("@@ partition alpha stop gen=1 by=policy");
+    assert_eq!(t.state(1), PartitionState::Stopped);
+    assert_eq!(t.state(2), PartitionState::Runnable, "beta runs on");
+}

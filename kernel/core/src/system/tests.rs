@@ -482,6 +482,38 @@ fn placements_must_match_the_package() {
     );
 }
 
+/// Each partition's record says what the package and the placement gave it:
+/// its name and kind, its RAM where the partition sees it and where the
+/// machine holds it, its core and vCPUs; nothing runs before the start.
+/// Verifies: SK-INIT-002, SK-ISO-004
+#[test]
+fn each_partition_is_placed_where_the_package_and_placement_say() {
+    let (mut sys, mut m) = system(2);
+    for (index, partition) in sys.partitions().iter().enumerate() {
+        let kind = if index == 0 {
+            Kind::Service
+        } else {
+            Kind::Guest
+        };
+        assert_eq!(partition.name(), ["service", "alpha", "beta"][index]);
+        assert_eq!(partition.kind(), kind);
+        assert_eq!(
+            partition.guest_ram(),
+            Range::from_start_size(GUEST_BASE, RAM).unwrap()
+        );
+        let host = HOST_BASE + index as u64 * RAM;
+        assert_eq!(
+            partition.host_ram(),
+            Range::from_start_size(host, RAM).unwrap()
+        );
+        assert_eq!((partition.cpu(), partition.vcpus()), (0, index..index + 1));
+        assert_eq!(*partition.state(), State::Waiting);
+    }
+    start(&mut sys, &mut m);
+    assert_ne!(*sys.partitions()[0].state(), State::Waiting, "started");
+    assert_eq!(*sys.partitions()[1].state(), State::Waiting, "not yet");
+}
+
 fn any_call() -> impl Strategy<Value = (usize, CallRegisters)> {
     let number = prop_oneof![0u64..8, any::<u64>()];
     let arg = prop_oneof![
@@ -533,7 +565,7 @@ proptest! {
     /// capability of its type with its right in the caller's own table; and no
     /// capability table ever changes, so no partition gains a right its
     /// description did not grant.
-    /// Verifies: SK-MED-002, SK-INIT-001, SK-CAP-002
+    /// Verifies: SK-MED-002, SK-INIT-001, SK-CAP-002, SK-IFC-001
     #[test]
     fn refused_calls_change_nothing_and_guests_wait_for_ready(
         calls in proptest::collection::vec(any_call(), 1..60)

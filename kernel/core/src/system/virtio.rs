@@ -121,12 +121,14 @@ impl System {
         access: Access,
         platform: &mut impl Platform,
     ) -> Option<Completed> {
-        let num_pages = self
-            .balloon
-            .memory(partition)
-            .map_or(0, |m| (m.max - m.target) as u32);
         let devices = self.partitions[partition].virtio.as_deref_mut()?;
         let virtio = devices.get_mut(device)?;
+        let balloon = &self.balloon;
+        let num_pages = || {
+            balloon
+                .memory(partition)
+                .map_or(0, |m| (m.max - m.target) as u32)
+        };
         let mut completed = Completed {
             value: 0,
             interrupts: false,
@@ -137,7 +139,7 @@ impl System {
                 completed.value = match (read, &virtio.model) {
                     (Read::Value(value), _) => u64::from(value),
                     (Read::Config(at), Model::Balloon(model)) => {
-                        model.config_read(at, width, num_pages)
+                        model.config_read(at, width, num_pages())
                     }
                     (Read::Config(_), Model::Console(_)) => 0,
                     (Read::Config(at), Model::Net) => net::config_read(partition, at, width),

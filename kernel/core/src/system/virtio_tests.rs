@@ -1,8 +1,9 @@
 //! Host tests of the virtio devices inside the running system (`virtio.rs`): a
 //! Linux partition's driver brings its balloon and console up through the fast
 //! lane, and the kernel walks their queues as work the partition owes,
-//! carrying page lists out on the balloon ledger and output onto the console;
-//! a violation needs a reset and changes nothing.
+//! carrying page lists out on the balloon ledger, statistics into the memory
+//! report and output onto the console; a violation needs a reset of that
+//! device and changes nothing else; a restart resets the devices.
 
 use super::tests::*;
 use super::*;
@@ -10,7 +11,13 @@ use crate::package::{Kind, PartitionSpec};
 use crate::resources::Resources;
 use crate::supervision::Supervision;
 use crate::vgic::Access;
+use crate::virtio::balloon::STATS_PERIOD_US;
 use septum_abi::Call;
+use septum_abi::balloon::{INFO_WORDS, Info};
+use septum_abi::event::{Kind as EventKind, NO_WAIT};
+use septum_abi::virtio::balloon::{
+    CONFIG_ACTUAL, CONFIG_NUM_PAGES, STAT_AVAILABLE, STAT_MEMFREE, STAT_MEMTOTAL, STATS_QUEUE,
+};
 use septum_abi::virtio::{Device, descriptor, register, status};
 
 /// The service VM's control capability for linux.
@@ -309,4 +316,187 @@ fn typed_bytes_reach_the_console_only_with_focus_and_wait_for_buffers() {
         d.read(Device::Console, register::STATUS) & status::DEVICE_NEEDS_RESET,
         0
     );
+}
+
+/// Where the service VM has `memory_info` and `wait_event` write.
+const SERVICE_BUFFER: u64 = GUEST_BASE + 0x800;
+
+impl Driver {
+    /// Writes the statistics `stats` (tag, pages) at `DATA`; their length.
+    fn stats(&mut self, stats: &[(u16, u64)]) -> u32 {
+        let bytes: Vec<u8> = stats
+            .iter()
+            .flat_map(|&(tag, pages)| {
+                let mut stat = tag.to_le_bytes().to_vec();
+                stat.extend_from_slice(&(pages * PAGE).to_le_bytes());
+                stat
+            })
+            .collect();
+        self.poke(DATA, &bytes);
+        bytes.len() as u32
+    }
+
+    /// The service VM's `memory_info` about linux.
+    fn info(&mut self) -> Info {
+        let o = hcall(
+            &mut self.sys,
+            &mut self.m,
+            0,
+            call(Call::MemoryInfo, &[SLOT, SERVICE_BUFFER]),
+        );
+        assert_eq!(o.reply.unwrap().status, 0);
+        let mut bytes = [0u8; INFO_WORDS * 8];
+        self.m
+            .read_ram(HOST_BASE + (SERVICE_BUFFER - GUEST_BASE), &mut bytes);
+        let words = core::array::from_fn(|i| {
+            u64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().unwrap())
+        });
+        Info::from_words(&words)
+    }
+
+    /// linux is given the turns to do the work it owes.
+    fn work(&mut self) {
+        while self.sys.owes_work(LINUX) && self.sys.work(LINUX, &mut self.m) {}
+    }
+
+    fn status(&mut self, device: Device) -> u32 {
+        self.read(device, register::STATUS)
+    }
+}
+
+/// The driver's statistics buffer becomes the guest's memory report: the
+/// service VM is told, and reads it beside the kernel's counts (available
+/// memory as free, use beyond the minimum, too little free as pressure). The
+/// device holds the buffer and hands it back, asking for fresh statistics,
+/// when the service VM reads the guest's memory, at most once a period.
+/// Verifies: SK-BAL-006, SK-BAL-007
+#[test]
+fn statistics_become_the_memory_report_and_are_asked_for_at_most_once_a_period() {
+    let mut d = Driver::new();
+    d.bring_up(Device::Balloon, STATS_QUEUE as u64);
+    let len = d.stats(&[(STAT_MEMTOTAL, MAX), (STAT_MEMFREE, 3), (STAT_AVAILABLE, 1)]);
+    d.offer(1, len, 0);
+    d.notify(Device::Balloon, STATS_QUEUE as u64);
+    assert_eq!(d.peek_u16(USED + 2), 0, "the device holds the buffer");
+    let event = hcall(
+        &mut d.sys,
+        &mut d.m,
+        0,
+        call(Call::WaitEvent, &[SYSTEM, SERVICE_BUFFER, NO_WAIT]),
+    );
+    let results = event.reply.unwrap().results;
+    assert_eq!(
+        results[..2],
+        [EventKind::Memory as u64, LINUX as u64],
+        "the service VM is told"
+    );
+    let info = d.info();
+    assert_eq!(
+        (info.held, info.free, info.used, info.failures),
+        (MAX, 1, MAX - 1 - MIN, 1)
+    );
+    d.work();
+    assert_eq!(d.peek_u16(USED + 2), 1, "handed back for fresh statistics");
+
+    let len = d.stats(&[(STAT_MEMTOTAL, MAX), (STAT_MEMFREE, 16)]);
+    d.offer(2, len, 0);
+    d.notify(Device::Balloon, STATS_QUEUE as u64);
+    let info = d.info();
+    assert_eq!(
+        (info.free, info.used, info.failures),
+        (16, MAX - 16 - MIN, 1),
+        "no new pressure; the count stays"
+    );
+    d.work();
+    assert_eq!(d.peek_u16(USED + 2), 1, "not again within the period");
+    d.m.now_us = STATS_PERIOD_US;
+    d.info();
+    d.work();
+    assert_eq!(d.peek_u16(USED + 2), 2);
+}
+
+/// The driver may write only `actual` in the balloon's configuration.
+/// Writing `num_pages`, the console's configuration or a read-only transport
+/// register puts that device alone in DEVICE_NEEDS_RESET, interrupting a
+/// live driver, reported and audited; the console's configuration reads as
+/// zero.
+/// Verifies: SK-MED-003, SK-BAL-007
+#[test]
+fn bad_register_writes_need_a_reset_of_that_device_only() {
+    let mut d = Driver::new();
+    d.target(MAX - 6);
+    d.bring_up(Device::Balloon, 0);
+    let actual = register::CONFIG + CONFIG_ACTUAL;
+    assert!(!d.write(Device::Balloon, actual, 6).interrupts);
+    assert_eq!(d.read(Device::Balloon, actual), 6);
+    let broken = d.write(Device::Balloon, register::CONFIG + CONFIG_NUM_PAGES, 0);
+    assert!(broken.interrupts, "the live driver is interrupted");
+    assert_ne!(d.status(Device::Balloon) & status::DEVICE_NEEDS_RESET, 0);
+    assert_eq!(d.read(Device::Balloon, register::CONFIG), 6, "num_pages");
+    assert_eq!(d.read(Device::Balloon, actual), 6, "actual as it was");
+    assert!(
+        d.m.console
+            .contains("@@ partition linux device balloon needs-reset bad-register\n")
+    );
+    assert_eq!(d.status(Device::Console), 0, "the console is untouched");
+
+    assert_eq!(d.read(Device::Console, register::CONFIG), 0);
+    assert!(!d.write(Device::Console, register::CONFIG, 1).interrupts);
+    assert_ne!(d.status(Device::Console) & status::DEVICE_NEEDS_RESET, 0);
+    d.write(Device::Console, register::STATUS, 0);
+    d.write(Device::Console, register::MAGIC_VALUE, 0);
+    assert_ne!(d.status(Device::Console) & status::DEVICE_NEEDS_RESET, 0);
+    let console = "@@ partition linux device console needs-reset bad-register\n";
+    assert_eq!(d.m.console.matches(console).count(), 2);
+    let audited: Vec<u64> = core::iter::from_fn(|| d.sys.audit.pop())
+        .filter(|record| record.kind == crate::audit::AuditKind::Device)
+        .map(|record| record.detail[0])
+        .collect();
+    let (balloon, console) = (
+        u64::from(Device::Balloon.id()),
+        u64::from(Device::Console.id()),
+    );
+    assert_eq!(audited, [balloon, console, console]);
+}
+
+/// Typed bytes wait until the driver posts a receive buffer and notifies the
+/// receive queue; then they are delivered into it.
+/// Verifies: SK-API-004
+#[test]
+fn typed_bytes_wait_for_a_receive_buffer_and_go_when_one_is_notified() {
+    let mut d = Driver::new();
+    d.bring_up(Device::Console, 0);
+    for _ in 0..3 {
+        d.sys.console_input(ESCAPE, &mut d.m);
+    }
+    d.sys.console_input(b'x', &mut d.m);
+    d.work();
+    assert_eq!(d.peek_u16(USED + 2), 0, "no buffer: it waits");
+    d.offer(1, 8, descriptor::WRITE);
+    d.notify(Device::Console, 0);
+    assert_eq!(d.peek_u16(USED + 2), 1, "delivered once notified");
+    let mut typed = [0; 1];
+    d.m.read_ram(HOST_BASE + RAM + (DATA - GUEST_BASE), &mut typed);
+    assert_eq!(&typed, b"x");
+}
+
+/// A restart resets the partition's virtio devices, as its driver's reset
+/// would, and gives it its initial memory back; its driver starts over.
+/// Verifies: SK-BAL-005, SK-BAL-007
+#[test]
+fn a_restart_resets_the_devices_and_restores_the_memory() {
+    let mut d = Driver::new();
+    d.target(MAX - 4);
+    d.bring_up(Device::Balloon, 0);
+    let len = d.pfns(&[20, 21, 22, 23]);
+    d.offer(1, len, 0);
+    d.notify(Device::Balloon, 0);
+    assert_eq!(d.held(), MAX - 4);
+    let restart = hcall(&mut d.sys, &mut d.m, 0, call(Call::Restart, &[SLOT, 0]));
+    assert_eq!(restart.reply.unwrap().status, 0);
+    d.work();
+    assert_eq!(d.status(Device::Balloon), 0, "reset");
+    assert_eq!(d.held(), MAX, "its initial memory");
+    assert_eq!(d.read(Device::Balloon, register::CONFIG), 0, "num_pages");
+    d.bring_up(Device::Balloon, 0);
 }

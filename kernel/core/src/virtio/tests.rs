@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use septum_abi::virtio::{Device, Violation, descriptor, feature, register, status};
+use septum_abi::virtio::{Device, Violation, descriptor, feature, interrupt, register, status};
 
 use super::queue::{CHAIN_MAX, GuestMemory, Queue};
 use super::transport::{Read, Transport, Written};
@@ -361,6 +361,110 @@ fn a_device_that_needs_a_reset_takes_nothing_until_reset() {
     assert_ne!(value & status::DEVICE_NEEDS_RESET, 0);
     assert_eq!(t.write(register::STATUS, 4, 0), Ok(Written::Reset));
     assert_eq!(t.read(register::STATUS, 4), Ok(Read::Value(0)));
+}
+
+/// What the driver set up reads back as it wrote it (ring addresses whole,
+/// both halves), the registers it does not write read as the specification
+/// says, and the interrupt status and configuration generation follow the
+/// device.
+/// Verifies: SK-API-003
+#[test]
+fn the_driver_reads_back_its_set_up_and_the_fixed_registers() {
+    let mut t = Transport::new(Device::Balloon);
+    let value = |t: &mut Transport, offset| match t.read(offset, 4) {
+        Ok(Read::Value(value)) => value,
+        other => panic!("{offset:#x}: {other:?}"),
+    };
+    let w = |t: &mut Transport, offset, value| t.write(offset, 4, value);
+    assert_eq!(value(&mut t, register::VENDOR_ID), register::VENDOR);
+    let features = Device::Balloon.features();
+    for (sel, expected) in [(0, features as u32), (1, (features >> 32) as u32), (2, 0)] {
+        w(&mut t, register::DEVICE_FEATURES_SEL, sel).unwrap();
+        assert_eq!(
+            value(&mut t, register::DEVICE_FEATURES),
+            expected,
+            "word {sel}"
+        );
+    }
+    for shm in [register::SHM_LEN_LOW, register::SHM_LEN_HIGH] {
+        assert_eq!(value(&mut t, shm), u32::MAX, "no shared memory regions");
+    }
+    assert_eq!(t.read(register::STATUS, 2), Err(Violation::BadRegister));
+
+    // Feature words beyond the two it has take only zeros.
+    w(
+        &mut t,
+        register::STATUS,
+        u64::from(status::ACKNOWLEDGE | status::DRIVER),
+    )
+    .unwrap();
+    w(&mut t, register::DRIVER_FEATURES_SEL, 0).unwrap();
+    assert_eq!(w(&mut t, register::DRIVER_FEATURES, 0), Ok(Written::Done));
+    w(&mut t, register::DRIVER_FEATURES_SEL, 2).unwrap();
+    assert_eq!(w(&mut t, register::DRIVER_FEATURES, 0), Ok(Written::Done));
+    assert_eq!(
+        w(&mut t, register::DRIVER_FEATURES, 1),
+        Err(Violation::BadRegister)
+    );
+
+    w(&mut t, register::QUEUE_SEL, 1).unwrap();
+    w(&mut t, register::QUEUE_NUM, 16).unwrap();
+    let rings = [
+        (
+            register::QUEUE_DESC_LOW,
+            register::QUEUE_DESC_HIGH,
+            0x1_4000_0000u64,
+        ),
+        (
+            register::QUEUE_DRIVER_LOW,
+            register::QUEUE_DRIVER_HIGH,
+            0x2_4000_1000,
+        ),
+        (
+            register::QUEUE_DEVICE_LOW,
+            register::QUEUE_DEVICE_HIGH,
+            0x3_4000_2000,
+        ),
+    ];
+    for (low, high, address) in rings {
+        w(&mut t, low, address & 0xffff_ffff).unwrap();
+        w(&mut t, high, address >> 32).unwrap();
+    }
+    assert_eq!(value(&mut t, register::QUEUE_NUM), 16);
+    assert_eq!(value(&mut t, register::QUEUE_READY), 0);
+    for (low, high, address) in rings {
+        let read = u64::from(value(&mut t, high)) << 32 | u64::from(value(&mut t, low));
+        assert_eq!(read, address, "{low:#x}");
+    }
+    w(&mut t, register::QUEUE_SEL, 3).unwrap();
+    assert_eq!(
+        value(&mut t, register::QUEUE_NUM_MAX),
+        0,
+        "a queue it lacks"
+    );
+    assert_eq!(value(&mut t, register::QUEUE_NUM), 0);
+
+    assert!(t.interrupt(interrupt::USED_BUFFER), "the line rises");
+    assert!(!t.interrupt(interrupt::USED_BUFFER), "already high");
+    assert_eq!(
+        value(&mut t, register::INTERRUPT_STATUS),
+        interrupt::USED_BUFFER
+    );
+    w(
+        &mut t,
+        register::INTERRUPT_ACK,
+        u64::from(interrupt::USED_BUFFER),
+    )
+    .unwrap();
+    assert_eq!(value(&mut t, register::INTERRUPT_STATUS), 0);
+    assert_eq!(value(&mut t, register::CONFIG_GENERATION), 0);
+    assert!(!t.config_changed(), "no interrupt before DRIVER_OK");
+    assert_eq!(value(&mut t, register::CONFIG_GENERATION), 1);
+
+    // A ready queue may be taken down, even while the driver is live.
+    let mut t = live(Device::Console);
+    assert_eq!(w(&mut t, register::QUEUE_READY, 0), Ok(Written::Done));
+    assert!(t.queue(0).is_none());
 }
 
 /// A descriptor: address, length, flags, next.

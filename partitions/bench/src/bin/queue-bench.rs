@@ -8,6 +8,10 @@
 //! - `stream-unbatched` and `stream-batched`: the throughput of a stream of 4 KiB
 //!   pages sent one per call and in batches of up to 16.
 //!
+//! Boot argument bit 0: wait until no other partition can run before the
+//! first run (so that the benchmark follows others in the same system); bit 1:
+//! the streaming runs only.
+//!
 //! Every send is deferred, so sender and sink take turns (each runs until it must
 //! wait), as in a stream. A run ends with an end marker that the sink answers
 //! with the count it received; the time of an empty run (marker and answer only)
@@ -19,7 +23,7 @@
 use partition_bench::report;
 use septum_sdk::queue::{BATCH_MAX, COPY_MAX};
 use septum_sdk::queue::{CopyBuffer, Delivery, Receiver, Sender};
-use septum_sdk::{Boot, Error, arch, println};
+use septum_sdk::{Boot, Error, arch, println, slot};
 
 septum_sdk::entry!(main);
 
@@ -48,8 +52,15 @@ enum Path {
     FlipBatched,
 }
 
-fn main(_boot: Boot) -> u64 {
-    match run_all() {
+/// Boot argument bits: wait until alone; streams only.
+const WAIT_ALONE: u64 = 1;
+const STREAMS_ONLY: u64 = 2;
+
+fn main(boot: Boot) -> u64 {
+    if boot.argument & WAIT_ALONE != 0 {
+        while septum_sdk::yield_now(slot::SELF).is_ok_and(|others| others > 0) {}
+    }
+    match run_all(boot.argument & STREAMS_ONLY != 0) {
         Ok(()) => 0,
         Err(error) => {
             println!("queue-bench: failed: {error:?}");
@@ -58,11 +69,15 @@ fn main(_boot: Boot) -> u64 {
     }
 }
 
-fn run_all() -> Result<(), Error> {
+fn run_all(streams_only: bool) -> Result<(), Error> {
     let pool = &raw mut POOL as u64;
     let overhead = run(pool, Path::Copy, 0, 0)?;
     println!("queue-bench: an empty run (marker and answer) takes {overhead} ticks");
-    for size in [64, 1024, 2048, 4096, 16 * 1024, 64 * 1024] {
+    let sizes: &[u64] = match streams_only {
+        true => &[],
+        false => &[64, 1024, 2048, 4096, 16 * 1024, 64 * 1024],
+    };
+    for &size in sizes {
         for (path, name) in [(Path::Copy, "copy"), (Path::Flip, "flip")] {
             let ticks = run(pool, path, size, MESSAGES)?.saturating_sub(overhead);
             let label = format_args!("{name}-{size}");

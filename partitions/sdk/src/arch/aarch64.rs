@@ -148,6 +148,51 @@ pub unsafe fn mmio_write32(address: u64, value: u32) {
     };
 }
 
+/// Loads or stores the device register of one width at guest-physical
+/// `address` with one plain load or store (no writeback: the syndrome the
+/// kernel emulates it from is valid), a store after every earlier one
+/// (`dmb ish`): `mmio_read8` to `mmio_write64`, beside the 32-bit pair above.
+macro_rules! mmio_width {
+    ($read:ident, $write:ident, $t:ty, $load:literal, $store:literal, $mod:literal) => {
+        /// Loads the device register at `address` (one plain load).
+        ///
+        /// # Safety
+        ///
+        /// `address` must be a naturally aligned device register the
+        /// partition may read.
+        #[inline(always)]
+        pub unsafe fn $read(address: u64) -> $t {
+            let value: u64;
+            // SAFETY: the caller names a readable device register; the load
+            // has no other effect on this program's memory.
+            unsafe {
+                asm!(concat!($load, " {v", $mod, "}, [{a}]"), a = in(reg) address, v = out(reg) value, options(nostack))
+            };
+            value as $t
+        }
+
+        /// Stores `value` to the device register at `address` (one plain
+        /// store, after every earlier store to memory).
+        ///
+        /// # Safety
+        ///
+        /// `address` must be a naturally aligned device register the
+        /// partition may write.
+        #[inline(always)]
+        pub unsafe fn $write(address: u64, value: $t) {
+            // SAFETY: the caller names a writable device register; the
+            // barrier orders this program's earlier stores before it.
+            unsafe {
+                asm!("dmb ish", concat!($store, " {v", $mod, "}, [{a}]"), a = in(reg) address, v = in(reg) u64::from(value), options(nostack))
+            };
+        }
+    };
+}
+
+mmio_width!(mmio_read8, mmio_write8, u8, "ldrb", "strb", ":w");
+mmio_width!(mmio_read16, mmio_write16, u16, "ldrh", "strh", ":w");
+mmio_width!(mmio_read64, mmio_write64, u64, "ldr", "str", "");
+
 /// Counter ticks per second (CNTFRQ_EL0).
 pub fn counter_frequency() -> Option<u64> {
     let hz: u64;

@@ -113,6 +113,48 @@ pub unsafe fn mmio_write32(address: u64, value: u32) {
     };
 }
 
+/// Loads or stores the device register of one width at guest-physical
+/// `address` with one plain `mov` (the kernel decodes it to emulate the
+/// access): `mmio_read8` to `mmio_write64`, beside the 32-bit pair above.
+macro_rules! mmio_width {
+    ($read:ident, $write:ident, $t:ty, $reg:ident, $mod:literal, $size:literal) => {
+        /// Loads the device register at `address` (one plain `mov`).
+        ///
+        /// # Safety
+        ///
+        /// `address` must be a naturally aligned device register the
+        /// partition may read.
+        #[inline(always)]
+        pub unsafe fn $read(address: u64) -> $t {
+            let value: $t;
+            // SAFETY: the caller names a readable device register; the load
+            // has no other effect on this program's memory.
+            unsafe {
+                asm!(concat!("mov {v", $mod, "}, ", $size, " ptr [{a}]"), a = in(reg) address, v = out($reg) value, options(nostack))
+            };
+            value
+        }
+
+        /// Stores `value` to the device register at `address` (one plain `mov`).
+        ///
+        /// # Safety
+        ///
+        /// `address` must be a naturally aligned device register the
+        /// partition may write.
+        #[inline(always)]
+        pub unsafe fn $write(address: u64, value: $t) {
+            // SAFETY: the caller names a writable device register.
+            unsafe {
+                asm!(concat!("mov ", $size, " ptr [{a}], {v", $mod, "}"), a = in(reg) address, v = in($reg) value, options(nostack))
+            };
+        }
+    };
+}
+
+mmio_width!(mmio_read8, mmio_write8, u8, reg_byte, "", "byte");
+mmio_width!(mmio_read16, mmio_write16, u16, reg, ":x", "word");
+mmio_width!(mmio_read64, mmio_write64, u64, reg, "", "qword");
+
 /// Counter ticks per second: not reported by every x86 CPU (or by Bochs), so the
 /// counter is given in ticks.
 pub fn counter_frequency() -> Option<u64> {
