@@ -219,6 +219,7 @@ mod tests {
 
     /// The service VM drives the NIC where the board file grants it, which is
     /// where QEMU puts the device this host's options attach.
+    /// Verifies: SK-IFC-006
     #[test]
     fn the_nic_is_where_the_board_grants_it() {
         let board = crate::boards::load("qemu-virt").unwrap();
@@ -235,6 +236,9 @@ mod tests {
         );
     }
 
+    /// The harness's outside host answers only for its own address, with
+    /// checksums right, so a scenario's echo proves the path both ways.
+    /// Verifies: SK-IFC-006
     #[test]
     fn the_host_answers_echo_requests_to_its_address_only() {
         let me = Ipv4Addr::new(192, 0, 2, 1);

@@ -272,6 +272,7 @@ impl Counters {
 mod tests {
     use super::*;
 
+    /// Verifies: SK-IFC-002
     #[test]
     fn addresses_parse_and_round_trip() {
         let address = Address::parse("10.0.0.2/24").unwrap();
@@ -300,6 +301,7 @@ mod tests {
         assert_eq!(Address::parse("10.0.0.2/32").unwrap().mask(), u32::MAX);
     }
 
+    /// Verifies: SK-IFC-004
     #[test]
     fn checksums_fold_their_carries() {
         // RFC 1071's example: the sum of these words is 0xddf2.
@@ -317,6 +319,7 @@ mod tests {
         assert_eq!(checksum(&header), 0);
     }
 
+    /// Verifies: SK-IFC-004
     #[test]
     fn counters_round_trip() {
         let counters = Counters {
