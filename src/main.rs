@@ -35,6 +35,11 @@ enum Command {
         /// Emulator RAM, such as 512M or 2G; the board's default if absent.
         #[arg(long)]
         ram: Option<String>,
+        /// End the run on its own after this many seconds: type Ctrl-T and
+        /// `shutdown` on the console, then fail unless the system shut down cleanly
+        /// within a minute.
+        #[arg(long = "for", value_name = "SECONDS")]
+        for_s: Option<u64>,
     },
     /// Write the bootable image of a system.
     Image {
@@ -132,19 +137,32 @@ enum Command {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Run { board, system, ram } => {
+        Command::Run {
+            board,
+            system,
+            ram,
+            for_s,
+        } => {
             let board = boards::load(&board)?;
             let image = image_for(&board, system)?;
+            let quit_after = for_s.map(Duration::from_secs);
             let options = RunOptions {
                 ram: ram.unwrap_or_else(|| board.default_ram.clone()),
                 icount: false,
-                timeout: Duration::MAX,
+                timeout: quit_after.map_or(Duration::MAX, |after| after + Duration::from_secs(60)),
                 cpus: None,
                 input: Vec::new(),
                 kernel_args: None,
                 outside: None,
+                quit_after,
             };
-            if !emulator::run_interactive(&board, &image, &options)? {
+            println!("{}", quit_hint(&board, for_s));
+            let clean = if quit_after.is_some() {
+                emulator::run_timed(&board, &image, &options)?
+            } else {
+                emulator::run_interactive(&board, &image, &options)?
+            };
+            if !clean {
                 bail!("the system did not shut down cleanly");
             }
         }
@@ -786,4 +804,22 @@ fn bench(board_name: &str) -> Result<()> {
         board.arch, size.loaded, size.zeroed, size.claimed_after_package
     );
     Ok(())
+}
+
+/// The first line `run` prints: how the system ends.
+fn quit_hint(board: &boards::Board, for_s: Option<u64>) -> String {
+    let escape = if board.emulator == "bochs" {
+        "Ctrl-C"
+    } else {
+        "Ctrl-A x"
+    };
+    match for_s {
+        Some(seconds) => format!(
+            "septum: {} runs for {seconds} s, then this tool types Ctrl-T and `shutdown` to end it",
+            board.name
+        ),
+        None => format!(
+            "septum: to quit, press Ctrl-T, type `shutdown` and press Enter (or {escape} to kill the emulator)",
+        ),
+    }
 }

@@ -42,6 +42,7 @@ macro_rules! scenarios {
 scenarios! {
     qemu_virt {
         demo => "demo",
+        demo_live => "demo-live",
         balloon_reclaim => "balloon-reclaim",
         balloon_stubborn => "balloon-stubborn",
         balloon_hostile => "balloon-hostile",
