@@ -126,6 +126,7 @@ scenarios! {
     }
     pc {
         demo => "pc-demo",
+        demo_live => "pc-demo-live",
         balloon_reclaim => "pc-balloon-reclaim",
         balloon_stubborn => "pc-balloon-stubborn",
         balloon_hostile => "pc-balloon-hostile",
