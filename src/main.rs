@@ -144,6 +144,7 @@ fn main() -> Result<()> {
             for_s,
         } => {
             let board = boards::load(&board)?;
+            println!("{}", quit_hint(&board, for_s));
             let image = image_for(&board, system)?;
             let quit_after = for_s.map(Duration::from_secs);
             let options = RunOptions {
@@ -156,7 +157,6 @@ fn main() -> Result<()> {
                 outside: None,
                 quit_after,
             };
-            println!("{}", quit_hint(&board, for_s));
             let clean = if quit_after.is_some() {
                 emulator::run_timed(&board, &image, &options)?
             } else {
@@ -253,21 +253,27 @@ fn main() -> Result<()> {
         }
         Command::Scenario { names, console } => {
             let mut failed = 0;
+            let bar = septum::progress::bar(names.len() as u64, "scenarios");
             for name in &names {
+                bar.set_message(name.clone());
                 let outcome = Scenario::load(name)?.run()?;
-                if outcome.failures.is_empty() {
-                    println!("scenario {name}: pass");
-                    if console {
-                        println!("{}", outcome.console);
+                bar.inc(1);
+                bar.suspend(|| {
+                    if outcome.failures.is_empty() {
+                        println!("scenario {name}: pass");
+                        if console {
+                            println!("{}", outcome.console);
+                        }
+                    } else {
+                        println!("scenario {name}: FAIL\n{}", outcome.console);
+                        for failure in &outcome.failures {
+                            println!("  - {failure}");
+                        }
                     }
-                } else {
-                    failed += 1;
-                    println!("scenario {name}: FAIL\n{}", outcome.console);
-                    for failure in &outcome.failures {
-                        println!("  - {failure}");
-                    }
-                }
+                });
+                failed += usize::from(!outcome.failures.is_empty());
             }
+            bar.finish_and_clear();
             println!("{} passed, {failed} failed", names.len() - failed);
             if failed > 0 {
                 std::process::exit(1);
