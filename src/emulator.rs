@@ -104,6 +104,25 @@ pub fn run_timed(board: &Board, image: &Path, options: &RunOptions) -> Result<bo
     Ok(clean && (board.emulator == "bochs" || output.status.is_some_and(|s| s.success())))
 }
 
+/// The first line `cargo run -- run` prints: how the system ends (for `for_s`:
+/// [`RunOptions::quit_after`]).
+pub fn quit_hint(board: &Board, for_s: Option<u64>) -> String {
+    let escape = if board.emulator == "bochs" {
+        "Ctrl-C"
+    } else {
+        "Ctrl-A x"
+    };
+    match for_s {
+        Some(seconds) => format!(
+            "septum: {} runs for {seconds} s, then this tool types Ctrl-T and `shutdown` to end it",
+            board.name
+        ),
+        None => format!(
+            "septum: to quit, press Ctrl-T, type `shutdown` and press Enter (or {escape} to kill the emulator)",
+        ),
+    }
+}
+
 /// Runs `image` with the console on this terminal until the emulator exits; what is
 /// typed goes to the guest. QEMU puts the terminal in raw mode and passes every key
 /// on (Enter as `\r`; `Ctrl-A x` quits QEMU); for Bochs the terminal keeps its line

@@ -144,7 +144,7 @@ fn main() -> Result<()> {
             for_s,
         } => {
             let board = boards::load(&board)?;
-            println!("{}", quit_hint(&board, for_s));
+            println!("{}", emulator::quit_hint(&board, for_s));
             let image = image_for(&board, system)?;
             let quit_after = for_s.map(Duration::from_secs);
             let options = RunOptions {
@@ -810,22 +810,4 @@ fn bench(board_name: &str) -> Result<()> {
         board.arch, size.loaded, size.zeroed, size.claimed_after_package
     );
     Ok(())
-}
-
-/// The first line `run` prints: how the system ends.
-fn quit_hint(board: &boards::Board, for_s: Option<u64>) -> String {
-    let escape = if board.emulator == "bochs" {
-        "Ctrl-C"
-    } else {
-        "Ctrl-A x"
-    };
-    match for_s {
-        Some(seconds) => format!(
-            "septum: {} runs for {seconds} s, then this tool types Ctrl-T and `shutdown` to end it",
-            board.name
-        ),
-        None => format!(
-            "septum: to quit, press Ctrl-T, type `shutdown` and press Enter (or {escape} to kill the emulator)",
-        ),
-    }
 }
