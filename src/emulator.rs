@@ -548,4 +548,25 @@ mod tests {
             assert_eq!(followed.input_sent, 2);
         }
     }
+
+    /// Verifies: SK-HM-006
+    #[test]
+    fn a_timed_run_types_the_quit_command_once_its_time_has_passed() {
+        let console = || Trickle {
+            bytes: b"boot\r\ntick\r\ntick\r\n",
+            step: 5,
+        };
+        let mut typed = Vec::new();
+        follow_console(console(), &mut typed, &[], false, Some(Duration::ZERO));
+        assert_eq!(typed, QUIT.as_bytes(), "typed once, at the first output");
+        let mut typed = Vec::new();
+        follow_console(
+            console(),
+            &mut typed,
+            &[],
+            false,
+            Some(Duration::from_secs(3600)),
+        );
+        assert!(typed.is_empty(), "not before its time");
+    }
 }
