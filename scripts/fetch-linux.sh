@@ -22,6 +22,10 @@ set -euo pipefail
 quiet=0
 [ "${1:-}" = "--quiet" ] && quiet=1
 say() { [ "$quiet" = 1 ] || echo "fetch-linux: $*"; }
+# apt-get's own download progress only where a person watches: not with --quiet,
+# not in CI, and only on a terminal.
+download_quiet=(-qq)
+[ "$quiet" = 0 ] && [ -z "${CI:-}" ] && [ -t 1 ] && download_quiet=()
 
 cd "$(dirname "$0")/.."
 cache=target/linux
@@ -68,15 +72,17 @@ chmod 0777 "$work"
 cd "$work"
 
 # The metapackage depends on exactly one versioned kernel package: that is the one.
-apt-get download -qq linux-image-arm64:arm64
+say "step 1 of 3: the kernel's metapackage, linux-image-arm64"
+apt-get download "${download_quiet[@]}" linux-image-arm64:arm64
 kernel_package=$(dpkg-deb -f linux-image-arm64_*.deb Depends |
     tr ',|' '\n\n' | sed -n 's/^ *\(linux-image-[^ ]*-arm64\).*/\1/p' | head -n1)
 if [ -z "$kernel_package" ]; then
     echo "fetch-linux: linux-image-arm64 names no linux-image-*-arm64 package" >&2
     exit 1
 fi
-echo "fetch-linux: downloading $kernel_package and busybox-static (arm64)"
-apt-get download -qq "$kernel_package:arm64" busybox-static:arm64
+echo "fetch-linux: step 2 of 3: downloading $kernel_package and busybox-static (arm64)"
+apt-get download "${download_quiet[@]}" "$kernel_package:arm64" busybox-static:arm64
+say "step 3 of 3: unpacking the kernel, its virtio modules and busybox"
 
 # The modules are under lib/modules/<version>/ (usr/lib/... with a merged /usr);
 # tar fails, naming it, if one is not in the package.

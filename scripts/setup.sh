@@ -10,6 +10,11 @@ set -euo pipefail
 quiet=0
 [ "${1:-}" = "--quiet" ] && quiet=1
 say() { [ "$quiet" = 1 ] || echo "setup: $*"; }
+# Progress (each step's number; apt's and rustup's own bars) only where a person
+# watches: not with --quiet, not in CI, and only on a terminal.
+watched=0
+[ "$quiet" = 0 ] && [ -z "${CI:-}" ] && [ -t 1 ] && watched=1
+step() { say "step $1 of 3: $2"; }
 
 need_root() {
     if [ "$(id -u)" -ne 0 ]; then
@@ -22,7 +27,12 @@ SUDO=$(need_root)
 
 # --- Rust: the toolchain pinned in rust-toolchain.toml, with its targets ---------------
 cd "$(dirname "$0")/.."
-rustup toolchain install >/dev/null 2>&1 || rustup toolchain install   # reads rust-toolchain.toml: channel, targets, components
+step 1 "the Rust toolchain of rust-toolchain.toml, with its targets"
+if [ "$watched" = 1 ]; then
+    rustup toolchain install   # reads rust-toolchain.toml: channel, targets, components
+else
+    rustup toolchain install >/dev/null 2>&1 || rustup toolchain install
+fi
 
 # --- Debian packages ------------------------------------------------------------------
 # QEMU 10 comes from bookworm-backports (the image's qemu-utils is from there and
@@ -49,6 +59,12 @@ add_backports() {
     apt_updated=0
 }
 
+# apt's quiet flags and the output it drops: none where a person watches (apt
+# then draws its download and install progress), else -qq and nothing shown.
+apt_quiet=(-qq)
+apt_out=/dev/null
+if [ "$watched" = 1 ]; then apt_quiet=(-o Dpkg::Progress-Fancy=1); apt_out=/dev/stdout; fi
+
 apt_updated=0
 apt_update_once() {
     if [ "$apt_updated" = 0 ]; then $SUDO apt-get update -qq; apt_updated=1; fi
@@ -57,6 +73,7 @@ apt_update_once() {
 qemu_pkgs=(qemu-system-arm qemu-system-x86)
 other_pkgs=(bochs bochsbios vgabios bochs-sdl grub-pc-bin grub-common xorriso mtools cpio)
 
+step 2 "QEMU, Bochs and the GRUB tools (Debian packages)"
 missing_qemu=$(packages_missing "${qemu_pkgs[@]}")
 missing_other=$(packages_missing "${other_pkgs[@]}")
 if [ -n "$missing_qemu" ] || [ -n "$missing_other" ]; then
@@ -66,14 +83,15 @@ fi
 if [ -n "$missing_qemu" ]; then
     say "installing $missing_qemu (bookworm-backports)"
     # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t bookworm-backports $missing_qemu >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y "${apt_quiet[@]}" -t bookworm-backports $missing_qemu >"$apt_out"
 fi
 if [ -n "$missing_other" ]; then
     say "installing $missing_other"
     # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing_other >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y "${apt_quiet[@]}" $missing_other >"$apt_out"
 fi
 
 # --- Linux partitions: the arm64 kernel, its virtio modules, busybox (target/linux/) ---
+step 3 "the Debian arm64 kernel and busybox for Linux partitions"
 if [ "$quiet" = 1 ]; then scripts/fetch-linux.sh --quiet; else scripts/fetch-linux.sh; fi
 say "ready: $(qemu-system-aarch64 --version | head -n1)"

@@ -45,7 +45,14 @@ pub struct RunOptions {
     /// QEMU only: give the board a NIC whose far side is a host of this tool at
     /// this address ([`OutsideHost`]), in a captured run.
     pub outside: Option<Ipv4Addr>,
+    /// Type Ctrl-T and `shutdown` on the console this long after the start, so the
+    /// service VM ends the system cleanly (`cargo run -- run --for`).
+    pub quit_after: Option<Duration>,
 }
+
+/// What [`RunOptions::quit_after`] types: the console escape, then the service
+/// VM's `shutdown` command.
+pub const QUIT: &str = "\u{14}shutdown\n";
 
 /// Bytes to type on the console once it has shown some text.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -79,7 +86,40 @@ pub struct RunOutput {
 pub fn run_captured(board: &Board, image: &Path, options: &RunOptions) -> Result<RunOutput> {
     match board.emulator.as_str() {
         "bochs" => bochs(board, image, options, false),
-        _ => qemu_captured(board, image, options),
+        _ => qemu_captured(board, image, options, false),
+    }
+}
+
+/// Runs `image` with the console captured and copied to this terminal until the
+/// emulator exits or [`RunOptions::timeout`] passes, typing [`QUIT`] once
+/// [`RunOptions::quit_after`] has passed. Returns whether the system shut down
+/// cleanly (the kernel's `@@ kernel shutdown status=ok` line, and for QEMU its exit
+/// status).
+pub fn run_timed(board: &Board, image: &Path, options: &RunOptions) -> Result<bool> {
+    let output = match board.emulator.as_str() {
+        "bochs" => bochs(board, image, options, false)?,
+        _ => qemu_captured(board, image, options, true)?,
+    };
+    let clean = output.console.contains("@@ kernel shutdown status=ok");
+    Ok(clean && (board.emulator == "bochs" || output.status.is_some_and(|s| s.success())))
+}
+
+/// The first line `cargo run -- run` prints: how the system ends (for `for_s`:
+/// [`RunOptions::quit_after`]).
+pub fn quit_hint(board: &Board, for_s: Option<u64>) -> String {
+    let escape = if board.emulator == "bochs" {
+        "Ctrl-C"
+    } else {
+        "Ctrl-A x"
+    };
+    match for_s {
+        Some(seconds) => format!(
+            "septum: {} runs for {seconds} s, then this tool types Ctrl-T and `shutdown` to end it",
+            board.name
+        ),
+        None => format!(
+            "septum: to quit, press Ctrl-T, type `shutdown` and press Enter (or {escape} to kill the emulator)",
+        ),
     }
 }
 
@@ -122,7 +162,12 @@ fn qemu_command(board: &Board, image: &Path, options: &RunOptions) -> Command {
     command
 }
 
-fn qemu_captured(board: &Board, image: &Path, options: &RunOptions) -> Result<RunOutput> {
+fn qemu_captured(
+    board: &Board,
+    image: &Path,
+    options: &RunOptions,
+    echo: bool,
+) -> Result<RunOutput> {
     let outside = options.outside.map(OutsideHost::start).transpose()?;
     let mut command = qemu_command(board, image, options);
     if let Some(host) = &outside {
@@ -138,7 +183,8 @@ fn qemu_captured(board: &Board, image: &Path, options: &RunOptions) -> Result<Ru
     let output = child.stdout.take().expect("piped");
     let input = child.stdin.take().expect("piped");
     let script = options.input.clone();
-    let follower = std::thread::spawn(move || follow_console(output, input, &script, false));
+    let quit = options.quit_after;
+    let follower = std::thread::spawn(move || follow_console(output, input, &script, echo, quit));
     let status = wait_or_kill(&mut child, options.timeout)?;
     let followed = follower.join().expect("console follower");
     let mut stderr = String::new();
@@ -251,7 +297,11 @@ fn bochs(
     }
     let input = console.try_clone()?;
     let script = options.input.clone();
-    let follower = std::thread::spawn(move || follow_console(console, input, &script, interactive));
+    let (echo, quit) = (
+        interactive || options.quit_after.is_some(),
+        options.quit_after,
+    );
+    let follower = std::thread::spawn(move || follow_console(console, input, &script, echo, quit));
     let status = if interactive {
         Some(child.wait()?)
     } else {
@@ -321,14 +371,17 @@ struct Followed {
 
 /// Reads the console from `output` until it closes, copying it to this terminal if
 /// `echo`, and types each of `script`'s inputs into `input` once its trigger has
-/// appeared. Once `input` refuses a write (the emulator has gone), nothing more is
-/// typed.
+/// appeared, and [`QUIT`] once `quit_after` has passed (checked as output arrives:
+/// a live system prints all the time). Once `input` refuses a write (the emulator
+/// has gone), nothing more is typed.
 fn follow_console(
     mut output: impl Read,
     mut input: impl Write,
     script: &[ConsoleInput],
     echo: bool,
+    mut quit_after: Option<Duration>,
 ) -> Followed {
+    let started = Instant::now();
     let mut console = Vec::new();
     let mut triggers = Triggers::new(script);
     let mut input_open = true;
@@ -354,6 +407,14 @@ fn follow_console(
                     .and_then(|()| input.flush())
                     .is_ok();
             input_sent += usize::from(input_open);
+        }
+        if quit_after.is_some_and(|after| started.elapsed() >= after) {
+            quit_after = None;
+            input_open = input_open
+                && input
+                    .write_all(QUIT.as_bytes())
+                    .and_then(|()| input.flush())
+                    .is_ok();
         }
     }
     Followed {
@@ -481,10 +542,31 @@ mod tests {
                 step,
             };
             let mut typed = Vec::new();
-            let followed = follow_console(output, &mut typed, &inputs, false);
+            let followed = follow_console(output, &mut typed, &inputs, false, None);
             assert_eq!(followed.console, b"boot\nservice ready\n> \nbye\n");
             assert_eq!(typed, b"\x14list\nstop\n", "reads of {step} bytes");
             assert_eq!(followed.input_sent, 2);
         }
+    }
+
+    /// Verifies: SK-HM-006
+    #[test]
+    fn a_timed_run_types_the_quit_command_once_its_time_has_passed() {
+        let console = || Trickle {
+            bytes: b"boot\r\ntick\r\ntick\r\n",
+            step: 5,
+        };
+        let mut typed = Vec::new();
+        follow_console(console(), &mut typed, &[], false, Some(Duration::ZERO));
+        assert_eq!(typed, QUIT.as_bytes(), "typed once, at the first output");
+        let mut typed = Vec::new();
+        follow_console(
+            console(),
+            &mut typed,
+            &[],
+            false,
+            Some(Duration::from_secs(3600)),
+        );
+        assert!(typed.is_empty(), "not before its time");
     }
 }

@@ -26,6 +26,7 @@ pub mod linux;
 pub mod memory_chart;
 pub mod outside;
 pub mod package;
+pub mod progress;
 pub mod scenario;
 pub mod trace;
 

@@ -91,14 +91,19 @@ pub fn prepare(system: &System) -> Result<()> {
     Ok(())
 }
 
-/// Runs `scripts/fetch-linux.sh --quiet`, which says what it downloads.
+/// Runs `scripts/fetch-linux.sh`, which says what it downloads: with its steps
+/// and apt's download progress where a person watches ([`crate::progress::wanted`]),
+/// else with `--quiet`.
 fn fetch() -> Result<()> {
     let how = format!(
         "the default Linux kernel, its modules and busybox are not in {}: run `{FETCH}` (as root or with sudo) to fetch them",
         cache().display()
     );
-    let status = Command::new(crate::from_root(FETCH))
-        .arg("--quiet")
+    let mut command = Command::new(crate::from_root(FETCH));
+    if !crate::progress::wanted() {
+        command.arg("--quiet");
+    }
+    let status = command
         .status()
         .with_context(|| format!("cannot start {FETCH}; {how}"))?;
     if !status.success() {

@@ -35,6 +35,11 @@ enum Command {
         /// Emulator RAM, such as 512M or 2G; the board's default if absent.
         #[arg(long)]
         ram: Option<String>,
+        /// End the run on its own after this many seconds: type Ctrl-T and
+        /// `shutdown` on the console, then fail unless the system shut down cleanly
+        /// within a minute.
+        #[arg(long = "for", value_name = "SECONDS")]
+        for_s: Option<u64>,
     },
     /// Write the bootable image of a system.
     Image {
@@ -132,19 +137,32 @@ enum Command {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Run { board, system, ram } => {
+        Command::Run {
+            board,
+            system,
+            ram,
+            for_s,
+        } => {
             let board = boards::load(&board)?;
+            println!("{}", emulator::quit_hint(&board, for_s));
             let image = image_for(&board, system)?;
+            let quit_after = for_s.map(Duration::from_secs);
             let options = RunOptions {
                 ram: ram.unwrap_or_else(|| board.default_ram.clone()),
                 icount: false,
-                timeout: Duration::MAX,
+                timeout: quit_after.map_or(Duration::MAX, |after| after + Duration::from_secs(60)),
                 cpus: None,
                 input: Vec::new(),
                 kernel_args: None,
                 outside: None,
+                quit_after,
             };
-            if !emulator::run_interactive(&board, &image, &options)? {
+            let clean = if quit_after.is_some() {
+                emulator::run_timed(&board, &image, &options)?
+            } else {
+                emulator::run_interactive(&board, &image, &options)?
+            };
+            if !clean {
                 bail!("the system did not shut down cleanly");
             }
         }
@@ -235,21 +253,27 @@ fn main() -> Result<()> {
         }
         Command::Scenario { names, console } => {
             let mut failed = 0;
+            let bar = septum::progress::bar(names.len() as u64, "scenarios");
             for name in &names {
+                bar.set_message(name.clone());
                 let outcome = Scenario::load(name)?.run()?;
-                if outcome.failures.is_empty() {
-                    println!("scenario {name}: pass");
-                    if console {
-                        println!("{}", outcome.console);
+                bar.inc(1);
+                bar.suspend(|| {
+                    if outcome.failures.is_empty() {
+                        println!("scenario {name}: pass");
+                        if console {
+                            println!("{}", outcome.console);
+                        }
+                    } else {
+                        println!("scenario {name}: FAIL\n{}", outcome.console);
+                        for failure in &outcome.failures {
+                            println!("  - {failure}");
+                        }
                     }
-                } else {
-                    failed += 1;
-                    println!("scenario {name}: FAIL\n{}", outcome.console);
-                    for failure in &outcome.failures {
-                        println!("  - {failure}");
-                    }
-                }
+                });
+                failed += usize::from(!outcome.failures.is_empty());
             }
+            bar.finish_and_clear();
             println!("{} passed, {failed} failed", names.len() - failed);
             if failed > 0 {
                 std::process::exit(1);

@@ -231,6 +231,7 @@ impl Scenario {
             input: self.input.clone(),
             kernel_args: self.kernel_args.clone(),
             outside: self.outside.as_ref().map(|outside| outside.address),
+            quit_after: None,
         };
         let output = emulator::run_captured(&board, &image_path, &options)?;
         let service = system.boot_order().find(|p| p.kind == Kind::Service);
@@ -384,6 +385,8 @@ pub fn build_image(
     name: &str,
     command_line: &str,
 ) -> Result<PathBuf> {
+    let spinner =
+        crate::progress::spinner(&format!("building the image of {name} for {}", board.name));
     let package = package::build(system, board)?;
     let kernel = image::kernel_elf(&board.arch)?;
     let out_dir = crate::from_root("target/systems").join(&board.name);
@@ -392,11 +395,13 @@ pub fn build_image(
         "aarch64" => {
             let out = out_dir.join(format!("{name}.img"));
             write_atomically(&out, &image::arm64_image(&kernel, &package)?)?;
+            spinner.finish_and_clear();
             Ok(out)
         }
         "x86_64" => {
             let out = out_dir.join(format!("{name}.iso"));
             image::grub_iso(&kernel, &package, command_line, &out)?;
+            spinner.finish_and_clear();
             Ok(out)
         }
         other => bail!("unsupported architecture `{other}`"),

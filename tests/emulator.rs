@@ -42,6 +42,7 @@ macro_rules! scenarios {
 scenarios! {
     qemu_virt {
         demo => "demo",
+        demo_live => "demo-live",
         balloon_reclaim => "balloon-reclaim",
         balloon_stubborn => "balloon-stubborn",
         balloon_hostile => "balloon-hostile",
@@ -125,6 +126,7 @@ scenarios! {
     }
     pc {
         demo => "pc-demo",
+        demo_live => "pc-demo-live",
         balloon_reclaim => "pc-balloon-reclaim",
         balloon_stubborn => "pc-balloon-stubborn",
         balloon_hostile => "pc-balloon-hostile",

@@ -19,7 +19,14 @@
 //! 6. **storm**: inflates and deflates its top [`BATCH_MAX`] pages, batch after
 //!    batch, for bits 8-31 million counter ticks: the most scrubbing and
 //!    remapping one partition can ask of the kernel (a time attack, beside a
-//!    meter).
+//!    meter);
+//! 7. **tide**: forever, fills pages until it holds `goal` more than it started
+//!    with (bits 8-31, in pages) or has tried for `ms` milliseconds (bits
+//!    32-47, on the counter as [`septum_sdk::pause_ms`] reads it), checks them,
+//!    holds them for `ms`, releases them all and follows its target for `ms`
+//!    while the memory scheduler takes them back; it first follows its target
+//!    for bits 48-63 milliseconds, so two tidal guests can take turns (the live
+//!    demo's memory mover).
 #![no_std]
 #![no_main]
 
@@ -54,6 +61,14 @@ fn main(boot: Boot) -> u64 {
         4 => bench(&boot, held),
         5 => stubborn(),
         6 => storm(held, (boot.argument >> 8) & 0xff_ffff),
+        7 => tide(
+            &mut driver,
+            &mut allocator,
+            held,
+            (boot.argument >> 8) & 0xff_ffff,
+            (boot.argument >> 32) & 0xffff,
+            boot.argument >> 48,
+        ),
         role => {
             println!("balloon: no role {role}");
             return 1;
@@ -159,6 +174,53 @@ fn hungry(
     } else {
         Err(Error::BadState)
     }
+}
+
+fn tide(
+    driver: &mut Driver,
+    allocator: &mut Allocator,
+    first: u64,
+    goal: u64,
+    ms: u64,
+    delay: u64,
+) -> Result<(), Error> {
+    follow(driver, allocator, delay)?;
+    let ticks = septum_sdk::ms_to_ticks(ms);
+    for round in 1u64.. {
+        let start = arch::counter();
+        while allocator.held_pages() < first + goal && arch::counter() - start < ticks {
+            while let Some(page) = allocator.allocate() {
+                fill(page, SALT);
+            }
+            driver.step(allocator)?;
+            septum_sdk::yield_now(slot::SELF)?;
+        }
+        let all_intact = allocator.used().all(|page| intact(page, SALT));
+        println!(
+            "tide {round}: flood to {} pages, data {}",
+            allocator.held_pages(),
+            if all_intact { "intact" } else { "LOST" }
+        );
+        if !all_intact {
+            return Err(Error::BadState);
+        }
+        follow(driver, allocator, ms)?;
+        allocator.release_all();
+        follow(driver, allocator, ms)?;
+        println!("tide {round}: ebb to {} pages", allocator.held_pages());
+    }
+    Ok(())
+}
+
+/// Follows the target for `ms` milliseconds, yielding after each step.
+fn follow(driver: &mut Driver, allocator: &mut Allocator, ms: u64) -> Result<(), Error> {
+    let ticks = septum_sdk::ms_to_ticks(ms);
+    let start = arch::counter();
+    while arch::counter() - start < ticks {
+        driver.step(allocator)?;
+        septum_sdk::yield_now(slot::SELF)?;
+    }
+    Ok(())
 }
 
 fn bench_line(what: &str, pages: u64, ticks: u64) {

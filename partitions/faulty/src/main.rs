@@ -13,8 +13,10 @@
 //! | 7 | executes `udf` in every generation (a crash loop) | `ud2` |
 //! | 8 | heartbeats (watchdog in slot 2) 5 times, then generation 1 spins without heartbeating; later generations heartbeat 20 times and exit | the same |
 //! | 9 | drops to AArch32 at EL0 and executes `wfi` there, in a loop | (unknown mode) |
+//! | 10 | waits bits 8-31 milliseconds (yielding; [`septum_sdk::pause_ms`]), then executes `udf`, in every generation (a paced crash loop: the live demo's crasher) | `ud2` |
 //!
-//! Modes 5 to 8 serve the service-VM tests, where a supervisor resumes or restarts it.
+//! The mode is bits 0-7 of the argument. Modes 5 to 8 and 10 serve the service-VM
+//! tests and the live demo, where a supervisor resumes or restarts it.
 #![no_std]
 #![no_main]
 
@@ -25,8 +27,9 @@ septum_sdk::entry!(main);
 
 fn main(boot: Boot) -> u64 {
     let outside = RAM_BASE + boot.ram_size + 0x1000;
-    println!("misbehaving on purpose: mode {}", boot.argument);
-    match boot.argument {
+    let mode = boot.argument & 0xff;
+    println!("misbehaving on purpose: mode {mode}");
+    match mode {
         0 => {
             println!("writing {outside:#x}, outside my RAM");
             // SAFETY: this write is meant to fault; the kernel stops us before it
@@ -46,6 +49,12 @@ fn main(boot: Boot) -> u64 {
             undefined_instruction();
         }
         8 => return hang_once(boot),
+        10 => {
+            let ms = (boot.argument >> 8) & 0xff_ffff;
+            septum_sdk::pause_ms(ms);
+            println!("generation {}: crashing after {ms} ms", boot.generation);
+            undefined_instruction();
+        }
         #[cfg(target_arch = "aarch64")]
         9 => misdeeds::aarch32_wait(),
         _ => {

@@ -184,6 +184,11 @@ impl Allocator {
         }
     }
 
+    /// Puts every page in use back: all backed pages are free again.
+    pub fn release_all(&mut self) {
+        self.free = self.backed;
+    }
+
     /// Takes up to `list.len()` free pages, highest first, out of the allocator
     /// for giving back; returns how many it wrote to `list`. Scans a word of the
     /// map at a time: a step of several batches must not rescan the whole map

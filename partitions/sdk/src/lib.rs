@@ -120,6 +120,24 @@ pub fn yield_now(slot: u64) -> Result<u64, Error> {
     typed(Call::Yield, [slot, 0, 0, 0, 0, 0]).map(|r| r[0])
 }
 
+/// Yields (self capability in the SDK's slot) until `ms` milliseconds have passed
+/// on the counter. A yield returns at once when nothing else can run, so only the
+/// counter paces a program. On x86, where the counter's frequency is not known, a
+/// tick is taken as a nanosecond (Bochs' counter runs at its `ips`, 50 MHz on the
+/// pc board: there a millisecond here lasts 20 of the emulated machine's).
+pub fn pause_ms(ms: u64) {
+    let ticks = ms_to_ticks(ms);
+    let start = arch::counter();
+    while arch::counter().wrapping_sub(start) < ticks {
+        let _ = yield_now(slot::SELF);
+    }
+}
+
+/// Counter ticks in `ms` milliseconds, as [`pause_ms`] counts them.
+pub fn ms_to_ticks(ms: u64) -> u64 {
+    ms.saturating_mul(arch::counter_frequency().unwrap_or(1_000_000_000) / 1000)
+}
+
 /// Starts vCPU `vcpu` of this partition (1 to its vCPU count minus one; it runs
 /// on the core its description gives), running `main(argument)` on `stack`, which
 /// it uses for as long as it runs. On aarch64 this is the standard PSCI `CPU_ON`,
