@@ -31,8 +31,6 @@
 mod memory;
 mod uplink;
 
-use core::fmt::Write as _;
-
 use septum_abi::event::Kind;
 use septum_abi::{CapType, MAX_PARTITIONS, Reason, TrapAction, TrapClass, audit};
 use septum_sdk::supervise::{self, Event};
@@ -260,27 +258,7 @@ fn net(guests: &Guests) {
         let Some(address) = septum_abi::net::Address::from_word(counters.address) else {
             continue;
         };
-        let mut line: heapless::String<256> = heapless::String::new();
-        let _ = write!(
-            line,
-            "  {:<12} {address} sent={} routed={} arp={} received={} missed={} dropped={}",
-            name_of(control),
-            counters.sent,
-            counters.routed,
-            counters.arp,
-            counters.received,
-            counters.missed,
-            counters.dropped_total()
-        );
-        for reason in septum_abi::net::DropReason::ALL {
-            match counters.dropped[reason.number()] {
-                0 => {}
-                count => {
-                    let _ = write!(line, " {}={count}", reason.name());
-                }
-            }
-        }
-        println!("{line}");
+        println!("  {:<12} {address} {counters}", name_of(control));
     }
 }
 

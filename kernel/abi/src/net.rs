@@ -268,6 +268,31 @@ impl Counters {
     }
 }
 
+/// The counts as the kernel's `@@ net` line and the service VM's `net`
+/// command show them: `sent= routed= arp= received= missed= dropped=`, then
+/// `<reason>=<n>` for each reason that dropped any.
+impl fmt::Display for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sent={} routed={} arp={} received={} missed={} dropped={}",
+            self.sent,
+            self.routed,
+            self.arp,
+            self.received,
+            self.missed,
+            self.dropped_total()
+        )?;
+        for reason in DropReason::ALL {
+            match self.dropped[reason.number()] {
+                0 => {}
+                count => write!(f, " {}={count}", reason.name())?,
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -615,29 +615,12 @@ impl fmt::Display for Event<'_> {
                 pages * (septum_abi::layout::PAGE_SIZE >> 10)
             ),
             Event::NetCounters { name, counters } => {
-                let address = septum_abi::net::Address::from_word(counters.address);
                 write!(f, "@@ net {name} address=")?;
-                match address {
+                match septum_abi::net::Address::from_word(counters.address) {
                     Some(address) => write!(f, "{address}")?,
                     None => write!(f, "none")?,
                 }
-                write!(
-                    f,
-                    " sent={} routed={} arp={} received={} missed={} dropped={}",
-                    counters.sent,
-                    counters.routed,
-                    counters.arp,
-                    counters.received,
-                    counters.missed,
-                    counters.dropped_total()
-                )?;
-                for reason in septum_abi::net::DropReason::ALL {
-                    match counters.dropped[reason.number()] {
-                        0 => {}
-                        count => write!(f, " {}={count}", reason.name())?,
-                    }
-                }
-                Ok(())
+                write!(f, " {counters}")
             }
             Event::KernelConsoleDropped { lines } => {
                 write!(f, "@@ kernel console dropped={lines}")
