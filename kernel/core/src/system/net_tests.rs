@@ -8,7 +8,7 @@
 
 use super::tests::*;
 use super::*;
-use crate::package::{Kind, PartitionSpec, encode};
+use crate::package::{Kind, PartitionSpec};
 use crate::resources::{NetPort, Resources};
 use crate::supervision::Supervision;
 use crate::vgic::Access;
@@ -83,17 +83,7 @@ fn network() -> (System, FakeMachine) {
             port([10, 0, 0, 3]),
         ),
     ];
-    let bytes = encode(&specs, &[], None).unwrap();
-    let package = Package::parse(&bytes).unwrap();
-    let host: Vec<Range> = (0..3)
-        .map(|i| Range::from_start_size(HOST_BASE + i * RAM, RAM).unwrap())
-        .collect();
-    let mut sys = System::new(&package, GUEST_BASE, &host, Range::default()).unwrap();
-    let mut m = FakeMachine {
-        ram: vec![0; RAM as usize * 3],
-        console: String::new(),
-        now_us: 0,
-    };
+    let (mut sys, mut m) = placed(&specs, None);
     start(&mut sys, &mut m);
     hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));
     (sys, m)

@@ -5,7 +5,7 @@
 use super::run::Decision;
 use super::tests::*;
 use super::*;
-use crate::package::{Kind, PartitionSpec, encode};
+use crate::package::{Kind, PartitionSpec};
 use crate::resources::Resources;
 use crate::supervision::Supervision;
 use septum_abi::{Call, PartitionState};
@@ -43,18 +43,7 @@ fn scheduled() -> (System, FakeMachine) {
             }
         })
         .collect();
-    let bytes = encode(&specs, &[], Some(10_000)).unwrap();
-    let package = Package::parse(&bytes).unwrap();
-    let host: Vec<Range> = (0..3)
-        .map(|i| Range::from_start_size(HOST_BASE + i * RAM, RAM).unwrap())
-        .collect();
-    let system = System::new(&package, GUEST_BASE, &host, Range::default()).unwrap();
-    let machine = FakeMachine {
-        ram: vec![0; RAM as usize * 3],
-        console: String::new(),
-        now_us: 0,
-    };
-    (system, machine)
+    placed(&specs, Some(10_000))
 }
 
 /// What core `cpu` runs at `now_us` after a trap of `trapped` that asked for
@@ -191,17 +180,7 @@ fn each_core_round_robins_its_own_partitions_and_waits_for_others() {
         supervision: Supervision::default(),
     })
     .collect();
-    let bytes = encode(&specs, &[], None).unwrap();
-    let package = Package::parse(&bytes).unwrap();
-    let host: Vec<Range> = (0..3)
-        .map(|i| Range::from_start_size(HOST_BASE + i * RAM, RAM).unwrap())
-        .collect();
-    let mut sys = System::new(&package, GUEST_BASE, &host, Range::default()).unwrap();
-    let mut m = FakeMachine {
-        ram: vec![0; RAM as usize * 3],
-        console: String::new(),
-        now_us: 0,
-    };
+    let (mut sys, mut m) = placed(&specs, None);
     assert_eq!(sys.partitions()[2].cpu(), 1);
     start(&mut sys, &mut m);
     // Core 1 has nothing it may run before `ready`: it waits until kicked, it

@@ -141,6 +141,24 @@ pub(super) fn supervising(slot: u64, guest: PartitionSpec<'_>) -> (System, FakeM
     (sys, m)
 }
 
+/// The system of partitions `specs` (each with [`RAM`] bytes, placed one
+/// after the other from [`HOST_BASE`]) and major frame `frame`, built and not
+/// started, with a machine whose RAM holds them all.
+pub(super) fn placed(specs: &[PartitionSpec<'_>], frame: Option<u32>) -> (System, FakeMachine) {
+    let bytes = encode(specs, &[], frame).unwrap();
+    let package = Package::parse(&bytes).unwrap();
+    let host: Vec<Range> = (0..specs.len() as u64)
+        .map(|i| Range::from_start_size(HOST_BASE + i * RAM, RAM).unwrap())
+        .collect();
+    let system = System::new(&package, GUEST_BASE, &host, Range::default()).unwrap();
+    let machine = FakeMachine {
+        ram: vec![0; RAM as usize * specs.len()],
+        console: String::new(),
+        now_us: 0,
+    };
+    (system, machine)
+}
+
 pub(super) fn system(guests: usize) -> (System, FakeMachine) {
     system_with(guests, caps_for)
 }
@@ -166,18 +184,7 @@ pub(super) fn system_with(guests: usize, caps: impl Fn(Kind) -> CapTable) -> (Sy
             }
         })
         .collect();
-    let bytes = encode(&specs, &[], None).unwrap();
-    let package = Package::parse(&bytes).unwrap();
-    let host: Vec<Range> = (0..=guests as u64)
-        .map(|i| Range::from_start_size(HOST_BASE + i * RAM, RAM).unwrap())
-        .collect();
-    let system = System::new(&package, GUEST_BASE, &host, Range::default()).unwrap();
-    let machine = FakeMachine {
-        ram: vec![0; RAM as usize * (guests + 1)],
-        console: String::new(),
-        now_us: 0,
-    };
-    (system, machine)
+    placed(&specs, None)
 }
 
 pub(super) fn call(number: Call, args: &[u64]) -> CallRegisters {

@@ -6,12 +6,12 @@
 //! and the service VM do, no core runs a vCPU of a partition that may not run.
 
 use super::run::Decision;
-use super::tests::{CONSOLE, FakeMachine, GUEST_BASE, HOST_BASE, RAM, SELF, SYSTEM, call};
+use super::tests::{CONSOLE, FakeMachine, GUEST_BASE, RAM, SELF, SYSTEM, call, placed};
 use super::tests::{enter, hcall, start, trap};
 use super::*;
 use crate::caps::{CAP_SLOTS, Cap, CapTable, CapType};
 use crate::event::{Fault, Reason};
-use crate::package::{Kind, PartitionSpec, encode};
+use crate::package::{Kind, PartitionSpec};
 use crate::resources::{Resources, Window};
 use crate::supervision::Supervision;
 use proptest::prelude::*;
@@ -89,17 +89,7 @@ fn system(pair_cores: [u8; 2], windows: &[(u32, u32, u32)]) -> (System, FakeMach
     })
     .collect();
     let frame = (!windows.is_empty()).then_some(10_000);
-    let bytes = encode(&specs, &[], frame).unwrap();
-    let package = Package::parse(&bytes).unwrap();
-    let host: Vec<Range> = (0..3)
-        .map(|i| Range::from_start_size(HOST_BASE + i * RAM, RAM).unwrap())
-        .collect();
-    let mut sys = System::new(&package, GUEST_BASE, &host, Range::default()).unwrap();
-    let mut m = FakeMachine {
-        ram: vec![0; RAM as usize * 3],
-        console: String::new(),
-        now_us: 0,
-    };
+    let (mut sys, mut m) = placed(&specs, frame);
     start(&mut sys, &mut m);
     hcall(&mut sys, &mut m, SERVICE, call(Call::Ready, &[SYSTEM]));
     (sys, m)
