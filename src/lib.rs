@@ -15,11 +15,15 @@
 //! - [`scenario`]: test scenarios and their console expectations;
 //! - [`console_lines`]: which console lines an expectation may count (their
 //!   source, as the kernel marks it);
-//! - [`trace`]: the requirement catalogue, test tags, and the traceability matrix.
+//! - [`trace`]: the requirement catalogue, test tags, and the traceability matrix;
+//! - [`figures`]: the figures and counts the README states, measured, and the
+//!   check that keeps them true;
+//! - [`report`]: the evidence report, one HTML page for an assessor.
 
 pub mod boards;
 pub mod console_lines;
 pub mod emulator;
+pub mod figures;
 pub mod image;
 pub mod layout;
 pub mod linux;
@@ -27,6 +31,7 @@ pub mod memory_chart;
 pub mod outside;
 pub mod package;
 pub mod progress;
+pub mod report;
 pub mod scenario;
 pub mod trace;
 

@@ -133,6 +133,15 @@ enum Command {
         #[arg(long, default_value = "qemu-virt")]
         board: String,
     },
+    /// Measure the figures the README states (see src/figures.rs): print them,
+    /// fail if the README disagrees (--check), or write them into the README and
+    /// docs/figures.md (--write).
+    Figures {
+        #[arg(long)]
+        check: bool,
+        #[arg(long, conflicts_with = "check")]
+        write: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -280,6 +289,9 @@ fn main() -> Result<()> {
             }
         }
         Command::Bench { board } => bench(&board)?,
+        Command::Figures { check, write } => {
+            septum::figures::command(septum::repo_root(), check, write)?
+        }
         Command::Fuzz {
             board,
             iterations,
@@ -326,7 +338,14 @@ fn main() -> Result<()> {
             )?;
             std::fs::write(out.join("junit.xml"), trace::junit(&traced))?;
             std::fs::write(out.join("trace.json"), trace::json(&requirements, &traced))?;
-            println!("wrote {}/matrix.md, junit.xml, trace.json", out.display());
+            std::fs::write(
+                out.join("report.html"),
+                septum::report::html(repo, &requirements, &tags, &traced),
+            )?;
+            println!(
+                "wrote {}/matrix.md, junit.xml, trace.json, report.html",
+                out.display()
+            );
             if !traced.problems.is_empty() {
                 for problem in &traced.problems {
                     eprintln!("trace: {problem}");

@@ -170,6 +170,13 @@ pub struct Outcome {
     pub failures: Vec<String>,
 }
 
+/// Where a scenario's last run leaves its console (with the outside host's lines
+/// marked `outside| `): `target/scenarios/<name>.log`, read by the figures
+/// check and the evidence report.
+pub fn console_log(root: &Path, name: &str) -> PathBuf {
+    root.join("target/scenarios").join(format!("{name}.log"))
+}
+
 impl Scenario {
     /// Loads `tests/scenarios/<name>.toml`.
     pub fn load(name: &str) -> Result<Scenario> {
@@ -243,6 +250,9 @@ impl Scenario {
         for line in &output.outside {
             console.push_str(&format!("outside| {line}\n"));
         }
+        let log = console_log(crate::repo_root(), &self.name);
+        std::fs::create_dir_all(log.parent().unwrap_or(Path::new(".")))?;
+        std::fs::write(&log, &console).with_context(|| format!("writing {}", log.display()))?;
         Ok(Outcome { console, failures })
     }
 
@@ -627,7 +637,7 @@ mod tests {
     /// that the bare frame of a run (the service VM ready, the final marker) does
     /// not satisfy is reported missing, and every scenario has one. A guest's copy
     /// of the kernel's panic line does not fail a run either.
-    /// Verifies: SK-AUD-003
+    /// Verifies: SK-AUD-003, SK-TST-003
     #[test]
     fn no_scenario_passes_on_lines_a_guest_forged() {
         let dir = crate::from_root("tests/scenarios");

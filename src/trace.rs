@@ -8,7 +8,10 @@
 //!
 //! The check fails when a requirement that must be verified lacks a passing test on
 //! an architecture it applies to, when a test names an unknown ID, or when a test
-//! that ran verifies nothing.
+//! that ran verifies nothing; and when the catalogue itself is short of what an
+//! assessor needs (see [`catalogue_problems`]): a family of [`FAMILIES`] marked
+//! required with no requirement, a requirement outside the families, without a
+//! rationale or with an unknown verification method, or an ID given twice.
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
@@ -32,6 +35,68 @@ pub struct Requirement {
     pub applies_to: Vec<String>,
     /// Whether CI fails while it has no passing test.
     pub must_verify: bool,
+}
+
+/// The catalogue's families: the prefix of their IDs, what they cover, and
+/// whether the catalogue must have requirements in them (the concerns of the
+/// Separation Kernel Protection Profile and ARINC 653 health monitoring).
+pub const FAMILIES: [(&str, &str, bool); 17] = [
+    ("SK-INIT", "secure initialization", true),
+    ("SK-CFG", "configuration", true),
+    ("SK-ISO", "resource isolation", true),
+    ("SK-TMP", "temporal isolation", true),
+    ("SK-VCPU", "virtual CPUs", false),
+    ("SK-IFC", "information flow", true),
+    ("SK-CAP", "capabilities", true),
+    ("SK-MED", "mediation", true),
+    ("SK-RIP", "residual information", true),
+    ("SK-BAL", "memory ballooning", false),
+    ("SK-MSG", "messaging", false),
+    ("SK-HM", "health monitoring (ARINC 653)", true),
+    ("SK-REC", "trusted recovery", true),
+    ("SK-TST", "self-test and evidence", true),
+    ("SK-AUD", "audit", true),
+    ("SK-API", "hypercall interface", false),
+    ("SK-LNX", "Linux guests", false),
+];
+
+/// The verification methods a requirement may name.
+pub const METHODS: [&str; 3] = ["test", "inspection", "analysis"];
+
+/// The family of a requirement ID: `SK-HM-004` → `SK-HM`.
+pub fn family(id: &str) -> &str {
+    id.rsplit_once('-').map_or(id, |(family, _)| family)
+}
+
+/// What is wrong with the catalogue itself (see the module docs).
+pub fn catalogue_problems(requirements: &[Requirement]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (family_id, concern, required) in FAMILIES {
+        if required && !requirements.iter().any(|r| family(&r.id) == family_id) {
+            problems.push(format!(
+                "family {family_id} ({concern}) has no requirements"
+            ));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for r in requirements {
+        if !FAMILIES.iter().any(|(f, _, _)| *f == family(&r.id)) {
+            problems.push(format!("{} is in no family of the catalogue", r.id));
+        }
+        if !seen.insert(r.id.as_str()) {
+            problems.push(format!("{} is given twice", r.id));
+        }
+        if r.rationale.trim().is_empty() {
+            problems.push(format!("{} has no rationale", r.id));
+        }
+        if !METHODS.contains(&r.verification.as_str()) {
+            problems.push(format!(
+                "{} names verification `{}` (one of test, inspection, analysis)",
+                r.id, r.verification
+            ));
+        }
+    }
+    problems
 }
 
 #[derive(Deserialize)]
@@ -293,7 +358,10 @@ pub fn trace(
     results: &BTreeMap<TestId, Verdict>,
 ) -> Trace {
     let known: BTreeSet<&str> = requirements.iter().map(|r| r.id.as_str()).collect();
-    let mut out = Trace::default();
+    let mut out = Trace {
+        problems: catalogue_problems(requirements),
+        ..Trace::default()
+    };
     for (id, verdict) in results {
         let tag = tags.iter().find(|t| {
             t.binary == id.binary
@@ -534,7 +602,7 @@ test slow ... ignored
         Requirement {
             id: id.into(),
             shall: "shall".into(),
-            rationale: String::new(),
+            rationale: "why".into(),
             verification: "test".into(),
             applies_to: applies_to.iter().map(|s| s.to_string()).collect(),
             must_verify,
@@ -573,6 +641,31 @@ test slow ... ignored
             Verdict::Pass
         );
         assert_eq!(results[&id("emulator", "slow")], Verdict::NotRun);
+    }
+
+    /// Verifies: SK-AUD-003
+    #[test]
+    fn the_catalogue_has_every_required_family_and_each_requirement_is_whole() {
+        let mut requirements: Vec<Requirement> = FAMILIES
+            .iter()
+            .map(|(family, _, _)| requirement(&format!("{family}-001"), &["host"], true))
+            .collect();
+        assert_eq!(catalogue_problems(&requirements), Vec::<String>::new());
+        requirements.retain(|r| family(&r.id) != "SK-TST");
+        requirements[0].rationale = " ".into();
+        requirements[1].verification = "hope".into();
+        requirements.push(requirements[2].clone());
+        assert_eq!(
+            catalogue_problems(&requirements),
+            [
+                "family SK-TST (self-test and evidence) has no requirements",
+                "SK-INIT-001 has no rationale",
+                "SK-CFG-001 names verification `hope` (one of test, inspection, analysis)",
+                "SK-ISO-001 is given twice",
+            ]
+        );
+        let real = load_catalogue(&crate::from_root("tests/requirements")).unwrap();
+        assert_eq!(catalogue_problems(&real), Vec::<String>::new());
     }
 
     /// Verifies: SK-AUD-003
@@ -630,6 +723,8 @@ test slow ... ignored
             Path::new("kernel/core/src/resources.rs"),
             "x"
         ));
+        assert!(problems.contains("family SK-REC (trusted recovery) has no requirements"));
+        assert!(problems.contains("SK-A-001 is in no family of the catalogue"));
         let md = matrix_markdown(&requirements, &trace);
         assert!(md.contains("| SK-A-001 | shall | yes | verified | not verified | n/a |"));
         assert!(junit(&trace).contains("<property name=\"requirement\" value=\"SK-A-001\"/>"));

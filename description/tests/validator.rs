@@ -57,7 +57,7 @@ fn expectations(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Verifies: SK-CFG-001, SK-CFG-002, SK-CFG-005, SK-CFG-007, SK-LNX-001
+/// Verifies: SK-CFG-001, SK-CFG-002, SK-CFG-005, SK-CFG-007, SK-LNX-001, SK-CFG-008, SK-CFG-009, SK-CFG-010, SK-CFG-011
 #[test]
 fn each_bad_file_fails_with_exactly_its_expected_errors() {
     let board = board();
@@ -318,7 +318,7 @@ fn scratch(name: &str) -> PathBuf {
 /// [`DESCRIPTION_MAX`] bytes: a device such as `/dev/zero`, a folder or a huge
 /// file is refused before it is read.
 ///
-/// Verifies: SK-CFG-001
+/// Verifies: SK-CFG-001, SK-CFG-012
 #[test]
 fn only_regular_files_of_bounded_size_are_read() {
     let board = board();
@@ -377,7 +377,7 @@ fn the_good_files_images_load_flattened() {
 /// However many errors a description has, the report shows the first
 /// [`ERRORS_SHOWN`], one a line, and counts the rest.
 ///
-/// Verifies: SK-CFG-001
+/// Verifies: SK-CFG-001, SK-CFG-012
 #[test]
 fn a_long_report_shows_the_first_errors_and_counts_the_rest() {
     let devices = vec!["\"rtc\""; ERRORS_SHOWN + 51].join(", ");

@@ -54,7 +54,7 @@ pub fn overflow_the_stack(depth: u64) -> u64 {
 mod tests {
     use super::*;
 
-    /// Verifies: SK-INIT-007
+    /// Verifies: SK-INIT-007, SK-TST-001
     #[test]
     fn only_the_named_argument_asks_for_a_self_test() {
         assert_eq!(

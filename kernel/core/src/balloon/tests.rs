@@ -175,7 +175,7 @@ fn each_bad_batch_gets_its_own_code_and_changes_nothing() {
     assert_eq!(memory.held, 4, "any page of an unpinned partition may go");
 }
 
-/// Verifies: SK-BAL-001, SK-BAL-002
+/// Verifies: SK-BAL-001, SK-BAL-002, SK-RIP-003
 #[test]
 fn memory_moves_through_the_scrubbed_pool_within_the_limits() {
     let (mut balloon, mut pages) = setup();

@@ -223,7 +223,7 @@ fn apply(flip: &mut Flip, pages: &mut FakePages, op: &Op) -> Result<(), Error> {
 }
 
 proptest! {
-    /// Verifies: SK-MSG-002, SK-RIP-001
+    /// Verifies: SK-MSG-002, SK-RIP-001, SK-MSG-005
     #[test]
     fn ownership_is_single_and_frames_are_conserved(ops in proptest::collection::vec(op(), 1..120)) {
         let (mut flip, mut pages) = setup();

@@ -137,7 +137,7 @@ fn spoofed_sources_are_dropped_and_counted() {
     assert_eq!(router.counters(0).dropped[DropReason::Spoofed.number()], 1);
 }
 
-/// Verifies: SK-IFC-004
+/// Verifies: SK-IFC-004, SK-IFC-007
 #[test]
 fn bad_frames_are_dropped_by_reason() {
     let mut router = router();
@@ -237,7 +237,7 @@ fn arp_for_the_subnet_is_answered_by_the_router() {
     );
 }
 
-/// Verifies: SK-IFC-004
+/// Verifies: SK-IFC-004, SK-IFC-008
 #[test]
 fn no_buffer_is_a_drop_on_the_sender_and_a_miss_on_the_receiver() {
     let mut router = router();

@@ -150,7 +150,7 @@ fn pay(sys: &mut System, m: &mut FakeMachine, index: usize) {
 /// own turns, refills the pool and wakes it, and the deflate then maps it a
 /// frame that was scrubbed. Past its target, a page it holds, a page twice
 /// and a page past its maximum are refused, each with its own error.
-/// Verifies: SK-BAL-001, SK-BAL-002, SK-BAL-004
+/// Verifies: SK-BAL-001, SK-BAL-002, SK-BAL-004, SK-RIP-003
 #[test]
 fn a_deflate_waits_for_the_pool_and_gets_a_scrubbed_frame() {
     let (mut sys, mut m) = two_balloons();

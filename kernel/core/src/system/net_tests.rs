@@ -220,7 +220,7 @@ fn datagram(source: [u8; 4], destination: [u8; 4]) -> Vec<u8> {
     frame
 }
 
-/// Verifies: SK-IFC-002, SK-IFC-004
+/// Verifies: SK-IFC-002, SK-IFC-004, SK-RIP-004
 #[test]
 fn a_datagram_lands_in_the_receivers_posted_buffer_with_the_kernels_header() {
     let mut net = Net::new();

@@ -9,7 +9,7 @@ use super::supervise_rig::*;
 use super::*;
 use crate::package::MAX_PARTITIONS;
 
-/// Verifies: SK-HM-002
+/// Verifies: SK-HM-002, SK-HM-008
 #[test]
 fn a_trap_suspends_the_guest_and_the_service_vm_gets_its_record() {
     let mut t = running();
@@ -69,7 +69,7 @@ fn a_trap_storm_is_reported_line_by_line_only_at_first_but_audited_whole() {
     assert_eq!(results(&d), [2 * u64::from(TRAP_LINES + 4), 0, 0]);
 }
 
-/// Verifies: SK-HM-004, SK-HM-002
+/// Verifies: SK-HM-004, SK-HM-002, SK-HM-011
 #[test]
 fn restarts_bump_the_generation_within_the_budget_then_stop() {
     let mut t = running();
@@ -148,7 +148,7 @@ fn wait_event_blocks_until_a_fault_wakes_the_service_vm() {
     assert_eq!(t.header()[WORD_DETAIL], 7);
 }
 
-/// Verifies: SK-HM-005
+/// Verifies: SK-HM-005, SK-REC-003
 #[test]
 fn a_service_vm_fault_reloads_it_and_it_is_told_again_about_suspended_guests() {
     let mut t = running();
@@ -266,7 +266,7 @@ fn policies_only_tighten_and_only_before_ready() {
     assert_eq!(t.wait(), [TRAP, 2, 1]);
 }
 
-/// Verifies: SK-AUD-004
+/// Verifies: SK-AUD-004, SK-HM-012
 #[test]
 fn the_audit_ring_keeps_refusals_and_traps_in_order_and_counts_losses() {
     let mut t = running();
@@ -336,7 +336,7 @@ fn the_escape_key_hands_the_console_to_the_service_vm_and_back() {
     assert_eq!(t.wait(), [0, 0, 2], "dropped again");
 }
 
-/// Verifies: SK-HM-002, SK-HM-004
+/// Verifies: SK-HM-002, SK-HM-004, SK-REC-006
 #[test]
 fn control_of_a_partition_live_on_another_core_waits_for_that_core() {
     let mut t = rig_with([0, 0, 1], [Supervision::default(); 3]);
@@ -494,7 +494,7 @@ fn bad_supervision_arguments_change_nothing() {
     assert!(records[1..].iter().all(|r| r[2] == refusal));
 }
 
-/// Verifies: SK-HM-002, SK-HM-005
+/// Verifies: SK-HM-002, SK-HM-005, SK-HM-010
 #[test]
 fn a_panic_suspends_a_guest_and_reloads_the_service_vm() {
     let mut t = running();
@@ -517,7 +517,7 @@ fn a_panic_suspends_a_guest_and_reloads_the_service_vm() {
 
 /// The ABI (`septum_abi::event::WORD_DETAIL`) says the detail word of a panic's
 /// event is the panic code.
-/// Verifies: SK-HM-002
+/// Verifies: SK-HM-002, SK-HM-010
 #[test]
 fn a_panic_event_carries_the_code_in_its_detail_word() {
     let mut t = running();
@@ -662,7 +662,7 @@ fn console_focus_cycles_through_the_service_vm_and_linux_partitions() {
 /// A guest whose watchdog expires while nobody supervises it (the service VM
 /// has exited) is stopped at once, as an unsupervised guest's fault stops
 /// it; the other guests run on.
-/// Verifies: SK-HM-003, SK-HM-001
+/// Verifies: SK-HM-003, SK-HM-001, SK-HM-008
 #[test]
 fn a_late_guest_nobody_supervises_is_stopped() {
     let none = Supervision::default();

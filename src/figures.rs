@@ -1,0 +1,479 @@
+//! The figures and counts the README states, measured by the tools, and the
+//! check that keeps the README equal to them.
+//!
+//! A figure in the README is wrapped in a marker, `<!--fig:NAME-->VALUE<!--/fig-->`,
+//! which Markdown renders as `VALUE` alone. `NAME` says how the figure is
+//! measured (see [`measure`]):
+//!
+//! | name | measured from |
+//! |---|---|
+//! | `rules` | the description validator's rule list |
+//! | `requirements`, `requirements-must`, `requirements-verified`, `families`, `family:SK-XX` | the catalogue (`tests/requirements/`) and the tests' tags |
+//! | `tests` | `cargo test -- --list`: every test the README's test command runs |
+//! | `scenarios` | `tests/scenarios/*.toml` |
+//! | `limit:NAME` | the constant the kernel enforces |
+//! | `kernel:ARCH:loaded`, `:zeroed`, `:stacks` | the release kernel ELF |
+//! | `trusted-lines:ARCH` | the kernel's crates for `ARCH`, code lines outside tests |
+//! | `coverage:core`, `coverage:core-lines` | `target/coverage/core.txt` and `core-lines.txt`, written by `scripts/coverage.sh --core` |
+//! | `run:SCENARIO:NEEDLE:KEY` | `target/scenarios/SCENARIO.log`, the console of the scenario's last run: field `KEY=` after `NEEDLE` on the first line holding it (with no `KEY`, the word right after `NEEDLE`) |
+//!
+//! Every figure is compared exactly (thousands separators aside), but for the
+//! coverage, which the property tests move by a tenth or so:
+//! [`COVERAGE_TOLERANCE`] percentage points. `cargo run -- figures --write`
+//! measures every figure the README names, rewrites the markers and writes
+//! `docs/figures.md`, the list an assessor reads; `--check` (run by
+//! `scripts/test.sh` after a full run) fails when a marker's value is not what
+//! was measured, a marker names something that cannot be measured, or
+//! `docs/figures.md` is not what `--write` would write.
+
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+mod counts;
+pub use counts::code_lines;
+
+/// How far the core's coverage may drift from the README, in percentage points.
+pub const COVERAGE_TOLERANCE: f64 = 0.5;
+
+const OPEN: &str = "<!--fig:";
+const CLOSE: &str = "<!--/fig-->";
+
+/// One marker in a document: the figure's name, its stated value, and where the
+/// value lies (a byte range of the document).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Marker {
+    /// The figure's name.
+    pub name: String,
+    /// The value the document states.
+    pub value: String,
+    /// Where the value lies in the document.
+    pub span: std::ops::Range<usize>,
+    /// The line it is on (1-based), for messages.
+    pub line: usize,
+}
+
+/// The markers of `text`, in order.
+pub fn markers(text: &str) -> Result<Vec<Marker>> {
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(offset) = text[from..].find(OPEN) {
+        let start = from + offset;
+        let line = text[..start].matches('\n').count() + 1;
+        let name_start = start + OPEN.len();
+        let name_end = text[name_start..]
+            .find("-->")
+            .map(|end| name_start + end)
+            .with_context(|| format!("line {line}: unterminated figure marker"))?;
+        let value_start = name_end + "-->".len();
+        let value_end = text[value_start..]
+            .find(CLOSE)
+            .map(|end| value_start + end)
+            .with_context(|| format!("line {line}: figure marker without {CLOSE}"))?;
+        let value = &text[value_start..value_end];
+        if value.contains('\n') || value.contains(OPEN) {
+            bail!("line {line}: figure marker not closed on its line");
+        }
+        found.push(Marker {
+            name: text[name_start..name_end].to_owned(),
+            value: value.to_owned(),
+            span: value_start..value_end,
+            line,
+        });
+        from = value_end + CLOSE.len();
+    }
+    Ok(found)
+}
+
+/// `text` with each marker's value replaced by `values[name]` (markers whose
+/// name `values` lacks keep theirs).
+pub fn rewrite(text: &str, values: &BTreeMap<String, String>) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for marker in markers(text)? {
+        out.push_str(&text[at..marker.span.start]);
+        out.push_str(values.get(&marker.name).unwrap_or(&marker.value));
+        at = marker.span.end;
+    }
+    out.push_str(&text[at..]);
+    Ok(out)
+}
+
+/// A figure's value as a number: thousands separators, a trailing `%` and
+/// surrounding space are ignored.
+fn number(value: &str) -> Option<f64> {
+    value
+        .trim()
+        .trim_end_matches('%')
+        .replace(',', "")
+        .parse()
+        .ok()
+}
+
+/// Whether `stated` (from the README) agrees with `measured` for figure `name`.
+pub fn agrees(name: &str, stated: &str, measured: &str) -> bool {
+    match (number(stated), number(measured)) {
+        (Some(stated), Some(measured)) => {
+            (stated - measured).abs() <= tolerance(name).unwrap_or(0.0) + f64::EPSILON
+        }
+        _ => stated.trim() == measured.trim(),
+    }
+}
+
+/// The absolute tolerance of figure `name`, if it is not compared exactly.
+pub fn tolerance(name: &str) -> Option<f64> {
+    (name == "coverage:core").then_some(COVERAGE_TOLERANCE)
+}
+
+/// `value` as the README writes numbers: integers of five digits or more with
+/// thousands separators; anything else as measured.
+pub fn format(value: &str) -> String {
+    let Ok(integer) = value.parse::<u64>() else {
+        return value.to_owned();
+    };
+    let digits = integer.to_string();
+    if digits.len() < 5 {
+        return digits;
+    }
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// Measures the figure `name` in the repository at `root`. See the module docs
+/// for the names.
+pub fn measure(root: &Path, name: &str) -> Result<String> {
+    let mut parts = name.splitn(2, ':');
+    let kind = parts.next().unwrap_or_default();
+    let rest = parts.next().unwrap_or_default();
+    let value = match kind {
+        "rules" => septum_description::RULES.len().to_string(),
+        "requirements" | "requirements-must" | "requirements-verified" | "families" | "family" => {
+            counts::catalogue(root, kind, rest)?
+        }
+        "tests" => counts::listed_tests(root)?.to_string(),
+        "scenarios" => std::fs::read_dir(root.join("tests/scenarios"))?
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.path().extension().is_some_and(|e| e == "toml"))
+            .count()
+            .to_string(),
+        "limit" => limit(rest)?.to_string(),
+        "kernel" => kernel_size(rest)?,
+        "trusted-lines" => counts::trusted_lines(root, rest)?.to_string(),
+        "coverage" if rest == "core" || rest == "core-lines" => {
+            let path = root.join(format!("target/coverage/{rest}.txt"));
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "no {} (run scripts/coverage.sh --core first)",
+                    path.display()
+                )
+            })?;
+            text.trim().to_owned()
+        }
+        "run" => from_run(root, rest)?,
+        _ => bail!("unknown figure `{name}`"),
+    };
+    Ok(format(&value))
+}
+
+/// A limit the kernel enforces, by the name the README uses.
+fn limit(name: &str) -> Result<u64> {
+    use septum_description::limits;
+    Ok(match name {
+        "partitions" => limits::MAX_PARTITIONS as u64,
+        "cpus" => limits::MAX_CPUS as u64,
+        "vcpus-per-partition" => limits::MAX_VCPUS as u64,
+        "vcpus" => limits::MAX_SYSTEM_VCPUS as u64,
+        "queues" => limits::MAX_QUEUES as u64,
+        "queue-depth" => u64::from(limits::QUEUE_DEPTH_MAX),
+        "capability-slots" => limits::CAP_SLOTS as u64,
+        "restarts" => u64::from(limits::MAX_RESTARTS),
+        "windows" => limits::MAX_WINDOWS as u64,
+        "ram-mib" => limits::RAM_MAX >> 20,
+        "name-bytes" => limits::NAME_MAX as u64,
+        "console-write-bytes" => septum_core::abi::CONSOLE_WRITE_MAX,
+        _ => bail!("unknown limit `{name}`"),
+    })
+}
+
+/// `ARCH:loaded`, `ARCH:zeroed` or `ARCH:stacks` of the release kernel ELF.
+fn kernel_size(what: &str) -> Result<String> {
+    let (arch, part) = what
+        .split_once(':')
+        .with_context(|| format!("kernel figure `{what}` needs ARCH:PART"))?;
+    let size = crate::image::kernel_size(&crate::image::kernel_elf(arch)?)?;
+    Ok(match part {
+        "loaded" => size.loaded,
+        "zeroed" => size.zeroed,
+        "stacks" => size.claimed_after_package,
+        _ => bail!("unknown kernel figure `{part}` (loaded, zeroed, stacks)"),
+    }
+    .to_string())
+}
+
+/// `SCENARIO:NEEDLE:KEY` from the scenario's saved console.
+fn from_run(root: &Path, what: &str) -> Result<String> {
+    let mut parts = what.splitn(3, ':');
+    let (Some(scenario), Some(needle), Some(key)) = (parts.next(), parts.next(), parts.next())
+    else {
+        bail!("run figure `{what}` needs SCENARIO:NEEDLE:KEY");
+    };
+    let path = crate::scenario::console_log(root, scenario);
+    let console = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no {} (run the scenario first: cargo run -- scenario {scenario})",
+            path.display()
+        )
+    })?;
+    run_field(&console, needle, key)
+        .with_context(|| format!("{}: no `{needle}` with `{key}`", path.display()))
+}
+
+/// Field `KEY=` (or, with no key, the first word) of what follows `needle` on the
+/// first line of `console` that holds it.
+pub fn run_field(console: &str, needle: &str, key: &str) -> Option<String> {
+    let after = console.lines().find_map(|line| line.split(needle).nth(1))?;
+    let mut words = after.split_whitespace();
+    if key.is_empty() {
+        return words.next().map(str::to_owned);
+    }
+    let key = format!("{key}=");
+    words.find_map(|word| word.strip_prefix(key.as_str()).map(str::to_owned))
+}
+
+/// What one figure check found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Each figure the document names, with its measured value (or why it could
+    /// not be measured).
+    pub measured: BTreeMap<String, Result<String, String>>,
+    /// The disagreements and failures, one line each.
+    pub problems: Vec<String>,
+}
+
+/// Measures every figure `document` names and compares.
+pub fn check(document: &str, measure: impl Fn(&str) -> Result<String>) -> Result<Report> {
+    let mut report = Report::default();
+    let found = markers(document)?;
+    for marker in &found {
+        let measured = report
+            .measured
+            .entry(marker.name.clone())
+            .or_insert_with(|| measure(&marker.name).map_err(|e| format!("{e:#}")))
+            .clone();
+        match measured {
+            Ok(value) if agrees(&marker.name, &marker.value, &value) => {}
+            Ok(value) => report.problems.push(format!(
+                "README.md:{}: `{}` says {} but the measurement gives {value}",
+                marker.line, marker.name, marker.value
+            )),
+            Err(why) => report.problems.push(format!(
+                "README.md:{}: `{}` cannot be measured: {why}",
+                marker.line, marker.name
+            )),
+        }
+    }
+    Ok(report)
+}
+
+/// `docs/figures.md` for the figures `document` names, with the values it states.
+pub fn list(document: &str) -> Result<String> {
+    let mut values = BTreeMap::new();
+    for marker in markers(document)? {
+        values.entry(marker.name).or_insert(marker.value);
+    }
+    let mut out = String::from(
+        "# Figures\n\n\
+         Generated by `cargo run -- figures --write` from the figures the README states;\n\
+         do not edit. `scripts/test.sh` measures each afresh after a full run and fails\n\
+         when one differs (`src/figures.rs` says how each is measured). Compared exactly,\n\
+         thousands separators aside, except where a tolerance is given.\n\n\
+         | figure | value | tolerance |\n|---|---|---|\n",
+    );
+    for (name, value) in values {
+        let tolerance = tolerance(&name).map_or("exact".to_owned(), |t| format!("± {t}"));
+        let _ = writeln!(out, "| `{name}` | {value} | {tolerance} |");
+    }
+    Ok(out)
+}
+
+/// `cargo run -- figures [--check] [--write]`: measures every figure the README
+/// at `root` names, prints each, and with `write` rewrites the README's values
+/// and `docs/figures.md`; with `check`, fails on any disagreement (see the
+/// module docs).
+pub fn command(root: &Path, check_only: bool, write: bool) -> Result<()> {
+    let readme_path = root.join("README.md");
+    let readme = std::fs::read_to_string(&readme_path)?;
+    let report = check(&readme, |name| measure(root, name))?;
+    for (name, measured) in &report.measured {
+        match measured {
+            Ok(value) => println!("{name} = {value}"),
+            Err(why) => println!("{name}: not measured: {why}"),
+        }
+    }
+    if write {
+        let values: BTreeMap<String, String> = report
+            .measured
+            .iter()
+            .filter_map(|(name, value)| Some((name.clone(), value.clone().ok()?)))
+            .collect();
+        let written = rewrite(&readme, &values)?;
+        std::fs::write(&readme_path, &written)?;
+        std::fs::write(root.join("docs/figures.md"), list(&written)?)?;
+        println!("wrote README.md and docs/figures.md");
+        if report.measured.values().any(Result::is_err) {
+            bail!("some figures could not be measured: their old values stay");
+        }
+        return Ok(());
+    }
+    let mut problems = report.problems;
+    let listed = std::fs::read_to_string(root.join("docs/figures.md")).unwrap_or_default();
+    if listed != list(&readme)? {
+        problems.push(
+            "docs/figures.md is not what the README's figures give: run cargo run -- figures --write"
+                .to_owned(),
+        );
+    }
+    if check_only && !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("figures: {problem}");
+        }
+        bail!(
+            "{} figure problems (after a full run, `cargo run -- figures --write` measures and writes them)",
+            problems.len()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The values `docs/figures.md` lists, by figure.
+    fn listed_values() -> BTreeMap<String, String> {
+        let listed = std::fs::read_to_string(crate::from_root("docs/figures.md")).unwrap();
+        listed
+            .lines()
+            .filter_map(|line| {
+                let mut cells = line.split(" | ");
+                let name = cells.next()?.strip_prefix("| `")?.strip_suffix('`')?;
+                Some((name.to_owned(), cells.next()?.to_owned()))
+            })
+            .collect()
+    }
+
+    /// Verifies: SK-TST-004
+    #[test]
+    fn markers_are_read_and_rewritten_in_place() {
+        let text = "a <!--fig:rules-->5<!--/fig--> b <!--fig:tests-->1,000<!--/fig-->\n";
+        let found = markers(text).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(
+            (found[1].name.as_str(), found[1].value.as_str()),
+            ("tests", "1,000")
+        );
+        let values = BTreeMap::from([("rules".to_owned(), "54".to_owned())]);
+        assert_eq!(
+            rewrite(text, &values).unwrap(),
+            "a <!--fig:rules-->54<!--/fig--> b <!--fig:tests-->1,000<!--/fig-->\n"
+        );
+        assert!(markers("x <!--fig:rules-->5").is_err());
+        assert!(markers("x <!--fig:rules-->5\n<!--/fig-->").is_err());
+        assert_eq!(format("1048576"), "1,048,576");
+        assert_eq!(format("7455"), "7455");
+        assert_eq!(format("17.000"), "17.000");
+        assert!(agrees("tests", "1,000", "1000"));
+        assert!(!agrees("tests", "999", "1000"));
+        assert!(agrees("coverage:core", "98.3", "98.6"));
+        assert!(!agrees("coverage:core", "98.3", "97.7"));
+        assert_eq!(
+            run_field(
+                "[bench] bench null-hypercall calls=20 ns=17.000\n",
+                "bench null-hypercall ",
+                "ns"
+            ),
+            Some("17.000".to_owned())
+        );
+        assert_eq!(
+            run_field("[meter] share=398 worst_frame=391\n", "[meter] share=", ""),
+            Some("398".to_owned())
+        );
+        assert_eq!(
+            code_lines("// c\n\nfn a() {}\n  // d\n#[cfg(test)]\nmod t {}\n"),
+            1
+        );
+    }
+
+    /// Verifies: SK-TST-004
+    #[test]
+    fn the_readme_check_fails_when_a_figure_is_edited_by_hand() {
+        let readme = std::fs::read_to_string(crate::from_root("README.md")).unwrap();
+        let listed = listed_values();
+        let measured = |name: &str| {
+            listed
+                .get(name)
+                .cloned()
+                .with_context(|| format!("{name} is not in docs/figures.md"))
+        };
+        // The committed README agrees with the committed list of figures.
+        let report = check(&readme, measured).unwrap();
+        assert_eq!(report.problems, Vec::<String>::new());
+        assert!(report.measured.len() >= 20, "{:?}", report.measured.keys());
+        assert_eq!(
+            std::fs::read_to_string(crate::from_root("docs/figures.md")).unwrap(),
+            list(&readme).unwrap()
+        );
+        // A copy with one figure changed by hand fails, naming it and its line.
+        let first = markers(&readme).unwrap().remove(0);
+        let mut edited = readme.clone();
+        edited.replace_range(first.span.clone(), "123456");
+        let report = check(&edited, measured).unwrap();
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert!(report.problems[0].starts_with(&format!(
+            "README.md:{}: `{}` says 123456 but the measurement gives",
+            first.line, first.name
+        )));
+        assert_ne!(list(&edited).unwrap(), list(&readme).unwrap());
+        // A marker naming something that cannot be measured fails too.
+        let unknown = format!("{readme}<!--fig:limit:nothing-->1<!--/fig-->\n");
+        let report = check(&unknown, |name| measure(crate::repo_root(), name)).unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("`limit:nothing` cannot be measured: unknown limit"))
+        );
+    }
+
+    /// Verifies: SK-TST-004, SK-CFG-004
+    #[test]
+    fn the_static_figures_are_measured_from_the_code() {
+        let root = crate::repo_root();
+        assert_eq!(
+            measure(root, "rules").unwrap(),
+            septum_description::RULES.len().to_string()
+        );
+        assert_eq!(measure(root, "limit:partitions").unwrap(), "64");
+        let all: usize = measure(root, "requirements").unwrap().parse().unwrap();
+        let families: usize = measure(root, "families").unwrap().parse().unwrap();
+        assert!(
+            all >= 120 && families >= 15,
+            "{all} requirements in {families} families"
+        );
+        assert!(measure(root, "family:SK-NOPE").is_err());
+        let trusted: usize = measure(root, "trusted-lines:aarch64")
+            .unwrap()
+            .replace(',', "")
+            .parse()
+            .unwrap();
+        assert!(trusted > 1000, "{trusted}");
+        assert!(measure(root, "run:no-such-scenario:x:y").is_err());
+    }
+}
