@@ -336,8 +336,8 @@ impl Scenario {
         let service_line = format!("[{service}] ");
         let service_marker = format!("@@ partition {service} ");
         // Guest activity: a guest's own output, or a kernel line about something a
-        // guest did (the kernel's boot-time `placed` lines and the service VM's policy
-        // changes, which are about a guest, are not activity).
+        // guest did (the kernel's boot-time `placed` and `tables` lines and the
+        // service VM's policy changes, which are about a guest, are not activity).
         let early_guest = lines
             .iter()
             .take_while(|line| !line.starts_with(&ready))
@@ -346,6 +346,7 @@ impl Scenario {
                 let guest_event = line.starts_with("@@ partition ")
                     && !line.starts_with(&service_marker)
                     && !line.contains(" placed ")
+                    && !line.contains(" tables ")
                     && !line.contains(" policy ");
                 guest_output || guest_event
             });

@@ -39,7 +39,8 @@ use septum_core::memory::{FreeRanges, Range};
 use septum_core::package::{Package, Profile};
 
 use septum_kernel::arena::{BootArena, reserve_bytes};
-use septum_kernel::self_test::SelfTest;
+use septum_kernel::self_test::{STRAY_PAGE, SelfTest};
+use septum_kernel::table_check;
 use septum_kernel::{Console, Kernel, Uart};
 
 use crate::boot::TrapFrame;
@@ -142,6 +143,8 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
             SelfTest::StackOverflow => {
                 septum_kernel::self_test::overflow_the_stack(0);
             }
+            // Applied below, once the partitions' tables are built.
+            SelfTest::TableCorruption => {}
         }
     }
     let timer = Timer::new();
@@ -197,6 +200,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
             .allocate(arena, PAGE_SIZE)
             .expect("RAM for the kernel's state"),
     );
+    let mut table_checks = heapless::Vec::<_, { septum_core::package::MAX_PARTITIONS }>::new();
     let (system, spaces, vcpus) = septum_kernel::load_partitions(
         &package,
         &mut frames,
@@ -212,7 +216,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
             }
             machine::sync_instruction_cache(placement.image);
             let mut tables = Stage2::new(frames).expect("RAM for stage-2 tables");
-            septum_kernel::map_grants(
+            let grants = septum_kernel::map_grants(
                 &mut tables,
                 frames,
                 spec,
@@ -220,6 +224,13 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
                 stage2::RAM,
                 stage2::DEVICE,
             );
+            if info.self_test == Some(SelfTest::TableCorruption) && index + 1 == package.len() {
+                let stray = Range::from_start_size(STRAY_PAGE, PAGE_SIZE).expect("one page");
+                tables
+                    .map(frames, stray, placement.host_ram.start, stage2::RAM)
+                    .expect("the stray page of the table-corruption self-test");
+            }
+            let _ = table_checks.push(table_check::check(&tables, &grants));
             let vmid = u8::try_from(index + 1).expect("at most MAX_PARTITIONS partitions");
             let vcpus = (0..spec.resources.vcpu_cores().len())
                 .map(|index| {
@@ -236,6 +247,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
             (Space::new(tables, vmid), vcpus)
         },
     );
+    septum_kernel::report_table_checks(&package, &table_checks, &mut console);
     let output = septum_kernel::console_output(&mut frames);
     ARENA.close_and_report(&mut console);
     configure_el2_traps();

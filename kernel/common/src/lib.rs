@@ -33,12 +33,14 @@ mod load;
 pub mod paging;
 mod platform;
 pub mod self_test;
+pub mod table_check;
 #[cfg(test)]
 mod tests;
 mod uart;
 
 pub use load::{Placement, console_output, load_partitions, map_grants};
 pub use septum_core::system::{Run, Trap};
+pub use table_check::report_table_checks;
 pub use uart::{Console, Uart};
 
 use core::cell::UnsafeCell;

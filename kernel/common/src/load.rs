@@ -20,6 +20,7 @@ use septum_core::resources::MAX_VCPUS;
 use septum_core::system::System;
 
 use crate::paging::{self, PAGE};
+use crate::table_check::Grant;
 
 /// Where the kernel placed one partition.
 #[derive(Clone, Copy, Debug)]
@@ -50,9 +51,11 @@ pub struct Placement {
 /// attributes at the block's own address. Nothing else. A page-granular partition's
 /// RAM is mapped with 4 KiB pages only, and the level-3 tables of its receive
 /// window are allocated with nothing mapped, so [`Vcpu::map_page`] and
-/// [`Vcpu::unmap_page`] find a table for every page of either. Panics with the
-/// partition's name if a mapping is refused: this runs at boot, and a system whose
-/// grants cannot be mapped must not start.
+/// [`Vcpu::unmap_page`] find a table for every page of either. Returns what it
+/// mapped, for the boot self-test of the tables
+/// ([`table_check`](crate::table_check)). Panics with the partition's name if a
+/// mapping is refused: this runs at boot, and a system whose grants cannot be
+/// mapped must not start.
 pub fn map_grants<F: paging::Format, const N: usize>(
     tables: &mut paging::Tables<F>,
     frames: &mut FreeRanges<N>,
@@ -60,7 +63,7 @@ pub fn map_grants<F: paging::Format, const N: usize>(
     placement: Placement,
     ram: u64,
     device: u64,
-) {
+) -> Vec<Grant> {
     let (guest, host) = (placement.guest_ram, placement.host_ram.start);
     let mapped = if placement.page_granular {
         tables.map_pages(frames, guest, host, ram)
@@ -68,6 +71,11 @@ pub fn map_grants<F: paging::Format, const N: usize>(
         tables.map(frames, guest, host, ram)
     };
     mapped.unwrap_or_else(|e| panic!("cannot map the RAM of {}: {e:?}", spec.name));
+    let mut grants = vec![Grant {
+        guest,
+        host,
+        attributes: ram,
+    }];
     if placement.page_granular && !placement.receive_window.is_empty() {
         tables
             .reserve(frames, placement.receive_window)
@@ -92,7 +100,13 @@ pub fn map_grants<F: paging::Format, const N: usize>(
                     block.base, spec.name
                 )
             });
+        grants.push(Grant {
+            guest: range,
+            host: block.base,
+            attributes: device,
+        });
     }
+    grants
 }
 
 /// Loads every partition of `package`: takes its RAM from `frames` (at its fixed

@@ -186,6 +186,30 @@ impl<F: Format> Tables<F> {
         Ok(())
     }
 
+    /// Calls `visit(guest, level, entry)` for every valid leaf of the hierarchy (a
+    /// block above level 3 or a page at level 3), in address order: what the
+    /// hardware would translate, read from the tables themselves.
+    pub fn leaves(&self, visit: &mut impl FnMut(u64, u32, u64)) {
+        Self::leaves_under(self.root, F::ROOT_LEVEL, 0, visit);
+    }
+
+    fn leaves_under(address: u64, level: u32, base: u64, visit: &mut impl FnMut(u64, u32, u64)) {
+        // SAFETY: `address` is the root or a table this hierarchy allocated (a
+        // table descriptor's address); it is only read here.
+        let entries: &[u64; ENTRIES] = unsafe { table(address) };
+        for (slot, &entry) in entries.iter().enumerate() {
+            if !F::is_valid(entry) {
+                continue;
+            }
+            let guest = base + slot as u64 * level_size(level);
+            if level < 3 && F::is_table(entry, level) {
+                Self::leaves_under(entry & F::ADDRESS_MASK, level + 1, guest, visit);
+            } else {
+                visit(guest, level, entry);
+            }
+        }
+    }
+
     fn map_with<const N: usize>(
         &mut self,
         frames: &mut FreeRanges<N>,
@@ -301,6 +325,76 @@ mod tests {
             .add(Range::from_start_size(start, 64 * PAGE).unwrap())
             .unwrap();
         (pages, frames)
+    }
+
+    /// Verifies: SK-TST-002
+    #[test]
+    fn the_table_check_finds_stray_wrong_and_missing_leaves() {
+        use crate::table_check::{Grant, TableFault, check};
+        let (_pages, mut frames) = pool();
+        let ram = Grant {
+            guest: Range::from_start_size(0x4000_0000, 0x40_0000).unwrap(),
+            host: 0x8020_0000,
+            attributes: 0x100,
+        };
+        let device = Grant {
+            guest: Range::from_start_size(0x0900_0000, PAGE).unwrap(),
+            host: 0x0900_0000,
+            attributes: 0x200,
+        };
+        let mut tables = Tables::<Toy>::new(&mut frames).unwrap();
+        for grant in [ram, device] {
+            tables
+                .map(&mut frames, grant.guest, grant.host, grant.attributes)
+                .unwrap();
+        }
+        // Two 2 MiB blocks of RAM (the host is only 2 MiB aligned) and a page.
+        assert_eq!(check(&tables, &[ram, device]), Ok(3));
+        // A grant the tables lack, or attributes they do not have.
+        assert_eq!(
+            check(&tables, &[ram]),
+            Err(TableFault::Stray {
+                guest: 0x0900_0000,
+                level: 3,
+                entry: Toy::leaf(0x0900_0000, 3, 0x200)
+            })
+        );
+        let other = Grant {
+            attributes: 0x300,
+            ..device
+        };
+        assert!(matches!(
+            check(&tables, &[ram, other]),
+            Err(TableFault::Wrong { .. })
+        ));
+        let more = Grant {
+            guest: Range::from_start_size(0x0900_0000, 2 * PAGE).unwrap(),
+            ..device
+        };
+        assert_eq!(
+            check(&tables, &[ram, more]),
+            Err(TableFault::Missing {
+                guest: 0x0900_0000,
+                mapped: PAGE,
+                size: 2 * PAGE
+            })
+        );
+        // A reserved range maps nothing; a stray alias of the RAM is found.
+        let window = Range::from_start_size(0x8000_0000, 4 * PAGE).unwrap();
+        tables.reserve(&mut frames, window).unwrap();
+        assert_eq!(check(&tables, &[ram, device]), Ok(3));
+        let alias = Range::from_start_size(0x1000, PAGE).unwrap();
+        tables
+            .map(&mut frames, alias, ram.host, ram.attributes)
+            .unwrap();
+        assert!(matches!(
+            check(&tables, &[ram, device]),
+            Err(TableFault::Stray {
+                guest: 0x1000,
+                level: 3,
+                ..
+            })
+        ));
     }
 
     fn lookup(tables: &Tables<Toy>, address: u64) -> Option<(u64, u32)> {

@@ -17,7 +17,16 @@ pub enum SelfTest {
     /// Overflow the boot core's boot stack: its guard page must stop the kernel
     /// with a `@@ kernel stack-overflow` report.
     StackOverflow,
+    /// Map one stray page into the last partition's tables (an alias of its
+    /// RAM's first page at guest-physical 0x1000) after they are built: the boot
+    /// self-test of the tables must find it and stop the kernel with a
+    /// `@@ partition <name> tables stray ...` report before any partition runs.
+    TableCorruption,
 }
+
+/// Where [`SelfTest::TableCorruption`] maps its stray page: below every
+/// partition's RAM and every device window of both boards.
+pub const STRAY_PAGE: u64 = 0x1000;
 
 impl SelfTest {
     /// The self-test `command_line` asks for, if any (an unknown name is none).
@@ -27,6 +36,7 @@ impl SelfTest {
             .find_map(|argument| argument.strip_prefix(ARGUMENT))
             .and_then(|name| match name {
                 "stack-overflow" => Some(SelfTest::StackOverflow),
+                "table-corruption" => Some(SelfTest::TableCorruption),
                 _ => None,
             })
     }
@@ -35,6 +45,7 @@ impl SelfTest {
     pub fn name(self) -> &'static str {
         match self {
             SelfTest::StackOverflow => "stack-overflow",
+            SelfTest::TableCorruption => "table-corruption",
         }
     }
 }
@@ -54,12 +65,16 @@ pub fn overflow_the_stack(depth: u64) -> u64 {
 mod tests {
     use super::*;
 
-    /// Verifies: SK-INIT-007, SK-TST-001
+    /// Verifies: SK-INIT-007, SK-TST-001, SK-TST-002
     #[test]
     fn only_the_named_argument_asks_for_a_self_test() {
         assert_eq!(
             SelfTest::from_command_line("console=ttyAMA0 septum.self-test=stack-overflow"),
             Some(SelfTest::StackOverflow)
+        );
+        assert_eq!(
+            SelfTest::from_command_line("septum.self-test=table-corruption quiet"),
+            Some(SelfTest::TableCorruption)
         );
         assert_eq!(SelfTest::from_command_line(""), None);
         assert_eq!(SelfTest::from_command_line("septum.self-test=reboot"), None);

@@ -197,6 +197,22 @@ pub enum Event<'a> {
         /// Its name.
         name: &'a str,
     },
+    /// The boot self-test walked every partition's translation tables and found
+    /// each translating exactly its grants (`leaves` entries in all).
+    KernelTablesChecked {
+        /// Partitions checked.
+        partitions: usize,
+        /// Leaf entries (blocks and pages) walked.
+        leaves: usize,
+    },
+    /// The boot self-test found a partition's tables translating something other
+    /// than its grants: the kernel stops before any partition runs.
+    PartitionTablesWrong {
+        /// The partition.
+        name: &'a str,
+        /// What was found, and where (the back end's report).
+        report: &'a str,
+    },
     /// A kernel stack ran into its guard page: the kernel stops.
     KernelStackOverflow {
         /// The core whose stack it is.
@@ -456,6 +472,13 @@ impl fmt::Display for Event<'_> {
                 write!(f, "@@ kernel running partitions={partitions} us={us}")
             }
             Event::KernelSelfTest { name } => write!(f, "@@ kernel self-test {name}"),
+            Event::KernelTablesChecked { partitions, leaves } => write!(
+                f,
+                "@@ kernel tables checked partitions={partitions} leaves={leaves}"
+            ),
+            Event::PartitionTablesWrong { name, report } => {
+                write!(f, "@@ partition {name} tables {report}")
+            }
             Event::KernelStackOverflow {
                 cpu,
                 stack,

@@ -47,7 +47,8 @@ use septum_core::package::Package;
 use septum_core::resources::Ports;
 use septum_kernel::arena::{BootArena, reserve_bytes};
 use septum_kernel::paging::PAGE;
-use septum_kernel::self_test::SelfTest;
+use septum_kernel::self_test::{STRAY_PAGE, SelfTest};
+use septum_kernel::table_check::{self, Grant};
 use septum_kernel::{Console, Kernel, Uart};
 use x86_64::instructions::port::Port;
 
@@ -154,7 +155,8 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
         }
     );
     let command_line = info.command_line_tag().and_then(|tag| tag.cmdline().ok());
-    if let Some(test) = command_line.and_then(SelfTest::from_command_line) {
+    let self_test = command_line.and_then(SelfTest::from_command_line);
+    if let Some(test) = self_test {
         let _ = writeln!(console, "{}", Event::KernelSelfTest { name: test.name() });
         // The fault's report reprograms the UART: what is in its FIFO goes first.
         console.0.drain();
@@ -162,6 +164,8 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
             SelfTest::StackOverflow => {
                 septum_kernel::self_test::overflow_the_stack(0);
             }
+            // Applied below, once the partitions' tables are built.
+            SelfTest::TableCorruption => {}
         }
     }
 
@@ -233,6 +237,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
             .expect("RAM for the kernel's state"),
     );
     let mut vpids = 1u16..;
+    let mut table_checks = heapless::Vec::<_, { septum_core::package::MAX_PARTITIONS }>::new();
     let (system, spaces, vcpus) = septum_kernel::load_partitions(
         &package,
         &mut frames,
@@ -241,13 +246,25 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
         machine::zero_page,
         |index, spec, placement, frames| {
             let mut ept = Ept::new(frames).expect("RAM for EPT tables");
-            septum_kernel::map_grants(&mut ept, frames, spec, placement, ept::RAM, ept::DEVICE);
+            let mut grants =
+                septum_kernel::map_grants(&mut ept, frames, spec, placement, ept::RAM, ept::DEVICE);
             let tables = boot_page_tables(frames);
             let guest_tables =
                 Range::from_start_size(vcpu::BOOT_TABLES, vcpu::BOOT_TABLE_PAGES * PAGE)
                     .expect("fixed range");
             ept.map(frames, guest_tables, tables, ept::READ_ONLY)
                 .expect("EPT mapping of the boot page tables");
+            grants.push(Grant {
+                guest: guest_tables,
+                host: tables,
+                attributes: ept::READ_ONLY,
+            });
+            if self_test == Some(SelfTest::TableCorruption) && index + 1 == package.len() {
+                let stray = Range::from_start_size(STRAY_PAGE, PAGE).expect("one page");
+                ept.map(frames, stray, placement.host_ram.start, ept::RAM)
+                    .expect("the stray page of the table-corruption self-test");
+            }
+            let _ = table_checks.push(table_check::check(&ept, &grants));
             let space = Space::new(ept);
             let apic_id = |core: u8| {
                 processors.apic_id(usize::from(core)).unwrap_or_else(|| {
@@ -285,6 +302,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
             (space, vcpus)
         },
     );
+    septum_kernel::report_table_checks(&package, &table_checks, &mut console);
 
     let output = septum_kernel::console_output(&mut frames);
     ARENA.close_and_report(&mut console);

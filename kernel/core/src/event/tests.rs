@@ -5,7 +5,7 @@ use super::*;
 /// Verifies: SK-AUD-001
 #[test]
 fn lines_match_the_documented_vocabulary() {
-    let cases: [(Event, &str); 20] = [
+    let cases: [(Event, &str); 22] = [
         (
             Event::KernelBoot {
                 arch: "aarch64",
@@ -103,6 +103,20 @@ fn lines_match_the_documented_vocabulary() {
                 name: "stack-overflow",
             },
             "@@ kernel self-test stack-overflow",
+        ),
+        (
+            Event::KernelTablesChecked {
+                partitions: 5,
+                leaves: 1200,
+            },
+            "@@ kernel tables checked partitions=5 leaves=1200",
+        ),
+        (
+            Event::PartitionTablesWrong {
+                name: "hello",
+                report: "stray guest=0x1000 level=3 entry=0x4a0004c7",
+            },
+            "@@ partition hello tables stray guest=0x1000 level=3 entry=0x4a0004c7",
         ),
         (
             Event::KernelStackOverflow {
