@@ -15,6 +15,7 @@
 //! | `kernel:ARCH:loaded`, `:zeroed`, `:stacks` | the release kernel ELF |
 //! | `trusted-lines:ARCH` | the kernel's crates for `ARCH`, code lines outside tests |
 //! | `coverage:core`, `coverage:core-lines` | `target/coverage/core.txt` and `core-lines.txt`, written by `scripts/coverage.sh --core` |
+//! | `table:KIND:BOARD` (a generated table: `<!--table:KIND:BOARD-->` … `<!--/table-->` around lines of its own) | [`crate::bench::table`], from the saved consoles of the board's benchmark scenarios |
 //! | `run:SCENARIO:NEEDLE:KEY` | `target/scenarios/SCENARIO.log`, the console of the scenario's last run: field `KEY=` after `NEEDLE` on the first line holding it (with no `KEY`, the word right after `NEEDLE`) |
 //!
 //! Every figure is compared exactly (thousands separators aside), but for the
@@ -39,6 +40,8 @@ pub const COVERAGE_TOLERANCE: f64 = 0.5;
 
 const OPEN: &str = "<!--fig:";
 const CLOSE: &str = "<!--/fig-->";
+const TABLE_OPEN: &str = "<!--table:";
+const TABLE_CLOSE: &str = "<!--/table-->";
 
 /// One marker in a document: the figure's name, its stated value, and where the
 /// value lies (a byte range of the document).
@@ -54,34 +57,45 @@ pub struct Marker {
     pub line: usize,
 }
 
-/// The markers of `text`, in order.
+/// The markers of `text`, in order: the inline figures and the generated
+/// tables.
 pub fn markers(text: &str) -> Result<Vec<Marker>> {
+    let mut found = scan(text, OPEN, CLOSE, false)?;
+    found.extend(scan(text, TABLE_OPEN, TABLE_CLOSE, true)?);
+    found.sort_by_key(|marker| marker.span.start);
+    Ok(found)
+}
+
+/// The markers of one kind (`open` … `-->` value `close`); a table's value may
+/// span lines, a figure's may not.
+fn scan(text: &str, open: &str, close: &str, multiline: bool) -> Result<Vec<Marker>> {
     let mut found = Vec::new();
     let mut from = 0;
-    while let Some(offset) = text[from..].find(OPEN) {
+    while let Some(offset) = text[from..].find(open) {
         let start = from + offset;
         let line = text[..start].matches('\n').count() + 1;
-        let name_start = start + OPEN.len();
+        let name_start = start + open.len();
         let name_end = text[name_start..]
             .find("-->")
             .map(|end| name_start + end)
             .with_context(|| format!("line {line}: unterminated figure marker"))?;
         let value_start = name_end + "-->".len();
         let value_end = text[value_start..]
-            .find(CLOSE)
+            .find(close)
             .map(|end| value_start + end)
-            .with_context(|| format!("line {line}: figure marker without {CLOSE}"))?;
+            .with_context(|| format!("line {line}: figure marker without {close}"))?;
         let value = &text[value_start..value_end];
-        if value.contains('\n') || value.contains(OPEN) {
-            bail!("line {line}: figure marker not closed on its line");
+        if (!multiline && value.contains('\n')) || value.contains(open) {
+            bail!("line {line}: figure marker not closed where it should be");
         }
+        let prefix = if multiline { "table:" } else { "" };
         found.push(Marker {
-            name: text[name_start..name_end].to_owned(),
+            name: format!("{prefix}{}", &text[name_start..name_end]),
             value: value.to_owned(),
             span: value_start..value_end,
             line,
         });
-        from = value_end + CLOSE.len();
+        from = value_end + close.len();
     }
     Ok(found)
 }
@@ -93,7 +107,15 @@ pub fn rewrite(text: &str, values: &BTreeMap<String, String>) -> Result<String> 
     let mut at = 0;
     for marker in markers(text)? {
         out.push_str(&text[at..marker.span.start]);
-        out.push_str(values.get(&marker.name).unwrap_or(&marker.value));
+        match values.get(&marker.name) {
+            Some(table) if marker.name.starts_with("table:") => {
+                out.push('\n');
+                out.push_str(table.trim_end());
+                out.push('\n');
+            }
+            Some(value) => out.push_str(value),
+            None => out.push_str(&marker.value),
+        }
         at = marker.span.end;
     }
     out.push_str(&text[at..]);
@@ -177,6 +199,12 @@ pub fn measure(root: &Path, name: &str) -> Result<String> {
             text.trim().to_owned()
         }
         "run" => from_run(root, rest)?,
+        "table" => {
+            let (kind, board) = rest
+                .split_once(':')
+                .with_context(|| format!("table `{rest}` needs KIND:BOARD"))?;
+            crate::bench::table(kind, board)?
+        }
         _ => bail!("unknown figure `{name}`"),
     };
     Ok(format(&value))
@@ -297,6 +325,11 @@ pub fn list(document: &str) -> Result<String> {
          | figure | value | tolerance |\n|---|---|---|\n",
     );
     for (name, value) in values {
+        let value = if name.starts_with("table:") {
+            format!("a table of {} lines", value.trim().lines().count())
+        } else {
+            value
+        };
         let tolerance = tolerance(&name).map_or("exact".to_owned(), |t| format!("± {t}"));
         let _ = writeln!(out, "| `{name}` | {value} | {tolerance} |");
     }

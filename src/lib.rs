@@ -1,6 +1,8 @@
 //! The host side of Septum: turns a system description into a bootable image, runs
 //! it on an emulator, and checks what the console says.
 //!
+//! - [`bench`]: the benchmark tables, from scenarios run now or their saved
+//!   consoles;
 //! - [`boards`]: finding board recipes (`board-support/<board>/board.toml`) and
 //!   loading system descriptions for them (the format and its validator are the
 //!   `septum-description` crate);
@@ -20,6 +22,7 @@
 //!   check that keeps them true;
 //! - [`report`]: the evidence report, one HTML page for an assessor.
 
+pub mod bench;
 pub mod boards;
 pub mod console_lines;
 pub mod emulator;
