@@ -449,9 +449,18 @@ mod tests {
     fn the_readme_check_fails_when_a_figure_is_edited_by_hand() {
         let readme = std::fs::read_to_string(crate::from_root("README.md")).unwrap();
         let listed = listed_values();
+        // The figures as docs/figures.md lists them; a generated table (listed by
+        // its size only) as the README has it.
+        let tables: BTreeMap<String, String> = markers(&readme)
+            .unwrap()
+            .into_iter()
+            .filter(|marker| marker.name.starts_with("table:"))
+            .map(|marker| (marker.name, marker.value))
+            .collect();
         let measured = |name: &str| {
-            listed
+            tables
                 .get(name)
+                .or_else(|| listed.get(name))
                 .cloned()
                 .with_context(|| format!("{name} is not in docs/figures.md"))
         };
