@@ -173,13 +173,27 @@ fn qemu_captured(
     if let Some(host) = &outside {
         command.args(host.qemu_options());
     }
+    command.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
+    let mut output = captured(command, options, echo)?;
+    output.outside = outside.map(OutsideHost::finish).unwrap_or_default();
+    Ok(output)
+}
+
+/// Runs a QEMU `command` whose console is its standard input and output
+/// (`-serial stdio`), killing it at the timeout, typing the run's input, and
+/// copying the console to this terminal if `echo`.
+pub(crate) fn captured(
+    mut command: Command,
+    options: &RunOptions,
+    echo: bool,
+) -> Result<RunOutput> {
+    let program = command.get_program().to_string_lossy().into_owned();
     let mut child = command
-        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("cannot start {} (run scripts/setup.sh)", board.emulator))?;
+        .with_context(|| format!("cannot start {program} (run scripts/setup.sh)"))?;
     let output = child.stdout.take().expect("piped");
     let input = child.stdin.take().expect("piped");
     let script = options.input.clone();
@@ -202,7 +216,7 @@ fn qemu_captured(
         status,
         emulator_errors: Vec::new(),
         input_sent: followed.input_sent,
-        outside: outside.map(OutsideHost::finish).unwrap_or_default(),
+        outside: Vec::new(),
     })
 }
 

@@ -125,13 +125,35 @@ pub fn arm64_image(kernel: &Path, package: &[u8]) -> Result<Vec<u8>> {
     Ok(image)
 }
 
-/// Writes a bootable GRUB ISO to `out`: the kernel ELF (loaded with multiboot2,
-/// with `command_line` as its command line) and the system package as the module
-/// named `system`. Needs `grub-mkrescue` (and xorriso, mtools), which
-/// `scripts/setup.sh` installs.
+/// The GRUB platforms of the PC's image, each with the Debian package that holds
+/// its files: a BIOS's (started from the MBR, or from a CD's El Torito BIOS image)
+/// and UEFI's on x86_64 (`EFI/BOOT/BOOTX64.EFI` in an EFI system partition, also
+/// a CD's El Torito EFI image).
+const GRUB_PLATFORMS: [(&str, &str); 2] = [
+    ("i386-pc", "grub-pc-bin"),
+    ("x86_64-efi", "grub-efi-amd64-bin"),
+];
+
+/// Where the GRUB packages put each platform's files.
+const GRUB_LIBRARY: &str = "/usr/lib/grub";
+
+/// Writes the PC's bootable GRUB image to `out`: an ISO 9660 image that is also a
+/// disk image (a hybrid: written to a USB stick, it boots as a disk), for BIOS and
+/// UEFI machines alike ([`GRUB_PLATFORMS`]). GRUB loads the kernel ELF with
+/// multiboot2, with `command_line` as its command line, and the system package as
+/// the module named `system`. Needs `grub-mkrescue` (with xorriso, mtools) and
+/// both platforms' GRUB, which `scripts/setup.sh` installs.
 pub fn grub_iso(kernel: &Path, package: &[u8], command_line: &str, out: &Path) -> Result<()> {
     if command_line.contains(['\n', '"', '\\', '$', ';']) {
         bail!("the kernel command line `{command_line}` has a character GRUB's menu would read");
+    }
+    for (platform, package) in GRUB_PLATFORMS {
+        if !Path::new(GRUB_LIBRARY).join(platform).is_dir() {
+            bail!(
+                "GRUB for {platform} is missing ({GRUB_LIBRARY}/{platform}): install the \
+                 Debian package {package} (run scripts/setup.sh)"
+            );
+        }
     }
     let tree = out.with_extension("iso.d");
     let _ = std::fs::remove_dir_all(&tree);

@@ -61,6 +61,19 @@ pub enum VmxError {
     VmxonFailed,
 }
 
+impl VmxError {
+    /// The reason as one word, for the `@@ kernel unsupported` line.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            VmxError::Unsupported => "no-vmx",
+            VmxError::DisabledByFirmware => "disabled-by-firmware",
+            VmxError::EptUnsupported => "ept-incomplete",
+            VmxError::ControlUnsupported(..) => "control-missing",
+            VmxError::VmxonFailed => "vmxon-failed",
+        }
+    }
+}
+
 impl core::fmt::Display for VmxError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
