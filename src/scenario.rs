@@ -61,6 +61,9 @@ pub struct Scenario {
     /// loader path; QEMU has no VT-x, so the kernel stops at
     /// `@@ kernel unsupported need=vt-x` (see [`crate::pc_qemu`]).
     pub firmware: Option<Firmware>,
+    /// Bochs only: the processor model to emulate instead of the board's (such
+    /// as `core2_penryn_t9600`, VT-x without EPT).
+    pub cpu_model: Option<String>,
     /// Patterns that must match console lines, in this order. Each names the
     /// source of its line (`@@ ` or `[name] `, see [`crate::console_lines`]).
     #[serde(default)]
@@ -234,6 +237,7 @@ impl Scenario {
             icount: self.icount,
             timeout: Duration::from_secs(self.timeout_s),
             cpus: self.cpus,
+            cpu_model: self.cpu_model.clone(),
             input: self.input.clone(),
             kernel_args: self.kernel_args.clone(),
             outside: self.outside.as_ref().map(|outside| outside.address),
@@ -458,6 +462,7 @@ mod tests {
             icount: false,
             cpus: None,
             firmware: None,
+            cpu_model: None,
             expect: expect.iter().map(|s| s.to_string()).collect(),
             require: Vec::new(),
             forbid: forbid.iter().map(|s| s.to_string()).collect(),

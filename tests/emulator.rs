@@ -188,5 +188,6 @@ scenarios! {
         net_bench => "bench-net-x86_64",
         uefi_boot => "pc-uefi-boot",
         bios_usb_boot => "pc-bios-usb-boot",
+        no_ept => "pc-no-ept",
     }
 }

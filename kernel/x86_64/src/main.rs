@@ -206,7 +206,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     }
 
     // SAFETY: once, on the boot core, interrupts disabled.
-    if let Err(error) = unsafe { vmx::enable(BOOT_CPU) } {
+    if let Err(error) = unsafe { vmx::enable(BOOT_CPU) }.and_then(|()| vcpu::check_controls()) {
         stop_unsupported(
             &mut console,
             "vt-x",
