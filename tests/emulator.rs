@@ -189,5 +189,6 @@ scenarios! {
         uefi_boot => "pc-uefi-boot",
         bios_usb_boot => "pc-bios-usb-boot",
         no_ept => "pc-no-ept",
+        no_tsc_deadline => "pc-no-tsc-deadline",
     }
 }
