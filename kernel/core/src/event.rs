@@ -429,8 +429,9 @@ pub enum Event<'a> {
         /// Why.
         reason: &'a str,
     },
-    /// The machine lacks something the kernel needs (on a PC: VT-x with EPT);
-    /// nothing was started, and the kernel powers off.
+    /// The machine lacks something the kernel needs (on a PC: VT-x with EPT and
+    /// the VMX controls it uses, or the TSC-deadline timer); nothing was placed
+    /// or started, and the kernel powers off.
     KernelUnsupported {
         /// What is missing, such as `vt-x`.
         need: &'a str,

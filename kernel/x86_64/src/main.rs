@@ -10,8 +10,9 @@
 //!    (through the loader's copy of the RSDP where it gave one, as GRUB does on
 //!    UEFI), `@@ kernel boot`, the system package from the GRUB module named
 //!    `system`;
-//! 4. VT-x checks and VMXON; on a machine without usable VT-x the kernel says so
-//!    (`@@ kernel unsupported need=vt-x`) and powers off before anything runs;
+//! 4. VT-x checks (every VMX control the kernel needs) and VMXON, and the
+//!    TSC-deadline timer's check; on a machine without them the kernel says so
+//!    (`@@ kernel unsupported`) and powers off before anything is placed or runs;
 //!    the TSC calibrated;
 //! 5. the other cores started (`smp.rs`): each sets itself up, enters VMX root
 //!    operation and waits;

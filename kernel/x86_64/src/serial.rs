@@ -28,7 +28,7 @@ const BOCHS_SHUTDOWN_PORT: u16 = 0x8900;
 /// QEMU quits when its `isa-debug-exit` device, which the host tool puts at this
 /// port for the PC's runs under QEMU (`src/pc_qemu.rs`), is written (exit status 1
 /// for the value 0). Nothing at this port on a PC without it.
-pub const QEMU_EXIT_PORT: u16 = 0xf4;
+const QEMU_EXIT_PORT: u16 = 0xf4;
 
 /// The console UART.
 pub struct Serial {

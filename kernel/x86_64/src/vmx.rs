@@ -56,8 +56,9 @@ pub enum VmxError {
     Unsupported,
     /// The firmware left VMX disabled (IA32_FEATURE_CONTROL).
     DisabledByFirmware,
-    /// EPT is missing, or lacks a feature the kernel needs (write-back, 4 levels,
-    /// 2 MiB, INVEPT).
+    /// VMX has no EPT (the controls cannot turn it on).
+    EptMissing,
+    /// EPT lacks a feature the kernel needs (write-back, 4 levels, 2 MiB, INVEPT).
     EptUnsupported,
     /// A control the kernel needs is not allowed by this CPU: (control MSR, bits).
     ControlUnsupported(u32, u32),
@@ -71,6 +72,7 @@ impl VmxError {
         match self {
             VmxError::Unsupported => "no-vmx",
             VmxError::DisabledByFirmware => "disabled-by-firmware",
+            VmxError::EptMissing => "no-ept",
             VmxError::EptUnsupported => "ept-incomplete",
             VmxError::ControlUnsupported(..) => "control-missing",
             VmxError::VmxonFailed => "vmxon-failed",
@@ -83,11 +85,9 @@ impl core::fmt::Display for VmxError {
         match self {
             VmxError::Unsupported => write!(f, "the processor has no VMX"),
             VmxError::DisabledByFirmware => write!(f, "the firmware disabled VMX"),
+            VmxError::EptMissing => write!(f, "VMX has no EPT"),
             VmxError::EptUnsupported => {
-                write!(
-                    f,
-                    "VMX has no EPT, or EPT lacks write-back, 4 levels, 2 MiB pages or INVEPT"
-                )
+                write!(f, "EPT lacks write-back, 4 levels, 2 MiB pages or INVEPT")
             }
             VmxError::ControlUnsupported(msr, bits) => {
                 write!(
@@ -181,7 +181,7 @@ pub unsafe fn enable(cpu: usize) -> Result<(), VmxError> {
     let ept_allowed = adjust_controls(control_msr::PRIMARY, vcpu::PRIMARY_SECONDARY_CONTROLS)
         .and_then(|_| adjust_controls(control_msr::SECONDARY, vcpu::SECONDARY_ENABLE_EPT));
     if ept_allowed.is_err() {
-        return Err(VmxError::EptUnsupported);
+        return Err(VmxError::EptMissing);
     }
     let ept = read_msr(IA32_VMX_EPT_VPID_CAP);
     let needed = EPT_CAP_WALK_LENGTH_4 | EPT_CAP_WRITE_BACK | EPT_CAP_2MIB_PAGES | EPT_CAP_INVEPT;
