@@ -2,7 +2,7 @@
 # Installs what Septum's build, demo and tests need on a fresh Debian 12 machine
 # that has only rustup. Idempotent: each step checks before it acts.
 #
-#   scripts/setup.sh          everything (QEMU for aarch64 and x86, Bochs, GRUB tools, and
+#   scripts/setup.sh          everything (QEMU for aarch64 and x86, Bochs, GRUB for BIOS and UEFI, OVMF, and
 #                             Debian's arm64 kernel and busybox for Linux partitions)
 #   scripts/setup.sh --quiet  the same, printing only what it changes
 set -euo pipefail
@@ -71,7 +71,9 @@ apt_update_once() {
 }
 
 qemu_pkgs=(qemu-system-arm qemu-system-x86)
-other_pkgs=(bochs bochsbios vgabios bochs-sdl grub-pc-bin grub-common xorriso mtools cpio)
+# grub-efi-amd64-bin and ovmf: the PC image boots UEFI machines too, tested under
+# QEMU with OVMF.
+other_pkgs=(bochs bochsbios vgabios bochs-sdl grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools cpio ovmf)
 
 step 2 "QEMU, Bochs and the GRUB tools (Debian packages)"
 missing_qemu=$(packages_missing "${qemu_pkgs[@]}")

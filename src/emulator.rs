@@ -36,6 +36,9 @@ pub struct RunOptions {
     /// CPU cores to emulate (QEMU's `-smp`, the `count` of Bochs' `cpu:` line); the
     /// board's default if `None`.
     pub cpus: Option<u32>,
+    /// Bochs only: the processor model of its `cpu:` line (such as
+    /// `core2_penryn_t9600`, which has VT-x without EPT); the board's if `None`.
+    pub cpu_model: Option<String>,
     /// What to type on the console, in order, in a captured run.
     pub input: Vec<ConsoleInput>,
     /// QEMU only: the kernel's command line (`-append`, which fills the device
@@ -173,13 +176,27 @@ fn qemu_captured(
     if let Some(host) = &outside {
         command.args(host.qemu_options());
     }
+    command.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
+    let mut output = captured(command, options, echo)?;
+    output.outside = outside.map(OutsideHost::finish).unwrap_or_default();
+    Ok(output)
+}
+
+/// Runs a QEMU `command` whose console is its standard input and output
+/// (`-serial stdio`), killing it at the timeout, typing the run's input, and
+/// copying the console to this terminal if `echo`.
+pub(crate) fn captured(
+    mut command: Command,
+    options: &RunOptions,
+    echo: bool,
+) -> Result<RunOutput> {
+    let program = command.get_program().to_string_lossy().into_owned();
     let mut child = command
-        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("cannot start {} (run scripts/setup.sh)", board.emulator))?;
+        .with_context(|| format!("cannot start {program} (run scripts/setup.sh)"))?;
     let output = child.stdout.take().expect("piped");
     let input = child.stdin.take().expect("piped");
     let script = options.input.clone();
@@ -202,7 +219,7 @@ fn qemu_captured(
         status,
         emulator_errors: Vec::new(),
         input_sent: followed.input_sent,
-        outside: outside.map(OutsideHost::finish).unwrap_or_default(),
+        outside: Vec::new(),
     })
 }
 
@@ -220,21 +237,33 @@ fn wait_or_kill(child: &mut Child, timeout: Duration) -> Result<Option<ExitStatu
 /// Lines of bochs.log that report a failed VMX instruction or VM entry.
 const BOCHS_VMX_ERRORS: [&str; 2] = ["VMFAIL", "VMENTER FAIL"];
 
-/// A bochsrc line of the board, with the processor count set to `cpus` (if given)
-/// in the `cpu:` line.
-fn bochs_line(line: &str, cpus: Option<u32>) -> String {
-    let Some(cpus) = cpus else {
-        return line.to_owned();
-    };
+/// A bochsrc line of the board, with the processor count set to `cpus` and the
+/// processor model to `model` (each if given) in the `cpu:` line.
+fn bochs_line(line: &str, cpus: Option<u32>, model: Option<&str>) -> String {
     let Some(options) = line.trim_start().strip_prefix("cpu:") else {
         return line.to_owned();
     };
+    if cpus.is_none() && model.is_none() {
+        return line.to_owned();
+    }
+    let replaced = [
+        ("model=", model.map(str::to_owned)),
+        ("count=", cpus.map(|cpus| cpus.to_string())),
+    ];
     let mut options: Vec<String> = options
         .split(',')
         .map(|option| option.trim().to_owned())
-        .filter(|option| !option.starts_with("count="))
+        .filter(|option| {
+            !replaced
+                .iter()
+                .any(|(key, value)| value.is_some() && option.starts_with(key))
+        })
         .collect();
-    options.push(format!("count={cpus}"));
+    for (key, value) in replaced {
+        if let Some(value) = value {
+            options.push(format!("{key}{value}"));
+        }
+    }
     format!("cpu: {}", options.join(", "))
 }
 
@@ -259,7 +288,7 @@ fn bochs(
     let mut rc = board
         .machine
         .iter()
-        .map(|line| bochs_line(line, options.cpus))
+        .map(|line| bochs_line(line, options.cpus, options.cpu_model.as_deref()))
         .collect::<Vec<_>>()
         .join("\n");
     rc.push_str(&format!(
@@ -506,15 +535,22 @@ mod tests {
 
     /// Verifies: SK-AUD-003
     #[test]
-    fn a_core_count_replaces_the_count_of_the_bochs_cpu_line_only() {
+    fn a_core_count_and_a_model_replace_those_of_the_bochs_cpu_line_only() {
         let cpu = "cpu: model=corei7_skylake_x, count=1, ips=50000000";
-        assert_eq!(bochs_line(cpu, None), cpu);
+        assert_eq!(bochs_line(cpu, None, None), cpu);
         assert_eq!(
-            bochs_line(cpu, Some(2)),
+            bochs_line(cpu, Some(2), None),
             "cpu: model=corei7_skylake_x, ips=50000000, count=2"
         );
-        assert_eq!(bochs_line("cpu: model=x", Some(4)), "cpu: model=x, count=4");
-        assert_eq!(bochs_line("megs: 256", Some(2)), "megs: 256");
+        assert_eq!(
+            bochs_line(cpu, None, Some("core2_penryn_t9600")),
+            "cpu: count=1, ips=50000000, model=core2_penryn_t9600"
+        );
+        assert_eq!(
+            bochs_line("cpu: model=x", Some(4), Some("y")),
+            "cpu: model=y, count=4"
+        );
+        assert_eq!(bochs_line("megs: 256", Some(2), Some("y")), "megs: 256");
     }
 
     /// Verifies: SK-AUD-003

@@ -125,13 +125,35 @@ pub fn arm64_image(kernel: &Path, package: &[u8]) -> Result<Vec<u8>> {
     Ok(image)
 }
 
-/// Writes a bootable GRUB ISO to `out`: the kernel ELF (loaded with multiboot2,
-/// with `command_line` as its command line) and the system package as the module
-/// named `system`. Needs `grub-mkrescue` (and xorriso, mtools), which
-/// `scripts/setup.sh` installs.
+/// The GRUB platforms of the PC's image, each with the Debian package that holds
+/// its files: a BIOS's (started from the MBR, or from a CD's El Torito BIOS image)
+/// and UEFI's on x86_64 (`EFI/BOOT/BOOTX64.EFI` in an EFI system partition, also
+/// a CD's El Torito EFI image).
+const GRUB_PLATFORMS: [(&str, &str); 2] = [
+    ("i386-pc", "grub-pc-bin"),
+    ("x86_64-efi", "grub-efi-amd64-bin"),
+];
+
+/// Where the GRUB packages put each platform's files.
+const GRUB_LIBRARY: &str = "/usr/lib/grub";
+
+/// Writes the PC's bootable GRUB image to `out`: an ISO 9660 image that is also a
+/// disk image (a hybrid: written to a USB stick, it boots as a disk), for BIOS and
+/// UEFI machines alike ([`GRUB_PLATFORMS`]). GRUB loads the kernel ELF with
+/// multiboot2, with `command_line` as its command line, and the system package as
+/// the module named `system`. Needs `grub-mkrescue` (with xorriso, mtools) and
+/// both platforms' GRUB, which `scripts/setup.sh` installs.
 pub fn grub_iso(kernel: &Path, package: &[u8], command_line: &str, out: &Path) -> Result<()> {
     if command_line.contains(['\n', '"', '\\', '$', ';']) {
         bail!("the kernel command line `{command_line}` has a character GRUB's menu would read");
+    }
+    for (platform, package) in GRUB_PLATFORMS {
+        if !Path::new(GRUB_LIBRARY).join(platform).is_dir() {
+            bail!(
+                "GRUB for {platform} is missing ({GRUB_LIBRARY}/{platform}): install the \
+                 Debian package {package} (run scripts/setup.sh)"
+            );
+        }
     }
     let tree = out.with_extension("iso.d");
     let _ = std::fs::remove_dir_all(&tree);
@@ -218,5 +240,105 @@ mod tests {
             .end_offset;
         assert_eq!(&image[package_at..package_at + package.len()], &package[..]);
         assert!(image[package_at + package.len()..].iter().all(|&b| b == 0));
+    }
+
+    /// Bytes of an ISO 9660 (and El Torito) sector.
+    const SECTOR: usize = 2048;
+
+    /// The El Torito boot images of the ISO image `image`: (platform, whether
+    /// bootable, byte offset) of the default entry and of every section's entries.
+    fn el_torito_images(image: &[u8]) -> Vec<(u8, bool, usize)> {
+        let record = &image[17 * SECTOR..18 * SECTOR];
+        assert_eq!(
+            &record[..7],
+            b"\0CD001\x01",
+            "no boot record volume descriptor"
+        );
+        assert!(record[7..].starts_with(b"EL TORITO SPECIFICATION"));
+        let catalog = u32::from_le_bytes(record[0x47..0x4b].try_into().unwrap()) as usize;
+        let entries: Vec<&[u8]> = image[catalog * SECTOR..(catalog + 1) * SECTOR]
+            .chunks_exact(32)
+            .collect();
+        assert_eq!((entries[0][0], &entries[0][30..]), (1, &[0x55, 0xaa][..]));
+        let entry = |platform: u8, entry: &[u8]| {
+            let rba = u32::from_le_bytes(entry[8..12].try_into().unwrap()) as usize;
+            (platform, entry[0] == 0x88, rba * SECTOR)
+        };
+        let mut images = vec![entry(entries[0][1], entries[1])];
+        let mut at = 2;
+        while let Some(
+            &[
+                indicator @ (0x90 | 0x91),
+                platform,
+                count_low,
+                count_high,
+                ..,
+            ],
+        ) = entries.get(at).copied()
+        {
+            let count = usize::from(u16::from_le_bytes([count_low, count_high]));
+            for section_entry in &entries[at + 1..at + 1 + count] {
+                images.push(entry(platform, section_entry));
+            }
+            at += 1 + count;
+            if indicator == 0x91 {
+                break;
+            }
+        }
+        images
+    }
+
+    /// The PC's image boots BIOS and UEFI machines, from a USB stick or a CD:
+    /// GRUB's boot code in the MBR (BIOS, stick); a GPT whose EFI system
+    /// partition is a FAT file system holding GRUB as `EFI/BOOT/BOOTX64.EFI`
+    /// (UEFI, stick); and El Torito boot images for a BIOS (GRUB's) and for EFI
+    /// (the same FAT file system) (CD).
+    ///
+    /// Verifies: SK-INIT-010
+    #[test]
+    fn the_pc_image_boots_bios_and_uefi_machines_from_a_stick_or_a_cd() {
+        let out = crate::from_root("target/test-images/hybrid-pc.img");
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        grub_iso(&kernel_elf("x86_64").unwrap(), &[0xa5; 5000], "", &out).unwrap();
+        let image = std::fs::read(&out).unwrap();
+
+        assert_eq!(&image[510..512], &[0x55, 0xaa], "no MBR signature");
+        assert!(
+            image[..440].windows(4).any(|w| w == b"GRUB"),
+            "no GRUB boot code in the MBR"
+        );
+
+        let disk = gpt::GptConfig::new()
+            .writable(false)
+            .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+            .open_from_device(std::io::Cursor::new(image.clone()))
+            .expect("a GPT");
+        let esp = disk
+            .partitions()
+            .values()
+            .find(|p| p.part_type_guid == gpt::partition_types::EFI)
+            .expect("an EFI system partition");
+        let block = gpt::disk::LogicalBlockSize::Lb512;
+        let start = esp.bytes_start(block).unwrap() as usize;
+        let end = start + esp.bytes_len(block).unwrap() as usize;
+        let fat = fatfs::FileSystem::new(
+            std::io::Cursor::new(image[start..end].to_vec()),
+            fatfs::FsOptions::new(),
+        )
+        .expect("a FAT file system in the EFI system partition");
+        let mut loader = Vec::new();
+        std::io::Read::read_to_end(
+            &mut fat.root_dir().open_file("EFI/BOOT/BOOTX64.EFI").unwrap(),
+            &mut loader,
+        )
+        .unwrap();
+        assert_eq!(&loader[..2], b"MZ", "BOOTX64.EFI is no PE image");
+
+        let images = el_torito_images(&image);
+        const BIOS: u8 = 0;
+        const EFI: u8 = 0xef;
+        assert_eq!((images[0].0, images[0].1), (BIOS, true), "{images:?}");
+        assert!(images.contains(&(EFI, true, start)), "{images:?}");
+        std::fs::remove_file(&out).unwrap();
     }
 }

@@ -14,6 +14,8 @@
 //! - [`memory_chart`]: memory over time from the service VM's console, as CSV and
 //!   as a chart (SVG);
 //! - [`emulator`]: running an image under QEMU with a hard timeout;
+//! - [`pc_qemu`]: booting the PC's image as a USB stick under QEMU with UEFI or
+//!   BIOS firmware (the loader path; QEMU has no VT-x);
 //! - [`scenario`]: test scenarios and their console expectations;
 //! - [`console_lines`]: which console lines an expectation may count (their
 //!   source, as the kernel marks it);
@@ -33,6 +35,7 @@ pub mod linux;
 pub mod memory_chart;
 pub mod outside;
 pub mod package;
+pub mod pc_qemu;
 pub mod progress;
 pub mod report;
 pub mod scenario;

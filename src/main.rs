@@ -160,6 +160,7 @@ fn main() -> Result<()> {
                 icount: false,
                 timeout: quit_after.map_or(Duration::MAX, |after| after + Duration::from_secs(60)),
                 cpus: None,
+                cpu_model: None,
                 input: Vec::new(),
                 kernel_args: None,
                 outside: None,

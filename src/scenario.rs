@@ -22,6 +22,7 @@ use std::time::Duration;
 use crate::boards::{self, Board};
 use crate::console_lines::Pattern;
 use crate::emulator::{self, ConsoleInput, RunOptions, RunOutput};
+use crate::pc_qemu::{self, Firmware};
 use crate::{image, package};
 use septum_description::{Kind, System};
 
@@ -55,6 +56,14 @@ pub struct Scenario {
     /// CPU cores to emulate (QEMU's `-smp`, Bochs' `count`); the board's default
     /// if absent.
     pub cpus: Option<u32>,
+    /// The pc only: boot its image as a USB stick under QEMU with this firmware
+    /// (`uefi` or `bios`) instead of under the board's emulator, to test the
+    /// loader path; QEMU has no VT-x, so the kernel stops at
+    /// `@@ kernel unsupported need=vt-x` (see [`crate::pc_qemu`]).
+    pub firmware: Option<Firmware>,
+    /// Bochs only: the processor model to emulate instead of the board's (such
+    /// as `core2_penryn_t9600`, VT-x without EPT).
+    pub cpu_model: Option<String>,
     /// Patterns that must match console lines, in this order. Each names the
     /// source of its line (`@@ ` or `[name] `, see [`crate::console_lines`]).
     #[serde(default)]
@@ -235,12 +244,16 @@ impl Scenario {
             icount: self.icount,
             timeout: Duration::from_secs(self.timeout_s),
             cpus: self.cpus,
+            cpu_model: self.cpu_model.clone(),
             input: self.input.clone(),
             kernel_args: self.kernel_args.clone(),
             outside: self.outside.as_ref().map(|outside| outside.address),
             quit_after: None,
         };
-        let output = emulator::run_captured(&board, &image_path, &options)?;
+        let output = match self.firmware {
+            Some(firmware) => pc_qemu::run_from_usb(&board, firmware, &image_path, &options)?,
+            None => emulator::run_captured(&board, &image_path, &options)?,
+        };
         let service = system.boot_order().find(|p| p.kind == Kind::Service);
         let mut failures = self.check(&output, service.map_or("service", |p| p.name.as_str()));
         if let Err(error) = self.chart_memory(&output.console) {
@@ -459,6 +472,8 @@ mod tests {
             arguments: Default::default(),
             icount: false,
             cpus: None,
+            firmware: None,
+            cpu_model: None,
             expect: expect.iter().map(|s| s.to_string()).collect(),
             require: Vec::new(),
             forbid: forbid.iter().map(|s| s.to_string()).collect(),

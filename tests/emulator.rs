@@ -1,5 +1,6 @@
 //! Boots every scenario of `tests/scenarios/` on its emulator (QEMU for `qemu-virt`,
-//! Bochs with VT-x for `pc`) and checks its console. Each scenario is one test, so a
+//! Bochs with VT-x for `pc`, QEMU with UEFI or BIOS firmware for a `pc` scenario
+//! that names one) and checks its console. Each scenario is one test, so a
 //! failure names it and prints the console.
 
 use septum::scenario::Scenario;
@@ -187,5 +188,9 @@ scenarios! {
         net_native => "pc-net-native",
         net_hostile => "pc-net-hostile",
         net_bench => "bench-net-x86_64",
+        uefi_boot => "pc-uefi-boot",
+        bios_usb_boot => "pc-bios-usb-boot",
+        no_ept => "pc-no-ept",
+        no_tsc_deadline => "pc-no-tsc-deadline",
     }
 }

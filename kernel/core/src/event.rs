@@ -445,6 +445,15 @@ pub enum Event<'a> {
         /// Why.
         reason: &'a str,
     },
+    /// The machine lacks something the kernel needs (on a PC: VT-x with EPT and
+    /// the VMX controls it uses, or the TSC-deadline timer); nothing was placed
+    /// or started, and the kernel powers off.
+    KernelUnsupported {
+        /// What is missing, such as `vt-x`.
+        need: &'a str,
+        /// Why the kernel cannot use it, such as `no-vmx`.
+        reason: &'a str,
+    },
     /// The kernel hit an internal error it cannot recover from.
     KernelPanic,
 }
@@ -662,6 +671,9 @@ impl fmt::Display for Event<'_> {
                 if clean { "ok" } else { "error" }
             ),
             Event::KernelHalt { reason } => write!(f, "@@ kernel halt reason={reason}"),
+            Event::KernelUnsupported { need, reason } => {
+                write!(f, "@@ kernel unsupported need={need} reason={reason}")
+            }
             Event::KernelPanic => write!(f, "@@ kernel panic"),
         }
     }

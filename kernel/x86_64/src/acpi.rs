@@ -1,7 +1,10 @@
-//! The processors of a PC, from the firmware's ACPI tables: the RSDP (found in the
-//! BIOS area 0xE0000 to 0xFFFFF or the first KiB of the EBDA), the RSDT or XSDT it
-//! points at, and the MADT ("APIC") among their tables, whose processor-local-APIC
-//! entries name every processor.
+//! The processors of a PC, from the firmware's ACPI tables: the RSDP, the RSDT or
+//! XSDT it points at, and the MADT ("APIC") among their tables, whose
+//! processor-local-APIC entries name every processor. The loader's copy of the
+//! RSDP (multiboot2's ACPI tags) is used when it gave one: a UEFI firmware keeps
+//! the RSDP where only its own configuration table says, and may have no legacy
+//! BIOS areas at all. Otherwise the RSDP is searched for where a BIOS puts it: the
+//! area 0xE0000 to 0xFFFFF or the first KiB of the EBDA.
 //!
 //! Invariants: every table is read only after its length is bounded and its
 //! checksum verified; the tables are read, never written, and only at boot, from
@@ -22,6 +25,15 @@ const ENTRY_LOCAL_APIC: u8 = 0;
 const LOCAL_APIC_ENABLED: u32 = 1 << 0;
 /// Tables longer than this are refused (a corrupt length).
 const TABLE_LIMIT: u32 = 1 << 20;
+
+/// The root table of the ACPI tables, as an RSDP names it.
+#[derive(Clone, Copy, Debug)]
+pub enum Root {
+    /// The XSDT (ACPI 2.0 and later), whose entries are 64-bit addresses.
+    Xsdt(u64),
+    /// The RSDT, whose entries are 32-bit addresses.
+    Rsdt(u64),
+}
 
 /// The local APIC ids of the processors the MADT lists as enabled, the boot
 /// processor's first, then in MADT order; at most [`MAX_CPUS`] (the rest are
@@ -51,20 +63,22 @@ impl Processors {
     }
 }
 
-/// Reads the processors from the ACPI tables; `boot_apic_id` is the local APIC id
-/// of the processor running this.
+/// Reads the processors from the ACPI tables, whose root is `given` (from the
+/// loader's copy of the RSDP, its checksums verified) or else the one the RSDP in
+/// the BIOS areas names; `boot_apic_id` is the local APIC id of the processor
+/// running this.
 ///
 /// # Safety
 /// At boot, on a PC: the first MiB and the ACPI tables (below 4 GiB) must be
 /// identity-mapped and readable.
-pub unsafe fn processors(boot_apic_id: u32) -> Processors {
+pub unsafe fn processors(boot_apic_id: u32, given: Option<Root>) -> Processors {
     let mut processors = Processors {
         apic_ids: [0; MAX_CPUS],
         count: 0,
     };
     processors.add(boot_apic_id);
     // SAFETY: forwarded from this function's contract.
-    if let Some(madt) = unsafe { find_madt() } {
+    if let Some(madt) = unsafe { find_madt(given) } {
         let mut entries = &madt[HEADER + MADT_FIELDS..];
         while let [kind, length, ..] = *entries {
             let length = usize::from(length);
@@ -106,12 +120,13 @@ fn le_u64(bytes: &[u8], at: usize) -> u64 {
     u64::from(le_u32(bytes, at)) | (u64::from(le_u32(bytes, at + 4)) << 32)
 }
 
-/// The RSDP: its first 20 bytes checksummed (the ACPI 1.0 part), with the XSDT
-/// address too when its revision is 2 or more and the whole of it checksums.
+/// The root table that the RSDP in the BIOS areas names: its first 20 bytes
+/// checksummed (the ACPI 1.0 part, with the RSDT), and the XSDT when its revision
+/// is 2 or more, the whole of it checksums and it names one.
 ///
 /// # Safety
 /// As for [`processors`].
-unsafe fn find_rsdp() -> Option<&'static [u8]> {
+unsafe fn find_rsdp() -> Option<Root> {
     // SAFETY: the BIOS data area is in the first MiB.
     let ebda = u64::from(u16::from_le_bytes(
         unsafe { bytes(EBDA_SEGMENT, 2) }.try_into().ok()?,
@@ -128,11 +143,11 @@ unsafe fn find_rsdp() -> Option<&'static [u8]> {
                 if head[15] >= 2 && candidate + 36 <= end {
                     // SAFETY: as above.
                     let full = unsafe { bytes(candidate, 36) };
-                    if checksum_ok(full) {
-                        return Some(full);
+                    if checksum_ok(full) && le_u64(full, 24) != 0 {
+                        return Some(Root::Xsdt(le_u64(full, 24)));
                     }
                 }
-                return Some(head);
+                return Some(Root::Rsdt(u64::from(le_u32(head, 16))));
             }
         }
     }
@@ -158,17 +173,16 @@ unsafe fn table(address: u64) -> Option<&'static [u8]> {
     checksum_ok(whole).then_some(whole)
 }
 
-/// The MADT, through the XSDT (ACPI 2.0 and later) or else the RSDT.
+/// The MADT, through the root table `given`, or else the one the RSDP in the
+/// BIOS areas names.
 ///
 /// # Safety
 /// As for [`processors`].
-unsafe fn find_madt() -> Option<&'static [u8]> {
+unsafe fn find_madt(given: Option<Root>) -> Option<&'static [u8]> {
     // SAFETY: forwarded from this function's contract.
-    let rsdp = unsafe { find_rsdp() }?;
-    let (root, entry_size) = if rsdp.len() >= 36 && le_u64(rsdp, 24) != 0 {
-        (le_u64(rsdp, 24), 8)
-    } else {
-        (u64::from(le_u32(rsdp, 16)), 4)
+    let (root, entry_size) = match given.or_else(|| unsafe { find_rsdp() })? {
+        Root::Xsdt(address) => (address, 8),
+        Root::Rsdt(address) => (address, 4),
     };
     // SAFETY: forwarded; the address comes from the RSDP.
     let root = unsafe { table(root) }?;

@@ -6,9 +6,14 @@
 //! 1. the 32-bit entry switches to long mode with an identity map of 4 GiB;
 //! 2. the COM1 console, the kernel's GDT, TSS and IDT; the 8259 PICs masked;
 //!    the local APIC enabled and every I/O APIC input masked;
-//! 3. RAM from the multiboot2 memory map, the processors from the ACPI MADT,
-//!    `@@ kernel boot`, the system package from the GRUB module named `system`;
-//! 4. VT-x checks and VMXON; the TSC calibrated;
+//! 3. RAM from the multiboot2 memory map, the processors from the ACPI MADT
+//!    (through the loader's copy of the RSDP where it gave one, as GRUB does on
+//!    UEFI), `@@ kernel boot`, the system package from the GRUB module named
+//!    `system`;
+//! 4. VT-x checks (every VMX control the kernel needs) and VMXON, and the
+//!    TSC-deadline timer's check; on a machine without them the kernel says so
+//!    (`@@ kernel unsupported`) and powers off before anything is placed or runs;
+//!    the TSC calibrated;
 //! 5. the other cores started (`smp.rs`): each sets itself up, enters VMX root
 //!    operation and waits;
 //! 6. for each partition: take RAM from the free pool, scrub it, copy the image,
@@ -143,7 +148,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     }
     // SAFETY: at boot; the boot page tables identity-map the first 4 GiB, which
     // hold the BIOS area and the ACPI tables.
-    let processors = unsafe { acpi::processors(interrupts.boot_apic_id()) };
+    let processors = unsafe { acpi::processors(interrupts.boot_apic_id(), acpi_root(&info)) };
     let _ = writeln!(
         console,
         "{}",
@@ -206,7 +211,24 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     }
 
     // SAFETY: once, on the boot core, interrupts disabled.
-    unsafe { vmx::enable(BOOT_CPU) }.unwrap_or_else(|e| panic!("cannot use VT-x: {e}"));
+    if let Err(error) = unsafe { vmx::enable(BOOT_CPU) }.and_then(|()| vcpu::check_controls()) {
+        stop_unsupported(
+            &mut console,
+            "vt-x",
+            error.reason(),
+            format_args!(
+                "{error}; it needs Intel VT-x with EPT, enabled in the firmware's settings"
+            ),
+        );
+    }
+    if !irq::has_tsc_deadline() {
+        stop_unsupported(
+            &mut console,
+            "tsc-deadline",
+            "absent",
+            format_args!("its local APIC timer has no TSC-deadline mode"),
+        );
+    }
     // SAFETY: once, at boot, interrupts off; nothing else uses the PIT.
     let clock = unsafe { Clock::calibrate() };
     if processors.count() > 1 {
@@ -324,6 +346,37 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     // SAFETY: `first` holds the registers of a partition pinned to this core (the
     // service VM first), whose VMCS is current here.
     unsafe { boot::enter_partition(&first, boot::trap_stack_top(BOOT_CPU)) }
+}
+
+/// The ACPI root table from the loader's copy of the RSDP (multiboot2's ACPI
+/// tags, the ACPI 2.0 one first), if it gave one whose checksums hold. GRUB gives
+/// them on UEFI and BIOS machines alike; on UEFI they are the only way to the
+/// tables.
+fn acpi_root(info: &BootInformation) -> Option<acpi::Root> {
+    let xsdt = info
+        .rsdp_v2_tag()
+        .filter(|tag| tag.checksum_is_valid() && tag.xsdt_address() != 0)
+        .map(|tag| acpi::Root::Xsdt(tag.xsdt_address() as u64));
+    xsdt.or_else(|| {
+        info.rsdp_v1_tag()
+            .filter(|tag| tag.checksum_is_valid())
+            .map(|tag| acpi::Root::Rsdt(tag.rsdt_address() as u64))
+    })
+}
+
+/// Stops on a machine that lacks what the kernel needs (`need`: VT-x that it can
+/// use, or the TSC-deadline timer): `why` in a line for a person, the `@@ kernel
+/// unsupported` line, then power-off. Nothing has been started.
+fn stop_unsupported(
+    console: &mut Console<Serial>,
+    need: &str,
+    reason: &str,
+    why: core::fmt::Arguments<'_>,
+) -> ! {
+    let _ = writeln!(console, "septum: this machine cannot run Septum: {why}");
+    let _ = writeln!(console, "{}", Event::KernelUnsupported { need, reason });
+    console.0.drain();
+    serial::power_off()
 }
 
 /// Builds a partition's I/O bitmaps (A for ports 0 to 0x7fff, B for the rest) in two

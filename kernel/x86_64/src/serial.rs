@@ -1,4 +1,5 @@
-//! The 16550 UART on COM1 that carries the console, and Bochs' power-off port.
+//! The 16550 UART on COM1 that carries the console, and the emulators' power-off
+//! ports (Bochs', and QEMU's `isa-debug-exit` device where a run adds it).
 //! Only the kernel touches them: partitions reach the console by hypercall, and
 //! every I/O port access by a partition exits to the kernel.
 //!
@@ -24,6 +25,10 @@ const FIFO_DEPTH: u8 = 16;
 pub const IRQ_LINE: u32 = 4;
 /// Bochs (and its BIOS) quit the emulator when this port receives "Shutdown".
 const BOCHS_SHUTDOWN_PORT: u16 = 0x8900;
+/// QEMU quits when its `isa-debug-exit` device, which the host tool puts at this
+/// port for the PC's runs under QEMU (`src/pc_qemu.rs`), is written (exit status 1
+/// for the value 0). Nothing at this port on a PC without it.
+const QEMU_EXIT_PORT: u16 = 0xf4;
 
 /// The console UART.
 pub struct Serial {
@@ -115,13 +120,17 @@ impl septum_kernel::Uart for Serial {
     }
 }
 
-/// Powers the machine off where the kernel knows how (Bochs), else halts.
+/// Powers the machine off where the kernel knows how (Bochs, QEMU with its
+/// `isa-debug-exit` device), else halts.
 pub fn power_off() -> ! {
     for byte in *b"Shutdown" {
         // SAFETY: on Bochs this port ends the emulation; on other machines nothing
         // is decoded at this port.
         unsafe { Port::new(BOCHS_SHUTDOWN_PORT).write(byte) };
     }
+    // SAFETY: on QEMU with its debug-exit device this ends the emulation; on other
+    // machines nothing is decoded at this port.
+    unsafe { Port::<u8>::new(QEMU_EXIT_PORT).write(0) };
     halt()
 }
 

@@ -84,8 +84,10 @@ const PRIMARY_RDPMC_EXITING: u32 = 1 << 11;
 const PRIMARY_USE_IO_BITMAPS: u32 = 1 << 25;
 const PRIMARY_USE_MSR_BITMAPS: u32 = 1 << 28;
 const PRIMARY_MONITOR_EXITING: u32 = 1 << 29;
-const PRIMARY_SECONDARY_CONTROLS: u32 = 1 << 31;
-const SECONDARY_ENABLE_EPT: u32 = 1 << 1;
+/// The primary control that turns the secondary controls on.
+pub const PRIMARY_SECONDARY_CONTROLS: u32 = 1 << 31;
+/// The secondary control that turns EPT on.
+pub const SECONDARY_ENABLE_EPT: u32 = 1 << 1;
 const SECONDARY_ENABLE_VPID: u32 = 1 << 5;
 const EXIT_HOST_64_BIT: u32 = 1 << 9;
 const EXIT_ACK_INTERRUPT: u32 = 1 << 15;
@@ -383,18 +385,10 @@ fn entry_registers(ram_size: u64, argument: u64, generation: u32) -> GuestRegist
     registers
 }
 
-/// Writes the execution, exit and entry controls. CR8 goes through the TPR
-/// shadow: the partition's MOV to and from CR8 reach the task priority in its own
-/// virtual-APIC page, never the local APIC's, so no partition can mask the
-/// interrupts the kernel or another partition waits for, and each one's priority
-/// is kept with its vCPU without an exit (the TPR threshold is 0: lowering the
-/// priority never exits either).
-fn write_controls(
-    start: Start,
-    eptp: u64,
-    virtual_apic: u64,
-    bitmaps: &Bitmaps,
-) -> Result<(), vmx::VmxError> {
+/// The execution, exit and entry controls the kernel needs: (VMCS field, its
+/// capability MSRs, the bits wanted), the primary controls before the secondary
+/// ones (whose capability MSR exists only where the primary ones allow them).
+fn wanted_controls() -> [(u32, (u32, u32), u32); 5] {
     let pin = PIN_EXTERNAL_INTERRUPT_EXITING | PIN_NMI_EXITING | PIN_PREEMPTION_TIMER;
     let primary = PRIMARY_HLT_EXITING
         | PRIMARY_USE_TPR_SHADOW
@@ -413,13 +407,37 @@ fn write_controls(
         | EXIT_LOAD_EFER
         | EXIT_SAVE_PREEMPTION_TIMER;
     let entry = ENTRY_64_BIT_GUEST | ENTRY_LOAD_EFER;
-    for (encoding, msrs, wanted) in [
+    [
         (field::PIN_CONTROLS, control_msr::PIN, pin),
         (field::PRIMARY_CONTROLS, control_msr::PRIMARY, primary),
         (field::SECONDARY_CONTROLS, control_msr::SECONDARY, secondary),
         (field::EXIT_CONTROLS, control_msr::EXIT, exit),
         (field::ENTRY_CONTROLS, control_msr::ENTRY, entry),
-    ] {
+    ]
+}
+
+/// Checks, at boot, that the processor allows every control the kernel needs,
+/// so a machine that lacks one is refused before any partition is placed.
+pub fn check_controls() -> Result<(), vmx::VmxError> {
+    for (_, msrs, wanted) in wanted_controls() {
+        vmx::adjust_controls(msrs, wanted)?;
+    }
+    Ok(())
+}
+
+/// Writes the execution, exit and entry controls. CR8 goes through the TPR
+/// shadow: the partition's MOV to and from CR8 reach the task priority in its own
+/// virtual-APIC page, never the local APIC's, so no partition can mask the
+/// interrupts the kernel or another partition waits for, and each one's priority
+/// is kept with its vCPU without an exit (the TPR threshold is 0: lowering the
+/// priority never exits either).
+fn write_controls(
+    start: Start,
+    eptp: u64,
+    virtual_apic: u64,
+    bitmaps: &Bitmaps,
+) -> Result<(), vmx::VmxError> {
+    for (encoding, msrs, wanted) in wanted_controls() {
         vmx::write(encoding, u64::from(vmx::adjust_controls(msrs, wanted)?));
     }
     // Turned on only while an interrupt waits (`deliver_interrupts`): check now

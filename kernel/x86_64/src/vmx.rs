@@ -5,7 +5,8 @@
 //! - VMXON runs only after every check below has passed: VMX is supported, the
 //!   firmware has locked IA32_FEATURE_CONTROL with VMX allowed outside SMX (the kernel
 //!   never writes that MSR), CR0 and CR4 satisfy the fixed-bit MSRs, and EPT with
-//!   write-back tables, 2 MiB pages and INVEPT is available;
+//!   write-back tables, 2 MiB pages and INVEPT is available (the EPT capability
+//!   MSR is read only once the controls say EPT exists);
 //! - every control value written to a VMCS is first adjusted to the bits the
 //!   capability MSRs allow, and a control the kernel needs but the CPU lacks is a
 //!   boot error, never silently dropped.
@@ -15,6 +16,8 @@ use core::cell::UnsafeCell;
 use septum_core::system::MAX_CPUS;
 use x86_64::registers::control::{Cr0, Cr4, Cr4Flags};
 use x86_64::registers::model_specific::Msr;
+
+use crate::vcpu;
 
 const IA32_FEATURE_CONTROL: u32 = 0x3a;
 const FEATURE_CONTROL_LOCKED: u64 = 1 << 0;
@@ -53,6 +56,8 @@ pub enum VmxError {
     Unsupported,
     /// The firmware left VMX disabled (IA32_FEATURE_CONTROL).
     DisabledByFirmware,
+    /// VMX has no EPT (the controls cannot turn it on).
+    EptMissing,
     /// EPT lacks a feature the kernel needs (write-back, 4 levels, 2 MiB, INVEPT).
     EptUnsupported,
     /// A control the kernel needs is not allowed by this CPU: (control MSR, bits).
@@ -61,11 +66,26 @@ pub enum VmxError {
     VmxonFailed,
 }
 
+impl VmxError {
+    /// The reason as one word, for the `@@ kernel unsupported` line.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            VmxError::Unsupported => "no-vmx",
+            VmxError::DisabledByFirmware => "disabled-by-firmware",
+            VmxError::EptMissing => "no-ept",
+            VmxError::EptUnsupported => "ept-incomplete",
+            VmxError::ControlUnsupported(..) => "control-missing",
+            VmxError::VmxonFailed => "vmxon-failed",
+        }
+    }
+}
+
 impl core::fmt::Display for VmxError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             VmxError::Unsupported => write!(f, "the processor has no VMX"),
             VmxError::DisabledByFirmware => write!(f, "the firmware disabled VMX"),
+            VmxError::EptMissing => write!(f, "VMX has no EPT"),
             VmxError::EptUnsupported => {
                 write!(f, "EPT lacks write-back, 4 levels, 2 MiB pages or INVEPT")
             }
@@ -156,6 +176,12 @@ pub unsafe fn enable(cpu: usize) -> Result<(), VmxError> {
     let allowed = FEATURE_CONTROL_LOCKED | FEATURE_CONTROL_VMX_OUTSIDE_SMX;
     if control & allowed != allowed {
         return Err(VmxError::DisabledByFirmware);
+    }
+    // The EPT capability MSR exists only where the controls allow EPT.
+    let ept_allowed = adjust_controls(control_msr::PRIMARY, vcpu::PRIMARY_SECONDARY_CONTROLS)
+        .and_then(|_| adjust_controls(control_msr::SECONDARY, vcpu::SECONDARY_ENABLE_EPT));
+    if ept_allowed.is_err() {
+        return Err(VmxError::EptMissing);
     }
     let ept = read_msr(IA32_VMX_EPT_VPID_CAP);
     let needed = EPT_CAP_WALK_LENGTH_4 | EPT_CAP_WRITE_BACK | EPT_CAP_2MIB_PAGES | EPT_CAP_INVEPT;
