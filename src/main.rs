@@ -153,13 +153,13 @@ fn main() -> Result<()> {
         } => {
             let board = boards::load(&board)?;
             println!("{}", emulator::quit_hint(&board, for_s));
-            let image = image_for(&board, system)?;
+            let (image, cpus) = image_for(&board, system)?;
             let quit_after = for_s.map(Duration::from_secs);
             let options = RunOptions {
                 ram: ram.unwrap_or_else(|| board.default_ram.clone()),
                 icount: false,
                 timeout: quit_after.map_or(Duration::MAX, |after| after + Duration::from_secs(60)),
-                cpus: None,
+                cpus: (cpus > 1).then_some(cpus),
                 cpu_model: None,
                 input: Vec::new(),
                 kernel_args: None,
@@ -181,7 +181,7 @@ fn main() -> Result<()> {
             output,
         } => {
             let board = boards::load(&board)?;
-            let image = image_for(&board, system)?;
+            let (image, _) = image_for(&board, system)?;
             std::fs::copy(&image, &output)
                 .with_context(|| format!("writing {}", output.display()))?;
             println!("wrote {}", output.display());
@@ -360,12 +360,21 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn image_for(board: &Board, system: Option<PathBuf>) -> Result<PathBuf> {
+/// The bootable image of `system` (the board's default system if none), and the
+/// processors it needs: one more than the highest core a partition is pinned to.
+fn image_for(board: &Board, system: Option<PathBuf>) -> Result<(PathBuf, u32)> {
     let system = system.unwrap_or_else(|| boards::default_system(board));
     let description = boards::load_system(&system, board)?;
     let name = system
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("system");
-    scenario::build_image(board, &description, name, "")
+    let cpus = description
+        .partitions
+        .iter()
+        .flat_map(|partition| partition.cpus.iter().copied())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    Ok((scenario::build_image(board, &description, name, "")?, cpus))
 }
