@@ -388,7 +388,7 @@ pub fn build_image(
     let spinner =
         crate::progress::spinner(&format!("building the image of {name} for {}", board.name));
     let package = package::build(system, board)?;
-    let kernel = image::kernel_elf(&board.arch)?;
+    let kernel = crate::boards::kernel_elf(board)?;
     let out_dir = crate::from_root("target/systems").join(&board.name);
     std::fs::create_dir_all(&out_dir)?;
     match board.arch.as_str() {
