@@ -91,9 +91,12 @@ mod layouts {
     /// GICC_CTLR with the security extensions, non-secure view (EL2's): group 1
     /// enabled, EOImodeNS (priority drop and deactivation split).
     pub const GICC_CTLR_NON_SECURE: u32 = (1 << 0) | (1 << 9);
-    /// GICC_CTLR without the security extensions: both groups enabled, EOImode
-    /// (the EOImodeS bit) split.
-    pub const GICC_CTLR_SINGLE_SECURITY: u32 = (1 << 0) | (1 << 1) | (1 << 9);
+    /// GICC_CTLR without the security extensions: both groups enabled, group 1
+    /// interrupts acknowledged through GICC_IAR (AckCtl; without it GICC_IAR
+    /// reads 1022 for them), priority drop and deactivation split for both
+    /// groups (EOImodeS and EOImodeNS).
+    pub const GICC_CTLR_SINGLE_SECURITY: u32 =
+        (1 << 0) | (1 << 1) | (1 << 2) | (1 << 9) | (1 << 10);
 
     register_structs! {
         /// The distributor (GICD), as far as the kernel uses it.
