@@ -40,6 +40,11 @@ macro_rules! scenarios {
 }
 
 scenarios! {
+    rpi4 {
+        rpi4_demo => "rpi4-demo",
+        rpi4_supervise_restart => "rpi4-supervise-restart",
+        rpi4_windows => "rpi4-windows",
+    }
     qemu_virt {
         demo => "demo",
         demo_live => "demo-live",
