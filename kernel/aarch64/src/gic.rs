@@ -41,6 +41,8 @@ pub enum GicBlocks {
         redistributors: Range,
     },
     /// `arm,gic-400` or `arm,cortex-a15-gic` with the virtualization extensions.
+    /// (Its fourth block, GICV, the virtual CPU interface a partition's own GIC
+    /// driver would use, is not mapped into partitions yet: see the README.)
     V2 {
         /// GICD.
         distributor: Range,
@@ -48,8 +50,6 @@ pub enum GicBlocks {
         cpu: Range,
         /// GICH, the virtual interface control.
         hypervisor: Range,
-        /// GICV, the virtual CPU interface a partition's own GIC driver uses.
-        virtual_cpu: Range,
     },
 }
 
@@ -66,7 +66,6 @@ impl GicBlocks {
                 distributor,
                 cpu,
                 hypervisor,
-                ..
             } => &[*distributor, *cpu, *hypervisor],
         };
         for block in list {
@@ -126,7 +125,6 @@ impl Gic {
                 distributor,
                 cpu,
                 hypervisor,
-                ..
             } => {
                 VERSION.store(2, Ordering::Relaxed);
                 // SAFETY: forwarded from this function's contract.
@@ -143,8 +141,8 @@ impl Gic {
     /// core, with interrupts masked.
     pub unsafe fn init_this_core(blocks: GicBlocks) -> Result<Gic, GicError> {
         match blocks {
-            // SAFETY: forwarded from this function's contract.
             GicBlocks::V3 { redistributors, .. } => {
+                // SAFETY: forwarded from this function's contract.
                 unsafe { v3::Gic::init_this_core(redistributors) }.map(Gic::V3)
             }
             GicBlocks::V2 { .. } => {

@@ -146,7 +146,7 @@ impl MachineInfo {
 }
 
 /// The GICv3's distributor and redistributors, or the GICv2's distributor, CPU
-/// interface, virtual interface control and virtual CPU interface.
+/// interface and virtual interface control.
 fn gic_blocks(tree: &Tree<'_>) -> Option<GicBlocks> {
     if let Some(node) = tree.fdt.find_compatible(&["arm,gic-v3"]) {
         let mut blocks = registers(tree, node);
@@ -163,7 +163,6 @@ fn gic_blocks(tree: &Tree<'_>) -> Option<GicBlocks> {
         distributor: blocks.next()?,
         cpu: blocks.next()?,
         hypervisor: blocks.next()?,
-        virtual_cpu: blocks.next()?,
     })
 }
 

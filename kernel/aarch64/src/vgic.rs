@@ -234,7 +234,7 @@ impl VirtualInterface {
     /// it changed, and asks for the underflow interrupt exactly while
     /// interrupts are left waiting.
     pub fn refill(&mut self, fill: impl FnOnce(&mut [ListEntry]) -> bool) {
-        let old: [u64; LIST_REGISTERS] = core::array::from_fn(|index| read_list(index));
+        let old: [u64; LIST_REGISTERS] = core::array::from_fn(read_list);
         let mut entries = old.map(decode);
         let more = fill(&mut entries);
         for (index, entry) in entries.iter().enumerate() {
