@@ -28,6 +28,7 @@ pub mod outside;
 pub mod package;
 pub mod progress;
 pub mod scenario;
+pub mod sd_image;
 pub mod trace;
 
 use std::path::{Path, PathBuf};

@@ -53,6 +53,11 @@ pub struct Board {
     /// for machines that pass none of their own (fetched, never committed).
     #[serde(default)]
     pub device_tree: Option<String>,
+    /// Whether the board boots from an SD card: `cargo run -- image` then writes
+    /// a whole card image (partition table, file system, boot firmware) rather
+    /// than the bare kernel image.
+    #[serde(default)]
+    pub sd_image: bool,
     /// QEMU: kernel command-line words every run of the board gets (before a
     /// run's own), such as how to end the run on a board without PSCI.
     #[serde(default)]
