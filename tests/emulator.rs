@@ -44,6 +44,7 @@ scenarios! {
         rpi4_demo => "rpi4-demo",
         rpi4_supervise_restart => "rpi4-supervise-restart",
         rpi4_windows => "rpi4-windows",
+        rpi4_smp => "rpi4-smp",
         bench_rpi4 => "bench-rpi4",
     }
     qemu_virt {

@@ -158,6 +158,22 @@ pub fn cpu_on(mpidr: u64, entry: u64, context: u64) -> Result<(), i64> {
     }
 }
 
+/// Releases a core waiting on a spin table: writes `entry` to its release
+/// address, cleans the line to memory and signals an event.
+///
+/// # Safety
+/// `release` must be the mapped, 8-byte aligned release address of a core that
+/// polls it, in memory nothing else uses; `entry` must be where that core may
+/// start (a `_spin_table_entries` entry).
+pub unsafe fn release_spin_table(release: u64, entry: u64) {
+    // SAFETY: per the contract, the word is the core's release address and ours.
+    unsafe { (release as *mut u64).write_volatile(entry) };
+    // SAFETY: cleaning one cache line by address has no effect on its contents.
+    unsafe { asm!("dc civac, {}", in(reg) release, options(nostack)) };
+    barrier::dsb(barrier::SY);
+    aarch64_cpu::asm::sev();
+}
+
 /// How the machine is powered off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

@@ -271,6 +271,14 @@ fn route_device_interrupts(package: &Package<'_>, info: &MachineInfo) {
                 spec.name
             )
         };
+        for &pinned in spec.resources.vcpu_cores() {
+            assert!(
+                usize::from(pinned) < info.started_cpus,
+                "partition {} is pinned to core {pinned}, which the command line's maxcpus={} leaves off",
+                spec.name,
+                info.started_cpus
+            );
+        }
         for &intid in spec.resources.irqs() {
             vgic::set_owner(intid, partition);
             // SAFETY: the distributor was initialised above and is mapped; boot is
@@ -281,22 +289,43 @@ fn route_device_interrupts(package: &Package<'_>, info: &MachineInfo) {
     }
 }
 
-/// Starts every other core the device tree lists (up to [`septum_core::system::MAX_CPUS`]) with PSCI
-/// CPU_ON at `_secondary_start`, passing its index.
+/// Starts every other core the device tree lists (up to
+/// [`septum_core::system::MAX_CPUS`], and to the command line's `maxcpus=<n>`)
+/// at `_secondary_start` with its index: with
+/// PSCI CPU_ON, or for a core with a spin table (the Raspberry Pi 4) by writing
+/// its entry in `_spin_table_entries` to its release address.
 fn start_secondaries(info: &MachineInfo) {
-    if info.power != machine::PowerOff::Psci {
-        return;
-    }
     mmu::publish_for_secondaries();
     unsafe extern "C" {
         fn _secondary_start();
+        fn _spin_table_entries();
     }
     let entry = _secondary_start as *const () as u64;
-    for (index, &mpidr) in info.mpidrs.iter().enumerate().skip(1) {
-        if let Err(code) = machine::cpu_on(mpidr, entry, index as u64) {
-            panic!("PSCI could not start core {index} (MPIDR {mpidr:#x}): {code}");
+    let spin_entries = _spin_table_entries as *const () as u64;
+    let started = info.mpidrs.iter().take(info.started_cpus);
+    for (index, &mpidr) in started.enumerate().skip(1) {
+        if info.power == machine::PowerOff::Psci {
+            if let Err(code) = machine::cpu_on(mpidr, entry, index as u64) {
+                panic!("PSCI could not start core {index} (MPIDR {mpidr:#x}): {code}");
+            }
+        } else if let Some(Some(release)) = info.release_addrs.get(index) {
+            assert!(
+                info.ram.start <= *release && *release < claimed_kernel_start(),
+                "core {index}'s release address {release:#x} is not in the RAM below the kernel"
+            );
+            let entry = spin_entries + index as u64 * boot::SPIN_TABLE_ENTRY_BYTES;
+            // SAFETY: the release address is the word the firmware's spin loop
+            // of this core polls, in the RAM below the kernel that no partition
+            // is given (checked above); the core, with its MMU and caches off,
+            // reads it from memory, so it is cleaned there before the event.
+            unsafe { machine::release_spin_table(*release, entry) };
         }
     }
+}
+
+/// Where the kernel image starts: everything below it is reserved at boot.
+fn claimed_kernel_start() -> u64 {
+    &raw const __kernel_start as u64
 }
 
 /// A secondary core, after `_secondary_start` has given it a stack and the kernel's

@@ -24,6 +24,9 @@ const BOARDS: &[(&str, &str)] = &[
 ];
 /// The kernel command-line word that asks for the semihosting exit at power-off.
 const SEMIHOSTING_EXIT: &str = "septum.exit=semihosting";
+/// The kernel command-line word that limits the cores the kernel starts
+/// (`maxcpus=<n>`, as Linux spells it).
+const MAX_CPUS_ARGUMENT: &str = "maxcpus=";
 
 /// The machine as the device tree describes it.
 #[derive(Clone, Debug)]
@@ -37,6 +40,13 @@ pub struct MachineInfo {
     /// The affinity (MPIDR) of each CPU, in device-tree order, for as many as the
     /// kernel runs on.
     pub mpidrs: heapless::Vec<u64, { septum_core::system::MAX_CPUS }>,
+    /// How many cores the kernel starts (the boot core among them): all the
+    /// device tree lists, or fewer if the command line says `maxcpus=<n>`.
+    pub started_cpus: usize,
+    /// Each CPU's spin-table release address (`enable-method = "spin-table"`,
+    /// `cpu-release-addr`), in device-tree order; `None` for a CPU started
+    /// otherwise (PSCI).
+    pub release_addrs: heapless::Vec<Option<u64>, { septum_core::system::MAX_CPUS }>,
     /// The PL011 console's register block (the first enabled one).
     pub uart: Range,
     /// The GIC's register blocks.
@@ -98,8 +108,19 @@ impl MachineInfo {
             .is_some_and(|method| method == "smc");
         let cpus = fdt.cpus().count() as u32;
         let mut mpidrs = heapless::Vec::new();
+        let mut release_addrs = heapless::Vec::new();
         for cpu in fdt.cpus() {
-            if mpidrs.push(cpu.ids().first() as u64).is_err() {
+            let spin_table = cpu
+                .property("enable-method")
+                .and_then(|method| method.as_str())
+                .is_some_and(|method| method == "spin-table");
+            let release = cpu
+                .property("cpu-release-addr")
+                .filter(|_| spin_table)
+                .map(|address| cells(address.value));
+            if mpidrs.push(cpu.ids().first() as u64).is_err()
+                || release_addrs.push(release).is_err()
+            {
                 break;
             }
         }
@@ -120,6 +141,10 @@ impl MachineInfo {
         } else {
             PowerOff::Halt
         };
+        let started_cpus = bootargs
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix(MAX_CPUS_ARGUMENT)?.parse::<usize>().ok())
+            .map_or(mpidrs.len(), |limit| limit.clamp(1, mpidrs.len()));
         let board = fdt
             .root()
             .compatible()
@@ -136,6 +161,8 @@ impl MachineInfo {
             ram,
             cpus,
             mpidrs,
+            started_cpus,
+            release_addrs,
             uart,
             gic,
             power,
