@@ -9,7 +9,7 @@
 //! fills (`target/rpi4/`); nothing of them is in the repository.
 
 use anyhow::{Context, Result, bail};
-use std::io::{Cursor, Seek, SeekFrom, Write};
+use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::boards::Board;
@@ -54,6 +54,34 @@ pub fn config_txt(kernel_base: u64) -> String {
 /// Writes the SD-card image for `board` to `out`, holding `kernel_image` (the
 /// arm64 image of the kernel and the system package).
 pub fn write(board: &Board, kernel_image: &[u8], out: &Path) -> Result<()> {
+    let card = card(board, kernel_image)?;
+    std::fs::write(out, card).with_context(|| format!("writing {}", out.display()))
+}
+
+/// Reads file `name` from the FAT32 partition of SD-card image `card`.
+pub fn read_file(card: &[u8], name: &str) -> Result<Vec<u8>> {
+    let mut disk = Cursor::new(card);
+    let mbr = mbrman::MBR::read_from(&mut disk, SECTOR as u32).context("reading the MBR")?;
+    let (_, partition) = mbr
+        .iter()
+        .find(|(_, p)| p.is_used() && p.sys == FAT32_LBA)
+        .context("the card has no FAT32 partition")?;
+    let start = partition.starting_lba as usize * SECTOR as usize;
+    let end = start + partition.sectors as usize * SECTOR as usize;
+    let volume = card
+        .get(start..end)
+        .context("the partition runs past the card")?;
+    let fs = fatfs::FileSystem::new(Cursor::new(volume.to_vec()), fatfs::FsOptions::new())?;
+    let mut content = Vec::new();
+    fs.root_dir()
+        .open_file(name)
+        .with_context(|| format!("the card has no {name}"))?
+        .read_to_end(&mut content)?;
+    Ok(content)
+}
+
+/// The bytes of the SD-card image for `board` holding `kernel_image`.
+pub fn card(board: &Board, kernel_image: &[u8]) -> Result<Vec<u8>> {
     let tree = board
         .device_tree
         .as_deref()
@@ -106,7 +134,7 @@ pub fn write(board: &Board, kernel_image: &[u8], out: &Path) -> Result<()> {
         .context("writing the partition table")?;
     disk.seek(SeekFrom::Start(PARTITION_START * SECTOR))?;
     disk.write_all(&partition)?;
-    std::fs::write(out, disk.into_inner()).with_context(|| format!("writing {}", out.display()))
+    Ok(disk.into_inner())
 }
 
 /// A FAT32 file system of [`PARTITION_BYTES`] holding `files` in its root.
@@ -138,7 +166,6 @@ fn fat32_partition(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     /// The written image opens with the same crates: one active FAT32 partition
     /// 1 MiB in, and in it the firmware, the device tree, config.txt and the
