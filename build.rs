@@ -59,6 +59,14 @@ const BUILDS: &[ImageBuild] = &[
         rustflags: &[],
     },
     ImageBuild {
+        // The same kernel linked at 0x20_0000 (RAM base 0 + 2 MiB), for boards
+        // whose RAM starts at 0 (the Raspberry Pi 4: `kernel_base` in its board.toml).
+        role: "kernel-at-0x200000",
+        target: "aarch64-unknown-none-softfloat",
+        packages: &["septum-aarch64"],
+        rustflags: &["-Clink-arg=--defsym=KERNEL_BASE=0x200000"],
+    },
+    ImageBuild {
         role: "partitions",
         target: "aarch64-unknown-none",
         packages: PARTITIONS,

@@ -2,8 +2,9 @@
 # Installs what Septum's build, demo and tests need on a fresh Debian 12 machine
 # that has only rustup. Idempotent: each step checks before it acts.
 #
-#   scripts/setup.sh          everything (QEMU for aarch64 and x86, Bochs, GRUB for BIOS and UEFI, OVMF, and
-#                             Debian's arm64 kernel and busybox for Linux partitions)
+#   scripts/setup.sh          everything (QEMU for aarch64 and x86, Bochs, GRUB for BIOS and UEFI, OVMF,
+#                             Debian's arm64 kernel and busybox for Linux partitions, and
+#                             the Raspberry Pi 4's boot firmware and device tree)
 #   scripts/setup.sh --quiet  the same, printing only what it changes
 set -euo pipefail
 
@@ -14,7 +15,7 @@ say() { [ "$quiet" = 1 ] || echo "setup: $*"; }
 # watches: not with --quiet, not in CI, and only on a terminal.
 watched=0
 [ "$quiet" = 0 ] && [ -z "${CI:-}" ] && [ -t 1 ] && watched=1
-step() { say "step $1 of 3: $2"; }
+step() { say "step $1 of 4: $2"; }
 
 need_root() {
     if [ "$(id -u)" -ne 0 ]; then
@@ -96,4 +97,8 @@ fi
 # --- Linux partitions: the arm64 kernel, its virtio modules, busybox (target/linux/) ---
 step 3 "the Debian arm64 kernel and busybox for Linux partitions"
 if [ "$quiet" = 1 ]; then scripts/fetch-linux.sh --quiet; else scripts/fetch-linux.sh; fi
+
+# --- Raspberry Pi 4: boot firmware and device tree (target/rpi4/) ----------------------
+step 4 "the Raspberry Pi 4's boot firmware and device tree"
+if [ "$quiet" = 1 ]; then scripts/fetch-rpi4.sh --quiet; else scripts/fetch-rpi4.sh; fi
 say "ready: $(qemu-system-aarch64 --version | head -n1)"

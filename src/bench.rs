@@ -594,7 +594,7 @@ pub fn all(r: &mut Report, board_name: &str) -> Result<()> {
         let network = r.console(linux::net_bench::SCENARIO)?;
         print!("{}", linux::net_bench::report(&network, clock)?);
     }
-    let size = image::kernel_size(&image::kernel_elf(&board.arch)?)?;
+    let size = image::kernel_size(&boards::kernel_elf(&board)?)?;
     r.out(format!(
         "kernel image ({}): {} bytes loaded (code and data), {} bytes zero-initialised (bss), {} bytes of stacks after the package (in no file)",
         board.arch, size.loaded, size.zeroed, size.claimed_after_package

@@ -1,7 +1,7 @@
 //! Board recipes and system descriptions, as the host tool finds them in this
 //! repository.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
 
 pub use septum_description::Board;
@@ -26,4 +26,24 @@ pub fn default_system(board: &Board) -> PathBuf {
 /// every broken rule with its file, line and column.
 pub fn load_system(path: &Path, board: &Board) -> Result<System> {
     septum_description::load(path, board).map_err(|errors| anyhow::anyhow!("{errors}"))
+}
+
+/// The kernel ELF for `board`: the one linked where its boot loader places the
+/// kernel (`kernel_base` in its board.toml; `build.rs` builds one per base).
+pub fn kernel_elf(board: &Board) -> Result<PathBuf> {
+    let default = crate::image::kernel_elf(&board.arch)?;
+    let Some(base) = board.kernel_base else {
+        return Ok(default);
+    };
+    let linked = crate::image::image_dir()
+        .join(format!("kernel-at-{base:#x}"))
+        .join(default.strip_prefix(crate::image::image_dir().join("kernel"))?);
+    if !linked.is_file() {
+        bail!(
+            "board `{}` needs a kernel linked at {base:#x}, which build.rs does not build ({})",
+            board.name,
+            linked.display()
+        );
+    }
+    Ok(linked)
 }

@@ -159,8 +159,15 @@ fn qemu_command(board: &Board, image: &Path, options: &RunOptions) -> Command {
     if let Some(cpus) = options.cpus {
         command.args(["-smp", &cpus.to_string()]);
     }
-    if let Some(args) = &options.kernel_args {
-        command.args(["-append", args]);
+    if let Some(tree) = &board.device_tree {
+        command.arg("-dtb").arg(crate::from_root(tree));
+    }
+    let args: Vec<&str> = [board.kernel_args.as_deref(), options.kernel_args.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if !args.is_empty() {
+        command.args(["-append", &args.join(" ")]);
     }
     command
 }

@@ -39,6 +39,7 @@ pub mod pc_qemu;
 pub mod progress;
 pub mod report;
 pub mod scenario;
+pub mod sd_image;
 pub mod trace;
 
 use std::path::{Path, PathBuf};

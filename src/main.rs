@@ -182,8 +182,14 @@ fn main() -> Result<()> {
         } => {
             let board = boards::load(&board)?;
             let (image, _) = image_for(&board, system)?;
-            std::fs::copy(&image, &output)
-                .with_context(|| format!("writing {}", output.display()))?;
+            if board.sd_image {
+                let kernel = std::fs::read(&image)
+                    .with_context(|| format!("reading {}", image.display()))?;
+                septum::sd_image::write(&board, &kernel, &output)?;
+            } else {
+                std::fs::copy(&image, &output)
+                    .with_context(|| format!("writing {}", output.display()))?;
+            }
             println!("wrote {}", output.display());
         }
         Command::LinuxParts {

@@ -236,6 +236,15 @@ impl Scenario {
         }
         let command_line = self.kernel_args.as_deref().unwrap_or("");
         let image_path = build_image(&board, &system, &self.name, command_line)?;
+        let board = if board.sd_image {
+            let tree = card_device_tree(&board, &self.name);
+            Board {
+                device_tree: Some(tree.to_string_lossy().into_owned()),
+                ..board
+            }
+        } else {
+            board
+        };
         let options = RunOptions {
             ram: self
                 .ram
@@ -412,10 +421,26 @@ pub fn build_image(
     let spinner =
         crate::progress::spinner(&format!("building the image of {name} for {}", board.name));
     let package = package::build(system, board)?;
-    let kernel = image::kernel_elf(&board.arch)?;
+    let kernel = crate::boards::kernel_elf(board)?;
     let out_dir = crate::from_root("target/systems").join(&board.name);
     std::fs::create_dir_all(&out_dir)?;
     match board.arch.as_str() {
+        "aarch64" if board.sd_image => {
+            // What boots is what the SD card holds: the card is made, and its
+            // kernel image and device tree are read back from it.
+            let card = crate::sd_image::card(board, &image::arm64_image(&kernel, &package)?)?;
+            let out = out_dir.join(format!("{name}.img"));
+            write_atomically(
+                &out,
+                &crate::sd_image::read_file(&card, crate::sd_image::KERNEL_FILE)?,
+            )?;
+            write_atomically(
+                &card_device_tree(board, name),
+                &crate::sd_image::read_file(&card, crate::sd_image::DEVICE_TREE_FILE)?,
+            )?;
+            spinner.finish_and_clear();
+            Ok(out)
+        }
         "aarch64" => {
             let out = out_dir.join(format!("{name}.img"));
             write_atomically(&out, &image::arm64_image(&kernel, &package)?)?;
@@ -430,6 +455,14 @@ pub fn build_image(
         }
         other => bail!("unsupported architecture `{other}`"),
     }
+}
+
+/// Where [`build_image`] puts the device tree it read back from the SD card of
+/// scenario `name` (boards with `sd_image`).
+fn card_device_tree(board: &Board, name: &str) -> PathBuf {
+    crate::from_root("target/systems")
+        .join(&board.name)
+        .join(format!("{name}.dtb"))
 }
 
 /// Writes via a temporary file and a rename, so parallel test runs never see a

@@ -41,6 +41,13 @@ macro_rules! scenarios {
 }
 
 scenarios! {
+    rpi4 {
+        rpi4_demo => "rpi4-demo",
+        rpi4_supervise_restart => "rpi4-supervise-restart",
+        rpi4_windows => "rpi4-windows",
+        rpi4_smp => "rpi4-smp",
+        bench_rpi4 => "bench-rpi4",
+    }
     qemu_virt {
         demo => "demo",
         demo_live => "demo-live",

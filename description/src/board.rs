@@ -45,6 +45,23 @@ pub struct Board {
     /// Devices partitions may be granted.
     #[serde(default, rename = "device")]
     pub devices: Vec<BoardDevice>,
+    /// aarch64: where the boot loader places the kernel, which is linked there;
+    /// `None` for the default (0x4020_0000, QEMU `virt`'s RAM base + 2 MiB).
+    #[serde(default, deserialize_with = "optional_bytes")]
+    pub kernel_base: Option<u64>,
+    /// QEMU: the board's device tree (`-dtb`), relative to the repository root,
+    /// for machines that pass none of their own (fetched, never committed).
+    #[serde(default)]
+    pub device_tree: Option<String>,
+    /// Whether the board boots from an SD card: `cargo run -- image` then writes
+    /// a whole card image (partition table, file system, boot firmware) rather
+    /// than the bare kernel image.
+    #[serde(default)]
+    pub sd_image: bool,
+    /// QEMU: kernel command-line words every run of the board gets (before a
+    /// run's own), such as how to end the run on a board without PSCI.
+    #[serde(default)]
+    pub kernel_args: Option<String>,
 }
 
 /// A range of physical memory.
@@ -95,6 +112,12 @@ pub struct BoardDevice {
 
 fn bytes<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     Bytes::deserialize(deserializer).map(|b| b.0)
+}
+
+fn optional_bytes<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    Bytes::deserialize(deserializer).map(|b| Some(b.0))
 }
 
 impl Board {

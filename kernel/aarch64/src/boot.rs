@@ -29,6 +29,10 @@ pub struct TrapFrame {
     pub _pad: u64,
 }
 
+/// Bytes per entry of `_spin_table_entries` (a `mov` and a `b`).
+pub const SPIN_TABLE_ENTRY_BYTES: u64 = 8;
+const _: () = assert!(MAX_CPUS <= 8, "_spin_table_entries has 8 entries");
+
 /// Offset of the `image_size` field in the Image header below.
 pub const IMAGE_SIZE_OFFSET: u64 = 16;
 
@@ -74,6 +78,14 @@ global_asm!(
     "2:  bl {main}",             // x0 still holds the device tree address
     "9:  wfe",
     "    b 9b",
+    // Spin-table entries, one per core index (8 bytes each): a core released
+    // through its `cpu-release-addr` comes here with x0 = 0 and gets its index.
+    ".global _spin_table_entries",
+    "_spin_table_entries:",
+    ".irp core, 0, 1, 2, 3, 4, 5, 6, 7",
+    "    mov x0, #\\core",
+    "    b _secondary_start",
+    ".endr",
     // A secondary core, started by PSCI CPU_ON with x0 = its index: the same
     // vectors, its own stack, and the boot core's EL2 MMU settings (MAIR, TCR,
     // TTBR0, SCTLR, in that order in SECONDARY_MMU) before any Rust code runs.

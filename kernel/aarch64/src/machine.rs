@@ -1,13 +1,20 @@
 //! The machine under the kernel: the console, the clock and timer (`timer.rs`), and
-//! power control through PSCI, reached with `smc` (the firmware's conduit when the
-//! kernel owns EL2).
+//! power control: through PSCI, reached with `smc` (the firmware's conduit when the
+//! kernel owns EL2), or on a board without PSCI (the Raspberry Pi 4) through an
+//! emulator's semihosting exit when the command line asks for it.
+//!
+//! Invariant: the way to power off ([`POWER`]) is set once, at boot, before any
+//! other core runs.
 
 use core::arch::asm;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use aarch64_cpu::asm::barrier;
 use core::fmt::{self, Write};
 
 use septum_core::memory::Range;
+
+use crate::gic::GicBlocks;
 use septum_kernel::{Console, Uart};
 
 use crate::timer::Timer;
@@ -19,12 +26,10 @@ use smccc::psci::{PSCI_CPU_ON_64, PSCI_SYSTEM_OFF};
 pub struct Board {
     /// The console UART.
     pub console: Console<Pl011>,
-    /// Whether the device tree says PSCI is reached with `smc`.
-    pub psci_smc: bool,
     /// The system counter and the EL2 timer.
     pub timer: Timer,
-    /// The GIC redistributor region, for each core's own bring-up.
-    pub redistributors: Range,
+    /// The GIC's register blocks, for each core's own bring-up.
+    pub gic: GicBlocks,
     /// Each core's affinity (MPIDR), by core index, to kick it.
     pub mpidrs: heapless::Vec<u64, { septum_core::system::MAX_CPUS }>,
 }
@@ -38,10 +43,9 @@ impl fmt::Write for Board {
 impl septum_kernel::Machine for Board {
     fn power_off(&mut self, clean: bool) -> ! {
         self.console.0.drain();
-        if self.psci_smc {
-            system_off();
-        }
-        let _ = writeln!(self.console, "no PSCI: halting (clean={clean})");
+        system_off(clean);
+        let _ = writeln!(self.console, "no way to power off: halting (clean={clean})");
+        self.console.0.drain();
         halt()
     }
 
@@ -154,11 +158,69 @@ pub fn cpu_on(mpidr: u64, entry: u64, context: u64) -> Result<(), i64> {
     }
 }
 
-/// Asks the firmware to power the machine off. Returns only if the firmware refuses.
-pub fn system_off() {
-    // SAFETY: PSCI SYSTEM_OFF either powers off or returns an error in x0; it reads
-    // no memory of ours.
-    unsafe { asm!("smc #0", inout("x0") u64::from(PSCI_SYSTEM_OFF) => _, options(nomem, nostack)) };
+/// Releases a core waiting on a spin table: writes `entry` to its release
+/// address, cleans the line to memory and signals an event.
+///
+/// # Safety
+/// `release` must be the mapped, 8-byte aligned release address of a core that
+/// polls it, in memory nothing else uses; `entry` must be where that core may
+/// start (a `_spin_table_entries` entry).
+pub unsafe fn release_spin_table(release: u64, entry: u64) {
+    // SAFETY: per the contract, the word is the core's release address and ours.
+    unsafe { (release as *mut u64).write_volatile(entry) };
+    // SAFETY: cleaning one cache line by address has no effect on its contents.
+    unsafe { asm!("dc civac, {}", in(reg) release, options(nostack)) };
+    barrier::dsb(barrier::SY);
+    aarch64_cpu::asm::sev();
+}
+
+/// How the machine is powered off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PowerOff {
+    /// Nothing can: the kernel halts (a Raspberry Pi 4 on the hardware).
+    Halt = 0,
+    /// PSCI `SYSTEM_OFF` through `smc`.
+    Psci = 1,
+    /// The semihosting `SYS_EXIT` call (`hlt #0xf000`), which ends an emulator
+    /// run with `-semihosting` (the kernel command line's `septum.exit=semihosting`).
+    Semihosting = 2,
+}
+
+/// The [`PowerOff`] chosen at boot, as its number.
+static POWER: AtomicU8 = AtomicU8::new(PowerOff::Halt as u8);
+
+/// Chooses how [`system_off`] powers off (at boot, before other cores run).
+pub fn set_power_off(power: PowerOff) {
+    POWER.store(power as u8, Ordering::Relaxed);
+}
+
+/// Semihosting `SYS_EXIT`.
+const SYS_EXIT: u64 = 0x18;
+/// `ADP_Stopped_ApplicationExit`: the program ended; the next word is its status.
+const APPLICATION_EXIT: u64 = 0x2_0026;
+
+/// Powers the machine off the way chosen at boot, with exit status 0 if `clean`
+/// (where the way carries one). Returns only if nothing powered it off.
+pub fn system_off(clean: bool) {
+    match POWER.load(Ordering::Relaxed) {
+        p if p == PowerOff::Psci as u8 => {
+            // SAFETY: PSCI SYSTEM_OFF either powers off or returns an error in x0;
+            // it reads no memory of ours.
+            unsafe {
+                asm!("smc #0", inout("x0") u64::from(PSCI_SYSTEM_OFF) => _, options(nomem, nostack))
+            };
+        }
+        p if p == PowerOff::Semihosting as u8 => {
+            let block = [APPLICATION_EXIT, u64::from(!clean)];
+            // SAFETY: chosen only when the command line says the emulator runs with
+            // semihosting, which reads the two-word block at x1 and ends the run.
+            unsafe {
+                asm!("hlt #0xf000", inout("x0") SYS_EXIT => _, in("x1") block.as_ptr(), options(nostack, readonly))
+            };
+        }
+        _ => {}
+    }
 }
 
 /// Stops this CPU for good.

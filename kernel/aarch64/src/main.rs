@@ -53,8 +53,6 @@ use crate::trap::KERNEL;
 use crate::uart::Pl011;
 use crate::vcpu::{Space, Vcpu};
 
-/// The board this build targets, as `@@ kernel boot` reports it.
-const BOARD: &str = "qemu-virt";
 /// Partition RAM is placed on 2 MiB boundaries so stage 2 can use block mappings.
 const PARTITION_ALIGN: u64 = 2 << 20;
 
@@ -108,7 +106,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
 
     // SAFETY: QEMU and Linux-style loaders pass the device tree's address in x0, and
     // its gigabyte is mapped above.
-    let Ok(info) = (unsafe { MachineInfo::from_device_tree(device_tree) }) else {
+    let Ok(info) = (unsafe { MachineInfo::from_device_tree(device_tree, image_start) }) else {
         // No console is known without a device tree: all we can do is stop.
         machine::halt()
     };
@@ -117,10 +115,11 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     unsafe {
         mmu::map(info.ram, false);
         mmu::map(info.uart, true);
-        for block in info.gic {
+        for block in info.gic.kernel_blocks() {
             mmu::map(block, true);
         }
     }
+    machine::set_power_off(info.power);
     PANIC_CONSOLE.store(info.uart.start, Ordering::Relaxed);
     // SAFETY: the device tree names this PL011 and it is now mapped as a device; the
     // kernel is its only user.
@@ -130,7 +129,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         "{}",
         Event::KernelBoot {
             arch: "aarch64",
-            board: BOARD,
+            board: info.board,
             ram: info.ram.size(),
             cpus: info.cpus
         }
@@ -148,11 +147,10 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         }
     }
     let timer = Timer::new();
-    let [distributor, redistributors] = info.gic;
-    // SAFETY: the device tree names these GICv3 blocks and they are mapped as
+    // SAFETY: the device tree names these GIC blocks and they are mapped as
     // devices above; the kernel is their only user; this is single-threaded boot
     // with every interrupt masked.
-    let gic = unsafe { Gic::init(distributor, redistributors) };
+    let gic = unsafe { Gic::init(info.gic) };
     gic.and_then(|gic| enable_private_interrupts(&gic))
         .unwrap_or_else(|error| panic!("GIC initialisation failed: {error:?}"));
 
@@ -254,9 +252,8 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
 
     let board = Board {
         console,
-        psci_smc: info.psci_smc,
         timer,
-        redistributors,
+        gic: info.gic,
         mpidrs: info.mpidrs.clone(),
     };
     let mut first = TrapFrame::default();
@@ -286,32 +283,61 @@ fn route_device_interrupts(package: &Package<'_>, info: &MachineInfo) {
                 spec.name
             )
         };
+        for &pinned in spec.resources.vcpu_cores() {
+            assert!(
+                usize::from(pinned) < info.started_cpus,
+                "partition {} is pinned to core {pinned}, which the command line's maxcpus={} leaves off",
+                spec.name,
+                info.started_cpus
+            );
+        }
         for &intid in spec.resources.irqs() {
             vgic::set_owner(intid, partition);
             // SAFETY: the distributor was initialised above and is mapped; boot is
             // single-threaded until the secondaries start.
-            unsafe { gic::route_spi(info.gic[0], intid, mpidr) }
+            unsafe { gic::route_spi(info.gic, intid, mpidr) }
                 .unwrap_or_else(|e| panic!("cannot route INTID {intid} to {}: {e:?}", spec.name));
         }
     }
 }
 
-/// Starts every other core the device tree lists (up to [`septum_core::system::MAX_CPUS`]) with PSCI
-/// CPU_ON at `_secondary_start`, passing its index.
+/// Starts every other core the device tree lists (up to
+/// [`septum_core::system::MAX_CPUS`], and to the command line's `maxcpus=<n>`)
+/// at `_secondary_start` with its index: with
+/// PSCI CPU_ON, or for a core with a spin table (the Raspberry Pi 4) by writing
+/// its entry in `_spin_table_entries` to its release address.
 fn start_secondaries(info: &MachineInfo) {
-    if !info.psci_smc {
-        return;
-    }
     mmu::publish_for_secondaries();
     unsafe extern "C" {
         fn _secondary_start();
+        fn _spin_table_entries();
     }
     let entry = _secondary_start as *const () as u64;
-    for (index, &mpidr) in info.mpidrs.iter().enumerate().skip(1) {
-        if let Err(code) = machine::cpu_on(mpidr, entry, index as u64) {
-            panic!("PSCI could not start core {index} (MPIDR {mpidr:#x}): {code}");
+    let spin_entries = _spin_table_entries as *const () as u64;
+    let started = info.mpidrs.iter().take(info.started_cpus);
+    for (index, &mpidr) in started.enumerate().skip(1) {
+        if info.power == machine::PowerOff::Psci {
+            if let Err(code) = machine::cpu_on(mpidr, entry, index as u64) {
+                panic!("PSCI could not start core {index} (MPIDR {mpidr:#x}): {code}");
+            }
+        } else if let Some(Some(release)) = info.release_addrs.get(index) {
+            assert!(
+                info.ram.start <= *release && *release < claimed_kernel_start(),
+                "core {index}'s release address {release:#x} is not in the RAM below the kernel"
+            );
+            let entry = spin_entries + index as u64 * boot::SPIN_TABLE_ENTRY_BYTES;
+            // SAFETY: the release address is the word the firmware's spin loop
+            // of this core polls, in the RAM below the kernel that no partition
+            // is given (checked above); the core, with its MMU and caches off,
+            // reads it from memory, so it is cleaned there before the event.
+            unsafe { machine::release_spin_table(*release, entry) };
         }
     }
+}
+
+/// Where the kernel image starts: everything below it is reserved at boot.
+fn claimed_kernel_start() -> u64 {
+    &raw const __kernel_start as u64
 }
 
 /// A secondary core, after `_secondary_start` has given it a stack and the kernel's
@@ -320,10 +346,10 @@ fn start_secondaries(info: &MachineInfo) {
 extern "C" fn secondary_main(index: u64) -> ! {
     let cpu = index as usize;
     configure_el2_traps();
-    let redistributors = KERNEL.with(cpu, |kernel| kernel.machine.redistributors);
-    // SAFETY: the redistributor region was mapped by the boot core; this is the
-    // core's own bring-up, once, with interrupts masked.
-    let gic = unsafe { Gic::init_this_core(redistributors) };
+    let blocks = KERNEL.with(cpu, |kernel| kernel.machine.gic);
+    // SAFETY: the boot core initialised the GIC with these blocks and mapped
+    // them; this is the core's own bring-up, once, with interrupts masked.
+    let gic = unsafe { Gic::init_this_core(blocks) };
     gic.and_then(|gic| enable_private_interrupts(&gic))
         .unwrap_or_else(|error| panic!("GIC initialisation failed on core {cpu}: {error:?}"));
     timer::disable();
@@ -423,6 +449,6 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         let _ = writeln!(console, "{}", Event::KernelPanic);
         console.0.drain();
     }
-    machine::system_off();
+    machine::system_off(false);
     machine::halt()
 }

@@ -1,4 +1,6 @@
-//! Delivering interrupts to partitions through the GICv3 virtual CPU interface:
+//! Delivering interrupts to partitions through the GIC's virtual CPU interface
+//! (GICv3 system registers, or a GICv2's GICH list registers: the list registers
+//! are kept in the GICv3 form either way, translated at the GICv2's registers):
 //! the interrupts of granted devices, and for a Linux partition those of its
 //! emulated GIC (its SGIs, its virtual timer, its UART), which the core's
 //! `septum_core::vgic` keeps pending until [`VirtualInterface::refill`] puts
@@ -26,12 +28,14 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use septum_core::vgic::{ListEntry, ListState};
 
+use crate::gic::{self, v2};
+
 /// No owner.
 const NONE: u8 = u8::MAX;
 /// The owner of each INTID (a partition index), or [`NONE`].
 static OWNERS: [AtomicU8; 1024] = [const { AtomicU8::new(NONE) }; 1024];
 
-/// The list registers this kernel uses (QEMU's GICv3 has 4).
+/// The list registers this kernel uses (QEMU's GICv3 and GIC-400s have 4).
 pub const LIST_REGISTERS: usize = 4;
 /// Priority of a delivered interrupt in the partition's virtual interface.
 const VIRTUAL_PRIORITY: u64 = 0xa0;
@@ -110,41 +114,57 @@ fn list_entry(intid: u32) -> u64 {
         | intid
 }
 
-macro_rules! list_register {
-    ($index:expr, read) => {{
-        let value: u64;
-        // SAFETY: reading a list register has no side effects.
-        unsafe {
-            match $index {
-                0 => asm!("mrs {}, ich_lr0_el2", out(reg) value, options(nomem, nostack)),
-                1 => asm!("mrs {}, ich_lr1_el2", out(reg) value, options(nomem, nostack)),
-                2 => asm!("mrs {}, ich_lr2_el2", out(reg) value, options(nomem, nostack)),
-                _ => asm!("mrs {}, ich_lr3_el2", out(reg) value, options(nomem, nostack)),
-            }
+/// List register `index` of the loaded vCPU, in the GICv3 form whatever the GIC.
+fn read_list(index: usize) -> u64 {
+    if gic::is_v2() {
+        return v2::read_list(index);
+    }
+    let value: u64;
+    // SAFETY: reading a list register has no side effects.
+    unsafe {
+        match index {
+            0 => asm!("mrs {}, ich_lr0_el2", out(reg) value, options(nomem, nostack)),
+            1 => asm!("mrs {}, ich_lr1_el2", out(reg) value, options(nomem, nostack)),
+            2 => asm!("mrs {}, ich_lr2_el2", out(reg) value, options(nomem, nostack)),
+            _ => asm!("mrs {}, ich_lr3_el2", out(reg) value, options(nomem, nostack)),
         }
-        value
-    }};
-    ($index:expr, write $value:expr) => {{
-        let value: u64 = $value;
-        // SAFETY: the list registers hold only the loaded partition's virtual
-        // interrupts, which is what the caller writes.
-        unsafe {
-            match $index {
-                0 => asm!("msr ich_lr0_el2, {}", in(reg) value, options(nomem, nostack)),
-                1 => asm!("msr ich_lr1_el2, {}", in(reg) value, options(nomem, nostack)),
-                2 => asm!("msr ich_lr2_el2, {}", in(reg) value, options(nomem, nostack)),
-                _ => asm!("msr ich_lr3_el2, {}", in(reg) value, options(nomem, nostack)),
-            }
+    }
+    value
+}
+
+/// Writes list register `index` of the loaded vCPU from its GICv3 form.
+fn write_list(index: usize, value: u64) {
+    if gic::is_v2() {
+        return v2::write_list(index, value);
+    }
+    // SAFETY: the list registers hold only the loaded partition's virtual
+    // interrupts, which is what the caller writes.
+    unsafe {
+        match index {
+            0 => asm!("msr ich_lr0_el2, {}", in(reg) value, options(nomem, nostack)),
+            1 => asm!("msr ich_lr1_el2, {}", in(reg) value, options(nomem, nostack)),
+            2 => asm!("msr ich_lr2_el2, {}", in(reg) value, options(nomem, nostack)),
+            _ => asm!("msr ich_lr3_el2, {}", in(reg) value, options(nomem, nostack)),
         }
-    }};
+    }
+}
+
+/// Writes the virtual interface's control (ICH_HCR_EL2, or GICH_HCR).
+fn write_control(hcr: u64) {
+    if gic::is_v2() {
+        return v2::write_control(hcr);
+    }
+    // SAFETY: ICH_HCR_EL2 belongs to the loaded vCPU's virtual interface; the
+    // callers keep it enabled.
+    unsafe { asm!("msr ich_hcr_el2, {}", in(reg) hcr, options(nomem, nostack)) };
 }
 
 /// Places `intid` in a free list register of the loaded partition; false if all
 /// are in use.
 pub fn inject(intid: u32) -> bool {
     for index in 0..LIST_REGISTERS {
-        if list_register!(index, read) >> 62 == 0 {
-            list_register!(index, write list_entry(intid));
+        if read_list(index) >> 62 == 0 {
+            write_list(index, list_entry(intid));
             return true;
         }
     }
@@ -156,7 +176,9 @@ pub fn inject(intid: u32) -> bool {
 #[derive(Clone, Debug)]
 pub struct VirtualInterface {
     lists: [u64; LIST_REGISTERS],
+    /// ICH_VMCR_EL2 or GICH_VMCR.
     vmcr: u64,
+    /// ICH_AP1R0_EL2 or GICH_APR.
     ap1r0: u64,
     /// Its ICH_HCR_EL2: enabled, and asking for the underflow interrupt while
     /// interrupts wait for room.
@@ -212,13 +234,13 @@ impl VirtualInterface {
     /// it changed, and asks for the underflow interrupt exactly while
     /// interrupts are left waiting.
     pub fn refill(&mut self, fill: impl FnOnce(&mut [ListEntry]) -> bool) {
-        let old: [u64; LIST_REGISTERS] = core::array::from_fn(|index| list_register!(index, read));
+        let old: [u64; LIST_REGISTERS] = core::array::from_fn(read_list);
         let mut entries = old.map(decode);
         let more = fill(&mut entries);
         for (index, entry) in entries.iter().enumerate() {
             let new = encode(entry, old[index]);
             if new != old[index] {
-                list_register!(index, write new);
+                write_list(index, new);
             }
         }
         let hcr = if more {
@@ -228,41 +250,48 @@ impl VirtualInterface {
         };
         if hcr != self.hcr {
             self.hcr = hcr;
-            // SAFETY: ICH_HCR_EL2 belongs to the loaded vCPU's virtual interface;
-            // the value keeps it enabled.
-            unsafe { asm!("msr ich_hcr_el2, {}", in(reg) hcr, options(nomem, nostack)) };
+            write_control(hcr);
         }
     }
 
     /// Saves the loaded interface and clears the list registers.
     pub fn store(&mut self) {
         for (index, list) in self.lists.iter_mut().enumerate() {
-            *list = list_register!(index, read);
-            list_register!(index, write 0);
+            *list = read_list(index);
+            write_list(index, 0);
         }
-        // SAFETY: reading the virtual interface's control state has no effects;
-        // ICH_HCR_EL2 is left enabled, asking for nothing.
-        unsafe {
-            asm!("mrs {}, ich_vmcr_el2", out(reg) self.vmcr, options(nomem, nostack));
-            asm!("mrs {}, ich_ap1r0_el2", out(reg) self.ap1r0, options(nomem, nostack));
-            // No maintenance interrupt while no vCPU's interface is loaded (the
-            // list registers are empty: it would be an underflow).
-            asm!("msr ich_hcr_el2, {}", in(reg) HCR_ENABLE, options(nomem, nostack));
+        if gic::is_v2() {
+            self.vmcr = v2::read_vmcr();
+            self.ap1r0 = v2::read_active_priorities();
+        } else {
+            // SAFETY: reading the virtual interface's control state has no effects.
+            unsafe {
+                asm!("mrs {}, ich_vmcr_el2", out(reg) self.vmcr, options(nomem, nostack));
+                asm!("mrs {}, ich_ap1r0_el2", out(reg) self.ap1r0, options(nomem, nostack));
+            }
         }
+        // No maintenance interrupt while no vCPU's interface is loaded (the list
+        // registers are empty: it would be an underflow).
+        write_control(HCR_ENABLE);
     }
 
     /// Loads the interface, then delivers what waited while it was not loaded.
     pub fn load(&mut self) {
         for (index, list) in self.lists.iter().enumerate() {
-            list_register!(index, write * list);
+            write_list(index, *list);
         }
-        // SAFETY: VMCR and the active priorities belong to this vCPU's virtual
-        // interface, which is being loaded.
-        unsafe {
-            asm!("msr ich_vmcr_el2, {}", in(reg) self.vmcr, options(nomem, nostack));
-            asm!("msr ich_ap1r0_el2, {}", in(reg) self.ap1r0, options(nomem, nostack));
-            asm!("msr ich_hcr_el2, {}", in(reg) self.hcr, options(nomem, nostack));
+        if gic::is_v2() {
+            v2::write_vmcr(self.vmcr);
+            v2::write_active_priorities(self.ap1r0);
+        } else {
+            // SAFETY: VMCR and the active priorities belong to this vCPU's virtual
+            // interface, which is being loaded.
+            unsafe {
+                asm!("msr ich_vmcr_el2, {}", in(reg) self.vmcr, options(nomem, nostack));
+                asm!("msr ich_ap1r0_el2, {}", in(reg) self.ap1r0, options(nomem, nostack));
+            }
         }
+        write_control(self.hcr);
         self.waiting.retain(|&intid| !inject(intid));
     }
 }
