@@ -58,7 +58,13 @@ impl Top {
                 return None;
             }
         };
-        let own = supervise::usage(slot::SYSTEM).ok()?;
+        let own = match supervise::usage(slot::SYSTEM) {
+            Ok(own) => own,
+            Err(error) => {
+                println!("top: usage refused: {}", error.name());
+                return None;
+            }
+        };
         let mut top = Top {
             left,
             due_us: own.time_us + PERIOD_US,
