@@ -27,8 +27,8 @@ pub enum TrapKind {
     /// A fault or trapped access that went to the full path (reported,
     /// supervised, or emulated there).
     Fault = 5,
-    /// A device access the kernel emulated on its fast lane (a Linux
-    /// partition's GIC and UART, the virtio devices).
+    /// An access the kernel emulated on its fast lane (a Linux partition's
+    /// GIC, SGI register and UART; the virtio devices).
     Emulated = 6,
 }
 

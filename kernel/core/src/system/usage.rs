@@ -6,7 +6,7 @@
 //! Invariants:
 //! - every trap that reaches [`System::handle`] is counted once, under its
 //!   partition, before it is handled; so is every access completed on the fast
-//!   lane ([`System::emulate_access`]);
+//!   lane ([`System::emulate_access`], [`System::send_sgi`]);
 //! - the time a vCPU is live on a core is charged to its partition from when
 //!   it was loaded (or last charged) to when it leaves the core or its turn
 //!   ends (`charged_us` of that core moves on each time), so no stretch is
@@ -44,7 +44,8 @@ impl System {
         }
     }
 
-    /// Counts an access of `vcpu` completed on the fast lane.
+    /// Counts an access of `vcpu` completed on the fast lane (a device
+    /// register, or the SGI register).
     pub(super) fn note_emulated(&mut self, vcpu: usize) {
         self.partitions[self.vcpus[vcpu].partition]
             .usage

@@ -227,6 +227,7 @@ impl System {
         if machine.gic.send_sgi(index, value) != 0 {
             self.note_interrupts(partition);
         }
+        self.note_emulated(vcpu);
         true
     }
 
