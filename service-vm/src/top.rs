@@ -78,6 +78,7 @@ impl Top {
             top.last[usize::from(index)] = supervise::usage(control).ok();
         }
         match left {
+            Some(1) => println!("top: one refresh, in a second"),
             Some(count) => println!("top: {count} refreshes, one a second"),
             None => println!("top: a refresh a second until a key is pressed"),
         }
