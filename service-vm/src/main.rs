@@ -16,9 +16,8 @@
 //! - **memory** (a guest reported its memory use): one round of the memory
 //!   scheduler ([`memory`]), which sets every ballooning guest's target;
 //! - **console**: the operator pressed Ctrl-T; read commands from the input events:
-//!   `list`, `mem`, `net`, `restart <name>`, `stop <name>`, `resume <name>`, `audit`,
-//!   `shutdown`,
-//!   `help`.
+//!   `list`, `mem`, `net`, `top [n]` (alias `status`; see [`top`]), `restart
+//!   <name>`, `stop <name>`, `resume <name>`, `audit`, `shutdown`, `help`.
 //!
 //! The boot argument holds test switches: bit 0 crashes the first instance on its
 //! first event, bit 1 tightens every guest's MMIO policy to `stop` before `ready`
@@ -29,6 +28,7 @@
 #![no_main]
 
 mod memory;
+mod top;
 mod uplink;
 
 use septum_abi::event::Kind;
@@ -74,7 +74,11 @@ fn main(boot: Boot) -> u64 {
         }
     }
     let first_instance = boot.generation == 1;
-    let mut console = Console::default();
+    let mut console = Console {
+        own_ram: boot.ram_size,
+        own_generation: boot.generation,
+        ..Console::default()
+    };
     let mut scheduler = memory::Scheduler::new(boot.argument);
     let mut uplink = uplink::Uplink::start();
     let mut handled = 0u64;
@@ -82,7 +86,7 @@ fn main(boot: Boot) -> u64 {
         if let Some(slot) = watchdog {
             let _ = supervise::heartbeat(slot);
         }
-        let event = match next_event(uplink.as_mut()) {
+        let event = match next_event(uplink.as_mut(), &mut console.top, &guests) {
             Ok(Some(event)) => event,
             Ok(None) => continue,
             Err(error) => {
@@ -126,16 +130,26 @@ fn main(boot: Boot) -> u64 {
     1
 }
 
-/// The next event: waited for, or, with an uplink to carry, polled for
-/// between rounds of the uplink (the core is yielded when nothing moved).
-fn next_event(uplink: Option<&mut uplink::Uplink>) -> Result<Option<Event>, Error> {
-    let Some(uplink) = uplink else {
+/// The next event: waited for, or, with an uplink to carry or a status view
+/// running, polled for between rounds of the uplink and refreshes of the view
+/// (the core is yielded when the uplink moved nothing).
+fn next_event(
+    uplink: Option<&mut uplink::Uplink>,
+    top: &mut Option<top::Top>,
+    guests: &Guests,
+) -> Result<Option<Event>, Error> {
+    if uplink.is_none() && top.is_none() {
         return supervise::wait_event(slot::SYSTEM).map(Some);
-    };
+    }
     if let Some(event) = supervise::poll_event(slot::SYSTEM)? {
         return Ok(Some(event));
     }
-    if !uplink.poll() {
+    if let Some(view) = top
+        && !view.tick(guests)
+    {
+        *top = None;
+    }
+    if !uplink.is_some_and(uplink::Uplink::poll) {
         septum_sdk::yield_now(slot::SELF)?;
     }
     Ok(None)
@@ -311,13 +325,17 @@ unsafe fn crash() {
     unsafe { core::arch::asm!("ud2") }
 }
 
-/// The operator's console: a line of typed input and its commands; and how many
-/// traps of each partition were reported.
+/// The operator's console: a line of typed input and its commands; how many
+/// traps of each partition were reported; the status view, while it runs.
 struct Console {
     line: heapless::String<64>,
     traps: [u32; MAX_PARTITIONS],
     /// The operator typed `shutdown`.
     shutdown: bool,
+    top: Option<top::Top>,
+    /// This instance's RAM and generation (for its own row in `top`).
+    own_ram: u64,
+    own_generation: u32,
 }
 
 impl Default for Console {
@@ -326,19 +344,38 @@ impl Default for Console {
             line: heapless::String::new(),
             shutdown: false,
             traps: [0; MAX_PARTITIONS],
+            top: None,
+            own_ram: 0,
+            own_generation: 0,
         }
     }
 }
 
+/// The console's commands, as `help` and Ctrl-T list them.
+const COMMANDS: &str = "list, mem, net, top [n], restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>, shutdown, help";
+
 impl Console {
     fn open(&mut self) {
         self.line.clear();
-        println!(
-            "console: list, mem, net, restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>, shutdown, help"
-        );
+        self.end_top();
+        println!("console: {COMMANDS}");
+    }
+
+    fn end_top(&mut self) {
+        if self.top.take().is_some() {
+            println!("top: ended");
+        }
     }
 
     fn key(&mut self, byte: u8, guests: &Guests, scheduler: &mut memory::Scheduler) {
+        // A key ends the status view (the line feed of the Enter that started it
+        // does not).
+        if self.top.is_some() {
+            if byte != b'\n' {
+                self.end_top();
+            }
+            return;
+        }
         match byte {
             b'\r' | b'\n' => {
                 let line = core::mem::take(&mut self.line);
@@ -348,7 +385,20 @@ impl Console {
                         println!("> shutdown");
                         self.shutdown = true;
                     }
-                    line => command(line, guests, scheduler),
+                    line => {
+                        let mut words = line.split_whitespace();
+                        if let Some("top" | "status") = words.next() {
+                            println!("> {line}");
+                            self.top = top::Top::start(
+                                words.next(),
+                                guests,
+                                self.own_ram,
+                                self.own_generation,
+                            );
+                        } else {
+                            command(line, guests, scheduler);
+                        }
+                    }
                 }
             }
             0x20..=0x7e => {
@@ -415,9 +465,7 @@ fn command(line: &str, guests: &Guests, scheduler: &mut memory::Scheduler) {
             Ok(())
         }
         _ => {
-            println!(
-                "commands: list, mem, net, restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>, shutdown"
-            );
+            println!("commands: {COMMANDS}");
             Ok(())
         }
     };

@@ -193,6 +193,12 @@ pub enum Call {
     /// `monitor`). Result 1 = the address. Only the service VM, part of the
     /// trusted base, learns a machine address.
     MachineBase = 29,
+    /// Service VM: reads what the kernel counted about a partition. `a1` =
+    /// control capability (right `inspect`) for a guest, or the system
+    /// capability (right `monitor`) for the service VM itself; `a2` = address
+    /// of a buffer of [`usage::USAGE_WORDS`] 64-bit words, which the kernel
+    /// fills as [`usage::Usage::to_words`] says.
+    Usage = 30,
 }
 
 /// Longest partition name, in bytes.
@@ -426,7 +432,7 @@ impl Reason {
 
 impl Call {
     /// Every call, in number order.
-    pub const ALL: [Call; 30] = [
+    pub const ALL: [Call; 31] = [
         Call::Null,
         Call::ConsoleWrite,
         Call::Ready,
@@ -457,6 +463,7 @@ impl Call {
         Call::VcpuStart,
         Call::NetInfo,
         Call::MachineBase,
+        Call::Usage,
     ];
 
     /// Looks up a call by number; `None` for a number no call has.
@@ -499,6 +506,7 @@ impl Call {
             Call::VcpuStart => "vcpu_start",
             Call::NetInfo => "net_info",
             Call::MachineBase => "machine_base",
+            Call::Usage => "usage",
         }
     }
 }
@@ -535,7 +543,9 @@ impl Call {
             Call::Yield => one(&[(T::SelfPartition, Rights::YIELD)]),
             Call::Exit | Call::Panic => one(&[(T::SelfPartition, Rights::EXIT)]),
             Call::Inspect | Call::MemoryInfo => one(&[(T::Control, Rights::INSPECT)]),
-            Call::NetInfo => one(&[(T::Control, Rights::INSPECT), (T::System, Rights::MONITOR)]),
+            Call::NetInfo | Call::Usage => {
+                one(&[(T::Control, Rights::INSPECT), (T::System, Rights::MONITOR)])
+            }
             Call::Resume => one(&[(T::Control, Rights::RESUME)]),
             Call::Restart => one(&[(T::Control, Rights::RESTART)]),
             Call::Stop | Call::SetPolicy => one(&[(T::Control, Rights::STOP)]),
@@ -714,6 +724,7 @@ pub mod event;
 pub mod net;
 pub mod queue;
 mod trap;
+pub mod usage;
 pub mod virt;
 pub mod virtio;
 

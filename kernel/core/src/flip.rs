@@ -755,6 +755,11 @@ impl Flip {
     pub fn waiting(&self, queue: usize) -> usize {
         self.queues[queue].messages.len()
     }
+
+    /// The most messages `queue` holds (its description's depth).
+    pub fn depth(&self, queue: usize) -> usize {
+        self.queues[queue].depth
+    }
 }
 
 mod restart;

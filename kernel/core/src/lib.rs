@@ -40,6 +40,7 @@ pub mod schedule;
 pub mod supervision;
 pub mod system;
 pub mod uart;
+pub mod usage;
 pub mod vgic;
 pub mod virtio;
 

@@ -43,6 +43,7 @@ use crate::memory::Range;
 use crate::net::Router;
 use crate::package::{Package, Profile};
 use crate::schedule::{Schedule, ScheduleError};
+use crate::usage::{DEFAULT_FRAME_US, Usage};
 use crate::virtio::Devices;
 use lifecycle::Lifecycle;
 use partition::Label;
@@ -62,6 +63,7 @@ mod queues;
 mod run;
 mod supervise;
 mod transitions;
+mod usage;
 mod virt;
 mod virtio;
 mod work;
@@ -217,6 +219,9 @@ pub struct System {
     live_guests: u64,
     /// Per core: the vCPU whose registers are live there (see `run.rs`).
     loaded: [Option<usize>; MAX_CPUS],
+    /// Per core: since when (µs) the time of the vCPU live there is not yet
+    /// charged to its partition's [`Usage`] (see `usage.rs` in this module).
+    charged_us: [u64; MAX_CPUS],
     /// Bit `n`: core `n` was kicked and has not entered the core since.
     kicked: u8,
     /// A partition stopped running during this entry: the cores where its vCPUs
@@ -294,6 +299,7 @@ impl System {
                 vcpus.push(slot);
             }
             let cpu = usize::from(*cores.first().ok_or(SystemError::BadVcpus(index))?);
+            let frame_us = package.major_frame_us().map_or(DEFAULT_FRAME_US, u64::from);
             let partition = Partition {
                 name,
                 kind: spec.kind,
@@ -309,6 +315,7 @@ impl System {
                 machine: (spec.profile == Profile::Linux)
                     .then(|| Box::new(VirtualMachine::new(cores.len()))),
                 virtio: Devices::new(&spec.resources).map(Box::new),
+                usage: Usage::new(frame_us),
             };
             partitions.push(partition);
         }
@@ -344,6 +351,7 @@ impl System {
             vcpus: vcpus.into_boxed_slice(),
             on_core,
             loaded: [None; MAX_CPUS],
+            charged_us: [0; MAX_CPUS],
             kicked: 0,
             interrupted: 0,
             recheck_cores: false,
@@ -473,6 +481,8 @@ mod supervise_rig;
 mod supervise_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod usage_tests;
 #[cfg(test)]
 mod vcpu_tests;
 #[cfg(test)]

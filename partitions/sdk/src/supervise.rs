@@ -3,11 +3,11 @@
 //! typed wrappers over [`septum_abi`].
 
 use septum_abi::event::{self, Kind};
-use septum_abi::net;
 use septum_abi::{
     CapType, Identified, Inspected, NAME_MAX, PartitionState, TrapAction, TrapClass, audit,
     balloon, resume,
 };
+use septum_abi::{net, usage};
 
 use crate::{Call, Error, typed};
 
@@ -271,6 +271,14 @@ pub fn net_info(slot: u64) -> Result<net::Counters, Error> {
     let mut words = [0u64; net::COUNTER_WORDS];
     typed(Call::NetInfo, [slot, words.as_mut_ptr() as u64, 0, 0, 0, 0])?;
     Ok(net::Counters::from_words(&words))
+}
+
+/// What the kernel counted about the guest of control capability `slot`, or,
+/// with the system capability, about the caller itself.
+pub fn usage(slot: u64) -> Result<usage::Usage, Error> {
+    let mut words = [0u64; usage::USAGE_WORDS];
+    typed(Call::Usage, [slot, words.as_mut_ptr() as u64, 0, 0, 0, 0])?;
+    Ok(usage::Usage::from_words(&words))
 }
 
 /// Sets the memory target (pages) of the guest of control capability `slot`, if

@@ -11,7 +11,10 @@
 //! Boot argument: the expected share in per mille (0 to 999), plus 1000 times the
 //! style: 0 spins, 1 yields after every read, 2 makes the null hypercall after every
 //! read (which must not buy time: on both architectures it takes the kernel's fast
-//! path, which arms no timer); plus 10,000 times a length factor (0 counts as 1).
+//! path, which arms no timer), 3 first makes exactly [`KNOWN_CALLS`] `identify`
+//! calls and nothing else (no console line before its report), then spins, so
+//! that the kernel's count of its hypercalls is known (the `top-counters`
+//! scenarios); plus 10,000 times a length factor (0 counts as 1).
 #![no_std]
 #![no_main]
 
@@ -25,12 +28,16 @@ const GAP_TICKS: u64 = 20_000;
 const MEASURE_TICKS: u64 = 4_000_000;
 /// How far the measured share may be from the expected one, in per mille.
 const TOLERANCE: u64 = 50;
+/// Hypercalls style 3 makes before it measures.
+const KNOWN_CALLS: u64 = 1000;
 
 /// What the partition does between two counter reads.
 enum Style {
     Spin,
     Yield,
     NullCall,
+    /// Spins after [`KNOWN_CALLS`] calls.
+    KnownCalls,
 }
 
 fn main(boot: Boot) -> u64 {
@@ -39,14 +46,24 @@ fn main(boot: Boot) -> u64 {
     let style = match boot.argument / 1000 % 10 {
         0 => Style::Spin,
         1 => Style::Yield,
-        _ => Style::NullCall,
+        2 => Style::NullCall,
+        _ => Style::KnownCalls,
     };
+    // Style 3 says nothing before its report: its only calls are the known ones.
     let description = match style {
-        Style::Spin => "spinning",
-        Style::Yield => "yielding after every read",
-        Style::NullCall => "making the null call after every read",
+        Style::Spin => Some("spinning"),
+        Style::Yield => Some("yielding after every read"),
+        Style::NullCall => Some("making the null call after every read"),
+        Style::KnownCalls => None,
     };
-    println!("measuring my share of the CPU, {description}");
+    match description {
+        Some(description) => println!("measuring my share of the CPU, {description}"),
+        None => {
+            for _ in 0..KNOWN_CALLS {
+                let _ = septum_sdk::supervise::identify(slot::SELF);
+            }
+        }
+    }
     // Measure whole frames: from the end of a gap (the start of one of its
     // windows) to the end of the first gap after MEASURE_TICKS. Ending anywhere
     // else would count part of a gap or part of a window, off by up to a window.
@@ -118,7 +135,7 @@ impl Frame {
 /// Does what `style` says between two reads, then reads the counter.
 fn step_and_read(style: &Style) -> u64 {
     match style {
-        Style::Spin => {}
+        Style::Spin | Style::KnownCalls => {}
         Style::Yield => {
             let _ = septum_sdk::yield_now(slot::SELF);
         }

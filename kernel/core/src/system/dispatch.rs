@@ -6,7 +6,7 @@
 //! [`Call::need`] in the ABI crate), then every other argument, and changes
 //! nothing; only [`System::invoke`] changes state, one match arm per request,
 //! each handing the request to its handler (in `calls.rs`, `supervise.rs`,
-//! `events.rs`, `queues.rs` or `balloon.rs`).
+//! `events.rs`, `queues.rs`, `balloon.rs`, `net.rs` or `usage.rs`).
 
 use septum_abi::{CONSOLE_WRITE_MAX, Call, CapType, Error, NAME_MAX, PartitionState, resume};
 
@@ -85,6 +85,10 @@ pub(super) enum Request {
     },
     VcpuStart(VcpuStart),
     NetInfo {
+        target: usize,
+        buffer: Range,
+    },
+    Usage {
         target: usize,
         buffer: Range,
     },
@@ -301,6 +305,17 @@ impl System {
                     (septum_abi::net::COUNTER_WORDS * 8) as u64,
                 )?,
             },
+            Call::Usage => Request::Usage {
+                target: match cap.map(|cap| cap.ty) {
+                    Some(CapType::Control) => object(),
+                    _ => caller,
+                },
+                buffer: self.guest_buffer(
+                    caller,
+                    a2,
+                    (septum_abi::usage::USAGE_WORDS * 8) as u64,
+                )?,
+            },
         })
     }
 
@@ -358,6 +373,7 @@ impl System {
             Request::MemoryInfo { target, buffer } => self.memory_info(target, buffer, platform),
             Request::VcpuStart(start) => self.vcpu_start(start, platform),
             Request::NetInfo { target, buffer } => self.net_info(target, buffer, platform),
+            Request::Usage { target, buffer } => self.usage_info(target, buffer, platform),
         }
     }
 

@@ -19,6 +19,7 @@ use crate::console::LineBuffer;
 use crate::memory::Range;
 use crate::package::{Kind, NAME_MAX};
 use crate::supervision::Supervision;
+use crate::usage::Usage;
 use crate::virtio::Devices;
 
 /// One partition of the running system.
@@ -46,6 +47,8 @@ pub struct Partition {
     pub(super) machine: Option<Box<VirtualMachine>>,
     /// Its virtio devices, if its description names any.
     pub(super) virtio: Option<Box<Devices>>,
+    /// What the kernel counts about it for the status view (see `usage.rs`).
+    pub(super) usage: Usage,
 }
 
 impl Partition {

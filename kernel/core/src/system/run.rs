@@ -244,6 +244,7 @@ impl System {
             }
             Entry::Trap(trap) => {
                 let vcpu = trapped.expect("a trap comes from a loaded vCPU");
+                self.note_trap(cpu, vcpu, trap, platform);
                 if matches!(trap, Trap::Preempted) {
                     self.check_watchdogs(cpu, out, platform);
                     self.virtio_timers(cpu, platform);
@@ -348,6 +349,7 @@ impl System {
     /// partition waits for a restart or stop and no vCPU of it is live on any
     /// core now, that is carried out.
     fn unload(&mut self, cpu: usize, out: &mut Outcome, platform: &mut impl Platform) {
+        self.charge(cpu, platform);
         let Some(vcpu) = self.loaded[cpu].take() else {
             return;
         };
@@ -442,6 +444,7 @@ impl System {
                     if self.loaded[cpu] != Some(vcpu) {
                         self.unload(cpu, out, platform);
                         self.loaded[cpu] = Some(vcpu);
+                        self.charged_us[cpu] = platform.now_us();
                         out.load = Some(vcpu);
                         new_turn = true;
                     }

@@ -560,7 +560,7 @@ fn needed(number: u64) -> Option<(CapType, Rights)> {
         Call::SetMemoryTarget => (CapType::Control, Rights::SET_MEMORY_TARGET),
         Call::MemoryInfo => (CapType::Control, Rights::INSPECT),
         // A guest's port through its control capability, or its own.
-        Call::NetInfo => return None,
+        Call::NetInfo | Call::Usage => return None,
         Call::VcpuStart => return None,
     })
 }

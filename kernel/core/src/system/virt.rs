@@ -126,6 +126,20 @@ impl System {
         access: Access,
         platform: &mut impl Platform,
     ) -> Option<Completed> {
+        let completed = self.emulate(vcpu, address, width, access, platform)?;
+        self.note_emulated(vcpu);
+        Some(completed)
+    }
+
+    /// [`System::emulate_access`] but for the count.
+    fn emulate(
+        &mut self,
+        vcpu: usize,
+        address: u64,
+        width: u8,
+        access: Access,
+        platform: &mut impl Platform,
+    ) -> Option<Completed> {
         let partition = self.vcpus[vcpu].partition;
         if let Some((device, offset)) = Device::at(address) {
             self.may_run_now(vcpu).then_some(())?;
@@ -213,6 +227,7 @@ impl System {
         if machine.gic.send_sgi(index, value) != 0 {
             self.note_interrupts(partition);
         }
+        self.note_emulated(vcpu);
         true
     }
 

@@ -225,3 +225,25 @@ fn a_linux_partitions_uart_output_becomes_its_own_console_lines() {
     );
     t.says("\n[beta] @@ kernel forged\n");
 }
+
+/// Every access completed on the fast lane, an SGI among them, is counted as
+/// emulated under the partition that made it; one left to the full path is
+/// not.
+/// Verifies: SK-AUD-008
+#[test]
+fn accesses_completed_on_the_fast_lane_are_counted() {
+    use septum_abi::usage::TrapKind;
+    let emulated = |t: &mut Rig, index: usize| {
+        t.sys.partitions[index].usage.record(0).traps[TrapKind::Emulated.number()]
+    };
+    let mut t = linux_running();
+    read(&mut t, GICD_BASE + GICD_CTLR);
+    write(&mut t, UART_BASE + UART_IMSC, UART_RX_INTERRUPT);
+    assert!(t.sys.send_sgi(BETA_VCPU, 1 << 24 | 0b1));
+    assert_eq!(
+        emulate(&mut t, ALPHA_VCPU, GICD_BASE, 4, Access::Read),
+        None
+    );
+    assert_eq!(emulated(&mut t, 2), 3);
+    assert_eq!(emulated(&mut t, 1), 0, "alpha's access went the full path");
+}
