@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
@@ -48,6 +48,10 @@ pub struct RunOptions {
     /// Type Ctrl-T and `shutdown` on the console this long after the start, so the
     /// service VM ends the system cleanly (`cargo run -- run --for`).
     pub quit_after: Option<Duration>,
+    /// QEMU only: capture the kernel's log channel (a second PL011, QEMU's
+    /// second `-serial`) into this file (see [`crate::kernel_log`]); without
+    /// it the board has no second UART and the kernel's log goes nowhere.
+    pub log: Option<PathBuf>,
 }
 
 /// What [`RunOptions::quit_after`] types: the console escape, then the service
@@ -136,15 +140,29 @@ pub fn run_interactive(board: &Board, image: &Path, options: &RunOptions) -> Res
             let output = bochs(board, image, options, true)?;
             Ok(output.console.contains("@@ kernel shutdown status=ok"))
         }
-        _ => Ok(qemu_command(board, image, options)
-            .arg("-nographic")
+        _ => Ok(qemu_command(board, image, options)?
+            .args(["-nographic", "-serial", "mon:stdio"])
+            .args(log_serial(options))
             .status()
             .with_context(|| format!("cannot start {} (run scripts/setup.sh)", board.emulator))?
             .success()),
     }
 }
 
-fn qemu_command(board: &Board, image: &Path, options: &RunOptions) -> Command {
+/// QEMU's second `-serial`, the kernel's log channel, if [`RunOptions::log`]
+/// asks for it (its folder is made here).
+fn log_serial(options: &RunOptions) -> Vec<String> {
+    match &options.log {
+        Some(path) => vec!["-serial".into(), format!("file:{}", path.display())],
+        None => Vec::new(),
+    }
+}
+
+fn qemu_command(board: &Board, image: &Path, options: &RunOptions) -> Result<Command> {
+    if let Some(parent) = options.log.as_ref().and_then(|path| path.parent()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
     let mut command = Command::new(&board.emulator);
     command
         .args(&board.machine)
@@ -159,7 +177,7 @@ fn qemu_command(board: &Board, image: &Path, options: &RunOptions) -> Command {
     if let Some(args) = &options.kernel_args {
         command.args(["-append", args]);
     }
-    command
+    Ok(command)
 }
 
 fn qemu_captured(
@@ -169,12 +187,13 @@ fn qemu_captured(
     echo: bool,
 ) -> Result<RunOutput> {
     let outside = options.outside.map(OutsideHost::start).transpose()?;
-    let mut command = qemu_command(board, image, options);
+    let mut command = qemu_command(board, image, options)?;
     if let Some(host) = &outside {
         command.args(host.qemu_options());
     }
     let mut child = command
         .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .args(log_serial(options))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -15,12 +15,18 @@
 //! - [`scenario`]: test scenarios and their console expectations;
 //! - [`console_lines`]: which console lines an expectation may count (their
 //!   source, as the kernel marks it);
-//! - [`trace`]: the requirement catalogue, test tags, and the traceability matrix.
+//! - [`kernel_log`]: the kernel's log channel, decoded with `defmt-decoder`
+//!   against the kernel's ELF, and the trace rings the kernel sends on it;
+//! - [`timeline`]: those rings as runs and marks in time, written as a Perfetto
+//!   trace and drawn as a picture (SVG);
+//! - [`trace`]: the requirement catalogue, test tags, and the traceability matrix;
+//! - [`trace_run`]: the `logs` and `trace-run` commands.
 
 pub mod boards;
 pub mod console_lines;
 pub mod emulator;
 pub mod image;
+pub mod kernel_log;
 pub mod layout;
 pub mod linux;
 pub mod memory_chart;
@@ -28,7 +34,9 @@ pub mod outside;
 pub mod package;
 pub mod progress;
 pub mod scenario;
+pub mod timeline;
 pub mod trace;
+pub mod trace_run;
 
 use std::path::{Path, PathBuf};
 

@@ -93,6 +93,11 @@ pub struct Scenario {
     /// `input = [{ after = "@@ partition service ready", send = "\u0014list\n" }]`.
     #[serde(default)]
     pub input: Vec<ConsoleInput>,
+    /// Boot the system a second time without the kernel's log channel, and fail
+    /// if the kernel's `@@` lines differ (their timing values aside: see
+    /// [`structured_lines`]): the channel changes nothing the tests read.
+    #[serde(default)]
+    pub same_without_log_channel: bool,
 }
 
 /// The host beyond the uplink (`[outside]`): its address and the lines its log
@@ -168,6 +173,28 @@ pub struct Outcome {
     pub console: String,
     /// Problems found; empty if the scenario passed.
     pub failures: Vec<String>,
+    /// Where the kernel's log channel was captured (QEMU boards).
+    pub log: Option<PathBuf>,
+}
+
+/// Keys of `@@` lines whose values depend on timing (how long boot took, how
+/// late a watchdog was seen, how often a lock was taken).
+const TIMING_KEYS: [&str; 4] = ["us", "late_us", "taken", "contended"];
+
+/// The kernel's `@@` lines of `console`, with the values of [`TIMING_KEYS`]
+/// replaced by `*`.
+pub fn structured_lines(console: &str) -> Vec<String> {
+    console
+        .lines()
+        .filter(|line| line.starts_with("@@ "))
+        .map(|line| {
+            let words = line.split(' ').map(|word| match word.split_once('=') {
+                Some((key, _)) if TIMING_KEYS.contains(&key) => format!("{key}=*"),
+                _ => word.to_owned(),
+            });
+            words.collect::<Vec<_>>().join(" ")
+        })
+        .collect()
 }
 
 impl Scenario {
@@ -232,10 +259,30 @@ impl Scenario {
             kernel_args: self.kernel_args.clone(),
             outside: self.outside.as_ref().map(|outside| outside.address),
             quit_after: None,
+            log: (board.emulator != "bochs")
+                .then(|| crate::kernel_log::capture_path(&board.name, &self.name)),
         };
         let output = emulator::run_captured(&board, &image_path, &options)?;
         let service = system.boot_order().find(|p| p.kind == Kind::Service);
         let mut failures = self.check(&output, service.map_or("service", |p| p.name.as_str()));
+        if self.same_without_log_channel {
+            let without = RunOptions {
+                log: None,
+                ..options.clone()
+            };
+            let quiet = emulator::run_captured(&board, &image_path, &without)?;
+            let (with, without) = (
+                structured_lines(&output.console),
+                structured_lines(&quiet.console),
+            );
+            if with != without {
+                failures.push(format!(
+                    "the `@@` lines differ without the log channel:\n--- with ---\n{}\n--- without ---\n{}",
+                    with.join("\n"),
+                    without.join("\n")
+                ));
+            }
+        }
         if let Err(error) = self.chart_memory(&output.console) {
             failures.push(format!("memory chart: {error:#}"));
         }
@@ -243,7 +290,11 @@ impl Scenario {
         for line in &output.outside {
             console.push_str(&format!("outside| {line}\n"));
         }
-        Ok(Outcome { console, failures })
+        Ok(Outcome {
+            console,
+            failures,
+            log: options.log,
+        })
     }
 
     /// Writes the memory the service VM printed over the run, if any, as
@@ -457,7 +508,23 @@ mod tests {
             panics: false,
             outside: None,
             input: Vec::new(),
+            same_without_log_channel: false,
         }
+    }
+
+    /// Verifies: SK-AUD-005
+    #[test]
+    fn structured_lines_keep_the_kernel_lines_without_their_timing_values() {
+        let console = "@@ kernel running partitions=3 us=1234\n[g] us=5\n\
+                       @@ kernel locks cpu=0 taken=88 contended=0\n@@ kernel shutdown status=ok code=0\n";
+        assert_eq!(
+            structured_lines(console),
+            [
+                "@@ kernel running partitions=3 us=*",
+                "@@ kernel locks cpu=0 taken=* contended=*",
+                "@@ kernel shutdown status=ok code=0",
+            ]
+        );
     }
 
     /// A number is read from the last line its pattern matches (of that

@@ -43,6 +43,7 @@ scenarios! {
     qemu_virt {
         demo => "demo",
         demo_live => "demo-live",
+        kernel_trace => "kernel-trace",
         balloon_reclaim => "balloon-reclaim",
         balloon_stubborn => "balloon-stubborn",
         balloon_hostile => "balloon-hostile",

@@ -41,7 +41,7 @@ impl septum_kernel::Machine for Board {
         if self.psci_smc {
             system_off();
         }
-        let _ = writeln!(self.console, "no PSCI: halting (clean={clean})");
+        defmt::warn!("no PSCI: halting (clean={=bool})", clean);
         halt()
     }
 

@@ -18,6 +18,10 @@ pub struct MachineInfo {
     pub mpidrs: heapless::Vec<u64, { septum_core::system::MAX_CPUS }>,
     /// The PL011 console's register block.
     pub uart: Range,
+    /// The log channel's register block: the PL011 the device tree's
+    /// `serial1` alias names, if it is another one (QEMU `virt` has it when
+    /// given a second `-serial`).
+    pub log_uart: Option<Range>,
     /// The GICv3 distributor and redistributor register blocks.
     pub gic: [Range; 2],
     /// Whether PSCI is reached with `smc` (the only conduit usable from EL2).
@@ -58,6 +62,16 @@ impl MachineInfo {
             .and_then(|node| node.reg()?.next())
             .and_then(|r| region(r.starting_address as u64, r.size))
             .ok_or(DtbError::NoUart)?;
+        let log_uart = fdt
+            .aliases()
+            .and_then(|aliases| aliases.resolve_node("serial1"))
+            .filter(|node| {
+                node.compatible()
+                    .is_some_and(|compatible| compatible.all().any(|c| c == "arm,pl011"))
+            })
+            .and_then(|node| node.reg()?.next())
+            .and_then(|r| region(r.starting_address as u64, r.size))
+            .filter(|log| *log != uart);
         let mut gic_regs = fdt
             .find_compatible(&["arm,gic-v3"])
             .and_then(|node| node.reg())
@@ -91,6 +105,7 @@ impl MachineInfo {
             cpus,
             mpidrs,
             uart,
+            log_uart,
             gic,
             psci_smc,
             blob,

@@ -30,11 +30,13 @@ extern crate alloc;
 
 pub mod arena;
 mod load;
+pub mod log;
 pub mod paging;
 mod platform;
 pub mod self_test;
 #[cfg(test)]
 mod tests;
+pub mod trace;
 mod uart;
 
 pub use load::{Placement, console_output, load_partitions, map_grants};
@@ -54,6 +56,7 @@ use septum_core::event::Event;
 use septum_core::memory::Range;
 use septum_core::package::Package;
 use septum_core::system::{Completed, Effect, Entry, MAX_CPUS, Outcome, Reply, System, TurnEnd};
+use septum_core::trace::{Kind, NONE, Note};
 use septum_core::vgic::{Access, ListEntry};
 
 /// One vCPU, as the back end keeps it.
@@ -170,6 +173,8 @@ pub struct Kernel<V: Vcpu, M> {
     console: Output,
     /// Whether the back end was last told that bytes wait for the UART.
     console_waiting: bool,
+    /// What each core did, sent out when the system ends.
+    trace: trace::Trace,
 }
 
 /// Per core: how often it took the kernel lock ([`Global`]), and how often it
@@ -220,7 +225,7 @@ const DRAIN_SLICE_US: u64 = 100;
 impl<V: Vcpu, M: Machine> Kernel<V, M> {
     /// A kernel about to start `system`, which was loaded from `package` (with
     /// `spaces` and `vcpus` from [`load_partitions`]), with `console` for its
-    /// console lines.
+    /// console lines and `trace` for its trace ([`trace::trace_rings`]).
     pub fn new(
         system: System,
         spaces: Box<[V::Space]>,
@@ -228,6 +233,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         machine: M,
         package: Package<'static>,
         console: Output,
+        trace: trace::Trace,
     ) -> Self {
         Kernel {
             system,
@@ -237,6 +243,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
             package,
             console,
             console_waiting: false,
+            trace,
         }
     }
 
@@ -267,9 +274,37 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
     #[inline(always)]
     fn enter(&mut self, cpu: usize, entry: Entry<'_>, frame: &mut V::Frame) -> Run {
         let mut outcome = Outcome::new();
-        self.system
-            .handle(cpu, entry, &mut identity_ram!(self), &mut outcome);
-        self.carry_out(&outcome, frame)
+        let trapped = self.system.loaded(cpu);
+        if let Entry::Trap(trap) = entry
+            && let Some(note) = Note::of_trap(trap)
+        {
+            self.trace(cpu, trapped, note);
+        }
+        self.system.handle(
+            cpu,
+            entry,
+            &mut identity_ram!(self, Some(cpu)),
+            &mut outcome,
+        );
+        if let Entry::Trap(Trap::Hypercall(call)) = entry {
+            let (call, detail) = Note::of_call(call, outcome.reply.as_ref());
+            self.trace(cpu, trapped, call);
+            if let Some(detail) = detail {
+                self.trace(cpu, trapped, detail);
+            }
+        }
+        self.carry_out(cpu, &outcome, frame)
+    }
+
+    /// Records `note` about `vcpu` (if any) in core `cpu`'s trace ring, now.
+    fn trace(&mut self, cpu: usize, vcpu: Option<usize>, note: Note) {
+        let (partition, vcpu) = vcpu.map_or((NONE, NONE), |vcpu| {
+            let partition = self.system.vcpus()[vcpu].partition();
+            let byte = |index: usize| u8::try_from(index).unwrap_or(NONE);
+            (byte(partition), byte(vcpu))
+        });
+        let now_us = self.machine.now_us();
+        self.trace.push(cpu, &note.at(now_us, partition, vcpu));
     }
 
     /// The vCPU whose registers are live on core `cpu`, if any (the core's table).
@@ -409,7 +444,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
     /// Carries out what the core decided, in the order [`Outcome`] gives, and
     /// drains the console before the core leaves the kernel.
     #[inline(always)]
-    fn carry_out(&mut self, outcome: &Outcome, frame: &mut V::Frame) -> Run {
+    fn carry_out(&mut self, cpu: usize, outcome: &Outcome, frame: &mut V::Frame) -> Run {
         if let Some(reply) = outcome.reply {
             V::set_reply(frame, reply);
         }
@@ -418,6 +453,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         }
         if let Some(vcpu) = outcome.store {
             self.vcpus[vcpu].store(frame);
+            self.trace(cpu, Some(vcpu), Note::switch(Kind::Leave));
         }
         for effect in &outcome.effects {
             match *effect {
@@ -434,6 +470,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         if let Some(vcpu) = outcome.load {
             let space = &self.spaces[self.system.vcpus()[vcpu].partition()];
             self.vcpus[vcpu].load(space, frame);
+            self.trace(cpu, Some(vcpu), Note::switch(Kind::Enter));
         }
         match outcome.turn {
             Some(TurnEnd::At(deadline_us)) => self.machine.set_deadline(Some(deadline_us)),
@@ -464,6 +501,8 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         if let Some(lines) = self.console.take_dropped(Source::Kernel, true) {
             self.log(Event::KernelConsoleDropped { lines });
         }
+        self.trace.send_out();
+        defmt::info!("shutdown clean={=bool}", clean);
         let machine = &mut self.machine;
         while !self.console.is_empty() {
             self.console.drain(|byte| machine.try_send(byte));

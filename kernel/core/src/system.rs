@@ -105,6 +105,11 @@ pub trait Platform: fmt::Write + Pages {
         let _ = cpu;
         None
     }
+    /// The core reported `event` (its console line is written): a platform
+    /// that keeps a trace records it ([`crate::trace`]).
+    fn traced(&mut self, event: &Event<'_>) {
+        let _ = event;
+    }
 }
 
 /// The hypercall as the guest's registers give it.
@@ -429,6 +434,7 @@ impl System {
 
 fn emit(platform: &mut impl Platform, event: Event<'_>) {
     let _ = writeln!(platform, "{event}");
+    platform.traced(&event);
 }
 
 /// A partition's console lines on their way to the platform.

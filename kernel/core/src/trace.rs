@@ -16,12 +16,19 @@
 //! - every record pushed is either held or counted in [`Ring::overwritten`].
 
 use crate::event::{Event, Response};
+use crate::system::{CallRegisters, Reply, Trap};
+use septum_abi::Call;
 
 /// Bytes of one record on the wire and in a ring.
 pub const RECORD_BYTES: usize = 16;
 
 /// The `partition` and `vcpu` of a record about no particular partition.
 pub const NONE: u8 = u8::MAX;
+
+/// The `value` of a [`Kind::Call`] record whose call left no reply when the
+/// kernel handled it (it blocked, or does not return): never a status, which is
+/// 0 or negative.
+pub const NO_REPLY: u32 = 1;
 
 /// What a record is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,7 +53,8 @@ pub enum Kind {
     /// A balloon `deflate` batch that succeeded; `value` is the pages in it.
     Deflate = 8,
     /// A supervision event about the partition; `code` is a [`Supervision`],
-    /// `value` the partition's generation.
+    /// `value` the partition's generation (for [`Supervision::Exit`]: the low 32
+    /// bits of its exit code).
     Supervision = 9,
 }
 
@@ -178,7 +186,8 @@ impl Supervision {
     }
 
     /// The supervision event a console event reports, with the partition's name
-    /// and generation; `None` for events that are not about supervision.
+    /// and the record's value (see [`Kind::Supervision`]); `None` for events that
+    /// are not about supervision.
     pub fn of_event<'a>(event: &Event<'a>) -> Option<(&'a str, Supervision, u32)> {
         Some(match *event {
             Event::PartitionStart {
@@ -208,9 +217,93 @@ impl Supervision {
             Event::PartitionStop {
                 name, generation, ..
             } => (name, Supervision::Stop, generation),
-            Event::PartitionExit { name, .. } => (name, Supervision::Exit, 0),
+            Event::PartitionExit { name, code } => (name, Supervision::Exit, code as u32),
             _ => return None,
         })
+    }
+}
+
+/// What a record says, before it is given a time, a partition and a vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Note {
+    /// What happened.
+    pub kind: Kind,
+    /// Depends on `kind`.
+    pub code: u8,
+    /// Depends on `kind`.
+    pub value: u32,
+}
+
+impl Note {
+    /// The note of a trap the core is about to handle, for every trap but a
+    /// hypercall (whose record comes with its status: [`Note::of_call`]).
+    pub fn of_trap(trap: &Trap) -> Option<Note> {
+        let (code, value) = match trap {
+            Trap::Hypercall(_) => return None,
+            Trap::Smccc(call) => (TrapCode::Smccc, call.number as u32),
+            Trap::Wait => (TrapCode::Wait, 0),
+            Trap::Preempted => (TrapCode::Preempted, 0),
+            Trap::Kicked => (TrapCode::Kicked, 0),
+            Trap::Fault(fault) => (TrapCode::Fault, fault.kind as u32),
+        };
+        Some(Note {
+            kind: Kind::Trap,
+            code: code as u8,
+            value,
+        })
+    }
+
+    /// The notes of a hypercall the core handled, with the reply it left (if
+    /// any): its [`Kind::Call`] note, then, if it succeeded and moved a message
+    /// or balloon pages, the note of that.
+    pub fn of_call(call: &CallRegisters, reply: Option<&Reply>) -> (Note, Option<Note>) {
+        let number = u8::try_from(call.number).unwrap_or(u8::MAX);
+        let status = reply.map_or(NO_REPLY, |reply| reply.status as i64 as i32 as u32);
+        let this = Note {
+            kind: Kind::Call,
+            code: number,
+            value: status,
+        };
+        let slot = u8::try_from(call.args[0]).unwrap_or(u8::MAX);
+        let done = reply.filter(|reply| reply.status == 0);
+        let detail = done.and_then(|reply| {
+            let (kind, value) = match Call::from_number(call.number)? {
+                Call::Send | Call::SendBatch => (Kind::QueueSend, reply.results[0]),
+                Call::Receive => (Kind::QueueReceive, reply.results[0]),
+                Call::Inflate => (Kind::Inflate, call.args[2]),
+                Call::Deflate => (Kind::Deflate, call.args[2]),
+                _ => return None,
+            };
+            Some(Note {
+                kind,
+                code: slot,
+                value: u32::try_from(value).unwrap_or(u32::MAX),
+            })
+        });
+        (this, detail)
+    }
+
+    /// The note of a vCPU coming onto a core ([`Kind::Enter`]) or leaving it
+    /// ([`Kind::Leave`]).
+    pub fn switch(kind: Kind) -> Note {
+        Note {
+            kind,
+            code: 0,
+            value: 0,
+        }
+    }
+
+    /// The record of this note at `time_us`, about `partition` and `vcpu`
+    /// (indices, or [`NONE`]).
+    pub fn at(self, time_us: u64, partition: u8, vcpu: u8) -> Record {
+        Record {
+            time_us,
+            kind: self.kind,
+            partition,
+            vcpu,
+            code: self.code,
+            value: self.value,
+        }
     }
 }
 
@@ -259,8 +352,24 @@ impl Record {
         let bytes: &[u8; RECORD_BYTES] = bytes
             .try_into()
             .map_err(|_| DecodeError::Length(bytes.len()))?;
-        let [t0, t1, t2, t3, t4, t5, t6, t7, kind, partition, vcpu, code, v0, v1, v2, v3] =
-            *bytes;
+        let [
+            t0,
+            t1,
+            t2,
+            t3,
+            t4,
+            t5,
+            t6,
+            t7,
+            kind,
+            partition,
+            vcpu,
+            code,
+            v0,
+            v1,
+            v2,
+            v3,
+        ] = *bytes;
         Ok(Record {
             time_us: u64::from_le_bytes([t0, t1, t2, t3, t4, t5, t6, t7]),
             kind: Kind::from_u8(kind).ok_or(DecodeError::Kind(kind))?,

@@ -287,6 +287,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     );
 
     let output = septum_kernel::console_output(&mut frames);
+    let trace = septum_kernel::trace::trace_rings(&mut frames, processors.count());
     ARENA.close_and_report(&mut console);
     interrupts.route_console(interrupts.boot_apic_id());
     let mut first = GuestRegisters::default();
@@ -298,7 +299,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     };
     let run = KERNEL.init(
         BOOT_CPU,
-        Kernel::new(system, spaces, vcpus, pc, package, output),
+        Kernel::new(system, spaces, vcpus, pc, package, output, trace),
         |kernel| kernel.start(&mut first),
     );
     smp::release();

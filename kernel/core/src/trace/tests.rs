@@ -115,3 +115,38 @@ proptest! {
         prop_assert_eq!(times, expected);
     }
 }
+
+/// Verifies: SK-AUD-006
+#[test]
+fn a_successful_queue_or_balloon_call_adds_its_own_note_and_a_refused_one_does_not() {
+    let call = |number: Call, args: [u64; 6]| CallRegisters {
+        number: number as u64,
+        args,
+    };
+    let ok = Reply {
+        status: 0,
+        results: [3, 0, 0],
+    };
+    let send = call(Call::Send, [4, 0, 0, 0, 0, 0]);
+    let (this, detail) = Note::of_call(&send, Some(&ok));
+    assert_eq!((this.kind, this.code, this.value), (Kind::Call, 16, 0));
+    let detail = detail.expect("a send that succeeded");
+    assert_eq!(
+        (detail.kind, detail.code, detail.value),
+        (Kind::QueueSend, 4, 3)
+    );
+    let inflate = call(Call::Inflate, [2, 0x1000, 64, 0, 0, 0]);
+    let (_, detail) = Note::of_call(&inflate, Some(&ok));
+    assert_eq!(detail.map(|n| (n.kind, n.value)), Some((Kind::Inflate, 64)));
+    let refused = Reply {
+        status: (-15i64) as u64,
+        results: [0; 3],
+    };
+    let (this, detail) = Note::of_call(&send, Some(&refused));
+    assert_eq!((this.value as i32, detail), (-15, None));
+    let (this, detail) = Note::of_call(&call(Call::WaitEvent, [0; 6]), None);
+    assert_eq!((this.value, detail), (NO_REPLY, None));
+    let wait = Note::of_trap(&Trap::Wait).expect("a wait is a trap");
+    assert_eq!((wait.kind, wait.code), (Kind::Trap, TrapCode::Wait as u8));
+    assert_eq!(Note::of_trap(&Trap::Hypercall(send)), None);
+}
