@@ -5,7 +5,7 @@
 use core::arch::asm;
 
 use aarch64_cpu::asm::barrier;
-use core::fmt::{self, Write};
+use core::fmt;
 
 use septum_core::memory::Range;
 use septum_kernel::{Console, Uart};

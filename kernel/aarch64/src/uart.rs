@@ -83,9 +83,8 @@ impl Pl011 {
     pub unsafe fn set_up(base: u64) -> Pl011 {
         // SAFETY: the caller guarantees `base` points at a mapped PL011 that only
         // this object uses; `Registers` matches its layout.
-        Pl011 {
-            registers: unsafe { &*(base as *const Registers) },
-        }
+        let registers = unsafe { &*(base as *const Registers) };
+        Pl011 { registers }
     }
 
     /// The next byte typed on the console, if one has arrived; never waits.
