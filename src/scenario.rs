@@ -98,6 +98,15 @@ pub struct Scenario {
     /// [`structured_lines`]): the channel changes nothing the tests read.
     #[serde(default)]
     pub same_without_log_channel: bool,
+    /// Text the kernel's log must hold (QEMU boards: its log channel, decoded),
+    /// each in a frame's message, in this order.
+    #[serde(default)]
+    pub log_expect: Vec<String>,
+    /// Supervision events the kernel's trace (sent on the log channel at
+    /// shutdown) must show, as `<partition> <event>` (such as `faulty restart
+    /// gen=2`), in this order; the trace's switches must match on every core.
+    #[serde(default)]
+    pub trace_expect: Vec<String>,
 }
 
 /// The host beyond the uplink (`[outside]`): its address and the lines its log
@@ -175,6 +184,24 @@ pub struct Outcome {
     pub failures: Vec<String>,
     /// Where the kernel's log channel was captured (QEMU boards).
     pub log: Option<PathBuf>,
+}
+
+/// Adds a failure to `failures` for the first of `wanted` that no item of
+/// `found` after the previous one's contains.
+fn in_order(wanted: &[String], found: &[&str], what: &str, failures: &mut Vec<String>) {
+    let mut from = 0;
+    for text in wanted {
+        match found[from..]
+            .iter()
+            .position(|item| item.contains(text.as_str()))
+        {
+            Some(at) => from += at + 1,
+            None => {
+                failures.push(format!("missing in the {what} (in order): `{text}`"));
+                return;
+            }
+        }
+    }
 }
 
 /// Keys of `@@` lines whose values depend on timing (how long boot took, how
@@ -286,6 +313,15 @@ impl Scenario {
         if let Err(error) = self.chart_memory(&output.console) {
             failures.push(format!("memory chart: {error:#}"));
         }
+        if let Some(log) = &options.log
+            && !(self.log_expect.is_empty() && self.trace_expect.is_empty())
+        {
+            let partitions = system.boot_order().map(|p| p.name.clone()).collect();
+            match self.check_log(&board, log, partitions) {
+                Ok(problems) => failures.extend(problems),
+                Err(error) => failures.push(format!("kernel log: {error:#}")),
+            }
+        }
         let mut console = output.console;
         for line in &output.outside {
             console.push_str(&format!("outside| {line}\n"));
@@ -295,6 +331,32 @@ impl Scenario {
             failures,
             log: options.log,
         })
+    }
+
+    /// Every way the kernel's log captured at `log` falls short of
+    /// [`Scenario::log_expect`] and [`Scenario::trace_expect`]; an error if it
+    /// does not decode or its trace's switches do not match.
+    fn check_log(&self, board: &Board, log: &Path, partitions: Vec<String>) -> Result<Vec<String>> {
+        let log = crate::kernel_log::decode_file(&image::kernel_elf(&board.arch)?, log)?;
+        let mut failures = Vec::new();
+        let messages: Vec<&str> = log.lines.iter().map(|l| l.message.as_str()).collect();
+        in_order(&self.log_expect, &messages, "kernel log", &mut failures);
+        if !self.trace_expect.is_empty() {
+            let timeline = crate::timeline::Timeline::build(&log.trace()?, partitions)?;
+            let mut marks: Vec<(u64, String)> = timeline
+                .marks
+                .iter()
+                .filter(|m| m.kind == septum_core::trace::Kind::Supervision)
+                .filter_map(|m| {
+                    let name = timeline.partition_name(m.partition?);
+                    Some((m.time_us, format!("{name} {}", m.name)))
+                })
+                .collect();
+            marks.sort();
+            let marks: Vec<&str> = marks.iter().map(|(_, mark)| mark.as_str()).collect();
+            in_order(&self.trace_expect, &marks, "kernel trace", &mut failures);
+        }
+        Ok(failures)
     }
 
     /// Writes the memory the service VM printed over the run, if any, as
@@ -509,6 +571,8 @@ mod tests {
             outside: None,
             input: Vec::new(),
             same_without_log_channel: false,
+            log_expect: Vec::new(),
+            trace_expect: Vec::new(),
         }
     }
 
