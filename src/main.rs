@@ -209,21 +209,7 @@ fn main() -> Result<()> {
         } => {
             let board = boards::load(&board)?;
             let system = system.unwrap_or_else(|| boards::default_system(&board));
-            let files = trace_run::trace_run(&board, &system, for_s, output)?;
-            let timeline = &files.timeline;
-            println!(
-                "{} runs and {} marks over {} µs on {} cores ({} records overwritten)",
-                timeline.runs.len(),
-                timeline.marks.len(),
-                timeline.end_us - timeline.start_us,
-                timeline.overwritten.len(),
-                timeline.overwritten.iter().sum::<u64>()
-            );
-            println!(
-                "wrote {} (open it in https://ui.perfetto.dev) and {}",
-                files.json.display(),
-                files.svg.display()
-            );
+            trace_run::report(&trace_run::trace_run(&board, &system, for_s, output)?);
         }
         Command::Image {
             board,

@@ -25,6 +25,9 @@ use crate::emulator::{self, ConsoleInput, RunOptions, RunOutput};
 use crate::{image, package};
 use septum_description::{Kind, System};
 
+mod log_checks;
+pub use log_checks::structured_lines;
+
 /// A scenario file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -186,44 +189,6 @@ pub struct Outcome {
     pub log: Option<PathBuf>,
 }
 
-/// Adds a failure to `failures` for the first of `wanted` that no item of
-/// `found` after the previous one's contains.
-fn in_order(wanted: &[String], found: &[&str], what: &str, failures: &mut Vec<String>) {
-    let mut from = 0;
-    for text in wanted {
-        match found[from..]
-            .iter()
-            .position(|item| item.contains(text.as_str()))
-        {
-            Some(at) => from += at + 1,
-            None => {
-                failures.push(format!("missing in the {what} (in order): `{text}`"));
-                return;
-            }
-        }
-    }
-}
-
-/// Keys of `@@` lines whose values depend on timing (how long boot took, how
-/// late a watchdog was seen, how often a lock was taken).
-const TIMING_KEYS: [&str; 4] = ["us", "late_us", "taken", "contended"];
-
-/// The kernel's `@@` lines of `console`, with the values of [`TIMING_KEYS`]
-/// replaced by `*`.
-pub fn structured_lines(console: &str) -> Vec<String> {
-    console
-        .lines()
-        .filter(|line| line.starts_with("@@ "))
-        .map(|line| {
-            let words = line.split(' ').map(|word| match word.split_once('=') {
-                Some((key, _)) if TIMING_KEYS.contains(&key) => format!("{key}=*"),
-                _ => word.to_owned(),
-            });
-            words.collect::<Vec<_>>().join(" ")
-        })
-        .collect()
-}
-
 impl Scenario {
     /// Loads `tests/scenarios/<name>.toml`.
     pub fn load(name: &str) -> Result<Scenario> {
@@ -293,34 +258,19 @@ impl Scenario {
         let service = system.boot_order().find(|p| p.kind == Kind::Service);
         let mut failures = self.check(&output, service.map_or("service", |p| p.name.as_str()));
         if self.same_without_log_channel {
-            let without = RunOptions {
-                log: None,
-                ..options.clone()
-            };
-            let quiet = emulator::run_captured(&board, &image_path, &without)?;
-            let (with, without) = (
-                structured_lines(&output.console),
-                structured_lines(&quiet.console),
-            );
-            if with != without {
-                failures.push(format!(
-                    "the `@@` lines differ without the log channel:\n--- with ---\n{}\n--- without ---\n{}",
-                    with.join("\n"),
-                    without.join("\n")
-                ));
-            }
+            failures.extend(self.compare_without_log_channel(
+                &board,
+                &image_path,
+                &options,
+                &output,
+            )?);
         }
         if let Err(error) = self.chart_memory(&output.console) {
             failures.push(format!("memory chart: {error:#}"));
         }
-        if let Some(log) = &options.log
-            && !(self.log_expect.is_empty() && self.trace_expect.is_empty())
-        {
+        if let Some(log) = &options.log {
             let partitions = system.boot_order().map(|p| p.name.clone()).collect();
-            match self.check_log(&board, log, partitions) {
-                Ok(problems) => failures.extend(problems),
-                Err(error) => failures.push(format!("kernel log: {error:#}")),
-            }
+            failures.extend(self.check_log(&board, log, partitions));
         }
         let mut console = output.console;
         for line in &output.outside {
@@ -331,32 +281,6 @@ impl Scenario {
             failures,
             log: options.log,
         })
-    }
-
-    /// Every way the kernel's log captured at `log` falls short of
-    /// [`Scenario::log_expect`] and [`Scenario::trace_expect`]; an error if it
-    /// does not decode or its trace's switches do not match.
-    fn check_log(&self, board: &Board, log: &Path, partitions: Vec<String>) -> Result<Vec<String>> {
-        let log = crate::kernel_log::decode_file(&image::kernel_elf(&board.arch)?, log)?;
-        let mut failures = Vec::new();
-        let messages: Vec<&str> = log.lines.iter().map(|l| l.message.as_str()).collect();
-        in_order(&self.log_expect, &messages, "kernel log", &mut failures);
-        if !self.trace_expect.is_empty() {
-            let timeline = crate::timeline::Timeline::build(&log.trace()?, partitions)?;
-            let mut marks: Vec<(u64, String)> = timeline
-                .marks
-                .iter()
-                .filter(|m| m.kind == septum_core::trace::Kind::Supervision)
-                .filter_map(|m| {
-                    let name = timeline.partition_name(m.partition?);
-                    Some((m.time_us, format!("{name} {}", m.name)))
-                })
-                .collect();
-            marks.sort();
-            let marks: Vec<&str> = marks.iter().map(|(_, mark)| mark.as_str()).collect();
-            in_order(&self.trace_expect, &marks, "kernel trace", &mut failures);
-        }
-        Ok(failures)
     }
 
     /// Writes the memory the service VM printed over the run, if any, as
@@ -574,21 +498,6 @@ mod tests {
             log_expect: Vec::new(),
             trace_expect: Vec::new(),
         }
-    }
-
-    /// Verifies: SK-AUD-005
-    #[test]
-    fn structured_lines_keep_the_kernel_lines_without_their_timing_values() {
-        let console = "@@ kernel running partitions=3 us=1234\n[g] us=5\n\
-                       @@ kernel locks cpu=0 taken=88 contended=0\n@@ kernel shutdown status=ok code=0\n";
-        assert_eq!(
-            structured_lines(console),
-            [
-                "@@ kernel running partitions=3 us=*",
-                "@@ kernel locks cpu=0 taken=* contended=*",
-                "@@ kernel shutdown status=ok code=0",
-            ]
-        );
     }
 
     /// A number is read from the last line its pattern matches (of that

@@ -15,7 +15,7 @@
 //! is the one that came on (except a first leave whose coming on the ring
 //! overwrote); a vCPU still on a core at the end runs until the trace ends.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 
@@ -338,6 +338,66 @@ impl Timeline {
     }
 }
 
+/// The first line of a records file ([`write_records`]).
+const RECORDS_HEADER: &str = "septum trace records 1";
+
+/// The trace's rings as text, to keep beside a picture drawn from them: a
+/// header line, `partitions <names>`, then per core `core <n> overwritten=<k>`
+/// followed by its records, one per line in their wire form as hex.
+pub fn write_records(cores: &[CoreTrace], partitions: &[String]) -> String {
+    let mut text = format!("{RECORDS_HEADER}\npartitions {}\n", partitions.join(" "));
+    for (cpu, core) in cores.iter().enumerate() {
+        let _ = writeln!(text, "core {cpu} overwritten={}", core.overwritten);
+        for record in &core.records {
+            let hex: String = record.encode().iter().map(|b| format!("{b:02x}")).collect();
+            let _ = writeln!(text, "{hex}");
+        }
+    }
+    text
+}
+
+/// The rings and partition names of a records file ([`write_records`]).
+pub fn parse_records(text: &str) -> Result<(Vec<CoreTrace>, Vec<String>)> {
+    let mut lines = text.lines();
+    if lines.next() != Some(RECORDS_HEADER) {
+        bail!("not a trace records file (no `{RECORDS_HEADER}` line)");
+    }
+    let partitions = lines
+        .next()
+        .and_then(|line| line.strip_prefix("partitions "))
+        .context("no `partitions` line")?
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let mut cores: Vec<CoreTrace> = Vec::new();
+    for line in lines {
+        if let Some(rest) = line.strip_prefix("core ") {
+            let overwritten = rest
+                .split_once(" overwritten=")
+                .and_then(|(_, n)| n.parse().ok())
+                .with_context(|| format!("bad core line `{line}`"))?;
+            cores.push(CoreTrace {
+                overwritten,
+                ..CoreTrace::default()
+            });
+            continue;
+        }
+        let core = cores
+            .last_mut()
+            .context("a record before any `core` line")?;
+        let bytes = (0..line.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(line.get(at..at + 2).unwrap_or("?"), 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .with_context(|| format!("bad record line `{line}`"))?;
+        let record = Record::decode(&bytes)
+            .map_err(|e| anyhow::anyhow!("bad record line `{line}`: {e:?}"))?;
+        core.records.push(record);
+        core.held += 1;
+    }
+    Ok((cores, partitions))
+}
+
 /// Run colours, by partition index.
 const PALETTE: [&str; 10] = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
@@ -445,5 +505,24 @@ mod tests {
         let lost_start = || vec![record(5, Kind::Leave, 1), record(6, Kind::Enter, 0)];
         assert!(Timeline::build(&[core(lost_start(), 0)], names()).is_err());
         assert!(Timeline::build(&[core(lost_start(), 3)], names()).is_ok());
+    }
+
+    /// Verifies: SK-AUD-006
+    #[test]
+    fn records_survive_their_text_form_and_bad_text_is_refused() {
+        let cores = vec![
+            core(vec![record(10, Kind::Enter, 0)], 2),
+            core(Vec::new(), 0),
+        ];
+        let names = vec!["service".to_owned(), "hello".to_owned()];
+        let text = write_records(&cores, &names);
+        let (parsed, parsed_names) = parse_records(&text).expect("its own text");
+        assert_eq!(parsed_names, names);
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[0].records, cores[0].records);
+        assert_eq!((parsed[0].held, parsed[0].overwritten), (1, 2));
+        assert!(parse_records("partitions a\n").is_err());
+        assert!(parse_records(&text.replace("core 0 overwritten=2\n", "")).is_err());
+        assert!(parse_records(&format!("{text}zz\n")).is_err());
     }
 }

@@ -46,6 +46,25 @@ pub fn print_log(board: &Board, file: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// Prints what [`trace_run`] wrote, and a summary of the timeline.
+pub fn report(files: &TraceFiles) {
+    let timeline = &files.timeline;
+    println!(
+        "{} runs and {} marks over {} µs on {} cores ({} records overwritten)",
+        timeline.runs.len(),
+        timeline.marks.len(),
+        timeline.end_us - timeline.start_us,
+        timeline.overwritten.len(),
+        timeline.overwritten.iter().sum::<u64>()
+    );
+    println!(
+        "wrote {} (open it in https://ui.perfetto.dev), {} and {}",
+        files.json.display(),
+        files.svg.display(),
+        files.records.display()
+    );
+}
+
 /// The files `trace-run` wrote.
 #[derive(Debug)]
 pub struct TraceFiles {
@@ -53,6 +72,8 @@ pub struct TraceFiles {
     pub json: PathBuf,
     /// The picture.
     pub svg: PathBuf,
+    /// The records the picture was drawn from.
+    pub records: PathBuf,
     /// The timeline they show.
     pub timeline: Timeline,
 }
@@ -103,26 +124,34 @@ pub fn trace_run(
     write_trace(&log, partitions, &json, &title)
 }
 
-/// Writes the trace in `log` as `json` and its picture beside it (`.svg`).
+/// Writes the trace in `log` as `json`, with its picture (`.svg`) and the
+/// records it was drawn from (`.records`, see [`crate::timeline::write_records`])
+/// beside it.
 pub fn write_trace(
     log: &Log,
     partitions: Vec<String>,
     json: &Path,
     title: &str,
 ) -> Result<TraceFiles> {
-    let timeline = Timeline::build(&log.trace()?, partitions)?;
+    let cores = log.trace()?;
+    let records = crate::timeline::write_records(&cores, &partitions);
+    let timeline = Timeline::build(&cores, partitions)?;
     if let Some(parent) = json.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
     let text = serde_json::to_string(&timeline.perfetto_json())?;
     std::fs::write(json, text).with_context(|| format!("writing {}", json.display()))?;
+    let records_file = json.with_extension("records");
+    std::fs::write(&records_file, records)
+        .with_context(|| format!("writing {}", records_file.display()))?;
     let svg = json.with_extension("svg");
     std::fs::write(&svg, timeline.svg(title))
         .with_context(|| format!("writing {}", svg.display()))?;
     Ok(TraceFiles {
         json: json.to_path_buf(),
         svg,
+        records: records_file,
         timeline,
     })
 }
