@@ -63,6 +63,15 @@ impl Trace {
         }
     }
 
+    /// Core `cpu`'s records, oldest first (for the kernel loop's tests).
+    #[cfg(test)]
+    pub(crate) fn records(&self, cpu: usize) -> alloc::vec::Vec<Record> {
+        self.rings[cpu]
+            .records()
+            .map(|bytes| Record::decode(bytes).expect("a record the ring wrote"))
+            .collect()
+    }
+
     /// Sends every ring out on the log channel (see the module documentation).
     pub(crate) fn send_out(&self) {
         for (cpu, ring) in self.rings.iter().enumerate() {
