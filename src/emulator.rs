@@ -48,9 +48,10 @@ pub struct RunOptions {
     /// Type Ctrl-T and `shutdown` on the console this long after the start, so the
     /// service VM ends the system cleanly (`cargo run -- run --for`).
     pub quit_after: Option<Duration>,
-    /// QEMU only: capture the kernel's log channel (a second PL011, QEMU's
-    /// second `-serial`) into this file (see [`crate::kernel_log`]); without
-    /// it the board has no second UART and the kernel's log goes nowhere.
+    /// Capture the kernel's log channel into this file (see
+    /// [`crate::kernel_log`]): under QEMU a second PL011 (QEMU's second
+    /// `-serial`), without which the board has no second UART; under Bochs port
+    /// 0xE9 (Bochs' standard output), dropped without it.
     pub log: Option<PathBuf>,
 }
 
@@ -275,9 +276,12 @@ fn bochs(
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .context("cannot listen for Bochs' COM1 on the loopback interface")?;
     let megabytes = parse_size(&options.ram).map_err(anyhow::Error::msg)? >> 20;
+    // Without a log file the kernel finds no log channel: port 0xE9 reads as
+    // nothing there.
     let mut rc = board
         .machine
         .iter()
+        .filter(|line| options.log.is_some() || !line.starts_with("port_e9_hack"))
         .map(|line| bochs_line(line, options.cpus))
         .collect::<Vec<_>>()
         .join("\n");
@@ -298,7 +302,21 @@ fn bochs(
         .env("SDL_VIDEODRIVER", "dummy")
         .env("SDL_AUDIODRIVER", "dummy")
         .stdin(Stdio::null());
-    command.stdout(Stdio::null()).stderr(Stdio::null());
+    // Bochs writes what the kernel sends to port 0xE9 (its `port_e9_hack`) on
+    // its standard output: the kernel's log channel.
+    let log_channel = match &options.log {
+        Some(path) => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            Stdio::from(
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            )
+        }
+        None => Stdio::null(),
+    };
+    command.stdout(log_channel).stderr(Stdio::null());
     let started = Instant::now();
     let mut child = command
         .spawn()

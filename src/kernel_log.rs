@@ -59,14 +59,18 @@ pub struct CoreTrace {
     pub records: Vec<Record>,
 }
 
-/// Decodes `bytes` captured from the log channel of the kernel built as `elf`.
+/// Decodes `bytes` captured from the log channel of the kernel built as `elf`
+/// (from defmt's first frame separator on).
 pub fn decode(elf: &Path, bytes: &[u8]) -> Result<Log> {
     let elf_bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
     let table = Table::parse(&elf_bytes)
         .with_context(|| format!("reading the defmt table of {}", elf.display()))?
         .with_context(|| format!("{} has no .defmt section", elf.display()))?;
+    // The kernel's first byte is defmt's frame separator: what comes before it
+    // is not the kernel's (Bochs prints its banner on the same stream).
+    let start = bytes.iter().position(|&byte| byte == 0).unwrap_or(0);
     let mut decoder = table.new_stream_decoder();
-    decoder.received(bytes);
+    decoder.received(&bytes[start..]);
     let mut log = Log {
         lines: Vec::new(),
         malformed: 0,

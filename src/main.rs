@@ -186,7 +186,7 @@ fn main() -> Result<()> {
                 kernel_args: None,
                 outside: None,
                 quit_after,
-                log: Some(trace_run::run_log(&board)).filter(|_| board.emulator != "bochs"),
+                log: Some(trace_run::run_log(&board)),
             };
             let clean = if quit_after.is_some() {
                 emulator::run_timed(&board, &image, &options)?

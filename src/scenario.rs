@@ -251,8 +251,7 @@ impl Scenario {
             kernel_args: self.kernel_args.clone(),
             outside: self.outside.as_ref().map(|outside| outside.address),
             quit_after: None,
-            log: (board.emulator != "bochs")
-                .then(|| crate::kernel_log::capture_path(&board.name, &self.name)),
+            log: Some(crate::kernel_log::capture_path(&board.name, &self.name)),
         };
         let output = emulator::run_captured(&board, &image_path, &options)?;
         let service = system.boot_order().find(|p| p.kind == Kind::Service);

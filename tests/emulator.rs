@@ -126,6 +126,7 @@ scenarios! {
         net_bench => "bench-net-aarch64",
     }
     pc {
+        pc_kernel_trace => "pc-kernel-trace",
         demo => "pc-demo",
         demo_live => "pc-demo-live",
         balloon_reclaim => "pc-balloon-reclaim",
