@@ -66,7 +66,7 @@ enum Command {
         /// ended); without it the system must end on its own.
         #[arg(long = "for", value_name = "SECONDS")]
         for_s: Option<u64>,
-        /// Where to write the trace; `target/trace-run/<system>.json` if absent.
+        /// Where to write the trace; `target/trace-run/<board>/<system>.json` if absent.
         #[arg(long, short)]
         output: Option<PathBuf>,
     },

@@ -77,7 +77,7 @@ pub struct TraceFiles {
 
 /// Boots `system` on `board` (for `for_s` seconds, then a clean shutdown; or,
 /// without it, until it shuts down on its own), and writes the kernel's trace
-/// of it to `output` (by default `target/trace-run/<system>.json`) with the
+/// of it to `output` (by default `target/trace-run/<board>/<system>.json`) with the
 /// picture beside it (`.svg`).
 pub fn trace_run(
     board: &Board,
@@ -112,8 +112,11 @@ pub fn trace_run(
         .boot_order()
         .map(|partition| partition.name.clone())
         .collect();
-    let json =
-        output.unwrap_or_else(|| crate::from_root("target/trace-run").join(format!("{name}.json")));
+    let json = output.unwrap_or_else(|| {
+        crate::from_root("target/trace-run")
+            .join(&board.name)
+            .join(format!("{name}.json"))
+    });
     let title = format!("Septum trace: {name} on {}", board.name);
     write_trace(&log, partitions, &json, &title)
 }
