@@ -14,6 +14,13 @@
 //! UART takes bytes whenever it settles a core, when it idles, and (where the back
 //! end has one) on the transmitter's interrupt.
 //!
+//! The trace ([`trace`]): each entry into the kernel records its trap (before the
+//! core handles it) or its hypercall with the status it got, and the outcome's
+//! store and load record a vCPU leaving and coming onto the core; the core's
+//! supervision events are recorded through `Platform::traced`. Each is one
+//! bounded write into the core's own ring; the rings go out when the system
+//! powers off, after the last console line is queued.
+//!
 //! Invariants:
 //! - the core's `loaded` table (`System::loaded`) names the vCPU whose registers
 //!   are live on each core (in its trap frame and on the CPU); every other vCPU's

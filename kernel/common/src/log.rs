@@ -13,13 +13,18 @@
 //! - one core at a time writes a frame: a spin lock held from defmt's `acquire`
 //!   to its `release` owns the encoder and the channel, so frames from several
 //!   cores never interleave;
-//! - the kernel takes no interrupt while it runs (it masks them on every entry),
-//!   so the only way a core comes back into the logger while it holds it is a
-//!   panic inside a frame: that nested frame is dropped (the panic handler's own
-//!   report still goes to the console), and the outer frame ends normally;
+//! - no interrupt handler logs, so the only way a core comes back into the
+//!   logger while it holds it is a panic inside a frame: that nested frame is
+//!   dropped (the panic handler's own report still goes to the console), and
+//!   the outer frame ends normally;
 //! - logging is for rare events (boot, shutdown, panics, the trace at
 //!   shutdown): no path a partition drives at will logs, so a frame never takes
 //!   time from another partition's window.
+//!
+//! The messages the host tool reads by their words (`boot ...`, `shutdown
+//! clean=...`, and the trace's `trace-ring` and `trace-records`, see
+//! [`crate::trace`]) are parsed in `src/kernel_log.rs`: defmt needs its format
+//! strings as literals at each call, so a change to one is a change to both.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicUsize, Ordering};
