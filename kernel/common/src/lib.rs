@@ -285,7 +285,8 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         if let Entry::Trap(trap) = entry
             && let Some(note) = Note::of_trap(trap)
         {
-            self.trace(cpu, trapped, note);
+            let now_us = self.machine.now_us();
+            self.trace(cpu, trapped, note, now_us);
         }
         self.system.handle(
             cpu,
@@ -293,24 +294,35 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
             &mut identity_ram!(self, Some(cpu)),
             &mut outcome,
         );
-        if let Entry::Trap(Trap::Hypercall(call)) = entry {
+        // What the entry did is recorded at one time, read once.
+        let call = match entry {
+            Entry::Trap(Trap::Hypercall(call)) => Some(call),
+            _ => None,
+        };
+        let switched = outcome.store.is_some() || outcome.load.is_some();
+        let done_us = if call.is_some() || switched {
+            self.machine.now_us()
+        } else {
+            0
+        };
+        if let Some(call) = call {
             let (call, detail) = Note::of_call(call, outcome.reply.as_ref());
-            self.trace(cpu, trapped, call);
+            self.trace(cpu, trapped, call, done_us);
             if let Some(detail) = detail {
-                self.trace(cpu, trapped, detail);
+                self.trace(cpu, trapped, detail, done_us);
             }
         }
-        self.carry_out(cpu, &outcome, frame)
+        self.carry_out(cpu, done_us, &outcome, frame)
     }
 
-    /// Records `note` about `vcpu` (if any) in core `cpu`'s trace ring, now.
-    fn trace(&mut self, cpu: usize, vcpu: Option<usize>, note: Note) {
+    /// Records `note` about `vcpu` (if any) in core `cpu`'s trace ring, at
+    /// `now_us`.
+    fn trace(&mut self, cpu: usize, vcpu: Option<usize>, note: Note, now_us: u64) {
         let (partition, vcpu) = vcpu.map_or((NONE, NONE), |vcpu| {
             let partition = self.system.vcpus()[vcpu].partition();
             let byte = |index: usize| u8::try_from(index).unwrap_or(NONE);
             (byte(partition), byte(vcpu))
         });
-        let now_us = self.machine.now_us();
         self.trace.push(cpu, &note.at(now_us, partition, vcpu));
     }
 
@@ -448,10 +460,17 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
             .read_guest(index, guest, buffer, &mut identity_ram!(self))
     }
 
-    /// Carries out what the core decided, in the order [`Outcome`] gives, and
+    /// Carries out what the core decided, in the order [`Outcome`] gives
+    /// (recording a vCPU's leaving and coming onto core `cpu` at `done_us`), and
     /// drains the console before the core leaves the kernel.
     #[inline(always)]
-    fn carry_out(&mut self, cpu: usize, outcome: &Outcome, frame: &mut V::Frame) -> Run {
+    fn carry_out(
+        &mut self,
+        cpu: usize,
+        done_us: u64,
+        outcome: &Outcome,
+        frame: &mut V::Frame,
+    ) -> Run {
         if let Some(reply) = outcome.reply {
             V::set_reply(frame, reply);
         }
@@ -460,7 +479,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         }
         if let Some(vcpu) = outcome.store {
             self.vcpus[vcpu].store(frame);
-            self.trace(cpu, Some(vcpu), Note::switch(Kind::Leave));
+            self.trace(cpu, Some(vcpu), Note::switch(Kind::Leave), done_us);
         }
         for effect in &outcome.effects {
             match *effect {
@@ -477,7 +496,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         if let Some(vcpu) = outcome.load {
             let space = &self.spaces[self.system.vcpus()[vcpu].partition()];
             self.vcpus[vcpu].load(space, frame);
-            self.trace(cpu, Some(vcpu), Note::switch(Kind::Enter));
+            self.trace(cpu, Some(vcpu), Note::switch(Kind::Enter), done_us);
         }
         match outcome.turn {
             Some(TurnEnd::At(deadline_us)) => self.machine.set_deadline(Some(deadline_us)),
