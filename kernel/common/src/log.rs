@@ -86,7 +86,7 @@ fn lock() -> bool {
         {
             Ok(_) => return true,
             Err(holder) if holder == me => return false,
-            Err(_) => core::hint::spin_loop(),
+            Err(_) => crate::relax(),
         }
     }
 }
