@@ -197,6 +197,9 @@ fn build_images(root: &Path, target_dir: &Path, build: &ImageBuild) {
         command.env_remove(variable);
     }
     command.env("CARGO_ENCODED_RUSTFLAGS", build.rustflags.join("\x1f"));
+    // The kernel log keeps frames of level `info` and above (defmt's default
+    // keeps only errors).
+    command.env("DEFMT_LOG", "info");
     let output = command
         .output()
         .expect("run cargo for the bare-metal images");

@@ -47,3 +47,15 @@ pub fn kernel_elf(board: &Board) -> Result<PathBuf> {
     }
     Ok(linked)
 }
+
+/// The processors `system` needs: one more than the highest core a partition
+/// is pinned to.
+pub fn cpus_used(system: &System) -> u32 {
+    system
+        .partitions
+        .iter()
+        .flat_map(|partition| partition.cpus.iter().copied())
+        .max()
+        .unwrap_or(0)
+        + 1
+}

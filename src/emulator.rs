@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
@@ -51,6 +51,11 @@ pub struct RunOptions {
     /// Type Ctrl-T and `shutdown` on the console this long after the start, so the
     /// service VM ends the system cleanly (`cargo run -- run --for`).
     pub quit_after: Option<Duration>,
+    /// Capture the kernel's log channel into this file (see
+    /// [`crate::kernel_log`]): under QEMU a second PL011 (QEMU's second
+    /// `-serial`), without which the board has no second UART; under Bochs port
+    /// 0xE9 (Bochs' standard output), dropped without it.
+    pub log: Option<PathBuf>,
 }
 
 /// What [`RunOptions::quit_after`] types: the console escape, then the service
@@ -139,15 +144,29 @@ pub fn run_interactive(board: &Board, image: &Path, options: &RunOptions) -> Res
             let output = bochs(board, image, options, true)?;
             Ok(output.console.contains("@@ kernel shutdown status=ok"))
         }
-        _ => Ok(qemu_command(board, image, options)
-            .arg("-nographic")
+        _ => Ok(qemu_command(board, image, options)?
+            .args(["-nographic", "-serial", "mon:stdio"])
+            .args(log_serial(options))
             .status()
             .with_context(|| format!("cannot start {} (run scripts/setup.sh)", board.emulator))?
             .success()),
     }
 }
 
-fn qemu_command(board: &Board, image: &Path, options: &RunOptions) -> Command {
+/// QEMU's second `-serial`, the kernel's log channel, if [`RunOptions::log`]
+/// asks for it (its folder is made here).
+fn log_serial(options: &RunOptions) -> Vec<String> {
+    match &options.log {
+        Some(path) => vec!["-serial".into(), format!("file:{}", path.display())],
+        None => Vec::new(),
+    }
+}
+
+fn qemu_command(board: &Board, image: &Path, options: &RunOptions) -> Result<Command> {
+    if let Some(parent) = options.log.as_ref().and_then(|path| path.parent()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
     let mut command = Command::new(&board.emulator);
     command
         .args(&board.machine)
@@ -169,7 +188,7 @@ fn qemu_command(board: &Board, image: &Path, options: &RunOptions) -> Command {
     if !args.is_empty() {
         command.args(["-append", &args.join(" ")]);
     }
-    command
+    Ok(command)
 }
 
 fn qemu_captured(
@@ -179,11 +198,12 @@ fn qemu_captured(
     echo: bool,
 ) -> Result<RunOutput> {
     let outside = options.outside.map(OutsideHost::start).transpose()?;
-    let mut command = qemu_command(board, image, options);
+    let mut command = qemu_command(board, image, options)?;
     if let Some(host) = &outside {
         command.args(host.qemu_options());
     }
     command.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
+    command.args(log_serial(options));
     let mut output = captured(command, options, echo)?;
     output.outside = outside.map(OutsideHost::finish).unwrap_or_default();
     Ok(output)
@@ -292,9 +312,12 @@ fn bochs(
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .context("cannot listen for Bochs' COM1 on the loopback interface")?;
     let megabytes = parse_size(&options.ram).map_err(anyhow::Error::msg)? >> 20;
+    // Without a log file the kernel finds no log channel: port 0xE9 reads as
+    // nothing there.
     let mut rc = board
         .machine
         .iter()
+        .filter(|line| options.log.is_some() || !line.starts_with("port_e9_hack"))
         .map(|line| bochs_line(line, options.cpus, options.cpu_model.as_deref()))
         .collect::<Vec<_>>()
         .join("\n");
@@ -315,7 +338,21 @@ fn bochs(
         .env("SDL_VIDEODRIVER", "dummy")
         .env("SDL_AUDIODRIVER", "dummy")
         .stdin(Stdio::null());
-    command.stdout(Stdio::null()).stderr(Stdio::null());
+    // Bochs writes what the kernel sends to port 0xE9 (its `port_e9_hack`) on
+    // its standard output: the kernel's log channel.
+    let log_channel = match &options.log {
+        Some(path) => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            Stdio::from(
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            )
+        }
+        None => Stdio::null(),
+    };
+    command.stdout(log_channel).stderr(Stdio::null());
     let started = Instant::now();
     let mut child = command
         .spawn()

@@ -19,6 +19,11 @@
 //! - [`scenario`]: test scenarios and their console expectations;
 //! - [`console_lines`]: which console lines an expectation may count (their
 //!   source, as the kernel marks it);
+//! - [`kernel_log`]: the kernel's log channel, decoded with `defmt-decoder`
+//!   against the kernel's ELF, and the trace rings the kernel sends on it;
+//! - [`timeline`]: those rings as runs and marks in time, written as a Perfetto
+//!   trace and drawn as a picture (SVG);
+//! - [`trace_run`]: the `logs` and `trace-run` commands;
 //! - [`trace`]: the requirement catalogue, test tags, and the traceability matrix;
 //! - [`figures`]: the figures and counts the README states, measured, and the
 //!   check that keeps them true;
@@ -30,6 +35,7 @@ pub mod console_lines;
 pub mod emulator;
 pub mod figures;
 pub mod image;
+pub mod kernel_log;
 pub mod layout;
 pub mod linux;
 pub mod memory_chart;
@@ -40,7 +46,9 @@ pub mod progress;
 pub mod report;
 pub mod scenario;
 pub mod sd_image;
+pub mod timeline;
 pub mod trace;
+pub mod trace_run;
 
 use std::path::{Path, PathBuf};
 

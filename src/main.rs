@@ -13,6 +13,7 @@ use septum::memory_chart;
 use septum::package;
 use septum::scenario::{self, Scenario};
 use septum::trace;
+use septum::trace_run;
 
 #[derive(Parser)]
 #[command(name = "septum", about = "Build, run and measure Septum systems")]
@@ -39,6 +40,34 @@ enum Command {
         /// within a minute.
         #[arg(long = "for", value_name = "SECONDS")]
         for_s: Option<u64>,
+        /// Print the kernel's log (its log channel, decoded) after the run.
+        #[arg(long)]
+        logs: bool,
+    },
+    /// Print the kernel's log of the last `run` (its log channel, decoded
+    /// against the kernel's ELF), with timestamps.
+    Logs {
+        #[arg(long, default_value = "qemu-virt")]
+        board: String,
+        /// A captured log channel to decode instead.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Run a system and write what the kernel did as a Perfetto trace (open it in
+    /// ui.perfetto.dev) and a picture beside it (SVG).
+    TraceRun {
+        #[arg(long, default_value = "qemu-virt")]
+        board: String,
+        /// System description; the board's default system if absent.
+        #[arg(long)]
+        system: Option<PathBuf>,
+        /// End the run after this many seconds (the default system runs until
+        /// ended); without it the system must end on its own.
+        #[arg(long = "for", value_name = "SECONDS")]
+        for_s: Option<u64>,
+        /// Where to write the trace; `target/trace-run/<board>/<system>.json` if absent.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
     /// Write the bootable image of a system.
     Image {
@@ -150,6 +179,7 @@ fn main() -> Result<()> {
             system,
             ram,
             for_s,
+            logs,
         } => {
             let board = boards::load(&board)?;
             println!("{}", emulator::quit_hint(&board, for_s));
@@ -165,15 +195,30 @@ fn main() -> Result<()> {
                 kernel_args: None,
                 outside: None,
                 quit_after,
+                log: Some(trace_run::run_log(&board)),
             };
             let clean = if quit_after.is_some() {
                 emulator::run_timed(&board, &image, &options)?
             } else {
                 emulator::run_interactive(&board, &image, &options)?
             };
+            if logs {
+                trace_run::print_log(&board, None)?;
+            }
             if !clean {
                 bail!("the system did not shut down cleanly");
             }
+        }
+        Command::Logs { board, file } => trace_run::print_log(&boards::load(&board)?, file)?,
+        Command::TraceRun {
+            board,
+            system,
+            for_s,
+            output,
+        } => {
+            let board = boards::load(&board)?;
+            let system = system.unwrap_or_else(|| boards::default_system(&board));
+            trace_run::report(&trace_run::trace_run(&board, &system, for_s, output)?);
         }
         Command::Image {
             board,
@@ -375,12 +420,6 @@ fn image_for(board: &Board, system: Option<PathBuf>) -> Result<(PathBuf, u32)> {
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("system");
-    let cpus = description
-        .partitions
-        .iter()
-        .flat_map(|partition| partition.cpus.iter().copied())
-        .max()
-        .unwrap_or(0)
-        + 1;
+    let cpus = boards::cpus_used(&description);
     Ok((scenario::build_image(board, &description, name, "")?, cpus))
 }

@@ -26,6 +26,9 @@ use crate::pc_qemu::{self, Firmware};
 use crate::{image, package};
 use septum_description::{Kind, System};
 
+mod log_checks;
+pub use log_checks::structured_lines;
+
 /// A scenario file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +105,20 @@ pub struct Scenario {
     /// `input = [{ after = "@@ partition service ready", send = "\u0014list\n" }]`.
     #[serde(default)]
     pub input: Vec<ConsoleInput>,
+    /// Boot the system a second time without the kernel's log channel, and fail
+    /// if the kernel's `@@` lines differ (their timing values aside: see
+    /// [`structured_lines`]): the channel changes nothing the tests read.
+    #[serde(default)]
+    pub same_without_log_channel: bool,
+    /// Text the kernel's log must hold (QEMU boards: its log channel, decoded),
+    /// each in a frame's message, in this order.
+    #[serde(default)]
+    pub log_expect: Vec<String>,
+    /// Supervision events the kernel's trace (sent on the log channel at
+    /// shutdown) must show, as `<partition> <event>` (such as `faulty restart
+    /// gen=2`), in this order; the trace's switches must match on every core.
+    #[serde(default)]
+    pub trace_expect: Vec<String>,
 }
 
 /// The host beyond the uplink (`[outside]`): its address and the lines its log
@@ -177,6 +194,8 @@ pub struct Outcome {
     pub console: String,
     /// Problems found; empty if the scenario passed.
     pub failures: Vec<String>,
+    /// Where the kernel's log channel was captured (QEMU boards).
+    pub log: Option<PathBuf>,
 }
 
 /// Where a scenario's last run leaves its console (with the outside host's lines
@@ -258,6 +277,7 @@ impl Scenario {
             kernel_args: self.kernel_args.clone(),
             outside: self.outside.as_ref().map(|outside| outside.address),
             quit_after: None,
+            log: Some(crate::kernel_log::capture_path(&board.name, &self.name)),
         };
         let output = match self.firmware {
             Some(firmware) => pc_qemu::run_from_usb(&board, firmware, &image_path, &options)?,
@@ -265,8 +285,20 @@ impl Scenario {
         };
         let service = system.boot_order().find(|p| p.kind == Kind::Service);
         let mut failures = self.check(&output, service.map_or("service", |p| p.name.as_str()));
+        if self.same_without_log_channel {
+            failures.extend(self.compare_without_log_channel(
+                &board,
+                &image_path,
+                &options,
+                &output,
+            )?);
+        }
         if let Err(error) = self.chart_memory(&output.console) {
             failures.push(format!("memory chart: {error:#}"));
+        }
+        if let Some(log) = &options.log {
+            let partitions = system.boot_order().map(|p| p.name.clone()).collect();
+            failures.extend(self.check_log(&board, log, partitions));
         }
         let mut console = output.console;
         for line in &output.outside {
@@ -275,7 +307,11 @@ impl Scenario {
         let log = console_log(crate::repo_root(), &self.name);
         std::fs::create_dir_all(log.parent().unwrap_or(Path::new(".")))?;
         std::fs::write(&log, &console).with_context(|| format!("writing {}", log.display()))?;
-        Ok(Outcome { console, failures })
+        Ok(Outcome {
+            console,
+            failures,
+            log: options.log,
+        })
     }
 
     /// Writes the memory the service VM printed over the run, if any, as
@@ -516,6 +552,9 @@ mod tests {
             panics: false,
             outside: None,
             input: Vec::new(),
+            same_without_log_channel: false,
+            log_expect: Vec::new(),
+            trace_expect: Vec::new(),
         }
     }
 

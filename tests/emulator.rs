@@ -51,6 +51,7 @@ scenarios! {
     qemu_virt {
         demo => "demo",
         demo_live => "demo-live",
+        kernel_trace => "kernel-trace",
         balloon_reclaim => "balloon-reclaim",
         balloon_stubborn => "balloon-stubborn",
         balloon_hostile => "balloon-hostile",
@@ -135,6 +136,7 @@ scenarios! {
         net_bench => "bench-net-aarch64",
     }
     pc {
+        pc_kernel_trace => "pc-kernel-trace",
         demo => "pc-demo",
         demo_live => "pc-demo-live",
         balloon_reclaim => "pc-balloon-reclaim",

@@ -19,3 +19,24 @@ fn layout_pictures_match_the_default_systems() {
         );
     }
 }
+
+/// The trace picture in `docs/` is drawn from the records kept beside it (which
+/// `cargo test --test kernel_log` writes, with the picture, into
+/// `target/trace-run/`); this test fails when the picture no longer matches them.
+/// Verifies: SK-AUD-011
+#[test]
+fn the_trace_picture_matches_its_records() {
+    use septum::timeline::{Timeline, parse_records};
+    let records = septum::from_root("docs/trace-kernel-trace.records");
+    let text = std::fs::read_to_string(&records).expect("docs/trace-kernel-trace.records");
+    let (cores, partitions) = parse_records(&text).expect("a records file");
+    let timeline = Timeline::build(&cores, partitions).expect("matched switches");
+    let picture = septum::from_root("docs/trace-kernel-trace.svg");
+    let committed = std::fs::read_to_string(&picture).unwrap_or_default();
+    assert!(
+        committed == timeline.svg("kernel-trace"),
+        "{} is stale; regenerate it with `cargo test --test kernel_log` and copy \
+         target/trace-run/kernel-trace.{{records,svg}} into docs/",
+        picture.display()
+    );
+}

@@ -10,7 +10,7 @@ use core::arch::asm;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use aarch64_cpu::asm::barrier;
-use core::fmt::{self, Write};
+use core::fmt::{self, Write as _};
 
 use septum_core::memory::Range;
 

@@ -68,6 +68,25 @@ static ARENA: BootArena = BootArena::new();
 
 /// The console's base address, for the panic handler.
 static PANIC_CONSOLE: AtomicU64 = AtomicU64::new(0);
+/// The log channel's base address (0: the board has none), written once at boot
+/// before other cores run.
+static LOG_CHANNEL: AtomicU64 = AtomicU64::new(0);
+
+defmt::timestamp!("{=u64:us}", timer::counter_us());
+
+/// Sends the kernel log's bytes on the log channel (see `septum_kernel::log`).
+fn send_log(bytes: &[u8]) {
+    let base = LOG_CHANNEL.load(Ordering::Relaxed);
+    if base == 0 {
+        return;
+    }
+    // SAFETY: `kernel_main` set this PL011 up and mapped it as a device; the
+    // kernel log's lock makes the caller its only user while it sends.
+    let mut channel = unsafe { Pl011::set_up(base) };
+    for &byte in bytes {
+        channel.put(byte);
+    }
+}
 
 unsafe extern "C" {
     static __kernel_start: u8;
@@ -115,12 +134,30 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     unsafe {
         mmu::map(info.ram, false);
         mmu::map(info.uart, true);
+        if let Some(log) = info.log_uart {
+            mmu::map(log, true);
+        }
         for block in info.gic.kernel_blocks() {
             mmu::map(block, true);
         }
     }
     machine::set_power_off(info.power);
     PANIC_CONSOLE.store(info.uart.start, Ordering::Relaxed);
+    if let Some(log) = info.log_uart {
+        // SAFETY: the device tree names this PL011 (another than the console's)
+        // and it is mapped as a device; only the kernel log uses it.
+        unsafe { Pl011::new(log.start) };
+        LOG_CHANNEL.store(log.start, Ordering::Relaxed);
+        // SAFETY: boot, on the boot core; no other core runs yet.
+        unsafe { septum_kernel::log::attach(send_log, cpu::index) };
+    }
+    defmt::info!(
+        "boot arch=aarch64 board={=str} ram={=u64} cpus={=u32} log-channel={=bool}",
+        info.board,
+        info.ram.size(),
+        info.cpus,
+        info.log_uart.is_some()
+    );
     // SAFETY: the device tree names this PL011 and it is now mapped as a device; the
     // kernel is its only user.
     let mut console = Console(unsafe { Pl011::new(info.uart.start) });
@@ -247,6 +284,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     );
     septum_kernel::report_table_checks(&package, &table_checks, &mut console);
     let output = septum_kernel::console_output(&mut frames);
+    let trace = septum_kernel::trace::trace_rings(&mut frames, info.cpus as usize);
     ARENA.close_and_report(&mut console);
     configure_el2_traps();
 
@@ -260,7 +298,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     let cpu = cpu::index();
     let step = KERNEL.init(
         cpu,
-        Kernel::new(system, spaces, vcpus, board, package, output),
+        Kernel::new(system, spaces, vcpus, board, package, output, trace),
         |kernel| kernel.start(&mut first),
     );
     route_device_interrupts(&package, &info);
@@ -449,6 +487,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         let _ = writeln!(console, "{}", Event::KernelPanic);
         console.0.drain();
     }
+    defmt::error!("panic: {}", defmt::Display2Format(info));
     machine::system_off(false);
     machine::halt()
 }

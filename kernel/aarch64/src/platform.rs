@@ -49,6 +49,10 @@ pub struct MachineInfo {
     pub release_addrs: heapless::Vec<Option<u64>, { septum_core::system::MAX_CPUS }>,
     /// The PL011 console's register block (the first enabled one).
     pub uart: Range,
+    /// The log channel's register block: the PL011 the device tree's
+    /// `serial1` alias names, if it is another one (QEMU `virt` has it when
+    /// given a second `-serial`).
+    pub log_uart: Option<Range>,
     /// The GIC's register blocks.
     pub gic: GicBlocks,
     /// How the machine is powered off: PSCI through `smc`, else the semihosting
@@ -100,6 +104,12 @@ impl MachineInfo {
             .filter(|node| is_compatible(node, &["arm,pl011"]) && enabled(node))
             .find_map(|node| registers(&tree, node).next())
             .ok_or(DtbError::NoUart)?;
+        let log_uart = fdt
+            .aliases()
+            .and_then(|aliases| aliases.resolve_node("serial1"))
+            .filter(|node| is_compatible(node, &["arm,pl011"]) && enabled(node))
+            .and_then(|node| registers(&tree, node).next())
+            .filter(|log| *log != uart);
         let gic = gic_blocks(&tree).ok_or(DtbError::NoGic)?;
         let psci_smc = fdt
             .find_compatible(&["arm,psci-1.0", "arm,psci-0.2", "arm,psci"])
@@ -164,6 +174,7 @@ impl MachineInfo {
             started_cpus,
             release_addrs,
             uart,
+            log_uart,
             gic,
             power,
             blob: blob_range,

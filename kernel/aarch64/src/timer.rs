@@ -33,6 +33,13 @@ const MICROS_PER_SECOND: u64 = 1_000_000;
 /// disabled first, so normally only a kick that came late is found).
 const DRAIN_LIMIT: usize = 32;
 
+/// Microseconds on the system counter, for the kernel log's timestamps (which
+/// need no [`Timer`] at hand); the same clock as [`Timer::now_us`].
+pub fn counter_us() -> u64 {
+    let frequency = CNTFRQ_EL0.get().max(1);
+    (u128::from(CNTPCT_EL0.get()) * u128::from(MICROS_PER_SECOND) / u128::from(frequency)) as u64
+}
+
 /// The counter's rate, and the timer programmed from it.
 #[derive(Clone, Copy, Debug)]
 pub struct Timer {

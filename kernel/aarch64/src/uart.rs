@@ -75,6 +75,18 @@ impl Pl011 {
         Pl011 { registers }
     }
 
+    /// The PL011 at `base` as it is set up already ([`Pl011::new`] did it).
+    ///
+    /// # Safety
+    /// As for [`Pl011::new`]; the caller is, for as long as it keeps the
+    /// object, the device's only user.
+    pub unsafe fn set_up(base: u64) -> Pl011 {
+        // SAFETY: the caller guarantees `base` points at a mapped PL011 that only
+        // this object uses; `Registers` matches its layout.
+        let registers = unsafe { &*(base as *const Registers) };
+        Pl011 { registers }
+    }
+
     /// The next byte typed on the console, if one has arrived; never waits.
     pub fn receive(&mut self) -> Option<u8> {
         if self.registers.fr.is_set(FR::RXFE) {

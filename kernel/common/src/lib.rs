@@ -14,6 +14,13 @@
 //! UART takes bytes whenever it settles a core, when it idles, and (where the back
 //! end has one) on the transmitter's interrupt.
 //!
+//! The trace ([`trace`]): each entry into the kernel records its trap (before the
+//! core handles it) or its hypercall with the status it got, and the outcome's
+//! store and load record a vCPU leaving and coming onto the core; the core's
+//! supervision events are recorded through `Platform::traced`. Each is one
+//! bounded write into the core's own ring; the rings go out when the system
+//! powers off, after the last console line is queued.
+//!
 //! Invariants:
 //! - the core's `loaded` table (`System::loaded`) names the vCPU whose registers
 //!   are live on each core (in its trap frame and on the CPU); every other vCPU's
@@ -30,12 +37,14 @@ extern crate alloc;
 
 pub mod arena;
 mod load;
+pub mod log;
 pub mod paging;
 mod platform;
 pub mod self_test;
 pub mod table_check;
 #[cfg(test)]
 mod tests;
+pub mod trace;
 mod uart;
 
 pub use load::{Placement, console_output, load_partitions, map_grants};
@@ -56,6 +65,7 @@ use septum_core::event::Event;
 use septum_core::memory::Range;
 use septum_core::package::Package;
 use septum_core::system::{Completed, Effect, Entry, MAX_CPUS, Outcome, Reply, System, TurnEnd};
+use septum_core::trace::{Kind, NONE, Note};
 use septum_core::vgic::{Access, ListEntry};
 
 /// One vCPU, as the back end keeps it.
@@ -172,6 +182,8 @@ pub struct Kernel<V: Vcpu, M> {
     console: Output,
     /// Whether the back end was last told that bytes wait for the UART.
     console_waiting: bool,
+    /// What each core did, sent out when the system ends.
+    trace: trace::Trace,
 }
 
 /// Per core: how often it took the kernel lock ([`Global`]), and how often it
@@ -222,7 +234,7 @@ const DRAIN_SLICE_US: u64 = 100;
 impl<V: Vcpu, M: Machine> Kernel<V, M> {
     /// A kernel about to start `system`, which was loaded from `package` (with
     /// `spaces` and `vcpus` from [`load_partitions`]), with `console` for its
-    /// console lines.
+    /// console lines and `trace` for its trace ([`trace::trace_rings`]).
     pub fn new(
         system: System,
         spaces: Box<[V::Space]>,
@@ -230,6 +242,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         machine: M,
         package: Package<'static>,
         console: Output,
+        trace: trace::Trace,
     ) -> Self {
         Kernel {
             system,
@@ -239,6 +252,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
             package,
             console,
             console_waiting: false,
+            trace,
         }
     }
 
@@ -269,9 +283,49 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
     #[inline(always)]
     fn enter(&mut self, cpu: usize, entry: Entry<'_>, frame: &mut V::Frame) -> Run {
         let mut outcome = Outcome::new();
-        self.system
-            .handle(cpu, entry, &mut identity_ram!(self), &mut outcome);
-        self.carry_out(&outcome, frame)
+        let trapped = self.system.loaded(cpu);
+        if let Entry::Trap(trap) = entry
+            && let Some(note) = Note::of_trap(trap)
+        {
+            let now_us = self.machine.now_us();
+            self.trace(cpu, trapped, note, now_us);
+        }
+        self.system.handle(
+            cpu,
+            entry,
+            &mut identity_ram!(self, Some(cpu)),
+            &mut outcome,
+        );
+        // What the entry did is recorded at one time, read once.
+        let call = match entry {
+            Entry::Trap(Trap::Hypercall(call)) => Some(call),
+            _ => None,
+        };
+        let switched = outcome.store.is_some() || outcome.load.is_some();
+        let done_us = if call.is_some() || switched {
+            self.machine.now_us()
+        } else {
+            0
+        };
+        if let Some(call) = call {
+            let (call, detail) = Note::of_call(call, outcome.reply.as_ref());
+            self.trace(cpu, trapped, call, done_us);
+            if let Some(detail) = detail {
+                self.trace(cpu, trapped, detail, done_us);
+            }
+        }
+        self.carry_out(cpu, done_us, &outcome, frame)
+    }
+
+    /// Records `note` about `vcpu` (if any) in core `cpu`'s trace ring, at
+    /// `now_us`.
+    fn trace(&mut self, cpu: usize, vcpu: Option<usize>, note: Note, now_us: u64) {
+        let (partition, vcpu) = vcpu.map_or((NONE, NONE), |vcpu| {
+            let partition = self.system.vcpus()[vcpu].partition();
+            let byte = |index: usize| u8::try_from(index).unwrap_or(NONE);
+            (byte(partition), byte(vcpu))
+        });
+        self.trace.push(cpu, &note.at(now_us, partition, vcpu));
     }
 
     /// The vCPU whose registers are live on core `cpu`, if any (the core's table).
@@ -408,10 +462,17 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
             .read_guest(index, guest, buffer, &mut identity_ram!(self))
     }
 
-    /// Carries out what the core decided, in the order [`Outcome`] gives, and
+    /// Carries out what the core decided, in the order [`Outcome`] gives
+    /// (recording a vCPU's leaving and coming onto core `cpu` at `done_us`), and
     /// drains the console before the core leaves the kernel.
     #[inline(always)]
-    fn carry_out(&mut self, outcome: &Outcome, frame: &mut V::Frame) -> Run {
+    fn carry_out(
+        &mut self,
+        cpu: usize,
+        done_us: u64,
+        outcome: &Outcome,
+        frame: &mut V::Frame,
+    ) -> Run {
         if let Some(reply) = outcome.reply {
             V::set_reply(frame, reply);
         }
@@ -420,6 +481,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         }
         if let Some(vcpu) = outcome.store {
             self.vcpus[vcpu].store(frame);
+            self.trace(cpu, Some(vcpu), Note::switch(Kind::Leave), done_us);
         }
         for effect in &outcome.effects {
             match *effect {
@@ -436,6 +498,7 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         if let Some(vcpu) = outcome.load {
             let space = &self.spaces[self.system.vcpus()[vcpu].partition()];
             self.vcpus[vcpu].load(space, frame);
+            self.trace(cpu, Some(vcpu), Note::switch(Kind::Enter), done_us);
         }
         match outcome.turn {
             Some(TurnEnd::At(deadline_us)) => self.machine.set_deadline(Some(deadline_us)),
@@ -466,12 +529,32 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         if let Some(lines) = self.console.take_dropped(Source::Kernel, true) {
             self.log(Event::KernelConsoleDropped { lines });
         }
+        self.trace.send_out();
+        defmt::info!("shutdown clean={=bool}", clean);
         let machine = &mut self.machine;
         while !self.console.is_empty() {
             self.console.drain(|byte| machine.try_send(byte));
         }
         self.machine.power_off(clean)
     }
+}
+
+/// One turn of a spin on a lock another core holds. On aarch64 the `yield`
+/// hint, which QEMU's round-robin emulation of several cores (the one `-icount`
+/// uses) takes as a cue to run another core: with the standard spin hint
+/// (`isb`) a core could spin away every turn it got while the holder was paused
+/// between turns inside the lock, at the same point each time, and never get
+/// it (a secondary core never came up beside a benchmark trapping in a loop).
+/// Elsewhere the standard spin hint.
+#[inline(always)]
+pub(crate) fn relax() {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: `yield` is a hint: it touches no memory, register or flag.
+    unsafe {
+        core::arch::asm!("yield", options(nomem, nostack, preserves_flags))
+    };
+    #[cfg(not(target_arch = "aarch64"))]
+    core::hint::spin_loop();
 }
 
 /// Why a back end's idle wait ended.
@@ -537,7 +620,7 @@ impl<T> Global<T> {
         {
             assert!(holder != me, "kernel state re-entered on core {cpu}");
             contended |= holder != 0;
-            core::hint::spin_loop();
+            relax();
         }
         if let Some(counts) = LOCK_COUNTS.get(cpu) {
             counts.count(contended);

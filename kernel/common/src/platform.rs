@@ -5,12 +5,15 @@
 use core::fmt;
 
 use septum_core::console::output::{Output, Source};
+use septum_core::event::Event;
 use septum_core::flip::Pages;
 use septum_core::memory::Range;
 use septum_core::package::Package;
 use septum_core::system::Platform;
+use septum_core::trace::{Kind, NONE, Note, Supervision};
 
 use crate::paging::PAGE;
+use crate::trace::Trace;
 use crate::{AddressSpace, Machine};
 
 /// The machine as the core sees it, for the length of one call into the core.
@@ -19,17 +22,26 @@ pub(crate) struct IdentityRam<'a, M, S> {
     pub(crate) spaces: &'a mut [S],
     pub(crate) console: &'a mut Output,
     pub(crate) package: &'a Package<'static>,
+    pub(crate) trace: &'a mut Trace,
+    /// The core in the kernel, where it is known: its trace ring records the
+    /// core's supervision events.
+    pub(crate) cpu: Option<usize>,
 }
 
 /// An [`IdentityRam`] over the fields of a [`Kernel`](crate::Kernel), borrowed
-/// apart from its `system`.
+/// apart from its `system`, for core `cpu` if given.
 macro_rules! identity_ram {
     ($kernel:expr) => {
+        identity_ram!($kernel, None)
+    };
+    ($kernel:expr, $cpu:expr) => {
         $crate::platform::IdentityRam {
             machine: &mut $kernel.machine,
             spaces: &mut $kernel.spaces,
             console: &mut $kernel.console,
             package: &$kernel.package,
+            trace: &mut $kernel.trace,
+            cpu: $cpu,
         }
     };
 }
@@ -124,5 +136,25 @@ impl<M: Machine, S: AddressSpace> Platform for IdentityRam<'_, M, S> {
 
     fn lock_counts(&mut self, cpu: usize) -> Option<(u64, u64)> {
         crate::LOCK_COUNTS.get(cpu).map(crate::LockCount::get)
+    }
+
+    fn traced(&mut self, event: &Event<'_>) {
+        let (Some(cpu), Some((name, what, generation))) = (self.cpu, Supervision::of_event(event))
+        else {
+            return;
+        };
+        let partition = self
+            .package
+            .partitions()
+            .position(|spec| spec.name == name)
+            .and_then(|index| u8::try_from(index).ok())
+            .unwrap_or(NONE);
+        let note = Note {
+            kind: Kind::Supervision,
+            code: what as u8,
+            value: generation,
+        };
+        let now_us = self.machine.now_us();
+        self.trace.push(cpu, &note.at(now_us, partition, NONE));
     }
 }

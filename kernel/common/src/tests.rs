@@ -232,8 +232,10 @@ fn kernel() -> (Kernel<FakeVcpu, FakeMachine>, Rc<RefCell<Log>>, Vec<u8>) {
         us_per_page: 0,
     };
     let console = Output::new(vec![0; septum_core::console::output::RING_SIZE].leak());
+    let trace_bytes = crate::trace::RING_RECORDS * septum_core::trace::RECORD_BYTES;
+    let trace = crate::trace::Trace::over(vec![0; trace_bytes].leak());
     (
-        Kernel::new(system, spaces, vcpus, machine, package, console),
+        Kernel::new(system, spaces, vcpus, machine, package, console, trace),
         log,
         ram,
     )
@@ -303,6 +305,43 @@ fn a_yield_switches_vcpus_and_starts_a_turn() {
     assert_eq!(frame.skipped, 2);
     assert_eq!(kernel.on_trap(0, &Trap::Wait, &mut frame), Run::Vcpu(2));
     assert_eq!((frame.owner, frame.skipped), (Some(2), 3));
+}
+
+/// Verifies: SK-AUD-011
+#[test]
+fn the_kernel_loop_records_switches_traps_calls_and_supervision_in_order() {
+    use septum_core::trace::{Kind, Supervision, TrapCode};
+    let (mut kernel, _log, _ram) = kernel();
+    let mut frame = Frame::default();
+    kernel.start(&mut frame);
+    kernel.on_trap(0, &call(Call::Ready, &[2]), &mut frame);
+    kernel.on_trap(0, &call(Call::Yield, &[1]), &mut frame);
+    kernel.on_trap(0, &Trap::Wait, &mut frame);
+    let records = kernel.trace.records(0);
+    let seen: Vec<(Kind, u8, u8)> = records
+        .iter()
+        .map(|r| (r.kind, r.vcpu, r.code))
+        .filter(|(kind, ..)| *kind != Kind::Supervision)
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Kind::Enter, 0, 0),
+            (Kind::Call, 0, Call::Ready as u8),
+            (Kind::Call, 0, Call::Yield as u8),
+            (Kind::Leave, 0, 0),
+            (Kind::Enter, 1, 0),
+            (Kind::Trap, 1, TrapCode::Wait as u8),
+            (Kind::Leave, 1, 0),
+            (Kind::Enter, 2, 0),
+        ]
+    );
+    let starts = records
+        .iter()
+        .filter(|r| r.kind == Kind::Supervision && r.code == Supervision::Start as u8)
+        .count();
+    assert_eq!(starts, 3, "the service VM and both guests started");
+    assert!(records.windows(2).all(|w| w[0].time_us <= w[1].time_us));
 }
 
 /// Verifies: SK-HM-001

@@ -39,6 +39,7 @@ pub mod resources;
 pub mod schedule;
 pub mod supervision;
 pub mod system;
+pub mod trace;
 pub mod uart;
 pub mod usage;
 pub mod vgic;

@@ -107,6 +107,11 @@ pub trait Platform: fmt::Write + Pages {
         let _ = cpu;
         None
     }
+    /// The core reported `event` (its console line is written): a platform
+    /// that keeps a trace records it ([`crate::trace`]).
+    fn traced(&mut self, event: &Event<'_>) {
+        let _ = event;
+    }
 }
 
 /// The hypercall as the guest's registers give it.
@@ -437,6 +442,7 @@ impl System {
 
 fn emit(platform: &mut impl Platform, event: Event<'_>) {
     let _ = writeln!(platform, "{event}");
+    platform.traced(&event);
 }
 
 /// A partition's console lines on their way to the platform.

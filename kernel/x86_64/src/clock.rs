@@ -85,6 +85,11 @@ impl Clock {
         }
     }
 
+    /// TSC ticks per microsecond.
+    pub fn ticks_per_us(&self) -> u64 {
+        self.ticks_per_us
+    }
+
     /// Microseconds since the TSC started.
     pub fn now_us(&self) -> u64 {
         tsc() / self.ticks_per_us

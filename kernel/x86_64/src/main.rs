@@ -42,7 +42,7 @@ mod vcpu;
 mod vmx;
 
 use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
 use septum_abi::layout::RAM_BASE;
@@ -90,6 +90,37 @@ static ARENA: BootArena = BootArena::new();
 
 /// Set once the console is programmed, for the panic handler.
 static CONSOLE_READY: AtomicBool = AtomicBool::new(false);
+
+/// The log channel: Bochs' port 0xE9 (its `port_e9_hack`), which reads back
+/// 0xE9 where it exists. No partition is granted it.
+const LOG_PORT: u16 = 0xe9;
+/// TSC ticks per µs for the log's timestamps (0 until the clock is calibrated),
+/// written once at boot before other cores run.
+static LOG_TICKS_PER_US: AtomicU64 = AtomicU64::new(0);
+
+defmt::timestamp!(
+    "{=u64:us}",
+    clock::tsc()
+        .checked_div(LOG_TICKS_PER_US.load(Ordering::Relaxed))
+        .unwrap_or(0)
+);
+
+/// Sends the kernel log's bytes on the log channel (see `septum_kernel::log`).
+fn send_log(bytes: &[u8]) {
+    let mut port = Port::<u8>::new(LOG_PORT);
+    for &byte in bytes {
+        // SAFETY: port 0xE9 is the log channel, which only the kernel's log
+        // writes (under its lock); writing it has no other effect.
+        unsafe { port.write(byte) };
+    }
+}
+
+/// Whether the log channel exists: Bochs' port 0xE9 reads back 0xE9.
+fn log_channel_present() -> bool {
+    // SAFETY: reading port 0xE9 has no side effects (nothing else is there on a
+    // PC; Bochs answers 0xE9).
+    unsafe { Port::<u8>::new(LOG_PORT).read() == 0xe9 }
+}
 
 unsafe extern "C" {
     static __kernel_start: u8;
@@ -231,6 +262,20 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     }
     // SAFETY: once, at boot, interrupts off; nothing else uses the PIT.
     let clock = unsafe { Clock::calibrate() };
+    LOG_TICKS_PER_US.store(clock.ticks_per_us(), Ordering::Relaxed);
+    let log_channel = log_channel_present();
+    if log_channel {
+        // SAFETY: boot, on the boot core (its per-core data is set up, so
+        // `cpu::index` works); no other core runs yet.
+        unsafe { septum_kernel::log::attach(send_log, cpu::index) };
+    }
+    defmt::info!(
+        "boot arch=x86_64 board={=str} ram={=u64} cpus={=u32} log-channel={=bool}",
+        BOARD,
+        ram_bytes,
+        processors.count() as u32,
+        log_channel
+    );
     if processors.count() > 1 {
         assert!(
             trampoline_free && !trampoline.overlaps(&module_range),
@@ -327,6 +372,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     septum_kernel::report_table_checks(&package, &table_checks, &mut console);
 
     let output = septum_kernel::console_output(&mut frames);
+    let trace = septum_kernel::trace::trace_rings(&mut frames, processors.count());
     ARENA.close_and_report(&mut console);
     interrupts.route_console(interrupts.boot_apic_id());
     let mut first = GuestRegisters::default();
@@ -338,7 +384,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     };
     let run = KERNEL.init(
         BOOT_CPU,
-        Kernel::new(system, spaces, vcpus, pc, package, output),
+        Kernel::new(system, spaces, vcpus, pc, package, output, trace),
         |kernel| kernel.start(&mut first),
     );
     smp::release();
@@ -454,5 +500,6 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         let _ = writeln!(console, "{}", Event::KernelPanic);
         console.0.drain();
     }
+    defmt::error!("panic: {}", defmt::Display2Format(info));
     serial::power_off()
 }
