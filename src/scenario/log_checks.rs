@@ -94,7 +94,7 @@ impl Scenario {
     }
 
     fn read_log(&self, board: &Board, log: &Path, partitions: Vec<String>) -> Result<Vec<String>> {
-        let log = crate::kernel_log::decode_file(&crate::boards::kernel_elf(&board)?, log)?;
+        let log = crate::kernel_log::decode_file(&crate::boards::kernel_elf(board)?, log)?;
         let mut failures = Vec::new();
         let messages: Vec<&str> = log.lines.iter().map(|l| l.message.as_str()).collect();
         in_order(&self.log_expect, &messages, "kernel log", &mut failures);
