@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --quiet
 log=target/trace/cargo-test.log
 mkdir -p target/trace
-cargo test "$@" 2>&1 | tee "$log"
+cargo test --no-fail-fast "$@" 2>&1 | tee "$log"
 if [ $# -eq 0 ]; then
     scripts/coverage.sh --core | tail -1
     cargo run -q -- trace --results "$log"

@@ -13,6 +13,7 @@
 //! | `scenarios` | `tests/scenarios/*.toml` |
 //! | `limit:NAME` | the constant the kernel enforces |
 //! | `kernel:ARCH:loaded`, `:zeroed`, `:stacks` | the release kernel ELF |
+//! | `image:BOARD` | the bootable image of the board's default system, in bytes |
 //! | `trusted-lines:ARCH` | the kernel's crates for `ARCH`, code lines outside tests |
 //! | `coverage:core`, `coverage:core-lines` | `target/coverage/core.txt` and `core-lines.txt`, written by `scripts/coverage.sh --core` |
 //! | `table:KIND:BOARD` (a generated table: `<!--table:KIND:BOARD-->` … `<!--/table-->` around lines of its own) | [`crate::bench::table`], from the saved consoles of the board's benchmark scenarios |
@@ -187,6 +188,7 @@ pub fn measure(root: &Path, name: &str) -> Result<String> {
             .to_string(),
         "limit" => limit(rest)?.to_string(),
         "kernel" => kernel_size(rest)?,
+        "image" => default_image_size(rest)?.to_string(),
         "trusted-lines" => counts::trusted_lines(root, rest)?.to_string(),
         "coverage" if rest == "core" || rest == "core-lines" => {
             let path = root.join(format!("target/coverage/{rest}.txt"));
@@ -228,6 +230,15 @@ fn limit(name: &str) -> Result<u64> {
         "console-write-bytes" => septum_core::abi::CONSOLE_WRITE_MAX,
         _ => bail!("unknown limit `{name}`"),
     })
+}
+
+/// The bytes of the bootable image of `board`'s default system, as
+/// `cargo run -- image --board <board>` writes it.
+fn default_image_size(board: &str) -> Result<u64> {
+    let board = crate::boards::load(board)?;
+    let system = crate::boards::load_system(&crate::boards::default_system(&board), &board)?;
+    let image = crate::scenario::build_image(&board, &system, "demo", "")?;
+    Ok(std::fs::metadata(&image)?.len())
 }
 
 /// `ARCH:loaded`, `ARCH:zeroed` or `ARCH:stacks` of the release kernel ELF.

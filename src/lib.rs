@@ -16,6 +16,7 @@
 //! - [`emulator`]: running an image under QEMU with a hard timeout;
 //! - [`pc_qemu`]: booting the PC's image as a USB stick under QEMU with UEFI or
 //!   BIOS firmware (the loader path; QEMU has no VT-x);
+//! - [`sd_image`]: the Raspberry Pi 4's SD-card image (MBR and FAT32);
 //! - [`scenario`]: test scenarios and their console expectations;
 //! - [`console_lines`]: which console lines an expectation may count (their
 //!   source, as the kernel marks it);
