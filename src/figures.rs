@@ -278,12 +278,10 @@ fn from_run(root: &Path, what: &str) -> Result<String> {
 /// first line of `console` that holds it.
 pub fn run_field(console: &str, needle: &str, key: &str) -> Option<String> {
     let after = console.lines().find_map(|line| line.split(needle).nth(1))?;
-    let mut words = after.split_whitespace();
     if key.is_empty() {
-        return words.next().map(str::to_owned);
+        return after.split_whitespace().next().map(str::to_owned);
     }
-    let key = format!("{key}=");
-    words.find_map(|word| word.strip_prefix(key.as_str()).map(str::to_owned))
+    crate::bench::value_of(after, &format!("{key}=")).map(str::to_owned)
 }
 
 /// What one figure check found.

@@ -4,6 +4,7 @@
 //! it), the time windows of each core over one major frame, and a legend of the
 //! partitions with their colours, devices and queues.
 
+use crate::escape_markup;
 use std::fmt::Write;
 
 use septum_description::{Board, Kind, MemoryRegion, Partition, System};
@@ -70,7 +71,7 @@ struct Svg {
 impl Svg {
     /// `content`, escaped, at `(x, y)` in the classes `class` (see [`STYLE`]).
     fn text(&mut self, x: f64, y: f64, class: &str, content: &str) {
-        let content = escape(content);
+        let content = escape_markup(content);
         let _ = writeln!(
             self.body,
             "<text x=\"{x:.1}\" y=\"{y:.1}\" class=\"{class}\">{content}</text>"
@@ -86,7 +87,7 @@ impl Svg {
         if title.is_empty() {
             self.body.push_str("/>\n");
         } else {
-            let _ = writeln!(self.body, "><title>{}</title></rect>", escape(title));
+            let _ = writeln!(self.body, "><title>{}</title></rect>", escape_markup(title));
         }
     }
 
@@ -339,12 +340,6 @@ fn hex(address: u64) -> String {
     let digits = format!("{address:0width$x}");
     let groups: Vec<&str> = (0..width).step_by(4).map(|i| &digits[i..i + 4]).collect();
     format!("0x{}", groups.join("_"))
-}
-
-/// `text` with the characters that XML gives a meaning escaped.
-fn escape(text: &str) -> String {
-    let text = text.replace('&', "&amp;").replace('<', "&lt;");
-    text.replace('>', "&gt;").replace('"', "&quot;")
 }
 
 #[cfg(test)]

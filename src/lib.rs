@@ -58,6 +58,15 @@ pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `text` with the characters XML and HTML give a meaning escaped, for the
+/// pictures, the JUnit XML and the evidence report.
+pub fn escape_markup(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 /// Resolves `path` against the repository root unless it is absolute.
 pub fn from_root(path: impl AsRef<Path>) -> PathBuf {
     repo_root().join(path)

@@ -11,6 +11,7 @@
 //! instead of being left out. Every text taken from the repository or a console
 //! is escaped.
 
+use crate::escape_markup;
 use crate::trace::{self, Requirement, Tag, Trace, Verdict, family};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,13 +20,6 @@ use std::path::Path;
 /// Scenarios whose subject is a hostile guest or bad input, by a word of their
 /// names.
 const HOSTILE_WORDS: [&str; 6] = ["hostile", "fuzz", "leak", "bad-input", "steer", "priority"];
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// The report for the catalogue `requirements`, the tests' `tags` and the run's
 /// `trace`, reading
@@ -82,7 +76,7 @@ fn summary(page: &mut String, requirements: &[Requirement], trace: &Trace) {
         trace.problems.len()
     );
     for problem in &trace.problems {
-        let _ = writeln!(page, "<p class=\"failed\">{}</p>", escape(problem));
+        let _ = writeln!(page, "<p class=\"failed\">{}</p>", escape_markup(problem));
     }
 }
 
@@ -129,7 +123,11 @@ fn matrix(page: &mut String, requirements: &[Requirement], trace: &Trace) {
                 tests
                     .iter()
                     .map(|(id, _, _)| {
-                        format!("<code>{}::{}</code>", escape(&id.binary), escape(&id.path))
+                        format!(
+                            "<code>{}::{}</code>",
+                            escape_markup(&id.binary),
+                            escape_markup(&id.path)
+                        )
                     })
                     .collect()
             })
@@ -137,9 +135,9 @@ fn matrix(page: &mut String, requirements: &[Requirement], trace: &Trace) {
         let _ = writeln!(
             page,
             "<tr id=\"{id}\"><td>{id}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}{}{}<td>{}</td></tr>",
-            escape(&requirement.shall),
-            escape(&requirement.rationale),
-            escape(&requirement.verification),
+            escape_markup(&requirement.shall),
+            escape_markup(&requirement.rationale),
+            escape_markup(&requirement.verification),
             if requirement.must_verify {
                 "yes"
             } else {
@@ -149,7 +147,7 @@ fn matrix(page: &mut String, requirements: &[Requirement], trace: &Trace) {
             cell("aarch64"),
             cell("x86_64"),
             tests.join("<br>"),
-            id = escape(&requirement.id),
+            id = escape_markup(&requirement.id),
         );
     }
     page.push_str("</table>\n");
@@ -163,7 +161,7 @@ fn coverage(page: &mut String, root: &Path) {
                 page,
                 "<p>Line coverage of <code>kernel/core</code> by its own host tests \
                  (<code>scripts/coverage.sh --core</code>): <b>{}%</b>.</p>",
-                escape(figure.trim())
+                escape_markup(figure.trim())
             );
         }
         Err(_) => page.push_str(
@@ -172,7 +170,7 @@ fn coverage(page: &mut String, root: &Path) {
         ),
     }
     if let Ok(files) = std::fs::read_to_string(root.join("target/coverage/core-files.txt")) {
-        let _ = writeln!(page, "<pre>{}</pre>", escape(&files));
+        let _ = writeln!(page, "<pre>{}</pre>", escape_markup(&files));
     }
 }
 
@@ -217,15 +215,15 @@ fn hostile(page: &mut String, root: &Path, tags: &[Tag], trace: &Trace) {
                             .any(|word| line.contains(word))
                     })
                     .take(40)
-                    .map(escape)
+                    .map(escape_markup)
                     .collect()
             })
             .unwrap_or_else(|_| vec!["(no console saved)".to_owned()]);
         let _ = writeln!(
             page,
             "<tr><td>{}</td><td>{}</td><td>{verdict}</td><td><pre>{}</pre></td></tr>",
-            escape(&name),
-            escape(&description),
+            escape_markup(&name),
+            escape_markup(&description),
             lines.join("\n")
         );
     }
@@ -268,8 +266,8 @@ fn benchmarks(page: &mut String, root: &Path) {
                 let _ = writeln!(
                     page,
                     "<tr><td>{}</td><td><code>{}</code></td></tr>",
-                    escape(&name),
-                    escape(figure)
+                    escape_markup(&name),
+                    escape_markup(figure)
                 );
             }
         }

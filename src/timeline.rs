@@ -15,6 +15,7 @@
 //! is the one that came on (except a first leave whose coming on the ring
 //! overwrote); a vCPU still on a core at the end runs until the trace ends.
 
+use crate::escape_markup;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -239,7 +240,7 @@ impl Timeline {
         let _ = writeln!(
             body,
             "<text x=\"20\" y=\"28\" class=\"t\">{}</text>",
-            escape(title)
+            escape_markup(title)
         );
         let row_y = |row: usize| TOP + row as f64 * ROW;
         let labels = (0..cores)
@@ -255,7 +256,7 @@ impl Timeline {
                 ROW - 6.0,
                 LEFT - 8.0,
                 y + ROW / 2.0 + 1.0,
-                escape(&label)
+                escape_markup(&label)
             );
         }
         for run in &self.runs {
@@ -276,7 +277,7 @@ impl Timeline {
                      fill=\"{colour}\"><title>{}</title></rect>",
                     row_y(row),
                     ROW - 6.0,
-                    escape(&tip)
+                    escape_markup(&tip)
                 );
             }
         }
@@ -298,8 +299,8 @@ impl Timeline {
                 "<path d=\"M{:.1} {:.1}h8l-4 7z\" fill=\"{colour}\"><title>{} {}: {} µs</title></path>",
                 mx - 4.0,
                 y - 4.0,
-                escape(&self.partition_name(partition)),
-                escape(&mark.name),
+                escape_markup(&self.partition_name(partition)),
+                escape_markup(&mark.name),
                 mark.time_us - self.start_us
             );
         }
@@ -406,12 +407,6 @@ const PALETTE: [&str; 10] = [
 /// Text classes: `e`nd and `m`iddle anchors, `a`xis grey, `t`itle.
 const STYLE: &str = "<style>text{font-family:monospace;font-size:12px;fill:#222}\
 .e{text-anchor:end}.m{text-anchor:middle}.a{fill:#666}.t{font-size:17px;font-weight:bold}</style>\n";
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
 
 /// How a mark's record reads.
 fn mark_name(record: &Record) -> String {

@@ -13,6 +13,7 @@
 //! required with no requirement, a requirement outside the families, without a
 //! rationale or with an unknown verification method, or an ID given twice.
 
+use crate::escape_markup;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -437,13 +438,6 @@ pub fn verdict_on(trace: &Trace, requirement: &str, arch: &str) -> &'static str 
     }
 }
 
-fn escape_xml(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// The Markdown matrix.
 pub fn matrix_markdown(requirements: &[Requirement], trace: &Trace) -> String {
     let mut md = String::from(
@@ -520,19 +514,19 @@ pub fn junit(trace: &Trace) -> String {
         let _ = writeln!(
             xml,
             "  <testcase classname=\"{}\" name=\"{}\">",
-            escape_xml(&id.binary),
-            escape_xml(&id.path)
+            escape_markup(&id.binary),
+            escape_markup(&id.path)
         );
         let _ = writeln!(
             xml,
             "    <properties>\n      <property name=\"arch\" value=\"{}\"/>",
-            escape_xml(arch)
+            escape_markup(arch)
         );
         for requirement in verifies {
             let _ = writeln!(
                 xml,
                 "      <property name=\"requirement\" value=\"{}\"/>",
-                escape_xml(requirement)
+                escape_markup(requirement)
             );
         }
         xml.push_str("    </properties>\n");
