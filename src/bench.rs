@@ -87,9 +87,20 @@ fn clock(arch: &str) -> &'static str {
     }
 }
 
-/// One table of the report for `board`, from the consoles the last run of its
-/// scenarios saved: `flatness`, `boot`, `messaging`, `balloon`, `virtio`, `net`
-/// or `time` (the tables the README shows generated).
+/// The tables of the report the README shows generated.
+pub const TABLES: &[&str] = &[
+    "flatness",
+    "boot",
+    "locks",
+    "messaging",
+    "balloon",
+    "virtio",
+    "net",
+    "time",
+];
+
+/// One table of the report for `board` (one of [`TABLES`]), from the consoles
+/// the last run of its scenarios saved.
 pub fn table(kind: &str, board_name: &str) -> Result<String> {
     let board = boards::load(board_name)?;
     let arch = board.arch.as_str();
@@ -106,7 +117,11 @@ pub fn table(kind: &str, board_name: &str) -> Result<String> {
         "virtio" => virtio(&mut r, arch, clock)?,
         "net" => net(&mut r, arch, clock)?,
         "time" => time_isolation(&mut r, &board.name, arch, clock)?,
-        _ => bail!("no benchmark table `{kind}`"),
+        "locks" => scale_locks(&mut r, &board.name, arch)?,
+        _ => bail!(
+            "no benchmark table `{kind}` (there are: {})",
+            TABLES.join(", ")
+        ),
     }
     Ok(markdown(&r.text))
 }
@@ -237,10 +252,23 @@ fn boot(r: &mut Report, board: &str, arch: &str, clock: &str) -> Result<()> {
             field("@@ kernel running ", "us=")?,
             field("@@ kernel state ", "bytes=")?,
         ));
-        if scenario.contains("scale") {
-            print_lock_counts(r, &console, scenario);
-        }
     }
+    Ok(())
+}
+
+/// Prints each core's kernel-lock counts in the board's scale runs (the
+/// largest systems, where the cores contend most).
+fn scale_locks(r: &mut Report, board: &str, arch: &str) -> Result<()> {
+    let scenario = if board == "pc" {
+        "pc-scale"
+    } else {
+        "scale-64"
+    };
+    r.out(format!(
+        "kernel lock per core ({arch}), booting and running {scenario}:"
+    ));
+    let console = r.console(scenario)?;
+    print_lock_counts(r, &console, scenario);
     Ok(())
 }
 
@@ -583,6 +611,7 @@ pub fn all(r: &mut Report, board_name: &str) -> Result<()> {
     print_lock_counts(r, &two, "2 cores, the other idle");
     flatness(r, &console, &board.arch, clock)?;
     boot(r, &board.name, &board.arch, clock)?;
+    scale_locks(r, &board.name, &board.arch)?;
     messaging(r, &board.arch, clock)?;
     balloon(r, &board.arch, clock)?;
     virtio(r, &board.arch, clock)?;
