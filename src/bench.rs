@@ -580,6 +580,23 @@ fn net(r: &mut Report, arch: &str, clock: &str) -> Result<()> {
     Ok(())
 }
 
+/// Prints a device interrupt's injection, from the guest's register write to
+/// its handler, on both aarch64 boards (`inject-virt`, `inject-rpi4`): the GICv3's
+/// list registers against the GIC-400's.
+fn device_interrupts(r: &mut Report, clock: &str) -> Result<()> {
+    for (scenario, board) in [
+        ("inject-virt", "virt, GICv3, PL061 GPIO"),
+        ("inject-rpi4", "raspi4b, GIC-400, mini UART"),
+    ] {
+        let console = r.console(scenario)?;
+        r.out(format!(
+            "device interrupt, register write to handler ({board}, {clock}): {}",
+            figure_line(&console, "device-interrupt")?
+        ));
+    }
+    Ok(())
+}
+
 /// Every table and figure for `board_name`, in the order `cargo run -- bench`
 /// prints them.
 pub fn all(r: &mut Report, board_name: &str) -> Result<()> {
@@ -618,6 +635,7 @@ pub fn all(r: &mut Report, board_name: &str) -> Result<()> {
     net(r, &board.arch, clock)?;
     time_isolation(r, &board.name, &board.arch, clock)?;
     if board.arch == "aarch64" {
+        device_interrupts(r, clock)?;
         linux_boot(r, &board, clock)?;
         linux_balloon(r, &board, clock)?;
         let network = r.console(linux::net_bench::SCENARIO)?;

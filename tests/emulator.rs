@@ -47,6 +47,8 @@ scenarios! {
         rpi4_windows => "rpi4-windows",
         rpi4_smp => "rpi4-smp",
         bench_rpi4 => "bench-rpi4",
+        rpi4_irq => "rpi4-irq",
+        inject_rpi4 => "inject-rpi4",
     }
     qemu_virt {
         demo => "demo",
@@ -86,6 +88,7 @@ scenarios! {
         irq => "irq",
         irq_masked => "irq-masked",
         irq_priority => "irq-priority",
+        inject_virt => "inject-virt",
         hostile => "hostile",
         leak => "leak",
         bench_runs => "bench-aarch64",

@@ -17,6 +17,7 @@ mod v3;
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
+use septum_abi::layout::GICV2_CPU_INTERFACE_SIZE;
 use septum_core::memory::Range;
 
 /// The software-generated interrupt one core sends another to make it enter the
@@ -41,8 +42,6 @@ pub enum GicBlocks {
         redistributors: Range,
     },
     /// `arm,gic-400` or `arm,cortex-a15-gic` with the virtualization extensions.
-    /// (Its fourth block, GICV, the virtual CPU interface a partition's own GIC
-    /// driver would use, is not mapped into partitions yet: see the README.)
     V2 {
         /// GICD.
         distributor: Range,
@@ -50,6 +49,9 @@ pub enum GicBlocks {
         cpu: Range,
         /// GICH, the virtual interface control.
         hypervisor: Range,
+        /// GICV, the virtual CPU interface: mapped into every native partition
+        /// (see [`GicBlocks::partition_cpu_interface`]), never used by the kernel.
+        virtual_cpu: Range,
     },
 }
 
@@ -66,12 +68,26 @@ impl GicBlocks {
                 distributor,
                 cpu,
                 hypervisor,
+                ..
             } => &[*distributor, *cpu, *hypervisor],
         };
         for block in list {
             let _ = blocks.push(*block);
         }
         blocks
+    }
+
+    /// The machine block a native partition's own GIC driver uses, mapped at
+    /// [`GICV2_CPU_INTERFACE`](septum_abi::layout::GICV2_CPU_INTERFACE): a GICv2's GICV, its first
+    /// [`GICV2_CPU_INTERFACE_SIZE`] bytes. `None` on a GICv3, whose partitions
+    /// use system registers.
+    pub fn partition_cpu_interface(&self) -> Option<Range> {
+        match self {
+            GicBlocks::V3 { .. } => None,
+            GicBlocks::V2 { virtual_cpu, .. } => {
+                Range::from_start_size(virtual_cpu.start, GICV2_CPU_INTERFACE_SIZE)
+            }
+        }
     }
 }
 
@@ -125,6 +141,7 @@ impl Gic {
                 distributor,
                 cpu,
                 hypervisor,
+                ..
             } => {
                 VERSION.store(2, Ordering::Relaxed);
                 // SAFETY: forwarded from this function's contract.

@@ -33,7 +33,7 @@ use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
     CNTHCTL_EL2, CNTVOFF_EL2, HCR_EL2, MDCR_EL2, MIDR_EL1, Readable, VTCR_EL2, Writeable,
 };
-use septum_abi::layout::{PAGE_SIZE, RAM_BASE};
+use septum_abi::layout::{GICV2_CPU_INTERFACE, PAGE_SIZE, RAM_BASE};
 use septum_core::event::Event;
 use septum_core::memory::{FreeRanges, Range};
 use septum_core::package::{Package, Profile};
@@ -251,7 +251,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
             }
             machine::sync_instruction_cache(placement.image);
             let mut tables = Stage2::new(frames).expect("RAM for stage-2 tables");
-            let grants = septum_kernel::map_grants(
+            let mut grants = septum_kernel::map_grants(
                 &mut tables,
                 frames,
                 spec,
@@ -259,6 +259,11 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
                 stage2::RAM,
                 stage2::DEVICE,
             );
+            if let Some(interface) = info.gic.partition_cpu_interface()
+                && spec.profile != Profile::Linux
+            {
+                grants.push(map_virtual_cpu_interface(&mut tables, frames, interface));
+            }
             if info.self_test == Some(SelfTest::TableCorruption) && index + 1 == package.len() {
                 let stray = Range::from_start_size(STRAY_PAGE, PAGE_SIZE).expect("one page");
                 tables
@@ -307,6 +312,27 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     // SAFETY: `first` holds a complete register state for the service VM, whose EL1
     // state, stage-2 tables and VMID `start` has loaded.
     unsafe { boot::enter_partition(&first) }
+}
+
+/// Maps a GICv2's virtual CPU interface (`interface`, the GICV block) into a
+/// native partition's stage-2 tables at [`GICV2_CPU_INTERFACE`], as device
+/// memory: its GIC driver acknowledges and ends there the interrupts the kernel
+/// puts in its list registers. Returns the grant for the boot self-test.
+fn map_virtual_cpu_interface<const N: usize>(
+    tables: &mut Stage2,
+    frames: &mut FreeRanges<N>,
+    interface: Range,
+) -> table_check::Grant {
+    let guest = Range::from_start_size(GICV2_CPU_INTERFACE, interface.size())
+        .expect("the ABI's fixed window");
+    tables
+        .map(frames, guest, interface.start, stage2::DEVICE)
+        .expect("stage-2 mapping of the virtual CPU interface");
+    table_check::Grant {
+        guest,
+        host: interface.start,
+        attributes: stage2::DEVICE,
+    }
 }
 
 /// Gives each partition the interrupts of its granted devices: the owner table for

@@ -9,6 +9,7 @@
 
 use fdt::Fdt;
 use fdt::node::FdtNode;
+use septum_abi::layout::GICV2_CPU_INTERFACE_SIZE;
 use septum_core::memory::Range;
 use septum_kernel::self_test::SelfTest;
 
@@ -201,6 +202,9 @@ fn gic_blocks(tree: &Tree<'_>) -> Option<GicBlocks> {
         distributor: blocks.next()?,
         cpu: blocks.next()?,
         hypervisor: blocks.next()?,
+        virtual_cpu: blocks
+            .next()
+            .filter(|block| block.size() >= GICV2_CPU_INTERFACE_SIZE)?,
     })
 }
 

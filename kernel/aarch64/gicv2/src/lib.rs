@@ -2,10 +2,13 @@
 //! layouts of the distributor (GICD), the CPU interface (GICC) and the virtual
 //! interface control (GICH), and the translation between a GICv2 list register
 //! and the GICv3 `ICH_LR<n>_EL2` layout in which the back end keeps every vCPU's
-//! list registers, whichever GIC the board has.
+//! list registers, whichever GIC the board has. A partition's virtual CPU
+//! interface (GICV, which the kernel maps at
+//! `septum_abi::layout::GICV2_CPU_INTERFACE`) has the CPU interface's layout;
+//! the SDK drives it with the same types.
 //!
-//! This crate owns no state and touches no hardware: the back end casts a mapped
-//! block to these types. It is `no_std`, forbids `unsafe`, and its layouts and
+//! This crate owns no state and touches no hardware: the back end and the SDK
+//! cast a mapped block to these types. It is `no_std`, forbids `unsafe`, and its layouts and
 //! encodings are tested on the host.
 //!
 //! Invariants:
@@ -117,8 +120,17 @@ mod layouts {
         }
     }
 
+    /// GICV_CTLR as a partition sets it: group 1 virtual interrupts (the kernel
+    /// puts every virtual interrupt in group 1) signalled as IRQs, and
+    /// acknowledged through GICV_IAR (AckCtl: the virtual interface answers a
+    /// read of GICV_IAR as a secure access does, which without AckCtl reads 1022
+    /// for a group 1 interrupt; so does QEMU's, where that left a partition
+    /// taking the same interrupt forever).
+    pub const GICV_CTLR_GROUP1: u32 = (1 << 1) | (1 << 2);
+
     register_structs! {
-        /// The CPU interface (GICC): 8 KiB, the deactivation register in its second page.
+        /// The CPU interface (GICC), and a partition's virtual CPU interface
+        /// (GICV): 8 KiB, the deactivation register in its second page.
         pub CpuInterface {
             (0x0000 => pub ctlr: ReadWrite<u32>),
             (0x0004 => pub pmr: ReadWrite<u32>),

@@ -2,6 +2,14 @@
 //! counter. Everything else in the SDK is architecture-neutral.
 
 use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use septum_abi::layout::GICV2_CPU_INTERFACE;
+use septum_gicv2::{CpuInterface, GICV_CTLR_GROUP1};
+use tock_registers::interfaces::{Readable, Writeable};
+
+/// GICV_PMR letting every priority through.
+const PRIORITY_MASK_OPEN: u32 = 0xff;
 
 // Every program starts with an arm64 Linux `Image` header (its first word branches
 // over it), so that it can also run in a Linux partition, entered by Linux's boot
@@ -297,20 +305,51 @@ global_asm!(
     entry = sym interrupt_entry,
 );
 
+/// Which virtual CPU interface this partition has, found by
+/// [`interrupts_enable`]: the GICv3 system registers, or on a board with a GICv2
+/// the GICV block the kernel maps at [`GICV2_CPU_INTERFACE`].
+static GICV2: AtomicBool = AtomicBool::new(false);
+
+/// Whether the processor lacks the GIC system register interface
+/// (`ID_AA64PFR0_EL1.GIC`, bits 27:24, is 0): the board's GIC is a GICv2.
+fn gic_is_v2() -> bool {
+    let features: u64;
+    // SAFETY: reading an ID register has no side effects.
+    unsafe { asm!("mrs {}, id_aa64pfr0_el1", out(reg) features, options(nomem, nostack)) };
+    (features >> 24) & 0xf == 0
+}
+
+/// The GICv2 virtual CPU interface the kernel maps into every native partition.
+fn gicv2_interface() -> &'static CpuInterface {
+    // SAFETY: on a GICv2 board the kernel maps the GICV block at this fixed
+    // address of the ABI, as device memory, for this partition alone;
+    // `CpuInterface` matches its layout.
+    unsafe { &*(GICV2_CPU_INTERFACE as *const CpuInterface) }
+}
+
 /// Takes the interrupt from the virtual CPU interface, hands its INTID to the
 /// partition's handler, and ends it (which deactivates the device's interrupt).
 extern "C" fn interrupt_entry() {
-    let acknowledged: u64;
-    // SAFETY: reading ICC_IAR1_EL1 acknowledges the highest-priority pending
-    // virtual interrupt; it touches no memory.
-    unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) acknowledged, options(nomem, nostack)) };
+    let acknowledged: u64 = if GICV2.load(Ordering::Relaxed) {
+        u64::from(gicv2_interface().iar.get())
+    } else {
+        let value;
+        // SAFETY: reading ICC_IAR1_EL1 acknowledges the highest-priority pending
+        // virtual interrupt; it touches no memory.
+        unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) value, options(nomem, nostack)) };
+        value
+    };
     let intid = (acknowledged & 0xff_ffff) as u32;
     if intid >= 1020 {
         return;
     }
     crate::interrupts::dispatch(intid);
-    // SAFETY: writing ICC_EOIR1_EL1 with the acknowledged INTID ends it.
-    unsafe { asm!("msr icc_eoir1_el1, {}", in(reg) acknowledged, options(nomem, nostack)) };
+    if GICV2.load(Ordering::Relaxed) {
+        gicv2_interface().eoir.set(acknowledged as u32);
+    } else {
+        // SAFETY: writing ICC_EOIR1_EL1 with the acknowledged INTID ends it.
+        unsafe { asm!("msr icc_eoir1_el1, {}", in(reg) acknowledged, options(nomem, nostack)) };
+    }
 }
 
 /// Masks IRQs at EL1 (PSTATE.I).
@@ -326,29 +365,46 @@ pub fn interrupts_unmask() {
     unsafe { asm!("msr daifclr, #2", options(nomem, nostack)) };
 }
 
-/// Installs the vector table above, turns on this partition's (virtual) GIC CPU
-/// interface for group 1 at every priority, and unmasks IRQs.
+/// Installs the vector table above, turns on this partition's virtual GIC CPU
+/// interface for group 1 at every priority (the ICC system registers, or on a
+/// GICv2 the GICV block), and unmasks IRQs.
 pub fn interrupts_enable() {
-    // SAFETY: VBAR_EL1 and the ICC registers configure only this partition's own
-    // exception and (virtual) interrupt handling; the vector table lives in its
-    // image and is 2 KiB aligned.
+    // SAFETY: VBAR_EL1 configures only this partition's own exception handling;
+    // the vector table lives in its image and is 2 KiB aligned.
     unsafe {
         asm!(
             "adrp {t}, septum_vectors",
             "add {t}, {t}, :lo12:septum_vectors",
             "msr vbar_el1, {t}",
-            "mrs {t}, icc_sre_el1",
-            "orr {t}, {t}, #1",
-            "msr icc_sre_el1, {t}",
             "isb",
-            "mov {t}, #0xff",
-            "msr icc_pmr_el1, {t}",
-            "mov {t}, #1",
-            "msr icc_igrpen1_el1, {t}",
-            "isb",
-            "msr daifclr, #2",
             t = out(reg) _,
             options(nostack),
         );
     }
+    if gic_is_v2() {
+        GICV2.store(true, Ordering::Relaxed);
+        let interface = gicv2_interface();
+        interface.pmr.set(PRIORITY_MASK_OPEN);
+        interface.ctlr.set(GICV_CTLR_GROUP1);
+    } else {
+        // SAFETY: the ICC registers configure only this partition's own virtual
+        // interrupt handling.
+        unsafe {
+            asm!(
+                "mrs {t}, icc_sre_el1",
+                "orr {t}, {t}, #1",
+                "msr icc_sre_el1, {t}",
+                "isb",
+                "mov {t}, #0xff",
+                "msr icc_pmr_el1, {t}",
+                "mov {t}, #1",
+                "msr icc_igrpen1_el1, {t}",
+                t = out(reg) _,
+                options(nostack),
+            );
+        }
+    }
+    // SAFETY: clearing PSTATE.I lets this partition's own IRQs in, its vectors
+    // and interface set up above.
+    unsafe { asm!("isb", "msr daifclr, #2", options(nomem, nostack)) };
 }
