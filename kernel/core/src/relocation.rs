@@ -65,6 +65,8 @@ mod steps;
 #[cfg(test)]
 mod model;
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;
 
 pub use back_map::{BackMap, BackMapError, Mappers, Scrubbed};
