@@ -4,8 +4,8 @@
 //!
 //! **Model.** A relocatable partition has `pages` guest pages from `guest_base`;
 //! guest page `guest_base + i` has its *home frame* `home + i`, the frame it is
-//! placed at (identity placement: `at` equals the guest-physical base, so home
-//! frame equals guest page). The kernel also lends it *extra frames* (one range):
+//! placed at (with identity placement, `at` equal to the guest-physical base, a
+//! page's home frame has the page's own number). The kernel also lends it *extra frames* (one range):
 //! the first is the *spare*, kept aside for devirtualization, and the rest start
 //! in the *free pool*. When the partition is taken under translation, every page
 //! maps its home frame, writable: that is where a [`Relocation`] starts, and where
@@ -32,7 +32,9 @@
 //! and [`Relocation::write_fault`] answers [`WriteFault::Wait`]: the kernel resumes
 //! the guest when a step reports [`Progress::Resumable`], and its write lands in
 //! the new frame. A write is never lost: before the first flush it lands in the
-//! old frame, which is copied after the flush; after it, it waits.
+//! old frame, which is copied after the flush; after it, it waits. (The first
+//! flush is what makes the copy safe: without it a processor could keep writing
+//! the old frame through a translation it cached before the protection.)
 //!
 //! **Devirtualization.** Each page not at home goes home: a page whose home frame
 //! is free moves there directly; a page whose home frame holds another page waits
@@ -41,7 +43,9 @@
 //! page moves to the spare, which frees the home frame the cycle needs, and it
 //! moves home last, freeing the spare. A frame a page leaves that is the home of a
 //! page not yet home is where that page goes next, so a chain unwinds at a move
-//! per page. Pages already home are never touched.
+//! per page. Pages already home are never touched. Every frame a page leaves is
+//! scrubbed as it is released, the spare too, even when the next move fills it
+//! at once: scrubbing is tied to release, not to who uses the frame next.
 //!
 //! Invariants (property-tested in `relocation/properties.rs`):
 //! - every guest page maps exactly one tracked frame; a frame is mapped by at most
@@ -360,11 +364,6 @@ impl Relocation {
             pool,
             work: Work::Idle,
         })
-    }
-
-    /// The partition's layout.
-    pub fn layout(&self) -> &Layout {
-        &self.layout
     }
 
     /// Which guest pages map which frames.
