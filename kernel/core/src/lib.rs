@@ -35,6 +35,7 @@ pub mod flip;
 pub mod memory;
 pub mod net;
 pub mod package;
+pub mod relocation;
 pub mod resources;
 pub mod schedule;
 pub mod supervision;
