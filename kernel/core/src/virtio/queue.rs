@@ -170,11 +170,13 @@ impl Queue {
         let mut index = head;
         let mut too_long = false;
         for step in 0..=self.size {
-            if step == self.size {
-                return Err(Violation::Loop);
-            }
+            // A bad index is named as such even after `size` descriptors: only
+            // an index in the table at that point proves a descriptor repeated.
             if index >= self.size {
                 return Err(Violation::BadDescriptor);
+            }
+            if step == self.size {
+                return Err(Violation::Loop);
             }
             let mut raw = [0; descriptor::SIZE as usize];
             memory.read(self.desc + u64::from(index) * descriptor::SIZE, &mut raw)?;

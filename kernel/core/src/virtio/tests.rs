@@ -123,7 +123,7 @@ type Setup = fn(&mut FakeMemory);
 /// Verifies: SK-MED-003
 #[test]
 fn each_malformed_ring_is_its_own_violation() {
-    let cases: [(&str, Setup, Violation); 6] = [
+    let cases: [(&str, Setup, Violation); 7] = [
         (
             "loop",
             |m| {
@@ -142,6 +142,19 @@ fn each_malformed_ring_is_its_own_violation() {
             "next past the queue",
             |m| {
                 m.descriptor(0, DATA, 4, descriptor::NEXT, 9);
+                m.offer(&[0]);
+            },
+            Violation::BadDescriptor,
+        ),
+        (
+            // Every descriptor once, then out of the table: a bad index, not a
+            // loop (the walker once called it a loop after `size` steps).
+            "next past the queue after every descriptor",
+            |m| {
+                for i in 0..7 {
+                    m.descriptor(i, DATA, 4, descriptor::NEXT, i + 1);
+                }
+                m.descriptor(7, DATA, 4, descriptor::NEXT, 8);
                 m.offer(&[0]);
             },
             Violation::BadDescriptor,
