@@ -27,7 +27,8 @@
 //! measurement (and at least [`EMULATOR_FLOOR`]); and the kernel-lock counts of the multi-core runs, which depend
 //! on how the host interleaves the emulated cores, by their words alone. `cargo run -- figures --write`
 //! measures every figure the README names, rewrites the markers and writes
-//! `docs/figures.md`, the list an assessor reads; `--check` (run by
+//! `docs/figures.md`, the list an assessor reads (and refuses to while a saved
+//! console is older than the kernel its board runs: [`stale_consoles`]); `--check` (run by
 //! `scripts/test.sh` after a full run) fails when a marker's value is not what
 //! was measured, a marker names something that cannot be measured, or
 //! `docs/figures.md` is not what `--write` would write.
@@ -424,6 +425,31 @@ pub fn list(document: &str) -> Result<String> {
     Ok(out)
 }
 
+/// The scenarios whose console in `target/scenarios/` is older than the kernel
+/// ELF their board boots (the console of a kernel since rebuilt), by name.
+/// Scenarios without a saved console are not listed: a figure that needs one
+/// fails to measure on its own.
+pub fn stale_consoles(root: &Path) -> Result<Vec<String>> {
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|meta| meta.modified());
+    let mut stale = Vec::new();
+    for entry in std::fs::read_dir(root.join("tests/scenarios"))? {
+        let path = entry?.path();
+        let Some(name) = path.file_stem().and_then(|stem| stem.to_str()) else {
+            continue;
+        };
+        let Ok(console) = modified(&crate::scenario::console_log(root, name)) else {
+            continue;
+        };
+        let scenario = crate::scenario::Scenario::load(name)?;
+        let kernel = crate::boards::kernel_elf(&crate::boards::load(&scenario.board)?)?;
+        if modified(&kernel).is_ok_and(|built| built > console) {
+            stale.push(name.to_owned());
+        }
+    }
+    stale.sort();
+    Ok(stale)
+}
+
 /// `cargo run -- figures [--check] [--write]`: measures every figure the README
 /// at `root` names, prints each, and with `write` rewrites the README's values
 /// and `docs/figures.md`; with `check`, fails on any disagreement (see the
@@ -439,6 +465,15 @@ pub fn command(root: &Path, check_only: bool, write: bool) -> Result<()> {
         }
     }
     if write {
+        let stale = stale_consoles(root)?;
+        if !stale.is_empty() {
+            bail!(
+                "not writing: these consoles in target/scenarios are older than the kernel \
+                 their board runs, so their figures are not the code's (run the full suite, \
+                 scripts/test.sh, first): {}",
+                stale.join(", ")
+            );
+        }
         let values: BTreeMap<String, String> = report
             .measured
             .iter()
