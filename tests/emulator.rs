@@ -172,6 +172,7 @@ scenarios! {
         irq => "pc-irq",
         irq_masked => "pc-irq-masked",
         irq_priority => "pc-irq-priority",
+        x2apic_handoff => "pc-x2apic-handoff",
         bench_runs => "bench-x86_64",
         bench_2cpu_runs => "bench-2cpu-x86_64",
         bench_queue_runs => "bench-queue-x86_64",

@@ -22,6 +22,11 @@ pub enum SelfTest {
     /// self-test of the tables must find it and stop the kernel with a
     /// `@@ partition <name> tables stray ...` report before any partition runs.
     TableCorruption,
+    /// x86: put the boot core's local APIC in x2APIC mode before the kernel
+    /// takes it, as some PC firmware leaves it: the kernel must run in x2APIC
+    /// mode on every core and report the handoff with a `@@ kernel apic` line.
+    /// Nothing on aarch64.
+    X2apicHandoff,
 }
 
 /// Where [`SelfTest::TableCorruption`] maps its stray page: below every
@@ -37,6 +42,7 @@ impl SelfTest {
             .and_then(|name| match name {
                 "stack-overflow" => Some(SelfTest::StackOverflow),
                 "table-corruption" => Some(SelfTest::TableCorruption),
+                "x2apic-handoff" => Some(SelfTest::X2apicHandoff),
                 _ => None,
             })
     }
@@ -46,6 +52,7 @@ impl SelfTest {
         match self {
             SelfTest::StackOverflow => "stack-overflow",
             SelfTest::TableCorruption => "table-corruption",
+            SelfTest::X2apicHandoff => "x2apic-handoff",
         }
     }
 }

@@ -192,6 +192,15 @@ pub enum Event<'a> {
         /// Microseconds since the machine's reset (the board's counter).
         us: u64,
     },
+    /// x86: the firmware left the boot core's local APIC in another mode than
+    /// xAPIC: `x2apic`, which the kernel then uses on every core, or `disabled`,
+    /// which it enables in xAPIC mode.
+    KernelApicHandoff {
+        /// The mode it was found in.
+        found: &'a str,
+        /// The mode the kernel uses.
+        mode: &'a str,
+    },
     /// The kernel runs a self-test its command line asked for (fault injection).
     KernelSelfTest {
         /// Its name.
@@ -479,6 +488,9 @@ impl fmt::Display for Event<'_> {
             }
             Event::KernelRunning { partitions, us } => {
                 write!(f, "@@ kernel running partitions={partitions} us={us}")
+            }
+            Event::KernelApicHandoff { found, mode } => {
+                write!(f, "@@ kernel apic found={found} mode={mode}")
             }
             Event::KernelSelfTest { name } => write!(f, "@@ kernel self-test {name}"),
             Event::KernelTablesChecked { partitions, leaves } => write!(

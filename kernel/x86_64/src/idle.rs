@@ -43,7 +43,8 @@ use x86_64::VirtAddr;
 use x86_64::structures::idt::InterruptDescriptorTable;
 
 use crate::cpu;
-use crate::irq::{self, KICK_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR};
+use crate::irq::{KICK_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR};
+use crate::local_apic;
 
 /// The first vector an interrupt can have (0 to 31 are exceptions).
 const FIRST_VECTOR: usize = 32;
@@ -133,7 +134,7 @@ extern "C" fn interrupt_taken(vector: u64) {
     let vector = vector as u8;
     TAKEN[cpu::index()][usize::from(vector / 64)].fetch_or(1 << (vector % 64), Ordering::Relaxed);
     if vector != SPURIOUS_VECTOR {
-        irq::end_of_interrupt();
+        local_apic::end_of_interrupt();
     }
 }
 
@@ -182,7 +183,7 @@ pub struct Wait {
 pub fn wait(until_tsc: u64) -> Wait {
     let deadline = until_tsc != u64::MAX;
     if deadline {
-        irq::arm_deadline(until_tsc);
+        local_apic::arm_deadline(until_tsc);
     }
     let mut taken = Vectors::default();
     while taken.is_empty() && crate::clock::tsc() < until_tsc {
@@ -191,7 +192,7 @@ pub fn wait(until_tsc: u64) -> Wait {
         taken.remove(SPURIOUS_VECTOR);
     }
     if deadline {
-        irq::disarm_deadline();
+        local_apic::disarm_deadline();
     }
     let kicked = taken.contains(KICK_VECTOR);
     taken.remove(KICK_VECTOR);

@@ -33,6 +33,7 @@ mod ept;
 mod exit;
 mod idle;
 mod irq;
+mod local_apic;
 mod machine;
 mod mmio;
 mod serial;
@@ -144,10 +145,6 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     // start, with the boot page tables in CR3; the guard pages are the lowest page
     // of each stack, and the boot stack in use is far above its own.
     unsafe { stacks::unmap_guard_pages() };
-    // SAFETY: once, at boot, interrupts disabled; the boot page tables identity-map
-    // the first 4 GiB, the local APIC and I/O APIC included, and only this object
-    // uses them.
-    let mut interrupts = unsafe { Interrupts::init() };
     assert!(
         magic == MULTIBOOT2_MAGIC,
         "not booted by a multiboot2 loader (magic {magic:#x})"
@@ -156,6 +153,17 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     // the identity-mapped first 4 GiB; `load` checks its header.
     let info = unsafe { BootInformation::load(boot_information as *const BootInformationHeader) }
         .expect("valid multiboot2 boot information");
+    let command_line = info.command_line_tag().and_then(|tag| tag.cmdline().ok());
+    let self_test = command_line.and_then(SelfTest::from_command_line);
+    // The `x2apic-handoff` self-test leaves the local APIC as some firmware does.
+    // SAFETY: on the boot core, at boot, interrupts disabled, before the kernel
+    // takes the local APIC.
+    let x2apic_entered =
+        self_test == Some(SelfTest::X2apicHandoff) && unsafe { local_apic::enter_x2apic_mode() };
+    // SAFETY: once, at boot, interrupts disabled; the boot page tables identity-map
+    // the first 4 GiB, the local APIC and I/O APIC included, and only this object
+    // uses them.
+    let (mut interrupts, handoff) = unsafe { Interrupts::init() };
 
     let mut frames = FreeRanges::<32>::new();
     let mut ram_bytes = 0;
@@ -190,8 +198,16 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
             cpus: processors.count() as u32
         }
     );
-    let command_line = info.command_line_tag().and_then(|tag| tag.cmdline().ok());
-    let self_test = command_line.and_then(SelfTest::from_command_line);
+    if handoff != local_apic::Handoff::Xapic {
+        let _ = writeln!(
+            console,
+            "{}",
+            Event::KernelApicHandoff {
+                found: handoff.found(),
+                mode: handoff.mode(),
+            }
+        );
+    }
     if let Some(test) = self_test {
         let _ = writeln!(console, "{}", Event::KernelSelfTest { name: test.name() });
         // The fault's report reprograms the UART: what is in its FIFO goes first.
@@ -202,6 +218,11 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
             }
             // Applied below, once the partitions' tables are built.
             SelfTest::TableCorruption => {}
+            // Applied above, before the kernel took the local APIC.
+            SelfTest::X2apicHandoff if x2apic_entered => {}
+            SelfTest::X2apicHandoff => {
+                let _ = writeln!(console, "septum: this processor has no x2APIC mode");
+            }
         }
     }
 
@@ -252,7 +273,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
             ),
         );
     }
-    if !irq::has_tsc_deadline() {
+    if !local_apic::has_tsc_deadline() {
         stop_unsupported(
             &mut console,
             "tsc-deadline",

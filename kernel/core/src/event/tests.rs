@@ -5,7 +5,7 @@ use super::*;
 /// Verifies: SK-AUD-001
 #[test]
 fn lines_match_the_documented_vocabulary() {
-    let cases: [(Event, &str); 22] = [
+    let cases: [(Event, &str); 23] = [
         (
             Event::KernelBoot {
                 arch: "aarch64",
@@ -97,6 +97,13 @@ fn lines_match_the_documented_vocabulary() {
                 us: 13175,
             },
             "@@ kernel running partitions=64 us=13175",
+        ),
+        (
+            Event::KernelApicHandoff {
+                found: "x2apic",
+                mode: "x2apic",
+            },
+            "@@ kernel apic found=x2apic mode=x2apic",
         ),
         (
             Event::KernelSelfTest {
