@@ -271,12 +271,19 @@ impl Note {
         };
         let slot = u8::try_from(call.args[0]).unwrap_or(u8::MAX);
         let done = reply.filter(|reply| reply.status == 0);
+        // The call number is matched as it came (no look-up of the `Call`):
+        // this runs on every hypercall.
+        const SEND: u64 = Call::Send as u64;
+        const SEND_BATCH: u64 = Call::SendBatch as u64;
+        const RECEIVE: u64 = Call::Receive as u64;
+        const INFLATE: u64 = Call::Inflate as u64;
+        const DEFLATE: u64 = Call::Deflate as u64;
         let detail = done.and_then(|reply| {
-            let (kind, value) = match Call::from_number(call.number)? {
-                Call::Send | Call::SendBatch => (Kind::QueueSend, reply.results[0]),
-                Call::Receive => (Kind::QueueReceive, reply.results[0]),
-                Call::Inflate => (Kind::Inflate, call.args[2]),
-                Call::Deflate => (Kind::Deflate, call.args[2]),
+            let (kind, value) = match call.number {
+                SEND | SEND_BATCH => (Kind::QueueSend, reply.results[0]),
+                RECEIVE => (Kind::QueueReceive, reply.results[0]),
+                INFLATE => (Kind::Inflate, call.args[2]),
+                DEFLATE => (Kind::Deflate, call.args[2]),
                 _ => return None,
             };
             Some(Note {
@@ -397,10 +404,8 @@ pub struct Ring<'a> {
     slots: &'a mut [Slot],
     /// The slot the next record goes in (always below the capacity, or 0).
     next: usize,
-    /// Records held.
-    len: usize,
-    /// Records overwritten since boot.
-    overwritten: u64,
+    /// Records pushed since boot: those held and those overwritten.
+    pushed: u64,
 }
 
 impl<'a> Ring<'a> {
@@ -409,8 +414,7 @@ impl<'a> Ring<'a> {
         Ring {
             slots,
             next: 0,
-            len: 0,
-            overwritten: 0,
+            pushed: 0,
         }
     }
 
@@ -421,45 +425,40 @@ impl<'a> Ring<'a> {
 
     /// Records it holds.
     pub fn len(&self) -> usize {
-        self.len
+        usize::try_from(self.pushed).map_or(self.capacity(), |pushed| pushed.min(self.capacity()))
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// Records overwritten since boot (lost to overflow).
     pub fn overwritten(&self) -> u64 {
-        self.overwritten
+        self.pushed - self.len() as u64
     }
 
     /// Adds `record`, overwriting the oldest if the ring is full (a ring of
     /// capacity 0 counts every record as overwritten). Constant work: one slot
     /// written, no division.
     pub fn push(&mut self, record: &Record) {
-        let capacity = self.slots.len();
+        self.pushed += 1;
         let Some(slot) = self.slots.get_mut(self.next) else {
-            self.overwritten += 1;
             return;
         };
         *slot = record.slot();
         self.next += 1;
-        if self.next == capacity {
+        if self.next == self.slots.len() {
             self.next = 0;
-        }
-        if self.len == capacity {
-            self.overwritten += 1;
-        } else {
-            self.len += 1;
         }
     }
 
     /// The records held, oldest first, in their wire form.
     pub fn records(&self) -> impl Iterator<Item = [u8; RECORD_BYTES]> + '_ {
         let capacity = self.capacity().max(1);
-        let first = (self.next + capacity - self.len) % capacity;
-        (0..self.len).map(move |offset| wire(self.slots[(first + offset) % capacity]))
+        let len = self.len();
+        let first = (self.next + capacity - len) % capacity;
+        (0..len).map(move |offset| wire(self.slots[(first + offset) % capacity]))
     }
 }
 
