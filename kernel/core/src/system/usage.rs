@@ -11,9 +11,9 @@
 //! - the time a vCPU is live on a core is charged to its partition from when
 //!   it was loaded (or last charged) to when it leaves the core or its turn
 //!   ends (a preemption, in [`System::handle`]; `charged_us` of that core
-//!   moves on each time), so no stretch is
-//!   charged twice; kernel work a partition owes is done while none of its
-//!   vCPUs is loaded and is not counted as its run time.
+//!   moves on each time), so no stretch is charged twice; kernel work a
+//!   partition owes is done while none of its vCPUs is loaded and is not
+//!   counted as its run time.
 
 use septum_abi::usage::{TrapKind, USAGE_WORDS};
 
