@@ -283,7 +283,8 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
     #[inline(always)]
     fn enter(&mut self, cpu: usize, entry: Entry<'_>, frame: &mut V::Frame) -> Run {
         let mut outcome = Outcome::new();
-        let trapped = self.system.loaded(cpu);
+        // The trapped vCPU as its records name it, looked up once.
+        let trapped = self.traced_as(self.system.loaded(cpu));
         if let Entry::Trap(trap) = entry
             && let Some(note) = Note::of_trap(trap)
         {
@@ -317,14 +318,19 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         self.carry_out(cpu, done_us, &outcome, frame)
     }
 
-    /// Records `note` about `vcpu` (if any) in core `cpu`'s trace ring, at
-    /// `now_us`.
-    fn trace(&mut self, cpu: usize, vcpu: Option<usize>, note: Note, now_us: u64) {
-        let (partition, vcpu) = vcpu.map_or((NONE, NONE), |vcpu| {
+    /// How trace records name `vcpu` (if any): its partition's index and its
+    /// own, or [`NONE`].
+    fn traced_as(&self, vcpu: Option<usize>) -> (u8, u8) {
+        vcpu.map_or((NONE, NONE), |vcpu| {
             let partition = self.system.vcpus()[vcpu].partition();
             let byte = |index: usize| u8::try_from(index).unwrap_or(NONE);
             (byte(partition), byte(vcpu))
-        });
+        })
+    }
+
+    /// Records `note` about `partition` and `vcpu` (as [`Kernel::traced_as`]
+    /// gives them) in core `cpu`'s trace ring, at `now_us`.
+    fn trace(&mut self, cpu: usize, (partition, vcpu): (u8, u8), note: Note, now_us: u64) {
         self.trace.push(cpu, &note.at(now_us, partition, vcpu));
     }
 
@@ -481,7 +487,8 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         }
         if let Some(vcpu) = outcome.store {
             self.vcpus[vcpu].store(frame);
-            self.trace(cpu, Some(vcpu), Note::switch(Kind::Leave), done_us);
+            let left = self.traced_as(Some(vcpu));
+            self.trace(cpu, left, Note::switch(Kind::Leave), done_us);
         }
         for effect in &outcome.effects {
             match *effect {
@@ -498,7 +505,8 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
         if let Some(vcpu) = outcome.load {
             let space = &self.spaces[self.system.vcpus()[vcpu].partition()];
             self.vcpus[vcpu].load(space, frame);
-            self.trace(cpu, Some(vcpu), Note::switch(Kind::Enter), done_us);
+            let entered = self.traced_as(Some(vcpu));
+            self.trace(cpu, entered, Note::switch(Kind::Enter), done_us);
         }
         match outcome.turn {
             Some(TurnEnd::At(deadline_us)) => self.machine.set_deadline(Some(deadline_us)),

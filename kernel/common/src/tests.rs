@@ -232,8 +232,7 @@ fn kernel() -> (Kernel<FakeVcpu, FakeMachine>, Rc<RefCell<Log>>, Vec<u8>) {
         us_per_page: 0,
     };
     let console = Output::new(vec![0; septum_core::console::output::RING_SIZE].leak());
-    let trace_bytes = crate::trace::RING_RECORDS * septum_core::trace::RECORD_BYTES;
-    let trace = crate::trace::Trace::over(vec![0; trace_bytes].leak());
+    let trace = crate::trace::Trace::over(vec![[0; 2]; crate::trace::RING_RECORDS].leak());
     (
         Kernel::new(system, spaces, vcpus, machine, package, console, trace),
         log,

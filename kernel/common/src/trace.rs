@@ -15,7 +15,7 @@
 use heapless::Vec;
 use septum_core::memory::FreeRanges;
 use septum_core::system::MAX_CPUS;
-use septum_core::trace::{RECORD_BYTES, Record, Ring};
+use septum_core::trace::{RECORD_BYTES, Record, Ring, Slot};
 
 use crate::paging::PAGE;
 
@@ -32,24 +32,24 @@ pub struct Trace {
 /// Takes memory for `cpus` rings (at most [`MAX_CPUS`]) from `frames`.
 pub fn trace_rings<const N: usize>(frames: &mut FreeRanges<N>, cpus: usize) -> Trace {
     let cpus = cpus.clamp(1, MAX_CPUS);
-    let ring_bytes = RING_RECORDS * RECORD_BYTES;
+    let slots = cpus * RING_RECORDS;
     let memory = frames
-        .allocate((cpus * ring_bytes) as u64, PAGE)
+        .allocate((slots * size_of::<Slot>()) as u64, PAGE)
         .expect("RAM for the trace rings");
     // SAFETY: the range was free and is now the kernel's alone, for as long as the
-    // kernel runs; RAM is mapped at its physical address, and the slice covers
-    // exactly the range.
-    let bytes =
-        unsafe { core::slice::from_raw_parts_mut(memory.start as *mut u8, cpus * ring_bytes) };
-    Trace::over(bytes)
+    // kernel runs; RAM is mapped at its physical address; the range is
+    // page-aligned, so aligned for the slots' words, and the slice covers exactly
+    // the range. Any bits are valid words.
+    let slots = unsafe { core::slice::from_raw_parts_mut(memory.start as *mut Slot, slots) };
+    Trace::over(slots)
 }
 
 impl Trace {
-    /// Rings of [`RING_RECORDS`] over `memory`, one per core for as many cores as
-    /// it has room for (at most [`MAX_CPUS`]).
-    pub fn over(memory: &'static mut [u8]) -> Trace {
-        let rings = memory
-            .chunks_exact_mut(RING_RECORDS * RECORD_BYTES)
+    /// Rings of [`RING_RECORDS`] over `slots`, one per core for as many cores
+    /// as it has room for (at most [`MAX_CPUS`]).
+    pub fn over(slots: &'static mut [Slot]) -> Trace {
+        let rings = slots
+            .chunks_exact_mut(RING_RECORDS)
             .take(MAX_CPUS)
             .map(Ring::new)
             .collect();
@@ -68,7 +68,7 @@ impl Trace {
     pub(crate) fn records(&self, cpu: usize) -> alloc::vec::Vec<Record> {
         self.rings[cpu]
             .records()
-            .map(|bytes| Record::decode(bytes).expect("a record the ring wrote"))
+            .map(|bytes| Record::decode(&bytes).expect("a record the ring wrote"))
             .collect()
     }
 
@@ -84,7 +84,7 @@ impl Trace {
             let mut chunk = [0u8; RECORDS_PER_FRAME * RECORD_BYTES];
             let mut filled = 0;
             for record in ring.records() {
-                chunk[filled..filled + RECORD_BYTES].copy_from_slice(record);
+                chunk[filled..filled + RECORD_BYTES].copy_from_slice(&record);
                 filled += RECORD_BYTES;
                 if filled == chunk.len() {
                     send_chunk(cpu, &chunk);

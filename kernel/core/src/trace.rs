@@ -19,8 +19,13 @@ use crate::event::{Event, Response};
 use crate::system::{CallRegisters, Reply, Trap};
 use septum_abi::Call;
 
-/// Bytes of one record on the wire and in a ring.
+/// Bytes of one record on the wire.
 pub const RECORD_BYTES: usize = 16;
+
+/// One record as a ring holds it: its wire form as two little-endian words
+/// (the time; then kind, partition, vCPU, code and value, low byte first), so
+/// that recording is two word stores.
+pub type Slot = [u64; 2];
 
 /// The `partition` and `vcpu` of a record about no particular partition.
 pub const NONE: u8 = u8::MAX;
@@ -266,12 +271,19 @@ impl Note {
         };
         let slot = u8::try_from(call.args[0]).unwrap_or(u8::MAX);
         let done = reply.filter(|reply| reply.status == 0);
+        // The call number is matched as it came (no look-up of the `Call`):
+        // this runs on every hypercall.
+        const SEND: u64 = Call::Send as u64;
+        const SEND_BATCH: u64 = Call::SendBatch as u64;
+        const RECEIVE: u64 = Call::Receive as u64;
+        const INFLATE: u64 = Call::Inflate as u64;
+        const DEFLATE: u64 = Call::Deflate as u64;
         let detail = done.and_then(|reply| {
-            let (kind, value) = match Call::from_number(call.number)? {
-                Call::Send | Call::SendBatch => (Kind::QueueSend, reply.results[0]),
-                Call::Receive => (Kind::QueueReceive, reply.results[0]),
-                Call::Inflate => (Kind::Inflate, call.args[2]),
-                Call::Deflate => (Kind::Deflate, call.args[2]),
+            let (kind, value) = match call.number {
+                SEND | SEND_BATCH => (Kind::QueueSend, reply.results[0]),
+                RECEIVE => (Kind::QueueReceive, reply.results[0]),
+                INFLATE => (Kind::Inflate, call.args[2]),
+                DEFLATE => (Kind::Deflate, call.args[2]),
                 _ => return None,
             };
             Some(Note {
@@ -337,14 +349,17 @@ impl Record {
     /// Its wire form: time (8 bytes), kind, partition, vCPU, code (one byte
     /// each), value (4 bytes), little-endian.
     pub fn encode(&self) -> [u8; RECORD_BYTES] {
-        let mut bytes = [0; RECORD_BYTES];
-        bytes[..8].copy_from_slice(&self.time_us.to_le_bytes());
-        bytes[8] = self.kind as u8;
-        bytes[9] = self.partition;
-        bytes[10] = self.vcpu;
-        bytes[11] = self.code;
-        bytes[12..].copy_from_slice(&self.value.to_le_bytes());
-        bytes
+        wire(self.slot())
+    }
+
+    /// Its wire form as a ring's slot holds it ([`Slot`]).
+    pub fn slot(&self) -> Slot {
+        let header = u64::from(self.kind as u8)
+            | u64::from(self.partition) << 8
+            | u64::from(self.vcpu) << 16
+            | u64::from(self.code) << 24
+            | u64::from(self.value) << 32;
+        [self.time_us, header]
     }
 
     /// The record whose wire form is `bytes`.
@@ -381,77 +396,78 @@ impl Record {
     }
 }
 
-/// A bounded ring of encoded records over memory given at boot (see the module
+/// A bounded ring of records over memory given at boot (see the module
 /// documentation).
 #[derive(Debug)]
 pub struct Ring<'a> {
-    storage: &'a mut [u8],
-    /// The slot the next record goes in.
+    /// One slot per record.
+    slots: &'a mut [Slot],
+    /// The slot the next record goes in (always below the capacity, or 0).
     next: usize,
-    /// Records held.
-    len: usize,
-    /// Records overwritten since boot.
-    overwritten: u64,
+    /// Records pushed since boot: those held and those overwritten.
+    pushed: u64,
 }
 
 impl<'a> Ring<'a> {
-    /// A ring over `storage`, holding `storage.len() / RECORD_BYTES` records.
-    pub fn new(storage: &'a mut [u8]) -> Ring<'a> {
+    /// A ring over `slots`, holding as many records.
+    pub fn new(slots: &'a mut [Slot]) -> Ring<'a> {
         Ring {
-            storage,
+            slots,
             next: 0,
-            len: 0,
-            overwritten: 0,
+            pushed: 0,
         }
     }
 
     /// Most records it holds.
     pub fn capacity(&self) -> usize {
-        self.storage.len() / RECORD_BYTES
+        self.slots.len()
     }
 
     /// Records it holds.
     pub fn len(&self) -> usize {
-        self.len
+        usize::try_from(self.pushed).map_or(self.capacity(), |pushed| pushed.min(self.capacity()))
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// Records overwritten since boot (lost to overflow).
     pub fn overwritten(&self) -> u64 {
-        self.overwritten
+        self.pushed - self.len() as u64
     }
 
     /// Adds `record`, overwriting the oldest if the ring is full (a ring of
-    /// capacity 0 counts every record as overwritten).
+    /// capacity 0 counts every record as overwritten). Constant work: one slot
+    /// written, no division.
     pub fn push(&mut self, record: &Record) {
-        let capacity = self.capacity();
-        if capacity == 0 {
-            self.overwritten += 1;
+        self.pushed += 1;
+        let Some(slot) = self.slots.get_mut(self.next) else {
             return;
-        }
-        let start = self.next * RECORD_BYTES;
-        self.storage[start..start + RECORD_BYTES].copy_from_slice(&record.encode());
-        self.next = (self.next + 1) % capacity;
-        if self.len == capacity {
-            self.overwritten += 1;
-        } else {
-            self.len += 1;
+        };
+        *slot = record.slot();
+        self.next += 1;
+        if self.next == self.slots.len() {
+            self.next = 0;
         }
     }
 
     /// The records held, oldest first, in their wire form.
-    pub fn records(&self) -> impl Iterator<Item = &[u8]> + '_ {
+    pub fn records(&self) -> impl Iterator<Item = [u8; RECORD_BYTES]> + '_ {
         let capacity = self.capacity().max(1);
-        let first = (self.next + capacity - self.len) % capacity;
-        (0..self.len).map(move |offset| {
-            let start = (first + offset) % capacity * RECORD_BYTES;
-            &self.storage[start..start + RECORD_BYTES]
-        })
+        let len = self.len();
+        let first = (self.next + capacity - len) % capacity;
+        (0..len).map(move |offset| wire(self.slots[(first + offset) % capacity]))
     }
+}
+
+/// The wire form of a record held in `slot`.
+fn wire([time, header]: Slot) -> [u8; RECORD_BYTES] {
+    let mut bytes = [0; RECORD_BYTES];
+    bytes[..8].copy_from_slice(&time.to_le_bytes());
+    bytes[8..].copy_from_slice(&header.to_le_bytes());
+    bytes
 }
 
 #[cfg(test)]

@@ -102,17 +102,13 @@ pub(super) struct Caller {
 }
 
 impl System {
-    /// Handles a hypercall made by vCPU `vcpu`.
+    /// Handles a hypercall made by `caller`.
     pub(super) fn hypercall(
         &mut self,
-        vcpu: usize,
+        caller: Caller,
         call: &CallRegisters,
         platform: &mut impl Platform,
     ) -> Dispatch {
-        let caller = Caller {
-            partition: self.vcpus[vcpu].partition,
-            vcpu,
-        };
         match self.decode(caller.partition, call) {
             Ok(ref request) => self.invoke(caller, request, platform),
             Err(error) => {

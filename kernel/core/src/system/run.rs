@@ -244,8 +244,9 @@ impl System {
             }
             Entry::Trap(trap) => {
                 let vcpu = trapped.expect("a trap comes from a loaded vCPU");
-                self.note_trap(cpu, vcpu, trap, platform);
                 if matches!(trap, Trap::Preempted) {
+                    // The turn that ended is charged to its partition.
+                    self.charge(cpu, platform);
                     self.check_watchdogs(cpu, out, platform);
                     self.virtio_timers(cpu, platform);
                 }
@@ -275,11 +276,12 @@ impl System {
         out: &mut Outcome,
         platform: &mut impl Platform,
     ) -> Next {
-        let partition = self.vcpus[vcpu].partition;
+        let slot = &self.vcpus[vcpu];
+        let (partition, index) = (slot.partition, slot.index);
+        self.count_trap(partition, trap);
         // A restart or stop asked for while it ran here comes first: this vCPU
         // leaves the core, and the last of its partition to leave a core carries
         // it out.
-        let index = self.vcpus[vcpu].index;
         let life = &self.partitions[partition].life;
         let deferred = life.deferred().is_some();
         if deferred || !life.vcpu_runnable(index) {
@@ -301,7 +303,7 @@ impl System {
             return Next::Yield;
         }
         let dispatch = match trap {
-            Trap::Hypercall(call) => self.hypercall(vcpu, call, platform),
+            Trap::Hypercall(call) => self.hypercall(Caller { partition, vcpu }, call, platform),
             Trap::Smccc(call) => self.smccc(vcpu, call, platform),
             Trap::Wait | Trap::Preempted => {
                 self.end_loan(partition);

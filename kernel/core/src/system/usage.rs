@@ -5,13 +5,15 @@
 //!
 //! Invariants:
 //! - every trap that reaches [`System::handle`] is counted once, under its
-//!   partition, before it is handled; so is every access completed on the fast
-//!   lane ([`System::emulate_access`], [`System::send_sgi`]);
+//!   partition, before it is handled (first thing in `run.rs`'s `on_trap`); so
+//!   is every access completed on the fast lane ([`System::emulate_access`],
+//!   [`System::send_sgi`]);
 //! - the time a vCPU is live on a core is charged to its partition from when
 //!   it was loaded (or last charged) to when it leaves the core or its turn
-//!   ends (`charged_us` of that core moves on each time), so no stretch is
-//!   charged twice; kernel work a partition owes is done while none of its
-//!   vCPUs is loaded and is not counted as its run time.
+//!   ends (a preemption, in [`System::handle`]; `charged_us` of that core
+//!   moves on each time), so no stretch is charged twice; kernel work a
+//!   partition owes is done while none of its vCPUs is loaded and is not
+//!   counted as its run time.
 
 use septum_abi::usage::{TrapKind, USAGE_WORDS};
 
@@ -20,14 +22,9 @@ use super::{Dispatch, Platform, Reply, System};
 use crate::memory::Range;
 
 impl System {
-    /// Counts a trap of `vcpu`, live on `cpu`; a turn that ended is charged.
-    pub(super) fn note_trap(
-        &mut self,
-        cpu: usize,
-        vcpu: usize,
-        trap: &Trap,
-        platform: &mut impl Platform,
-    ) {
+    /// Counts a trap of a vCPU of `partition` (the caller has looked it up
+    /// already, so the hot path indexes the tables once).
+    pub(super) fn count_trap(&mut self, partition: usize, trap: &Trap) {
         let kind = match trap {
             Trap::Hypercall(_) => TrapKind::Hypercall,
             Trap::Smccc(_) => TrapKind::Smccc,
@@ -36,12 +33,7 @@ impl System {
             Trap::Kicked => TrapKind::Kicked,
             Trap::Fault(_) => TrapKind::Fault,
         };
-        self.partitions[self.vcpus[vcpu].partition]
-            .usage
-            .count(kind);
-        if kind == TrapKind::Preempted {
-            self.charge(cpu, platform);
-        }
+        self.partitions[partition].usage.count(kind);
     }
 
     /// Counts an access of `vcpu` completed on the fast lane (a device

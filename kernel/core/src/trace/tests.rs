@@ -26,6 +26,11 @@ fn a_record_survives_its_wire_form_and_bad_bytes_are_refused() {
     };
     let bytes = original.encode();
     assert_eq!(bytes[..8], [8, 7, 6, 5, 4, 3, 2, 1]);
+    let restart = Supervision::Restart as u8;
+    assert_eq!(
+        bytes[8..],
+        [Kind::Supervision as u8, 5, NONE, restart, 7, 0, 0, 0]
+    );
     assert_eq!(Record::decode(&bytes), Ok(original));
     assert_eq!(Record::decode(&bytes[..15]), Err(DecodeError::Length(15)));
     let mut unknown = bytes;
@@ -84,8 +89,7 @@ fn supervision_events_map_to_their_records_and_others_to_none() {
 /// Verifies: SK-AUD-011
 #[test]
 fn a_ring_without_room_counts_every_record_as_overwritten() {
-    let mut storage = [0u8; RECORD_BYTES - 1];
-    let mut ring = Ring::new(&mut storage);
+    let mut ring = Ring::new(&mut []);
     ring.push(&record(1, 1));
     assert_eq!((ring.capacity(), ring.len(), ring.overwritten()), (0, 0, 1));
     assert_eq!(ring.records().count(), 0);
@@ -98,8 +102,8 @@ proptest! {
         capacity in 0usize..12,
         pushed in 0usize..40,
     ) {
-        let mut storage = vec![0u8; capacity * RECORD_BYTES];
-        let mut ring = Ring::new(&mut storage);
+        let mut slots = vec![[0; 2]; capacity];
+        let mut ring = Ring::new(&mut slots);
         for n in 0..pushed {
             ring.push(&record(n as u64, n as u32));
             prop_assert!(ring.len() <= ring.capacity());
@@ -109,7 +113,7 @@ proptest! {
         prop_assert_eq!(ring.overwritten(), (pushed - held) as u64);
         let times: Vec<u64> = ring
             .records()
-            .map(|bytes| Record::decode(bytes).expect("a record the ring wrote").time_us)
+            .map(|bytes| Record::decode(&bytes).expect("a record the ring wrote").time_us)
             .collect();
         let expected: Vec<u64> = ((pushed - held) as u64..pushed as u64).collect();
         prop_assert_eq!(times, expected);
