@@ -48,7 +48,7 @@ global_asm!(
     "_head:",
     "    b _start",
     "    .word 0",
-    "    .quad 0",                // text_offset
+    "    .quad __text_offset",    // text_offset: see link.ld
     "    .quad __kernel_end - _head + {stacks_bytes}", // image_size; the host tool adds the package
     "    .quad 0x2",              // flags: little endian, 4 KiB pages, 2 MiB-aligned base
     "    .quad 0, 0, 0",

@@ -220,17 +220,21 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
         }
     );
 
+    // RAM below the kernel is free, except what the boot firmware leaves there
+    // for later (the spin table the other cores wait in); the boot loader's own
+    // code (QEMU's stub at the bank's start) ran before the kernel and is dead.
     let mut frames = FreeRanges::<32>::new();
-    let reserved = Range {
-        start: info.ram.start,
-        end: claimed_end,
-    };
     let carved = frames
         .add(info.ram)
-        .and_then(|()| frames.remove(reserved))
-        .and_then(|()| frames.remove(info.blob));
+        .and_then(|()| frames.remove(image))
+        .and_then(|()| frames.remove(info.blob))
+        .and_then(|()| {
+            info.spin_table()
+                .map_or(Ok(()), |table| frames.remove(table))
+        });
     carved.expect("RAM bank split into too many pieces");
 
+    let fixed = septum_kernel::claim_fixed_placements(&package, &mut frames);
     let arena = reserve_bytes(&package, size_of::<Vcpu>(), size_of::<Space>());
     ARENA.give(
         frames
@@ -240,6 +244,7 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
     let mut table_checks = heapless::Vec::<_, { septum_core::package::MAX_PARTITIONS }>::new();
     let (system, spaces, vcpus) = septum_kernel::load_partitions(
         &package,
+        &fixed,
         &mut frames,
         PARTITION_ALIGN,
         &mut console,

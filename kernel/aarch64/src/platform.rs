@@ -9,7 +9,7 @@
 
 use fdt::Fdt;
 use fdt::node::FdtNode;
-use septum_abi::layout::GICV2_CPU_INTERFACE_SIZE;
+use septum_abi::layout::{GICV2_CPU_INTERFACE_SIZE, PAGE_SIZE};
 use septum_core::memory::Range;
 use septum_kernel::self_test::SelfTest;
 
@@ -180,6 +180,21 @@ impl MachineInfo {
             power,
             blob: blob_range,
             self_test: SelfTest::from_command_line(bootargs),
+        })
+    }
+}
+
+impl MachineInfo {
+    /// The pages from the RAM bank's start through the last spin-table release
+    /// address, where the boot firmware's spin table (its code and the release
+    /// words the waiting cores read) lives; `None` on a board whose cores start
+    /// through PSCI.
+    pub fn spin_table(&self) -> Option<Range> {
+        let last = self.release_addrs.iter().flatten().max()?;
+        let end = (last + 8).next_multiple_of(PAGE_SIZE);
+        Some(Range {
+            start: self.ram.start.min(*last),
+            end,
         })
     }
 }

@@ -47,7 +47,9 @@ mod tests;
 pub mod trace;
 mod uart;
 
-pub use load::{Placement, console_output, load_partitions, map_grants};
+pub use load::{
+    FixedPlacements, Placement, claim_fixed_placements, console_output, load_partitions, map_grants,
+};
 pub use septum_core::system::{Run, Trap};
 pub use table_check::report_table_checks;
 pub use uart::{Console, Uart};

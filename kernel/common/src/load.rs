@@ -8,8 +8,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
-use septum_abi::CapType;
 use septum_abi::layout::{RAM_BASE, RECEIVE_WINDOW_BASE};
+use septum_abi::{CapType, MAX_PARTITIONS};
 use septum_core::balloon::Balloon;
 use septum_core::console::output::{Output, RING_SIZE};
 use septum_core::event::Event;
@@ -109,6 +109,35 @@ pub fn map_grants<F: paging::Format, const N: usize>(
     grants
 }
 
+/// Each partition's fixed placement (`at`), in package order; `None` where the
+/// kernel chooses.
+pub type FixedPlacements = heapless::Vec<Option<Range>, MAX_PARTITIONS>;
+
+/// Takes the RAM of every partition placed at a fixed address out of `frames`.
+/// The back ends call it first, before the kernel takes any memory for itself,
+/// so that the kernel's own choices never take memory a description placed a
+/// partition in (a partition placed identity starts at the bottom of guest
+/// RAM's machine memory). Panics with the partition's name if its RAM is not
+/// free: this runs at boot, and a system that does not fit cannot start.
+pub fn claim_fixed_placements<const N: usize>(
+    package: &Package<'_>,
+    frames: &mut FreeRanges<N>,
+) -> FixedPlacements {
+    package
+        .partitions()
+        .map(|spec| {
+            let at = spec.resources.at?;
+            let wanted = Range::from_start_size(at, spec.ram_size).expect("checked by the package");
+            Some(frames.take(wanted).unwrap_or_else(|e| {
+                panic!(
+                    "RAM of partition {} at {at:#x} is not free: {e:?}",
+                    spec.name
+                )
+            }))
+        })
+        .collect()
+}
+
 /// Loads every partition of `package`: takes its RAM from `frames` (at its fixed
 /// placement, else on an `align` boundary), reports where it went on `console`,
 /// scrubs all of it with the back end's `zero_page` (the primitive ballooning
@@ -118,13 +147,14 @@ pub fn map_grants<F: paging::Format, const N: usize>(
 /// its resources list, vCPU 0 first. Returns the system, the partitions' tables in
 /// package order, and the vCPUs in the core's order (`System::vcpus`).
 ///
-/// Fixed placements are claimed first, so the kernel's own choices never take
-/// memory a description reserved. Panics with the partition's name if its RAM is
-/// not free: this runs at boot, before any partition, and a system that does not
-/// fit cannot start.
+/// `fixed` holds the fixed placements [`claim_fixed_placements`] claimed before
+/// the kernel took any memory for itself. Panics with the partition's name if
+/// its RAM is not free: this runs at boot, before any partition, and a system
+/// that does not fit cannot start.
 #[allow(clippy::type_complexity)]
 pub fn load_partitions<S, V, const N: usize>(
     package: &Package<'_>,
+    fixed: &FixedPlacements,
     frames: &mut FreeRanges<N>,
     align: u64,
     console: &mut impl fmt::Write,
@@ -136,24 +166,11 @@ pub fn load_partitions<S, V, const N: usize>(
         &mut FreeRanges<N>,
     ) -> (S, heapless::Vec<V, MAX_VCPUS>),
 ) -> (System, Box<[S]>, Box<[V]>) {
-    let mut placed = vec![None; package.len()];
-    for (index, spec) in package.partitions().enumerate() {
-        if let Some(at) = spec.resources.at {
-            let wanted = Range::from_start_size(at, spec.ram_size).expect("checked by the package");
-            let ram = frames.take(wanted).unwrap_or_else(|e| {
-                panic!(
-                    "RAM of partition {} at {at:#x} is not free: {e:?}",
-                    spec.name
-                )
-            });
-            placed[index] = Some(ram);
-        }
-    }
     let mut host_ram = Vec::with_capacity(package.len());
     let mut spaces = Vec::with_capacity(package.len());
     let mut vcpus = Vec::with_capacity(package.vcpu_count());
     for (index, spec) in package.partitions().enumerate() {
-        let ram = placed[index].unwrap_or_else(|| {
+        let ram = fixed[index].unwrap_or_else(|| {
             frames
                 .allocate(spec.ram_size, align)
                 .unwrap_or_else(|e| panic!("no RAM for partition {}: {e:?}", spec.name))

@@ -318,6 +318,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
         exit_entry: boot::vm_exit_entry as *const () as u64,
     };
 
+    let fixed = septum_kernel::claim_fixed_placements(&package, &mut frames);
     let arena = reserve_bytes(&package, size_of::<Vcpu>(), size_of::<Space>());
     ARENA.give(
         frames
@@ -328,6 +329,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
     let mut table_checks = heapless::Vec::<_, { septum_core::package::MAX_PARTITIONS }>::new();
     let (system, spaces, vcpus) = septum_kernel::load_partitions(
         &package,
+        &fixed,
         &mut frames,
         PARTITION_ALIGN,
         &mut console,
