@@ -135,7 +135,7 @@ fn supervision(partition: &Partition) -> Supervision {
     }
 }
 
-/// `partition`'s grants: its placement, limits, receive window, vCPUs' cores and windows,
+/// `partition`'s grants: its placement, limits, receive window, devirtualize flag, vCPUs' cores and windows,
 /// the MMIO blocks (widened to whole pages), port ranges and interrupts of its
 /// devices, and its virtio devices. Fails only on what the validator refuses (a core past the kernel's,
 /// a window past 32 bits, too many grants, an unknown device), saying what.
@@ -153,6 +153,7 @@ fn resources(partition: &Partition, board: &Board) -> Result<Resources, String> 
     r.at = partition.at;
     r.receive_window = partition.receive_window;
     r.shares = partition.memory_shares;
+    r.devirtualize = partition.devirtualize;
     let too_many = |_| "it has more grants than the package holds".to_owned();
     for window in &partition.windows {
         let micros = |us: u64| {
@@ -224,6 +225,10 @@ fn package_error(error: PackageError, partitions: &[&Partition]) -> String {
         PackageError::BadQueue(index) => format!("queue {index}"),
         PackageError::BadNetwork(index) => format!(
             "partition {}: its network address is taken, or it is a second uplink",
+            name(index)
+        ),
+        PackageError::BadDevirtualize(index) => format!(
+            "partition {}: it is devirtualizable but not a native guest placed at RAM_BASE alone on its core with one vCPU and nothing that needs the kernel's translation, or a second one",
             name(index)
         ),
         other => format!("{other:?}"),

@@ -70,6 +70,9 @@ pub struct PartitionEntry {
     /// Key to value; checked (keys and types too) by the `restart-budget` rule.
     pub restart_budget: Option<Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>>,
     pub watchdog_ms: Option<Spanned<u64>>,
+    /// Whether it may run natively, translation off; checked by the
+    /// `devirtualize` rule.
+    pub devirtualize: Option<Spanned<bool>>,
 }
 
 /// `linux = { kernel = "...", initrd = "...", bootargs = "..." }`, every key

@@ -158,6 +158,12 @@ pub struct Partition {
     pub net: Option<NetPort>,
     /// How the kernel supervises it: trap policy, restart budget, watchdog.
     pub supervision: Supervision,
+    /// Whether it may run natively, with the kernel's translation off, and be
+    /// virtualized and devirtualized at run time (the `devirtualize` key; the
+    /// kernel's `Resources::devirtualize`): then a native guest program placed
+    /// identity, alone on its core but for the service VM, with no queue,
+    /// balloon, virtio device or network port (rule `devirtualize`).
+    pub devirtualize: bool,
 }
 
 impl Partition {

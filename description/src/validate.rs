@@ -53,6 +53,7 @@
 //! | `net-subnet` | a network port without a top-level `subnets` list or whose subnet (its address's network and prefix) is not listed, or a listed subnet that is not a network address or overlaps another |
 //! | `net-duplicate` | two network ports with one address |
 //! | `net-uplink` | a second uplink, an uplink that is not the service VM, or one not granted the board's NIC (`devices = ["nic"]`; a board without one, such as `pc`, has no uplink) |
+//! | `devirtualize` | a `devirtualize = true` partition not placed identity (`at` missing or not the guest-physical RAM base, 0x4000_0000, `RAM_BASE`), that is the service VM, runs Linux or has several vCPUs, shares a core with another guest (the service VM may share its core), is a queue's end, holds a `balloon` capability, has a receive window, virtio devices or a network port (each needs the kernel's translation, which a devirtualized partition does not have), or a second one in the system |
 //!
 //! The image rules, `image-file`, `image-elf`, `image-arch`, `image-segment` and
 //! `image-entry` (and for a Linux partition `linux-image` and `linux-fit`),
@@ -80,6 +81,7 @@ use crate::model::{ImageSource, Kind, Partition, System, Window};
 use crate::{DescriptionError, DescriptionErrors, Locator};
 
 mod caps;
+mod devirtualize;
 mod linux;
 mod net;
 mod queues;
@@ -138,6 +140,7 @@ pub const RULES: &[&str] = &[
     "net-subnet",
     "net-duplicate",
     "net-uplink",
+    "devirtualize",
     "image-file",
     "image-elf",
     "image-arch",
@@ -239,6 +242,7 @@ pub(crate) fn validate(
         check_caps(&mut check, entry, partition, &by_name, &names);
     }
     check_vcpus(&mut check, &file.partition, &partitions);
+    devirtualize::check_devirtualize(&mut check, &file.partition, &partitions, &file.queue);
     if let Some(policy) = &file.policy
         && !policy.get_ref().is_empty()
     {
@@ -452,6 +456,7 @@ fn check_partition(
         virtio: virtio::devices(check, p, net.is_some()),
         net,
         supervision: supervision::check_supervision(check, p, kind),
+        devirtualize: p.devirtualize.as_ref().is_some_and(|d| *d.get_ref()),
     }
 }
 

@@ -6,7 +6,9 @@
 //! lines the kernel and initrd files of its Linux partitions (see
 //! `linux_files/mod.rs`), written to a scratch folder where its relative
 //! `path`s and workspace programs are looked for. A `# board-arch: <arch>` line
-//! checks it against the test board with that architecture.
+//! checks it against the test board with that architecture, and a
+//! `# board-reserved: none` line against the test board without its reserved
+//! memory (so that a partition may be placed identity, at 0x4000_0000).
 
 mod elf;
 mod linux_files;
@@ -57,7 +59,7 @@ fn expectations(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Verifies: SK-CFG-001, SK-CFG-002, SK-CFG-005, SK-CFG-007, SK-LNX-001, SK-CFG-008, SK-CFG-009, SK-CFG-010, SK-CFG-011
+/// Verifies: SK-CFG-001, SK-CFG-002, SK-CFG-005, SK-CFG-007, SK-LNX-001, SK-CFG-008, SK-CFG-009, SK-CFG-010, SK-CFG-011, SK-CFG-013
 #[test]
 fn each_bad_file_fails_with_exactly_its_expected_errors() {
     let board = board();
@@ -69,13 +71,16 @@ fn each_bad_file_fails_with_exactly_its_expected_errors() {
             "{} has no `# expect:` line",
             path.display()
         );
-        let board = match text.lines().find_map(|l| l.strip_prefix("# board-arch: ")) {
+        let mut board = match text.lines().find_map(|l| l.strip_prefix("# board-arch: ")) {
             Some(arch) => Board {
                 arch: arch.into(),
                 ..board.clone()
             },
             None => board.clone(),
         };
+        if text.lines().any(|l| l == "# board-reserved: none") {
+            board.reserved.clear();
+        }
         let errors = match parse(&path, &text, &board) {
             Err(errors) => errors,
             Ok(system) => {
@@ -182,6 +187,59 @@ fn the_good_file_validates_with_every_feature() {
         (service.devices.as_slice(), service.virtio.as_slice()),
         (&["nic".to_owned()][..], &[Device::Net][..])
     );
+}
+
+/// A devirtualizable guest: placed identity, alone on core 0 but for the service
+/// VM, a partition program of one vCPU holding only a console, beside a guest
+/// on core 1. The flag is carried into the model for it alone. On the test
+/// board, whose kernel keeps the first 16 MiB of RAM, the identity placement is
+/// refused as overlapping the kernel's memory.
+///
+/// Verifies: SK-CFG-013
+#[test]
+fn a_devirtualizable_guest_is_placed_identity_alone_on_its_core() {
+    let text = r#"
+board = "testboard"
+
+[[partition]]
+name = "service"
+kind = "service"
+image = "service-vm"
+ram = "2M"
+
+[[partition]]
+name = "native"
+kind = "guest"
+image = "hello"
+ram = "4M"
+at = "0x4000_0000"
+caps = [{ kind = "console" }]
+devirtualize = true
+
+[[partition]]
+name = "other"
+kind = "guest"
+image = "hello"
+ram = "2M"
+cpus = [1]
+devirtualize = false
+"#;
+    let mut open = board();
+    open.reserved.clear();
+    let system = parse(Path::new("native.toml"), text, &open).unwrap_or_else(|e| panic!("{e}"));
+    let flags: Vec<(&str, bool)> = system
+        .partitions
+        .iter()
+        .map(|p| (p.name.as_str(), p.devirtualize))
+        .collect();
+    assert_eq!(
+        flags,
+        [("service", false), ("native", true), ("other", false)]
+    );
+    assert_eq!(system.partitions[1].at, Some(0x4000_0000));
+    let errors = parse(Path::new("native.toml"), text, &board()).expect_err("the kernel's RAM");
+    let rules: Vec<&str> = errors.0.iter().map(|e| e.rule).collect();
+    assert_eq!(rules, ["memory-overlap"]);
 }
 
 /// A system whose service VM is the uplink (granted `devices`) and whose guest

@@ -84,6 +84,40 @@ fn supervision_is_compiled_as_described() {
     assert_eq!(supervision(order[0]), Supervision::default());
 }
 
+/// The `devirtualize` key is carried into the partition's resources block,
+/// for that partition alone.
+///
+/// Verifies: SK-CFG-003, SK-CFG-013
+#[test]
+fn the_devirtualize_flag_is_carried_into_the_resources() {
+    let mut board = Board::load(&crate::from_root("description/tests/board")).expect("board");
+    // The test board's kernel keeps 0x4000_0000, where identity placement is.
+    board.reserved.clear();
+    let text = "board = \"testboard\"\n\
+        [[partition]]\nname = \"g\"\nkind = \"guest\"\nimage = \"hello\"\nram = \"2M\"\n\
+        cpus = [1]\n\
+        [[partition]]\nname = \"native\"\nkind = \"guest\"\nimage = \"hello\"\nram = \"2M\"\n\
+        at = \"0x4000_0000\"\ndevirtualize = true\n\
+        [[partition]]\nname = \"service\"\nkind = \"service\"\nimage = \"service-vm\"\nram = \"2M\"\n";
+    let system = septum_description::parse(std::path::Path::new("native.toml"), text, &board)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let carried: Vec<(&str, bool, Option<u64>)> = system
+        .boot_order()
+        .map(|p| {
+            let r = resources(p, &board).expect("fits");
+            (p.name.as_str(), r.devirtualize, r.at)
+        })
+        .collect();
+    assert_eq!(
+        carried,
+        [
+            ("service", false, None),
+            ("g", false, None),
+            ("native", true, Some(RAM_BASE))
+        ]
+    );
+}
+
 /// Every description in the repository (`board-support/<board>/*.toml` and
 /// `tests/systems/*.toml`), for every board it is for, passes what `septum check`
 /// runs: its images load and its package builds and sets up as the kernel sets it

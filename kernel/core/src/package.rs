@@ -12,8 +12,8 @@
 //! | 16 | 8 | total package length in bytes |
 //! | 24 | 4 | number of queues in the system (the queue table's length) |
 //! | 28 | 4 | major frame in µs (0: no schedule) |
-//! | 32 | 472 × count | partition records |
-//! | 32 + 472 × count | 8 × queues | queue table |
+//! | 32 | 480 × count | partition records |
+//! | 32 + 480 × count | 8 × queues | queue table |
 //! | ... | | images |
 //!
 //! A partition record: name (16 bytes, NUL-padded, `[a-z0-9_-]`), kind (4: 0 service,
@@ -24,7 +24,8 @@
 //! 0 for an empty slot, else a [`CapType`]), reserved (1), rights (2), object (2:
 //! the partition index of a control capability, the queue index of a queue end,
 //! else 0), badge (2: the holder's index on a queue send end, else 0); then its
-//! [`Resources`] block (264 bytes, with its receive window, memory shares and network port); then its
+//! [`Resources`] block (272 bytes, with its receive window, memory shares, network port
+//! and flags, the devirtualize flag among them); then its
 //! [`Supervision`] block (12 bytes: trap policy, restart budget, watchdog period)
 //! and reserved (4, zero), which keep records a multiple of 8 bytes long.
 //!
@@ -47,9 +48,15 @@
 //! [`MAX_QUEUE_DEPTH`] and 1 to depth pages in flight; and every queue capability
 //! naming a queue of the table and held by that end of it (a send end by the
 //! queue's sender, a receive end by its receiver); no two network ports with one
-//! address, and at most one uplink. Everything the kernel later does
-//! with a package relies on this check.
+//! address, and at most one uplink; at most one devirtualizable partition
+//! ([`Resources::devirtualize`]), and that one a native guest placed identity
+//! (at [`RAM_BASE`]) with one vCPU, on a core no other guest has (the
+//! service VM may), and with no queue end, balloon, virtio device (a network
+//! port among them) or receive window, none of which works without the kernel's
+//! translation. Everything the kernel later does with a package relies on this
+//! check.
 
+use septum_abi::layout::RAM_BASE;
 use septum_abi::virtio::Device;
 
 use crate::caps::{CAP_SLOTS, Cap, CapTable, CapType, Rights};
@@ -59,7 +66,7 @@ use crate::supervision::{SUPERVISION_SIZE, Supervision, TrapPolicy};
 /// The package magic.
 pub const MAGIC: [u8; 8] = *b"SEPTUMPK";
 /// The format version this core reads and writes.
-pub const VERSION: u32 = 8;
+pub const VERSION: u32 = 9;
 /// Most partitions a system may have (the ABI's limit).
 pub use septum_abi::MAX_PARTITIONS;
 /// Longest partition name, in bytes (the ABI's: `inspect` copies it out).
@@ -80,7 +87,7 @@ const SUPERVISION_OFFSET: usize = RESOURCES_OFFSET + RESOURCES_SIZE;
 const RECORD_PADDING: usize = 4;
 const RECORD_SIZE: usize = SUPERVISION_OFFSET + SUPERVISION_SIZE + RECORD_PADDING;
 // The layout table in the module docs states this size.
-const _: () = assert!(RECORD_SIZE == 472 && RECORD_SIZE.is_multiple_of(8));
+const _: () = assert!(RECORD_SIZE == 480 && RECORD_SIZE.is_multiple_of(8));
 const QUEUE_SIZE: usize = 8;
 
 /// What a partition is for.
@@ -220,6 +227,11 @@ pub enum PackageError {
     /// Record `index` has a network port whose address an earlier record's
     /// port has, or is a second uplink.
     BadNetwork(usize),
+    /// Record `index` is devirtualizable but is not a native guest placed at
+    /// [`RAM_BASE`] with one vCPU, holds a queue end or a balloon, has a virtio
+    /// device or a receive window, shares a core with another guest, or is a
+    /// second devirtualizable partition.
+    BadDevirtualize(usize),
 }
 
 /// A validated package.
@@ -268,6 +280,7 @@ impl<'a> Package<'a> {
             package.decode_queue(index)?;
         }
         let mut vcpus = 0;
+        let mut devirtualizable = None;
         for index in 0..package.count {
             let spec = package.decode(index)?;
             vcpus += spec.resources.vcpu_cores().len();
@@ -290,6 +303,23 @@ impl<'a> Package<'a> {
                 if clash {
                     return Err(PackageError::BadNetwork(index));
                 }
+            }
+            if spec.resources.devirtualize {
+                if devirtualizable.is_some() {
+                    return Err(PackageError::BadDevirtualize(index));
+                }
+                devirtualizable = Some((index, spec.resources.vcpu_cores()[0]));
+            }
+        }
+        // Alone on its core but for the service VM (record 0).
+        if let Some((index, core)) = devirtualizable {
+            let shared = package
+                .partitions()
+                .enumerate()
+                .skip(1)
+                .any(|(other, spec)| other != index && spec.resources.vcpu_cores().contains(&core));
+            if shared {
+                return Err(PackageError::BadDevirtualize(index));
             }
         }
         Ok(package)
@@ -482,6 +512,14 @@ impl<'a> Package<'a> {
         };
         if !vcpus_allowed {
             return Err(PackageError::BadResources(index));
+        }
+        let devirtualizable = kind == Kind::Guest
+            && profile == Profile::Native
+            && spec.resources.at == Some(RAM_BASE)
+            && cores.len() == 1
+            && !maps_at_run_time;
+        if spec.resources.devirtualize && !devirtualizable {
+            return Err(PackageError::BadDevirtualize(index));
         }
         Ok(spec)
     }

@@ -21,6 +21,7 @@
 //! | 248 | 4 | memory shares (weight against other ballooning guests) |
 //! | 252 | 4 | virtio devices: one [`Device::bit`] each |
 //! | 256 | 8 | network port: [`Address::to_word`] in bits 0-39, [`UPLINK_BIT`] (0: no port) |
+//! | 264 | 8 | flags: [`DEVIRTUALIZE_BIT`] (every other bit zero) |
 //!
 //! Entries past a count are zero.
 //!
@@ -32,7 +33,7 @@
 //! window is a multiple of the page size no larger than [`MAX_RECEIVE_WINDOW`],
 //! and the device word names only devices the kernel emulates; a partition has
 //! a network port exactly when it has the net device, and the port's address
-//! is a host address of its subnet.
+//! is a host address of its subnet; no flag but [`DEVIRTUALIZE_BIT`] is set.
 //!
 //! [`Device::bit`]: septum_abi::virtio::Device::bit
 //! [`Address::to_word`]: septum_abi::net::Address::to_word
@@ -62,10 +63,16 @@ const SHARES_OFFSET: usize =
     LISTS_OFFSET + MAX_WINDOWS * 12 + MAX_MMIO * 16 + MAX_PORTS * 4 + MAX_IRQS * 4;
 /// Where the network port is: after the shares and the device word.
 const NET_OFFSET: usize = SHARES_OFFSET + 8;
+/// Where the flags word is: after the network port.
+const FLAGS_OFFSET: usize = NET_OFFSET + 8;
 /// Bytes of an encoded block.
-pub const RESOURCES_SIZE: usize = NET_OFFSET + 8;
+pub const RESOURCES_SIZE: usize = FLAGS_OFFSET + 8;
 // The layout table in the module docs states these offsets.
-const _: () = assert!(SHARES_OFFSET == 248 && RESOURCES_SIZE.is_multiple_of(8));
+const _: () =
+    assert!(SHARES_OFFSET == 248 && FLAGS_OFFSET == 264 && RESOURCES_SIZE.is_multiple_of(8));
+/// The bit of the flags word that makes the partition devirtualizable
+/// ([`Resources::devirtualize`]).
+pub const DEVIRTUALIZE_BIT: u64 = 1 << 0;
 /// The bit of the network port word that makes the port the system's uplink.
 pub const UPLINK_BIT: u64 = 1 << 63;
 /// Memory shares of a partition whose description gives none.
@@ -133,6 +140,12 @@ pub struct Resources {
     virtio: u32,
     /// Its network port, if it has one (then it has the net device too).
     net: Option<NetPort>,
+    /// Whether it may run natively, with the kernel's translation off, and be
+    /// virtualized and devirtualized at run time (the description's
+    /// `devirtualize = true`). The package checks what that needs (see
+    /// [`crate::package`]): a native guest placed identity on one vCPU, with
+    /// nothing that needs the translation.
+    pub devirtualize: bool,
 }
 
 /// A partition's port on the kernel's router.
@@ -348,6 +361,9 @@ impl Resources {
             None => return None,
         };
         (resources.net.is_some() == resources.has_virtio(Device::Net)).then_some(())?;
+        let flags = u64_at(FLAGS_OFFSET);
+        (flags & !DEVIRTUALIZE_BIT == 0).then_some(())?;
+        resources.devirtualize = flags & DEVIRTUALIZE_BIT != 0;
         Some(resources)
     }
 
@@ -389,6 +405,12 @@ impl Resources {
             port.address.to_word() | if port.uplink { UPLINK_BIT } else { 0 }
         });
         out.extend_from_slice(&net.to_le_bytes());
+        let flags = if self.devirtualize {
+            DEVIRTUALIZE_BIT
+        } else {
+            0
+        };
+        out.extend_from_slice(&flags.to_le_bytes());
     }
 }
 
@@ -442,6 +464,7 @@ mod tests {
         assert_eq!(full.add_irq(99), Err(TooMany));
         let widest = Resources {
             receive_window: MAX_RECEIVE_WINDOW,
+            devirtualize: true,
             ..sample()
         };
         let mut bytes = Vec::new();
@@ -469,10 +492,12 @@ mod tests {
             (receive_window + 3, 0x01), // 16 MiB + 64 KiB
             (window_length, 0),
             (first_mmio_size, 0x10),
-            (device_set, 0x80),  // a device the kernel does not emulate
-            (device_set, 0x02),  // a port without the net device
-            (net_prefix, 31),    // no room for a second host
-            (net_prefix + 1, 0), // the subnet's own address
+            (device_set, 0x80),       // a device the kernel does not emulate
+            (device_set, 0x02),       // a port without the net device
+            (net_prefix, 31),         // no room for a second host
+            (net_prefix + 1, 0),      // the subnet's own address
+            (FLAGS_OFFSET, 0x02),     // a flag that does not exist
+            (FLAGS_OFFSET + 7, 0x80), // the same, in the top byte
         ] {
             let mut bad = good.clone();
             bad[at] = value;

@@ -335,6 +335,124 @@ fn resources_must_be_well_formed_and_bracket_the_ram() {
     }
 }
 
+/// A devirtualizable guest: native, placed at `RAM_BASE`, one vCPU on `core`,
+/// nothing that needs the translation.
+fn devirtualizable(name: &str, core: u8) -> PartitionSpec<'_> {
+    let mut resources = Resources::on_cores(0x20_0000, 0x20_0000, &[core]);
+    resources.at = Some(RAM_BASE);
+    resources.devirtualize = true;
+    PartitionSpec {
+        resources,
+        ..spec(name, Kind::Guest, &[0; 8])
+    }
+}
+
+/// The devirtualize flag travels in the resources block's flags word; a flag
+/// that does not exist is a malformed block, and a devirtualizable partition
+/// that breaks the description's `devirtualize` rule is refused.
+///
+/// Verifies: SK-INIT-003, SK-CFG-013
+#[test]
+fn the_devirtualize_flag_is_carried_and_checked() {
+    let service = spec("s", Kind::Service, &[0; 8]);
+    // Alone on core 1; another guest beside the service VM on core 0. The
+    // service VM may share the devirtualizable partition's core.
+    let parts = [
+        service,
+        devirtualizable("n", 1),
+        spec("o", Kind::Guest, &[0; 8]),
+    ];
+    let bytes = encode(&parts, &[], None).unwrap();
+    let flags: Vec<bool> = Package::parse(&bytes)
+        .unwrap()
+        .partitions()
+        .map(|p| p.resources.devirtualize)
+        .collect();
+    assert_eq!(flags, [false, true, false]);
+    assert!(encode(&[service, devirtualizable("n", 0)], &[], None).is_ok());
+    // The flags word is the last of the resources block.
+    let flags_word = HEADER_SIZE + RECORD_SIZE + RESOURCES_OFFSET + RESOURCES_SIZE - 8;
+    for (byte, value) in [(0, 0x03), (0, 0x02), (7, 0x80)] {
+        let mut bad = bytes.clone();
+        bad[flags_word + byte] = value;
+        assert_eq!(
+            Package::parse(&bad).unwrap_err(),
+            PackageError::BadResources(1),
+            "flags byte {byte} = {value:#x}"
+        );
+    }
+
+    let with = |change: &dyn Fn(&mut PartitionSpec<'static>)| {
+        let mut part = devirtualizable("n", 1);
+        change(&mut part);
+        part
+    };
+    let mut service_devirtualizable = service;
+    service_devirtualizable.resources.at = Some(RAM_BASE);
+    service_devirtualizable.resources.devirtualize = true;
+    let bad_ones = [
+        with(&|p| p.profile = Profile::Linux),
+        with(&|p| p.resources.at = None),
+        with(&|p| p.resources.at = Some(RAM_BASE + 0x20_0000)),
+        with(&|p| p.resources.add_vcpu(1).unwrap()),
+        with(&|p| p.resources.receive_window = 4096),
+        with(&|p| p.caps = balloon_caps()),
+        with(&|p| p.resources.add_virtio(Device::Console)),
+        with(&|p| p.resources.add_virtio(Device::Balloon)),
+        with(&|p| {
+            p.resources.set_net(crate::resources::NetPort {
+                address: septum_abi::net::Address::parse("10.0.0.2/24").unwrap(),
+                uplink: false,
+            });
+        }),
+    ];
+    assert_eq!(
+        encode(&[service_devirtualizable], &[], None).unwrap_err(),
+        PackageError::BadDevirtualize(0)
+    );
+    for part in bad_ones {
+        assert_eq!(
+            encode(&[service, part], &[], None).unwrap_err(),
+            PackageError::BadDevirtualize(1),
+            "{part:?}"
+        );
+    }
+    // A queue end: the send end of a queue to the service VM.
+    let sender = with(&|p| {
+        p.caps[0] = Some(Cap {
+            badge: 1,
+            ..cap(CapType::QueueSend, Rights::SEND, 0).unwrap()
+        });
+    });
+    assert_eq!(
+        encode(&[service, sender], &[queue(1, 0, 4, 2)], None).unwrap_err(),
+        PackageError::BadDevirtualize(1)
+    );
+    // Another guest on its core, before or after it.
+    let beside = PartitionSpec {
+        resources: Resources::on_cores(0x20_0000, 0x20_0000, &[1]),
+        ..spec("o", Kind::Guest, &[0; 8])
+    };
+    assert_eq!(
+        encode(&[service, devirtualizable("n", 1), beside], &[], None).unwrap_err(),
+        PackageError::BadDevirtualize(1)
+    );
+    assert_eq!(
+        encode(&[service, beside, devirtualizable("n", 1)], &[], None).unwrap_err(),
+        PackageError::BadDevirtualize(2)
+    );
+    // A second one.
+    assert_eq!(
+        encode(
+            &[service, devirtualizable("n", 1), devirtualizable("m", 2)],
+            &[],
+            None
+        )
+        .unwrap_err(),
+        PackageError::BadDevirtualize(2)
+    );
+}
+
 /// Verifies: SK-INIT-003
 #[test]
 fn supervision_blocks_must_be_canonical_and_leave_the_service_vm_without_a_policy() {
@@ -402,10 +520,10 @@ fn header_damage_is_detected() {
     bad[0] = b'X';
     assert_eq!(Package::parse(&bad).unwrap_err(), PackageError::BadMagic);
     let mut bad = good.clone();
-    bad[8] = 9;
+    bad[8..12].copy_from_slice(&(VERSION - 1).to_le_bytes());
     assert_eq!(
         Package::parse(&bad).unwrap_err(),
-        PackageError::UnsupportedVersion(9)
+        PackageError::UnsupportedVersion(VERSION - 1)
     );
     let mut bad = good.clone();
     bad[16..24].copy_from_slice(&(good.len() as u64 + 1).to_le_bytes());
