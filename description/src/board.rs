@@ -45,8 +45,13 @@ pub struct Board {
     /// Devices partitions may be granted.
     #[serde(default, rename = "device")]
     pub devices: Vec<BoardDevice>,
+    /// aarch64: the architecture version of the board's GIC (2 or 3). The kernel
+    /// emulates a GICv3 for Linux partitions over the GICv3's virtual CPU
+    /// interface, so Linux needs a GICv3 board; `None` on x86.
+    #[serde(default)]
+    pub gic_version: Option<u8>,
     /// aarch64: where the boot loader places the kernel, which is linked there;
-    /// `None` for the default (0x4020_0000, QEMU `virt`'s RAM base + 2 MiB).
+    /// `None` for the default (0x4820_0000, QEMU `virt`'s RAM base + 130 MiB).
     #[serde(default, deserialize_with = "optional_bytes")]
     pub kernel_base: Option<u64>,
     /// QEMU: the board's device tree (`-dtb`), relative to the repository root,

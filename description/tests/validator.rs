@@ -8,7 +8,8 @@
 //! `path`s and workspace programs are looked for. A `# board-arch: <arch>` line
 //! checks it against the test board with that architecture, and a
 //! `# board-reserved: none` line against the test board without its reserved
-//! memory (so that a partition may be placed identity, at 0x4000_0000).
+//! memory (so that a partition may be placed identity, at 0x4000_0000), and a
+//! `# board-gic: 2` line against the test board with a GICv2.
 
 mod elf;
 mod linux_files;
@@ -80,6 +81,9 @@ fn each_bad_file_fails_with_exactly_its_expected_errors() {
         };
         if text.lines().any(|l| l == "# board-reserved: none") {
             board.reserved.clear();
+        }
+        if text.lines().any(|l| l == "# board-gic: 2") {
+            board.gic_version = Some(2);
         }
         let errors = match parse(&path, &text, &board) {
             Err(errors) => errors,

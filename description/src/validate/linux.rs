@@ -64,6 +64,13 @@ pub(super) fn check_linux(
             );
             check.fail(linux.span(), "linux", message);
         }
+        if board.gic_version == Some(2) {
+            let message = format!(
+                "`{name}` runs Linux, which needs a GICv3 (the kernel emulates one for Linux over the GICv3's virtual CPU interface); `{}` has a GICv2",
+                board.name
+            );
+            check.fail(linux.span(), "linux", message);
+        }
         if let (Some(_), Some(program)) = (&linux.get_ref().kernel, &linux.get_ref().program) {
             let message = format!("`{name}` names both a `kernel` file and a `program`; keep one");
             check.fail(program.span(), "linux", message);
