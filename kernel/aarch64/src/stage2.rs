@@ -26,6 +26,7 @@ const TABLE: u64 = 0b11;
 const BLOCK: u64 = 0b01;
 const PAGE_DESCRIPTOR: u64 = 0b11;
 const S2AP_READ_WRITE: u64 = 0b11 << 6;
+const S2AP_WRITE: u64 = 0b10 << 6;
 const SH_INNER: u64 = 0b11 << 8;
 const AF: u64 = 1 << 10;
 const MEMATTR_NORMAL_WB: u64 = 0b1111 << 2;
@@ -67,6 +68,8 @@ impl Format for Stage2Format {
     fn is_valid(entry: u64) -> bool {
         entry & 0b1 != 0
     }
+
+    const WRITE: u64 = S2AP_WRITE;
 }
 
 /// One partition's stage-2 tables.

@@ -40,6 +40,7 @@ mod load;
 pub mod log;
 pub mod paging;
 mod platform;
+pub mod relocate;
 pub mod self_test;
 pub mod table_check;
 #[cfg(test)]

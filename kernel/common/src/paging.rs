@@ -57,6 +57,9 @@ pub trait Format {
     fn is_table(entry: u64, level: u32) -> bool;
     /// Whether `entry` maps or points at anything.
     fn is_valid(entry: u64) -> bool;
+    /// The bits of a leaf's attributes that let the guest write (stage 2:
+    /// S2AP\[1\]; EPT: W). A leaf without them is read-only.
+    const WRITE: u64;
 }
 
 /// One hierarchy of tables in format `F`.
@@ -186,6 +189,45 @@ impl<F: Format> Tables<F> {
         Ok(())
     }
 
+    /// The level-3 entry for guest page `guest`, if one is valid; `None` where
+    /// nothing maps the page, or a block or no table covers it.
+    pub fn page(&self, guest: u64) -> Option<u64> {
+        let covered = level_size(F::ROOT_LEVEL) * ENTRIES as u64;
+        if guest >= covered {
+            return None;
+        }
+        let mut current = self.root;
+        for above in F::ROOT_LEVEL..3 {
+            // SAFETY: `current` is the root or a table this hierarchy allocated;
+            // it is only read here.
+            let entry = unsafe { table(current)[index(guest, above)] };
+            if !F::is_valid(entry) || !F::is_table(entry, above) {
+                return None;
+            }
+            current = entry & F::ADDRESS_MASK;
+        }
+        // SAFETY: `current` is a level-3 table of this hierarchy.
+        let entry = unsafe { table(current)[index(guest, 3)] };
+        F::is_valid(entry).then_some(entry)
+    }
+
+    /// Rewrites the valid level-3 entry for guest page `guest` with the same
+    /// frame and `attributes` (a change of permissions, which needs no
+    /// break-before-make). Refuses, changing nothing, a page no level-3 entry maps.
+    pub fn set_page_attributes(&mut self, guest: u64, attributes: u64) -> Result<(), MemoryError> {
+        let host = self.page(guest).ok_or(MemoryError::BadRequest)? & F::ADDRESS_MASK;
+        let last = self.walk_to(guest, 3, || Err(MemoryError::BadRequest))?;
+        // SAFETY: `last` is a level-3 table of this hierarchy; one 64-bit volatile
+        // store, which a hardware walk sees whole.
+        unsafe {
+            core::ptr::write_volatile(
+                &mut table(last)[index(guest, 3)],
+                F::leaf(host, 3, attributes),
+            )
+        };
+        Ok(())
+    }
+
     /// Calls `visit(guest, level, entry)` for every valid leaf of the hierarchy (a
     /// block above level 3 or a page at level 3), in address order: what the
     /// hardware would translate, read from the tables themselves.
@@ -290,13 +332,13 @@ fn check(guest: Range, host: u64, covered: u64) -> Result<(), MemoryError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! On the host, "physical" addresses are addresses in a heap buffer, so the walk
     //! runs unchanged over real memory.
     use super::*;
 
     /// A toy format: bit 0 valid, bit 1 table, bit 2 block; attributes above.
-    enum Toy {}
+    pub(crate) enum Toy {}
 
     impl Format for Toy {
         const ROOT_LEVEL: u32 = 1;
@@ -314,10 +356,11 @@ mod tests {
         fn is_valid(entry: u64) -> bool {
             entry & 0b001 != 0
         }
+        const WRITE: u64 = 0b1000;
     }
 
     /// A 64-page pool of zeroed, page-aligned memory.
-    fn pool() -> (Vec<[u8; PAGE as usize]>, FreeRanges<8>) {
+    pub(crate) fn pool() -> (Vec<[u8; PAGE as usize]>, FreeRanges<8>) {
         let pages = vec![[0u8; PAGE as usize]; 65];
         let start = (pages.as_ptr() as u64).next_multiple_of(PAGE);
         let mut frames = FreeRanges::new();

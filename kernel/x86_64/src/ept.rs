@@ -57,6 +57,8 @@ impl Format for EptFormat {
     fn is_valid(entry: u64) -> bool {
         entry & (READ | WRITE | EXECUTE) != 0
     }
+
+    const WRITE: u64 = WRITE;
 }
 
 /// One partition's extended page tables.
