@@ -242,7 +242,7 @@ pub(crate) fn validate(
         check_caps(&mut check, entry, partition, &by_name, &names);
     }
     check_vcpus(&mut check, &file.partition, &partitions);
-    devirtualize::check_devirtualize(&mut check, &file.partition, &partitions, &file.queue);
+    devirtualize::check_devirtualize(&mut check, &file.partition, &partitions, &file.queue, board);
     if let Some(policy) = &file.policy
         && !policy.get_ref().is_empty()
     {

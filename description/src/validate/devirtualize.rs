@@ -19,6 +19,8 @@ use septum_core::abi::layout::RAM_BASE;
 use toml::Spanned;
 
 use super::Checker;
+use crate::Board;
+use crate::elf::EM_AARCH64;
 use crate::format::{PartitionEntry, QueueEntry};
 use crate::model::{ImageSource, Kind, Partition};
 
@@ -31,6 +33,7 @@ pub(super) fn check_devirtualize(
     entries: &[Spanned<PartitionEntry>],
     partitions: &[Partition],
     queues: &[Spanned<QueueEntry>],
+    board: &Board,
 ) {
     let mut first: Option<(&Partition, &PartitionEntry)> = None;
     let mut marked = BTreeMap::new();
@@ -40,6 +43,13 @@ pub(super) fn check_devirtualize(
             continue;
         };
         check_partition(check, p, key, partition);
+        if board.elf_machine() != Some(EM_AARCH64) {
+            let message = format!(
+                "devirtualizable `{}` needs an aarch64 board: the x86 kernel does not devirtualize yet, and `{}` is {}",
+                partition.name, board.name, board.arch
+            );
+            check.fail(key.span(), "devirtualize", message);
+        }
         marked.entry(partition.name.as_str()).or_insert(());
         match first {
             None => first = Some((partition, p)),

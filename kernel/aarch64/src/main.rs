@@ -291,7 +291,10 @@ extern "C" fn kernel_main(device_tree: u64) -> ! {
                     Vcpu::new(start)
                 })
                 .collect();
-            (Space::new(tables, vmid), vcpus)
+            (
+                Space::new(tables, vmid, !spec.resources.devirtualize),
+                vcpus,
+            )
         },
     );
     septum_kernel::report_table_checks(&package, &table_checks, &mut console);

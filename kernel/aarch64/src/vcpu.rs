@@ -39,8 +39,10 @@ use core::arch::{asm, global_asm};
 
 use aarch64_cpu::asm::barrier;
 use septum_abi::vcpu_mpidr;
+use septum_core::relocation::Machine;
 use septum_core::system::Reply;
 use septum_core::vgic::ListEntry;
+use septum_kernel::relocate::{MachineMemory, RelocatableTables};
 
 use crate::boot::TrapFrame;
 use crate::stage2::{self, Stage2};
@@ -215,16 +217,30 @@ pub struct Space {
     /// them.
     stage2: Stage2,
     vttbr: u64,
+    /// Whether stage 2 translates it: false only for a devirtualizable
+    /// partition running natively, whose vCPUs then load [`HCR_UNTRANSLATED`].
+    translated: bool,
 }
 
 impl Space {
     /// The translation of `stage2` with VMID `vmid`, which no other partition
-    /// uses.
-    pub fn new(stage2: Stage2, vmid: u8) -> Space {
+    /// uses, on from the start unless `translated` is false.
+    pub fn new(stage2: Stage2, vmid: u8, translated: bool) -> Space {
         let vttbr = (u64::from(vmid) << 48) | stage2.root();
-        Space { stage2, vttbr }
+        Space {
+            stage2,
+            vttbr,
+            translated,
+        }
     }
 }
+
+/// HCR_EL2 for a devirtualizable partition running natively: no stage 2 (VM
+/// and DC clear, so its own stage 1 and memory attributes apply), and no traps
+/// but the hypercall (`hvc`, which always reaches EL2) and the physical
+/// interrupts the kernel keeps (FMO, IMO, AMO: its timer, and the virtual
+/// interrupts the GIC's list registers still deliver); EL1 in AArch64 (RW).
+pub const HCR_UNTRANSLATED: u64 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 31);
 
 /// What a vCPU starts with: where its partition's image starts, its RAM size and
 /// boot argument, and its index within the partition.
@@ -389,6 +405,11 @@ impl septum_kernel::Vcpu for Vcpu {
     }
 
     fn load(&mut self, space: &Space, frame: &mut TrapFrame) {
+        let hcr = if space.translated {
+            self.hcr
+        } else {
+            HCR_UNTRANSLATED
+        };
         self.el1.load();
         self.interrupts.load();
         // SAFETY: `self.fp` is a valid, aligned FpState; fp_load only reads it. The
@@ -399,10 +420,41 @@ impl septum_kernel::Vcpu for Vcpu {
             fp_load(&self.fp);
             asm!("msr vttbr_el2, {}", in(reg) space.vttbr, options(nomem, nostack));
             asm!("msr vmpidr_el2, {}", in(reg) self.vmpidr, options(nomem, nostack));
-            asm!("msr hcr_el2, {}", in(reg) self.hcr, options(nomem, nostack));
+            asm!("msr hcr_el2, {}", in(reg) hcr, options(nomem, nostack));
             asm!("isb", options(nomem, nostack));
         }
         *frame = self.frame;
+    }
+}
+
+/// Drops every TLB entry of the VMID in `vttbr`, on every core (see
+/// [`Space::flush_translations`]).
+fn flush_vmid(vttbr: u64) {
+    // TLBI VMALLS12E1IS acts on the VMID in VTTBR_EL2, and this partition may
+    // not be the one loaded on this core, so its VTTBR is installed for the
+    // operation and the loaded one put back: VTTBR_EL2 must keep selecting the
+    // partition live here (it applies only to EL1&0, so the kernel's own
+    // accesses are unaffected meanwhile). Stage 1 and 2 together, because TLB
+    // entries that combine both are tagged by virtual address, which an
+    // invalidation by IPA cannot reach. The broadcast reaches every core.
+    // SAFETY: only TLB entries of this partition's VMID are dropped and
+    // VTTBR_EL2 is restored before any EL1 code runs; the ISBs make each
+    // VTTBR_EL2 write take effect, and the memory clobber keeps the table
+    // stores before the barriers.
+    unsafe {
+        asm!(
+            "mrs {saved}, vttbr_el2",
+            "msr vttbr_el2, {vttbr}",
+            "isb",
+            "dsb ishst",
+            "tlbi vmalls12e1is",
+            "dsb ish",
+            "msr vttbr_el2, {saved}",
+            "isb",
+            saved = out(reg) _,
+            vttbr = in(reg) vttbr,
+            options(nostack),
+        );
     }
 }
 
@@ -423,31 +475,28 @@ impl septum_kernel::AddressSpace for Space {
     }
 
     fn flush_translations(&mut self) {
-        // TLBI VMALLS12E1IS acts on the VMID in VTTBR_EL2, and this partition may
-        // not be the one loaded on this core, so its VTTBR is installed for the
-        // operation and the loaded one put back: VTTBR_EL2 must keep selecting the
-        // partition live here (it applies only to EL1&0, so the kernel's own
-        // accesses are unaffected meanwhile). Stage 1 and 2 together, because TLB
-        // entries that combine both are tagged by virtual address, which an
-        // invalidation by IPA cannot reach. The broadcast reaches every core.
-        // SAFETY: only TLB entries of this partition's VMID are dropped and
-        // VTTBR_EL2 is restored before any EL1 code runs; the ISBs make each
-        // VTTBR_EL2 write take effect, and the memory clobber keeps the table
-        // stores before the barriers.
-        unsafe {
-            asm!(
-                "mrs {saved}, vttbr_el2",
-                "msr vttbr_el2, {vttbr}",
-                "isb",
-                "dsb ishst",
-                "tlbi vmalls12e1is",
-                "dsb ish",
-                "msr vttbr_el2, {saved}",
-                "isb",
-                saved = out(reg) _,
-                vttbr = in(reg) self.vttbr,
-                options(nostack),
-            );
-        }
+        flush_vmid(self.vttbr);
+    }
+
+    fn set_translation(&mut self, on: bool) {
+        self.translated = on;
+        // TLB entries made under the other regime (with or without stage 2)
+        // must not serve the new one.
+        flush_vmid(self.vttbr);
+    }
+
+    fn relocation_machine(&mut self, work: &mut dyn FnMut(&mut dyn Machine)) {
+        let vttbr = self.vttbr;
+        let mut flush = move || flush_vmid(vttbr);
+        // SAFETY: relocation names only the partition's own RAM and the frames
+        // the kernel lent it, RAM the kernel maps at its address and nothing
+        // else uses; `zero_page` zeroes the page it is given.
+        let memory = unsafe { MachineMemory::new(crate::machine::zero_page) };
+        work(&mut RelocatableTables::new(
+            &mut self.stage2,
+            stage2::RAM,
+            &mut flush,
+            memory,
+        ));
     }
 }

@@ -35,11 +35,29 @@ pub enum Kind {
     Device = 9,
     /// A resume by the service VM: flags, 0.
     Resume = 8,
+    /// A change of a devirtualizable partition's translation or memory: the
+    /// [`Relocation`] step number, pages concerned (0 where none).
+    Relocation = 10,
+}
+
+/// What a [`Kind::Relocation`] record reports (its first detail word).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relocation {
+    /// The partition was taken under the kernel's translation.
+    Virtualized = 1,
+    /// An evacuation of machine frames began (pages: the range's).
+    EvacuationBegun = 2,
+    /// The evacuation ended (pages: the range's).
+    Evacuated = 3,
+    /// A devirtualization began.
+    DevirtualizationBegun = 4,
+    /// Every page is at its home frame and the translation is off.
+    Devirtualized = 5,
 }
 
 impl Kind {
     /// Every kind, in number order.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Trap,
         Kind::Fault,
         Kind::Watchdog,
@@ -49,6 +67,7 @@ impl Kind {
         Kind::CapabilityError,
         Kind::Resume,
         Kind::Device,
+        Kind::Relocation,
     ];
 
     /// The kind with this number.
@@ -68,6 +87,7 @@ impl Kind {
             Kind::CapabilityError => "capability-error",
             Kind::Resume => "resume",
             Kind::Device => "device",
+            Kind::Relocation => "relocation",
         }
     }
 }

@@ -67,11 +67,17 @@ pub enum Error {
     PoolEmpty = -26,
     /// A page named for deflating has a frame already.
     AlreadyBacked = -27,
+    /// The partition is not devirtualizable (its description does not say
+    /// `devirtualize = true`).
+    NotDevirtualizable = -28,
+    /// Another guest has not ended: a devirtualized guest owns the machine, so
+    /// it must run alone.
+    NotAlone = -29,
 }
 
 impl Error {
     /// Every error, in code order.
-    pub const ALL: [Error; 27] = [
+    pub const ALL: [Error; 29] = [
         Error::UnknownCall,
         Error::BadAddress,
         Error::TooLong,
@@ -99,6 +105,8 @@ impl Error {
         Error::OverTarget,
         Error::PoolEmpty,
         Error::AlreadyBacked,
+        Error::NotDevirtualizable,
+        Error::NotAlone,
     ];
 
     /// The status code as it travels in the status register.
@@ -149,6 +157,8 @@ impl Error {
             Error::OverTarget => "over-target",
             Error::PoolEmpty => "pool-empty",
             Error::AlreadyBacked => "already-backed",
+            Error::NotDevirtualizable => "not-devirtualizable",
+            Error::NotAlone => "not-alone",
         }
     }
 }

@@ -199,6 +199,39 @@ pub enum Call {
     /// of a buffer of [`usage::USAGE_WORDS`] 64-bit words, which the kernel
     /// fills as [`usage::Usage::to_words`] says.
     Usage = 30,
+    /// A devirtualizable partition running natively asks to be taken under the
+    /// kernel's translation (stage 2 or EPT, at the identity) again: `a1` = its
+    /// self capability (right `yield`). The kernel then restarts the service VM
+    /// first, which devirtualizing stopped (or starts it, at the first
+    /// virtualization after boot). [`Error::BadState`] if it is translated
+    /// already; [`Error::NotDevirtualizable`] for any other partition.
+    Virtualize = 31,
+    /// Service VM: starts moving the pages of a devirtualizable guest that map
+    /// the machine frames `a2 .. a2 + a3 * 4096` to free frames of the kernel's
+    /// pool for it, while it runs, and does the first bounded part of the work
+    /// ([`Call::Relocate`] does the rest). `a1` = control capability (right
+    /// `stop`); `a2` = page-aligned machine address; `a3` = pages. Result 1 = 1
+    /// while work remains, 0 when done. [`Error::BadState`] if the guest runs
+    /// natively or has ended; [`Error::InFlight`] while another relocation is
+    /// under way; [`Error::BadAddress`] for a range outside its frames or a frame
+    /// no page maps; [`Error::PoolEmpty`] if its pool is short.
+    Evacuate = 32,
+    /// Service VM: starts bringing every page of a devirtualizable guest back to
+    /// its home frame (guest-physical equal to machine again) and does the first
+    /// bounded part of the work ([`Call::Relocate`] does the rest). When it is
+    /// done the kernel turns the guest's translation off and stops the service VM
+    /// (a native guest owns the machine): the call does not return to the
+    /// caller, whose next instance starts when the guest asks [`Call::Virtualize`].
+    /// `a1` = control capability (right `stop`). [`Error::NotAlone`] while
+    /// another guest has not ended; [`Error::BadState`] if the guest runs
+    /// natively; [`Error::InFlight`] while a relocation is under way.
+    Devirtualize = 33,
+    /// Service VM: does the next bounded part of the relocation under way for a
+    /// devirtualizable guest (an evacuation or a devirtualization). `a1` =
+    /// control capability (right `stop`). Result 1 = 1 while work remains, 0 when
+    /// done (a devirtualization that is done does not return: see
+    /// [`Call::Devirtualize`]). [`Error::Empty`] if nothing is under way.
+    Relocate = 34,
 }
 
 /// Longest partition name, in bytes.
@@ -432,7 +465,7 @@ impl Reason {
 
 impl Call {
     /// Every call, in number order.
-    pub const ALL: [Call; 31] = [
+    pub const ALL: [Call; 35] = [
         Call::Null,
         Call::ConsoleWrite,
         Call::Ready,
@@ -464,6 +497,10 @@ impl Call {
         Call::NetInfo,
         Call::MachineBase,
         Call::Usage,
+        Call::Virtualize,
+        Call::Evacuate,
+        Call::Devirtualize,
+        Call::Relocate,
     ];
 
     /// Looks up a call by number; `None` for a number no call has.
@@ -507,6 +544,10 @@ impl Call {
             Call::NetInfo => "net_info",
             Call::MachineBase => "machine_base",
             Call::Usage => "usage",
+            Call::Virtualize => "virtualize",
+            Call::Evacuate => "evacuate",
+            Call::Devirtualize => "devirtualize",
+            Call::Relocate => "relocate",
         }
     }
 }
@@ -540,7 +581,7 @@ impl Call {
             Call::WaitEvent | Call::AuditRead | Call::MachineBase => {
                 one(&[(T::System, Rights::MONITOR)])
             }
-            Call::Yield => one(&[(T::SelfPartition, Rights::YIELD)]),
+            Call::Yield | Call::Virtualize => one(&[(T::SelfPartition, Rights::YIELD)]),
             Call::Exit | Call::Panic => one(&[(T::SelfPartition, Rights::EXIT)]),
             Call::Inspect | Call::MemoryInfo => one(&[(T::Control, Rights::INSPECT)]),
             Call::NetInfo | Call::Usage => {
@@ -548,7 +589,9 @@ impl Call {
             }
             Call::Resume => one(&[(T::Control, Rights::RESUME)]),
             Call::Restart => one(&[(T::Control, Rights::RESTART)]),
-            Call::Stop | Call::SetPolicy => one(&[(T::Control, Rights::STOP)]),
+            Call::Stop | Call::SetPolicy | Call::Evacuate | Call::Devirtualize | Call::Relocate => {
+                one(&[(T::Control, Rights::STOP)])
+            }
             Call::SetMemoryTarget => one(&[(T::Control, Rights::SET_MEMORY_TARGET)]),
             Call::Heartbeat => one(&[(T::Watchdog, Rights::HEARTBEAT)]),
             Call::Send | Call::SendBatch | Call::Reclaim => one(&[(T::QueueSend, Rights::SEND)]),

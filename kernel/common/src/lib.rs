@@ -128,6 +128,17 @@ pub trait AddressSpace {
     /// partitions of one vCPU change their mappings at run time: the package's
     /// rule.)
     fn flush_translations(&mut self);
+    /// Turns the partition's translation on or off for its vCPUs from their next
+    /// load (a devirtualizable partition, whose RAM is placed identity), and
+    /// drops every cached translation of it on every core.
+    fn set_translation(&mut self, on: bool);
+    /// Runs `work` with these tables and machine memory as relocation drives
+    /// them ([`relocate::RelocatableTables`]); only for a devirtualizable
+    /// partition, whose RAM is mapped with pages.
+    fn relocation_machine(
+        &mut self,
+        work: &mut dyn FnMut(&mut dyn septum_core::relocation::Machine),
+    );
 }
 
 /// The machine under the kernel: console, power, the clock that drives the

@@ -205,6 +205,7 @@ pub fn load_partitions<S, V, const N: usize>(
             )
             .expect("window size checked by the package"),
             page_granular: spec.balloon()
+                || spec.resources.devirtualize
                 || spec
                     .caps
                     .iter()
@@ -255,9 +256,40 @@ pub fn load_partitions<S, V, const N: usize>(
             core::slice::from_raw_parts_mut(memory.start as *mut u32, words)
         }
     };
-    let system = System::with_balloon(package, RAM_BASE, &host_ram, flip_memory, balloon_words)
+    let mut system = System::with_balloon(package, RAM_BASE, &host_ram, flip_memory, balloon_words)
         .expect("placements match the package");
+    if let Some(index) = package
+        .partitions()
+        .position(|spec| spec.resources.devirtualize)
+    {
+        lend_relocation_frames(&mut system, index, host_ram[index], frames, zero_page);
+    }
     (system, spaces.into_boxed_slice(), vcpus.into_boxed_slice())
+}
+
+/// Lends the devirtualizable partition `index` (RAM `ram`) the frames its
+/// pages may move to: as many as it has pages, so that any range of them can be
+/// evacuated, and the spare that devirtualization needs, zeroed.
+fn lend_relocation_frames<const N: usize>(
+    system: &mut System,
+    index: usize,
+    ram: Range,
+    frames: &mut FreeRanges<N>,
+    zero_page: unsafe fn(u64),
+) {
+    let extra = frames
+        .allocate(ram.size() + PAGE, PAGE)
+        .expect("RAM for the devirtualizable partition's moves");
+    // SAFETY: the range was free and is now the kernel's, lent to the partition's
+    // moves; RAM is mapped at its physical address and the pages are aligned.
+    unsafe {
+        for page in (extra.start..extra.end).step_by(PAGE as usize) {
+            zero_page(page);
+        }
+    }
+    system
+        .enable_devirtualization(index, extra)
+        .expect("the package placed it identity");
 }
 /// The console ring (see [`Output`]), in [`RING_SIZE`] bytes of kernel memory
 /// taken from `frames`. Panics if there is none: this runs at boot.

@@ -84,6 +84,18 @@ impl<M, S> fmt::Write for IdentityRam<'_, M, S> {
 }
 
 impl<M: Machine, S: AddressSpace> Platform for IdentityRam<'_, M, S> {
+    fn set_translation(&mut self, partition: usize, on: bool) {
+        self.spaces[partition].set_translation(on);
+    }
+
+    fn relocation_machine(
+        &mut self,
+        partition: usize,
+        work: &mut dyn FnMut(&mut dyn septum_core::relocation::Machine),
+    ) {
+        self.spaces[partition].relocation_machine(work);
+    }
+
     fn write_guest(&mut self, partition: usize, text: &str) {
         self.console.write(Source::Partition(partition), text);
     }

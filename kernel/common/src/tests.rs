@@ -61,6 +61,15 @@ impl AddressSpace for FakeSpace {
     fn flush_translations(&mut self) {
         self.log.borrow_mut().flushes.push(self.index);
     }
+    fn set_translation(&mut self, _on: bool) {
+        unreachable!("these tests have no devirtualizable partition");
+    }
+    fn relocation_machine(
+        &mut self,
+        _work: &mut dyn FnMut(&mut dyn septum_core::relocation::Machine),
+    ) {
+        unreachable!("these tests have no devirtualizable partition");
+    }
 }
 
 impl Vcpu for FakeVcpu {

@@ -111,6 +111,9 @@ pub enum StopCause {
     Policy,
     /// Its restart budget ran out.
     Budget,
+    /// A devirtualization ended (the service VM, which a native partition's
+    /// machine has no room for).
+    Devirtualize,
 }
 
 impl StopCause {
@@ -120,6 +123,7 @@ impl StopCause {
             StopCause::Service => "service",
             StopCause::Policy => "policy",
             StopCause::Budget => "budget",
+            StopCause::Devirtualize => "devirtualize",
         }
     }
 
@@ -129,6 +133,7 @@ impl StopCause {
             StopCause::Service => 1,
             StopCause::Policy => 2,
             StopCause::Budget => 3,
+            StopCause::Devirtualize => 4,
         }
     }
 }
@@ -282,6 +287,18 @@ pub enum Event<'a> {
         cpu: usize,
         /// The partition's state now.
         state: PartitionState,
+    },
+    /// A devirtualizable partition's translation or memory changed (see
+    /// `system/devirt.rs`).
+    PartitionRelocation {
+        /// Partition name.
+        name: &'a str,
+        /// What changed.
+        step: septum_abi::audit::Relocation,
+        /// First machine address of the frames concerned (0 where none).
+        first: u64,
+        /// Pages concerned (0 where none).
+        pages: u64,
     },
     /// The service VM reported ready.
     PartitionReady {
@@ -543,6 +560,29 @@ impl fmt::Display for Event<'_> {
                 "@@ partition {name} vcpu {vcpu} left cpu={cpu} state={}",
                 state.name()
             ),
+            Event::PartitionRelocation {
+                name,
+                step,
+                first,
+                pages,
+            } => {
+                use septum_abi::audit::Relocation as Step;
+                match step {
+                    Step::Virtualized => write!(f, "@@ partition {name} virtualized"),
+                    Step::EvacuationBegun => write!(
+                        f,
+                        "@@ partition {name} evacuate first={first:#x} pages={pages}"
+                    ),
+                    Step::Evacuated => write!(
+                        f,
+                        "@@ partition {name} evacuated first={first:#x} pages={pages}"
+                    ),
+                    Step::DevirtualizationBegun => write!(f, "@@ partition {name} devirtualize"),
+                    Step::Devirtualized => {
+                        write!(f, "@@ partition {name} devirtualized moved={pages}")
+                    }
+                }
+            }
             Event::PartitionReady { name } => write!(f, "@@ partition {name} ready"),
             Event::PartitionFault {
                 name,

@@ -67,7 +67,7 @@ mod pool;
 mod steps;
 
 #[cfg(test)]
-mod model;
+pub(crate) mod model;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]
@@ -149,6 +149,11 @@ pub trait FrameMemory {
     /// Fills `frame` with zeros.
     fn scrub_frame(&mut self, frame: Frame);
 }
+
+/// A machine relocation drives: translation tables and memory.
+pub trait Machine: Translation + FrameMemory {}
+
+impl<M: Translation + FrameMemory + ?Sized> Machine for M {}
 
 /// Where a relocatable partition's pages and frames are (see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -422,6 +427,38 @@ impl Relocation {
         }
         self.work = Work::Devirtualizing(Devirtualization::new());
         Ok(())
+    }
+
+    /// The layout it relocates.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The first page on which `translation` and the back map disagree: a page
+    /// that maps nothing, maps a frame the back map does not list it under, or,
+    /// with no work under way, is not writable. `None` when they agree.
+    pub fn disagreement(&self, translation: &(impl Translation + ?Sized)) -> Option<GuestPage> {
+        self.layout
+            .guest_pages()
+            .find(|&page| match translation.entry(page) {
+                None => true,
+                Some(entry) => {
+                    !self.back_map.maps(entry.frame, page)
+                        || (!self.is_busy() && entry.access != Access::ReadWrite)
+                }
+            })
+    }
+
+    /// How many pages map a frame other than their home frame.
+    pub fn pages_away(&self, translation: &(impl Translation + ?Sized)) -> u64 {
+        self.layout
+            .guest_pages()
+            .filter(|&page| {
+                translation
+                    .entry(page)
+                    .is_none_or(|entry| entry.frame != self.layout.home_of(page))
+            })
+            .count() as u64
     }
 
     /// Answers a guest's write fault on `page`: [`WriteFault::Wait`] if a move

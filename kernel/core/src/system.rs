@@ -42,6 +42,7 @@ use crate::flip::{Flip, FlipError, Pages};
 use crate::memory::Range;
 use crate::net::Router;
 use crate::package::{Package, Profile};
+use crate::relocation::Machine;
 use crate::schedule::{Schedule, ScheduleError};
 use crate::usage::{DEFAULT_FRAME_US, Usage};
 use crate::virtio::Devices;
@@ -52,6 +53,7 @@ use virt::VirtualMachine;
 
 mod balloon;
 mod calls;
+mod devirt;
 mod dispatch;
 mod events;
 mod guest_memory;
@@ -97,6 +99,14 @@ pub trait Platform: fmt::Write + Pages {
     fn write_ram(&mut self, addr: u64, bytes: &[u8]);
     /// Microseconds since boot (the clock that drives the schedule).
     fn now_us(&mut self) -> u64;
+    /// Turns partition `partition`'s second-stage translation on or off for its
+    /// vCPUs from their next load (a devirtualizable partition: see
+    /// `system/devirt.rs`), and drops every cached translation of it.
+    fn set_translation(&mut self, partition: usize, on: bool);
+    /// Runs `work` with partition `partition`'s second-stage tables and machine
+    /// memory, as relocation drives them (a devirtualizable partition's, whose
+    /// RAM is mapped with pages).
+    fn relocation_machine(&mut self, partition: usize, work: &mut dyn FnMut(&mut dyn Machine));
     /// Writes page `offset` of partition `partition`'s pristine image (zeros past
     /// its end) into machine frame `frame`, which backs that page of its RAM and
     /// is live on no core.
@@ -251,6 +261,11 @@ pub struct System {
     balloon: Balloon,
     /// The network: who owns which address, and every port's counters.
     router: Router,
+    /// The devirtualizable partition, if the system has one (see `devirt.rs`).
+    devirt: Option<Box<devirt::Devirt>>,
+    /// Bit `n`: the vCPU live on core `n` changed translation mode and must be
+    /// loaded again (see `devirt.rs`): the core is kicked.
+    retranslate_cores: u8,
 }
 
 impl System {
@@ -366,6 +381,8 @@ impl System {
             lent: [None; MAX_CPUS],
             balloon,
             router,
+            devirt: None,
+            retranslate_cores: 0,
         })
     }
 
@@ -471,6 +488,8 @@ impl<P: Platform> fmt::Write for GuestLines<'_, P> {
 mod balloon_front_tests;
 #[cfg(test)]
 mod balloon_tests;
+#[cfg(test)]
+mod devirt_tests;
 #[cfg(test)]
 mod net_tests;
 #[cfg(test)]

@@ -318,6 +318,15 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
         exit_entry: boot::vm_exit_entry as *const () as u64,
     };
 
+    if let Some(spec) = package
+        .partitions()
+        .find(|spec| spec.resources.devirtualize)
+    {
+        panic!(
+            "partition {} is devirtualizable: the x86 kernel does not devirtualize yet",
+            spec.name
+        );
+    }
     let fixed = septum_kernel::claim_fixed_placements(&package, &mut frames);
     let arena = reserve_bytes(&package, size_of::<Vcpu>(), size_of::<Space>());
     ARENA.give(

@@ -55,8 +55,10 @@
 use core::arch::asm;
 
 use septum_core::memory::{FreeRanges, MemoryError};
+use septum_core::relocation::Machine;
 use septum_core::system::Reply;
 use septum_core::vgic::ListEntry;
+use septum_kernel::relocate::{MachineMemory, RelocatableTables};
 use x86_64::VirtAddr;
 use x86_64::registers::control::{Cr0, Cr2, Cr3, Cr4};
 use x86_64::registers::debug::{DebugAddressRegister, Dr0, Dr1, Dr2, Dr3, Dr6};
@@ -663,6 +665,25 @@ impl septum_kernel::AddressSpace for Space {
     fn flush_translations(&mut self) {
         vmx::invept(self.eptp);
         self.flushes += 1;
+    }
+
+    fn set_translation(&mut self, _on: bool) {
+        unreachable!("the x86 kernel refuses devirtualizable partitions at boot");
+    }
+
+    fn relocation_machine(&mut self, work: &mut dyn FnMut(&mut dyn Machine)) {
+        let eptp = self.eptp;
+        let mut flush = move || vmx::invept(eptp);
+        // SAFETY: relocation names only the partition's own RAM and the frames
+        // the kernel lent it, RAM the kernel maps at its address and nothing
+        // else uses; `zero_page` zeroes the page it is given.
+        let memory = unsafe { MachineMemory::new(crate::machine::zero_page) };
+        work(&mut RelocatableTables::new(
+            &mut self.ept,
+            ept::RAM,
+            &mut flush,
+            memory,
+        ));
     }
 }
 

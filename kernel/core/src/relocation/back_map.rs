@@ -158,7 +158,7 @@ impl BackMap {
     pub fn release(
         &self,
         frame: Frame,
-        memory: &mut impl FrameMemory,
+        memory: &mut (impl FrameMemory + ?Sized),
     ) -> Result<Scrubbed, BackMapError> {
         let index = self
             .layout

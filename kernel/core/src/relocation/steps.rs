@@ -79,7 +79,7 @@ impl Move {
         }
     }
 
-    fn step<M: Translation + FrameMemory>(
+    fn step<M: Translation + FrameMemory + ?Sized>(
         &mut self,
         parts: &mut Parts,
         machine: &mut M,
@@ -176,7 +176,7 @@ impl Evacuation {
         self.moving.as_ref()
     }
 
-    fn step<M: Translation + FrameMemory>(
+    fn step<M: Translation + FrameMemory + ?Sized>(
         &mut self,
         parts: &mut Parts,
         machine: &mut M,
@@ -242,7 +242,7 @@ impl Devirtualization {
         }
     }
 
-    fn step<M: Translation + FrameMemory>(
+    fn step<M: Translation + FrameMemory + ?Sized>(
         &mut self,
         parts: &mut Parts,
         machine: &mut M,
@@ -300,7 +300,7 @@ impl Devirtualization {
     }
 
     /// The move of `page` to its free `home` frame, taken out of the pool.
-    fn go_home<M: Translation>(
+    fn go_home<M: Translation + ?Sized>(
         parts: &mut Parts,
         machine: &M,
         page: GuestPage,
@@ -320,7 +320,7 @@ impl Devirtualization {
 
 impl Relocation {
     /// Does one bounded step of the work under way (see [`Progress`]).
-    pub fn step<M: Translation + FrameMemory>(&mut self, machine: &mut M) -> Progress {
+    pub fn step<M: Translation + FrameMemory + ?Sized>(&mut self, machine: &mut M) -> Progress {
         let mut parts = Parts {
             layout: &self.layout,
             back_map: &mut self.back_map,

@@ -83,6 +83,8 @@ fn two_balloons() -> (System, FakeMachine) {
         ram: vec![0; (RAM + 2 * guest_ram) as usize],
         console: String::new(),
         now_us: 0,
+        relocation: Default::default(),
+        translations: Vec::new(),
     };
     start(&mut sys, &mut m);
     hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));

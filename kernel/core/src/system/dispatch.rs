@@ -84,6 +84,14 @@ pub(super) enum Request {
         buffer: Range,
     },
     VcpuStart(VcpuStart),
+    Virtualize,
+    Evacuate {
+        target: usize,
+        first: u64,
+        pages: u64,
+    },
+    Devirtualize(usize),
+    Relocate(usize),
     NetInfo {
         target: usize,
         buffer: Range,
@@ -301,6 +309,26 @@ impl System {
                     (septum_abi::net::COUNTER_WORDS * 8) as u64,
                 )?,
             },
+            Call::Virtualize => {
+                self.check_virtualize(caller)?;
+                Request::Virtualize
+            }
+            Call::Evacuate => {
+                self.check_evacuate(object(), a2, a3)?;
+                Request::Evacuate {
+                    target: object(),
+                    first: a2,
+                    pages: a3,
+                }
+            }
+            Call::Devirtualize => {
+                self.check_devirtualize(object())?;
+                Request::Devirtualize(object())
+            }
+            Call::Relocate => {
+                self.check_relocate(object())?;
+                Request::Relocate(object())
+            }
             Call::Usage => Request::Usage {
                 target: match cap.map(|cap| cap.ty) {
                     Some(CapType::Control) => object(),
@@ -370,6 +398,14 @@ impl System {
             Request::VcpuStart(start) => self.vcpu_start(start, platform),
             Request::NetInfo { target, buffer } => self.net_info(target, buffer, platform),
             Request::Usage { target, buffer } => self.usage_info(target, buffer, platform),
+            Request::Virtualize => self.virtualize(caller, platform),
+            Request::Evacuate {
+                target,
+                first,
+                pages,
+            } => self.evacuate(target, first, pages, platform),
+            Request::Devirtualize(target) => self.devirtualize(target, platform),
+            Request::Relocate(target) => self.relocate(target, platform),
         }
     }
 

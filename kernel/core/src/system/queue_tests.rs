@@ -99,6 +99,8 @@ pub(super) fn queue_system() -> (System, FakeMachine) {
         ram: vec![0; (3 * RAM + flip_bytes) as usize],
         console: String::new(),
         now_us: 0,
+        relocation: Default::default(),
+        translations: Vec::new(),
     };
     start(&mut sys, &mut m);
     hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));

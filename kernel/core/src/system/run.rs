@@ -234,8 +234,12 @@ impl System {
         let trapped = self.loaded[cpu];
         let (next, new_turn) = match entry {
             Entry::Start => {
-                self.start_partition(0, platform);
-                (Next::Service, true)
+                if self.start_native(platform) {
+                    (Next::Yield, true)
+                } else {
+                    self.start_partition(0, platform);
+                    (Next::Service, true)
+                }
             }
             Entry::Resume => {
                 self.check_watchdogs(cpu, out, platform);
@@ -265,6 +269,7 @@ impl System {
             self.kick_idle(cpu, out);
         }
         out.kick |= self.take_interrupted(cpu);
+        out.kick |= core::mem::take(&mut self.retranslate_cores) & !(1 << cpu);
     }
 
     /// Handles a trap from `vcpu`, loaded on `cpu`: what runs next.
@@ -318,6 +323,9 @@ impl System {
         out.skip = matches!(trap, Trap::Hypercall(_) | Trap::Smccc(_) | Trap::Wait);
         if let Some(effect) = dispatch.effect {
             self.push_effect(cpu, effect, out, platform);
+        }
+        if self.loaded[cpu] == Some(vcpu) && self.take_reload(vcpu) {
+            self.unload(cpu, out, platform);
         }
         dispatch.next
     }

@@ -62,6 +62,9 @@ impl System {
     ) -> Dispatch {
         let culprit = self.vcpus[vcpu].partition;
         let index = self.vcpus[vcpu].index;
+        if self.meets_a_move(culprit, fault) {
+            return Dispatch::new(None, Next::Caller);
+        }
         self.flush_console(culprit, platform);
         let class = trap_class(fault.kind);
         let audit_kind = if class.is_some() {

@@ -168,6 +168,8 @@ fn rig_of(profiles: [Profile; 3], cpus: [u8; 3], sup: [Supervision; 3]) -> Rig {
         ram,
         console,
         now_us: 0,
+        relocation: Default::default(),
+        translations: Vec::new(),
     };
     let mut t = Rig {
         sys: System::new(&package, GUEST_BASE, &host, Range::default()).unwrap(),

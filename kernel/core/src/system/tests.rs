@@ -44,6 +44,11 @@ pub(super) struct FakeMachine {
     pub(super) ram: Vec<u8>,
     pub(super) console: String,
     pub(super) now_us: u64,
+    /// The devirtualizable partition's tables and frames, as relocation sees
+    /// them (empty unless a test sets them up).
+    pub(super) relocation: crate::relocation::model::Machine,
+    /// Every translation change asked for: (partition, on).
+    pub(super) translations: Vec<(usize, bool)>,
 }
 
 impl fmt::Write for FakeMachine {
@@ -95,6 +100,18 @@ impl Platform for FakeMachine {
     fn now_us(&mut self) -> u64 {
         self.now_us
     }
+
+    fn set_translation(&mut self, partition: usize, on: bool) {
+        self.translations.push((partition, on));
+    }
+
+    fn relocation_machine(
+        &mut self,
+        _partition: usize,
+        work: &mut dyn FnMut(&mut dyn crate::relocation::Machine),
+    ) {
+        work(&mut self.relocation);
+    }
 }
 
 /// The service VM, holding in slot `slot` a control capability for `guest`
@@ -135,6 +152,8 @@ pub(super) fn supervising(slot: u64, guest: PartitionSpec<'_>) -> (System, FakeM
         ram: vec![0; (RAM + guest.ram_size) as usize],
         console: String::new(),
         now_us: 0,
+        relocation: Default::default(),
+        translations: Vec::new(),
     };
     start(&mut sys, &mut m);
     hcall(&mut sys, &mut m, 0, call(Call::Ready, &[SYSTEM]));
@@ -155,6 +174,8 @@ pub(super) fn placed(specs: &[PartitionSpec<'_>], frame: Option<u32>) -> (System
         ram: vec![0; RAM as usize * specs.len()],
         console: String::new(),
         now_us: 0,
+        relocation: Default::default(),
+        translations: Vec::new(),
     };
     (system, machine)
 }
@@ -547,7 +568,10 @@ fn needed(number: u64) -> Option<(CapType, Rights)> {
         Call::Inspect => (CapType::Control, Rights::INSPECT),
         Call::Resume => (CapType::Control, Rights::RESUME),
         Call::Restart => (CapType::Control, Rights::RESTART),
-        Call::Stop | Call::SetPolicy => (CapType::Control, Rights::STOP),
+        Call::Stop | Call::SetPolicy | Call::Evacuate | Call::Devirtualize | Call::Relocate => {
+            (CapType::Control, Rights::STOP)
+        }
+        Call::Virtualize => (CapType::SelfPartition, Rights::YIELD),
         Call::Heartbeat => (CapType::Watchdog, Rights::HEARTBEAT),
         Call::Panic => (CapType::SelfPartition, Rights::EXIT),
         Call::Identify => return None,

@@ -1,0 +1,371 @@
+//! Devirtualization: the one devirtualizable partition a system may have (its
+//! description says `devirtualize = true`), whether the kernel translates its
+//! memory, and the relocation of its pages ([`crate::relocation`]).
+//!
+//! It starts **native**: its translation is off (aarch64 `HCR_EL2.VM = 0`), it is
+//! placed identity (guest-physical equal to machine), and nothing else runs, the
+//! service VM included: a native partition can reach all of memory. When it asks
+//! to be virtualized ([`Call::Virtualize`](septum_abi::Call::Virtualize)), its
+//! translation goes on at the identity and the service VM starts (first time) or
+//! restarts. The service VM may then move its pages while it runs
+//! ([`Call::Evacuate`](septum_abi::Call::Evacuate)) and hand it the machine
+//! back ([`Call::Devirtualize`](septum_abi::Call::Devirtualize)): every page
+//! goes home, its translation goes off, and the service VM stops.
+//!
+//! Invariants:
+//! - the partition is native only while every other partition, the service VM
+//!   included, has ended or not started: devirtualizing is refused
+//!   ([`Error::NotAlone`]) while another guest has not ended, and stops the
+//!   service VM when it is done;
+//! - its translation goes off only when the relocation's devirtualization is
+//!   done, so every page is at its home frame (the identity) and writable;
+//! - relocation work runs only inside the service VM's calls, a bounded batch at
+//!   a time ([`RELOCATION_BATCH`]) that ends where no page is write-protected, so
+//!   it is charged to the service VM and never to another partition's window;
+//! - a stage-2 fault on one of the partition's RAM pages while it is translated
+//!   is a write that met a move (or the break of a remap): the guest retries the
+//!   access, and it lands in the page's frame as it is then; no write is lost.
+
+use alloc::boxed::Box;
+
+use septum_abi::Error;
+use septum_abi::audit::Relocation as Step;
+
+use super::dispatch::Caller;
+use super::{Dispatch, Next, Platform, Reply, System, emit};
+use crate::audit::AuditKind;
+use crate::event::{Event, Fault, Reason, StopCause};
+use crate::memory::Range;
+use crate::relocation::{
+    Frame, FrameRange, GuestPage, Layout, Progress, Relocation, RelocationError,
+};
+
+/// Most relocation steps one call does (each is one stage of one page's move,
+/// or a look at one page): the call then goes on to the end of the move under
+/// way, so it returns with no page write-protected.
+pub const RELOCATION_BATCH: usize = 64;
+
+/// Bytes of a page.
+const PAGE: u64 = 4096;
+
+/// The devirtualizable partition and its relocation.
+#[derive(Debug)]
+pub(super) struct Devirt {
+    /// Its index.
+    partition: usize,
+    /// Whether the kernel translates its memory.
+    translated: bool,
+    /// Its pages, frames and the relocation under way.
+    relocation: Relocation,
+    /// The frames of the evacuation under way, if one is.
+    evacuating: Option<FrameRange>,
+    /// Stage-2 faults it took on pages being moved (each retried).
+    retried: u64,
+    /// Its translation changed while its vCPU was live on a core: the vCPU
+    /// leaves that core at its next entry, to be loaded in the new mode.
+    reload_due: bool,
+}
+
+impl System {
+    /// Makes partition `index`, devirtualizable and placed identity, relocatable
+    /// with `extra` (zeroed machine memory outside its RAM: the spare frame and
+    /// the pool of its moves). The back end calls it once, after building the
+    /// system and before it starts.
+    pub fn enable_devirtualization(&mut self, index: usize, extra: Range) -> Result<(), Error> {
+        let partition = self.partitions.get(index).ok_or(Error::InvalidArgument)?;
+        if self.devirt.is_some() || partition.guest_ram.start != partition.host_ram.start {
+            return Err(Error::BadState);
+        }
+        let layout = Layout {
+            guest_base: GuestPage(partition.guest_ram.start / PAGE),
+            home: Frame(partition.host_ram.start / PAGE),
+            pages: partition.host_ram.size() / PAGE,
+            extra: FrameRange {
+                first: Frame(extra.start / PAGE),
+                count: extra.size() / PAGE,
+            },
+        };
+        let relocation = Relocation::new(layout).map_err(|_| Error::InvalidArgument)?;
+        self.devirt = Some(Box::new(Devirt {
+            partition: index,
+            translated: false,
+            relocation,
+            evacuating: None,
+            retried: 0,
+            reload_due: false,
+        }));
+        Ok(())
+    }
+
+    /// The devirtualizable partition, if the system has one, and whether it is
+    /// translated.
+    pub fn devirtualizable(&self) -> Option<(usize, bool)> {
+        self.devirt.as_ref().map(|d| (d.partition, d.translated))
+    }
+
+    /// At boot: starts the devirtualizable partition natively, alone, if there
+    /// is one (and then not the service VM). Whether it did.
+    pub(super) fn start_native(&mut self, platform: &mut impl Platform) -> bool {
+        let Some(partition) = self.devirt.as_ref().map(|d| d.partition) else {
+            return false;
+        };
+        self.start_partition(partition, platform);
+        true
+    }
+
+    /// Checks a `virtualize` by `caller`: the devirtualizable partition, native.
+    pub(super) fn check_virtualize(&self, caller: usize) -> Result<(), Error> {
+        match self.devirt.as_deref() {
+            Some(devirt) if devirt.partition == caller => {
+                if devirt.translated {
+                    Err(Error::BadState)
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Err(Error::NotDevirtualizable),
+        }
+    }
+
+    /// `virtualize`: the native devirtualizable partition is taken under the
+    /// translation, at the identity; then the service VM starts or restarts.
+    pub(super) fn virtualize(&mut self, caller: Caller, platform: &mut impl Platform) -> Dispatch {
+        let devirt = self.devirt.as_deref_mut().expect("checked by decode");
+        devirt.translated = true;
+        self.retranslate(caller.partition, true, platform);
+        self.report(caller.partition, Step::Virtualized, None, 0, platform);
+        let service = if self.partitions[0].life.ended() {
+            self.restart(0, platform).ok()
+        } else {
+            self.start_partition(0, platform);
+            None
+        };
+        Dispatch {
+            reply: Some(Reply::ok([0; 3])),
+            next: Next::Caller,
+            effect: service,
+        }
+    }
+
+    /// Turns partition `index`'s translation on or off in the back end; its
+    /// vCPU, if live on a core, leaves it at that core's next entry and comes
+    /// back in the new mode (this core's: at the end of this entry).
+    fn retranslate(&mut self, index: usize, on: bool, platform: &mut impl Platform) {
+        platform.set_translation(index, on);
+        let vcpu = self.partitions[index].vcpus.start;
+        if let Some(core) = self.loaded.iter().position(|&live| live == Some(vcpu)) {
+            self.devirt
+                .as_deref_mut()
+                .expect("a devirtualizable partition")
+                .reload_due = true;
+            self.retranslate_cores |= 1 << core;
+        }
+    }
+
+    /// Whether vCPU `vcpu`, which trapped, must leave its core to come back in a
+    /// new translation mode (see [`System::retranslate`]); asked once per change.
+    pub(super) fn take_reload(&mut self, vcpu: usize) -> bool {
+        let Some(devirt) = self.devirt.as_deref_mut() else {
+            return false;
+        };
+        let due = devirt.reload_due && self.partitions[devirt.partition].vcpus.start == vcpu;
+        if due {
+            devirt.reload_due = false;
+        }
+        due
+    }
+
+    /// The devirtualizable partition `target` as the service VM names it,
+    /// translated and with no relocation under way unless `busy_ok`.
+    fn translated_target(&self, target: usize) -> Result<&Devirt, Error> {
+        let devirt = self
+            .devirt
+            .as_deref()
+            .filter(|d| d.partition == target)
+            .ok_or(Error::NotDevirtualizable)?;
+        if !devirt.translated || self.partitions[target].life.ended() {
+            return Err(Error::BadState);
+        }
+        Ok(devirt)
+    }
+
+    /// Checks an `evacuate` of `pages` machine frames from `first` for `target`.
+    pub(super) fn check_evacuate(
+        &self,
+        target: usize,
+        first: u64,
+        pages: u64,
+    ) -> Result<(), Error> {
+        let devirt = self.translated_target(target)?;
+        if devirt.relocation.is_busy() {
+            return Err(Error::InFlight);
+        }
+        if !first.is_multiple_of(PAGE) || pages == 0 {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(())
+    }
+
+    /// `evacuate`: starts moving the pages on `pages` frames from `first`.
+    pub(super) fn evacuate(
+        &mut self,
+        target: usize,
+        first: u64,
+        pages: u64,
+        platform: &mut impl Platform,
+    ) -> Dispatch {
+        let devirt = self.devirt.as_deref_mut().expect("checked by decode");
+        let range = FrameRange {
+            first: Frame(first / PAGE),
+            count: pages,
+        };
+        if let Err(error) = devirt.relocation.evacuate(range) {
+            return Dispatch::resume(Reply::error(match error {
+                RelocationError::OutsidePartition | RelocationError::NotMapped(_) => {
+                    Error::BadAddress
+                }
+                RelocationError::PoolShort { .. } => Error::PoolEmpty,
+                RelocationError::InFlight => Error::InFlight,
+            }));
+        }
+        devirt.evacuating = Some(range);
+        self.report(target, Step::EvacuationBegun, Some(first), pages, platform);
+        self.relocate(target, platform)
+    }
+
+    /// Checks a `devirtualize` of `target`: translated, nothing under way, and
+    /// every other guest ended.
+    pub(super) fn check_devirtualize(&self, target: usize) -> Result<(), Error> {
+        let devirt = self.translated_target(target)?;
+        if devirt.relocation.is_busy() {
+            return Err(Error::InFlight);
+        }
+        let others_live = (1..self.partitions.len())
+            .any(|index| index != target && !self.partitions[index].life.ended());
+        if others_live {
+            return Err(Error::NotAlone);
+        }
+        Ok(())
+    }
+
+    /// `devirtualize`: starts bringing every page home.
+    pub(super) fn devirtualize(&mut self, target: usize, platform: &mut impl Platform) -> Dispatch {
+        let devirt = self.devirt.as_deref_mut().expect("checked by decode");
+        devirt
+            .relocation
+            .devirtualize()
+            .expect("nothing is under way: checked by decode");
+        self.report(target, Step::DevirtualizationBegun, None, 0, platform);
+        self.relocate(target, platform)
+    }
+
+    /// Checks a `relocate` of `target`: work is under way.
+    pub(super) fn check_relocate(&self, target: usize) -> Result<(), Error> {
+        let devirt = self.translated_target(target)?;
+        if !devirt.relocation.is_busy() {
+            return Err(Error::Empty);
+        }
+        Ok(())
+    }
+
+    /// `relocate` (and the first part of `evacuate` and `devirtualize`): a
+    /// bounded batch of the work under way; at its end, the end of the work.
+    pub(super) fn relocate(&mut self, target: usize, platform: &mut impl Platform) -> Dispatch {
+        let devirt = self.devirt.as_deref_mut().expect("checked by decode");
+        let relocation = &mut devirt.relocation;
+        let mut progress = Progress::Continue;
+        platform.relocation_machine(target, &mut |machine| {
+            let mut steps = 0;
+            loop {
+                progress = relocation.step(machine);
+                steps += 1;
+                let settled = matches!(progress, Progress::Resumable | Progress::Done);
+                if progress == Progress::Done || (settled && steps >= RELOCATION_BATCH) {
+                    break;
+                }
+            }
+        });
+        if progress != Progress::Done {
+            return Dispatch::resume(Reply::ok([1, 0, 0]));
+        }
+        self.check_relocation(target, platform);
+        let devirt = self.devirt.as_deref_mut().expect("checked by decode");
+        match devirt.evacuating.take() {
+            Some(range) => {
+                let (first, pages) = (range.first.0 * PAGE, range.count);
+                self.report(target, Step::Evacuated, Some(first), pages, platform);
+                Dispatch::resume(Reply::ok([0; 3]))
+            }
+            None => self.finish_devirtualization(target, platform),
+        }
+    }
+
+    /// Every page of `target` is home: its translation goes off, and the
+    /// service VM, which asked, stops.
+    fn finish_devirtualization(&mut self, target: usize, platform: &mut impl Platform) -> Dispatch {
+        let devirt = self.devirt.as_deref_mut().expect("checked by decode");
+        devirt.translated = false;
+        let retried = devirt.retried;
+        self.retranslate(target, false, platform);
+        self.report(target, Step::Devirtualized, None, retried, platform);
+        self.stop(0, StopCause::Devirtualize, platform);
+        Dispatch::new(None, Next::Yield)
+    }
+
+    /// After a relocation: the back map and the tables must agree; a kernel
+    /// that finds otherwise stops rather than hand memory on.
+    fn check_relocation(&mut self, target: usize, platform: &mut impl Platform) {
+        let devirt = self.devirt.as_deref().expect("checked by decode");
+        let relocation = &devirt.relocation;
+        let mut disagreement = None;
+        platform.relocation_machine(target, &mut |machine| {
+            disagreement = relocation.disagreement(machine);
+        });
+        if let Some(page) = disagreement {
+            panic!(
+                "relocation: the tables and the back map disagree on guest page {:#x}",
+                page.0 * PAGE
+            );
+        }
+    }
+
+    /// Whether `fault`, taken by partition `index`, is a translated
+    /// devirtualizable partition's access to its own RAM that met a move: it
+    /// retries the access.
+    pub(super) fn meets_a_move(&mut self, index: usize, fault: &Fault) -> bool {
+        let Some(devirt) = self.devirt.as_deref_mut() else {
+            return false;
+        };
+        let stage2 = matches!(fault.kind, Reason::Stage2Data | Reason::Stage2Instruction);
+        let page = GuestPage(fault.addr / PAGE);
+        let ours = devirt.partition == index
+            && devirt.translated
+            && stage2
+            && devirt.relocation.layout().has_page(page);
+        if ours {
+            devirt.retried += 1;
+        }
+        ours
+    }
+
+    /// Reports a relocation step of `index` on the console and in the audit ring.
+    fn report(
+        &mut self,
+        index: usize,
+        step: Step,
+        first: Option<u64>,
+        pages: u64,
+        platform: &mut impl Platform,
+    ) {
+        emit(
+            platform,
+            Event::PartitionRelocation {
+                name: self.partitions[index].name(),
+                step,
+                first: first.unwrap_or(0),
+                pages,
+            },
+        );
+        self.audit_now(index, AuditKind::Relocation, [step as u64, pages], platform);
+    }
+}
