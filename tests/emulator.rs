@@ -89,6 +89,7 @@ scenarios! {
         irq_masked => "irq-masked",
         irq_priority => "irq-priority",
         inject_virt => "inject-virt",
+        devirt_cycle => "devirt-cycle",
         hostile => "hostile",
         leak => "leak",
         bench_runs => "bench-aarch64",

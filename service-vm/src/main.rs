@@ -352,7 +352,7 @@ impl Default for Console {
 }
 
 /// The console's commands, as `help` and Ctrl-T list them.
-const COMMANDS: &str = "list, mem, net, top [n], restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>, shutdown, help";
+const COMMANDS: &str = "list, mem, net, top [n], restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>, evacuate <name> <address> <pages>, devirtualize <name>, shutdown, help";
 
 impl Console {
     fn open(&mut self) {
@@ -460,7 +460,25 @@ fn command(line: &str, guests: &Guests, scheduler: &mut memory::Scheduler) {
                 }
             }
         }
-        ("restart" | "stop" | "resume" | "target", None) => {
+        ("evacuate", Some(control)) => {
+            let first = words
+                .next()
+                .and_then(|word| u64::from_str_radix(word.trim_start_matches("0x"), 16).ok());
+            let pages = words.next().and_then(|word| word.parse::<u64>().ok());
+            match (first, pages) {
+                (Some(first), Some(pages)) => {
+                    relocation(supervise::evacuate(control, first, pages), control)
+                }
+                _ => {
+                    println!(
+                        "evacuate <name> <machine address, hex> <pages>: move the guest's pages off those frames"
+                    );
+                    Ok(())
+                }
+            }
+        }
+        ("devirtualize", Some(control)) => relocation(supervise::devirtualize(control), control),
+        ("restart" | "stop" | "resume" | "target" | "evacuate" | "devirtualize", None) => {
             println!("no such guest");
             Ok(())
         }
@@ -472,6 +490,19 @@ fn command(line: &str, guests: &Guests, scheduler: &mut memory::Scheduler) {
     if let Err(error) = result {
         println!("refused: {}", error.name());
     }
+}
+
+/// Carries a relocation the kernel began (`started`) to its end, a bounded
+/// part per call; a devirtualization that ends does not return here.
+fn relocation(started: Result<bool, Error>, control: u64) -> Result<(), Error> {
+    let mut more = started?;
+    let mut calls = 1u64;
+    while more {
+        more = supervise::relocate(control)?;
+        calls += 1;
+    }
+    println!("relocated in {calls} calls");
+    Ok(())
 }
 
 fn audit() {

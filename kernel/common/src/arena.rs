@@ -31,6 +31,10 @@ const BASE_BYTES: u64 = 64 * 1024;
 const PARTITION_BYTES: u64 = 8 * 1024;
 /// Bytes of arena per queue message slot and per page in flight.
 const QUEUE_ENTRY_BYTES: u64 = 256;
+/// Bytes of arena per page of a devirtualizable partition's RAM: its
+/// relocation's back map and pool track each page and two frames (its home and
+/// a lent one), some twenty bytes each.
+const RELOCATION_BYTES_PER_PAGE: u64 = 64;
 
 /// Bytes of arena the kernel reserves for `package`, whose vCPUs each take
 /// `vcpu_bytes` and address spaces `space_bytes` in the back end: an upper bound,
@@ -42,10 +46,16 @@ pub fn reserve_bytes(package: &Package<'_>, vcpu_bytes: usize, space_bytes: usiz
         .queues()
         .map(|queue| u64::from(queue.depth) + u64::from(queue.max_in_flight) * 3)
         .sum();
+    let relocatable_pages: u64 = package
+        .partitions()
+        .filter(|spec| spec.resources.devirtualize)
+        .map(|spec| spec.ram_size / 4096)
+        .sum();
     let bytes = BASE_BYTES
         + partitions * (PARTITION_BYTES + space_bytes as u64)
         + vcpus * 2 * vcpu_bytes as u64
-        + queue_entries * QUEUE_ENTRY_BYTES;
+        + queue_entries * QUEUE_ENTRY_BYTES
+        + relocatable_pages * RELOCATION_BYTES_PER_PAGE;
     bytes.next_multiple_of(4096)
 }
 

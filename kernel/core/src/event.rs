@@ -299,6 +299,9 @@ pub enum Event<'a> {
         first: u64,
         /// Pages concerned (0 where none).
         pages: u64,
+        /// Accesses of the partition that met a move and were retried, since
+        /// the system started (stage-2 faults on its pages while they moved).
+        retried: u64,
     },
     /// The service VM reported ready.
     PartitionReady {
@@ -565,6 +568,7 @@ impl fmt::Display for Event<'_> {
                 step,
                 first,
                 pages,
+                retried,
             } => {
                 use septum_abi::audit::Relocation as Step;
                 match step {
@@ -575,12 +579,13 @@ impl fmt::Display for Event<'_> {
                     ),
                     Step::Evacuated => write!(
                         f,
-                        "@@ partition {name} evacuated first={first:#x} pages={pages}"
+                        "@@ partition {name} evacuated first={first:#x} pages={pages} retried={retried}"
                     ),
                     Step::DevirtualizationBegun => write!(f, "@@ partition {name} devirtualize"),
-                    Step::Devirtualized => {
-                        write!(f, "@@ partition {name} devirtualized moved={pages}")
-                    }
+                    Step::Devirtualized => write!(
+                        f,
+                        "@@ partition {name} devirtualized moved={pages} retried={retried}"
+                    ),
                 }
             }
             Event::PartitionReady { name } => write!(f, "@@ partition {name} ready"),

@@ -161,6 +161,13 @@ pub fn start_vcpu(
     arch::start_vcpu(vcpu, top)
 }
 
+/// A devirtualizable partition running natively asks to be taken under the
+/// kernel's translation (self capability in `slot`); [`Error::BadState`] if it
+/// already is.
+pub fn virtualize(slot: u64) -> Result<(), Error> {
+    typed(Call::Virtualize, [slot, 0, 0, 0, 0, 0]).map(|_| ())
+}
+
 /// Ends this partition with `code` (self capability in `slot`). If the kernel
 /// refuses, the partition waits for good.
 pub fn exit(slot: u64, code: u64) -> ! {

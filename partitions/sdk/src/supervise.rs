@@ -162,6 +162,26 @@ pub fn stop(slot: u64, generation: u32) -> Result<(), Error> {
     typed(Call::Stop, [slot, u64::from(generation), 0, 0, 0, 0]).map(|_| ())
 }
 
+/// Starts evacuating the machine frames `first .. first + pages * 4096` of the
+/// devirtualizable partition of control capability `slot` and does the first
+/// part of the work: `Ok(true)` while work remains ([`relocate`] does it).
+pub fn evacuate(slot: u64, first: u64, pages: u64) -> Result<bool, Error> {
+    typed(Call::Evacuate, [slot, first, pages, 0, 0, 0]).map(|r| r[0] == 1)
+}
+
+/// Starts devirtualizing the partition of control capability `slot` and does
+/// the first part of the work: `Ok(true)` while work remains ([`relocate`]
+/// does it). When it is done the call does not return: the caller is stopped.
+pub fn devirtualize(slot: u64) -> Result<bool, Error> {
+    typed(Call::Devirtualize, [slot, 0, 0, 0, 0, 0]).map(|r| r[0] == 1)
+}
+
+/// Does the next part of the relocation under way for the partition of control
+/// capability `slot`: `Ok(true)` while work remains.
+pub fn relocate(slot: u64) -> Result<bool, Error> {
+    typed(Call::Relocate, [slot, 0, 0, 0, 0, 0]).map(|r| r[0] == 1)
+}
+
 /// Before `ready`: sets trap class `class` of the partition of control capability
 /// `slot` to `action`. Refused with [`Error::Loosening`] if that loosens the
 /// policy.

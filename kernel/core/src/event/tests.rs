@@ -5,7 +5,35 @@ use super::*;
 /// Verifies: SK-AUD-001
 #[test]
 fn lines_match_the_documented_vocabulary() {
-    let cases: [(Event, &str); 23] = [
+    let relocation = |step, first, pages| Event::PartitionRelocation {
+        name: "os",
+        step,
+        first,
+        pages,
+        retried: 3,
+    };
+    use septum_abi::audit::Relocation as Step;
+    let cases: [(Event, &str); 28] = [
+        (
+            relocation(Step::Virtualized, 0, 0),
+            "@@ partition os virtualized",
+        ),
+        (
+            relocation(Step::EvacuationBegun, 0x4000_0000, 256),
+            "@@ partition os evacuate first=0x40000000 pages=256",
+        ),
+        (
+            relocation(Step::Evacuated, 0x4000_0000, 256),
+            "@@ partition os evacuated first=0x40000000 pages=256 retried=3",
+        ),
+        (
+            relocation(Step::DevirtualizationBegun, 0, 0),
+            "@@ partition os devirtualize",
+        ),
+        (
+            relocation(Step::Devirtualized, 0, 256),
+            "@@ partition os devirtualized moved=256 retried=3",
+        ),
         (
             Event::KernelBoot {
                 arch: "aarch64",

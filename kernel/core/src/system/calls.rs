@@ -10,6 +10,7 @@
 
 use septum_abi::{Error, Identified};
 
+use super::devirt;
 use super::dispatch::Caller;
 use super::lifecycle::State;
 use super::partition::Label;
@@ -50,7 +51,13 @@ impl System {
         let mut at = range.start;
         while at < range.end {
             let len = (range.end - at).min(CONSOLE_CHUNK as u64) as usize;
-            platform.read_ram(at, &mut chunk[..len]);
+            devirt::read_buffer(
+                self.devirt.as_deref(),
+                caller.partition,
+                at,
+                &mut chunk[..len],
+                platform,
+            );
             let mut lines = GuestLines::new(platform, caller.partition);
             let _ = slot.console.write(&label, &chunk[..len], &mut lines);
             at += len as u64;

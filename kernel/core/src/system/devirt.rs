@@ -32,9 +32,9 @@ use septum_abi::Error;
 use septum_abi::audit::Relocation as Step;
 
 use super::dispatch::Caller;
-use super::{Dispatch, Next, Platform, Reply, System, emit};
+use super::{Dispatch, Next, Platform, Reply, State, System, emit};
 use crate::audit::AuditKind;
-use crate::event::{Event, Fault, Reason, StopCause};
+use crate::event::{Event, Fault, Reason, Resumption, StopCause};
 use crate::memory::Range;
 use crate::relocation::{
     Frame, FrameRange, GuestPage, Layout, Progress, Relocation, RelocationError,
@@ -61,6 +61,9 @@ pub(super) struct Devirt {
     evacuating: Option<FrameRange>,
     /// Stage-2 faults it took on pages being moved (each retried).
     retried: u64,
+    /// Pages away from their home frames when the devirtualization under way
+    /// began: those it brings home.
+    away: u64,
     /// Its translation changed while its vCPU was live on a core: the vCPU
     /// leaves that core at its next entry, to be loaded in the new mode.
     reload_due: bool,
@@ -92,6 +95,7 @@ impl System {
             relocation,
             evacuating: None,
             retried: 0,
+            away: 0,
             reload_due: false,
         }));
         Ok(())
@@ -135,6 +139,7 @@ impl System {
         self.retranslate(caller.partition, true, platform);
         self.report(caller.partition, Step::Virtualized, None, 0, platform);
         let service = if self.partitions[0].life.ended() {
+            self.reset_events(platform);
             self.restart(0, platform).ok()
         } else {
             self.start_partition(0, platform);
@@ -251,6 +256,12 @@ impl System {
     /// `devirtualize`: starts bringing every page home.
     pub(super) fn devirtualize(&mut self, target: usize, platform: &mut impl Platform) -> Dispatch {
         let devirt = self.devirt.as_deref_mut().expect("checked by decode");
+        let relocation = &devirt.relocation;
+        let mut away = 0;
+        platform.relocation_machine(target, &mut |machine| {
+            away = relocation.pages_away(machine);
+        });
+        devirt.away = away;
         devirt
             .relocation
             .devirtualize()
@@ -305,9 +316,14 @@ impl System {
     fn finish_devirtualization(&mut self, target: usize, platform: &mut impl Platform) -> Dispatch {
         let devirt = self.devirt.as_deref_mut().expect("checked by decode");
         devirt.translated = false;
-        let retried = devirt.retried;
+        let came_home = devirt.away;
         self.retranslate(target, false, platform);
-        self.report(target, Step::Devirtualized, None, retried, platform);
+        self.report(target, Step::Devirtualized, None, came_home, platform);
+        // A trap that suspended it came from its translation, which is off:
+        // the access runs again, natively.
+        if matches!(self.partitions[target].life.state(), State::Suspended(_)) {
+            let _ = self.resume(target, Resumption::Retry, platform);
+        }
         self.stop(0, StopCause::Devirtualize, platform);
         Dispatch::new(None, Next::Yield)
     }
@@ -357,6 +373,7 @@ impl System {
         pages: u64,
         platform: &mut impl Platform,
     ) {
+        let retried = self.devirt.as_deref().map_or(0, |devirt| devirt.retried);
         emit(
             platform,
             Event::PartitionRelocation {
@@ -364,8 +381,43 @@ impl System {
                 step,
                 first: first.unwrap_or(0),
                 pages,
+                retried,
             },
         );
         self.audit_now(index, AuditKind::Relocation, [step as u64, pages], platform);
+    }
+}
+
+/// Copies the RAM of partition `index`'s hypercall buffer at `at` (as
+/// `System::guest_buffer` gave it) into `buffer`. A translated
+/// devirtualizable partition's pages may have moved, so its buffer (a
+/// console line: it holds no other buffer capability) is read page by page
+/// from the frames its tables map; every other partition's is read whole.
+pub(super) fn read_buffer(
+    devirt: Option<&Devirt>,
+    index: usize,
+    at: u64,
+    buffer: &mut [u8],
+    platform: &mut impl Platform,
+) {
+    let moving = devirt.is_some_and(|devirt| devirt.partition == index && devirt.translated);
+    if !moving {
+        platform.read_ram(at, buffer);
+        return;
+    }
+    // Placed identity: the buffer's machine address is its guest address.
+    let mut done = 0;
+    while done < buffer.len() {
+        let guest = at + done as u64;
+        let len = ((PAGE - guest % PAGE) as usize).min(buffer.len() - done);
+        let mut frame = None;
+        platform.relocation_machine(index, &mut |machine| {
+            frame = machine
+                .entry(GuestPage(guest / PAGE))
+                .map(|entry| entry.frame);
+        });
+        let frame = frame.expect("every page of a relocatable partition is mapped");
+        platform.read_ram(frame.0 * PAGE + guest % PAGE, &mut buffer[done..done + len]);
+        done += len;
     }
 }

@@ -1,0 +1,151 @@
+//! The guest of the devirtualization scenarios (`devirt-cycle`): a
+//! devirtualizable partition that starts native, keeps a pattern in 4 MiB of its
+//! RAM and checks it, round after round, while the kernel virtualizes it, the
+//! service VM moves its pages and devirtualizes it, and the kernel virtualizes it
+//! again.
+//!
+//! Each round rewrites every word of the region with a pattern of the round and
+//! reads it all back; a word that differs (a write lost in a move) ends it with
+//! exit code 1. It prints each round's time per word. Every [`MEASURE_EVERY`]
+//! rounds it times [`READS`] reads of `ACTLR_EL1` (aarch64), a register the
+//! kernel traps while it translates (HCR_EL2.TACR), so the service VM resumes
+//! each read past it, while natively the read does not leave the guest. Every
+//! [`ASK_EVERY`] rounds, after that timing, it asks to be virtualized: refused
+//! while it is translated ([`Error::BadState`]), granted while native. The other
+//! rounds write without trapping, so the service VM's relocations run beside
+//! them. After its second
+//! virtualization it runs [`ROUNDS_AFTER`] more rounds and exits with code 0.
+#![no_std]
+#![no_main]
+
+use partition_bench::report;
+use septum_sdk::{Boot, Error, arch, println, slot};
+
+septum_sdk::entry!(main);
+
+/// Where the region starts, past the image, and its size (the stack is at the
+/// top of RAM, above it).
+const REGION_OFFSET: u64 = 0x10_0000;
+const REGION_BYTES: u64 = 4 << 20;
+/// `ACTLR_EL1` reads timed per round.
+const READS: u64 = 100;
+/// Rounds between timings of the trapped reads.
+const MEASURE_EVERY: u64 = 3;
+/// Rounds between requests to be virtualized (a request follows the timing of
+/// its round).
+const ASK_EVERY: u64 = 6;
+/// Rounds it runs after its second virtualization.
+const ROUNDS_AFTER: u64 = 3;
+/// Most rounds it runs in all.
+const MAX_ROUNDS: u64 = 10_000;
+
+fn main(boot: Boot) -> u64 {
+    let region = region(&boot);
+    let mut virtualized = 0;
+    let mut after = 0;
+    for round in 1..=MAX_ROUNDS {
+        let start = arch::counter();
+        let sum = match rewrite_and_check(region, round) {
+            Ok(sum) => sum,
+            Err(word) => {
+                println!("round {round}: word {word} lost its write: checksum broken");
+                return 1;
+            }
+        };
+        let words = region.len() as u64;
+        report(
+            format_args!("devirt-round-{round}"),
+            "words",
+            2 * words,
+            arch::counter() - start,
+            "word",
+        );
+        println!("round {round}: checksum {sum:#018x} ok");
+        if round % MEASURE_EVERY == 0 {
+            report(
+                format_args!("devirt-actlr-{round}"),
+                "reads",
+                READS,
+                time_actlr_reads(),
+                "read",
+            );
+        }
+        if round % ASK_EVERY == 0 {
+            match septum_sdk::virtualize(slot::SELF) {
+                Ok(()) => {
+                    virtualized += 1;
+                    println!("round {round}: virtualized ({virtualized})");
+                }
+                Err(Error::BadState) => {}
+                Err(error) => println!("round {round}: virtualize refused: {}", error.name()),
+            }
+        }
+        if virtualized == 2 {
+            after += 1;
+            if after > ROUNDS_AFTER {
+                return 0;
+            }
+        }
+    }
+    0
+}
+
+/// The region of RAM the rounds write, as words.
+fn region(boot: &Boot) -> &'static mut [u64] {
+    assert!(REGION_OFFSET + REGION_BYTES + 0x10_0000 <= boot.ram_size);
+    let start = (septum_sdk::RAM_BASE + REGION_OFFSET) as *mut u64;
+    // SAFETY: the region lies in this partition's RAM, past its image and
+    // below its stack (checked above), and nothing else uses it.
+    unsafe { core::slice::from_raw_parts_mut(start, (REGION_BYTES / 8) as usize) }
+}
+
+/// The pattern of word `index` in round `round`.
+fn pattern(round: u64, index: usize) -> u64 {
+    (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (round << 40) ^ round
+}
+
+/// Writes the round's pattern over the region and reads it back: the sum of
+/// the words, or the index of the first word that does not hold its pattern.
+fn rewrite_and_check(region: &mut [u64], round: u64) -> Result<u64, usize> {
+    for (index, word) in region.iter_mut().enumerate() {
+        // SAFETY: a word of the region.
+        unsafe { core::ptr::write_volatile(word, pattern(round, index)) };
+    }
+    let mut sum = 0u64;
+    for (index, word) in region.iter().enumerate() {
+        // SAFETY: a word of the region.
+        let value = unsafe { core::ptr::read_volatile(word) };
+        if value != pattern(round, index) {
+            return Err(index);
+        }
+        sum = sum.wrapping_add(value);
+    }
+    Ok(sum)
+}
+
+/// Counter ticks [`READS`] reads of a register the kernel traps while it
+/// translates take.
+fn time_actlr_reads() -> u64 {
+    let start = arch::counter();
+    for _ in 0..READS {
+        core::hint::black_box(trapped_read());
+    }
+    arch::counter() - start
+}
+
+/// Reads `ACTLR_EL1`, which has no side effect; while the kernel translates
+/// it traps (HCR_EL2.TACR), and the service VM resumes past it.
+#[cfg(target_arch = "aarch64")]
+fn trapped_read() -> u64 {
+    let value: u64;
+    // SAFETY: reading ACTLR_EL1 at EL1 has no side effect.
+    unsafe { core::arch::asm!("mrs {}, actlr_el1", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+/// The x86 kernel does not devirtualize (the validator refuses such a
+/// partition on a PC); the program builds for both architectures.
+#[cfg(target_arch = "x86_64")]
+fn trapped_read() -> u64 {
+    arch::counter()
+}
