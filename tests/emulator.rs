@@ -90,6 +90,7 @@ scenarios! {
         irq_priority => "irq-priority",
         inject_virt => "inject-virt",
         devirt_cycle => "devirt-cycle",
+        devirt_refused => "devirt-refused",
         hostile => "hostile",
         leak => "leak",
         bench_runs => "bench-aarch64",

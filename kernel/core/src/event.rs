@@ -302,6 +302,10 @@ pub enum Event<'a> {
         /// Accesses of the partition that met a move and were retried, since
         /// the system started (stage-2 faults on its pages while they moved).
         retried: u64,
+        /// Faults and trapped instructions it took while it ran natively, before
+        /// this virtualization (none: natively, nothing it does traps but its
+        /// hypercalls).
+        native_faults: u64,
     },
     /// The service VM reported ready.
     PartitionReady {
@@ -569,10 +573,14 @@ impl fmt::Display for Event<'_> {
                 first,
                 pages,
                 retried,
+                native_faults,
             } => {
                 use septum_abi::audit::Relocation as Step;
                 match step {
-                    Step::Virtualized => write!(f, "@@ partition {name} virtualized"),
+                    Step::Virtualized => write!(
+                        f,
+                        "@@ partition {name} virtualized native-faults={native_faults}"
+                    ),
                     Step::EvacuationBegun => write!(
                         f,
                         "@@ partition {name} evacuate first={first:#x} pages={pages}"

@@ -11,12 +11,13 @@ fn lines_match_the_documented_vocabulary() {
         first,
         pages,
         retried: 3,
+        native_faults: 0,
     };
     use septum_abi::audit::Relocation as Step;
     let cases: [(Event, &str); 28] = [
         (
             relocation(Step::Virtualized, 0, 0),
-            "@@ partition os virtualized",
+            "@@ partition os virtualized native-faults=0",
         ),
         (
             relocation(Step::EvacuationBegun, 0x4000_0000, 256),

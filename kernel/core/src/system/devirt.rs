@@ -61,6 +61,9 @@ pub(super) struct Devirt {
     evacuating: Option<FrameRange>,
     /// Stage-2 faults it took on pages being moved (each retried).
     retried: u64,
+    /// Faults and trapped instructions it took while native, since it last
+    /// became native.
+    native_faults: u64,
     /// Pages away from their home frames when the devirtualization under way
     /// began: those it brings home.
     away: u64,
@@ -95,6 +98,7 @@ impl System {
             relocation,
             evacuating: None,
             retried: 0,
+            native_faults: 0,
             away: 0,
             reload_due: false,
         }));
@@ -316,6 +320,7 @@ impl System {
     fn finish_devirtualization(&mut self, target: usize, platform: &mut impl Platform) -> Dispatch {
         let devirt = self.devirt.as_deref_mut().expect("checked by decode");
         devirt.translated = false;
+        devirt.native_faults = 0;
         let came_home = devirt.away;
         self.retranslate(target, false, platform);
         self.report(target, Step::Devirtualized, None, came_home, platform);
@@ -347,11 +352,14 @@ impl System {
 
     /// Whether `fault`, taken by partition `index`, is a translated
     /// devirtualizable partition's access to its own RAM that met a move: it
-    /// retries the access.
+    /// retries the access. (A fault it takes while native is counted.)
     pub(super) fn meets_a_move(&mut self, index: usize, fault: &Fault) -> bool {
         let Some(devirt) = self.devirt.as_deref_mut() else {
             return false;
         };
+        if devirt.partition == index && !devirt.translated {
+            devirt.native_faults += 1;
+        }
         let stage2 = matches!(fault.kind, Reason::Stage2Data | Reason::Stage2Instruction);
         let page = GuestPage(fault.addr / PAGE);
         let ours = devirt.partition == index
@@ -373,7 +381,10 @@ impl System {
         pages: u64,
         platform: &mut impl Platform,
     ) {
-        let retried = self.devirt.as_deref().map_or(0, |devirt| devirt.retried);
+        let (retried, native_faults) = self
+            .devirt
+            .as_deref()
+            .map_or((0, 0), |devirt| (devirt.retried, devirt.native_faults));
         emit(
             platform,
             Event::PartitionRelocation {
@@ -382,6 +393,7 @@ impl System {
                 first: first.unwrap_or(0),
                 pages,
                 retried,
+                native_faults,
             },
         );
         self.audit_now(index, AuditKind::Relocation, [step as u64, pages], platform);

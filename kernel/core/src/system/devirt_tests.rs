@@ -5,12 +5,14 @@
 //! home, the service VM stopped) and virtualizes again (the service VM
 //! restarted).
 
+use septum_abi::audit::Relocation as Step;
 use septum_abi::{Call, Error, PartitionState};
 
 use super::tests::{
     FakeMachine, GUEST_BASE, RAM, SELF, SYSTEM, call, caps_for, enter, hcall, states,
 };
 use super::{Entry, System};
+use crate::audit::AuditKind;
 use crate::caps::{Cap, CapType};
 use crate::memory::Range;
 use crate::package::{Kind, PartitionSpec, encode};
@@ -126,7 +128,7 @@ fn relocate_to_the_end(sys: &mut System, m: &mut FakeMachine) {
     panic!("the relocation never ended");
 }
 
-/// Verifies: SK-ISO-013, SK-RIP-006
+/// Verifies: SK-ISO-013, SK-RIP-006, SK-HM-014
 #[test]
 fn a_devirtualizable_guest_starts_native_alone_and_goes_back_and_forth() {
     let (mut sys, mut m) = booted();
@@ -257,4 +259,23 @@ fn a_devirtualizable_guest_starts_native_alone_and_goes_back_and_forth() {
     );
     assert!(m.console.contains("@@ partition service restart gen=2"));
     assert_eq!(sys.devirtualizable(), Some((DEVIRT, true)));
+
+    // Every step is in the audit ring, in order, under the partition.
+    let mut steps = Vec::new();
+    while let Some(record) = sys.audit.pop() {
+        if record.kind == AuditKind::Relocation {
+            assert_eq!(usize::from(record.partition), DEVIRT);
+            steps.push(record.detail[0]);
+        }
+    }
+    let expected = [
+        Step::Virtualized,
+        Step::EvacuationBegun,
+        Step::Evacuated,
+        Step::DevirtualizationBegun,
+        Step::Devirtualized,
+        Step::Virtualized,
+    ]
+    .map(|step| step as u64);
+    assert_eq!(steps, expected);
 }
