@@ -64,6 +64,8 @@ pub(super) struct Devirt {
     /// Faults and trapped instructions it took while native, since it last
     /// became native.
     native_faults: u64,
+    /// Whether an evacuation moved pages that have not come home since.
+    moved: bool,
     /// Pages away from their home frames when the devirtualization under way
     /// began: those it brings home.
     away: u64,
@@ -99,6 +101,7 @@ impl System {
             evacuating: None,
             retried: 0,
             native_faults: 0,
+            moved: false,
             away: 0,
             reload_due: false,
         }));
@@ -238,6 +241,7 @@ impl System {
             }));
         }
         devirt.evacuating = Some(range);
+        devirt.moved = true;
         self.report(target, Step::EvacuationBegun, Some(first), pages, platform);
         self.relocate(target, platform)
     }
@@ -272,6 +276,22 @@ impl System {
             .expect("nothing is under way: checked by decode");
         self.report(target, Step::DevirtualizationBegun, None, 0, platform);
         self.relocate(target, platform)
+    }
+
+    /// Refuses ([`Error::BadState`]) to restart partition `index` while it is
+    /// the devirtualizable partition and some of its pages are away from their
+    /// home frames, or a relocation is under way: a restart reloads and scrubs
+    /// its RAM in its home frames, which would then leave its pages' contents in
+    /// the lent frames and write into free ones. Devirtualizing brings them home.
+    pub(super) fn check_pages_home(&self, index: usize) -> Result<(), Error> {
+        match self.devirt.as_deref() {
+            Some(devirt)
+                if devirt.partition == index && (devirt.moved || devirt.relocation.is_busy()) =>
+            {
+                Err(Error::BadState)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Checks a `relocate` of `target`: work is under way.
@@ -321,6 +341,7 @@ impl System {
         let devirt = self.devirt.as_deref_mut().expect("checked by decode");
         devirt.translated = false;
         devirt.native_faults = 0;
+        devirt.moved = false;
         let came_home = devirt.away;
         self.retranslate(target, false, platform);
         self.report(target, Step::Devirtualized, None, came_home, platform);

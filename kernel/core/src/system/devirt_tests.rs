@@ -218,6 +218,12 @@ fn a_devirtualizable_guest_starts_native_alone_and_goes_back_and_forth() {
         (0..half).all(|i| m.relocation.scrubbed.contains(&Frame(layout().home.0 + i))),
         "every frame left is scrubbed"
     );
+    // A restart would reload its RAM in its home frames: refused while its
+    // pages are away.
+    assert_eq!(
+        status(&mut sys, &mut m, 0, Call::Restart, &[CONTROL_DEVIRT]),
+        refused
+    );
     let empty = Error::Empty.code() as u64;
     assert_eq!(
         status(&mut sys, &mut m, 0, Call::Relocate, &[CONTROL_DEVIRT]),

@@ -211,6 +211,7 @@ impl System {
                 if abi(target) == PartitionState::Waiting {
                     return Err(Error::BadState);
                 }
+                self.check_pages_home(target)?;
                 Request::Restart(target)
             }
             Call::Stop => {

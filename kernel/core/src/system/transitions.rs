@@ -103,6 +103,8 @@ impl System {
     ) -> Result<Effect, Error> {
         // Its initial memory must come back whole, or it is not restarted.
         self.balloon.can_restart(index)?;
+        // A restart reloads and scrubs a partition's RAM in its home frames.
+        self.check_pages_home(index)?;
         let now_us = platform.now_us();
         let was_ended = self.partitions[index].life.ended();
         let restarted = self.partitions[index].life.restart(now_us);
