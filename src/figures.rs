@@ -179,8 +179,8 @@ pub const EMULATOR_TOLERANCE: f64 = 0.005;
 pub const EMULATOR_FLOOR: f64 = 0.01;
 
 /// The tolerance of figure `name`: the emulators' times (`run:…:ns`,
-/// `run:…:ticks_per_call` and the benchmark tables) are relative, counts an
-/// emulator run gives (the fuzzer's) are exact.
+/// `run:…:us`, `run:…:ticks_per_call` and the benchmark tables) are relative,
+/// counts an emulator run gives (the fuzzer's) are exact.
 pub fn tolerance(name: &str) -> Tolerance {
     if name == "coverage:core" {
         Tolerance::Absolute(COVERAGE_TOLERANCE)
@@ -188,6 +188,7 @@ pub fn tolerance(name: &str) -> Tolerance {
         Tolerance::Form
     } else if name.starts_with("table:")
         || name.ends_with(":ns")
+        || name.ends_with(":us")
         || name.ends_with(":ticks_per_call")
     {
         Tolerance::Relative(EMULATOR_TOLERANCE)

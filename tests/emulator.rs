@@ -91,6 +91,7 @@ scenarios! {
         inject_virt => "inject-virt",
         devirt_cycle => "devirt-cycle",
         devirt_refused => "devirt-refused",
+        bench_devirt => "bench-devirt-aarch64",
         hostile => "hostile",
         leak => "leak",
         bench_runs => "bench-aarch64",

@@ -22,8 +22,10 @@
 //! The boot argument holds test switches: bit 0 crashes the first instance on its
 //! first event, bit 1 tightens every guest's MMIO policy to `stop` before `ready`
 //! (and shows that loosening it again is refused), bit 2 makes the first instance
-//! stop heartbeating on its first event. Bits 8 and up set the memory scheduler
-//! (see [`memory`]).
+//! stop heartbeating on its first event, bit 3 makes the first instance, once
+//! ready, evacuate 1 MiB and then 64 MiB of its first guest's frames and
+//! devirtualize it (the devirtualization benchmark: see [`relocation_bench`]).
+//! Bits 8 and up set the memory scheduler (see [`memory`]).
 #![no_std]
 #![no_main]
 
@@ -41,6 +43,7 @@ septum_sdk::entry!(main);
 const CRASH_ON_FIRST_EVENT: u64 = 1 << 0;
 const STRICT_MMIO: u64 = 1 << 1;
 const HANG_ON_FIRST_EVENT: u64 = 1 << 2;
+const RELOCATION_BENCH: u64 = 1 << 3;
 /// Traps per partition reported line by line.
 const LOUD_TRAPS: u32 = 3;
 /// 4 KiB pages in a MiB (the console's `target` takes MiB).
@@ -74,6 +77,12 @@ fn main(boot: Boot) -> u64 {
         }
     }
     let first_instance = boot.generation == 1;
+    if first_instance
+        && boot.argument & RELOCATION_BENCH != 0
+        && let Some(&(control, _)) = guests.first()
+    {
+        relocation_bench(control);
+    }
     let mut console = Console {
         own_ram: boot.ram_size,
         own_generation: boot.generation,
@@ -489,6 +498,29 @@ fn command(line: &str, guests: &Guests, scheduler: &mut memory::Scheduler) {
     };
     if let Err(error) = result {
         println!("refused: {}", error.name());
+    }
+}
+
+/// The devirtualization benchmark (test switch bit 3): evacuates the first MiB
+/// past the first MiB of the devirtualizable guest of control capability
+/// `control` (placed identity at `RAM_BASE`), then the 64 MiB after it, and
+/// devirtualizes it, each to its end; the kernel's lines time each step. The
+/// devirtualization stops this instance, so nothing after it runs.
+fn relocation_bench(control: u64) {
+    const MIB: u64 = 1 << 20;
+    const PAGE: u64 = 4096;
+    let base = septum_sdk::RAM_BASE;
+    let outcome = relocation(
+        supervise::evacuate(control, base + MIB, MIB / PAGE),
+        control,
+    )
+    .and_then(|()| {
+        let large = supervise::evacuate(control, base + 2 * MIB, 64 * MIB / PAGE);
+        relocation(large, control)
+    })
+    .and_then(|()| relocation(supervise::devirtualize(control), control));
+    if let Err(error) = outcome {
+        println!("relocation benchmark refused: {}", error.name());
     }
 }
 

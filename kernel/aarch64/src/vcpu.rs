@@ -491,7 +491,12 @@ impl septum_kernel::AddressSpace for Space {
         // SAFETY: relocation names only the partition's own RAM and the frames
         // the kernel lent it, RAM the kernel maps at its address and nothing
         // else uses; `zero_page` zeroes the page it is given.
-        let memory = unsafe { MachineMemory::new(crate::machine::zero_page) };
+        let memory = unsafe {
+            MachineMemory::new(
+                crate::machine::zero_page,
+                crate::machine::sync_instruction_cache,
+            )
+        };
         work(&mut RelocatableTables::new(
             &mut self.stage2,
             stage2::RAM,

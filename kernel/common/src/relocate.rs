@@ -14,6 +14,8 @@
 
 use septum_core::relocation::{Access, Entry, Frame, FrameMemory, GuestPage, Translation};
 
+use septum_core::memory::Range;
+
 use crate::paging::{Format, PAGE, Tables};
 
 /// A partition's tables and machine memory, as relocation drives them.
@@ -112,18 +114,27 @@ impl<F: Format> FrameMemory for RelocatableTables<'_, F> {
 /// Machine memory, which the kernel maps at its own address.
 pub struct MachineMemory {
     zero_page: unsafe fn(u64),
+    /// Makes what was just copied into a frame visible to the partition's
+    /// instruction fetch (a moved page may hold its code).
+    sync_code: fn(Range),
 }
 
 impl MachineMemory {
-    /// Machine memory, scrubbed with the back end's `zero_page`.
+    /// Machine memory, scrubbed with the back end's `zero_page`; a frame a page
+    /// is copied into is handed to `sync_code` (aarch64: clean the data cache,
+    /// invalidate the instruction cache; nothing on x86, whose caches are
+    /// coherent with instruction fetch).
     ///
     /// # Safety
     /// Every frame relocation names (the partition's home and extra frames) must
     /// be RAM the kernel maps at its machine address, which no one but the
     /// partition (through its tables) and relocation uses, and `zero_page` must
     /// zero the page at the address it is given.
-    pub unsafe fn new(zero_page: unsafe fn(u64)) -> Self {
-        MachineMemory { zero_page }
+    pub unsafe fn new(zero_page: unsafe fn(u64), sync_code: fn(Range)) -> Self {
+        MachineMemory {
+            zero_page,
+            sync_code,
+        }
     }
 }
 
@@ -138,6 +149,7 @@ impl FrameMemory for MachineMemory {
                 PAGE as usize,
             )
         };
+        (self.sync_code)(Range::from_start_size(to.0 * PAGE, PAGE).expect("a frame"));
     }
 
     fn scrub_frame(&mut self, frame: Frame) {

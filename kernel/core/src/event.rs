@@ -306,6 +306,9 @@ pub enum Event<'a> {
         /// this virtualization (none: natively, nothing it does traps but its
         /// hypercalls).
         native_faults: u64,
+        /// Microseconds since the step began (an evacuation or devirtualization
+        /// that ended; 0 otherwise).
+        us: u64,
     },
     /// The service VM reported ready.
     PartitionReady {
@@ -574,6 +577,7 @@ impl fmt::Display for Event<'_> {
                 pages,
                 retried,
                 native_faults,
+                us,
             } => {
                 use septum_abi::audit::Relocation as Step;
                 match step {
@@ -587,12 +591,12 @@ impl fmt::Display for Event<'_> {
                     ),
                     Step::Evacuated => write!(
                         f,
-                        "@@ partition {name} evacuated first={first:#x} pages={pages} retried={retried}"
+                        "@@ partition {name} evacuated first={first:#x} pages={pages} retried={retried} us={us}"
                     ),
                     Step::DevirtualizationBegun => write!(f, "@@ partition {name} devirtualize"),
                     Step::Devirtualized => write!(
                         f,
-                        "@@ partition {name} devirtualized moved={pages} retried={retried}"
+                        "@@ partition {name} devirtualized moved={pages} retried={retried} us={us}"
                     ),
                 }
             }

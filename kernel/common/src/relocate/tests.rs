@@ -25,7 +25,7 @@ unsafe fn zero(address: u64) {
 
 fn memory() -> MachineMemory {
     // SAFETY: the tests' frames are pages of their own pool, and `zero` zeroes one.
-    unsafe { MachineMemory::new(zero) }
+    unsafe { MachineMemory::new(zero, |_| {}) }
 }
 
 fn word(frame: Frame) -> u64 {

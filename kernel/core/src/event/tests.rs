@@ -12,6 +12,7 @@ fn lines_match_the_documented_vocabulary() {
         pages,
         retried: 3,
         native_faults: 0,
+        us: 70,
     };
     use septum_abi::audit::Relocation as Step;
     let cases: [(Event, &str); 28] = [
@@ -25,7 +26,7 @@ fn lines_match_the_documented_vocabulary() {
         ),
         (
             relocation(Step::Evacuated, 0x4000_0000, 256),
-            "@@ partition os evacuated first=0x40000000 pages=256 retried=3",
+            "@@ partition os evacuated first=0x40000000 pages=256 retried=3 us=70",
         ),
         (
             relocation(Step::DevirtualizationBegun, 0, 0),
@@ -33,7 +34,7 @@ fn lines_match_the_documented_vocabulary() {
         ),
         (
             relocation(Step::Devirtualized, 0, 256),
-            "@@ partition os devirtualized moved=256 retried=3",
+            "@@ partition os devirtualized moved=256 retried=3 us=70",
         ),
         (
             Event::KernelBoot {

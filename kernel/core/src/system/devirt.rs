@@ -66,6 +66,8 @@ pub(super) struct Devirt {
     native_faults: u64,
     /// Whether an evacuation moved pages that have not come home since.
     moved: bool,
+    /// When (µs) the relocation under way began.
+    began_us: u64,
     /// Pages away from their home frames when the devirtualization under way
     /// began: those it brings home.
     away: u64,
@@ -102,6 +104,7 @@ impl System {
             retried: 0,
             native_faults: 0,
             moved: false,
+            began_us: 0,
             away: 0,
             reload_due: false,
         }));
@@ -402,10 +405,20 @@ impl System {
         pages: u64,
         platform: &mut impl Platform,
     ) {
-        let (retried, native_faults) = self
-            .devirt
-            .as_deref()
-            .map_or((0, 0), |devirt| (devirt.retried, devirt.native_faults));
+        let (retried, native_faults, began_us) =
+            self.devirt.as_deref().map_or((0, 0, 0), |devirt| {
+                (devirt.retried, devirt.native_faults, devirt.began_us)
+            });
+        let now_us = platform.now_us();
+        let us = match step {
+            Step::Evacuated | Step::Devirtualized => now_us.saturating_sub(began_us),
+            Step::Virtualized | Step::EvacuationBegun | Step::DevirtualizationBegun => 0,
+        };
+        if let Some(devirt) = self.devirt.as_deref_mut()
+            && matches!(step, Step::EvacuationBegun | Step::DevirtualizationBegun)
+        {
+            devirt.began_us = now_us;
+        }
         emit(
             platform,
             Event::PartitionRelocation {
@@ -415,6 +428,7 @@ impl System {
                 pages,
                 retried,
                 native_faults,
+                us,
             },
         );
         self.audit_now(index, AuditKind::Relocation, [step as u64, pages], platform);
