@@ -161,6 +161,9 @@ impl Reply {
 enum Next {
     /// The vCPU that trapped continues, if it still may.
     Caller,
+    /// The vCPU that trapped continues, if it still may, after leaving its core
+    /// and being loaded again: its translation mode changed (see `devirt.rs`).
+    Reload,
     /// The next vCPU in the round robin of the trapped vCPU's core.
     Yield,
     /// This vCPU (one on the same core that may run).
@@ -249,8 +252,9 @@ pub struct System {
     /// it (woken, started, resumed, restarted, owing work): kicked if it idles
     /// (see `run.rs`).
     woke: u8,
-    /// Bit `n`: a vCPU live on core `n` has a new virtual interrupt to take
-    /// (see `virt.rs`): the core is kicked.
+    /// Bit `n`: the vCPU live on core `n` needs the core to look again: it has
+    /// a new virtual interrupt to take (see `virt.rs`), or must be loaded again
+    /// because its translation changed (see `devirt.rs`): the core is kicked.
     interrupted: u8,
     /// The queues and the ledger of frames away from their slots.
     flip: Flip,
@@ -263,9 +267,6 @@ pub struct System {
     router: Router,
     /// The devirtualizable partition, if the system has one (see `devirt.rs`).
     devirt: Option<Box<devirt::Devirt>>,
-    /// Bit `n`: the vCPU live on core `n` changed translation mode and must be
-    /// loaded again (see `devirt.rs`): the core is kicked.
-    retranslate_cores: u8,
 }
 
 impl System {
@@ -382,7 +383,6 @@ impl System {
             balloon,
             router,
             devirt: None,
-            retranslate_cores: 0,
         })
     }
 

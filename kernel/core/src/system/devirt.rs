@@ -24,7 +24,10 @@
 //!   it is charged to the service VM and never to another partition's window;
 //! - a stage-2 fault on one of the partition's RAM pages while it is translated
 //!   is a write that met a move (or the break of a remap): the guest retries the
-//!   access, and it lands in the page's frame as it is then; no write is lost.
+//!   access, and it lands in the page's frame as it is then; no write is lost;
+//! - a vCPU whose translation changed while it was live on another core leaves
+//!   that core at its next entry and is loaded in the new mode; a fault it took
+//!   in the old mode before that entry is not its own: the access runs again.
 
 use alloc::boxed::Box;
 
@@ -146,7 +149,7 @@ impl System {
     pub(super) fn virtualize(&mut self, caller: Caller, platform: &mut impl Platform) -> Dispatch {
         let devirt = self.devirt.as_deref_mut().expect("checked by decode");
         devirt.translated = true;
-        self.retranslate(caller.partition, true, platform);
+        self.retranslate(caller.partition, true, Some(caller.vcpu), platform);
         self.report(caller.partition, Step::Virtualized, None, 0, platform);
         let service = if self.partitions[0].life.ended() {
             self.reset_events(platform);
@@ -157,28 +160,38 @@ impl System {
         };
         Dispatch {
             reply: Some(Reply::ok([0; 3])),
-            next: Next::Caller,
+            next: Next::Reload,
             effect: service,
         }
     }
 
-    /// Turns partition `index`'s translation on or off in the back end; its
-    /// vCPU, if live on a core, leaves it at that core's next entry and comes
-    /// back in the new mode (this core's: at the end of this entry).
-    fn retranslate(&mut self, index: usize, on: bool, platform: &mut impl Platform) {
+    /// Turns partition `index`'s translation on or off in the back end. Its
+    /// vCPU, if live on a core, must be loaded again: the caller's own
+    /// (`caller_vcpu`, its call answers [`Next::Reload`]) at once; on another
+    /// core, when that core is kicked.
+    fn retranslate(
+        &mut self,
+        index: usize,
+        on: bool,
+        caller_vcpu: Option<usize>,
+        platform: &mut impl Platform,
+    ) {
         platform.set_translation(index, on);
         let vcpu = self.partitions[index].vcpus.start;
+        if caller_vcpu == Some(vcpu) {
+            return;
+        }
         if let Some(core) = self.loaded.iter().position(|&live| live == Some(vcpu)) {
             self.devirt
                 .as_deref_mut()
                 .expect("a devirtualizable partition")
                 .reload_due = true;
-            self.retranslate_cores |= 1 << core;
+            self.interrupted |= 1 << core;
         }
     }
 
-    /// Whether vCPU `vcpu`, which trapped, must leave its core to come back in a
-    /// new translation mode (see [`System::retranslate`]); asked once per change.
+    /// Whether vCPU `vcpu`, kicked, must leave its core to come back in a new
+    /// translation mode (see [`System::retranslate`]); asked once per change.
     pub(super) fn take_reload(&mut self, vcpu: usize) -> bool {
         let Some(devirt) = self.devirt.as_deref_mut() else {
             return false;
@@ -346,7 +359,7 @@ impl System {
         devirt.native_faults = 0;
         devirt.moved = false;
         let came_home = devirt.away;
-        self.retranslate(target, false, platform);
+        self.retranslate(target, false, None, platform);
         self.report(target, Step::Devirtualized, None, came_home, platform);
         // A trap that suspended it came from its translation, which is off:
         // the access runs again, natively.
@@ -374,26 +387,44 @@ impl System {
         }
     }
 
-    /// Whether `fault`, taken by partition `index`, is a translated
-    /// devirtualizable partition's access to its own RAM that met a move: it
-    /// retries the access. (A fault it takes while native is counted.)
-    pub(super) fn meets_a_move(&mut self, index: usize, fault: &Fault) -> bool {
-        let Some(devirt) = self.devirt.as_deref_mut() else {
-            return false;
-        };
-        if devirt.partition == index && !devirt.translated {
+    /// What becomes of `fault`, taken by partition `index`, if it is the
+    /// devirtualizable partition's and the kernel handles it here:
+    /// - taken in the mode it just left (its vCPU was live on this core when
+    ///   its translation changed, and trapped before the kick): it runs again
+    ///   in the new mode ([`Next::Reload`]);
+    /// - translated, a stage-2 fault on one of its RAM pages: the access met a
+    ///   move (or the break of a remap) and is retried ([`Next::Caller`]);
+    /// - native: a fault the translation did not cause, counted
+    ///   (`native-faults=`) and handled as any fault (`None`).
+    pub(super) fn devirt_fault(
+        &mut self,
+        vcpu: usize,
+        index: usize,
+        fault: &Fault,
+    ) -> Option<Next> {
+        let devirt = self
+            .devirt
+            .as_deref_mut()
+            .filter(|d| d.partition == index)?;
+        if devirt.reload_due && self.partitions[index].vcpus.start == vcpu {
+            devirt.reload_due = false;
+            return Some(Next::Reload);
+        }
+        if !devirt.translated {
             devirt.native_faults += 1;
+            return None;
         }
         let stage2 = matches!(fault.kind, Reason::Stage2Data | Reason::Stage2Instruction);
-        let page = GuestPage(fault.addr / PAGE);
-        let ours = devirt.partition == index
-            && devirt.translated
-            && stage2
-            && devirt.relocation.layout().has_page(page);
-        if ours {
+        if stage2
+            && devirt
+                .relocation
+                .layout()
+                .has_page(GuestPage(fault.addr / PAGE))
+        {
             devirt.retried += 1;
+            return Some(Next::Caller);
         }
-        ours
+        None
     }
 
     /// Reports a relocation step of `index` on the console and in the audit ring.

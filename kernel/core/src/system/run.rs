@@ -269,7 +269,6 @@ impl System {
             self.kick_idle(cpu, out);
         }
         out.kick |= self.take_interrupted(cpu);
-        out.kick |= core::mem::take(&mut self.retranslate_cores) & !(1 << cpu);
     }
 
     /// Handles a trap from `vcpu`, loaded on `cpu`: what runs next.
@@ -314,6 +313,7 @@ impl System {
                 self.end_loan(partition);
                 Dispatch::new(None, Next::Yield)
             }
+            Trap::Kicked if self.take_reload(vcpu) => Dispatch::new(None, Next::Reload),
             Trap::Kicked => Dispatch::new(None, Next::Caller),
             Trap::Fault(fault) => self.fault(vcpu, fault, platform),
         };
@@ -323,9 +323,6 @@ impl System {
         out.skip = matches!(trap, Trap::Hypercall(_) | Trap::Smccc(_) | Trap::Wait);
         if let Some(effect) = dispatch.effect {
             self.push_effect(cpu, effect, out, platform);
-        }
-        if self.loaded[cpu] == Some(vcpu) && self.take_reload(vcpu) {
-            self.unload(cpu, out, platform);
         }
         dispatch.next
     }
@@ -412,6 +409,10 @@ impl System {
             // its caller goes on in the same turn.
             return Run::Vcpu(vcpu);
         }
+        if next == Next::Reload {
+            // Its translation changed: it leaves the core, to be loaded again.
+            self.unload(cpu, out, platform);
+        }
         let mut after = trapped;
         let mut worked = None;
         loop {
@@ -496,7 +497,7 @@ impl System {
     ) -> Decision {
         let wanted = match next {
             Next::PowerOff { clean } => return Decision::PowerOff { clean },
-            Next::Caller => trapped,
+            Next::Caller | Next::Reload => trapped,
             Next::Switch(vcpu) => Some(vcpu),
             Next::Service => Some(self.partitions[0].vcpus.start),
             Next::Yield => None,

@@ -62,8 +62,8 @@ impl System {
     ) -> Dispatch {
         let culprit = self.vcpus[vcpu].partition;
         let index = self.vcpus[vcpu].index;
-        if self.meets_a_move(culprit, fault) {
-            return Dispatch::new(None, Next::Caller);
+        if let Some(next) = self.devirt_fault(vcpu, culprit, fault) {
+            return Dispatch::new(None, next);
         }
         self.flush_console(culprit, platform);
         let class = trap_class(fault.kind);

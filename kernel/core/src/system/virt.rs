@@ -283,7 +283,7 @@ impl System {
     }
 
     /// The cores, other than `cpu`, that must be kicked because a vCPU live there
-    /// has a new virtual interrupt; forgets them.
+    /// has a new virtual interrupt or must be loaded again; forgets them.
     #[inline(always)]
     pub fn take_interrupted(&mut self, cpu: usize) -> u8 {
         core::mem::take(&mut self.interrupted) & !(1 << cpu)
