@@ -33,6 +33,7 @@ use alloc::boxed::Box;
 
 use septum_abi::Error;
 use septum_abi::audit::Relocation as Step;
+use septum_abi::layout::PAGE_SIZE as PAGE;
 
 use super::dispatch::Caller;
 use super::{Dispatch, Next, Platform, Reply, State, System, emit};
@@ -47,9 +48,6 @@ use crate::relocation::{
 /// or a look at one page): the call then goes on to the end of the move under
 /// way, so it returns with no page write-protected.
 pub const RELOCATION_BATCH: usize = 64;
-
-/// Bytes of a page.
-const PAGE: u64 = 4096;
 
 /// The devirtualizable partition and its relocation.
 #[derive(Debug)]
