@@ -6,7 +6,9 @@
 //! one vCPU; it shares no core with another guest (the service VM may share
 //! its core); and it has nothing that needs the kernel's translation: no queue
 //! end, no `balloon` capability, no receive window, no virtio device (a virtio
-//! balloon among them) and no network port. A system has at most one.
+//! balloon among them) and no network port. A system has at most one. On an
+//! x86_64 board its boot page tables are placed identity too, just under its
+//! RAM ([`X86_BOOT_TABLES`]), so that memory must be the board's free RAM.
 //!
 //! The work stays linear: the cores are compared for the first devirtualizable
 //! partition only (a second one is an error of its own), and each queue is
@@ -15,12 +17,12 @@
 use std::collections::BTreeMap;
 
 use septum_core::abi::CapType;
-use septum_core::abi::layout::RAM_BASE;
+use septum_core::abi::layout::{RAM_BASE, X86_BOOT_TABLES};
 use toml::Spanned;
 
 use super::Checker;
 use crate::Board;
-use crate::elf::EM_AARCH64;
+use crate::elf::EM_X86_64;
 use crate::format::{PartitionEntry, QueueEntry};
 use crate::model::{ImageSource, Kind, Partition};
 
@@ -43,12 +45,8 @@ pub(super) fn check_devirtualize(
             continue;
         };
         check_partition(check, p, key, partition);
-        if board.elf_machine() != Some(EM_AARCH64) {
-            let message = format!(
-                "devirtualizable `{}` needs an aarch64 board: the x86 kernel does not devirtualize yet, and `{}` is {}",
-                partition.name, board.name, board.arch
-            );
-            check.fail(key.span(), "devirtualize", message);
+        if board.elf_machine() == Some(EM_X86_64) {
+            check_boot_tables(check, key, partition, board);
         }
         marked.entry(partition.name.as_str()).or_insert(());
         match first {
@@ -77,6 +75,29 @@ pub(super) fn check_devirtualize(
                 check.fail(end.span(), "devirtualize", message);
             }
         }
+    }
+}
+
+/// On an x86_64 board: the machine memory of the partition's boot page tables,
+/// which the kernel places identity, is RAM of the board that it does not keep.
+fn check_boot_tables(
+    check: &mut Checker<'_>,
+    key: &Spanned<bool>,
+    partition: &Partition,
+    board: &Board,
+) {
+    let size = RAM_BASE - X86_BOOT_TABLES;
+    let free = board.ram.iter().any(|r| r.contains(X86_BOOT_TABLES, size))
+        && !board
+            .reserved
+            .iter()
+            .any(|r| r.overlaps(X86_BOOT_TABLES, size));
+    if !free {
+        let message = format!(
+            "devirtualizable `{}` needs its boot page tables placed identity, at {X86_BOOT_TABLES:#x}..{RAM_BASE:#x}, which is not free RAM of `{}`",
+            partition.name, board.name
+        );
+        check.fail(key.span(), "devirtualize", message);
     }
 }
 

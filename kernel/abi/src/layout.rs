@@ -18,3 +18,11 @@ pub const RECEIVE_WINDOW_BASE: u64 = 0x8000_0000;
 pub const GICV2_CPU_INTERFACE: u64 = 0x3ffe_0000;
 /// Bytes of the virtual CPU interface mapped at [`GICV2_CPU_INTERFACE`].
 pub const GICV2_CPU_INTERFACE_SIZE: u64 = 0x2000;
+/// Pages of an x86_64 partition's boot page tables: a PML4, a PDPT and four
+/// page directories of 2 MiB pages that identity-map its first 4 GiB.
+pub const X86_BOOT_TABLE_PAGES: u64 = 6;
+/// Guest-physical address of an x86_64 partition's boot page tables, just
+/// under its RAM: its CR3 at entry. A devirtualizable partition's tables sit
+/// at this machine address too (placed identity like its RAM), because while
+/// it runs natively its CR3 names machine memory.
+pub const X86_BOOT_TABLES: u64 = RAM_BASE - X86_BOOT_TABLE_PAGES * PAGE_SIZE;

@@ -30,6 +30,7 @@ use crate::idle::Vectors;
 use crate::irq::Ended;
 use crate::machine::Pc;
 use crate::mmio::{self, DataAccess};
+use crate::shootdown;
 use crate::vcpu::{self, Vcpu};
 use crate::vmx::{self, field};
 
@@ -196,9 +197,10 @@ fn emulate_cpuid(frame: &mut GuestRegisters) {
 /// Called by `vm_exit_entry` with the guest's registers; on return, `frame` holds the
 /// registers of the partition to enter, whose VMCS is current.
 pub extern "C" fn handle_vm_exit(frame: &mut GuestRegisters) {
+    let cpu = crate::cpu::index();
+    shootdown::exited(cpu);
     frame.launch = 0;
     let exit = classify(frame);
-    let cpu = crate::cpu::index();
     let run = KERNEL.with(cpu, |kernel| {
         let go_on = Run::Vcpu(
             kernel
@@ -249,12 +251,14 @@ pub fn resume(kernel: &mut Kernel<Vcpu, Pc>, cpu: usize, frame: &mut GuestRegist
 
 /// Drives core `cpu` from `run` until it has a vCPU to enter (waiting, without
 /// the kernel held, while the kernel says to idle), whose pending interrupts are
-/// then injected if it can take them.
+/// then injected if it can take them, and whose EPT's translations this core
+/// holds no stale ones of (`shootdown.rs`).
 pub fn until_runnable(cpu: usize, mut run: Run, frame: &mut GuestRegisters) {
     while let Run::Idle { until_us } = run {
         idle(cpu, until_us);
         run = KERNEL.with(cpu, |kernel| resume(kernel, cpu, frame));
     }
+    shootdown::entering(cpu);
 }
 
 /// When vCPU `vcpu` is about to be entered (`run` is [`Run::Vcpu`]; its VMCS is

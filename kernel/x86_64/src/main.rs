@@ -37,6 +37,7 @@ mod local_apic;
 mod machine;
 mod mmio;
 mod serial;
+mod shootdown;
 mod smp;
 mod stacks;
 mod vcpu;
@@ -84,6 +85,8 @@ const MAPPED_LIMIT: u64 = 1 << 32;
 const LOW_MEMORY: u64 = 1 << 20;
 
 static MSR_BITMAP: Page = Page::zeroed();
+/// The MSR bitmap of a partition while it runs natively: all zeros, no MSR exits.
+static NATIVE_MSR_BITMAP: Page = Page::zeroed();
 
 /// Where the kernel's state is built at boot (see `septum_kernel::arena`).
 #[global_allocator]
@@ -297,6 +300,9 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
         processors.count() as u32,
         log_channel
     );
+    for cpu in 0..processors.count() {
+        shootdown::register(cpu, processors.apic_id(cpu).expect("counted"));
+    }
     if processors.count() > 1 {
         assert!(
             trampoline_free && !trampoline.overlaps(&module_range),
@@ -318,16 +324,8 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
         exit_entry: boot::vm_exit_entry as *const () as u64,
     };
 
-    if let Some(spec) = package
-        .partitions()
-        .find(|spec| spec.resources.devirtualize)
-    {
-        panic!(
-            "partition {} is devirtualizable: the x86 kernel does not devirtualize yet",
-            spec.name
-        );
-    }
     let fixed = septum_kernel::claim_fixed_placements(&package, &mut frames);
+    let identity_tables = claim_identity_boot_tables(&package, &mut frames);
     let arena = reserve_bytes(&package, size_of::<Vcpu>(), size_of::<Space>());
     ARENA.give(
         frames
@@ -347,7 +345,15 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
             let mut ept = Ept::new(frames).expect("RAM for EPT tables");
             let mut grants =
                 septum_kernel::map_grants(&mut ept, frames, spec, placement, ept::RAM, ept::DEVICE);
-            let tables = boot_page_tables(frames);
+            let tables = if spec.resources.devirtualize {
+                identity_tables.expect("claimed for the devirtualizable partition")
+            } else {
+                frames
+                    .allocate(vcpu::BOOT_TABLE_PAGES * PAGE, PAGE)
+                    .expect("RAM for boot page tables")
+                    .start
+            };
+            write_boot_page_tables(tables);
             let guest_tables =
                 Range::from_start_size(vcpu::BOOT_TABLES, vcpu::BOOT_TABLE_PAGES * PAGE)
                     .expect("fixed range");
@@ -364,7 +370,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
                     .expect("the stray page of the table-corruption self-test");
             }
             let _ = table_checks.push(table_check::check(&ept, &grants));
-            let space = Space::new(ept);
+            let space = Space::new(ept, !spec.resources.devirtualize);
             let apic_id = |core: u8| {
                 processors.apic_id(usize::from(core)).unwrap_or_else(|| {
                     panic!(
@@ -383,6 +389,7 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
                 io_a,
                 io_b,
                 msr: MSR_BITMAP.address(),
+                msr_native: NATIVE_MSR_BITMAP.address(),
             };
             let vcpus = cores
                 .iter()
@@ -475,19 +482,48 @@ fn io_bitmaps<const N: usize>(frames: &mut FreeRanges<N>, granted: &[Ports]) -> 
     (pages.start, pages.start + PAGE)
 }
 
-/// Builds a partition's boot page tables in [`vcpu::BOOT_TABLE_PAGES`] kernel
-/// frames: a PML4, a PDPT and four page directories of 2 MiB pages that
+/// Takes the machine frames at [`vcpu::BOOT_TABLES`] out of `frames` for the
+/// devirtualizable partition's boot page tables, if the package has one: they
+/// are placed identity like its RAM, because while it runs natively its CR3
+/// names machine memory (see `vcpu::write_translation_mode`). Also checks that
+/// the processor can run it natively. Panics if either fails: this runs at
+/// boot, before the kernel takes memory for itself, and such a system cannot
+/// start.
+fn claim_identity_boot_tables<const N: usize>(
+    package: &Package<'_>,
+    frames: &mut FreeRanges<N>,
+) -> Option<u64> {
+    let spec = package
+        .partitions()
+        .find(|spec| spec.resources.devirtualize)?;
+    if let Err(why) = vcpu::check_native_mode() {
+        panic!(
+            "partition {} is devirtualizable, but it cannot run natively: {why}",
+            spec.name
+        );
+    }
+    let wanted = Range::from_start_size(vcpu::BOOT_TABLES, vcpu::BOOT_TABLE_PAGES * PAGE)
+        .expect("fixed range");
+    let tables = frames.take(wanted).unwrap_or_else(|e| {
+        panic!(
+            "the boot page tables of devirtualizable partition {} need machine RAM at {:#x}, which is not free: {e:?}",
+            spec.name, wanted.start
+        )
+    });
+    Some(tables.start)
+}
+
+/// Builds a partition's boot page tables in the [`vcpu::BOOT_TABLE_PAGES`] kernel
+/// frames at `pages`: a PML4, a PDPT and four page directories of 2 MiB pages that
 /// identity-map guest-physical 0 to 4 GiB. Whether an address is reachable is EPT's
-/// decision, not these tables'. The entries are guest-physical addresses (the tables
-/// sit at [`vcpu::BOOT_TABLES`]) with the accessed and dirty bits preset, so the page
-/// walk never writes them. Returns the frames' machine address.
-fn boot_page_tables<const N: usize>(frames: &mut FreeRanges<N>) -> u64 {
+/// decision, not these tables' (but for a devirtualizable partition while it runs
+/// natively). The entries are guest-physical addresses (the tables sit at
+/// [`vcpu::BOOT_TABLES`]) with the accessed and dirty bits preset, so the page
+/// walk never writes them.
+fn write_boot_page_tables(pages: u64) {
     const PRESENT_WRITABLE_ACCESSED: u64 = 0b1 | 0b10 | (1 << 5);
     const LARGE_DIRTY: u64 = (1 << 7) | (1 << 6);
     const DIRECTORIES: usize = 4;
-    let pages = frames
-        .allocate(vcpu::BOOT_TABLE_PAGES * PAGE, PAGE)
-        .expect("RAM for boot page tables");
     let mut entries = [[0u64; 512]; 2 + DIRECTORIES];
     let table = |index: usize| vcpu::BOOT_TABLES + index as u64 * PAGE;
     entries[0][0] = table(1) | PRESENT_WRITABLE_ACCESSED;
@@ -501,13 +537,8 @@ fn boot_page_tables<const N: usize>(frames: &mut FreeRanges<N>) -> u64 {
     // SAFETY: the pages were free and are now these tables alone; identity mapped
     // and page-aligned.
     unsafe {
-        core::ptr::copy_nonoverlapping(
-            entries.as_ptr(),
-            pages.start as *mut [u64; 512],
-            entries.len(),
-        )
+        core::ptr::copy_nonoverlapping(entries.as_ptr(), pages as *mut [u64; 512], entries.len())
     };
-    pages.start
 }
 
 /// Writes `event` on the console as the kernel stops (for a fault in the kernel

@@ -12,7 +12,11 @@
 //! Invariants:
 //! - every exception the guest raises, every I/O port and MSR access not granted,
 //!   HLT, CPUID and VMCALL exit to the kernel, and so does the VMX preemption timer,
-//!   which the clock arms before every entry (see `clock.rs`);
+//!   which the clock arms before every entry (see `clock.rs`); the one exception
+//!   is a devirtualizable partition while it runs natively (its [`Space`] not
+//!   translated): EPT is off and no exception, port or MSR exits (see
+//!   [`write_translation_mode`]), and every vCPU's VMCS is put in its space's
+//!   mode, and its other mode's cached translations dropped, at its next load;
 //! - when a partition runs, its VMCS is current, and its x87/SSE state and the
 //!   registers the VMCS does not hold (CR2, DR0-DR3, DR6, IA32_KERNEL_GS_BASE) are
 //!   on the CPU; the other partitions' general registers, FPU state and those
@@ -46,6 +50,9 @@
 //! (the package's rule), and the kernel unmaps their pages only on their own core
 //! while they run there (the INVEPT now covers that core), or while they are live
 //! on no core: then they run next only after a `load`, on their own core.
+//! Relocation is the exception: it changes a devirtualizable partition's EPT in
+//! the service VM's calls, on another core than the partition's, so its flushes
+//! go to every core (`shootdown.rs`).
 //!
 //! [`map_page`]: septum_kernel::AddressSpace::map_page
 //! [`unmap_page`]: septum_kernel::AddressSpace::unmap_page
@@ -68,11 +75,9 @@ use crate::boot::{GuestRegisters, reg};
 use crate::ept::{self, Ept};
 use crate::vmx::{self, control_msr, field};
 
-/// Pages of a partition's boot page tables: a PML4, a PDPT and four page
-/// directories.
-pub const BOOT_TABLE_PAGES: u64 = 6;
-/// Guest-physical address of the boot page tables (just under RAM).
-pub const BOOT_TABLES: u64 = septum_abi::layout::RAM_BASE - BOOT_TABLE_PAGES * 4096;
+pub use septum_abi::layout::{
+    X86_BOOT_TABLE_PAGES as BOOT_TABLE_PAGES, X86_BOOT_TABLES as BOOT_TABLES,
+};
 
 // Control bits (Intel SDM vol. 3, chapter 25).
 const PIN_EXTERNAL_INTERRUPT_EXITING: u32 = 1 << 0;
@@ -117,14 +122,19 @@ const BLOCKING_STI_MOV_SS: u64 = 0b11;
 /// VM-entry interruption information: valid, type external interrupt (0).
 const INJECT_EXTERNAL_INTERRUPT: u64 = 1 << 31;
 
-/// The bitmaps every partition uses: all ones, so every port and MSR exits.
+/// A partition's I/O and MSR bitmaps: every port it is not granted and every
+/// MSR exits while it is translated; natively nothing does.
+#[derive(Clone, Copy, Debug)]
 pub struct Bitmaps {
     /// I/O bitmap A (ports 0 to 0x7fff).
     pub io_a: u64,
     /// I/O bitmap B (ports 0x8000 to 0xffff).
     pub io_b: u64,
-    /// The MSR bitmap (reads and writes, low and high MSRs).
+    /// The MSR bitmap of every translated partition: all ones (reads and
+    /// writes, low and high MSRs).
     pub msr: u64,
+    /// The MSR bitmap of a native partition: all zeros, no MSR exits.
+    pub msr_native: u64,
 }
 
 /// The kernel's state that a VM exit returns to (VMCS host-state area), on the
@@ -164,17 +174,22 @@ pub struct Space {
     eptp: u64,
     /// Flushes of its translations so far (see the module's documentation).
     flushes: u64,
+    /// Whether EPT translates it: false only for a devirtualizable partition
+    /// while it runs natively (see [`Vcpu::apply_translation`]).
+    translated: bool,
 }
 
 impl Space {
-    /// The translation of `ept`; nothing this core cached for its root survives.
-    pub fn new(ept: Ept) -> Space {
+    /// The translation of `ept`, in use from the start unless `translated` is
+    /// false; nothing this core cached for its root survives.
+    pub fn new(ept: Ept, translated: bool) -> Space {
         let eptp = ept::pointer(ept.root());
         vmx::invept(eptp);
         Space {
             ept,
             eptp,
             flushes: 0,
+            translated,
         }
     }
 }
@@ -261,6 +276,11 @@ impl Switched {
 #[derive(Debug)]
 pub struct Vcpu {
     vmcs: u64,
+    vpid: u16,
+    /// Whether its VMCS translates through EPT (its space's mode when it was
+    /// last loaded), and the MSR bitmaps of the two modes.
+    translated: bool,
+    msr_bitmaps: (u64, u64),
     /// The flushes of its partition's translations its core has seen (see the
     /// module's documentation).
     flushes_seen: u64,
@@ -316,12 +336,17 @@ impl Vcpu {
             vmx::load(vmcs, true);
         }
         write_controls(start, eptp, virtual_apic, bitmaps).unwrap_or_else(|e| panic!("{e}"));
+        let msr_bitmaps = (bitmaps.msr, bitmaps.msr_native);
+        write_translation_mode(space.translated, msr_bitmaps);
         write_host_state(host);
         write_guest_state(start.entry);
         // SAFETY: the VMCS initialised above.
         unsafe { vmx::clear(vmcs) };
         Ok(Vcpu {
             vmcs,
+            vpid: start.vpid,
+            translated: space.translated,
+            msr_bitmaps,
             flushes_seen: space.flushes,
             registers: entry_registers(start.ram_size, start.argument, 1),
             fx: FxArea::reset(),
@@ -455,6 +480,57 @@ fn write_controls(
     vmx::write(field::TPR_THRESHOLD, 0);
     vmx::write(field::CR4_MASK, CR4_HOST_OWNED);
     vmx::write(field::CR0_MASK, 0);
+    Ok(())
+}
+
+/// Puts the current VMCS in one translation mode. Translated: EPT on, the
+/// partition's I/O bitmaps and the all-ones MSR bitmap, every exception exits.
+/// Native: EPT off, so the guest's own page tables (placed identity) name
+/// machine memory; no I/O, MSR or exception exits. What still exits natively is
+/// what VMX always intercepts (CPUID, VMCALL, the VMX instructions, INVD,
+/// XSETBV, a triple fault), and what the kernel keeps for its own schedule:
+/// external interrupts, the preemption timer and HLT. `msr_bitmaps` are the
+/// translated and the native MSR bitmap.
+fn write_translation_mode(translated: bool, msr_bitmaps: (u64, u64)) {
+    let primary = vmx::read(field::PRIMARY_CONTROLS);
+    let secondary = vmx::read(field::SECONDARY_CONTROLS);
+    let io = u64::from(PRIMARY_USE_IO_BITMAPS);
+    let ept = u64::from(SECONDARY_ENABLE_EPT);
+    let (primary, secondary, msr, exceptions) = if translated {
+        (primary | io, secondary | ept, msr_bitmaps.0, 0xffff_ffff)
+    } else {
+        (primary & !io, secondary & !ept, msr_bitmaps.1, 0)
+    };
+    vmx::write(field::PRIMARY_CONTROLS, primary);
+    vmx::write(field::SECONDARY_CONTROLS, secondary);
+    vmx::write(field::MSR_BITMAP, msr);
+    vmx::write(field::EXCEPTION_BITMAP, exceptions);
+}
+
+/// Checks, at boot, that the processor can run a partition natively: with EPT
+/// and the I/O bitmaps off (neither forced on, and no unconditional I/O
+/// exiting), and with INVVPID to drop one mode's cached translations.
+pub fn check_native_mode() -> Result<(), &'static str> {
+    const UNCONDITIONAL_IO_EXITING: u32 = 1 << 24;
+    let [
+        _,
+        (_, primary_msrs, primary),
+        (_, secondary_msrs, secondary),
+        ..,
+    ] = wanted_controls();
+    let io = PRIMARY_USE_IO_BITMAPS | UNCONDITIONAL_IO_EXITING;
+    let primary = vmx::adjust_controls(primary_msrs, primary & !io).map_err(|_| "controls")?;
+    let secondary = vmx::adjust_controls(secondary_msrs, secondary & !SECONDARY_ENABLE_EPT)
+        .map_err(|_| "controls")?;
+    if primary & io != 0 {
+        return Err("the processor forces I/O exiting on");
+    }
+    if secondary & SECONDARY_ENABLE_EPT != 0 {
+        return Err("the processor forces EPT on");
+    }
+    if !vmx::has_invvpid() {
+        return Err("the processor has no INVVPID");
+    }
     Ok(())
 }
 
@@ -607,6 +683,9 @@ impl septum_kernel::Vcpu for Vcpu {
             asm!("fxrstor64 [{}]", in(reg) &self.fx, options(nostack));
         }
         self.switched.write();
+        if self.translated != space.translated {
+            self.apply_translation(space);
+        }
         if self.flushes_seen != space.flushes {
             vmx::invept(space.eptp);
             self.flushes_seen = space.flushes;
@@ -634,6 +713,17 @@ impl septum_kernel::Vcpu for Vcpu {
 }
 
 impl Vcpu {
+    /// Puts its current VMCS in its space's translation mode (see
+    /// [`write_translation_mode`]) and drops, on this core, what was cached
+    /// under the other one: the linear mappings of its VPID (native) and the
+    /// combined mappings of its EPT (translated).
+    fn apply_translation(&mut self, space: &Space) {
+        write_translation_mode(space.translated, self.msr_bitmaps);
+        vmx::invvpid(self.vpid);
+        vmx::invept(space.eptp);
+        self.translated = space.translated;
+    }
+
     /// Puts the stored state to the entry state at `entry` with `registers`, to
     /// be written into the VMCS at the next load. Only while it is live on no
     /// core.
@@ -667,13 +757,17 @@ impl septum_kernel::AddressSpace for Space {
         self.flushes += 1;
     }
 
-    fn set_translation(&mut self, _on: bool) {
-        unreachable!("the x86 kernel refuses devirtualizable partitions at boot");
+    fn set_translation(&mut self, on: bool) {
+        // Each vCPU's next load puts its VMCS in the new mode and flushes
+        // there (`Vcpu::apply_translation`); the core reloads a vCPU live on
+        // any core before it runs again.
+        self.translated = on;
     }
 
     fn relocation_machine(&mut self, work: &mut dyn FnMut(&mut dyn Machine)) {
+        // The partition may run on another core while its pages move.
         let eptp = self.eptp;
-        let mut flush = move || vmx::invept(eptp);
+        let mut flush = move || crate::shootdown::flush_everywhere(crate::cpu::index(), eptp);
         // SAFETY: relocation names only the partition's own RAM and the frames
         // the kernel lent it, RAM the kernel maps at its address and nothing
         // else uses; `zero_page` zeroes the page it is given.

@@ -33,6 +33,9 @@ const EPT_CAP_WRITE_BACK: u64 = 1 << 14;
 const EPT_CAP_2MIB_PAGES: u64 = 1 << 16;
 const EPT_CAP_INVEPT: u64 = 1 << 20;
 const EPT_CAP_INVEPT_SINGLE: u64 = 1 << 25;
+const VPID_CAP_INVVPID: u64 = 1 << 32;
+const VPID_CAP_INVVPID_SINGLE: u64 = 1 << 41;
+const VPID_CAP_INVVPID_ALL: u64 = 1 << 42;
 
 /// Capability MSRs for the five control fields: (the MSR without TRUE controls, the
 /// TRUE variant).
@@ -229,6 +232,31 @@ pub fn invept(eptp: u64) {
         asm!("invept {}, [{}]", "setna {}", in(reg) kind, in(reg) &descriptor, out(reg_byte) failed, options(nostack));
     }
     assert!(failed == 0, "INVEPT type {kind} of {eptp:#x} failed");
+}
+
+/// Whether the CPU has INVVPID of one VPID's or of every VPID's mappings (the
+/// back end needs one of them to change a vCPU's translation mode).
+pub fn has_invvpid() -> bool {
+    let capability = read_msr(IA32_VMX_EPT_VPID_CAP);
+    capability & VPID_CAP_INVVPID != 0
+        && capability & (VPID_CAP_INVVPID_SINGLE | VPID_CAP_INVVPID_ALL) != 0
+}
+
+/// Invalidates, on this core, the linear and combined mappings cached for
+/// `vpid` (every VPID's but the kernel's where the CPU cannot flush a single
+/// one). Needs [`has_invvpid`].
+pub fn invvpid(vpid: u16) {
+    // The INVVPID descriptor: the VPID in bits 15:0, bits 63:16 reserved, the
+    // linear address (unused by these types) in bits 127:64.
+    let descriptor: [u64; 2] = [u64::from(vpid), 0];
+    let single = read_msr(IA32_VMX_EPT_VPID_CAP) & VPID_CAP_INVVPID_SINGLE != 0;
+    let kind: u64 = if single { 1 } else { 2 };
+    let failed: u8;
+    // SAFETY: INVVPID only drops cached translations; the descriptor is valid.
+    unsafe {
+        asm!("invvpid {}, [{}]", "setna {}", in(reg) kind, in(reg) &descriptor, out(reg_byte) failed, options(nostack));
+    }
+    assert!(failed == 0, "INVVPID type {kind} of VPID {vpid} failed");
 }
 
 /// Makes the VMCS at `address` current and active (VMCLEAR first if `clear`).
