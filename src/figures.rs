@@ -179,8 +179,9 @@ pub const EMULATOR_TOLERANCE: f64 = 0.005;
 pub const EMULATOR_FLOOR: f64 = 0.01;
 
 /// The tolerance of figure `name`: the emulators' times (`run:…:ns`,
-/// `run:…:us`, `run:…:ticks_per_call` and the benchmark tables) are relative,
-/// counts an emulator run gives (the fuzzer's) are exact.
+/// `run:…:us`, `run:…:ticks_per_call`, `run:…:ticks_per_word`, the rates
+/// `run:…:rate_permille` and the benchmark tables) are relative, counts an
+/// emulator run gives (the fuzzer's) are exact.
 pub fn tolerance(name: &str) -> Tolerance {
     if name == "coverage:core" {
         Tolerance::Absolute(COVERAGE_TOLERANCE)
@@ -190,6 +191,8 @@ pub fn tolerance(name: &str) -> Tolerance {
         || name.ends_with(":ns")
         || name.ends_with(":us")
         || name.ends_with(":ticks_per_call")
+        || name.ends_with(":ticks_per_word")
+        || name.ends_with(":rate_permille")
     {
         Tolerance::Relative(EMULATOR_TOLERANCE)
     } else {
