@@ -17,7 +17,9 @@
 //! 5. the other cores started (`smp.rs`): each sets itself up, enters VMX root
 //!    operation and waits;
 //! 6. for each partition: take RAM from the free pool, scrub it, copy the image,
-//!    build its boot page tables and EPT (its RAM and nothing else), write its VMCS
+//!    build its boot page tables (a devirtualizable partition's at their
+//!    guest-physical address, identity, claimed before anything else) and EPT
+//!    (its RAM and nothing else), write its VMCS
 //!    for the core it is pinned to; route its granted IRQ lines to that core in the
 //!    I/O APIC (see `irq.rs`);
 //! 7. start the service VM, and only it, on the boot core; then let the other cores
@@ -300,8 +302,10 @@ extern "C" fn kernel_main(magic: u64, boot_information: u64) -> ! {
         processors.count() as u32,
         log_channel
     );
-    for cpu in 0..processors.count() {
-        shootdown::register(cpu, processors.apic_id(cpu).expect("counted"));
+    if package.partitions().any(|spec| spec.resources.devirtualize) {
+        shootdown::enable(processors.count(), |cpu| {
+            processors.apic_id(cpu).expect("counted")
+        });
     }
     if processors.count() > 1 {
         assert!(

@@ -23,9 +23,11 @@
 //! on the kick (external-interrupt exiting is always on), so the wait ends.
 //!
 //! Only relocation flushes this way, and a system has at most one
-//! devirtualizable partition, so a request slot only ever holds its EPT.
+//! devirtualizable partition, so a request slot only ever holds its EPT. A
+//! system without one has no relocation: the cores then skip their slots
+//! ([`enable`] is never called), so their exits and entries pay one load.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 
 use septum_core::resources::MAX_CPUS;
 
@@ -51,15 +53,26 @@ static CORES: [Core; MAX_CPUS] = [const {
     }
 }; MAX_CPUS];
 
-/// Records core `cpu`'s local APIC id (at boot, on that core or before it
-/// starts).
-pub fn register(cpu: usize, apic_id: u32) {
-    CORES[cpu].apic_id.store(apic_id, SeqCst);
+/// Whether the cores keep their slots: set once at boot, before any core
+/// enters a guest, when the system has a devirtualizable partition.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// At boot, before the other cores start: the cores keep their slots from now
+/// on, and core `cpu`'s local APIC id is `apic_ids(cpu)` for each `cpu` below
+/// `cores`.
+pub fn enable(cores: usize, apic_ids: impl Fn(usize) -> u32) {
+    for (cpu, core) in CORES.iter().enumerate().take(cores) {
+        core.apic_id.store(apic_ids(cpu), SeqCst);
+    }
+    ENABLED.store(true, SeqCst);
 }
 
 /// Core `cpu` is about to enter the guest of its current VMCS: publishes its
 /// EPT pointer, then serves a request left for it.
 pub fn entering(cpu: usize) {
+    if !ENABLED.load(Relaxed) {
+        return;
+    }
     CORES[cpu]
         .in_guest
         .store(vmx::read(field::EPT_POINTER), SeqCst);
@@ -69,6 +82,9 @@ pub fn entering(cpu: usize) {
 /// Core `cpu` has left its guest: publishes that, then serves a request left
 /// for it (the one a kick that made it exit waits for).
 pub fn exited(cpu: usize) {
+    if !ENABLED.load(Relaxed) {
+        return;
+    }
     CORES[cpu].in_guest.store(0, SeqCst);
     serve(cpu);
 }
@@ -83,7 +99,12 @@ fn serve(cpu: usize) {
 
 /// Drops the translations derived from `eptp` on core `cpu` (this one) and on
 /// every other core, waiting for each core that runs a guest of `eptp` now.
+/// Only once [`enable`]d.
 pub fn flush_everywhere(cpu: usize, eptp: u64) {
+    assert!(
+        ENABLED.load(Relaxed),
+        "a cross-core flush without relocation"
+    );
     vmx::invept(eptp);
     for (other, core) in CORES.iter().enumerate() {
         if other == cpu {

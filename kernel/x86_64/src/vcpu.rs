@@ -519,9 +519,10 @@ pub fn check_native_mode() -> Result<(), &'static str> {
         ..,
     ] = wanted_controls();
     let io = PRIMARY_USE_IO_BITMAPS | UNCONDITIONAL_IO_EXITING;
-    let primary = vmx::adjust_controls(primary_msrs, primary & !io).map_err(|_| "controls")?;
-    let secondary = vmx::adjust_controls(secondary_msrs, secondary & !SECONDARY_ENABLE_EPT)
-        .map_err(|_| "controls")?;
+    let lacking = |_| "the processor lacks a control the kernel needs";
+    let primary = vmx::adjust_controls(primary_msrs, primary & !io).map_err(lacking)?;
+    let secondary =
+        vmx::adjust_controls(secondary_msrs, secondary & !SECONDARY_ENABLE_EPT).map_err(lacking)?;
     if primary & io != 0 {
         return Err("the processor forces I/O exiting on");
     }
