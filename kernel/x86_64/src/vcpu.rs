@@ -470,10 +470,9 @@ fn write_controls(
     // Turned on only while an interrupt waits (`deliver_interrupts`): check now
     // that the CPU has it.
     vmx::adjust_controls(control_msr::PRIMARY, PRIMARY_INTERRUPT_WINDOW_EXITING)?;
-    vmx::write(field::EXCEPTION_BITMAP, 0xffff_ffff);
+    // The exception and MSR bitmaps depend on the mode: `write_translation_mode`.
     vmx::write(field::IO_BITMAP_A, bitmaps.io_a);
     vmx::write(field::IO_BITMAP_B, bitmaps.io_b);
-    vmx::write(field::MSR_BITMAP, bitmaps.msr);
     vmx::write(field::EPT_POINTER, eptp);
     vmx::write(field::VPID, u64::from(start.vpid));
     vmx::write(field::VIRTUAL_APIC_ADDRESS, virtual_apic);
