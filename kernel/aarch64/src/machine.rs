@@ -13,6 +13,7 @@ use aarch64_cpu::asm::barrier;
 use core::fmt::{self, Write as _};
 
 use septum_core::memory::Range;
+use septum_core::system::TurnEnd;
 
 use crate::gic::GicBlocks;
 use septum_kernel::{Console, Uart};
@@ -53,8 +54,8 @@ impl septum_kernel::Machine for Board {
         self.timer.now_us()
     }
 
-    fn set_deadline(&mut self, deadline_us: Option<u64>) {
-        self.timer.set_deadline(deadline_us);
+    fn set_deadline(&mut self, end: TurnEnd) {
+        self.timer.set_deadline(end);
     }
 
     fn kick(&mut self, cpu: usize) {

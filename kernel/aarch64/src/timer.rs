@@ -19,6 +19,7 @@ use core::num::NonZeroU64;
 use aarch64_cpu::asm::{barrier, wfi};
 use aarch64_cpu::registers::{CNTFRQ_EL0, CNTHP_CTL_EL2, CNTPCT_EL0, Readable, Writeable};
 
+use septum_core::system::TurnEnd;
 use septum_kernel::Woken;
 
 use crate::gic;
@@ -79,11 +80,16 @@ impl Timer {
         scale(CNTPCT_EL0.get(), self.micros.get(), self.ticks, false)
     }
 
-    /// Arms the timer for `deadline_us`, or for the round-robin slice from now.
-    pub fn set_deadline(&self, deadline_us: Option<u64>) {
-        match deadline_us {
-            Some(deadline) => set_compare(self.ticks_at(deadline)),
-            None => {
+    /// Arms the timer for the turn's end: at a time, or the round-robin slice
+    /// from now; or disables it for a turn that never ends.
+    pub fn set_deadline(&self, end: TurnEnd) {
+        match end {
+            TurnEnd::At(deadline) => set_compare(self.ticks_at(deadline)),
+            TurnEnd::Never => {
+                disable();
+                return;
+            }
+            TurnEnd::Slice => {
                 // SAFETY: writing CNTHP_TVAL_EL2 sets the EL2 timer's compare value
                 // to the counter plus the slice (one write instead of a read and a
                 // write); only the kernel uses that timer, and it touches no memory.

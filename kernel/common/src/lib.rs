@@ -149,12 +149,13 @@ pub trait Machine: fmt::Write {
     fn power_off(&mut self, clean: bool) -> !;
     /// Microseconds since an arbitrary point at boot; never goes backwards.
     fn now_us(&mut self) -> u64;
-    /// Starts a turn: the running vCPU may run until `deadline_us` (on the
+    /// Starts a turn that ends as `end` says: at a time (on the
     /// [`Machine::now_us`] clock), when the kernel takes the CPU back with
-    /// [`Trap::Preempted`]; other traps during the turn do not change the deadline.
-    /// `None`: no window ends; the turn lasts the back end's round-robin time slice.
-    /// Applies to the core that calls it.
-    fn set_deadline(&mut self, deadline_us: Option<u64>);
+    /// [`Trap::Preempted`]; after the back end's round-robin time slice
+    /// ([`TurnEnd::Slice`]); or never ([`TurnEnd::Never`]: the kernel's timer
+    /// stays quiet until the next turn). Other traps during the turn do not
+    /// change its end. Applies to the core that calls it.
+    fn set_deadline(&mut self, end: TurnEnd);
     /// Interrupts core `cpu` if it runs a vCPU, so that it enters the kernel with
     /// [`Trap::Kicked`] (at once, or at its next entry into a vCPU).
     fn kick(&mut self, cpu: usize);
@@ -522,10 +523,8 @@ impl<V: Vcpu, M: Machine> Kernel<V, M> {
             let entered = self.traced_as(Some(vcpu));
             self.trace(cpu, entered, Note::switch(Kind::Enter), done_us);
         }
-        match outcome.turn {
-            Some(TurnEnd::At(deadline_us)) => self.machine.set_deadline(Some(deadline_us)),
-            Some(TurnEnd::Slice) => self.machine.set_deadline(None),
-            None => {}
+        if let Some(end) = outcome.turn {
+            self.machine.set_deadline(end);
         }
         if outcome.kick != 0 {
             for cpu in (0..MAX_CPUS).filter(|cpu| outcome.kick & (1 << cpu) != 0) {

@@ -25,7 +25,7 @@ struct Frame {
 /// What the fake hardware saw.
 #[derive(Debug, Default)]
 struct Log {
-    deadlines: Vec<Option<u64>>,
+    deadlines: Vec<TurnEnd>,
     stores: Vec<usize>,
     loads: Vec<usize>,
     restarts: Vec<(usize, u32)>,
@@ -138,8 +138,8 @@ impl Machine for FakeMachine {
     fn now_us(&mut self) -> u64 {
         self.now
     }
-    fn set_deadline(&mut self, deadline_us: Option<u64>) {
-        self.log.borrow_mut().deadlines.push(deadline_us);
+    fn set_deadline(&mut self, end: TurnEnd) {
+        self.log.borrow_mut().deadlines.push(end);
     }
     fn kick(&mut self, cpu: usize) {
         self.log.borrow_mut().kicks.push(cpu);
@@ -265,7 +265,7 @@ fn a_trap_that_continues_the_turn_does_not_rearm_its_deadline() {
     let mut frame = Frame::default();
     assert_eq!(kernel.start(&mut frame), Run::Vcpu(0));
     assert_eq!(frame.owner, Some(0));
-    assert_eq!(log.borrow().deadlines, [None]);
+    assert_eq!(log.borrow().deadlines, [TurnEnd::Slice]);
     // Hypercalls that return to the caller leave its turn (and deadline) alone.
     for _ in 0..3 {
         assert_eq!(

@@ -306,6 +306,9 @@ pub enum Event<'a> {
         /// this virtualization (none: natively, nothing it does traps but its
         /// hypercalls).
         native_faults: u64,
+        /// Turns of it that the kernel's timer ended while it ran natively,
+        /// before this virtualization (none: the kernel was dormant).
+        native_preemptions: u64,
         /// Microseconds since the step began (an evacuation or devirtualization
         /// that ended; 0 otherwise).
         us: u64,
@@ -577,13 +580,14 @@ impl fmt::Display for Event<'_> {
                 pages,
                 retried,
                 native_faults,
+                native_preemptions,
                 us,
             } => {
                 use septum_abi::audit::Relocation as Step;
                 match step {
                     Step::Virtualized => write!(
                         f,
-                        "@@ partition {name} virtualized native-faults={native_faults}"
+                        "@@ partition {name} virtualized native-faults={native_faults} preempted={native_preemptions}"
                     ),
                     Step::EvacuationBegun => write!(
                         f,

@@ -18,8 +18,11 @@ use core::sync::atomic::Ordering;
 use septum_kernel::Woken;
 use x86_64::instructions::port::Port;
 
+use septum_core::system::TurnEnd;
+
 use crate::cpu;
 use crate::idle::{self, Vectors};
+use crate::vcpu;
 use crate::vmx::{self, field};
 
 const PIT_HZ: u64 = 1_193_182;
@@ -95,14 +98,27 @@ impl Clock {
         tsc() / self.ticks_per_us
     }
 
-    /// Arms the current VMCS's preemption timer for `deadline_us`, or for the
-    /// round-robin slice, and keeps the turn's end for this core.
-    pub fn set_deadline(&self, deadline_us: Option<u64>) {
-        let now = self.now_us();
-        let left_us = deadline_us.map_or(ROUND_ROBIN_SLICE_US, |d| d.saturating_sub(now));
+    /// Arms the current VMCS's preemption timer for the turn's end (a time, or
+    /// the round-robin slice) and keeps that end for this core. A turn that
+    /// never ends turns the VMCS's preemption timer off instead; the next turn
+    /// with an end on this core turns it back on.
+    pub fn set_deadline(&self, end: TurnEnd) {
+        let core = cpu::this_core();
+        let left_us = match end {
+            TurnEnd::At(deadline_us) => deadline_us.saturating_sub(self.now_us()),
+            TurnEnd::Slice => ROUND_ROBIN_SLICE_US,
+            TurnEnd::Never => {
+                core.turn_end_tsc.store(u64::MAX, Ordering::Relaxed);
+                core.preemption_timer_off.store(true, Ordering::Relaxed);
+                vcpu::set_preemption_timer(false);
+                return;
+            }
+        };
+        if core.preemption_timer_off.load(Ordering::Relaxed) {
+            vcpu::set_preemption_timer(true);
+        }
         let left_ticks = left_us.saturating_mul(self.ticks_per_us);
-        cpu::this_core()
-            .turn_end_tsc
+        core.turn_end_tsc
             .store(tsc().saturating_add(left_ticks), Ordering::Relaxed);
         let timer = left_ticks >> self.preemption_shift;
         vmx::write(field::PREEMPTION_TIMER, timer.min(u64::from(u32::MAX)));

@@ -16,7 +16,7 @@
 
 use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
-use core::sync::atomic::AtomicU64;
+use core::sync::atomic::{AtomicBool, AtomicU64};
 use septum_core::system::MAX_CPUS;
 use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, FS, GS, SS, Segment};
@@ -83,6 +83,10 @@ pub struct PerCpu {
     /// The TSC value at which the core's current turn ends (`clock.rs`); read by
     /// the null-call fast path in `boot.rs` at [`TURN_END_OFFSET`].
     pub turn_end_tsc: AtomicU64,
+    /// Whether a turn that never ends has run on this core, so that a VMCS
+    /// here may have its preemption timer off: a turn with an end then checks
+    /// its own (`clock.rs`).
+    pub preemption_timer_off: AtomicBool,
     /// The core's index: 0 for the boot core, then in ACPI MADT order.
     index: usize,
 }
@@ -95,6 +99,7 @@ static PER_CPU: [PerCpu; MAX_CPUS] = {
     let mut cores = [const {
         PerCpu {
             turn_end_tsc: AtomicU64::new(0),
+            preemption_timer_off: AtomicBool::new(false),
             index: 0,
         }
     }; MAX_CPUS];

@@ -4,6 +4,7 @@
 use core::fmt;
 
 use septum_core::memory::Range;
+use septum_core::system::TurnEnd;
 use septum_kernel::{Console, Uart};
 
 use crate::acpi::Processors;
@@ -40,8 +41,8 @@ impl septum_kernel::Machine for Pc {
         self.clock.now_us()
     }
 
-    fn set_deadline(&mut self, deadline_us: Option<u64>) {
-        self.clock.set_deadline(deadline_us);
+    fn set_deadline(&mut self, end: TurnEnd) {
+        self.clock.set_deadline(end);
     }
 
     fn kick(&mut self, cpu: usize) {

@@ -781,6 +781,23 @@ impl septum_kernel::AddressSpace for Space {
     }
 }
 
+/// Turns the current VMCS's VMX-preemption timer on or off (off: the kernel's
+/// timer never ends the vCPU's turn, which it asks for a turn that never ends).
+/// The exit control that saves the timer's value goes with it: VM entry
+/// refuses it without the timer. Writes the controls only when they change.
+pub fn set_preemption_timer(on: bool) {
+    for (field, bit) in [
+        (field::PIN_CONTROLS, PIN_PREEMPTION_TIMER),
+        (field::EXIT_CONTROLS, EXIT_SAVE_PREEMPTION_TIMER),
+    ] {
+        let controls = vmx::read(field) as u32;
+        let wanted = if on { controls | bit } else { controls & !bit };
+        if wanted != controls {
+            vmx::write(field, u64::from(wanted));
+        }
+    }
+}
+
 /// Moves the current VMCS's guest past the instruction that caused the VM exit.
 pub fn skip_instruction() {
     let rip = vmx::read(field::GUEST_RIP) + vmx::read(field::EXIT_INSTRUCTION_LENGTH);

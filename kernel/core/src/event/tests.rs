@@ -12,13 +12,14 @@ fn lines_match_the_documented_vocabulary() {
         pages,
         retried: 3,
         native_faults: 0,
+        native_preemptions: 2,
         us: 70,
     };
     use septum_abi::audit::Relocation as Step;
     let cases: [(Event, &str); 28] = [
         (
             relocation(Step::Virtualized, 0, 0),
-            "@@ partition os virtualized native-faults=0",
+            "@@ partition os virtualized native-faults=0 preempted=2",
         ),
         (
             relocation(Step::EvacuationBegun, 0x4000_0000, 256),

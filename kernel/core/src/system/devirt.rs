@@ -10,7 +10,10 @@
 //! restarts. The service VM may then move its pages while it runs
 //! ([`Call::Evacuate`](septum_abi::Call::Evacuate)) and hand it the machine
 //! back ([`Call::Devirtualize`](septum_abi::Call::Devirtualize)): every page
-//! goes home, its translation goes off, and the service VM stops.
+//! goes home, its translation goes off, and the service VM stops. A fault,
+//! panic or missed heartbeat of the native partition is not left to nobody: the
+//! kernel virtualizes it at the identity and starts (or restarts) the service
+//! VM, which gets it as any guest's ([`System::monitor_native`]).
 //!
 //! Invariants:
 //! - the partition is native only while every other partition, the service VM
@@ -26,8 +29,11 @@
 //!   is a write that met a move (or the break of a remap): the guest retries the
 //!   access, and it lands in the page's frame as it is then; no write is lost;
 //! - a vCPU whose translation changed while it was live on another core leaves
-//!   that core at its next entry and is loaded in the new mode; a fault it took
-//!   in the old mode before that entry is not its own: the access runs again.
+//!   that core at its next trap there (the core is kicked so that it traps
+//!   soon; any trap will do) and is loaded in the new mode; a fault it took in
+//!   the old mode is not its own: the access runs again; a preemption in the old
+//!   mode is not counted as a native one; once it has left the core, no reload
+//!   is due.
 
 use alloc::boxed::Box;
 
@@ -36,6 +42,7 @@ use septum_abi::audit::Relocation as Step;
 use septum_abi::layout::PAGE_SIZE as PAGE;
 
 use super::dispatch::Caller;
+use super::run::{Effect, TurnEnd};
 use super::{Dispatch, Next, Platform, Reply, State, System, emit};
 use crate::audit::AuditKind;
 use crate::event::{Event, Fault, Reason, Resumption, StopCause};
@@ -65,6 +72,9 @@ pub(super) struct Devirt {
     /// Faults and trapped instructions it took while native, since it last
     /// became native.
     native_faults: u64,
+    /// Turns of it that the kernel's timer ended while it ran natively, since
+    /// it last became native (none while the kernel is dormant).
+    native_preemptions: u64,
     /// Whether an evacuation moved pages that have not come home since.
     moved: bool,
     /// When (µs) the relocation under way began.
@@ -73,7 +83,7 @@ pub(super) struct Devirt {
     /// began: those it brings home.
     away: u64,
     /// Its translation changed while its vCPU was live on a core: the vCPU
-    /// leaves that core at its next entry, to be loaded in the new mode.
+    /// leaves that core at its next trap, to be loaded in the new mode.
     reload_due: bool,
 }
 
@@ -104,6 +114,7 @@ impl System {
             evacuating: None,
             retried: 0,
             native_faults: 0,
+            native_preemptions: 0,
             moved: false,
             began_us: 0,
             away: 0,
@@ -128,6 +139,24 @@ impl System {
         true
     }
 
+    /// How long a turn of vCPU `vcpu` lasts on a core without a schedule, if it
+    /// is the native devirtualizable partition's: the kernel is dormant beside
+    /// it (no other partition runs, so no round robin needs the timer), until
+    /// its heartbeat falls due if it has a watchdog, else until it traps.
+    pub(super) fn native_turn_end(&self, vcpu: usize) -> Option<TurnEnd> {
+        let devirt = self.devirt.as_deref().filter(|devirt| !devirt.translated)?;
+        let partition = &self.partitions[devirt.partition];
+        if self.vcpus[vcpu].partition != devirt.partition {
+            return None;
+        }
+        Some(
+            partition
+                .life
+                .heartbeat_due_us()
+                .map_or(TurnEnd::Never, |due_us| TurnEnd::At(due_us + 1)),
+        )
+    }
+
     /// Checks a `virtualize` by `caller`: the devirtualizable partition, native.
     pub(super) fn check_virtualize(&self, caller: usize) -> Result<(), Error> {
         match self.devirt.as_deref() {
@@ -145,17 +174,7 @@ impl System {
     /// `virtualize`: the native devirtualizable partition is taken under the
     /// translation, at the identity; then the service VM starts or restarts.
     pub(super) fn virtualize(&mut self, caller: Caller, platform: &mut impl Platform) -> Dispatch {
-        let devirt = self.devirt.as_deref_mut().expect("checked by decode");
-        devirt.translated = true;
-        self.retranslate(caller.partition, true, Some(caller.vcpu), platform);
-        self.report(caller.partition, Step::Virtualized, None, 0, platform);
-        let service = if self.partitions[0].life.ended() {
-            self.reset_events(platform);
-            self.restart(0, platform).ok()
-        } else {
-            self.start_partition(0, platform);
-            None
-        };
+        let service = self.take_under_translation(caller.partition, platform);
         Dispatch {
             reply: Some(Reply::ok([0; 3])),
             next: Next::Reload,
@@ -163,10 +182,55 @@ impl System {
         }
     }
 
+    /// Before the kernel hands a fault, trap, panic or missed heartbeat of
+    /// partition `index` to supervision: if `index` is the devirtualizable
+    /// partition running natively, nothing monitors it (the service VM does not
+    /// run beside a native partition), so it is taken under the translation at
+    /// the identity, as `virtualize` does, and the service VM starts or
+    /// restarts to decide what becomes of it. Its vCPU is on this core (the
+    /// one that trapped, or whose watchdog this core checks) and leaves it,
+    /// suspended or stopped. The work a service VM restart needs, if any.
+    pub(super) fn monitor_native(
+        &mut self,
+        index: usize,
+        platform: &mut impl Platform,
+    ) -> Option<Effect> {
+        self.devirt
+            .as_deref()
+            .filter(|devirt| devirt.partition == index && !devirt.translated)?;
+        self.take_under_translation(index, platform)
+    }
+
+    /// Turns the native devirtualizable partition `index`'s translation on at
+    /// the identity (its vCPU is loaded again, in the new mode, when it next
+    /// runs), reports it, and starts the service VM, or restarts it when a
+    /// devirtualization stopped it. The work the restart needs, if any.
+    fn take_under_translation(
+        &mut self,
+        index: usize,
+        platform: &mut impl Platform,
+    ) -> Option<Effect> {
+        let devirt = self
+            .devirt
+            .as_deref_mut()
+            .expect("a devirtualizable partition");
+        devirt.translated = true;
+        let vcpu = self.partitions[index].vcpus.start;
+        self.retranslate(index, true, Some(vcpu), platform);
+        self.report(index, Step::Virtualized, None, 0, platform);
+        if self.partitions[0].life.ended() {
+            self.reset_events(platform);
+            self.restart(0, platform).ok()
+        } else {
+            self.start_partition(0, platform);
+            None
+        }
+    }
+
     /// Turns partition `index`'s translation on or off in the back end. Its
     /// vCPU, if live on a core, must be loaded again: the caller's own
     /// (`caller_vcpu`, its call answers [`Next::Reload`]) at once; on another
-    /// core, when that core is kicked.
+    /// core, at its next trap there, which the kick brings on.
     fn retranslate(
         &mut self,
         index: usize,
@@ -188,17 +252,37 @@ impl System {
         }
     }
 
-    /// Whether vCPU `vcpu`, kicked, must leave its core to come back in a new
-    /// translation mode (see [`System::retranslate`]); asked once per change.
-    pub(super) fn take_reload(&mut self, vcpu: usize) -> bool {
+    /// Before a trap of vCPU `vcpu` other than a fault ([`System::devirt_fault`]
+    /// sees those) is handled: whether it must leave its core, to be loaded
+    /// again in the mode its translation changed to while it was live there
+    /// (see [`System::retranslate`]). The kick only makes it trap soon: any
+    /// trap will do. A preemption of it while native is counted, unless it
+    /// ended a turn of the mode it is leaving.
+    pub(super) fn devirt_trap(&mut self, vcpu: usize, preempted: bool) -> bool {
         let Some(devirt) = self.devirt.as_deref_mut() else {
             return false;
         };
-        let due = devirt.reload_due && self.partitions[devirt.partition].vcpus.start == vcpu;
-        if due {
+        if self.vcpus[vcpu].partition != devirt.partition {
+            return false;
+        }
+        if devirt.reload_due {
+            devirt.reload_due = false;
+            return true;
+        }
+        if preempted && !devirt.translated {
+            devirt.native_preemptions += 1;
+        }
+        false
+    }
+
+    /// vCPU `vcpu` leaves its core: when it next runs it is loaded in its
+    /// partition's mode as it is then, so no reload is due for it any more.
+    pub(super) fn devirt_unloaded(&mut self, vcpu: usize) {
+        if let Some(devirt) = self.devirt.as_deref_mut()
+            && self.vcpus[vcpu].partition == devirt.partition
+        {
             devirt.reload_due = false;
         }
-        due
     }
 
     /// The devirtualizable partition `target` as the service VM names it,
@@ -355,6 +439,7 @@ impl System {
         let devirt = self.devirt.as_deref_mut().expect("checked by decode");
         devirt.translated = false;
         devirt.native_faults = 0;
+        devirt.native_preemptions = 0;
         devirt.moved = false;
         let came_home = devirt.away;
         self.retranslate(target, false, None, platform);
@@ -393,7 +478,8 @@ impl System {
     /// - translated, a stage-2 fault on one of its RAM pages: the access met a
     ///   move (or the break of a remap) and is retried ([`Next::Caller`]);
     /// - native: a fault the translation did not cause, counted
-    ///   (`native-faults=`) and handled as any fault (`None`).
+    ///   (`native-faults=`) and handled as any fault (`None`), once
+    ///   [`System::monitor_native`] has brought the service VM back.
     pub(super) fn devirt_fault(
         &mut self,
         vcpu: usize,
@@ -434,9 +520,16 @@ impl System {
         pages: u64,
         platform: &mut impl Platform,
     ) {
-        let (retried, native_faults, began_us) =
-            self.devirt.as_deref().map_or((0, 0, 0), |devirt| {
-                (devirt.retried, devirt.native_faults, devirt.began_us)
+        let (retried, native_faults, native_preemptions, began_us) =
+            self.devirt.as_deref().map_or((0, 0, 0, 0), |devirt| {
+                let Devirt {
+                    retried,
+                    native_faults,
+                    native_preemptions,
+                    began_us,
+                    ..
+                } = *devirt;
+                (retried, native_faults, native_preemptions, began_us)
             });
         let now_us = platform.now_us();
         let us = match step {
@@ -457,6 +550,7 @@ impl System {
                 pages,
                 retried,
                 native_faults,
+                native_preemptions,
                 us,
             },
         );

@@ -11,7 +11,7 @@ use septum_abi::{Call, Error, PartitionState};
 use super::tests::{
     FakeMachine, GUEST_BASE, RAM, SELF, SYSTEM, call, caps_for, enter, hcall, states,
 };
-use super::{Entry, System};
+use super::{Entry, Run, System, TurnEnd};
 use crate::audit::AuditKind;
 use crate::caps::{Cap, CapType};
 use crate::memory::Range;
@@ -46,6 +46,11 @@ fn layout() -> Layout {
 /// identity) and another guest (core 2), booted: the devirtualizable guest
 /// runs natively, alone.
 fn booted() -> (System, FakeMachine) {
+    booted_with(Supervision::default())
+}
+
+/// As [`booted`], the devirtualizable guest supervised as `supervision` says.
+fn booted_with(supervision: Supervision) -> (System, FakeMachine) {
     let image = [0u8; 16];
     let mut service_caps = caps_for(Kind::Service);
     for (slot, object) in [(CONTROL_DEVIRT, 1), (CONTROL_OTHER, 2)] {
@@ -70,6 +75,7 @@ fn booted() -> (System, FakeMachine) {
     };
     let service = spec("service", Kind::Service, service_caps, 0);
     let mut devirt = spec("devirt", Kind::Guest, caps_for(Kind::Guest), 1);
+    devirt.supervision = supervision;
     devirt.resources.at = Some(GUEST_BASE);
     devirt.resources.devirtualize = true;
     let other = spec("other", Kind::Guest, caps_for(Kind::Guest), 2);
@@ -284,4 +290,208 @@ fn a_devirtualizable_guest_starts_native_alone_and_goes_back_and_forth() {
     ]
     .map(|step| step as u64);
     assert_eq!(steps, expected);
+}
+
+/// Stops the other guest and devirtualizes the (translated) devirtualizable
+/// one: it runs natively again and the service VM is stopped.
+fn devirtualize(sys: &mut System, m: &mut FakeMachine) {
+    assert_eq!(status(sys, m, 0, Call::Stop, &[CONTROL_OTHER]), 0);
+    let first = hcall(sys, m, 0, call(Call::Devirtualize, &[CONTROL_DEVIRT]));
+    if first.reply.is_some_and(|reply| reply.results[0] == 1) {
+        relocate_to_the_end(sys, m);
+    }
+    assert_eq!(sys.devirtualizable(), Some((DEVIRT, false)));
+    assert_eq!(states(sys)[0].0, PartitionState::Stopped);
+}
+
+/// A native guest's panic is not left to a service VM that does not run: the
+/// kernel takes it under the translation at the identity, starts the service
+/// VM, and suspends it for the service VM as any guest; restarted, it runs on
+/// translated.
+/// Verifies: SK-HM-015
+#[test]
+fn a_native_panic_virtualizes_the_guest_and_starts_the_service_vm() {
+    let (mut sys, mut m) = booted();
+    let panic = hcall(&mut sys, &mut m, DEVIRT, call(Call::Panic, &[SELF, 0x77]));
+    assert_ne!(panic.run, Run::Vcpu(DEVIRT), "it leaves its core");
+    assert_eq!(m.translations, [(DEVIRT, true)]);
+    assert_eq!(sys.devirtualizable(), Some((DEVIRT, true)));
+    let virtualized = m
+        .console
+        .find("@@ partition devirt virtualized native-faults=1")
+        .expect("virtualized, its panic counted");
+    let suspended = m
+        .console
+        .find("@@ partition devirt fault reason=panic")
+        .expect("the fault reported");
+    assert!(virtualized < suspended, "virtualized first:\n{}", m.console);
+    assert!(m.console.contains("action=suspend"), "{}", m.console);
+    assert_eq!(states(&sys)[DEVIRT].0, PartitionState::Suspended);
+    assert_eq!(
+        states(&sys)[0].0,
+        PartitionState::Runnable,
+        "the service VM starts"
+    );
+    assert_eq!(status(&mut sys, &mut m, 0, Call::Ready, &[SYSTEM]), 0);
+    // The service VM decides: a restart, translated (it is no longer alone).
+    assert_eq!(
+        status(&mut sys, &mut m, 0, Call::Restart, &[CONTROL_DEVIRT]),
+        0
+    );
+    assert!(m.console.contains("@@ partition devirt restart gen=2"));
+    assert_eq!(sys.devirtualizable(), Some((DEVIRT, true)));
+    assert_eq!(m.translations, [(DEVIRT, true)], "no other mode change");
+}
+
+/// A native guest that misses its heartbeat after a devirtualization stopped
+/// the service VM: the kernel virtualizes it and restarts the service VM, which
+/// gets it suspended rather than finding it stopped for want of a supervisor.
+/// Verifies: SK-HM-015
+#[test]
+fn a_native_missed_heartbeat_after_devirtualizing_restarts_the_service_vm() {
+    let (mut sys, mut m) = booted_with(Supervision {
+        watchdog_ms: 10,
+        ..Supervision::default()
+    });
+    assert_eq!(
+        status(&mut sys, &mut m, DEVIRT, Call::Virtualize, &[SELF]),
+        0
+    );
+    assert_eq!(status(&mut sys, &mut m, 0, Call::Ready, &[SYSTEM]), 0);
+    devirtualize(&mut sys, &mut m);
+    m.now_us += 1_000_000;
+    let mut out = super::run::Outcome::new();
+    sys.check_watchdogs(1, &mut out, &mut m);
+    assert!(
+        m.console.contains("@@ partition devirt watchdog gen=1"),
+        "{}",
+        m.console
+    );
+    assert_eq!(sys.devirtualizable(), Some((DEVIRT, true)));
+    assert_eq!(
+        m.translations,
+        [(DEVIRT, true), (DEVIRT, false), (DEVIRT, true)]
+    );
+    assert!(m.console.contains("@@ partition service restart gen=2"));
+    assert_eq!(states(&sys)[DEVIRT].0, PartitionState::Suspended);
+    assert_eq!(out.effects.len(), 1, "the service VM's reset");
+}
+
+/// A fault of a translated guest, or of a guest that is not devirtualizable,
+/// changes no translation and starts nothing.
+/// Verifies: SK-HM-015
+#[test]
+fn only_a_native_guest_is_virtualized_by_its_fault() {
+    let (mut sys, mut m) = booted();
+    assert_eq!(
+        status(&mut sys, &mut m, DEVIRT, Call::Virtualize, &[SELF]),
+        0
+    );
+    assert_eq!(status(&mut sys, &mut m, 0, Call::Ready, &[SYSTEM]), 0);
+    hcall(&mut sys, &mut m, DEVIRT, call(Call::Panic, &[SELF, 1]));
+    hcall(&mut sys, &mut m, 2, call(Call::Panic, &[SELF, 1]));
+    assert_eq!(m.translations, [(DEVIRT, true)]);
+    assert_eq!(m.console.matches("virtualized").count(), 1, "{}", m.console);
+    assert_eq!(states(&sys)[DEVIRT].0, PartitionState::Suspended);
+    assert_eq!(states(&sys)[2].0, PartitionState::Suspended);
+}
+
+/// Core 1 enters until it runs the devirtualizable guest; the turn it gave it.
+fn run_devirt(sys: &mut System, m: &mut FakeMachine, entry: Entry) -> Option<TurnEnd> {
+    let mut out = enter(sys, 1, entry, m);
+    for _ in 0..1000 {
+        if out.run == Run::Vcpu(DEVIRT) {
+            return out.turn;
+        }
+        out = enter(sys, 1, Entry::Resume, m);
+    }
+    panic!("core 1 never ran the devirtualizable guest");
+}
+
+/// Beside a native guest the kernel is dormant: its turns never end, unless
+/// a watchdog needs the kernel when its heartbeat falls due; translated, it
+/// takes round-robin turns again, and the virtualization reports how many of
+/// its native turns the timer ended.
+/// Verifies: SK-ISO-015
+#[test]
+fn the_kernel_is_dormant_beside_a_native_guest() {
+    let (mut sys, mut m) = booted();
+    assert_eq!(
+        run_devirt(&mut sys, &mut m, Entry::Resume),
+        Some(TurnEnd::Never)
+    );
+    assert_eq!(
+        status(&mut sys, &mut m, DEVIRT, Call::Virtualize, &[SELF]),
+        0
+    );
+    assert!(
+        m.console
+            .contains("@@ partition devirt virtualized native-faults=0 preempted=0"),
+        "{}",
+        m.console
+    );
+    let preempted = Entry::Trap(&super::run::Trap::Preempted);
+    assert_eq!(
+        run_devirt(&mut sys, &mut m, preempted),
+        Some(TurnEnd::Slice)
+    );
+
+    let (mut sys, mut m) = booted_with(Supervision {
+        watchdog_ms: 10,
+        ..Supervision::default()
+    });
+    let Some(TurnEnd::At(end_us)) = run_devirt(&mut sys, &mut m, Entry::Resume) else {
+        panic!("a watchdog's heartbeat ends the turn");
+    };
+    assert!(end_us > m.now_us && end_us <= m.now_us + 10_001);
+    // Its turn ended by the timer while native: counted.
+    run_devirt(&mut sys, &mut m, preempted);
+    assert_eq!(
+        status(&mut sys, &mut m, DEVIRT, Call::Virtualize, &[SELF]),
+        0
+    );
+    assert!(
+        m.console
+            .contains("virtualized native-faults=0 preempted=1"),
+        "{}",
+        m.console
+    );
+}
+
+/// Devirtualized while live on its core, the guest leaves it at its next trap,
+/// whatever the trap, to be loaded natively; a preemption that ended its last
+/// translated turn is not a native one, and it then runs with no turn end.
+/// Verifies: SK-ISO-015
+#[test]
+fn a_live_guest_devirtualized_is_reloaded_at_its_next_trap() {
+    let (mut sys, mut m) = booted();
+    assert_eq!(
+        status(&mut sys, &mut m, DEVIRT, Call::Virtualize, &[SELF]),
+        0
+    );
+    assert_eq!(status(&mut sys, &mut m, 0, Call::Ready, &[SYSTEM]), 0);
+    // Live on core 1 (it just called), it is devirtualized from core 0.
+    devirtualize(&mut sys, &mut m);
+    let preempted = Entry::Trap(&super::run::Trap::Preempted);
+    let out = enter(&mut sys, 1, preempted, &mut m);
+    assert_eq!(
+        (out.store, out.load, out.turn),
+        (Some(DEVIRT), Some(DEVIRT), Some(TurnEnd::Never)),
+        "it leaves the core and comes back natively, dormant"
+    );
+    // Its next trap is an ordinary one.
+    let out = hcall(&mut sys, &mut m, DEVIRT, call(Call::Null, &[]));
+    assert_eq!((out.store, out.load), (None, None));
+    assert_eq!(
+        status(&mut sys, &mut m, DEVIRT, Call::Virtualize, &[SELF]),
+        0
+    );
+    assert_eq!(
+        m.console
+            .matches("@@ partition devirt virtualized native-faults=0 preempted=0\n")
+            .count(),
+        2,
+        "{}",
+        m.console
+    );
 }

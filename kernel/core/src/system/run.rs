@@ -105,6 +105,10 @@ pub enum TurnEnd {
     At(u64),
     /// No window ends: the back end's round-robin time slice.
     Slice,
+    /// Never: the kernel's timer stays quiet and the vCPU keeps its core until
+    /// it traps or the core is kicked (a native partition, running alone,
+    /// leaves the kernel dormant: see `devirt.rs`).
+    Never,
 }
 
 /// Work on a stored vCPU's registers (never one live on a core).
@@ -306,6 +310,8 @@ impl System {
             }
             return Next::Yield;
         }
+        let reload = !matches!(trap, Trap::Fault(_))
+            && self.devirt_trap(vcpu, matches!(trap, Trap::Preempted));
         let dispatch = match trap {
             Trap::Hypercall(call) => self.hypercall(Caller { partition, vcpu }, call, platform),
             Trap::Smccc(call) => self.smccc(vcpu, call, platform),
@@ -313,7 +319,6 @@ impl System {
                 self.end_loan(partition);
                 Dispatch::new(None, Next::Yield)
             }
-            Trap::Kicked if self.take_reload(vcpu) => Dispatch::new(None, Next::Reload),
             Trap::Kicked => Dispatch::new(None, Next::Caller),
             Trap::Fault(fault) => self.fault(vcpu, fault, platform),
         };
@@ -324,7 +329,13 @@ impl System {
         if let Some(effect) = dispatch.effect {
             self.push_effect(cpu, effect, out, platform);
         }
-        dispatch.next
+        match dispatch.next {
+            // Its translation changed while it ran here: it leaves the core to
+            // be loaded in the new mode (a switch or power-off makes it leave
+            // anyway).
+            Next::Caller | Next::Yield if reload => Next::Reload,
+            next => next,
+        }
     }
 
     /// Puts `effect` in the outcome; the vCPU it acts on leaves this core first if
@@ -361,6 +372,7 @@ impl System {
             return;
         };
         out.store = Some(vcpu);
+        self.devirt_unloaded(vcpu);
         let partition = self.vcpus[vcpu].partition;
         if self.live_anywhere(partition) {
             return;
@@ -439,7 +451,7 @@ impl System {
                     let partition = self.vcpus[vcpu].partition;
                     let until_us = match end {
                         TurnEnd::At(until_us) => until_us,
-                        TurnEnd::Slice => now_us + WORK_SLICE_US,
+                        TurnEnd::Slice | TurnEnd::Never => now_us + WORK_SLICE_US,
                     };
                     while self.work(partition, platform) && platform.now_us() < until_us {}
                     // Paid up and runnable: the rest of the turn is its own.
@@ -514,7 +526,7 @@ impl System {
             return match wanted.or_else(|| self.pick(cpu, trapped, |_| true)) {
                 Some(vcpu) => Decision::Run {
                     vcpu,
-                    end: TurnEnd::Slice,
+                    end: self.native_turn_end(vcpu).unwrap_or(TurnEnd::Slice),
                 },
                 // Something may still run: a vCPU that needs a core, one live on
                 // another core (a restart or stop waits for it to leave), or the

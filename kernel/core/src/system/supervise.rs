@@ -11,7 +11,10 @@
 //! a service VM stopped for good), or whose policy says `stop`, is stopped at once.
 //! The service VM itself is never suspended: when it faults or misses its
 //! heartbeat the kernel restarts it, within its own restart budget, and tells the
-//! new instance again about every guest still suspended.
+//! new instance again about every guest still suspended. A devirtualizable guest
+//! running natively has no service VM beside it: what it does that reaches the
+//! kernel first takes it under the translation and brings the service VM back
+//! (`devirt.rs`), which then decides as for any guest.
 //!
 //! Invariants:
 //! - a suspended guest has exactly one suspension on record, and an event for it is
@@ -82,6 +85,7 @@ impl System {
             self.report_fault(vcpu, *fault, Response::Restart, platform);
             return self.restart_service(platform);
         }
+        let service = self.monitor_native(culprit, platform);
         let stop = class.is_some_and(|c| {
             self.partitions[culprit].life.supervision().policy.action(c) == TrapAction::Stop
         });
@@ -120,7 +124,11 @@ impl System {
                 platform,
             );
         }
-        Dispatch::new(None, Next::Yield)
+        Dispatch {
+            reply: None,
+            next: Next::Yield,
+            effect: service,
+        }
     }
 
     /// Checks the watchdogs of the partitions whose vCPU 0 is on `cpu`: a guest
@@ -166,6 +174,9 @@ impl System {
                 self.push_effect(cpu, effect, out, platform);
             }
             return;
+        }
+        if let Some(effect) = self.monitor_native(late, platform) {
+            self.push_effect(cpu, effect, out, platform);
         }
         if !self.supervised(late) {
             self.stop(late, StopCause::Policy, platform);

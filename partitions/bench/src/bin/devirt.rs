@@ -17,6 +17,11 @@
 //! rounds write without trapping, so the service VM's relocations run beside
 //! them. After its second
 //! virtualization it runs [`ROUNDS_AFTER`] more rounds and exits with code 0.
+//!
+//! With boot argument bit [`PANIC_NATIVE`] (`devirt-native-fault`) its first
+//! generation panics after its first round, natively, before it asks for
+//! anything; a later generation (restarted by the service VM, translated) runs
+//! [`ROUNDS_AFTER`] rounds and exits with code 0.
 #![no_std]
 #![no_main]
 
@@ -44,10 +49,13 @@ const MAX_ROUNDS: u64 = 10_000;
 /// `bench-devirt-x86_64`): no trapped
 /// reads, so that no round waits for the service VM while it relocates.
 const BENCHMARK: u64 = 1 << 0;
+/// Boot argument bit 1: panic natively (see the module docs).
+const PANIC_NATIVE: u64 = 1 << 1;
 
 fn main(boot: Boot) -> u64 {
     let region = region(&boot);
     let benchmark = boot.argument & BENCHMARK != 0;
+    let panic_native = boot.argument & PANIC_NATIVE != 0;
     let mut virtualized = 0;
     let mut after = 0;
     // The first round's time: it runs natively (the kernel starts it so).
@@ -73,6 +81,12 @@ fn main(boot: Boot) -> u64 {
         let native = *native_ticks.get_or_insert(ticks);
         let rate_permille = native * 1000 / ticks.max(1);
         println!("round {round}: checksum {sum:#018x} ok rate_permille={rate_permille}");
+        if panic_native && boot.generation == 1 {
+            panic!("round {round}: panicking natively, as asked");
+        }
+        if panic_native && round >= ROUNDS_AFTER {
+            return 0;
+        }
         if round % MEASURE_EVERY == 0 && !benchmark {
             report(
                 format_args!("devirt-trapped-{round}"),
