@@ -360,14 +360,26 @@ impl Default for Console {
     }
 }
 
-/// The console's commands, as `help` and Ctrl-T list them.
-const COMMANDS: &str = "list, mem, net, top [n], restart <name>, stop <name>, resume <name>, audit, target <name> <MiB>, evacuate <name> <address> <pages>, devirtualize <name>, shutdown, help";
+/// The console's commands, as `help` and Ctrl-T list them: two lines, each
+/// shorter than the kernel's console line (120 bytes), which would otherwise
+/// split the list in mid-word.
+const COMMANDS: [&str; 2] = [
+    "list, mem, net, top [n], restart <name>, stop <name>, resume <name>, audit,",
+    "target <name> <MiB>, evacuate <name> <address> <pages>, devirtualize <name>, shutdown, help",
+];
+
+/// Prints the commands, each line after `heading`.
+fn print_commands(heading: &str) {
+    for line in COMMANDS {
+        println!("{heading}: {line}");
+    }
+}
 
 impl Console {
     fn open(&mut self) {
         self.line.clear();
         self.end_top();
-        println!("console: {COMMANDS}");
+        print_commands("console");
     }
 
     fn end_top(&mut self) {
@@ -492,7 +504,7 @@ fn command(line: &str, guests: &Guests, scheduler: &mut memory::Scheduler) {
             Ok(())
         }
         _ => {
-            println!("commands: {COMMANDS}");
+            print_commands("commands");
             Ok(())
         }
     };

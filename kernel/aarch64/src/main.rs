@@ -519,6 +519,9 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         // SAFETY: the kernel is about to stop; writing the UART behind the back of
         // the console object is the only way left to report why.
         let mut console = Console(unsafe { Pl011::new(base) });
+        // The console may have been in the middle of a line, whose rest is lost
+        // with the console object: the report starts on a line of its own.
+        let _ = writeln!(console);
         let _ = writeln!(console, "kernel panic: {info}");
         let _ = writeln!(console, "{}", Event::KernelPanic);
         console.0.drain();

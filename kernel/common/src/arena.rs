@@ -24,6 +24,8 @@ use septum_core::event::Event;
 use septum_core::memory::Range;
 use septum_core::package::Package;
 
+use crate::paging::PAGE;
+
 /// Bytes of arena every system gets, whatever its size.
 const BASE_BYTES: u64 = 64 * 1024;
 /// Bytes of arena per partition (its record, vCPU slots, capability table,
@@ -49,14 +51,14 @@ pub fn reserve_bytes(package: &Package<'_>, vcpu_bytes: usize, space_bytes: usiz
     let relocatable_pages: u64 = package
         .partitions()
         .filter(|spec| spec.resources.devirtualize)
-        .map(|spec| spec.ram_size / 4096)
+        .map(|spec| spec.ram_size / PAGE)
         .sum();
     let bytes = BASE_BYTES
         + partitions * (PARTITION_BYTES + space_bytes as u64)
         + vcpus * 2 * vcpu_bytes as u64
         + queue_entries * QUEUE_ENTRY_BYTES
         + relocatable_pages * RELOCATION_BYTES_PER_PAGE;
-    bytes.next_multiple_of(4096)
+    bytes.next_multiple_of(PAGE)
 }
 
 /// A bump allocator over memory given at boot (see the module documentation).

@@ -53,6 +53,11 @@ impl Usage {
         *count = count.wrapping_add(1);
     }
 
+    /// Traps of `kind` counted since boot.
+    pub fn count_of(&self, kind: TrapKind) -> u64 {
+        self.traps[kind.number()]
+    }
+
     /// Charges the time from `from_us` to `to_us` (the kernel's clock) as run,
     /// split over the frames it spans. Intervals may come in any order (vCPUs
     /// on several cores); one that ends before it starts charges nothing.

@@ -29,21 +29,22 @@
 //!   is a write that met a move (or the break of a remap): the guest retries the
 //!   access, and it lands in the page's frame as it is then; no write is lost;
 //! - a vCPU whose translation changed while it was live on another core leaves
-//!   that core at its next trap there (the core is kicked so that it traps
-//!   soon; any trap will do) and is loaded in the new mode; a fault it took in
-//!   the old mode is not its own: the access runs again; a preemption in the old
-//!   mode is not counted as a native one; once it has left the core, no reload
-//!   is due.
+//!   that core at its next trap there, whatever the trap (the core is kicked
+//!   so that it traps soon), and is loaded in the new mode: the trap waits and
+//!   runs again then ([`Deferred::Reload`]); a preemption in the old mode is
+//!   not counted as a native one.
 
 use alloc::boxed::Box;
 
 use septum_abi::Error;
 use septum_abi::audit::Relocation as Step;
 use septum_abi::layout::PAGE_SIZE as PAGE;
+use septum_abi::usage::TrapKind;
 
 use super::dispatch::Caller;
-use super::run::{Effect, TurnEnd};
-use super::{Dispatch, Next, Platform, Reply, State, System, emit};
+use super::lifecycle::Deferred;
+use super::run::{Effect, Outcome, TurnEnd};
+use super::{Dispatch, Next, Platform, Reply, Run, State, System, emit};
 use crate::audit::AuditKind;
 use crate::event::{Event, Fault, Reason, Resumption, StopCause};
 use crate::memory::Range;
@@ -72,9 +73,10 @@ pub(super) struct Devirt {
     /// Faults and trapped instructions it took while native, since it last
     /// became native.
     native_faults: u64,
-    /// Turns of it that the kernel's timer ended while it ran natively, since
-    /// it last became native (none while the kernel is dormant).
-    native_preemptions: u64,
+    /// Its count of preemptions (turns the kernel's timer ended) when its
+    /// native run began (the end of its devirtualization, or the reload of its
+    /// live vCPU in native mode): the kernel is dormant if it has not grown.
+    preempted_when_native: u64,
     /// Whether an evacuation moved pages that have not come home since.
     moved: bool,
     /// When (µs) the relocation under way began.
@@ -82,9 +84,6 @@ pub(super) struct Devirt {
     /// Pages away from their home frames when the devirtualization under way
     /// began: those it brings home.
     away: u64,
-    /// Its translation changed while its vCPU was live on a core: the vCPU
-    /// leaves that core at its next trap, to be loaded in the new mode.
-    reload_due: bool,
 }
 
 impl System {
@@ -114,11 +113,10 @@ impl System {
             evacuating: None,
             retried: 0,
             native_faults: 0,
-            native_preemptions: 0,
+            preempted_when_native: 0,
             moved: false,
             began_us: 0,
             away: 0,
-            reload_due: false,
         }));
         Ok(())
     }
@@ -139,22 +137,27 @@ impl System {
         true
     }
 
-    /// How long a turn of vCPU `vcpu` lasts on a core without a schedule, if it
-    /// is the native devirtualizable partition's: the kernel is dormant beside
-    /// it (no other partition runs, so no round robin needs the timer), until
-    /// its heartbeat falls due if it has a watchdog, else until it traps.
-    pub(super) fn native_turn_end(&self, vcpu: usize) -> Option<TurnEnd> {
-        let devirt = self.devirt.as_deref().filter(|devirt| !devirt.translated)?;
-        let partition = &self.partitions[devirt.partition];
-        if self.vcpus[vcpu].partition != devirt.partition {
-            return None;
+    /// A round-robin turn that begins for the native devirtualizable
+    /// partition's vCPU ends later (`out.turn`): the kernel is dormant beside it
+    /// (no other partition runs, so no round robin needs the timer), until its
+    /// heartbeat falls due if it has a watchdog, else until it traps.
+    #[inline(never)]
+    pub(super) fn dormant_turn(&self, out: &mut Outcome) {
+        let (Some(TurnEnd::Slice), Run::Vcpu(vcpu), Some(devirt)) =
+            (out.turn, out.run, self.devirt.as_deref())
+        else {
+            return;
+        };
+        if devirt.translated || self.vcpus[vcpu].partition != devirt.partition {
+            return;
         }
-        Some(
+        let partition = &self.partitions[devirt.partition];
+        out.turn = Some(
             partition
                 .life
                 .heartbeat_due_us()
                 .map_or(TurnEnd::Never, |due_us| TurnEnd::At(due_us + 1)),
-        )
+        );
     }
 
     /// Checks a `virtualize` by `caller`: the devirtualizable partition, native.
@@ -230,7 +233,8 @@ impl System {
     /// Turns partition `index`'s translation on or off in the back end. Its
     /// vCPU, if live on a core, must be loaded again: the caller's own
     /// (`caller_vcpu`, its call answers [`Next::Reload`]) at once; on another
-    /// core, at its next trap there, which the kick brings on.
+    /// core, at its next trap there, which a kick brings on
+    /// ([`Deferred::Reload`]: the trap waits, and runs again in the new mode).
     fn retranslate(
         &mut self,
         index: usize,
@@ -243,45 +247,24 @@ impl System {
         if caller_vcpu == Some(vcpu) {
             return;
         }
-        if let Some(core) = self.loaded.iter().position(|&live| live == Some(vcpu)) {
-            self.devirt
-                .as_deref_mut()
-                .expect("a devirtualizable partition")
-                .reload_due = true;
-            self.interrupted |= 1 << core;
+        let live = self.loaded.contains(&Some(vcpu));
+        let life = &mut self.partitions[index].life;
+        if live && life.deferred().is_none() {
+            life.defer(Deferred::Reload);
+            self.note_stopped_running();
         }
     }
 
-    /// Before a trap of vCPU `vcpu` other than a fault ([`System::devirt_fault`]
-    /// sees those) is handled: whether it must leave its core, to be loaded
-    /// again in the mode its translation changed to while it was live there
-    /// (see [`System::retranslate`]). The kick only makes it trap soon: any
-    /// trap will do. A preemption of it while native is counted, unless it
-    /// ended a turn of the mode it is leaving.
-    pub(super) fn devirt_trap(&mut self, vcpu: usize, preempted: bool) -> bool {
-        let Some(devirt) = self.devirt.as_deref_mut() else {
-            return false;
-        };
-        if self.vcpus[vcpu].partition != devirt.partition {
-            return false;
-        }
-        if devirt.reload_due {
-            devirt.reload_due = false;
-            return true;
-        }
-        if preempted && !devirt.translated {
-            devirt.native_preemptions += 1;
-        }
-        false
-    }
-
-    /// vCPU `vcpu` leaves its core: when it next runs it is loaded in its
-    /// partition's mode as it is then, so no reload is due for it any more.
-    pub(super) fn devirt_unloaded(&mut self, vcpu: usize) {
+    /// The devirtualizable partition `index`'s vCPU left its core to be loaded
+    /// in its new mode ([`Deferred::Reload`]). Into native mode: its native run
+    /// starts here, so its count of native preemptions does too (a turn the
+    /// timer ended in the mode it left is not one).
+    pub(super) fn reloaded(&mut self, index: usize) {
+        let preempted = self.partitions[index].usage.count_of(TrapKind::Preempted);
         if let Some(devirt) = self.devirt.as_deref_mut()
-            && self.vcpus[vcpu].partition == devirt.partition
+            && !devirt.translated
         {
-            devirt.reload_due = false;
+            devirt.preempted_when_native = preempted;
         }
     }
 
@@ -439,7 +422,7 @@ impl System {
         let devirt = self.devirt.as_deref_mut().expect("checked by decode");
         devirt.translated = false;
         devirt.native_faults = 0;
-        devirt.native_preemptions = 0;
+        devirt.preempted_when_native = self.partitions[target].usage.count_of(TrapKind::Preempted);
         devirt.moved = false;
         let came_home = devirt.away;
         self.retranslate(target, false, None, platform);
@@ -471,29 +454,18 @@ impl System {
     }
 
     /// What becomes of `fault`, taken by partition `index`, if it is the
-    /// devirtualizable partition's and the kernel handles it here:
-    /// - taken in the mode it just left (its vCPU was live on this core when
-    ///   its translation changed, and trapped before the kick): it runs again
-    ///   in the new mode ([`Next::Reload`]);
+    /// devirtualizable partition's and the kernel handles it here (a fault
+    /// taken in a mode it has left never comes here: see [`Deferred::Reload`]):
     /// - translated, a stage-2 fault on one of its RAM pages: the access met a
     ///   move (or the break of a remap) and is retried ([`Next::Caller`]);
     /// - native: a fault the translation did not cause, counted
     ///   (`native-faults=`) and handled as any fault (`None`), once
     ///   [`System::monitor_native`] has brought the service VM back.
-    pub(super) fn devirt_fault(
-        &mut self,
-        vcpu: usize,
-        index: usize,
-        fault: &Fault,
-    ) -> Option<Next> {
+    pub(super) fn devirt_fault(&mut self, index: usize, fault: &Fault) -> Option<Next> {
         let devirt = self
             .devirt
             .as_deref_mut()
             .filter(|d| d.partition == index)?;
-        if devirt.reload_due && self.partitions[index].vcpus.start == vcpu {
-            devirt.reload_due = false;
-            return Some(Next::Reload);
-        }
         if !devirt.translated {
             devirt.native_faults += 1;
             return None;
@@ -520,17 +492,21 @@ impl System {
         pages: u64,
         platform: &mut impl Platform,
     ) {
-        let (retried, native_faults, native_preemptions, began_us) =
+        let (retried, native_faults, preempted_when_native, began_us) =
             self.devirt.as_deref().map_or((0, 0, 0, 0), |devirt| {
                 let Devirt {
                     retried,
                     native_faults,
-                    native_preemptions,
+                    preempted_when_native,
                     began_us,
                     ..
                 } = *devirt;
-                (retried, native_faults, native_preemptions, began_us)
+                (retried, native_faults, preempted_when_native, began_us)
             });
+        let native_preemptions = self.partitions[index]
+            .usage
+            .count_of(TrapKind::Preempted)
+            .saturating_sub(preempted_when_native);
         let now_us = platform.now_us();
         let us = match step {
             Step::Evacuated | Step::Devirtualized => now_us.saturating_sub(began_us),

@@ -264,6 +264,12 @@ fn a_devirtualizable_guest_starts_native_alone_and_goes_back_and_forth() {
     assert_eq!(state(&sys, 0), PartitionState::Stopped);
     assert_eq!(sys.devirtualizable(), Some((DEVIRT, false)));
 
+    // It was live on core 1 meanwhile: its next trap, whatever it is, is not
+    // handled in the mode it left; it leaves the core, and the call runs again
+    // natively.
+    let first = hcall(&mut sys, &mut m, DEVIRT, call(Call::Virtualize, &[SELF]));
+    assert_eq!((first.reply, first.store), (None, Some(DEVIRT)));
+    assert_eq!(sys.devirtualizable(), Some((DEVIRT, false)));
     // Native again, it virtualizes once more: the service VM is restarted.
     assert_eq!(
         status(&mut sys, &mut m, DEVIRT, Call::Virtualize, &[SELF]),

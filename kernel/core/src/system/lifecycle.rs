@@ -89,14 +89,18 @@ pub enum VcpuState {
     Blocked(WaitOn),
 }
 
-/// A control action the service VM asked for while the partition ran on another
-/// core: carried out once none of its vCPUs is live on any core.
+/// An action asked for while the partition ran on another core: carried out
+/// once none of its vCPUs is live on any core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Deferred {
-    /// Restart it.
+    /// Restart it (the service VM asked).
     Restart,
-    /// Stop it.
+    /// Stop it (the service VM asked).
     Stop,
+    /// Load its vCPU again, in the translation mode its partition has now: the
+    /// devirtualizable partition, whose mode changed while it ran (`devirt.rs`).
+    /// A restart or stop asked for meanwhile takes its place.
+    Reload,
 }
 
 /// A transition the partition's state does not allow.

@@ -263,6 +263,9 @@ impl System {
             }
         };
         out.run = self.settle(cpu, trapped, next, new_turn, out, platform);
+        if self.devirt.is_some() {
+            self.dormant_turn(out);
+        }
         if matches!(out.run, Run::Idle { .. }) {
             self.idle |= 1 << cpu;
         }
@@ -310,8 +313,6 @@ impl System {
             }
             return Next::Yield;
         }
-        let reload = !matches!(trap, Trap::Fault(_))
-            && self.devirt_trap(vcpu, matches!(trap, Trap::Preempted));
         let dispatch = match trap {
             Trap::Hypercall(call) => self.hypercall(Caller { partition, vcpu }, call, platform),
             Trap::Smccc(call) => self.smccc(vcpu, call, platform),
@@ -329,13 +330,7 @@ impl System {
         if let Some(effect) = dispatch.effect {
             self.push_effect(cpu, effect, out, platform);
         }
-        match dispatch.next {
-            // Its translation changed while it ran here: it leaves the core to
-            // be loaded in the new mode (a switch or power-off makes it leave
-            // anyway).
-            Next::Caller | Next::Yield if reload => Next::Reload,
-            next => next,
-        }
+        dispatch.next
     }
 
     /// Puts `effect` in the outcome; the vCPU it acts on leaves this core first if
@@ -372,7 +367,6 @@ impl System {
             return;
         };
         out.store = Some(vcpu);
-        self.devirt_unloaded(vcpu);
         let partition = self.vcpus[vcpu].partition;
         if self.live_anywhere(partition) {
             return;
@@ -384,6 +378,7 @@ impl System {
                 }
             }
             Some(Deferred::Stop) => self.stop(partition, StopCause::Service, platform),
+            Some(Deferred::Reload) => self.reloaded(partition),
             None => {}
         }
     }
@@ -526,7 +521,7 @@ impl System {
             return match wanted.or_else(|| self.pick(cpu, trapped, |_| true)) {
                 Some(vcpu) => Decision::Run {
                     vcpu,
-                    end: self.native_turn_end(vcpu).unwrap_or(TurnEnd::Slice),
+                    end: TurnEnd::Slice,
                 },
                 // Something may still run: a vCPU that needs a core, one live on
                 // another core (a restart or stop waits for it to leave), or the

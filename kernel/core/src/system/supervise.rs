@@ -65,7 +65,7 @@ impl System {
     ) -> Dispatch {
         let culprit = self.vcpus[vcpu].partition;
         let index = self.vcpus[vcpu].index;
-        if let Some(next) = self.devirt_fault(vcpu, culprit, fault) {
+        if let Some(next) = self.devirt_fault(culprit, fault) {
             return Dispatch::new(None, next);
         }
         self.flush_console(culprit, platform);
