@@ -255,11 +255,12 @@ impl System {
         }
     }
 
-    /// The devirtualizable partition `index`'s vCPU left its core to be loaded
-    /// in its new mode ([`Deferred::Reload`]). Into native mode: its native run
-    /// starts here, so its count of native preemptions does too (a turn the
-    /// timer ended in the mode it left is not one).
-    pub(super) fn reloaded(&mut self, index: usize) {
+    /// The devirtualizable partition `index`'s native run begins, if it is
+    /// native: when its devirtualization ends, and again when its vCPU, live
+    /// then, has left its core to be loaded natively ([`Deferred::Reload`]).
+    /// Its count of native preemptions starts here (a turn the timer ended in
+    /// the mode it left is not one).
+    pub(super) fn native_run_begins(&mut self, index: usize) {
         let preempted = self.partitions[index].usage.count_of(TrapKind::Preempted);
         if let Some(devirt) = self.devirt.as_deref_mut()
             && !devirt.translated
@@ -422,9 +423,9 @@ impl System {
         let devirt = self.devirt.as_deref_mut().expect("checked by decode");
         devirt.translated = false;
         devirt.native_faults = 0;
-        devirt.preempted_when_native = self.partitions[target].usage.count_of(TrapKind::Preempted);
         devirt.moved = false;
         let came_home = devirt.away;
+        self.native_run_begins(target);
         self.retranslate(target, false, None, platform);
         self.report(target, Step::Devirtualized, None, came_home, platform);
         // A trap that suspended it came from its translation, which is off:

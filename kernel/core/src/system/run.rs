@@ -378,7 +378,7 @@ impl System {
                 }
             }
             Some(Deferred::Stop) => self.stop(partition, StopCause::Service, platform),
-            Some(Deferred::Reload) => self.reloaded(partition),
+            Some(Deferred::Reload) => self.native_run_begins(partition),
             None => {}
         }
     }
